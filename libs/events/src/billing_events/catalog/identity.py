@@ -1,0 +1,62 @@
+"""Events the identity service publishes. No passport data, ever; secrets only sealed."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from billing_events import topics
+from billing_events.catalog.common import AccountNumber, MaskedDestination, SealedSecret
+from billing_events.envelope import Event
+
+
+class LegalStatus(StrEnum):
+    PERSON = "person"
+    ORGANISATION = "organisation"
+
+
+class SubscriberRegistered(Event):
+    """A contract was signed and a personal account opened.
+
+    Contact details are sealed for the notifier (the only other service allowed to hold them);
+    everyone else sees the masked forms.
+    """
+
+    event_type: ClassVar[str] = "SubscriberRegistered"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    contract_number: str = Field(min_length=1, max_length=32)
+    region: str = Field(min_length=1, max_length=64)
+    legal_status: LegalStatus
+    language: str = Field(default="ru", pattern=r"^[a-z]{2}$")
+    masked_phone: MaskedDestination
+    masked_email: MaskedDestination | None = None
+    sealed_contact: SealedSecret = Field(
+        description='Sealed JSON {"phone": "+7...", "email": "..."|null} for the notifier'
+    )
+
+
+class PasswordPurpose(StrEnum):
+    INITIAL = "initial"
+    SMS_REISSUE = "sms_reissue"
+    RESET_CODE = "reset_code"
+    SUPPORT_RECOVERY = "support_recovery"
+
+
+class PasswordIssued(Event):
+    """A password or one-time code must reach the subscriber. The secret is sealed."""
+
+    event_type: ClassVar[str] = "PasswordIssued"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    purpose: PasswordPurpose
+    channel: Literal["sms", "email"]
+    masked_destination: MaskedDestination
+    sealed_secret: SealedSecret = Field(
+        description='Sealed JSON {"secret": "...", "destination": "..."} for the notifier'
+    )
+    expires_at: AwareDatetime | None = None

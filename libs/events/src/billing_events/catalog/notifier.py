@@ -1,0 +1,1 @@
+"""Events the notifier publishes: what was told to whom (masked), and what failed."""

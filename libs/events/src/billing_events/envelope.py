@@ -1,0 +1,169 @@
+"""The one envelope every event travels in, and the registry of event types.
+
+An event type is a pydantic model subclassing :class:`Event` with a name, a schema version and
+the topic of the service that owns it. Declaring the class registers it; decoding looks the
+(type, version) pair up, so an unknown type or version is refused with a clear reason.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any, ClassVar, Generic, TypeVar
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from uuid6 import uuid7
+
+from billing_events.clock import Clock
+
+
+class Event(BaseModel):
+    """The payload of one event type at one schema version. Subclasses register themselves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str]
+    version: ClassVar[int] = 1
+    topic: ClassVar[str]
+    """Name (without prefix) of the owning service's topic, see :mod:`billing_events.topics`."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "event_type" in cls.__dict__:
+            key = (cls.event_type, cls.version)
+            if key in REGISTRY and REGISTRY[key].__qualname__ != cls.__qualname__:
+                raise TypeError(f"event type {key} is declared twice")
+            REGISTRY[key] = cls
+
+
+REGISTRY: dict[tuple[str, int], type[Event]] = {}
+
+E = TypeVar("E", bound=Event)
+
+
+class Envelope(BaseModel, Generic[E]):
+    """Metadata common to every event, and its payload.
+
+    ``account`` is the Kafka message key: every event of one account lands in one partition
+    and keeps its order. ``correlation_id`` follows a whole conversation across services;
+    ``causation_id`` names the event that directly caused this one.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: UUID = Field(description="UUIDv7: unique and sortable by creation time")
+    event_type: str
+    schema_version: int = Field(ge=1)
+    occurred_at: AwareDatetime
+    account: str = Field(min_length=1, max_length=64, description="Kafka key: the account number")
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    producer: str = Field(description="The service that published the event")
+    payload: E
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc(cls, moment: datetime) -> datetime:
+        return moment.astimezone(UTC)
+
+    @classmethod
+    def new(
+        cls,
+        payload: E,
+        *,
+        account: str,
+        producer: str,
+        clock: Clock,
+        cause: Envelope[Any] | None = None,
+        correlation_id: UUID | None = None,
+    ) -> Envelope[E]:
+        """Wrap a payload; an event caused by another inherits its correlation id."""
+        event_id = uuid7()
+        if correlation_id is None:
+            correlation_id = cause.correlation_id if cause is not None else event_id
+        return Envelope[type(payload)](  # type: ignore[index]
+            event_id=event_id,
+            event_type=payload.event_type,
+            schema_version=payload.version,
+            occurred_at=clock.now(),
+            account=account,
+            correlation_id=correlation_id,
+            causation_id=cause.event_id if cause is not None else None,
+            producer=producer,
+            payload=payload,
+        )
+
+    @property
+    def topic(self) -> str:
+        return self.payload.topic
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    def kafka_headers(self) -> dict[str, str]:
+        """Headers that let a consumer route or filter without parsing the body."""
+        return {
+            "event_type": self.event_type,
+            "schema_version": str(self.schema_version),
+            "correlation_id": str(self.correlation_id),
+        }
+
+
+class InvalidEvent(ValueError):
+    """A message that cannot be read as a known event: the reason goes to the dead letter."""
+
+
+@cache
+def envelope_model(event_cls: type[Event]) -> type[Envelope[Any]]:
+    return Envelope[event_cls]  # type: ignore[valid-type]
+
+
+def decode(raw: bytes | str) -> Envelope[Any]:
+    """Validate bytes from the broker into a typed envelope, or raise :class:`InvalidEvent`."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent("not a JSON object")
+    event_type, version = data.get("event_type"), data.get("schema_version")
+    if not isinstance(event_type, str) or not isinstance(version, int):
+        raise InvalidEvent("missing or malformed event_type / schema_version")
+    event_cls = REGISTRY.get((event_type, version))
+    if event_cls is None:
+        known = sorted(v for (t, v) in REGISTRY if t == event_type)
+        if known:
+            raise InvalidEvent(f"unknown version {version} of {event_type}; known: {known}")
+        raise InvalidEvent(f"unknown event type {event_type!r}")
+    try:
+        return envelope_model(event_cls).model_validate(data)
+    except ValidationError as exc:
+        raise InvalidEvent(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per field, without the input values (they may hold personal data)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def event_class(event_type: str, version: int | None = None) -> type[Event]:
+    if version is None:
+        version = max(v for (t, v) in REGISTRY if t == event_type)
+    return REGISTRY[(event_type, version)]
+
+
+__all__ = [
+    "REGISTRY",
+    "Envelope",
+    "Event",
+    "InvalidEvent",
+    "decode",
+    "describe_validation_error",
+    "envelope_model",
+    "event_class",
+]

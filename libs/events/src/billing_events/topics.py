@@ -1,0 +1,67 @@
+"""Topics: one per owning service, keyed by account number.
+
+Names here are the production names; a deployment (or a test) may put a prefix in front of
+all of them through settings, which is how parallel test runs keep out of each other's way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+IDENTITY = "billing.identity"
+PAYMENTS = "billing.payments"
+LEDGER = "billing.ledger"
+TARIFF = "billing.tariff"
+NOTIFIER = "billing.notifier"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    owner: str
+    description: str
+    partitions: int = 12
+    retention: timedelta | None = None  # None: kept forever (compacted archives live elsewhere)
+
+    @property
+    def retention_ms(self) -> int:
+        return -1 if self.retention is None else int(self.retention.total_seconds() * 1000)
+
+
+KEY_RULE = "The message key is the 12-digit personal account number (UTF-8)."
+
+EVENT_TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(IDENTITY, "identity", "Subscribers registered, passwords issued, logins locked"),
+    TopicSpec(PAYMENTS, "payments", "Payments arriving from the payment channels (ingress)"),
+    TopicSpec(LEDGER, "ledger", "Every movement of money and the balances it leaves"),
+    TopicSpec(TARIFF, "tariff", "Subscriptions, daily charges, blocks and unblocks"),
+    TopicSpec(NOTIFIER, "notifier", "What was told to whom, and what could not be delivered"),
+)
+
+DEAD_LETTER_RETENTION = timedelta(days=30)
+
+
+def dead_letter_topic(consumer: str) -> str:
+    """Each consuming service owns the dead-letter topic of the messages it could not take."""
+    return f"billing.{consumer}.dlq"
+
+
+def dead_letter_spec(consumer: str) -> TopicSpec:
+    return TopicSpec(
+        dead_letter_topic(consumer),
+        consumer,
+        f"Messages the {consumer} service refused, with the reason and the original bytes",
+        partitions=1,
+        retention=DEAD_LETTER_RETENTION,
+    )
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Resolves logical topic names to the deployment's real ones (an optional prefix)."""
+
+    prefix: str = ""
+
+    def __call__(self, name: str) -> str:
+        return f"{self.prefix}{name}"
