@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 # Minor units per currency the operator accepts; a currency not listed here is refused.
 MINOR_UNIT_DIGITS: dict[str, int] = {"RUB": 2, "EUR": 2, "USD": 2}
@@ -86,6 +86,14 @@ class Money(BaseModel):
 
 class PositiveMoney(Money):
     """Money that must be more than zero: a payment, a charge, a transfer."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_money(cls, value: Any) -> Any:
+        # Any Money may be offered where a positive amount is required; the check decides.
+        if isinstance(value, Money) and not isinstance(value, cls):
+            return {"minor": value.minor, "currency": value.currency}
+        return value
 
     @field_validator("minor")
     @classmethod

@@ -1,4 +1,10 @@
-"""Events the ledger publishes, so nobody ever needs to ask the ledger."""
+"""Events the ledger publishes, so nobody ever needs to ask the ledger, and the requests it takes.
+
+Every money event names the journal transaction behind it (``transaction_id``), so a consumer can
+explain any balance entry by entry. Requests (``...Requested``) are commands from the web cabinet,
+the call centre or operations; each carries a ``request_id`` that makes a redelivered request
+take effect once.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,55 @@ from enum import StrEnum
 from typing import ClassVar
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from billing_events import topics
 from billing_events.catalog.common import AccountNumber
+from billing_events.catalog.payments import PaymentChannel
 from billing_events.envelope import Event
-from billing_events.money import Money
+from billing_events.money import Money, PositiveMoney
 
 
 class PaymentType(StrEnum):
     PREPAID = "prepaid"
     CREDIT = "credit"
+
+
+class TransactionKind(StrEnum):
+    """What a journal transaction did."""
+
+    PAYMENT = "payment"
+    PAYMENT_PARKED = "payment_parked"
+    SUSPENSE_RESOLUTION = "suspense_resolution"
+    CHARGE = "charge"
+    BONUS_ACCRUAL = "bonus_accrual"
+    BONUS_REDEMPTION = "bonus_redemption"
+    TRANSFER = "transfer"
+    REVERSAL = "reversal"
+
+
+class TransferRefusal(StrEnum):
+    SAME_ACCOUNT = "same_account"
+    SOURCE_UNKNOWN = "source_unknown"
+    SOURCE_CLOSED = "source_closed"
+    TARGET_UNKNOWN = "target_unknown"
+    TARGET_CLOSED = "target_closed"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+
+
+class UnmatchedReason(StrEnum):
+    """Why a payment went to suspense instead of a subscriber's account."""
+
+    UNKNOWN_ACCOUNT = "unknown_account"
+    CLOSED_ACCOUNT = "closed_account"
+    CURRENCY_MISMATCH = "currency_mismatch"
+
+
+class RedemptionPurpose(StrEnum):
+    CHARGE = "charge"
+    DISCOUNT = "discount"
+    GIFT = "gift"
 
 
 class BalanceChanged(Event):
@@ -35,3 +79,182 @@ class BalanceChanged(Event):
     cause_type: str = Field(description="PaymentReceived, ChargeApplied, TransferRequested, ...")
     payment_type: PaymentType
     credit_limit: Money
+
+
+class TransferRequested(Event):
+    """A subscriber (or support on their behalf) asks to move money between two main balances."""
+
+    event_type: ClassVar[str] = "TransferRequested"
+    topic: ClassVar[str] = topics.LEDGER
+
+    request_id: UUID = Field(
+        description="Unique per request: a redelivered request moves money once"
+    )
+    from_account: AccountNumber
+    to_account: AccountNumber
+    amount: PositiveMoney
+    requested_by: str = Field(
+        min_length=1, max_length=64, description="Who asked: cabinet:<account>, operator:<login>"
+    )
+
+
+class FundsTransferred(Event):
+    """Money moved from one subscriber's main balance to another's."""
+
+    event_type: ClassVar[str] = "FundsTransferred"
+    topic: ClassVar[str] = topics.LEDGER
+
+    request_id: UUID
+    transaction_id: UUID
+    from_account: AccountNumber
+    to_account: AccountNumber
+    amount: PositiveMoney
+
+
+class TransferRejected(Event):
+    """A transfer request was refused; nothing moved."""
+
+    event_type: ClassVar[str] = "TransferRejected"
+    topic: ClassVar[str] = topics.LEDGER
+
+    request_id: UUID
+    from_account: AccountNumber
+    to_account: AccountNumber
+    amount: PositiveMoney
+    reason: TransferRefusal
+    detail: str = Field(max_length=200, description="The reason in words, for the cabinet to show")
+
+
+class BonusAccrued(Event):
+    """A campaign credited bonuses for a payment."""
+
+    event_type: ClassVar[str] = "BonusAccrued"
+    topic: ClassVar[str] = topics.LEDGER
+
+    account_number: AccountNumber
+    transaction_id: UUID
+    payment_transaction_id: UUID = Field(description="The payment that earned the bonus")
+    campaign: str = Field(description="Name of the campaign that applied")
+    amount: PositiveMoney
+    bonus_balance: Money = Field(description="Bonus balance after the accrual")
+
+
+class BonusRedemptionRequested(Event):
+    """A subscriber exchanges bonuses for a discount or a gift."""
+
+    event_type: ClassVar[str] = "BonusRedemptionRequested"
+    topic: ClassVar[str] = topics.LEDGER
+
+    request_id: UUID
+    account_number: AccountNumber
+    amount: PositiveMoney
+    purpose: RedemptionPurpose = Field(
+        description="discount or gift; bonuses pay charges through the charge itself"
+    )
+    description: str = Field(default="", max_length=200)
+
+
+class BonusRedeemed(Event):
+    """Bonuses were spent: on a charge (``charge_id``) or a discount/gift (``request_id``)."""
+
+    event_type: ClassVar[str] = "BonusRedeemed"
+    topic: ClassVar[str] = topics.LEDGER
+
+    account_number: AccountNumber
+    transaction_id: UUID
+    amount: PositiveMoney
+    purpose: RedemptionPurpose
+    charge_id: str | None = None
+    request_id: UUID | None = None
+    bonus_balance: Money = Field(description="Bonus balance after the redemption")
+
+
+class PaymentUnmatched(Event):
+    """A payment matched no open account: it waits in suspense for operations to place it."""
+
+    event_type: ClassVar[str] = "PaymentUnmatched"
+    topic: ClassVar[str] = topics.LEDGER
+
+    transaction_id: UUID = Field(description="The transaction that parked the money in suspense")
+    account_number: str = Field(min_length=1, max_length=32, description="As the payer typed it")
+    channel: PaymentChannel
+    reference: str = Field(min_length=1, max_length=64)
+    amount: PositiveMoney
+    received_at: AwareDatetime
+    reason: UnmatchedReason
+
+
+class SuspenseResolved(Event):
+    """Operations moved a parked payment to the account it was meant for."""
+
+    event_type: ClassVar[str] = "SuspenseResolved"
+    topic: ClassVar[str] = topics.LEDGER
+
+    transaction_id: UUID
+    parked_transaction_id: UUID
+    account_number: AccountNumber
+    amount: PositiveMoney
+    operator: str
+    reason: str
+
+
+class TransactionReversed(Event):
+    """A correction: a new transaction with the negated postings of an earlier one."""
+
+    event_type: ClassVar[str] = "TransactionReversed"
+    topic: ClassVar[str] = topics.LEDGER
+
+    transaction_id: UUID = Field(description="The reversing transaction")
+    reversed_transaction_id: UUID
+    reversed_kind: TransactionKind
+    accounts: tuple[AccountNumber, ...] = Field(description="Subscriber accounts it touched")
+    operator: str
+    reason: str
+
+
+class PaymentTypeChangeRequested(Event):
+    """Switch an account between prepaid and credit (with a limit)."""
+
+    event_type: ClassVar[str] = "PaymentTypeChangeRequested"
+    topic: ClassVar[str] = topics.LEDGER
+
+    request_id: UUID
+    account_number: AccountNumber
+    payment_type: PaymentType
+    credit_limit: Money = Field(description="Zero for prepaid; more than zero for credit")
+    requested_by: str = Field(min_length=1, max_length=64)
+
+
+class PaymentTypeChanged(Event):
+    """An account's payment type or credit limit changed."""
+
+    event_type: ClassVar[str] = "PaymentTypeChanged"
+    topic: ClassVar[str] = topics.LEDGER
+
+    account_number: AccountNumber
+    payment_type: PaymentType
+    credit_limit: Money
+    previous_payment_type: PaymentType
+    previous_credit_limit: Money
+    changed_by: str
+
+
+__all__ = [
+    "BalanceChanged",
+    "BonusAccrued",
+    "BonusRedeemed",
+    "BonusRedemptionRequested",
+    "FundsTransferred",
+    "PaymentType",
+    "PaymentTypeChangeRequested",
+    "PaymentTypeChanged",
+    "PaymentUnmatched",
+    "RedemptionPurpose",
+    "SuspenseResolved",
+    "TransactionKind",
+    "TransactionReversed",
+    "TransferRefusal",
+    "TransferRejected",
+    "TransferRequested",
+    "UnmatchedReason",
+]

@@ -57,3 +57,94 @@ class AccountUnblocked(Event):
     account_number: AccountNumber
     reason: BlockReason = Field(description="The reason of the block that ended")
     unblocked_at: AwareDatetime
+
+
+class SubscriptionActivated(Event):
+    """A plan was activated for an account; charging starts on ``effective_from``."""
+
+    event_type: ClassVar[str] = "SubscriptionActivated"
+    topic: ClassVar[str] = topics.TARIFF
+
+    account_number: AccountNumber
+    region: str = Field(min_length=1, max_length=64, description="Region code from the tariff catalog")
+    plan: str = Field(min_length=1, max_length=40, description="Plan code from the tariff catalog")
+    monthly_price: PositiveMoney = Field(description="The plan's monthly price in the region")
+    effective_from: date = Field(description="First billing day charged at this plan")
+
+
+class TariffChanged(Event):
+    """The account moves to another plan from ``effective_from`` (the billing day after the request)."""
+
+    event_type: ClassVar[str] = "TariffChanged"
+    topic: ClassVar[str] = topics.TARIFF
+
+    account_number: AccountNumber
+    previous_plan: str = Field(min_length=1, max_length=40, description="Plan code before the change")
+    plan: str = Field(min_length=1, max_length=40, description="Plan code from effective_from on")
+    monthly_price: PositiveMoney = Field(description="The new plan's monthly price in the region")
+    effective_from: date = Field(description="First billing day charged at the new plan")
+
+
+class OptionAdded(Event):
+    """An option (multiroom, antivirus, a channel package) is charged from ``effective_from``."""
+
+    event_type: ClassVar[str] = "OptionAdded"
+    topic: ClassVar[str] = topics.TARIFF
+
+    account_number: AccountNumber
+    option: str = Field(min_length=1, max_length=40, description="Option code from the tariff catalog")
+    monthly_price: PositiveMoney = Field(description="The option's monthly price in the region")
+    effective_from: date = Field(description="First billing day the option is charged")
+
+
+class OptionRemoved(Event):
+    """An option is no longer charged from ``effective_from`` on."""
+
+    event_type: ClassVar[str] = "OptionRemoved"
+    topic: ClassVar[str] = topics.TARIFF
+
+    account_number: AccountNumber
+    option: str = Field(min_length=1, max_length=40, description="Option code from the tariff catalog")
+    effective_from: date = Field(description="First billing day the option is no longer charged")
+
+
+class RequestChannel(StrEnum):
+    """Where a subscriber asked for something (the voluntary block: cabinet or support)."""
+
+    CABINET = "cabinet"
+    SUPPORT = "support"
+
+
+class VoluntaryBlockStarted(Event):
+    """A paid voluntary block began: no fees for the days ``start`` to ``last_day`` inclusive.
+
+    Published together with the ChargeApplied for its price and AccountBlocked(voluntary).
+    """
+
+    event_type: ClassVar[str] = "VoluntaryBlockStarted"
+    topic: ClassVar[str] = topics.TARIFF
+
+    account_number: AccountNumber
+    start: date = Field(description="First blocked billing day")
+    last_day: date = Field(description="Last blocked billing day; charging resumes the day after")
+    days: int = Field(ge=1, le=30, description="Length of the block the subscriber chose")
+    price: PositiveMoney = Field(description="What the block cost (the region's price)")
+    requested_via: RequestChannel
+
+
+class VoluntaryBlockEnded(Event):
+    """A voluntary block is over, at its planned end or earlier because the subscriber asked.
+
+    Published together with AccountUnblocked(voluntary).
+    """
+
+    event_type: ClassVar[str] = "VoluntaryBlockEnded"
+    topic: ClassVar[str] = topics.TARIFF
+
+    account_number: AccountNumber
+    start: date = Field(description="First blocked billing day")
+    last_day: date = Field(
+        description="Last billing day that was blocked; before start if it ended on its first day"
+    )
+    early: bool = Field(description="True when the subscriber ended it before the planned end")
+    ended_at: AwareDatetime

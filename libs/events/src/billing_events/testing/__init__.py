@@ -1,0 +1,1 @@
+"""Test helpers for the suite and for teams that consume its events."""

@@ -1,0 +1,136 @@
+"""pytest fixtures: a real broker, real databases, an isolated namespace per test.
+
+Loaded by the suite's pytest configuration (``-p billing_events.testing.plugin``); a consuming
+team can load it the same way to test against the suite's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from billing_events.settings import KafkaSettings, ServiceSettings
+from billing_events.testing.infrastructure import Infrastructure, provide
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+@pytest.fixture(scope="session")
+def infrastructure(request: pytest.FixtureRequest) -> Iterator[Infrastructure]:
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"[harness] {line}")
+
+    with ExitStack() as stack:
+        yield provide(stack, say)
+
+
+@pytest.fixture(scope="session")
+def bootstrap_servers(infrastructure: Infrastructure) -> str:
+    return infrastructure.bootstrap_servers
+
+
+class PostgresDatabases:
+    """Creates a fresh database per test on the session's server and drops them all at the end."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self._dsn = server_url.replace("postgresql+asyncpg://", "postgresql://")
+        self._created: list[str] = []
+
+    async def create(self) -> str:
+        name = f"billing_test_{uuid4().hex[:12]}"
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        self._created.append(name)
+        base, _, _ = self.server_url.rpartition("/")
+        return f"{base}/{name}"
+
+    async def drop_all(self) -> None:
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            for name in self._created:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def postgres_databases(infrastructure: Infrastructure) -> AsyncIterator[PostgresDatabases]:
+    databases = PostgresDatabases(infrastructure.postgres_url)
+    yield databases
+    await databases.drop_all()
+
+
+@pytest.fixture
+async def postgres_url(postgres_databases: PostgresDatabases) -> str:
+    return await postgres_databases.create()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Store tests run on both databases the suite supports."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+    return await databases.create()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """Every test has its own topics and consumer groups on the shared broker."""
+    return f"t{uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def kafka_settings(bootstrap_servers: str, topic_prefix: str) -> KafkaSettings:
+    # A group's first join takes half the session timeout on the embedded broker: keep it short.
+    return KafkaSettings(
+        bootstrap_servers=bootstrap_servers, topic_prefix=topic_prefix, partitions=3,
+        consumer_max_records=500, session_timeout_ms=2000, heartbeat_interval_ms=300,
+    )
+
+
+@pytest.fixture
+def make_settings(kafka_settings: KafkaSettings, tmp_path: Path, postgres_databases: PostgresDatabases) -> Callable[..., Any]:
+    """``await make_settings(LedgerSettings, database="postgresql", **overrides)``."""
+
+    async def make(settings_cls: type[S], *, database: str = "postgresql", **overrides: Any) -> S:
+        url = await postgres_databases.create() if database == "postgresql" else None
+        values: dict[str, Any] = {"kafka": kafka_settings, "data_dir": tmp_path / "data", "database_url": url}
+        values.update(overrides)
+        return settings_cls(**values)
+
+    return make
+
+
+async def eventually(check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll an async (or sync) check until it returns a truthy value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Any = None
+    while loop.time() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

@@ -1,0 +1,226 @@
+"""The idempotent consumer: one way from broker records to committed state, for every service.
+
+For each batch: decode and validate every record (a bad one becomes a dead letter), drop events
+this consumer already took (the inbox), hand the new ones to the service's batch handler, and
+commit the handler's state change, the inbox claims, the outgoing events (outbox) and the dead
+letters in ONE transaction. Only then does the subscriber acknowledge the offsets.
+
+If the batch handler fails on something other than a transient database error, the batch is
+taken again one event per transaction, so one poisonous event is dead-lettered alone and the
+others are still applied.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+from aiokafka import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_events import deadletter, inbox, metrics, outbox
+from billing_events.clock import Clock
+from billing_events.db import Database, is_transient, retry_transient
+from billing_events.envelope import Envelope, Event, InvalidEvent, decode
+from billing_events.logging import get_logger
+from billing_events.topics import TopicNames
+
+log = get_logger(__name__)
+
+
+class Rejected(Exception):
+    """Raised by a handler for input it refuses (a negative payment, an unknown plan...).
+
+    The event is dead-lettered with this reason; nothing it would have changed is written.
+    """
+
+    def __init__(self, reason: str, *, code: str = "rejected") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+@dataclass
+class Outcome:
+    """What handling a batch produced besides the state change itself."""
+
+    publish: list[Envelope[Any]] = field(default_factory=list)
+    rejected: list[tuple[Envelope[Any], str]] = field(default_factory=list)
+
+
+class BatchHandler(Protocol):
+    accepts: frozenset[str]
+    """Event types this handler takes; other types on its topics are skipped, not refused."""
+
+    async def __call__(self, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> Outcome: ...
+
+
+EventHandler = Callable[[AsyncConnection, Envelope[Any]], Awaitable[Sequence[Envelope[Any]] | None]]
+
+
+class EventRouter:
+    """A batch handler made of one function per event type, each event under a savepoint.
+
+    ``rejects`` lists the service's domain errors: such an error dead-letters the event with
+    its message, and the savepoint undoes whatever the event had written.
+    """
+
+    def __init__(
+        self, routes: Mapping[type[Event], EventHandler], *, rejects: tuple[type[Exception], ...] = ()
+    ) -> None:
+        self._routes = {event_cls.event_type: handler for event_cls, handler in routes.items()}
+        self._rejects = (Rejected, *rejects)
+        self.accepts = frozenset(self._routes)
+
+    async def __call__(self, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> Outcome:
+        outcome = Outcome()
+        for envelope in envelopes:
+            with structlog.contextvars.bound_contextvars(
+                correlation_id=str(envelope.correlation_id),
+                event_id=str(envelope.event_id),
+                event_type=envelope.event_type,
+            ):
+                savepoint = await conn.begin_nested()
+                try:
+                    published = await self._routes[envelope.event_type](conn, envelope)
+                except self._rejects as exc:
+                    await savepoint.rollback()
+                    outcome.rejected.append((envelope, getattr(exc, "reason", None) or str(exc)))
+                    continue
+                except BaseException:
+                    await savepoint.rollback()
+                    raise
+                await savepoint.commit()
+                outcome.publish.extend(published or ())
+        return outcome
+
+
+@dataclass
+class _Taken:
+    record: ConsumerRecord[bytes, bytes]
+    envelope: Envelope[Any]
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        db: Database,
+        handler: BatchHandler,
+        topics: TopicNames,
+        clock: Clock,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.name = name
+        self._db = db
+        self._handler = handler
+        self._topics = topics
+        self._clock = clock
+        self._on_commit = on_commit
+
+    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        started = time.perf_counter()
+        taken, dead = self._decode(records)
+        if taken or dead:
+            try:
+                await retry_transient(lambda: self._apply(taken, dead), what=f"{self.name} batch")
+            except Exception as exc:
+                if is_transient(exc):
+                    raise  # the subscriber rewinds; the broker redelivers the batch
+                log.warning("batch failed; taking its events one by one", error=repr(exc))
+                await self._apply_one_by_one(taken, dead)
+            self._on_commit()
+        metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+
+    def _decode(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> tuple[list[_Taken], list[deadletter.DeadLetter]]:
+        taken: list[_Taken] = []
+        dead: list[deadletter.DeadLetter] = []
+        seen: set[Any] = set()
+        for record in records:
+            try:
+                envelope = decode(record.value or b"")
+                key = (record.key or b"").decode("utf-8", errors="replace")
+                if key != envelope.account:
+                    raise InvalidEvent(f"message key {key!r} is not the envelope's account")
+            except InvalidEvent as exc:
+                metrics.EVENTS_CONSUMED.labels(self.name, "invalid").inc()
+                dead.append(_dead_letter(record, str(exc)))
+                continue
+            metrics.EVENTS_CONSUMED.labels(self.name, envelope.event_type).inc()
+            if envelope.event_type not in self._handler.accepts or envelope.event_id in seen:
+                continue
+            seen.add(envelope.event_id)
+            taken.append(_Taken(record, envelope))
+        return taken, dead
+
+    async def _apply(self, taken: list[_Taken], dead: list[deadletter.DeadLetter]) -> None:
+        async with self._db.transaction() as conn:
+            fresh = await inbox.claim(
+                conn, self.name, [item.envelope.event_id for item in taken], clock=self._clock
+            )
+            new = [item for item in taken if item.envelope.event_id in fresh]
+            if len(new) < len(taken):
+                metrics.EVENTS_DUPLICATE.labels(self.name).inc(len(taken) - len(new))
+            outcome = await self._handler(conn, [item.envelope for item in new]) if new else Outcome()
+            await outbox.stage(conn, outcome.publish, topics=self._topics, clock=self._clock)
+            by_id = {item.envelope.event_id: item.record for item in new}
+            refused = dead + [
+                _dead_letter(by_id[envelope.event_id], reason, envelope) for envelope, reason in outcome.rejected
+            ]
+            await deadletter.record(conn, refused, consumer=self.name, topics=self._topics, clock=self._clock)
+        rejected_ids = {envelope.event_id for envelope, _ in outcome.rejected}
+        for item in new:
+            if item.envelope.event_id not in rejected_ids:
+                metrics.EVENTS_HANDLED.labels(self.name, item.envelope.event_type).inc()
+        self._log_dead(refused)
+
+    async def _apply_one_by_one(self, taken: list[_Taken], dead: list[deadletter.DeadLetter]) -> None:
+        if dead:
+            await retry_transient(lambda: self._apply([], dead), what=f"{self.name} dead letters")
+        for item in taken:
+            try:
+                await retry_transient(lambda item=item: self._apply([item], []), what=f"{self.name} event")
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                letter = _dead_letter(item.record, f"handler failed: {type(exc).__name__}: {exc}", item.envelope)
+                await retry_transient(lambda letter=letter, item=item: self._dead_letter_claimed(letter, item),
+                                      what=f"{self.name} dead letter")
+
+    async def _dead_letter_claimed(self, letter: deadletter.DeadLetter, item: _Taken) -> None:
+        async with self._db.transaction() as conn:
+            await inbox.claim(conn, self.name, [item.envelope.event_id], clock=self._clock)
+            await deadletter.record(conn, [letter], consumer=self.name, topics=self._topics, clock=self._clock)
+        self._log_dead([letter])
+
+    def _log_dead(self, letters: list[deadletter.DeadLetter]) -> None:
+        for letter in letters:
+            metrics.EVENTS_DEAD_LETTERED.labels(self.name, letter.event_type or "invalid").inc()
+            log.warning(
+                "dead-lettered",
+                reason=letter.reason,
+                topic=letter.topic,
+                partition=letter.partition,
+                offset=letter.offset,
+                event_type=letter.event_type,
+                event_id=str(letter.event_id) if letter.event_id else None,
+            )
+
+
+def _dead_letter(
+    record: ConsumerRecord[bytes, bytes], reason: str, envelope: Envelope[Any] | None = None
+) -> deadletter.DeadLetter:
+    return deadletter.DeadLetter(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value or b"",
+        reason=reason,
+        event_id=envelope.event_id if envelope else None,
+        event_type=envelope.event_type if envelope else None,
+    )

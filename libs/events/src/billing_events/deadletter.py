@@ -1,0 +1,99 @@
+"""Dead letters: a message that cannot be taken is kept with its reason and original bytes.
+
+The record lands in the service's ``dead_letters`` table and, through the outbox, on the
+service's dead-letter topic, in the same transaction that moves the consumer past it: the
+consumer goes on and nothing already accepted is touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_events.clock import Clock
+from billing_events.outbox import stage_rows
+from billing_events.schema import dead_letters
+from billing_events.topics import TopicNames, dead_letter_topic
+
+MAX_REASON = 2000
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    reason: str
+    event_id: UUID | None = None
+    event_type: str | None = None
+
+
+async def record(
+    conn: AsyncConnection,
+    letters: list[DeadLetter],
+    *,
+    consumer: str,
+    topics: TopicNames,
+    clock: Clock,
+) -> None:
+    if not letters:
+        return
+    now = clock.now()
+    rows = [
+        {
+            "consumer": consumer,
+            "topic": letter.topic,
+            "partition": letter.partition,
+            "offset": letter.offset,
+            "key": _text_key(letter.key),
+            "value": letter.value,
+            "event_id": letter.event_id,
+            "event_type": letter.event_type,
+            "reason": letter.reason[:MAX_REASON],
+            "created_at": now,
+        }
+        for letter in letters
+    ]
+    await conn.execute(insert(dead_letters), rows)
+    await stage_rows(
+        conn,
+        [
+            {
+                "topic": topics(dead_letter_topic(consumer)),
+                "key": row["key"] or "",
+                "value": _dead_letter_message(row, letter),
+                "headers": {"reason": row["reason"][:200], "consumer": consumer},
+                "created_at": now,
+            }
+            for row, letter in zip(rows, letters, strict=True)
+        ],
+    )
+
+
+def _text_key(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    return key.decode("utf-8", errors="replace")[:64]
+
+
+def _dead_letter_message(row: dict[str, Any], letter: DeadLetter) -> bytes:
+    return json.dumps(
+        {
+            "consumer": row["consumer"],
+            "reason": row["reason"],
+            "source": {"topic": letter.topic, "partition": letter.partition, "offset": letter.offset},
+            "key": row["key"],
+            "event_id": str(letter.event_id) if letter.event_id else None,
+            "event_type": letter.event_type,
+            "original_base64": base64.b64encode(letter.value).decode(),
+            "dead_lettered_at": row["created_at"].isoformat(),
+        }
+    ).encode()

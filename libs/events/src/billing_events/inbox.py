@@ -1,0 +1,38 @@
+"""The idempotent consumer's memory: which events this consumer has already taken.
+
+Claiming happens in the same transaction as the state change, so an event is either fully
+processed and remembered, or neither: a redelivered event changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_events.clock import Clock
+from billing_events.db import insert_ignoring_duplicates
+from billing_events.schema import inbox
+
+
+async def claim(
+    conn: AsyncConnection, consumer: str, event_ids: Collection[UUID], *, clock: Clock
+) -> set[UUID]:
+    """Record the ids as processed; return those that were not processed before."""
+    if not event_ids:
+        return set()
+    now = clock.now()
+    statement = insert_ignoring_duplicates(conn, inbox).returning(inbox.c.event_id)
+    result = await conn.execute(
+        statement, [{"consumer": consumer, "event_id": event_id, "processed_at": now} for event_id in event_ids]
+    )
+    return set(result.scalars().all())
+
+
+async def was_processed(conn: AsyncConnection, consumer: str, event_id: UUID) -> bool:
+    found = await conn.scalar(
+        select(inbox.c.event_id).where(inbox.c.consumer == consumer, inbox.c.event_id == event_id)
+    )
+    return found is not None

@@ -1,0 +1,31 @@
+"""Prometheus metrics every service exposes, labelled by service so one registry serves all."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_CONSUMED = Counter(
+    "billing_events_consumed_total", "Messages read from the broker", ["service", "event_type"]
+)
+EVENTS_HANDLED = Counter(
+    "billing_events_handled_total", "Events applied to the service's state", ["service", "event_type"]
+)
+EVENTS_DUPLICATE = Counter(
+    "billing_events_duplicate_total", "Redelivered events the inbox absorbed", ["service"]
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "billing_events_dead_lettered_total", "Messages refused to the dead-letter topic", ["service", "event_type"]
+)
+EVENTS_PUBLISHED = Counter(
+    "billing_events_published_total", "Outbox rows published to the broker", ["service"]
+)
+BATCH_SECONDS = Histogram(
+    "billing_batch_seconds",
+    "Time to handle one consumed batch, commit included",
+    ["service"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+OUTBOX_BACKLOG = Gauge("billing_outbox_backlog", "Outbox rows not yet published", ["service"])
+CONSUMER_LAG = Gauge(
+    "billing_consumer_lag", "Messages behind the end of each partition", ["service", "topic", "partition"]
+)

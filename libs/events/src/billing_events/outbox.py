@@ -1,0 +1,163 @@
+"""The transactional outbox: events are written with the state change, published after commit.
+
+A handler never talks to the broker. It stages outgoing envelopes in the ``outbox`` table in the
+same transaction as its state change; the :class:`OutboxRelay` publishes committed rows in id
+order and marks them. A crash between publishing and marking publishes a row twice, which the
+consumers' inboxes absorb.
+
+Rows are selected by ``published_at IS NULL``, never by "last published id": in PostgreSQL a
+transaction that took id 7 can commit after the one that took id 8. One relay at a time holds a
+PostgreSQL advisory lock, so two instances of a service never publish out of order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_events.clock import Clock
+from billing_events.db import Database, retry_transient
+from billing_events.envelope import Envelope
+from billing_events.logging import get_logger
+from billing_events.schema import outbox
+from billing_events.topics import TopicNames
+
+log = get_logger(__name__)
+
+Publish = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Awaitable[Any]]]
+"""(topic, key, value, headers) -> a future that resolves when the broker acknowledged."""
+
+
+async def stage(
+    conn: AsyncConnection, envelopes: Iterable[Envelope[Any]], *, topics: TopicNames, clock: Clock
+) -> int:
+    rows = [
+        {
+            "topic": topics(envelope.topic),
+            "key": envelope.account,
+            "value": envelope.to_bytes(),
+            "headers": envelope.kafka_headers(),
+            "created_at": clock.now(),
+        }
+        for envelope in envelopes
+    ]
+    return await stage_rows(conn, rows)
+
+
+async def stage_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> int:
+    if rows:
+        await conn.execute(insert(outbox), list(rows))
+    return len(rows)
+
+
+async def backlog(conn: AsyncConnection) -> int:
+    return await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))) or 0
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db: Database,
+        publish: Publish,
+        *,
+        clock: Clock,
+        name: str,
+        batch_size: int = 2000,
+        poll_interval: float = 0.5,
+        retention: timedelta = timedelta(hours=24),
+    ) -> None:
+        self._db = db
+        self._publish = publish
+        self._clock = clock
+        self._lock_key = zlib.crc32(f"outbox:{name}".encode())
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._retention = retention
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self.published = 0
+
+    def wake(self) -> None:
+        """Called after a commit that staged events: publish now instead of at the next poll."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        rounds = 0
+        while not self._stopping:
+            try:
+                await self.drain()
+                rounds += 1
+                if rounds % 600 == 0:
+                    await self.purge()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay round failed; will retry")
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+
+    async def stop(self) -> None:
+        """Publish what is committed, then stop."""
+        self._stopping = True
+        self._wakeup.set()
+        await self.drain()
+
+    async def drain(self) -> int:
+        total = 0
+        while True:
+            sent = await retry_transient(self._publish_one_batch, what="outbox relay", max_wait=30)
+            total += sent
+            if sent < self._batch_size:
+                self.published += total
+                return total
+
+    async def _publish_one_batch(self) -> int:
+        async with self._db.transaction() as conn:
+            if not await self._take_lock(conn):
+                return 0
+            rows = (
+                await conn.execute(
+                    select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            # Send all, then wait for every acknowledgement: one round trip per batch, and the
+            # producer keeps per-partition order because sends are issued in id order.
+            pending = [
+                await self._publish(row.topic, row.key.encode(), row.value, row.headers) for row in rows
+            ]
+            await asyncio.gather(*pending)
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_([row.id for row in rows]))
+                .values(published_at=self._clock.now())
+            )
+            return len(rows)
+
+    async def _take_lock(self, conn: AsyncConnection) -> bool:
+        if conn.dialect.name != "postgresql":
+            return True  # SQLite has one writer at a time already
+        return bool(await conn.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": self._lock_key}))
+
+    async def purge(self) -> int:
+        """Published rows are kept for a while (for inspection), then deleted."""
+        cutoff = self._clock.now() - self._retention
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                delete(outbox).where(outbox.c.published_at.is_not(None), outbox.c.published_at < cutoff)
+            )
+        return result.rowcount or 0

@@ -1,0 +1,63 @@
+"""Tables every service's database has beside its own: outbox, inbox and dead letters."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    text,
+)
+
+plumbing_metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for a long life.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+outbox = Table(
+    "outbox",
+    plumbing_metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("topic", String(200), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True)),
+    Index("outbox_unpublished", "id", postgresql_where=text("published_at IS NULL"),
+          sqlite_where=text("published_at IS NULL")),
+)
+
+inbox = Table(
+    "inbox",
+    plumbing_metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("event_id", Uuid, primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    plumbing_metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("consumer", String(100), nullable=False),
+    Column("topic", String(200), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("key", Text),
+    Column("value", LargeBinary, nullable=False),
+    Column("event_id", Uuid),
+    Column("event_type", String(100)),
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("retried_at", DateTime(timezone=True)),
+)

@@ -1,0 +1,70 @@
+"""Settings shared by every service: one prefix (``BILLING_``), nested sections with ``__``.
+
+``BILLING_KAFKA__BOOTSTRAP_SERVERS=broker:9092`` sets the broker for every service;
+``BILLING_LEDGER__DATABASE_URL=postgresql+asyncpg://...`` sets one service's database.
+Each service subclasses :class:`ServiceSettings` and adds its own section.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = Field(
+        default="", description="Put before every topic name: isolates test runs and tenants"
+    )
+    partitions: int = Field(default=12, ge=1, description="Partitions of each event topic")
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
+    acks: Literal["all", 1, 0] = "all"
+    enable_idempotence: bool = Field(
+        default=False, description="On against Apache Kafka; the embedded broker lacks it"
+    )
+    linger_ms: int = Field(default=2, ge=0)
+    consumer_max_records: int = Field(default=1000, ge=1, description="Events per batch")
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    create_topics: bool = Field(default=True, description="Create missing topics at start-up")
+
+
+class DatabaseSettings(BaseModel):
+    pool_size: int = Field(default=10, ge=1)
+    max_overflow: int = Field(default=5, ge=0)
+    echo: bool = False
+
+
+class ServiceSettings(BaseSettings):
+    """A service subclasses this, names itself, and names its own database URL variable:
+
+    ``database_url: str | None = Field(None, validation_alias="BILLING_LEDGER_DATABASE_URL")``
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="BILLING_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
+    )
+
+    service_name: ClassVar[str]
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default: a SQLite file in the data folder"
+    )
+    database: DatabaseSettings = DatabaseSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    data_dir: Path = Field(default=Path("var"), description="Embedded default: one folder per service")
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "INFO"
+    outbox_retention_hours: int = Field(default=24, ge=0)
+    http_port: int | None = Field(default=None, description="Health/metrics/API port; none: off")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        folder = self.data_dir / self.service_name
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{(folder / f'{self.service_name}.db').resolve()}"

@@ -1,0 +1,120 @@
+"""The identity service's pure rules: no I/O, no clock, no hashing library.
+
+Time comes in as ``now`` arguments; hashes are checked through callables the service passes
+in (backed by :mod:`identity.security`), so every rule here is tested with plain values.
+"""
+
+from identity.domain.commands import validate_command
+from identity.domain.contacts import mask_email, mask_phone, normalise_email, normalise_mobile_phone
+from identity.domain.credentials import (
+    CODE_POLICY,
+    PASSWORD_POLICY,
+    UNAMBIGUOUS_ALPHABET,
+    CodePolicy,
+    PasswordPolicy,
+)
+from identity.domain.errors import (
+    FieldError,
+    IdentityError,
+    InvalidAccountNumber,
+    InvalidCommand,
+    InvalidLoginIdentifier,
+    PassportAlreadyRegistered,
+    RuleViolation,
+)
+from identity.domain.numbers import (
+    LoginIdentifier,
+    LoginKind,
+    account_number_from_sequence,
+    contract_number,
+    is_valid_account_number,
+    luhn_check_digit,
+    parse_account_number,
+    parse_contract_number,
+    parse_login_identifier,
+)
+from identity.domain.registration import (
+    LookupKind,
+    RecoveryClaim,
+    Registration,
+    RegistrationCommand,
+    email_lookup_text,
+    passport_text,
+    recovery_proof_text,
+    validate_recovery_claim,
+    validate_registration,
+    years_later,
+)
+from identity.domain.reset_codes import (
+    RESET_CODE_POLICY,
+    Redemption,
+    ResetCode,
+    ResetCodePolicy,
+    issue_reset_code,
+    redeem_reset_code,
+)
+from identity.domain.throttle import (
+    LOGIN_THROTTLE,
+    RESET_REQUEST_THROTTLE,
+    SUPPORT_THROTTLE,
+    Attempt,
+    AttemptOutcome,
+    ThrottlePolicy,
+    ThrottleState,
+    guarded_attempt,
+    rate_limited_request,
+)
+
+__all__ = [
+    "CODE_POLICY",
+    "LOGIN_THROTTLE",
+    "PASSWORD_POLICY",
+    "RESET_CODE_POLICY",
+    "RESET_REQUEST_THROTTLE",
+    "SUPPORT_THROTTLE",
+    "UNAMBIGUOUS_ALPHABET",
+    "Attempt",
+    "AttemptOutcome",
+    "CodePolicy",
+    "FieldError",
+    "IdentityError",
+    "InvalidAccountNumber",
+    "InvalidCommand",
+    "InvalidLoginIdentifier",
+    "LoginIdentifier",
+    "LoginKind",
+    "LookupKind",
+    "PassportAlreadyRegistered",
+    "PasswordPolicy",
+    "RecoveryClaim",
+    "Redemption",
+    "Registration",
+    "RegistrationCommand",
+    "ResetCode",
+    "ResetCodePolicy",
+    "RuleViolation",
+    "ThrottlePolicy",
+    "ThrottleState",
+    "account_number_from_sequence",
+    "contract_number",
+    "email_lookup_text",
+    "guarded_attempt",
+    "is_valid_account_number",
+    "issue_reset_code",
+    "luhn_check_digit",
+    "mask_email",
+    "mask_phone",
+    "normalise_email",
+    "normalise_mobile_phone",
+    "parse_account_number",
+    "parse_contract_number",
+    "parse_login_identifier",
+    "passport_text",
+    "rate_limited_request",
+    "recovery_proof_text",
+    "redeem_reset_code",
+    "validate_command",
+    "validate_recovery_claim",
+    "validate_registration",
+    "years_later",
+]

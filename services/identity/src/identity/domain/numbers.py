@@ -1,0 +1,120 @@
+"""Personal account numbers, contract numbers, and telling which one a subscriber typed.
+
+Account number: 12 digits = the prefix ``1`` + the allocation sequence value zero-padded to 10
+digits + a Luhn check digit. The prefix keeps the number from starting with 0 (terminals and
+spreadsheets drop leading zeros); the sequence is never rewound, so a number is never reused.
+
+Contract number: ``D-<year signed>-<sequence value, at least 7 digits>``, e.g. ``D-2026-0000042``.
+It takes the same sequence value as the account number, so it is unique too, and its shape
+cannot be mistaken for an account number or a phone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+from identity.domain.contacts import normalise_mobile_phone
+from identity.domain.errors import InvalidAccountNumber, InvalidLoginIdentifier, RuleViolation
+
+ACCOUNT_NUMBER_LENGTH = 12
+ACCOUNT_PREFIX = "1"
+_SEQUENCE_DIGITS = ACCOUNT_NUMBER_LENGTH - len(ACCOUNT_PREFIX) - 1
+MAX_SEQUENCE = 10**_SEQUENCE_DIGITS - 1
+
+# [0-9], not \d: \d also matches Arabic-Indic and other Unicode digits.
+_ACCOUNT_SHAPE = re.compile(rf"[0-9]{{{ACCOUNT_NUMBER_LENGTH}}}")
+_CONTRACT_SHAPE = re.compile(r"D-([0-9]{4})-([0-9]{7,10})", re.IGNORECASE)
+# People type long numbers in groups: "1000 0000 0008", "1000-0000-0008".
+_DIGIT_GROUP_SEPARATORS = re.compile(r"[\s-]")
+
+
+def luhn_check_digit(body: str) -> str:
+    """The digit that makes ``body + digit`` pass the Luhn check."""
+    total = 0
+    # Walking from the right, the digit next to the (future) check digit is doubled.
+    for position, char in enumerate(reversed(body)):
+        digit = int(char)
+        if position % 2 == 0:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return str(-total % 10)
+
+
+def account_number_from_sequence(sequence: int) -> str:
+    """The account number for one value of the allocation sequence (0 .. 9 999 999 999)."""
+    if not 0 <= sequence <= MAX_SEQUENCE:
+        raise ValueError(f"sequence value {sequence} is outside 0..{MAX_SEQUENCE}")
+    body = f"{ACCOUNT_PREFIX}{sequence:0{_SEQUENCE_DIGITS}d}"
+    return body + luhn_check_digit(body)
+
+
+def is_valid_account_number(candidate: str) -> bool:
+    """Twelve ASCII digits whose last one is the right Luhn check digit."""
+    if not _ACCOUNT_SHAPE.fullmatch(candidate):
+        return False
+    return luhn_check_digit(candidate[:-1]) == candidate[-1]
+
+
+def parse_account_number(raw: str) -> str:
+    """The account number in ``raw`` (spaces and hyphens between groups allowed)."""
+    candidate = _DIGIT_GROUP_SEPARATORS.sub("", raw)
+    if not _ACCOUNT_SHAPE.fullmatch(candidate):
+        raise InvalidAccountNumber(f"an account number has {ACCOUNT_NUMBER_LENGTH} digits")
+    if not is_valid_account_number(candidate):
+        raise InvalidAccountNumber("the account number has a typo: its check digit does not match")
+    return candidate
+
+
+def contract_number(sequence: int, signed_on: date) -> str:
+    if not 0 <= sequence <= MAX_SEQUENCE:
+        raise ValueError(f"sequence value {sequence} is outside 0..{MAX_SEQUENCE}")
+    return f"D-{signed_on.year:04d}-{sequence:07d}"
+
+
+def parse_contract_number(raw: str) -> str | None:
+    """The canonical contract number in ``raw``, or None if it is not shaped like one."""
+    match = _CONTRACT_SHAPE.fullmatch(raw.strip())
+    if match is None:
+        return None
+    year, sequence = match.groups()
+    return f"D-{year}-{sequence}"
+
+
+class LoginKind(StrEnum):
+    ACCOUNT_NUMBER = "account_number"
+    CONTRACT_NUMBER = "contract_number"
+    PHONE = "phone"
+
+
+@dataclass(frozen=True)
+class LoginIdentifier:
+    """What a subscriber logs in with, in canonical form (a phone is in E.164)."""
+
+    kind: LoginKind
+    value: str
+
+
+def parse_login_identifier(raw: str) -> LoginIdentifier:
+    """Tell an account number, a contract number and a mobile number apart.
+
+    A 12-digit entry is an account number (a Russian phone has 11 digits) and must pass its
+    check digit, so a typo is refused here instead of counting as a failed login of someone
+    else's account.
+    """
+    contract = parse_contract_number(raw)
+    if contract is not None:
+        return LoginIdentifier(LoginKind.CONTRACT_NUMBER, contract)
+    if _ACCOUNT_SHAPE.fullmatch(_DIGIT_GROUP_SEPARATORS.sub("", raw)):
+        try:
+            return LoginIdentifier(LoginKind.ACCOUNT_NUMBER, parse_account_number(raw))
+        except InvalidAccountNumber as exc:
+            raise InvalidLoginIdentifier(exc.message, field="login") from None
+    try:
+        return LoginIdentifier(LoginKind.PHONE, normalise_mobile_phone(raw))
+    except RuleViolation:
+        raise InvalidLoginIdentifier(
+            "enter an account number, a contract number or a mobile number", field="login"
+        ) from None

@@ -1,0 +1,133 @@
+"""The ledger's pure domain: the chart of accounts, journal transactions and their invariants,
+one builder per money movement, and the folds that replay, check and explain the journal.
+
+No I/O here: the service layer loads states, calls a builder, and stores what it returns.
+"""
+
+from ledger.domain.accounts import AccountState, apply, close_account, open_account, spendable
+from ledger.domain.bonus import BonusCampaign, InvalidCampaign, best_bonus, parse_campaigns
+from ledger.domain.chain import (
+    GENESIS_HASH,
+    BrokenLink,
+    canonical_encoding,
+    transaction_hash,
+    verify_chain,
+)
+from ledger.domain.chart import (
+    BONUS_EXPENSE,
+    DISCOUNTS,
+    GIFTS,
+    SUSPENSE,
+    bonus_account,
+    cash_account,
+    is_account_number,
+    is_operator_account,
+    is_subscriber_account,
+    is_valid_account_code,
+    main_account,
+    revenue_account,
+    subscriber_number,
+)
+from ledger.domain.corrections import REVERSE_TRANSACTION, change_payment_type, reverse
+from ledger.domain.errors import CommandRefused, ErrorCode, InvalidTransaction, LedgerError
+from ledger.domain.outcome import Outcome, OutgoingEvent, SuspenseItem, SuspenseStatus
+from ledger.domain.payments import (
+    RESOLVE_SUSPENSE,
+    credit_payment,
+    park_payment,
+    receive_payment,
+    resolve_suspense,
+    unmatched_reason,
+)
+from ledger.domain.replay import (
+    BalanceMismatch,
+    DoubleEntryReport,
+    JournalEntry,
+    ReplayStep,
+    balances_of,
+    check_double_entry,
+    find_mismatches,
+    journal_entries,
+    rebuild_balances,
+    replay,
+)
+from ledger.domain.spending import apply_charge, redeem_bonus, transfer_funds, transfer_refusal
+from ledger.domain.statement import Receipt, Statement, StatementLine, build_statement, receipt_for
+from ledger.domain.transactions import (
+    OperatorNote,
+    Posting,
+    Transaction,
+    move,
+    transaction_id_for,
+)
+
+__all__ = [
+    "BONUS_EXPENSE",
+    "DISCOUNTS",
+    "GENESIS_HASH",
+    "GIFTS",
+    "RESOLVE_SUSPENSE",
+    "REVERSE_TRANSACTION",
+    "SUSPENSE",
+    "AccountState",
+    "BalanceMismatch",
+    "BonusCampaign",
+    "BrokenLink",
+    "CommandRefused",
+    "DoubleEntryReport",
+    "ErrorCode",
+    "InvalidCampaign",
+    "InvalidTransaction",
+    "JournalEntry",
+    "LedgerError",
+    "OperatorNote",
+    "Outcome",
+    "OutgoingEvent",
+    "Posting",
+    "Receipt",
+    "ReplayStep",
+    "Statement",
+    "StatementLine",
+    "SuspenseItem",
+    "SuspenseStatus",
+    "Transaction",
+    "apply",
+    "apply_charge",
+    "balances_of",
+    "best_bonus",
+    "bonus_account",
+    "build_statement",
+    "canonical_encoding",
+    "cash_account",
+    "change_payment_type",
+    "check_double_entry",
+    "close_account",
+    "credit_payment",
+    "find_mismatches",
+    "is_account_number",
+    "is_operator_account",
+    "is_subscriber_account",
+    "is_valid_account_code",
+    "journal_entries",
+    "main_account",
+    "move",
+    "open_account",
+    "park_payment",
+    "parse_campaigns",
+    "rebuild_balances",
+    "receipt_for",
+    "receive_payment",
+    "redeem_bonus",
+    "replay",
+    "resolve_suspense",
+    "revenue_account",
+    "reverse",
+    "spendable",
+    "subscriber_number",
+    "transaction_hash",
+    "transaction_id_for",
+    "transfer_funds",
+    "transfer_refusal",
+    "unmatched_reason",
+    "verify_chain",
+]

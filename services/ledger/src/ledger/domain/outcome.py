@@ -1,0 +1,148 @@
+"""What a command decides: the transactions to journal, the events to publish, the new states.
+
+Builders collect their transactions through a :class:`Booking`, which folds each one into the
+accounts it touches and records a ``BalanceChanged`` per touched account, so the events always
+agree with the states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import NamedTuple
+from uuid import UUID
+
+from billing_events.catalog.ledger import BalanceChanged, UnmatchedReason
+from billing_events.catalog.payments import PaymentChannel
+from billing_events.envelope import Event
+from billing_events.money import Money
+
+from ledger.domain.accounts import AccountState, apply
+from ledger.domain.chart import subscriber_number
+from ledger.domain.errors import CommandRefused, ErrorCode
+from ledger.domain.transactions import Transaction
+
+
+class OutgoingEvent(NamedTuple):
+    key: str
+    """The Kafka key: the account number the event is about."""
+    payload: Event
+
+
+class SuspenseStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+    RETURNED = "returned"
+
+
+@dataclass(frozen=True, slots=True)
+class SuspenseItem:
+    """A payment parked in suspense, and what became of it."""
+
+    transaction_id: UUID
+    typed_account: str
+    channel: PaymentChannel
+    reference: str
+    amount: int
+    currency: str
+    received_at: datetime
+    reason: UnmatchedReason
+    status: SuspenseStatus = SuspenseStatus.OPEN
+    settled_by: UUID | None = None
+    """The transaction that resolved it (moved to an account) or returned it (a reversal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    transactions: tuple[Transaction, ...] = ()
+    events: tuple[OutgoingEvent, ...] = ()
+    accounts: tuple[AccountState, ...] = ()
+    """New states of the subscriber accounts the command touched."""
+    suspense: SuspenseItem | None = None
+    """The new or changed suspense item, if the command parked or settled one."""
+
+
+def money(minor: int, currency: str) -> Money:
+    return Money(minor=minor, currency=currency)
+
+
+def subscribers_touched(txn: Transaction) -> list[str]:
+    numbers: list[str] = []
+    for posting in txn.postings:
+        number = subscriber_number(posting.account)
+        if number is not None and number not in numbers:
+            numbers.append(number)
+    return numbers
+
+
+def balance_changed(before: AccountState, after: AccountState, txn: Transaction) -> BalanceChanged:
+    currency = after.currency
+    return BalanceChanged(
+        account_number=after.number,
+        transaction_id=txn.id,
+        main=money(after.main, currency),
+        bonus=money(after.bonus, currency),
+        delta_main=money(after.main - before.main, currency),
+        delta_bonus=money(after.bonus - before.bonus, currency),
+        cause_event_id=txn.cause_event_id,
+        cause_type=txn.cause_type,
+        payment_type=after.payment_type,
+        credit_limit=money(after.credit_limit, currency),
+    )
+
+
+class Booking:
+    """Collects the transactions of one command, folding each into the accounts it touches."""
+
+    __slots__ = ("events", "states", "touched", "transactions")
+
+    def __init__(self, states: Iterable[AccountState]) -> None:
+        self.states = {state.number: state for state in states}
+        self.touched: dict[str, None] = {}
+        self.transactions: list[Transaction] = []
+        self.events: list[OutgoingEvent] = []
+
+    def post(self, txn: Transaction) -> None:
+        self.transactions.append(txn)
+        for number in subscribers_touched(txn):
+            before = self.states.get(number)
+            if before is None:
+                raise CommandRefused(
+                    ErrorCode.UNKNOWN_ACCOUNT,
+                    f"transaction {txn.id} touches unknown account {number}",
+                )
+            after = apply(before, txn)
+            self.states[number] = after
+            self.touched[number] = None
+            self.events.append(OutgoingEvent(number, balance_changed(before, after, txn)))
+
+    def announce(self, key: str, payload: Event) -> None:
+        self.events.append(OutgoingEvent(key, payload))
+
+    def outcome(self, suspense: SuspenseItem | None = None) -> Outcome:
+        return Outcome(
+            tuple(self.transactions),
+            tuple(self.events),
+            tuple(self.states[number] for number in self.touched),
+            suspense,
+        )
+
+
+def require_open(account: AccountState | None, currency: str, *, number: str) -> AccountState:
+    if account is None:
+        raise CommandRefused(
+            ErrorCode.UNKNOWN_ACCOUNT, f"no account {number}", field="account_number"
+        )
+    if not account.is_open:
+        raise CommandRefused(
+            ErrorCode.ACCOUNT_CLOSED, f"account {number} is closed", field="account_number"
+        )
+    if account.currency != currency:
+        raise CommandRefused(
+            ErrorCode.CURRENCY_MISMATCH,
+            f"account {number} is kept in {account.currency}, not {currency}",
+            field="currency",
+        )
+    return account

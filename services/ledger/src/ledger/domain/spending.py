@@ -1,0 +1,222 @@
+"""Money leaving a subscriber's balances: charges, bonus redemptions, transfers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from billing_events.catalog.ledger import (
+    BonusRedeemed,
+    BonusRedemptionRequested,
+    FundsTransferred,
+    RedemptionPurpose,
+    TransactionKind,
+    TransferRefusal,
+    TransferRejected,
+    TransferRequested,
+)
+from billing_events.catalog.tariff import ChargeApplied
+
+from ledger.domain.accounts import AccountState, spendable
+from ledger.domain.chart import DISCOUNTS, GIFTS, revenue_account
+from ledger.domain.errors import CommandRefused, ErrorCode
+from ledger.domain.outcome import Booking, Outcome, OutgoingEvent, money, require_open
+from ledger.domain.transactions import move
+
+
+def apply_charge(
+    charge: ChargeApplied,
+    *,
+    cause_id: UUID | None,
+    account: AccountState | None,
+    at: datetime,
+    bonus_to_use: int = 0,
+) -> Outcome:
+    """Debit a fee from the main balance, even into a negative balance (the tariff service decides
+    what a negative balance means).
+
+    ``bonus_to_use`` pays that part of the fee from the bonus balance instead: a separate
+    redemption transaction moving bonus -> revenue, so bonus money never touches the main balance.
+    """
+    amount, currency = charge.amount.minor, charge.amount.currency
+    account = require_open(account, currency, number=charge.account_number)
+    if not 0 <= bonus_to_use <= amount:
+        raise CommandRefused(
+            ErrorCode.INVALID_AMOUNT,
+            f"bonus_to_use must be within 0..{amount}",
+            field="bonus_to_use",
+        )
+    if bonus_to_use > account.bonus:
+        raise CommandRefused(
+            ErrorCode.INSUFFICIENT_BONUS,
+            f"account {account.number} has {account.bonus} in bonuses, not {bonus_to_use}",
+            field="bonus_to_use",
+        )
+    revenue = revenue_account(charge.fee_kind)
+    booking = Booking((account,))
+    if bonus_to_use:
+        redemption = move(
+            TransactionKind.BONUS_REDEMPTION,
+            f"charge:{charge.charge_id}",
+            debit=account.bonus_code,
+            credit=revenue,
+            amount=bonus_to_use,
+            currency=currency,
+            cause_event_id=cause_id,
+            cause_type=ChargeApplied.event_type,
+            occurred_at=at,
+        )
+        booking.post(redemption)
+        booking.announce(
+            account.number,
+            BonusRedeemed(
+                account_number=account.number,
+                transaction_id=redemption.id,
+                amount=money(bonus_to_use, currency),
+                purpose=RedemptionPurpose.CHARGE,
+                charge_id=charge.charge_id,
+                bonus_balance=money(booking.states[account.number].bonus, currency),
+            ),
+        )
+    if amount > bonus_to_use:
+        booking.post(
+            move(
+                TransactionKind.CHARGE,
+                charge.charge_id,
+                debit=account.main_code,
+                credit=revenue,
+                amount=amount - bonus_to_use,
+                currency=currency,
+                cause_event_id=cause_id,
+                cause_type=ChargeApplied.event_type,
+                occurred_at=at,
+            )
+        )
+    return booking.outcome()
+
+
+_REDEMPTION_ACCOUNTS = {RedemptionPurpose.DISCOUNT: DISCOUNTS, RedemptionPurpose.GIFT: GIFTS}
+
+
+def redeem_bonus(
+    request: BonusRedemptionRequested,
+    *,
+    cause_id: UUID | None,
+    account: AccountState | None,
+    at: datetime,
+) -> Outcome:
+    """Exchange bonuses for a discount or a gift; the bonus balance never goes below zero."""
+    destination = _REDEMPTION_ACCOUNTS.get(request.purpose)
+    if destination is None:
+        raise CommandRefused(
+            ErrorCode.INVALID_PURPOSE,
+            "bonuses pay a charge through the charge itself (apply_charge bonus_to_use)",
+            field="purpose",
+        )
+    amount, currency = request.amount.minor, request.amount.currency
+    account = require_open(account, currency, number=request.account_number)
+    if amount > account.bonus:
+        raise CommandRefused(
+            ErrorCode.INSUFFICIENT_BONUS,
+            f"account {account.number} has {account.bonus} in bonuses, not {amount}",
+            field="amount",
+        )
+    booking = Booking((account,))
+    txn = move(
+        TransactionKind.BONUS_REDEMPTION,
+        f"request:{request.request_id}",
+        debit=account.bonus_code,
+        credit=destination,
+        amount=amount,
+        currency=currency,
+        cause_event_id=cause_id,
+        cause_type=BonusRedemptionRequested.event_type,
+        occurred_at=at,
+    )
+    booking.post(txn)
+    booking.announce(
+        account.number,
+        BonusRedeemed(
+            account_number=account.number,
+            transaction_id=txn.id,
+            amount=request.amount,
+            purpose=request.purpose,
+            request_id=request.request_id,
+            bonus_balance=money(booking.states[account.number].bonus, currency),
+        ),
+    )
+    return booking.outcome()
+
+
+def transfer_refusal(
+    request: TransferRequested, *, source: AccountState | None, target: AccountState | None
+) -> tuple[TransferRefusal, str] | None:
+    """Why this transfer may not happen (a reason code and words), or None if it may."""
+    amount, currency = request.amount.minor, request.amount.currency
+    if request.from_account == request.to_account:
+        return TransferRefusal.SAME_ACCOUNT, "cannot transfer to the same account"
+    if source is None:
+        return TransferRefusal.SOURCE_UNKNOWN, f"no account {request.from_account}"
+    if not source.is_open:
+        return TransferRefusal.SOURCE_CLOSED, f"account {request.from_account} is closed"
+    if target is None:
+        return TransferRefusal.TARGET_UNKNOWN, f"no account {request.to_account}"
+    if not target.is_open:
+        return TransferRefusal.TARGET_CLOSED, f"account {request.to_account} is closed"
+    if source.currency != currency or target.currency != currency:
+        return TransferRefusal.CURRENCY_MISMATCH, f"both accounts must be kept in {currency}"
+    available = spendable(source)
+    if available < amount:
+        return (
+            TransferRefusal.INSUFFICIENT_FUNDS,
+            f"{request.from_account} may spend {available}, not {amount}",
+        )
+    return None
+
+
+def transfer_funds(
+    request: TransferRequested,
+    *,
+    cause_id: UUID | None,
+    source: AccountState | None,
+    target: AccountState | None,
+    at: datetime,
+) -> Outcome:
+    """Move money between two subscribers' main balances, or announce why not."""
+    refusal = transfer_refusal(request, source=source, target=target)
+    if refusal is not None:
+        reason, detail = refusal
+        rejected = TransferRejected(
+            request_id=request.request_id,
+            from_account=request.from_account,
+            to_account=request.to_account,
+            amount=request.amount,
+            reason=reason,
+            detail=detail,
+        )
+        return Outcome(events=(OutgoingEvent(request.from_account, rejected),))
+    assert source is not None and target is not None  # transfer_refusal refuses unknown accounts
+    booking = Booking((source, target))
+    txn = move(
+        TransactionKind.TRANSFER,
+        str(request.request_id),
+        debit=source.main_code,
+        credit=target.main_code,
+        amount=request.amount.minor,
+        currency=request.amount.currency,
+        cause_event_id=cause_id,
+        cause_type=TransferRequested.event_type,
+        occurred_at=at,
+    )
+    booking.post(txn)
+    booking.announce(
+        source.number,
+        FundsTransferred(
+            request_id=request.request_id,
+            transaction_id=txn.id,
+            from_account=source.number,
+            to_account=target.number,
+            amount=request.amount,
+        ),
+    )
+    return booking.outcome()

@@ -1,0 +1,131 @@
+"""What a subscriber sees: a statement of one account over a period, and a receipt for a payment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from billing_events.catalog.ledger import TransactionKind
+from billing_events.catalog.payments import PaymentChannel
+
+from ledger.domain.chart import bonus_account, subscriber_number
+from ledger.domain.errors import CommandRefused, ErrorCode
+from ledger.domain.replay import JournalEntry, replay
+from ledger.domain.transactions import Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    entry: JournalEntry
+    balance_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """The entries of one account booked in ``[period_start, period_end)``, with a running
+    balance."""
+
+    account: str
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    opening_balance: int
+    closing_balance: int
+    total_in: int
+    total_out: int
+    """Money that left the account, as a positive number."""
+    lines: tuple[StatementLine, ...]
+
+
+def build_statement(
+    entries: Iterable[JournalEntry],
+    *,
+    account: str,
+    currency: str,
+    period_start: datetime,
+    period_end: datetime,
+) -> Statement:
+    """``entries`` are the journal in order from the beginning (entries of other accounts are
+    skipped); those before the period make up the opening balance."""
+    opening = 0
+    total_in = total_out = 0
+    lines: list[StatementLine] = []
+    for step in replay(entries, account=account):
+        booked = step.entry.occurred_at
+        if booked < period_start:
+            opening = step.after
+        elif booked < period_end:
+            lines.append(StatementLine(step.entry, step.after))
+            if step.entry.amount > 0:
+                total_in += step.entry.amount
+            else:
+                total_out -= step.entry.amount
+    return Statement(
+        account=account,
+        currency=currency,
+        period_start=period_start,
+        period_end=period_end,
+        opening_balance=opening,
+        closing_balance=opening + total_in - total_out,
+        total_in=total_in,
+        total_out=total_out,
+        lines=tuple(lines),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Confirmation that one payment was credited."""
+
+    transaction_id: UUID
+    account_number: str
+    channel: PaymentChannel
+    reference: str
+    amount: int
+    currency: str
+    credited_at: datetime
+    balance_after: int
+    bonus_accrued: int
+
+
+def receipt_for(
+    payment: Transaction,
+    *,
+    account_entries: Iterable[JournalEntry],
+    bonus: Transaction | None = None,
+) -> Receipt:
+    """A receipt for a credited payment. ``account_entries`` is the journal of the subscriber's
+    main account up to (at least) the payment, which gives the balance right after it."""
+    if payment.kind is not TransactionKind.PAYMENT:
+        raise CommandRefused(
+            ErrorCode.NOT_A_PAYMENT,
+            f"{payment.id} is a {payment.kind.value}, not a credited payment",
+        )
+    credited = next(p for p in payment.postings if p.amount > 0)
+    number = subscriber_number(credited.account)
+    balance_after = next(
+        (
+            step.after
+            for step in replay(account_entries, account=credited.account)
+            if step.entry.transaction_id == payment.id
+        ),
+        None,
+    )
+    if number is None or balance_after is None:
+        raise CommandRefused(
+            ErrorCode.MISSING_ENTRIES, f"the entries given do not include payment {payment.id}"
+        )
+    channel, _, reference = payment.business_key.partition(":")
+    return Receipt(
+        transaction_id=payment.id,
+        account_number=number,
+        channel=PaymentChannel(channel),
+        reference=reference,
+        amount=credited.amount,
+        currency=payment.currency,
+        credited_at=payment.occurred_at,
+        balance_after=balance_after,
+        bonus_accrued=0 if bonus is None else bonus.amount_on(bonus_account(number)),
+    )

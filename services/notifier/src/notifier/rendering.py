@@ -1,0 +1,174 @@
+"""Turning a template key, a language and variables into the words a subscriber reads.
+
+Templates are data files, ``templates/<language>/<key>.j2``, each with three blocks:
+``subject``, ``sms`` and ``email``. Amounts read like ``1 234,50 ₽`` in every language, with a
+plain space between thousands and before the sign (it keeps English EUR texts in GSM-7).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from jinja2 import (
+    Environment,
+    PackageLoader,
+    StrictUndefined,
+    Template,
+    TemplateNotFound,
+    UndefinedError,
+)
+
+from billing_events.catalog.notifier import DeliveryChannel
+from billing_events.money import MINOR_UNIT_DIGITS, Money
+from notifier.domain import NotifierError, TemplateKey
+
+LANGUAGES = ("sk", "ru", "en")
+DEFAULT_LANGUAGE = "ru"
+CURRENCY_SIGNS: Mapping[str, str] = {"RUB": "₽", "EUR": "€", "USD": "$"}
+
+MAX_SMS_SEGMENTS = 3
+
+
+@dataclass(frozen=True)
+class Message:
+    template: str
+    language: str
+    subject: str
+    body: str = field(repr=False)  # may hold a password or a code
+    contains_secret: bool
+
+
+# --- formatting for people --------------------------------------------------------------------
+
+
+def format_money(amount: Money | Mapping[str, Any]) -> str:
+    """``1 234,50 ₽``; also takes Money as a dict, the way it looks after a JSON round trip."""
+    money = Money.model_validate(amount)
+    digits = MINOR_UNIT_DIGITS[money.currency]
+    units, fraction = divmod(abs(money.minor), 10**digits)
+    grouped = f"{units:,}".replace(",", " ")
+    decimals = f",{fraction:0{digits}d}" if digits else ""
+    sign = "-" if money.minor < 0 else ""
+    return f"{sign}{grouped}{decimals} {CURRENCY_SIGNS.get(money.currency, money.currency)}"
+
+
+def format_day(day: date) -> str:
+    return day.strftime("%d.%m.%Y")
+
+
+def format_moment(moment: datetime) -> str:
+    """Subscribers' time zones are not known to the suite, so moments are written in UTC."""
+    return moment.strftime("%d.%m.%Y %H:%M UTC")
+
+
+# --- SMS length -------------------------------------------------------------------------------
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")  # each takes an escape septet too
+
+
+@dataclass(frozen=True)
+class SmsSize:
+    encoding: str  # "GSM-7" or "UCS-2"
+    units: int  # septets for GSM-7, UTF-16 code units for UCS-2
+    segments: int
+
+
+def sms_size(text: str) -> SmsSize:
+    """How many SMS segments ``text`` takes: one holds 160 GSM-7 septets or 70 UCS-2 units;
+    a concatenated message loses room to its header (153 / 67 per segment)."""
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
+        units = sum(2 if ch in GSM7_EXTENSION else 1 for ch in text)
+        single, multi, encoding = 160, 153, "GSM-7"
+    else:
+        units = len(text.encode("utf-16-le")) // 2
+        single, multi, encoding = 70, 67, "UCS-2"
+    segments = 1 if units <= single else math.ceil(units / multi)
+    return SmsSize(encoding, units, segments)
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+class Renderer:
+    """Renders the packaged templates, falling back to a default language."""
+
+    def __init__(self, default_language: str = DEFAULT_LANGUAGE) -> None:
+        self.default_language = default_language
+        self._env = Environment(
+            loader=PackageLoader("notifier", "templates"),
+            undefined=StrictUndefined,  # a missing variable is a bug, not an empty string
+            autoescape=False,  # plain text: SMS and text/plain e-mail
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self._env.filters.update(money=format_money, day=format_day, moment=format_moment)
+        self._require_every_template(default_language)
+
+    def _require_every_template(self, language: str) -> None:
+        """The fallback language must be complete, or a message could have nothing to fall to."""
+        present = set(self._env.list_templates())
+        missing = [key.value for key in TemplateKey if f"{language}/{key.value}.j2" not in present]
+        if missing:
+            raise NotifierError(
+                "incomplete_language",
+                f"default language {language!r} lacks templates: {', '.join(missing)}",
+                field="default_language",
+            )
+
+    def render(
+        self,
+        template: TemplateKey,
+        language: str,
+        variables: Mapping[str, Any],
+        channel: DeliveryChannel,
+    ) -> Message:
+        chosen, jinja_template = self._template(template, language)
+        subject = self._block(jinja_template, "subject", variables, template)
+        body = self._block(jinja_template, channel.value, variables, template)
+        if channel is DeliveryChannel.SMS:
+            size = sms_size(body)
+            if size.segments > MAX_SMS_SEGMENTS:
+                raise NotifierError(
+                    "sms_too_long",
+                    f"{template}/{chosen} renders to {size.segments} {size.encoding} segments;"
+                    f" at most {MAX_SMS_SEGMENTS} are sent",
+                )
+        return Message(
+            template=template.value,
+            language=chosen,
+            subject=subject,
+            body=body,
+            contains_secret=template.carries_secret,
+        )
+
+    def _template(self, template: TemplateKey, language: str) -> tuple[str, Template]:
+        for candidate in dict.fromkeys((language, self.default_language)):
+            try:
+                return candidate, self._env.get_template(f"{candidate}/{template.value}.j2")
+            except TemplateNotFound:
+                continue
+        raise NotifierError(
+            "template_missing", f"no template {template} in {language!r} or {self.default_language!r}"
+        )
+
+    @staticmethod
+    def _block(
+        jinja_template: Template, block: str, variables: Mapping[str, Any], key: TemplateKey
+    ) -> str:
+        render_block = jinja_template.blocks.get(block)
+        if render_block is None:
+            raise NotifierError("template_incomplete", f"template {key} has no {block!r} block")
+        try:
+            text = "".join(render_block(jinja_template.new_context(dict(variables))))
+        except UndefinedError as exc:
+            raise NotifierError("template_variable_missing", f"{key}: {exc.message}") from None
+        return text.strip()

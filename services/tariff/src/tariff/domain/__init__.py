@@ -1,0 +1,60 @@
+"""The tariff service's pure rules: subscriptions, daily charges, debt and voluntary blocks.
+
+No I/O here: time comes in as ``date`` (the billing day) and ``datetime`` (the moment) arguments,
+the catalog as a :class:`tariff.catalog.Catalog`. Every transition returns an
+:class:`Outcome` (new state + events to publish) or raises a :class:`tariff.errors.TariffError`.
+"""
+
+from tariff.domain.charging import charge_id, charges_for_day
+from tariff.domain.day_close import close_account_day, close_day
+from tariff.domain.debt import apply_balance
+from tariff.domain.proration import daily_share, days_in_month, share_of_day
+from tariff.domain.subscription import (
+    AccountBalance,
+    Outcome,
+    ScheduledTerms,
+    Subscription,
+    SubscriptionStatus,
+    Terms,
+    VoluntaryBlock,
+    activate,
+    add_option,
+    change_plan,
+    next_billing_day,
+    register,
+    remove_option,
+)
+from tariff.domain.voluntary_block import (
+    MAX_BLOCK_DAYS,
+    end_finished_voluntary_block,
+    end_voluntary_block,
+    start_voluntary_block,
+)
+
+__all__ = [
+    "MAX_BLOCK_DAYS",
+    "AccountBalance",
+    "Outcome",
+    "ScheduledTerms",
+    "Subscription",
+    "SubscriptionStatus",
+    "Terms",
+    "VoluntaryBlock",
+    "activate",
+    "add_option",
+    "apply_balance",
+    "change_plan",
+    "charge_id",
+    "charges_for_day",
+    "close_account_day",
+    "close_day",
+    "daily_share",
+    "days_in_month",
+    "end_finished_voluntary_block",
+    "end_voluntary_block",
+    "next_billing_day",
+    "register",
+    "remove_option",
+    "share_of_day",
+    "start_voluntary_block",
+]

@@ -1,0 +1,267 @@
+"""One account's subscription: its region, its plan and options over time, its balance and blocks.
+
+Changes take effect from the billing day after the request (a day already begun is charged as
+it began). The state keeps the terms in effect plus a schedule of future terms; ``terms_on(day)``
+answers what a given day is charged for, so charging never depends on when housekeeping ran.
+Every transition is a pure function returning an :class:`Outcome`: the new state and the events
+to publish. A refused request raises a :class:`~tariff.errors.TariffError` and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing_events.catalog.common import AccountNumber
+from billing_events.catalog.ledger import BalanceChanged, PaymentType
+from billing_events.catalog.tariff import (
+    ChargeApplied,
+    OptionAdded,
+    OptionRemoved,
+    SubscriptionActivated,
+    TariffChanged,
+)
+from billing_events.envelope import Event
+from billing_events.money import Money, PositiveMoney
+from tariff.catalog import Catalog
+from tariff.errors import (
+    AlreadyActive,
+    NotActive,
+    OptionAlreadyAdded,
+    OptionNotPresent,
+    OptionsNotSoldWithNewPlan,
+    PlanUnchanged,
+)
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SubscriptionStatus(StrEnum):
+    PENDING = "pending"  # registered, no plan activated yet
+    ACTIVE = "active"  # a plan is activated (charged from its effective day on)
+
+
+class Terms(_State):
+    """What is charged: a plan (None before activation) and the options, kept sorted."""
+
+    plan: str | None = None
+    options: tuple[str, ...] = ()
+
+    def with_plan(self, plan: str) -> Terms:
+        return self.model_copy(update={"plan": plan})
+
+    def with_option(self, option: str) -> Terms:
+        return self.model_copy(update={"options": tuple(sorted({*self.options, option}))})
+
+    def without_option(self, option: str) -> Terms:
+        return self.model_copy(update={"options": tuple(o for o in self.options if o != option)})
+
+
+class ScheduledTerms(_State):
+    effective_from: date
+    terms: Terms
+
+
+class AccountBalance(_State):
+    """What the ledger last told us about the account's money (from BalanceChanged)."""
+
+    main: Money
+    payment_type: PaymentType = PaymentType.PREPAID
+    credit_limit: Money
+
+    @classmethod
+    def zero(cls, currency: str) -> AccountBalance:
+        """A new account before its first ledger transaction."""
+        return cls(main=Money.zero(currency), credit_limit=Money.zero(currency))
+
+    @classmethod
+    def from_event(cls, event: BalanceChanged) -> AccountBalance:
+        return cls(main=event.main, payment_type=event.payment_type, credit_limit=event.credit_limit)
+
+    def available(self) -> Money:
+        """What the account can still spend: the balance, plus the credit limit on credit."""
+        if self.payment_type is PaymentType.CREDIT:
+            return self.main + self.credit_limit
+        return self.main
+
+    def in_debt(self) -> bool:
+        """Prepaid below zero, or credit below minus its limit: the account must be blocked."""
+        return self.available() < Money.zero(self.main.currency)
+
+
+class VoluntaryBlock(_State):
+    """A voluntary block covering the billing days ``start`` to ``last_day`` inclusive.
+
+    ``last_day`` moves earlier when the subscriber ends the block early; ``ended`` is set once
+    the end was announced (AccountUnblocked), early or at the planned end.
+    """
+
+    start: date
+    days: int = Field(ge=1, description="The length the subscriber chose")
+    last_day: date
+    price: PositiveMoney
+    ended: bool = False
+
+    def covers(self, day: date) -> bool:
+        return self.start <= day <= self.last_day
+
+
+class Subscription(_State):
+    account_number: AccountNumber
+    region: str
+    terms: Terms = Terms()
+    schedule: tuple[ScheduledTerms, ...] = Field(
+        default=(), description="Future terms, by ascending effective_from"
+    )
+    balance: AccountBalance
+    debt_blocked: bool = False
+    voluntary_blocks: tuple[VoluntaryBlock, ...] = Field(
+        default=(), description="Every voluntary block ever taken, oldest first"
+    )
+
+    def terms_on(self, day: date) -> Terms:
+        due = [entry.terms for entry in self.schedule if entry.effective_from <= day]
+        return due[-1] if due else self.terms
+
+    @property
+    def planned_terms(self) -> Terms:
+        """The terms once every scheduled change has taken effect: what new requests build on."""
+        return self.schedule[-1].terms if self.schedule else self.terms
+
+    @property
+    def status(self) -> SubscriptionStatus:
+        if self.planned_terms.plan is None:
+            return SubscriptionStatus.PENDING
+        return SubscriptionStatus.ACTIVE
+
+    def voluntary_block_on(self, day: date) -> VoluntaryBlock | None:
+        return next((block for block in self.voluntary_blocks if block.covers(day)), None)
+
+    @property
+    def unended_voluntary_block(self) -> VoluntaryBlock | None:
+        return next((block for block in self.voluntary_blocks if not block.ended), None)
+
+    def is_blocked_on(self, day: date) -> bool:
+        return self.debt_blocked or self.voluntary_block_on(day) is not None
+
+    def settled(self, day: date) -> Subscription:
+        """Fold the scheduled terms due by ``day`` into the terms in effect (housekeeping)."""
+        return self.model_copy(
+            update={
+                "terms": self.terms_on(day),
+                "schedule": tuple(entry for entry in self.schedule if entry.effective_from > day),
+            }
+        )
+
+    def scheduled(self, terms: Terms, effective_from: date) -> Subscription:
+        """Plan ``terms`` from ``effective_from``; they replace anything planned from then on."""
+        kept = tuple(entry for entry in self.schedule if entry.effective_from < effective_from)
+        entry = ScheduledTerms(effective_from=effective_from, terms=terms)
+        return self.model_copy(update={"schedule": (*kept, entry)})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The state after a transition and the events it must publish, in order."""
+
+    state: Subscription
+    events: tuple[Event, ...] = ()
+
+    @property
+    def charges(self) -> tuple[ChargeApplied, ...]:
+        return tuple(event for event in self.events if isinstance(event, ChargeApplied))
+
+
+def next_billing_day(today: date) -> date:
+    return today + timedelta(days=1)
+
+
+def register(account_number: str, region: str, catalog: Catalog) -> Subscription:
+    """A subscriber just registered (SubscriberRegistered): known region, no plan yet."""
+    catalog.region(region)
+    return Subscription(
+        account_number=account_number,
+        region=region,
+        balance=AccountBalance.zero(catalog.currency),
+    )
+
+
+def activate(state: Subscription, catalog: Catalog, plan: str, today: date) -> Outcome:
+    """Activate the first plan; it must be sold in the subscriber's region."""
+    if state.planned_terms.plan is not None:
+        raise AlreadyActive(state.account_number, state.planned_terms.plan)
+    price = catalog.plan_price(plan, state.region)
+    effective_from = next_billing_day(today)
+    event = SubscriptionActivated(
+        account_number=state.account_number,
+        region=state.region,
+        plan=plan,
+        monthly_price=price,
+        effective_from=effective_from,
+    )
+    return Outcome(state.scheduled(state.planned_terms.with_plan(plan), effective_from), (event,))
+
+
+def change_plan(state: Subscription, catalog: Catalog, plan: str, today: date) -> Outcome:
+    """Move to another plan of the region. Options the new plan is not sold with are refused
+    (the subscriber removes them first) rather than dropped silently."""
+    current = _require_plan(state)
+    if plan == current:
+        raise PlanUnchanged(plan)
+    price = catalog.plan_price(plan, state.region)
+    orphans = [
+        option
+        for option in state.planned_terms.options
+        if not catalog.option_allowed_with_plan(option, plan, state.region)
+    ]
+    if orphans:
+        raise OptionsNotSoldWithNewPlan(plan, orphans)
+    effective_from = next_billing_day(today)
+    event = TariffChanged(
+        account_number=state.account_number,
+        previous_plan=current,
+        plan=plan,
+        monthly_price=price,
+        effective_from=effective_from,
+    )
+    return Outcome(state.scheduled(state.planned_terms.with_plan(plan), effective_from), (event,))
+
+
+def add_option(state: Subscription, catalog: Catalog, option: str, today: date) -> Outcome:
+    """Add an option sold with the (planned) plan in the subscriber's region."""
+    plan = _require_plan(state)
+    catalog.require_option_sold_with(option, plan, state.region)
+    if option in state.planned_terms.options:
+        raise OptionAlreadyAdded(option)
+    effective_from = next_billing_day(today)
+    event = OptionAdded(
+        account_number=state.account_number,
+        option=option,
+        monthly_price=catalog.option_price(option, state.region),
+        effective_from=effective_from,
+    )
+    terms = state.planned_terms.with_option(option)
+    return Outcome(state.scheduled(terms, effective_from), (event,))
+
+
+def remove_option(state: Subscription, option: str, today: date) -> Outcome:
+    if option not in state.planned_terms.options:
+        raise OptionNotPresent(option)
+    effective_from = next_billing_day(today)
+    event = OptionRemoved(
+        account_number=state.account_number, option=option, effective_from=effective_from
+    )
+    terms = state.planned_terms.without_option(option)
+    return Outcome(state.scheduled(terms, effective_from), (event,))
+
+
+def _require_plan(state: Subscription) -> str:
+    plan = state.planned_terms.plan
+    if plan is None:
+        raise NotActive(state.account_number)
+    return plan

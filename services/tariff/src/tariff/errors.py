@@ -1,0 +1,185 @@
+"""Every refusal of the tariff service: a machine-readable code and a message a person can act on.
+
+These live apart from :mod:`tariff.domain` because the catalog raises them too, and the domain
+reads the catalog: one module both can import keeps the imports one-way.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import ClassVar
+
+from billing_events.money import Money
+
+
+class TariffError(Exception):
+    """Base of every tariff refusal. ``field`` names the offending input, when there is one."""
+
+    code: ClassVar[str] = "tariff_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class CatalogInvalid(TariffError):
+    code = "catalog_invalid"
+
+    def __init__(self, source: str, problems: str) -> None:
+        super().__init__(f"tariff catalog {source} is invalid: {problems}")
+
+
+class UnknownRegion(TariffError):
+    code = "unknown_region"
+
+    def __init__(self, region: str) -> None:
+        super().__init__(f"unknown region {region!r}", field="region")
+
+
+class UnknownPlan(TariffError):
+    code = "unknown_plan"
+
+    def __init__(self, plan: str) -> None:
+        super().__init__(f"unknown tariff plan {plan!r}", field="plan")
+
+
+class UnknownOption(TariffError):
+    code = "unknown_option"
+
+    def __init__(self, option: str) -> None:
+        super().__init__(f"unknown option {option!r}", field="option")
+
+
+class UnknownChannelPackage(TariffError):
+    code = "unknown_channel_package"
+
+    def __init__(self, package: str) -> None:
+        super().__init__(f"unknown channel package {package!r}", field="package")
+
+
+class PlanNotSoldInRegion(TariffError):
+    code = "plan_not_in_region"
+
+    def __init__(self, plan: str, region: str) -> None:
+        super().__init__(f"plan {plan!r} is not sold in region {region!r}", field="plan")
+
+
+class OptionNotSoldInRegion(TariffError):
+    code = "option_not_in_region"
+
+    def __init__(self, option: str, region: str) -> None:
+        super().__init__(f"option {option!r} is not sold in region {region!r}", field="option")
+
+
+class OptionNotSoldWithPlan(TariffError):
+    code = "option_not_sold_with_plan"
+
+    def __init__(self, option: str, plan: str) -> None:
+        super().__init__(f"option {option!r} is not sold with plan {plan!r}", field="option")
+
+
+class AlreadyActive(TariffError):
+    code = "already_active"
+
+    def __init__(self, account_number: str, plan: str) -> None:
+        super().__init__(
+            f"account {account_number} already has plan {plan!r}; change the plan instead",
+            field="plan",
+        )
+
+
+class NotActive(TariffError):
+    code = "not_active"
+
+    def __init__(self, account_number: str) -> None:
+        super().__init__(f"account {account_number} has no active plan; activate one first")
+
+
+class PlanUnchanged(TariffError):
+    code = "plan_unchanged"
+
+    def __init__(self, plan: str) -> None:
+        super().__init__(f"the account is already on plan {plan!r}", field="plan")
+
+
+class OptionsNotSoldWithNewPlan(TariffError):
+    code = "options_not_sold_with_new_plan"
+
+    def __init__(self, plan: str, options: list[str]) -> None:
+        super().__init__(
+            f"plan {plan!r} is not sold with option(s) {', '.join(options)}; remove them first",
+            field="plan",
+        )
+
+
+class OptionAlreadyAdded(TariffError):
+    code = "option_already_added"
+
+    def __init__(self, option: str) -> None:
+        super().__init__(f"option {option!r} is already on the account", field="option")
+
+
+class OptionNotPresent(TariffError):
+    code = "option_not_present"
+
+    def __init__(self, option: str) -> None:
+        super().__init__(f"option {option!r} is not on the account", field="option")
+
+
+class VoluntaryBlockRefused(TariffError):
+    """A voluntary block request broke one of the rules of the domain note; ``rule`` says which."""
+
+    code = "voluntary_block_refused"
+    rule: ClassVar[str]
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(f"voluntary block request refused by {self.rule}: {detail}", field=field)
+
+
+class BlockDaysOutOfRange(VoluntaryBlockRefused):
+    code = "block_days_out_of_range"
+    rule = "rule 1 (a block lasts at most 30 days a year)"
+
+    def __init__(self, days: int, maximum: int) -> None:
+        super().__init__(f"{days} day(s) asked, allowed 1 to {maximum}", field="days")
+
+
+class BlockAlreadyUsedThisYear(VoluntaryBlockRefused):
+    code = "block_once_a_year"
+    rule = "rule 1 (only once a calendar year)"
+
+    def __init__(self, year: int, previous_start: date) -> None:
+        super().__init__(f"the {year} block was already used, from {previous_start.isoformat()}")
+
+
+class BlockNeedsHomeInternet(VoluntaryBlockRefused):
+    code = "block_needs_home_internet"
+    rule = "rule 3 (not available without a home internet connection)"
+
+    def __init__(self, plan: str) -> None:
+        super().__init__(f"plan {plan!r} has no home internet", field="plan")
+
+
+class BlockNotAffordable(VoluntaryBlockRefused):
+    code = "block_insufficient_funds"
+    rule = "rule 5 (the account must have enough money to pay for the block)"
+
+    def __init__(self, price: Money, available: Money) -> None:
+        super().__init__(f"the block costs {price}, the account can pay {available}")
+
+
+class BlockAlreadyRunning(VoluntaryBlockRefused):
+    code = "block_already_running"
+    rule = "rule 1 (one block at a time, once a year)"
+
+    def __init__(self, last_day: date) -> None:
+        super().__init__(f"a voluntary block is running until {last_day.isoformat()}")
+
+
+class NoRunningBlock(VoluntaryBlockRefused):
+    code = "no_running_block"
+    rule = "rule 6 (only a running block can be ended early)"
+
+    def __init__(self, account_number: str) -> None:
+        super().__init__(f"account {account_number} has no running voluntary block")

@@ -1,0 +1,143 @@
+"""The shared plumbing over the real broker and database: outbox, inbox, dead letters.
+
+A tiny service (it counts payments per account) stands in for the real ones, so these tests
+prove the pipeline itself: what every service inherits.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_events import topics
+from billing_events.catalog.ledger import BalanceChanged, PaymentType
+from billing_events.catalog.payments import PaymentReceived
+from billing_events.clock import SystemClock
+from billing_events.consumer import EventRouter, Rejected
+from billing_events.db import upsert
+from billing_events.envelope import Envelope
+from billing_events.money import Money
+from billing_events.runtime import ServiceRuntime
+from billing_events.schema import dead_letters, inbox, outbox
+from billing_events.settings import ServiceSettings
+from billing_events.testing.kafka_probe import RawProducer, TopicReader
+from billing_events.testing.plugin import eventually
+
+clock = SystemClock()
+metadata = MetaData()
+totals = Table("totals", metadata, Column("account", String(12), primary_key=True), Column("minor", Integer))
+
+
+class CounterSettings(ServiceSettings):
+    service_name = "counter"
+
+
+async def on_payment(conn: AsyncConnection, envelope: Envelope[PaymentReceived]) -> list[Envelope[Any]]:
+    payment = envelope.payload
+    if payment.reference.startswith("poison"):
+        raise Rejected("poisoned reference")
+    current = await conn.scalar(select(totals.c.minor).where(totals.c.account == payment.account_number)) or 0
+    new_total = current + payment.amount.minor
+    await conn.execute(upsert(conn, totals, ["account"], ["minor"]), {"account": payment.account_number, "minor": new_total})
+    changed = BalanceChanged(
+        account_number=payment.account_number, transaction_id=envelope.event_id,
+        main=Money(minor=new_total), bonus=Money.zero(), delta_main=payment.amount,
+        delta_bonus=Money.zero(), cause_event_id=envelope.event_id, cause_type=envelope.event_type,
+        payment_type=PaymentType.PREPAID, credit_limit=Money.zero(),
+    )
+    return [Envelope.new(changed, account=payment.account_number, producer="counter", clock=clock, cause=envelope)]
+
+
+def payment(account: str, reference: str, minor: int) -> Envelope[PaymentReceived]:
+    body = PaymentReceived(account_number=account, channel="terminal", reference=reference,
+                           amount=Money(minor=minor), received_at=datetime.now(UTC))
+    return Envelope.new(body, account=account, producer="test", clock=clock)
+
+
+@pytest.fixture
+async def counter(make_settings: Any) -> Any:
+    settings = await make_settings(CounterSettings)
+    runtime = ServiceRuntime(
+        settings=settings, clock=clock, metadata=metadata,
+        handler=EventRouter({PaymentReceived: on_payment}), consumes=[topics.PAYMENTS],
+    )
+    async with runtime:
+        yield runtime
+
+
+async def total(runtime: ServiceRuntime, account: str) -> int | None:
+    async with runtime.db.connect() as conn:
+        return await conn.scalar(select(totals.c.minor).where(totals.c.account == account))
+
+
+async def count(runtime: ServiceRuntime, table: Table) -> int:
+    async with runtime.db.connect() as conn:
+        return await conn.scalar(select(func.count()).select_from(table)) or 0
+
+
+async def test_event_flows_through_inbox_and_outbox(counter: ServiceRuntime, bootstrap_servers: str) -> None:
+    first, second = payment("100000000008", "a", 1000), payment("100000000008", "b", 250)
+    async with RawProducer(bootstrap_servers) as producer, TopicReader(bootstrap_servers, counter.topics(topics.LEDGER)) as reader:
+        await producer.send(counter.topics(topics.PAYMENTS), first)
+        await producer.send(counter.topics(topics.PAYMENTS), second)
+        out = await reader.wait_for_type("BalanceChanged", 2)
+    assert [e.payload.main.minor for e in out] == [1000, 1250]
+    assert out[0].causation_id == first.event_id and out[0].correlation_id == first.correlation_id
+    assert await eventually(lambda: count_published(counter), what="outbox marked published") == 2
+
+
+async def count_published(runtime: ServiceRuntime) -> int:
+    async with runtime.db.connect() as conn:
+        return await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.published_at.is_not(None))) or 0
+
+
+async def test_redelivered_event_changes_nothing(counter: ServiceRuntime, bootstrap_servers: str) -> None:
+    event = payment("100000000016", "dup", 700)
+    async with RawProducer(bootstrap_servers) as producer, TopicReader(bootstrap_servers, counter.topics(topics.LEDGER)) as reader:
+        for _ in range(3):
+            await producer.send(counter.topics(topics.PAYMENTS), event)
+        await producer.send(counter.topics(topics.PAYMENTS), payment("100000000016", "later", 1))
+        await reader.wait_for_type("BalanceChanged", 2)
+        assert await total(counter, "100000000016") == 701
+        assert len([e for e in reader.envelopes if e.event_type == "BalanceChanged"]) == 2
+    assert await count(counter, inbox) == 2
+
+
+async def test_bad_messages_are_dead_lettered_and_the_consumer_goes_on(counter: ServiceRuntime, bootstrap_servers: str) -> None:
+    account = "100000000024"
+    payments_topic = counter.topics(topics.PAYMENTS)
+    good = payment(account, "good", 500)
+    unknown_type = good.to_bytes().replace(b'"PaymentReceived"', b'"PaymentTeleported"')
+    negative = good.to_bytes().replace(b'"minor":500', b'"minor":-500').replace(str(good.event_id).encode(), b"01900000-0000-7000-8000-000000000001")
+    async with RawProducer(bootstrap_servers) as producer, TopicReader(bootstrap_servers, counter.topics("billing.counter.dlq")) as dlq:
+        await producer.send_raw(payments_topic, b"{not json", key=account.encode())
+        await producer.send_raw(payments_topic, unknown_type, key=account.encode())
+        await producer.send_raw(payments_topic, negative, key=account.encode())
+        await producer.send(payments_topic, payment(account, "poison-1", 100))
+        await producer.send(payments_topic, good)
+        await eventually(lambda: total(counter, account), what="the good payment")
+        await eventually(lambda: len(dlq.records) >= 4, what="four dead letters on the topic")
+    assert await total(counter, account) == 500
+    async with counter.db.connect() as conn:
+        reasons = (await conn.execute(select(dead_letters.c.reason).order_by(dead_letters.c.id))).scalars().all()
+    assert len(reasons) == 4
+    assert "not JSON" in reasons[0]
+    assert "unknown event type 'PaymentTeleported'" in reasons[1]
+    assert "greater than zero" in reasons[2]
+    assert reasons[3] == "poisoned reference"
+
+
+async def test_events_of_other_types_are_skipped_not_refused(counter: ServiceRuntime, bootstrap_servers: str) -> None:
+    account = "100000000032"
+    changed = BalanceChanged(account_number=account, transaction_id=payment(account, "x", 1).event_id,
+                             main=Money.zero(), bonus=Money.zero(), delta_main=Money.zero(), delta_bonus=Money.zero(),
+                             cause_event_id=None, cause_type="test", payment_type=PaymentType.PREPAID, credit_limit=Money.zero())
+    async with RawProducer(bootstrap_servers) as producer:
+        await producer.send(counter.topics(topics.PAYMENTS), Envelope.new(changed, account=account, producer="test", clock=clock))
+        await producer.send(counter.topics(topics.PAYMENTS), payment(account, "after", 42))
+        await eventually(lambda: total(counter, account), what="the payment after the foreign event")
+    assert await count(counter, dead_letters) == 0
