@@ -13,11 +13,10 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from nacl.encoding import Base64Encoder
-from nacl.public import PrivateKey, SealedBox
-
 from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.money import Money
+from nacl.encoding import Base64Encoder
+from nacl.public import PrivateKey, SealedBox
 from notifier.domain import Destination, SealOpener, SubscriberProfile
 
 

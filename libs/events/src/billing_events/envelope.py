@@ -20,9 +20,13 @@ from billing_events.clock import Clock
 
 
 class Event(BaseModel):
-    """The payload of one event type at one schema version. Subclasses register themselves."""
+    """The payload of one event type at one schema version. Subclasses register themselves.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Readers are tolerant: a field they do not know is ignored, so adding an optional field is
+    not a breaking change (see docs/events.md, "Compatibility promise").
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     event_type: ClassVar[str]
     version: ClassVar[int] = 1
@@ -52,7 +56,7 @@ class Envelope(BaseModel, Generic[E]):
     ``causation_id`` names the event that directly caused this one.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     event_id: UUID = Field(description="UUIDv7: unique and sortable by creation time")
     event_type: str

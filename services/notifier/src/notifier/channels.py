@@ -72,7 +72,9 @@ class FileChannel:
             async with self._lock:
                 await asyncio.to_thread(self._append, line)
         except OSError as exc:
-            raise DeliveryError(f"cannot write {self._path}: {exc.strerror}", retryable=True) from None
+            raise DeliveryError(
+                f"cannot write {self._path}: {exc.strerror}", retryable=True
+            ) from None
         log.info(
             "notifier.file_channel.written",
             template=message.template,
@@ -143,7 +145,9 @@ class SmtpChannel:
                 f"SMTP {type(exc).__name__} {exc.code}", retryable=_transient_smtp(exc.code)
             ) from None
         except OSError as exc:  # connection refused or lost, timeouts
-            raise DeliveryError(f"SMTP server unreachable: {type(exc).__name__}", retryable=True) from None
+            raise DeliveryError(
+                f"SMTP server unreachable: {type(exc).__name__}", retryable=True
+            ) from None
         except aiosmtplib.SMTPException as exc:  # e.g. STARTTLS not supported: configuration
             raise DeliveryError(f"SMTP {type(exc).__name__}", retryable=False) from None
 
@@ -179,11 +183,13 @@ class HttpSmsChannel:
         except httpx.TimeoutException:
             raise DeliveryError("SMS gateway timed out", retryable=True) from None
         except httpx.TransportError as exc:
-            raise DeliveryError(f"SMS gateway unreachable: {type(exc).__name__}", retryable=True) from None
+            raise DeliveryError(
+                f"SMS gateway unreachable: {type(exc).__name__}", retryable=True
+            ) from None
         status = response.status_code
         if response.is_success:
             return
-        # The response body is not quoted: a gateway may echo the text, and the text may be a password.
+        # The response body is not quoted: a gateway may echo the text, which may be a password.
         raise DeliveryError(
             f"SMS gateway answered {status}", retryable=status >= 500 or status == 429
         )

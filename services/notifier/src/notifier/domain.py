@@ -14,22 +14,21 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from nacl.encoding import Base64Encoder
-from nacl.exceptions import CryptoError
-from nacl.public import PrivateKey, SealedBox
-
 from billing_events.catalog.identity import PasswordIssued, PasswordPurpose, SubscriberRegistered
 from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.catalog.notifier import DeliveryChannel
 from billing_events.catalog.tariff import AccountBlocked, AccountUnblocked, BlockReason
 from billing_events.envelope import Event
 from billing_events.money import CurrencyMismatch, Money
+from nacl.encoding import Base64Encoder
+from nacl.exceptions import CryptoError
+from nacl.public import PrivateKey, SealedBox
 
 PAYMENT_CAUSE = "PaymentReceived"
 
 
 class NotifierError(Exception):
-    """A rule of the notifier refused something; ``code`` is for machines, the message for people."""
+    """A notifier rule refused something; ``code`` is for machines, the message for people."""
 
     def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -151,7 +150,9 @@ class SealOpener:
                 "unseal_failed", f"cannot open {field_name}: {type(exc).__name__}", field=field_name
             ) from None
         if not isinstance(data, dict):
-            raise NotifierError("unseal_failed", f"{field_name} is not a JSON object", field=field_name)
+            raise NotifierError(
+                "unseal_failed", f"{field_name} is not a JSON object", field=field_name
+            )
         return data
 
 
@@ -170,7 +171,8 @@ def profile_from_registration(
     if contact.email is not None:
         if registered.masked_email is None:
             raise NotifierError(
-                "unmasked_email", "sealed contact has an e-mail but the event no masked form",
+                "unmasked_email",
+                "sealed contact has an e-mail but the event no masked form",
                 field="masked_email",
             )
         email = Destination(contact.email, registered.masked_email)
@@ -263,7 +265,9 @@ def decide(
     """The messages one event must produce for its subscriber; other events produce none."""
     if isinstance(payload, BalanceChanged):
         return _balance_changed(payload, profile, context)
-    return Decision(_stateless_intents(payload, profile, context, opener), context.low_balance_alarm)
+    return Decision(
+        _stateless_intents(payload, profile, context, opener), context.low_balance_alarm
+    )
 
 
 def _stateless_intents(
@@ -290,7 +294,9 @@ def _balance_changed(
     intents: list[MessageIntent] = []
     if change.cause_type == PAYMENT_CAUSE and change.delta_main.minor > 0:
         intents.append(
-            notice(profile, TemplateKey.PAYMENT_CREDITED, amount=change.delta_main, balance=change.main)
+            notice(
+                profile, TemplateKey.PAYMENT_CREDITED, amount=change.delta_main, balance=change.main
+            )
         )
     if tell_low:
         intents.append(
@@ -316,7 +322,9 @@ def account_blocked_notice(blocked: AccountBlocked, profile: SubscriberProfile) 
     return notice(profile, TemplateKey.ACCOUNT_BLOCKED_FOR_DEBT)
 
 
-def account_unblocked_notice(unblocked: AccountUnblocked, profile: SubscriberProfile) -> MessageIntent:
+def account_unblocked_notice(
+    unblocked: AccountUnblocked, profile: SubscriberProfile
+) -> MessageIntent:
     if unblocked.reason is BlockReason.VOLUNTARY:
         return notice(profile, TemplateKey.VOLUNTARY_BLOCK_ENDED)
     return notice(profile, TemplateKey.ACCOUNT_UNBLOCKED)
@@ -383,14 +391,18 @@ class RetryPolicy:
         if self.max_attempts < 1:
             raise NotifierError("invalid_retry_policy", "at least one try", field="max_attempts")
         if self.base_delay <= timedelta(0):
-            raise NotifierError("invalid_retry_policy", "base delay must be positive", field="base_delay")
+            raise NotifierError(
+                "invalid_retry_policy", "base delay must be positive", field="base_delay"
+            )
         if self.max_delay < self.base_delay:
             raise NotifierError(
-                "invalid_retry_policy", "max delay must not be below the base delay", field="max_delay"
+                "invalid_retry_policy",
+                "max delay must not be below the base delay",
+                field="max_delay",
             )
 
     def next_delay(self, attempt: int, rng: RandomSource) -> timedelta | None:
-        """How long to wait after failed try number ``attempt`` (from 1); None: that was the last."""
+        """How long to wait after failed try ``attempt`` (counted from 1); None: it was the last."""
         if attempt < 1:
             raise ValueError(f"tries are counted from 1, got {attempt}")
         if attempt >= self.max_attempts:

@@ -7,23 +7,25 @@ plain space between thousands and before the sign (it keeps English EUR texts in
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from billing_events.catalog.notifier import DeliveryChannel
+from billing_events.money import MINOR_UNIT_DIGITS, Money
 from jinja2 import (
     Environment,
     PackageLoader,
     StrictUndefined,
     Template,
     TemplateNotFound,
+    Undefined,
     UndefinedError,
 )
 
-from billing_events.catalog.notifier import DeliveryChannel
-from billing_events.money import MINOR_UNIT_DIGITS, Money
 from notifier.domain import NotifierError, TemplateKey
 
 LANGUAGES = ("sk", "ru", "en")
@@ -63,6 +65,18 @@ def format_day(day: date) -> str:
 def format_moment(moment: datetime) -> str:
     """Subscribers' time zones are not known to the suite, so moments are written in UTC."""
     return moment.strftime("%d.%m.%Y %H:%M UTC")
+
+
+def _strict(format_value: Callable[[Any], str]) -> Callable[[Any], str]:
+    """Filters receive an undefined variable like any value; make it fail like a bare one."""
+
+    @functools.wraps(format_value)
+    def strict(value: Any) -> str:
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()  # documented hook of jinja2.Undefined
+        return format_value(value)
+
+    return strict
 
 
 # --- SMS length -------------------------------------------------------------------------------
@@ -110,7 +124,9 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=False,
         )
-        self._env.filters.update(money=format_money, day=format_day, moment=format_moment)
+        self._env.filters.update(
+            money=_strict(format_money), day=_strict(format_day), moment=_strict(format_moment)
+        )
         self._require_every_template(default_language)
 
     def _require_every_template(self, language: str) -> None:
@@ -157,7 +173,8 @@ class Renderer:
             except TemplateNotFound:
                 continue
         raise NotifierError(
-            "template_missing", f"no template {template} in {language!r} or {self.default_language!r}"
+            "template_missing",
+            f"no template {template} in {language!r} or {self.default_language!r}",
         )
 
     @staticmethod

@@ -60,3 +60,17 @@ class PasswordIssued(Event):
         description='Sealed JSON {"secret": "...", "destination": "..."} for the notifier'
     )
     expires_at: AwareDatetime | None = None
+
+
+class LoginLocked(Event):
+    """Repeated failed logins locked an account's login for a while; the subscriber is told.
+
+    Published once per lock, by the failed attempt that started it.
+    """
+
+    event_type: ClassVar[str] = "LoginLocked"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    locked_until: AwareDatetime = Field(description="Logins are refused unchecked until then")
+    failed_attempts: int = Field(ge=1, description="Failures within the window that caused it")

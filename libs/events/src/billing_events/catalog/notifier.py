@@ -33,7 +33,9 @@ class _NotificationOutcome(Event):
         min_length=1, max_length=64, description="Template key", examples=["payment_credited"]
     )
     language: str = Field(pattern=r"^[a-z]{2}$", description="Language the message was written in")
-    attempts: int = Field(ge=1, description="How many times the gateway was asked, this one included")
+    attempts: int = Field(
+        ge=1, description="How many times the gateway was asked, this one included"
+    )
 
 
 class NotificationSent(_NotificationOutcome):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import AwareDatetime, Field
 
@@ -27,7 +27,12 @@ class ChargeApplied(Event):
     event_type: ClassVar[str] = "ChargeApplied"
     topic: ClassVar[str] = topics.TARIFF
 
-    charge_id: str = Field(min_length=1, max_length=128, examples=["100000000008:2026-11-25:subscription"])
+    charge_id: str = Field(
+        min_length=1,
+        max_length=128,
+        description="account:billing_day:fee_kind:code, the same however often a day is closed",
+        examples=["100000000008:2026-11-25:subscription:internet-100"],
+    )
     account_number: AccountNumber
     amount: PositiveMoney
     fee_kind: FeeKind
@@ -41,6 +46,9 @@ class BlockReason(StrEnum):
 
 
 class AccountBlocked(Event):
+    """Access is cut for ``reason``. Blocks of different reasons are independent: the account
+    has access again only when every reason it was blocked for has been unblocked."""
+
     event_type: ClassVar[str] = "AccountBlocked"
     topic: ClassVar[str] = topics.TARIFF
 
@@ -51,12 +59,24 @@ class AccountBlocked(Event):
 
 
 class AccountUnblocked(Event):
+    """The block for ``reason`` is over (a block for another reason may still be in force)."""
+
     event_type: ClassVar[str] = "AccountUnblocked"
     topic: ClassVar[str] = topics.TARIFF
 
     account_number: AccountNumber
     reason: BlockReason = Field(description="The reason of the block that ended")
     unblocked_at: AwareDatetime
+
+
+CatalogCode = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{0,39}$",
+        description="A region, plan or option code of the tariff catalog",
+        examples=["combo-100-optimum"],
+    ),
+]
 
 
 class SubscriptionActivated(Event):
@@ -66,21 +86,21 @@ class SubscriptionActivated(Event):
     topic: ClassVar[str] = topics.TARIFF
 
     account_number: AccountNumber
-    region: str = Field(min_length=1, max_length=64, description="Region code from the tariff catalog")
-    plan: str = Field(min_length=1, max_length=40, description="Plan code from the tariff catalog")
+    region: CatalogCode = Field(description="Region code from the tariff catalog")
+    plan: CatalogCode = Field(description="Plan code from the tariff catalog")
     monthly_price: PositiveMoney = Field(description="The plan's monthly price in the region")
     effective_from: date = Field(description="First billing day charged at this plan")
 
 
 class TariffChanged(Event):
-    """The account moves to another plan from ``effective_from`` (the billing day after the request)."""
+    """The account moves to another plan from ``effective_from``, the day after the request."""
 
     event_type: ClassVar[str] = "TariffChanged"
     topic: ClassVar[str] = topics.TARIFF
 
     account_number: AccountNumber
-    previous_plan: str = Field(min_length=1, max_length=40, description="Plan code before the change")
-    plan: str = Field(min_length=1, max_length=40, description="Plan code from effective_from on")
+    previous_plan: CatalogCode = Field(description="Plan code before the change")
+    plan: CatalogCode = Field(description="Plan code from effective_from on")
     monthly_price: PositiveMoney = Field(description="The new plan's monthly price in the region")
     effective_from: date = Field(description="First billing day charged at the new plan")
 
@@ -92,7 +112,7 @@ class OptionAdded(Event):
     topic: ClassVar[str] = topics.TARIFF
 
     account_number: AccountNumber
-    option: str = Field(min_length=1, max_length=40, description="Option code from the tariff catalog")
+    option: CatalogCode = Field(description="Option code from the tariff catalog")
     monthly_price: PositiveMoney = Field(description="The option's monthly price in the region")
     effective_from: date = Field(description="First billing day the option is charged")
 
@@ -104,7 +124,7 @@ class OptionRemoved(Event):
     topic: ClassVar[str] = topics.TARIFF
 
     account_number: AccountNumber
-    option: str = Field(min_length=1, max_length=40, description="Option code from the tariff catalog")
+    option: CatalogCode = Field(description="Option code from the tariff catalog")
     effective_from: date = Field(description="First billing day the option is no longer charged")
 
 

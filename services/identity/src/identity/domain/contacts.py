@@ -9,7 +9,9 @@ from identity.domain.errors import RuleViolation
 
 # A number written without a country code ("8 912 345-67-89", "912 345 67 89") is Russian.
 HOME_REGION = "RU"
-_MOBILE_TYPES = frozenset({phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE})
+_MOBILE_TYPES = frozenset(
+    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+)
 MASKED_MAX_LENGTH = 64
 
 
@@ -62,4 +64,4 @@ def mask_email(email: str) -> str:
     if len(masked) <= MASKED_MAX_LENGTH:
         return masked
     # Keep the end of a very long domain: the top-level part is what a person recognises.
-    return f"{local[:1]}***@…{domain[-(MASKED_MAX_LENGTH - 6):]}"
+    return f"{local[:1]}***@…{domain[-(MASKED_MAX_LENGTH - 6) :]}"

@@ -167,7 +167,9 @@ class Registration(RegistrationCommand):
         if years_later(born, OLDEST_PLAUSIBLE_AGE) <= today:
             raise RuleViolation("implausible_birth_date", "is too long ago: check the year")
         if years_later(born, ADULT_AGE) > today:
-            raise RuleViolation("under_age", f"the subscriber must be at least {ADULT_AGE} years old")
+            raise RuleViolation(
+                "under_age", f"the subscriber must be at least {ADULT_AGE} years old"
+            )
         return born
 
     @field_validator("date_of_issue")

@@ -32,7 +32,9 @@ RESET_REQUEST_THROTTLE = ThrottlePolicy(
     threshold=5, window=timedelta(hours=1), lock_for=timedelta(hours=1)
 )
 # An operator reading out guessed passport data is refused after a few tries.
-SUPPORT_THROTTLE = ThrottlePolicy(threshold=3, window=timedelta(hours=24), lock_for=timedelta(hours=24))
+SUPPORT_THROTTLE = ThrottlePolicy(
+    threshold=3, window=timedelta(hours=24), lock_for=timedelta(hours=24)
+)
 
 
 @dataclass(frozen=True)

@@ -99,9 +99,8 @@ def reverse(
     if touched:
         key = touched[0]
     else:
-        assert (
-            settled is not None
-        )  # only a parked payment touches no subscriber, and it has its item
+        # only a parked payment touches no subscriber, and it always has its suspense item
+        assert settled is not None
         key = settled.typed_account
     booking.announce(
         key,

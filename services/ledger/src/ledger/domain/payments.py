@@ -121,7 +121,7 @@ def credit_payment(
                 transaction_id=booking.transactions[-1].id,
                 payment_transaction_id=payment_txn.id,
                 campaign=campaign.name,
-                amount=money(bonus, currency),
+                amount=positive_money(bonus, currency),
                 bonus_balance=money(booking.states[account.number].bonus, currency),
             ),
         )
@@ -205,7 +205,7 @@ def resolve_suspense(
             transaction_id=txn.id,
             parked_transaction_id=item.transaction_id,
             account_number=account.number,
-            amount=money(item.amount, item.currency),
+            amount=positive_money(item.amount, item.currency),
             operator=operator.who,
             reason=operator.why,
         ),

@@ -72,7 +72,7 @@ def apply_charge(
             BonusRedeemed(
                 account_number=account.number,
                 transaction_id=redemption.id,
-                amount=money(bonus_to_use, currency),
+                amount=positive_money(bonus_to_use, currency),
                 purpose=RedemptionPurpose.CHARGE,
                 charge_id=charge.charge_id,
                 bonus_balance=money(booking.states[account.number].bonus, currency),

@@ -159,7 +159,7 @@ def move(
     return Transaction.build(
         kind,
         business_key,
-        (Posting(credit, amount, currency), Posting(debit, -amount, currency)),
+        (Posting(debit, -amount, currency), Posting(credit, amount, currency)),
         cause_event_id=cause_event_id,
         cause_type=cause_type,
         occurred_at=occurred_at,

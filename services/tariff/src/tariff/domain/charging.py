@@ -26,9 +26,16 @@ def charges_for_day(state: Subscription, catalog: Catalog, day: date) -> tuple[C
     if terms.plan is None or state.is_blocked_on(day):
         return ()
     plan = catalog.plan(terms.plan)
-    fees = [(FeeKind.SUBSCRIPTION, plan.code, plan.name, catalog.plan_price(plan.code, state.region))]
+    fees = [
+        (FeeKind.SUBSCRIPTION, plan.code, plan.name, catalog.plan_price(plan.code, state.region))
+    ]
     fees += [
-        (FeeKind.OPTION, option, catalog.option(option).name, catalog.option_price(option, state.region))
+        (
+            FeeKind.OPTION,
+            option,
+            catalog.option(option).name,
+            catalog.option_price(option, state.region),
+        )
         for option in terms.options
     ]
     charges = (_daily_charge(state.account_number, day, *fee) for fee in fees)

@@ -81,7 +81,9 @@ class AccountBalance(_State):
 
     @classmethod
     def from_event(cls, event: BalanceChanged) -> AccountBalance:
-        return cls(main=event.main, payment_type=event.payment_type, credit_limit=event.credit_limit)
+        return cls(
+            main=event.main, payment_type=event.payment_type, credit_limit=event.credit_limit
+        )
 
     def available(self) -> Money:
         """What the account can still spend: the balance, plus the credit limit on credit."""

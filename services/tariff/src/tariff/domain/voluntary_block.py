@@ -71,7 +71,9 @@ def start_voluntary_block(
     )
     events = (
         ChargeApplied(
-            charge_id=charge_id(current.account_number, today, FeeKind.VOLUNTARY_BLOCK, current.region),
+            charge_id=charge_id(
+                current.account_number, today, FeeKind.VOLUNTARY_BLOCK, current.region
+            ),
             account_number=current.account_number,
             amount=block.price,
             fee_kind=FeeKind.VOLUNTARY_BLOCK,

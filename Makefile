@@ -1,0 +1,32 @@
+# The two commands a new user needs: `make run` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export UV_LINK_MODE ?= copy
+
+.PHONY: run test bench install lint schemas docs clean
+
+$(UV):
+	@echo "uv not found: installing it for this user (https://docs.astral.sh/uv/)"
+	python3 -m pip install --user --quiet uv || curl -LsSf https://astral.sh/uv/install.sh | sh
+
+install: $(UV)
+	$(UV) sync --frozen
+
+## run: the embedded broker and the four services, with prefixed logs; Ctrl-C stops them
+run: install
+	$(UV) run billing up
+
+## test: the whole test suite over a real broker and real databases
+test: install
+	$(UV) run pytest
+
+## bench: the benchmarks of bench/ (add ARGS=--quick for a smoke run)
+bench: install
+	$(UV) run python -m bench $(ARGS)
+
+## schemas: regenerate the JSON Schemas, the AsyncAPI document and docs/events.md
+schemas: install
+	$(UV) run python -m billing_events.docs
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,96 @@
+"""``billing up``: the embedded broker and the four services as separate processes.
+
+Order matters because the embedded broker keeps events in memory: it starts first and stops
+last, after every service has stopped consuming and drained its outbox.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from billing_events.embedded import EmbeddedBroker
+
+SERVICES = ("ledger", "identity", "tariff", "notifier")
+COLOURS = {"ledger": "green", "identity": "magenta", "tariff": "cyan", "notifier": "yellow", "broker": "blue"}
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def say(source: str, line: str) -> None:
+    width = max(len(name) for name in COLOURS)
+    console.print(Text(f"{source:<{width}} | ", style=COLOURS.get(source, "white")) + Text(line))
+
+
+def _pump(name: str, stream: object, ready: threading.Event) -> None:
+    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+        line = raw.decode(errors="replace").rstrip()
+        if "service started" in line:
+            ready.set()
+        say(name, line)
+
+
+def run_suite(data_dir: Path, services: Sequence[str] = SERVICES, bootstrap_servers: str | None = None) -> int:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    broker: EmbeddedBroker | None = None
+    if bootstrap_servers is None:
+        broker = EmbeddedBroker(log_file=data_dir / "broker.log").start()
+        bootstrap_servers = broker.bootstrap_servers
+        say("broker", f"embedded broker ready at {bootstrap_servers} (memory only; log: {data_dir / 'broker.log'})")
+    env = {
+        **os.environ,
+        "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
+        "BILLING_DATA_DIR": str(data_dir.resolve()),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.setdefault("BILLING_KAFKA__SESSION_TIMEOUT_MS", "6000")
+    env.setdefault("BILLING_KAFKA__HEARTBEAT_INTERVAL_MS", "1000")
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    readiness: dict[str, threading.Event] = {}
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    started = time.monotonic()
+    try:
+        for name in services:
+            process = subprocess.Popen(
+                [sys.executable, "-m", name], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches only us; we stop the services in order
+            )
+            processes[name] = process
+            readiness[name] = threading.Event()
+            threading.Thread(target=_pump, args=(name, process.stdout, readiness[name]), daemon=True).start()
+        announced = False
+        while not stopping.is_set():
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    say(name, f"exited with code {process.returncode}; stopping the suite")
+                    stopping.set()
+            if not announced and all(event.is_set() for event in readiness.values()):
+                announced = True
+                say("broker", f"all {len(processes)} services up in {time.monotonic() - started:.1f}s; Ctrl-C stops them")
+            stopping.wait(0.2)
+    finally:
+        for name, process in processes.items():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in processes.items():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                say(name, "did not stop in 30s; killing")
+                process.kill()
+            say(name, "stopped")
+        if broker is not None:
+            broker.stop()
+            say("broker", "stopped")
+    failed = [name for name, process in processes.items() if process.returncode not in (0, -signal.SIGTERM)]
+    return 1 if failed else 0

@@ -1,0 +1,14 @@
+"""The identity service's settings: the shared ones plus its own (environment prefix BILLING_)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from billing_events.settings import ServiceSettings
+
+
+class IdentitySettings(ServiceSettings):
+    service_name: ClassVar[str] = "identity"
+    database_url: str | None = Field(default=None, validation_alias="BILLING_IDENTITY_DATABASE_URL")

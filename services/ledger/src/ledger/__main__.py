@@ -1,0 +1,3 @@
+from ledger.app import main
+
+main()

@@ -1,0 +1,14 @@
+"""The ledger service's settings: the shared ones plus its own (environment prefix BILLING_)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from billing_events.settings import ServiceSettings
+
+
+class LedgerSettings(ServiceSettings):
+    service_name: ClassVar[str] = "ledger"
+    database_url: str | None = Field(default=None, validation_alias="BILLING_LEDGER_DATABASE_URL")

@@ -1,0 +1,3 @@
+from tariff.app import main
+
+main()

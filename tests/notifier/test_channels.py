@@ -1,0 +1,350 @@
+"""The channels against real servers: aiosmtpd for e-mail, a small HTTP server for SMS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from email import message_from_bytes, policy
+from http import HTTPStatus
+from pathlib import Path
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from billing_events.catalog.notifier import DeliveryChannel
+from billing_events.money import Money
+from notifier.channels import (
+    REDACTED,
+    DeliveryError,
+    DeliveryFailed,
+    FileChannel,
+    HttpSmsChannel,
+    SmtpChannel,
+    deliver,
+)
+from notifier.domain import Destination, RetryPolicy, TemplateKey
+from notifier.rendering import Message, Renderer
+from structlog.testing import capture_logs
+
+SECRET = "Xk7-pq9Z"
+FAST = RetryPolicy(
+    max_attempts=5, base_delay=timedelta(milliseconds=10), max_delay=timedelta(milliseconds=50)
+)
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer()
+
+
+@pytest.fixture
+def payment_message(renderer, subscriber) -> Message:
+    variables = {
+        "account": subscriber.account,
+        "amount": Money(minor=1_234_50),
+        "balance": Money(minor=5_000_00),
+    }
+    return renderer.render(TemplateKey.PAYMENT_CREDITED, "ru", variables, DeliveryChannel.EMAIL)
+
+
+@pytest.fixture
+def password_message(renderer, subscriber) -> Message:
+    variables = {"account": subscriber.account, "secret": SECRET}
+    return renderer.render(TemplateKey.PASSWORD_SMS_REISSUE, "sk", variables, DeliveryChannel.SMS)
+
+
+@pytest.fixture
+def phone(subscriber) -> Destination:
+    return Destination(subscriber.phone, subscriber.masked_phone)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --- e-mail over a real SMTP server -----------------------------------------------------------
+
+
+class Mailbox:
+    """An aiosmtpd handler that keeps what it receives, or refuses recipients with a reply."""
+
+    def __init__(self, refuse_recipients_with: str | None = None) -> None:
+        self.refuse_recipients_with = refuse_recipients_with
+        self.received: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.refuse_recipients_with:
+            return self.refuse_recipients_with
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.received.append(
+            (envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        )
+        return "250 Message accepted for delivery"
+
+
+@contextlib.contextmanager
+def smtp_server(mailbox: Mailbox) -> Iterator[int]:
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+def smtp_channel(port: int) -> SmtpChannel:
+    return SmtpChannel(
+        host="127.0.0.1", port=port, sender="billing@operator.example", tls="none", timeout=5
+    )
+
+
+async def test_smtp_delivers_the_message_to_a_real_server(subscriber, payment_message):
+    mailbox = Mailbox()
+    with smtp_server(mailbox) as port:
+        await smtp_channel(port).send(
+            Destination(subscriber.email, subscriber.masked_email), payment_message
+        )
+    [(sender, recipients, raw)] = mailbox.received
+    assert sender == "billing@operator.example"
+    assert recipients == [subscriber.email]
+    received = message_from_bytes(raw, policy=policy.default)
+    assert received["To"] == subscriber.email
+    assert received["Subject"] == payment_message.subject == "Платёж зачислен"
+    assert received.get_content().strip() == payment_message.body
+    assert "1 234,50 ₽" in received.get_content()
+
+
+@pytest.mark.parametrize(
+    ("reply", "retryable"), [("550 5.1.1 No such user", False), ("451 4.3.0 Try later", True)]
+)
+async def test_smtp_refusals_say_whether_to_try_again(
+    subscriber, payment_message, reply, retryable
+):
+    with (
+        smtp_server(Mailbox(refuse_recipients_with=reply)) as port,
+        pytest.raises(DeliveryError) as refused,
+    ):
+        await smtp_channel(port).send(
+                Destination(subscriber.email, subscriber.masked_email), payment_message
+            )
+    assert refused.value.retryable is retryable
+    assert reply[:3] in refused.value.reason
+    assert subscriber.email not in refused.value.reason
+
+
+async def test_smtp_server_down_is_worth_another_try(subscriber, payment_message):
+    with pytest.raises(DeliveryError) as refused:
+        await smtp_channel(free_port()).send(
+            Destination(subscriber.email, subscriber.masked_email), payment_message
+        )
+    assert refused.value.retryable
+    assert "unreachable" in refused.value.reason
+
+
+# --- SMS over a real HTTP gateway -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GatewayRequest:
+    request_line: str
+    headers: dict[str, str]
+    body: dict
+
+
+class SmsGateway:
+    """A tiny HTTP/1.1 server answering with the given statuses in turn (then 200).
+
+    ``None`` as a status means: never answer (until the gateway is shut down).
+    """
+
+    def __init__(self, statuses: list[int | None]) -> None:
+        self._statuses = list(statuses)
+        self.requests: list[GatewayRequest] = []
+        self._shutting_down = asyncio.Event()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        request_line, *header_lines = head.decode().split("\r\n")
+        headers = {
+            name.lower(): value
+            for name, value in (line.split(": ", 1) for line in header_lines if line)
+        }
+        body = json.loads(await reader.readexactly(int(headers["content-length"])))
+        self.requests.append(GatewayRequest(request_line, headers, body))
+        status = self._statuses.pop(0) if self._statuses else 200
+        if status is None:
+            await self._shutting_down.wait()
+        else:
+            reply = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Length: 2\r\n"
+            writer.write(f"{reply}Connection: close\r\n\r\n{{}}".encode())
+            await writer.drain()
+        writer.close()
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[str]:
+        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            yield f"http://127.0.0.1:{port}/v1/sms"
+        finally:
+            self._shutting_down.set()
+            server.close()
+            await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def sms_channel(gateway: SmsGateway, timeout: float = 5.0) -> AsyncIterator[HttpSmsChannel]:
+    async with gateway.serving() as url, httpx.AsyncClient(timeout=timeout) as client:
+        yield HttpSmsChannel(url=url, api_token="t0k3n", client=client, sender="Operator")
+
+
+async def test_a_gateway_failing_twice_then_working_delivers_once_with_two_retries_logged(
+    phone, password_message
+):
+    gateway = SmsGateway([503, 503])
+    async with sms_channel(gateway) as channel:
+        with capture_logs() as logs:
+            attempts = await deliver(
+                channel, phone, password_message, policy=FAST, rng=random.Random(3)
+            )
+    assert attempts == 3
+    assert len(gateway.requests) == 3
+    for request in gateway.requests:
+        assert request.request_line == "POST /v1/sms HTTP/1.1"
+        assert request.headers["authorization"] == "Bearer t0k3n"
+        assert request.headers["content-type"] == "application/json"
+        assert request.body == {
+            "to": phone.address,
+            "text": password_message.body,
+            "from": "Operator",
+        }
+    retries = [entry for entry in logs if entry["event"] == "notifier.delivery_retry"]
+    assert [(r["attempt"], r["reason"], r["masked_destination"]) for r in retries] == [
+        (1, "SMS gateway answered 503", phone.masked),
+        (2, "SMS gateway answered 503", phone.masked),
+    ]
+    assert SECRET not in str(logs) and phone.address not in str(logs)
+
+
+async def test_a_gateway_that_always_fails_ends_in_failure_after_the_last_try(
+    phone, password_message
+):
+    gateway = SmsGateway([503] * 10)
+    waited: list[float] = []
+
+    async def note_sleep(seconds: float) -> None:
+        waited.append(seconds)
+
+    policy = RetryPolicy(max_attempts=4)
+    async with sms_channel(gateway) as channel:
+        with pytest.raises(DeliveryFailed) as failed:
+            await deliver(
+                channel,
+                phone,
+                password_message,
+                policy=policy,
+                rng=random.Random(5),
+                sleep=note_sleep,
+            )
+    assert (failed.value.attempts, failed.value.reason) == (4, "SMS gateway answered 503")
+    assert len(gateway.requests) == 4
+    assert len(waited) == 3
+    assert all(0 <= seconds <= ceiling for seconds, ceiling in zip(waited, [1, 2, 4]))
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 422])
+async def test_a_request_the_gateway_refuses_is_not_tried_again(phone, password_message, status):
+    gateway = SmsGateway([status])
+    async with sms_channel(gateway) as channel:
+        with pytest.raises(DeliveryFailed) as failed:
+            await deliver(channel, phone, password_message, policy=FAST, rng=random.Random(1))
+    assert (failed.value.attempts, failed.value.reason) == (1, f"SMS gateway answered {status}")
+    assert len(gateway.requests) == 1
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 504])
+async def test_overload_and_server_errors_are_worth_another_try(phone, password_message, status):
+    async with sms_channel(SmsGateway([status])) as channel:
+        with pytest.raises(DeliveryError) as refused:
+            await channel.send(phone, password_message)
+    assert refused.value.retryable
+
+
+async def test_a_gateway_that_does_not_answer_times_out_and_is_worth_another_try(
+    phone, password_message
+):
+    async with sms_channel(SmsGateway([None]), timeout=0.2) as channel:
+        with pytest.raises(DeliveryError) as refused:
+            await channel.send(phone, password_message)
+    assert (refused.value.reason, refused.value.retryable) == ("SMS gateway timed out", True)
+
+
+async def test_an_unreachable_gateway_is_worth_another_try(phone, password_message):
+    async with httpx.AsyncClient(timeout=2) as client:
+        channel = HttpSmsChannel(
+            url=f"http://127.0.0.1:{free_port()}/v1/sms", api_token="t", client=client
+        )
+        with pytest.raises(DeliveryError) as refused:
+            await channel.send(phone, password_message)
+    assert refused.value.retryable
+    assert refused.value.reason.startswith("SMS gateway unreachable")
+
+
+# --- the local file channel -------------------------------------------------------------------
+
+
+def written(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+async def test_file_channel_in_production_redacts_secrets_and_masks_the_address(
+    tmp_path, phone, password_message, payment_message
+):
+    path = tmp_path / "outbox" / "messages.jsonl"
+    channel = FileChannel(path, production=True)
+    with capture_logs() as logs:
+        await channel.send(phone, password_message)
+        await channel.send(phone, payment_message)
+    secret_line, payment_line = written(path)
+    assert secret_line["body"] == REDACTED
+    assert secret_line["contains_secret"] is True
+    assert secret_line["to"] == phone.masked
+    assert secret_line["template"] == TemplateKey.PASSWORD_SMS_REISSUE.value
+    assert payment_line["body"] == payment_message.body  # nothing secret: kept for operations
+    assert SECRET not in path.read_text(encoding="utf-8")
+    assert phone.address not in path.read_text(encoding="utf-8")
+    assert len(logs) == 2
+    assert SECRET not in str(logs) and phone.address not in str(logs)
+
+
+async def test_file_channel_in_development_writes_the_clear_text_but_never_logs_a_secret(
+    tmp_path, phone, password_message
+):
+    path = tmp_path / "messages.jsonl"
+    with capture_logs() as logs:
+        await FileChannel(path, production=False).send(phone, password_message)
+    [line] = written(path)
+    assert SECRET in line["body"]
+    assert line["to"] == phone.address
+    assert [entry["masked_destination"] for entry in logs] == [phone.masked]
+    assert SECRET not in str(logs) and phone.address not in str(logs)
+
+
+async def test_file_channel_that_cannot_write_is_worth_another_try(
+    tmp_path, phone, payment_message
+):
+    with pytest.raises(DeliveryError) as refused:
+        await FileChannel(tmp_path, production=True).send(phone, payment_message)  # a directory
+    assert refused.value.retryable

@@ -1,0 +1,429 @@
+"""Which events become which messages, the low-balance alarm, sealed contacts, retry delays."""
+
+from __future__ import annotations
+
+import random
+from itertools import pairwise
+from datetime import date, datetime, timedelta
+
+import pytest
+from billing_events.catalog.identity import PasswordIssued, PasswordPurpose, SubscriberRegistered
+from billing_events.catalog.ledger import PaymentType
+from billing_events.catalog.notifier import DeliveryChannel
+from billing_events.catalog.payments import PaymentReceived
+from billing_events.catalog.tariff import AccountBlocked, AccountUnblocked, BlockReason
+from billing_events.money import Money
+from hypothesis import given
+from hypothesis import strategies as st
+from nacl.public import PrivateKey
+from notifier.domain import (
+    PASSWORD_TEMPLATES,
+    Destination,
+    LowBalanceAlarm,
+    NoticeContext,
+    NotifierError,
+    RetryPolicy,
+    SealOpener,
+    SubscriberProfile,
+    TemplateKey,
+    decide,
+    login_locked_notice,
+    profile_from_registration,
+    tariff_changed_notice,
+)
+
+THRESHOLD = Money(minor=100_00)
+
+
+def context(now: datetime, alarm: LowBalanceAlarm | None = None) -> NoticeContext:
+    return NoticeContext(occurred_at=now, low_balance_threshold=THRESHOLD, low_balance_alarm=alarm)
+
+
+# --- profile and sealed contact ---------------------------------------------------------------
+
+
+def registration(
+    subscriber, seal, *, email: str | None, language: str = "ru"
+) -> SubscriberRegistered:
+    return SubscriberRegistered(
+        account_number=subscriber.account,
+        contract_number="C-2026-0001",
+        region="Bratislava",
+        legal_status="person",
+        language=language,
+        masked_phone=subscriber.masked_phone,
+        masked_email=subscriber.masked_email if email else None,
+        sealed_contact=seal({"phone": subscriber.phone, "email": email}),
+    )
+
+
+def test_profile_keeps_the_unsealed_contact_with_the_identity_masks(subscriber, seal, opener):
+    profile = profile_from_registration(
+        registration(subscriber, seal, email=subscriber.email, language="en"), opener
+    )
+    assert profile.account_number == subscriber.account
+    assert profile.language == "en"
+    assert profile.phone == Destination(subscriber.phone, subscriber.masked_phone)
+    assert profile.email == Destination(subscriber.email, subscriber.masked_email)
+    assert subscriber.phone not in repr(profile)
+    assert str(profile.phone) == subscriber.masked_phone
+
+
+def test_profile_without_email(subscriber, seal, opener):
+    profile = profile_from_registration(registration(subscriber, seal, email=None), opener)
+    assert profile.email is None
+    assert profile.notice_destination.address == subscriber.phone
+
+
+def test_sealed_for_another_key_is_refused(subscriber, seal):
+    stranger = SealOpener(PrivateKey.generate())
+    with pytest.raises(NotifierError) as refused:
+        profile_from_registration(registration(subscriber, seal, email=None), stranger)
+    assert refused.value.code == "unseal_failed"
+    assert refused.value.field == "sealed_contact"
+
+
+@pytest.mark.parametrize(
+    ("sealed_data", "sealed_text"),
+    [({"email": None}, None), (None, "not base64 at all!"), (["phone"], None)],
+    ids=["no-phone", "garbage", "not-an-object"],
+)
+def test_malformed_sealed_contact_is_refused(opener, seal, sealed_data, sealed_text):
+    sealed = sealed_text if sealed_text is not None else seal(sealed_data)
+    with pytest.raises(NotifierError) as refused:
+        opener.contact(sealed)
+    assert refused.value.code == "unseal_failed"
+
+
+def test_email_notices_need_an_email(subscriber):
+    with pytest.raises(NotifierError) as refused:
+        SubscriberProfile(
+            account_number=subscriber.account,
+            language="sk",
+            phone=Destination(subscriber.phone, subscriber.masked_phone),
+            notify_by=DeliveryChannel.EMAIL,
+        )
+    assert (refused.value.code, refused.value.field) == ("no_email", "notify_by")
+
+
+# --- payment credited -------------------------------------------------------------------------
+
+
+def test_payment_credited_tells_amount_and_new_balance(subscriber, balance_changed, opener, now):
+    change = balance_changed(1_234_50 + 500_00, 1_234_50, cause="PaymentReceived")
+    decision = decide(
+        change, subscriber.profile("ru"), context(now, LowBalanceAlarm(armed=True)), opener
+    )
+    [intent] = decision.intents
+    assert intent.template is TemplateKey.PAYMENT_CREDITED
+    assert intent.language == "ru"
+    assert intent.channel is DeliveryChannel.SMS
+    assert intent.destination.address == subscriber.phone
+    assert intent.variables["amount"] == Money(minor=1_234_50)
+    assert intent.variables["balance"] == Money(minor=1_734_50)
+    assert intent.variables["account"] == subscriber.account
+    assert not intent.contains_secret
+
+
+def test_notices_go_by_email_when_the_subscriber_chose_it(subscriber, balance_changed, opener, now):
+    profile = subscriber.profile()
+    by_email = SubscriberProfile(
+        account_number=profile.account_number,
+        language=profile.language,
+        phone=profile.phone,
+        email=profile.email,
+        notify_by=DeliveryChannel.EMAIL,
+    )
+    change = balance_changed(500_00, 500_00, cause="PaymentReceived")
+    [intent] = decide(change, by_email, context(now), opener).intents
+    assert intent.channel is DeliveryChannel.EMAIL
+    assert intent.destination.address == subscriber.email
+
+
+@pytest.mark.parametrize("cause", ["TransferRequested", "ChargeApplied"])
+def test_other_balance_movements_are_not_payments(subscriber, balance_changed, opener, now, cause):
+    change = balance_changed(900_00, 200_00, cause=cause)
+    assert decide(change, subscriber.profile(), context(now), opener).intents == ()
+
+
+# --- balance running low ----------------------------------------------------------------------
+
+
+def test_a_fall_below_the_threshold_is_told_once(subscriber, balance_changed, opener, now):
+    profile = subscriber.profile()
+    alarm = None
+    told = []
+    # 150 -> 120 (above) -> 90 (falls) -> 50 (still low) -> 300 (paid, re-arms) -> 80 (falls again)
+    for main, delta, cause in [
+        (120_00, -30_00, "ChargeApplied"),
+        (90_00, -30_00, "ChargeApplied"),
+        (50_00, -40_00, "ChargeApplied"),
+        (300_00, 250_00, "PaymentReceived"),
+        (80_00, -220_00, "ChargeApplied"),
+    ]:
+        decision = decide(
+            balance_changed(main, delta, cause=cause), profile, context(now, alarm), opener
+        )
+        alarm = decision.low_balance_alarm
+        told += [
+            (main, intent.variables["balance"].minor)
+            for intent in decision.intents
+            if intent.template is TemplateKey.BALANCE_LOW
+        ]
+    assert told == [(90_00, 90_00), (80_00, 80_00)]
+
+
+def test_balance_low_names_the_threshold(subscriber, balance_changed, opener, now):
+    [intent] = decide(
+        balance_changed(99_99, -1_00), subscriber.profile(), context(now), opener
+    ).intents
+    assert intent.template is TemplateKey.BALANCE_LOW
+    assert intent.variables["threshold"] == THRESHOLD
+
+
+def test_a_new_account_already_low_is_not_told_until_it_falls_again(
+    subscriber, balance_changed, opener, now
+):
+    """The first payment of 50 leaves the account below 100, but nothing fell: no alarm."""
+    decision = decide(
+        balance_changed(50_00, 50_00, cause="PaymentReceived"),
+        subscriber.profile(),
+        context(now),
+        opener,
+    )
+    assert [i.template for i in decision.intents] == [TemplateKey.PAYMENT_CREDITED]
+    assert decision.low_balance_alarm == LowBalanceAlarm(armed=False)
+
+
+def test_exactly_the_threshold_is_not_low(subscriber, balance_changed, opener, now):
+    decision = decide(balance_changed(100_00, -1_00), subscriber.profile(), context(now), opener)
+    assert decision.intents == ()
+    assert decision.low_balance_alarm == LowBalanceAlarm(armed=True)
+
+
+def test_a_credit_account_is_low_when_its_headroom_is(subscriber, balance_changed, opener, now):
+    profile = subscriber.profile()
+    credit = {"payment_type": PaymentType.CREDIT, "credit_limit": 1_000_00}
+    above = decide(balance_changed(-800_00, -100_00, **credit), profile, context(now), opener)
+    assert above.intents == ()  # 200 left to spend
+    below = decide(
+        balance_changed(-950_00, -150_00, **credit),
+        profile,
+        context(now, above.low_balance_alarm),
+        opener,
+    )
+    assert [i.template for i in below.intents] == [TemplateKey.BALANCE_LOW]
+
+
+def test_threshold_in_another_currency_is_refused(subscriber, balance_changed, opener, now):
+    with pytest.raises(NotifierError) as refused:
+        decide(
+            balance_changed(10_00, -5_00, currency="EUR"),
+            subscriber.profile(),
+            context(now),
+            opener,
+        )
+    assert refused.value.code == "currency_mismatch"
+
+
+@given(balances=st.lists(st.integers(min_value=-500_00, max_value=500_00), min_size=1, max_size=40))
+def test_alarm_tells_exactly_once_per_crossing_from_above_to_below(balances):
+    threshold = Money(minor=0)
+    alarm = LowBalanceAlarm(armed=True)
+    tells = 0
+    for minor in balances:
+        alarm, tell = alarm.observe(Money(minor=minor), threshold)
+        tells += tell
+    walk = [0, *balances]  # the account starts at the threshold, i.e. not low
+    crossings = sum(1 for before, after in pairwise(walk) if before >= 0 > after)
+    assert tells == crossings
+
+
+# --- blocks -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event_cls", "reason", "template"),
+    [
+        (AccountBlocked, BlockReason.DEBT, TemplateKey.ACCOUNT_BLOCKED_FOR_DEBT),
+        (AccountBlocked, BlockReason.VOLUNTARY, TemplateKey.VOLUNTARY_BLOCK_STARTED),
+        (AccountUnblocked, BlockReason.DEBT, TemplateKey.ACCOUNT_UNBLOCKED),
+        (AccountUnblocked, BlockReason.VOLUNTARY, TemplateKey.VOLUNTARY_BLOCK_ENDED),
+    ],
+)
+def test_blocks_and_unblocks(subscriber, opener, now, event_cls, reason, template):
+    moment = {"blocked_at": now} if event_cls is AccountBlocked else {"unblocked_at": now}
+    event = event_cls(account_number=subscriber.account, reason=reason, **moment)
+    alarm = LowBalanceAlarm(armed=False)
+    decision = decide(event, subscriber.profile("en"), context(now, alarm), opener)
+    assert [(i.template, i.language, i.channel) for i in decision.intents] == [
+        (template, "en", DeliveryChannel.SMS)
+    ]
+    assert decision.low_balance_alarm == alarm
+
+
+def test_voluntary_block_says_until_when(subscriber, opener, now):
+    event = AccountBlocked(
+        account_number=subscriber.account,
+        reason=BlockReason.VOLUNTARY,
+        blocked_at=now,
+        until=date(2026, 12, 24),
+    )
+    [intent] = decide(event, subscriber.profile(), context(now), opener).intents
+    assert intent.variables["until"] == date(2026, 12, 24)
+
+
+def test_events_nobody_is_told_about(subscriber, opener, now):
+    payment = PaymentReceived(
+        account_number=subscriber.account,
+        channel="terminal",
+        reference="T-1",
+        amount=Money(minor=100_00),
+        received_at=now,
+    )
+    decision = decide(
+        payment, subscriber.profile(), context(now, LowBalanceAlarm(armed=True)), opener
+    )
+    assert decision.intents == ()
+    assert decision.low_balance_alarm == LowBalanceAlarm(armed=True)
+
+
+def test_tariff_change_and_login_lock_notices(subscriber, now):
+    tariff = tariff_changed_notice(
+        subscriber.profile(),
+        tariff_name="Combo 500",
+        monthly_price=Money(minor=650_00),
+        effective_from=date(2026, 11, 26),
+    )
+    assert tariff.template is TemplateKey.TARIFF_CHANGED
+    assert tariff.variables == {
+        "account": subscriber.account,
+        "tariff_name": "Combo 500",
+        "monthly_price": Money(minor=650_00),
+        "effective_from": date(2026, 11, 26),
+    }
+    locked = login_locked_notice(subscriber.profile(), locked_until=now + timedelta(minutes=30))
+    assert (locked.template, locked.variables["until"]) == (
+        TemplateKey.LOGIN_LOCKED,
+        now + timedelta(minutes=30),
+    )
+
+
+# --- passwords and codes ----------------------------------------------------------------------
+
+
+def password_issued(
+    subscriber, seal, now, purpose, *, channel="sms", expires_in=None
+) -> PasswordIssued:
+    destination = subscriber.phone if channel == "sms" else subscriber.email
+    return PasswordIssued(
+        account_number=subscriber.account,
+        purpose=purpose,
+        channel=channel,
+        masked_destination=subscriber.masked_phone if channel == "sms" else subscriber.masked_email,
+        sealed_secret=seal({"secret": "Xk7-pq9Z", "destination": destination}),
+        expires_at=now + expires_in if expires_in else None,
+    )
+
+
+@pytest.mark.parametrize("purpose", list(PasswordPurpose))
+def test_each_password_purpose_has_its_template_and_carries_the_secret(
+    subscriber, seal, opener, now, purpose
+):
+    event = password_issued(subscriber, seal, now, purpose)
+    [intent] = decide(event, subscriber.profile(), context(now), opener).intents
+    assert intent.template is PASSWORD_TEMPLATES[purpose]
+    assert intent.contains_secret
+    assert intent.variables["secret"] == "Xk7-pq9Z"
+    assert intent.destination == Destination(subscriber.phone, subscriber.masked_phone)
+    assert "Xk7-pq9Z" not in repr(intent) and subscriber.phone not in repr(intent)
+
+
+def test_reset_code_by_email_states_its_validity(subscriber, seal, opener, now):
+    event = password_issued(
+        subscriber,
+        seal,
+        now,
+        PasswordPurpose.RESET_CODE,
+        channel="email",
+        expires_in=timedelta(minutes=15),
+    )
+    issued_a_moment_later = now + timedelta(milliseconds=40)
+    [intent] = decide(event, subscriber.profile(), context(issued_a_moment_later), opener).intents
+    assert intent.channel is DeliveryChannel.EMAIL
+    assert intent.destination == Destination(subscriber.email, subscriber.masked_email)
+    assert intent.variables["valid_minutes"] == 15
+
+
+def test_only_password_templates_carry_secrets():
+    assert {key for key in TemplateKey if key.carries_secret} == set(PASSWORD_TEMPLATES.values())
+
+
+# --- retry policy -----------------------------------------------------------------------------
+
+
+class FixedRandom:
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def test_delays_double_up_to_the_cap_then_give_up():
+    policy = RetryPolicy(
+        max_attempts=6, base_delay=timedelta(seconds=1), max_delay=timedelta(seconds=10)
+    )
+    almost_one = FixedRandom(0.999999)
+    ceilings = [policy.next_delay(attempt, almost_one) for attempt in range(1, 6)]
+    assert [round(d.total_seconds()) for d in ceilings] == [1, 2, 4, 8, 10]
+    assert policy.next_delay(6, almost_one) is None
+    assert policy.next_delay(1, FixedRandom(0.0)) == timedelta(0)
+
+
+@given(
+    attempt=st.integers(min_value=1, max_value=10_000),
+    max_attempts=st.integers(min_value=1, max_value=10_000),
+    seed=st.integers(),
+)
+def test_full_jitter_stays_between_zero_and_the_ceiling(attempt, max_attempts, seed):
+    policy = RetryPolicy(
+        max_attempts=max_attempts,
+        base_delay=timedelta(milliseconds=200),
+        max_delay=timedelta(minutes=2),
+    )
+    delay = policy.next_delay(attempt, random.Random(seed))
+    if attempt >= max_attempts:
+        assert delay is None
+    else:
+        assert delay is not None
+        ceiling = min(120.0, 0.2 * 2 ** min(attempt - 1, 64))
+        assert 0 <= delay.total_seconds() <= ceiling
+
+
+def test_jitter_spreads_the_retries():
+    policy = RetryPolicy(
+        max_attempts=10, base_delay=timedelta(seconds=1), max_delay=timedelta(minutes=1)
+    )
+    rng = random.Random(7)
+    delays = {policy.next_delay(5, rng) for _ in range(50)}
+    assert len(delays) == 50
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"base_delay": timedelta(0)}, "base_delay"),
+        ({"base_delay": timedelta(seconds=5), "max_delay": timedelta(seconds=1)}, "max_delay"),
+    ],
+)
+def test_nonsense_policies_are_refused(kwargs, field):
+    with pytest.raises(NotifierError) as refused:
+        RetryPolicy(**kwargs)
+    assert (refused.value.code, refused.value.field) == ("invalid_retry_policy", field)
+
+
+def test_tries_are_counted_from_one():
+    with pytest.raises(ValueError):
+        RetryPolicy().next_delay(0, FixedRandom(0.5))

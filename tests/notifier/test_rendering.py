@@ -1,0 +1,331 @@
+"""Every message in every language: rendered from the events, amounts for people, SMS that fit."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import pytest
+from billing_events.catalog.identity import PasswordIssued, PasswordPurpose
+from billing_events.catalog.notifier import DeliveryChannel
+from billing_events.catalog.tariff import AccountBlocked, AccountUnblocked, BlockReason
+from billing_events.money import Money
+from hypothesis import given
+from hypothesis import strategies as st
+from notifier.domain import (
+    MessageIntent,
+    NoticeContext,
+    NotifierError,
+    TemplateKey,
+    decide,
+    login_locked_notice,
+    tariff_changed_notice,
+)
+from notifier.rendering import (
+    LANGUAGES,
+    MAX_SMS_SEGMENTS,
+    Renderer,
+    format_money,
+    sms_size,
+)
+
+SECRET = "Xk7-pq9Z"
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(default_language="ru")
+
+
+@dataclass(frozen=True)
+class Case:
+    """How one kind of message is produced, and what its text must say."""
+
+    template: TemplateKey
+    produce: Callable[..., list[MessageIntent]]
+    must_say: tuple[str, ...]
+
+
+DEFAULT_THRESHOLD = Money(minor=100_00)
+
+
+def _decided(event, subscriber, opener, now, language, threshold=DEFAULT_THRESHOLD):
+    context = NoticeContext(
+        occurred_at=now, low_balance_threshold=threshold
+    )
+    return list(decide(event, subscriber.profile(language), context, opener).intents)
+
+
+def payment(subscriber, opener, now, balance_changed, seal, language):
+    event = balance_changed(12_345_678_90, 1_234_50, cause="PaymentReceived")
+    return _decided(event, subscriber, opener, now, language)
+
+
+def balance_low(subscriber, opener, now, balance_changed, seal, language):
+    event = balance_changed(1_234_50, -1_000_00)
+    return _decided(event, subscriber, opener, now, language, threshold=Money(minor=2_000_00))
+
+
+def blocked(reason):
+    def produce(subscriber, opener, now, balance_changed, seal, language):
+        event = AccountBlocked(
+            account_number=subscriber.account,
+            reason=reason,
+            blocked_at=now,
+            until=date(2026, 12, 24),
+        )
+        return _decided(event, subscriber, opener, now, language)
+
+    return produce
+
+
+def unblocked(reason):
+    def produce(subscriber, opener, now, balance_changed, seal, language):
+        event = AccountUnblocked(account_number=subscriber.account, reason=reason, unblocked_at=now)
+        return _decided(event, subscriber, opener, now, language)
+
+    return produce
+
+
+def tariff_changed(subscriber, opener, now, balance_changed, seal, language):
+    return [
+        tariff_changed_notice(
+            subscriber.profile(language),
+            tariff_name="Combo 500 + TV Premium",
+            monthly_price=Money(minor=1_234_50),
+            effective_from=date(2026, 11, 26),
+        )
+    ]
+
+
+def login_locked(subscriber, opener, now, balance_changed, seal, language):
+    return [
+        login_locked_notice(subscriber.profile(language), locked_until=now + timedelta(minutes=30))
+    ]
+
+
+def password(purpose):
+    def produce(subscriber, opener, now, balance_changed, seal, language):
+        event = PasswordIssued(
+            account_number=subscriber.account,
+            purpose=purpose,
+            channel="sms",
+            masked_destination=subscriber.masked_phone,
+            sealed_secret=seal({"secret": SECRET, "destination": subscriber.phone}),
+            expires_at=now + timedelta(minutes=15)
+            if purpose is PasswordPurpose.RESET_CODE
+            else None,
+        )
+        return _decided(event, subscriber, opener, now, language)
+
+    return produce
+
+
+CASES = [
+    Case(TemplateKey.PAYMENT_CREDITED, payment, ("1 234,50 ₽", "12 345 678,90 ₽")),
+    Case(TemplateKey.BALANCE_LOW, balance_low, ("1 234,50 ₽",)),
+    Case(TemplateKey.ACCOUNT_BLOCKED_FOR_DEBT, blocked(BlockReason.DEBT), ()),
+    Case(TemplateKey.ACCOUNT_UNBLOCKED, unblocked(BlockReason.DEBT), ()),
+    Case(TemplateKey.VOLUNTARY_BLOCK_STARTED, blocked(BlockReason.VOLUNTARY), ("24.12.2026",)),
+    Case(TemplateKey.VOLUNTARY_BLOCK_ENDED, unblocked(BlockReason.VOLUNTARY), ()),
+    Case(
+        TemplateKey.TARIFF_CHANGED,
+        tariff_changed,
+        ("Combo 500 + TV Premium", "1 234,50 ₽", "26.11.2026"),
+    ),
+    Case(TemplateKey.LOGIN_LOCKED, login_locked, ("25.11.2026 12:30 UTC",)),
+    Case(TemplateKey.PASSWORD_INITIAL, password(PasswordPurpose.INITIAL), (SECRET,)),
+    Case(TemplateKey.PASSWORD_SMS_REISSUE, password(PasswordPurpose.SMS_REISSUE), (SECRET,)),
+    Case(TemplateKey.PASSWORD_RESET_CODE, password(PasswordPurpose.RESET_CODE), (SECRET, "15")),
+    Case(
+        TemplateKey.PASSWORD_SUPPORT_RECOVERY, password(PasswordPurpose.SUPPORT_RECOVERY), (SECRET,)
+    ),
+]
+
+
+def test_every_template_has_a_case():
+    assert {case.template for case in CASES} == set(TemplateKey)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.template.value)
+def test_each_event_renders_in_each_language(
+    renderer, subscriber, opener, now, balance_changed, seal, case, language
+):
+    [intent] = case.produce(subscriber, opener, now, balance_changed, seal, language)
+    assert intent.template is case.template
+    for channel in DeliveryChannel:
+        message = renderer.render(intent.template, intent.language, intent.variables, channel)
+        assert message.language == language
+        assert message.template == case.template.value
+        assert message.subject
+        assert subscriber.account in message.body
+        for phrase in case.must_say:
+            assert phrase in message.body, f"{channel} text lacks {phrase!r}: {message.body}"
+        assert message.contains_secret == case.template.carries_secret
+        if channel is DeliveryChannel.SMS:
+            assert "\n" not in message.body
+            assert sms_size(message.body).segments <= MAX_SMS_SEGMENTS
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.template.value)
+def test_the_languages_really_differ(
+    renderer, subscriber, opener, now, balance_changed, seal, case
+):
+    bodies = {}
+    for language in LANGUAGES:
+        [intent] = case.produce(subscriber, opener, now, balance_changed, seal, language)
+        bodies[language] = renderer.render(
+            intent.template, language, intent.variables, DeliveryChannel.SMS
+        ).body
+    assert len(set(bodies.values())) == len(LANGUAGES)
+    assert re.search("[а-яё]", bodies["ru"]) and not re.search(
+        "[а-яё]", bodies["sk"] + bodies["en"]
+    )
+
+
+@given(
+    amount=st.integers(min_value=1, max_value=9_999_999_999),
+    balance=st.integers(min_value=-9_999_999_999, max_value=9_999_999_999),
+    tariff_name=st.text(st.characters(categories=("L", "N", "P", "Zs")), min_size=1, max_size=64),
+    language=st.sampled_from(LANGUAGES),
+    currency=st.sampled_from(["RUB", "EUR", "USD"]),
+)
+def test_worst_case_sms_still_fit(renderer, amount, balance, tariff_name, language, currency):
+    variables = {
+        "account": "100000000008",
+        "amount": Money(minor=amount, currency=currency),
+        "balance": Money(minor=balance, currency=currency),
+        "threshold": Money(minor=amount, currency=currency),
+        "monthly_price": Money(minor=amount, currency=currency),
+        "tariff_name": tariff_name,
+        "effective_from": date(2026, 12, 31),
+    }
+    for template in (
+        TemplateKey.PAYMENT_CREDITED,
+        TemplateKey.BALANCE_LOW,
+        TemplateKey.TARIFF_CHANGED,
+    ):
+        body = renderer.render(template, language, variables, DeliveryChannel.SMS).body
+        assert sms_size(body).segments <= MAX_SMS_SEGMENTS
+
+
+# --- language fallback and refusals -----------------------------------------------------------
+
+
+def test_a_missing_language_falls_back_to_the_default(subscriber):
+    variables = {"account": subscriber.account}
+    message = Renderer(default_language="sk").render(
+        TemplateKey.ACCOUNT_UNBLOCKED, "de", variables, DeliveryChannel.SMS
+    )
+    assert message.language == "sk"
+    assert (
+        message.body
+        == Renderer()
+        .render(TemplateKey.ACCOUNT_UNBLOCKED, "sk", variables, DeliveryChannel.SMS)
+        .body
+    )
+
+
+def test_a_default_language_without_templates_is_refused():
+    with pytest.raises(NotifierError) as refused:
+        Renderer(default_language="de")
+    assert (refused.value.code, refused.value.field) == ("incomplete_language", "default_language")
+
+
+def test_a_missing_variable_is_an_error_not_a_blank(renderer):
+    with pytest.raises(NotifierError) as refused:
+        renderer.render(
+            TemplateKey.PAYMENT_CREDITED, "en", {"account": "100000000008"}, DeliveryChannel.SMS
+        )
+    assert refused.value.code == "template_variable_missing"
+
+
+def test_an_sms_longer_than_the_cap_is_refused(renderer):
+    variables = {
+        "account": "100000000008",
+        "tariff_name": "Ж" * 300,
+        "monthly_price": Money(minor=1),
+        "effective_from": date(2026, 12, 31),
+    }
+    with pytest.raises(NotifierError) as refused:
+        renderer.render(TemplateKey.TARIFF_CHANGED, "ru", variables, DeliveryChannel.SMS)
+    assert refused.value.code == "sms_too_long"
+    # An e-mail has no such limit.
+    assert (
+        "Ж" * 300
+        in renderer.render(TemplateKey.TARIFF_CHANGED, "ru", variables, DeliveryChannel.EMAIL).body
+    )
+
+
+def test_a_secret_message_hides_its_body_from_repr(renderer):
+    message = renderer.render(
+        TemplateKey.PASSWORD_INITIAL,
+        "en",
+        {"account": "100000000008", "secret": SECRET},
+        DeliveryChannel.SMS,
+    )
+    assert SECRET in message.body
+    assert SECRET not in repr(message)
+
+
+# --- amounts for people -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "expected"),
+    [
+        (1_234_50, "RUB", "1 234,50 ₽"),
+        (5, "RUB", "0,05 ₽"),
+        (0, "EUR", "0,00 €"),
+        (-1_234_567_89, "RUB", "-1 234 567,89 ₽"),
+        (999_99, "EUR", "999,99 €"),
+        (100_000_00, "USD", "100 000,00 $"),
+    ],
+)
+def test_amounts_read_like_people_write_them(minor, currency, expected):
+    assert format_money(Money(minor=minor, currency=currency)) == expected
+
+
+def test_money_after_a_json_round_trip_formats_the_same():
+    money = Money(minor=1_234_50)
+    assert format_money(money.model_dump(mode="json")) == "1 234,50 ₽"
+
+
+@given(
+    minor=st.integers(min_value=-(10**15), max_value=10**15),
+    currency=st.sampled_from(["RUB", "EUR"]),
+)
+def test_formatted_amounts_read_back_to_the_same_money(minor, currency):
+    text = format_money(Money(minor=minor, currency=currency))
+    number, sign = text.rsplit(" ", 1)
+    assert sign == {"RUB": "₽", "EUR": "€"}[currency]
+    assert re.fullmatch(r"-?\d{1,3}( \d{3})*,\d{2}", number)
+    assert Money.parse(number.replace(" ", ""), currency) == Money(minor=minor, currency=currency)
+
+
+# --- SMS length -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "segments"),
+    [
+        ("a" * 160, "GSM-7", 1),
+        ("a" * 161, "GSM-7", 2),
+        ("a" * 459, "GSM-7", 3),
+        ("a" * 460, "GSM-7", 4),
+        ("€" * 80, "GSM-7", 1),  # the euro sign takes two septets
+        ("€" * 81, "GSM-7", 2),
+        ("ж" * 70, "UCS-2", 1),
+        ("ж" * 71, "UCS-2", 2),
+        ("ж" * 201, "UCS-2", 3),
+        ("a" * 201 + "₽", "UCS-2", 4),  # one character outside GSM-7 switches the whole text
+        ("Platba pripísaná", "UCS-2", 1),  # Slovak í is not in GSM-7, é is
+        ("Café", "GSM-7", 1),
+    ],
+)
+def test_sms_segments(text, encoding, segments):
+    size = sms_size(text)
+    assert (size.encoding, size.segments) == (encoding, segments)
