@@ -137,8 +137,8 @@ async def test_smtp_refusals_say_whether_to_try_again(
         pytest.raises(DeliveryError) as refused,
     ):
         await smtp_channel(port).send(
-                Destination(subscriber.email, subscriber.masked_email), payment_message
-            )
+            Destination(subscriber.email, subscriber.masked_email), payment_message
+        )
     assert refused.value.retryable is retryable
     assert reply[:3] in refused.value.reason
     assert subscriber.email not in refused.value.reason

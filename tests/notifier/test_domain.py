@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-from itertools import pairwise
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from billing_events.catalog.identity import PasswordIssued, PasswordPurpose, SubscriberRegistered

@@ -52,9 +52,7 @@ DEFAULT_THRESHOLD = Money(minor=100_00)
 
 
 def _decided(event, subscriber, opener, now, language, threshold=DEFAULT_THRESHOLD):
-    context = NoticeContext(
-        occurred_at=now, low_balance_threshold=threshold
-    )
+    context = NoticeContext(occurred_at=now, low_balance_threshold=threshold)
     return list(decide(event, subscriber.profile(language), context, opener).intents)
 
 

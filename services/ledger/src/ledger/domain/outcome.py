@@ -17,7 +17,7 @@ from uuid import UUID
 from billing_events.catalog.ledger import BalanceChanged, UnmatchedReason
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.envelope import Event
-from billing_events.money import Money
+from billing_events.money import Money, PositiveMoney
 
 from ledger.domain.accounts import AccountState, apply
 from ledger.domain.chart import subscriber_number
@@ -66,6 +66,10 @@ class Outcome:
 
 def money(minor: int, currency: str) -> Money:
     return Money(minor=minor, currency=currency)
+
+
+def positive_money(minor: int, currency: str) -> PositiveMoney:
+    return PositiveMoney(minor=minor, currency=currency)
 
 
 def subscribers_touched(txn: Transaction) -> list[str]:

@@ -33,6 +33,7 @@ from ledger.domain.outcome import (
     SuspenseItem,
     SuspenseStatus,
     money,
+    positive_money,
     require_open,
 )
 from ledger.domain.transactions import OperatorNote, move

@@ -20,7 +20,14 @@ from billing_events.catalog.tariff import ChargeApplied
 from ledger.domain.accounts import AccountState, spendable
 from ledger.domain.chart import DISCOUNTS, GIFTS, revenue_account
 from ledger.domain.errors import CommandRefused, ErrorCode
-from ledger.domain.outcome import Booking, Outcome, OutgoingEvent, money, require_open
+from ledger.domain.outcome import (
+    Booking,
+    Outcome,
+    OutgoingEvent,
+    money,
+    positive_money,
+    require_open,
+)
 from ledger.domain.transactions import move
 
 
