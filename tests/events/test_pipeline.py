@@ -141,3 +141,34 @@ async def test_events_of_other_types_are_skipped_not_refused(counter: ServiceRun
         await producer.send(counter.topics(topics.PAYMENTS), payment(account, "after", 42))
         await eventually(lambda: total(counter, account), what="the payment after the foreign event")
     assert await count(counter, dead_letters) == 0
+
+
+async def test_health_and_metrics_over_http(make_settings: Any, bootstrap_servers: str) -> None:
+    import httpx
+
+    settings = await make_settings(CounterSettings, http_port=0)
+    runtime = ServiceRuntime(settings=settings, clock=clock, metadata=metadata,
+                             handler=EventRouter({PaymentReceived: on_payment}), consumes=[topics.PAYMENTS])
+    async with runtime:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}") as http:
+            assert (await http.get("/health/live")).status_code == 200
+            ready = await eventually(lambda: _ready(http), what="readiness")
+            assert ready["checks"] == {"started": True, "database": True, "broker": True, "partitions_assigned": True}
+            before = _handled((await http.get("/metrics")).text)
+            async with RawProducer(bootstrap_servers) as producer:
+                await producer.send(runtime.topics(topics.PAYMENTS), payment("100000000040", "m", 5))
+            await eventually(lambda: total(runtime, "100000000040"), what="payment handled")
+            after = _handled((await http.get("/metrics")).text)
+    assert after == before + 1
+
+
+async def _ready(http: Any) -> Any:
+    response = await http.get("/health/ready")
+    return response.json() if response.status_code == 200 else None
+
+
+def _handled(metrics_text: str) -> float:
+    for line in metrics_text.splitlines():
+        if line.startswith('billing_events_handled_total{event_type="PaymentReceived",service="counter"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -15,14 +15,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import uvicorn
+from fastapi import APIRouter
 from faststream.kafka import KafkaBroker
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 
 from billing_events import catalog as _catalog  # noqa: F401  (registers every event type)
 from billing_events import metrics
 from billing_events.clock import Clock
 from billing_events.consumer import BatchHandler, EventConsumer
 from billing_events.db import Database
+from billing_events.http import build_http_app
 from billing_events.kafka import ensure_topics, make_broker, subscribe
 from billing_events.logging import configure_logging, get_logger
 from billing_events.outbox import OutboxRelay, backlog
@@ -45,6 +48,8 @@ class ServiceRuntime:
     """Logical topic names the service's handler reads."""
     background: list[BackgroundTask] = field(default_factory=list)
     """Long-running loops of the service (a billing clock, a retry scheduler...)."""
+    routers: list[APIRouter] = field(default_factory=list)
+    """The service's HTTP routes, served beside /health and /metrics when http_port is set."""
 
     def __post_init__(self) -> None:
         self.name = self.settings.service_name
@@ -85,6 +90,9 @@ class ServiceRuntime:
             )
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
+        self.http_app = build_http_app(self.name, self.readiness, self.routers)
+        self._http_server: uvicorn.Server | None = None
+        self.http_port: int | None = None
 
     async def _publish(self, topic: str, key: bytes, value: bytes, headers: dict[str, str]) -> Awaitable[Any]:
         future = await self.broker.publish(value, topic=topic, key=key, headers=headers, no_confirm=True)
@@ -102,6 +110,8 @@ class ServiceRuntime:
         self._tasks.append(asyncio.create_task(self._watch_backlog(), name=f"{self.name}-backlog"))
         for task in self.background:
             self._tasks.append(asyncio.create_task(task(), name=f"{self.name}-{task.__name__}"))
+        if self.settings.http_port is not None:
+            await self._serve_http(self.settings.http_port)
         self.started = True
         log.info("service started", service=self.name, consumes=list(self.consumes),
                  database=self.db.dialect, broker=self.settings.kafka.bootstrap_servers)
@@ -110,6 +120,8 @@ class ServiceRuntime:
         if not self.started:
             return
         self.started = False
+        if self._http_server is not None:
+            self._http_server.should_exit = True
         if self.subscriber is not None:
             await self.subscriber.stop()  # no new batches; the one in flight finishes first
         for task in self._tasks:
@@ -123,6 +135,29 @@ class ServiceRuntime:
         await self.broker.stop()
         await self.db.dispose()
         log.info("service stopped", service=self.name)
+
+    async def _serve_http(self, port: int) -> None:
+        config = uvicorn.Config(self.http_app, host=self.settings.http_host, port=port,
+                                log_level="warning", access_log=False, lifespan="off")
+        self._http_server = uvicorn.Server(config)
+        self._tasks.append(asyncio.create_task(self._http_server.serve(), name=f"{self.name}-http"))
+        while not self._http_server.started:
+            await asyncio.sleep(0.01)
+        self.http_port = self._http_server.servers[0].sockets[0].getsockname()[1]
+
+    async def readiness(self) -> dict[str, bool]:
+        checks = {"started": self.started}
+        try:
+            async with self.db.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception:
+            checks["database"] = False
+        checks["broker"] = await self.broker.ping(timeout=2)
+        if self.subscriber is not None:
+            consumer = getattr(self.subscriber, "consumer", None)
+            checks["partitions_assigned"] = bool(consumer is not None and consumer.assignment())
+        return checks
 
     async def _watch_backlog(self) -> None:
         while True:

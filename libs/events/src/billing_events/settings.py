@@ -60,7 +60,10 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
     outbox_retention_hours: int = Field(default=24, ge=0)
-    http_port: int | None = Field(default=None, description="Health/metrics/API port; none: off")
+    http_port: int | None = Field(
+        default=None, description="Port of health, metrics and the service's API (0: any free port; unset: off)"
+    )
+    http_host: str = "127.0.0.1"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -27,12 +27,7 @@ class ChargeApplied(Event):
     event_type: ClassVar[str] = "ChargeApplied"
     topic: ClassVar[str] = topics.TARIFF
 
-    charge_id: str = Field(
-        min_length=1,
-        max_length=128,
-        description="account:billing_day:fee_kind:code, the same however often a day is closed",
-        examples=["100000000008:2026-11-25:subscription:internet-100"],
-    )
+    charge_id: str = Field(min_length=1, max_length=128, examples=["100000000008:2026-11-25:subscription"])
     account_number: AccountNumber
     amount: PositiveMoney
     fee_kind: FeeKind
@@ -46,9 +41,6 @@ class BlockReason(StrEnum):
 
 
 class AccountBlocked(Event):
-    """Access is cut for ``reason``. Blocks of different reasons are independent: the account
-    has access again only when every reason it was blocked for has been unblocked."""
-
     event_type: ClassVar[str] = "AccountBlocked"
     topic: ClassVar[str] = topics.TARIFF
 
@@ -59,8 +51,6 @@ class AccountBlocked(Event):
 
 
 class AccountUnblocked(Event):
-    """The block for ``reason`` is over (a block for another reason may still be in force)."""
-
     event_type: ClassVar[str] = "AccountUnblocked"
     topic: ClassVar[str] = topics.TARIFF
 
@@ -69,14 +59,8 @@ class AccountUnblocked(Event):
     unblocked_at: AwareDatetime
 
 
-CatalogCode = Annotated[
-    str,
-    Field(
-        pattern=r"^[a-z0-9][a-z0-9-]{0,39}$",
-        description="A region, plan or option code of the tariff catalog",
-        examples=["combo-100-optimum"],
-    ),
-]
+CatalogCode = Annotated[str, Field(min_length=1, max_length=40)]
+"""A plan or option code of the tariff catalog (the catalog keeps them to ``[a-z0-9-]``)."""
 
 
 class SubscriptionActivated(Event):
@@ -86,14 +70,16 @@ class SubscriptionActivated(Event):
     topic: ClassVar[str] = topics.TARIFF
 
     account_number: AccountNumber
-    region: CatalogCode = Field(description="Region code from the tariff catalog")
+    region: str = Field(
+        min_length=1, max_length=64, description="Region code from the tariff catalog"
+    )
     plan: CatalogCode = Field(description="Plan code from the tariff catalog")
     monthly_price: PositiveMoney = Field(description="The plan's monthly price in the region")
     effective_from: date = Field(description="First billing day charged at this plan")
 
 
 class TariffChanged(Event):
-    """The account moves to another plan from ``effective_from``, the day after the request."""
+    """The account moves to another plan from ``effective_from`` (the billing day after the request)."""
 
     event_type: ClassVar[str] = "TariffChanged"
     topic: ClassVar[str] = topics.TARIFF
