@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from pydantic import Field
 
 from billing_events import contracts, docs
@@ -22,8 +20,8 @@ def test_no_published_event_version_was_broken() -> None:
 
 
 class _V1(Event):
-    event_type: ClassVar[str] = "ContractProbe"
-    topic: ClassVar[str] = "billing.test"
+    """Not registered (no event_type of its own): a stand-in for a published version."""
+
     account_number: str
     amount: Money
     note: str | None = None

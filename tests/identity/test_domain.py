@@ -32,6 +32,7 @@ from identity.domain import (
     ThrottleState,
     account_number_from_sequence,
     contract_number,
+    email_lookup_text,
     guarded_attempt,
     is_valid_account_number,
     issue_reset_code,
@@ -453,6 +454,10 @@ def test_an_email_is_masked_to_its_first_letter_and_domain() -> None:
     assert mask_email("ivan.petrov@mail.ru") == "i***@mail.ru"
 
 
+def test_email_lookups_ignore_case() -> None:
+    assert email_lookup_text("Ivan.Petrov@mail.ru") == email_lookup_text("ivan.petrov@MAIL.RU")
+
+
 def test_a_masked_email_fits_the_event_field() -> None:
     masked = mask_email("ivan@" + "very-long-subdomain." * 6 + "example.ru")
 
@@ -746,8 +751,8 @@ def test_nothing_is_accepted_or_checked_while_a_lock_is_on(
         locked_before = state.is_locked(moment)
         checked: list[bool] = []
 
-        def verify(answer: bool = password_is_right) -> bool:
-            checked.append(answer)
+        def verify(answer: bool = password_is_right, log: list[bool] = checked) -> bool:
+            log.append(answer)
             return answer
 
         state, outcome = guarded_attempt(state, now=moment, verify=verify, policy=LOGIN_THROTTLE)

@@ -419,6 +419,14 @@ def test_the_bonus_is_floored_to_the_kopeck(paid: int, bonus: int) -> None:
     assert len(outcome.transactions) == (2 if bonus else 1)
 
 
+@given(st.integers(1, 10**9), st.integers(1, 10_000))
+def test_the_bonus_never_exceeds_the_exact_share_by_any_fraction(
+    paid: int, basis_points: int
+) -> None:
+    bonus = replace(CAMPAIGN, basis_points=basis_points).bonus_for(paid)
+    assert bonus * 10_000 <= paid * basis_points < (bonus + 1) * 10_000
+
+
 @pytest.mark.parametrize(
     ("campaign", "received_at"),
     [
@@ -629,6 +637,15 @@ def test_a_charge_debits_main_even_into_a_negative_balance() -> None:
     }
     assert outcome.accounts[0].main == -4_000
     assert payloads(outcome, BalanceChanged)[0].delta_main == Money(minor=-5_000)
+
+
+def test_a_charge_without_bonus_is_posted_even_when_the_bonus_balance_is_negative() -> None:
+    outcome = apply_charge(charge(minor=100), cause_id=None, account=account(bonus=-1), at=AT)
+    assert [t.kind for t in outcome.transactions] == [TransactionKind.CHARGE]
+    with refused(ErrorCode.INSUFFICIENT_BONUS):
+        apply_charge(
+            charge(minor=100), cause_id=None, account=account(bonus=-1), at=AT, bonus_to_use=1
+        )
 
 
 def test_bonuses_pay_part_of_a_charge_without_touching_main_money() -> None:
@@ -1294,7 +1311,8 @@ operations = st.lists(
         st.tuples(st.just("resolve"), st.integers(0, 10**6), st.sampled_from(NUMBERS[:3])),
         st.tuples(st.just("reverse"), st.integers(0, 10**6)),
     ),
-    max_size=40,
+    min_size=5,
+    max_size=60,
 )
 
 
@@ -1386,7 +1404,7 @@ def run(ledger: InMemoryLedger, operation: tuple, step: int) -> None:
                 ledger.record(outcome)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations)
 def test_any_sequence_keeps_double_entry_and_the_projection_equal_to_the_replay(
     ops: list[tuple],
@@ -1401,12 +1419,16 @@ def test_any_sequence_keeps_double_entry_and_the_projection_equal_to_the_replay(
     for step, operation in enumerate(ops):
         run(ledger, operation, step)
 
+    last_step: dict[str, int] = {}
+    for replay_step in replay(journal_entries(ledger.journal)):
+        last_step[replay_step.entry.account] = replay_step.after
     report = check_double_entry(
         (t.id, p.currency, p.amount) for t in ledger.journal for p in t.postings
     )
     assert report.balanced
     replayed = balances_of(ledger.journal)
     assert sum(replayed.values()) == 0
+    assert last_step == replayed
     for number, state in ledger.states.items():
         assert state.main == replayed.get(main_account(number), 0)
         assert state.bonus == replayed.get(bonus_account(number), 0)

@@ -7,12 +7,24 @@ from datetime import date, datetime, timedelta
 from itertools import pairwise
 
 import pytest
-from billing_events.catalog.identity import PasswordIssued, PasswordPurpose, SubscriberRegistered
+from billing_events.catalog.identity import (
+    LoginLocked,
+    PasswordIssued,
+    PasswordPurpose,
+    SubscriberRegistered,
+)
 from billing_events.catalog.ledger import PaymentType
 from billing_events.catalog.notifier import DeliveryChannel
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import AccountBlocked, AccountUnblocked, BlockReason
-from billing_events.money import Money
+from billing_events.catalog.tariff import (
+    AccountBlocked,
+    AccountUnblocked,
+    BlockReason,
+    TariffChanged,
+    VoluntaryBlockEnded,
+    VoluntaryBlockStarted,
+)
+from billing_events.money import Money, PositiveMoney
 from hypothesis import given
 from hypothesis import strategies as st
 from nacl.public import PrivateKey
@@ -27,9 +39,7 @@ from notifier.domain import (
     SubscriberProfile,
     TemplateKey,
     decide,
-    login_locked_notice,
     profile_from_registration,
-    tariff_changed_notice,
 )
 
 THRESHOLD = Money(minor=100_00)
@@ -243,17 +253,15 @@ def test_alarm_tells_exactly_once_per_crossing_from_above_to_below(balances):
 
 
 @pytest.mark.parametrize(
-    ("event_cls", "reason", "template"),
+    ("event_cls", "template"),
     [
-        (AccountBlocked, BlockReason.DEBT, TemplateKey.ACCOUNT_BLOCKED_FOR_DEBT),
-        (AccountBlocked, BlockReason.VOLUNTARY, TemplateKey.VOLUNTARY_BLOCK_STARTED),
-        (AccountUnblocked, BlockReason.DEBT, TemplateKey.ACCOUNT_UNBLOCKED),
-        (AccountUnblocked, BlockReason.VOLUNTARY, TemplateKey.VOLUNTARY_BLOCK_ENDED),
+        (AccountBlocked, TemplateKey.ACCOUNT_BLOCKED_FOR_DEBT),
+        (AccountUnblocked, TemplateKey.ACCOUNT_UNBLOCKED),
     ],
 )
-def test_blocks_and_unblocks(subscriber, opener, now, event_cls, reason, template):
+def test_debt_blocks_and_unblocks(subscriber, opener, now, event_cls, template):
     moment = {"blocked_at": now} if event_cls is AccountBlocked else {"unblocked_at": now}
-    event = event_cls(account_number=subscriber.account, reason=reason, **moment)
+    event = event_cls(account_number=subscriber.account, reason=BlockReason.DEBT, **moment)
     alarm = LowBalanceAlarm(armed=False)
     decision = decide(event, subscriber.profile("en"), context(now, alarm), opener)
     assert [(i.template, i.language, i.channel) for i in decision.intents] == [
@@ -262,15 +270,96 @@ def test_blocks_and_unblocks(subscriber, opener, now, event_cls, reason, templat
     assert decision.low_balance_alarm == alarm
 
 
-def test_voluntary_block_says_until_when(subscriber, opener, now):
-    event = AccountBlocked(
+def voluntary_block(subscriber, now) -> tuple[AccountBlocked, VoluntaryBlockStarted]:
+    """What the tariff service publishes when a voluntary block starts."""
+    return (
+        AccountBlocked(
+            account_number=subscriber.account,
+            reason=BlockReason.VOLUNTARY,
+            blocked_at=now,
+            until=date(2026, 12, 24),
+        ),
+        VoluntaryBlockStarted(
+            account_number=subscriber.account,
+            start=date(2026, 11, 25),
+            last_day=date(2026, 12, 24),
+            days=30,
+            price=Money(minor=150_00),
+            requested_via="cabinet",
+        ),
+    )
+
+
+def test_a_voluntary_block_start_is_told_once_with_its_price_and_last_day(subscriber, opener, now):
+    intents = [
+        intent
+        for event in voluntary_block(subscriber, now)
+        for intent in decide(event, subscriber.profile(), context(now), opener).intents
+    ]
+    [intent] = intents
+    assert intent.template is TemplateKey.VOLUNTARY_BLOCK_STARTED
+    assert intent.variables == {
+        "account": subscriber.account,
+        "last_day": date(2026, 12, 24),
+        "days": 30,
+        "price": PositiveMoney(minor=150_00),
+    }
+
+
+@pytest.mark.parametrize("early", [True, False])
+def test_a_voluntary_block_end_is_told_once_saying_whether_it_was_early(
+    subscriber, opener, now, early
+):
+    events = (
+        AccountUnblocked(
+            account_number=subscriber.account, reason=BlockReason.VOLUNTARY, unblocked_at=now
+        ),
+        VoluntaryBlockEnded(
+            account_number=subscriber.account,
+            start=date(2026, 11, 1),
+            last_day=date(2026, 11, 24),
+            early=early,
+            ended_at=now,
+        ),
+    )
+    intents = [
+        intent
+        for event in events
+        for intent in decide(event, subscriber.profile(), context(now), opener).intents
+    ]
+    assert [(i.template, i.variables["early"]) for i in intents] == [
+        (TemplateKey.VOLUNTARY_BLOCK_ENDED, early)
+    ]
+
+
+def test_tariff_change(subscriber, opener, now):
+    event = TariffChanged(
         account_number=subscriber.account,
-        reason=BlockReason.VOLUNTARY,
-        blocked_at=now,
-        until=date(2026, 12, 24),
+        previous_plan="internet-100",
+        plan="combo-500-premium",
+        monthly_price=Money(minor=650_00),
+        effective_from=date(2026, 11, 26),
+    )
+    [intent] = decide(event, subscriber.profile("ru"), context(now), opener).intents
+    assert (intent.template, intent.language) == (TemplateKey.TARIFF_CHANGED, "ru")
+    assert intent.variables == {
+        "account": subscriber.account,
+        "plan": "combo-500-premium",
+        "monthly_price": PositiveMoney(minor=650_00),
+        "effective_from": date(2026, 11, 26),
+    }
+
+
+def test_login_locked(subscriber, opener, now):
+    event = LoginLocked(
+        account_number=subscriber.account,
+        locked_until=now + timedelta(minutes=30),
+        failed_attempts=5,
     )
     [intent] = decide(event, subscriber.profile(), context(now), opener).intents
-    assert intent.variables["until"] == date(2026, 12, 24)
+    assert intent.template is TemplateKey.LOGIN_LOCKED
+    assert intent.destination.address == subscriber.phone
+    assert intent.variables["until"] == now + timedelta(minutes=30)
 
 
 def test_events_nobody_is_told_about(subscriber, opener, now):
@@ -286,27 +375,6 @@ def test_events_nobody_is_told_about(subscriber, opener, now):
     )
     assert decision.intents == ()
     assert decision.low_balance_alarm == LowBalanceAlarm(armed=True)
-
-
-def test_tariff_change_and_login_lock_notices(subscriber, now):
-    tariff = tariff_changed_notice(
-        subscriber.profile(),
-        tariff_name="Combo 500",
-        monthly_price=Money(minor=650_00),
-        effective_from=date(2026, 11, 26),
-    )
-    assert tariff.template is TemplateKey.TARIFF_CHANGED
-    assert tariff.variables == {
-        "account": subscriber.account,
-        "tariff_name": "Combo 500",
-        "monthly_price": Money(minor=650_00),
-        "effective_from": date(2026, 11, 26),
-    }
-    locked = login_locked_notice(subscriber.profile(), locked_until=now + timedelta(minutes=30))
-    assert (locked.template, locked.variables["until"]) == (
-        TemplateKey.LOGIN_LOCKED,
-        now + timedelta(minutes=30),
-    )
 
 
 # --- passwords and codes ----------------------------------------------------------------------

@@ -678,3 +678,16 @@ def test_every_voluntary_block_refusal_has_its_own_code() -> None:
     assert all(issubclass(refusal, VoluntaryBlockRefused) for refusal in refusals)
     assert len({refusal.code for refusal in refusals}) == len(refusals)
     assert all(refusal.rule.startswith("rule ") for refusal in refusals)
+
+
+def test_a_subscription_survives_a_json_round_trip_for_the_store(catalog: Catalog) -> None:
+    state = subscribed(
+        catalog, "combo-100-optimum", options=("kino",), balance=on_credit(-5, 90000)
+    )
+    state = block(state, catalog, 4, date(2026, 1, 3)).state
+    state = change_plan(state, catalog, "combo-300-maximum", date(2026, 1, 3)).state
+
+    restored = Subscription.model_validate_json(state.model_dump_json())
+
+    assert restored == state
+    assert restored.terms_on(date(2026, 1, 4)).plan == "combo-300-maximum"

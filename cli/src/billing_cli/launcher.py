@@ -6,7 +6,10 @@ last, after every service has stopped consuming and drained its outbox.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,8 +22,10 @@ from rich.console import Console
 from rich.text import Text
 
 from billing_events.embedded import EmbeddedBroker
+from billing_events.sealing import generate_keypair
 
 SERVICES = ("ledger", "identity", "tariff", "notifier")
+DEV_SECRETS_FILE = "dev-secrets.json"
 COLOURS = {"ledger": "green", "identity": "magenta", "tariff": "cyan", "notifier": "yellow", "broker": "blue"}
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -38,6 +43,26 @@ def _pump(name: str, stream: object, ready: threading.Event) -> None:
         say(name, line)
 
 
+def dev_secrets(data_dir: Path) -> dict[str, str]:
+    """Keys for the embedded default, made once per data folder (production takes them from
+    its secret store): the notifier's sealing key pair, identity's personal-data keys and the
+    token signing key."""
+    path = data_dir / DEV_SECRETS_FILE
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    public, private = generate_keypair()
+    values = {
+        "BILLING_NOTIFIER_PUBLIC_KEY": public,
+        "BILLING_NOTIFIER_PRIVATE_KEY": private,
+        "BILLING_PII_LOOKUP_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "BILLING_PII_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "BILLING_TOKEN_SIGNING_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+    }
+    path.write_text(json.dumps(values, indent=2))
+    path.chmod(0o600)
+    return values
+
+
 def run_suite(data_dir: Path, services: Sequence[str] = SERVICES, bootstrap_servers: str | None = None) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     broker: EmbeddedBroker | None = None
@@ -46,6 +71,7 @@ def run_suite(data_dir: Path, services: Sequence[str] = SERVICES, bootstrap_serv
         bootstrap_servers = broker.bootstrap_servers
         say("broker", f"embedded broker ready at {bootstrap_servers} (memory only; log: {data_dir / 'broker.log'})")
     env = {
+        **dev_secrets(data_dir),
         **os.environ,
         "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
         "BILLING_DATA_DIR": str(data_dir.resolve()),

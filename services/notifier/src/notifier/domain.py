@@ -10,14 +10,26 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from billing_events.catalog.identity import PasswordIssued, PasswordPurpose, SubscriberRegistered
+from billing_events.catalog.identity import (
+    LoginLocked,
+    PasswordIssued,
+    PasswordPurpose,
+    SubscriberRegistered,
+)
 from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.catalog.notifier import DeliveryChannel
-from billing_events.catalog.tariff import AccountBlocked, AccountUnblocked, BlockReason
+from billing_events.catalog.tariff import (
+    AccountBlocked,
+    AccountUnblocked,
+    BlockReason,
+    TariffChanged,
+    VoluntaryBlockEnded,
+    VoluntaryBlockStarted,
+)
 from billing_events.envelope import Event
 from billing_events.money import CurrencyMismatch, Money
 from nacl.encoding import Base64Encoder
@@ -277,10 +289,36 @@ def _stateless_intents(
         case PasswordIssued():
             secret = opener.secret(payload.sealed_secret)
             return (password_notice(payload, secret, profile, context.occurred_at),)
-        case AccountBlocked():
-            return (account_blocked_notice(payload, profile),)
-        case AccountUnblocked():
-            return (account_unblocked_notice(payload, profile),)
+        # A voluntary block also publishes AccountBlocked/AccountUnblocked(voluntary); its own
+        # events say more (price, last day, ended early), so only they are told.
+        case AccountBlocked(reason=BlockReason.DEBT):
+            return (notice(profile, TemplateKey.ACCOUNT_BLOCKED_FOR_DEBT),)
+        case AccountUnblocked(reason=BlockReason.DEBT):
+            return (notice(profile, TemplateKey.ACCOUNT_UNBLOCKED),)
+        case VoluntaryBlockStarted():
+            return (
+                notice(
+                    profile,
+                    TemplateKey.VOLUNTARY_BLOCK_STARTED,
+                    last_day=payload.last_day,
+                    days=payload.days,
+                    price=payload.price,
+                ),
+            )
+        case VoluntaryBlockEnded():
+            return (notice(profile, TemplateKey.VOLUNTARY_BLOCK_ENDED, early=payload.early),)
+        case TariffChanged():
+            return (
+                notice(
+                    profile,
+                    TemplateKey.TARIFF_CHANGED,
+                    plan=payload.plan,
+                    monthly_price=payload.monthly_price,
+                    effective_from=payload.effective_from,
+                ),
+            )
+        case LoginLocked():
+            return (notice(profile, TemplateKey.LOGIN_LOCKED, until=payload.locked_until),)
         case _:
             return ()
 
@@ -289,7 +327,9 @@ def _balance_changed(
     change: BalanceChanged, profile: SubscriberProfile, context: NoticeContext
 ) -> Decision:
     threshold = context.low_balance_threshold
-    alarm = context.low_balance_alarm or LowBalanceAlarm.before(change, threshold)
+    alarm = context.low_balance_alarm
+    if alarm is None:
+        alarm = LowBalanceAlarm.before(change, threshold)
     alarm, tell_low = alarm.observe(spendable(change), threshold)
     intents: list[MessageIntent] = []
     if change.cause_type == PAYMENT_CAUSE and change.delta_main.minor > 0:
@@ -314,38 +354,6 @@ def notice(profile: SubscriberProfile, template: TemplateKey, **variables: Any) 
         destination=profile.notice_destination,
         variables={"account": profile.account_number, **variables},
     )
-
-
-def account_blocked_notice(blocked: AccountBlocked, profile: SubscriberProfile) -> MessageIntent:
-    if blocked.reason is BlockReason.VOLUNTARY:
-        return notice(profile, TemplateKey.VOLUNTARY_BLOCK_STARTED, until=blocked.until)
-    return notice(profile, TemplateKey.ACCOUNT_BLOCKED_FOR_DEBT)
-
-
-def account_unblocked_notice(
-    unblocked: AccountUnblocked, profile: SubscriberProfile
-) -> MessageIntent:
-    if unblocked.reason is BlockReason.VOLUNTARY:
-        return notice(profile, TemplateKey.VOLUNTARY_BLOCK_ENDED)
-    return notice(profile, TemplateKey.ACCOUNT_UNBLOCKED)
-
-
-def tariff_changed_notice(
-    profile: SubscriberProfile, *, tariff_name: str, monthly_price: Money, effective_from: date
-) -> MessageIntent:
-    """For the tariff service's tariff-change event (not in the catalog yet)."""
-    return notice(
-        profile,
-        TemplateKey.TARIFF_CHANGED,
-        tariff_name=tariff_name,
-        monthly_price=monthly_price,
-        effective_from=effective_from,
-    )
-
-
-def login_locked_notice(profile: SubscriberProfile, *, locked_until: datetime) -> MessageIntent:
-    """For identity's login-locked event (not in the catalog yet)."""
-    return notice(profile, TemplateKey.LOGIN_LOCKED, until=locked_until)
 
 
 def password_notice(

@@ -28,7 +28,6 @@ from pydantic import (
     model_validator,
 )
 
-from billing_events.catalog.tariff import CatalogCode
 from billing_events.envelope import describe_validation_error
 from billing_events.money import MINOR_UNIT_DIGITS, CurrencyCode, PositiveMoney
 from tariff.errors import (
@@ -44,8 +43,8 @@ from tariff.errors import (
 
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
 
-# Codes go into charge ids and event fields, so they take the events' shape for a code.
-Code = CatalogCode
+# Codes go into charge ids and event fields, so they stay short and plain.
+Code = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", examples=["internet-100"])]
 Name = Annotated[str, Field(min_length=1, max_length=80)]
 MonthlyKopecks = Annotated[StrictInt, Field(gt=0, description="Monthly price in minor units")]
 RegionalPrices = Annotated[

@@ -135,7 +135,7 @@ class RegistrationCommand(BaseModel):
         if born is not None and issued < years_later(born, PASSPORT_AGE):
             raise RuleViolation(
                 "issued_before_passport_age",
-                f"is before the holder's {PASSPORT_AGE}th birthday, when a passport is first issued",
+                f"is before the holder's {PASSPORT_AGE}th birthday, the age of a first passport",
             )
         return issued
 

@@ -61,10 +61,6 @@ class Redemption(StrEnum):
     TOO_MANY_GUESSES = "too_many_guesses"
     NO_CODE = "no_code"
 
-    @property
-    def accepted(self) -> bool:
-        return self is Redemption.ACCEPTED
-
 
 def redeem_reset_code(
     state: ResetCode | None, *, now: datetime, matches: Callable[[str], bool]

@@ -53,7 +53,7 @@ def apply_charge(
             f"bonus_to_use must be within 0..{amount}",
             field="bonus_to_use",
         )
-    if bonus_to_use > account.bonus:
+    if bonus_to_use > max(account.bonus, 0):
         raise CommandRefused(
             ErrorCode.INSUFFICIENT_BONUS,
             f"account {account.number} has {account.bonus} in bonuses, not {bonus_to_use}",

@@ -30,6 +30,7 @@ from billing_events.catalog.tariff import (
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
 )
+from billing_events.money import Money
 from tariff.catalog import Catalog
 from tariff.domain.charging import charge_id
 from tariff.domain.subscription import Outcome, Subscription, VoluntaryBlock
@@ -62,12 +63,10 @@ def start_voluntary_block(
     # AccountUnblocked cannot arrive after the new block's AccountBlocked.
     finished = end_finished_voluntary_block(state, today - ONE_DAY, at)
     current = finished.state
-    _check_may_block(current, catalog, today)
+    price = catalog.voluntary_block_price(current.region)
+    _check_may_block(current, catalog, today, price)
     block = VoluntaryBlock(
-        start=today,
-        days=days,
-        last_day=today + timedelta(days=days - 1),
-        price=catalog.voluntary_block_price(current.region),
+        start=today, days=days, last_day=today + timedelta(days=days - 1), price=price
     )
     events = (
         ChargeApplied(
@@ -99,7 +98,7 @@ def start_voluntary_block(
     return Outcome(started, (*finished.events, *events))
 
 
-def _check_may_block(state: Subscription, catalog: Catalog, today: date) -> None:
+def _check_may_block(state: Subscription, catalog: Catalog, today: date, price: Money) -> None:
     running = state.unended_voluntary_block
     if running is not None:
         raise BlockAlreadyRunning(running.last_day)
@@ -111,7 +110,6 @@ def _check_may_block(state: Subscription, catalog: Catalog, today: date) -> None
     used = next((b for b in state.voluntary_blocks if b.start.year == today.year), None)
     if used is not None:
         raise BlockAlreadyUsedThisYear(today.year, used.start)
-    price = catalog.voluntary_block_price(state.region)
     available = state.balance.available()
     if available < price:
         raise BlockNotAffordable(price, available)
