@@ -73,26 +73,31 @@ class ServiceRuntime:
         self.consumer: EventConsumer | None = None
         self.subscriber: Any = None
         if self.handler is not None:
-            self.consumer = EventConsumer(
-                name=self.name,
-                db=self.db,
-                handler=self.handler,
-                topics=self.topics,
-                clock=self.clock,
-                on_commit=self.relay.wake,
-            )
-            self.subscriber = subscribe(
-                self.broker,
-                self.consumer,
-                topics=[self.topics(topic) for topic in self.consumes],
-                group_id=self.group_id,
-                settings=self.settings.kafka,
-            )
+            self.attach_handler(self.handler)
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
         self.http_app = build_http_app(self.name, self.readiness, self.routers)
         self._http_server: uvicorn.Server | None = None
         self.http_port: int | None = None
+
+    def attach_handler(self, handler: BatchHandler) -> None:
+        """Consume ``consumes`` with ``handler``: for a handler that needs the runtime's database."""
+        self.handler = handler
+        self.consumer = EventConsumer(
+            name=self.name,
+            db=self.db,
+            handler=handler,
+            topics=self.topics,
+            clock=self.clock,
+            on_commit=self.relay.wake,
+        )
+        self.subscriber = subscribe(
+            self.broker,
+            self.consumer,
+            topics=[self.topics(topic) for topic in self.consumes],
+            group_id=self.group_id,
+            settings=self.settings.kafka,
+        )
 
     async def _publish(self, topic: str, key: bytes, value: bytes, headers: dict[str, str]) -> Awaitable[Any]:
         future = await self.broker.publish(value, topic=topic, key=key, headers=headers, no_confirm=True)

@@ -12,6 +12,7 @@ from datetime import timedelta
 IDENTITY = "billing.identity"
 PAYMENTS = "billing.payments"
 LEDGER = "billing.ledger"
+LEDGER_COMMANDS = "billing.ledger.commands"
 TARIFF = "billing.tariff"
 NOTIFIER = "billing.notifier"
 
@@ -35,6 +36,7 @@ EVENT_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(IDENTITY, "identity", "Subscribers registered, passwords issued, logins locked"),
     TopicSpec(PAYMENTS, "payments", "Payments arriving from the payment channels (ingress)"),
     TopicSpec(LEDGER, "ledger", "Every movement of money and the balances it leaves"),
+    TopicSpec(LEDGER_COMMANDS, "ledger", "Requests to the ledger: transfers, bonus redemptions, payment type"),
     TopicSpec(TARIFF, "tariff", "Subscriptions, daily charges, blocks and unblocks"),
     TopicSpec(NOTIFIER, "notifier", "What was told to whom, and what could not be delivered"),
 )

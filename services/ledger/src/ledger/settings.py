@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
 
 from billing_events.settings import ServiceSettings
 
+DEFAULT_CAMPAIGNS = Path(__file__).with_name("campaigns.json")
+
 
 class LedgerSettings(ServiceSettings):
     service_name: ClassVar[str] = "ledger"
     database_url: str | None = Field(default=None, validation_alias="BILLING_LEDGER_DATABASE_URL")
+    bonus_campaigns_file: Path | None = Field(
+        default=DEFAULT_CAMPAIGNS,
+        validation_alias="BILLING_LEDGER_BONUS_CAMPAIGNS_FILE",
+        description="JSON list of bonus campaigns (the \"20 % back\" rule is data); unset: none",
+    )
+    bonus_pays_charges: bool = Field(
+        default=False,
+        validation_alias="BILLING_LEDGER_BONUS_PAYS_CHARGES",
+        description="Pay daily charges from the bonus balance first (a separate redemption)",
+    )

@@ -85,7 +85,7 @@ class TransferRequested(Event):
     """A subscriber (or support on their behalf) asks to move money between two main balances."""
 
     event_type: ClassVar[str] = "TransferRequested"
-    topic: ClassVar[str] = topics.LEDGER
+    topic: ClassVar[str] = topics.LEDGER_COMMANDS
 
     request_id: UUID = Field(
         description="Unique per request: a redelivered request moves money once"
@@ -143,7 +143,7 @@ class BonusRedemptionRequested(Event):
     """A subscriber exchanges bonuses for a discount or a gift."""
 
     event_type: ClassVar[str] = "BonusRedemptionRequested"
-    topic: ClassVar[str] = topics.LEDGER
+    topic: ClassVar[str] = topics.LEDGER_COMMANDS
 
     request_id: UUID
     account_number: AccountNumber
@@ -216,7 +216,7 @@ class PaymentTypeChangeRequested(Event):
     """Switch an account between prepaid and credit (with a limit)."""
 
     event_type: ClassVar[str] = "PaymentTypeChangeRequested"
-    topic: ClassVar[str] = topics.LEDGER
+    topic: ClassVar[str] = topics.LEDGER_COMMANDS
 
     request_id: UUID
     account_number: AccountNumber

@@ -1,0 +1,147 @@
+"""Operations commands that run inside the service image, configured like the services.
+
+``python -m billing_events.admin create-topics ledger identity tariff notifier``
+    creates the catalog's event topics and the named services' dead-letter topics, with the
+    partitions, retention, replication and ``min.insync.replicas`` from the ``BILLING_KAFKA__*``
+    variables: the one-shot job of Compose and Kubernetes. Topics that exist are left alone.
+
+``python -m billing_events.admin notifier-keypair``
+    prints a new sealing key pair as the two variables identity and the notifier read.
+
+``python -m billing_events.admin probe [/health/live]``
+    asks the service in the same container for one of its health endpoints and exits 0 only on
+    HTTP 200: the image's HEALTHCHECK (the slim image has no curl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from billing_events.sealing import generate_keypair
+from billing_events.settings import ServiceSettings
+from billing_events.topics import EVENT_TOPICS, TopicNames, TopicSpec, dead_letter_spec
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+
+
+class AdminSettings(ServiceSettings):
+    """The same variables as every service; the admin commands read the Kafka and HTTP ones."""
+
+    service_name: ClassVar[str] = "admin"
+
+
+def topic_plan(services: Sequence[str]) -> list[TopicSpec]:
+    """Every event topic of the catalog, and one dead-letter topic per named service."""
+    return [*EVENT_TOPICS, *(dead_letter_spec(service) for service in services)]
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """A topic as the broker reports it, after creation or as it already was."""
+
+    name: str
+    partitions: int
+    replicas: int
+    configs: dict[str, str]
+
+    def __str__(self) -> str:
+        configs = " ".join(f"{key}={value}" for key, value in sorted(self.configs.items()))
+        return f"{self.name} partitions={self.partitions} replicas={self.replicas} {configs}"
+
+
+REPORTED_CONFIGS = ("retention.ms", "min.insync.replicas")
+
+
+async def create_topics(settings: AdminSettings, services: Sequence[str]) -> list[TopicState]:
+    # Imported here, not at the top: `probe` runs every few seconds and needs no Kafka client.
+    from billing_events.kafka import ensure_topics
+
+    names = TopicNames(settings.kafka.topic_prefix)
+    plan = topic_plan(services)
+    await ensure_topics(settings.kafka, names, plan)
+    return await describe_topics(settings, [names(spec.name) for spec in plan])
+
+
+async def describe_topics(settings: AdminSettings, topics: Sequence[str]) -> list[TopicState]:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        layout = {topic["topic"]: topic["partitions"] for topic in await admin.describe_topics(list(topics))}
+        # All configs, filtered below: the embedded broker drops the connection on a named list.
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in topics]
+        )
+    finally:
+        await admin.close()
+    configs: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for _error, _message, _type, topic, entries in response.resources:
+            configs[topic] = {entry[0]: entry[1] for entry in entries if entry[0] in REPORTED_CONFIGS}
+    return [
+        TopicState(topic, len(layout[topic]), len(layout[topic][0]["replicas"]), configs.get(topic, {}))
+        for topic in topics
+    ]
+
+
+def probe(settings: AdminSettings, path: str, timeout: float = 3.0) -> str | None:
+    """None when the endpoint answers 200, else what went wrong."""
+    if settings.http_port is None:
+        return "BILLING_HTTP_PORT is not set: the service serves no health endpoint"
+    host = "127.0.0.1" if settings.http_host in WILDCARD_HOSTS else settings.http_host
+    url = f"http://{host}:{settings.http_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (our own URL)
+            return None if response.status == 200 else f"{url} answered {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"{url} answered {exc.code}"
+    except OSError as exc:
+        return f"{url} unreachable: {exc}"
+
+
+def notifier_keypair() -> dict[str, str]:
+    public, private = generate_keypair()
+    return {"BILLING_NOTIFIER_PUBLIC_KEY": public, "BILLING_NOTIFIER_PRIVATE_KEY": private}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m billing_events.admin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create-topics", help="create the catalog's topics (idempotent)")
+    create.add_argument("services", nargs="+", help="services whose dead-letter topics to create")
+    commands.add_parser("notifier-keypair", help="print a new sealing key pair as environment variables")
+    check = commands.add_parser("probe", help="exit 0 when a health endpoint of this container answers 200")
+    check.add_argument("path", nargs="?", default="/health/live")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    if arguments.command == "notifier-keypair":
+        for name, value in notifier_keypair().items():
+            print(f"{name}={value}")
+        return 0
+    settings = AdminSettings()
+    if arguments.command == "create-topics":
+        for topic in asyncio.run(create_topics(settings, arguments.services)):
+            print(f"topic ready: {topic}")
+        return 0
+    problem = probe(settings, arguments.path)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""The ledger's service layer: every command and every posting goes through here.
+
+Events and commands take the same road: :func:`post` decides each one with the domain against
+the accounts' current states (locked for the transaction), appends the resulting transactions
+to the journal, moves the projections and returns the events to publish, all inside the
+caller's database transaction. The consumer calls it for a batch of events; the command
+functions below call it for one request, so the CLI, HTTP and the command topic give the same
+answers and the same errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+from uuid6 import uuid7
+
+from billing_events import inbox, outbox
+from billing_events.catalog.identity import SubscriberRegistered
+from billing_events.catalog.ledger import (
+    BonusRedemptionRequested,
+    PaymentType,
+    PaymentTypeChangeRequested,
+    TransactionKind,
+    TransferRequested,
+)
+from billing_events.catalog.payments import PaymentReceived
+from billing_events.catalog.tariff import ChargeApplied
+from billing_events.clock import Clock
+from billing_events.consumer import Outcome as BatchOutcome
+from billing_events.db import Database
+from billing_events.envelope import Envelope, Event
+from billing_events.logging import get_logger
+from billing_events.money import Money
+from billing_events.topics import TopicNames
+
+from ledger import domain, store
+from ledger.domain import (
+    AccountState,
+    BonusCampaign,
+    CommandRefused,
+    ErrorCode,
+    LedgerError,
+    OperatorNote,
+    Outcome,
+    Transaction,
+    is_account_number,
+    transaction_id_for,
+)
+
+log = get_logger(__name__)
+PRODUCER = "ledger"
+
+
+@dataclass(frozen=True)
+class LedgerContext:
+    """What the service layer needs from its process."""
+
+    db: Database
+    clock: Clock
+    topics: TopicNames
+    campaigns: tuple[BonusCampaign, ...] = ()
+    bonus_pays_charges: bool = False
+    wake_relay: Callable[[], None] = lambda: None
+
+
+POSTED_EVENTS: tuple[type[Event], ...] = (
+    SubscriberRegistered,
+    PaymentReceived,
+    ChargeApplied,
+    TransferRequested,
+    BonusRedemptionRequested,
+    PaymentTypeChangeRequested,
+)
+
+
+def _accounts_named(payload: Any) -> list[str]:
+    if isinstance(payload, TransferRequested):
+        candidates = [payload.from_account, payload.to_account]
+    else:
+        candidates = [payload.account_number]
+    return [number for number in candidates if is_account_number(number)]
+
+
+def _possible_transaction_ids(payload: Any) -> list[UUID]:
+    """The ids the transactions of this request would have: present already means a duplicate."""
+    match payload:
+        case PaymentReceived():
+            return [transaction_id_for(TransactionKind.PAYMENT, payload.payment_key),
+                    transaction_id_for(TransactionKind.PAYMENT_PARKED, payload.payment_key)]
+        case ChargeApplied():
+            return [transaction_id_for(TransactionKind.CHARGE, payload.charge_id),
+                    transaction_id_for(TransactionKind.BONUS_REDEMPTION, f"charge:{payload.charge_id}")]
+        case TransferRequested():
+            return [transaction_id_for(TransactionKind.TRANSFER, str(payload.request_id))]
+        case BonusRedemptionRequested():
+            return [transaction_id_for(TransactionKind.BONUS_REDEMPTION, f"request:{payload.request_id}")]
+    return []
+
+
+@dataclass
+class _Batch:
+    """The states and results of one database transaction's worth of requests."""
+
+    states: dict[str, AccountState]
+    known: set[UUID]
+    opened: list[AccountState] = field(default_factory=list)
+    transactions: list[Transaction] = field(default_factory=list)
+    touched: dict[str, None] = field(default_factory=dict)
+    suspense: list[domain.SuspenseItem] = field(default_factory=list)
+    publish: list[Envelope[Any]] = field(default_factory=list)
+    rejected: list[tuple[Envelope[Any], str]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: datetime) -> Outcome | None:
+    payload, states, cause = envelope.payload, batch.states, envelope.event_id
+    match payload:
+        case SubscriberRegistered():
+            if payload.account_number not in states:
+                state = domain.open_account(payload.account_number)
+                states[state.number] = state
+                batch.opened.append(state)
+            return None
+        case PaymentReceived():
+            return domain.receive_payment(payload, cause_id=cause, account=states.get(payload.account_number),
+                                          campaigns=ctx.campaigns, at=at)
+        case ChargeApplied():
+            account = states.get(payload.account_number)
+            bonus = min(account.bonus, payload.amount.minor) if ctx.bonus_pays_charges and account else 0
+            return domain.apply_charge(payload, cause_id=cause, account=account, at=at, bonus_to_use=max(bonus, 0))
+        case TransferRequested():
+            return domain.transfer_funds(payload, cause_id=cause, source=states.get(payload.from_account),
+                                         target=states.get(payload.to_account), at=at)
+        case BonusRedemptionRequested():
+            return domain.redeem_bonus(payload, cause_id=cause, account=states.get(payload.account_number), at=at)
+        case PaymentTypeChangeRequested():
+            account = states.get(payload.account_number)
+            if account is None:
+                raise CommandRefused(ErrorCode.UNKNOWN_ACCOUNT, f"no account {payload.account_number}",
+                                     field="account_number")
+            return domain.change_payment_type(account, payload.payment_type, payload.credit_limit,
+                                              changed_by=payload.requested_by)
+    raise CommandRefused(ErrorCode.INVALID_PURPOSE, f"the ledger does not take {envelope.event_type}")
+
+
+def _take(ctx: LedgerContext, batch: _Batch, outcome: Outcome, cause: Envelope[Any] | None) -> None:
+    if any(txn.id in batch.known for txn in outcome.transactions):
+        batch.duplicates += 1  # the same payment/charge/request delivered as another event
+        return
+    for txn in outcome.transactions:
+        batch.known.add(txn.id)
+    batch.transactions.extend(outcome.transactions)
+    for state in outcome.accounts:
+        batch.states[state.number] = state
+        batch.touched[state.number] = None
+    if outcome.suspense is not None:
+        batch.suspense.append(outcome.suspense)
+    batch.publish.extend(
+        Envelope.new(event.payload, account=event.key, producer=PRODUCER, clock=ctx.clock, cause=cause)
+        for event in outcome.events
+    )
+
+
+async def _load(conn: AsyncConnection, payloads: Sequence[Any], extra_numbers: Sequence[str] = ()) -> _Batch:
+    numbers = {n for p in payloads for n in _accounts_named(p)} | set(extra_numbers)
+    states = await store.lock_accounts(conn, numbers)
+    known = await store.existing_transactions(conn, [i for p in payloads for i in _possible_transaction_ids(p)])
+    return _Batch(states, known)
+
+
+async def _save(ctx: LedgerContext, conn: AsyncConnection, batch: _Batch) -> None:
+    now = ctx.clock.now()
+    await store.open_accounts(conn, batch.opened, now)
+    await store.append(conn, batch.transactions, now)
+    await store.save_accounts(conn, [batch.states[n] for n in batch.touched])
+    await store.save_suspense(conn, batch.suspense)
+
+
+async def post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> BatchOutcome:
+    """Post a batch of events in the caller's transaction; refused ones come back as rejected."""
+    batch = await _load(conn, [e.payload for e in envelopes])
+    at = ctx.clock.now()
+    for envelope in envelopes:
+        try:
+            outcome = _decide(ctx, batch, envelope, at)
+        except LedgerError as exc:
+            batch.rejected.append((envelope, f"{exc.code.value}: {exc.message}"))
+            continue
+        if outcome is not None:
+            _take(ctx, batch, outcome, envelope)
+    await _save(ctx, conn, batch)
+    if batch.duplicates:
+        log.info("duplicate money movements ignored", count=batch.duplicates)
+    return BatchOutcome(publish=batch.publish, rejected=batch.rejected)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+class CommandFailed(Exception):
+    """A command the ledger refused: ``code`` for machines, the message for people."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+
+
+async def _run(ctx: LedgerContext, work: Callable[[AsyncConnection], Any]) -> Any:
+    async with ctx.db.transaction() as conn:
+        result = await work(conn)
+    ctx.wake_relay()
+    return result
+
+
+async def submit(ctx: LedgerContext, request: Event, *, account: str) -> list[Envelope[Any]]:
+    """Run one request (transfer, bonus redemption, payment type) now, as if it came from the
+    command topic: the answer is the events it produced. The request itself is published to the
+    command topic for the record, already marked as processed in the ledger's inbox."""
+    envelope = Envelope.new(request, account=account, producer=PRODUCER, clock=ctx.clock)
+
+    async def work(conn: AsyncConnection) -> list[Envelope[Any]]:
+        await inbox.claim(conn, PRODUCER, [envelope.event_id], clock=ctx.clock)
+        outcome = await post(ctx, conn, [envelope])
+        if outcome.rejected:
+            raise _refusal(outcome.rejected[0][1])
+        await outbox.stage(conn, [envelope, *outcome.publish], topics=ctx.topics, clock=ctx.clock)
+        return outcome.publish
+
+    return await _run(ctx, work)
+
+
+def _refusal(reason: str) -> CommandFailed:
+    code, _, message = reason.partition(": ")
+    return CommandFailed(code, message or reason)
+
+
+async def transfer(ctx: LedgerContext, from_account: str, to_account: str, amount: Money, *, requested_by: str,
+                   request_id: UUID | None = None) -> list[Envelope[Any]]:
+    request = TransferRequested(request_id=request_id or uuid7(), from_account=from_account,
+                                to_account=to_account, amount=amount, requested_by=requested_by)
+    return await submit(ctx, request, account=from_account)
+
+
+async def change_payment_type(ctx: LedgerContext, number: str, payment_type: PaymentType, credit_limit: Money,
+                              *, requested_by: str) -> list[Envelope[Any]]:
+    request = PaymentTypeChangeRequested(request_id=uuid7(), account_number=number, payment_type=payment_type,
+                                         credit_limit=credit_limit, requested_by=requested_by)
+    return await submit(ctx, request, account=number)
+
+
+async def _operator_command(ctx: LedgerContext, decide: Callable[[AsyncConnection], Any]) -> list[Envelope[Any]]:
+    """An operator's correction: decided and posted in one transaction, events staged."""
+
+    async def work(conn: AsyncConnection) -> list[Envelope[Any]]:
+        try:
+            batch, outcome = await decide(conn)
+        except LedgerError as exc:
+            raise CommandFailed(exc.code.value, exc.message, exc.field) from None
+        _take(ctx, batch, outcome, None)
+        await _save(ctx, conn, batch)
+        await outbox.stage(conn, batch.publish, topics=ctx.topics, clock=ctx.clock)
+        return batch.publish
+
+    return await _run(ctx, work)
+
+
+async def resolve_suspense(ctx: LedgerContext, parked_transaction_id: UUID, target_number: str,
+                           operator: OperatorNote) -> list[Envelope[Any]]:
+    """Operations move a parked payment to the account it was meant for."""
+
+    async def decide(conn: AsyncConnection) -> tuple[_Batch, Outcome]:
+        item = await store.suspense_item(conn, parked_transaction_id, lock=True)
+        if item is None:
+            raise CommandRefused(ErrorCode.SUSPENSE_NOT_OPEN, f"no parked payment {parked_transaction_id}")
+        batch = await _load(conn, [], [target_number] if is_account_number(target_number) else [])
+        outcome = domain.resolve_suspense(item, target=batch.states.get(target_number), target_number=target_number,
+                                          operator=operator, command_id=uuid7(), at=ctx.clock.now())
+        return batch, outcome
+
+    return await _operator_command(ctx, decide)
+
+
+async def reverse(ctx: LedgerContext, transaction_id: UUID, operator: OperatorNote) -> list[Envelope[Any]]:
+    """A correction: a new transaction with the negated postings of ``transaction_id``."""
+
+    async def decide(conn: AsyncConnection) -> tuple[_Batch, Outcome]:
+        original = await store.transaction(conn, transaction_id)
+        if original is None:
+            raise CommandRefused(ErrorCode.UNKNOWN_ACCOUNT, f"no transaction {transaction_id}")
+        numbers = [n for n in (domain.subscriber_number(p.account) for p in original.postings) if n]
+        batch = await _load(conn, [], numbers)
+        item = await store.suspense_item(conn, original.id, lock=True) or await store.suspense_settled_by(conn, original.id)
+        already = bool(await store.reversed_ids(conn, [original.id]))
+        outcome = domain.reverse(original, accounts=[batch.states[n] for n in dict.fromkeys(numbers)],
+                                 already_reversed=already, operator=operator, command_id=uuid7(),
+                                 at=ctx.clock.now(), suspense=item)
+        return batch, outcome
+
+    return await _operator_command(ctx, decide)
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+async def balance(ctx: LedgerContext, number: str) -> AccountState:
+    async with ctx.db.connect() as conn:
+        state = await store.account(conn, number)
+    if state is None:
+        raise CommandFailed(ErrorCode.UNKNOWN_ACCOUNT.value, f"no account {number}", "account_number")
+    return state
+
+
+async def statement(ctx: LedgerContext, number: str, period_start: datetime, period_end: datetime) -> domain.Statement:
+    state = await balance(ctx, number)
+    async with ctx.db.connect() as conn:
+        entries = await store.entries(conn, [state.main_code])
+    return domain.build_statement(entries, account=state.main_code, currency=state.currency,
+                                  period_start=period_start, period_end=period_end)
+
+
+async def receipt(ctx: LedgerContext, transaction_id: UUID) -> domain.Receipt:
+    async with ctx.db.connect() as conn:
+        payment = await store.transaction(conn, transaction_id)
+        if payment is None:
+            raise CommandFailed("unknown_transaction", f"no transaction {transaction_id}")
+        number = next((n for n in (domain.subscriber_number(p.account) for p in payment.postings) if n), None)
+        if number is None:
+            raise CommandFailed(ErrorCode.NOT_A_PAYMENT.value, f"{transaction_id} credited no subscriber")
+        entries = await store.entries(conn, [domain.main_account(number)])
+        bonus = await store.transaction(conn, transaction_id_for(TransactionKind.BONUS_ACCRUAL, payment.business_key))
+    try:
+        return domain.receipt_for(payment, account_entries=entries, bonus=bonus)
+    except LedgerError as exc:
+        raise CommandFailed(exc.code.value, exc.message) from None
+
+
+@dataclass(frozen=True)
+class AccountReplay:
+    number: str
+    steps: list[domain.ReplayStep]
+    replayed_main: int
+    replayed_bonus: int
+    stored: AccountState
+
+    @property
+    def matches(self) -> bool:
+        return (self.replayed_main, self.replayed_bonus) == (self.stored.main, self.stored.bonus)
+
+
+async def replay_account(ctx: LedgerContext, number: str, as_of: datetime | None = None) -> AccountReplay:
+    """Rebuild one account from the journal, step by step, and compare with the projection."""
+    state = await balance(ctx, number)
+    async with ctx.db.connect() as conn:
+        entries = await store.entries(conn, [state.main_code, state.bonus_code], as_of=as_of)
+    steps = list(domain.replay(entries))
+    last = {step.entry.account: step.after for step in steps}
+    return AccountReplay(number, steps, last.get(state.main_code, 0), last.get(state.bonus_code, 0), state)
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    entries: int
+    accounts: int
+    mismatches: list[domain.BalanceMismatch]
+    repaired: bool
+
+
+async def rebuild(ctx: LedgerContext, *, repair: bool = False,
+                  progress: Callable[[int, int], None] = lambda done, total: None) -> RebuildReport:
+    """Replay the whole journal into balances; report (and optionally repair) every projection
+    that differs. ``progress(done, total)`` is called as postings stream in."""
+    async with ctx.db.transaction() as conn:
+        total = await store.count_postings(conn)
+        replayed: dict[str, int] = {}
+        get = replayed.get
+        done = 0
+        async for chunk in store.stream_postings(conn):
+            for account, amount in chunk:
+                replayed[account] = get(account, 0) + amount
+            done += len(chunk)
+            progress(done, total)
+        mismatches = domain.find_mismatches(await store.stored_balances(conn), replayed)
+        if repair and mismatches:
+            await store.overwrite_balances(conn, replayed)
+    for mismatch in mismatches:
+        log.warning("projection differs from the journal", account=mismatch.account,
+                    stored=mismatch.stored, replayed=mismatch.replayed, repaired=repair)
+    return RebuildReport(done, len(replayed), mismatches, repair and bool(mismatches))
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    totals: dict[str, int]
+    unbalanced: list[UUID]
+    transactions: int
+    broken_link: domain.BrokenLink | None
+    mismatches: list[domain.BalanceMismatch]
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.totals.values()) and not self.unbalanced and self.broken_link is None and not self.mismatches
+
+
+async def verify(ctx: LedgerContext) -> IntegrityReport:
+    """The journal's integrity in one report: double entry, the hash chain, projections."""
+    async with ctx.db.connect() as conn:
+        totals, unbalanced = await store.double_entry_rows(conn)
+        previous, count, broken = domain.GENESIS_HASH, 0, None
+        async for _, txn, stored_hash in store.chain(conn):
+            expected = domain.transaction_hash(previous, txn)
+            if broken is None and expected != stored_hash:
+                broken = domain.BrokenLink(count, txn.id, expected, stored_hash)
+            previous = stored_hash
+            count += 1
+    report = await rebuild(ctx)
+    return IntegrityReport(totals, unbalanced, count, broken, report.mismatches)

@@ -1,0 +1,414 @@
+"""The ledger's tables: the append-only journal, its postings, and the projections.
+
+``journal`` and ``postings`` are only ever inserted into. ``accounts`` (a subscriber's balances
+and payment settings) and ``operator_balances`` are projections of the journal, updated in the
+same transaction as the postings and rebuildable from them at any time. ``chain_head`` holds
+the hash of the newest transaction: taking its row lock orders every writer, so the hash chain
+and the journal's ``seq`` are in commit order.
+
+Lock order, to keep concurrent writers free of deadlocks: subscriber accounts (by number), then
+operator balances (by code), then the chain head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_events.catalog.ledger import PaymentType, TransactionKind, UnmatchedReason
+from billing_events.catalog.payments import PaymentChannel
+from billing_events.db import insert_ignoring_duplicates
+from billing_events.schema import BigId
+
+from ledger.domain import (
+    GENESIS_HASH,
+    AccountState,
+    JournalEntry,
+    OperatorNote,
+    Posting,
+    SuspenseItem,
+    SuspenseStatus,
+    Transaction,
+    transaction_hash,
+)
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("number", String(12), primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("main", BigInteger, nullable=False),
+    Column("bonus", BigInteger, nullable=False),
+    Column("payment_type", String(16), nullable=False),
+    Column("credit_limit", BigInteger, nullable=False),
+    Column("is_open", Boolean, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+)
+
+operator_balances = Table(
+    "operator_balances",
+    metadata,
+    Column("code", String(40), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("balance", BigInteger, nullable=False),
+)
+
+journal = Table(
+    "journal",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("txn_id", Uuid, nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("business_key", String(200), nullable=False),
+    Column("cause_event_id", Uuid),
+    Column("cause_type", String(64), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("reverses", Uuid, unique=True),
+    Column("operator", String(100)),
+    Column("operator_reason", Text),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("txn_id", Uuid, ForeignKey("journal.txn_id"), nullable=False),
+    Column("account", String(40), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Index("postings_by_account", "account", "id"),
+    Index("postings_by_txn", "txn_id"),
+)
+
+chain_head = Table(
+    "chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("length", BigInteger, nullable=False),
+)
+
+suspense = Table(
+    "suspense",
+    metadata,
+    Column("transaction_id", Uuid, primary_key=True),
+    Column("typed_account", String(32), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("reference", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("settled_by", Uuid),
+    Index("suspense_by_status", "status"),
+)
+
+
+# --- subscriber accounts -------------------------------------------------------------------
+
+
+def _state(row: Any) -> AccountState:
+    return AccountState(
+        row.number, row.currency, row.main, row.bonus, PaymentType(row.payment_type),
+        row.credit_limit, row.is_open,
+    )
+
+
+def _state_row(state: AccountState) -> dict[str, Any]:
+    return {
+        "number": state.number, "currency": state.currency, "main": state.main, "bonus": state.bonus,
+        "payment_type": state.payment_type.value, "credit_limit": state.credit_limit, "is_open": state.is_open,
+    }
+
+
+async def lock_accounts(conn: AsyncConnection, numbers: Collection[str]) -> dict[str, AccountState]:
+    """The accounts' current states, row-locked in number order until the transaction ends."""
+    if not numbers:
+        return {}
+    rows = await conn.execute(
+        select(accounts).where(accounts.c.number.in_(sorted(numbers))).order_by(accounts.c.number).with_for_update()
+    )
+    return {row.number: _state(row) for row in rows}
+
+
+async def account(conn: AsyncConnection, number: str) -> AccountState | None:
+    row = (await conn.execute(select(accounts).where(accounts.c.number == number))).first()
+    return _state(row) if row else None
+
+
+async def open_accounts(conn: AsyncConnection, states: Sequence[AccountState], at: datetime) -> None:
+    if states:
+        await conn.execute(
+            insert_ignoring_duplicates(conn, accounts), [{**_state_row(s), "opened_at": at} for s in states]
+        )
+
+
+async def save_accounts(conn: AsyncConnection, states: Iterable[AccountState]) -> None:
+    rows = [{**_state_row(state), "number_key": state.number} for state in states]
+    for row in rows:
+        del row["number"]
+    if rows:
+        await conn.execute(update(accounts).where(accounts.c.number == bindparam("number_key")), rows)
+
+
+# --- the journal ----------------------------------------------------------------------------
+
+
+async def existing_transactions(conn: AsyncConnection, ids: Collection[UUID]) -> set[UUID]:
+    if not ids:
+        return set()
+    result = await conn.execute(select(journal.c.txn_id).where(journal.c.txn_id.in_(list(ids))))
+    return set(result.scalars())
+
+
+async def reversed_ids(conn: AsyncConnection, ids: Collection[UUID]) -> set[UUID]:
+    if not ids:
+        return set()
+    result = await conn.execute(select(journal.c.reverses).where(journal.c.reverses.in_(list(ids))))
+    return set(result.scalars())
+
+
+async def append(conn: AsyncConnection, transactions: Sequence[Transaction], recorded_at: datetime) -> None:
+    """Append transactions to the journal, chaining their hashes, and move the projections of
+    operator accounts. Subscriber projections are saved by the caller (it holds their states)."""
+    if not transactions:
+        return
+    await _move_operator_balances(conn, transactions)
+    head = (await conn.execute(select(chain_head).where(chain_head.c.id == 1).with_for_update())).first()
+    previous, length = (head.hash, head.length) if head else (GENESIS_HASH, 0)
+    journal_rows: list[dict[str, Any]] = []
+    posting_rows: list[dict[str, Any]] = []
+    for txn in transactions:
+        previous = transaction_hash(previous, txn)
+        journal_rows.append({
+            "txn_id": txn.id, "kind": txn.kind.value, "business_key": txn.business_key,
+            "cause_event_id": txn.cause_event_id, "cause_type": txn.cause_type,
+            "occurred_at": txn.occurred_at, "recorded_at": recorded_at, "reverses": txn.reverses,
+            "operator": txn.operator.who if txn.operator else None,
+            "operator_reason": txn.operator.why if txn.operator else None,
+            "hash": previous,
+        })
+        posting_rows.extend(
+            {"txn_id": txn.id, "account": account, "amount": amount, "currency": currency}
+            for account, amount, currency in txn.postings
+        )
+    await conn.execute(insert(journal), journal_rows)
+    await conn.execute(insert(postings), posting_rows)
+    values = {"hash": previous, "length": length + len(transactions)}
+    if head:
+        await conn.execute(update(chain_head).where(chain_head.c.id == 1).values(**values))
+    else:
+        await conn.execute(insert(chain_head).values(id=1, **values))
+
+
+async def _move_operator_balances(conn: AsyncConnection, transactions: Sequence[Transaction]) -> None:
+    deltas: dict[tuple[str, str], int] = {}
+    for txn in transactions:
+        for account, amount, currency in txn.postings:
+            if account.startswith("op:"):
+                deltas[(account, currency)] = deltas.get((account, currency), 0) + amount
+    if not deltas:
+        return
+    keys = sorted(deltas)
+    await conn.execute(
+        insert_ignoring_duplicates(conn, operator_balances),
+        [{"code": code, "currency": currency, "balance": 0} for code, currency in keys],
+    )
+    await conn.execute(
+        update(operator_balances)
+        .where(operator_balances.c.code == bindparam("code_key"), operator_balances.c.currency == bindparam("currency_key"))
+        .values(balance=operator_balances.c.balance + bindparam("delta")),
+        [{"code_key": code, "currency_key": currency, "delta": deltas[(code, currency)]} for code, currency in keys],
+    )
+
+
+def _transaction(row: Any, lines: list[Posting]) -> Transaction:
+    operator = OperatorNote(row.operator, row.operator_reason) if row.operator else None
+    return Transaction(
+        row.txn_id, TransactionKind(row.kind), tuple(lines), row.cause_event_id, row.cause_type,
+        row.occurred_at, row.business_key, row.reverses, operator,
+    )
+
+
+async def transaction(conn: AsyncConnection, txn_id: UUID) -> Transaction | None:
+    row = (await conn.execute(select(journal).where(journal.c.txn_id == txn_id))).first()
+    if row is None:
+        return None
+    lines = await conn.execute(
+        select(postings.c.account, postings.c.amount, postings.c.currency)
+        .where(postings.c.txn_id == txn_id).order_by(postings.c.id)
+    )
+    return _transaction(row, [Posting(*line) for line in lines])
+
+
+async def chain(conn: AsyncConnection, batch: int = 5000) -> AsyncIterator[tuple[int, Transaction, bytes]]:
+    """Every transaction in journal order with its stored hash: what the chain check reads."""
+    query = (
+        select(journal, postings.c.account, postings.c.amount, postings.c.currency)
+        .join(postings, postings.c.txn_id == journal.c.txn_id)
+        .order_by(journal.c.seq, postings.c.id)
+    )
+    current: Any = None
+    lines: list[Posting] = []
+    result = await conn.stream(query.execution_options(yield_per=batch))
+    async for row in result:
+        if current is not None and row.seq != current.seq:
+            yield current.seq, _transaction(current, lines), current.hash
+            lines = []
+        current = row
+        lines.append(Posting(row.account, row.amount, row.currency))
+    if current is not None:
+        yield current.seq, _transaction(current, lines), current.hash
+
+
+async def entries(
+    conn: AsyncConnection, account_codes: Collection[str], *, as_of: datetime | None = None
+) -> list[JournalEntry]:
+    """The journal entries of some accounts, in journal order."""
+    query = (
+        select(journal.c.txn_id, journal.c.kind, postings.c.account, postings.c.amount,
+               postings.c.currency, journal.c.occurred_at, journal.c.cause_type)
+        .join(journal, journal.c.txn_id == postings.c.txn_id)
+        .where(postings.c.account.in_(list(account_codes)))
+        .order_by(journal.c.seq, postings.c.id)
+    )
+    if as_of is not None:
+        query = query.where(journal.c.occurred_at <= as_of)
+    rows = await conn.execute(query)
+    return [JournalEntry(r.txn_id, TransactionKind(r.kind), r.account, r.amount, r.currency, r.occurred_at, r.cause_type) for r in rows]
+
+
+async def stream_postings(conn: AsyncConnection, batch: int = 20_000) -> AsyncIterator[Sequence[tuple[str, int]]]:
+    """All (account, amount) rows in chunks: the input of a full rebuild."""
+    result = await conn.stream(
+        select(postings.c.account, postings.c.amount).execution_options(yield_per=batch)
+    )
+    async for chunk in result.partitions(batch):
+        yield chunk
+
+
+async def count_postings(conn: AsyncConnection) -> int:
+    return await conn.scalar(select(func.count()).select_from(postings)) or 0
+
+
+async def sums_by_account(conn: AsyncConnection) -> dict[str, int]:
+    """The database's own GROUP BY: the ceiling a Python rebuild is measured against."""
+    rows = await conn.execute(select(postings.c.account, func.sum(postings.c.amount)).group_by(postings.c.account))
+    return {account: int(total) for account, total in rows}
+
+
+async def double_entry_rows(conn: AsyncConnection) -> tuple[dict[str, int], list[UUID]]:
+    """Totals per currency, and the transactions whose postings do not sum to zero."""
+    totals = {c: int(t) for c, t in await conn.execute(
+        select(postings.c.currency, func.sum(postings.c.amount)).group_by(postings.c.currency))}
+    unbalanced = (await conn.execute(
+        select(postings.c.txn_id).group_by(postings.c.txn_id).having(func.sum(postings.c.amount) != 0)
+    )).scalars().all()
+    return totals, list(unbalanced)
+
+
+async def stored_balances(conn: AsyncConnection) -> dict[str, int]:
+    """The projections as stored, by account code (what a rebuild compares against)."""
+    stored: dict[str, int] = {}
+    for row in await conn.execute(select(accounts.c.number, accounts.c.main, accounts.c.bonus)):
+        stored[f"sub:{row.number}:main"] = row.main
+        stored[f"sub:{row.number}:bonus"] = row.bonus
+    for row in await conn.execute(select(operator_balances.c.code, operator_balances.c.balance)):
+        stored[row.code] = stored.get(row.code, 0) + row.balance
+    return stored
+
+
+async def overwrite_balances(conn: AsyncConnection, replayed: Mapping[str, int]) -> None:
+    """Set every projection to the replayed balance (a rebuild that repairs)."""
+    main = {code[4:16]: v for code, v in replayed.items() if code.endswith(":main") and code.startswith("sub:")}
+    bonus = {code[4:16]: v for code, v in replayed.items() if code.endswith(":bonus") and code.startswith("sub:")}
+    numbers = (await conn.execute(select(accounts.c.number))).scalars().all()
+    if numbers:
+        await conn.execute(
+            update(accounts).where(accounts.c.number == bindparam("number_key")),
+            [{"number_key": n, "main": main.get(n, 0), "bonus": bonus.get(n, 0)} for n in numbers],
+        )
+    codes = (await conn.execute(select(operator_balances.c.code, operator_balances.c.currency))).all()
+    if codes:
+        await conn.execute(
+            update(operator_balances)
+            .where(operator_balances.c.code == bindparam("code_key"), operator_balances.c.currency == bindparam("currency_key")),
+            [{"code_key": code, "currency_key": currency, "balance": replayed.get(code, 0)} for code, currency in codes],
+        )
+
+
+# --- suspense -------------------------------------------------------------------------------
+
+
+def _suspense_row(item: SuspenseItem) -> dict[str, Any]:
+    return {
+        "transaction_id": item.transaction_id, "typed_account": item.typed_account,
+        "channel": item.channel.value, "reference": item.reference, "amount": item.amount,
+        "currency": item.currency, "received_at": item.received_at, "reason": item.reason.value,
+        "status": item.status.value, "settled_by": item.settled_by,
+    }
+
+
+def _suspense_item(row: Any) -> SuspenseItem:
+    return SuspenseItem(
+        row.transaction_id, row.typed_account, PaymentChannel(row.channel), row.reference, row.amount,
+        row.currency, row.received_at, UnmatchedReason(row.reason), SuspenseStatus(row.status), row.settled_by,
+    )
+
+
+async def save_suspense(conn: AsyncConnection, items: Sequence[SuspenseItem]) -> None:
+    for item in items:
+        row = _suspense_row(item)
+        changed = await conn.execute(
+            update(suspense).where(suspense.c.transaction_id == item.transaction_id)
+            .values(status=row["status"], settled_by=row["settled_by"])
+        )
+        if not changed.rowcount:
+            await conn.execute(insert(suspense).values(**row))
+
+
+async def suspense_item(conn: AsyncConnection, transaction_id: UUID, *, lock: bool = False) -> SuspenseItem | None:
+    query = select(suspense).where(suspense.c.transaction_id == transaction_id)
+    row = (await conn.execute(query.with_for_update() if lock else query)).first()
+    return _suspense_item(row) if row else None
+
+
+async def suspense_settled_by(conn: AsyncConnection, settled_by: UUID) -> SuspenseItem | None:
+    row = (await conn.execute(select(suspense).where(suspense.c.settled_by == settled_by))).first()
+    return _suspense_item(row) if row else None
+
+
+async def open_suspense(conn: AsyncConnection) -> list[SuspenseItem]:
+    rows = await conn.execute(
+        select(suspense).where(suspense.c.status == SuspenseStatus.OPEN.value).order_by(suspense.c.received_at)
+    )
+    return [_suspense_item(row) for row in rows]

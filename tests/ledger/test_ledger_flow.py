@@ -1,0 +1,93 @@
+"""The ledger over the real broker and PostgreSQL: payments, charges, suspense, bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from billing_events.testing.plugin import eventually
+
+A, B = "100000000008", "100000000016"
+
+
+async def test_payment_is_credited_and_announced(ledger: Any) -> None:
+    await ledger.register(A)
+    payment = await ledger.pay(A, 150_000, "T-1")
+    [changed] = await ledger.reader.wait_for_type("BalanceChanged", account_number=A)
+    assert changed.payload.main.minor == 150_000 and changed.payload.delta_main.minor == 150_000
+    assert changed.payload.cause_event_id == payment.event_id
+    assert changed.correlation_id == payment.correlation_id
+    assert await ledger.journal_total() == 0
+
+
+async def test_same_payment_is_credited_once_however_often_delivered(ledger: Any) -> None:
+    await ledger.register(A)
+    first = ledger.envelope(ledger.payment(A, 10_000, "R-1"), A)
+    for _ in range(3):  # the very same event redelivered
+        await ledger.producer.send(ledger.runtime.topics("billing.payments"), first)
+    await ledger.pay(A, 10_000, "R-1")  # the same channel reference as a new event
+    await ledger.pay(A, 1, "R-2")
+    await ledger.balance_becomes(A, 10_001)
+    changes = await ledger.reader.wait_for_type("BalanceChanged", 2, account_number=A)
+    assert [c.payload.main.minor for c in changes] == [10_000, 10_001]
+
+
+async def test_charge_debits_even_into_a_negative_balance(ledger: Any) -> None:
+    await ledger.register(A)
+    await ledger.pay(A, 5_000, "P-1")
+    await ledger.charge(A, 7_000, f"{A}:2026-12-10:subscription:int-100")
+    await ledger.charge(A, 7_000, f"{A}:2026-12-10:subscription:int-100")  # a republished charge
+    await ledger.balance_becomes(A, -2_000)
+    # payments and charges come on different topics: their relative order is not guaranteed
+    changes = await ledger.reader.wait_for_type("BalanceChanged", 2, account_number=A)
+    charged = [c for c in changes if c.payload.cause_type == "ChargeApplied"]
+    assert [c.payload.delta_main.minor for c in charged] == [-7_000]
+    assert await ledger.journal_total() == 0
+
+
+async def test_payment_for_an_unknown_account_waits_in_suspense_until_resolved(ledger: Any) -> None:
+    from ledger import service
+    from ledger.domain import OperatorNote
+
+    await ledger.register(B)
+    await ledger.pay("999999999999", 40_000, "LOST-1")
+    [unmatched] = await ledger.reader.wait_for_type("PaymentUnmatched")
+    assert unmatched.payload.reason == "unknown_account"
+    events = await service.resolve_suspense(ledger.ctx, unmatched.payload.transaction_id, B,
+                                            OperatorNote("operator.ivanova", "payer typed the number wrong"))
+    assert {e.event_type for e in events} == {"BalanceChanged", "SuspenseResolved"}
+    assert await ledger.main_balance(B) == 40_000
+    await ledger.reader.wait_for_type("SuspenseResolved", account_number=B)
+    again = None
+    try:
+        await service.resolve_suspense(ledger.ctx, unmatched.payload.transaction_id, B, OperatorNote("x", "twice"))
+    except service.CommandFailed as exc:
+        again = exc.code
+    assert again == "suspense_not_open"
+    assert await ledger.journal_total() == 0
+
+
+async def test_bad_input_is_dead_lettered_and_accepted_postings_stay(ledger: Any) -> None:
+    await ledger.register(A)
+    await ledger.pay(A, 1_000, "OK-1")
+    await ledger.balance_becomes(A, 1_000)
+    raw = ledger.envelope(ledger.payment(A, 500, "BAD"), A).to_bytes()
+    topic = ledger.runtime.topics("billing.payments")
+    await ledger.producer.send_raw(topic, raw.replace(b'"minor":500', b'"minor":-500'), key=A.encode())
+    await ledger.producer.send_raw(topic, raw.replace(b'"minor":500', b'"minor":0'), key=A.encode())
+    await ledger.producer.send_raw(topic, raw.replace(b'"minor":500', b'"minor":5.005'), key=A.encode())
+    await ledger.producer.send_raw(topic, raw.replace(b'"RUB"', b'"XYZ"'), key=A.encode())
+    await ledger.producer.send_raw(topic, b'{"event_type": "PaymentReceived"', key=A.encode())
+    await ledger.charge("100000000024", 100, "charge-for-nobody")  # unknown account
+    await ledger.pay(A, 2_000, "OK-2")
+    await ledger.balance_becomes(A, 3_000)
+    reasons = await eventually(lambda: _six(ledger), what="six dead letters")
+    assert sum("greater than zero" in r for r in reasons) == 2
+    assert any("valid integer" in r for r in reasons)
+    assert any("unknown currency 'XYZ'" in r for r in reasons)
+    assert any("not JSON" in r for r in reasons)
+    assert any(r.startswith("unknown_account") for r in reasons)
+
+
+async def _six(ledger: Any) -> list[str] | None:
+    reasons = await ledger.dead_letter_reasons()
+    return reasons if len(reasons) >= 6 else None

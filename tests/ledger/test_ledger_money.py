@@ -1,0 +1,159 @@
+"""Transfers under concurrency, credit, bonuses, statements, replay and tamper detection."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from billing_events.catalog.ledger import PaymentType, TransactionKind
+from billing_events.money import Money
+from ledger import service
+from ledger.domain import transaction_id_for
+
+NUMBERS = [f"1000000{i:04d}0" for i in range(10)]  # shape is enough: the ledger trusts identity's numbers
+
+
+async def _fund(ledger: Any, numbers: list[str], minor: int) -> None:
+    for number in numbers:
+        await ledger.register(number)
+        await ledger.pay(number, minor, f"fund-{number}")
+    for number in numbers:
+        await ledger.balance_becomes(number, minor)
+
+
+async def test_concurrent_transfers_keep_every_kopeck(ledger: Any) -> None:
+    await _fund(ledger, NUMBERS, 10_000)
+    rng = random.Random(7)
+    pairs = [rng.sample(NUMBERS, 2) for _ in range(200)]
+
+    async def one(source: str, target: str) -> str:
+        try:
+            events = await service.transfer(ledger.ctx, source, target, Money(minor=rng.randint(1, 4_000)),
+                                            requested_by="test")
+        except service.CommandFailed as exc:
+            return exc.code
+        return "rejected" if any(e.event_type == "TransferRejected" for e in events) else "moved"
+
+    outcomes = await asyncio.gather(*(one(s, t) for s, t in pairs))
+    assert outcomes.count("moved") > 50 and outcomes.count("rejected") > 0
+    balances = [await ledger.main_balance(n) for n in NUMBERS]
+    assert sum(balances) == 10 * 10_000
+    assert min(balances) >= 0, "a prepaid account went below zero"
+    assert await ledger.journal_total() == 0
+    report = await service.verify(ledger.ctx)
+    assert report.ok, report
+
+
+async def test_transfer_refusals_name_the_reason(ledger: Any) -> None:
+    a, b = NUMBERS[:2]
+    await _fund(ledger, [a, b], 1_000)
+    [rejected] = await service.transfer(ledger.ctx, a, b, Money(minor=1_001), requested_by="cabinet")
+    assert rejected.event_type == "TransferRejected" and rejected.payload.reason == "insufficient_funds"
+    [same] = await service.transfer(ledger.ctx, a, a, Money(minor=1), requested_by="cabinet")
+    assert same.payload.reason == "same_account"
+    [unknown] = await service.transfer(ledger.ctx, a, "100000000099", Money(minor=1), requested_by="cabinet")
+    assert unknown.payload.reason == "target_unknown"
+    assert [await ledger.main_balance(n) for n in (a, b)] == [1_000, 1_000]
+
+
+async def test_credit_payment_type_lets_the_balance_go_to_minus_the_limit(ledger: Any) -> None:
+    a, b = NUMBERS[:2]
+    await _fund(ledger, [a, b], 1_000)
+    await service.change_payment_type(ledger.ctx, a, PaymentType.CREDIT, Money(minor=5_000), requested_by="operator")
+    events = await service.transfer(ledger.ctx, a, b, Money(minor=6_000), requested_by="cabinet")
+    assert "FundsTransferred" in {e.event_type for e in events}
+    assert await ledger.main_balance(a) == -5_000
+    [refused] = await service.transfer(ledger.ctx, a, b, Money(minor=1), requested_by="cabinet")
+    assert refused.payload.reason == "insufficient_funds"
+    with pytest.raises(service.CommandFailed) as back:
+        await service.change_payment_type(ledger.ctx, a, PaymentType.PREPAID, Money(minor=0), requested_by="operator")
+    assert back.value.code == "debt_outstanding"
+    [changed] = await ledger.reader.wait_for_type("PaymentTypeChanged", account_number=a)
+    assert changed.payload.credit_limit.minor == 5_000
+
+
+async def test_campaign_bonus_accrues_and_is_redeemed_without_touching_real_money(ledger: Any) -> None:
+    from billing_events.catalog.ledger import BonusRedemptionRequested, RedemptionPurpose
+    from uuid6 import uuid7
+
+    a = NUMBERS[0]
+    await ledger.register(a)
+    await ledger.pay(a, 100_000, "CARD-1", channel="card")  # 1 000 ₽ by card: 20 % back
+    [accrued] = await ledger.reader.wait_for_type("BonusAccrued", account_number=a)
+    assert accrued.payload.amount.minor == 20_000
+    assert await ledger.main_balance(a) == 100_000
+    events = await service.submit(ledger.ctx, BonusRedemptionRequested(
+        request_id=uuid7(), account_number=a, amount=Money(minor=15_000), purpose=RedemptionPurpose.DISCOUNT,
+    ), account=a)
+    redeemed = [e for e in events if e.event_type == "BonusRedeemed"]
+    assert redeemed[0].payload.bonus_balance.minor == 5_000
+    state = await service.balance(ledger.ctx, a)
+    assert (state.main, state.bonus) == (100_000, 5_000)
+    with pytest.raises(service.CommandFailed) as too_much:
+        await service.submit(ledger.ctx, BonusRedemptionRequested(
+            request_id=uuid7(), account_number=a, amount=Money(minor=5_001), purpose=RedemptionPurpose.GIFT,
+        ), account=a)
+    assert too_much.value.code == "insufficient_bonus"
+
+
+async def test_statement_and_receipt(ledger: Any) -> None:
+    a = NUMBERS[0]
+    await ledger.register(a)
+    start = ledger.clock.now()
+    await ledger.pay(a, 30_000, "S-1")
+    await ledger.balance_becomes(a, 30_000)
+    ledger.clock.advance(timedelta(days=1))
+    await ledger.charge(a, 1_000, "S-charge-1")
+    await ledger.balance_becomes(a, 29_000)
+    ledger.clock.advance(timedelta(days=1))
+    await ledger.pay(a, 500, "S-2")
+    await ledger.balance_becomes(a, 29_500)
+    statement = await service.statement(ledger.ctx, a, start + timedelta(hours=1), start + timedelta(days=3))
+    assert statement.opening_balance == 30_000 and statement.closing_balance == 29_500
+    assert (statement.total_in, statement.total_out) == (500, 1_000)
+    assert [line.balance_after for line in statement.lines] == [29_000, 29_500]
+    changes = await ledger.reader.wait_for_type("BalanceChanged", 3, account_number=a)
+    receipt = await service.receipt(ledger.ctx, changes[0].payload.transaction_id)
+    assert (receipt.amount, receipt.reference, receipt.balance_after) == (30_000, "S-1", 30_000)
+
+
+async def test_replay_equals_the_projection_and_tampering_is_found(ledger: Any) -> None:
+    a, b = NUMBERS[:2]
+    await _fund(ledger, [a, b], 5_000)
+    await ledger.charge(a, 1_200, "T-charge")
+    await ledger.balance_becomes(a, 3_800)
+    replay = await service.replay_account(ledger.ctx, a)
+    assert replay.matches and [s.after for s in replay.steps if s.entry.account.endswith(":main")] == [5_000, 3_800]
+    as_of = await service.replay_account(ledger.ctx, a, as_of=ledger.clock.now() - timedelta(seconds=1))
+    assert as_of.replayed_main in (0, 5_000, 3_800)
+    assert (await service.rebuild(ledger.ctx)).mismatches == []
+
+    async with ledger.runtime.db.transaction() as conn:  # someone edits the projection by hand
+        await conn.execute(text("UPDATE accounts SET main = main + 100 WHERE number = :n"), {"n": b})
+    report = await service.rebuild(ledger.ctx)
+    assert [(m.account, m.stored, m.replayed) for m in report.mismatches] == [(f"sub:{b}:main", 5_100, 5_000)]
+    assert not (await service.replay_account(ledger.ctx, b)).matches
+    repaired = await service.rebuild(ledger.ctx, repair=True)
+    assert repaired.repaired and await ledger.main_balance(b) == 5_000
+    assert (await service.verify(ledger.ctx)).ok
+
+
+async def test_verify_finds_an_edited_journal_row(ledger: Any) -> None:
+    a = NUMBERS[0]
+    await _fund(ledger, [a], 5_000)
+    await ledger.charge(a, 700, "V-charge")
+    await ledger.balance_becomes(a, 4_300)
+    assert (await service.verify(ledger.ctx)).ok
+    async with ledger.runtime.db.transaction() as conn:  # edit both sides: double entry still holds
+        await conn.execute(text("UPDATE postings SET amount = amount * 2 WHERE txn_id = "
+                                "(SELECT txn_id FROM journal WHERE business_key = 'V-charge')"))
+    report = await service.verify(ledger.ctx)
+    assert not report.ok and not any(report.totals.values())
+    charge_id = transaction_id_for(TransactionKind.CHARGE, "V-charge")
+    assert report.broken_link is not None and report.broken_link.transaction_id == charge_id
+    assert report.broken_link.position == 1  # the payment before it is intact
