@@ -9,6 +9,7 @@ from billing_events.runtime import ServiceRuntime, run
 from ledger import store
 from ledger.domain import parse_campaigns
 from ledger.handlers import LedgerHandler
+from ledger.http import build_router
 from ledger.service import LedgerContext
 from ledger.settings import LedgerSettings
 
@@ -30,6 +31,7 @@ def build_runtime(settings: LedgerSettings | None = None, clock: Clock | None = 
         bonus_pays_charges=settings.bonus_pays_charges, wake_relay=runtime.relay.wake,
     )
     runtime.attach_handler(LedgerHandler(runtime.ledger))
+    runtime.http_app.include_router(build_router(runtime.ledger))
     return runtime
 
 

@@ -1,0 +1,33 @@
+"""The ledger's HTTP door gives the service layer's answers and errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+async def _client(ledger: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=ledger.runtime.http_app), base_url="http://ledger")
+
+
+async def test_balance_transfer_and_errors_over_http(ledger: Any) -> None:
+    a, b = "100000000008", "100000000016"
+    for number in (a, b):
+        await ledger.register(number)
+    await ledger.pay(a, 10_000, "H-1")
+    await ledger.balance_becomes(a, 10_000)
+    async with await _client(ledger) as http:
+        balance = (await http.get(f"/ledger/accounts/{a}")).json()
+        assert balance["main"] == {"minor": 10_000, "currency": "RUB"}
+        assert (await http.get("/ledger/accounts/100000000099")).status_code == 404
+        assert (await http.get("/ledger/accounts/12345")).status_code == 422
+        moved = await http.post(f"/ledger/accounts/{a}/transfers", json={"to_account": b, "amount": {"minor": 2_500}})
+        assert moved.status_code == 200
+        assert "FundsTransferred" in {e["event_type"] for e in moved.json()["events"]}
+        negative = await http.post(f"/ledger/accounts/{a}/transfers", json={"to_account": b, "amount": {"minor": -1}})
+        assert negative.status_code == 422 and negative.json()["detail"][0]["loc"][-2:] == ["amount", "minor"]
+        debt = await http.put(f"/ledger/accounts/{a}/payment-type",
+                              json={"payment_type": "credit", "credit_limit": {"minor": 0}, "requested_by": "op"})
+        assert debt.status_code == 422 and debt.json()["detail"][0]["type"] == "invalid_credit_limit"
+    assert (await ledger.main_balance(a), await ledger.main_balance(b)) == (7_500, 2_500)
