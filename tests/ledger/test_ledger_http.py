@@ -7,8 +7,10 @@ from typing import Any
 import httpx
 
 
-async def _client(ledger: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=ledger.runtime.http_app), base_url="http://ledger")
+async def _client(ledger: Any, role: str = "service", subject: str = "operations") -> httpx.AsyncClient:
+    token, _ = ledger.runtime.tokens.issue(role, subject)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=ledger.runtime.http_app), base_url="http://ledger",
+                             headers={"Authorization": f"Bearer {token}"})
 
 
 async def test_balance_transfer_and_errors_over_http(ledger: Any) -> None:
@@ -31,3 +33,24 @@ async def test_balance_transfer_and_errors_over_http(ledger: Any) -> None:
                               json={"payment_type": "credit", "credit_limit": {"minor": 0}, "requested_by": "op"})
         assert debt.status_code == 422 and debt.json()["detail"][0]["type"] == "invalid_credit_limit"
     assert (await ledger.main_balance(a), await ledger.main_balance(b)) == (7_500, 2_500)
+
+
+async def test_a_subscriber_token_opens_only_its_own_account(ledger: Any) -> None:
+    from datetime import timedelta
+
+    a, b = "100000000008", "100000000016"
+    for number in (a, b):
+        await ledger.register(number)
+    async with await _client(ledger, "subscriber", a) as mine:
+        assert (await mine.get(f"/ledger/accounts/{a}")).status_code == 200
+        other = await mine.get(f"/ledger/accounts/{b}")
+        assert other.status_code == 403
+        steal = await mine.post(f"/ledger/accounts/{b}/transfers", json={"to_account": a, "amount": {"minor": 1}})
+        assert steal.status_code == 403
+        operator_only = await mine.post(f"/ledger/transactions/{ledger.envelope(ledger.payment(a, 1, 'x'), a).event_id}/reverse",
+                                        json={"operator": "me", "reason": "because"})
+        assert operator_only.status_code == 403
+        ledger.clock.advance(timedelta(minutes=16))  # tokens live 15 minutes
+        assert (await mine.get(f"/ledger/accounts/{a}")).status_code == 401
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ledger.runtime.http_app), base_url="http://l") as anon:
+        assert (await anon.get(f"/ledger/accounts/{a}")).status_code == 401

@@ -22,6 +22,7 @@ from sqlalchemy import MetaData, text
 
 from billing_events import catalog as _catalog  # noqa: F401  (registers every event type)
 from billing_events import metrics
+from billing_events.auth import Tokens
 from billing_events.clock import Clock
 from billing_events.consumer import BatchHandler, EventConsumer
 from billing_events.db import Database
@@ -77,6 +78,8 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
         self.http_app = build_http_app(self.name, self.readiness, self.routers)
+        self.tokens = Tokens(self.settings.token_signing_key, self.clock)
+        self.http_app.state.tokens = self.tokens
         self._http_server: uvicorn.Server | None = None
         self.http_port: int | None = None
 

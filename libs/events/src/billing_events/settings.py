@@ -64,6 +64,11 @@ class ServiceSettings(BaseSettings):
         default=None, description="Port of health, metrics and the service's API (0: any free port; unset: off)"
     )
     http_host: str = "127.0.0.1"
+    token_signing_key: str | None = Field(
+        default=None,
+        validation_alias="BILLING_TOKEN_SIGNING_KEY",
+        description="Base64 HS256 key shared by every service; unset: every API call is refused",
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

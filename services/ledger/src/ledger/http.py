@@ -9,6 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
+from billing_events.auth import Caller, require_account, require_service
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.ledger import PaymentType
 from billing_events.money import Money, PositiveMoney
@@ -69,7 +70,8 @@ def build_router(ctx: service.LedgerContext) -> APIRouter:
     router = APIRouter(prefix="/ledger", tags=["ledger"])
 
     @router.get("/accounts/{number}", response_model=BalanceView)
-    async def get_balance(number: AccountPath) -> BalanceView:
+    async def get_balance(caller: Caller, number: AccountPath) -> BalanceView:
+        require_account(caller, number)
         try:
             state = await service.balance(ctx, number)
         except service.CommandFailed as exc:
@@ -79,8 +81,9 @@ def build_router(ctx: service.LedgerContext) -> APIRouter:
                            credit_limit=Money(minor=state.credit_limit, currency=state.currency), is_open=state.is_open)
 
     @router.get("/accounts/{number}/statement")
-    async def get_statement(number: AccountPath, start: Annotated[datetime, Query(alias="from")],
+    async def get_statement(caller: Caller, number: AccountPath, start: Annotated[datetime, Query(alias="from")],
                             end: Annotated[datetime, Query(alias="to")]) -> dict[str, Any]:
+        require_account(caller, number)
         try:
             statement = await service.statement(ctx, number, start, end)
         except service.CommandFailed as exc:
@@ -95,7 +98,8 @@ def build_router(ctx: service.LedgerContext) -> APIRouter:
         }
 
     @router.post("/accounts/{number}/transfers", response_model=EventsView)
-    async def post_transfer(number: AccountPath, body: TransferBody) -> EventsView:
+    async def post_transfer(caller: Caller, number: AccountPath, body: TransferBody) -> EventsView:
+        require_account(caller, number)
         try:
             return _events(await service.transfer(ctx, number, body.to_account, body.amount,
                                                   requested_by=body.requested_by, request_id=body.request_id))
@@ -103,7 +107,8 @@ def build_router(ctx: service.LedgerContext) -> APIRouter:
             raise _failed(exc) from None
 
     @router.put("/accounts/{number}/payment-type", response_model=EventsView)
-    async def put_payment_type(number: AccountPath, body: PaymentTypeBody) -> EventsView:
+    async def put_payment_type(caller: Caller, number: AccountPath, body: PaymentTypeBody) -> EventsView:
+        require_account(caller, number)
         try:
             return _events(await service.change_payment_type(ctx, number, body.payment_type, body.credit_limit,
                                                              requested_by=body.requested_by))
@@ -111,7 +116,8 @@ def build_router(ctx: service.LedgerContext) -> APIRouter:
             raise _failed(exc) from None
 
     @router.post("/suspense/{transaction_id}/resolve", response_model=EventsView)
-    async def resolve(transaction_id: UUID, body: ResolveBody) -> EventsView:
+    async def resolve(caller: Caller, transaction_id: UUID, body: ResolveBody) -> EventsView:
+        require_service(caller)
         try:
             return _events(await service.resolve_suspense(ctx, transaction_id, body.target_account,
                                                           OperatorNote(body.operator, body.reason)))
@@ -119,7 +125,8 @@ def build_router(ctx: service.LedgerContext) -> APIRouter:
             raise _failed(exc) from None
 
     @router.post("/transactions/{transaction_id}/reverse", response_model=EventsView)
-    async def reverse(transaction_id: UUID, body: OperatorBody) -> EventsView:
+    async def reverse(caller: Caller, transaction_id: UUID, body: OperatorBody) -> EventsView:
+        require_service(caller)
         try:
             return _events(await service.reverse(ctx, transaction_id, OperatorNote(body.operator, body.reason)))
         except service.CommandFailed as exc:

@@ -7,6 +7,7 @@ team can load it the same way to test against the suite's events.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,6 +21,7 @@ from billing_events.settings import KafkaSettings, ServiceSettings
 from billing_events.testing.infrastructure import Infrastructure, provide
 
 S = TypeVar("S", bound=ServiceSettings)
+TEST_SIGNING_KEY = base64.b64encode(b"test-signing-key-for-the-suite!!").decode()
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +116,10 @@ def make_settings(kafka_settings: KafkaSettings, tmp_path: Path, postgres_databa
 
     async def make(settings_cls: type[S], *, database: str = "postgresql", **overrides: Any) -> S:
         url = await postgres_databases.create() if database == "postgresql" else None
-        values: dict[str, Any] = {"kafka": kafka_settings, "data_dir": tmp_path / "data", "database_url": url}
+        values: dict[str, Any] = {
+            "kafka": kafka_settings, "data_dir": tmp_path / "data", "database_url": url,
+            "token_signing_key": TEST_SIGNING_KEY,
+        }
         values.update(overrides)
         return settings_cls(**values)
 
