@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+from billing_events.testing.plugin import eventually
+
 
 async def _client(ledger: Any, role: str = "service", subject: str = "operations") -> httpx.AsyncClient:
     token, _ = ledger.runtime.tokens.issue(role, subject)
@@ -54,3 +56,23 @@ async def test_a_subscriber_token_opens_only_its_own_account(ledger: Any) -> Non
         assert (await mine.get(f"/ledger/accounts/{a}")).status_code == 401
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ledger.runtime.http_app), base_url="http://l") as anon:
         assert (await anon.get(f"/ledger/accounts/{a}")).status_code == 401
+
+
+async def test_replay_for_consumers_republishes_with_original_event_ids(ledger: Any) -> None:
+    from billing_events import topics
+    from billing_events.testing.kafka_probe import TopicReader
+
+    a = "100000000008"
+    await ledger.register(a)
+    await ledger.pay(a, 1_000, "RP-1")
+    await ledger.pay(a, 2_000, "RP-2")
+    originals = await ledger.reader.wait_for_type("BalanceChanged", 2, account_number=a)
+    async with await _client(ledger) as http:
+        async def published() -> bool:  # the relay marks rows once the broker has them
+            answer = await http.post("/ledger/replays", json={"account": a})
+            return answer.json()["republished"] >= 2 if answer.status_code == 200 else False
+        await eventually(published, what="events archived")
+    bootstrap = ledger.runtime.settings.kafka.bootstrap_servers
+    async with TopicReader(bootstrap, ledger.runtime.topics(topics.REPLAY)) as replay:
+        again = await replay.wait_for_type("BalanceChanged", 2, account_number=a)
+    assert {e.event_id for e in originals} <= {e.event_id for e in again}

@@ -100,7 +100,7 @@ def probe(settings: AdminSettings, path: str, timeout: float = 3.0) -> str | Non
     host = "127.0.0.1" if settings.http_host in WILDCARD_HOSTS else settings.http_host
     url = f"http://{host}:{settings.http_port}{path}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (our own URL)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return None if response.status == 200 else f"{url} answered {response.status}"
     except urllib.error.HTTPError as exc:
         return f"{url} answered {exc.code}"

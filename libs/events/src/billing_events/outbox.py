@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
@@ -60,6 +60,31 @@ async def backlog(conn: AsyncConnection) -> int:
     return await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))) or 0
 
 
+async def archived(
+    conn: AsyncConnection,
+    *,
+    account: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    chunk: int = 1000,
+) -> AsyncIterator[Sequence[Any]]:
+    """Published events still kept in the outbox (dead letters excluded), oldest first."""
+    query = (
+        select(outbox.c.key, outbox.c.value, outbox.c.headers)
+        .where(outbox.c.published_at.is_not(None), outbox.c.topic.not_like("%.dlq"))
+        .order_by(outbox.c.id)
+    )
+    if account is not None:
+        query = query.where(outbox.c.key == account)
+    if since is not None:
+        query = query.where(outbox.c.created_at >= since)
+    if until is not None:
+        query = query.where(outbox.c.created_at < until)
+    result = await conn.stream(query.execution_options(yield_per=chunk))
+    async for rows in result.partitions(chunk):
+        yield rows
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -70,7 +95,7 @@ class OutboxRelay:
         name: str,
         batch_size: int = 2000,
         poll_interval: float = 0.5,
-        retention: timedelta = timedelta(hours=24),
+        retention: timedelta | None = timedelta(hours=24),
     ) -> None:
         self._db = db
         self._publish = publish
@@ -154,7 +179,10 @@ class OutboxRelay:
         return bool(await conn.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": self._lock_key}))
 
     async def purge(self) -> int:
-        """Published rows are kept for a while (for inspection), then deleted."""
+        """Published rows are kept for a while (for inspection and replays), then deleted;
+        ``retention=None`` keeps them: the outbox is then the service's archive of its events."""
+        if self._retention is None:
+            return 0
         cutoff = self._clock.now() - self._retention
         async with self._db.transaction() as conn:
             result = await conn.execute(

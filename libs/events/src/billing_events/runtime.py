@@ -12,7 +12,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import uvicorn
@@ -21,7 +21,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import MetaData, text
 
 from billing_events import catalog as _catalog  # noqa: F401  (registers every event type)
-from billing_events import metrics
+from billing_events import metrics, topics
 from billing_events.auth import Tokens
 from billing_events.clock import Clock
 from billing_events.consumer import BatchHandler, EventConsumer
@@ -29,7 +29,7 @@ from billing_events.db import Database
 from billing_events.http import build_http_app
 from billing_events.kafka import ensure_topics, make_broker, subscribe
 from billing_events.logging import configure_logging, get_logger
-from billing_events.outbox import OutboxRelay, backlog
+from billing_events.outbox import OutboxRelay, archived, backlog
 from billing_events.schema import plumbing_metadata
 from billing_events.settings import ServiceSettings
 from billing_events.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
@@ -68,7 +68,7 @@ class ServiceRuntime:
             self._publish,
             clock=self.clock,
             name=self.name,
-            retention=timedelta(hours=self.settings.outbox_retention_hours),
+            retention=timedelta(hours=hours) if (hours := self.settings.outbox_retention_hours) else None,
         )
         self.group_id = f"{self.settings.kafka.topic_prefix}{self.name}"
         self.consumer: EventConsumer | None = None
@@ -143,6 +143,21 @@ class ServiceRuntime:
         await self.broker.stop()
         await self.db.dispose()
         log.info("service stopped", service=self.name)
+
+    async def republish(
+        self, *, account: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> int:
+        """Publish this service's archived events again on the replay topic, unchanged: the
+        original event ids let every consumer's inbox recognise what it already has."""
+        count = 0
+        async with self.db.connect() as conn:
+            async for rows in archived(conn, account=account, since=since, until=until):
+                pending = [await self._publish(self.topics(topics.REPLAY), row.key.encode(), row.value, row.headers)
+                           for row in rows]
+                await asyncio.gather(*pending)
+                count += len(rows)
+        log.info("events republished", service=self.name, count=count, account=account)
+        return count
 
     async def _serve_http(self, port: int) -> None:
         config = uvicorn.Config(self.http_app, host=self.settings.http_host, port=port,

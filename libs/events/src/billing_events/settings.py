@@ -59,7 +59,9 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = Field(default=Path("var"), description="Embedded default: one folder per service")
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
-    outbox_retention_hours: int = Field(default=24, ge=0)
+    outbox_retention_hours: int = Field(
+        default=24, ge=0, description="Keep published events this long (0: forever, the service's archive)"
+    )
     http_port: int | None = Field(
         default=None, description="Port of health, metrics and the service's API (0: any free port; unset: off)"
     )

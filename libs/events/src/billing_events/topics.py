@@ -15,6 +15,7 @@ LEDGER = "billing.ledger"
 LEDGER_COMMANDS = "billing.ledger.commands"
 TARIFF = "billing.tariff"
 NOTIFIER = "billing.notifier"
+REPLAY = "billing.replay"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ EVENT_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(LEDGER_COMMANDS, "ledger", "Requests to the ledger: transfers, bonus redemptions, payment type"),
     TopicSpec(TARIFF, "tariff", "Subscriptions, daily charges, blocks and unblocks"),
     TopicSpec(NOTIFIER, "notifier", "What was told to whom, and what could not be delivered"),
+    TopicSpec(REPLAY, "operations", "Earlier events published again on request, with their original ids",
+              retention=timedelta(days=7)),
 )
 
 DEAD_LETTER_RETENTION = timedelta(days=30)

@@ -31,7 +31,7 @@ def build_runtime(settings: LedgerSettings | None = None, clock: Clock | None = 
         bonus_pays_charges=settings.bonus_pays_charges, wake_relay=runtime.relay.wake,
     )
     runtime.attach_handler(LedgerHandler(runtime.ledger))
-    runtime.http_app.include_router(build_router(runtime.ledger))
+    runtime.http_app.include_router(build_router(runtime.ledger, runtime.republish))
     return runtime
 
 

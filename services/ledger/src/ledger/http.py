@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -9,6 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
+from billing_events import topics
 from billing_events.auth import Caller, require_account, require_service
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.ledger import PaymentType
@@ -66,8 +68,29 @@ def _failed(exc: service.CommandFailed) -> HTTPException:
                                           "msg": exc.message, "type": exc.code}])
 
 
-def build_router(ctx: service.LedgerContext) -> APIRouter:
+class ReplayBody(BaseModel):
+    account: AccountNumber | None = Field(default=None, description="One account's events; none: everyone's")
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class ReplayView(BaseModel):
+    republished: int
+    topic: str
+
+
+Republish = Callable[..., Awaitable[int]]
+
+
+def build_router(ctx: service.LedgerContext, republish: Republish) -> APIRouter:
     router = APIRouter(prefix="/ledger", tags=["ledger"])
+
+    @router.post("/replays", response_model=ReplayView)
+    async def post_replay(caller: Caller, body: ReplayBody) -> ReplayView:
+        """Publish the ledger's past events again on the replay topic, with their original ids."""
+        require_service(caller)
+        count = await republish(account=body.account, since=body.since, until=body.until)
+        return ReplayView(republished=count, topic=ctx.topics(topics.REPLAY))
 
     @router.get("/accounts/{number}", response_model=BalanceView)
     async def get_balance(caller: Caller, number: AccountPath) -> BalanceView:

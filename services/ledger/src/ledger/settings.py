@@ -15,6 +15,9 @@ DEFAULT_CAMPAIGNS = Path(__file__).with_name("campaigns.json")
 class LedgerSettings(ServiceSettings):
     service_name: ClassVar[str] = "ledger"
     database_url: str | None = Field(default=None, validation_alias="BILLING_LEDGER_DATABASE_URL")
+    outbox_retention_hours: int = Field(
+        default=0, ge=0, description="The ledger keeps every event it published: replays for consumers read them"
+    )
     bonus_campaigns_file: Path | None = Field(
         default=DEFAULT_CAMPAIGNS,
         validation_alias="BILLING_LEDGER_BONUS_CAMPAIGNS_FILE",
