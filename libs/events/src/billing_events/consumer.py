@@ -172,6 +172,9 @@ class EventConsumer:
                 _dead_letter(by_id[envelope.event_id], reason, envelope) for envelope, reason in outcome.rejected
             ]
             await deadletter.record(conn, refused, consumer=self.name, topics=self._topics, clock=self._clock)
+            # A refused event is not remembered as processed: once its cause is fixed (the account
+            # registered, the catalog loaded), `billing dlq retry` sends it again and it is taken.
+            await inbox.release(conn, self.name, [envelope.event_id for envelope, _ in outcome.rejected])
         rejected_ids = {envelope.event_id for envelope, _ in outcome.rejected}
         for item in new:
             if item.envelope.event_id not in rejected_ids:
@@ -188,12 +191,11 @@ class EventConsumer:
                 if is_transient(exc):
                     raise
                 letter = _dead_letter(item.record, f"handler failed: {type(exc).__name__}: {exc}", item.envelope)
-                await retry_transient(lambda letter=letter, item=item: self._dead_letter_claimed(letter, item),
+                await retry_transient(lambda letter=letter: self._dead_letter_alone(letter),
                                       what=f"{self.name} dead letter")
 
-    async def _dead_letter_claimed(self, letter: deadletter.DeadLetter, item: _Taken) -> None:
+    async def _dead_letter_alone(self, letter: deadletter.DeadLetter) -> None:
         async with self._db.transaction() as conn:
-            await inbox.claim(conn, self.name, [item.envelope.event_id], clock=self._clock)
             await deadletter.record(conn, [letter], consumer=self.name, topics=self._topics, clock=self._clock)
         self._log_dead([letter])
 

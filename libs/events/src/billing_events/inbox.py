@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.clock import Clock
@@ -29,6 +29,12 @@ async def claim(
         statement, [{"consumer": consumer, "event_id": event_id, "processed_at": now} for event_id in event_ids]
     )
     return set(result.scalars().all())
+
+
+async def release(conn: AsyncConnection, consumer: str, event_ids: Collection[UUID]) -> None:
+    """Forget claims made in this transaction for events that were refused after all."""
+    if event_ids:
+        await conn.execute(delete(inbox).where(inbox.c.consumer == consumer, inbox.c.event_id.in_(list(event_ids))))
 
 
 async def was_processed(conn: AsyncConnection, consumer: str, event_id: UUID) -> bool:
