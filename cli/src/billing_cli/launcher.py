@@ -21,6 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from billing_cli.config import DEFAULT_PORTS, SUITE_FILE
 from billing_events.embedded import EmbeddedBroker
 from billing_events.sealing import generate_keypair
 
@@ -63,7 +64,12 @@ def dev_secrets(data_dir: Path) -> dict[str, str]:
     return values
 
 
-def run_suite(data_dir: Path, services: Sequence[str] = SERVICES, bootstrap_servers: str | None = None) -> int:
+def run_suite(
+    data_dir: Path,
+    services: Sequence[str] = SERVICES,
+    bootstrap_servers: str | None = None,
+    ports: dict[str, int] = DEFAULT_PORTS,
+) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     broker: EmbeddedBroker | None = None
     if bootstrap_servers is None:
@@ -79,6 +85,7 @@ def run_suite(data_dir: Path, services: Sequence[str] = SERVICES, bootstrap_serv
     }
     env.setdefault("BILLING_KAFKA__SESSION_TIMEOUT_MS", "6000")
     env.setdefault("BILLING_KAFKA__HEARTBEAT_INTERVAL_MS", "1000")
+    (data_dir / SUITE_FILE).write_text(json.dumps({"bootstrap_servers": bootstrap_servers, "ports": ports}))
     processes: dict[str, subprocess.Popen[bytes]] = {}
     readiness: dict[str, threading.Event] = {}
     stopping = threading.Event()
@@ -88,7 +95,7 @@ def run_suite(data_dir: Path, services: Sequence[str] = SERVICES, bootstrap_serv
     try:
         for name in services:
             process = subprocess.Popen(
-                [sys.executable, "-m", name], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", name], env={**env, "BILLING_HTTP_PORT": str(ports[name])}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches only us; we stop the services in order
             )
             processes[name] = process
@@ -102,7 +109,8 @@ def run_suite(data_dir: Path, services: Sequence[str] = SERVICES, bootstrap_serv
                     stopping.set()
             if not announced and all(event.is_set() for event in readiness.values()):
                 announced = True
-                say("broker", f"all {len(processes)} services up in {time.monotonic() - started:.1f}s; Ctrl-C stops them")
+                say("broker", f"all {len(processes)} services up in {time.monotonic() - started:.1f}s"
+                    f" (HTTP: {', '.join(f'{n} :{ports[n]}' for n in processes)}); Ctrl-C stops them")
             stopping.wait(0.2)
     finally:
         for name, process in processes.items():

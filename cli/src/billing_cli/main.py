@@ -1,20 +1,73 @@
-"""The ``billing`` command line: one entry point for operations."""
+"""The ``billing`` command line: one entry point for operations.
+
+Reads answer in tables (``--json`` for scripts); errors are one line with a meaningful exit code
+(see :class:`billing_cli.output.Exit`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
+import sys
+from collections.abc import Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
+from billing_cli import actions, history
+from billing_cli.config import CliSettings
 from billing_cli.launcher import SERVICES, run_suite
+from billing_cli.ledger_ops import ledger_context
+from billing_cli.output import Exit, console, emit_json, fail, money, reported
+from billing_events.logging import configure_logging
+from billing_events.topics import TopicNames
 
-app = typer.Typer(help="Operations tools of the billing suite.", no_args_is_help=True, add_completion=False)
+T = TypeVar("T")
+app = typer.Typer(help="Operations tools of the billing suite.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+app.add_typer(actions.app, name="do", help="Act as the channels and the cabinet would: pay, register, block...")
+events_app = typer.Typer(help="Watch what flows through the broker.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead letters: what the services refused, why, and sending it back.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+app.add_typer(dlq_app, name="dlq")
+
+AccountArg = Annotated[str, typer.Argument(help="12-digit personal account number")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    with reported():
+        return asyncio.run(coroutine)
+
+
+def account_number(value: str) -> str:
+    digits = value.replace(" ", "").replace("-", "")
+    if len(digits) != 12 or not digits.isdigit():
+        fail(f"{value!r} is not a 12-digit account number", Exit.USAGE)
+    return digits
+
+
+def moment(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{value!r} is not a date or time (use ISO 8601, e.g. 2026-12-01 or 2026-12-01T10:00+03:00)", Exit.USAGE)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @app.callback()
 def _root() -> None:
     """Operations tools of the billing suite."""
+    # Log lines go to stderr, so --json output on stdout stays machine-readable.
+    configure_logging("cli", level="WARNING")
 
 
 @app.command()
@@ -31,3 +84,308 @@ def up(
     if unknown:
         raise typer.BadParameter(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
     raise typer.Exit(run_suite(data_dir, chosen, bootstrap_servers))
+
+
+@app.command("history")
+def history_command(account: AccountArg, as_json: JsonOpt = False) -> None:
+    """The whole life of one account, merged from every service's events, with the balance."""
+    number = account_number(account)
+    settings = CliSettings()
+
+    async def read() -> list[history.HistoryLine]:
+        found = await history.read_account(settings.broker(), TopicNames(settings.topic_prefix), number)
+        return history.timeline(found)
+
+    lines = run(read())
+    if not lines:
+        fail(f"no events for account {number}", Exit.NOT_FOUND)
+    if as_json:
+        emit_json([{**line.envelope.model_dump(mode="json"), "balance_after": line.balance} for line in lines])
+        return
+    table = Table(title=f"History of {number}")
+    for column in ("when (UTC)", "service", "event", "details", "balance"):
+        table.add_column(column, justify="right" if column == "balance" else "left")
+    for line in lines:
+        e = line.envelope
+        table.add_row(e.occurred_at.strftime("%Y-%m-%d %H:%M:%S"), e.producer, e.event_type,
+                      history.summary(e), money(line.balance) if line.balance is not None else "")
+    console.print(table)
+
+
+@app.command()
+def replay(account: AccountArg, as_of: Annotated[str | None, typer.Option(help="Balance as of this moment")] = None,
+           as_json: JsonOpt = False) -> None:
+    """Rebuild one account's balance from the journal, entry by entry, and compare it with the
+    stored projection."""
+    number, when = account_number(account), moment(as_of)
+
+    async def go() -> Any:
+        from ledger import service
+
+        async with ledger_context() as ctx:
+            try:
+                return await service.replay_account(ctx, number, when)
+            except service.CommandFailed as exc:
+                fail(exc.message, Exit.NOT_FOUND)
+
+    result = run(go())
+    if as_json:
+        emit_json({"account": number, "as_of": when, "main": result.replayed_main, "bonus": result.replayed_bonus,
+                   "stored_main": result.stored.main, "stored_bonus": result.stored.bonus,
+                   "matches": result.matches if when is None else None,
+                   "steps": [{"transaction_id": s.entry.transaction_id, "kind": s.entry.kind.value,
+                              "account": s.entry.account, "amount": s.entry.amount, "before": s.before,
+                              "after": s.after, "occurred_at": s.entry.occurred_at} for s in result.steps]})
+        return
+    table = Table(title=f"Replay of {number}" + (f" as of {when}" if when else ""))
+    for column in ("when", "kind", "balance", "amount", "before", "after"):
+        table.add_column(column)
+    for step in result.steps:
+        table.add_row(step.entry.occurred_at.strftime("%Y-%m-%d %H:%M:%S"), step.entry.kind.value,
+                      step.entry.account.rsplit(":", 1)[-1], money(step.entry.amount), money(step.before),
+                      money(step.after))
+    console.print(table)
+    console.print(f"replayed: main {money(result.replayed_main)}, bonus {money(result.replayed_bonus)}")
+    if when is None:
+        if result.matches:
+            console.print("[green]equals the stored projection[/green]")
+        else:
+            console.print(f"[red]differs from the stored projection[/red]: main {money(result.stored.main)},"
+                          f" bonus {money(result.stored.bonus)}")
+            raise typer.Exit(Exit.CHECK_FAILED)
+
+
+@app.command()
+def rebuild(verify_only: Annotated[bool, typer.Option("--verify-only", help="Report drift, change nothing")] = False,
+            as_json: JsonOpt = False) -> None:
+    """Rebuild every balance projection from the journal, with a drift report."""
+
+    async def go() -> Any:
+        from ledger import service
+
+        async with ledger_context() as ctx:
+            with Progress(TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(), TextColumn("entries"),
+                          TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=as_json) as bar:
+                task = bar.add_task("rebuild", total=None)
+                return await service.rebuild(ctx, repair=not verify_only,
+                                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+    report = run(go())
+    drift = [{"account": m.account, "stored": m.stored, "replayed": m.replayed} for m in report.mismatches]
+    if as_json:
+        emit_json({"entries": report.entries, "accounts": report.accounts, "drift": drift, "repaired": report.repaired})
+    else:
+        console.print(f"{report.entries:,} entries, {report.accounts:,} accounts replayed")
+        for item in drift:
+            console.print(f"[red]drift[/red] {item['account']}: stored {money(item['stored'])},"
+                          f" journal says {money(item['replayed'])}" + (" (repaired)" if report.repaired else ""))
+        if not drift:
+            console.print("[green]every projection equals the journal[/green]")
+    if drift and verify_only:
+        raise typer.Exit(Exit.CHECK_FAILED)
+
+
+@app.command()
+def verify(as_json: JsonOpt = False) -> None:
+    """The journal's integrity: double entry, the hash chain, projections against replay."""
+
+    async def go() -> Any:
+        from ledger import service
+
+        async with ledger_context() as ctx:
+            return await service.verify(ctx)
+
+    report = run(go())
+    link = report.broken_link
+    result = {
+        "ok": report.ok, "transactions": report.transactions, "totals": report.totals,
+        "unbalanced_transactions": [str(t) for t in report.unbalanced],
+        "first_broken_link": None if link is None else {"position": link.position, "transaction_id": str(link.transaction_id)},
+        "projection_drift": [{"account": m.account, "stored": m.stored, "replayed": m.replayed} for m in report.mismatches],
+    }
+    if as_json:
+        emit_json(result)
+    else:
+        mark = {True: "[green]ok[/green]", False: "[red]FAILED[/red]"}
+        console.print(f"double entry: {mark[not any(report.totals.values()) and not report.unbalanced]}"
+                      f" (totals {report.totals}, unbalanced transactions: {len(report.unbalanced)})")
+        console.print(f"hash chain:   {mark[link is None]} ({report.transactions:,} transactions)"
+                      + ("" if link is None else f"; first broken link at #{link.position}: {link.transaction_id}"))
+        console.print(f"projections:  {mark[not report.mismatches]} ({len(report.mismatches)} differ)")
+    if not report.ok:
+        raise typer.Exit(Exit.CHECK_FAILED)
+
+
+@app.command()
+def statement(
+    account: AccountArg,
+    start: Annotated[str, typer.Option("--from", help="First moment (ISO date/time)")],
+    end: Annotated[str, typer.Option("--to", help="End moment, exclusive (ISO date/time)")],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """Every entry of an account over a period with a running balance, and totals."""
+    number, period_start, period_end = account_number(account), moment(start), moment(end)
+    if fmt not in ("table", "csv", "json"):
+        fail(f"unknown format {fmt!r}: use table, csv or json", Exit.USAGE)
+
+    async def go() -> Any:
+        from ledger import service
+
+        async with ledger_context() as ctx:
+            try:
+                return await service.statement(ctx, number, period_start, period_end)
+            except service.CommandFailed as exc:
+                fail(exc.message, Exit.NOT_FOUND)
+
+    result = run(go())
+    rows = [{"occurred_at": line.entry.occurred_at.isoformat(), "kind": line.entry.kind.value,
+             "transaction_id": str(line.entry.transaction_id), "amount": line.entry.amount,
+             "balance_after": line.balance_after} for line in result.lines]
+    if fmt == "json":
+        emit_json({"account": number, "from": period_start, "to": period_end, "opening": result.opening_balance,
+                   "closing": result.closing_balance, "total_in": result.total_in, "total_out": result.total_out,
+                   "currency": result.currency, "lines": rows})
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["occurred_at"])
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        table = Table(title=f"Statement of {number}, {period_start:%Y-%m-%d} to {period_end:%Y-%m-%d}")
+        for column in ("when", "what", "amount", "balance"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row["occurred_at"][:19], row["kind"], money(row["amount"]), money(row["balance_after"]))
+        console.print(table)
+        console.print(f"opening {money(result.opening_balance)}  in {money(result.total_in)}"
+                      f"  out {money(result.total_out)}  closing {money(result.closing_balance)}")
+
+
+@app.command()
+def receipt(transaction_id: Annotated[str, typer.Argument(help="The payment's transaction id")], as_json: JsonOpt = False) -> None:
+    """A receipt confirming that one payment was credited."""
+    try:
+        txn = UUID(transaction_id)
+    except ValueError:
+        fail(f"{transaction_id!r} is not a transaction id", Exit.USAGE)
+
+    async def go() -> Any:
+        from ledger import service
+
+        async with ledger_context() as ctx:
+            try:
+                return await service.receipt(ctx, txn)
+            except service.CommandFailed as exc:
+                fail(exc.message, Exit.NOT_FOUND)
+
+    result = run(go())
+    data = {"transaction_id": str(result.transaction_id), "account": result.account_number,
+            "channel": result.channel.value, "reference": result.reference, "amount": result.amount,
+            "currency": result.currency, "credited_at": result.credited_at.isoformat(),
+            "balance_after": result.balance_after, "bonus_accrued": result.bonus_accrued}
+    if as_json:
+        emit_json(data)
+        return
+    console.print(f"[bold]Payment receipt[/bold] {data['transaction_id']}")
+    console.print(f"account {result.account_number}; {money(result.amount, result.currency)} via"
+                  f" {result.channel.value} (ref {result.reference}) credited {result.credited_at:%Y-%m-%d %H:%M:%S} UTC")
+    console.print(f"balance after: {money(result.balance_after, result.currency)}; bonus: {money(result.bonus_accrued)}")
+
+
+@app.command()
+def token(
+    service_name: Annotated[str | None, typer.Option("--service", help="A service token for this caller")] = None,
+    account: Annotated[str | None, typer.Option("--account", help="A subscriber token for this account")] = None,
+    minutes: Annotated[int, typer.Option(help="Lifetime")] = 15,
+) -> None:
+    """Mint a token with the deployment's signing key (operations and tests)."""
+    from datetime import timedelta
+
+    from billing_events.auth import Tokens
+    from billing_events.clock import SystemClock
+
+    if (service_name is None) == (account is None):
+        fail("give exactly one of --service NAME or --account NUMBER", Exit.USAGE)
+    with reported():
+        key = CliSettings().signing_key()
+        if key is None:
+            fail("no signing key: set BILLING_TOKEN_SIGNING_KEY", Exit.USAGE)
+        issued, _ = Tokens(key, SystemClock()).issue(
+            "service" if service_name else "subscriber", service_name or account_number(account or ""),
+            timedelta(minutes=minutes))
+    sys.stdout.write(issued + "\n")
+
+
+@events_app.command("tail")
+def events_tail(
+    topic: Annotated[list[str] | None, typer.Option(help="Topic(s) to watch; default: every event topic")] = None,
+    account: Annotated[str | None, typer.Option(help="Only this account's events")] = None,
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest event")] = False,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many events")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print events as they flow (Ctrl-C stops)."""
+    from billing_cli import watch
+
+    settings = CliSettings()
+    number = account_number(account) if account else None
+    try:
+        run(watch.tail(settings, topic or list(history.HISTORY_TOPICS), number, from_beginning, limit, as_json))
+    except KeyboardInterrupt:
+        pass
+
+
+@dlq_app.command("list")
+def dlq_list(service: Annotated[str | None, typer.Option(help="Only this consumer's dead letters")] = None,
+             as_json: JsonOpt = False) -> None:
+    """Dead letters on the dead-letter topics, newest last."""
+    from billing_cli import watch
+
+    letters = run(watch.dead_letters(CliSettings(), service))
+    if as_json:
+        emit_json([letter.summary() for letter in letters])
+        return
+    table = Table(title="Dead letters")
+    for column in ("id", "consumer", "when", "source", "event", "reason"):
+        table.add_column(column)
+    for letter in letters:
+        table.add_row(letter.ref, letter.consumer, letter.when[:19], letter.source, letter.event_type or "-", letter.reason)
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(ref: Annotated[str, typer.Argument(help="consumer/offset, as `dlq list` shows")], as_json: JsonOpt = False) -> None:
+    """One dead letter: its reason and the original bytes."""
+    from billing_cli import watch
+
+    letter = run(watch.dead_letter(CliSettings(), ref))
+    if as_json:
+        emit_json({**letter.summary(), "original": letter.original.decode("utf-8", errors="replace")})
+        return
+    console.print(f"[bold]{letter.ref}[/bold] from {letter.source} at {letter.when}")
+    console.print(f"reason: {letter.reason}")
+    console.print("original bytes:")
+    console.print(letter.original.decode("utf-8", errors="replace"), markup=False)
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    ref: Annotated[str, typer.Argument(help="consumer/offset, as `dlq list` shows")],
+    replacement: Annotated[Path | None, typer.Option("--with", help="Send this file's bytes instead (the fixed message)")] = None,
+) -> None:
+    """Send a dead letter back to the topic it came from (as it was, or fixed)."""
+    from billing_cli import watch
+
+    body = replacement.read_bytes() if replacement else None
+    topic = run(watch.retry(CliSettings(), ref, body))
+    console.print(f"sent back to {topic}")
+
+
+def main() -> None:
+    """The ``billing`` entry point: every expected failure is one line and an exit code."""
+    try:
+        with reported():
+            app(prog_name="billing")
+    except typer.Exit as exit_:  # raised by `reported` outside Typer's own handling
+        sys.exit(exit_.exit_code)

@@ -1,0 +1,197 @@
+"""Commands sent the way the channels and the cabinet send them: a payment from a terminal goes
+to the payments topic, everything else to the owning service's API. Never another service's
+database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from aiokafka import AIOKafkaProducer
+
+from billing_cli.config import CliSettings
+from billing_cli.output import Exit, console, emit_json, fail, reported
+from billing_events import topics
+from billing_events.auth import Tokens
+from billing_events.catalog.payments import PaymentChannel, PaymentReceived
+from billing_events.clock import SystemClock
+from billing_events.envelope import Envelope
+from billing_events.money import Money
+from billing_events.topics import TopicNames
+
+app = typer.Typer(no_args_is_help=True)
+STATUS_EXIT = {404: Exit.NOT_FOUND, 401: Exit.REFUSED, 403: Exit.REFUSED}
+
+
+def _account(value: str) -> str:
+    digits = value.replace(" ", "").replace("-", "")
+    if len(digits) != 12 or not digits.isdigit():
+        fail(f"{value!r} is not a 12-digit account number", Exit.USAGE)
+    return digits
+
+
+def _amount(value: str, currency: str) -> Money:
+    try:
+        amount = Money.parse(value, currency)
+    except ValueError as exc:
+        fail(f"malformed amount: {exc}", Exit.USAGE)
+    if amount.minor <= 0:
+        fail(f"the amount must be more than zero, not {value}", Exit.USAGE)
+    return amount
+
+
+def _call(service: str, method: str, path: str, body: Any = None) -> Any:
+    """One request to a service's API with a service token; its refusal becomes one line."""
+    settings = CliSettings()
+    key = settings.signing_key()
+    if key is None:
+        fail("no signing key: set BILLING_TOKEN_SIGNING_KEY (or run `billing up` for the embedded suite)", Exit.USAGE)
+    token, _ = Tokens(key, SystemClock()).issue("service", f"cli:{settings.operator}")
+    url = settings.url(service)
+    try:
+        response = httpx.request(method, f"{url}{path}", json=body, timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"})
+    except httpx.TransportError as exc:
+        fail(f"the {service} service is not reachable at {url}: {type(exc).__name__}", Exit.UNREACHABLE)
+    if response.status_code >= 400:
+        fail(f"{service} refused ({response.status_code}): {_reason(response)}",
+             STATUS_EXIT.get(response.status_code, Exit.REFUSED))
+    return response.json()
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    fields = body.get("errors") or body.get("detail")
+    if isinstance(fields, list) and fields:
+        return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', [])[1:]) or e.get('field') or '-'}: "
+                         f"{e.get('msg') or e.get('message')}" for e in fields)
+    return str(body.get("message") or body.get("detail") or body)
+
+
+def _show(result: Any, as_json: bool) -> None:
+    if as_json:
+        emit_json(result)
+    else:
+        console.print_json(data=result)
+
+
+@app.command()
+def pay(
+    account: Annotated[str, typer.Argument(help="Account number the payer typed")],
+    amount: Annotated[str, typer.Argument(help="Amount, e.g. 1500 or 1500.50")],
+    channel: Annotated[PaymentChannel, typer.Option(help="Payment channel")] = PaymentChannel.TERMINAL,
+    reference: Annotated[str | None, typer.Option(help="The channel's own reference (default: generated)")] = None,
+    currency: str = "RUB",
+) -> None:
+    """A payment as a payment terminal sends it: PaymentReceived on the payments topic."""
+    number, money = _account(account), _amount(amount, currency)
+    clock = SystemClock()
+    payment = PaymentReceived(account_number=number, channel=channel, amount=money, received_at=clock.now(),
+                              reference=reference or f"cli-{datetime.now(UTC):%Y%m%d%H%M%S%f}")
+    envelope = Envelope.new(payment, account=number, producer="cli", clock=clock)
+    settings = CliSettings()
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker(), request_timeout_ms=10_000)
+        await producer.start()
+        try:
+            await producer.send_and_wait(TopicNames(settings.topic_prefix)(topics.PAYMENTS), envelope.to_bytes(),
+                                         key=number.encode(),
+                                         headers=[(k, v.encode()) for k, v in envelope.kafka_headers().items()])
+        finally:
+            await producer.stop()
+
+    with reported():
+        try:
+            asyncio.run(send())
+        except Exception as exc:  # aiokafka's connection errors are not OSErrors
+            fail(f"the broker at {settings.broker()} is not reachable: {type(exc).__name__}", Exit.UNREACHABLE)
+    console.print(f"payment {money} for {number} sent (event {envelope.event_id}, reference {payment.reference})")
+
+
+@app.command()
+def register(
+    form: Annotated[Path, typer.Argument(help="JSON file with the registration form ('-' reads stdin)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Register a subscriber (identity): prints the account and contract numbers."""
+    with reported():
+        text = sys.stdin.read() if str(form) == "-" else form.read_text()
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            fail(f"the form is not JSON: {exc}", Exit.USAGE)
+        _show(_call("identity", "POST", "/identity/subscribers", body), as_json)
+
+
+@app.command()
+def activate(account: str, plan: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Activate a tariff plan for an account (from the next billing day)."""
+    with reported():
+        _show(_call("tariff", "POST", f"/tariff/accounts/{_account(account)}/plan", {"plan": plan}), as_json)
+
+
+@app.command("change-plan")
+def change_plan(account: str, plan: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Change the tariff plan (from the next billing day)."""
+    with reported():
+        _show(_call("tariff", "PUT", f"/tariff/accounts/{_account(account)}/plan", {"plan": plan}), as_json)
+
+
+@app.command()
+def block(account: str, days: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A voluntary block for DAYS days (1 to 30, once a year, paid)."""
+    with reported():
+        _show(_call("tariff", "POST", f"/tariff/accounts/{_account(account)}/voluntary-block",
+                    {"days": days, "requested_via": "support"}), as_json)
+
+
+@app.command()
+def unblock(account: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """End a voluntary block early."""
+    with reported():
+        _show(_call("tariff", "DELETE", f"/tariff/accounts/{_account(account)}/voluntary-block"), as_json)
+
+
+@app.command("reset-password")
+def reset_password(
+    login: Annotated[str, typer.Option(help="Account or contract number")],
+    contact: Annotated[str, typer.Option(help="The mobile number or e-mail on the contract")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Forgot password: a one-time code goes to the subscriber's phone or e-mail."""
+    with reported():
+        _show(_call("identity", "POST", "/identity/reset-codes", {"login": login, "contact": contact}), as_json)
+
+
+@app.command()
+def transfer(source: str, target: str, amount: str, currency: str = "RUB",
+             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Move money between two personal accounts."""
+    money = _amount(amount, currency)
+    with reported():
+        _show(_call("ledger", "POST", f"/ledger/accounts/{_account(source)}/transfers",
+                    {"to_account": _account(target), "amount": money.model_dump(), "requested_by": "support"}), as_json)
+
+
+@app.command("move-suspense")
+def move_suspense(
+    transaction_id: Annotated[str, typer.Argument(help="The parked payment's transaction id")],
+    account: Annotated[str, typer.Argument(help="The account it was meant for")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the journal and the history)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Operations: move a payment parked in suspense to the right account."""
+    settings = CliSettings()
+    with reported():
+        _show(_call("ledger", "POST", f"/ledger/suspense/{transaction_id}/resolve",
+                    {"target_account": _account(account), "operator": settings.operator, "reason": reason}), as_json)

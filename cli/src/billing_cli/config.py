@@ -1,0 +1,45 @@
+"""Where the CLI finds the suite: environment first, then what `billing up` wrote, then defaults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SUITE_FILE = "suite.json"
+DEFAULT_PORTS = {"ledger": 8101, "identity": 8102, "tariff": 8103, "notifier": 8104}
+
+
+class CliSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLING_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Path("var")
+    bootstrap_servers: str | None = Field(default=None, validation_alias="BILLING_KAFKA__BOOTSTRAP_SERVERS")
+    topic_prefix: str = Field(default="", validation_alias="BILLING_KAFKA__TOPIC_PREFIX")
+    token_signing_key: str | None = Field(default=None, validation_alias="BILLING_TOKEN_SIGNING_KEY")
+    ledger_url: str | None = None
+    identity_url: str | None = None
+    tariff_url: str | None = None
+    notifier_url: str | None = None
+    operator: str = Field(default="operations", description="Recorded as who did an operator command")
+
+    def suite(self) -> dict[str, Any]:
+        """What `billing up` recorded about the running embedded suite, if anything."""
+        path = self.data_dir / SUITE_FILE
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def broker(self) -> str:
+        return self.bootstrap_servers or self.suite().get("bootstrap_servers") or "127.0.0.1:9092"
+
+    def url(self, service: str) -> str:
+        explicit = getattr(self, f"{service}_url")
+        return explicit or f"http://127.0.0.1:{self.suite().get('ports', DEFAULT_PORTS)[service]}"
+
+    def signing_key(self) -> str | None:
+        if self.token_signing_key:
+            return self.token_signing_key
+        secrets = self.data_dir / "dev-secrets.json"
+        return json.loads(secrets.read_text()).get("BILLING_TOKEN_SIGNING_KEY") if secrets.exists() else None

@@ -1,0 +1,88 @@
+"""An account's whole life, merged from every service's topic.
+
+Every topic is keyed by account number, so one account's events sit in one partition of each
+topic (Kafka's default partitioner: murmur2 of the key). The history reads just that partition
+of each topic from the beginning to its current end: no consumer group, nothing committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from billing_cli.output import money
+from billing_events import topics
+from billing_events.envelope import Envelope, InvalidEvent, decode
+
+HISTORY_TOPICS = (topics.IDENTITY, topics.PAYMENTS, topics.LEDGER, topics.LEDGER_COMMANDS, topics.TARIFF, topics.NOTIFIER)
+
+
+@dataclass(frozen=True)
+class HistoryLine:
+    envelope: Envelope[Any]
+    balance: int | None
+    """The main balance after this event, for events that moved money (BalanceChanged)."""
+
+
+async def read_account(bootstrap: str, names: topics.TopicNames, account: str,
+                       wanted: tuple[str, ...] = HISTORY_TOPICS) -> list[Envelope[Any]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions: list[TopicPartition] = []
+        existing = await consumer.topics()
+        key = account.encode()
+        for topic in (names(t) for t in wanted):
+            if topic in existing:
+                count = len(consumer.partitions_for_topic(topic) or ())
+                partitions.append(TopicPartition(topic, DefaultPartitioner()(key, list(range(count)), list(range(count)))))
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[Envelope[Any]] = []
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.key == key:
+                        try:
+                            found.append(decode(record.value))
+                        except InvalidEvent:
+                            pass
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return found
+    finally:
+        await consumer.stop()
+
+
+def timeline(envelopes: list[Envelope[Any]]) -> list[HistoryLine]:
+    """Events in the order they happened, each money event with the balance it left."""
+    ordered = sorted({e.event_id: e for e in envelopes}.values(), key=lambda e: (e.occurred_at, e.event_id))
+    lines = []
+    for envelope in ordered:
+        balance = envelope.payload.main.minor if envelope.event_type == "BalanceChanged" else None
+        lines.append(HistoryLine(envelope, balance))
+    return lines
+
+
+def summary(envelope: Envelope[Any]) -> str:
+    """One line a person reads: the event's own fields, money in roubles, no secrets."""
+    payload = envelope.payload
+    skip = {"account_number", "sealed_secret", "sealed_contact", "transaction_id", "cause_event_id"}
+    parts = []
+    for name, value in payload:
+        if name in skip or value in (None, "", ()):
+            continue
+        if hasattr(value, "minor") and hasattr(value, "currency"):
+            value = money(value.minor, value.currency)
+        elif hasattr(value, "value"):
+            value = value.value
+        parts.append(f"{name}={value}")
+    return ", ".join(parts)

@@ -1,0 +1,65 @@
+"""How the CLI speaks: tables for people, JSON for scripts, one line per error, meaningful exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+console = Console(highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Exit(IntEnum):
+    OK = 0
+    CHECK_FAILED = 1  # verify / rebuild found a problem
+    USAGE = 2  # a wrong argument (Typer's own code)
+    NOT_FOUND = 3
+    REFUSED = 4  # the service refused the command (a rule or a field)
+    UNREACHABLE = 5  # broker, database or service not reachable
+    INTERNAL = 70  # a bug: please report it with BILLING_DEBUG=1 output
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: Exit) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+def fail(message: str, code: Exit) -> NoReturn:
+    raise CliError(message, code)
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Turn every expected failure into one clear line and an exit code; never a traceback."""
+    try:
+        yield
+    except CliError as exc:
+        errors.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(exc.code) from None
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        errors.print(f"[red]error:[/red] not reachable: {exc}")
+        raise typer.Exit(Exit.UNREACHABLE) from None
+    except Exception as exc:
+        if os.environ.get("BILLING_DEBUG"):
+            raise
+        errors.print(f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} (BILLING_DEBUG=1 shows the trace)")
+        raise typer.Exit(Exit.INTERNAL) from None
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def money(minor: int, currency: str = "RUB") -> str:
+    sign = "-" if minor < 0 else ""
+    units, cents = divmod(abs(minor), 100)
+    return f"{sign}{units:,}.{cents:02d}".replace(",", " ") + f" {currency}"

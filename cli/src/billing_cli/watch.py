@@ -1,0 +1,139 @@
+"""Reading the broker for operations: tailing events and handling dead letters."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from billing_cli.config import CliSettings
+from billing_cli.history import summary
+from billing_cli.output import Exit, console, emit_json, fail
+from billing_events.envelope import InvalidEvent, decode
+from billing_events.topics import TopicNames, dead_letter_topic
+
+CONSUMERS = ("ledger", "identity", "tariff", "notifier")
+
+
+async def tail(settings: CliSettings, wanted: list[str], account: str | None, from_beginning: bool,
+               limit: int | None, as_json: bool) -> None:
+    names = TopicNames(settings.topic_prefix)
+    consumer = AIOKafkaConsumer(*(names(t) for t in wanted), bootstrap_servers=settings.broker(),
+                                auto_offset_reset="earliest" if from_beginning else "latest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    shown = 0
+    try:
+        async for record in consumer:
+            if account and (record.key or b"").decode(errors="replace") != account:
+                continue
+            try:
+                envelope = decode(record.value)
+            except InvalidEvent as exc:
+                console.print(f"[red]{record.topic}[/red] unreadable message: {exc}")
+                continue
+            if as_json:
+                emit_json(envelope.model_dump(mode="json"))
+            else:
+                console.print(f"{envelope.occurred_at:%H:%M:%S} [cyan]{record.topic}[/cyan] {envelope.account}"
+                              f" [bold]{envelope.event_type}[/bold] {summary(envelope)}")
+            shown += 1
+            if limit is not None and shown >= limit:
+                return
+    finally:
+        await consumer.stop()
+
+
+@dataclass(frozen=True)
+class DeadLetterView:
+    consumer: str
+    offset: int
+    body: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.consumer}/{self.offset}"
+
+    @property
+    def reason(self) -> str:
+        return str(self.body.get("reason", ""))
+
+    @property
+    def when(self) -> str:
+        return str(self.body.get("dead_lettered_at", ""))
+
+    @property
+    def event_type(self) -> str | None:
+        return self.body.get("event_type")
+
+    @property
+    def source(self) -> str:
+        source = self.body.get("source", {})
+        return f"{source.get('topic')}[{source.get('partition')}]@{source.get('offset')}"
+
+    @property
+    def original(self) -> bytes:
+        return base64.b64decode(self.body.get("original_base64", ""))
+
+    def summary(self) -> dict[str, Any]:
+        return {"ref": self.ref, "consumer": self.consumer, "reason": self.reason, "when": self.when,
+                "source": self.body.get("source"), "event_type": self.event_type, "key": self.body.get("key")}
+
+
+async def _read_dead_letters(settings: CliSettings, consumers: tuple[str, ...]) -> list[DeadLetterView]:
+    names = TopicNames(settings.topic_prefix)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        existing = await consumer.topics()
+        partitions = [TopicPartition(names(dead_letter_topic(c)), 0) for c in consumers
+                      if names(dead_letter_topic(c)) in existing]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        letters: list[DeadLetterView] = []
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            for tp, records in (await consumer.getmany(*remaining, timeout_ms=500)).items():
+                owner = tp.topic.removeprefix(settings.topic_prefix).split(".")[1]
+                letters += [DeadLetterView(owner, r.offset, json.loads(r.value)) for r in records]
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return sorted(letters, key=lambda letter: letter.when)
+    finally:
+        await consumer.stop()
+
+
+async def dead_letters(settings: CliSettings, service: str | None) -> list[DeadLetterView]:
+    if service is not None and service not in CONSUMERS:
+        fail(f"unknown service {service!r}; known: {', '.join(CONSUMERS)}", Exit.USAGE)
+    return await _read_dead_letters(settings, (service,) if service else CONSUMERS)
+
+
+async def dead_letter(settings: CliSettings, ref: str) -> DeadLetterView:
+    owner, _, offset = ref.partition("/")
+    if owner not in CONSUMERS or not offset.isdigit():
+        fail(f"{ref!r} is not a dead letter reference (consumer/offset, e.g. ledger/3)", Exit.USAGE)
+    for letter in await _read_dead_letters(settings, (owner,)):
+        if letter.offset == int(offset):
+            return letter
+    fail(f"no dead letter {ref}", Exit.NOT_FOUND)
+
+
+async def retry(settings: CliSettings, ref: str, replacement: bytes | None) -> str:
+    letter = await dead_letter(settings, ref)
+    topic = letter.body["source"]["topic"]
+    key = letter.body.get("key")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker())
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, replacement if replacement is not None else letter.original,
+                                     key=key.encode() if key else None)
+    finally:
+        await producer.stop()
+    return topic

@@ -1,0 +1,189 @@
+"""The `billing` command line against a running ledger, over the real broker and PostgreSQL.
+
+The CLI runs as a separate process, as an operator runs it; the ledger runs in the test with
+its HTTP door on a free port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from billing_events import topics
+from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_events.clock import SystemClock
+from billing_events.envelope import Envelope
+from billing_events.testing.kafka_probe import RawProducer
+from billing_events.testing.plugin import TEST_SIGNING_KEY, eventually
+from ledger import store
+from ledger.app import LedgerRuntime, build_runtime
+from ledger.settings import LedgerSettings
+
+A, B = "100000000008", "100000000016"
+
+
+@dataclass
+class Cli:
+    runtime: LedgerRuntime
+    env: dict[str, str]
+
+    async def __call__(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "billing_cli", *args, env={**self.env, **(env or {})},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert b"Traceback" not in err, err.decode()
+        return process.returncode or 0, out.decode(), err.decode()
+
+    async def json(self, *args: str) -> Any:
+        code, out, err = await self(*args, "--json")
+        assert code == 0, err
+        return json.loads(out)
+
+    async def balance(self, number: str) -> int | None:
+        async with self.runtime.db.connect() as conn:
+            state = await store.account(conn, number)
+        return state.main if state else None
+
+
+@pytest.fixture
+async def cli(make_settings: Any, bootstrap_servers: str, tmp_path: Any) -> AsyncIterator[Cli]:
+    settings = await make_settings(LedgerSettings, http_port=0, bonus_campaigns_file=None)
+    runtime = build_runtime(settings, SystemClock())
+    async with runtime:
+        async with RawProducer(bootstrap_servers) as producer:
+            for number in (A, B):
+                registered = SubscriberRegistered(
+                    account_number=number, contract_number=f"D-2026-{number[-7:]}", region="moscow",
+                    legal_status=LegalStatus.PERSON, masked_phone="+7 *** ***-00-00", sealed_contact="c2VhbGVk")
+                await producer.send(runtime.topics(topics.IDENTITY),
+                                    Envelope.new(registered, account=number, producer="test", clock=SystemClock()))
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
+            "BILLING_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+            "BILLING_LEDGER_DATABASE_URL": settings.database_url or "",
+            "BILLING_TOKEN_SIGNING_KEY": TEST_SIGNING_KEY,
+            "BILLING_LEDGER_URL": f"http://127.0.0.1:{runtime.http_port}",
+            "BILLING_DATA_DIR": str(tmp_path / "cli"),
+        }
+        yield Cli(runtime, env)
+
+
+async def _opened(cli: Cli) -> None:
+    async def both() -> bool:
+        return await cli.balance(A) == 0 and await cli.balance(B) == 0
+    await eventually(both, what="accounts opened")
+
+
+async def test_pay_replay_statement_receipt_history(cli: Cli) -> None:
+    await _opened(cli)
+    code, out, _ = await cli("do", "pay", A, "1500.50", "--reference", "TERM-1")
+    assert code == 0 and "sent" in out
+    await eventually(lambda: _equals(cli, A, 150_050), what="payment posted")
+    replay = await cli.json("replay", A)
+    assert replay["main"] == 150_050 and replay["matches"] is True and len(replay["steps"]) == 1
+    today = datetime.now(UTC).date()
+    code, out, _ = await cli("statement", A, "--from", str(today - timedelta(days=1)),
+                             "--to", str(today + timedelta(days=1)), "--format", "csv")
+    assert code == 0 and out.splitlines()[0].startswith("occurred_at") and "150050" in out
+    history = await cli.json("history", A)
+    kinds = [e["event_type"] for e in history]
+    assert {"SubscriberRegistered", "PaymentReceived", "BalanceChanged"} <= set(kinds)
+    assert [e["balance_after"] for e in history if e["event_type"] == "BalanceChanged"] == [150_050]
+    receipt = await cli.json("receipt", replay["steps"][0]["transaction_id"])
+    assert (receipt["amount"], receipt["reference"], receipt["balance_after"]) == (150_050, "TERM-1", 150_050)
+
+
+async def _equals(cli: Cli, number: str, minor: int) -> bool:
+    return await cli.balance(number) == minor
+
+
+async def test_verify_and_rebuild_find_tampering(cli: Cli) -> None:
+    await _opened(cli)
+    await cli("do", "pay", A, "100")
+    await cli("do", "pay", B, "200")
+    await eventually(lambda: _equals(cli, B, 20_000), what="payments posted")
+    assert (await cli.json("verify"))["ok"] is True
+    async with cli.runtime.db.transaction() as conn:
+        await conn.execute(text("UPDATE accounts SET main = main - 1 WHERE number = :n"), {"n": A})
+    code, out, _ = await cli("rebuild", "--verify-only")
+    assert code == 1 and f"sub:{A}:main" in out
+    code, out, _ = await cli("rebuild")
+    assert code == 0 and "repaired" in out and await cli.balance(A) == 10_000
+    async with cli.runtime.db.transaction() as conn:
+        await conn.execute(text("UPDATE postings SET amount = -amount WHERE account LIKE :a"), {"a": f"sub:{B}:main"})
+        await conn.execute(text("UPDATE postings SET amount = -amount WHERE account LIKE 'op:cash:%' AND txn_id ="
+                                " (SELECT txn_id FROM postings WHERE account = :a)"), {"a": f"sub:{B}:main"})
+    code, out, _ = await cli("verify", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["first_broken_link"] is not None and report["totals"] == {"RUB": 0}
+
+
+async def test_operator_moves_a_suspense_payment_through_the_ledger_api(cli: Cli) -> None:
+    await _opened(cli)
+    await cli("do", "pay", "999999999999", "75", "--reference", "WRONG-NUMBER")
+
+    async def parked() -> Any:
+        async with cli.runtime.db.connect() as conn:
+            items = await store.open_suspense(conn)
+        return items[0] if items else None
+
+    item = await eventually(parked, what="payment parked in suspense")
+    code, out, err = await cli("do", "move-suspense", str(item.transaction_id), B, "--reason", "typo in the number")
+    assert code == 0, err
+    assert await cli.balance(B) == 7_500
+    code, _, err = await cli("do", "move-suspense", str(item.transaction_id), B, "--reason", "again")
+    assert code == 4 and "already resolved" in err and len(err.strip().splitlines()) == 1
+
+
+async def test_dead_letter_list_show_and_retry(cli: Cli) -> None:
+    await _opened(cli)
+    envelope = Envelope.new(
+        __import__("billing_events.catalog.payments", fromlist=["PaymentReceived"]).PaymentReceived(
+            account_number=A, channel="bank", reference="DLQ-1", amount={"minor": 4_200},
+            received_at=datetime.now(UTC)), account=A, producer="test", clock=SystemClock())
+    broken = envelope.to_bytes().replace(b'"currency":"RUB"', b'"currency":"RUR"')
+    async with RawProducer(cli.env["BILLING_KAFKA__BOOTSTRAP_SERVERS"]) as producer:
+        await producer.send_raw(cli.runtime.topics(topics.PAYMENTS), broken, key=A.encode())
+
+    async def listed() -> Any:
+        letters = await cli.json("dlq", "list", "--service", "ledger")
+        return letters or None
+
+    [letter] = await eventually(listed, what="the dead letter on the topic")
+    assert "unknown currency 'RUR'" in letter["reason"]
+    shown = await cli.json("dlq", "show", letter["ref"])
+    assert "RUR" in shown["original"]
+    fixed = cli.env["BILLING_DATA_DIR"] + "-fixed.json"
+    with open(fixed, "wb") as handle:
+        handle.write(envelope.to_bytes())
+    code, out, err = await cli("dlq", "retry", letter["ref"], "--with", fixed)
+    assert code == 0, err
+    await eventually(lambda: _equals(cli, A, 4_200), what="the fixed payment posted")
+
+
+async def test_errors_are_one_line_with_meaningful_exit_codes(cli: Cli) -> None:
+    code, _, err = await cli("replay", "12345")
+    assert code == 2 and "not a 12-digit account number" in err
+    code, _, err = await cli("do", "pay", A, "1.234")
+    assert code == 2 and "malformed amount" in err
+    code, _, err = await cli("replay", "100000000099")
+    assert code == 3 and "no account" in err
+    code, _, err = await cli("do", "pay", A, "10", env={"BILLING_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert code == 5 and "not reachable" in err
+    code, _, err = await cli("do", "transfer", A, B, "5", env={"BILLING_LEDGER_URL": "http://127.0.0.1:1"})
+    assert code == 5 and "not reachable" in err
+    code, _, err = await cli("verify", env={"BILLING_LEDGER_DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/x"})
+    assert code == 5 and "cannot reach the ledger database" in err
+    for output in (err,):
+        assert len(output.strip().splitlines()) == 1

@@ -1,0 +1,91 @@
+"""The commands the deploy files run inside the image: the topic job and the health check."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from billing_events.admin import AdminSettings, main, probe, topic_plan
+from billing_events.embedded import free_port
+from billing_events.sealing import seal, unseal
+from billing_events.topics import DEAD_LETTER_RETENTION, EVENT_TOPICS
+
+SERVICES = ["ledger", "identity", "tariff", "notifier"]
+
+
+@pytest.fixture
+def admin_env(monkeypatch: pytest.MonkeyPatch, bootstrap_servers: str, topic_prefix: str) -> str:
+    """The job's environment, as Compose and Kubernetes set it (on the test's own topics)."""
+    monkeypatch.setenv("BILLING_KAFKA__BOOTSTRAP_SERVERS", bootstrap_servers)
+    monkeypatch.setenv("BILLING_KAFKA__TOPIC_PREFIX", topic_prefix)
+    monkeypatch.setenv("BILLING_KAFKA__PARTITIONS", "6")
+    return topic_prefix
+
+
+def test_create_topics_makes_what_the_catalog_documents(admin_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["create-topics", *SERVICES]) == 0
+    ready = {
+        fields[0]: dict(field.split("=", 1) for field in fields[1:])
+        for fields in (line.removeprefix("topic ready: ").split() for line in capsys.readouterr().out.splitlines())
+    }
+    expected = {f"{admin_env}{spec.name}" for spec in topic_plan(SERVICES)}
+    assert set(ready) == expected
+    for spec in EVENT_TOPICS:
+        assert ready[f"{admin_env}{spec.name}"]["partitions"] == "6"
+        assert ready[f"{admin_env}{spec.name}"]["retention.ms"] == str(spec.retention_ms)
+    for service in SERVICES:
+        dead_letters = ready[f"{admin_env}billing.{service}.dlq"]
+        assert dead_letters["partitions"] == "1"
+        assert int(dead_letters["retention.ms"]) == DEAD_LETTER_RETENTION // timedelta(milliseconds=1)
+
+
+def test_create_topics_twice_leaves_existing_topics_alone(admin_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["create-topics", "ledger"]) == 0
+    first = capsys.readouterr().out
+    assert main(["create-topics", "ledger"]) == 0
+    assert capsys.readouterr().out == first
+
+
+class _Health(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/health/live" else 503)
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def health_server() -> Iterator[int]:
+    server = HTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_probe_passes_on_200_and_fails_otherwise(health_server: int) -> None:
+    settings = AdminSettings(http_port=health_server, http_host="0.0.0.0")
+    assert probe(settings, "/health/live") is None
+    assert probe(settings, "/health/ready") == f"http://127.0.0.1:{health_server}/health/ready answered 503"
+
+
+def test_probe_without_a_port_says_why() -> None:
+    assert "BILLING_HTTP_PORT is not set" in (probe(AdminSettings(http_port=None), "/health/live") or "")
+
+
+def test_probe_of_a_closed_port_fails() -> None:
+    assert "unreachable" in (probe(AdminSettings(http_port=free_port()), "/health/live") or "")
+
+
+def test_notifier_keypair_prints_two_halves_that_fit(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["notifier-keypair"]) == 0
+    printed = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
+    assert set(printed) == {"BILLING_NOTIFIER_PUBLIC_KEY", "BILLING_NOTIFIER_PRIVATE_KEY"}
+    sealed = seal(printed["BILLING_NOTIFIER_PUBLIC_KEY"], {"password": "s3cret"})
+    assert unseal(printed["BILLING_NOTIFIER_PRIVATE_KEY"], sealed) == {"password": "s3cret"}

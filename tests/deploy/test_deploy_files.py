@@ -1,0 +1,550 @@
+"""The deploy files, checked without a Docker engine or a cluster.
+
+- deploy/compose.yaml against the Compose specification's JSON Schema (the copy check-jsonschema
+  ships), and deploy/k8s/ against the Kubernetes schemas (kubernetes-validate): both offline.
+- Every BILLING_* variable the files set is one the settings classes read, every setting without
+  a default is set, and the values parse: the files and the embedded default go through the
+  same settings classes.
+- The production shape the issue asks for: three KRaft brokers with replication 3 and
+  min.insync.replicas 2, a database per service, two ledger instances, probes, limits, non-root.
+- docs/operations.md names real topics, metrics, variables and commands.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from prometheus_client.metrics import MetricWrapperBase
+from pydantic import AliasChoices, BaseModel, ValidationError
+
+from billing_events import metrics
+from billing_events.admin import AdminSettings
+from billing_events.admin import main as admin_main
+from billing_events.sealing import generate_keypair
+from billing_events.settings import ServiceSettings
+from billing_events.topics import EVENT_TOPICS
+from identity.settings import IdentitySettings
+from ledger.settings import LedgerSettings
+from notifier.settings import NotifierSettings
+from tariff.settings import TariffSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+# The oldest Kubernetes release the manifests must fit (the schemas ship in kubernetes-validate).
+KUBERNETES_VERSION = "1.30"
+
+SERVICES: dict[str, type[ServiceSettings]] = {
+    "identity": IdentitySettings,
+    "ledger": LedgerSettings,
+    "tariff": TariffSettings,
+    "notifier": NotifierSettings,
+}
+# Who reads the environment of a container, by the module its command runs.
+READERS: dict[str, type[ServiceSettings]] = {**SERVICES, "billing_events.admin": AdminSettings}
+SECRET_NAME = re.compile(r"(PASSWORD|TOKEN|_KEY|DATABASE_URL)$")
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<rule>[:?+-][^}]*)?\}")
+
+
+# --- what the settings read --------------------------------------------------------------
+
+def field_variables(settings_cls: type[ServiceSettings], name: str) -> set[str]:
+    """The environment variables that set one field (pydantic-settings ignores their case)."""
+    config = settings_cls.model_config
+    field = settings_cls.model_fields[name]
+    alias = field.validation_alias
+    if isinstance(alias, str):
+        return {alias.upper()}
+    if isinstance(alias, AliasChoices):
+        return {choice.upper() for choice in alias.choices if isinstance(choice, str)}
+    own = f"{config['env_prefix']}{name}".upper()
+    nested = field.annotation
+    if isinstance(nested, type) and issubclass(nested, BaseModel):
+        delimiter = config["env_nested_delimiter"]
+        return {own} | {f"{own}{delimiter}{sub}".upper() for sub in nested.model_fields}
+    return {own}
+
+
+def variables_read_by(settings_cls: type[ServiceSettings]) -> set[str]:
+    return set().union(*(field_variables(settings_cls, name) for name in settings_cls.model_fields))
+
+
+def unread_variables(environment: Mapping[str, str], settings_cls: type[ServiceSettings]) -> set[str]:
+    billing = {name.upper() for name in environment if name.upper().startswith("BILLING_")}
+    return billing - variables_read_by(settings_cls)
+
+
+def missing_required(environment: Mapping[str, str], settings_cls: type[ServiceSettings]) -> set[str]:
+    given = {name.upper() for name in environment}
+    return {
+        name for name, field in settings_cls.model_fields.items()
+        if field.is_required() and not field_variables(settings_cls, name) & given
+    }
+
+
+def secret_sample(variable: str) -> str:
+    """A valid stand-in for a value the files take from a secret store."""
+    if variable.endswith("_DATABASE_URL"):
+        return "postgresql+asyncpg://user:password@db:5432/sample"
+    if variable in {"BILLING_NOTIFIER_PUBLIC_KEY", "BILLING_NOTIFIER_PRIVATE_KEY"}:
+        public, private = generate_keypair()
+        return public if variable.endswith("PUBLIC_KEY") else private
+    if variable.endswith("_KEY"):
+        return base64.b64encode(bytes(range(32))).decode()
+    return "sample-secret"
+
+
+def load_settings(
+    settings_cls: type[ServiceSettings], environment: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
+) -> ServiceSettings:
+    """The settings a process with exactly this BILLING_* environment would get."""
+    with monkeypatch.context() as patch:
+        for name in [name for name in os.environ if name.upper().startswith("BILLING_")]:
+            patch.delenv(name)
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        return settings_cls()
+
+
+# --- the files, read ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Container:
+    """One process the deploy files start: where, what it runs, and its BILLING_* environment."""
+
+    where: str
+    module: str
+    environment: dict[str, str]
+    secret_sourced: frozenset[str]
+
+    def resolved(self) -> dict[str, str]:
+        return {name: secret_sample(name) if name in self.secret_sourced else value
+                for name, value in self.environment.items()}
+
+
+def python_module(command: list[str]) -> str:
+    assert command[:2] == ["python", "-m"], f"command {command} does not run a python module"
+    return command[2]
+
+
+def load_compose() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def compose_environment(service: Mapping[str, Any]) -> dict[str, str]:
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.split("=", 1) for item in raw)
+    return {name: "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+            for name, value in raw.items()}
+
+
+def compose_containers() -> list[Container]:
+    containers = []
+    for name, service in load_compose()["services"].items():
+        if "command" not in service or service["command"][:1] != ["python"]:
+            continue  # Kafka, PostgreSQL
+        environment = compose_environment(service)
+        interpolated = frozenset(n for n, value in environment.items() if INTERPOLATION.search(value))
+        containers.append(Container(f"compose:{name}", python_module(service["command"]), environment, interpolated))
+    return containers
+
+
+def yaml_documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def kustomization() -> dict[str, Any]:
+    return yaml.safe_load((K8S / "kustomization.yaml").read_text())
+
+
+def k8s_resources() -> list[dict[str, Any]]:
+    """What `kubectl apply -k deploy/k8s` applies (the resources kustomization.yaml lists)."""
+    return [doc for resource in kustomization()["resources"] for doc in yaml_documents(K8S / resource)]
+
+
+def example_secrets() -> dict[str, dict[str, str]]:
+    return {doc["metadata"]["name"]: doc["stringData"] for doc in yaml_documents(K8S / "secret.example.yaml")}
+
+
+def of_kind(kind: str) -> Iterator[dict[str, Any]]:
+    return (doc for doc in k8s_resources() if doc["kind"] == kind)
+
+
+def pod_specs() -> Iterator[tuple[str, dict[str, Any]]]:
+    for doc in k8s_resources():
+        if doc["kind"] in {"Deployment", "Job"}:
+            yield f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]
+
+
+def k8s_containers() -> list[Container]:
+    config_maps = {doc["metadata"]["name"]: doc["data"] for doc in of_kind("ConfigMap")}
+    secrets = example_secrets()
+    containers = []
+    for where, pod in pod_specs():
+        for container in pod["containers"]:
+            environment: dict[str, str] = {}
+            from_secrets: set[str] = set()
+            for source in container.get("envFrom", []):
+                environment.update(config_maps[source["configMapRef"]["name"]])
+            for variable in container.get("env", []):
+                if "value" in variable:
+                    environment[variable["name"]] = str(variable["value"])
+                    continue
+                reference = variable["valueFrom"]["secretKeyRef"]
+                environment[variable["name"]] = secrets[reference["name"]][reference["key"]]
+                from_secrets.add(variable["name"])
+            containers.append(Container(f"k8s:{where}", python_module(container["command"]), environment,
+                                        frozenset(from_secrets)))
+    return containers
+
+
+ALL_CONTAINERS = compose_containers() + k8s_containers()
+
+
+# --- schemas -----------------------------------------------------------------------------
+
+def compose_schema() -> dict[str, Any]:
+    vendored = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    return json.loads(vendored.read_text())
+
+
+def compose_errors(document: Any) -> list[str]:
+    schema = compose_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{'/'.join(map(str, error.absolute_path))}: {error.message}" for error in validator.iter_errors(document)]
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    assert compose_errors(load_compose()) == []
+
+
+def test_the_compose_validator_catches_a_mistake() -> None:
+    broken = load_compose()
+    broken["services"]["ledger"]["restart_policy"] = "always"  # not a Compose key
+    broken["services"]["ledger"]["depends_on"]["postgres"]["condition"] = "service_ready"  # not a condition
+    errors = compose_errors(broken)
+    assert any("restart_policy" in error for error in errors)
+    assert any(error.startswith("services/ledger/depends_on") for error in errors)
+
+
+@pytest.mark.parametrize("document", k8s_resources() + yaml_documents(K8S / "secret.example.yaml"),
+                         ids=lambda doc: f"{doc['kind']}/{doc['metadata']['name']}")
+def test_manifest_follows_the_kubernetes_schema(document: dict[str, Any]) -> None:
+    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_kubernetes_validator_catches_a_mistake() -> None:
+    deployment = next(of_kind("Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError, match="livenesProbe"):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_kustomization_lists_every_manifest_but_the_secret_example() -> None:
+    listed = set(kustomization()["resources"])
+    on_disk = {path.name for path in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == on_disk - {"secret.example.yaml"}
+    assert not list(of_kind("Secret")), "placeholder secrets must never be applied"
+
+
+# --- environment variables ---------------------------------------------------------------
+
+@pytest.mark.parametrize("container", ALL_CONTAINERS, ids=lambda c: c.where)
+def test_every_variable_set_is_read_and_every_required_one_is_set(container: Container) -> None:
+    reader = READERS[container.module]
+    assert unread_variables(container.environment, reader) == set()
+    assert missing_required(container.environment, reader) == set()
+
+
+@pytest.mark.parametrize("container", ALL_CONTAINERS, ids=lambda c: c.where)
+def test_the_values_make_production_settings(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(READERS[container.module], container.resolved(), monkeypatch)
+    kafka = settings.kafka
+    assert (kafka.acks, kafka.enable_idempotence, kafka.create_topics) == ("all", True, False)
+    assert (kafka.replication_factor, kafka.min_insync_replicas) == (3, 2)
+    assert settings.log_format == "json"
+    assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080)
+    if container.module in SERVICES:
+        assert settings.database_url, f"{container.where} would fall back to a SQLite file"
+        assert settings.token_signing_key, f"{container.where} would refuse every API call"
+
+
+@pytest.mark.parametrize("container", [c for c in ALL_CONTAINERS if c.module in SERVICES], ids=lambda c: c.where)
+def test_each_service_has_its_own_postgresql_database(container: Container) -> None:
+    url = container.environment[f"BILLING_{container.module.upper()}_DATABASE_URL"]
+    assert url.startswith("postgresql+asyncpg://")
+    assert url.rsplit("/", 1)[1] == container.module
+    assert url.split("://", 1)[1].startswith(f"{container.module}:")  # the service's own role
+
+
+def test_the_variable_check_catches_a_misspelt_or_missing_variable() -> None:
+    assert unread_variables({"BILLING_KAFKA__BOOTSTRAP_SERVER": "kafka:9092"}, LedgerSettings) == {
+        "BILLING_KAFKA__BOOTSTRAP_SERVER"
+    }
+    assert unread_variables({"BILLING_DATABASE_URL": "postgresql+asyncpg://x"}, LedgerSettings) == {
+        "BILLING_DATABASE_URL"  # the ledger reads BILLING_LEDGER_DATABASE_URL only
+    }
+    assert missing_required({}, NotifierSettings) >= {"notifier_private_key"}
+
+
+def test_the_variable_list_matches_what_pydantic_settings_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    environment = {"BILLING_KAFKA__LINGER_MS": "7", "BILLING_LEDGER_DATABASE_URL": "postgresql+asyncpg://l@db/ledger",
+                   "BILLING_OUTBOX_RETENTION_HOURS": "3"}
+    assert unread_variables(environment, LedgerSettings) == set()
+    settings = load_settings(LedgerSettings, environment, monkeypatch)
+    assert (settings.kafka.linger_ms, settings.database_url, settings.outbox_retention_hours) == (
+        7, "postgresql+asyncpg://l@db/ledger", 3)
+
+
+def test_secrets_come_from_secrets() -> None:
+    for container in k8s_containers():
+        secret_like = {name for name in container.environment if SECRET_NAME.search(name)}
+        assert secret_like <= container.secret_sourced, f"{container.where} takes a secret from a ConfigMap"
+    for container in compose_containers():
+        secret_like = {name for name in container.environment if SECRET_NAME.search(name)}
+        assert secret_like <= container.secret_sourced, f"{container.where} has a secret written in the file"
+
+
+def test_every_secret_compose_needs_is_in_the_env_example() -> None:
+    values = [value for service in load_compose()["services"].values() for value in compose_environment(service).values()]
+    required = {match["name"] for value in values for match in INTERPOLATION.finditer(value)
+                if (match["rule"] or "").startswith(":?")}
+    example = {line.split("=", 1)[0] for line in (DEPLOY / ".env.example").read_text().splitlines()
+               if line and not line.startswith("#")}
+    assert required == example
+
+
+def test_the_example_secrets_cannot_be_deployed_as_they_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    identity = next(c for c in k8s_containers() if c.module == "identity")
+    with pytest.raises(ValidationError, match="base64"):
+        load_settings(IdentitySettings, identity.environment, monkeypatch)
+
+
+def test_image_defaults_are_variables_every_service_reads() -> None:
+    dockerfile_env = dict(re.findall(r"(BILLING_[A-Z0-9_]+)=(\S+)", (DEPLOY / "Dockerfile").read_text()))
+    assert dockerfile_env
+    for settings_cls in READERS.values():
+        assert unread_variables(dockerfile_env, settings_cls) == set()
+
+
+# --- the production shape ----------------------------------------------------------------
+
+def test_kafka_is_three_kraft_nodes_replicating_three_ways() -> None:
+    services = load_compose()["services"]
+    nodes = {name: service for name, service in services.items() if service.get("image", "").startswith("apache/kafka:")}
+    assert len(nodes) == 3
+    configs = [compose_environment(node) for node in nodes.values()]
+    assert {config["KAFKA_NODE_ID"] for config in configs} == {"1", "2", "3"}
+    for config in configs:
+        assert config["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        voters = {voter.split("@")[1].split(":")[0] for voter in config["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")}
+        assert voters == set(nodes)
+        assert (config["KAFKA_DEFAULT_REPLICATION_FACTOR"], config["KAFKA_MIN_INSYNC_REPLICAS"]) == ("3", "2")
+        assert config["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+        assert len(base64.urlsafe_b64decode(config["CLUSTER_ID"] + "==")) == 16  # a KRaft cluster id
+    assert len({config["CLUSTER_ID"] for config in configs}) == 1
+    advertised = {config["KAFKA_ADVERTISED_LISTENERS"].split("://", 1)[1] for config in configs}
+    for container in compose_containers():
+        assert set(container.environment["BILLING_KAFKA__BOOTSTRAP_SERVERS"].split(",")) == advertised
+
+
+def test_compose_starts_every_service_after_topics_and_database() -> None:
+    services = load_compose()["services"]
+    started = {python_module(s["command"]): s for s in services.values() if s.get("command", [""])[0] == "python"}
+    assert set(started) == {*SERVICES, "billing_events.admin"}
+    assert started["ledger"].get("deploy", {}).get("replicas") == 2
+    for module in SERVICES:
+        depends = started[module]["depends_on"]
+        assert depends["create-topics"]["condition"] == "service_completed_successfully"
+        assert depends["postgres"]["condition"] == "service_healthy"
+
+
+def test_postgres_init_creates_the_database_of_every_service() -> None:
+    postgres = load_compose()["services"]["postgres"]
+    mounted = [volume.split(":")[0] for volume in postgres["volumes"] if "docker-entrypoint-initdb.d" in volume]
+    assert mounted == ["./postgres/init-databases.sh"]
+    script = (DEPLOY / "postgres" / "init-databases.sh").read_text()
+    default_databases = re.search(r"SERVICE_DATABASES:-([a-z ]+)\}", script)
+    assert default_databases and set(default_databases[1].split()) == set(SERVICES)
+    assert {f"{service.upper()}_DB_PASSWORD" for service in SERVICES} <= set(compose_environment(postgres))
+
+
+def test_the_topic_jobs_create_the_dead_letter_topics_of_every_service() -> None:
+    commands = [s["command"] for s in load_compose()["services"].values() if "create-topics" in s.get("command", [])]
+    commands += [c["command"] for _, pod in pod_specs() for c in pod["containers"] if "create-topics" in c["command"]]
+    assert len(commands) == 2
+    for command in commands:
+        assert set(command[command.index("create-topics") + 1:]) == set(SERVICES)
+
+
+def test_k8s_deploys_every_service_once() -> None:
+    deployed = [python_module(d["spec"]["template"]["spec"]["containers"][0]["command"]) for d in of_kind("Deployment")]
+    assert sorted(deployed) == sorted(SERVICES)
+
+
+@pytest.mark.parametrize("deployment", list(of_kind("Deployment")), ids=lambda d: d["metadata"]["name"])
+def test_deployments_have_probes_limits_and_run_as_non_root(deployment: dict[str, Any]) -> None:
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    for container in pod["containers"]:
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+        port = container["readinessProbe"]["httpGet"]["port"]
+        assert port in {p.get("name") for p in container["ports"]} | {p["containerPort"] for p in container["ports"]}
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"]) & set(container["resources"]["limits"])
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["terminationGracePeriodSeconds"] > 30  # the broker client's graceful timeout
+
+
+def test_the_ledger_has_two_pods_and_a_disruption_budget() -> None:
+    ledger = next(d for d in of_kind("Deployment") if d["metadata"]["name"] == "ledger")
+    budgets = [b for b in of_kind("PodDisruptionBudget")
+               if b["spec"]["selector"]["matchLabels"].items() <= ledger["spec"]["template"]["metadata"]["labels"].items()]
+    assert len(budgets) == 1
+    assert ledger["spec"]["replicas"] >= 2
+    assert 1 <= budgets[0]["spec"]["minAvailable"] < ledger["spec"]["replicas"]
+
+
+def test_every_referenced_config_and_secret_exists() -> None:
+    config_maps = {doc["metadata"]["name"] for doc in of_kind("ConfigMap")}
+    secrets = example_secrets()
+    for where, pod in pod_specs():
+        for container in pod["containers"]:
+            for source in container.get("envFrom", []):
+                assert source["configMapRef"]["name"] in config_maps, where
+            for variable in container.get("env", []):
+                reference = variable.get("valueFrom", {}).get("secretKeyRef")
+                if reference:
+                    assert reference["key"] in secrets.get(reference["name"], {}), f"{where}: {reference}"
+
+
+# --- the image ---------------------------------------------------------------------------
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def test_image_is_multi_stage_from_the_lock_file_and_runs_as_non_root() -> None:
+    instructions = dockerfile_instructions()
+    arguments = dict(arg.split("=", 1) for kind, arg in instructions if kind == "ARG" and "=" in arg)
+    stages = [arg for kind, arg in instructions if kind == "FROM"]
+    assert len(stages) >= 2 and arguments["PYTHON_IMAGE"] == "python:3.11-slim"
+    syncs = [arg for kind, arg in instructions if kind == "RUN" and "uv sync" in arg]
+    assert syncs and all("--locked" in sync and "--no-dev" in sync for sync in syncs)
+    final_stage = instructions[max(i for i, (kind, _) in enumerate(instructions) if kind == "FROM"):]
+    users = [arg for kind, arg in final_stage if kind == "USER"]
+    assert users and users[-1].split(":")[0].replace("${APP_UID}", arguments["APP_UID"]) not in {"0", "root"}
+    health = [arg for kind, arg in final_stage if kind == "HEALTHCHECK"]
+    assert len(health) == 1 and "probe" in health[0] and "/health/live" in health[0]
+
+
+def test_image_copies_only_files_that_exist_and_are_not_ignored() -> None:
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    for kind, argument in dockerfile_instructions():
+        if kind != "COPY" or argument.startswith("--from"):
+            continue
+        for source in argument.split()[:-1]:
+            assert (ROOT / source).exists(), f"COPY {source}: no such file"
+            assert not any(source == pattern or source.startswith(f"{pattern}/") for pattern in ignored), source
+
+
+def build_stage() -> list[tuple[str, str]]:
+    instructions = dockerfile_instructions()
+    starts = [i for i, (kind, _) in enumerate(instructions) if kind == "FROM"]
+    return instructions[starts[0]:starts[1]]
+
+
+def copy_into(context: Path, argument: str) -> None:
+    """COPY from the repository into ``context``, as the build stage's WORKDIR."""
+    *sources, destination = argument.split()
+    for source in sources:
+        origin = ROOT / source
+        target = context / destination
+        if origin.is_dir():
+            shutil.copytree(origin, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+            continue
+        if destination.endswith("/") or len(sources) > 1:
+            target = target / origin.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(origin, target)
+
+
+def test_the_build_stage_installs_every_service_so_it_runs_without_sources(tmp_path: Path) -> None:
+    """The build stage's COPY and `uv sync` steps, replayed here without Docker."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    assert uv, "uv is needed to replay the image's build steps"
+    context, environment = tmp_path / "src", tmp_path / "venv"
+    context.mkdir()
+    build_environment = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(environment), "UV_LINK_MODE": "copy",
+                         "UV_PYTHON_DOWNLOADS": "never"}
+    build_environment.pop("VIRTUAL_ENV", None)
+    for kind, argument in build_stage():
+        if kind == "COPY":
+            copy_into(context, argument)
+        elif kind == "RUN" and "uv sync" in argument:
+            command = [uv, *shlex.split(argument[argument.index("uv sync") + len("uv "):])]
+            result = subprocess.run(command, cwd=context, env=build_environment, capture_output=True, text=True,
+                                    timeout=300, check=False)
+            assert result.returncode == 0, result.stderr
+    shutil.rmtree(context)  # the runtime stage gets the virtual environment only
+    python = str(environment / "bin" / "python")
+
+    def runs(code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+
+    services = runs("import identity.app, ledger.app, tariff.app, notifier.app, billing_events.admin, billing_cli.main")
+    assert services.returncode == 0, services.stderr
+    assert runs("import pytest").returncode != 0, "the image must not carry the dev dependency group"
+
+
+# --- the operations guide ----------------------------------------------------------------
+
+GUIDE = (ROOT / "docs" / "operations.md").read_text()
+
+
+def test_the_guide_lists_every_topic_of_the_catalog() -> None:
+    for spec in EVENT_TOPICS:
+        assert f"`{spec.name}`" in GUIDE, spec.name
+
+
+def test_the_guide_lists_every_metric() -> None:
+    exposed = [value for value in vars(metrics).values() if isinstance(value, MetricWrapperBase)]
+    assert exposed
+    for metric in exposed:
+        name = metric.describe()[0].name
+        assert re.search(rf"`{name}(_total)?`", GUIDE), name
+
+
+def test_every_variable_the_guide_names_is_read_by_a_setting() -> None:
+    read = set().union(*(variables_read_by(reader) for reader in READERS.values()))
+    named = set(re.findall(r"\bBILLING_[A-Z0-9_]*[A-Z0-9]\b", GUIDE))
+    assert named
+    assert named - read == set()
+
+
+def test_every_admin_command_the_guide_names_exists() -> None:
+    named = set(re.findall(r"python -m billing_events\.admin ([a-z][a-z-]*)", GUIDE))
+    assert named
+    for command in named:
+        with pytest.raises(SystemExit) as exit_status:
+            admin_main([command, "--help"])  # argparse exits 2 for a command it does not know
+        assert exit_status.value.code == 0, command
