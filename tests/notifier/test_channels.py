@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import random
-import socket
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from email import message_from_bytes, policy
-from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from billing_events.catalog.notifier import DeliveryChannel
 from billing_events.money import Money
 from notifier.channels import (
@@ -64,44 +60,7 @@ def phone(subscriber) -> Destination:
     return Destination(subscriber.phone, subscriber.masked_phone)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-# --- e-mail over a real SMTP server -----------------------------------------------------------
-
-
-class Mailbox:
-    """An aiosmtpd handler that keeps what it receives, or refuses recipients with a reply."""
-
-    def __init__(self, refuse_recipients_with: str | None = None) -> None:
-        self.refuse_recipients_with = refuse_recipients_with
-        self.received: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.refuse_recipients_with:
-            return self.refuse_recipients_with
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.received.append(
-            (envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
-        )
-        return "250 Message accepted for delivery"
-
-
-@contextlib.contextmanager
-def smtp_server(mailbox: Mailbox) -> Iterator[int]:
-    port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port
-    finally:
-        controller.stop()
+# --- e-mail over a real SMTP server (aiosmtpd, see conftest) ----------------------------------
 
 
 def smtp_channel(port: int) -> SmtpChannel:
@@ -110,9 +69,9 @@ def smtp_channel(port: int) -> SmtpChannel:
     )
 
 
-async def test_smtp_delivers_the_message_to_a_real_server(subscriber, payment_message):
-    mailbox = Mailbox()
-    with smtp_server(mailbox) as port:
+async def test_smtp_delivers_the_message_to_a_real_server(fakes, subscriber, payment_message):
+    mailbox = fakes.Mailbox()
+    with fakes.smtp_server(mailbox) as port:
         await smtp_channel(port).send(
             Destination(subscriber.email, subscriber.masked_email), payment_message
         )
@@ -130,10 +89,10 @@ async def test_smtp_delivers_the_message_to_a_real_server(subscriber, payment_me
     ("reply", "retryable"), [("550 5.1.1 No such user", False), ("451 4.3.0 Try later", True)]
 )
 async def test_smtp_refusals_say_whether_to_try_again(
-    subscriber, payment_message, reply, retryable
+    fakes, subscriber, payment_message, reply, retryable
 ):
     with (
-        smtp_server(Mailbox(refuse_recipients_with=reply)) as port,
+        fakes.smtp_server(fakes.Mailbox(refuse_recipients_with=reply)) as port,
         pytest.raises(DeliveryError) as refused,
     ):
         await smtp_channel(port).send(
@@ -144,9 +103,9 @@ async def test_smtp_refusals_say_whether_to_try_again(
     assert subscriber.email not in refused.value.reason
 
 
-async def test_smtp_server_down_is_worth_another_try(subscriber, payment_message):
+async def test_smtp_server_down_is_worth_another_try(fakes, subscriber, payment_message):
     with pytest.raises(DeliveryError) as refused:
-        await smtp_channel(free_port()).send(
+        await smtp_channel(fakes.free_port()).send(
             Destination(subscriber.email, subscriber.masked_email), payment_message
         )
     assert refused.value.retryable
@@ -156,64 +115,16 @@ async def test_smtp_server_down_is_worth_another_try(subscriber, payment_message
 # --- SMS over a real HTTP gateway -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class GatewayRequest:
-    request_line: str
-    headers: dict[str, str]
-    body: dict
-
-
-class SmsGateway:
-    """A tiny HTTP/1.1 server answering with the given statuses in turn (then 200).
-
-    ``None`` as a status means: never answer (until the gateway is shut down).
-    """
-
-    def __init__(self, statuses: list[int | None]) -> None:
-        self._statuses = list(statuses)
-        self.requests: list[GatewayRequest] = []
-        self._shutting_down = asyncio.Event()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        request_line, *header_lines = head.decode().split("\r\n")
-        headers = {
-            name.lower(): value
-            for name, value in (line.split(": ", 1) for line in header_lines if line)
-        }
-        body = json.loads(await reader.readexactly(int(headers["content-length"])))
-        self.requests.append(GatewayRequest(request_line, headers, body))
-        status = self._statuses.pop(0) if self._statuses else 200
-        if status is None:
-            await self._shutting_down.wait()
-        else:
-            reply = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Length: 2\r\n"
-            writer.write(f"{reply}Connection: close\r\n\r\n{{}}".encode())
-            await writer.drain()
-        writer.close()
-
-    @contextlib.asynccontextmanager
-    async def serving(self) -> AsyncIterator[str]:
-        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            yield f"http://127.0.0.1:{port}/v1/sms"
-        finally:
-            self._shutting_down.set()
-            server.close()
-            await server.wait_closed()
-
-
 @contextlib.asynccontextmanager
-async def sms_channel(gateway: SmsGateway, timeout: float = 5.0) -> AsyncIterator[HttpSmsChannel]:
+async def sms_channel(gateway: Any, timeout: float = 5.0) -> AsyncIterator[HttpSmsChannel]:
     async with gateway.serving() as url, httpx.AsyncClient(timeout=timeout) as client:
         yield HttpSmsChannel(url=url, api_token="t0k3n", client=client, sender="Operator")
 
 
 async def test_a_gateway_failing_twice_then_working_delivers_once_with_two_retries_logged(
-    phone, password_message
+    fakes, phone, password_message
 ):
-    gateway = SmsGateway([503, 503])
+    gateway = fakes.SmsGateway([503, 503])
     async with sms_channel(gateway) as channel:
         with capture_logs() as logs:
             attempts = await deliver(
@@ -239,9 +150,9 @@ async def test_a_gateway_failing_twice_then_working_delivers_once_with_two_retri
 
 
 async def test_a_gateway_that_always_fails_ends_in_failure_after_the_last_try(
-    phone, password_message
+    fakes, phone, password_message
 ):
-    gateway = SmsGateway([503] * 10)
+    gateway = fakes.SmsGateway([503] * 10)
     waited: list[float] = []
 
     async def note_sleep(seconds: float) -> None:
@@ -265,8 +176,8 @@ async def test_a_gateway_that_always_fails_ends_in_failure_after_the_last_try(
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
-async def test_a_request_the_gateway_refuses_is_not_tried_again(phone, password_message, status):
-    gateway = SmsGateway([status])
+async def test_a_request_the_gateway_refuses_is_not_tried_again(fakes, phone, password_message, status):
+    gateway = fakes.SmsGateway([status])
     async with sms_channel(gateway) as channel:
         with pytest.raises(DeliveryFailed) as failed:
             await deliver(channel, phone, password_message, policy=FAST, rng=random.Random(1))
@@ -275,26 +186,26 @@ async def test_a_request_the_gateway_refuses_is_not_tried_again(phone, password_
 
 
 @pytest.mark.parametrize("status", [429, 500, 502, 504])
-async def test_overload_and_server_errors_are_worth_another_try(phone, password_message, status):
-    async with sms_channel(SmsGateway([status])) as channel:
+async def test_overload_and_server_errors_are_worth_another_try(fakes, phone, password_message, status):
+    async with sms_channel(fakes.SmsGateway([status])) as channel:
         with pytest.raises(DeliveryError) as refused:
             await channel.send(phone, password_message)
     assert refused.value.retryable
 
 
 async def test_a_gateway_that_does_not_answer_times_out_and_is_worth_another_try(
-    phone, password_message
+    fakes, phone, password_message
 ):
-    async with sms_channel(SmsGateway([None]), timeout=0.2) as channel:
+    async with sms_channel(fakes.SmsGateway([None]), timeout=0.2) as channel:
         with pytest.raises(DeliveryError) as refused:
             await channel.send(phone, password_message)
     assert (refused.value.reason, refused.value.retryable) == ("SMS gateway timed out", True)
 
 
-async def test_an_unreachable_gateway_is_worth_another_try(phone, password_message):
+async def test_an_unreachable_gateway_is_worth_another_try(fakes, phone, password_message):
     async with httpx.AsyncClient(timeout=2) as client:
         channel = HttpSmsChannel(
-            url=f"http://127.0.0.1:{free_port()}/v1/sms", api_token="t", client=client
+            url=f"http://127.0.0.1:{fakes.free_port()}/v1/sms", api_token="t", client=client
         )
         with pytest.raises(DeliveryError) as refused:
             await channel.send(phone, password_message)

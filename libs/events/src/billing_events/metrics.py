@@ -29,3 +29,5 @@ OUTBOX_BACKLOG = Gauge("billing_outbox_backlog", "Outbox rows not yet published"
 CONSUMER_LAG = Gauge(
     "billing_consumer_lag", "Messages behind the end of each partition", ["service", "topic", "partition"]
 )
+LEDGER_JOURNAL_TRANSACTIONS = Gauge("billing_ledger_journal_transactions", "Transactions in the ledger's journal")
+LEDGER_POSTINGS = Gauge("billing_ledger_postings", "Postings in the ledger's journal")

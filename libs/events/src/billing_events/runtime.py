@@ -71,6 +71,7 @@ class ServiceRuntime:
             retention=timedelta(hours=hours) if (hours := self.settings.outbox_retention_hours) else None,
         )
         self.group_id = f"{self.settings.kafka.topic_prefix}{self.name}"
+        self._after_commit: list[Callable[[], None]] = []
         self.consumer: EventConsumer | None = None
         self.subscriber: Any = None
         if self.handler is not None:
@@ -83,6 +84,15 @@ class ServiceRuntime:
         self._http_server: uvicorn.Server | None = None
         self.http_port: int | None = None
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time a consumed batch has committed (e.g. to wake a sender)."""
+        self._after_commit.append(callback)
+
+    def _committed(self) -> None:
+        self.relay.wake()
+        for callback in self._after_commit:
+            callback()
+
     def attach_handler(self, handler: BatchHandler) -> None:
         """Consume ``consumes`` with ``handler``: for a handler that needs the runtime's database."""
         self.handler = handler
@@ -92,7 +102,7 @@ class ServiceRuntime:
             handler=handler,
             topics=self.topics,
             clock=self.clock,
-            on_commit=self.relay.wake,
+            on_commit=self._committed,
         )
         self.subscriber = subscribe(
             self.broker,
@@ -117,7 +127,7 @@ class ServiceRuntime:
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         self._tasks.append(asyncio.create_task(self._watch_backlog(), name=f"{self.name}-backlog"))
         for task in self.background:
-            self._tasks.append(asyncio.create_task(task(), name=f"{self.name}-{task.__name__}"))
+            self._tasks.append(asyncio.create_task(task(), name=f"{self.name}-{getattr(task, '__name__', 'background')}"))
         if self.settings.http_port is not None:
             await self._serve_http(self.settings.http_port)
         self.started = True
@@ -183,9 +193,16 @@ class ServiceRuntime:
         return checks
 
     async def _watch_backlog(self) -> None:
+        """Keep the outbox backlog and the consumer lag gauges current."""
         while True:
             async with self.db.connect() as conn:
                 metrics.OUTBOX_BACKLOG.labels(self.name).set(await backlog(conn))
+            consumer = getattr(self.subscriber, "consumer", None)
+            for partition in consumer.assignment() if consumer is not None else ():
+                end = consumer.highwater(partition)
+                if end is not None:
+                    lag = max(0, end - await consumer.position(partition))
+                    metrics.CONSUMER_LAG.labels(self.name, partition.topic, str(partition.partition)).set(lag)
             await asyncio.sleep(5)
 
     async def __aenter__(self) -> ServiceRuntime:

@@ -1,7 +1,7 @@
 """Settings shared by every service: one prefix (``BILLING_``), nested sections with ``__``.
 
 ``BILLING_KAFKA__BOOTSTRAP_SERVERS=broker:9092`` sets the broker for every service;
-``BILLING_LEDGER__DATABASE_URL=postgresql+asyncpg://...`` sets one service's database.
+``BILLING_LEDGER_DATABASE_URL=postgresql+asyncpg://...`` sets one service's database.
 Each service subclasses :class:`ServiceSettings` and adds its own section.
 """
 

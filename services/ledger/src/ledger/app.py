@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from billing_events import topics
+import asyncio
+from functools import partial
+
+from sqlalchemy import func, select
+
+from billing_events import metrics, topics
 from billing_events.clock import Clock, SystemClock
 from billing_events.runtime import ServiceRuntime, run
 
@@ -20,6 +25,17 @@ class LedgerRuntime(ServiceRuntime):
     ledger: LedgerContext
 
 
+async def _watch_journal(runtime: LedgerRuntime) -> None:
+    """Journal size for the metrics page: read from the chain head and the postings' id."""
+    while True:
+        async with runtime.db.connect() as conn:
+            length = await conn.scalar(select(store.chain_head.c.length).where(store.chain_head.c.id == 1))
+            postings = await conn.scalar(select(func.max(store.postings.c.id)))
+        metrics.LEDGER_JOURNAL_TRANSACTIONS.set(length or 0)
+        metrics.LEDGER_POSTINGS.set(postings or 0)
+        await asyncio.sleep(5)
+
+
 def build_runtime(settings: LedgerSettings | None = None, clock: Clock | None = None) -> LedgerRuntime:
     settings = settings or LedgerSettings()
     clock = clock or SystemClock()
@@ -31,6 +47,7 @@ def build_runtime(settings: LedgerSettings | None = None, clock: Clock | None = 
         bonus_pays_charges=settings.bonus_pays_charges, wake_relay=runtime.relay.wake,
     )
     runtime.attach_handler(LedgerHandler(runtime.ledger))
+    runtime.background.append(partial(_watch_journal, runtime))
     runtime.http_app.include_router(build_router(runtime.ledger, runtime.republish))
     return runtime
 

@@ -1,16 +1,74 @@
-"""The notifier process: wires the store, the handlers and the shared runtime together."""
+"""The notifier process: wires the store, the handlers, the delivery loop and the runtime."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
+from datetime import timedelta
+
+import httpx
+from billing_events import topics
+from billing_events.catalog.notifier import DeliveryChannel
 from billing_events.clock import Clock, SystemClock
 from billing_events.runtime import ServiceRuntime, run
-from sqlalchemy import MetaData
 
+from notifier import store
+from notifier.channels import Channel, FileChannel, HttpSmsChannel, SmtpChannel
+from notifier.delivery import Deliverer
+from notifier.domain import RandomSource, SealOpener
+from notifier.handlers import Handlers
+from notifier.http import build_router
+from notifier.rendering import Renderer
 from notifier.settings import NotifierSettings
 
+CONSUMES = (topics.IDENTITY, topics.LEDGER, topics.TARIFF)
 
-def build_runtime(settings: NotifierSettings | None = None, clock: Clock | None = None) -> ServiceRuntime:
-    return ServiceRuntime(settings=settings or NotifierSettings(), clock=clock or SystemClock(), metadata=MetaData())
+
+def channel_factory(settings: NotifierSettings):  # type: ignore[no-untyped-def]
+    """Opens the configured gateways when the delivery loop starts; the stack closes them."""
+
+    async def open_channels(stack: contextlib.AsyncExitStack) -> Mapping[DeliveryChannel, Channel]:
+        file_channel = FileChannel(settings.resolved_file_channel_path(), production=settings.production)
+        sms: Channel = file_channel
+        email: Channel = file_channel
+        if settings.sms_channel == "http_sms":
+            gateway = settings.sms_gateway
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=gateway.timeout_seconds))
+            sms = HttpSmsChannel(url=gateway.url, api_token=gateway.api_token, client=client, sender=gateway.sender)
+        if settings.email_channel == "smtp":
+            smtp = settings.smtp
+            email = SmtpChannel(host=smtp.host, port=smtp.port, sender=smtp.sender, username=smtp.username,
+                                password=smtp.password, tls=smtp.tls, timeout=smtp.timeout_seconds)
+        return {DeliveryChannel.SMS: sms, DeliveryChannel.EMAIL: email}
+
+    return open_channels
+
+
+def build_runtime(
+    settings: NotifierSettings | None = None, clock: Clock | None = None, *, rng: RandomSource | None = None
+) -> ServiceRuntime:
+    settings = settings or NotifierSettings()  # type: ignore[call-arg]  (the key comes from the environment)
+    clock = clock or SystemClock()
+    opener = SealOpener.from_base64(settings.notifier_private_key)
+    handlers = Handlers(settings, clock, opener)
+    holder: list[ServiceRuntime] = []
+    runtime = ServiceRuntime(
+        settings=settings, clock=clock, metadata=store.metadata,
+        handler=handlers.router(), consumes=list(CONSUMES),
+        routers=[build_router(lambda: holder[0])],
+    )
+    holder.append(runtime)
+    deliverer = Deliverer(
+        db=runtime.db, clock=clock, topics=runtime.topics, channels=channel_factory(settings),
+        renderer=Renderer(settings.default_language), opener=opener, policy=settings.retry_policy(),
+        rng=rng, on_published=runtime.relay.wake, batch_size=settings.delivery_batch_size,
+        concurrency=settings.delivery_concurrency, poll_interval=settings.delivery_poll_seconds,
+        lease=timedelta(seconds=settings.delivery_lease_seconds),
+    )
+    runtime.background.append(deliverer.run)
+    runtime.deliverer = deliverer  # type: ignore[attr-defined]  (tests and service.py reach it)
+    runtime.after_commit(deliverer.wake)  # deliver right after a consumed batch commits
+    return runtime
 
 
 def main() -> None:

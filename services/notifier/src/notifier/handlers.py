@@ -1,0 +1,145 @@
+"""Events in, deliveries out: what the notifier does with billing.identity, .ledger and .tariff.
+
+SubscriberRegistered keeps the profile (the contact stays sealed in the database). Every other
+routed event is decided by the domain against the profile, and each message it calls for
+becomes a ``pending`` delivery row in the same transaction as the inbox claim: a redelivered
+event is absorbed by the inbox, and the unique (event, template, channel) key guards the rest.
+
+An event about an account without a profile is PARKED (kept in ``parked_events``, counted and
+logged) and decided when SubscriberRegistered arrives: the three topics are consumed in
+parallel, so a ledger or tariff event can overtake the registration. Nothing is skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from billing_events.catalog.identity import LoginLocked, PasswordIssued, SubscriberRegistered
+from billing_events.catalog.ledger import BalanceChanged
+from billing_events.catalog.notifier import DeliveryChannel
+from billing_events.catalog.tariff import (
+    AccountBlocked,
+    AccountUnblocked,
+    TariffChanged,
+    VoluntaryBlockEnded,
+    VoluntaryBlockStarted,
+)
+from billing_events.clock import Clock
+from billing_events.consumer import EventRouter
+from billing_events.envelope import Envelope, decode
+from billing_events.logging import get_logger
+from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from notifier import store
+from notifier.domain import (
+    NoticeContext,
+    NotifierError,
+    SealOpener,
+    SubscriberProfile,
+    decide,
+    profile_from_registration,
+)
+from notifier.rendering import LANGUAGES
+from notifier.settings import NotifierSettings
+
+log = get_logger(__name__)
+
+PARKED = Counter("notifier_events_parked_total", "Events waiting for their subscriber's profile", ["event_type"])
+INTENDED = Counter("notifier_messages_intended_total", "Messages the events called for", ["template"])
+
+NOTICE_EVENTS = (
+    PasswordIssued, LoginLocked, BalanceChanged, AccountBlocked, AccountUnblocked,
+    VoluntaryBlockStarted, VoluntaryBlockEnded, TariffChanged,
+)
+
+
+class Handlers:
+    def __init__(self, settings: NotifierSettings, clock: Clock, opener: SealOpener) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._opener = opener
+
+    def router(self) -> EventRouter:
+        routes: dict[Any, Any] = {SubscriberRegistered: self.on_registered}
+        routes.update({event_cls: self.on_event for event_cls in NOTICE_EVENTS})
+        return EventRouter(routes, rejects=(NotifierError,))
+
+    async def on_registered(self, conn: AsyncConnection, envelope: Envelope[SubscriberRegistered]) -> list[Envelope[Any]]:
+        registered = envelope.payload
+        profile = profile_from_registration(registered, self._opener)  # proves the seal opens
+        await store.save_subscriber(
+            conn,
+            account_number=registered.account_number,
+            language=self._language(registered.language),
+            notify_by=profile.notify_by,
+            masked_phone=registered.masked_phone,
+            masked_email=registered.masked_email,
+            sealed_contact=registered.sealed_contact,
+            event_id=envelope.event_id,
+            now=self._clock.now(),
+        )
+        log.info("notifier.subscriber_saved", account=registered.account_number,
+                 language=registered.language, masked_phone=registered.masked_phone)
+        parked = await store.take_parked(conn, registered.account_number)
+        if parked:
+            profile = await store.load_profile(conn, registered.account_number, self._opener)
+            assert profile is not None
+            for raw in parked:
+                await self._decide(conn, decode(raw), profile)
+            log.info("notifier.parked_events_decided", account=registered.account_number, count=len(parked))
+        return []
+
+    async def on_event(self, conn: AsyncConnection, envelope: Envelope[Any]) -> list[Envelope[Any]]:
+        account = envelope.payload.account_number
+        profile = await store.load_profile(conn, account, self._opener)
+        if profile is None:
+            await store.park(conn, event_id=envelope.event_id, account_number=account,
+                             event_type=envelope.event_type, envelope=envelope.to_bytes(), now=self._clock.now())
+            PARKED.labels(envelope.event_type).inc()
+            log.info("notifier.event_parked", account=account, reason="no subscriber profile yet")
+            return []
+        await self._decide(conn, envelope, profile)
+        return []
+
+    async def _decide(self, conn: AsyncConnection, envelope: Envelope[Any], profile: SubscriberProfile) -> None:
+        payload = envelope.payload
+        is_balance = isinstance(payload, BalanceChanged)
+        currency = payload.main.currency if is_balance else "RUB"
+        context = NoticeContext(
+            occurred_at=envelope.occurred_at,
+            low_balance_threshold=self._settings.low_balance_threshold(currency),
+            low_balance_alarm=await store.load_alarm(conn, profile.account_number) if is_balance else None,
+        )
+        decision = decide(payload, profile, context, self._opener)
+        if is_balance and decision.low_balance_alarm is not None:
+            await store.save_alarm(conn, profile.account_number, decision.low_balance_alarm, self._clock.now())
+        sealed_secret = payload.sealed_secret if isinstance(payload, PasswordIssued) else None
+        new = []
+        for intent in decision.intents:
+            variables = dict(intent.variables)
+            if intent.contains_secret:
+                # The clear secret is dropped here; the sealed text is opened again at send time.
+                variables.pop("secret", None)
+                if sealed_secret is None:
+                    raise NotifierError("secret_without_seal", f"{intent.template} needs a sealed secret")
+            new.append(store.NewDelivery(
+                account_number=profile.account_number,
+                about_event_id=envelope.event_id,
+                about_event_type=envelope.event_type,
+                correlation_id=envelope.correlation_id,
+                template=intent.template.value,
+                language=intent.language,
+                channel=DeliveryChannel(intent.channel),
+                masked_destination=intent.destination.masked,
+                variables=variables,
+                sealed_secret=sealed_secret if intent.contains_secret else None,
+            ))
+            INTENDED.labels(intent.template.value).inc()
+        added = await store.add_deliveries(conn, new, self._clock.now())
+        if new:
+            log.info("notifier.deliveries_added", account=profile.account_number,
+                     templates=[item.template for item in new], added=added)
+
+    def _language(self, language: str) -> str:
+        return language if language in LANGUAGES else self._settings.default_language

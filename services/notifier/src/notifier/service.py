@@ -1,0 +1,87 @@
+"""The notifier's commands and reads for operations (the CLI and HTTP call these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from billing_events.catalog.common import AccountNumber
+from billing_events.catalog.notifier import DeliveryChannel
+from billing_events.runtime import ServiceRuntime
+from pydantic import BaseModel, Field
+
+from notifier import store
+from notifier.store import DeliveryStatus
+
+
+class DeliveryLogQuery(BaseModel):
+    account_number: AccountNumber
+    status: DeliveryStatus | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+    before_id: int | None = Field(default=None, ge=1, description="Page: deliveries older than this id")
+
+
+class DeliveryAttempt(BaseModel):
+    attempt: int
+    at: datetime
+    outcome: str = Field(description="sent, retry or failed")
+    reason: str | None
+
+
+class DeliveryRecord(BaseModel):
+    """One message as the delivery log keeps it: never its body, only the masked destination."""
+
+    id: int
+    about_event_id: UUID
+    about_event_type: str
+    template: str
+    language: str
+    channel: DeliveryChannel
+    masked_destination: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    tries: list[DeliveryAttempt]
+
+
+class SubscriberView(BaseModel):
+    language: str
+    notify_by: DeliveryChannel
+    masked_phone: str
+    masked_email: str | None
+
+
+class DeliveryLog(BaseModel):
+    account_number: str
+    subscriber: SubscriberView | None = Field(description="None: the notifier has no profile yet")
+    deliveries: list[DeliveryRecord]
+
+
+async def delivery_log(runtime: ServiceRuntime, query: DeliveryLogQuery) -> DeliveryLog:
+    """An account's deliveries, newest first, with every try and its reason."""
+    async with runtime.db.connect() as conn:
+        rows = await store.delivery_log(conn, query.account_number, status=query.status,
+                                        limit=query.limit, before_id=query.before_id)
+        tries = await store.attempts_of(conn, [row["id"] for row in rows])
+        subscriber = await store.subscriber_row(conn, query.account_number)
+    return DeliveryLog(
+        account_number=query.account_number,
+        subscriber=None if subscriber is None else SubscriberView(
+            language=subscriber["language"], notify_by=subscriber["notify_by"],
+            masked_phone=subscriber["masked_phone"], masked_email=subscriber["masked_email"],
+        ),
+        deliveries=[_record(row, tries.get(row["id"], [])) for row in rows],
+    )
+
+
+def _record(row: Any, tries: list[Any]) -> DeliveryRecord:
+    data = {name: row[name] for name in store.DELIVERY_LOG_COLUMNS if name != "account_number"}
+    if data["status"] in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
+        data["next_attempt_at"] = None
+    return DeliveryRecord(**data, tries=[
+        DeliveryAttempt(attempt=t["attempt"], at=t["at"], outcome=t["outcome"], reason=t["reason"]) for t in tries
+    ])

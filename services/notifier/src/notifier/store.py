@@ -1,0 +1,434 @@
+"""The notifier's own tables and queries (SQLAlchemy Core; PostgreSQL and SQLite).
+
+- ``subscribers``: the notifier's copy of who to write to. The clear contact is never stored:
+  the row keeps identity's ``sealed_contact`` (a sealed box only the notifier's private key
+  opens), so the database holds ciphertext and the masked forms for display.
+- ``low_balance_alarms``: per account, whether the "balance running low" message is armed.
+- ``parked_events``: events about an account the notifier has no profile for yet (the topics
+  are read in parallel, so a ledger event can overtake SubscriberRegistered); they are decided
+  when the profile arrives.
+- ``deliveries``: the delivery log, one row per message. No message body is stored: the body
+  is rendered at send time from ``variables`` (which never hold a secret) plus, for passwords
+  and codes, identity's ``sealed_secret`` opened at send time.
+- ``delivery_attempts``: every try of a delivery with its outcome and reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from billing_events.catalog.notifier import DeliveryChannel
+from billing_events.db import insert_ignoring_duplicates, upsert
+from billing_events.money import Money
+from billing_events.schema import BigId
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from notifier.domain import Destination, LowBalanceAlarm, SealOpener, SubscriberProfile
+
+metadata = MetaData()
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("account_number", String(12), primary_key=True),
+    Column("language", String(2), nullable=False),
+    Column("notify_by", String(8), nullable=False),
+    Column("masked_phone", String(64), nullable=False),
+    Column("masked_email", String(64)),
+    Column("sealed_contact", Text, nullable=False),
+    Column("registered_event_id", Uuid, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+low_balance_alarms = Table(
+    "low_balance_alarms",
+    metadata,
+    Column("account_number", String(12), primary_key=True),
+    Column("armed", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+parked_events = Table(
+    "parked_events",
+    metadata,
+    Column("event_id", Uuid, primary_key=True),
+    Column("account_number", String(64), nullable=False, index=True),
+    Column("event_type", String(64), nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_number", String(12), nullable=False),
+    Column("about_event_id", Uuid, nullable=False),
+    Column("about_event_type", String(64), nullable=False),
+    Column("correlation_id", Uuid, nullable=False),
+    Column("template", String(64), nullable=False),
+    Column("language", String(2), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("masked_destination", String(64), nullable=False),
+    Column("variables", JSON, nullable=False),
+    Column("sealed_secret", Text),
+    Column("status", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", String(500)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("about_event_id", "template", "channel", name="deliveries_once_per_event"),
+    Index("deliveries_due", "status", "next_attempt_at"),
+    Index("deliveries_by_account", "account_number", "id"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("delivery_id", BigId, ForeignKey("deliveries.id"), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("outcome", String(10), nullable=False),  # sent | retry | failed
+    Column("reason", String(500)),
+)
+
+
+# --- subscribers ------------------------------------------------------------------------------
+
+
+async def save_subscriber(
+    conn: AsyncConnection,
+    *,
+    account_number: str,
+    language: str,
+    notify_by: DeliveryChannel,
+    masked_phone: str,
+    masked_email: str | None,
+    sealed_contact: str,
+    event_id: UUID,
+    now: datetime,
+) -> None:
+    values = {
+        "account_number": account_number,
+        "language": language,
+        "notify_by": notify_by.value,
+        "masked_phone": masked_phone,
+        "masked_email": masked_email,
+        "sealed_contact": sealed_contact,
+        "registered_event_id": event_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+    changing = [k for k in values if k not in ("account_number", "created_at")]
+    await conn.execute(upsert(conn, subscribers, ["account_number"], changing), values)
+
+
+async def subscriber_row(conn: AsyncConnection, account_number: str) -> Mapping[str, Any] | None:
+    row = (
+        await conn.execute(select(subscribers).where(subscribers.c.account_number == account_number))
+    ).first()
+    return row._mapping if row else None
+
+
+async def load_profile(
+    conn: AsyncConnection, account_number: str, opener: SealOpener
+) -> SubscriberProfile | None:
+    """The profile with the contact opened (in memory only)."""
+    row = await subscriber_row(conn, account_number)
+    return None if row is None else profile_of(row, opener)
+
+
+def profile_of(row: Mapping[str, Any], opener: SealOpener) -> SubscriberProfile:
+    contact = opener.contact(row["sealed_contact"])
+    email = None
+    if contact.email is not None:
+        email = Destination(contact.email, row["masked_email"] or "***")
+    return SubscriberProfile(
+        account_number=row["account_number"],
+        language=row["language"],
+        phone=Destination(contact.phone, row["masked_phone"]),
+        email=email,
+        notify_by=DeliveryChannel(row["notify_by"]),
+    )
+
+
+# --- the low-balance alarm --------------------------------------------------------------------
+
+
+async def load_alarm(conn: AsyncConnection, account_number: str) -> LowBalanceAlarm | None:
+    armed = await conn.scalar(
+        select(low_balance_alarms.c.armed).where(low_balance_alarms.c.account_number == account_number)
+    )
+    return None if armed is None else LowBalanceAlarm(armed=bool(armed))
+
+
+async def save_alarm(
+    conn: AsyncConnection, account_number: str, alarm: LowBalanceAlarm, now: datetime
+) -> None:
+    await conn.execute(
+        upsert(conn, low_balance_alarms, ["account_number"], ["armed", "updated_at"]),
+        {"account_number": account_number, "armed": alarm.armed, "updated_at": now},
+    )
+
+
+# --- parked events ----------------------------------------------------------------------------
+
+
+async def park(
+    conn: AsyncConnection, *, event_id: UUID, account_number: str, event_type: str, envelope: bytes, now: datetime
+) -> None:
+    await conn.execute(
+        insert_ignoring_duplicates(conn, parked_events),
+        {"event_id": event_id, "account_number": account_number, "event_type": event_type,
+         "envelope": envelope, "parked_at": now},
+    )
+
+
+async def take_parked(conn: AsyncConnection, account_number: str) -> list[bytes]:
+    """The account's parked events in the order they were parked, removed from the table."""
+    rows = (
+        await conn.execute(
+            select(parked_events.c.event_id, parked_events.c.envelope)
+            .where(parked_events.c.account_number == account_number)
+            .order_by(parked_events.c.parked_at, parked_events.c.event_id)
+        )
+    ).all()
+    if rows:
+        await conn.execute(delete(parked_events).where(parked_events.c.account_number == account_number))
+    return [row.envelope for row in rows]
+
+
+async def count_parked(conn: AsyncConnection) -> int:
+    return await conn.scalar(select(func.count()).select_from(parked_events)) or 0
+
+
+# --- deliveries -------------------------------------------------------------------------------
+
+
+def encode_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """Template variables as JSON that decodes back to the same types (Money, date, datetime)."""
+    encoded: dict[str, Any] = {}
+    for name, value in variables.items():
+        if isinstance(value, Money):
+            encoded[name] = {"money": value.model_dump()}
+        elif isinstance(value, datetime):
+            encoded[name] = {"datetime": value.isoformat()}
+        elif isinstance(value, date):
+            encoded[name] = {"date": value.isoformat()}
+        elif value is None or isinstance(value, (str, int, float, bool)):
+            encoded[name] = {"plain": value}
+        else:
+            raise TypeError(f"template variable {name!r} of type {type(value).__name__} cannot be stored")
+    return encoded
+
+
+def decode_variables(encoded: Mapping[str, Any]) -> dict[str, Any]:
+    decoded: dict[str, Any] = {}
+    for name, wrapped in encoded.items():
+        [(kind, value)] = wrapped.items()
+        if kind == "money":
+            decoded[name] = Money.model_validate(value)
+        elif kind == "datetime":
+            decoded[name] = datetime.fromisoformat(value)
+        elif kind == "date":
+            decoded[name] = date.fromisoformat(value)
+        else:
+            decoded[name] = value
+    return decoded
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    account_number: str
+    about_event_id: UUID
+    about_event_type: str
+    correlation_id: UUID
+    template: str
+    language: str
+    channel: DeliveryChannel
+    masked_destination: str
+    variables: Mapping[str, Any]
+    sealed_secret: str | None = None
+
+
+async def add_deliveries(conn: AsyncConnection, new: Sequence[NewDelivery], now: datetime) -> int:
+    """Insert pending deliveries, due now; one already recorded for (event, template, channel)
+    is left as it is. Returns how many were added."""
+    if not new:
+        return 0
+    rows = [
+        {
+            "account_number": item.account_number,
+            "about_event_id": item.about_event_id,
+            "about_event_type": item.about_event_type,
+            "correlation_id": item.correlation_id,
+            "template": item.template,
+            "language": item.language,
+            "channel": item.channel.value,
+            "masked_destination": item.masked_destination,
+            "variables": encode_variables(item.variables),
+            "sealed_secret": item.sealed_secret,
+            "status": DeliveryStatus.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for item in new
+    ]
+    result = await conn.execute(insert_ignoring_duplicates(conn, deliveries).returning(deliveries.c.id), rows)
+    return len(result.scalars().all())
+
+
+async def claim_due(
+    conn: AsyncConnection, *, now: datetime, limit: int, lease: timedelta
+) -> list[Mapping[str, Any]]:
+    """Take up to ``limit`` due deliveries for sending: each becomes ``sending`` with one more
+    attempt counted and a lease until ``now + lease``. A ``sending`` row whose lease ran out
+    (its sender crashed) is due again. Other instances skip the rows locked here."""
+    status = deliveries.c.status
+    due = (
+        select(deliveries)
+        .where(status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value]),
+               deliveries.c.next_attempt_at <= now)
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = [row._mapping for row in (await conn.execute(due)).all()]
+    if not rows:
+        return []
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_([row["id"] for row in rows]))
+        .values(status=DeliveryStatus.SENDING.value, attempts=deliveries.c.attempts + 1,
+                next_attempt_at=now + lease, updated_at=now)
+    )
+    return [
+        {**row, "attempts": row["attempts"] + 1, "status": DeliveryStatus.SENDING.value, "status_before": row["status"]}
+        for row in rows
+    ]
+
+
+async def next_due_at(conn: AsyncConnection) -> datetime | None:
+    return await conn.scalar(
+        select(func.min(deliveries.c.next_attempt_at)).where(
+            deliveries.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value])
+        )
+    )
+
+
+async def record_attempt(
+    conn: AsyncConnection,
+    delivery_id: int,
+    attempt: int,
+    *,
+    outcome: str,
+    reason: str | None,
+    now: datetime,
+    status: DeliveryStatus,
+    next_attempt_at: datetime | None = None,
+    language: str | None = None,
+) -> bool:
+    """Close a try of a claimed delivery. False when the row is no longer ours (its lease ran
+    out and another round took it): then nothing is written."""
+    values: dict[str, Any] = {"status": status.value, "updated_at": now}
+    if reason is not None:
+        values["last_error"] = reason[:500]
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    if language is not None:
+        values["language"] = language
+    result = await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id, deliveries.c.attempts == attempt,
+               deliveries.c.status == DeliveryStatus.SENDING.value)
+        .values(**values)
+    )
+    if not result.rowcount:
+        return False
+    await conn.execute(
+        insert_ignoring_duplicates(conn, delivery_attempts),
+        {"delivery_id": delivery_id, "attempt": attempt, "at": now, "outcome": outcome,
+         "reason": None if reason is None else reason[:500]},
+    )
+    return True
+
+
+DELIVERY_LOG_COLUMNS = (
+    "id", "account_number", "about_event_id", "about_event_type", "template", "language",
+    "channel", "masked_destination", "status", "attempts", "next_attempt_at", "last_error",
+    "created_at", "updated_at",
+)
+
+
+async def delivery_log(
+    conn: AsyncConnection,
+    account_number: str,
+    *,
+    status: DeliveryStatus | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[Mapping[str, Any]]:
+    """An account's deliveries, newest first (no variables, no sealed text)."""
+    query = select(*(deliveries.c[name] for name in DELIVERY_LOG_COLUMNS)).where(
+        deliveries.c.account_number == account_number
+    )
+    if status is not None:
+        query = query.where(deliveries.c.status == status.value)
+    if before_id is not None:
+        query = query.where(deliveries.c.id < before_id)
+    rows = (await conn.execute(query.order_by(deliveries.c.id.desc()).limit(limit))).all()
+    return [row._mapping for row in rows]
+
+
+async def attempts_of(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[int, list[Mapping[str, Any]]]:
+    if not delivery_ids:
+        return {}
+    rows = (
+        await conn.execute(
+            select(delivery_attempts)
+            .where(delivery_attempts.c.delivery_id.in_(list(delivery_ids)))
+            .order_by(delivery_attempts.c.delivery_id, delivery_attempts.c.attempt)
+        )
+    ).all()
+    found: dict[int, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        found.setdefault(row.delivery_id, []).append(row._mapping)
+    return found
