@@ -21,7 +21,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -41,8 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.catalog.ledger import PaymentType, TransactionKind, UnmatchedReason
 from billing_events.catalog.payments import PaymentChannel
-from billing_events.db import insert_ignoring_duplicates
-from billing_events.schema import BigId
+from billing_events.db import any_of, bulk_insert, bulk_update, insert_ignoring_duplicates
+from billing_events.schema import BigId, UtcDateTime
 
 from ledger.domain import (
     GENESIS_HASH,
@@ -68,7 +67,7 @@ accounts = Table(
     Column("payment_type", String(16), nullable=False),
     Column("credit_limit", BigInteger, nullable=False),
     Column("is_open", Boolean, nullable=False),
-    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("opened_at", UtcDateTime(), nullable=False),
 )
 
 operator_balances = Table(
@@ -88,8 +87,8 @@ journal = Table(
     Column("business_key", String(200), nullable=False),
     Column("cause_event_id", Uuid),
     Column("cause_type", String(64), nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
     Column("reverses", Uuid, unique=True),
     Column("operator", String(100)),
     Column("operator_reason", Text),
@@ -125,7 +124,7 @@ suspense = Table(
     Column("reference", String(64), nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
     Column("reason", String(32), nullable=False),
     Column("status", String(16), nullable=False),
     Column("settled_by", Uuid),
@@ -155,7 +154,8 @@ async def lock_accounts(conn: AsyncConnection, numbers: Collection[str]) -> dict
     if not numbers:
         return {}
     rows = await conn.execute(
-        select(accounts).where(accounts.c.number.in_(sorted(numbers))).order_by(accounts.c.number).with_for_update()
+        select(accounts).where(any_of(conn, accounts.c.number, sorted(numbers)))
+        .order_by(accounts.c.number).with_for_update()
     )
     return {row.number: _state(row) for row in rows}
 
@@ -166,18 +166,11 @@ async def account(conn: AsyncConnection, number: str) -> AccountState | None:
 
 
 async def open_accounts(conn: AsyncConnection, states: Sequence[AccountState], at: datetime) -> None:
-    if states:
-        await conn.execute(
-            insert_ignoring_duplicates(conn, accounts), [{**_state_row(s), "opened_at": at} for s in states]
-        )
+    await bulk_insert(conn, accounts, [{**_state_row(s), "opened_at": at} for s in states], ignore_duplicates=True)
 
 
 async def save_accounts(conn: AsyncConnection, states: Iterable[AccountState]) -> None:
-    rows = [{**_state_row(state), "number_key": state.number} for state in states]
-    for row in rows:
-        del row["number"]
-    if rows:
-        await conn.execute(update(accounts).where(accounts.c.number == bindparam("number_key")), rows)
+    await bulk_update(conn, accounts, ["number"], [_state_row(state) for state in states])
 
 
 # --- the journal ----------------------------------------------------------------------------
@@ -186,7 +179,7 @@ async def save_accounts(conn: AsyncConnection, states: Iterable[AccountState]) -
 async def existing_transactions(conn: AsyncConnection, ids: Collection[UUID]) -> set[UUID]:
     if not ids:
         return set()
-    result = await conn.execute(select(journal.c.txn_id).where(journal.c.txn_id.in_(list(ids))))
+    result = await conn.execute(select(journal.c.txn_id).where(any_of(conn, journal.c.txn_id, list(ids))))
     return set(result.scalars())
 
 
@@ -221,8 +214,8 @@ async def append(conn: AsyncConnection, transactions: Sequence[Transaction], rec
             {"txn_id": txn.id, "account": account, "amount": amount, "currency": currency}
             for account, amount, currency in txn.postings
         )
-    await conn.execute(insert(journal), journal_rows)
-    await conn.execute(insert(postings), posting_rows)
+    await bulk_insert(conn, journal, journal_rows)
+    await bulk_insert(conn, postings, posting_rows)
     values = {"hash": previous, "length": length + len(transactions)}
     if head:
         await conn.execute(update(chain_head).where(chain_head.c.id == 1).values(**values))
@@ -308,7 +301,18 @@ async def entries(
 
 
 async def stream_postings(conn: AsyncConnection, batch: int = 20_000) -> AsyncIterator[Sequence[tuple[str, int]]]:
-    """All (account, amount) rows in chunks: the input of a full rebuild."""
+    """All (account, amount) rows in chunks: the input of a full rebuild.
+
+    On PostgreSQL the rows come straight from the driver's server-side cursor (the transaction
+    is the caller's): a million SQLAlchemy row objects would cost more than the replay itself.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(1))  # the adapter opens its transaction on the first statement
+        driver = (await conn.get_raw_connection()).driver_connection
+        cursor = await driver.cursor("SELECT account, amount FROM postings")
+        while chunk := await cursor.fetch(batch):
+            yield chunk
+        return
     result = await conn.stream(
         select(postings.c.account, postings.c.amount).execution_options(yield_per=batch)
     )

@@ -87,12 +87,11 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_databases: PostgresDatabases) -> str:
     """Store tests run on both databases the suite supports."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
-    return await databases.create()
+    return await postgres_databases.create()
 
 
 @pytest.fixture
