@@ -1,8 +1,170 @@
-import pytest
+from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from uuid import uuid4
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from billing_events import topics
+from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_events.catalog.ledger import BalanceChanged, PaymentType
+from billing_events.clock import ManualClock
+from billing_events.envelope import Envelope, decode
+from billing_events.money import Money
+from billing_events.schema import outbox
+from billing_events.testing.kafka_probe import RawProducer, TopicReader
+from billing_events.testing.plugin import eventually
+from tariff import store
+from tariff.app import build_runtime
 from tariff.catalog import Catalog, load_catalog
+from tariff.domain import Subscription
+from tariff.runtime import TariffRuntime
+from tariff.settings import TariffSettings
+
+MOSCOW = ZoneInfo("Europe/Moscow")
 
 
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
     return load_catalog()
+
+
+def noon(day: date) -> datetime:
+    """Midday of a billing day in Moscow, as the UTC moment a clock gives."""
+    return datetime.combine(day, time(12), tzinfo=MOSCOW).astimezone(UTC)
+
+
+class Tariff:
+    """What a flow test needs around a running tariff: settings, a clock, a broker's ends."""
+
+    def __init__(self, make_settings: Callable[..., Any], bootstrap_servers: str) -> None:
+        self._make_settings = make_settings
+        self.bootstrap_servers = bootstrap_servers
+        self.noon = noon
+
+    async def settings(self, **overrides: Any) -> TariffSettings:
+        values: dict[str, Any] = {"billing_clock_enabled": False, "billing_tick_seconds": 0.05}
+        values.update(overrides)
+        return await self._make_settings(TariffSettings, **values)
+
+    @asynccontextmanager
+    async def running(
+        self, settings: TariffSettings, clock: ManualClock
+    ) -> AsyncIterator[tuple[TariffRuntime, RawProducer, TopicReader]]:
+        runtime = build_runtime(settings, clock)
+        assert isinstance(runtime, TariffRuntime)
+        async with runtime:
+            async with (
+                RawProducer(self.bootstrap_servers) as producer,
+                TopicReader(self.bootstrap_servers, runtime.topics(topics.TARIFF)) as reader,
+            ):
+                yield runtime, producer, reader
+
+    @staticmethod
+    def registered(account: str, region: str, clock: ManualClock) -> Envelope[SubscriberRegistered]:
+        body = SubscriberRegistered(
+            account_number=account, contract_number=f"C-{account}", region=region,
+            legal_status=LegalStatus.PERSON, masked_phone="+7 *** *** 45 67",
+            sealed_contact="c2VhbGVk",
+        )
+        return Envelope.new(body, account=account, producer="identity", clock=clock)
+
+    @staticmethod
+    def balance(
+        account: str, main: int, clock: ManualClock, *, credit_limit: int = 0,
+        payment_type: PaymentType = PaymentType.PREPAID, delta: int = 0,
+    ) -> Envelope[BalanceChanged]:
+        body = BalanceChanged(
+            account_number=account, transaction_id=uuid4(), main=Money(minor=main),
+            bonus=Money.zero(), delta_main=Money(minor=delta), delta_bonus=Money.zero(),
+            cause_event_id=None, cause_type="PaymentReceived", payment_type=payment_type,
+            credit_limit=Money(minor=credit_limit),
+        )
+        return Envelope.new(body, account=account, producer="ledger", clock=clock)
+
+    async def register(
+        self, runtime: TariffRuntime, producer: RawProducer, account: str, region: str = "moscow"
+    ) -> Subscription:
+        await producer.send(runtime.topics(topics.IDENTITY), self.registered(account, region, runtime.clock))  # type: ignore[arg-type]
+        return await eventually(lambda: self.state(runtime, account), what=f"{account} registered")
+
+    async def send_balance(
+        self, runtime: TariffRuntime, producer: RawProducer, account: str, main: int, **kwargs: Any
+    ) -> None:
+        envelope = self.balance(account, main, runtime.clock, **kwargs)  # type: ignore[arg-type]
+        await producer.send(runtime.topics(topics.LEDGER), envelope)
+
+        async def applied() -> bool:
+            async with runtime.db.connect() as conn:
+                from billing_events.inbox import was_processed
+
+                return await was_processed(conn, runtime.name, envelope.event_id)
+
+        await eventually(applied, what="BalanceChanged taken")
+
+    @staticmethod
+    async def state(runtime: TariffRuntime, account: str) -> Subscription | None:
+        async with runtime.db.connect() as conn:
+            return await store.load(conn, account)
+
+    @staticmethod
+    async def outbox_rows(runtime: TariffRuntime) -> int:
+        async with runtime.db.connect() as conn:
+            return await conn.scalar(select(func.count()).select_from(outbox)) or 0
+
+    @staticmethod
+    async def outbox_events(runtime: TariffRuntime, event_type: str) -> list[Any]:
+        """Every event of the type the service ever staged (one outbox row each)."""
+        async with runtime.db.connect() as conn:
+            values = (
+                await conn.execute(
+                    select(outbox.c.value)
+                    .where(outbox.c.topic == runtime.topics(topics.TARIFF))
+                    .order_by(outbox.c.id)
+                )
+            ).scalars()
+            envelopes = [decode(value) for value in values]
+        return [e.payload for e in envelopes if e.event_type == event_type]
+
+    async def refused(
+        self, runtime: TariffRuntime, account: str, command: Awaitable[Any], error: type[Exception]
+    ) -> Any:
+        """The command fails with ``error`` and changes nothing: same state, nothing staged."""
+        before, staged = await self.state(runtime, account), await self.outbox_rows(runtime)
+        with pytest.raises(error) as caught:
+            await command
+        assert await self.state(runtime, account) == before
+        assert await self.outbox_rows(runtime) == staged
+        return caught.value
+
+    @staticmethod
+    def of(reader: TopicReader, event_type: str, account: str | None = None) -> list[Any]:
+        return [
+            e.payload for e in reader.envelopes
+            if e.event_type == event_type and (account is None or e.account == account)
+        ]
+
+    @staticmethod
+    async def published(runtime: TariffRuntime) -> None:
+        """Wait until the relay has published everything committed."""
+
+        async def drained() -> bool:
+            async with runtime.db.connect() as conn:
+                return not await conn.scalar(
+                    select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+                )
+
+        await eventually(drained, what="outbox drained")
+
+
+@pytest.fixture
+def tariff(make_settings: Callable[..., Any], bootstrap_servers: str) -> Tariff:
+    return Tariff(make_settings, bootstrap_servers)
+
+
+ONE_DAY = timedelta(days=1)

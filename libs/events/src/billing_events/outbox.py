@@ -18,11 +18,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.clock import Clock
-from billing_events.db import Database, retry_transient
+from billing_events.db import Database, any_of, bulk_insert, retry_transient
 from billing_events.envelope import Envelope
 from billing_events.logging import get_logger
 from billing_events.schema import outbox
@@ -51,8 +51,7 @@ async def stage(
 
 
 async def stage_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> int:
-    if rows:
-        await conn.execute(insert(outbox), list(rows))
+    await bulk_insert(conn, outbox, rows)
     return len(rows)
 
 
@@ -129,12 +128,15 @@ class OutboxRelay:
             except TimeoutError:
                 pass
             self._wakeup.clear()
+        await self.drain()  # what was committed before the stop
 
-    async def stop(self) -> None:
-        """Publish what is committed, then stop."""
+    def stop(self) -> None:
+        """Ask :meth:`run` to publish what is committed and return; await its task to wait.
+
+        The relay is never cancelled mid-batch: a batch sent but not yet marked would be sent
+        again (harmless to consumers' inboxes, but noise on the topic)."""
         self._stopping = True
         self._wakeup.set()
-        await self.drain()
 
     async def drain(self) -> int:
         total = 0
@@ -168,7 +170,7 @@ class OutboxRelay:
             await asyncio.gather(*pending)
             await conn.execute(
                 update(outbox)
-                .where(outbox.c.id.in_([row.id for row in rows]))
+                .where(any_of(conn, outbox.c.id, [row.id for row in rows]))
                 .values(published_at=self._clock.now())
             )
             return len(rows)

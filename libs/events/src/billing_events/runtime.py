@@ -124,7 +124,7 @@ class ServiceRuntime:
                 self.settings.kafka, self.topics, [*EVENT_TOPICS, dead_letter_spec(self.name)]
             )
         await self.broker.start()
-        self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
+        self._relay_task = asyncio.create_task(self.relay.run(), name=f"{self.name}-relay")
         self._tasks.append(asyncio.create_task(self._watch_backlog(), name=f"{self.name}-backlog"))
         for task in self.background:
             self._tasks.append(asyncio.create_task(task(), name=f"{self.name}-{getattr(task, '__name__', 'background')}"))
@@ -146,8 +146,9 @@ class ServiceRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self.relay.stop()  # it publishes what was committed, while the producer is still up
         try:
-            await self.relay.stop()  # publish what was committed, while the producer is still up
+            await self._relay_task
         except Exception:
             log.exception("outbox not fully drained at stop; it is published at the next start")
         await self.broker.stop()

@@ -183,3 +183,12 @@ class NoRunningBlock(VoluntaryBlockRefused):
 
     def __init__(self, account_number: str) -> None:
         super().__init__(f"account {account_number} has no running voluntary block")
+
+
+class UnknownAccount(TariffError):
+    """The account was never registered here (no SubscriberRegistered reached the tariff)."""
+
+    code = "unknown_account"
+
+    def __init__(self, account_number: str) -> None:
+        super().__init__(f"account {account_number} is not registered", field="account_number")

@@ -1,0 +1,91 @@
+"""What the tariff service takes from other services' topics.
+
+- ``billing.identity`` SubscriberRegistered: the account is registered here with its region (no
+  plan yet). An unknown region is refused (dead letter). A second registration of an account
+  already known changes nothing.
+- ``billing.ledger`` BalanceChanged: the account's balance, payment type and credit limit are
+  kept; the debt rule of the domain blocks (AccountBlocked, reason debt) or unblocks
+  (AccountUnblocked, reason debt) when the verdict changes.
+
+A BalanceChanged for an account not registered here (the ledger may hear of an account before
+the tariff does; the topics are not ordered with each other) is NOT refused: its balance is kept
+aside (``early_balances``, latest wins) and applied when SubscriberRegistered arrives, which
+then publishes AccountBlocked at once if that balance is a debt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_events.catalog.identity import SubscriberRegistered
+from billing_events.catalog.ledger import BalanceChanged
+from billing_events.clock import Clock
+from billing_events.consumer import EventRouter, Rejected
+from billing_events.envelope import Envelope, Event
+from billing_events.logging import get_logger
+from billing_events.money import CurrencyMismatch
+from tariff import store
+from tariff.catalog import Catalog
+from tariff.domain import AccountBalance, apply_balance, register
+from tariff.errors import TariffError
+
+log = get_logger(__name__)
+
+PRODUCER = "tariff"
+
+
+def build_router(catalog: Catalog, clock: Clock) -> EventRouter:
+    def wrap(events: tuple[Event, ...], account: str, cause: Envelope[Any]) -> list[Envelope[Any]]:
+        return [
+            Envelope.new(event, account=account, producer=PRODUCER, clock=clock, cause=cause)
+            for event in events
+        ]
+
+    async def on_registered(
+        conn: AsyncConnection, envelope: Envelope[SubscriberRegistered]
+    ) -> list[Envelope[Any]]:
+        event = envelope.payload
+        account = event.account_number
+        now = clock.now()
+        state = register(account, event.region, catalog)  # UnknownRegion -> dead letter
+        if await store.load(conn, account) is not None:
+            log.info("account already registered; registration ignored")
+            return []
+        events: tuple[Event, ...] = ()
+        early = await store.take_early_balance(conn, account)
+        if early is not None:
+            outcome = apply_balance(state, early, now)
+            state, events = outcome.state, outcome.events
+        await store.insert_subscription(conn, state, now)
+        log.info("subscriber registered", region=event.region, early_balance=early is not None)
+        return wrap(events, account, envelope)
+
+    async def on_balance(
+        conn: AsyncConnection, envelope: Envelope[BalanceChanged]
+    ) -> list[Envelope[Any]]:
+        event = envelope.payload
+        account = event.account_number
+        now = clock.now()
+        if event.main.currency != catalog.currency:
+            raise Rejected(
+                f"balance in {event.main.currency},"
+                f" the tariff catalog charges in {catalog.currency}"
+            )
+        balance = AccountBalance.from_event(event)
+        state = await store.load(conn, account, for_update=True)
+        if state is None:
+            await store.keep_early_balance(conn, account, balance, now)
+            log.info("balance of an account not registered here kept for its registration")
+            return []
+        outcome = apply_balance(state, balance, now)
+        await store.save(conn, outcome.state, now)
+        if outcome.events:
+            log.info("debt verdict changed", debt_blocked=outcome.state.debt_blocked)
+        return wrap(outcome.events, account, envelope)
+
+    return EventRouter(
+        {SubscriberRegistered: on_registered, BalanceChanged: on_balance},
+        rejects=(TariffError, CurrencyMismatch),
+    )

@@ -1,0 +1,351 @@
+"""The tariff service's commands and its billing clock.
+
+Every command is one async function: open a transaction, load (and lock) the account's state,
+let the domain decide, write the new state and stage the events in the SAME transaction, then
+wake the outbox relay. A refusal raises a :class:`tariff.errors.TariffError` (with ``code`` and
+``field``) before anything is written, so nothing changes and nothing is charged.
+
+Billing days
+------------
+A billing day is a calendar date in the billing time zone (setting ``billing_time_zone``,
+default Europe/Moscow). A day is charged AFTER it ends: the billing clock closes day D at its
+first tick after midnight that starts D+1. That is the reading of the domain's "a change takes
+effect from the next day" that keeps every rule consistent: whatever is requested during D
+(a plan change, an option, a block that starts today and is not charged, an early end of a
+block that charges today again) is already known when D is charged. For the same reason
+:func:`close_days` never closes the current day or a later one: ``until`` is clamped to
+yesterday.
+
+Each (account, day) is closed in its own short transaction that claims the ``closed_days`` row,
+writes the state, moves the account's cursor and stages the day's ChargeApplied (charge ids are
+``account:day:kind:code``, deterministic). A restart in the middle resumes at the cursor; a day
+already claimed is never charged again, so each charge is published once by the tariff (and the
+ledger, which posts a charge id once, would absorb a republished one anyway).
+
+A voluntary block ends automatically when its last day is closed (VoluntaryBlockEnded and
+AccountUnblocked are published by that day's close): the billing clock's day closing is also
+what ends finished blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from uuid6 import uuid7
+
+from billing_events import outbox
+from billing_events.catalog.common import AccountNumber
+from billing_events.catalog.tariff import ChargeApplied, RequestChannel
+from billing_events.db import retry_transient
+from billing_events.envelope import Envelope, Event
+from billing_events.logging import get_logger
+from tariff import store
+from tariff.catalog import Catalog
+from tariff.domain import (
+    Outcome,
+    Subscription,
+    SubscriptionStatus,
+    activate,
+    add_option,
+    change_plan,
+    close_account_day,
+    end_voluntary_block,
+    remove_option,
+    start_voluntary_block,
+)
+from tariff.errors import TariffError, UnknownAccount
+from tariff.runtime import TariffRuntime
+
+log = get_logger(__name__)
+
+PRODUCER = "tariff"
+ONE_DAY = timedelta(days=1)
+
+
+# Commands and results
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    account_number: AccountNumber
+    correlation_id: UUID | None = Field(
+        default=None, description="Carried by every event the command publishes (new if absent)"
+    )
+
+
+class ActivatePlan(_Command):
+    plan: str = Field(min_length=1, max_length=40)
+
+
+class ChangePlan(_Command):
+    plan: str = Field(min_length=1, max_length=40)
+
+
+class AddOption(_Command):
+    option: str = Field(min_length=1, max_length=40)
+
+
+class RemoveOption(_Command):
+    option: str = Field(min_length=1, max_length=40)
+
+
+class StartVoluntaryBlock(_Command):
+    days: int = Field(description="1 to 30; checked by the domain so a refusal names rule 1")
+    requested_via: RequestChannel = RequestChannel.CABINET
+
+
+class EndVoluntaryBlock(_Command):
+    pass
+
+
+class CommandResult(BaseModel):
+    """The account's state after the command and the types of the events it published."""
+
+    subscription: Subscription
+    events: list[str]
+    billing_day: date = Field(description="The billing day the command was taken on")
+
+
+class CloseResult(BaseModel):
+    """What one run of :func:`close_days` did."""
+
+    until: date = Field(description="Last day closed (after clamping to yesterday)")
+    days_closed: int = 0
+    charges: int = 0
+    charged_minor: int = 0
+    events: int = 0
+    failed: list[str] = Field(default_factory=list, description="Accounts left for the next run")
+
+
+# Commands
+
+
+async def activate_plan(runtime: TariffRuntime, command: ActivatePlan) -> CommandResult:
+    catalog = runtime.catalog
+    return await _run(
+        runtime, command, lambda state, today, _: activate(state, catalog, command.plan, today)
+    )
+
+
+async def change_tariff(runtime: TariffRuntime, command: ChangePlan) -> CommandResult:
+    catalog = runtime.catalog
+    return await _run(
+        runtime, command, lambda state, today, _: change_plan(state, catalog, command.plan, today)
+    )
+
+
+async def add_account_option(runtime: TariffRuntime, command: AddOption) -> CommandResult:
+    catalog = runtime.catalog
+    return await _run(
+        runtime, command, lambda state, today, _: add_option(state, catalog, command.option, today)
+    )
+
+
+async def remove_account_option(runtime: TariffRuntime, command: RemoveOption) -> CommandResult:
+    return await _run(
+        runtime, command, lambda state, today, _: remove_option(state, command.option, today)
+    )
+
+
+async def start_block(runtime: TariffRuntime, command: StartVoluntaryBlock) -> CommandResult:
+    return await _run(
+        runtime,
+        command,
+        lambda state, today, now: start_voluntary_block(
+            state, runtime.catalog, command.days, today, now, command.requested_via
+        ),
+    )
+
+
+async def end_block(runtime: TariffRuntime, command: EndVoluntaryBlock) -> CommandResult:
+    return await _run(
+        runtime, command, lambda state, today, now: end_voluntary_block(state, today, now)
+    )
+
+
+async def get_subscription(runtime: TariffRuntime, account_number: str) -> Subscription:
+    async with runtime.db.connect() as conn:
+        state = await store.load(conn, account_number)
+    if state is None:
+        raise UnknownAccount(account_number)
+    return state
+
+
+Decide = Callable[[Subscription, date, datetime], Outcome]
+
+
+async def _run(runtime: TariffRuntime, command: _Command, decide: Decide) -> CommandResult:
+    account = command.account_number
+    correlation_id = command.correlation_id or uuid7()
+
+    async def attempt() -> CommandResult:
+        now = runtime.clock.now()
+        today = runtime.billing_day(now)
+        async with runtime.db.transaction() as conn:
+            found = await store.load_with_cursor(conn, account, for_update=True)
+            if found is None:
+                raise UnknownAccount(account)
+            state, cursor = found
+            outcome = decide(state, today, now)  # a TariffError leaves before any write
+            # Activation starts the billing cursor at the plan's first day.
+            starts = (
+                _first_charged_day(outcome.state)
+                if cursor is None and outcome.state.status is SubscriptionStatus.ACTIVE
+                else None
+            )
+            await store.save(conn, outcome.state, now, next_close_day=starts)
+            await _stage(runtime, conn, outcome.events, account, correlation_id)
+        return CommandResult(
+            subscription=outcome.state,
+            events=[event.event_type for event in outcome.events],
+            billing_day=today,
+        )
+
+    try:
+        result = await retry_transient(attempt, what=f"tariff {type(command).__name__}")
+    except TariffError as exc:
+        log.info("command refused", command=type(command).__name__, reason_code=exc.code)
+        raise
+    runtime.relay.wake()
+    log.info("command applied", command=type(command).__name__, published=result.events)
+    return result
+
+
+def _first_charged_day(state: Subscription) -> date:
+    return min(entry.effective_from for entry in state.schedule if entry.terms.plan is not None)
+
+
+async def _stage(
+    runtime: TariffRuntime, conn: Any, events: tuple[Event, ...], account: str, correlation_id: UUID
+) -> None:
+    envelopes = [
+        Envelope.new(event, account=account, producer=PRODUCER, clock=runtime.clock,
+                     correlation_id=correlation_id)
+        for event in events
+    ]
+    await outbox.stage(conn, envelopes, topics=runtime.topics, clock=runtime.clock)
+
+
+# The billing clock
+
+
+async def close_days(runtime: TariffRuntime, until: date) -> CloseResult:
+    """Close, for every account, every day not closed yet up to ``until`` (at most yesterday)."""
+    yesterday = runtime.billing_day() - ONE_DAY
+    if until > yesterday:
+        log.info("a day is closed only after it ends; closing up to yesterday",
+                 asked=until.isoformat(), until=yesterday.isoformat())
+        until = yesterday
+    result = CloseResult(until=until)
+    after = ""
+    while True:
+        async with runtime.db.connect() as conn:
+            accounts = await store.due_accounts(conn, until, after=after)
+        if not accounts:
+            break
+        for account in accounts:
+            try:
+                await _close_account(runtime, account, until, result)
+            except TariffError as exc:
+                # e.g. the catalog no longer sells the account's plan: the others go on
+                result.failed.append(account)
+                log.error("account's day could not be closed", reason_code=exc.code,
+                          reason=exc.message)
+        after = accounts[-1]
+    if result.days_closed:
+        log.info("days closed", until=until.isoformat(), days=result.days_closed,
+                 charges=result.charges, failed=len(result.failed))
+    return result
+
+
+async def _close_account(
+    runtime: TariffRuntime, account: str, until: date, result: CloseResult
+) -> None:
+    while True:
+        closed = await retry_transient(
+            lambda: _close_next_day(runtime, account, until), what="tariff day close"
+        )
+        if closed is None:
+            return
+        runtime.relay.wake()
+        charges = [event for event in closed if isinstance(event, ChargeApplied)]
+        result.days_closed += 1
+        result.charges += len(charges)
+        result.charged_minor += sum(charge.amount.minor for charge in charges)
+        result.events += len(closed)
+
+
+async def _close_next_day(
+    runtime: TariffRuntime, account: str, until: date
+) -> tuple[Event, ...] | None:
+    """Close the account's next open day if it is ``until`` or earlier; None when none is due."""
+    now = runtime.clock.now()
+    async with runtime.db.transaction() as conn:
+        found = await store.load_with_cursor(conn, account, for_update=True)
+        if found is None or found[1] is None or found[1] > until:
+            return None
+        state, day = found
+        outcome = close_account_day(state, runtime.catalog, day, now)
+        charges = outcome.charges
+        claimed = await store.claim_day(
+            conn, account, day, charges=len(charges),
+            charged_minor=sum(charge.amount.minor for charge in charges), now=now,
+        )
+        if not claimed:  # closed before: only the cursor catches up, nothing is charged again
+            log.warning("day already closed; cursor moved on", day=day.isoformat())
+            await store.save(conn, state, now, next_close_day=day + ONE_DAY)
+            return ()
+        await store.save(conn, outcome.state, now, next_close_day=day + ONE_DAY)
+        await _stage(runtime, conn, outcome.events, account, uuid7())
+    return outcome.events
+
+
+async def record_catalog(runtime: TariffRuntime) -> None:
+    """Remember which catalog version this start loaded; warn if an older one replaced a newer."""
+    catalog: Catalog = runtime.catalog
+    source = str(runtime.tariff_settings.catalog_path)
+    async with runtime.db.transaction() as conn:
+        previous = await store.record_catalog_version(
+            conn, catalog.version, source, runtime.clock.now()
+        )
+    if previous is not None and previous > catalog.version:
+        log.warning("tariff catalog version went back", loaded=catalog.version,
+                    highest_before=previous)
+    else:
+        log.info("tariff catalog loaded", version=catalog.version)
+
+
+async def billing_tick(runtime: TariffRuntime) -> CloseResult:
+    """One look at the clock: close every day that has ended (and so end finished blocks)."""
+    return await close_days(runtime, runtime.billing_day() - ONE_DAY)
+
+
+def catalog_recorder(runtime: TariffRuntime) -> Callable[[], Any]:
+    """A one-shot background task: record the loaded catalog version once the schema exists."""
+
+    async def record_catalog_version() -> None:
+        await retry_transient(lambda: record_catalog(runtime), what="tariff catalog version")
+
+    return record_catalog_version
+
+
+def billing_clock(runtime: TariffRuntime) -> Callable[[], Any]:
+    """The background loop: every ``billing_tick_seconds``, a :func:`billing_tick`."""
+
+    async def billing_clock_loop() -> None:
+        while True:
+            try:
+                await billing_tick(runtime)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("billing tick failed; retried at the next tick")
+            await asyncio.sleep(runtime.tariff_settings.billing_tick_seconds)
+
+    return billing_clock_loop
