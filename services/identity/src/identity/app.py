@@ -1,20 +1,31 @@
-"""The identity process: wires the store, the handlers and the shared runtime together."""
+"""The identity process: wires the store, the handlers and the shared runtime together.
+
+Identity consumes no topic (yet): its commands arrive through :mod:`identity.service` (tests,
+the CLI) and :mod:`identity.http` (when ``BILLING_HTTP_PORT`` is set); it publishes SubscriberRegistered, PasswordIssued and LoginLocked.
+"""
 
 from __future__ import annotations
 
 from billing_events.clock import Clock, SystemClock
 from billing_events.runtime import ServiceRuntime, run
-from sqlalchemy import MetaData
 
+from identity import store
+from identity.http import RuntimeHolder, build_router
 from identity.settings import IdentitySettings
 
 
 def build_runtime(
     settings: IdentitySettings | None = None, clock: Clock | None = None
 ) -> ServiceRuntime:
-    return ServiceRuntime(
-        settings=settings or IdentitySettings(), clock=clock or SystemClock(), metadata=MetaData()
+    holder = RuntimeHolder()
+    runtime = ServiceRuntime(
+        settings=settings or IdentitySettings(),  # type: ignore[call-arg]  (secrets from the environment)
+        clock=clock or SystemClock(),
+        metadata=store.metadata,
+        routers=[build_router(holder)],
     )
+    holder.runtime = runtime
+    return runtime
 
 
 def main() -> None:

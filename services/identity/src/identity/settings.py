@@ -1,14 +1,142 @@
-"""The identity service's settings: the shared ones plus its own (environment prefix BILLING_)."""
+"""The identity service's settings: the shared ones plus its own (environment prefix BILLING_).
+
+Secrets (the launcher ``billing up`` generates dev values; production takes them from its
+secret store):
+
+- ``BILLING_NOTIFIER_PUBLIC_KEY``: the notifier's X25519 public key (base64); passwords, codes
+  and contact details are sealed with it.
+- ``BILLING_PII_LOOKUP_KEY``: base64 of >= 32 bytes; keyed hashes that find personal data.
+- ``BILLING_PII_ENCRYPTION_KEY``: base64 of 32 bytes; AES-256-GCM of the readable copies.
+
+Tuning:
+
+- ``BILLING_IDENTITY_HASHING_PROFILE``: ``production`` (argon2id, 64 MiB, 3 passes) or ``fast``
+  (the cheapest argon2id parameters: tests only).
+- ``BILLING_IDENTITY_RESET_CODE_MINUTES`` / ``BILLING_IDENTITY_RESET_CODE_MAX_WRONG_GUESSES``.
+- ``BILLING_IDENTITY_LOGIN_LOCK_THRESHOLD`` failed logins within
+  ``BILLING_IDENTITY_LOGIN_WINDOW_MINUTES`` lock the login for
+  ``BILLING_IDENTITY_LOGIN_LOCK_MINUTES``.
+- ``BILLING_IDENTITY_REGIONS``: the region codes registration accepts (JSON list), by default
+  the regions of the tariff catalog.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import base64
+import binascii
+from datetime import timedelta
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from billing_events.settings import ServiceSettings
+from identity.domain import ResetCodePolicy, ThrottlePolicy
+from identity.security import (
+    ENCRYPTION_KEY_BYTES,
+    FAST_TEST_HASHING,
+    MIN_LOOKUP_KEY_BYTES,
+    PRODUCTION_HASHING,
+    HashingProfile,
+)
+
+PUBLIC_KEY_BYTES = 32  # X25519
+
+# The tariff catalog's regions (services never import each other, so the list is repeated).
+DEFAULT_REGIONS = ("moscow", "spb", "kazan")
+
+
+def _key_bytes(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        # Never quote the value: it is a secret.
+        raise ValueError(f"{what} is not valid base64") from None
 
 
 class IdentitySettings(ServiceSettings):
+    # A refused key must not be echoed in the error (it is a secret): merged with the parent's.
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
     service_name: ClassVar[str] = "identity"
     database_url: str | None = Field(default=None, validation_alias="BILLING_IDENTITY_DATABASE_URL")
+
+    notifier_public_key: str = Field(
+        validation_alias="BILLING_NOTIFIER_PUBLIC_KEY",
+        description="The notifier's X25519 public key (base64): secrets are sealed for it",
+    )
+    pii_lookup_key: SecretStr = Field(
+        validation_alias="BILLING_PII_LOOKUP_KEY",
+        description="Base64 of at least 32 bytes: the key of the personal-data lookup hashes",
+    )
+    pii_encryption_key: SecretStr = Field(
+        validation_alias="BILLING_PII_ENCRYPTION_KEY",
+        description="Base64 of 32 bytes: AES-256-GCM key of the stored personal data",
+    )
+
+    hashing_profile: Literal["production", "fast"] = Field(
+        default="production",
+        validation_alias="BILLING_IDENTITY_HASHING_PROFILE",
+        description="argon2id cost: production, or fast (tests only, never for real secrets)",
+    )
+    reset_code_minutes: int = Field(
+        default=15, ge=1, le=24 * 60, validation_alias="BILLING_IDENTITY_RESET_CODE_MINUTES"
+    )
+    reset_code_max_wrong_guesses: int = Field(
+        default=5, ge=1, le=100, validation_alias="BILLING_IDENTITY_RESET_CODE_MAX_WRONG_GUESSES"
+    )
+    login_lock_threshold: int = Field(
+        default=5, ge=1, le=1000, validation_alias="BILLING_IDENTITY_LOGIN_LOCK_THRESHOLD"
+    )
+    login_window_minutes: int = Field(
+        default=15, ge=1, validation_alias="BILLING_IDENTITY_LOGIN_WINDOW_MINUTES"
+    )
+    login_lock_minutes: int = Field(
+        default=15, ge=1, validation_alias="BILLING_IDENTITY_LOGIN_LOCK_MINUTES"
+    )
+    regions: tuple[str, ...] = Field(
+        default=DEFAULT_REGIONS,
+        min_length=1,
+        validation_alias="BILLING_IDENTITY_REGIONS",
+        description="Region codes accepted at registration (the tariff catalog's regions)",
+    )
+
+    @field_validator("notifier_public_key")
+    @classmethod
+    def _public_key(cls, value: str) -> str:
+        if len(_key_bytes(value, "BILLING_NOTIFIER_PUBLIC_KEY")) != PUBLIC_KEY_BYTES:
+            raise ValueError(f"BILLING_NOTIFIER_PUBLIC_KEY must be {PUBLIC_KEY_BYTES} bytes")
+        return value.strip()
+
+    @field_validator("pii_lookup_key")
+    @classmethod
+    def _lookup_key(cls, value: SecretStr) -> SecretStr:
+        if len(_key_bytes(value.get_secret_value(), "BILLING_PII_LOOKUP_KEY")) < MIN_LOOKUP_KEY_BYTES:
+            raise ValueError(f"BILLING_PII_LOOKUP_KEY needs at least {MIN_LOOKUP_KEY_BYTES} bytes")
+        return value
+
+    @field_validator("pii_encryption_key")
+    @classmethod
+    def _encryption_key(cls, value: SecretStr) -> SecretStr:
+        if len(_key_bytes(value.get_secret_value(), "BILLING_PII_ENCRYPTION_KEY")) != ENCRYPTION_KEY_BYTES:
+            raise ValueError(f"BILLING_PII_ENCRYPTION_KEY must be {ENCRYPTION_KEY_BYTES} bytes")
+        return value
+
+    @property
+    def hashing(self) -> HashingProfile:
+        return FAST_TEST_HASHING if self.hashing_profile == "fast" else PRODUCTION_HASHING
+
+    @property
+    def reset_code_policy(self) -> ResetCodePolicy:
+        return ResetCodePolicy(
+            lifetime=timedelta(minutes=self.reset_code_minutes),
+            max_wrong_guesses=self.reset_code_max_wrong_guesses,
+        )
+
+    @property
+    def login_throttle(self) -> ThrottlePolicy:
+        return ThrottlePolicy(
+            threshold=self.login_lock_threshold,
+            window=timedelta(minutes=self.login_window_minutes),
+            lock_for=timedelta(minutes=self.login_lock_minutes),
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar
 
 
@@ -74,3 +75,86 @@ class PassportAlreadyRegistered(IdentityError):
         super().__init__(
             "a subscriber with this passport is already registered", field="passport_number"
         )
+
+
+# --- refusals of the service's commands (none quotes the input) -------------------------------
+
+
+class UnknownAccount(IdentityError):
+    """No subscriber answers to the account number, contract number or phone given."""
+
+    code: ClassVar[str] = "unknown_account"
+
+    def __init__(self, field: str = "login") -> None:
+        super().__init__("no subscriber with this account number, contract number or phone",
+                         field=field)
+
+
+class LoginRefused(IdentityError):
+    """Wrong login or password; deliberately does not say which."""
+
+    code: ClassVar[str] = "login_refused"
+
+    def __init__(self) -> None:
+        super().__init__("wrong login or password")
+
+
+class Throttled(IdentityError):
+    """Too many attempts: refused unchecked until ``until``."""
+
+    code: ClassVar[str] = "throttled"
+
+    def __init__(self, message: str, *, until: datetime | None) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+class LoginIsLocked(Throttled):
+    code: ClassVar[str] = "login_locked"
+
+    def __init__(self, *, until: datetime | None) -> None:
+        super().__init__("login is locked after repeated failures; try again later", until=until)
+
+
+class TooManyRequests(Throttled):
+    code: ClassVar[str] = "too_many_requests"
+
+    def __init__(self, *, until: datetime | None) -> None:
+        super().__init__("too many requests for this account; try again later", until=until)
+
+
+class ContactMismatch(IdentityError):
+    """The phone or e-mail given is not the one registered for the account."""
+
+    code: ClassVar[str] = "contact_mismatch"
+
+    def __init__(self, field: str) -> None:
+        super().__init__("does not match the contact details registered for the account",
+                         field=field)
+
+
+class ResetCodeRefused(IdentityError):
+    """A one-time code that does not work; ``reason`` is a :class:`Redemption` value."""
+
+    code: ClassVar[str] = "reset_code_refused"
+
+    _MESSAGES: ClassVar[dict[str, str]] = {
+        "wrong_code": "the code is wrong",
+        "expired": "the code has expired; request a new one",
+        "already_used": "the code was already used; request a new one",
+        "too_many_guesses": "too many wrong codes; request a new one",
+        "no_code": "no code was requested for this account",
+    }
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(self._MESSAGES.get(reason, "the code does not work"), field="code")
+        self.reason = reason
+
+
+class RecoveryRefused(IdentityError):
+    """The passport data a caller gave support does not match the registered data."""
+
+    code: ClassVar[str] = "recovery_refused"
+
+    def __init__(self) -> None:
+        super().__init__("the passport data do not match the registered subscriber")

@@ -1,0 +1,689 @@
+"""The identity service's commands: one async function each, over the runtime.
+
+Every command validates its input first (an invalid command raises :class:`InvalidCommand`
+with one error per field and changes nothing), then opens one transaction: it loads the
+account (locked on PostgreSQL, so one command per account runs at a time), asks the domain,
+writes the state change and stages the outgoing events in the outbox, and wakes the relay
+after the commit. A refusal that must still be remembered (a failed login, a wrong code) is
+committed first and raised after.
+
+Secrets never travel in clear: passwords and codes go out in :class:`PasswordIssued` sealed for
+the notifier; contact details go out in :class:`SubscriberRegistered` sealed the same way,
+beside masked forms. Passport data never leaves this service. Slow hashes run in a worker
+thread so the event loop keeps serving other accounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any, Literal, TypeVar, cast
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_events import outbox
+from billing_events.catalog.identity import (
+    LoginLocked,
+    PasswordIssued,
+    PasswordPurpose,
+    SubscriberRegistered,
+)
+from billing_events.clock import Clock
+from billing_events.envelope import Envelope, Event
+from billing_events.logging import get_logger
+from billing_events.runtime import ServiceRuntime
+from billing_events.sealing import seal
+from identity import store
+from identity.domain import (
+    CODE_POLICY,
+    PASSWORD_POLICY,
+    RESET_REQUEST_THROTTLE,
+    SUPPORT_THROTTLE,
+    Attempt,
+    ContactMismatch,
+    FieldError,
+    InvalidCommand,
+    InvalidLoginIdentifier,
+    LoginIdentifier,
+    LoginIsLocked,
+    LoginKind,
+    LoginRefused,
+    LookupKind,
+    PassportAlreadyRegistered,
+    RecoveryClaim,
+    RecoveryRefused,
+    Redemption,
+    RegistrationCommand,
+    ResetCodeRefused,
+    ThrottleState,
+    TooManyRequests,
+    UnknownAccount,
+    account_number_from_sequence,
+    contract_number,
+    email_lookup_text,
+    guarded_attempt,
+    issue_reset_code,
+    mask_email,
+    mask_phone,
+    parse_login_identifier,
+    rate_limited_request,
+    validate_command,
+    validate_registration,
+)
+from identity.domain import redeem_reset_code as redeem_reset_code_rule
+from identity.domain.registration import Email, MobilePhone
+from identity.security import (
+    HashingProfile,
+    PersonalDataVault,
+    SecretHasher,
+    generate_code,
+    generate_password,
+)
+from identity.settings import IdentitySettings
+
+log = get_logger(__name__)
+
+PRODUCER = "identity"
+
+# Throttle scopes: each keeps its own state per account.
+LOGIN_SCOPE = "login"
+RESET_REQUEST_SCOPE = "reset_request"
+SMS_REISSUE_SCOPE = "sms_reissue"
+SUPPORT_SCOPE = "support_recovery"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+# --- command and result models ----------------------------------------------------------------
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class LoginCommand(_Command):
+    """Account number, contract number or mobile number, and the password (sent by SMS)."""
+
+    login: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=128, repr=False)
+
+
+class ReissuePasswordCommand(_Command):
+    """"Get a new password by SMS": the new one goes to the registered mobile number."""
+
+    login: str = Field(min_length=1, max_length=64)
+
+
+class ResetCodeRequestCommand(_Command):
+    """Forgot password: the account or contract number and the registered phone OR e-mail."""
+
+    login: str = Field(min_length=1, max_length=64)
+    phone: MobilePhone | None = None
+    email: Email | None = None
+
+
+class RedeemResetCodeCommand(_Command):
+    login: str = Field(min_length=1, max_length=64)
+    code: str = Field(min_length=1, max_length=32, repr=False)
+
+
+class SupportRecoveryCommand(RecoveryClaim):
+    """An operator restores access after the caller proved who they are with passport data."""
+
+    login: str = Field(min_length=1, max_length=64)
+    operator: str = Field(min_length=1, max_length=100, description="Who performed the recovery")
+    reason: str = Field(min_length=1, max_length=1000, description="Why, as the operator wrote it")
+
+
+class Registered(BaseModel):
+    account_number: str
+    contract_number: str
+
+
+class LoggedIn(BaseModel):
+    account_number: str
+    contract_number: str
+
+
+class SecretSent(BaseModel):
+    """A password or code is on its way (through the notifier) to a masked destination."""
+
+    account_number: str
+    purpose: PasswordPurpose
+    channel: Literal["sms", "email"]
+    masked_destination: str
+    expires_at: datetime | None = None
+
+
+# --- shared tools -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Tools:
+    settings: IdentitySettings
+    vault: PersonalDataVault
+    hasher: SecretHasher
+
+    async def hash(self, secret: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, secret)
+
+    async def verify(self, stored_hash: str, candidate: str) -> bool:
+        return await asyncio.to_thread(self.hasher.verify, stored_hash, candidate)
+
+
+@cache
+def _vault(lookup_key: str, encryption_key: str) -> PersonalDataVault:
+    return PersonalDataVault.from_base64(lookup_key=lookup_key, encryption_key=encryption_key)
+
+
+@cache
+def _hasher(profile: HashingProfile) -> SecretHasher:
+    return SecretHasher(profile)
+
+
+@cache
+def _decoy_hash(profile: HashingProfile) -> str:
+    """Verified against when a login names nobody, so both answers take as long."""
+    return _hasher(profile).hash(generate_password(PASSWORD_POLICY))
+
+
+def _tools(runtime: ServiceRuntime) -> _Tools:
+    settings = runtime.settings
+    if not isinstance(settings, IdentitySettings):
+        raise TypeError("the identity commands need a runtime built with IdentitySettings")
+    return _Tools(
+        settings=settings,
+        vault=_vault(settings.pii_lookup_key.get_secret_value(),
+                     settings.pii_encryption_key.get_secret_value()),
+        hasher=_hasher(settings.hashing),
+    )
+
+
+def _validate(model: type[M], data: M | Mapping[str, Any]) -> M:
+    return validate_command(model, data)
+
+
+def _identifier(raw: str, *, phone_allowed: bool = True) -> LoginIdentifier:
+    try:
+        identifier = parse_login_identifier(raw)
+    except InvalidLoginIdentifier as exc:
+        raise InvalidCommand([FieldError("login", exc.message, "invalid_login")]) from None
+    if identifier.kind is LoginKind.PHONE and not phone_allowed:
+        raise InvalidCommand(
+            [FieldError("login", "enter an account number or a contract number", "invalid_login")]
+        )
+    return identifier
+
+
+async def _find(
+    conn: AsyncConnection, tools: _Tools, identifier: LoginIdentifier
+) -> list[store.Subscriber]:
+    """The subscribers an identifier names, locked for this transaction (PostgreSQL)."""
+    match identifier.kind:
+        case LoginKind.ACCOUNT_NUMBER:
+            found = await store.subscriber_by_account(conn, identifier.value, for_update=True)
+            return [found] if found else []
+        case LoginKind.CONTRACT_NUMBER:
+            found = await store.subscriber_by_contract(conn, identifier.value, for_update=True)
+            return [found] if found else []
+        case LoginKind.PHONE:
+            phone_hash = tools.vault.lookup_hash(LookupKind.PHONE, identifier.value)
+            return await store.subscribers_by_phone(conn, phone_hash, for_update=True)
+
+
+@dataclass(frozen=True)
+class _Contact:
+    phone: str
+    email: str | None
+
+
+def _contact(tools: _Tools, subscriber: store.Subscriber) -> _Contact:
+    data = json.loads(
+        tools.vault.decrypt(subscriber.contact_encrypted, bound_to=_bound(subscriber.account_number, "contact"))
+    )
+    return _Contact(phone=data["phone"], email=data.get("email"))
+
+
+def _bound(account_number: str, kind: str) -> str:
+    return f"{account_number}/{kind}"
+
+
+def _envelope(
+    payload: Event, account: str, clock: Clock, *, cause: Envelope[Any] | None = None
+) -> Envelope[Any]:
+    return Envelope.new(payload, account=account, producer=PRODUCER, clock=clock, cause=cause)
+
+
+def _secret_issued(
+    tools: _Tools,
+    clock: Clock,
+    *,
+    account_number: str,
+    purpose: PasswordPurpose,
+    channel: Literal["sms", "email"],
+    destination: str,
+    secret: str,
+    expires_at: datetime | None = None,
+    cause: Envelope[Any] | None = None,
+) -> tuple[Envelope[Any], SecretSent]:
+    masked = mask_phone(destination) if channel == "sms" else mask_email(destination)
+    sealed = seal(tools.settings.notifier_public_key, {"secret": secret, "destination": destination})
+    payload = PasswordIssued(
+        account_number=account_number, purpose=purpose, channel=channel,
+        masked_destination=masked, sealed_secret=sealed, expires_at=expires_at,
+    )
+    sent = SecretSent(account_number=account_number, purpose=purpose, channel=channel,
+                      masked_destination=masked, expires_at=expires_at)
+    return _envelope(payload, account_number, clock, cause=cause), sent
+
+
+async def _new_password_by_sms(
+    conn: AsyncConnection,
+    tools: _Tools,
+    clock: Clock,
+    subscriber: store.Subscriber,
+    purpose: PasswordPurpose,
+) -> tuple[Envelope[Any], SecretSent]:
+    """Replace the account's password (the old one stops working) and send the new one."""
+    password = generate_password(PASSWORD_POLICY)
+    await store.set_password(conn, subscriber.account_number, await tools.hash(password), at=clock.now())
+    return _secret_issued(
+        tools, clock, account_number=subscriber.account_number, purpose=purpose, channel="sms",
+        destination=_contact(tools, subscriber).phone, secret=password,
+    )
+
+
+async def _stage(runtime: ServiceRuntime, conn: AsyncConnection, envelopes: list[Envelope[Any]]) -> None:
+    await outbox.stage(conn, envelopes, topics=runtime.topics, clock=runtime.clock)
+
+
+# --- registration -----------------------------------------------------------------------------
+
+
+async def register(
+    runtime: ServiceRuntime, command: RegistrationCommand | Mapping[str, Any]
+) -> Registered:
+    """Open a personal account: allocate the account and contract numbers, store the
+    subscriber's data protected, issue the initial password.
+
+    Publishes SubscriberRegistered (contacts sealed + masked, no passport data) and
+    PasswordIssued(initial). Raises InvalidCommand (field errors) or PassportAlreadyRegistered.
+    """
+    tools = _tools(runtime)
+    clock = runtime.clock
+    now = clock.now()
+    registration = validate_registration(command, now=now, regions=tools.settings.regions)
+    vault = tools.vault
+    passport_hash = vault.lookup_hash(LookupKind.PASSPORT, registration.passport_text())
+    password = generate_password(PASSWORD_POLICY)
+    password_hash = await tools.hash(password)
+    phone, email = registration.mobile_phone, registration.email
+    try:
+        async with runtime.db.transaction() as conn:
+            if await store.passport_registered(conn, passport_hash):
+                raise PassportAlreadyRegistered()
+            sequence = await store.next_account_sequence(conn)
+            account = account_number_from_sequence(sequence)
+            contract = contract_number(sequence, now.date())
+            passport = {
+                "series": registration.passport_series,
+                "number": registration.passport_number,
+                "date_of_birth": registration.date_of_birth.isoformat(),
+                "issuing_authority": registration.issuing_authority,
+                "date_of_issue": registration.date_of_issue.isoformat(),
+            }
+            personal = {
+                "surname": registration.surname,
+                "first_name": registration.first_name,
+                "patronymic": registration.patronymic,
+            }
+            contact = {"phone": phone, "email": email}
+            await store.add_subscriber(conn, {
+                "account_number": account,
+                "sequence": sequence,
+                "contract_number": contract,
+                "region": registration.region,
+                "legal_status": registration.legal_status.value,
+                "language": registration.language,
+                "passport_hash": passport_hash,
+                "phone_hash": vault.lookup_hash(LookupKind.PHONE, phone),
+                "email_hash": vault.lookup_hash(LookupKind.EMAIL, email_lookup_text(email)) if email else None,
+                "recovery_proof_hash": vault.lookup_hash(
+                    LookupKind.RECOVERY_PROOF, registration.recovery_proof_text()
+                ),
+                "passport_encrypted": vault.encrypt(json.dumps(passport), bound_to=_bound(account, "passport")),
+                "personal_encrypted": vault.encrypt(json.dumps(personal), bound_to=_bound(account, "personal")),
+                "contact_encrypted": vault.encrypt(json.dumps(contact), bound_to=_bound(account, "contact")),
+                "password_hash": password_hash,
+                "password_set_at": now,
+                "registered_at": now,
+            })
+            registered = _envelope(
+                SubscriberRegistered(
+                    account_number=account,
+                    contract_number=contract,
+                    region=registration.region,
+                    legal_status=registration.legal_status,
+                    language=registration.language,
+                    masked_phone=mask_phone(phone),
+                    masked_email=mask_email(email) if email else None,
+                    sealed_contact=seal(tools.settings.notifier_public_key, contact),
+                ),
+                account,
+                clock,
+            )
+            issued, _ = _secret_issued(
+                tools, clock, account_number=account, purpose=PasswordPurpose.INITIAL,
+                channel="sms", destination=phone, secret=password, cause=registered,
+            )
+            await _stage(runtime, conn, [registered, issued])
+    except IntegrityError:
+        # Two registrations of one passport raced; the unique index let one through.
+        async with runtime.db.connect() as conn:
+            if await store.passport_registered(conn, passport_hash):
+                raise PassportAlreadyRegistered() from None
+        raise
+    runtime.relay.wake()
+    log.info("subscriber registered", account_number=account, region=registration.region,
+             legal_status=registration.legal_status.value)
+    return Registered(account_number=account, contract_number=contract)
+
+
+# --- login ------------------------------------------------------------------------------------
+
+
+async def login(runtime: ServiceRuntime, command: LoginCommand | Mapping[str, Any]) -> LoggedIn:
+    """Check an account number / contract number + password, or a mobile number + SMS password.
+
+    Failures are counted per account; reaching the threshold locks that account's login (and
+    only that account's) and publishes LoginLocked once. During a lock attempts are refused
+    unchecked. Raises LoginRefused or LoginIsLocked.
+    """
+    tools = _tools(runtime)
+    cmd = _validate(LoginCommand, command)
+    identifier = _identifier(cmd.login)
+    clock = runtime.clock
+    now = clock.now()
+    policy = tools.settings.login_throttle
+    events: list[Envelope[Any]] = []
+    matched: store.Subscriber | None = None
+    locked_until: list[datetime] = []
+    async with runtime.db.transaction() as conn:
+        candidates = await _find(conn, tools, identifier)
+        if not candidates:
+            profile = tools.settings.hashing
+            await asyncio.to_thread(lambda: tools.hasher.verify(_decoy_hash(profile), cmd.password))
+        states = {
+            c.account_number: await store.throttle_state(conn, LOGIN_SCOPE, c.account_number)
+            for c in candidates
+        }
+        for candidate in candidates:
+            if states[candidate.account_number].is_locked(now):
+                continue
+            if await tools.verify(candidate.password_hash, cmd.password):
+                matched = candidate
+                break
+        for candidate in candidates:
+            if matched is not None and candidate is not matched:
+                continue  # another account on the same phone: this attempt was not about it
+            state, outcome = guarded_attempt(
+                states[candidate.account_number], now=now,
+                verify=lambda candidate=candidate: candidate is matched, policy=policy,  # type: ignore[misc]
+            )
+            await store.save_throttle_state(conn, LOGIN_SCOPE, candidate.account_number, state)
+            if outcome.locked_until is not None:
+                locked_until.append(outcome.locked_until)
+            if outcome.lock_started:
+                assert outcome.locked_until is not None
+                events.append(_envelope(
+                    LoginLocked(account_number=candidate.account_number,
+                                locked_until=outcome.locked_until, failed_attempts=policy.threshold),
+                    candidate.account_number, clock,
+                ))
+                log.warning("login locked", account_number=candidate.account_number,
+                            locked_until=outcome.locked_until.isoformat())
+        if matched is not None and tools.hasher.needs_rehash(matched.password_hash):
+            await store.set_password(conn, matched.account_number, await tools.hash(cmd.password), at=now)
+        await _stage(runtime, conn, events)
+    if events:
+        runtime.relay.wake()
+    if matched is not None:
+        return LoggedIn(account_number=matched.account_number, contract_number=matched.contract_number)
+    log.info("login refused", login_kind=identifier.kind.value, accounts=len(candidates),
+             locked=bool(locked_until))
+    if candidates and len(locked_until) == len(candidates):
+        raise LoginIsLocked(until=max(locked_until))
+    raise LoginRefused()
+
+
+# --- passwords by SMS -------------------------------------------------------------------------
+
+
+async def reissue_password_by_sms(
+    runtime: ServiceRuntime, command: ReissuePasswordCommand | Mapping[str, Any]
+) -> list[SecretSent]:
+    """"Get a new password by SMS": a new password replaces the old one and goes by SMS to the
+    registered mobile number (every account registered with it, when a phone is given).
+
+    Rate-limited per account (each request sends an SMS). Raises UnknownAccount or
+    TooManyRequests.
+    """
+    tools = _tools(runtime)
+    cmd = _validate(ReissuePasswordCommand, command)
+    identifier = _identifier(cmd.login)
+    clock = runtime.clock
+    now = clock.now()
+    sent: list[SecretSent] = []
+    refused_until: list[datetime] = []
+    async with runtime.db.transaction() as conn:
+        candidates = await _find(conn, tools, identifier)
+        if not candidates:
+            raise UnknownAccount()
+        events: list[Envelope[Any]] = []
+        for subscriber in candidates:
+            state = await store.throttle_state(conn, SMS_REISSUE_SCOPE, subscriber.account_number)
+            state, outcome = rate_limited_request(state, now=now, policy=RESET_REQUEST_THROTTLE)
+            if not outcome.accepted:
+                refused_until.append(outcome.locked_until or now)
+                continue
+            await store.save_throttle_state(conn, SMS_REISSUE_SCOPE, subscriber.account_number, state)
+            issued, result = await _new_password_by_sms(
+                conn, tools, clock, subscriber, PasswordPurpose.SMS_REISSUE
+            )
+            events.append(issued)
+            sent.append(result)
+        await _stage(runtime, conn, events)
+    if not sent:
+        raise TooManyRequests(until=min(refused_until))
+    runtime.relay.wake()
+    for result in sent:
+        log.info("password reissued by sms", account_number=result.account_number)
+    return sent
+
+
+# --- forgot password: one-time codes ----------------------------------------------------------
+
+
+async def request_reset_code(
+    runtime: ServiceRuntime, command: ResetCodeRequestCommand | Mapping[str, Any]
+) -> SecretSent:
+    """Send a one-time code to the registered phone or e-mail, if the one given matches.
+
+    The code works for the configured lifetime (15 minutes), once; it replaces (voids) any
+    earlier code of the account. Requests are rate-limited per account, matched or not.
+    Raises UnknownAccount, ContactMismatch or TooManyRequests.
+    """
+    tools = _tools(runtime)
+    cmd = _validate(ResetCodeRequestCommand, command)
+    identifier = _identifier(cmd.login, phone_allowed=False)
+    if (cmd.phone is None) == (cmd.email is None):
+        field = "phone" if cmd.phone is None else "email"
+        raise InvalidCommand([FieldError(
+            field, "give either the registered mobile number or the registered e-mail", "one_contact"
+        )])
+    clock = runtime.clock
+    now = clock.now()
+    vault = tools.vault
+    mismatch: str | None = None
+    async with runtime.db.transaction() as conn:
+        found = await _find(conn, tools, identifier)
+        if not found:
+            raise UnknownAccount()
+        subscriber = found[0]
+        account = subscriber.account_number
+        state = await store.throttle_state(conn, RESET_REQUEST_SCOPE, account)
+        state, outcome = rate_limited_request(state, now=now, policy=RESET_REQUEST_THROTTLE)
+        if not outcome.accepted:
+            raise TooManyRequests(until=outcome.locked_until)
+        await store.save_throttle_state(conn, RESET_REQUEST_SCOPE, account, state)
+        if cmd.phone is not None:
+            matches = vault.matches(subscriber.phone_hash, LookupKind.PHONE, cmd.phone)
+            mismatch = None if matches else "phone"
+        else:
+            assert cmd.email is not None
+            matches = subscriber.email_hash is not None and vault.matches(
+                subscriber.email_hash, LookupKind.EMAIL, email_lookup_text(cmd.email)
+            )
+            mismatch = None if matches else "email"
+        if mismatch is None:
+            contact = _contact(tools, subscriber)
+            code = generate_code(CODE_POLICY)
+            reset = issue_reset_code(await tools.hash(code), now=now, policy=tools.settings.reset_code_policy)
+            await store.save_reset_code(conn, account, reset)
+            channel: Literal["sms", "email"] = "sms" if cmd.phone is not None else "email"
+            destination = contact.phone if channel == "sms" else cast(str, contact.email)
+            issued, sent = _secret_issued(
+                tools, clock, account_number=account, purpose=PasswordPurpose.RESET_CODE,
+                channel=channel, destination=destination, secret=code, expires_at=reset.expires_at,
+            )
+            await _stage(runtime, conn, [issued])
+    if mismatch is not None:
+        log.info("reset code refused: contact does not match", account_number=account)
+        raise ContactMismatch(mismatch)
+    runtime.relay.wake()
+    log.info("reset code sent", account_number=account, channel=sent.channel)
+    return sent
+
+
+async def redeem_reset_code(
+    runtime: ServiceRuntime, command: RedeemResetCodeCommand | Mapping[str, Any]
+) -> SecretSent:
+    """Use a one-time code: on success a new password replaces the old one and goes by SMS
+    (purpose sms_reissue), and a login lock of the account is lifted.
+
+    Wrong guesses are counted; the code dies after the configured number of them. Raises
+    UnknownAccount or ResetCodeRefused (reason: wrong_code, expired, already_used,
+    too_many_guesses, no_code).
+    """
+    tools = _tools(runtime)
+    cmd = _validate(RedeemResetCodeCommand, command)
+    identifier = _identifier(cmd.login, phone_allowed=False)
+    if not CODE_POLICY.admits(cmd.code):
+        raise InvalidCommand([FieldError("code", f"must be {CODE_POLICY.digits} digits", "code_shape")])
+    clock = runtime.clock
+    now = clock.now()
+    sent: SecretSent | None = None
+    async with runtime.db.transaction() as conn:
+        found = await _find(conn, tools, identifier)
+        if not found:
+            raise UnknownAccount()
+        subscriber = found[0]
+        account = subscriber.account_number
+        state = await store.reset_code(conn, account)
+        # First ask the domain whether the code could still work at all (no hash needed);
+        # only then pay for the slow hash.
+        _, probe = redeem_reset_code_rule(state, now=now, matches=lambda _: False)
+        right = probe is Redemption.WRONG_CODE and state is not None and await tools.verify(
+            state.code_hash, cmd.code
+        )
+        after, result = redeem_reset_code_rule(state, now=now, matches=lambda _: right)
+        if after is not None and after != state:
+            await store.save_reset_code(conn, account, after)
+        if result is Redemption.ACCEPTED:
+            issued, sent = await _new_password_by_sms(
+                conn, tools, clock, subscriber, PasswordPurpose.SMS_REISSUE
+            )
+            await store.save_throttle_state(conn, LOGIN_SCOPE, account, ThrottleState())
+            await _stage(runtime, conn, [issued])
+    if sent is None:
+        log.info("reset code refused", account_number=account, reason=result.value)
+        raise ResetCodeRefused(result.value)
+    runtime.relay.wake()
+    log.info("reset code redeemed; new password sent", account_number=account)
+    return sent
+
+
+# --- support-assisted recovery ----------------------------------------------------------------
+
+
+async def recover_by_support(
+    runtime: ServiceRuntime, command: SupportRecoveryCommand | Mapping[str, Any]
+) -> SecretSent:
+    """An operator restores access: the caller's passport series, number and date of birth
+    are checked against the stored keyed hash; on a match a new password goes by SMS and a
+    login lock is lifted. Every attempt is recorded with the operator and the reason.
+
+    A few wrong claims lock support recovery of the account for a day. Raises UnknownAccount,
+    RecoveryRefused or TooManyRequests.
+    """
+    tools = _tools(runtime)
+    cmd = _validate(SupportRecoveryCommand, command)
+    identifier = _identifier(cmd.login, phone_allowed=False)
+    clock = runtime.clock
+    now = clock.now()
+    sent: SecretSent | None = None
+    async with runtime.db.transaction() as conn:
+        found = await _find(conn, tools, identifier)
+        if not found:
+            raise UnknownAccount()
+        subscriber = found[0]
+        account = subscriber.account_number
+        state = await store.throttle_state(conn, SUPPORT_SCOPE, account)
+        state, outcome = guarded_attempt(
+            state, now=now, policy=SUPPORT_THROTTLE,
+            verify=lambda: tools.vault.matches(
+                subscriber.recovery_proof_hash, LookupKind.RECOVERY_PROOF, cmd.proof_text()
+            ),
+        )
+        await store.save_throttle_state(conn, SUPPORT_SCOPE, account, state)
+        await store.record_support_recovery(
+            conn, account_number=account, operator=cmd.operator, reason=cmd.reason,
+            outcome=outcome.result.value, at=now,
+        )
+        if outcome.accepted:
+            issued, sent = await _new_password_by_sms(
+                conn, tools, clock, subscriber, PasswordPurpose.SUPPORT_RECOVERY
+            )
+            await store.save_throttle_state(conn, LOGIN_SCOPE, account, ThrottleState())
+            await _stage(runtime, conn, [issued])
+    log.info("support recovery", account_number=account, outcome=outcome.result.value)
+    if sent is None:
+        if outcome.result in (Attempt.LOCKED, Attempt.LOCK_STARTED):
+            raise TooManyRequests(until=outcome.locked_until)
+        raise RecoveryRefused()
+    runtime.relay.wake()
+    return sent
+
+
+__all__ = [
+    "LoggedIn",
+    "LoginCommand",
+    "RedeemResetCodeCommand",
+    "Registered",
+    "ReissuePasswordCommand",
+    "ResetCodeRequestCommand",
+    "SecretSent",
+    "SupportRecoveryCommand",
+    "login",
+    "recover_by_support",
+    "redeem_reset_code",
+    "register",
+    "reissue_password_by_sms",
+    "request_reset_code",
+]

@@ -1,0 +1,336 @@
+"""The identity database: subscribers, the account-number sequence, reset codes, throttles.
+
+Personal data is kept only here, and only protected: keyed hashes (HMAC) to find a passport,
+a phone or an e-mail, AES-GCM ciphertexts (bound to the account and the kind of data) for the
+readable copies, argon2id hashes of passwords and codes. No column holds a clear value.
+
+Works on PostgreSQL and SQLite. Account numbers come from a SEQUENCE on PostgreSQL (never
+rewound, safe under any concurrency; a rolled-back registration leaves a gap, never a reuse)
+and from a one-row counter updated inside the registration's transaction on SQLite (which has
+one writer at a time, so the update is serial).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Sequence,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import TypeDecorator
+
+from billing_events.db import insert_ignoring_duplicates, upsert
+from billing_events.schema import BigId
+from identity.domain import ResetCode, ThrottleState
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC moments on both databases (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use the injected clock")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+account_number_sequence = Sequence("identity_account_number_seq", start=1, metadata=metadata)
+
+# SQLite only: the last sequence value handed out (one row, id 1).
+account_number_counter = Table(
+    "account_number_counter",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_value", BigInteger, nullable=False),
+)
+
+LOOKUP_HASH = String(64)  # hex of HMAC-SHA256
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("account_number", String(12), primary_key=True),
+    Column("sequence", BigInteger, nullable=False, unique=True),
+    Column("contract_number", String(32), nullable=False, unique=True),
+    Column("region", String(64), nullable=False),
+    Column("legal_status", String(16), nullable=False),
+    Column("language", String(2), nullable=False),
+    Column("passport_hash", LOOKUP_HASH, nullable=False, unique=True),
+    Column("phone_hash", LOOKUP_HASH, nullable=False, index=True),
+    Column("email_hash", LOOKUP_HASH, index=True),
+    Column("recovery_proof_hash", LOOKUP_HASH, nullable=False),
+    Column("passport_encrypted", Text, nullable=False),
+    Column("personal_encrypted", Text, nullable=False),
+    Column("contact_encrypted", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("password_set_at", UtcDateTime, nullable=False),
+    Column("registered_at", UtcDateTime, nullable=False),
+)
+
+reset_codes = Table(
+    "reset_codes",
+    metadata,
+    Column("account_number", String(12), primary_key=True),
+    Column("code_hash", Text, nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("max_wrong_guesses", Integer, nullable=False),
+    Column("wrong_guesses", Integer, nullable=False),
+    Column("used_at", UtcDateTime),
+)
+
+throttles = Table(
+    "throttles",
+    metadata,
+    Column("scope", String(32), primary_key=True),
+    Column("subject", String(100), primary_key=True),
+    Column("counted", Text, nullable=False, doc="JSON list of ISO moments inside the window"),
+    Column("locked_until", UtcDateTime),
+)
+
+support_recoveries = Table(
+    "support_recoveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_number", String(12), nullable=False),
+    Column("operator", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("support_recoveries_account", "account_number", "id"),
+)
+
+
+# --- account numbers --------------------------------------------------------------------------
+
+
+async def next_account_sequence(conn: AsyncConnection) -> int:
+    """A sequence value nobody got before and nobody will get again."""
+    if conn.dialect.name == "postgresql":
+        value = await conn.scalar(account_number_sequence.next_value())
+        return int(value)
+    # SQLite: BEGIN IMMEDIATE holds the one write lock for the whole transaction.
+    await conn.execute(
+        insert_ignoring_duplicates(conn, account_number_counter), {"id": 1, "last_value": 0}
+    )
+    value = await conn.scalar(
+        update(account_number_counter)
+        .where(account_number_counter.c.id == 1)
+        .values(last_value=account_number_counter.c.last_value + 1)
+        .returning(account_number_counter.c.last_value)
+    )
+    return int(value)
+
+
+# --- subscribers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    account_number: str
+    contract_number: str
+    region: str
+    legal_status: str
+    language: str
+    phone_hash: str
+    email_hash: str | None
+    recovery_proof_hash: str
+    contact_encrypted: str
+    password_hash: str
+
+
+def _subscriber(row: Any) -> Subscriber:
+    return Subscriber(
+        account_number=row.account_number,
+        contract_number=row.contract_number,
+        region=row.region,
+        legal_status=row.legal_status,
+        language=row.language,
+        phone_hash=row.phone_hash,
+        email_hash=row.email_hash,
+        recovery_proof_hash=row.recovery_proof_hash,
+        contact_encrypted=row.contact_encrypted,
+        password_hash=row.password_hash,
+    )
+
+
+async def add_subscriber(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    await conn.execute(insert(subscribers), row)
+
+
+async def passport_registered(conn: AsyncConnection, passport_hash: str) -> bool:
+    found = await conn.scalar(
+        select(subscribers.c.account_number).where(subscribers.c.passport_hash == passport_hash)
+    )
+    return found is not None
+
+
+async def subscriber_by_account(
+    conn: AsyncConnection, account_number: str, *, for_update: bool = False
+) -> Subscriber | None:
+    query = select(subscribers).where(subscribers.c.account_number == account_number)
+    if for_update:
+        query = query.with_for_update()  # PostgreSQL: one command per account at a time
+    row = (await conn.execute(query)).first()
+    return _subscriber(row) if row else None
+
+
+async def subscriber_by_contract(
+    conn: AsyncConnection, contract_number: str, *, for_update: bool = False
+) -> Subscriber | None:
+    query = select(subscribers).where(subscribers.c.contract_number == contract_number)
+    if for_update:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    return _subscriber(row) if row else None
+
+
+async def subscribers_by_phone(
+    conn: AsyncConnection, phone_hash: str, *, for_update: bool = False
+) -> list[Subscriber]:
+    query = (
+        select(subscribers)
+        .where(subscribers.c.phone_hash == phone_hash)
+        .order_by(subscribers.c.account_number)
+    )
+    if for_update:
+        query = query.with_for_update()
+    return [_subscriber(row) for row in (await conn.execute(query)).all()]
+
+
+async def set_password(
+    conn: AsyncConnection, account_number: str, password_hash: str, *, at: datetime
+) -> None:
+    await conn.execute(
+        update(subscribers)
+        .where(subscribers.c.account_number == account_number)
+        .values(password_hash=password_hash, password_set_at=at)
+    )
+
+
+async def count_subscribers(conn: AsyncConnection) -> int:
+    return await conn.scalar(select(func.count()).select_from(subscribers)) or 0
+
+
+# --- reset codes ------------------------------------------------------------------------------
+
+
+async def reset_code(conn: AsyncConnection, account_number: str) -> ResetCode | None:
+    row = (
+        await conn.execute(select(reset_codes).where(reset_codes.c.account_number == account_number))
+    ).first()
+    if row is None:
+        return None
+    return ResetCode(
+        code_hash=row.code_hash,
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        max_wrong_guesses=row.max_wrong_guesses,
+        wrong_guesses=row.wrong_guesses,
+        used_at=row.used_at,
+    )
+
+
+async def save_reset_code(conn: AsyncConnection, account_number: str, code: ResetCode) -> None:
+    """One row per account: a new code replaces (voids) the previous one."""
+    columns = ("code_hash", "issued_at", "expires_at", "max_wrong_guesses", "wrong_guesses", "used_at")
+    await conn.execute(
+        upsert(conn, reset_codes, ["account_number"], columns),
+        {
+            "account_number": account_number,
+            "code_hash": code.code_hash,
+            "issued_at": code.issued_at,
+            "expires_at": code.expires_at,
+            "max_wrong_guesses": code.max_wrong_guesses,
+            "wrong_guesses": code.wrong_guesses,
+            "used_at": code.used_at,
+        },
+    )
+
+
+# --- throttles --------------------------------------------------------------------------------
+
+
+async def throttle_state(conn: AsyncConnection, scope: str, subject: str) -> ThrottleState:
+    row = (
+        await conn.execute(
+            select(throttles.c.counted, throttles.c.locked_until).where(
+                throttles.c.scope == scope, throttles.c.subject == subject
+            )
+        )
+    ).first()
+    if row is None:
+        return ThrottleState()
+    counted = tuple(datetime.fromisoformat(moment) for moment in json.loads(row.counted))
+    return ThrottleState(counted=counted, locked_until=row.locked_until)
+
+
+async def save_throttle_state(
+    conn: AsyncConnection, scope: str, subject: str, state: ThrottleState
+) -> None:
+    if not state.counted and state.locked_until is None:
+        await conn.execute(
+            delete(throttles).where(throttles.c.scope == scope, throttles.c.subject == subject)
+        )
+        return
+    await conn.execute(
+        upsert(conn, throttles, ["scope", "subject"], ["counted", "locked_until"]),
+        {
+            "scope": scope,
+            "subject": subject,
+            "counted": json.dumps([moment.astimezone(UTC).isoformat() for moment in state.counted]),
+            "locked_until": state.locked_until,
+        },
+    )
+
+
+# --- support-assisted recovery audit ----------------------------------------------------------
+
+
+async def record_support_recovery(
+    conn: AsyncConnection, *, account_number: str, operator: str, reason: str, outcome: str, at: datetime
+) -> None:
+    await conn.execute(
+        insert(support_recoveries),
+        {"account_number": account_number, "operator": operator, "reason": reason,
+         "outcome": outcome, "at": at},
+    )
+
+
+async def support_recovery_log(conn: AsyncConnection, account_number: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        select(support_recoveries)
+        .where(support_recoveries.c.account_number == account_number)
+        .order_by(support_recoveries.c.id)
+    )
+    return [dict(row._mapping) for row in rows]

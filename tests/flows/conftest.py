@@ -1,0 +1,105 @@
+"""The whole suite in one test: the four services in-process, each with its own PostgreSQL
+database, talking only through the session's broker, under one manual clock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from billing_events.clock import ManualClock
+from billing_events.runtime import ServiceRuntime
+from billing_events.sealing import generate_keypair
+from billing_events.testing.kafka_probe import RawProducer
+from identity.app import build_runtime as build_identity
+from identity.security import new_key
+from identity.settings import IdentitySettings
+from ledger import store as ledger_store
+from ledger.app import build_runtime as build_ledger
+from ledger.settings import LedgerSettings
+from notifier.app import build_runtime as build_notifier
+from notifier.settings import NotifierSettings
+from tariff.app import build_runtime as build_tariff
+from tariff.settings import TariffSettings
+
+START = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)  # 09:00 in Moscow, where billing days are counted
+
+REGISTRATION = {
+    "contract_accepted": True, "legal_status": "person", "surname": "Петрова", "first_name": "Анна",
+    "patronymic": "Игоревна", "passport_series": "4510", "passport_number": "482913",
+    "date_of_birth": "1988-11-02", "issuing_authority": "ОУФМС по г. Москве", "date_of_issue": "2012-03-15",
+    "mobile_phone": "+7 915 204-33-71", "email": "anna.petrova@example.ru", "region": "moscow",
+}
+
+
+@dataclass
+class Suite:
+    clock: ManualClock
+    identity: ServiceRuntime
+    ledger: Any
+    tariff: Any
+    notifier: Any
+    producer: RawProducer
+    bootstrap: str
+
+    @property
+    def outbox_file(self) -> Path:
+        return Path(self.notifier.settings.resolved_file_channel_path())
+
+    def messages(self, account_to: str | None = None) -> list[dict[str, Any]]:
+        if not self.outbox_file.exists():
+            return []
+        lines = [json.loads(line) for line in self.outbox_file.read_text().splitlines() if line.strip()]
+        return [m for m in lines if account_to is None or m.get("to") == account_to]
+
+    async def ledger_balance(self, number: str) -> int | None:
+        async with self.ledger.db.connect() as conn:
+            state = await ledger_store.account(conn, number)
+        return None if state is None else state.main
+
+    async def ledger_account_open(self, number: str) -> bool:
+        return await self.ledger_balance(number) is not None
+
+    async def tariff_balance(self, number: str) -> int | None:
+        """The balance the tariff service last heard of; None before it knows the account."""
+        from tariff import service
+        from tariff.errors import UnknownAccount
+
+        try:
+            subscription = await service.get_subscription(self.tariff, number)
+        except UnknownAccount:
+            return None
+        return subscription.balance.main.minor
+
+
+@pytest.fixture
+async def suite(make_settings: Callable[..., Any], bootstrap_servers: str) -> AsyncIterator[Suite]:
+    clock = ManualClock(START)
+    public, private = generate_keypair()
+    async with AsyncExitStack() as stack:
+        identity = build_identity(await make_settings(
+            IdentitySettings, notifier_public_key=public, pii_lookup_key=new_key(), pii_encryption_key=new_key(),
+            hashing_profile="fast"), clock)
+        ledger = build_ledger(await make_settings(LedgerSettings, bonus_campaigns_file=None), clock)
+        tariff = build_tariff(await make_settings(TariffSettings, billing_clock_enabled=False), clock)
+        notifier = build_notifier(await make_settings(
+            NotifierSettings, notifier_private_key=private, default_language="ru",
+            retry_base_delay_seconds=0.05), clock)
+        for runtime in (identity, ledger, tariff, notifier):
+            await stack.enter_async_context(runtime)
+        producer = await stack.enter_async_context(RawProducer(bootstrap_servers))
+        yield Suite(clock, identity, ledger, tariff, notifier, producer, bootstrap_servers)
+
+
+def registration_form() -> dict[str, Any]:
+    return dict(REGISTRATION)
+
+
+@pytest.fixture
+def form() -> dict[str, Any]:
+    return registration_form()

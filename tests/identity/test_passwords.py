@@ -1,0 +1,296 @@
+"""Passwords, one-time codes, lockout and support recovery, over the real broker and database.
+
+Every secret a test uses is read from the identity topic and unsealed with the notifier's
+private key, as the notifier does: the secret-sealing round trip is in every test here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from billing_events.catalog.identity import PasswordPurpose
+from identity import service, store
+from identity.domain import (
+    ContactMismatch,
+    InvalidCommand,
+    LoginIsLocked,
+    LoginRefused,
+    RecoveryRefused,
+    ResetCodeRefused,
+    TooManyRequests,
+    UnknownAccount,
+    account_number_from_sequence,
+)
+
+INITIAL, REISSUE, CODE, RECOVERY = (
+    PasswordPurpose.INITIAL, PasswordPurpose.SMS_REISSUE, PasswordPurpose.RESET_CODE,
+    PasswordPurpose.SUPPORT_RECOVERY,
+)
+
+
+async def registered_with_password(flow: Any, **changes: Any) -> tuple[str, str, str]:
+    registered = await flow.register(**changes)
+    password = await flow.secret(registered.account_number, INITIAL)
+    return registered.account_number, registered.contract_number, password
+
+
+def other_code(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+# --- "get a new password by SMS" --------------------------------------------------------------
+
+
+async def test_a_reissued_password_replaces_the_old_one(flow: Any) -> None:
+    account, contract, initial = await registered_with_password(flow)
+
+    [sent] = await service.reissue_password_by_sms(flow.runtime, {"login": contract})
+
+    assert (sent.purpose, sent.channel, sent.masked_destination) == (REISSUE, "sms", "+7 *** ***-67-89")
+    [issued] = await flow.issued(account, REISSUE)
+    assert issued["destination"] == "+79123456789"
+    assert (await flow.login(account, issued["secret"])).account_number == account
+    with pytest.raises(LoginRefused):
+        await flow.login(account, initial)
+    # By mobile number too; the second new password replaces the first.
+    await service.reissue_password_by_sms(flow.runtime, {"login": "+79123456789"})
+    newest = await flow.secret(account, REISSUE, nth=2)
+    assert (await flow.login("89123456789", newest)).account_number == account
+    with pytest.raises(LoginRefused):
+        await flow.login(account, issued["secret"])
+    with pytest.raises(UnknownAccount):
+        await service.reissue_password_by_sms(flow.runtime, {"login": "+7 912 999-99-99"})
+
+
+# --- forgot password: the 15-minute one-time code ---------------------------------------------
+
+
+async def test_a_code_works_at_14_59_once_and_gives_a_new_password(flow: Any) -> None:
+    account, contract, initial = await registered_with_password(flow)
+    start = flow.runtime.clock.now()
+
+    sent = await service.request_reset_code(flow.runtime, {"login": contract, "phone": "8 (912) 345-67-89"})
+
+    assert sent.expires_at == start + timedelta(minutes=15)
+    assert (sent.purpose, sent.channel) == (CODE, "sms")
+    [issued] = await flow.reader.wait_for_type("PasswordIssued", account_number=account, purpose=CODE)
+    assert issued.payload.expires_at == start + timedelta(minutes=15)
+    code = await flow.secret(account, CODE)
+    flow.runtime.clock.advance(timedelta(minutes=14, seconds=59))
+
+    redeemed = await service.redeem_reset_code(flow.runtime, {"login": account, "code": code})
+
+    assert redeemed.purpose is REISSUE
+    new_password = await flow.secret(account, REISSUE)
+    assert (await flow.login(account, new_password)).account_number == account
+    with pytest.raises(LoginRefused):
+        await flow.login(account, initial)
+    with pytest.raises(ResetCodeRefused) as second_use:
+        await service.redeem_reset_code(flow.runtime, {"login": account, "code": code})
+    assert second_use.value.reason == "already_used"
+    assert (await flow.login(account, new_password)).account_number == account
+
+
+async def test_a_code_is_refused_at_15_01(flow: Any) -> None:
+    account, contract, initial = await registered_with_password(flow)
+    await service.request_reset_code(flow.runtime, {"login": account, "phone": "+79123456789"})
+    code = await flow.secret(account, CODE)
+    flow.runtime.clock.advance(timedelta(minutes=15, seconds=1))
+
+    with pytest.raises(ResetCodeRefused) as caught:
+        await service.redeem_reset_code(flow.runtime, {"login": contract, "code": code})
+
+    assert caught.value.reason == "expired"
+    assert (await flow.login(account, initial)).account_number == account  # nothing changed
+
+
+async def test_a_newer_code_voids_the_older_one(flow: Any) -> None:
+    account, _, _ = await registered_with_password(flow, email="ivan@mail.ru")
+    await service.request_reset_code(flow.runtime, {"login": account, "phone": "+79123456789"})
+    sent = await service.request_reset_code(flow.runtime, {"login": account, "email": "IVAN@mail.ru"})
+    assert (sent.channel, sent.masked_destination) == ("email", "i***@mail.ru")
+    older, newer = await flow.issued(account, CODE, 2)
+    assert newer["destination"] == "ivan@mail.ru"
+
+    if older["secret"] != newer["secret"]:  # one chance in a million they are equal
+        with pytest.raises(ResetCodeRefused):
+            await service.redeem_reset_code(flow.runtime, {"login": account, "code": older["secret"]})
+    await service.redeem_reset_code(flow.runtime, {"login": account, "code": newer["secret"]})
+    assert (await flow.login(account, await flow.secret(account, REISSUE))).account_number == account
+
+
+async def test_a_code_dies_after_five_wrong_guesses(flow: Any) -> None:
+    account, _, _ = await registered_with_password(flow)
+    await service.request_reset_code(flow.runtime, {"login": account, "phone": "+79123456789"})
+    code = await flow.secret(account, CODE)
+
+    reasons = []
+    for _ in range(5):
+        with pytest.raises(ResetCodeRefused) as caught:
+            await service.redeem_reset_code(flow.runtime, {"login": account, "code": other_code(code)})
+        reasons.append(caught.value.reason)
+    with pytest.raises(ResetCodeRefused) as right_too_late:
+        await service.redeem_reset_code(flow.runtime, {"login": account, "code": code})
+
+    assert reasons == ["wrong_code"] * 5
+    assert right_too_late.value.reason == "too_many_guesses"
+
+
+async def test_reset_requests_need_the_registered_contact_and_are_throttled(flow: Any) -> None:
+    account, contract, _ = await registered_with_password(flow)
+    other, _, _ = await registered_with_password(flow, unique=True)
+
+    with pytest.raises(ContactMismatch) as wrong_phone:
+        await service.request_reset_code(flow.runtime, {"login": contract, "phone": "+7 912 000-00-01"})
+    assert wrong_phone.value.field == "phone"
+    with pytest.raises(ContactMismatch):  # no e-mail registered
+        await service.request_reset_code(flow.runtime, {"login": contract, "email": "ivan@mail.ru"})
+    with pytest.raises(InvalidCommand) as neither:
+        await service.request_reset_code(flow.runtime, {"login": contract})
+    assert neither.value.fields == ("phone",)
+    with pytest.raises(InvalidCommand) as bad_phone:
+        await service.request_reset_code(flow.runtime, {"login": contract, "phone": "12"})
+    assert bad_phone.value.fields == ("phone",)
+    with pytest.raises(InvalidCommand):  # a phone is not an account identifier here
+        await service.request_reset_code(flow.runtime, {"login": "+79123456789", "phone": "+79123456789"})
+    with pytest.raises(UnknownAccount):
+        await service.request_reset_code(flow.runtime, {"login": account_number_from_sequence(999), "phone": "+79123456789"})
+    # Two refused + three sent = five requests in the hour: the sixth is throttled...
+    for _ in range(3):
+        await service.request_reset_code(flow.runtime, {"login": account, "phone": "+79123456789"})
+    with pytest.raises(TooManyRequests) as throttled:
+        await service.request_reset_code(flow.runtime, {"login": account, "phone": "+79123456789"})
+    assert throttled.value.until is not None
+    # ...for that account only.
+    sent = await service.request_reset_code(flow.runtime, {"login": other, "phone": "+7 916 001-01-07"})
+    assert sent.account_number == other
+    with pytest.raises(InvalidCommand) as bad_code:
+        await service.redeem_reset_code(flow.runtime, {"login": account, "code": "12ab"})
+    assert bad_code.value.fields == ("code",)
+
+
+# --- lockout ----------------------------------------------------------------------------------
+
+
+async def test_repeated_failures_lock_one_account_and_publish_login_locked_once(flow: Any) -> None:
+    victim, _, password = await registered_with_password(flow)
+    bystander, bystander_contract, bystander_password = await registered_with_password(flow, unique=True)
+    clock = flow.runtime.clock
+
+    for _ in range(4):
+        with pytest.raises(LoginRefused):
+            await flow.login(victim, "WrongPassw0rd")
+    with pytest.raises(LoginIsLocked) as locked:
+        await flow.login(victim, "WrongPassw0rd")
+    lock_ends = clock.now() + timedelta(minutes=15)
+    assert locked.value.until == lock_ends
+    # During the lock even the right password is refused, unchecked; the flood goes on.
+    for _ in range(10):
+        with pytest.raises(LoginIsLocked):
+            await flow.login(victim, password)
+    # Another account is unaffected, by account number, contract number or phone.
+    assert (await flow.login(bystander, bystander_password)).account_number == bystander
+    assert (await flow.login(bystander_contract, bystander_password)).account_number == bystander
+    assert (await flow.login("+7 916 001-01-07", bystander_password)).account_number == bystander
+
+    # Exactly one LoginLocked: flush the victim's partition with a later event of the account.
+    await service.reissue_password_by_sms(flow.runtime, {"login": victim})
+    await flow.reader.wait_for_type("PasswordIssued", account_number=victim, purpose=REISSUE)
+    lock_events = [e for e in flow.reader.envelopes if e.event_type == "LoginLocked"]
+    assert len(lock_events) == 1
+    assert lock_events[0].account == victim
+    assert lock_events[0].payload.locked_until == lock_ends
+    assert lock_events[0].payload.failed_attempts == 5
+
+    clock.advance(timedelta(minutes=15))
+    new_password = await flow.secret(victim, REISSUE)
+    assert (await flow.login(victim, new_password)).account_number == victim
+
+
+async def test_unknown_or_malformed_logins_are_refused_without_detail(flow: Any) -> None:
+    with pytest.raises(LoginRefused):
+        await flow.login(account_number_from_sequence(999), "whatever")
+    with pytest.raises(InvalidCommand) as typo:
+        await flow.login(account_number_from_sequence(999)[:-1] + "0", "whatever")  # check digit wrong
+    assert typo.value.fields == ("login",)
+    with pytest.raises(InvalidCommand) as empty:
+        await flow.login(account_number_from_sequence(999), "")
+    assert empty.value.fields == ("password",)
+
+
+# --- support-assisted recovery ----------------------------------------------------------------
+
+
+def claim(login: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "login": login, "operator": "Петрова А. (call centre)", "reason": "lost SMS phone",
+        "passport_series": "4508", "passport_number": "731942", "date_of_birth": "1990-05-17",
+        **changes,
+    }
+
+
+async def test_support_recovery_checks_passport_data_and_records_the_operator(flow: Any) -> None:
+    account, contract, initial = await registered_with_password(flow)
+    for _ in range(5):  # the subscriber locked themselves out
+        with pytest.raises((LoginRefused, LoginIsLocked)):
+            await flow.login(account, "forgotten1A")
+
+    with pytest.raises(RecoveryRefused):
+        await service.recover_by_support(flow.runtime, claim(account, passport_number="731943"))
+    with pytest.raises(RecoveryRefused):
+        await service.recover_by_support(flow.runtime, claim(contract, date_of_birth="1990-05-18"))
+    with pytest.raises(InvalidCommand) as no_operator:
+        await service.recover_by_support(flow.runtime, claim(account, operator=""))
+    assert no_operator.value.fields == ("operator",)
+    sent = await service.recover_by_support(flow.runtime, claim(contract, passport_series="45 08"))
+
+    assert (sent.purpose, sent.masked_destination) == (RECOVERY, "+7 *** ***-67-89")
+    new_password = await flow.secret(account, RECOVERY)
+    assert (await flow.login(account, new_password)).account_number == account  # lock lifted
+    with pytest.raises(LoginRefused):
+        await flow.login(account, initial)
+    async with flow.runtime.db.connect() as conn:
+        log = await store.support_recovery_log(conn, account)
+    assert [(row["operator"], row["reason"], row["outcome"]) for row in log] == [
+        ("Петрова А. (call centre)", "lost SMS phone", "refused"),
+        ("Петрова А. (call centre)", "lost SMS phone", "refused"),
+        ("Петрова А. (call centre)", "lost SMS phone", "accepted"),
+    ]
+    # Guessing passport data is stopped after three wrong claims a day.
+    outcomes = []
+    for _ in range(4):
+        try:
+            await service.recover_by_support(flow.runtime, claim(account, passport_number="000000"))
+        except (RecoveryRefused, TooManyRequests) as refusal:
+            outcomes.append(type(refusal).__name__)
+    assert outcomes == ["RecoveryRefused", "RecoveryRefused", "TooManyRequests", "TooManyRequests"]
+    with pytest.raises(TooManyRequests):  # locked: even the right data waits
+        await service.recover_by_support(flow.runtime, claim(account))
+    async with flow.runtime.db.connect() as conn:
+        stored = (await conn.execute(select(store.subscribers))).one()._mapping
+    assert "731942" not in repr(dict(stored))
+
+
+async def test_a_concurrent_flood_locks_once_and_only_its_target(flow: Any) -> None:
+    victim, _, password = await registered_with_password(flow)
+    bystander, _, bystander_password = await registered_with_password(flow, unique=True)
+
+    outcomes = await asyncio.gather(
+        *(flow.login(victim, f"Guess{i:03d}xyz") for i in range(20)),
+        flow.login(bystander, bystander_password),
+        return_exceptions=True,
+    )
+
+    refusals = [type(o).__name__ for o in outcomes[:20]]
+    assert refusals.count("LoginRefused") == 4 and refusals.count("LoginIsLocked") == 16
+    assert outcomes[20] == service.LoggedIn(account_number=bystander, contract_number=outcomes[20].contract_number)
+    with pytest.raises(LoginIsLocked):
+        await flow.login(victim, password)
+    await service.reissue_password_by_sms(flow.runtime, {"login": victim})
+    await flow.reader.wait_for_type("PasswordIssued", account_number=victim, purpose=REISSUE)
+    assert [e.account for e in flow.reader.envelopes if e.event_type == "LoginLocked"] == [victim]
