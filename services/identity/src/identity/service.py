@@ -237,6 +237,14 @@ async def _find(
             return await store.subscribers_by_phone(conn, phone_hash, for_update=True)
 
 
+async def _find_one(conn: AsyncConnection, tools: _Tools, identifier: LoginIdentifier) -> store.Subscriber:
+    """The one subscriber an account or contract number names, locked; UnknownAccount if none."""
+    found = await _find(conn, tools, identifier)
+    if not found:
+        raise UnknownAccount()
+    return found[0]
+
+
 @dataclass(frozen=True)
 class _Contact:
     phone: str
@@ -532,10 +540,7 @@ async def request_reset_code(
     vault = tools.vault
     mismatch: str | None = None
     async with runtime.db.transaction() as conn:
-        found = await _find(conn, tools, identifier)
-        if not found:
-            raise UnknownAccount()
-        subscriber = found[0]
+        subscriber = await _find_one(conn, tools, identifier)
         account = subscriber.account_number
         state = await store.throttle_state(conn, RESET_REQUEST_SCOPE, account)
         state, outcome = rate_limited_request(state, now=now, policy=RESET_REQUEST_THROTTLE)
@@ -590,10 +595,7 @@ async def redeem_reset_code(
     now = clock.now()
     sent: SecretSent | None = None
     async with runtime.db.transaction() as conn:
-        found = await _find(conn, tools, identifier)
-        if not found:
-            raise UnknownAccount()
-        subscriber = found[0]
+        subscriber = await _find_one(conn, tools, identifier)
         account = subscriber.account_number
         state = await store.reset_code(conn, account)
         # First ask the domain whether the code could still work at all (no hash needed);
@@ -639,10 +641,7 @@ async def recover_by_support(
     now = clock.now()
     sent: SecretSent | None = None
     async with runtime.db.transaction() as conn:
-        found = await _find(conn, tools, identifier)
-        if not found:
-            raise UnknownAccount()
-        subscriber = found[0]
+        subscriber = await _find_one(conn, tools, identifier)
         account = subscriber.account_number
         state = await store.throttle_state(conn, SUPPORT_SCOPE, account)
         state, outcome = guarded_attempt(
