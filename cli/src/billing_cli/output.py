@@ -13,7 +13,8 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-console = Console(highlight=False, soft_wrap=True)
+# Piped output (a file, a pager, a script) gets wide lines instead of an 80-column wrap.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
