@@ -74,6 +74,7 @@ class EventRouter:
         self._routes = {event_cls.event_type: handler for event_cls, handler in routes.items()}
         self._rejects = (Rejected, *rejects)
         self.accepts = frozenset(self._routes)
+        self.service = "unnamed"  # the consumer that runs the router names it, for the metrics
 
     async def __call__(self, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> Outcome:
         outcome = Outcome()
@@ -84,6 +85,7 @@ class EventRouter:
                 event_type=envelope.event_type,
             ):
                 savepoint = await conn.begin_nested()
+                started = time.perf_counter()
                 try:
                     published = await self._routes[envelope.event_type](conn, envelope)
                 except self._rejects as exc:
@@ -94,6 +96,8 @@ class EventRouter:
                     await savepoint.rollback()
                     raise
                 await savepoint.commit()
+                metrics.HANDLER_SECONDS.labels(self.service, envelope.event_type).observe(
+                    time.perf_counter() - started)
                 outcome.publish.extend(published or ())
         return outcome
 
@@ -121,6 +125,8 @@ class EventConsumer:
         self._topics = topics
         self._clock = clock
         self._on_commit = on_commit
+        if isinstance(handler, EventRouter):
+            handler.service = name
 
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         started = time.perf_counter()
@@ -146,9 +152,11 @@ class EventConsumer:
                 key = (record.key or b"").decode("utf-8", errors="replace")
                 if key != envelope.account:
                     raise InvalidEvent(f"message key {key!r} is not the envelope's account")
-            except InvalidEvent as exc:
+            except Exception as exc:
+                # Decoding is pure: whatever it raises is the message's fault, never a reason to
+                # stall the partition (json.loads raises RecursionError on deeply nested input).
                 metrics.EVENTS_CONSUMED.labels(self.name, "invalid").inc()
-                dead.append(_dead_letter(record, str(exc)))
+                dead.append(_dead_letter(record, _unreadable(exc)))
                 continue
             metrics.EVENTS_CONSUMED.labels(self.name, envelope.event_type).inc()
             if envelope.event_type not in self._handler.accepts or envelope.event_id in seen:
@@ -190,7 +198,7 @@ class EventConsumer:
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                letter = _dead_letter(item.record, f"handler failed: {type(exc).__name__}: {exc}", item.envelope)
+                letter = _dead_letter(item.record, _handler_failure(exc), item.envelope)
                 await retry_transient(lambda letter=letter: self._dead_letter_alone(letter),
                                       what=f"{self.name} dead letter")
 
@@ -211,6 +219,22 @@ class EventConsumer:
                 event_type=letter.event_type,
                 event_id=str(letter.event_id) if letter.event_id else None,
             )
+
+
+def _handler_failure(exc: Exception) -> str:
+    """The error's first line: SQLAlchemy appends the statement and its parameters (account
+    numbers, amounts, personal data) on the following lines, which must not reach the dead
+    letter (a table, a topic and a log line)."""
+    first_line = next(iter(str(exc).splitlines()), "")
+    return f"handler failed: {type(exc).__name__}: {first_line}"
+
+
+def _unreadable(exc: Exception) -> str:
+    if isinstance(exc, InvalidEvent):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "not JSON: nested too deeply to read"
+    return f"unreadable: {type(exc).__name__}"
 
 
 def _dead_letter(

@@ -25,6 +25,12 @@ BATCH_SECONDS = Histogram(
     ["service"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+HANDLER_SECONDS = Histogram(
+    "billing_handler_seconds",
+    "Time to apply one event (per-event handlers; batch handlers are timed by billing_batch_seconds)",
+    ["service", "event_type"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
 OUTBOX_BACKLOG = Gauge("billing_outbox_backlog", "Outbox rows not yet published", ["service"])
 CONSUMER_LAG = Gauge(
     "billing_consumer_lag", "Messages behind the end of each partition", ["service", "topic", "partition"]
