@@ -250,6 +250,8 @@ async def test_support_recovery_checks_passport_data_and_records_the_operator(fl
     sent = await service.recover_by_support(flow.runtime, claim(contract, passport_series="45 08"))
 
     assert (sent.purpose, sent.masked_destination) == (RECOVERY, "+7 *** ***-67-89")
+    [restored] = await flow.reader.wait_for_type("AccessRestoredBySupport", account_number=account)
+    assert (restored.payload.operator, restored.payload.reason) == ("Петрова А. (call centre)", "lost SMS phone")
     new_password = await flow.secret(account, RECOVERY)
     assert (await flow.login(account, new_password)).account_number == account  # lock lifted
     with pytest.raises(LoginRefused):

@@ -195,3 +195,21 @@ def move_suspense(
     with reported():
         _show(_call("ledger", "POST", f"/ledger/suspense/{transaction_id}/resolve",
                     {"target_account": _account(account), "operator": settings.operator, "reason": reason}), as_json)
+
+
+@app.command("restore-access")
+def restore_access(
+    login: Annotated[str, typer.Option(help="Account or contract number")],
+    reason: Annotated[str, typer.Option(help="Why (kept with the operator's name)")],
+    passport_series: Annotated[str, typer.Option(prompt=True, hide_input=True, help="Asked if not given")],
+    passport_number: Annotated[str, typer.Option(prompt=True, hide_input=True, help="Asked if not given")],
+    date_of_birth: Annotated[str, typer.Option(prompt=True, help="YYYY-MM-DD; asked if not given")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Support-assisted recovery: identity checks the passport data the caller gives and sends a
+    new password by SMS. Passport data are asked for, not echoed, so they stay out of shell history."""
+    settings = CliSettings()
+    with reported():
+        _show(_call("identity", "POST", "/identity/support/recoveries", {
+            "login": login, "operator": settings.operator, "reason": reason, "passport_series": passport_series,
+            "passport_number": passport_number, "date_of_birth": date_of_birth}), as_json)

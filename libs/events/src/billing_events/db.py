@@ -8,12 +8,25 @@ are retried by :func:`retry_transient`; anything else propagates.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import MetaData, Table, event
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    MetaData,
+    Table,
+    TypeDecorator,
+    any_,
+    bindparam,
+    event,
+    insert,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -94,6 +107,106 @@ def upsert(conn: AsyncConnection, table: Table, keys: Sequence[str], update: Ite
     return statement.on_conflict_do_update(
         index_elements=list(keys), set_={name: statement.excluded[name] for name in update}
     )
+
+
+# --- bulk statements -----------------------------------------------------------------------
+# A batch of a thousand events writes thousands of rows. On PostgreSQL these go as ONE statement
+# over arrays (``unnest``), so the cost is one round trip and one plan instead of a row-by-row
+# executemany; SQLite takes the ordinary executemany, which is what it is fast at anyway.
+
+
+def _array_type(conn: AsyncConnection, table: Table, name: str) -> str:
+    column = table.c[name]
+    if isinstance(column.type, JSON):
+        return "TEXT[]"  # sent as JSON text, cast per element below
+    return f"{column.type.compile(dialect=conn.dialect)}[]"
+
+
+def _unnest(conn: AsyncConnection, table: Table, names: Sequence[str]) -> tuple[str, str]:
+    """(``unnest(CAST(:c0 AS type[]), ...) AS u(name, ...)``, the select list of u's columns)."""
+    arrays = ", ".join(f"CAST(:c{i} AS {_array_type(conn, table, name)})" for i, name in enumerate(names))
+    source = f"unnest({arrays}) AS u({', '.join(f'c{i}' for i in range(len(names)))})"
+    select_list = ", ".join(
+        f"CAST(u.c{i} AS JSON)" if isinstance(table.c[name].type, JSON) else f"u.c{i}"
+        for i, name in enumerate(names)
+    )
+    return source, select_list
+
+
+def _columns(
+    conn: AsyncConnection, table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> dict[str, list[Any]]:
+    params: dict[str, list[Any]] = {}
+    for i, name in enumerate(names):
+        values = [row[name] for row in rows]
+        column_type = table.c[name].type
+        if isinstance(column_type, TypeDecorator):  # its checks and conversions still apply
+            values = [column_type.process_bind_param(v, conn.dialect) for v in values]
+        if isinstance(column_type, JSON):
+            values = [None if v is None else json.dumps(v) for v in values]
+        params[f"c{i}"] = values
+    return params
+
+
+async def bulk_insert(
+    conn: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    ignore_duplicates: bool = False,
+    returning: str | None = None,
+) -> list[Any]:
+    """INSERT ``rows`` (all with the same keys) in one statement; with ``ignore_duplicates`` rows
+    whose unique key exists are skipped. Returns the ``returning`` column of the inserted rows."""
+    if not rows:
+        return []
+    if conn.dialect.name != "postgresql":
+        statement: Any = insert_ignoring_duplicates(conn, table) if ignore_duplicates else insert(table)
+        if returning is None:
+            await conn.execute(statement, list(rows))
+            return []
+        return list((await conn.execute(statement.returning(table.c[returning]), list(rows))).scalars())
+    names = list(rows[0])
+    source, select_list = _unnest(conn, table, names)
+    quoted = ", ".join(f'"{name}"' for name in names)
+    sql = f"INSERT INTO {table.name} ({quoted}) SELECT {select_list} FROM {source}"
+    if ignore_duplicates:
+        sql += " ON CONFLICT DO NOTHING"
+    if returning is not None:
+        sql += f' RETURNING "{returning}"'
+    result = await conn.execute(text(sql), _columns(conn, table, names, rows))
+    return list(result.scalars()) if returning is not None else []
+
+
+async def bulk_update(
+    conn: AsyncConnection, table: Table, keys: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """UPDATE one row per entry of ``rows`` (found by its ``keys`` columns) to the entry's other values."""
+    if not rows:
+        return
+    names = list(rows[0])
+    values = [n for n in names if n not in keys]
+    if conn.dialect.name != "postgresql":
+        statement = update(table).where(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
+        statement = statement.values({n: bindparam(f"value_{n}") for n in values})
+        await conn.execute(
+            statement, [{**{f"key_{k}": row[k] for k in keys}, **{f"value_{n}": row[n] for n in values}} for row in rows]
+        )
+        return
+    source, _ = _unnest(conn, table, names)
+    index = {name: f"u.c{i}" for i, name in enumerate(names)}
+    assignments = ", ".join(f'"{n}" = {index[n]}' for n in values)
+    match = " AND ".join(f'{table.name}."{k}" = {index[k]}' for k in keys)
+    await conn.execute(text(f"UPDATE {table.name} SET {assignments} FROM {source} WHERE {match}"),
+                       _columns(conn, table, names, rows))
+
+
+def any_of(conn: AsyncConnection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN values``: on PostgreSQL one array parameter (``= ANY(:values)``), so the
+    statement text (and its prepared plan) does not change with the number of values."""
+    if conn.dialect.name != "postgresql":
+        return column.in_(list(values))
+    return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -196,14 +196,19 @@ class ServiceRuntime:
     async def _watch_backlog(self) -> None:
         """Keep the outbox backlog and the consumer lag gauges current."""
         while True:
-            async with self.db.connect() as conn:
-                metrics.OUTBOX_BACKLOG.labels(self.name).set(await backlog(conn))
-            consumer = getattr(self.subscriber, "consumer", None)
-            for partition in consumer.assignment() if consumer is not None else ():
-                end = consumer.highwater(partition)
-                if end is not None:
-                    lag = max(0, end - await consumer.position(partition))
-                    metrics.CONSUMER_LAG.labels(self.name, partition.topic, str(partition.partition)).set(lag)
+            try:
+                async with self.db.connect() as conn:
+                    metrics.OUTBOX_BACKLOG.labels(self.name).set(await backlog(conn))
+                consumer = getattr(self.subscriber, "consumer", None)
+                for partition in consumer.assignment() if consumer is not None else ():
+                    end = consumer.highwater(partition)
+                    if end is not None:
+                        lag = max(0, end - await consumer.position(partition))
+                        metrics.CONSUMER_LAG.labels(self.name, partition.topic, str(partition.partition)).set(lag)
+            except Exception as exc:
+                # A database outage or a rebalance must not end the watch: the gauges would
+                # freeze at their last values just when operators look at them.
+                log.warning("metrics round failed; next one in 5 s", error=type(exc).__name__)
             await asyncio.sleep(5)
 
     async def __aenter__(self) -> ServiceRuntime:

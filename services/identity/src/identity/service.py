@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events import outbox
 from billing_events.catalog.identity import (
+    AccessRestoredBySupport,
     LoginLocked,
     PasswordIssued,
     PasswordPurpose,
@@ -660,7 +661,11 @@ async def recover_by_support(
                 conn, tools, clock, subscriber, PasswordPurpose.SUPPORT_RECOVERY
             )
             await store.save_throttle_state(conn, LOGIN_SCOPE, account, ThrottleState())
-            await _stage(runtime, conn, [issued])
+            restored = _envelope(
+                AccessRestoredBySupport(account_number=account, operator=cmd.operator, reason=cmd.reason),
+                account, clock, cause=issued,
+            )
+            await _stage(runtime, conn, [issued, restored])
     log.info("support recovery", account_number=account, outcome=outcome.result.value)
     if sent is None:
         if outcome.result in (Attempt.LOCKED, Attempt.LOCK_STARTED):

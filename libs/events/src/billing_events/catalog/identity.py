@@ -74,3 +74,17 @@ class LoginLocked(Event):
     account_number: AccountNumber
     locked_until: AwareDatetime = Field(description="Logins are refused unchecked until then")
     failed_attempts: int = Field(ge=1, description="Failures within the window that caused it")
+
+
+class AccessRestoredBySupport(Event):
+    """Support restored a subscriber's access after checking the passport data the caller gave.
+
+    Carries who did it and why (for the account's history), never the passport data itself.
+    """
+
+    event_type: ClassVar[str] = "AccessRestoredBySupport"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    operator: str = Field(min_length=1, max_length=100, description="The support operator")
+    reason: str = Field(min_length=1, max_length=500, description="Why, as the operator wrote it")

@@ -24,6 +24,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self._request_seen: asyncio.Event | None = None
+        self._request_bytes = 1
 
     @classmethod
     def for_url(cls, url: str) -> TcpProxy:
@@ -64,9 +66,10 @@ class TcpProxy:
             return
         self.accepted += 1
         self._writers |= {client_writer, server_writer}
+        unanswered = [0]  # bytes the client sent since the server last answered
         pipes = [
-            asyncio.create_task(self._pipe(client_reader, server_writer)),
-            asyncio.create_task(self._pipe(server_reader, client_writer)),
+            asyncio.create_task(self._pipe(client_reader, server_writer, unanswered, upstream=True)),
+            asyncio.create_task(self._pipe(server_reader, client_writer, unanswered, upstream=False)),
         ]
         self._pipes.update(pipes)
         try:
@@ -77,19 +80,40 @@ class TcpProxy:
                 self._writers.discard(writer)
                 writer.transport.abort()
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, unanswered: list[int], *, upstream: bool
+    ) -> None:
         try:
             while data := await reader.read(65536):
                 writer.write(data)
+                if not upstream:
+                    unanswered[0] = 0
+                else:
+                    unanswered[0] += len(data)
+                    if self._request_seen is not None and unanswered[0] >= self._request_bytes:
+                        self._request_seen.set()
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
         finally:
             writer.transport.abort()  # one side gone: the whole connection goes
 
-    async def cut(self) -> None:
-        """Refuse new connections and reset every open one."""
+    async def cut(self, *, mid_request: bool = False, min_bytes: int = 1, wait: float = 10.0) -> None:
+        """Refuse new connections and reset every open one.
+
+        ``mid_request``: first wait (up to ``wait`` seconds) for a client to send a request (at
+        least ``min_bytes`` unanswered bytes: a big one is a write in the middle of a
+        transaction), and cut right after it reached the server, before the answer comes back.
+        """
+        if mid_request:
+            self._request_bytes = max(1, min_bytes)
+            self._request_seen = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._request_seen.wait(), wait)
+            except TimeoutError:
+                pass
+            finally:
+                self._request_seen = None
         self.cuts += 1
         server, self._server = self._server, None
         if server is not None:
