@@ -87,6 +87,15 @@ def events_markdown() -> str:
             lines += [f"### {cls.event_type} v{cls.version}", "", (cls.__doc__ or "").strip(), "",
                       "| field | type | required | meaning |", "|---|---|---|---|", *_field_rows(cls), ""]
     lines += [
+        "## Reading from the beginning, and replays",
+        "",
+        "A new consumer group with `auto.offset.reset=earliest` reads each topic from its oldest",
+        "retained event. For history older than the topic keeps, operations republish a service's",
+        "archived events on `billing.replay` (`POST /ledger/replays` with a service token, for one",
+        "account or everyone, optionally a time range). The replayed messages are byte-for-byte the",
+        "originals, `event_id` included, so an inbox that deduplicates on `event_id` takes each once.",
+        "`docs/examples/balance_watcher.py` is a complete consumer written with plain aiokafka.",
+        "",
         "## Compatibility promise",
         "",
         "- Within a version, fields are only ever added, and only as optional ones: readers ignore",
