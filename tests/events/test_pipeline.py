@@ -172,3 +172,25 @@ def _handled(metrics_text: str) -> float:
         if line.startswith('billing_events_handled_total{event_type="PaymentReceived",service="counter"}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+async def test_a_message_the_broker_refuses_is_set_aside_and_the_rest_still_go(
+    counter: ServiceRuntime, bootstrap_servers: str
+) -> None:
+    from billing_events.outbox import stage_rows
+
+    topic = counter.topics(topics.LEDGER)
+    async with counter.db.transaction() as conn:
+        await stage_rows(conn, [
+            {"topic": topic, "key": "100000000057", "value": b"x" * (2 * 1024 * 1024), "headers": {},
+             "created_at": clock.now()},
+            {"topic": topic, "key": "100000000057", "value": b"after the big one", "headers": {},
+             "created_at": clock.now()},
+        ])
+    counter.relay.wake()
+    async with TopicReader(bootstrap_servers, topic) as reader:
+        await eventually(lambda: any(r.value == b"after the big one" for r in reader.records),
+                         what="the row after the refused one published")
+    async with counter.db.connect() as conn:
+        errors = (await conn.execute(select(outbox.c.error).where(outbox.c.error.is_not(None)))).scalars().all()
+    assert len(errors) == 1 and "TooLarge" in errors[0]

@@ -127,6 +127,9 @@ async def dead_letter(settings: CliSettings, ref: str) -> DeadLetterView:
 
 async def retry(settings: CliSettings, ref: str, replacement: bytes | None) -> str:
     letter = await dead_letter(settings, ref)
+    if letter.body.get("original_truncated") and replacement is None:
+        fail(f"{ref}: the original ({letter.body.get('original_size')} bytes) was too large for the topic;"
+             " its whole bytes are in the service's dead_letters table: send them with --with FILE", Exit.REFUSED)
     topic = letter.body["source"]["topic"]
     key = letter.body.get("key")
     producer = AIOKafkaProducer(bootstrap_servers=settings.broker())

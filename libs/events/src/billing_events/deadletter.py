@@ -22,6 +22,8 @@ from billing_events.schema import dead_letters
 from billing_events.topics import TopicNames, dead_letter_topic
 
 MAX_REASON = 2000
+MAX_ORIGINAL_ON_TOPIC = 256 * 1024
+"""Brokers refuse messages over about 1 MB: a larger original stays whole in the table only."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,9 @@ def _dead_letter_message(row: dict[str, Any], letter: DeadLetter) -> bytes:
             "key": row["key"],
             "event_id": str(letter.event_id) if letter.event_id else None,
             "event_type": letter.event_type,
-            "original_base64": base64.b64encode(letter.value).decode(),
+            "original_base64": base64.b64encode(letter.value[:MAX_ORIGINAL_ON_TOPIC]).decode(),
+            "original_size": len(letter.value),
+            "original_truncated": len(letter.value) > MAX_ORIGINAL_ON_TOPIC,
             "dead_lettered_at": row["created_at"].isoformat(),
         }
     ).encode()

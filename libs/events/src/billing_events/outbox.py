@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from datetime import datetime, timedelta
 from typing import Any
 
+from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, RecordTooLargeError
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,6 +30,9 @@ from billing_events.schema import outbox
 from billing_events.topics import TopicNames
 
 log = get_logger(__name__)
+
+UNDELIVERABLE = (MessageSizeTooLargeError, InvalidTopicError, RecordTooLargeError)
+"""Refusals no retry cures: such a row is set aside (``error``) so the rows after it go out."""
 
 Publish = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Awaitable[Any]]]
 """(topic, key, value, headers) -> a future that resolves when the broker acknowledged."""
@@ -164,16 +168,27 @@ class OutboxRelay:
                 return 0
             # Send all, then wait for every acknowledgement: one round trip per batch, and the
             # producer keeps per-partition order because sends are issued in id order.
-            pending = [
-                await self._publish(row.topic, row.key.encode(), row.value, row.headers) for row in rows
-            ]
-            await asyncio.gather(*pending)
+            outcomes = await asyncio.gather(*[self._send(row) for row in rows], return_exceptions=True)
+            failed = {row.id: outcome for row, outcome in zip(rows, outcomes, strict=True)
+                      if isinstance(outcome, BaseException)}
+            for outcome in failed.values():
+                if not isinstance(outcome, UNDELIVERABLE):
+                    raise outcome  # the broker is away: the whole batch is tried again
+            now = self._clock.now()
             await conn.execute(
                 update(outbox)
-                .where(any_of(conn, outbox.c.id, [row.id for row in rows]))
-                .values(published_at=self._clock.now())
+                .where(any_of(conn, outbox.c.id, [row.id for row in rows if row.id not in failed]))
+                .values(published_at=now)
             )
+            for row_id, error in failed.items():
+                # A message the broker will never take must not hold back every one after it.
+                log.error("outbox row undeliverable; set aside", row_id=row_id, error=repr(error))
+                await conn.execute(update(outbox).where(outbox.c.id == row_id)
+                                   .values(published_at=now, error=repr(error)[:500]))
             return len(rows)
+
+    async def _send(self, row: Any) -> Any:
+        return await (await self._publish(row.topic, row.key.encode(), row.value, row.headers))
 
     async def _take_lock(self, conn: AsyncConnection) -> bool:
         if conn.dialect.name != "postgresql":

@@ -57,6 +57,7 @@ outbox = Table(
     Column("headers", JSON, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("published_at", UtcDateTime()),
+    Column("error", Text, comment="Why the broker refused it for good (then published_at marks it set aside)"),
     Index("outbox_unpublished", "id", postgresql_where=text("published_at IS NULL"),
           sqlite_where=text("published_at IS NULL")),
 )
