@@ -1,0 +1,150 @@
+"""``python -m bench [--quick] [--json PATH]``: run every benchmark, print one table, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import infra, ledger_bench, peer, replay, workload
+
+RESULTS = Path(__file__).with_name("results")
+TARGETS = {"postings_per_s": 20_000, "p99_ms": 50, "entries_per_s": 500_000}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    movements: int = 200_000
+    accounts: int = 10_000
+    latency_rate: int = 1_000
+    latency_seconds: float = 20
+    replay_entries: int = 1_000_000
+    replay_repeat: int = 3
+    peer_commands: int = 20_000
+    peer_accounts: int = 1_000
+
+
+QUICK = Sizes(movements=10_000, accounts=1_000, latency_rate=1_000, latency_seconds=3,
+              replay_entries=100_000, replay_repeat=1, peer_commands=1_000, peer_accounts=100)
+
+
+def parse(argv: list[str] | None = None) -> tuple[Sizes, Path, bool]:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run in under a minute")
+    parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the results")
+    defaults = Sizes()
+    for name, value in asdict(defaults).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=None,
+                            help=f"default {value:,} (quick: {getattr(QUICK, name):,})")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else defaults
+    sizes = replace(sizes, **{n: v for n in asdict(defaults) if (v := getattr(args, n)) is not None})
+    return sizes, args.json, args.quick
+
+
+async def run(sizes: Sizes, console: Console) -> dict[str, Any]:
+    def say(line: str) -> None:
+        console.log(line)
+
+    workload.check_encoding()
+    databases = infra.Databases()
+    started = time.perf_counter()
+    try:
+        with infra.broker() as (bootstrap, broker_source):
+            say(f"broker: {broker_source}; PostgreSQL: {databases.server_url.rpartition('/')[0]}")
+            figures = await ledger_bench.run(
+                bootstrap, databases,
+                ledger_bench.LedgerSizes(sizes.movements, sizes.accounts, sizes.latency_rate, sizes.latency_seconds),
+                RESULTS, say,
+            )
+        figures["replay"] = await replay.run(
+            databases, entries=sizes.replay_entries, accounts=sizes.accounts, repeat=sizes.replay_repeat, say=say)
+        say(f"peer: eventsourcing, {sizes.peer_commands:,} commands over {sizes.peer_accounts:,} accounts")
+        peer_url = await peer.create_database(databases)
+        result = await asyncio.to_thread(
+            peer.run, peer_url, commands=sizes.peer_commands, accounts=sizes.peer_accounts)
+        result["suite_commands_per_s"] = figures["ingestion"]["movements_per_s"]
+        result["suite_rebuild_entries_per_s"] = figures["replay"]["entries_per_s"]
+        result["commands_ratio"] = result["suite_commands_per_s"] / result["commands_per_s"]
+        result["rebuild_ratio"] = result["suite_rebuild_entries_per_s"] / result["rebuild_entries_per_s"]
+        figures["peer"] = result
+    finally:
+        await databases.drop_all()
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": infra.machine(),
+        "broker": broker_source,
+        "sizes": asdict(sizes),
+        "seconds": time.perf_counter() - started,
+        **figures,
+    }
+
+
+def table(results: dict[str, Any]) -> Table:
+    ing, lat, rep, peer_, mem = (results[k] for k in ("ingestion", "latency", "replay", "peer", "memory"))
+
+    def mark(ok: bool) -> str:
+        return "[green]yes[/]" if ok else "[red]no[/]"
+
+    grid = Table(title=f"billing suite benchmarks ({results['machine']['cpus']} CPUs, {results['broker']})")
+    for column in ("benchmark", "measured", "ceiling / peer", "ratio", "target", "met"):
+        grid.add_column(column, justify="left" if column in ("benchmark", "target") else "right")
+    grid.add_row(
+        f"1. ingestion ({ing['movements']:,} payments+charges, {ing['accounts']:,} accounts)",
+        f"{ing['postings_per_s']:,.0f} postings/s",
+        f"{ing['ceiling_postings_per_s']:,.0f} postings/s (raw aiokafka)",
+        f"{ing['ratio_to_ceiling']:.3f}", ">= 20,000 postings/s",
+        mark(ing["postings_per_s"] >= TARGETS["postings_per_s"]),
+    )
+    grid.add_row(
+        f"2. latency at {lat['rate_per_s']:,}/s ({lat['payments']:,} payments)",
+        f"p50 {lat['p50_ms']:.1f} / p99 {lat['p99_ms']:.1f} / max {lat['max_ms']:.1f} ms",
+        "", "", "p99 < 50 ms", mark(lat["p99_ms"] < TARGETS["p99_ms"]),
+    )
+    grid.add_row(
+        f"3. replay ({rep['entries']:,} entries, {rep['accounts']:,} accounts)",
+        f"{rep['entries_per_s']:,.0f} entries/s",
+        f"{rep['sql_entries_per_s']:,.0f} entries/s (SQL SUM GROUP BY)",
+        f"{rep['ratio_to_sql']:.3f}", ">= 500,000 entries/s",
+        mark(rep["entries_per_s"] >= TARGETS["entries_per_s"]),
+    )
+    grid.add_row(
+        f"4. peer: commands ({peer_['commands']:,} on eventsourcing)",
+        f"{peer_['suite_commands_per_s']:,.0f} commands/s",
+        f"{peer_['commands_per_s']:,.0f} commands/s (eventsourcing)",
+        f"{peer_['commands_ratio']:.1f}x", "", "",
+    )
+    grid.add_row(
+        "   peer: rebuild every balance",
+        f"{peer_['suite_rebuild_entries_per_s']:,.0f} entries/s",
+        f"{peer_['rebuild_entries_per_s']:,.0f} entries/s (eventsourcing)",
+        f"{peer_['rebuild_ratio']:.1f}x", "", "",
+    )
+    grid.add_row(
+        "5. ledger peak RSS during ingestion", f"{mem['peak_rss_mib']:,.0f} MiB", "", "", "", "",
+    )
+    return grid
+
+
+def main(argv: list[str] | None = None) -> None:
+    sizes, json_path, quick = parse(argv)
+    console = Console() if sys.stdout.isatty() else Console(width=170)  # a log keeps the table whole
+    results = asyncio.run(run(sizes, console))
+    results["quick"] = quick
+    console.print(table(results))
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2))
+    console.print(f"written to {json_path} in {results['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The ledger as operations run it: ``python -m ledger`` in its own process, watched from outside."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import psutil
+
+
+class LedgerProcess:
+    def __init__(self, *, bootstrap: str, database_url: str, prefix: str, log_file: Path,
+                 max_records: int = 1000) -> None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        campaigns_file = log_file.parent / "no-campaigns.json"
+        campaigns_file.write_text("[]")  # no campaign: a payment is one transaction of 2 postings
+        self.env = {
+            **os.environ,
+            "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "BILLING_KAFKA__TOPIC_PREFIX": prefix,
+            "BILLING_KAFKA__PARTITIONS": "12",
+            "BILLING_KAFKA__CONSUMER_MAX_RECORDS": str(max_records),
+            "BILLING_KAFKA__SESSION_TIMEOUT_MS": "3000",
+            "BILLING_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
+            "BILLING_LEDGER_DATABASE_URL": database_url,
+            "BILLING_LEDGER_BONUS_CAMPAIGNS_FILE": str(campaigns_file),
+            "BILLING_LOG_FORMAT": "json",
+            "BILLING_LOG_LEVEL": "WARNING",
+        }
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+        self.peak_rss = 0
+
+    def start(self) -> LedgerProcess:
+        with open(self.log_file, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "ledger"], env=self.env,
+                                            stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def sample_rss(self) -> int:
+        """Peak resident memory so far (the kernel's high-water mark where it has one)."""
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+            hwm = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            hwm = psutil.Process(self.pid).memory_info().rss
+        self.peak_rss = max(self.peak_rss, hwm)
+        return self.peak_rss
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"the ledger exited with code {self.process.returncode}; see {self.log_file}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+async def scalar(dsn: str, query: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(query) or 0)
+    finally:
+        await conn.close()
+
+
+async def wait_until(dsn: str, query: str, target: int, *, ledger: LedgerProcess, timeout: float,
+                     interval: float = 0.05) -> tuple[float | None, int, float]:
+    """Poll ``query`` until it reaches ``target``. Returns (moment it first moved, its value
+    then, moment it reached the target), in ``time.perf_counter`` seconds."""
+    conn = await asyncpg.connect(dsn)
+
+    async def current() -> int:
+        try:
+            return int(await conn.fetchval(query) or 0)
+        except asyncpg.UndefinedTableError:  # the ledger has not created its schema yet
+            return 0
+
+    try:
+        initial = await current()
+        moved_at, moved_value = None, initial
+        deadline = time.perf_counter() + timeout
+        while True:
+            value = await current()
+            now = time.perf_counter()
+            ledger.sample_rss()
+            if moved_at is None and value != initial:
+                moved_at, moved_value = now, value
+            if value >= target:
+                return moved_at, moved_value, now
+            ledger.check_alive()
+            if now > deadline:
+                raise TimeoutError(f"{query!r} reached {value} of {target} in {timeout}s")
+            await asyncio.sleep(interval)
+    finally:
+        await conn.close()

@@ -1,0 +1,85 @@
+"""The messages of a run, encoded once up front so that producing them costs only the send.
+
+They are the suite's own envelopes (the same JSON :meth:`Envelope.to_bytes` writes); one of each
+kind is decoded with :func:`billing_events.envelope.decode` before a run, so a drift between this
+file and the catalog fails loudly instead of measuring dead letters.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from billing_events import topics
+from billing_events.envelope import decode
+
+NOW = datetime(2026, 12, 10, 9, 0, tzinfo=UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    """Logical topic name (without the run's prefix)."""
+    key: bytes
+    value: bytes
+    event_id: uuid.UUID
+
+
+def account_number(index: int) -> str:
+    return f"{100_000_000_000 + index:012d}"
+
+
+def _envelope(event_type: str, account: str, payload: dict[str, object]) -> tuple[bytes, uuid.UUID]:
+    event_id = uuid.uuid4()
+    body = {
+        "event_id": str(event_id), "event_type": event_type, "schema_version": 1, "occurred_at": NOW,
+        "account": account, "correlation_id": str(event_id), "causation_id": None, "producer": "bench",
+        "payload": payload,
+    }
+    return json.dumps(body, separators=(",", ":")).encode(), event_id
+
+
+def registration(index: int) -> Message:
+    number = account_number(index)
+    value, event_id = _envelope("SubscriberRegistered", number, {
+        "account_number": number, "contract_number": f"D-2026-{index:07d}", "region": "moscow",
+        "legal_status": "person", "masked_phone": "+7 *** ***-00-00", "sealed_contact": "c2VhbGVk",
+    })
+    return Message(topics.IDENTITY, number.encode(), value, event_id)
+
+
+def payment(index: int, account_index: int, minor: int = 50_000, tag: str = "p") -> Message:
+    number = account_number(account_index)
+    value, event_id = _envelope("PaymentReceived", number, {
+        "account_number": number, "channel": "terminal", "reference": f"{tag}-{index}",
+        "amount": {"minor": minor, "currency": "RUB"}, "received_at": NOW,
+    })
+    return Message(topics.PAYMENTS, number.encode(), value, event_id)
+
+
+def charge(index: int, account_index: int, minor: int = 1_000) -> Message:
+    number = account_number(account_index)
+    value, event_id = _envelope("ChargeApplied", number, {
+        "charge_id": f"{number}:c-{index}", "account_number": number, "amount": {"minor": minor, "currency": "RUB"},
+        "fee_kind": "subscription", "billing_day": "2026-12-10",
+    })
+    return Message(topics.TARIFF, number.encode(), value, event_id)
+
+
+def registrations(accounts: int) -> list[Message]:
+    return [registration(i) for i in range(accounts)]
+
+
+def money_movements(count: int, accounts: int) -> list[Message]:
+    """Payments and charges alternating, spread round-robin over the accounts."""
+    return [
+        payment(i, i % accounts) if i % 2 == 0 else charge(i, i % accounts) for i in range(count)
+    ]
+
+
+def check_encoding() -> None:
+    for message in (registration(0), payment(0, 0), charge(1, 0)):
+        envelope = decode(message.value)
+        assert envelope.account.encode() == message.key, envelope

@@ -1,0 +1,42 @@
+"""``python -m bench --quick`` runs end to end and reports every figure (how fast is not checked:
+CI machines vary; the numbers belong to docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_quick_bench_reports_all_five_figures(tmp_path: Path, bootstrap_servers: str) -> None:
+    output = tmp_path / "bench.json"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers}
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(output)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=170, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    results = json.loads(output.read_text())
+
+    figures = {
+        "ingestion": ["postings_per_s", "ceiling_postings_per_s", "ratio_to_ceiling"],
+        "latency": ["p50_ms", "p99_ms", "max_ms"],
+        "replay": ["entries_per_s", "sql_entries_per_s", "ratio_to_sql"],
+        "peer": ["commands_per_s", "suite_commands_per_s", "commands_ratio", "rebuild_entries_per_s", "rebuild_ratio"],
+        "memory": ["peak_rss_mib"],
+    }
+    for section, names in figures.items():
+        for name in names:
+            value = results[section][name]
+            assert isinstance(value, int | float) and value > 0, f"{section}.{name} = {value!r}"
+    posted = results["ingestion"]["movements"] + results["latency"]["payments"]
+    assert results["ingestion"]["postings"] == 2 * posted  # every payment and charge, none refused
+    assert results["replay"]["entries"] >= 100_000
+    assert "billing suite benchmarks" in completed.stdout
