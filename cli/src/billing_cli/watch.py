@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from billing_cli.config import CliSettings
-from billing_cli.history import summary
+from billing_cli.history import read_from_beginning, summary
 from billing_cli.output import Exit, console, emit_json, fail
 from billing_events.envelope import InvalidEvent, decode
 from billing_events.topics import TopicNames, dead_letter_topic
@@ -93,17 +93,11 @@ async def _read_dead_letters(settings: CliSettings, consumers: tuple[str, ...]) 
                       if names(dead_letter_topic(c)) in existing]
         if not partitions:
             return []
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        letters: list[DeadLetterView] = []
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            for tp, records in (await consumer.getmany(*remaining, timeout_ms=500)).items():
-                owner = tp.topic.removeprefix(settings.topic_prefix).split(".")[1]
-                letters += [DeadLetterView(owner, r.offset, json.loads(r.value)) for r in records]
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
+        letters = [
+            DeadLetterView(record.topic.removeprefix(settings.topic_prefix).split(".")[1], record.offset,
+                           json.loads(record.value))
+            for record in await read_from_beginning(consumer, partitions)
+        ]
         return sorted(letters, key=lambda letter: letter.when)
     finally:
         await consumer.stop()

@@ -71,6 +71,13 @@ async def _start_with_retry(start: Awaitable[Any], *, what: str, attempts: int =
             await asyncio.sleep(1)
 
 
+def _raw_body(message: Any) -> Any:
+    """The consumer decodes records itself (:func:`billing_events.envelope.decode`). faststream's
+    default decoder would json-parse every body first: twice the work, and a RecursionError on
+    deeply nested JSON escapes it and stalls the partition."""
+    return message.body
+
+
 def subscribe(
     broker: KafkaBroker,
     consumer: EventConsumer,
@@ -100,6 +107,7 @@ def subscribe(
         max_poll_interval_ms=settings.max_poll_interval_ms,
         title=f"{group_id}:{','.join(topics)}",
         description=description,
+        decoder=_raw_body,
     )
 
     async def on_batch(message: KafkaMessage) -> None:

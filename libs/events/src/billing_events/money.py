@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 # Minor units per currency the operator accepts; a currency not listed here is refused.
 MINOR_UNIT_DIGITS: dict[str, int] = {"RUB": 2, "EUR": 2, "USD": 2}
 DEFAULT_CURRENCY = "RUB"
+MAX_MINOR = 10**15
+"""Ten trillion roubles: more is a typo or an attack, refused before it reaches a database."""
 
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["RUB"])]
 
@@ -23,7 +25,9 @@ class Money(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    minor: StrictInt = Field(description="Amount in minor units of the currency (kopecks for RUB)")
+    minor: StrictInt = Field(
+        ge=-MAX_MINOR, le=MAX_MINOR, description="Amount in minor units of the currency (kopecks for RUB)"
+    )
     currency: CurrencyCode = DEFAULT_CURRENCY
 
     @field_validator("currency")

@@ -127,7 +127,8 @@ class ServiceRuntime:
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"{self.name}-relay")
         self._tasks.append(asyncio.create_task(self._watch_backlog(), name=f"{self.name}-backlog"))
         for task in self.background:
-            self._tasks.append(asyncio.create_task(task(), name=f"{self.name}-{getattr(task, '__name__', 'background')}"))
+            name = getattr(task, "__name__", "background")
+            self._tasks.append(asyncio.create_task(self._supervised(task, name), name=f"{self.name}-{name}"))
         if self.settings.http_port is not None:
             await self._serve_http(self.settings.http_port)
         self.started = True
@@ -169,6 +170,19 @@ class ServiceRuntime:
                 count += len(rows)
         log.info("events republished", service=self.name, count=count, account=account)
         return count
+
+    async def _supervised(self, task: BackgroundTask, name: str) -> None:
+        """Run a background loop for the life of the service: a failure is logged and the loop
+        starts again, so one database outage does not silence it for good."""
+        while True:
+            try:
+                await task()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task failed; restarting it", task=name)
+                await asyncio.sleep(1)
 
     async def _serve_http(self, port: int) -> None:
         config = uvicorn.Config(self.http_app, host=self.settings.http_host, port=port,

@@ -117,8 +117,18 @@ class _Batch:
     duplicates: int = 0
 
 
+def _keyed_account(payload: Any) -> str:
+    """The account whose partition the event must travel in: the one it moves money for."""
+    return payload.from_account if isinstance(payload, TransferRequested) else payload.account_number
+
+
 def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: datetime) -> Outcome | None:
     payload, states, cause = envelope.payload, batch.states, envelope.event_id
+    if _keyed_account(payload) != envelope.account:
+        # Keyed by one account but moving money for another: per-account order would not hold.
+        raise CommandRefused(ErrorCode.INVALID_ACCOUNT_NUMBER,
+                             f"the event is keyed by {envelope.account} but names {_keyed_account(payload)}",
+                             field="account_number")
     match payload:
         case SubscriberRegistered():
             if payload.account_number not in states:
