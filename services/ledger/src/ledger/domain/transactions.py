@@ -10,6 +10,7 @@ copy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID, uuid5
@@ -45,7 +46,9 @@ class OperatorNote:
                 )
 
 
+@lru_cache(maxsize=65_536)
 def transaction_id_for(kind: TransactionKind, business_key: str) -> UUID:
+    # Cached: the service asks for an event's ids to find duplicates, then the domain builds them.
     return uuid5(TRANSACTION_NAMESPACE, f"{kind.value}:{business_key}")
 
 
