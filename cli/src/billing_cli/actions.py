@@ -170,7 +170,8 @@ def reset_password(
 ) -> None:
     """Forgot password: a one-time code goes to the subscriber's phone or e-mail."""
     with reported():
-        _show(_call("identity", "POST", "/identity/reset-codes", {"login": login, "contact": contact}), as_json)
+        by = "email" if "@" in contact else "phone"
+        _show(_call("identity", "POST", "/identity/reset-codes", {"login": login, by: contact}), as_json)
 
 
 @app.command()
