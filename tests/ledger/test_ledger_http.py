@@ -24,16 +24,34 @@ async def test_balance_transfer_and_errors_over_http(ledger: Any) -> None:
     async with await _client(ledger) as http:
         balance = (await http.get(f"/ledger/accounts/{a}")).json()
         assert balance["main"] == {"minor": 10_000, "currency": "RUB"}
-        assert (await http.get("/ledger/accounts/100000000099")).status_code == 404
-        assert (await http.get("/ledger/accounts/12345")).status_code == 422
+        unknown = await http.get("/ledger/accounts/100000000099")
+        assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_account")
+        malformed = await http.get("/ledger/accounts/12345")
+        assert malformed.status_code == 422
+        assert malformed.json()["errors"][0]["field"] == "number"
         moved = await http.post(f"/ledger/accounts/{a}/transfers", json={"to_account": b, "amount": {"minor": 2_500}})
         assert moved.status_code == 200
         assert "FundsTransferred" in {e["event_type"] for e in moved.json()["events"]}
-        negative = await http.post(f"/ledger/accounts/{a}/transfers", json={"to_account": b, "amount": {"minor": -1}})
-        assert negative.status_code == 422 and negative.json()["detail"][0]["loc"][-2:] == ["amount", "minor"]
+        negative = await http.post(f"/ledger/accounts/{a}/transfers", json={"to_account": b, "amount": {"minor": -987654}})
+        assert negative.status_code == 422
+        assert negative.json()["code"] == "invalid_request"
+        assert [e["field"] for e in negative.json()["errors"]] == ["amount.minor"]
+        assert "987654" not in negative.text  # the value sent is never repeated
+        too_much = await http.post(f"/ledger/accounts/{a}/transfers", json={"to_account": b, "amount": {"minor": 10**9}})
+        assert (too_much.status_code, too_much.json()["code"]) == (409, "insufficient_funds")
+        nobody = await http.post(f"/ledger/accounts/{a}/transfers",
+                                 json={"to_account": "100000000099", "amount": {"minor": 1}})
+        assert (nobody.status_code, nobody.json()["code"]) == (404, "target_unknown")
         debt = await http.put(f"/ledger/accounts/{a}/payment-type",
                               json={"payment_type": "credit", "credit_limit": {"minor": 0}, "requested_by": "op"})
-        assert debt.status_code == 422 and debt.json()["detail"][0]["type"] == "invalid_credit_limit"
+        assert debt.status_code == 422 and debt.json()["code"] == "invalid_credit_limit"
+        assert debt.json()["errors"][0]["field"] == "credit_limit"
+        naive = await http.get(f"/ledger/accounts/{a}/statement", params={"from": "2026-01-01T00:00:00",
+                                                                          "to": "2026-02-01T00:00:00Z"})
+        assert (naive.status_code, naive.json()["errors"][0]["field"]) == (422, "from")
+        backwards = await http.get(f"/ledger/accounts/{a}/statement", params={"from": "2026-02-01T00:00:00Z",
+                                                                              "to": "2026-01-01T00:00:00Z"})
+        assert (backwards.status_code, backwards.json()["code"]) == (422, "invalid_period")
     assert (await ledger.main_balance(a), await ledger.main_balance(b)) == (7_500, 2_500)
 
 
@@ -45,17 +63,27 @@ async def test_a_subscriber_token_opens_only_its_own_account(ledger: Any) -> Non
         await ledger.register(number)
     async with await _client(ledger, "subscriber", a) as mine:
         assert (await mine.get(f"/ledger/accounts/{a}")).status_code == 200
+        assert (await mine.get(f"/ledger/accounts/{a}/statement",
+                               params={"from": "2026-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"})).status_code == 200
         other = await mine.get(f"/ledger/accounts/{b}")
-        assert other.status_code == 403
+        assert (other.status_code, other.json()["code"]) == (403, "wrong_account")
+        assert (await mine.get(f"/ledger/accounts/{b}/statement",
+                               params={"from": "2026-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"})).status_code == 403
         steal = await mine.post(f"/ledger/accounts/{b}/transfers", json={"to_account": a, "amount": {"minor": 1}})
         assert steal.status_code == 403
         operator_only = await mine.post(f"/ledger/transactions/{ledger.envelope(ledger.payment(a, 1, 'x'), a).event_id}/reverse",
                                         json={"operator": "me", "reason": "because"})
-        assert operator_only.status_code == 403
+        assert (operator_only.status_code, operator_only.json()["code"]) == (403, "service_only")
+        assert (await mine.post("/ledger/replays", json={"account": a})).status_code == 403
         ledger.clock.advance(timedelta(minutes=16))  # tokens live 15 minutes
-        assert (await mine.get(f"/ledger/accounts/{a}")).status_code == 401
+        expired = await mine.get(f"/ledger/accounts/{a}")
+        assert (expired.status_code, expired.json()["code"]) == (401, "token_expired")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ledger.runtime.http_app), base_url="http://l") as anon:
-        assert (await anon.get(f"/ledger/accounts/{a}")).status_code == 401
+        missing = await anon.get(f"/ledger/accounts/{a}")
+        assert (missing.status_code, missing.json()["code"]) == (401, "missing_token")
+        assert missing.headers["www-authenticate"] == "Bearer"
+        forged = await anon.get(f"/ledger/accounts/{a}", headers={"Authorization": "Bearer not.a.token"})
+        assert (forged.status_code, forged.json()["code"]) == (401, "invalid_token")
 
 
 async def test_replay_for_consumers_republishes_with_original_event_ids(ledger: Any) -> None:

@@ -311,7 +311,9 @@ async def test_a_gateway_that_always_fails_ends_in_notification_failed(start, fa
             await publish(runtime, bootstrap_servers, person.registered(), person.login_locked())
             [failed] = await reader.wait_for_type("NotificationFailed", 1)
             log = await delivery_log(runtime, DeliveryLogQuery(account_number=person.account))
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}") as http:
+            token, _ = runtime.tokens.issue("service", "operations")
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}",
+                                         headers={"Authorization": f"Bearer {token}"}) as http:
                 over_http = await http.get(f"/notifier/accounts/{person.account}/deliveries", params={"status": "failed"})
                 unknown = await http.get("/notifier/accounts/100000000990/deliveries")
                 malformed = await http.get("/notifier/accounts/12345/deliveries")

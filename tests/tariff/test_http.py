@@ -1,4 +1,5 @@
-"""The tariff's HTTP routes call the same commands: status codes and refusal bodies."""
+"""The tariff's HTTP routes call the same commands: status codes, refusal bodies in the suite's
+one shape, and who may call (plans are public; an account takes its own token or a service's)."""
 
 from __future__ import annotations
 
@@ -12,33 +13,72 @@ from billing_events.clock import ManualClock
 ACCOUNT, STRANGER = "100000000149", "100000000156"
 
 
+def _bearer(runtime: Any, role: str = "service", subject: str = "cabinet") -> dict[str, str]:
+    token, _ = runtime.tokens.issue(role, subject)
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def test_commands_over_http(tariff: Any) -> None:
     clock = ManualClock(tariff.noon(date(2026, 3, 31)))
     settings = await tariff.settings(http_port=0)
     async with tariff.running(settings, clock) as (runtime, producer, _):
         await tariff.register(runtime, producer, ACCOUNT, "kazan")
         base = f"http://127.0.0.1:{runtime.http_port}/tariff"
-        async with httpx.AsyncClient(base_url=base) as http:
-            plans = (await http.get("/regions/kazan/plans")).json()
+        async with httpx.AsyncClient(base_url=base, headers=_bearer(runtime)) as http:
+            plans = (await http.get("/regions/kazan/plans", headers={"Authorization": ""})).json()
             assert "internet-500" not in {plan["code"] for plan in plans}
             assert {"code": "internet-100", "monthly_price_minor": 42000}.items() <= plans[0].items()
-            assert (await http.get("/regions/atlantis/plans")).status_code == 422
+            atlantis = await http.get("/regions/atlantis/plans")
+            assert atlantis.status_code == 422 and atlantis.json()["errors"][0]["field"] == "region"
 
             missing = await http.post(f"/accounts/{STRANGER}/plan", json={"plan": "internet-100"})
             assert missing.status_code == 404 and missing.json()["code"] == "unknown_account"
             unsold = await http.post(f"/accounts/{ACCOUNT}/plan", json={"plan": "internet-500"})
             assert unsold.status_code == 422
-            assert unsold.json() == {"code": "plan_not_in_region", "field": "plan",
-                                     "message": "plan 'internet-500' is not sold in region 'kazan'"}
-            assert (await http.post(f"/accounts/{ACCOUNT}/plan", json={})).status_code == 422
-            assert (await http.get("/accounts/123")).status_code == 422  # not 12 digits
+            message = "plan 'internet-500' is not sold in region 'kazan'"
+            assert unsold.json() == {"code": "plan_not_in_region", "message": message,
+                                     "errors": [{"field": "plan", "message": message, "code": "plan_not_in_region"}]}
+            empty = await http.post(f"/accounts/{ACCOUNT}/plan", json={})
+            assert empty.status_code == 422 and empty.json()["errors"][0]["field"] == "plan"
+            short = await http.get("/accounts/123")  # not 12 digits
+            assert (short.status_code, short.json()["errors"][0]["field"]) == (422, "account")
+            long_option = await http.delete(f"/accounts/{ACCOUNT}/options/{'x' * 41}")
+            assert (long_option.status_code, long_option.json()["errors"][0]["field"]) == (422, "option")
 
             early = await http.post(f"/accounts/{ACCOUNT}/voluntary-block", json={"days": 3})
             assert early.status_code == 409 and early.json()["code"] == "not_active"
+            assert early.json()["errors"] == []
             done = await http.post(f"/accounts/{ACCOUNT}/plan", json={"plan": "internet-100"})
             assert done.status_code == 200 and done.json()["events"] == ["SubscriptionActivated"]
             too_long = await http.post(f"/accounts/{ACCOUNT}/voluntary-block", json={"days": 31})
             assert too_long.status_code == 422 and "rule 1" in too_long.json()["message"]
+            assert too_long.json()["errors"][0]["field"] == "days"
             shown = (await http.get(f"/accounts/{ACCOUNT}")).json()
             assert shown["region"] == "kazan"
             assert shown["schedule"][0]["terms"]["plan"] == "internet-100"
+
+
+async def test_an_account_takes_its_own_token_or_a_service_token(tariff: Any) -> None:
+    clock = ManualClock(tariff.noon(date(2026, 3, 31)))
+    async with tariff.running(await tariff.settings(), clock) as (runtime, producer, _):
+        for account in (ACCOUNT, STRANGER):
+            await tariff.register(runtime, producer, account, "kazan")
+        transport = httpx.ASGITransport(app=runtime.http_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tariff/tariff") as http:
+            anonymous = await http.get(f"/accounts/{ACCOUNT}")
+            assert (anonymous.status_code, anonymous.json()["code"]) == (401, "missing_token")
+            assert (await http.post(f"/accounts/{ACCOUNT}/plan", json={"plan": "internet-100"})).status_code == 401
+
+            mine = _bearer(runtime, "subscriber", ACCOUNT)
+            assert (await http.get(f"/accounts/{ACCOUNT}", headers=mine)).status_code == 200
+            other = await http.get(f"/accounts/{STRANGER}", headers=mine)
+            assert (other.status_code, other.json()["code"]) == (403, "wrong_account")
+            hijack = await http.post(f"/accounts/{STRANGER}/plan", json={"plan": "internet-100"}, headers=mine)
+            assert hijack.status_code == 403
+            assert (await tariff.state(runtime, STRANGER)).status.value != "active"  # nothing done
+
+            activated = await http.post(f"/accounts/{ACCOUNT}/plan", json={"plan": "internet-100"}, headers=mine)
+            assert activated.status_code == 200
+            by_service = await http.post(f"/accounts/{STRANGER}/plan", json={"plan": "internet-100"},
+                                         headers=_bearer(runtime))
+            assert by_service.status_code == 200 and by_service.json()["events"] == ["SubscriptionActivated"]

@@ -14,9 +14,11 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 import jwt
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from billing_events.clock import Clock
+from billing_events.http import ApiError
 
 ISSUER = "billing"
 ALGORITHM = "HS256"
@@ -47,40 +49,55 @@ class Tokens:
         claims = {"iss": ISSUER, "sub": subject, "role": role, "iat": now, "exp": expires}
         return jwt.encode(claims, self._key, algorithm=ALGORITHM), expires
 
+    @property
+    def can_issue(self) -> bool:
+        return self._key is not None
+
     def verify(self, token: str) -> Principal:
         if self._key is None:
-            raise HTTPException(401, "token signing key not configured")
+            raise _unauthenticated("token_signing_unconfigured", "this service has no token signing key")
         try:
             claims = jwt.decode(token, self._key, algorithms=[ALGORITHM], issuer=ISSUER,
                                 options={"require": ["exp", "sub", "role"], "verify_exp": False, "verify_iat": False, "verify_nbf": False})
         except jwt.InvalidTokenError as exc:
-            raise HTTPException(401, f"invalid token: {exc}", headers={"WWW-Authenticate": "Bearer"}) from None
+            raise _unauthenticated("invalid_token", f"invalid token: {exc}") from None
         # Expiry is checked against the injected clock, so tests can move through time.
-        if claims["exp"] <= self._clock.now().timestamp():
-            raise HTTPException(401, "token expired", headers={"WWW-Authenticate": "Bearer"})
-        if claims["role"] not in ("subscriber", "service"):
-            raise HTTPException(401, "unknown role")
+        try:
+            expires = float(claims["exp"])
+        except (TypeError, ValueError):
+            raise _unauthenticated("invalid_token", "invalid token: exp is not a time") from None
+        if expires <= self._clock.now().timestamp():
+            raise _unauthenticated("token_expired", "the token has expired: log in again")
+        if claims["role"] not in ("subscriber", "service") or not isinstance(claims["sub"], str):
+            raise _unauthenticated("invalid_token", "invalid token: unknown role or subject")
         return Principal(claims["role"], claims["sub"])
 
 
-def principal(request: Request) -> Principal:
+def _unauthenticated(code: str, message: str) -> ApiError:
+    return ApiError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+bearer = HTTPBearer(auto_error=False, description="A subscriber token from identity's login, or a service token")
+
+
+def principal(request: Request,
+              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
     """FastAPI dependency: the caller, from ``Authorization: Bearer <token>``."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    if credentials is None or not credentials.credentials:
+        raise _unauthenticated("missing_token", "a bearer token is required")
     tokens: Tokens = request.app.state.tokens
-    return tokens.verify(token)
+    return tokens.verify(credentials.credentials)
 
 
 Caller = Annotated[Principal, Depends(principal)]
 
 
 def require_account(caller: Principal, account: str) -> None:
+    """A subscriber's token opens its own account only; a service token opens every account."""
     if not caller.may_act_for(account):
-        raise HTTPException(403, f"this token is for another account, not {account}")
+        raise ApiError(403, "wrong_account", "this token is for another account")
 
 
 def require_service(caller: Principal) -> None:
     if caller.role != "service":
-        raise HTTPException(403, "operations only: a service token is required")
+        raise ApiError(403, "service_only", "operations only: a service token is required")

@@ -2,22 +2,218 @@
 
 Readiness means the service can do its work: the database answers, the broker is connected and,
 for a consuming service, its consumer holds partitions.
+
+Every refusal of every service has one shape (:class:`Problem`)::
+
+    {"code": "invalid_request", "message": "the request has invalid fields",
+     "errors": [{"field": "amount.minor", "message": "Input should be greater than 0"}]}
+
+``code`` is for machines, ``message`` for people, ``errors`` names each field at fault and why
+(never the value sent: it may be personal data). Field errors are 422, an unknown account 404,
+a state that refuses the command 409, a missing or expired token 401, another account's token
+403. :func:`problem` answers one; :class:`ApiError` raises one; :func:`build_http_app` installs
+the handlers that give FastAPI's own validation errors and HTTP errors the same shape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from billing_events.logging import get_logger
+
+log = get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 
+class FieldProblem(BaseModel):
+    field: str = Field(description="Dotted path of the field at fault, e.g. amount.minor")
+    message: str = Field(description="What is wrong with it (the value sent is never repeated)")
+    code: str | None = Field(default=None, description="The broken rule, for machines")
+
+
+class Problem(BaseModel):
+    """The body of every refusal of every service."""
+
+    code: str = Field(description="Machine-readable reason, e.g. unknown_account")
+    message: str = Field(description="One sentence for people")
+    errors: list[FieldProblem] = Field(default_factory=list, description="Field-level errors (422)")
+
+
+FieldErrors = Iterable[FieldProblem | Mapping[str, Any]]
+
+# The code a bare HTTP error gets when it does not bring its own.
+_DEFAULT_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+                  405: "method_not_allowed", 409: "conflict", 415: "unsupported_media_type",
+                  422: "invalid_request", 429: "too_many_requests", 500: "internal_error",
+                  503: "unavailable"}
+
+
+def _field_problems(errors: FieldErrors) -> list[dict[str, Any]]:
+    out = []
+    for error in errors:
+        item = error if isinstance(error, FieldProblem) else FieldProblem.model_validate(error)
+        out.append(item.model_dump(exclude_none=True))
+    return out
+
+
+def problem(status: int, code: str, message: str, errors: FieldErrors = (), *,
+            headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """A refusal in the one shape; ``extra`` adds keys beside it (e.g. ``until`` of a lock)."""
+    body: dict[str, Any] = {"code": code, "message": message, "errors": _field_problems(errors)}
+    body.update(jsonable_encoder(extra))
+    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
+
+
+class ApiError(StarletteHTTPException):
+    """Raise to refuse a request with :func:`problem`'s shape (from a route or a dependency)."""
+
+    def __init__(self, status: int, code: str, message: str, errors: FieldErrors = (), *,
+                 headers: Mapping[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(status, message, headers=dict(headers) if headers else None)
+        self.code, self.message = code, message
+        self.errors = _field_problems(errors)
+        self.extra = extra
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting refusals with the :class:`Problem` body."""
+    return {status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses}
+
+
+def json_body(model: type[BaseModel], *, description: str | None = None) -> dict[str, Any]:
+    """``openapi_extra`` documenting a request body that a route validates itself with ``model``
+    (so the service gives its own field errors): the OpenAPI shows the model's schema."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    body: dict[str, Any] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    if description:
+        body["description"] = description
+    return {"requestBody": body}
+
+
+# --- validation errors in the one shape ---------------------------------------------------------
+
+_WHERE = ("body", "query", "path", "header", "cookie")
+# Messages pydantic builds with a fragment of the input in them: said without it.
+_GENERIC_MESSAGES = {
+    "union_tag_invalid": "Input tag does not match any of the expected tags",
+    "uuid_parsing": "Input should be a valid UUID",
+    "url_parsing": "Input should be a valid URL",
+    "json_invalid": "The body is not valid JSON",
+    "model_attributes_type": "Input should be an object",
+}
+
+
+def field_problem(detail: Mapping[str, Any]) -> FieldProblem:
+    """One pydantic error detail as a :class:`FieldProblem`, without the input it carried."""
+    loc = [str(part) for part in detail.get("loc", ())]
+    if loc and loc[0] in _WHERE:
+        where, loc = loc[0], loc[1:]
+    else:
+        where = "body"
+    kind = str(detail.get("type", "invalid"))
+    if kind == "json_invalid":
+        loc = []  # the position in the text is not a field
+    message = _GENERIC_MESSAGES.get(kind)
+    if message is None:
+        message = str(detail.get("msg", "invalid value"))
+        if kind == "value_error":
+            message = message.removeprefix("Value error, ")  # our validators' own words
+        elif kind.endswith("_parsing") and ", " in message:
+            message = message.split(", ", 1)[0]  # "Input should be a valid date, <what was found>"
+    return FieldProblem(field=".".join(loc) or where, message=message, code=kind)
+
+
+def invalid_request(details: Iterable[Mapping[str, Any]] | ValidationError) -> JSONResponse:
+    """422 for pydantic's error details (of the request, or of a command model a route built)."""
+    if isinstance(details, ValidationError):
+        details = details.errors()
+    errors = [field_problem(detail) for detail in details]
+    fields = ", ".join(dict.fromkeys(error.field for error in errors))
+    return problem(422, "invalid_request", f"the request has invalid fields: {fields}", errors)
+
+
+async def _on_request_validation(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return invalid_request(exc.errors())
+
+
+async def _on_http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = getattr(exc, "headers", None)
+    if isinstance(exc, ApiError):
+        return problem(exc.status_code, exc.code, exc.message, exc.errors, headers=headers, **exc.extra)
+    status = exc.status_code
+    message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
+    return problem(status, _DEFAULT_CODES.get(status, f"http_{status}"), message, headers=headers)
+
+
+async def _on_crash(request: Request, exc: Exception) -> Response:
+    log.error("request failed", method=request.method, path=request.url.path,
+              error=type(exc).__name__, exc_info=exc)
+    return problem(500, "internal_error", "the service failed to answer; the failure is logged")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _on_request_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_crash)
+
+
+# --- the OpenAPI document ---------------------------------------------------------------------------
+
+
+def _hoist_definitions(node: Any, into: dict[str, Any]) -> None:
+    """Move the ``$defs`` of inline schemas (see :func:`json_body`) into the components."""
+    if isinstance(node, dict):
+        definitions = node.pop("$defs", None)
+        if definitions:
+            _hoist_definitions(definitions, into)
+            into.update(definitions)
+        for value in node.values():
+            _hoist_definitions(value, into)
+    elif isinstance(node, list):
+        for value in node:
+            _hoist_definitions(value, into)
+
+
+def _problem_refs(document: dict[str, Any]) -> None:
+    """FastAPI documents its validation errors as HTTPValidationError; ours are Problems."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in (("Problem", Problem), ("FieldProblem", FieldProblem)):
+        if name not in schemas:
+            generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            _hoist_definitions(generated, schemas)
+            schemas[name] = generated
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("422")
+            if answer is None:
+                continue
+            for content in answer.get("content", {}).values():
+                if content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                    content["schema"] = dict(problem_ref)
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+
+
 def build_http_app(service: str, ready: ReadinessCheck, routers: Sequence[APIRouter] = ()) -> FastAPI:
     app = FastAPI(title=f"billing {service}", version="1.0.0",
-                  description=f"Commands and reads of the {service} service")
+                  description=f"Commands and reads of the {service} service. Every refusal is a "
+                              "Problem: {code, message, errors[{field, message}]}.")
+    install_problem_handlers(app)
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:
@@ -35,4 +231,17 @@ def build_http_app(service: str, ready: ReadinessCheck, routers: Sequence[APIRou
 
     for router in routers:
         app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        # Built on first use, so routers included after this function returns are in it.
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, description=app.description,
+                                   routes=app.routes)
+            _hoist_definitions(document.get("paths", {}), document.setdefault("components", {})
+                               .setdefault("schemas", {}))
+            _problem_refs(document)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -3,24 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Path, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Path, Query
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from billing_events import topics
 from billing_events.auth import Caller, require_account, require_service
 from billing_events.catalog.common import AccountNumber
-from billing_events.catalog.ledger import PaymentType
+from billing_events.catalog.ledger import PaymentType, TransferRefusal
+from billing_events.http import ApiError, problem_responses
 from billing_events.money import Money, PositiveMoney
 
 from ledger import service
-from ledger.domain import OperatorNote
+from ledger.domain import LedgerError, OperatorNote
 
 NOT_FOUND_CODES = {"unknown_account", "unknown_transaction"}
-AccountPath = Annotated[str, Path(pattern=r"^\d{12}$", description="12-digit personal account number")]
+# Well-formed commands the account's (or the journal's) state refuses.
+CONFLICT_CODES = {"account_closed", "account_not_settled", "already_reversed", "reversal_of_reversal",
+                  "debt_outstanding", "insufficient_bonus", "not_a_payment", "suspense_not_open"}
+# The field of a request's body a refusal is about, when the service did not name it.
+TRANSFER_FIELDS = {"currency_mismatch": "amount.currency", "invalid_amount": "amount.minor"}
+PAYMENT_TYPE_FIELDS = {"invalid_credit_limit": "credit_limit", "currency_mismatch": "credit_limit.currency"}
+# A transfer the ledger refused (announced with TransferRejected): the answer the caller gets.
+TRANSFER_REFUSALS: dict[TransferRefusal, tuple[int, str | None]] = {
+    TransferRefusal.SAME_ACCOUNT: (422, "to_account"),
+    TransferRefusal.SOURCE_UNKNOWN: (404, None),
+    TransferRefusal.TARGET_UNKNOWN: (404, "to_account"),
+    TransferRefusal.SOURCE_CLOSED: (409, None),
+    TransferRefusal.TARGET_CLOSED: (409, "to_account"),
+    TransferRefusal.CURRENCY_MISMATCH: (422, "amount.currency"),
+    TransferRefusal.INSUFFICIENT_FUNDS: (409, "amount.minor"),
+}
+AccountPath = Annotated[str, Path(pattern=r"^[0-9]{12}$", description="12-digit personal account number")]
 
 
 class BalanceView(BaseModel):
@@ -45,9 +61,26 @@ class PaymentTypeBody(BaseModel):
     requested_by: str = Field(min_length=1, max_length=64)
 
 
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be blank")
+    return text
+
+
+NonBlank = AfterValidator(_not_blank)
+
+
 class OperatorBody(BaseModel):
-    operator: str = Field(min_length=1, max_length=100, description="Who does it")
-    reason: str = Field(min_length=1, max_length=500, description="Why: kept in the journal")
+    operator: Annotated[str, NonBlank] = Field(min_length=1, max_length=100, description="Who does it")
+    reason: Annotated[str, NonBlank] = Field(min_length=1, max_length=500, description="Why: kept in the journal")
+
+    def note(self) -> OperatorNote:
+        try:
+            return OperatorNote(self.operator, self.reason)
+        except LedgerError as exc:  # the domain's own rule, should it be stricter than the model
+            field = "operator" if exc.field == "who" else "reason"
+            raise ApiError(422, exc.code.value, exc.message,
+                           [{"field": field, "message": exc.message, "code": exc.code.value}]) from None
 
 
 class ResolveBody(OperatorBody):
@@ -62,16 +95,36 @@ def _events(envelopes: list[Any]) -> EventsView:
     return EventsView(events=[e.model_dump(mode="json") for e in envelopes])
 
 
-def _failed(exc: service.CommandFailed) -> HTTPException:
-    status = 404 if exc.code in NOT_FOUND_CODES else 422
-    return HTTPException(status, detail=[{"loc": ["body", exc.field] if exc.field else ["body"],
-                                          "msg": exc.message, "type": exc.code}])
+def _failed(exc: service.CommandFailed, fields: dict[str, str] | None = None) -> ApiError:
+    """A refusal of the service layer: 404 unknown, 409 state conflict, 422 otherwise."""
+    if exc.code in NOT_FOUND_CODES:
+        status = 404
+    elif exc.code in CONFLICT_CODES:
+        status = 409
+    else:
+        status = 422
+    field = exc.field or (fields or {}).get(exc.code)
+    errors = [{"field": field, "message": exc.message, "code": exc.code}] if status == 422 and field else []
+    return ApiError(status, exc.code, exc.message, errors)
+
+
+def _transfer_answer(events: list[Any]) -> EventsView:
+    """A transfer's events, or its refusal: the TransferRejected is kept (the journal and the
+    topic have it) and the caller gets the reason as a refusal."""
+    for envelope in events:
+        if envelope.event_type == "TransferRejected":
+            rejected = envelope.payload
+            code = rejected.reason.value
+            status, field = TRANSFER_REFUSALS.get(rejected.reason, (409, None))
+            errors = [{"field": field, "message": rejected.detail, "code": code}] if status == 422 and field else []
+            raise ApiError(status, code, rejected.detail, errors, request_id=str(rejected.request_id))
+    return _events(events)
 
 
 class ReplayBody(BaseModel):
     account: AccountNumber | None = Field(default=None, description="One account's events; none: everyone's")
-    since: datetime | None = None
-    until: datetime | None = None
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
 
 
 class ReplayView(BaseModel):
@@ -83,7 +136,7 @@ Republish = Callable[..., Awaitable[int]]
 
 
 def build_router(ctx: service.LedgerContext, republish: Republish) -> APIRouter:
-    router = APIRouter(prefix="/ledger", tags=["ledger"])
+    router = APIRouter(prefix="/ledger", tags=["ledger"], responses=problem_responses(401, 403, 404, 409, 422))
 
     @router.post("/replays", response_model=ReplayView)
     async def post_replay(caller: Caller, body: ReplayBody) -> ReplayView:
@@ -104,9 +157,15 @@ def build_router(ctx: service.LedgerContext, republish: Republish) -> APIRouter:
                            credit_limit=Money(minor=state.credit_limit, currency=state.currency), is_open=state.is_open)
 
     @router.get("/accounts/{number}/statement")
-    async def get_statement(caller: Caller, number: AccountPath, start: Annotated[datetime, Query(alias="from")],
-                            end: Annotated[datetime, Query(alias="to")]) -> dict[str, Any]:
+    async def get_statement(
+        caller: Caller, number: AccountPath,
+        start: Annotated[AwareDatetime, Query(alias="from", description="With its time zone")],
+        end: Annotated[AwareDatetime, Query(alias="to", description="With its time zone")],
+    ) -> dict[str, Any]:
         require_account(caller, number)
+        if end < start:
+            raise ApiError(422, "invalid_period", "the period ends before it starts",
+                           [{"field": "to", "message": "must not be before from", "code": "invalid_period"}])
         try:
             statement = await service.statement(ctx, number, start, end)
         except service.CommandFailed as exc:
@@ -124,10 +183,11 @@ def build_router(ctx: service.LedgerContext, republish: Republish) -> APIRouter:
     async def post_transfer(caller: Caller, number: AccountPath, body: TransferBody) -> EventsView:
         require_account(caller, number)
         try:
-            return _events(await service.transfer(ctx, number, body.to_account, body.amount,
-                                                  requested_by=body.requested_by, request_id=body.request_id))
+            events = await service.transfer(ctx, number, body.to_account, body.amount,
+                                            requested_by=body.requested_by, request_id=body.request_id)
         except service.CommandFailed as exc:
-            raise _failed(exc) from None
+            raise _failed(exc, TRANSFER_FIELDS) from None
+        return _transfer_answer(events)
 
     @router.put("/accounts/{number}/payment-type", response_model=EventsView)
     async def put_payment_type(caller: Caller, number: AccountPath, body: PaymentTypeBody) -> EventsView:
@@ -136,14 +196,14 @@ def build_router(ctx: service.LedgerContext, republish: Republish) -> APIRouter:
             return _events(await service.change_payment_type(ctx, number, body.payment_type, body.credit_limit,
                                                              requested_by=body.requested_by))
         except service.CommandFailed as exc:
-            raise _failed(exc) from None
+            raise _failed(exc, PAYMENT_TYPE_FIELDS) from None
 
     @router.post("/suspense/{transaction_id}/resolve", response_model=EventsView)
     async def resolve(caller: Caller, transaction_id: UUID, body: ResolveBody) -> EventsView:
         require_service(caller)
         try:
             return _events(await service.resolve_suspense(ctx, transaction_id, body.target_account,
-                                                          OperatorNote(body.operator, body.reason)))
+                                                          body.note()))
         except service.CommandFailed as exc:
             raise _failed(exc) from None
 
@@ -151,7 +211,7 @@ def build_router(ctx: service.LedgerContext, republish: Republish) -> APIRouter:
     async def reverse(caller: Caller, transaction_id: UUID, body: OperatorBody) -> EventsView:
         require_service(caller)
         try:
-            return _events(await service.reverse(ctx, transaction_id, OperatorNote(body.operator, body.reason)))
+            return _events(await service.reverse(ctx, transaction_id, body.note()))
         except service.CommandFailed as exc:
             raise _failed(exc) from None
 

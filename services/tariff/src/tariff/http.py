@@ -1,8 +1,12 @@
 """The tariff service's HTTP routes: the same command functions as :mod:`tariff.service`.
 
-Refusals answer ``{"code", "message", "field"}``: 404 for an account not registered here, 422
-when the refusal names an input field (unknown plan, 0 or 31 days...), 409 when the request is
-well formed but the account's state refuses it (no plan yet, the year's block already used...).
+Refusals have the suite's one shape (:class:`billing_events.http.Problem`): 404 for an account
+not registered here, 422 when the refusal names an input field (unknown plan, 0 or 31 days...)
+with that field in ``errors``, 409 when the request is well formed but the account's state
+refuses it (no plan yet, the year's block already used...).
+
+Who may call: the plans of a region are public; an account's subscription and its commands
+take a subscriber token for that account or a service token.
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from billing_events.auth import Caller, require_account
 from billing_events.catalog.tariff import RequestChannel
+from billing_events.http import invalid_request, problem, problem_responses
 from tariff import service
 from tariff.domain import Subscription
 from tariff.errors import TariffError, UnknownAccount
 from tariff.runtime import TariffRuntime
 
-AccountPath = Annotated[str, Path(pattern=r"^\d{12}$", description="12-digit account number")]
+AccountPath = Annotated[str, Path(pattern=r"^[0-9]{12}$", description="12-digit account number")]
+OptionPath = Annotated[str, Path(min_length=1, max_length=40, description="Option code")]
 
 
 class PlanRequest(BaseModel):
@@ -51,22 +58,26 @@ def refusal(exc: TariffError) -> JSONResponse:
         status = 422
     else:
         status = 409
-    return JSONResponse(
-        {"code": exc.code, "message": exc.message, "field": exc.field}, status_code=status
-    )
+    errors = [{"field": exc.field, "message": exc.message, "code": exc.code}] if exc.field else []
+    return problem(status, exc.code, exc.message, errors)
 
 
 def build_http_router(get_runtime: Callable[[], TariffRuntime]) -> APIRouter:
-    router = APIRouter(prefix="/tariff", tags=["tariff"])
+    router = APIRouter(prefix="/tariff", tags=["tariff"], responses=problem_responses(404, 409, 422))
+    private = problem_responses(401, 403)
 
-    async def call(function: Any, command: Any) -> Any:
+    async def call(function: Any, command: Callable[[], Any]) -> Any:
         try:
-            return await function(get_runtime(), command)
+            built = command()
+        except ValidationError as exc:  # the command model's own limits
+            return invalid_request(exc)
+        try:
+            return await function(get_runtime(), built)
         except TariffError as exc:
             return refusal(exc)
 
     @router.get("/regions/{region}/plans", response_model=list[PlanView])
-    async def plans_of_region(region: str) -> Any:
+    async def plans_of_region(region: Annotated[str, Path(min_length=1, max_length=64)]) -> Any:
         catalog = get_runtime().catalog
         try:
             return [
@@ -77,41 +88,51 @@ def build_http_router(get_runtime: Callable[[], TariffRuntime]) -> APIRouter:
         except TariffError as exc:
             return refusal(exc)
 
-    @router.get("/accounts/{account}", response_model=Subscription)
-    async def subscription(account: AccountPath) -> Any:
+    @router.get("/accounts/{account}", response_model=Subscription, responses=private)
+    async def subscription(caller: Caller, account: AccountPath) -> Any:
+        require_account(caller, account)
         try:
             return await service.get_subscription(get_runtime(), account)
         except TariffError as exc:
             return refusal(exc)
 
-    @router.post("/accounts/{account}/plan", response_model=service.CommandResult)
-    async def activate(account: AccountPath, body: PlanRequest) -> Any:
+    @router.post("/accounts/{account}/plan", response_model=service.CommandResult, responses=private)
+    async def activate(caller: Caller, account: AccountPath, body: PlanRequest) -> Any:
+        require_account(caller, account)
         return await call(service.activate_plan,
-                          service.ActivatePlan(account_number=account, plan=body.plan))
+                          lambda: service.ActivatePlan(account_number=account, plan=body.plan))
 
-    @router.put("/accounts/{account}/plan", response_model=service.CommandResult)
-    async def change(account: AccountPath, body: PlanRequest) -> Any:
+    @router.put("/accounts/{account}/plan", response_model=service.CommandResult, responses=private)
+    async def change(caller: Caller, account: AccountPath, body: PlanRequest) -> Any:
+        require_account(caller, account)
         return await call(service.change_tariff,
-                          service.ChangePlan(account_number=account, plan=body.plan))
+                          lambda: service.ChangePlan(account_number=account, plan=body.plan))
 
-    @router.post("/accounts/{account}/options", response_model=service.CommandResult)
-    async def add(account: AccountPath, body: OptionRequest) -> Any:
+    @router.post("/accounts/{account}/options", response_model=service.CommandResult, responses=private)
+    async def add(caller: Caller, account: AccountPath, body: OptionRequest) -> Any:
+        require_account(caller, account)
         return await call(service.add_account_option,
-                          service.AddOption(account_number=account, option=body.option))
+                          lambda: service.AddOption(account_number=account, option=body.option))
 
-    @router.delete("/accounts/{account}/options/{option}", response_model=service.CommandResult)
-    async def remove(account: AccountPath, option: str) -> Any:
+    @router.delete("/accounts/{account}/options/{option}", response_model=service.CommandResult,
+                   responses=private)
+    async def remove(caller: Caller, account: AccountPath, option: OptionPath) -> Any:
+        require_account(caller, account)
         return await call(service.remove_account_option,
-                          service.RemoveOption(account_number=account, option=option))
+                          lambda: service.RemoveOption(account_number=account, option=option))
 
-    @router.post("/accounts/{account}/voluntary-block", response_model=service.CommandResult)
-    async def start_block(account: AccountPath, body: Annotated[BlockRequest, Body()]) -> Any:
-        return await call(service.start_block, service.StartVoluntaryBlock(
+    @router.post("/accounts/{account}/voluntary-block", response_model=service.CommandResult,
+                 responses=private)
+    async def start_block(caller: Caller, account: AccountPath, body: Annotated[BlockRequest, Body()]) -> Any:
+        require_account(caller, account)
+        return await call(service.start_block, lambda: service.StartVoluntaryBlock(
             account_number=account, days=body.days, requested_via=body.requested_via))
 
-    @router.delete("/accounts/{account}/voluntary-block", response_model=service.CommandResult)
-    async def end_block(account: AccountPath) -> Any:
-        return await call(service.end_block, service.EndVoluntaryBlock(account_number=account))
+    @router.delete("/accounts/{account}/voluntary-block", response_model=service.CommandResult,
+                   responses=private)
+    async def end_block(caller: Caller, account: AccountPath) -> Any:
+        require_account(caller, account)
+        return await call(service.end_block, lambda: service.EndVoluntaryBlock(account_number=account))
 
     return router
 

@@ -1,0 +1,132 @@
+"""Every service's HTTP door refuses in the one shape, and asks for the right token on every
+route: no token 401, another account's token 403, an operator's route 403 for a subscriber.
+The OpenAPI documents say so (Problem bodies, bearer security where a token is needed).
+
+These refusals come before any work, so the runtimes are built but not started."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+MINE, OTHER = "100000000008", "100000000016"
+TRANSACTION = "01900000-0000-7000-8000-000000000000"
+OPERATOR = {"operator": "op", "reason": "why"}
+
+# (service, method, path, body): every route that acts for one account, on OTHER's account.
+ACCOUNT_ROUTES = [
+    ("ledger", "GET", f"/ledger/accounts/{OTHER}", None),
+    ("ledger", "GET", f"/ledger/accounts/{OTHER}/statement?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z", None),
+    ("ledger", "POST", f"/ledger/accounts/{OTHER}/transfers", {"to_account": MINE, "amount": {"minor": 1}}),
+    ("ledger", "PUT", f"/ledger/accounts/{OTHER}/payment-type",
+     {"payment_type": "credit", "credit_limit": {"minor": 100}, "requested_by": "me"}),
+    ("tariff", "GET", f"/tariff/accounts/{OTHER}", None),
+    ("tariff", "POST", f"/tariff/accounts/{OTHER}/plan", {"plan": "internet-100"}),
+    ("tariff", "PUT", f"/tariff/accounts/{OTHER}/plan", {"plan": "internet-100"}),
+    ("tariff", "POST", f"/tariff/accounts/{OTHER}/options", {"option": "tv-basic"}),
+    ("tariff", "DELETE", f"/tariff/accounts/{OTHER}/options/tv-basic", None),
+    ("tariff", "POST", f"/tariff/accounts/{OTHER}/voluntary-block", {"days": 3}),
+    ("tariff", "DELETE", f"/tariff/accounts/{OTHER}/voluntary-block", None),
+    ("notifier", "GET", f"/notifier/accounts/{OTHER}/deliveries", None),
+]
+# Operations' routes: a service token only, whoever's account they touch.
+OPERATOR_ROUTES = [
+    ("identity", "POST", "/identity/subscribers", {"contract_accepted": True}),
+    ("identity", "POST", "/identity/support/recoveries", {"login": MINE}),
+    ("ledger", "POST", "/ledger/replays", {"account": MINE}),
+    ("ledger", "POST", f"/ledger/suspense/{TRANSACTION}/resolve", {**OPERATOR, "target_account": MINE}),
+    ("ledger", "POST", f"/ledger/transactions/{TRANSACTION}/reverse", OPERATOR),
+]
+PUBLIC_OPERATIONS = {
+    "identity": {"POST /identity/login", "POST /identity/passwords/sms", "POST /identity/reset-codes",
+                 "POST /identity/reset-codes/redeem"},
+    "tariff": {"GET /tariff/regions/{region}/plans"},
+}
+HEALTH = {"GET /health/live", "GET /health/ready", "GET /metrics"}
+
+
+@pytest.fixture
+async def doors(services: Any) -> Any:
+    """name -> (client factory by token, runtime) for the four services, built, not started."""
+    runtimes = {name: await services.build(name, database="sqlite")
+                for name in ("identity", "ledger", "tariff", "notifier")}
+
+    def client(name: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=runtimes[name].http_app),
+                                 base_url=f"http://{name}", headers=headers or {})
+
+    def bearer(role: str, subject: str) -> dict[str, str]:
+        token, _ = runtimes["identity"].tokens.issue(role, subject)
+        return {"Authorization": f"Bearer {token}"}
+
+    return client, bearer, runtimes
+
+
+def _is_problem(answer: httpx.Response, status: int, code: str) -> None:
+    body = answer.json()
+    assert (answer.status_code, body.get("code")) == (status, code), answer.text
+    assert set(body) >= {"code", "message", "errors"} and isinstance(body["message"], str) and body["message"]
+
+
+@pytest.mark.parametrize(("service", "method", "path", "body"), ACCOUNT_ROUTES + OPERATOR_ROUTES,
+                         ids=[f"{method} {path.split('?')[0]}" for _, method, path, _ in ACCOUNT_ROUTES + OPERATOR_ROUTES])
+async def test_no_token_is_401_and_a_subscriber_token_for_another_account_is_403(
+        doors: Any, service: str, method: str, path: str, body: Any) -> None:
+    client, bearer, _ = doors
+    async with client(service) as anonymous:
+        answer = await anonymous.request(method, path, json=body)
+        _is_problem(answer, 401, "missing_token")
+        assert answer.headers["www-authenticate"] == "Bearer"
+        forged = await anonymous.request(method, path, json=body, headers={"Authorization": "Bearer abc.def.ghi"})
+        _is_problem(forged, 401, "invalid_token")
+    async with client(service, bearer("subscriber", MINE)) as subscriber:
+        refused = await subscriber.request(method, path, json=body)
+        expected = "wrong_account" if (service, method, path, body) in ACCOUNT_ROUTES else "service_only"
+        _is_problem(refused, 403, expected)
+
+
+async def test_unknown_routes_methods_and_malformed_requests_are_problems_too(doors: Any) -> None:
+    client, bearer, _ = doors
+    async with client("ledger", bearer("service", "ops")) as ledger:
+        _is_problem(await ledger.get("/ledger/nowhere"), 404, "not_found")
+        _is_problem(await ledger.delete(f"/ledger/accounts/{MINE}"), 405, "method_not_allowed")
+        not_json = await ledger.post(f"/ledger/accounts/{MINE}/transfers", content=b"{",
+                                     headers={"Content-Type": "application/json"})
+        _is_problem(not_json, 422, "invalid_request")
+        assert not_json.json()["errors"] == [{"field": "body", "message": "The body is not valid JSON",
+                                              "code": "json_invalid"}]
+        several = await ledger.post(f"/ledger/accounts/{MINE}/transfers",
+                                    json={"to_account": "+7 915 204-33-71", "amount": {"minor": "x", "currency": "RUB"}})
+        _is_problem(several, 422, "invalid_request")
+        assert [e["field"] for e in several.json()["errors"]] == ["to_account", "amount.minor"]
+        assert "204-33-71" not in several.text  # what was sent (maybe a phone number) is never echoed
+        blank = await ledger.post(f"/ledger/transactions/{TRANSACTION}/reverse", json={"operator": "op", "reason": " \x1c"})
+        _is_problem(blank, 422, "invalid_request")
+        assert blank.json()["errors"][0]["field"] == "reason"
+        huge = await ledger.put(f"/ledger/accounts/{MINE}/payment-type",
+                                json={"payment_type": "credit", "credit_limit": {"minor": 10**19}, "requested_by": "me"})
+        _is_problem(huge, 422, "invalid_request")
+        assert huge.json()["errors"][0]["field"] == "credit_limit.minor"
+
+
+async def test_the_openapi_documents_problems_and_bearer_tokens(doors: Any) -> None:
+    _, _, runtimes = doors
+    for name, runtime in runtimes.items():
+        document = runtime.http_app.openapi()
+        schemas = document["components"]["schemas"]
+        assert "HTTPValidationError" not in schemas and {"Problem", "FieldProblem"} <= set(schemas), name
+        assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                label = f"{method.upper()} {path}"
+                for status, answer in operation["responses"].items():
+                    if status.startswith("4"):
+                        assert answer["content"]["application/json"]["schema"] == {
+                            "$ref": "#/components/schemas/Problem"}, (label, status)
+                public = label in PUBLIC_OPERATIONS.get(name, set()) | HEALTH
+                assert ("security" not in operation) == public, label
+    registration = runtimes["identity"].http_app.openapi()["paths"]["/identity/subscribers"]["post"]
+    body = registration["requestBody"]["content"]["application/json"]["schema"]
+    assert {"passport_number", "mobile_phone", "region"} <= set(body["properties"])  # the command's own model
