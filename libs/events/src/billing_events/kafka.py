@@ -28,6 +28,7 @@ def make_broker(settings: KafkaSettings, *, client_id: str, description: str = "
         acks=settings.acks,
         enable_idempotence=settings.enable_idempotence,
         linger_ms=settings.linger_ms,
+        max_batch_size=settings.producer_batch_bytes,
         description=description,
         logger=None,  # structlog speaks for the service; faststream's per-message lines are noise
         graceful_timeout=30.0,

@@ -168,7 +168,10 @@ class OutboxRelay:
                 return 0
             # Send all, then wait for every acknowledgement: one round trip per batch, and the
             # producer keeps per-partition order because sends are issued in id order.
-            outcomes = await asyncio.gather(*[self._send(row) for row in rows], return_exceptions=True)
+            # Sends are issued one after another (never concurrently) so each partition gets them
+            # in id order; only the acknowledgements are awaited together.
+            sent = [await self._send(row) for row in rows]
+            outcomes = await asyncio.gather(*sent, return_exceptions=True)
             failed = {row.id: outcome for row, outcome in zip(rows, outcomes, strict=True)
                       if isinstance(outcome, BaseException)}
             for outcome in failed.values():
@@ -187,8 +190,14 @@ class OutboxRelay:
                                    .values(published_at=now, error=repr(error)[:500]))
             return len(rows)
 
-    async def _send(self, row: Any) -> Any:
-        return await (await self._publish(row.topic, row.key.encode(), row.value, row.headers))
+    async def _send(self, row: Any) -> Awaitable[Any]:
+        """Hand one row to the producer; a refusal raised at once comes back as the outcome."""
+        try:
+            return await self._publish(row.topic, row.key.encode(), row.value, row.headers)
+        except UNDELIVERABLE as exc:
+            refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            refused.set_exception(exc)
+            return refused
 
     async def _take_lock(self, conn: AsyncConnection) -> bool:
         if conn.dialect.name != "postgresql":
