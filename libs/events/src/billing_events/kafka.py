@@ -101,6 +101,7 @@ def subscribe(
         batch=True,
         max_records=settings.consumer_max_records,
         batch_timeout_ms=5,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         session_timeout_ms=settings.session_timeout_ms,

@@ -30,6 +30,9 @@ class KafkaSettings(BaseModel):
     producer_batch_bytes: int = Field(
         default=256 * 1024, ge=16 * 1024, description="Per-partition producer batch: a relay sends thousands at once"
     )
+    consumer_fetch_max_wait_ms: int = Field(
+        default=20, ge=0, description="How long the broker may hold a fetch for more data: the latency floor"
+    )
     consumer_max_records: int = Field(default=1000, ge=1, description="Events per batch")
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
