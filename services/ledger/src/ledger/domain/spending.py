@@ -62,28 +62,10 @@ def apply_charge(
     revenue = revenue_account(charge.fee_kind)
     booking = Booking((account,))
     if bonus_to_use:
-        redemption = move(
-            TransactionKind.BONUS_REDEMPTION,
-            f"charge:{charge.charge_id}",
-            debit=account.bonus_code,
-            credit=revenue,
-            amount=bonus_to_use,
-            currency=currency,
-            cause_event_id=cause_id,
-            cause_type=ChargeApplied.event_type,
-            occurred_at=at,
-        )
-        booking.post(redemption)
-        booking.announce(
-            account.number,
-            BonusRedeemed(
-                account_number=account.number,
-                transaction_id=redemption.id,
-                amount=positive_money(bonus_to_use, currency),
-                purpose=RedemptionPurpose.CHARGE,
-                charge_id=charge.charge_id,
-                bonus_balance=money(booking.states[account.number].bonus, currency),
-            ),
+        _post_redemption(
+            booking, account, f"charge:{charge.charge_id}", credit=revenue, amount=bonus_to_use,
+            currency=currency, cause_id=cause_id, cause_type=ChargeApplied.event_type, at=at,
+            purpose=RedemptionPurpose.CHARGE, charge_id=charge.charge_id,
         )
     if amount > bonus_to_use:
         booking.post(
@@ -100,6 +82,48 @@ def apply_charge(
             )
         )
     return booking.outcome()
+
+
+def _post_redemption(
+    booking: Booking,
+    account: AccountState,
+    business_key: str,
+    *,
+    credit: str,
+    amount: int,
+    currency: str,
+    cause_id: UUID | None,
+    cause_type: str,
+    at: datetime,
+    purpose: RedemptionPurpose,
+    charge_id: str | None = None,
+    request_id: UUID | None = None,
+) -> None:
+    """Bonuses leave the bonus balance for ``credit`` (revenue, discounts, gifts), announced."""
+    txn = move(
+        TransactionKind.BONUS_REDEMPTION,
+        business_key,
+        debit=account.bonus_code,
+        credit=credit,
+        amount=amount,
+        currency=currency,
+        cause_event_id=cause_id,
+        cause_type=cause_type,
+        occurred_at=at,
+    )
+    booking.post(txn)
+    booking.announce(
+        account.number,
+        BonusRedeemed(
+            account_number=account.number,
+            transaction_id=txn.id,
+            amount=positive_money(amount, currency),
+            purpose=purpose,
+            charge_id=charge_id,
+            request_id=request_id,
+            bonus_balance=money(booking.states[account.number].bonus, currency),
+        ),
+    )
 
 
 _REDEMPTION_ACCOUNTS = {RedemptionPurpose.DISCOUNT: DISCOUNTS, RedemptionPurpose.GIFT: GIFTS}
@@ -129,28 +153,10 @@ def redeem_bonus(
             field="amount",
         )
     booking = Booking((account,))
-    txn = move(
-        TransactionKind.BONUS_REDEMPTION,
-        f"request:{request.request_id}",
-        debit=account.bonus_code,
-        credit=destination,
-        amount=amount,
-        currency=currency,
-        cause_event_id=cause_id,
-        cause_type=BonusRedemptionRequested.event_type,
-        occurred_at=at,
-    )
-    booking.post(txn)
-    booking.announce(
-        account.number,
-        BonusRedeemed(
-            account_number=account.number,
-            transaction_id=txn.id,
-            amount=request.amount,
-            purpose=request.purpose,
-            request_id=request.request_id,
-            bonus_balance=money(booking.states[account.number].bonus, currency),
-        ),
+    _post_redemption(
+        booking, account, f"request:{request.request_id}", credit=destination, amount=amount,
+        currency=currency, cause_id=cause_id, cause_type=BonusRedemptionRequested.event_type, at=at,
+        purpose=request.purpose, request_id=request.request_id,
     )
     return booking.outcome()
 
