@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from billing_events.catalog.notifier import DeliveryChannel, NotificationFailed, NotificationSent
@@ -120,8 +120,6 @@ class Deliverer:
             return self._poll_interval
         if due is None:
             return self._poll_interval
-        if due.tzinfo is None:  # SQLite hands back naive UTC
-            due = due.replace(tzinfo=UTC)
         return min(self._poll_interval, max(0.0, (due - self._clock.now()).total_seconds()))
 
     async def _round(self) -> int:

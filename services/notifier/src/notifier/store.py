@@ -25,12 +25,11 @@ from uuid import UUID
 from billing_events.catalog.notifier import DeliveryChannel
 from billing_events.db import insert_ignoring_duplicates, upsert
 from billing_events.money import Money
-from billing_events.schema import BigId
+from billing_events.schema import BigId, UtcDateTime
 from sqlalchemy import (
     JSON,
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -43,7 +42,6 @@ from sqlalchemy import (
     Uuid,
     delete,
     func,
-    insert,
     select,
     update,
 )
@@ -71,8 +69,8 @@ subscribers = Table(
     Column("masked_email", String(64)),
     Column("sealed_contact", Text, nullable=False),
     Column("registered_event_id", Uuid, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 low_balance_alarms = Table(
@@ -80,7 +78,7 @@ low_balance_alarms = Table(
     metadata,
     Column("account_number", String(12), primary_key=True),
     Column("armed", Boolean, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 parked_events = Table(
@@ -90,7 +88,7 @@ parked_events = Table(
     Column("account_number", String(64), nullable=False, index=True),
     Column("event_type", String(64), nullable=False),
     Column("envelope", LargeBinary, nullable=False),
-    Column("parked_at", DateTime(timezone=True), nullable=False),
+    Column("parked_at", UtcDateTime(), nullable=False),
 )
 
 deliveries = Table(
@@ -109,10 +107,10 @@ deliveries = Table(
     Column("sealed_secret", Text),
     Column("status", String(10), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
     Column("last_error", String(500)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     UniqueConstraint("about_event_id", "template", "channel", name="deliveries_once_per_event"),
     Index("deliveries_due", "status", "next_attempt_at"),
     Index("deliveries_by_account", "account_number", "id"),
@@ -123,7 +121,7 @@ delivery_attempts = Table(
     metadata,
     Column("delivery_id", BigId, ForeignKey("deliveries.id"), primary_key=True),
     Column("attempt", Integer, primary_key=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
     Column("outcome", String(10), nullable=False),  # sent | retry | failed
     Column("reason", String(500)),
 )

@@ -24,7 +24,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
-    DateTime,
     Index,
     Integer,
     MetaData,
@@ -38,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.db import insert_ignoring_duplicates, upsert
+from billing_events.schema import UtcDateTime
 from tariff.domain import AccountBalance, Subscription
 
 metadata = MetaData()
@@ -52,8 +52,8 @@ subscriptions = Table(
     Column("debt_blocked", Boolean, nullable=False, default=False),
     Column("next_close_day", Date, comment="First billing day not closed yet; NULL: no plan"),
     Column("state", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     Index("subscriptions_due", "next_close_day", "account_number"),
 )
 
@@ -64,7 +64,7 @@ closed_days = Table(
     Column("day", Date, primary_key=True),
     Column("charges", Integer, nullable=False, comment="ChargeApplied events published for it"),
     Column("charged_minor", BigInteger, nullable=False, comment="Their sum, in minor units"),
-    Column("closed_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", UtcDateTime(), nullable=False),
 )
 
 early_balances = Table(
@@ -72,7 +72,7 @@ early_balances = Table(
     metadata,
     Column("account_number", String(12), primary_key=True),
     Column("balance", JSON, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 catalog_versions = Table(
@@ -80,7 +80,7 @@ catalog_versions = Table(
     metadata,
     Column("version", Integer, primary_key=True),
     Column("source", String(500), nullable=False),
-    Column("loaded_at", DateTime(timezone=True), nullable=False),
+    Column("loaded_at", UtcDateTime(), nullable=False),
 )
 
 
