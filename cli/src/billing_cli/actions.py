@@ -29,7 +29,8 @@ app = typer.Typer(no_args_is_help=True)
 STATUS_EXIT = {404: Exit.NOT_FOUND, 401: Exit.REFUSED, 403: Exit.REFUSED}
 
 
-def _account(value: str) -> str:
+def account_number(value: str) -> str:
+    """A 12-digit account number as people type it (spaces and hyphens allowed)."""
     digits = value.replace(" ", "").replace("-", "")
     if len(digits) != 12 or not digits.isdigit():
         fail(f"{value!r} is not a 12-digit account number", Exit.USAGE)
@@ -93,7 +94,7 @@ def pay(
     currency: str = "RUB",
 ) -> None:
     """A payment as a payment terminal sends it: PaymentReceived on the payments topic."""
-    number, money = _account(account), _amount(amount, currency)
+    number, money = account_number(account), _amount(amount, currency)
     clock = SystemClock()
     payment = PaymentReceived(account_number=number, channel=channel, amount=money, received_at=clock.now(),
                               reference=reference or f"cli-{datetime.now(UTC):%Y%m%d%H%M%S%f}")
@@ -137,21 +138,21 @@ def register(
 def activate(account: str, plan: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Activate a tariff plan for an account (from the next billing day)."""
     with reported():
-        _show(_call("tariff", "POST", f"/tariff/accounts/{_account(account)}/plan", {"plan": plan}), as_json)
+        _show(_call("tariff", "POST", f"/tariff/accounts/{account_number(account)}/plan", {"plan": plan}), as_json)
 
 
 @app.command("change-plan")
 def change_plan(account: str, plan: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Change the tariff plan (from the next billing day)."""
     with reported():
-        _show(_call("tariff", "PUT", f"/tariff/accounts/{_account(account)}/plan", {"plan": plan}), as_json)
+        _show(_call("tariff", "PUT", f"/tariff/accounts/{account_number(account)}/plan", {"plan": plan}), as_json)
 
 
 @app.command()
 def block(account: str, days: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """A voluntary block for DAYS days (1 to 30, once a year, paid)."""
     with reported():
-        _show(_call("tariff", "POST", f"/tariff/accounts/{_account(account)}/voluntary-block",
+        _show(_call("tariff", "POST", f"/tariff/accounts/{account_number(account)}/voluntary-block",
                     {"days": days, "requested_via": "support"}), as_json)
 
 
@@ -159,7 +160,7 @@ def block(account: str, days: int, as_json: Annotated[bool, typer.Option("--json
 def unblock(account: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """End a voluntary block early."""
     with reported():
-        _show(_call("tariff", "DELETE", f"/tariff/accounts/{_account(account)}/voluntary-block"), as_json)
+        _show(_call("tariff", "DELETE", f"/tariff/accounts/{account_number(account)}/voluntary-block"), as_json)
 
 
 @app.command("reset-password")
@@ -180,8 +181,8 @@ def transfer(source: str, target: str, amount: str, currency: str = "RUB",
     """Move money between two personal accounts."""
     money = _amount(amount, currency)
     with reported():
-        _show(_call("ledger", "POST", f"/ledger/accounts/{_account(source)}/transfers",
-                    {"to_account": _account(target), "amount": money.model_dump(), "requested_by": "support"}), as_json)
+        _show(_call("ledger", "POST", f"/ledger/accounts/{account_number(source)}/transfers",
+                    {"to_account": account_number(target), "amount": money.model_dump(), "requested_by": "support"}), as_json)
 
 
 @app.command("move-suspense")
@@ -195,7 +196,7 @@ def move_suspense(
     settings = CliSettings()
     with reported():
         _show(_call("ledger", "POST", f"/ledger/suspense/{transaction_id}/resolve",
-                    {"target_account": _account(account), "operator": settings.operator, "reason": reason}), as_json)
+                    {"target_account": account_number(account), "operator": settings.operator, "reason": reason}), as_json)
 
 
 @app.command("restore-access")

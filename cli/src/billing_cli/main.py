@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from billing_cli import actions, history
+from billing_cli.actions import account_number
 from billing_cli.config import CliSettings
 from billing_cli.launcher import SERVICES, run_suite
 from billing_cli.ledger_ops import ledger_context
@@ -44,13 +45,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     with reported():
         return asyncio.run(coroutine)
-
-
-def account_number(value: str) -> str:
-    digits = value.replace(" ", "").replace("-", "")
-    if len(digits) != 12 or not digits.isdigit():
-        fail(f"{value!r} is not a 12-digit account number", Exit.USAGE)
-    return digits
 
 
 def moment(value: str | None) -> datetime | None:
