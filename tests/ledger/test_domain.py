@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID, uuid4
@@ -1182,6 +1183,33 @@ def test_the_encoding_is_the_same_in_any_time_zone() -> None:
     txn = small_journal()[0]
     moscow = replace(txn, occurred_at=txn.occurred_at.astimezone(timezone(timedelta(hours=3))))
     assert canonical_encoding(moscow) == canonical_encoding(txn)
+
+
+def test_the_encoding_is_the_compact_json_of_the_transaction_content() -> None:
+    """The hand-written encoding must stay byte-for-byte the JSON it documents: stored hashes
+    were computed with it, so any drift would break every chain."""
+
+    def reference(txn: Transaction) -> bytes:
+        content = [
+            str(txn.id), txn.kind.value, [list(p) for p in txn.postings],
+            None if txn.cause_event_id is None else str(txn.cause_event_id), txn.cause_type,
+            txn.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"), txn.business_key,
+            None if txn.reverses is None else str(txn.reverses),
+            None if txn.operator is None else [txn.operator.who, txn.operator.why],
+        ]
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+
+    odd = 'quote " backslash \\ tab \t newline \n nul \x00 bell \x07 rouble \u20bd emoji \U0001f4b8 /slash'
+    first = small_journal()[0]
+    samples = [
+        *small_journal(),
+        replace(first, business_key=odd, cause_type=odd, cause_event_id=None),
+        replace(first, operator=OperatorNote(who=odd, why="fix: «оплата» \r\n"), cause_event_id=None),
+        replace(first, kind=TransactionKind.REVERSAL, reverses=uuid4(),
+                occurred_at=datetime(2026, 3, 1, 0, 0, 0, 0, tzinfo=timezone(timedelta(hours=-5)))),
+    ]
+    for txn in samples:
+        assert canonical_encoding(txn) == reference(txn)
 
 
 def test_tampering_with_the_journal_breaks_the_chain_at_the_first_edited_link() -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.clock import Clock
-from billing_events.db import insert_ignoring_duplicates
+from billing_events.db import bulk_insert
 from billing_events.schema import inbox
 
 
@@ -24,11 +24,10 @@ async def claim(
     if not event_ids:
         return set()
     now = clock.now()
-    statement = insert_ignoring_duplicates(conn, inbox).returning(inbox.c.event_id)
-    result = await conn.execute(
-        statement, [{"consumer": consumer, "event_id": event_id, "processed_at": now} for event_id in event_ids]
-    )
-    return set(result.scalars().all())
+    # In id order: two instances claiming overlapping batches (during a rebalance) then wait
+    # for each other instead of deadlocking.
+    rows = [{"consumer": consumer, "event_id": event_id, "processed_at": now} for event_id in sorted(event_ids)]
+    return set(await bulk_insert(conn, inbox, rows, ignore_duplicates=True, returning="event_id"))
 
 
 async def release(conn: AsyncConnection, consumer: str, event_ids: Collection[UUID]) -> None:

@@ -9,9 +9,9 @@ stored order), so the same transaction hashes the same on every machine and ever
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from datetime import UTC
+from json.encoder import encode_basestring as _string
 from typing import NamedTuple
 from uuid import UUID
 
@@ -22,19 +22,26 @@ GENESIS_HASH = bytes(32)
 
 
 def canonical_encoding(txn: Transaction) -> bytes:
-    operator = None if txn.operator is None else [txn.operator.who, txn.operator.why]
-    content = [
-        str(txn.id),
-        txn.kind.value,
-        [[account, amount, currency] for account, amount, currency in txn.postings],
-        None if txn.cause_event_id is None else str(txn.cause_event_id),
-        txn.cause_type,
-        txn.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
-        txn.business_key,
-        None if txn.reverses is None else str(txn.reverses),
-        operator,
-    ]
-    return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact JSON (UTF-8, no spaces) of the transaction's content as a list:
+    ``[id, kind, [[account, amount, currency], ...], cause_event_id, cause_type, occurred_at,
+    business_key, reverses, [who, why] or null]``.
+
+    Written out by hand because every posted transaction is hashed: this is several times
+    faster than ``json.dumps`` over the same list, and produces the same bytes (a test holds
+    the two together)."""
+    postings = ",".join(
+        f"[{_string(account)},{amount},{_string(currency)}]" for account, amount, currency in txn.postings
+    )
+    operator = "null" if txn.operator is None else f"[{_string(txn.operator.who)},{_string(txn.operator.why)}]"
+    return (
+        f'["{txn.id}",{_string(txn.kind.value)},[{postings}],{_uuid(txn.cause_event_id)},'
+        f"{_string(txn.cause_type)},\"{txn.occurred_at.astimezone(UTC).isoformat(timespec='microseconds')}\","
+        f"{_string(txn.business_key)},{_uuid(txn.reverses)},{operator}]"
+    ).encode()
+
+
+def _uuid(value: UUID | None) -> str:
+    return "null" if value is None else f'"{value}"'
 
 
 def transaction_hash(prev_hash: bytes, txn: Transaction) -> bytes:
