@@ -55,6 +55,28 @@ async def test_balance_transfer_and_errors_over_http(ledger: Any) -> None:
     assert (await ledger.main_balance(a), await ledger.main_balance(b)) == (7_500, 2_500)
 
 
+async def test_subscribers_choose_a_credit_limit_only_up_to_the_operators_ceiling(ledger: Any) -> None:
+    number = "100000000008"
+    await ledger.register(number)
+    ceiling = ledger.ctx.self_service_credit_limit
+
+    def credit(limit: int) -> dict[str, Any]:
+        return {"payment_type": "credit", "credit_limit": {"minor": limit}, "requested_by": "cabinet"}
+
+    async with await _client(ledger, "subscriber", number) as subscriber:
+        greedy = await subscriber.put(f"/ledger/accounts/{number}/payment-type", json=credit(ceiling + 1))
+        assert (greedy.status_code, greedy.json()["code"]) == (422, "invalid_credit_limit")
+        assert greedy.json()["errors"][0]["field"] == "credit_limit"
+        modest = await subscriber.put(f"/ledger/accounts/{number}/payment-type", json=credit(ceiling))
+        assert modest.status_code == 200
+    async with await _client(ledger) as operator:
+        raised = await operator.put(f"/ledger/accounts/{number}/payment-type", json=credit(ceiling * 10))
+        assert raised.status_code == 200
+    async with await _client(ledger, "subscriber", number) as subscriber:
+        state = (await subscriber.get(f"/ledger/accounts/{number}")).json()
+    assert (state["payment_type"], state["credit_limit"]["minor"]) == ("credit", ceiling * 10)
+
+
 async def test_a_subscriber_token_opens_only_its_own_account(ledger: Any) -> None:
     from datetime import timedelta
 

@@ -194,7 +194,8 @@ def build_router(ctx: service.LedgerContext, republish: Republish) -> APIRouter:
         require_account(caller, number)
         try:
             return _events(await service.change_payment_type(ctx, number, body.payment_type, body.credit_limit,
-                                                             requested_by=body.requested_by))
+                                                             requested_by=body.requested_by,
+                                                             self_service=caller.role != "service"))
         except service.CommandFailed as exc:
             raise _failed(exc, PAYMENT_TYPE_FIELDS) from None
 

@@ -65,6 +65,8 @@ class LedgerContext:
     topics: TopicNames
     campaigns: tuple[BonusCampaign, ...] = ()
     bonus_pays_charges: bool = False
+    self_service_credit_limit: int = 100_000
+    """The largest credit limit (minor units) subscribers may choose for themselves."""
     wake_relay: Callable[[], None] = lambda: None
 
 
@@ -257,7 +259,13 @@ async def transfer(ctx: LedgerContext, from_account: str, to_account: str, amoun
 
 
 async def change_payment_type(ctx: LedgerContext, number: str, payment_type: PaymentType, credit_limit: Money,
-                              *, requested_by: str) -> list[Envelope[Any]]:
+                              *, requested_by: str, self_service: bool = False) -> list[Envelope[Any]]:
+    """``self_service``: the subscriber asks (their own token), so the limit has a ceiling."""
+    if self_service:
+        try:
+            domain.check_self_service_limit(credit_limit, ctx.self_service_credit_limit)
+        except LedgerError as exc:
+            raise CommandFailed(exc.code.value, exc.message, exc.field) from None
     request = PaymentTypeChangeRequested(request_id=uuid7(), account_number=number, payment_type=payment_type,
                                          credit_limit=credit_limit, requested_by=requested_by)
     return await submit(ctx, request, account=number)

@@ -28,3 +28,9 @@ class LedgerSettings(ServiceSettings):
         validation_alias="BILLING_LEDGER_BONUS_PAYS_CHARGES",
         description="Pay daily charges from the bonus balance first (a separate redemption)",
     )
+    self_service_credit_limit: int = Field(
+        default=100_000,
+        ge=0,
+        validation_alias="BILLING_LEDGER_SELF_SERVICE_CREDIT_LIMIT",
+        description="Largest credit limit (minor units) a subscriber may choose; larger ones need an operator",
+    )

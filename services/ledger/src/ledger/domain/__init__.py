@@ -28,7 +28,7 @@ from ledger.domain.chart import (
     revenue_account,
     subscriber_number,
 )
-from ledger.domain.corrections import REVERSE_TRANSACTION, change_payment_type, reverse
+from ledger.domain.corrections import REVERSE_TRANSACTION, change_payment_type, check_self_service_limit, reverse
 from ledger.domain.errors import CommandRefused, ErrorCode, InvalidTransaction, LedgerError
 from ledger.domain.outcome import Outcome, OutgoingEvent, SuspenseItem, SuspenseStatus
 from ledger.domain.payments import (
@@ -100,6 +100,7 @@ __all__ = [
     "canonical_encoding",
     "cash_account",
     "change_payment_type",
+    "check_self_service_limit",
     "check_double_entry",
     "close_account",
     "credit_payment",

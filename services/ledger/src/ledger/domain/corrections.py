@@ -116,6 +116,17 @@ def reverse(
     return booking.outcome(settled)
 
 
+def check_self_service_limit(credit_limit: Money, ceiling: int) -> None:
+    """A subscriber chooses their own credit limit only up to the operator's ceiling: a limit is
+    money lent, so a larger one is an operator's decision (made with a service token)."""
+    if credit_limit.minor > ceiling:
+        raise CommandRefused(
+            ErrorCode.INVALID_CREDIT_LIMIT,
+            f"a subscriber may choose a credit limit of up to {ceiling}; a larger one is set by the operator",
+            field="credit_limit",
+        )
+
+
 def change_payment_type(
     state: AccountState, payment_type: PaymentType, credit_limit: Money, *, changed_by: str
 ) -> Outcome:
