@@ -17,15 +17,24 @@ from billing_events.embedded import EmbeddedBroker
 POSTGRES_SERVER = os.environ.get("BILLING_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 
 
+@dataclass(frozen=True)
+class Broker:
+    bootstrap: str
+    source: str
+    """Where it came from, for the table's title."""
+    pid: int | None = None
+    """The broker's process when the bench started it (its CPU is then measured too)."""
+
+
 @contextmanager
-def broker() -> Iterator[tuple[str, str]]:
-    """(bootstrap servers, where they came from): ``KAFKA_BOOTSTRAP_SERVERS`` or the embedded broker."""
+def broker() -> Iterator[Broker]:
+    """``KAFKA_BOOTSTRAP_SERVERS`` or the embedded broker."""
     named = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if named:
-        yield named, f"KAFKA_BOOTSTRAP_SERVERS={named}"
+        yield Broker(named, f"KAFKA_BOOTSTRAP_SERVERS={named}")
         return
     with EmbeddedBroker() as embedded:
-        yield embedded.bootstrap_servers, "embedded Tansu broker (memory storage)"
+        yield Broker(embedded.bootstrap_servers, "embedded Tansu broker (memory storage)", embedded.pid)
 
 
 @dataclass

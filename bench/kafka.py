@@ -1,13 +1,16 @@
-"""Plain aiokafka producing and consuming: the broker ceiling and the bench's own traffic."""
+"""Plain aiokafka producing and consuming: the broker ceilings and the bench's own traffic."""
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
+from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from billing_events import topics
 from billing_events.kafka import ensure_topics
 from billing_events.settings import KafkaSettings
 from billing_events.topics import EVENT_TOPICS, TopicNames
@@ -15,6 +18,8 @@ from billing_events.topics import EVENT_TOPICS, TopicNames
 from bench.workload import Message
 
 PARTITIONS = 12
+TICK = 0.01
+"""A steady rate is sent as one group of messages every 10 ms."""
 
 
 async def create_topics(bootstrap: str, prefix: str) -> None:
@@ -64,3 +69,107 @@ async def consume_all(bootstrap: str, topic_names: Sequence[str], count: int, ti
         return (count - first_size) / max(time.perf_counter() - first, 1e-9)
     finally:
         await consumer.stop()
+
+
+def probe_producer(bootstrap: str) -> AIOKafkaProducer:
+    """The latency probe's sender: each group leaves at once (no linger), or the probe's own wait
+    would be timed as the system's latency."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
+
+
+async def tail(bootstrap: str, topic: str, *, fetch_max_wait_ms: int = 5) -> AIOKafkaConsumer:
+    """A plain consumer on every partition of ``topic``, positioned at its end (no group)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=fetch_max_wait_ms)
+    await consumer.start()
+    partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for partition in partitions:
+        await consumer.position(partition)
+    return consumer
+
+
+async def send_steadily(sender: AIOKafkaProducer, prefix: str, messages: Sequence[Message],
+                        rate: int) -> dict[UUID, float]:
+    """Send ``messages`` at ``rate`` per second; returns when each was handed to the producer."""
+    per_tick = max(1, round(rate * TICK))
+    sent: dict[UUID, float] = {}
+    start = time.perf_counter()
+    for index, message in enumerate(messages):
+        delay = start + (index // per_tick) * TICK - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent[message.event_id] = time.perf_counter()
+        await sender.send(f"{prefix}{message.topic}", message.value, key=message.key)
+    await sender.flush()
+    return sent
+
+
+async def observe(consumer: AIOKafkaConsumer, expected: Collection[UUID],
+                  match: Callable[[ConsumerRecord[bytes, bytes]], UUID | None]) -> dict[UUID, float]:
+    """When the record naming each ``expected`` id (``match`` finds it) arrived. Others are
+    skipped: Tansu's end offset can fall short of a partition's last batch, so a tail may first
+    read a few older records."""
+    seen: dict[UUID, float] = {}
+    while len(seen) < len(expected):
+        batches = await consumer.getmany(timeout_ms=50)
+        now = time.perf_counter()
+        for records in batches.values():
+            for record in records:
+                if (event_id := match(record)) in expected:
+                    seen[event_id] = now
+    return seen
+
+
+def latency_ms(sent: dict[UUID, float], seen: dict[UUID, float], what: str) -> dict[str, float]:
+    samples = sorted((seen[event_id] - at) * 1000 for event_id, at in sent.items() if event_id in seen)
+    if len(samples) < len(sent):
+        raise RuntimeError(f"only {len(samples)} of {len(sent)} {what}")
+    return {
+        "p50_ms": statistics.median(samples),
+        "p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+        "max_ms": samples[-1],
+    }
+
+
+async def round_trip(bootstrap: str, prefix: str, payments: Sequence[Message],
+                     rate: int) -> dict[str, float]:
+    """The latency ceiling: the two broker hops the ledger adds, with nothing done in between.
+
+    The payments go out at ``rate`` to the payments topic; a plain consumer there, with the
+    services' fetch wait and batch size, forwards each record unchanged to the ledger topic with
+    the services' producer settings (acks, linger) and awaits a batch's acknowledgements before
+    the next, as the relay does; a second plain consumer, like the latency probe's, times them.
+    """
+    settings = KafkaSettings()
+    target = f"{prefix}{topics.LEDGER}"
+    relay_in = await tail(bootstrap, f"{prefix}{topics.PAYMENTS}",
+                          fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms)
+    relay_out = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=settings.acks, linger_ms=settings.linger_ms,
+                                 max_batch_size=settings.producer_batch_bytes)
+    watcher = await tail(bootstrap, target)
+    ids = {payment.value: payment.event_id for payment in payments}
+
+    async def forward() -> None:
+        while True:
+            batches = await relay_in.getmany(timeout_ms=settings.consumer_batch_timeout_ms,
+                                             max_records=settings.consumer_max_records)
+            acks = [await relay_out.send(target, record.value, key=record.key)
+                    for records in batches.values() for record in records]
+            await asyncio.gather(*acks)
+
+    await relay_out.start()
+    forwarder = asyncio.create_task(forward())
+    arrivals = asyncio.create_task(observe(watcher, set(ids.values()), lambda r: ids.get(r.value)))
+    try:
+        async with probe_producer(bootstrap) as sender:
+            sent = await send_steadily(sender, prefix, payments, rate)
+        seen = await asyncio.wait_for(arrivals, timeout=60)
+    finally:
+        forwarder.cancel()
+        arrivals.cancel()
+        await asyncio.gather(forwarder, arrivals, return_exceptions=True)
+        for client in (relay_in, relay_out, watcher):
+            await client.stop()
+    return latency_ms(sent, seen, "payments came back through the two hops")

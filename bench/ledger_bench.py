@@ -1,7 +1,8 @@
-"""Ingestion, end-to-end latency and memory of the ledger process, with the broker ceiling.
+"""Ingestion, end-to-end latency and memory of the ledger process, with the broker ceilings.
 
-1. Ceiling: the same money movements produced to a topic of their own and read back by a plain
-   aiokafka consumer that does nothing with them.
+1. Ceilings: the same money movements produced to a topic of their own and read back by a plain
+   aiokafka consumer that does nothing with them; and the latency probe's payments, at its rate,
+   taken through the ledger's two broker hops by plain aiokafka clients that do nothing else.
 2. A ledger process starts, takes the registrations (every account opened), then serves the
    latency probe: payments at a steady rate, each timed from publishing to the BalanceChanged
    naming it as its cause, read by a plain consumer.
@@ -16,18 +17,18 @@ import asyncio
 import json
 import os
 import subprocess
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID, uuid4
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 
 from billing_events import topics
 
 from bench import kafka, workload
-from bench.infra import Databases, asyncpg_dsn
+from bench.cpu import CpuMeter
+from bench.infra import Broker, Databases, asyncpg_dsn
 from bench.ledger_process import LedgerProcess, scalar, wait_until
 
 POSTINGS_PER_MOVEMENT = 2  # a payment or a charge: the subscriber's main account and the operator's
@@ -43,8 +44,9 @@ class LedgerSizes:
     latency_seconds: float
 
 
-async def run(bootstrap: str, databases: Databases, sizes: LedgerSizes, results: Path,
+async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results: Path,
               say: callable) -> dict[str, dict[str, float]]:
+    bootstrap = broker.bootstrap
     prefix = f"bench{uuid4().hex[:8]}."
     await kafka.create_topics(bootstrap, prefix)
     movements = workload.money_movements(sizes.movements, sizes.accounts)
@@ -55,6 +57,11 @@ async def run(bootstrap: str, databases: Databases, sizes: LedgerSizes, results:
     produce_seconds = await kafka.produce(bootstrap, ceiling_prefix, movements)
     ceiling_rate = await kafka.consume_all(
         bootstrap, [f"{ceiling_prefix}{topics.PAYMENTS}", f"{ceiling_prefix}{topics.TARIFF}"], len(movements))
+    say(f"ceiling: {sizes.latency_rate} payments/s for {sizes.latency_seconds:g} s, two plain aiokafka hops")
+    hops_prefix = f"{prefix}hops."  # empty topics, as the ledger's are during the probe
+    await kafka.create_topics(bootstrap, hops_prefix)
+    latency_ceiling = await kafka.round_trip(
+        bootstrap, hops_prefix, _payments(sizes, "ceiling"), sizes.latency_rate)
 
     url = await databases.create("ledger")
     dsn = asyncpg_dsn(url)
@@ -66,6 +73,8 @@ async def run(bootstrap: str, databases: Databases, sizes: LedgerSizes, results:
         await wait_until(dsn, ACCOUNTS, sizes.accounts, ledger=ledger, timeout=300)
         say(f"latency: {sizes.latency_rate} payments/s for {sizes.latency_seconds:g} s")
         latencies = await _latency(bootstrap, prefix, sizes)
+        latencies.update({f"ceiling_{name}": value for name, value in latency_ceiling.items()})
+        latencies["ratio_to_ceiling"] = latency_ceiling["p99_ms"] / latencies["p99_ms"]
     finally:
         ledger.stop()
 
@@ -76,9 +85,11 @@ async def run(bootstrap: str, databases: Databases, sizes: LedgerSizes, results:
     started = time.perf_counter()
     ledger.start()
     profiler = _profile(ledger.pid)
+    meter = CpuMeter(ledger.pid, broker.pid)
     try:
         moved_at, moved_value, done_at = await wait_until(
-            dsn, TRANSACTIONS, before + len(movements), ledger=ledger, timeout=1800)
+            dsn, TRANSACTIONS, before + len(movements), ledger=ledger, timeout=1800, on_first_move=meter.start)
+        meter.stop()
         peak_rss = ledger.sample_rss()
     finally:
         ledger.stop()
@@ -109,6 +120,7 @@ async def run(bootstrap: str, databases: Databases, sizes: LedgerSizes, results:
             "start_to_all_posted_s": done_at - started,
         },
         "latency": latencies,
+        "cpu": meter.report(posted),
         "memory": {"peak_rss_mib": peak_rss / 1024 / 1024, "movements": len(movements)},
     }
 
@@ -125,56 +137,27 @@ def _profile(pid: int) -> subprocess.Popen[bytes] | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _payments(sizes: LedgerSizes, tag: str) -> list[workload.Message]:
+    count = int(sizes.latency_rate * sizes.latency_seconds)
+    return [workload.payment(index, index % sizes.accounts, minor=10_000, tag=tag) for index in range(count)]
+
+
 async def _latency(bootstrap: str, prefix: str, sizes: LedgerSizes) -> dict[str, float]:
     """Payments at a steady rate; publish -> BalanceChanged observed, per payment."""
-    ledger_topic = f"{prefix}{topics.LEDGER}"
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5)
-    await consumer.start()
-    partitions = [TopicPartition(ledger_topic, p) for p in range(kafka.PARTITIONS)]
-    consumer.assign(partitions)
-    await consumer.seek_to_end(*partitions)
-    for partition in partitions:
-        await consumer.position(partition)
-    sent: dict[UUID, float] = {}
-    seen: dict[UUID, float] = {}
-    count = int(sizes.latency_rate * sizes.latency_seconds)
+    payments = _payments(sizes, "latency")
+    watcher = await kafka.tail(bootstrap, f"{prefix}{topics.LEDGER}")
 
-    async def observe() -> None:
-        while len(seen) < count:
-            batches = await consumer.getmany(timeout_ms=50)
-            now = time.perf_counter()
-            for records in batches.values():
-                for record in records:
-                    body = json.loads(record.value)
-                    if body.get("event_type") == "BalanceChanged":
-                        seen[UUID(body["payload"]["cause_event_id"])] = now
+    def cause(record: ConsumerRecord[bytes, bytes]) -> UUID | None:
+        body = json.loads(record.value)
+        return UUID(body["payload"]["cause_event_id"]) if body.get("event_type") == "BalanceChanged" else None
 
-    watcher = asyncio.create_task(observe())
-    tick = 0.01
-    per_tick = max(1, round(sizes.latency_rate * tick))
-    async with kafka.producer(bootstrap) as sender:
-        start = time.perf_counter()
-        for index in range(count):
-            due = start + (index // per_tick) * tick
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            message = workload.payment(index, index % sizes.accounts, minor=10_000, tag="latency")
-            sent[message.event_id] = time.perf_counter()
-            await sender.send(f"{prefix}{message.topic}", message.value, key=message.key)
-        await sender.flush()
+    arrivals = asyncio.create_task(kafka.observe(watcher, {payment.event_id for payment in payments}, cause))
     try:
-        await asyncio.wait_for(watcher, timeout=60)
+        async with kafka.probe_producer(bootstrap) as sender:
+            sent = await kafka.send_steadily(sender, prefix, payments, sizes.latency_rate)
+        seen = await asyncio.wait_for(arrivals, timeout=60)
     finally:
-        watcher.cancel()
-        await consumer.stop()
-    samples = sorted((seen[event_id] - sent[event_id]) * 1000 for event_id in sent if event_id in seen)
-    if len(samples) < count:
-        raise RuntimeError(f"only {len(samples)} of {count} payments came back as BalanceChanged")
-    return {
-        "payments": count,
-        "rate_per_s": sizes.latency_rate,
-        "p50_ms": statistics.median(samples),
-        "p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
-        "max_ms": samples[-1],
-    }
+        arrivals.cancel()
+        await watcher.stop()
+    return {"payments": len(payments), "rate_per_s": sizes.latency_rate,
+            **kafka.latency_ms(sent, seen, "payments came back as BalanceChanged")}

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -82,9 +83,11 @@ async def scalar(dsn: str, query: str) -> int:
 
 
 async def wait_until(dsn: str, query: str, target: int, *, ledger: LedgerProcess, timeout: float,
-                     interval: float = 0.05) -> tuple[float | None, int, float]:
+                     interval: float = 0.05,
+                     on_first_move: Callable[[], None] = lambda: None) -> tuple[float | None, int, float]:
     """Poll ``query`` until it reaches ``target``. Returns (moment it first moved, its value
-    then, moment it reached the target), in ``time.perf_counter`` seconds."""
+    then, moment it reached the target), in ``time.perf_counter`` seconds; ``on_first_move`` is
+    called at the first change (the start of a measured window)."""
     conn = await asyncpg.connect(dsn)
 
     async def current() -> int:
@@ -103,6 +106,7 @@ async def wait_until(dsn: str, query: str, target: int, *, ledger: LedgerProcess
             ledger.sample_rss()
             if moved_at is None and value != initial:
                 moved_at, moved_value = now, value
+                on_first_move()
             if value >= target:
                 return moved_at, moved_value, now
             ledger.check_alive()

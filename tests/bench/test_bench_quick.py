@@ -27,10 +27,11 @@ def test_quick_bench_reports_all_five_figures(tmp_path: Path, bootstrap_servers:
 
     figures = {
         "ingestion": ["postings_per_s", "ceiling_postings_per_s", "ratio_to_ceiling"],
-        "latency": ["p50_ms", "p99_ms", "max_ms"],
+        "latency": ["p50_ms", "p99_ms", "max_ms", "ceiling_p50_ms", "ceiling_p99_ms", "ratio_to_ceiling"],
         "replay": ["entries_per_s", "sql_entries_per_s", "ratio_to_sql"],
         "peer": ["commands_per_s", "suite_commands_per_s", "commands_ratio", "rebuild_entries_per_s", "rebuild_ratio"],
         "memory": ["peak_rss_mib"],
+        "cpu": ["ledger_us_per_movement", "machine_cores_busy"],
     }
     for section, names in figures.items():
         for name in names:

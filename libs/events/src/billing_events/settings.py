@@ -26,12 +26,22 @@ class KafkaSettings(BaseModel):
     enable_idempotence: bool = Field(
         default=False, description="On against Apache Kafka; the embedded broker lacks it"
     )
-    linger_ms: int = Field(default=2, ge=0)
+    linger_ms: int = Field(
+        default=0, ge=0,
+        description="The relay hands a batch's rows to the producer back to back, and the producer batches "
+                    "what accumulates while a request is in flight: a linger would only delay every event",
+    )
     producer_batch_bytes: int = Field(
         default=256 * 1024, ge=16 * 1024, description="Per-partition producer batch: a relay sends thousands at once"
     )
     consumer_fetch_max_wait_ms: int = Field(
-        default=20, ge=0, description="How long the broker may hold a fetch for more data: the latency floor"
+        default=20, ge=1,  # 0: the embedded broker (Tansu 0.6) answers every fetch empty
+        description="How long the broker may hold a fetch for more data: the latency floor",
+    )
+    consumer_batch_timeout_ms: int = Field(
+        default=10, ge=1,
+        description="How long a poll waits for records; faststream sleeps as long again after an empty "
+                    "poll, so it must exceed a fetch round trip (a caught-up batch is fetched after it)",
     )
     consumer_max_records: int = Field(default=1000, ge=1, description="Events per batch")
     session_timeout_ms: int = Field(default=10_000, ge=1000)
