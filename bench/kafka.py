@@ -11,7 +11,7 @@ from uuid import UUID
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from billing_events import topics
-from billing_events.kafka import ensure_topics
+from billing_events.kafka import BATCH_TIMEOUT_MS, ensure_topics
 from billing_events.settings import KafkaSettings
 from billing_events.topics import EVENT_TOPICS, TopicNames
 
@@ -153,7 +153,7 @@ async def round_trip(bootstrap: str, prefix: str, payments: Sequence[Message],
 
     async def forward() -> None:
         while True:
-            batches = await relay_in.getmany(timeout_ms=settings.consumer_batch_timeout_ms,
+            batches = await relay_in.getmany(timeout_ms=BATCH_TIMEOUT_MS,
                                              max_records=settings.consumer_max_records)
             acks = [await relay_out.send(target, record.value, key=record.key)
                     for records in batches.values() for record in records]

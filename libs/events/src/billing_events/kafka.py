@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 from faststream import AckPolicy
@@ -21,6 +19,8 @@ from billing_events.topics import TopicNames, TopicSpec
 
 log = get_logger(__name__)
 TOPIC_ALREADY_EXISTS = 36
+BATCH_TIMEOUT_MS = 5
+"""How long a subscriber's poll waits for records to gather into a batch."""
 
 
 def make_broker(settings: KafkaSettings, *, client_id: str, description: str = "") -> KafkaBroker:
@@ -102,7 +102,7 @@ def subscribe(
         group_id=group_id,
         batch=True,
         max_records=settings.consumer_max_records,
-        batch_timeout_ms=settings.consumer_batch_timeout_ms,
+        batch_timeout_ms=BATCH_TIMEOUT_MS,
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -116,37 +116,7 @@ def subscribe(
 
     async def on_batch(message: KafkaMessage) -> None:
         records = message.raw_message
-        records = records if isinstance(records, tuple) else (records,)
-        if len(records) >= settings.consumer_max_records:
-            await consumer.process(records)  # a backlog: the prefetched next batch is not stale
-            return
-        async with _next_batch_fetched_after(subscriber.consumer):
-            await consumer.process(records)
+        await consumer.process(records if isinstance(records, tuple) else (records,))
 
     subscriber(on_batch)
     return subscriber
-
-
-@asynccontextmanager
-async def _next_batch_fetched_after(kafka: AIOKafkaConsumer) -> AsyncIterator[None]:
-    """Fetch nothing while a caught-up batch is processed: the next batch is fetched after it.
-
-    aiokafka prefetches as soon as a batch is handed out, and the broker answers at once with
-    what had arrived before the batch started; it fetches again only when that prefetch is
-    taken, after this batch. So an event arriving during a batch waited for this batch, then
-    for the whole stale one: about one batch's processing time more than needed (with Apache
-    Kafka as with Tansu). Paused partitions are not fetched, and ``getmany`` on them drops what
-    was prefetched before the pause without moving their positions: after ``resume`` one fetch
-    brings all of it, and everything newer, as the next batch. A full batch (a backlog) keeps
-    the prefetch: there the next batch is not stale, and hiding the round trip is throughput.
-    """
-    kafka.pause(*kafka.assignment())
-    try:
-        yield
-        # Only partitions still paused: after a rebalance the new ones are not, and what getmany
-        # returned for them would count as consumed without having been processed.
-        if paused := kafka.paused():
-            for partition, records in (await kafka.getmany(*paused, timeout_ms=0)).items():
-                kafka.seek(partition, records[0].offset)  # never happens (paused); never lost either
-    finally:
-        kafka.resume(*kafka.paused())

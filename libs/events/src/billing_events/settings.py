@@ -38,11 +38,6 @@ class KafkaSettings(BaseModel):
         default=20, ge=1,  # 0: the embedded broker (Tansu 0.6) answers every fetch empty
         description="How long the broker may hold a fetch for more data: the latency floor",
     )
-    consumer_batch_timeout_ms: int = Field(
-        default=10, ge=1,
-        description="How long a poll waits for records; faststream sleeps as long again after an empty "
-                    "poll, so it must exceed a fetch round trip (a caught-up batch is fetched after it)",
-    )
     consumer_max_records: int = Field(default=1000, ge=1, description="Events per batch")
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
