@@ -25,11 +25,7 @@ def _cpu_seconds(process: psutil.Process) -> float:
 
 
 def _postgres_processes() -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter(["name"]):
-        if (process.info["name"] or "") in POSTGRES_NAMES:
-            found.append(process)
-    return found
+    return [process for process in psutil.process_iter(["name"]) if process.info["name"] in POSTGRES_NAMES]
 
 
 @dataclass
