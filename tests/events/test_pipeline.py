@@ -194,3 +194,27 @@ async def test_a_message_the_broker_refuses_is_set_aside_and_the_rest_still_go(
     async with counter.db.connect() as conn:
         errors = (await conn.execute(select(outbox.c.error).where(outbox.c.error.is_not(None)))).scalars().all()
     assert len(errors) == 1 and "TooLarge" in errors[0]
+
+
+async def test_rows_committed_elsewhere_wake_the_relay_at_once(make_settings: Any, bootstrap_servers: str) -> None:
+    """Another instance's commit (here: a transaction that never calls ``wake``) is published
+    at once, not at the next poll an hour away: committing staged rows notifies every relay
+    listening on the database."""
+    from billing_events.outbox import stage_rows
+
+    settings = await make_settings(CounterSettings, outbox_poll_seconds=3600)
+    runtime = ServiceRuntime(settings=settings, clock=clock, metadata=metadata)
+    topic = runtime.topics(topics.LEDGER)
+
+    async def stage(value: bytes) -> None:
+        async with runtime.db.transaction() as conn:
+            await stage_rows(conn, [{"topic": topic, "key": "100000000057", "value": value, "headers": {},
+                                     "created_at": clock.now()}])
+
+    async with runtime, TopicReader(bootstrap_servers, topic) as reader:
+        await stage(b"first")  # published by the listener's first wake at the latest: it listens from then on
+        await eventually(lambda: any(r.value == b"first" for r in reader.records), what="the first row published")
+        await stage(b"second")
+        await eventually(lambda: any(r.value == b"second" for r in reader.records), timeout=10,
+                         what="the second row published on the commit's notification")
+

@@ -8,6 +8,10 @@ consumers' inboxes absorb.
 Rows are selected by ``published_at IS NULL``, never by "last published id": in PostgreSQL a
 transaction that took id 7 can commit after the one that took id 8. One relay at a time holds a
 PostgreSQL advisory lock, so two instances of a service never publish out of order.
+
+A relay is woken after its own process commits, and on PostgreSQL by the notification every
+transaction that staged rows sends at commit (so another instance's rows go out at once too);
+it polls as well, for whatever no wake-up announced.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, RecordTooLargeError
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,6 +35,9 @@ from billing_events.schema import outbox
 from billing_events.topics import TopicNames
 
 log = get_logger(__name__)
+
+NOTIFY_CHANNEL = "billing_outbox"
+"""PostgreSQL notification channel: each service has its own database, so one name serves all."""
 
 UNDELIVERABLE = (MessageSizeTooLargeError, InvalidTopicError, RecordTooLargeError)
 """Refusals no retry cures: such a row is set aside (``error``) so the rows after it go out."""
@@ -56,7 +64,28 @@ async def stage(
 
 async def stage_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> int:
     await bulk_insert(conn, outbox, rows)
+    if rows and conn.dialect.name == "postgresql":
+        # Delivered when (and only if) this transaction commits, to every relay listening on
+        # this service's database: another instance's relay too, not only this process's.
+        await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
     return len(rows)
+
+
+async def listen_for_staged_rows(db: Database, wake: Callable[[], None]) -> None:
+    """Call ``wake`` whenever a transaction that staged rows commits on the service's database,
+    in any process. PostgreSQL only; raises when the listening connection is lost, so that a
+    supervisor starts it again (the relay's polling covers the gap)."""
+    dsn = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    listener = await asyncpg.connect(dsn)
+    lost = asyncio.Event()
+    try:
+        listener.add_termination_listener(lambda _: lost.set())
+        await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake())
+        wake()  # rows committed while nobody listened
+        await lost.wait()
+        raise ConnectionError("the connection listening for staged outbox rows was lost")
+    finally:
+        await listener.close()
 
 
 async def backlog(conn: AsyncConnection) -> int:

@@ -14,6 +14,7 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -30,7 +31,7 @@ from billing_events.db import Database
 from billing_events.http import build_http_app
 from billing_events.kafka import ensure_topics, make_broker, subscribe
 from billing_events.logging import configure_logging, get_logger
-from billing_events.outbox import OutboxRelay, archived, backlog
+from billing_events.outbox import OutboxRelay, archived, backlog, listen_for_staged_rows
 from billing_events.schema import plumbing_metadata
 from billing_events.settings import ServiceSettings
 from billing_events.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
@@ -70,6 +71,7 @@ class ServiceRuntime:
             clock=self.clock,
             name=self.name,
             retention=timedelta(hours=hours) if (hours := self.settings.outbox_retention_hours) else None,
+            poll_interval=self.settings.outbox_poll_seconds,
         )
         self.group_id = f"{self.settings.kafka.topic_prefix}{self.name}"
         self._after_commit: list[Callable[[], None]] = []
@@ -127,6 +129,10 @@ class ServiceRuntime:
         await self.broker.start()
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"{self.name}-relay")
         self._tasks.append(asyncio.create_task(self._watch_backlog(), name=f"{self.name}-backlog"))
+        if self.db.dialect == "postgresql":  # another instance's commits wake this relay too
+            listen = partial(listen_for_staged_rows, self.db, self.relay.wake)
+            self._tasks.append(asyncio.create_task(self._supervised(listen, "outbox-notifications"),
+                                                   name=f"{self.name}-outbox-notifications"))
         for task in self.background:
             name = getattr(task, "__name__", "background")
             self._tasks.append(asyncio.create_task(self._supervised(task, name), name=f"{self.name}-{name}"))

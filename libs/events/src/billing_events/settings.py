@@ -73,6 +73,10 @@ class ServiceSettings(BaseSettings):
     outbox_retention_hours: int = Field(
         default=24, ge=0, description="Keep published events this long (0: forever, the service's archive)"
     )
+    outbox_poll_seconds: float = Field(
+        default=0.5, gt=0,
+        description="How often the relay looks for unpublished rows nothing woke it for (after an outage)",
+    )
     http_port: int | None = Field(
         default=None, description="Port of health, metrics and the service's API (0: any free port; unset: off)"
     )
