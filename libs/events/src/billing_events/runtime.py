@@ -27,7 +27,7 @@ from billing_events import metrics, topics
 from billing_events.auth import Tokens
 from billing_events.clock import Clock
 from billing_events.consumer import BatchHandler, EventConsumer
-from billing_events.db import Database
+from billing_events.db import Database, is_transient
 from billing_events.http import build_http_app
 from billing_events.kafka import ensure_topics, make_broker, subscribe
 from billing_events.logging import configure_logging, get_logger
@@ -187,8 +187,11 @@ class ServiceRuntime:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("background task failed; restarting it", task=name)
+            except Exception as exc:
+                if is_transient(exc):  # the database or the network away: expected, no traceback
+                    log.warning("background task interrupted; restarting it", task=name, error=repr(exc))
+                else:
+                    log.exception("background task failed; restarting it", task=name)
                 await asyncio.sleep(1)
 
     async def _serve_http(self, port: int) -> None:
