@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import infra, ledger_bench, peer, replay, workload
+from bench.ledger_process import ROLES
 
 RESULTS = Path(__file__).with_name("results")
 TARGETS = {"postings_per_s": 20_000, "p99_ms": 50, "entries_per_s": 500_000}
@@ -132,17 +133,21 @@ def table(results: dict[str, Any]) -> Table:
         f"{peer_['rebuild_ratio']:.1f}x", "", "",
     )
     grid.add_row(
-        "5. ledger peak RSS during ingestion", f"{mem['peak_rss_mib']:,.0f} MiB", "", "", "", "",
+        "5. ledger peak RSS during ingestion",
+        f"{mem['peak_rss_mib']:,.0f} MiB",
+        " + ".join(f"{role} {mem[f'{role}_peak_rss_mib']:,.0f}" for role in ROLES if f"{role}_peak_rss_mib" in mem),
+        "", "", "",
     )
     cpu = results["cpu"]
     if "ledger_us_per_movement" in cpu:
-        parts = [("ledger", "ledger"), ("postgres", "PostgreSQL"), ("broker", "broker")]
+        parts = [*((role, f"ledger {role}") for role in ROLES), ("postgres", "PostgreSQL"), ("broker", "broker")]
         grid.add_row(
             "   CPU per movement during ingestion",
             " / ".join(f"{label} {cpu[f'{part}_us_per_movement']:,.0f}" for part, label in parts
                        if f"{part}_us_per_movement" in cpu) + " µs",
             f"machine: {cpu['machine_cores_busy']:.2f} of {cpu['cores']:.0f} cores busy "
-            f"(ledger {cpu['ledger_cores_busy']:.2f})",
+            f"(ledger {cpu['ledger_cores_busy']:.2f}); all {cpu['cores']:.0f} at this cost: "
+            f"{cpu['machine_bound_postings_per_s']:,.0f} postings/s",
             "", "", "",
         )
     return grid

@@ -1,5 +1,5 @@
-"""Where the machine's cores go during ingestion: CPU seconds of the ledger, PostgreSQL and the
-broker over the same window, per money movement.
+"""Where the machine's cores go during ingestion: CPU seconds of the ledger's processes,
+PostgreSQL and the broker over the same window, per money movement.
 
 On one machine the three share its cores, so this says which of them bounds the rate and
 whether the machine itself is the limit: a figure without it cannot tell a slow ledger from a
@@ -30,10 +30,10 @@ def _postgres_processes() -> list[psutil.Process]:
 
 @dataclass
 class CpuMeter:
-    """CPU seconds per part between :meth:`start` and :meth:`stop`."""
+    """CPU seconds per part between :meth:`start` and :meth:`stop`: the named processes, all of
+    PostgreSQL's, and the machine's."""
 
-    ledger_pid: int
-    broker_pid: int | None = None
+    processes: dict[str, int]
     _started: dict[str, float] = field(default_factory=dict)
     _wall: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -41,11 +41,10 @@ class CpuMeter:
     def _sample(self) -> dict[str, float]:
         # PostgreSQL forks a backend per connection: the set is taken anew at each sample, and
         # a backend that ended in between is missed (the ledger's pool keeps its own open).
-        sample = {"ledger": _cpu_seconds(psutil.Process(self.ledger_pid)), "machine": _machine_busy_seconds()}
+        sample = {part: _cpu_seconds(psutil.Process(pid)) for part, pid in self.processes.items()}
+        sample["machine"] = _machine_busy_seconds()
         if postgres := _postgres_processes():
             sample["postgres"] = sum(_cpu_seconds(p) for p in postgres)
-        if self.broker_pid is not None:
-            sample["broker"] = _cpu_seconds(psutil.Process(self.broker_pid))
         return sample
 
     def start(self) -> None:

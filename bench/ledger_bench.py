@@ -17,7 +17,9 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -84,8 +86,8 @@ async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results:
     ledger = LedgerProcess(bootstrap=bootstrap, database_url=url, prefix=prefix, log_file=log_file)
     started = time.perf_counter()
     ledger.start()
-    profiler = _profile(ledger.pid)
-    meter = CpuMeter(ledger.pid, broker.pid)
+    profiler = _profile(ledger.pids[ledger.roles[0]])
+    meter = CpuMeter({**ledger.pids, **({"broker": broker.pid} if broker.pid else {})})
     try:
         moved_at, moved_value, done_at = await wait_until(
             dsn, TRANSACTIONS, before + len(movements), ledger=ledger, timeout=1800, on_first_move=meter.start)
@@ -120,9 +122,21 @@ async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results:
             "start_to_all_posted_s": done_at - started,
         },
         "latency": latencies,
-        "cpu": meter.report(posted),
-        "memory": {"peak_rss_mib": peak_rss / 1024 / 1024, "movements": len(movements)},
+        "cpu": _with_ledger_total(meter.report(posted), ledger.roles),
+        "memory": {"peak_rss_mib": sum(peak_rss.values()) / 2**20, "movements": len(movements),
+                   **{f"{role}_peak_rss_mib": rss / 2**20 for role, rss in peak_rss.items()}},
     }
+
+
+def _with_ledger_total(cpu: dict[str, float], roles: Sequence[str]) -> dict[str, float]:
+    """The ledger's processes summed, and the rate every core of the machine would give at the
+    measured CPU per movement: the bound of this machine, whatever the ledger waits on."""
+    for figure in ("us_per_movement", "cores_busy"):
+        if all(f"{role}_{figure}" in cpu for role in roles):
+            cpu[f"ledger_{figure}"] = sum(cpu[f"{role}_{figure}"] for role in roles)
+    if cpu.get("machine_us_per_movement"):
+        cpu["machine_bound_postings_per_s"] = cpu["cores"] / cpu["machine_us_per_movement"] * 1e6 * POSTINGS_PER_MOVEMENT
+    return cpu
 
 
 def _profile(pid: int) -> subprocess.Popen[bytes] | None:
@@ -132,7 +146,8 @@ def _profile(pid: int) -> subprocess.Popen[bytes] | None:
     if not output:
         return None
     kind = "flamegraph" if output.endswith(".svg") else "raw"
-    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
+    py_spy = Path(sys.executable).with_name("py-spy")  # installed beside the interpreter, on PATH or not
+    return subprocess.Popen([str(py_spy), "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
                              "--format", kind, "--output", output],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -1,4 +1,4 @@
-"""The ledger as operations run it: ``python -m ledger`` in its own process, watched from outside."""
+"""The ledger as operations run it: ``python -m ledger`` processes, watched from outside."""
 
 from __future__ import annotations
 
@@ -8,16 +8,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import asyncpg
 import psutil
 
+ROLES = ("consumer", "relay")
+"""As deploy/ runs the ledger: consuming and publishing each in a process of its own."""
+
 
 class LedgerProcess:
+    """The ledger's processes (one per role), started, sampled and stopped together."""
+
     def __init__(self, *, bootstrap: str, database_url: str, prefix: str, log_file: Path,
-                 max_records: int = 1000) -> None:
+                 max_records: int = 1000, roles: Sequence[str] = ROLES) -> None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         campaigns_file = log_file.parent / "no-campaigns.json"
         campaigns_file.write_text("[]")  # no campaign: a payment is one transaction of 2 postings
@@ -35,43 +40,48 @@ class LedgerProcess:
             "BILLING_LOG_LEVEL": "WARNING",
         }
         self.log_file = log_file
-        self.process: subprocess.Popen[bytes] | None = None
-        self.peak_rss = 0
+        self.roles = tuple(roles)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.peak_rss: dict[str, int] = dict.fromkeys(self.roles, 0)
 
     def start(self) -> LedgerProcess:
         with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "ledger"], env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT)
+            for role in self.roles:
+                self.processes[role] = subprocess.Popen(
+                    [sys.executable, "-m", "ledger"], env={**self.env, "BILLING_PROCESS_ROLE": role},
+                    stdout=log, stderr=subprocess.STDOUT)
         return self
 
     @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+    def pids(self) -> dict[str, int]:
+        return {role: process.pid for role, process in self.processes.items()}
 
-    def sample_rss(self) -> int:
-        """Peak resident memory so far (the kernel's high-water mark where it has one)."""
-        try:
-            status = Path(f"/proc/{self.pid}/status").read_text()
-            hwm = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
-        except (OSError, StopIteration):
-            hwm = psutil.Process(self.pid).memory_info().rss
-        self.peak_rss = max(self.peak_rss, hwm)
+    def sample_rss(self) -> dict[str, int]:
+        """Peak resident memory of each process so far (the kernel's high-water mark where it has one)."""
+        for role, pid in self.pids.items():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                hwm = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
+            except (OSError, StopIteration):
+                hwm = psutil.Process(pid).memory_info().rss
+            self.peak_rss[role] = max(self.peak_rss[role], hwm)
         return self.peak_rss
 
     def check_alive(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"the ledger exited with code {self.process.returncode}; see {self.log_file}")
+        for role, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"the ledger's {role} exited with code {process.returncode}; see {self.log_file}")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        running = [process for process in self.processes.values() if process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        for process in running:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 async def scalar(dsn: str, query: str) -> int:

@@ -279,9 +279,10 @@ def test_the_values_make_production_settings(container: Container, monkeypatch: 
     assert (kafka.acks, kafka.enable_idempotence, kafka.create_topics) == ("all", True, False)
     assert (kafka.replication_factor, kafka.min_insync_replicas) == (3, 2)
     assert settings.log_format == "json"
-    assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080)
+    assert settings.http_host == "0.0.0.0" and settings.http_port in (8080, 8081)  # 8081: a pod's second process
     if container.module in SERVICES:
         assert settings.database_url, f"{container.where} would fall back to a SQLite file"
+    if container.module in SERVICES and settings.process_role != "relay":  # a relay serves no API
         assert settings.token_signing_key, f"{container.where} would refuse every API call"
 
 
@@ -366,11 +367,11 @@ def test_kafka_is_three_kraft_nodes_replicating_three_ways() -> None:
 
 def test_compose_starts_every_service_after_topics_and_database() -> None:
     services = load_compose()["services"]
-    started = {python_module(s["command"]): s for s in services.values() if s.get("command", [""])[0] == "python"}
-    assert set(started) == {*SERVICES, "billing_events.admin"}
+    started = {name: s for name, s in services.items() if s.get("command", [""])[0] == "python"}
+    assert {python_module(s["command"]) for s in started.values()} == {*SERVICES, "billing_events.admin"}
     assert started["ledger"].get("deploy", {}).get("replicas") == 2
-    for module in SERVICES:
-        depends = started[module]["depends_on"]
+    for name in started.keys() - {"create-topics"}:
+        depends = started[name]["depends_on"]
         assert depends["create-topics"]["condition"] == "service_completed_successfully"
         assert depends["postgres"]["condition"] == "service_healthy"
 
@@ -410,6 +411,20 @@ def test_deployments_have_probes_limits_and_run_as_non_root(deployment: dict[str
         assert {"cpu", "memory"} <= set(container["resources"]["requests"]) & set(container["resources"]["limits"])
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert pod["terminationGracePeriodSeconds"] > 30  # the broker client's graceful timeout
+
+
+def test_the_ledger_splits_consuming_and_relaying_into_processes() -> None:
+    """Compose runs consumer instances and a relay; each Kubernetes pod runs one of each."""
+    services = load_compose()["services"]
+    assert {name: services[name]["environment"]["BILLING_PROCESS_ROLE"] for name in ("ledger", "ledger-relay")} == {
+        "ledger": "consumer", "ledger-relay": "relay"}
+    ledger = next(d for d in of_kind("Deployment") if d["metadata"]["name"] == "ledger")
+    containers = ledger["spec"]["template"]["spec"]["containers"]
+    roles = [next(e["value"] for e in c["env"] if e["name"] == "BILLING_PROCESS_ROLE") for c in containers]
+    assert roles == ["consumer", "relay"]
+    ports = [next(e.get("value", "8080") for e in [*c["env"], {"name": "BILLING_HTTP_PORT"}]
+                  if e["name"] == "BILLING_HTTP_PORT") for c in containers]
+    assert len(set(ports)) == 2  # one network namespace: each process serves health on a port of its own
 
 
 def test_the_ledger_has_two_pods_and_a_disruption_budget() -> None:

@@ -218,3 +218,31 @@ async def test_rows_committed_elsewhere_wake_the_relay_at_once(make_settings: An
         await eventually(lambda: any(r.value == b"second" for r in reader.records), timeout=10,
                          what="the second row published on the commit's notification")
 
+
+
+async def test_a_consumer_process_and_a_relay_process_split_the_work(make_settings: Any, bootstrap_servers: str) -> None:
+    """``process_role``: the consumer posts and stages, the relay (another runtime on the same
+    database) publishes; the consumer's commit wakes the relay through PostgreSQL, so nothing
+    waits for the relay's poll (an hour here)."""
+    consuming = await make_settings(CounterSettings, process_role="consumer", outbox_poll_seconds=3600)
+    relaying = consuming.model_copy(update={"process_role": "relay"})
+    runtimes = [ServiceRuntime(settings=settings, clock=clock, metadata=metadata,
+                               handler=EventRouter({PaymentReceived: on_payment}), consumes=[topics.PAYMENTS])
+                for settings in (consuming, relaying)]
+    consumer, relay = runtimes
+    assert relay.subscriber is None
+    event = payment("100000000040", "split", 900)
+    async with consumer, relay, RawProducer(bootstrap_servers) as producer, \
+            TopicReader(bootstrap_servers, consumer.topics(topics.LEDGER)) as reader:
+        await producer.send(consumer.topics(topics.PAYMENTS), event)
+        [changed] = await reader.wait_for_type("BalanceChanged", 1, timeout=20)
+        assert changed.causation_id == event.event_id
+        assert await eventually(lambda: count_published(relay), what="the row marked published") == 1
+    assert (consumer.relay.published, relay.relay.published) == (0, 1)
+    assert await total(relay, "100000000040") == 900
+
+
+async def test_splitting_the_roles_needs_postgresql(make_settings: Any) -> None:
+    settings = await make_settings(CounterSettings, database="sqlite", process_role="relay")
+    with pytest.raises(ValueError, match="needs PostgreSQL"):
+        ServiceRuntime(settings=settings, clock=clock, metadata=metadata)

@@ -4,6 +4,11 @@ Every service builds one :class:`ServiceRuntime` in its ``app.py``. Tests build 
 in-process (with a manual clock and a test topic prefix); ``python -m <service>`` runs it until
 SIGINT/SIGTERM. Stopping goes in the safe order: stop consuming, let the relay publish what was
 committed, close the database.
+
+A process consumes and relays by default. ``process_role`` splits the two across processes, so
+that consuming (posting into the database) and publishing (encoding and sending to the broker)
+each have a core: consumer processes stage outbox rows and their commits notify the relay
+process through PostgreSQL (see :mod:`billing_events.outbox`).
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ class ServiceRuntime:
 
     def __post_init__(self) -> None:
         self.name = self.settings.service_name
+        role = self.settings.process_role
+        self.consuming, self.relaying = role != "relay", role != "consumer"
         self.topics = TopicNames(self.settings.kafka.topic_prefix)
         database = self.settings.database
         self.db = Database(
@@ -64,6 +71,9 @@ class ServiceRuntime:
             max_overflow=database.max_overflow,
             echo=database.echo,
         )
+        if role != "all" and self.db.dialect != "postgresql":
+            raise ValueError(f"process_role={role} needs PostgreSQL: its notifications carry the wake-ups "
+                             "between consumer and relay processes")
         self.broker: KafkaBroker = make_broker(self.settings.kafka, client_id=f"billing-{self.name}")
         self.relay = OutboxRelay(
             self.db,
@@ -107,6 +117,8 @@ class ServiceRuntime:
             clock=self.clock,
             on_commit=self._committed,
         )
+        if not self.consuming:
+            return
         self.subscriber = subscribe(
             self.broker,
             self.consumer,
@@ -127,19 +139,21 @@ class ServiceRuntime:
                 self.settings.kafka, self.topics, [*EVENT_TOPICS, dead_letter_spec(self.name)]
             )
         await self.broker.start()
-        self._relay_task = asyncio.create_task(self.relay.run(), name=f"{self.name}-relay")
         self._tasks.append(asyncio.create_task(self._watch_backlog(), name=f"{self.name}-backlog"))
-        if self.db.dialect == "postgresql":  # another instance's commits wake this relay too
-            listen = partial(listen_for_staged_rows, self.db, self.relay.wake)
-            self._tasks.append(asyncio.create_task(self._supervised(listen, "outbox-notifications"),
-                                                   name=f"{self.name}-outbox-notifications"))
-        for task in self.background:
+        if self.relaying:
+            self._relay_task = asyncio.create_task(self.relay.run(), name=f"{self.name}-relay")
+            if self.db.dialect == "postgresql":  # another process's commits wake this relay too
+                listen = partial(listen_for_staged_rows, self.db, self.relay.wake)
+                self._tasks.append(asyncio.create_task(self._supervised(listen, "outbox-notifications"),
+                                                       name=f"{self.name}-outbox-notifications"))
+        for task in self.background if self.consuming else ():
             name = getattr(task, "__name__", "background")
             self._tasks.append(asyncio.create_task(self._supervised(task, name), name=f"{self.name}-{name}"))
         if self.settings.http_port is not None:
             await self._serve_http(self.settings.http_port)
         self.started = True
-        log.info("service started", service=self.name, consumes=list(self.consumes),
+        log.info("service started", service=self.name, role=self.settings.process_role,
+                 consumes=list(self.consumes) if self.consuming else [],
                  database=self.db.dialect, broker=self.settings.kafka.bootstrap_servers)
 
     async def stop(self) -> None:
@@ -154,11 +168,12 @@ class ServiceRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        self.relay.stop()  # it publishes what was committed, while the producer is still up
-        try:
-            await self._relay_task
-        except Exception:
-            log.exception("outbox not fully drained at stop; it is published at the next start")
+        if self.relaying:
+            self.relay.stop()  # it publishes what was committed, while the producer is still up
+            try:
+                await self._relay_task
+            except Exception:
+                log.exception("outbox not fully drained at stop; it is published at the next start")
         await self.broker.stop()
         await self.db.dispose()
         log.info("service stopped", service=self.name)

@@ -77,6 +77,11 @@ class ServiceSettings(BaseSettings):
         default=0.5, gt=0,
         description="How often the relay looks for unpublished rows nothing woke it for (after an outage)",
     )
+    process_role: Literal["all", "consumer", "relay"] = Field(
+        default="all",
+        description="all: consume and publish in one process. Or split them: consumer processes (any number) "
+                    "post and stage events; a relay process publishes the staged events (PostgreSQL only)",
+    )
     http_port: int | None = Field(
         default=None, description="Port of health, metrics and the service's API (0: any free port; unset: off)"
     )
