@@ -112,25 +112,45 @@ def upsert(conn: AsyncConnection, table: Table, keys: Sequence[str], update: Ite
 # --- bulk statements -----------------------------------------------------------------------
 # A batch of a thousand events writes thousands of rows. On PostgreSQL these go as ONE statement
 # over arrays (``unnest``), so the cost is one round trip and one plan instead of a row-by-row
-# executemany; SQLite takes the ordinary executemany, which is what it is fast at anyway.
+# executemany; SQLite takes the ordinary executemany, which is what it is fast at anyway. A
+# column with the same value in every row (the batch's timestamp, the consumer's name, a
+# currency) is sent once, as a scalar: encoding array elements is most of the client's cost.
 
 
-def _array_type(conn: AsyncConnection, table: Table, name: str) -> str:
+def _sql_type(conn: AsyncConnection, table: Table, name: str) -> str:
     column = table.c[name]
     if isinstance(column.type, JSON):
-        return "TEXT[]"  # sent as JSON text, cast per element below
-    return f"{column.type.compile(dialect=conn.dialect)}[]"
+        return "TEXT"  # sent as JSON text, cast below
+    return column.type.compile(dialect=conn.dialect)
 
 
-def _unnest(conn: AsyncConnection, table: Table, names: Sequence[str]) -> tuple[str, str]:
-    """(``unnest(CAST(:c0 AS type[]), ...) AS u(name, ...)``, the select list of u's columns)."""
-    arrays = ", ".join(f"CAST(:c{i} AS {_array_type(conn, table, name)})" for i, name in enumerate(names))
-    source = f"unnest({arrays}) AS u({', '.join(f'c{i}' for i in range(len(names)))})"
-    select_list = ", ".join(
-        f"CAST(u.c{i} AS JSON)" if isinstance(table.c[name].type, JSON) else f"u.c{i}"
-        for i, name in enumerate(names)
-    )
-    return source, select_list
+def _same_in_every_row(values: list[Any]) -> bool:
+    first = values[0]
+    # first and last compared before the whole column: a column of ids fails at once
+    return len(values) > 1 and first == values[-1] and values.count(first) == len(values)
+
+
+def _unnest(
+    conn: AsyncConnection, table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """(``unnest(CAST(:c0 AS type[]), ...) AS u(c0, ...)``, each column's SQL expression over
+    it, the parameters). A column that is the same in every row is a scalar parameter instead."""
+    params = _columns(conn, table, names, rows)
+    constant = {f"c{i}" for i in range(len(names)) if _same_in_every_row(params[f"c{i}"])}
+    if len(constant) == len(names):  # unnest needs one array: it makes the rows
+        constant.discard("c0")
+    arrays, expressions = [], {}
+    for i, name in enumerate(names):
+        param, sql_type = f"c{i}", _sql_type(conn, table, name)
+        if param in constant:
+            params[param] = params[param][0]
+            value = f"CAST(:{param} AS {sql_type})"
+        else:
+            arrays.append(f"CAST(:{param} AS {sql_type}[])")
+            value = f"u.{param}"
+        expressions[name] = f"CAST({value} AS JSON)" if isinstance(table.c[name].type, JSON) else value
+    array_names = [f"c{i}" for i in range(len(names)) if f"c{i}" not in constant]
+    return f"unnest({', '.join(arrays)}) AS u({', '.join(array_names)})", expressions, params
 
 
 def _columns(
@@ -167,14 +187,14 @@ async def bulk_insert(
             return []
         return list((await conn.execute(statement.returning(table.c[returning]), list(rows))).scalars())
     names = list(rows[0])
-    source, select_list = _unnest(conn, table, names)
+    source, expressions, params = _unnest(conn, table, names, rows)
     quoted = ", ".join(f'"{name}"' for name in names)
-    sql = f"INSERT INTO {table.name} ({quoted}) SELECT {select_list} FROM {source}"
+    sql = f"INSERT INTO {table.name} ({quoted}) SELECT {', '.join(expressions.values())} FROM {source}"
     if ignore_duplicates:
         sql += " ON CONFLICT DO NOTHING"
     if returning is not None:
         sql += f' RETURNING "{returning}"'
-    result = await conn.execute(text(sql), _columns(conn, table, names, rows))
+    result = await conn.execute(text(sql), params)
     return list(result.scalars()) if returning is not None else []
 
 
@@ -193,12 +213,10 @@ async def bulk_update(
             statement, [{**{f"key_{k}": row[k] for k in keys}, **{f"value_{n}": row[n] for n in values}} for row in rows]
         )
         return
-    source, _ = _unnest(conn, table, names)
-    index = {name: f"u.c{i}" for i, name in enumerate(names)}
-    assignments = ", ".join(f'"{n}" = {index[n]}' for n in values)
-    match = " AND ".join(f'{table.name}."{k}" = {index[k]}' for k in keys)
-    await conn.execute(text(f"UPDATE {table.name} SET {assignments} FROM {source} WHERE {match}"),
-                       _columns(conn, table, names, rows))
+    source, expressions, params = _unnest(conn, table, names, rows)
+    assignments = ", ".join(f'"{n}" = {expressions[n]}' for n in values)
+    match = " AND ".join(f'{table.name}."{k}" = {expressions[k]}' for k in keys)
+    await conn.execute(text(f"UPDATE {table.name} SET {assignments} FROM {source} WHERE {match}"), params)
 
 
 def any_of(conn: AsyncConnection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:

@@ -49,13 +49,14 @@ Publish = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Awaitable[Any]
 async def stage(
     conn: AsyncConnection, envelopes: Iterable[Envelope[Any]], *, topics: TopicNames, clock: Clock
 ) -> int:
+    now = clock.now()
     rows = [
         {
             "topic": topics(envelope.topic),
             "key": envelope.account,
             "value": envelope.to_bytes(),
             "headers": envelope.kafka_headers(),
-            "created_at": clock.now(),
+            "created_at": now,
         }
         for envelope in envelopes
     ]
