@@ -37,6 +37,9 @@ T = TypeVar("T")
 log = get_logger(__name__)
 
 
+SCHEMA_LOCK_KEY = 0x62696C6C  # "bill": one key for every service, each has a database of its own
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 5, echo: bool = False):
         self.url = url
@@ -66,7 +69,11 @@ class Database:
             yield conn
 
     async def create_schema(self, *metadatas: MetaData) -> None:
+        """Create missing tables. Instances starting together on a new database take turns
+        (an advisory lock): two concurrent ``CREATE TABLE`` of one name fail the second."""
         async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
             for metadata in metadatas:
                 await conn.run_sync(metadata.create_all)
 
