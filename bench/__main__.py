@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import infra, ledger_bench, peer, replay, workload
-from bench.ledger_process import ROLES
+from bench.ledger_process import ROLES, process_names
 
 RESULTS = Path(__file__).with_name("results")
 TARGETS = {"postings_per_s": 20_000, "p99_ms": 50, "entries_per_s": 500_000}
@@ -91,6 +91,9 @@ async def run(sizes: Sizes, console: Console) -> dict[str, Any]:
     }
 
 
+LEDGER_PROCESSES = process_names(ROLES)
+
+
 def table(results: dict[str, Any]) -> Table:
     ing, lat, rep, peer_, mem = (results[k] for k in ("ingestion", "latency", "replay", "peer", "memory"))
 
@@ -135,12 +138,13 @@ def table(results: dict[str, Any]) -> Table:
     grid.add_row(
         "5. ledger peak RSS during ingestion",
         f"{mem['peak_rss_mib']:,.0f} MiB",
-        " + ".join(f"{role} {mem[f'{role}_peak_rss_mib']:,.0f}" for role in ROLES if f"{role}_peak_rss_mib" in mem),
+        " + ".join(f"{name} {mem[f'{name}_peak_rss_mib']:,.0f}" for name in LEDGER_PROCESSES
+                   if f"{name}_peak_rss_mib" in mem),
         "", "", "",
     )
     cpu = results["cpu"]
     if "ledger_us_per_movement" in cpu:
-        parts = [*((role, f"ledger {role}") for role in ROLES), ("postgres", "PostgreSQL"), ("broker", "broker")]
+        parts = [*((name, f"ledger {name}") for name in LEDGER_PROCESSES), ("postgres", "PostgreSQL"), ("broker", "broker")]
         grid.add_row(
             "   CPU per movement during ingestion",
             " / ".join(f"{label} {cpu[f'{part}_us_per_movement']:,.0f}" for part, label in parts

@@ -86,7 +86,7 @@ async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results:
     ledger = LedgerProcess(bootstrap=bootstrap, database_url=url, prefix=prefix, log_file=log_file)
     started = time.perf_counter()
     ledger.start()
-    profiler = _profile(ledger.pids[ledger.roles[0]])
+    profiler = _profile(next(iter(ledger.pids.values())))
     meter = CpuMeter({**ledger.pids, **({"broker": broker.pid} if broker.pid else {})})
     try:
         moved_at, moved_value, done_at = await wait_until(
@@ -122,18 +122,18 @@ async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results:
             "start_to_all_posted_s": done_at - started,
         },
         "latency": latencies,
-        "cpu": _with_ledger_total(meter.report(posted), ledger.roles),
+        "cpu": _with_ledger_total(meter.report(posted), list(ledger.roles)),
         "memory": {"peak_rss_mib": sum(peak_rss.values()) / 2**20, "movements": len(movements),
-                   **{f"{role}_peak_rss_mib": rss / 2**20 for role, rss in peak_rss.items()}},
+                   **{f"{name}_peak_rss_mib": rss / 2**20 for name, rss in peak_rss.items()}},
     }
 
 
-def _with_ledger_total(cpu: dict[str, float], roles: Sequence[str]) -> dict[str, float]:
+def _with_ledger_total(cpu: dict[str, float], processes: Sequence[str]) -> dict[str, float]:
     """The ledger's processes summed, and the rate every core of the machine would give at the
     measured CPU per movement: the bound of this machine, whatever the ledger waits on."""
     for figure in ("us_per_movement", "cores_busy"):
-        if all(f"{role}_{figure}" in cpu for role in roles):
-            cpu[f"ledger_{figure}"] = sum(cpu[f"{role}_{figure}"] for role in roles)
+        if all(f"{name}_{figure}" in cpu for name in processes):
+            cpu[f"ledger_{figure}"] = sum(cpu[f"{name}_{figure}"] for name in processes)
     if cpu.get("machine_us_per_movement"):
         cpu["machine_bound_postings_per_s"] = cpu["cores"] / cpu["machine_us_per_movement"] * 1e6 * POSTINGS_PER_MOVEMENT
     return cpu

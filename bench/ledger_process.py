@@ -14,12 +14,22 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-ROLES = ("consumer", "relay")
-"""As deploy/ runs the ledger: consuming and publishing each in a process of its own."""
+ROLES = ("consumer", "consumer", "relay")
+"""As deploy/ runs the ledger: two consumer instances sharing the partitions, and a relay."""
+
+
+def process_names(roles: Sequence[str]) -> list[str]:
+    """``consumer_1``, ``consumer_2``, ``relay``: a role's name, numbered where it repeats."""
+    seen: dict[str, int] = {}
+    names = []
+    for role in roles:
+        seen[role] = seen.get(role, 0) + 1
+        names.append(f"{role}_{seen[role]}" if roles.count(role) > 1 else role)
+    return names
 
 
 class LedgerProcess:
-    """The ledger's processes (one per role), started, sampled and stopped together."""
+    """The ledger's processes (one per entry of ``roles``), started, sampled and stopped together."""
 
     def __init__(self, *, bootstrap: str, database_url: str, prefix: str, log_file: Path,
                  max_records: int = 1000, roles: Sequence[str] = ROLES) -> None:
@@ -40,37 +50,38 @@ class LedgerProcess:
             "BILLING_LOG_LEVEL": "WARNING",
         }
         self.log_file = log_file
-        self.roles = tuple(roles)
+        self.roles = dict(zip(process_names(roles), roles, strict=True))
+        """Each process's name and role."""
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.peak_rss: dict[str, int] = dict.fromkeys(self.roles, 0)
 
     def start(self) -> LedgerProcess:
         with open(self.log_file, "ab") as log:
-            for role in self.roles:
-                self.processes[role] = subprocess.Popen(
+            for name, role in self.roles.items():
+                self.processes[name] = subprocess.Popen(
                     [sys.executable, "-m", "ledger"], env={**self.env, "BILLING_PROCESS_ROLE": role},
                     stdout=log, stderr=subprocess.STDOUT)
         return self
 
     @property
     def pids(self) -> dict[str, int]:
-        return {role: process.pid for role, process in self.processes.items()}
+        return {name: process.pid for name, process in self.processes.items()}
 
     def sample_rss(self) -> dict[str, int]:
         """Peak resident memory of each process so far (the kernel's high-water mark where it has one)."""
-        for role, pid in self.pids.items():
+        for name, pid in self.pids.items():
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
                 hwm = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
             except (OSError, StopIteration):
                 hwm = psutil.Process(pid).memory_info().rss
-            self.peak_rss[role] = max(self.peak_rss[role], hwm)
+            self.peak_rss[name] = max(self.peak_rss[name], hwm)
         return self.peak_rss
 
     def check_alive(self) -> None:
-        for role, process in self.processes.items():
+        for name, process in self.processes.items():
             if process.poll() is not None:
-                raise RuntimeError(f"the ledger's {role} exited with code {process.returncode}; see {self.log_file}")
+                raise RuntimeError(f"the ledger's {name} exited with code {process.returncode}; see {self.log_file}")
 
     def stop(self) -> None:
         running = [process for process in self.processes.values() if process.poll() is None]

@@ -30,8 +30,9 @@ def test_quick_bench_reports_all_five_figures(tmp_path: Path, bootstrap_servers:
         "latency": ["p50_ms", "p99_ms", "max_ms", "ceiling_p50_ms", "ceiling_p99_ms", "ratio_to_ceiling"],
         "replay": ["entries_per_s", "sql_entries_per_s", "ratio_to_sql"],
         "peer": ["commands_per_s", "suite_commands_per_s", "commands_ratio", "rebuild_entries_per_s", "rebuild_ratio"],
-        "memory": ["peak_rss_mib", "consumer_peak_rss_mib", "relay_peak_rss_mib"],
-        "cpu": ["consumer_us_per_movement", "relay_us_per_movement", "ledger_us_per_movement", "machine_cores_busy",
+        "memory": ["peak_rss_mib", "consumer_1_peak_rss_mib", "consumer_2_peak_rss_mib", "relay_peak_rss_mib"],
+        "cpu": ["consumer_1_us_per_movement", "consumer_2_us_per_movement", "relay_us_per_movement",
+                "ledger_us_per_movement", "machine_cores_busy",
                 "machine_bound_postings_per_s"],
     }
     for section, names in figures.items():
