@@ -86,7 +86,7 @@ async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results:
     ledger = LedgerProcess(bootstrap=bootstrap, database_url=url, prefix=prefix, log_file=log_file)
     started = time.perf_counter()
     ledger.start()
-    profiler = _profile(next(iter(ledger.pids.values())))
+    profiler = _profile(ledger.pids[os.environ.get("BENCH_PROFILE_PROCESS", next(iter(ledger.pids)))])
     meter = CpuMeter({**ledger.pids, **({"broker": broker.pid} if broker.pid else {})})
     try:
         moved_at, moved_value, done_at = await wait_until(

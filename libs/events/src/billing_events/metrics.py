@@ -17,7 +17,7 @@ EVENTS_DEAD_LETTERED = Counter(
     "billing_events_dead_lettered_total", "Messages refused to the dead-letter topic", ["service", "event_type"]
 )
 EVENTS_PUBLISHED = Counter(
-    "billing_events_published_total", "Outbox rows published to the broker", ["service"]
+    "billing_events_published_total", "Outbox rows published and acknowledged by the broker", ["service"]
 )
 BATCH_SECONDS = Histogram(
     "billing_batch_seconds",

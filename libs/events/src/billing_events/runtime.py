@@ -128,9 +128,7 @@ class ServiceRuntime:
         )
 
     async def _publish(self, topic: str, key: bytes, value: bytes, headers: dict[str, str]) -> Awaitable[Any]:
-        future = await self.broker.publish(value, topic=topic, key=key, headers=headers, no_confirm=True)
-        metrics.EVENTS_PUBLISHED.labels(self.name).inc()
-        return future
+        return await self.broker.publish(value, topic=topic, key=key, headers=headers, no_confirm=True)
 
     async def start(self) -> None:
         await self.db.create_schema(plumbing_metadata, self.metadata)
@@ -189,6 +187,7 @@ class ServiceRuntime:
                 pending = [await self._publish(self.topics(topics.REPLAY), row.key.encode(), row.value, row.headers)
                            for row in rows]
                 await asyncio.gather(*pending)
+                metrics.EVENTS_PUBLISHED.labels(self.name).inc(len(rows))
                 count += len(rows)
         log.info("events republished", service=self.name, count=count, account=account)
         return count
