@@ -86,7 +86,7 @@ async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results:
     ledger = LedgerProcess(bootstrap=bootstrap, database_url=url, prefix=prefix, log_file=log_file)
     started = time.perf_counter()
     ledger.start()
-    profiler = _profile(ledger.pids[os.environ.get("BENCH_PROFILE_PROCESS", next(iter(ledger.pids)))])
+    profiler = _profile(ledger.pids)
     meter = CpuMeter({**ledger.pids, **({"broker": broker.pid} if broker.pid else {})})
     try:
         moved_at, moved_value, done_at = await wait_until(
@@ -139,12 +139,14 @@ def _with_ledger_total(cpu: dict[str, float], processes: Sequence[str]) -> dict[
     return cpu
 
 
-def _profile(pid: int) -> subprocess.Popen[bytes] | None:
-    """With BENCH_PROFILE=<file>, py-spy samples the ingesting ledger: a flame graph for a
-    ``.svg`` file, collapsed stacks (one line per stack, with its count) otherwise."""
+def _profile(pids: dict[str, int]) -> subprocess.Popen[bytes] | None:
+    """With BENCH_PROFILE=<file>, py-spy samples one ingesting ledger process (the first, or
+    the one BENCH_PROFILE_PROCESS names, e.g. ``relay``): a flame graph for a ``.svg`` file,
+    collapsed stacks (one line per stack, with its count) otherwise."""
     output = os.environ.get("BENCH_PROFILE")
     if not output:
         return None
+    pid = pids[os.environ.get("BENCH_PROFILE_PROCESS", next(iter(pids)))]
     kind = "flamegraph" if output.endswith(".svg") else "raw"
     py_spy = Path(sys.executable).with_name("py-spy")  # installed beside the interpreter, on PATH or not
     return subprocess.Popen([str(py_spy), "record", "--pid", str(pid), "--rate", "250", "--nonblocking",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 import pytest
 from billing_events.catalog.ledger import (
@@ -84,6 +84,7 @@ from ledger.domain import (
     transfer_funds,
     verify_chain,
 )
+from ledger.domain.transactions import TRANSACTION_NAMESPACE
 
 AT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 ALICE, BOB, CAROL = "100000000008", "100000000016", "100000000024"
@@ -282,6 +283,13 @@ def test_transaction_ids_derive_from_kind_and_business_key() -> None:
     assert transaction_id_for(TransactionKind.PAYMENT, "card:r1") != transaction_id_for(
         TransactionKind.BONUS_ACCRUAL, "card:r1"
     )
+
+
+@pytest.mark.parametrize("kind", list(TransactionKind))
+@pytest.mark.parametrize("key", ["card:r1", "", "terminal:ЧЕК-№5 ✓", "charge:" + "x" * 300])
+def test_transaction_ids_are_the_uuid5_they_always_were(kind: TransactionKind, key: str) -> None:
+    """Stored journals hold these ids: the hand-written derivation must never drift from it."""
+    assert transaction_id_for(kind, key) == uuid5(TRANSACTION_NAMESPACE, f"{kind.value}:{key}")
 
 
 @pytest.mark.parametrize(("who", "why", "blank"), [(" ", "fix", "who"), ("ivanova", "", "why")])

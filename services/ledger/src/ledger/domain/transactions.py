@@ -10,10 +10,11 @@ copy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime
+from functools import lru_cache
+from hashlib import sha1
 from typing import NamedTuple
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from billing_events.catalog.ledger import TransactionKind
 
@@ -46,10 +47,16 @@ class OperatorNote:
                 )
 
 
+_NAMESPACE_BYTES = TRANSACTION_NAMESPACE.bytes
+
+
 @lru_cache(maxsize=65_536)
 def transaction_id_for(kind: TransactionKind, business_key: str) -> UUID:
-    # Cached: the service asks for an event's ids to find duplicates, then the domain builds them.
-    return uuid5(TRANSACTION_NAMESPACE, f"{kind.value}:{business_key}")
+    """``uuid5(TRANSACTION_NAMESPACE, "<kind>:<business key>")``, written out: the standard
+    function re-encodes the namespace on every call, half of its cost, four times per event.
+    Cached: the service asks for an event's ids to find duplicates, then the domain builds them."""
+    digest = sha1(_NAMESPACE_BYTES + f"{kind.value}:{business_key}".encode(), usedforsecurity=False).digest()
+    return UUID(bytes=digest[:16], version=5)
 
 
 @dataclass(frozen=True, slots=True)
