@@ -131,10 +131,18 @@ def _sql_type(conn: AsyncConnection, table: Table, name: str) -> str:
     return column.type.compile(dialect=conn.dialect)
 
 
+SCALAR_FROM_ROWS = 32
+"""Below this many rows every column stays an array: the statement keeps one shape (and one
+prepared plan per connection) for the small batches of quiet hours and single commands."""
+
+
 def _same_in_every_row(values: list[Any]) -> bool:
     first = values[0]
-    # first and last compared before the whole column: a column of ids fails at once
-    return len(values) > 1 and first == values[-1] and values.count(first) == len(values)
+    kind = type(first)
+    # first and last compared before the whole column: a column of ids fails at once. The type
+    # too, so that 1 and True, or Decimal("1.0") and Decimal("1.00"), stay apart.
+    return (len(values) >= SCALAR_FROM_ROWS and first == values[-1]
+            and all(type(value) is kind and value == first for value in values))
 
 
 def _unnest(

@@ -214,13 +214,14 @@ class OutboxRelay:
                 .where(any_of(conn, outbox.c.id, [row.id for row in rows if row.id not in failed]))
                 .values(published_at=now)
             )
-            metrics.EVENTS_PUBLISHED.labels(self._name).inc(len(rows) - len(failed))
             for row_id, error in failed.items():
                 # A message the broker will never take must not hold back every one after it.
                 log.error("outbox row undeliverable; set aside", row_id=row_id, error=repr(error))
                 await conn.execute(update(outbox).where(outbox.c.id == row_id)
                                    .values(published_at=now, error=repr(error)[:500]))
-            return len(rows)
+        # Counted once committed: a failed commit sends the batch again, which must not count twice.
+        metrics.EVENTS_PUBLISHED.labels(self._name).inc(len(rows) - len(failed))
+        return len(rows)
 
     async def _send(self, row: Any) -> Awaitable[Any]:
         """Hand one row to the producer; a refusal raised at once comes back as the outcome."""

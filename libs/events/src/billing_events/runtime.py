@@ -57,7 +57,8 @@ class ServiceRuntime:
     background: list[BackgroundTask] = field(default_factory=list)
     """Long-running loops of the service (a billing clock, a retry scheduler...)."""
     routers: list[APIRouter] = field(default_factory=list)
-    """The service's HTTP routes, served beside /health and /metrics when http_port is set."""
+    """The service's HTTP routes, served beside /health and /metrics when http_port is set
+    (not by a relay process)."""
 
     def __post_init__(self) -> None:
         self.name = self.settings.service_name
@@ -91,11 +92,17 @@ class ServiceRuntime:
             self.attach_handler(self.handler)
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
-        self.http_app = build_http_app(self.name, self.readiness, self.routers)
+        self.http_app = build_http_app(self.name, self.readiness, self.routers if self.consuming else [])
         self.tokens = Tokens(self.settings.token_signing_key, self.clock)
         self.http_app.state.tokens = self.tokens
         self._http_server: uvicorn.Server | None = None
         self.http_port: int | None = None
+
+    def include_api(self, router: APIRouter) -> None:
+        """Serve ``router`` beside /health and /metrics: for routes that need the built runtime.
+        A relay process serves no API (only health and metrics)."""
+        if self.consuming:
+            self.http_app.include_router(router)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` each time a consumed batch has committed (e.g. to wake a sender)."""
@@ -235,8 +242,9 @@ class ServiceRuntime:
         """Keep the outbox backlog and the consumer lag gauges current."""
         while True:
             try:
-                async with self.db.connect() as conn:
-                    metrics.OUTBOX_BACKLOG.labels(self.name).set(await backlog(conn))
+                if self.relaying:  # one process per role reports it: a sum over instances stays true
+                    async with self.db.connect() as conn:
+                        metrics.OUTBOX_BACKLOG.labels(self.name).set(await backlog(conn))
                 consumer = getattr(self.subscriber, "consumer", None)
                 for partition in consumer.assignment() if consumer is not None else ():
                     end = consumer.highwater(partition)

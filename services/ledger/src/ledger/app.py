@@ -49,7 +49,7 @@ def build_runtime(settings: LedgerSettings | None = None, clock: Clock | None = 
     )
     runtime.attach_handler(LedgerHandler(runtime.ledger))
     runtime.background.append(partial(_watch_journal, runtime))
-    runtime.http_app.include_router(build_router(runtime.ledger, runtime.republish))
+    runtime.include_api(build_router(runtime.ledger, runtime.republish))
     return runtime
 
 
