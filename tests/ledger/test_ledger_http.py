@@ -126,3 +126,19 @@ async def test_replay_for_consumers_republishes_with_original_event_ids(ledger: 
     async with TopicReader(bootstrap, ledger.runtime.topics(topics.REPLAY)) as replay:
         again = await replay.wait_for_type("BalanceChanged", 2, account_number=a)
     assert {e.event_id for e in originals} <= {e.event_id for e in again}
+
+
+
+async def test_a_relay_process_serves_health_and_metrics_but_no_api(make_settings: Any) -> None:
+    from ledger.app import build_runtime
+    from ledger.settings import LedgerSettings
+
+    consumer = build_runtime(await make_settings(LedgerSettings, process_role="consumer"))
+    relay = build_runtime(consumer.settings.model_copy(update={"process_role": "relay"}))
+    answers = {}
+    for name, runtime in (("consumer", consumer), ("relay", relay)):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.http_app), base_url="http://l") as http:
+            answers[name] = [(await http.get(path)).status_code
+                             for path in ("/ledger/accounts/100000000008", "/metrics")]
+        await runtime.db.dispose()
+    assert answers == {"consumer": [401, 200], "relay": [404, 200]}  # 401: the API is there, wants a token
