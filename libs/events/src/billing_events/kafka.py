@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -52,7 +52,7 @@ async def ensure_topics(settings: KafkaSettings, names: TopicNames, specs: Itera
         for spec in specs
     ]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await _start_with_retry(admin.start(), what="admin client")
+    await _start_with_retry(admin.start, what="admin client")
     try:
         response = await admin.create_topics(wanted)
         for topic, code, message in response.topic_errors:
@@ -62,10 +62,12 @@ async def ensure_topics(settings: KafkaSettings, names: TopicNames, specs: Itera
         await admin.close()
 
 
-async def _start_with_retry(start: Awaitable[Any], *, what: str, attempts: int = 30) -> None:
+async def _start_with_retry(start: Callable[[], Awaitable[Any]], *, what: str, attempts: int = 30) -> None:
+    """``await start()`` until the brokers answer (they may come up after the service); a
+    callable, since an awaited coroutine cannot be awaited again."""
     for attempt in range(1, attempts + 1):
         try:
-            await start
+            await start()
             return
         except KafkaConnectionError:
             if attempt == attempts:
