@@ -148,6 +148,9 @@ class LedgerFacts:
     async def payments_posted(self) -> int:
         return await self.count(store.journal, store.journal.c.kind == TransactionKind.PAYMENT.value)
 
+    async def posted_at_least(self, count: int) -> bool:
+        return await self.payments_posted() >= count
+
     async def distinct_payment_keys(self) -> int:
         return await self.scalar(
             select(func.count(store.journal.c.business_key.distinct()))
@@ -182,6 +185,9 @@ class LedgerFacts:
 
     async def unpublished(self) -> int:
         return await self.count(outbox, outbox.c.published_at.is_(None))
+
+    async def all_published(self) -> bool:
+        return await self.unpublished() == 0
 
     async def suspense_count(self) -> int:
         return await self.count(store.suspense)

@@ -49,7 +49,7 @@ async def test_sigkill_during_a_payment_stream_loses_and_doubles_nothing(
     posted_at_kill = []
     for share in slices:
         threshold = int(PAYMENTS * share)
-        await eventually(lambda t=threshold: _posted_at_least(facts, t), timeout=120, interval=0.02,
+        await eventually(lambda t=threshold: facts.posted_at_least(t), timeout=120, interval=0.02,
                          what=f"{threshold} payments posted")
         ledger.kill()
         posted_at_kill.append(await facts.payments_posted())
@@ -57,7 +57,7 @@ async def test_sigkill_during_a_payment_stream_loses_and_doubles_nothing(
         await ledger.start()
     await sending
 
-    await eventually(lambda: _posted_at_least(facts, PAYMENTS), timeout=150, interval=0.1,
+    await eventually(lambda: facts.posted_at_least(PAYMENTS), timeout=150, interval=0.1,
                      what=f"all {PAYMENTS} payments posted")
     await eventually(lambda: deployment.consumed(producer.ends), timeout=60,
                      what="every message consumed and committed")
@@ -69,17 +69,6 @@ async def test_sigkill_during_a_payment_stream_loses_and_doubles_nothing(
     assert await facts.dead_letter_count() == 0
     # every distinct event id was taken once: registrations, payments and the re-sent payments
     assert await facts.inbox_count() == ACCOUNTS + PAYMENTS + int(PAYMENTS * DUPLICATES) // 2
-    await eventually(lambda: _all_published(facts), timeout=60, what="the outbox drained after the crashes")
+    await eventually(facts.all_published, timeout=60, what="the outbox drained after the crashes")
     print(f"\n{PAYMENTS} payments (+{len(stream) - PAYMENTS} duplicates), {KILLS} SIGKILLs at "
           f"{posted_at_kill} posted: consistent after {elapsed:.1f}s (seed {traffic.seed})")
-
-
-async def _posted_at_least(facts: Any, count: int) -> bool:
-    return await facts.payments_posted() >= count
-
-
-
-
-
-async def _all_published(facts: Any) -> bool:
-    return await facts.unpublished() == 0

@@ -43,7 +43,7 @@ async def test_the_ledger_rides_out_a_database_outage(
 
         frozen = []
         for share, seconds in OUTAGES:
-            await eventually(lambda s=share: _posted_at_least(facts, int(PAYMENTS * s)), timeout=90,
+            await eventually(lambda s=share: facts.posted_at_least(int(PAYMENTS * s)), timeout=90,
                              interval=0.02, what=f"{share:.0%} of the payments posted")
             await proxy.cut(mid_request=True, min_bytes=100_000)  # a batch's INSERTs
             before = await facts.payments_posted()
@@ -55,10 +55,10 @@ async def test_the_ledger_rides_out_a_database_outage(
                              what="the ledger reconnecting")
         await sending
 
-        await eventually(lambda: _posted_at_least(facts, PAYMENTS), timeout=120, interval=0.1,
+        await eventually(lambda: facts.posted_at_least(PAYMENTS), timeout=120, interval=0.1,
                          what="every payment posted")
         await eventually(lambda: deployment.consumed(producer.ends), timeout=60, what="every message committed")
-        await eventually(lambda: _all_published(facts), timeout=60, what="the outbox drained")
+        await eventually(facts.all_published, timeout=60, what="the outbox drained")
 
         assert all(before == after < PAYMENTS for before, after in frozen), frozen  # nothing got through
         assert ledger.running and ledger.starts == 1  # rode it out: no crash, no restart
@@ -72,14 +72,6 @@ async def test_the_ledger_rides_out_a_database_outage(
         print(f"\noutages at {[before for before, _ in frozen]} posted; {proxy.accepted} connections in all")
 
 
-async def _posted_at_least(facts: Any, count: int) -> bool:
-    return await facts.payments_posted() >= count
-
-
 async def _gauges_at_zero(door: Any) -> bool:
     lag, backlog = await door.samples("billing_consumer_lag"), await door.samples("billing_outbox_backlog")
     return bool(lag) and bool(backlog) and not any(lag) and not any(backlog)
-
-
-async def _all_published(facts: Any) -> bool:
-    return await facts.unpublished() == 0

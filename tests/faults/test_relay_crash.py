@@ -53,7 +53,7 @@ async def test_a_relay_killed_while_publishing_loses_no_event(
             # Paced by what is posted (the relay publishes in jumps of a batch, which a threshold
             # on the topic could skip past), and only once the relay published since its restart.
             threshold = int(PAYMENTS * (kill + traffic.rng.uniform(0.2, 0.8)) / (KILLS + 1))
-            await eventually(lambda t=threshold: _posted_at_least(facts, t), timeout=120, interval=0.02,
+            await eventually(lambda t=threshold: facts.posted_at_least(t), timeout=120, interval=0.02,
                              what=f"{threshold} payments posted")
             await eventually(lambda: len(announced()) > published_at_kill[-1], timeout=60, interval=0.02,
                              what="the relay publishing again")
@@ -65,7 +65,7 @@ async def test_a_relay_killed_while_publishing_loses_no_event(
         await sending
         await eventually(lambda: len(announced()) == PAYMENTS, timeout=120, interval=0.1,
                          what=f"all {PAYMENTS} payments announced")
-        await eventually(lambda: _all_published(facts), timeout=60, what="the outbox drained")
+        await eventually(facts.all_published, timeout=60, what="the outbox drained")
         repeated = sum(count - 1 for count in announced().values())
 
     published_at_kill.pop(0)
@@ -84,11 +84,3 @@ async def _stream(producer: Any, topic: str, payments: list[Any], chunks: int = 
     for start in range(0, len(payments), size):
         await producer.send_many(topic, payments[start:start + size])
         await asyncio.sleep(pause)
-
-
-async def _posted_at_least(facts: Any, count: int) -> bool:
-    return await facts.payments_posted() >= count
-
-
-async def _all_published(facts: Any) -> bool:
-    return await facts.unpublished() == 0

@@ -42,7 +42,7 @@ async def test_the_survivor_takes_over_the_partitions_of_a_killed_instance(
     sending = asyncio.create_task(producer.send_many(
         deployment.topics(topics.PAYMENTS), traffic.delivered_with_duplicates(while_both, 0.10)))
 
-    await eventually(lambda: _posted_at_least(facts, PAYMENTS // 3), timeout=90, interval=0.02,
+    await eventually(lambda: facts.posted_at_least(PAYMENTS // 3), timeout=90, interval=0.02,
                      what="a third of the payments posted")
     handled_by_first = await first_door.handled("PaymentReceived")
     handled_by_second = await second_door.handled("PaymentReceived")
@@ -54,7 +54,7 @@ async def test_the_survivor_takes_over_the_partitions_of_a_killed_instance(
     after_kill = traffic.payments(accounts, 1_000, "after")
     await producer.send_many(deployment.topics(topics.PAYMENTS), after_kill)
     everything = while_both + after_kill
-    await eventually(lambda: _posted_at_least(facts, len(everything)), timeout=120, interval=0.1,
+    await eventually(lambda: facts.posted_at_least(len(everything)), timeout=120, interval=0.1,
                      what="every payment posted")
     await eventually(lambda: deployment.consumed(producer.ends), timeout=60,
                      what="the survivor committed every partition")
@@ -77,7 +77,3 @@ async def _both_hold_partitions(*doors: Any) -> bool:
         if ready["status"] != 200:
             return False
     return True
-
-
-async def _posted_at_least(facts: Any, count: int) -> bool:
-    return await facts.payments_posted() >= count
