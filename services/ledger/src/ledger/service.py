@@ -221,6 +221,11 @@ class CommandFailed(Exception):
         super().__init__(message)
         self.code, self.message, self.field = code, message, field
 
+    @classmethod
+    def refused(cls, exc: LedgerError) -> CommandFailed:
+        """The domain's refusal, as the command's answer."""
+        return cls(exc.code.value, exc.message, exc.field)
+
 
 async def _run(ctx: LedgerContext, work: Callable[[AsyncConnection], Any]) -> Any:
     async with ctx.db.transaction() as conn:
@@ -265,7 +270,7 @@ async def change_payment_type(ctx: LedgerContext, number: str, payment_type: Pay
         try:
             domain.check_self_service_limit(credit_limit, ctx.self_service_credit_limit)
         except LedgerError as exc:
-            raise CommandFailed(exc.code.value, exc.message, exc.field) from None
+            raise CommandFailed.refused(exc) from None
     request = PaymentTypeChangeRequested(request_id=uuid7(), account_number=number, payment_type=payment_type,
                                          credit_limit=credit_limit, requested_by=requested_by)
     return await submit(ctx, request, account=number)
@@ -278,7 +283,7 @@ async def _operator_command(ctx: LedgerContext, decide: Callable[[AsyncConnectio
         try:
             batch, outcome = await decide(conn)
         except LedgerError as exc:
-            raise CommandFailed(exc.code.value, exc.message, exc.field) from None
+            raise CommandFailed.refused(exc) from None
         _take(ctx, batch, outcome, None)
         await _save(ctx, conn, batch)
         await outbox.stage(conn, batch.publish, topics=ctx.topics, clock=ctx.clock)
@@ -354,7 +359,7 @@ async def receipt(ctx: LedgerContext, transaction_id: UUID) -> domain.Receipt:
     try:
         return domain.receipt_for(payment, account_entries=entries, bonus=bonus)
     except LedgerError as exc:
-        raise CommandFailed(exc.code.value, exc.message) from None
+        raise CommandFailed.refused(exc) from None
 
 
 @dataclass(frozen=True)
