@@ -154,7 +154,7 @@ def _unnest(
     constant = {f"c{i}" for i in range(len(names)) if _same_in_every_row(params[f"c{i}"])}
     if len(constant) == len(names):  # unnest needs one array: it makes the rows
         constant.discard("c0")
-    arrays, expressions = [], {}
+    arrays, array_names, expressions = [], [], {}
     for i, name in enumerate(names):
         param, sql_type = f"c{i}", _sql_type(conn, table, name)
         if param in constant:
@@ -162,9 +162,9 @@ def _unnest(
             value = f"CAST(:{param} AS {sql_type})"
         else:
             arrays.append(f"CAST(:{param} AS {sql_type}[])")
+            array_names.append(param)
             value = f"u.{param}"
         expressions[name] = f"CAST({value} AS JSON)" if isinstance(table.c[name].type, JSON) else value
-    array_names = [f"c{i}" for i in range(len(names)) if f"c{i}" not in constant]
     return f"unnest({', '.join(arrays)}) AS u({', '.join(array_names)})", expressions, params
 
 

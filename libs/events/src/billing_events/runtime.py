@@ -114,8 +114,11 @@ class ServiceRuntime:
             callback()
 
     def attach_handler(self, handler: BatchHandler) -> None:
-        """Consume ``consumes`` with ``handler``: for a handler that needs the runtime's database."""
+        """Consume ``consumes`` with ``handler``: for a handler that needs the runtime's database.
+        A relay process consumes nothing: it keeps the handler but builds no consumer."""
         self.handler = handler
+        if not self.consuming:
+            return
         self.consumer = EventConsumer(
             name=self.name,
             db=self.db,
@@ -124,8 +127,6 @@ class ServiceRuntime:
             clock=self.clock,
             on_commit=self._committed,
         )
-        if not self.consuming:
-            return
         self.subscriber = subscribe(
             self.broker,
             self.consumer,
