@@ -12,6 +12,7 @@ from billing_events.catalog.ledger import (
     BalanceChanged,
     BonusAccrued,
     BonusRedeemed,
+    BonusRedemptionRejected,
     BonusRedemptionRequested,
     FundsTransferred,
     PaymentType,
@@ -732,22 +733,26 @@ def test_bonuses_are_exchanged_for_a_discount_or_a_gift(
     assert spent.request_id == request.request_id and spent.purpose is purpose
 
 
+def redemption_refused(outcome: Outcome) -> str:
+    """A refused redemption moves nothing and is announced with its reason."""
+    assert outcome.transactions == () and outcome.accounts == ()
+    (rejected,) = payloads(outcome, BonusRedemptionRejected)
+    return rejected.reason.value
+
+
 def test_bonus_redemption_refusals() -> None:
-    with refused(ErrorCode.INSUFFICIENT_BONUS):
-        redeem_bonus(
-            redemption(minor=1_001), cause_id=None, account=account(main=10**6, bonus=1_000), at=AT
-        )
-    with refused(ErrorCode.INVALID_PURPOSE):
-        redeem_bonus(
-            redemption(purpose=RedemptionPurpose.CHARGE),
-            cause_id=None,
-            account=account(bonus=10**6),
-            at=AT,
-        )
-    with refused(ErrorCode.ACCOUNT_CLOSED):
-        redeem_bonus(
-            redemption(), cause_id=None, account=account(bonus=10**6, is_open=False), at=AT
-        )
+    assert redemption_refused(redeem_bonus(
+        redemption(minor=1_001), cause_id=None, account=account(main=10**6, bonus=1_000), at=AT
+    )) == ErrorCode.INSUFFICIENT_BONUS
+    assert redemption_refused(redeem_bonus(
+        redemption(purpose=RedemptionPurpose.CHARGE),
+        cause_id=None,
+        account=account(bonus=10**6),
+        at=AT,
+    )) == ErrorCode.INVALID_PURPOSE
+    assert redemption_refused(redeem_bonus(
+        redemption(), cause_id=None, account=account(bonus=10**6, is_open=False), at=AT
+    )) == ErrorCode.ACCOUNT_CLOSED
 
 
 # --- transfers ------------------------------------------------------------------------------
@@ -772,16 +777,24 @@ def test_a_transfer_moves_money_between_two_main_balances() -> None:
     ]
 
 
-def test_a_credit_account_may_transfer_down_to_its_limit() -> None:
-    source = account(main=-500, payment_type=PaymentType.CREDIT, credit_limit=1_000)
+def test_a_credit_account_transfers_only_the_money_it_has() -> None:
+    """Credit is not cash: it lets charges take the balance below zero, never a transfer."""
+    in_debt = account(main=-500, payment_type=PaymentType.CREDIT, credit_limit=1_000)
+    refused = transfer_funds(
+        transfer_request(minor=500), cause_id=None, source=in_debt, target=account(BOB), at=AT
+    )
+    assert payloads(refused, TransferRejected)[0].reason is TransferRefusal.CREDIT_NOT_TRANSFERABLE
+    assert refused.transactions == ()
+    with_money = account(main=300, payment_type=PaymentType.CREDIT, credit_limit=1_000)
     allowed = transfer_funds(
-        transfer_request(minor=500), cause_id=None, source=source, target=account(BOB), at=AT
+        transfer_request(minor=300), cause_id=None, source=with_money, target=account(BOB), at=AT
     )
-    assert allowed.accounts[0].main == -1_000
-    beyond = transfer_funds(
-        transfer_request(minor=501), cause_id=None, source=source, target=account(BOB), at=AT
-    )
-    assert payloads(beyond, TransferRejected)[0].reason is TransferRefusal.INSUFFICIENT_FUNDS
+    assert allowed.accounts[0].main == 0
+    for minor, reason in ((301, TransferRefusal.CREDIT_NOT_TRANSFERABLE), (1_301, TransferRefusal.INSUFFICIENT_FUNDS)):
+        beyond = transfer_funds(
+            transfer_request(minor=minor), cause_id=None, source=with_money, target=account(BOB), at=AT
+        )
+        assert payloads(beyond, TransferRejected)[0].reason is reason
 
 
 @pytest.mark.parametrize(
@@ -1389,18 +1402,16 @@ def run(ledger: InMemoryLedger, operation: tuple, step: int) -> None:
             if outcome.transactions:
                 assert spendable(ledger.states[source]) >= 0
         case ("redeem", number, minor):
-            try:
-                ledger.record(
-                    redeem_bonus(
-                        redemption(number, minor),
-                        cause_id=uuid4(),
-                        account=ledger.states[number],
-                        at=at,
-                    )
-                )
-            except CommandRefused as refusal:
-                assert refusal.code is ErrorCode.INSUFFICIENT_BONUS
+            outcome = redeem_bonus(
+                redemption(number, minor),
+                cause_id=uuid4(),
+                account=ledger.states[number],
+                at=at,
+            )
+            if not outcome.transactions:
+                assert redemption_refused(outcome) == ErrorCode.INSUFFICIENT_BONUS
                 assert ledger.states[number].bonus < minor
+            ledger.record(outcome)
         case ("resolve", pick, number):
             open_items = [i for i in ledger.suspense.values() if i.status is SuspenseStatus.OPEN]
             if open_items:

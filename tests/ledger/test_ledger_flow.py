@@ -31,6 +31,28 @@ async def test_same_payment_is_credited_once_however_often_delivered(ledger: Any
     assert [c.payload.main.minor for c in changes] == [10_000, 10_001]
 
 
+async def test_a_payment_parked_before_its_account_opened_is_not_credited_by_a_redelivery(ledger: Any) -> None:
+    """Registrations and payments travel on different topics: a payment can arrive first."""
+    await ledger.pay(A, 25_000, "EARLY-1")
+    [unmatched] = await ledger.reader.wait_for_type("PaymentUnmatched", account_number=A)
+    await ledger.register(A)
+    await ledger.pay(A, 25_000, "EARLY-1")  # the channel retries once the account exists
+    await ledger.pay(A, 30_000, "EARLY-1")  # and the same reference with another amount: a conflict
+    await ledger.pay(A, 1, "LATER-1")  # the same partition: taken after the two above
+    await ledger.balance_becomes(A, 1)
+    async with ledger.runtime.db.connect() as conn:
+        from ledger import store
+
+        parked = await store.open_suspense(conn)
+    assert [(i.transaction_id, i.amount) for i in parked] == [(unmatched.payload.transaction_id, 25_000)]
+    await eventually(lambda: _reasons_started(ledger, ["conflicting_duplicate"]), what="the conflict dead-lettered")
+    assert await ledger.journal_total() == 0
+
+
+async def _reasons_started(ledger: Any, codes: list[str]) -> bool:
+    return [r.split(":")[0] for r in await ledger.dead_letter_reasons()] == codes
+
+
 async def test_charge_debits_even_into_a_negative_balance(ledger: Any) -> None:
     await ledger.register(A)
     await ledger.pay(A, 5_000, "P-1")

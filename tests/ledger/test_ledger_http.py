@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
 import httpx
 
@@ -37,8 +38,14 @@ async def test_balance_transfer_and_errors_over_http(ledger: Any) -> None:
         assert negative.json()["code"] == "invalid_request"
         assert [e["field"] for e in negative.json()["errors"]] == ["amount.minor"]
         assert "987654" not in negative.text  # the value sent is never repeated
-        too_much = await http.post(f"/ledger/accounts/{a}/transfers", json={"to_account": b, "amount": {"minor": 10**9}})
+        too_much = await http.post(f"/ledger/accounts/{a}/transfers", json={"to_account": b, "amount": {"minor": 10**7}})
         assert (too_much.status_code, too_much.json()["code"]) == (409, "insufficient_funds")
+        over_limit = await http.post(f"/ledger/accounts/{a}/transfers",
+                                     json={"to_account": b, "amount": {"minor": 10**9}})
+        assert (over_limit.status_code, over_limit.json()["code"]) == (422, "amount_over_limit")
+        assert over_limit.json()["message"] == (
+            "10000000.00 RUB is over the limit of 1000000.00 RUB for one movement")
+        assert over_limit.json()["errors"][0]["field"] == "amount.minor"
         nobody = await http.post(f"/ledger/accounts/{a}/transfers",
                                  json={"to_account": "100000000099", "amount": {"minor": 1}})
         assert (nobody.status_code, nobody.json()["code"]) == (404, "target_unknown")
@@ -142,3 +149,30 @@ async def test_a_relay_process_serves_health_and_metrics_but_no_api(make_setting
                              for path in ("/ledger/accounts/100000000008", "/metrics")]
         await runtime.db.dispose()
     assert answers == {"consumer": [401, 200], "relay": [404, 200]}  # 401: the API is there, wants a token
+
+
+async def test_a_subscriber_redeems_bonuses_of_their_own_account_and_hears_why_not(ledger: Any) -> None:
+    a, b = "100000000008", "100000000016"
+    for number in (a, b):
+        await ledger.register(number)
+    await ledger.pay(a, 100_000, "CARD-1", channel="card")  # 1 000 ₽ by card: 200 ₽ back in bonuses
+    await ledger.balance_becomes(a, 100_000)
+    async with await _client(ledger, "subscriber", a) as mine:
+        spent = await mine.post(f"/ledger/accounts/{a}/bonus-redemptions",
+                                json={"amount": {"minor": 15_000}, "purpose": "gift", "request_id": str(uuid4())})
+        assert spent.status_code == 200
+        assert [e["event_type"] for e in spent.json()["events"]] == ["BalanceChanged", "BonusRedeemed"]
+        too_much = await mine.post(f"/ledger/accounts/{a}/bonus-redemptions",
+                                   json={"amount": {"minor": 6_000}, "purpose": "discount"})
+        assert (too_much.status_code, too_much.json()["code"]) == (409, "insufficient_bonus")
+        assert too_much.json()["message"] == f"{a} has 50.00 RUB in bonuses, not 60.00 RUB"
+        charge = await mine.post(f"/ledger/accounts/{a}/bonus-redemptions",
+                                 json={"amount": {"minor": 1}, "purpose": "charge"})
+        assert (charge.status_code, charge.json()["code"]) == (422, "invalid_purpose")
+        other = await mine.post(f"/ledger/accounts/{b}/bonus-redemptions",
+                                json={"amount": {"minor": 1}, "purpose": "gift"})
+        assert other.status_code == 403
+    rejected = await ledger.reader.wait_for_type("BonusRedemptionRejected", 2, account_number=a)
+    assert [(r.payload.reason, r.payload.requested.minor, r.payload.available.minor) for r in rejected] == [
+        ("insufficient_bonus", 6_000, 5_000), ("invalid_purpose", 1, 5_000)]
+    assert (await ledger.main_balance(a)) == 100_000

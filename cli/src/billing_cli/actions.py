@@ -19,10 +19,11 @@ from billing_cli.config import CliSettings
 from billing_cli.output import Exit, console, emit_json, fail, reported
 from billing_events import topics
 from billing_events.auth import Tokens
+from billing_events.catalog.ledger import RedemptionPurpose
 from billing_events.catalog.payments import PaymentChannel, PaymentReceived
 from billing_events.clock import SystemClock
 from billing_events.envelope import Envelope
-from billing_events.money import Money
+from billing_events.money import Money, format_amount
 from billing_events.topics import TopicNames
 
 app = typer.Typer(no_args_is_help=True)
@@ -44,6 +45,10 @@ def _amount(value: str, currency: str) -> Money:
         fail(f"malformed amount: {exc}", Exit.USAGE)
     if amount.minor <= 0:
         fail(f"the amount must be more than zero, not {value}", Exit.USAGE)
+    limit = CliSettings().max_payment
+    if amount.minor > limit:
+        fail(f"{amount} is over the limit of {format_amount(limit, currency)} for one movement"
+             " (BILLING_MAX_PAYMENT)", Exit.USAGE)
     return amount
 
 
@@ -183,6 +188,21 @@ def transfer(source: str, target: str, amount: str, currency: str = "RUB",
     with reported():
         _show(_call("ledger", "POST", f"/ledger/accounts/{account_number(source)}/transfers",
                     {"to_account": account_number(target), "amount": money.model_dump(), "requested_by": "support"}), as_json)
+
+
+@app.command()
+def redeem(
+    account: str,
+    amount: Annotated[str, typer.Argument(help="Bonuses to spend, e.g. 150 or 150.50")],
+    purpose: Annotated[RedemptionPurpose, typer.Option(help="discount or gift")] = RedemptionPurpose.DISCOUNT,
+    currency: str = "RUB",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Exchange an account's bonuses for a discount or a gift (refused in words if there are too few)."""
+    money = _amount(amount, currency)
+    with reported():
+        _show(_call("ledger", "POST", f"/ledger/accounts/{account_number(account)}/bonus-redemptions",
+                    {"amount": money.model_dump(), "purpose": purpose.value}), as_json)
 
 
 @app.command("move-suspense")

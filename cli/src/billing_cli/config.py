@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
+
 SUITE_FILE = "suite.json"
 DEFAULT_PORTS = {"ledger": 8101, "identity": 8102, "tariff": 8103, "notifier": 8104}
 
@@ -25,6 +27,7 @@ class CliSettings(BaseSettings):
     tariff_url: str | None = None
     notifier_url: str | None = None
     operator: str = Field(default="operations", description="Recorded as who did an operator command")
+    max_payment: int = Field(default=DEFAULT_MAX_PAYMENT, gt=0, validation_alias="BILLING_MAX_PAYMENT")
 
     def suite(self) -> dict[str, Any]:
         """What `billing up` recorded about the running embedded suite, if anything."""

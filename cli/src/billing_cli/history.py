@@ -15,7 +15,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from billing_cli.output import money
 from billing_events import topics
-from billing_events.envelope import Envelope, InvalidEvent, decode
+from billing_events.envelope import Envelope, InvalidEvent, decode, is_current
 
 HISTORY_TOPICS = (topics.IDENTITY, topics.PAYMENTS, topics.LEDGER, topics.LEDGER_COMMANDS, topics.TARIFF, topics.NOTIFIER)
 
@@ -45,9 +45,11 @@ async def read_account(bootstrap: str, names: topics.TopicNames, account: str,
         for record in await read_from_beginning(consumer, partitions):
             if record.key == key:
                 try:
-                    found.append(decode(record.value))
+                    envelope = decode(record.value)
                 except InvalidEvent:
-                    pass
+                    continue
+                if is_current(envelope):  # an older version beside it tells the same fact again
+                    found.append(envelope)
         return found
     finally:
         await consumer.stop()

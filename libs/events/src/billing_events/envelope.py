@@ -33,6 +33,11 @@ class Event(BaseModel):
     topic: ClassVar[str]
     """Name (without prefix) of the owning service's topic, see :mod:`billing_events.topics`."""
 
+    def previous_versions(self) -> tuple[Event, ...]:
+        """The same fact in the older versions still published beside this one (the compatibility
+        promise: both for 90 days), as far as the older shapes can say it."""
+        return ()
+
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
@@ -104,6 +109,18 @@ class Envelope(BaseModel, Generic[E]):
     def topic(self) -> str:
         return self.payload.topic
 
+    def previous_versions(self) -> list[Envelope[Any]]:
+        """The older versions of this event still published beside it: each its own event id
+        (a consumer takes the version it reads and leaves the other), caused by this one."""
+        return [
+            Envelope[type(old)](  # type: ignore[misc]
+                event_id=uuid7(), event_type=old.event_type, schema_version=old.version,
+                occurred_at=self.occurred_at, account=self.account, correlation_id=self.correlation_id,
+                causation_id=self.event_id, producer=self.producer, payload=old,
+            )
+            for old in self.payload.previous_versions()
+        ]
+
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
 
@@ -161,6 +178,11 @@ def event_class(event_type: str, version: int | None = None) -> type[Event]:
     return REGISTRY[(event_type, version)]
 
 
+def is_current(envelope: Envelope[Any]) -> bool:
+    """Is this the newest version of its event? An older one beside it says the same fact again."""
+    return type(envelope.payload) is event_class(envelope.event_type)
+
+
 __all__ = [
     "REGISTRY",
     "Envelope",
@@ -170,4 +192,5 @@ __all__ = [
     "describe_validation_error",
     "envelope_model",
     "event_class",
+    "is_current",
 ]

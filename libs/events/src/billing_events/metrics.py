@@ -13,6 +13,11 @@ EVENTS_HANDLED = Counter(
 EVENTS_DUPLICATE = Counter(
     "billing_events_duplicate_total", "Redelivered events the inbox absorbed", ["service"]
 )
+CONFLICTING_DUPLICATES = Counter(
+    "billing_conflicting_duplicates_total",
+    "Requests repeated under a key already decided, with other content: refused, the first stands",
+    ["service", "family"],
+)
 EVENTS_DEAD_LETTERED = Counter(
     "billing_events_dead_lettered_total", "Messages refused to the dead-letter topic", ["service", "event_type"]
 )

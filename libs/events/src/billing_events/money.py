@@ -16,6 +16,12 @@ MAX_MINOR = 10**15
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["RUB"])]
 
 
+def format_amount(minor: int, currency: str) -> str:
+    """``"1234.50 RUB"``: money as people read it, for any integer (also one no Money may hold)."""
+    digits = MINOR_UNIT_DIGITS.get(currency, 2)
+    return f"{Decimal(minor).scaleb(-digits):.{digits}f} {currency}"
+
+
 class CurrencyMismatch(ValueError):
     pass
 
@@ -85,7 +91,7 @@ class Money(BaseModel):
         return Decimal(self.minor).scaleb(-MINOR_UNIT_DIGITS[self.currency])
 
     def __str__(self) -> str:
-        return f"{self.to_decimal():.{MINOR_UNIT_DIGITS[self.currency]}f} {self.currency}"
+        return format_amount(self.minor, self.currency)
 
 
 class PositiveMoney(Money):

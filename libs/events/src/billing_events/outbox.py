@@ -59,7 +59,8 @@ async def stage(
             "headers": envelope.kafka_headers(),
             "created_at": now,
         }
-        for envelope in envelopes
+        for current in envelopes
+        for envelope in (current, *current.previous_versions())
     ]
     return await stage_rows(conn, rows)
 

@@ -45,7 +45,7 @@ def build_runtime(settings: LedgerSettings | None = None, clock: Clock | None = 
     runtime.ledger = LedgerContext(
         db=runtime.db, clock=clock, topics=runtime.topics, campaigns=campaigns,
         bonus_pays_charges=settings.bonus_pays_charges, self_service_credit_limit=settings.self_service_credit_limit,
-        wake_relay=runtime.relay.wake,
+        max_payment=settings.max_payment, wake_relay=runtime.relay.wake,
     )
     runtime.attach_handler(LedgerHandler(runtime.ledger))
     runtime.background.append(partial(_watch_journal, runtime))

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 from billing_events import topics
 from billing_events.auth import Caller, require_account, require_service
 from billing_events.catalog.common import AccountNumber
-from billing_events.catalog.ledger import PaymentType, TransferRefusal
+from billing_events.catalog.ledger import BonusRedemptionRefusal, PaymentType, RedemptionPurpose, TransferRefusal
 from billing_events.http import ApiError, problem_responses
 from billing_events.money import Money, PositiveMoney
 
@@ -22,9 +22,11 @@ from ledger.domain import LedgerError, OperatorNote
 NOT_FOUND_CODES = {"unknown_account", "unknown_transaction"}
 # Well-formed commands the account's (or the journal's) state refuses.
 CONFLICT_CODES = {"account_closed", "account_not_settled", "already_reversed", "reversal_of_reversal",
-                  "debt_outstanding", "insufficient_bonus", "not_a_payment", "suspense_not_open"}
+                  "debt_outstanding", "insufficient_bonus", "not_a_payment", "suspense_not_open",
+                  "conflicting_duplicate"}
 # The field of a request's body a refusal is about, when the service did not name it.
-TRANSFER_FIELDS = {"currency_mismatch": "amount.currency", "invalid_amount": "amount.minor"}
+TRANSFER_FIELDS = {"currency_mismatch": "amount.currency", "invalid_amount": "amount.minor",
+                   "amount_over_limit": "amount.minor"}
 PAYMENT_TYPE_FIELDS = {"invalid_credit_limit": "credit_limit", "currency_mismatch": "credit_limit.currency"}
 # A transfer the ledger refused (announced with TransferRejected): the answer the caller gets.
 TRANSFER_REFUSALS: dict[TransferRefusal, tuple[int, str | None]] = {
@@ -35,6 +37,18 @@ TRANSFER_REFUSALS: dict[TransferRefusal, tuple[int, str | None]] = {
     TransferRefusal.TARGET_CLOSED: (409, "to_account"),
     TransferRefusal.CURRENCY_MISMATCH: (422, "amount.currency"),
     TransferRefusal.INSUFFICIENT_FUNDS: (409, "amount.minor"),
+    TransferRefusal.CREDIT_NOT_TRANSFERABLE: (409, "amount.minor"),
+}
+# A redemption the ledger refused (announced with BonusRedemptionRejected).
+REDEMPTION_REFUSALS: dict[BonusRedemptionRefusal, tuple[int, str | None]] = {
+    BonusRedemptionRefusal.UNKNOWN_ACCOUNT: (404, None),
+    BonusRedemptionRefusal.ACCOUNT_CLOSED: (409, None),
+    BonusRedemptionRefusal.CURRENCY_MISMATCH: (422, "amount.currency"),
+    BonusRedemptionRefusal.INVALID_PURPOSE: (422, "purpose"),
+    BonusRedemptionRefusal.INSUFFICIENT_BONUS: (409, "amount.minor"),
+}
+REFUSALS: dict[str, dict[Any, tuple[int, str | None]]] = {
+    "TransferRejected": TRANSFER_REFUSALS, "BonusRedemptionRejected": REDEMPTION_REFUSALS,
 }
 AccountPath = Annotated[str, Path(pattern=r"^[0-9]{12}$", description="12-digit personal account number")]
 
@@ -53,6 +67,13 @@ class TransferBody(BaseModel):
     amount: PositiveMoney
     request_id: UUID | None = Field(default=None, description="Send the same id again to retry safely")
     requested_by: str = Field(default="cabinet", min_length=1, max_length=64)
+
+
+class RedemptionBody(BaseModel):
+    amount: PositiveMoney = Field(description="Bonuses to spend")
+    purpose: RedemptionPurpose = Field(description="discount or gift (bonuses pay charges by themselves)")
+    description: str = Field(default="", max_length=200)
+    request_id: UUID | None = Field(default=None, description="Send the same id again to retry safely")
 
 
 class PaymentTypeBody(BaseModel):
@@ -108,14 +129,15 @@ def _failed(exc: service.CommandFailed, fields: dict[str, str] | None = None) ->
     return ApiError(status, exc.code, exc.message, errors)
 
 
-def _transfer_answer(events: list[Any]) -> EventsView:
-    """A transfer's events, or its refusal: the TransferRejected is kept (the journal and the
-    topic have it) and the caller gets the reason as a refusal."""
+def _answer(events: list[Any]) -> EventsView:
+    """A request's events, or its refusal: the ...Rejected event is kept (the topic has it) and
+    the caller gets its reason as a refusal."""
     for envelope in events:
-        if envelope.event_type == "TransferRejected":
+        refusals = REFUSALS.get(envelope.event_type)
+        if refusals is not None:
             rejected = envelope.payload
             code = rejected.reason.value
-            status, field = TRANSFER_REFUSALS.get(rejected.reason, (409, None))
+            status, field = refusals.get(rejected.reason, (409, None))
             errors = [{"field": field, "message": rejected.detail, "code": code}] if status == 422 and field else []
             raise ApiError(status, code, rejected.detail, errors, request_id=str(rejected.request_id))
     return _events(events)
@@ -187,7 +209,18 @@ def build_router(ctx: service.LedgerContext, republish: Republish) -> APIRouter:
                                             requested_by=body.requested_by, request_id=body.request_id)
         except service.CommandFailed as exc:
             raise _failed(exc, TRANSFER_FIELDS) from None
-        return _transfer_answer(events)
+        return _answer(events)
+
+    @router.post("/accounts/{number}/bonus-redemptions", response_model=EventsView)
+    async def post_bonus_redemption(caller: Caller, number: AccountPath, body: RedemptionBody) -> EventsView:
+        """Exchange bonuses for a discount or a gift: BonusRedeemed, or the refusal's reason."""
+        require_account(caller, number)
+        try:
+            events = await service.redeem_bonus(ctx, number, body.amount, body.purpose,
+                                                request_id=body.request_id, description=body.description)
+        except service.CommandFailed as exc:
+            raise _failed(exc, TRANSFER_FIELDS) from None
+        return _answer(events)
 
     @router.put("/accounts/{number}/payment-type", response_model=EventsView)
     async def put_payment_type(caller: Caller, number: AccountPath, body: PaymentTypeBody) -> EventsView:

@@ -19,21 +19,22 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 from uuid6 import uuid7
 
-from billing_events import inbox, outbox
+from billing_events import inbox, metrics, outbox
 from billing_events.catalog.identity import SubscriberRegistered
 from billing_events.catalog.ledger import (
     BonusRedemptionRequested,
     PaymentType,
     PaymentTypeChangeRequested,
+    RedemptionPurpose,
     TransactionKind,
     TransferRequested,
 )
-from billing_events.catalog.payments import PaymentReceived
+from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT, PaymentReceived
 from billing_events.catalog.tariff import ChargeApplied
 from billing_events.clock import Clock
 from billing_events.consumer import Outcome as BatchOutcome
 from billing_events.db import Database
-from billing_events.envelope import Envelope, Event
+from billing_events.envelope import Envelope, Event, decode
 from billing_events.logging import get_logger
 from billing_events.money import Money
 from billing_events.topics import TopicNames
@@ -42,8 +43,11 @@ from ledger import domain, store
 from ledger.domain import (
     AccountState,
     BonusCampaign,
+    BusinessKey,
     CommandRefused,
     ErrorCode,
+    IdempotencyRecord,
+    KeyFamily,
     LedgerError,
     OperatorNote,
     Outcome,
@@ -67,6 +71,9 @@ class LedgerContext:
     bonus_pays_charges: bool = False
     self_service_credit_limit: int = 100_000
     """The largest credit limit (minor units) subscribers may choose for themselves."""
+    max_payment: int = DEFAULT_MAX_PAYMENT
+    """The most one payment, transfer or redemption may move (minor units); a payment over it is
+    parked for a person, a command over it refused."""
     wake_relay: Callable[[], None] = lambda: None
 
 
@@ -88,20 +95,8 @@ def _accounts_named(payload: Any) -> list[str]:
     return [number for number in candidates if is_account_number(number)]
 
 
-def _possible_transaction_ids(payload: Any) -> list[UUID]:
-    """The ids the transactions of this request would have: present already means a duplicate."""
-    match payload:
-        case PaymentReceived():
-            return [transaction_id_for(TransactionKind.PAYMENT, payload.payment_key),
-                    transaction_id_for(TransactionKind.PAYMENT_PARKED, payload.payment_key)]
-        case ChargeApplied():
-            return [transaction_id_for(TransactionKind.CHARGE, payload.charge_id),
-                    transaction_id_for(TransactionKind.BONUS_REDEMPTION, f"charge:{payload.charge_id}")]
-        case TransferRequested():
-            return [transaction_id_for(TransactionKind.TRANSFER, str(payload.request_id))]
-        case BonusRedemptionRequested():
-            return [transaction_id_for(TransactionKind.BONUS_REDEMPTION, f"request:{payload.request_id}")]
-    return []
+_ANSWERED = frozenset({KeyFamily.TRANSFER, KeyFamily.BONUS_REDEMPTION, KeyFamily.PAYMENT_TYPE_CHANGE})
+"""Requests a door waits on: their record keeps the answer, so a retry gets the same one."""
 
 
 @dataclass
@@ -109,14 +104,17 @@ class _Batch:
     """The states and results of one database transaction's worth of requests."""
 
     states: dict[str, AccountState]
-    known: set[UUID]
+    records: dict[tuple[KeyFamily, str], IdempotencyRecord]
+    """Every business key of the batch seen before, and those decided in it."""
+    new_records: list[IdempotencyRecord] = field(default_factory=list)
+    repeats: dict[UUID, IdempotencyRecord] = field(default_factory=dict)
+    """Events whose request was decided before, by event id: the record is the answer."""
     opened: list[AccountState] = field(default_factory=list)
     transactions: list[Transaction] = field(default_factory=list)
     touched: dict[str, None] = field(default_factory=dict)
     suspense: list[domain.SuspenseItem] = field(default_factory=list)
     publish: list[Envelope[Any]] = field(default_factory=list)
     rejected: list[tuple[Envelope[Any], str]] = field(default_factory=list)
-    duplicates: int = 0
 
 
 def _keyed_account(payload: Any) -> str:
@@ -124,13 +122,16 @@ def _keyed_account(payload: Any) -> str:
     return payload.from_account if isinstance(payload, TransferRequested) else payload.account_number
 
 
-def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: datetime) -> Outcome | None:
-    payload, states, cause = envelope.payload, batch.states, envelope.event_id
-    if _keyed_account(payload) != envelope.account:
+def _check_keyed(envelope: Envelope[Any]) -> None:
+    if _keyed_account(envelope.payload) != envelope.account:
         # Keyed by one account but moving money for another: per-account order would not hold.
         raise CommandRefused(ErrorCode.INVALID_ACCOUNT_NUMBER,
-                             f"the event is keyed by {envelope.account} but names {_keyed_account(payload)}",
+                             f"the event is keyed by {envelope.account} but names {_keyed_account(envelope.payload)}",
                              field="account_number")
+
+
+def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: datetime) -> Outcome | None:
+    payload, states, cause = envelope.payload, batch.states, envelope.event_id
     match payload:
         case SubscriberRegistered():
             if payload.account_number not in states:
@@ -140,15 +141,17 @@ def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: date
             return None
         case PaymentReceived():
             return domain.receive_payment(payload, cause_id=cause, account=states.get(payload.account_number),
-                                          campaigns=ctx.campaigns, at=at)
+                                          campaigns=ctx.campaigns, at=at, max_payment=ctx.max_payment)
         case ChargeApplied():
             account = states.get(payload.account_number)
             bonus = min(account.bonus, payload.amount.minor) if ctx.bonus_pays_charges and account else 0
             return domain.apply_charge(payload, cause_id=cause, account=account, at=at, bonus_to_use=max(bonus, 0))
         case TransferRequested():
+            domain.check_movement_limit(payload.amount, ctx.max_payment)
             return domain.transfer_funds(payload, cause_id=cause, source=states.get(payload.from_account),
                                          target=states.get(payload.to_account), at=at)
         case BonusRedemptionRequested():
+            domain.check_movement_limit(payload.amount, ctx.max_payment)
             return domain.redeem_bonus(payload, cause_id=cause, account=states.get(payload.account_number), at=at)
         case PaymentTypeChangeRequested():
             account = states.get(payload.account_number)
@@ -160,29 +163,46 @@ def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: date
     raise CommandRefused(ErrorCode.INVALID_PURPOSE, f"the ledger does not take {envelope.event_type}")
 
 
-def _take(ctx: LedgerContext, batch: _Batch, outcome: Outcome, cause: Envelope[Any] | None) -> None:
-    if any(txn.id in batch.known for txn in outcome.transactions):
-        batch.duplicates += 1  # the same payment/charge/request delivered as another event
-        return
-    for txn in outcome.transactions:
-        batch.known.add(txn.id)
+def _take(ctx: LedgerContext, batch: _Batch, outcome: Outcome, cause: Envelope[Any] | None,
+          key: BusinessKey | None = None) -> None:
     batch.transactions.extend(outcome.transactions)
     for state in outcome.accounts:
         batch.states[state.number] = state
         batch.touched[state.number] = None
     if outcome.suspense is not None:
         batch.suspense.append(outcome.suspense)
-    batch.publish.extend(
-        Envelope.new(event.payload, account=event.key, producer=PRODUCER, clock=ctx.clock, cause=cause)
-        for event in outcome.events
-    )
+    published = [Envelope.new(event.payload, account=event.key, producer=PRODUCER, clock=ctx.clock, cause=cause)
+                 for event in outcome.events]
+    batch.publish.extend(published)
+    if key is not None:
+        answer = "\n".join(e.model_dump_json() for e in published) if key.family in _ANSWERED else None
+        record = domain.record_of(key, outcome, cause.event_id if cause else None, answer=answer)
+        batch.records[(key.family, key.key)] = record
+        batch.new_records.append(record)
 
 
-async def _load(conn: AsyncConnection, payloads: Sequence[Any], extra_numbers: Sequence[str] = ()) -> _Batch:
+def _repeat(batch: _Batch, envelope: Envelope[Any], key: BusinessKey | None) -> bool:
+    """Was this request decided before? Raises on a repeat with other content."""
+    if key is None:
+        return False
+    record = batch.records.get((key.family, key.key))
+    try:
+        if not domain.is_repeat(record, key):
+            return False
+    except LedgerError:
+        metrics.CONFLICTING_DUPLICATES.labels(PRODUCER, key.family.value).inc()
+        raise
+    assert record is not None
+    batch.repeats[envelope.event_id] = record
+    return True
+
+
+async def _load(conn: AsyncConnection, payloads: Sequence[Any], extra_numbers: Sequence[str] = (),
+                extra_keys: Sequence[BusinessKey] = ()) -> _Batch:
     numbers = {n for p in payloads for n in _accounts_named(p)} | set(extra_numbers)
     states = await store.lock_accounts(conn, numbers)
-    known = await store.existing_transactions(conn, [i for p in payloads for i in _possible_transaction_ids(p)])
-    return _Batch(states, known)
+    keys = [*filter(None, map(domain.business_key, payloads)), *extra_keys]
+    return _Batch(states, await store.idempotency_records(conn, {(k.family, k.key) for k in keys}))
 
 
 async def _save(ctx: LedgerContext, conn: AsyncConnection, batch: _Batch) -> None:
@@ -191,23 +211,33 @@ async def _save(ctx: LedgerContext, conn: AsyncConnection, batch: _Batch) -> Non
     await store.append(conn, batch.transactions, now)
     await store.save_accounts(conn, [batch.states[n] for n in batch.touched])
     await store.save_suspense(conn, batch.suspense)
+    await store.save_records(conn, batch.new_records, now)
 
 
-async def post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> BatchOutcome:
-    """Post a batch of events in the caller's transaction; refused ones come back as rejected."""
+async def _post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> _Batch:
     batch = await _load(conn, [e.payload for e in envelopes])
     at = ctx.clock.now()
     for envelope in envelopes:
+        key = domain.business_key(envelope.payload)
         try:
+            _check_keyed(envelope)
+            if _repeat(batch, envelope, key):
+                continue
             outcome = _decide(ctx, batch, envelope, at)
         except LedgerError as exc:
             batch.rejected.append((envelope, f"{exc.code.value}: {exc.message}"))
             continue
         if outcome is not None:
-            _take(ctx, batch, outcome, envelope)
+            _take(ctx, batch, outcome, envelope, key)
     await _save(ctx, conn, batch)
-    if batch.duplicates:
-        log.info("duplicate money movements ignored", count=batch.duplicates)
+    if batch.repeats:
+        log.info("requests decided before: nothing happens again", count=len(batch.repeats))
+    return batch
+
+
+async def post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> BatchOutcome:
+    """Post a batch of events in the caller's transaction; refused ones come back as rejected."""
+    batch = await _post(ctx, conn, envelopes)
     return BatchOutcome(publish=batch.publish, rejected=batch.rejected)
 
 
@@ -242,13 +272,20 @@ async def submit(ctx: LedgerContext, request: Event, *, account: str) -> list[En
 
     async def work(conn: AsyncConnection) -> list[Envelope[Any]]:
         await inbox.claim(conn, PRODUCER, [envelope.event_id], clock=ctx.clock)
-        outcome = await post(ctx, conn, [envelope])
-        if outcome.rejected:
-            raise _refusal(outcome.rejected[0][1])
-        await outbox.stage(conn, [envelope, *outcome.publish], topics=ctx.topics, clock=ctx.clock)
-        return outcome.publish
+        batch = await _post(ctx, conn, [envelope])
+        if batch.rejected:
+            raise _refusal(batch.rejected[0][1])
+        if (repeat := batch.repeats.get(envelope.event_id)) is not None:
+            return _answer(repeat)
+        await outbox.stage(conn, [envelope, *batch.publish], topics=ctx.topics, clock=ctx.clock)
+        return batch.publish
 
     return await _run(ctx, work)
+
+
+def _answer(record: IdempotencyRecord) -> list[Envelope[Any]]:
+    """The events a request produced when it was first decided: a retry's answer."""
+    return [decode(line) for line in (record.answer or "").splitlines()]
 
 
 def _refusal(reason: str) -> CommandFailed:
@@ -261,6 +298,15 @@ async def transfer(ctx: LedgerContext, from_account: str, to_account: str, amoun
     request = TransferRequested(request_id=request_id or uuid7(), from_account=from_account,
                                 to_account=to_account, amount=amount, requested_by=requested_by)
     return await submit(ctx, request, account=from_account)
+
+
+async def redeem_bonus(ctx: LedgerContext, number: str, amount: Money, purpose: RedemptionPurpose, *,
+                       request_id: UUID | None = None, description: str = "") -> list[Envelope[Any]]:
+    """Exchange bonuses for a discount or a gift: BonusRedeemed, or BonusRedemptionRejected with
+    the reason (an answer for the cabinet, not an error)."""
+    request = BonusRedemptionRequested(request_id=request_id or uuid7(), account_number=number, amount=amount,
+                                       purpose=purpose, description=description)
+    return await submit(ctx, request, account=number)
 
 
 async def change_payment_type(ctx: LedgerContext, number: str, payment_type: PaymentType, credit_limit: Money,
@@ -281,10 +327,10 @@ async def _operator_command(ctx: LedgerContext, decide: Callable[[AsyncConnectio
 
     async def work(conn: AsyncConnection) -> list[Envelope[Any]]:
         try:
-            batch, outcome = await decide(conn)
+            batch, outcome, key = await decide(conn)
         except LedgerError as exc:
             raise CommandFailed.refused(exc) from None
-        _take(ctx, batch, outcome, None)
+        _take(ctx, batch, outcome, None, key)
         await _save(ctx, conn, batch)
         await outbox.stage(conn, batch.publish, topics=ctx.topics, clock=ctx.clock)
         return batch.publish
@@ -296,14 +342,16 @@ async def resolve_suspense(ctx: LedgerContext, parked_transaction_id: UUID, targ
                            operator: OperatorNote) -> list[Envelope[Any]]:
     """Operations move a parked payment to the account it was meant for."""
 
-    async def decide(conn: AsyncConnection) -> tuple[_Batch, Outcome]:
+    async def decide(conn: AsyncConnection) -> tuple[_Batch, Outcome, BusinessKey]:
         item = await store.suspense_item(conn, parked_transaction_id, lock=True)
         if item is None:
             raise CommandRefused(ErrorCode.SUSPENSE_NOT_OPEN, f"no parked payment {parked_transaction_id}")
-        batch = await _load(conn, [], [target_number] if is_account_number(target_number) else [])
+        placed_before = await store.count_records(conn, KeyFamily.SUSPENSE_PLACEMENT, f"{item.transaction_id}#")
+        key = domain.placement_key(item.transaction_id, placed_before, target_number)
+        batch = await _load(conn, [], [target_number] if is_account_number(target_number) else [], [key])
         outcome = domain.resolve_suspense(item, target=batch.states.get(target_number), target_number=target_number,
                                           operator=operator, command_id=uuid7(), at=ctx.clock.now())
-        return batch, outcome
+        return batch, outcome, key
 
     return await _operator_command(ctx, decide)
 
@@ -311,7 +359,7 @@ async def resolve_suspense(ctx: LedgerContext, parked_transaction_id: UUID, targ
 async def reverse(ctx: LedgerContext, transaction_id: UUID, operator: OperatorNote) -> list[Envelope[Any]]:
     """A correction: a new transaction with the negated postings of ``transaction_id``."""
 
-    async def decide(conn: AsyncConnection) -> tuple[_Batch, Outcome]:
+    async def decide(conn: AsyncConnection) -> tuple[_Batch, Outcome, None]:
         original = await store.transaction(conn, transaction_id)
         if original is None:
             raise CommandRefused(ErrorCode.UNKNOWN_ACCOUNT, f"no transaction {transaction_id}")
@@ -322,7 +370,7 @@ async def reverse(ctx: LedgerContext, transaction_id: UUID, operator: OperatorNo
         outcome = domain.reverse(original, accounts=[batch.states[n] for n in dict.fromkeys(numbers)],
                                  already_reversed=already, operator=operator, command_id=uuid7(),
                                  at=ctx.clock.now(), suspense=item)
-        return batch, outcome
+        return batch, outcome, None
 
     return await _operator_command(ctx, decide)
 

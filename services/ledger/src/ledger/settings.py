@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.settings import ServiceSettings
 
 DEFAULT_CAMPAIGNS = Path(__file__).with_name("campaigns.json")
@@ -33,4 +34,11 @@ class LedgerSettings(ServiceSettings):
         ge=0,
         validation_alias="BILLING_LEDGER_SELF_SERVICE_CREDIT_LIMIT",
         description="Largest credit limit (minor units) a subscriber may choose; larger ones need an operator",
+    )
+    max_payment: int = Field(
+        default=DEFAULT_MAX_PAYMENT,
+        gt=0,
+        validation_alias="BILLING_MAX_PAYMENT",
+        description="Most one payment, transfer or redemption may move (minor units); a payment over it is"
+        " parked in suspense for a person (amount_over_limit), a command over it refused",
     )

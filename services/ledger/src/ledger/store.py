@@ -18,8 +18,10 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     ForeignKey,
     Index,
@@ -31,6 +33,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     bindparam,
+    event,
     func,
     insert,
     select,
@@ -46,6 +49,9 @@ from billing_events.schema import BigId, UtcDateTime
 from ledger.domain import (
     GENESIS_HASH,
     AccountState,
+    Fate,
+    IdempotencyRecord,
+    KeyFamily,
     JournalEntry,
     OperatorNote,
     Posting,
@@ -56,6 +62,17 @@ from ledger.domain import (
 )
 
 metadata = MetaData()
+
+
+
+def _currency_is_a_code(table: str) -> tuple[CheckConstraint, CheckConstraint]:
+    """Three capital letters: PostgreSQL says it with a regular expression, SQLite with GLOB."""
+    name = f"{table}_currency_code"
+    return (
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name=name).ddl_if(dialect="postgresql"),
+        CheckConstraint("length(currency) = 3 AND currency NOT GLOB '*[^A-Z]*'", name=name).ddl_if(dialect="sqlite"),
+    )
+
 
 accounts = Table(
     "accounts",
@@ -68,6 +85,8 @@ accounts = Table(
     Column("credit_limit", BigInteger, nullable=False),
     Column("is_open", Boolean, nullable=False),
     Column("opened_at", UtcDateTime(), nullable=False),
+    CheckConstraint("credit_limit >= 0", name="accounts_credit_limit_not_negative"),
+    *_currency_is_a_code("accounts"),
 )
 
 operator_balances = Table(
@@ -105,7 +124,39 @@ postings = Table(
     Column("currency", String(3), nullable=False),
     Index("postings_by_account", "account", "id"),
     Index("postings_by_txn", "txn_id"),
+    CheckConstraint("amount <> 0", name="postings_amount_not_zero"),
+    *_currency_is_a_code("postings"),
 )
+
+# A journal transaction whose postings do not sum to zero cannot be committed, whatever wrote it:
+# checked at COMMIT (deferred), so the rows of one transaction may arrive in any order.
+_BALANCED_AT_COMMIT = [
+    DDL("""
+CREATE FUNCTION journal_transaction_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    txn uuid := CASE WHEN TG_OP = 'DELETE' THEN OLD.txn_id ELSE NEW.txn_id END;
+    total numeric;
+BEGIN
+    SELECT sum(amount) INTO total FROM postings WHERE txn_id = txn;
+    IF total IS NOT NULL AND total <> 0 THEN
+        RAISE EXCEPTION 'journal transaction %% postings do not sum to zero (%%)', txn, total
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    IF TG_OP = 'UPDATE' AND OLD.txn_id <> NEW.txn_id THEN
+        SELECT sum(amount) INTO total FROM postings WHERE txn_id = OLD.txn_id;
+        IF total IS NOT NULL AND total <> 0 THEN
+            RAISE EXCEPTION 'journal transaction %% postings do not sum to zero (%%)', OLD.txn_id, total
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$"""),
+    DDL("""
+CREATE CONSTRAINT TRIGGER postings_balanced AFTER INSERT OR UPDATE OR DELETE ON postings
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION journal_transaction_balanced()"""),
+]
+for _statement in _BALANCED_AT_COMMIT:
+    event.listen(postings, "after_create", _statement.execute_if(dialect="postgresql"))
 
 chain_head = Table(
     "chain_head",
@@ -129,7 +180,25 @@ suspense = Table(
     Column("status", String(16), nullable=False),
     Column("settled_by", Uuid),
     Index("suspense_by_status", "status"),
+    CheckConstraint("amount > 0", name="suspense_amount_positive"),
+    *_currency_is_a_code("suspense"),
 )
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("family", String(24), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("fingerprint", String(300), nullable=False),
+    Column("fate", String(16), nullable=False),
+    Column("refusal", String(40)),
+    Column("transaction_ids", Text, nullable=False),
+    Column("cause_event_id", Uuid),
+    Column("answer", Text),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+)
+"""One row per business key, written with the postings it led to: the primary key is what makes
+"posted once" true even for a code path that forgot to ask."""
 
 
 # --- subscriber accounts -------------------------------------------------------------------
@@ -368,6 +437,47 @@ async def overwrite_balances(conn: AsyncConnection, replayed: Mapping[str, int])
             .where(operator_balances.c.code == bindparam("code_key"), operator_balances.c.currency == bindparam("currency_key")),
             [{"code_key": code, "currency_key": currency, "balance": replayed.get(code, 0)} for code, currency in codes],
         )
+
+
+# --- idempotency records -------------------------------------------------------------------
+
+
+def _record(row: Any) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        KeyFamily(row.family), row.key, row.fingerprint, Fate(row.fate), row.refusal,
+        tuple(UUID(i) for i in row.transaction_ids.split()), row.cause_event_id, row.answer,
+    )
+
+
+async def idempotency_records(
+    conn: AsyncConnection, keys: Collection[tuple[KeyFamily, str]]
+) -> dict[tuple[KeyFamily, str], IdempotencyRecord]:
+    """The records of these business keys, where the keys were seen before."""
+    if not keys:
+        return {}
+    found: dict[tuple[KeyFamily, str], IdempotencyRecord] = {}
+    for family in {family for family, _ in keys}:
+        names = sorted({key for f, key in keys if f is family})
+        rows = await conn.execute(select(idempotency_keys).where(
+            idempotency_keys.c.family == family.value, any_of(conn, idempotency_keys.c.key, names)))
+        found.update(((record.family, record.key), record) for record in map(_record, rows))
+    return found
+
+
+async def count_records(conn: AsyncConnection, family: KeyFamily, key_prefix: str) -> int:
+    return await conn.scalar(select(func.count()).select_from(idempotency_keys).where(
+        idempotency_keys.c.family == family.value, idempotency_keys.c.key.startswith(key_prefix, autoescape=True),
+    )) or 0
+
+
+async def save_records(conn: AsyncConnection, records: Sequence[IdempotencyRecord], at: datetime) -> None:
+    """Insert, never upsert: a second record for a key fails the whole transaction."""
+    await bulk_insert(conn, idempotency_keys, [
+        {"family": r.family.value, "key": r.key, "fingerprint": r.fingerprint, "fate": r.fate.value,
+         "refusal": r.refusal, "transaction_ids": " ".join(str(i) for i in r.transaction_ids),
+         "cause_event_id": r.cause_event_id, "answer": r.answer, "recorded_at": at}
+        for r in records
+    ])
 
 
 # --- suspense -------------------------------------------------------------------------------

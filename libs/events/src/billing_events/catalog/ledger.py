@@ -39,7 +39,7 @@ class TransactionKind(StrEnum):
     REVERSAL = "reversal"
 
 
-class TransferRefusal(StrEnum):
+class TransferRefusalV1(StrEnum):
     SAME_ACCOUNT = "same_account"
     SOURCE_UNKNOWN = "source_unknown"
     SOURCE_CLOSED = "source_closed"
@@ -49,12 +49,32 @@ class TransferRefusal(StrEnum):
     INSUFFICIENT_FUNDS = "insufficient_funds"
 
 
+class TransferRefusal(StrEnum):
+    SAME_ACCOUNT = "same_account"
+    SOURCE_UNKNOWN = "source_unknown"
+    SOURCE_CLOSED = "source_closed"
+    TARGET_UNKNOWN = "target_unknown"
+    TARGET_CLOSED = "target_closed"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    CREDIT_NOT_TRANSFERABLE = "credit_not_transferable"
+    """The account has the money only on credit: the credit limit covers charges, not transfers."""
+
+
+class UnmatchedReasonV1(StrEnum):
+    UNKNOWN_ACCOUNT = "unknown_account"
+    CLOSED_ACCOUNT = "closed_account"
+    CURRENCY_MISMATCH = "currency_mismatch"
+
+
 class UnmatchedReason(StrEnum):
     """Why a payment went to suspense instead of a subscriber's account."""
 
     UNKNOWN_ACCOUNT = "unknown_account"
     CLOSED_ACCOUNT = "closed_account"
     CURRENCY_MISMATCH = "currency_mismatch"
+    AMOUNT_OVER_LIMIT = "amount_over_limit"
+    """More than one payment may carry (a setting), or more than a balance can hold: someone looks."""
 
 
 class RedemptionPurpose(StrEnum):
@@ -112,7 +132,30 @@ class FundsTransferred(Event):
 
 
 class TransferRejected(Event):
-    """A transfer request was refused; nothing moved."""
+    """A transfer request was refused; nothing moved.
+
+    v2: ``reason`` may also be ``credit_not_transferable``. v1 is published beside it, where it
+    can say the same (``credit_not_transferable`` is ``insufficient_funds`` there)."""
+
+    event_type: ClassVar[str] = "TransferRejected"
+    version: ClassVar[int] = 2
+    topic: ClassVar[str] = topics.LEDGER
+
+    request_id: UUID
+    from_account: AccountNumber
+    to_account: AccountNumber
+    amount: PositiveMoney
+    reason: TransferRefusal
+    detail: str = Field(max_length=200, description="The reason in words, for the cabinet to show")
+
+    def previous_versions(self) -> tuple[Event, ...]:
+        old = (TransferRefusalV1.INSUFFICIENT_FUNDS if self.reason is TransferRefusal.CREDIT_NOT_TRANSFERABLE
+               else TransferRefusalV1(self.reason.value))
+        return (TransferRejectedV1(**{**self.model_dump(), "reason": old}),)
+
+
+class TransferRejectedV1(Event):
+    """v1 of TransferRejected (superseded by v2, still published beside it)."""
 
     event_type: ClassVar[str] = "TransferRejected"
     topic: ClassVar[str] = topics.LEDGER
@@ -121,7 +164,7 @@ class TransferRejected(Event):
     from_account: AccountNumber
     to_account: AccountNumber
     amount: PositiveMoney
-    reason: TransferRefusal
+    reason: TransferRefusalV1
     detail: str = Field(max_length=200, description="The reason in words, for the cabinet to show")
 
 
@@ -154,6 +197,29 @@ class BonusRedemptionRequested(Event):
     description: str = Field(default="", max_length=200)
 
 
+class BonusRedemptionRefusal(StrEnum):
+    UNKNOWN_ACCOUNT = "unknown_account"
+    ACCOUNT_CLOSED = "account_closed"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    INVALID_PURPOSE = "invalid_purpose"
+    INSUFFICIENT_BONUS = "insufficient_bonus"
+
+
+class BonusRedemptionRejected(Event):
+    """A bonus redemption was refused; no bonus moved. The cabinet shows ``detail``."""
+
+    event_type: ClassVar[str] = "BonusRedemptionRejected"
+    topic: ClassVar[str] = topics.LEDGER
+
+    request_id: UUID
+    account_number: AccountNumber
+    purpose: RedemptionPurpose
+    reason: BonusRedemptionRefusal
+    requested: PositiveMoney
+    available: Money = Field(description="The bonus balance when the request was decided")
+    detail: str = Field(max_length=200, description="The reason in words, for the cabinet to show")
+
+
 class BonusRedeemed(Event):
     """Bonuses were spent: on a charge (``charge_id``) or a discount/gift (``request_id``)."""
 
@@ -170,7 +236,31 @@ class BonusRedeemed(Event):
 
 
 class PaymentUnmatched(Event):
-    """A payment matched no open account: it waits in suspense for operations to place it."""
+    """A payment could not be credited: it waits in suspense for operations to place it.
+
+    v2: ``reason`` may also be ``amount_over_limit``. v1 is published beside it for the reasons
+    it knows (an over-limit payment has no v1 form)."""
+
+    event_type: ClassVar[str] = "PaymentUnmatched"
+    version: ClassVar[int] = 2
+    topic: ClassVar[str] = topics.LEDGER
+
+    transaction_id: UUID = Field(description="The transaction that parked the money in suspense")
+    account_number: str = Field(min_length=1, max_length=32, description="As the payer typed it")
+    channel: PaymentChannel
+    reference: str = Field(min_length=1, max_length=64)
+    amount: PositiveMoney
+    received_at: AwareDatetime
+    reason: UnmatchedReason
+
+    def previous_versions(self) -> tuple[Event, ...]:
+        if self.reason.value not in {reason.value for reason in UnmatchedReasonV1}:
+            return ()
+        return (PaymentUnmatchedV1(**{**self.model_dump(), "reason": UnmatchedReasonV1(self.reason.value)}),)
+
+
+class PaymentUnmatchedV1(Event):
+    """v1 of PaymentUnmatched (superseded by v2, still published beside it)."""
 
     event_type: ClassVar[str] = "PaymentUnmatched"
     topic: ClassVar[str] = topics.LEDGER
@@ -181,7 +271,7 @@ class PaymentUnmatched(Event):
     reference: str = Field(min_length=1, max_length=64)
     amount: PositiveMoney
     received_at: AwareDatetime
-    reason: UnmatchedReason
+    reason: UnmatchedReasonV1
 
 
 class SuspenseResolved(Event):
@@ -243,18 +333,24 @@ __all__ = [
     "BalanceChanged",
     "BonusAccrued",
     "BonusRedeemed",
+    "BonusRedemptionRefusal",
+    "BonusRedemptionRejected",
     "BonusRedemptionRequested",
     "FundsTransferred",
     "PaymentType",
     "PaymentTypeChangeRequested",
     "PaymentTypeChanged",
     "PaymentUnmatched",
+    "PaymentUnmatchedV1",
     "RedemptionPurpose",
     "SuspenseResolved",
     "TransactionKind",
     "TransactionReversed",
     "TransferRefusal",
+    "TransferRefusalV1",
     "TransferRejected",
+    "TransferRejectedV1",
     "TransferRequested",
     "UnmatchedReason",
+    "UnmatchedReasonV1",
 ]

@@ -12,6 +12,11 @@ from billing_events.envelope import Event
 from billing_events.money import PositiveMoney
 
 
+DEFAULT_MAX_PAYMENT = 100_000_000
+"""The largest single payment (minor units: 1,000,000.00 RUB) the ledger credits without a person
+looking at it; every door checks it (``BILLING_MAX_PAYMENT`` overrides it)."""
+
+
 class PaymentChannel(StrEnum):
     SHOP = "shop"
     TERMINAL = "terminal"
@@ -43,4 +48,4 @@ class PaymentReceived(Event):
         return f"{self.channel.value}:{self.reference}"
 
 
-__all__ = ["PaymentChannel", "PaymentReceived"]
+__all__ = ["DEFAULT_MAX_PAYMENT", "PaymentChannel", "PaymentReceived"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from billing_events.envelope import Envelope, InvalidEvent, decode
+from billing_events.envelope import Envelope, InvalidEvent, decode, is_current
 
 
 class TopicReader:
@@ -78,7 +78,7 @@ class TopicReader:
         def matching(envelopes: list[Envelope[Any]]) -> list[Envelope[Any]]:
             return [
                 e for e in envelopes
-                if e.event_type == event_type
+                if e.event_type == event_type and is_current(e)
                 and all(getattr(e.payload, k, getattr(e, k, None)) == v for k, v in fields.items())
             ]
 

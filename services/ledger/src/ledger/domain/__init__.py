@@ -4,7 +4,7 @@ one builder per money movement, and the folds that replay, check and explain the
 No I/O here: the service layer loads states, calls a builder, and stores what it returns.
 """
 
-from ledger.domain.accounts import AccountState, apply, close_account, open_account, spendable
+from ledger.domain.accounts import AccountState, apply, close_account, open_account, spendable, transferable
 from ledger.domain.bonus import BonusCampaign, InvalidCampaign, best_bonus, parse_campaigns
 from ledger.domain.chain import (
     GENESIS_HASH,
@@ -30,7 +30,24 @@ from ledger.domain.chart import (
 )
 from ledger.domain.corrections import REVERSE_TRANSACTION, change_payment_type, check_self_service_limit, reverse
 from ledger.domain.errors import CommandRefused, ErrorCode, InvalidTransaction, LedgerError
-from ledger.domain.outcome import Outcome, OutgoingEvent, SuspenseItem, SuspenseStatus
+from ledger.domain.idempotency import (
+    BusinessKey,
+    Fate,
+    IdempotencyRecord,
+    KeyFamily,
+    business_key,
+    is_repeat,
+    placement_key,
+    record_of,
+)
+from ledger.domain.outcome import (
+    Outcome,
+    OutgoingEvent,
+    SuspenseItem,
+    SuspenseStatus,
+    check_movement_limit,
+    check_within_range,
+)
 from ledger.domain.payments import (
     RESOLVE_SUSPENSE,
     credit_payment,
@@ -51,7 +68,7 @@ from ledger.domain.replay import (
     rebuild_balances,
     replay,
 )
-from ledger.domain.spending import apply_charge, redeem_bonus, transfer_funds, transfer_refusal
+from ledger.domain.spending import apply_charge, redeem_bonus, redemption_refusal, transfer_funds, transfer_refusal
 from ledger.domain.statement import Receipt, Statement, StatementLine, build_statement, receipt_for
 from ledger.domain.transactions import (
     OperatorNote,
@@ -73,12 +90,16 @@ __all__ = [
     "BalanceMismatch",
     "BonusCampaign",
     "BrokenLink",
+    "BusinessKey",
     "CommandRefused",
     "DoubleEntryReport",
     "ErrorCode",
+    "Fate",
+    "IdempotencyRecord",
     "InvalidCampaign",
     "InvalidTransaction",
     "JournalEntry",
+    "KeyFamily",
     "LedgerError",
     "OperatorNote",
     "Outcome",
@@ -97,16 +118,20 @@ __all__ = [
     "best_bonus",
     "bonus_account",
     "build_statement",
+    "business_key",
     "canonical_encoding",
     "cash_account",
     "change_payment_type",
     "check_self_service_limit",
     "check_double_entry",
+    "check_movement_limit",
+    "check_within_range",
     "close_account",
     "credit_payment",
     "find_mismatches",
     "is_account_number",
     "is_operator_account",
+    "is_repeat",
     "is_subscriber_account",
     "is_valid_account_code",
     "journal_entries",
@@ -115,10 +140,13 @@ __all__ = [
     "open_account",
     "park_payment",
     "parse_campaigns",
+    "placement_key",
     "rebuild_balances",
     "receipt_for",
     "receive_payment",
+    "record_of",
     "redeem_bonus",
+    "redemption_refusal",
     "replay",
     "resolve_suspense",
     "revenue_account",
@@ -129,6 +157,7 @@ __all__ = [
     "transaction_id_for",
     "transfer_funds",
     "transfer_refusal",
+    "transferable",
     "unmatched_reason",
     "verify_chain",
 ]

@@ -43,6 +43,12 @@ def spendable(state: AccountState) -> int:
     return state.main
 
 
+def transferable(state: AccountState) -> int:
+    """What the account may give away: money it has. Credit lets charges run the balance below
+    zero; it is not a loan of cash, so transfers and bonus-funded spends never reach into it."""
+    return max(state.main, 0)
+
+
 def apply(state: AccountState, txn: Transaction) -> AccountState:
     """The account after one transaction (unchanged if the transaction does not touch it)."""
     main_code, bonus_code = state.main_code, state.bonus_code

@@ -34,6 +34,8 @@ class ErrorCode(StrEnum):
     INVALID_CAMPAIGN = "invalid_campaign"
     NOT_A_PAYMENT = "not_a_payment"
     MISSING_ENTRIES = "missing_entries"
+    CONFLICTING_DUPLICATE = "conflicting_duplicate"
+    AMOUNT_OVER_LIMIT = "amount_over_limit"
 
 
 class LedgerError(Exception):

@@ -17,7 +17,7 @@ from uuid import UUID
 from billing_events.catalog.ledger import BalanceChanged, UnmatchedReason
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.envelope import Event
-from billing_events.money import Money, PositiveMoney
+from billing_events.money import MAX_MINOR, Money, PositiveMoney, format_amount
 
 from ledger.domain.accounts import AccountState, apply
 from ledger.domain.chart import subscriber_number
@@ -118,6 +118,7 @@ class Booking:
                     f"transaction {txn.id} touches unknown account {number}",
                 )
             after = apply(before, txn)
+            check_within_range(after)
             self.states[number] = after
             self.touched[number] = None
             self.events.append(OutgoingEvent(number, balance_changed(before, after, txn)))
@@ -131,6 +132,26 @@ class Booking:
             tuple(self.events),
             tuple(self.states[number] for number in self.touched),
             suspense,
+        )
+
+
+def check_within_range(state: AccountState) -> None:
+    """A balance stays within what money may hold: beyond it is an attack or a typo, refused in words."""
+    for balance in (state.main, state.bonus):
+        if not -MAX_MINOR <= balance <= MAX_MINOR:
+            raise CommandRefused(
+                ErrorCode.AMOUNT_OVER_LIMIT,
+                f"account {state.number} would hold {format_amount(balance, state.currency)},"
+                f" beyond the {format_amount(MAX_MINOR, state.currency)} a balance may hold",
+            )
+
+
+def check_movement_limit(amount: Money, limit: int) -> None:
+    """One request moves at most ``limit`` (the per-payment maximum, a setting)."""
+    if amount.minor > limit:
+        raise CommandRefused(
+            ErrorCode.AMOUNT_OVER_LIMIT,
+            f"{amount} is over the limit of {format_amount(limit, amount.currency)} for one movement",
         )
 
 

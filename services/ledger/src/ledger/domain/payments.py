@@ -20,7 +20,8 @@ from billing_events.catalog.ledger import (
     TransactionKind,
     UnmatchedReason,
 )
-from billing_events.catalog.payments import PaymentReceived
+from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT, PaymentReceived
+from billing_events.money import MAX_MINOR
 
 from ledger.domain.accounts import AccountState
 from ledger.domain.bonus import BonusCampaign, best_bonus
@@ -42,14 +43,20 @@ RESOLVE_SUSPENSE = "ResolveSuspense"
 """Cause type of the operators' command (not an event: the cause id is the command id)."""
 
 
-def unmatched_reason(account: AccountState | None, currency: str) -> UnmatchedReason | None:
-    """Why a payment cannot be credited to this account (None: it can)."""
+def unmatched_reason(
+    account: AccountState | None, currency: str, amount: int = 0, max_payment: int = DEFAULT_MAX_PAYMENT
+) -> UnmatchedReason | None:
+    """Why a payment cannot be credited to this account (None: it can). A payment over the
+    per-payment maximum, or one the balance could not hold, arrived all the same: it waits for a
+    person in suspense rather than bouncing."""
     if account is None:
         return UnmatchedReason.UNKNOWN_ACCOUNT
     if not account.is_open:
         return UnmatchedReason.CLOSED_ACCOUNT
     if account.currency != currency:
         return UnmatchedReason.CURRENCY_MISMATCH
+    if amount > max_payment or account.main + amount > MAX_MINOR:
+        return UnmatchedReason.AMOUNT_OVER_LIMIT
     return None
 
 
@@ -60,9 +67,11 @@ def receive_payment(
     account: AccountState | None,
     campaigns: Sequence[BonusCampaign],
     at: datetime,
+    max_payment: int = DEFAULT_MAX_PAYMENT,
 ) -> Outcome:
-    """Credit the payment to its account, or park it in suspense if it matches no open account."""
-    reason = unmatched_reason(account, payment.amount.currency)
+    """Credit the payment to its account, or park it in suspense if it matches no open account
+    or carries more than one payment may."""
+    reason = unmatched_reason(account, payment.amount.currency, payment.amount.minor, max_payment)
     if reason is not None:
         return park_payment(payment, reason, cause_id=cause_id, at=at)
     return credit_payment(payment, cause_id=cause_id, account=account, campaigns=campaigns, at=at)

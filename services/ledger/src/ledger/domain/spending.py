@@ -7,6 +7,8 @@ from uuid import UUID
 
 from billing_events.catalog.ledger import (
     BonusRedeemed,
+    BonusRedemptionRefusal,
+    BonusRedemptionRejected,
     BonusRedemptionRequested,
     FundsTransferred,
     RedemptionPurpose,
@@ -17,7 +19,7 @@ from billing_events.catalog.ledger import (
 )
 from billing_events.catalog.tariff import ChargeApplied
 
-from ledger.domain.accounts import AccountState, spendable
+from ledger.domain.accounts import AccountState, spendable, transferable
 from ledger.domain.chart import DISCOUNTS, GIFTS, revenue_account
 from ledger.domain.errors import CommandRefused, ErrorCode
 from ledger.domain.outcome import (
@@ -129,6 +131,26 @@ def _post_redemption(
 _REDEMPTION_ACCOUNTS = {RedemptionPurpose.DISCOUNT: DISCOUNTS, RedemptionPurpose.GIFT: GIFTS}
 
 
+def redemption_refusal(
+    request: BonusRedemptionRequested, account: AccountState | None
+) -> tuple[BonusRedemptionRefusal, str] | None:
+    """Why this redemption may not happen (a reason code and words), or None if it may."""
+    number, amount = request.account_number, request.amount
+    if request.purpose not in _REDEMPTION_ACCOUNTS:
+        return (BonusRedemptionRefusal.INVALID_PURPOSE,
+                "bonuses pay a charge through the charge itself; redeem them for a discount or a gift")
+    if account is None:
+        return BonusRedemptionRefusal.UNKNOWN_ACCOUNT, f"no account {number}"
+    if not account.is_open:
+        return BonusRedemptionRefusal.ACCOUNT_CLOSED, f"account {number} is closed"
+    if account.currency != amount.currency:
+        return BonusRedemptionRefusal.CURRENCY_MISMATCH, f"account {number} is kept in {account.currency}"
+    if amount.minor > account.bonus:
+        return (BonusRedemptionRefusal.INSUFFICIENT_BONUS,
+                f"{number} has {money(max(account.bonus, 0), account.currency)} in bonuses, not {amount}")
+    return None
+
+
 def redeem_bonus(
     request: BonusRedemptionRequested,
     *,
@@ -136,27 +158,24 @@ def redeem_bonus(
     account: AccountState | None,
     at: datetime,
 ) -> Outcome:
-    """Exchange bonuses for a discount or a gift; the bonus balance never goes below zero."""
-    destination = _REDEMPTION_ACCOUNTS.get(request.purpose)
-    if destination is None:
-        raise CommandRefused(
-            ErrorCode.INVALID_PURPOSE,
-            "bonuses pay a charge through the charge itself (apply_charge bonus_to_use)",
-            field="purpose",
+    """Exchange bonuses for a discount or a gift, or announce why not; the bonus balance never
+    goes below zero."""
+    refusal = redemption_refusal(request, account)
+    if refusal is not None:
+        reason, detail = refusal
+        available = money(max(account.bonus, 0) if account else 0, request.amount.currency)
+        rejected = BonusRedemptionRejected(
+            request_id=request.request_id, account_number=request.account_number, purpose=request.purpose,
+            reason=reason, requested=request.amount, available=available, detail=detail,
         )
+        return Outcome(events=(OutgoingEvent(request.account_number, rejected),))
+    assert account is not None  # redemption_refusal refuses unknown accounts
     amount, currency = request.amount.minor, request.amount.currency
-    account = require_open(account, currency, number=request.account_number)
-    if amount > account.bonus:
-        raise CommandRefused(
-            ErrorCode.INSUFFICIENT_BONUS,
-            f"account {account.number} has {account.bonus} in bonuses, not {amount}",
-            field="amount",
-        )
     booking = Booking((account,))
     _post_redemption(
-        booking, account, f"request:{request.request_id}", credit=destination, amount=amount,
-        currency=currency, cause_id=cause_id, cause_type=BonusRedemptionRequested.event_type, at=at,
-        purpose=request.purpose, request_id=request.request_id,
+        booking, account, f"request:{request.request_id}", credit=_REDEMPTION_ACCOUNTS[request.purpose],
+        amount=amount, currency=currency, cause_id=cause_id, cause_type=BonusRedemptionRequested.event_type,
+        at=at, purpose=request.purpose, request_id=request.request_id,
     )
     return booking.outcome()
 
@@ -178,11 +197,17 @@ def transfer_refusal(
         return TransferRefusal.TARGET_CLOSED, f"account {request.to_account} is closed"
     if source.currency != currency or target.currency != currency:
         return TransferRefusal.CURRENCY_MISMATCH, f"both accounts must be kept in {currency}"
-    available = spendable(source)
+    available = transferable(source)
     if available < amount:
+        if spendable(source) >= amount:
+            return (
+                TransferRefusal.CREDIT_NOT_TRANSFERABLE,
+                f"{request.from_account} may transfer {money(available, currency)}, not {request.amount}:"
+                " the credit limit covers charges only",
+            )
         return (
             TransferRefusal.INSUFFICIENT_FUNDS,
-            f"{request.from_account} may spend {available}, not {amount}",
+            f"{request.from_account} may transfer {money(available, currency)}, not {request.amount}",
         )
     return None
 
