@@ -78,12 +78,15 @@ class Tariff:
     def balance(
         account: str, main: int, clock: ManualClock, *, credit_limit: int = 0,
         payment_type: PaymentType = PaymentType.PREPAID, delta: int = 0,
+        cause: Envelope[Any] | None = None,
     ) -> Envelope[BalanceChanged]:
+        """The ledger's BalanceChanged; ``cause``: the charge it posted (else a payment)."""
         body = BalanceChanged(
             account_number=account, transaction_id=uuid4(), main=Money(minor=main),
             bonus=Money.zero(), delta_main=Money(minor=delta), delta_bonus=Money.zero(),
-            cause_event_id=None, cause_type="PaymentReceived", payment_type=payment_type,
-            credit_limit=Money(minor=credit_limit),
+            cause_event_id=cause.event_id if cause else None,
+            cause_type=cause.event_type if cause else "PaymentReceived",
+            payment_type=payment_type, credit_limit=Money(minor=credit_limit),
         )
         return Envelope.new(body, account=account, producer="ledger", clock=clock)
 
@@ -107,6 +110,17 @@ class Tariff:
 
         await eventually(applied, what="BalanceChanged taken")
 
+    async def settle(
+        self, runtime: TariffRuntime, producer: RawProducer, account: str, main: int, **kwargs: Any
+    ) -> None:
+        """The ledger's answer to the account's latest charge: the balance after posting it
+        (which settles that charge and every one before it)."""
+        *_, charge = await self.outbox_envelopes(runtime, "ChargeApplied", account)
+        await self.send_balance(
+            runtime, producer, account, main, delta=-charge.payload.amount.minor, cause=charge,
+            **kwargs,
+        )
+
     @staticmethod
     async def state(runtime: TariffRuntime, account: str) -> Subscription | None:
         async with runtime.db.connect() as conn:
@@ -117,9 +131,16 @@ class Tariff:
         async with runtime.db.connect() as conn:
             return await conn.scalar(select(func.count()).select_from(outbox)) or 0
 
-    @staticmethod
-    async def outbox_events(runtime: TariffRuntime, event_type: str) -> list[Any]:
+    @classmethod
+    async def outbox_events(cls, runtime: TariffRuntime, event_type: str) -> list[Any]:
         """Every event of the type the service ever staged (one outbox row each)."""
+        return [e.payload for e in await cls.outbox_envelopes(runtime, event_type)]
+
+    @staticmethod
+    async def outbox_envelopes(
+        runtime: TariffRuntime, event_type: str, account: str | None = None
+    ) -> list[Envelope[Any]]:
+        """The envelopes of those events (of one account, if given), in the order staged."""
         async with runtime.db.connect() as conn:
             values = (
                 await conn.execute(
@@ -129,7 +150,10 @@ class Tariff:
                 )
             ).scalars()
             envelopes = [decode(value) for value in values]
-        return [e.payload for e in envelopes if e.event_type == event_type]
+        return [
+            e for e in envelopes
+            if e.event_type == event_type and (account is None or e.account == account)
+        ]
 
     async def refused(
         self, runtime: TariffRuntime, account: str, command: Awaitable[Any], error: type[Exception]

@@ -64,6 +64,7 @@ async def test_bad_requests_are_refused_clearly_and_change_nothing(
         await tariff.refused(runtime, NEVER, activate_plan(
             runtime, ActivatePlan(account_number=NEVER, plan="internet-100")), UnknownAccount)
         await tariff.register(runtime, producer, ACCOUNT, "kazan")
+        await tariff.send_balance(runtime, producer, ACCOUNT, 42000)  # February's price
 
         def activating(plan: str) -> Any:
             return activate_plan(runtime, ActivatePlan(account_number=ACCOUNT, plan=plan))

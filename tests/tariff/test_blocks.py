@@ -60,11 +60,14 @@ async def test_debt_blocks_charging_and_a_payment_unblocks(tariff: Any, catalog:
         for account in (DEBTOR, CREDIT):
             await tariff.register(runtime, producer, account)
             await activate_plan(runtime, ActivatePlan(account_number=account, plan="internet-100"))
-        await tariff.send_balance(runtime, producer, DEBTOR, 1000)
+        # Enough for Feb 1 (1965), not for Feb 2 as well; the credit account starts at zero.
+        await tariff.send_balance(runtime, producer, DEBTOR, 3830)
+        await tariff.send_balance(runtime, producer, CREDIT, 0,
+                                  payment_type=PaymentType.CREDIT, credit_limit=50000)
         clock.set(tariff.noon(date(2026, 2, 3)))
         await close_days(runtime, date(2026, 2, 2))  # Feb 1 and 2 charged
 
-        await tariff.send_balance(runtime, producer, DEBTOR, -100, delta=-1100)
+        await tariff.settle(runtime, producer, DEBTOR, -100)  # the ledger posted them
         await reader.wait_for_type("AccountBlocked", account=DEBTOR)
         # The credit type goes below zero without a block, down to minus its limit.
         await tariff.send_balance(runtime, producer, CREDIT, -40000,
@@ -128,12 +131,13 @@ async def test_every_voluntary_block_rule_allowed_and_refused(
             (V1, "moscow", "internet-100", 100000),
             (V2, "moscow", "tv-basic", 100000),
             (V3, "spb", "combo-100-optimum", 100000),
-            (V4, "moscow", "internet-100", 100),
+            (V4, "moscow", "internet-100", 16072),
         ]:
             await tariff.register(runtime, producer, account, region)
             await activate_plan(runtime, ActivatePlan(account_number=account, plan=plan))
             await tariff.send_balance(runtime, producer, account, money)
 
+        # December 1 to 9 cost V4 15972, which it has, but leave it 1.00 RUB.
         december_10 = date(2026, 12, 10)
         clock.set(tariff.noon(december_10))
         await caught_up(runtime, accounts, december_10)
@@ -161,8 +165,11 @@ async def test_every_voluntary_block_rule_allowed_and_refused(
         started = await ask(V1, 5)
         assert started.events == ["ChargeApplied", "AccountBlocked", "VoluntaryBlockStarted"]
         await ask(V3, 30, RequestChannel.SUPPORT)  # rule 1: 30 days allowed; rule 2: support
+        await tariff.settle(runtime, producer, V4, 100)  # the ledger posted December 1 to 9
         await tariff.send_balance(runtime, producer, V4, 15000, delta=14900)
         await ask(V4, 1, RequestChannel.SUPPORT)  # rule 5: exactly the price is enough
+        await tariff.settle(runtime, producer, V4, 0)  # the ledger posted the block's price
+        await tariff.send_balance(runtime, producer, V4, 60000, delta=60000)  # for the days after
         await tariff.refused(runtime, V1, ask(V1, 3), BlockAlreadyRunning)
 
         december_13 = date(2026, 12, 13)

@@ -27,6 +27,7 @@ from tariff.service import (
 
 ONE_DAY = timedelta(days=1)
 ALICE, BOB, CAROL = "100000000016", "100000000024", "100000000032"
+FUNDS = 10_000_000  # 100 000.00 RUB: these tests are about what days cost, not about debt
 
 
 def by_month(charges: list[Any]) -> dict[tuple[int, int], int]:
@@ -45,6 +46,8 @@ async def test_months_of_28_29_30_and_31_days_add_up_to_the_monthly_price(
     async with tariff.running(await tariff.settings(), clock) as (runtime, producer, reader):
         await tariff.register(runtime, producer, ALICE, "moscow")
         await tariff.register(runtime, producer, BOB, "spb")
+        for account in (ALICE, BOB):
+            await tariff.send_balance(runtime, producer, account, FUNDS)
         await activate_plan(runtime, ActivatePlan(account_number=ALICE, plan="combo-100-optimum"))
         await add_account_option(runtime, AddOption(account_number=ALICE, option="multiroom"))
 
@@ -84,6 +87,7 @@ async def test_a_plan_change_and_options_mid_month(tariff: Any, catalog: Catalog
     clock = ManualClock(tariff.noon(date(2026, 3, 31)))
     async with tariff.running(await tariff.settings(), clock) as (runtime, producer, reader):
         await tariff.register(runtime, producer, CAROL, "kazan")
+        await tariff.send_balance(runtime, producer, CAROL, FUNDS)
         await activate_plan(runtime, ActivatePlan(account_number=CAROL, plan="internet-100"))
         await add_account_option(runtime, AddOption(account_number=CAROL, option="antivirus"))
 
@@ -132,6 +136,7 @@ async def test_charges_exactly_once_across_a_restart_and_a_second_close(
     async with tariff.running(settings, clock) as (runtime, producer, _):
         for account in accounts:
             await tariff.register(runtime, producer, account, "moscow")
+            await tariff.send_balance(runtime, producer, account, FUNDS)
             await activate_plan(runtime, ActivatePlan(account_number=account, plan="internet-500"))
         clock.set(tariff.noon(date(2026, 8, 1)))
         first = await close_days(runtime, date(2026, 7, 10))

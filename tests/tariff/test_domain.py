@@ -3,12 +3,13 @@
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from uuid import UUID, uuid4
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_events.catalog.ledger import PaymentType
+from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.catalog.tariff import (
     AccountBlocked,
     AccountUnblocked,
@@ -23,6 +24,7 @@ from billing_events.catalog.tariff import (
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
 )
+from billing_events.envelope import Event
 from billing_events.money import Money
 from tariff.catalog import Catalog
 from tariff.domain import (
@@ -33,8 +35,10 @@ from tariff.domain import (
     activate,
     add_option,
     apply_balance,
+    balance_changed,
     change_plan,
     charges_for_day,
+    charges_published,
     close_account_day,
     close_day,
     daily_share,
@@ -468,6 +472,146 @@ def test_a_credit_account_is_blocked_only_below_minus_its_limit(catalog: Catalog
     assert not raised_limit.state.debt_blocked
 
 
+# Days closed in order: the debt rule between them
+
+
+def ledger_answer(
+    state: Subscription, event_id: UUID, charge: ChargeApplied, *, from_bonus: int = 0
+) -> BalanceChanged:
+    """What the ledger announces after posting ``charge`` (``from_bonus`` of it paid from
+    bonuses, as a separate transaction announced first: then this is the second one)."""
+    taken = charge.amount.minor - from_bonus
+    return BalanceChanged(
+        account_number=state.account_number, transaction_id=uuid4(),
+        main=state.balance.main - rub(taken), bonus=rub(0), delta_main=rub(-taken),
+        delta_bonus=rub(0), cause_event_id=event_id, cause_type="ChargeApplied",
+        payment_type=state.balance.payment_type, credit_limit=state.balance.credit_limit,
+    )
+
+
+def payment(state: Subscription, minor: int) -> BalanceChanged:
+    return BalanceChanged(
+        account_number=state.account_number, transaction_id=uuid4(),
+        main=state.balance.main + rub(minor), bonus=rub(0), delta_main=rub(minor),
+        delta_bonus=rub(0), cause_event_id=uuid4(), cause_type="PaymentReceived",
+        payment_type=state.balance.payment_type, credit_limit=state.balance.credit_limit,
+    )
+
+
+def close_and_publish(
+    state: Subscription, catalog: Catalog, day: date
+) -> tuple[Subscription, list[tuple[UUID, ChargeApplied]], tuple[Event, ...]]:
+    """Close ``day`` and publish its charges, as the service does in one transaction."""
+    at = moment(day + ONE_DAY)
+    closed = close_account_day(state, catalog, day, at)
+    published = [(uuid4(), charge) for charge in closed.charges]
+    judged = charges_published(closed.state, published, at)
+    return judged.state, published, (*closed.events, *judged.events)
+
+
+def answered(
+    state: Subscription, published: list[tuple[UUID, ChargeApplied]]
+) -> tuple[Subscription, list[Event]]:
+    """The ledger's BalanceChanged for each published charge, in order, taken by the tariff."""
+    events: list[Event] = []
+    for event_id, charge in published:
+        answer = ledger_answer(state, event_id, charge)
+        outcome = balance_changed(state, answer, moment(charge.billing_day))
+        state, events = outcome.state, [*events, *outcome.events]
+    return state, events
+
+
+JUNE = days_from(date(2026, 6, 1), date(2026, 6, 30))
+
+
+@pytest.mark.parametrize(
+    ("balance", "blocked_after"),
+    [
+        # 55000 a month: 1834 a day for June 1 to 10, then 1833.
+        (prepaid(20000), date(2026, 6, 11)),  # 10 days leave 1660; the 11th ends below zero
+        (on_credit(5000, 10000), date(2026, 6, 9)),  # 8 days leave -9672; the 9th is past -10000
+    ],
+)
+def test_a_catch_up_blocks_on_the_day_closing_the_days_one_by_one_would(
+    catalog: Catalog, balance: AccountBalance, blocked_after: date
+) -> None:
+    start = subscribed(catalog, "internet-100", from_day=JUNE[0], balance=balance)
+
+    one_by_one, charged_one_by_one, blocks = start, [], []
+    for day in JUNE:  # each day closed after the ledger answered the one before
+        one_by_one, published, events = close_and_publish(one_by_one, catalog, day)
+        one_by_one, answers = answered(one_by_one, published)
+        charged_one_by_one += [charge.billing_day for _, charge in published]
+        blocks += [e for e in (*events, *answers) if isinstance(e, AccountBlocked)]
+
+    catch_up, all_published, events_at_once = start, [], []
+    for day in JUNE:  # the thirty days closed at once, before the ledger answers any of them
+        catch_up, published, events = close_and_publish(catch_up, catalog, day)
+        all_published += published
+        events_at_once += events
+    charged_at_once = [charge.billing_day for _, charge in all_published]
+
+    assert charged_one_by_one == charged_at_once == days_from(JUNE[0], blocked_after)
+    assert len(blocks) == 1 and one_by_one.debt_blocked
+    assert [e for e in events_at_once if isinstance(e, AccountBlocked)] == [
+        AccountBlocked(account_number=ACCOUNT, reason=BlockReason.DEBT,
+                       blocked_at=moment(blocked_after + ONE_DAY))
+    ]
+    assert catch_up.debt_blocked and catch_up.balance == balance
+    assert catch_up.expected_balance == one_by_one.balance
+    # The ledger's answers, one per charge, settle them without a verdict in between: no
+    # unblock while the later charges are still on their way.
+    settled, answers = answered(catch_up, all_published)
+    assert answers == [] and settled.unsettled == () and settled.debt_blocked
+    assert settled.balance == one_by_one.balance
+
+
+def test_a_payment_settles_no_charge_and_a_later_charge_settles_the_earlier_ones(
+    catalog: Catalog,
+) -> None:
+    state = subscribed(catalog, "internet-100", from_day=JUNE[0], balance=prepaid(4000))
+    state, _, _ = close_and_publish(state, catalog, JUNE[0])
+    state, second, _ = close_and_publish(state, catalog, JUNE[1])
+    assert state.expected_balance == prepaid(4000 - 2 * 1834) and not state.debt_blocked
+
+    # A payment announced before the ledger posted the charges: they are still to come.
+    paid = balance_changed(state, payment(state, 100), moment(JUNE[2])).state
+    assert paid.balance == prepaid(4100)
+    assert paid.unsettled == state.unsettled
+    assert paid.expected_balance == prepaid(4100 - 2 * 1834)
+
+    # The first charge never reached the ledger's journal (refused, say); the second is posted:
+    # the ledger takes an account's charges in order, so the first is no longer awaited.
+    [(event_id, charge)] = second
+    posted = balance_changed(paid, ledger_answer(paid, event_id, charge), moment(JUNE[2])).state
+    assert posted.unsettled == () and posted.expected_balance == prepaid(4100 - 1834)
+
+
+def test_a_charge_paid_partly_from_bonuses_is_settled_by_both_of_its_transactions(
+    catalog: Catalog,
+) -> None:
+    state = subscribed(catalog, "internet-100", from_day=JUNE[0], balance=prepaid(1000))
+    state, [(event_id, charge)], events = close_and_publish(state, catalog, JUNE[0])
+    # Counted in full against the main balance: the tariff cannot know the bonus will pay.
+    assert [type(e) for e in events] == [ChargeApplied, AccountBlocked]
+    assert state.expected_balance == prepaid(1000 - 1834)
+
+    redemption = ledger_answer(state, event_id, charge).model_copy(update={
+        "main": rub(1000), "bonus": rub(0), "delta_main": rub(0), "delta_bonus": rub(-1500)
+    })
+    part = balance_changed(state, redemption, moment(JUNE[1]))
+    assert [c.amount.minor for c in part.state.unsettled] == [1834 - 1500]
+    # What the bonuses paid is no debt: the block taken on the cautious estimate is lifted.
+    assert part.events == (
+        AccountUnblocked(account_number=ACCOUNT, reason=BlockReason.DEBT,
+                         unblocked_at=moment(JUNE[1])),
+    )
+    rest = balance_changed(part.state, ledger_answer(part.state, event_id, charge, from_bonus=1500),
+                           moment(JUNE[1]))
+    assert rest.events == ()
+    assert rest.state.unsettled == () and rest.state.balance == prepaid(1000 - 334)
+
+
 # Voluntary block
 
 
@@ -621,6 +765,14 @@ def test_a_block_the_balance_cannot_pay_is_refused_by_rule_5(
     else:
         with pytest.raises(BlockNotAffordable, match="rule 5"):
             block(state, catalog, 7, date(2026, 6, 1))
+
+
+def test_charges_the_ledger_has_not_settled_yet_cannot_pay_for_a_block(catalog: Catalog) -> None:
+    price = catalog.voluntary_block_price("moscow").minor
+    state = subscribed(catalog, "internet-100", from_day=JUNE[0], balance=prepaid(price))
+    state, _, _ = close_and_publish(state, catalog, JUNE[0])  # June 1 costs 1834
+    with pytest.raises(BlockNotAffordable, match=r"can pay 131\.66 RUB"):
+        block(state, catalog, 7, JUNE[1])
 
 
 def test_a_debt_blocked_account_cannot_buy_a_block(catalog: Catalog) -> None:

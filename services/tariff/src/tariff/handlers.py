@@ -4,7 +4,8 @@
   plan yet). An unknown region is refused (dead letter). A second registration of an account
   already known changes nothing.
 - ``billing.ledger`` BalanceChanged: the account's balance, payment type and credit limit are
-  kept; the debt rule of the domain blocks (AccountBlocked, reason debt) or unblocks
+  kept, and the charges it settles are no longer counted as on their way; the debt rule of the
+  domain, applied to the expected balance, blocks (AccountBlocked, reason debt) or unblocks
   (AccountUnblocked, reason debt) when the verdict changes.
 
 A BalanceChanged for an account not registered here (the ledger may hear of an account before
@@ -28,7 +29,7 @@ from billing_events.logging import get_logger
 from billing_events.money import CurrencyMismatch
 from tariff import store
 from tariff.catalog import Catalog
-from tariff.domain import AccountBalance, apply_balance, register
+from tariff.domain import AccountBalance, apply_balance, balance_changed, register
 from tariff.errors import TariffError
 
 log = get_logger(__name__)
@@ -79,7 +80,7 @@ def build_router(catalog: Catalog, clock: Clock) -> EventRouter:
             await store.keep_early_balance(conn, account, balance, now)
             log.info("balance of an account not registered here kept for its registration")
             return []
-        outcome = apply_balance(state, balance, now)
+        outcome = balance_changed(state, event, now)
         await store.save(conn, outcome.state, now)
         if outcome.events:
             log.info("debt verdict changed", debt_blocked=outcome.state.debt_blocked)

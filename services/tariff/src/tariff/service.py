@@ -22,6 +22,14 @@ writes the state, moves the account's cursor and stages the day's ChargeApplied 
 already claimed is never charged again, so each charge is published once by the tariff (and the
 ledger, which posts a charge id once, would absorb a republished one anyway).
 
+Days are closed in order, with the debt rule between them. The charges a day close stages count
+against the account's expected balance in the same transaction (see :mod:`tariff.domain.debt`):
+if they take it beyond the debt rule, AccountBlocked is staged after them and the next day is
+not charged. So a catch-up of 30 days, closed without waiting for the ledger, blocks the account
+on the same day as 30 single-day closes, each after the ledger's answer, would. (Closing one day
+at a time and waiting for the ledger's answer instead would tie the billing clock to the
+ledger's pace and liveness: a catch-up of D days would take D round trips per account.)
+
 A voluntary block ends automatically when its last day is closed (VoluntaryBlockEnded and
 AccountUnblocked are published by that day's close): the billing clock's day closing is also
 what ends finished blocks.
@@ -53,6 +61,7 @@ from tariff.domain import (
     activate,
     add_option,
     change_plan,
+    charges_published,
     close_account_day,
     end_voluntary_block,
     remove_option,
@@ -199,11 +208,10 @@ async def _run(runtime: TariffRuntime, command: _Command, decide: Decide) -> Com
                 if cursor is None and outcome.state.status is SubscriptionStatus.ACTIVE
                 else None
             )
-            await store.save(conn, outcome.state, now, next_close_day=starts)
-            await _stage(runtime, conn, outcome.events, account, correlation_id)
+            done = await _commit(runtime, conn, outcome, now, correlation_id, next_close_day=starts)
         return CommandResult(
-            subscription=outcome.state,
-            events=[event.event_type for event in outcome.events],
+            subscription=done.state,
+            events=[event.event_type for event in done.events],
             billing_day=today,
         )
 
@@ -221,15 +229,40 @@ def _first_charged_day(state: Subscription) -> date:
     return min(entry.effective_from for entry in state.schedule if entry.terms.plan is not None)
 
 
-async def _stage(
-    runtime: TariffRuntime, conn: Any, events: tuple[Event, ...], account: str, correlation_id: UUID
-) -> None:
-    envelopes = [
-        Envelope.new(event, account=account, producer=PRODUCER, clock=runtime.clock,
-                     correlation_id=correlation_id)
-        for event in events
-    ]
+async def _commit(
+    runtime: TariffRuntime,
+    conn: Any,
+    outcome: Outcome,
+    now: datetime,
+    correlation_id: UUID,
+    *,
+    next_close_day: date | None = None,
+) -> Outcome:
+    """Write the state and stage its events, in the caller's transaction.
+
+    The charges among the events count against the account's expected balance from now on (the
+    domain needs their event ids to know them again in the ledger's BalanceChanged); if they
+    take it beyond the debt rule, the AccountBlocked is staged right after them. What is written
+    and staged comes back.
+    """
+    account = outcome.state.account_number
+
+    def wrap(events: tuple[Event, ...]) -> list[Envelope[Any]]:
+        return [
+            Envelope.new(event, account=account, producer=PRODUCER, clock=runtime.clock,
+                         correlation_id=correlation_id)
+            for event in events
+        ]
+
+    envelopes = wrap(outcome.events)
+    charges = [(e.event_id, e.payload) for e in envelopes if isinstance(e.payload, ChargeApplied)]
+    judged = charges_published(outcome.state, charges, now)
+    if judged.events:
+        log.info("debt verdict changed by the charges", debt_blocked=judged.state.debt_blocked)
+    envelopes += wrap(judged.events)
+    await store.save(conn, judged.state, now, next_close_day=next_close_day)
     await outbox.stage(conn, envelopes, topics=runtime.topics, clock=runtime.clock)
+    return Outcome(judged.state, (*outcome.events, *judged.events))
 
 
 # The billing clock
@@ -301,9 +334,8 @@ async def _close_next_day(
             log.warning("day already closed; cursor moved on", day=day.isoformat())
             await store.save(conn, state, now, next_close_day=day + ONE_DAY)
             return ()
-        await store.save(conn, outcome.state, now, next_close_day=day + ONE_DAY)
-        await _stage(runtime, conn, outcome.events, account, uuid7())
-    return outcome.events
+        done = await _commit(runtime, conn, outcome, now, uuid7(), next_close_day=day + ONE_DAY)
+    return done.events
 
 
 async def record_catalog(runtime: TariffRuntime) -> None:

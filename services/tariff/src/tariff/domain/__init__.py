@@ -7,7 +7,7 @@ the catalog as a :class:`tariff.catalog.Catalog`. Every transition returns an
 
 from tariff.domain.charging import charge_id, charges_for_day
 from tariff.domain.day_close import close_account_day, close_day
-from tariff.domain.debt import apply_balance
+from tariff.domain.debt import apply_balance, balance_changed, charges_published
 from tariff.domain.proration import daily_share, days_in_month, share_of_day
 from tariff.domain.subscription import (
     AccountBalance,
@@ -16,6 +16,7 @@ from tariff.domain.subscription import (
     Subscription,
     SubscriptionStatus,
     Terms,
+    UnsettledCharge,
     VoluntaryBlock,
     activate,
     add_option,
@@ -39,12 +40,15 @@ __all__ = [
     "Subscription",
     "SubscriptionStatus",
     "Terms",
+    "UnsettledCharge",
     "VoluntaryBlock",
     "activate",
     "add_option",
     "apply_balance",
+    "balance_changed",
     "change_plan",
     "charge_id",
+    "charges_published",
     "charges_for_day",
     "close_account_day",
     "close_day",

@@ -1,29 +1,92 @@
-"""Blocking for non-payment, from the balances the ledger announces in BalanceChanged.
+"""Blocking for non-payment, judged on the balance the account will have once the ledger has
+settled every charge this service published.
 
 A prepaid account below zero, or a credit account below minus its credit limit, is blocked
-(reason debt) and no longer charged; a later balance back within the rule unblocks it. The
-function is idempotent: a balance that does not change the verdict publishes nothing.
+(reason debt) and no longer charged; a balance back within the rule unblocks it. The verdict is
+taken on the *expected* balance: the ledger's last BalanceChanged, less the charges published
+since that the ledger has not settled yet. A charge counts the moment it is published, so when
+several days are closed at once (a catch-up after a restart or a pause), day N+1 is decided
+knowing day N's charges, and the account is blocked on the day closing the days one by one, each
+after the ledger's answer, would have blocked it. A verdict that does not change publishes
+nothing.
+
+Which charges a BalanceChanged settles: the ledger takes an account's charges in the order they
+were published (one partition per account) and announces one BalanceChanged per transaction, in
+its own order, naming the event that caused it. So a BalanceChanged caused by charge C settles C
+(by what it took from the main and the bonus balances: a charge the ledger pays partly from
+bonuses is settled by two of them) and every charge published before C (the ledger is past
+those, posted or refused). One with another cause (a payment, a transfer, a correction) settles
+none: the charges still on their way are not in its balance yet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from uuid import UUID
 
-from billing_events.catalog.tariff import AccountBlocked, AccountUnblocked, BlockReason
-from tariff.domain.subscription import AccountBalance, Outcome, Subscription
+from billing_events.catalog.ledger import BalanceChanged
+from billing_events.catalog.tariff import (
+    AccountBlocked,
+    AccountUnblocked,
+    BlockReason,
+    ChargeApplied,
+)
+from billing_events.money import PositiveMoney
+from tariff.domain.subscription import AccountBalance, Outcome, Subscription, UnsettledCharge
 
 
 def apply_balance(state: Subscription, balance: AccountBalance, at: datetime) -> Outcome:
-    in_debt = balance.in_debt()
-    updated = state.model_copy(update={"balance": balance, "debt_blocked": in_debt})
-    if in_debt == state.debt_blocked:
+    """The ledger's balance, settling no charge (a balance kept from before the registration)."""
+    return _judged(state, state.model_copy(update={"balance": balance}), at)
+
+
+def balance_changed(state: Subscription, event: BalanceChanged, at: datetime) -> Outcome:
+    """The ledger's BalanceChanged: the new balance, and the charges it settles."""
+    taken = -(event.delta_main.minor + event.delta_bonus.minor)
+    unsettled = _settle(state.unsettled, event.cause_event_id, taken)
+    updated = state.model_copy(
+        update={"balance": AccountBalance.from_event(event), "unsettled": unsettled}
+    )
+    return _judged(state, updated, at)
+
+
+def charges_published(
+    state: Subscription, published: Iterable[tuple[UUID, ChargeApplied]], at: datetime
+) -> Outcome:
+    """Charges just published (with their event ids) count against the balance at once."""
+    issued = tuple(
+        UnsettledCharge(event_id=event_id, charge_id=charge.charge_id, amount=charge.amount)
+        for event_id, charge in published
+    )
+    return _judged(state, state.model_copy(update={"unsettled": (*state.unsettled, *issued)}), at)
+
+
+def _settle(
+    unsettled: tuple[UnsettledCharge, ...], cause: UUID | None, taken: int
+) -> tuple[UnsettledCharge, ...]:
+    index = next((n for n, charge in enumerate(unsettled) if charge.event_id == cause), None)
+    if index is None:
+        return unsettled
+    charge, later = unsettled[index], unsettled[index + 1 :]
+    left = charge.amount.minor - max(taken, 0)
+    if left <= 0:
+        return later
+    amount = PositiveMoney(minor=left, currency=charge.amount.currency)
+    return (charge.model_copy(update={"amount": amount}), *later)
+
+
+def _judged(before: Subscription, updated: Subscription, at: datetime) -> Outcome:
+    in_debt = updated.expected_balance.in_debt()
+    updated = updated.model_copy(update={"debt_blocked": in_debt})
+    if in_debt == before.debt_blocked:
         return Outcome(updated)
     if in_debt:
         event: AccountBlocked | AccountUnblocked = AccountBlocked(
-            account_number=state.account_number, reason=BlockReason.DEBT, blocked_at=at
+            account_number=before.account_number, reason=BlockReason.DEBT, blocked_at=at
         )
     else:
         event = AccountUnblocked(
-            account_number=state.account_number, reason=BlockReason.DEBT, unblocked_at=at
+            account_number=before.account_number, reason=BlockReason.DEBT, unblocked_at=at
         )
     return Outcome(updated, (event,))

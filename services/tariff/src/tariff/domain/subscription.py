@@ -9,9 +9,11 @@ to publish. A refused request raises a :class:`~tariff.errors.TariffError` and c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -95,6 +97,24 @@ class AccountBalance(_State):
         """Prepaid below zero, or credit below minus its limit: the account must be blocked."""
         return self.available() < Money.zero(self.main.currency)
 
+    def after(self, charges: Iterable[UnsettledCharge]) -> AccountBalance:
+        """The balance once the ledger has taken ``charges`` from the main balance."""
+        main = sum((-charge.amount for charge in charges), start=self.main)
+        return self.model_copy(update={"main": main})
+
+
+class UnsettledCharge(_State):
+    """A charge this service published that the ledger has not (wholly) settled yet.
+
+    ``amount`` is what is still to be taken: it counts against the main balance in full, even
+    where the ledger may pay part of it from the bonus balance (the tariff cannot know how much
+    bonus will be left by then), so the expected balance is never better than the real one.
+    """
+
+    event_id: UUID = Field(description="The published ChargeApplied's event id")
+    charge_id: str
+    amount: PositiveMoney
+
 
 class VoluntaryBlock(_State):
     """A voluntary block covering the billing days ``start`` to ``last_day`` inclusive.
@@ -125,6 +145,16 @@ class Subscription(_State):
     voluntary_blocks: tuple[VoluntaryBlock, ...] = Field(
         default=(), description="Every voluntary block ever taken, oldest first"
     )
+    unsettled: tuple[UnsettledCharge, ...] = Field(
+        default=(),
+        description="Charges published but not yet settled in a BalanceChanged, oldest first",
+    )
+
+    @property
+    def expected_balance(self) -> AccountBalance:
+        """The ledger's last word on the balance, less the charges published since that it has
+        not settled yet: what the balance will be once it has (the debt rule's input)."""
+        return self.balance.after(self.unsettled)
 
     def terms_on(self, day: date) -> Terms:
         due = [entry.terms for entry in self.schedule if entry.effective_from <= day]

@@ -7,7 +7,8 @@
 4. No fees while blocked: the block covers the billing days ``start`` to ``start + days - 1``
    and :func:`tariff.domain.charging.charges_for_day` charges none of them.
 5. Paid at the region's price, charged when the block starts; refused when the balance (plus
-   the credit limit on the credit type), as last announced by the ledger, cannot pay it.
+   the credit limit on the credit type) cannot pay it: the balance last announced by the
+   ledger, less the charges it has not settled yet.
 6. Ends automatically when its last day is closed, or earlier on request. An early end takes
    effect at once: the day of the request is charged again (the block's last day becomes the
    day before), so a block ended on its first day covers no day at all; the price is not
@@ -110,7 +111,7 @@ def _check_may_block(state: Subscription, catalog: Catalog, today: date, price: 
     used = next((b for b in state.voluntary_blocks if b.start.year == today.year), None)
     if used is not None:
         raise BlockAlreadyUsedThisYear(today.year, used.start)
-    available = state.balance.available()
+    available = state.expected_balance.available()
     if available < price:
         raise BlockNotAffordable(price, available)
 
