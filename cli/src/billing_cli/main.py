@@ -291,7 +291,9 @@ def receipt(transaction_id: Annotated[str, typer.Argument(help="The payment's tr
 def token(
     service_name: Annotated[str | None, typer.Option("--service", help="A service token for this caller")] = None,
     account: Annotated[str | None, typer.Option("--account", help="A subscriber token for this account")] = None,
-    minutes: Annotated[int, typer.Option(help="Lifetime")] = 15,
+    # 1440 minutes: billing_events.auth.MAX_TOKEN_LIFETIME, which Tokens.issue enforces too
+    # (not imported here, to keep the command line quick to start).
+    minutes: Annotated[int, typer.Option(help="Lifetime in minutes (1 to 1440)", min=1, max=1440)] = 15,
 ) -> None:
     """Mint a token with the deployment's signing key (operations and tests)."""
     from datetime import timedelta
