@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from billing_cli.history import read_account, summary, timeline
 from billing_events.testing.plugin import eventually
 from identity import service as identity
 from identity import store
@@ -76,3 +77,10 @@ async def test_an_attacker_can_neither_lock_out_nor_probe_a_victim(suite: Any, f
     outcomes = {(row["act"], row["outcome"]) for row in acts}
     assert {("password_by_sms", "sent"), ("password_by_sms", "account_throttled"),
             ("reset_code_requested", "contact_mismatch")} <= outcomes
+
+    # Operations see the account's side of it in its history, without a secret.
+    history = timeline(await read_account(suite.bootstrap, suite.identity.topics, victim))
+    requested = [line.envelope for line in history if line.envelope.event_type == "PasswordIssued"
+                 and line.envelope.payload.purpose.value == "sms_reissue"]
+    assert 1 <= len(requested) <= 5  # the account's own limit: five an hour
+    assert all(password not in summary(e) and "purpose=sms_reissue" in summary(e) for e in requested)
