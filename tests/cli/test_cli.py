@@ -183,6 +183,9 @@ async def test_errors_are_one_line_with_meaningful_exit_codes(cli: Cli) -> None:
     assert code == 5 and "not reachable" in err
     code, _, err = await cli("do", "transfer", A, B, "5", env={"BILLING_LEDGER_URL": "http://127.0.0.1:1"})
     assert code == 5 and "not reachable" in err
+    for minutes in ("-1", "0", "1441"):  # a token lives a positive time, one day at most
+        code, out, err = await cli("token", "--account", A, "--minutes", minutes)
+        assert code == 2 and "--minutes" in err and out == "" and len(err.strip().splitlines()) == 1
     code, _, err = await cli("verify", env={"BILLING_LEDGER_DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/x"})
     assert code == 5 and "cannot reach the ledger database" in err
     for output in (err,):

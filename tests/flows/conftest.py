@@ -84,7 +84,7 @@ async def suite(make_settings: Callable[..., Any], bootstrap_servers: str) -> As
     async with AsyncExitStack() as stack:
         identity = build_identity(await make_settings(
             IdentitySettings, notifier_public_key=public, pii_lookup_key=new_key(), pii_encryption_key=new_key(),
-            hashing_profile="fast", http_port=0), clock)
+            hashing_profile="fast", client_address_header="X-Forwarded-For", http_port=0), clock)
         ledger = build_ledger(await make_settings(LedgerSettings, bonus_campaigns_file=None, http_port=0), clock)
         tariff = build_tariff(await make_settings(TariffSettings, billing_clock_enabled=False, http_port=0), clock)
         notifier = build_notifier(await make_settings(

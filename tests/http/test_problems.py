@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from billing_events.auth import INVALID_TOKEN
+
 MINE, OTHER = "100000000008", "100000000016"
 TRANSACTION = "01900000-0000-7000-8000-000000000000"
 OPERATOR = {"operator": "op", "reason": "why"}
@@ -81,6 +83,7 @@ async def test_no_token_is_401_and_a_subscriber_token_for_another_account_is_403
         assert answer.headers["www-authenticate"] == "Bearer"
         forged = await anonymous.request(method, path, json=body, headers={"Authorization": "Bearer abc.def.ghi"})
         _is_problem(forged, 401, "invalid_token")
+        assert forged.json()["message"] == INVALID_TOKEN  # the suite's words, not the JWT library's
     async with client(service, bearer("subscriber", MINE)) as subscriber:
         refused = await subscriber.request(method, path, json=body)
         expected = "wrong_account" if (service, method, path, body) in ACCOUNT_ROUTES else "service_only"

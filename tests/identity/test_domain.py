@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_events.catalog.identity import LegalStatus
+from billing_events.catalog.identity import LegalStatus, PasswordPurpose
 from identity.domain import (
     CODE_POLICY,
     LOGIN_THROTTLE,
@@ -35,6 +35,7 @@ from identity.domain import (
     email_lookup_text,
     guarded_attempt,
     is_valid_account_number,
+    issue_pending_password,
     issue_reset_code,
     luhn_check_digit,
     mask_email,
@@ -776,3 +777,19 @@ def test_reset_requests_are_rate_limited_per_account() -> None:
         state, now=NOW + timedelta(minutes=4, hours=1), policy=RESET_REQUEST_THROTTLE
     )
     assert after_an_hour.accepted
+
+
+# --- pending passwords ------------------------------------------------------------------------
+
+
+def test_a_pending_password_works_until_its_lifetime_ends_and_needs_a_positive_one() -> None:
+    issued_at = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+    pending = issue_pending_password("argon2-hash", purpose=PasswordPurpose.SMS_REISSUE, now=issued_at,
+                                     lifetime=timedelta(hours=24))
+
+    assert pending.usable(issued_at + timedelta(hours=23, minutes=59, seconds=59))
+    assert not pending.usable(issued_at + timedelta(hours=24))
+    for lifetime in (timedelta(0), timedelta(minutes=-1)):
+        with pytest.raises(ValueError, match="positive"):
+            issue_pending_password("argon2-hash", purpose=PasswordPurpose.SMS_REISSUE, now=issued_at,
+                                   lifetime=lifetime)

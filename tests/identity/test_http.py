@@ -52,10 +52,22 @@ async def test_commands_over_http(start_identity: Any, make_flow: Any, bootstrap
             wrong = await http.post("/identity/login", json={"login": account, "password": "nope"})
             assert (wrong.status_code, wrong.json()["code"]) == (401, "login_refused")
             assert set(wrong.json()) == {"code", "message", "errors"} and "token" not in wrong.json()
+            # Anonymous requests for a password or a code get one answer, whoever they name.
             unknown = await http.post("/identity/passwords/sms", json={"login": "100000009991"})
-            assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_account")
+            assert unknown.status_code == 202 and unknown.json()["status"] == "accepted"
             code = await http.post("/identity/reset-codes", json={"login": account, "phone": "+79123456789"})
-            assert code.status_code == 200 and code.json()["masked_destination"] == "+7 *** ***-67-89"
+            assert (code.status_code, code.json()) == (202, unknown.json())
+            assert flow.runtime.clock.now() < (await flow.reader.wait_for_type(
+                "PasswordIssued", account_number=account, purpose=PasswordPurpose.RESET_CODE))[0].payload.expires_at
+            # An operator (service token) is told what happened.
+            told = await http.post("/identity/reset-codes", json={"login": account, "phone": "+79123456789"},
+                                   headers=service)
+            assert told.status_code == 200 and told.json()["masked_destination"] == "+7 *** ***-67-89"
+            garbage = await http.post("/identity/passwords/sms", json={"login": account},
+                                      headers={"Authorization": "Bearer not.a.token"})
+            assert garbage.status_code == 401
+            assert garbage.json() == {"code": "invalid_token", "errors": [],
+                                      "message": "the token is not valid: log in again or ask for a new token"}
             bad = await http.post("/identity/reset-codes/redeem", json={"login": account, "code": "00000a"})
             assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "code"
             not_json = await http.post("/identity/login", content=b"{nope", headers={"Content-Type": "application/json"})
@@ -92,4 +104,4 @@ async def test_registration_and_support_recovery_need_a_service_token(start_iden
             assert recovered.status_code == 200 and recovered.json()["account_number"] == mine
 
             # public routes need no token at all
-            assert (await http.post("/identity/passwords/sms", json={"login": other})).status_code == 200
+            assert (await http.post("/identity/passwords/sms", json={"login": other})).status_code == 202

@@ -22,6 +22,7 @@ from identity.domain import (
     LoginRefused,
     RecoveryRefused,
     ResetCodeRefused,
+    TooManyFromAddress,
     TooManyRequests,
     UnknownAccount,
     account_number_from_sequence,
@@ -296,3 +297,82 @@ async def test_a_concurrent_flood_locks_once_and_only_its_target(flow: Any) -> N
     await service.reissue_password_by_sms(flow.runtime, {"login": victim})
     await flow.reader.wait_for_type("PasswordIssued", account_number=victim, purpose=REISSUE)
     assert [e.account for e in flow.reader.envelopes if e.event_type == "LoginLocked"] == [victim]
+
+
+# --- asking never takes a password away -------------------------------------------------------
+
+
+async def test_a_requested_password_waits_beside_the_current_one_until_used(flow: Any) -> None:
+    account, _, initial = await registered_with_password(flow)
+
+    await service.reissue_password_by_sms(flow.runtime, {"login": account})
+    requested = await flow.secret(account, REISSUE)
+
+    assert (await flow.login(account, initial)).account_number == account  # still works
+    assert (await flow.login(account, requested)).account_number == account  # first use: replaces
+    with pytest.raises(LoginRefused):
+        await flow.login(account, initial)
+    assert (await flow.login(account, requested)).account_number == account
+    [replaced] = await flow.reader.wait_for_type("PasswordReplaced", account_number=account)
+    assert replaced.payload.purpose is REISSUE
+
+
+async def test_an_unused_requested_password_expires_and_the_current_one_stays(flow: Any) -> None:
+    account, _, initial = await registered_with_password(flow)
+    await service.reissue_password_by_sms(flow.runtime, {"login": account})
+    requested = await flow.secret(account, REISSUE)
+
+    flow.runtime.clock.advance(timedelta(hours=24))
+
+    with pytest.raises(LoginRefused):
+        await flow.login(account, requested)
+    assert (await flow.login(account, initial)).account_number == account
+
+
+async def test_a_redeemed_code_leaves_the_current_password_working_until_the_new_one_is_used(flow: Any) -> None:
+    account, _, initial = await registered_with_password(flow)
+    await service.request_reset_code(flow.runtime, {"login": account, "phone": "+79123456789"})
+    await service.redeem_reset_code(flow.runtime, {"login": account, "code": await flow.secret(account, CODE)})
+
+    assert (await flow.login(account, initial)).account_number == account
+    await flow.reader.wait_for_type("ResetCodeRedeemed", account_number=account)
+    with pytest.raises(ResetCodeRefused) as nobody:
+        await service.redeem_reset_code(flow.runtime, {"login": account_number_from_sequence(999), "code": "123456"})
+    assert nobody.value.reason == "no_code"  # as for a subscriber who asked for none
+
+
+async def test_one_address_is_throttled_whoever_it_names_and_the_audit_says_what_happened(flow: Any) -> None:
+    account, _, password = await registered_with_password(flow)
+    nobody = account_number_from_sequence(999)
+    limit = flow.runtime.settings.address_request_limit
+    attacker, neighbour = "203.0.113.9", "198.51.100.20"
+
+    for i in range(limit):
+        with pytest.raises((UnknownAccount, ContactMismatch, TooManyRequests)):
+            if i % 2:
+                await service.reissue_password_by_sms(flow.runtime, {"login": nobody}, source=attacker)
+            else:
+                await service.request_reset_code(flow.runtime, {"login": account, "phone": "+7 912 000-00-01"},
+                                                 source=attacker)
+    for login in (account, nobody):
+        with pytest.raises(TooManyFromAddress):
+            await service.reissue_password_by_sms(flow.runtime, {"login": login}, source=attacker)
+    [sent] = await service.reissue_password_by_sms(flow.runtime, {"login": account}, source=neighbour)
+    assert sent.account_number == account
+    assert (await flow.login(account, password)).account_number == account
+
+    async with flow.runtime.db.connect() as conn:
+        acts = await store.audit_log(conn, account)
+        everything = (await conn.execute(select(store.audit))).all()
+    assert [(a["act"], a["outcome"], a["source"]) for a in acts] == [
+        ("password_issued", "initial", None),
+        *[("reset_code_requested", "contact_mismatch", attacker)] * 5,
+        *[("reset_code_requested", "account_throttled", attacker)] * (limit // 2 - 5),
+        ("password_by_sms", "sent", neighbour),
+    ]
+    outcomes = [(row.act, row.outcome) for row in everything if row.account_number is None]
+    assert outcomes == [("password_by_sms", "unknown_account")] * (limit // 2) + [
+        ("password_by_sms", "address_throttled")] * 2
+    secret = await flow.secret(account, REISSUE)
+    assert all(secret not in repr(row) and password not in repr(row) and "7912" not in repr(row)
+               for row in everything)

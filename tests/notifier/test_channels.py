@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import stat
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from email import message_from_bytes, policy
@@ -251,6 +252,14 @@ async def test_file_channel_in_development_writes_the_clear_text_but_never_logs_
     assert line["to"] == phone.address
     assert [entry["masked_destination"] for entry in logs] == [phone.masked]
     assert SECRET not in str(logs) and phone.address not in str(logs)
+
+
+async def test_file_channel_file_is_readable_by_its_owner_only(tmp_path, phone, password_message):
+    created, widened = tmp_path / "new.jsonl", tmp_path / "old.jsonl"
+    widened.touch(mode=0o644)
+    for path in (created, widened):
+        await FileChannel(path, production=False).send(phone, password_message)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 async def test_file_channel_that_cannot_write_is_worth_another_try(

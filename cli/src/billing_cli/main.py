@@ -291,16 +291,18 @@ def receipt(transaction_id: Annotated[str, typer.Argument(help="The payment's tr
 def token(
     service_name: Annotated[str | None, typer.Option("--service", help="A service token for this caller")] = None,
     account: Annotated[str | None, typer.Option("--account", help="A subscriber token for this account")] = None,
-    minutes: Annotated[int, typer.Option(help="Lifetime")] = 15,
+    minutes: Annotated[int, typer.Option(help="Lifetime in minutes (1 to 1440)")] = 15,
 ) -> None:
     """Mint a token with the deployment's signing key (operations and tests)."""
     from datetime import timedelta
 
-    from billing_events.auth import Tokens
+    from billing_events.auth import MAX_TOKEN_LIFETIME, Tokens
     from billing_events.clock import SystemClock
 
     if (service_name is None) == (account is None):
         fail("give exactly one of --service NAME or --account NUMBER", Exit.USAGE)
+    if not timedelta(0) < timedelta(minutes=minutes) <= MAX_TOKEN_LIFETIME:
+        fail(f"--minutes must be from 1 to {MAX_TOKEN_LIFETIME // timedelta(minutes=1)}", Exit.USAGE)
     with reported():
         key = CliSettings().signing_key()
         if key is None:

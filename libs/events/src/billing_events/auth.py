@@ -22,6 +22,8 @@ from billing_events.http import ApiError
 
 ISSUER = "billing"
 ALGORITHM = "HS256"
+MAX_TOKEN_LIFETIME = timedelta(hours=24)
+"""The longest a token may live: a leaked one must not open accounts for long."""
 Role = Literal["subscriber", "service"]
 
 
@@ -44,8 +46,11 @@ class Tokens:
     def issue(self, role: Role, subject: str, ttl: timedelta | None = None) -> tuple[str, datetime]:
         if self._key is None:
             raise RuntimeError("no token signing key configured (BILLING_TOKEN_SIGNING_KEY)")
+        lifetime = self.ttl if ttl is None else ttl
+        if not timedelta(0) < lifetime <= MAX_TOKEN_LIFETIME:
+            raise ValueError(f"a token lifetime must be positive and at most {MAX_TOKEN_LIFETIME}")
         now = self._clock.now()
-        expires = now + (ttl or self.ttl)
+        expires = now + lifetime
         claims = {"iss": ISSUER, "sub": subject, "role": role, "iat": now, "exp": expires}
         return jwt.encode(claims, self._key, algorithm=ALGORITHM), expires
 
@@ -59,18 +64,22 @@ class Tokens:
         try:
             claims = jwt.decode(token, self._key, algorithms=[ALGORITHM], issuer=ISSUER,
                                 options={"require": ["exp", "sub", "role"], "verify_exp": False, "verify_iat": False, "verify_nbf": False})
-        except jwt.InvalidTokenError as exc:
-            raise _unauthenticated("invalid_token", f"invalid token: {exc}") from None
+        except jwt.InvalidTokenError:
+            # The library's own wording says how the token failed: of no use to a caller.
+            raise _unauthenticated("invalid_token", INVALID_TOKEN) from None
         # Expiry is checked against the injected clock, so tests can move through time.
         try:
             expires = float(claims["exp"])
         except (TypeError, ValueError):
-            raise _unauthenticated("invalid_token", "invalid token: exp is not a time") from None
+            raise _unauthenticated("invalid_token", INVALID_TOKEN) from None
         if expires <= self._clock.now().timestamp():
             raise _unauthenticated("token_expired", "the token has expired: log in again")
         if claims["role"] not in ("subscriber", "service") or not isinstance(claims["sub"], str):
-            raise _unauthenticated("invalid_token", "invalid token: unknown role or subject")
+            raise _unauthenticated("invalid_token", INVALID_TOKEN)
         return Principal(claims["role"], claims["sub"])
+
+
+INVALID_TOKEN = "the token is not valid: log in again or ask for a new token"
 
 
 def _unauthenticated(code: str, message: str) -> ApiError:

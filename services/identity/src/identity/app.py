@@ -1,7 +1,8 @@
 """The identity process: wires the store, the handlers and the shared runtime together.
 
 Identity consumes no topic (yet): its commands arrive through :mod:`identity.service` (tests,
-the CLI) and :mod:`identity.http` (when ``BILLING_HTTP_PORT`` is set); it publishes SubscriberRegistered, PasswordIssued and LoginLocked.
+the CLI) and :mod:`identity.http` (when ``BILLING_HTTP_PORT`` is set); it publishes SubscriberRegistered,
+PasswordIssued, ResetCodeRedeemed, PasswordReplaced, LoginLocked and AccessRestoredBySupport.
 """
 
 from __future__ import annotations

@@ -11,6 +11,13 @@ Secrets never travel in clear: passwords and codes go out in :class:`PasswordIss
 the notifier; contact details go out in :class:`SubscriberRegistered` sealed the same way,
 beside masked forms. Passport data never leaves this service. Slow hashes run in a worker
 thread so the event loop keeps serving other accounts.
+
+Asking for a password never takes one away: a password sent on request waits beside the
+current one (:mod:`identity.domain.pending`) until it is first used. The requests anyone can
+make (a password by SMS, a reset code) take a client ``source`` address: they are throttled
+per address and per account, do the same slow hashing whatever they find, and every one is
+written to the audit (``store.audit``) and counted with what really came of it, since the
+public answer does not say.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Literal, TypeVar, cast
 
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,6 +41,8 @@ from billing_events.catalog.identity import (
     LoginLocked,
     PasswordIssued,
     PasswordPurpose,
+    PasswordReplaced,
+    ResetCodeRedeemed,
     SubscriberRegistered,
 )
 from billing_events.clock import Clock
@@ -49,6 +59,7 @@ from identity.domain import (
     Attempt,
     ContactMismatch,
     FieldError,
+    IdentityError,
     InvalidCommand,
     InvalidLoginIdentifier,
     LoginIdentifier,
@@ -57,18 +68,21 @@ from identity.domain import (
     LoginRefused,
     LookupKind,
     PassportAlreadyRegistered,
+    PendingPassword,
     RecoveryClaim,
     RecoveryRefused,
     Redemption,
     RegistrationCommand,
     ResetCodeRefused,
     ThrottleState,
+    TooManyFromAddress,
     TooManyRequests,
     UnknownAccount,
     account_number_from_sequence,
     contract_number,
     email_lookup_text,
     guarded_attempt,
+    issue_pending_password,
     issue_reset_code,
     mask_email,
     mask_phone,
@@ -97,6 +111,20 @@ LOGIN_SCOPE = "login"
 RESET_REQUEST_SCOPE = "reset_request"
 SMS_REISSUE_SCOPE = "sms_reissue"
 SUPPORT_SCOPE = "support_recovery"
+ADDRESS_SCOPE = "address_request"  # keyed by client address, whatever the accounts
+
+# Audited acts (store.audit); their outcomes are the words of each command below.
+PASSWORD_ISSUED_ACT = "password_issued"
+PASSWORD_BY_SMS_ACT = "password_by_sms"
+RESET_REQUESTED_ACT = "reset_code_requested"
+RESET_REDEEMED_ACT = "reset_code_redeemed"
+PASSWORD_REPLACED_ACT = "password_replaced"
+LOGIN_LOCKED_ACT = "login_locked"
+SUPPORT_RECOVERY_ACT = "support_recovery"
+
+SENSITIVE_ACTS = Counter(
+    "identity_sensitive_acts_total", "Identity's sensitive acts by what really came of them", ["act", "outcome"]
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -298,14 +326,51 @@ async def _new_password_by_sms(
     clock: Clock,
     subscriber: store.Subscriber,
     purpose: PasswordPurpose,
+    *,
+    replace_now: bool = False,
+    cause: Envelope[Any] | None = None,
 ) -> tuple[Envelope[Any], SecretSent]:
-    """Replace the account's password (the old one stops working) and send the new one."""
+    """Send a new password by SMS. Asked for, it waits as the pending password and the current
+    one keeps working until the new one is first used; ``replace_now`` (support, after a
+    passport check) makes it the password at once."""
     password = generate_password(PASSWORD_POLICY)
-    await store.set_password(conn, subscriber.account_number, await tools.hash(password), at=clock.now())
+    password_hash = await tools.hash(password)
+    account, now = subscriber.account_number, clock.now()
+    if replace_now:
+        await store.set_password(conn, account, password_hash, at=now)
+        await store.drop_pending_password(conn, account)
+    else:
+        pending = issue_pending_password(
+            password_hash, purpose=purpose, now=now, lifetime=tools.settings.pending_password_lifetime
+        )
+        await store.save_pending_password(conn, account, pending)
     return _secret_issued(
-        tools, clock, account_number=subscriber.account_number, purpose=purpose, channel="sms",
-        destination=_contact(tools, subscriber).phone, secret=password,
+        tools, clock, account_number=account, purpose=purpose, channel="sms",
+        destination=_contact(tools, subscriber).phone, secret=password, cause=cause,
     )
+
+
+async def _address_refusal(
+    conn: AsyncConnection, tools: _Tools, now: datetime, source: str | None
+) -> TooManyFromAddress | None:
+    """Count one anonymous request from ``source``; the refusal once the address had its share.
+
+    Checked before anything is looked up, so the answer is the same whoever the request names.
+    """
+    if source is None:  # not from outside (the CLI, an operator's tool, a test)
+        return None
+    state = await store.throttle_state(conn, ADDRESS_SCOPE, source)
+    state, outcome = rate_limited_request(state, now=now, policy=tools.settings.address_throttle)
+    if not outcome.accepted:
+        return TooManyFromAddress(until=outcome.locked_until)
+    await store.save_throttle_state(conn, ADDRESS_SCOPE, source, state)
+    return None
+
+
+def _counted(acts: list[store.Act]) -> None:
+    """After the commit: the metrics say what the audit rows say."""
+    for act in acts:
+        SENSITIVE_ACTS.labels(act.act, act.outcome).inc()
 
 
 async def _stage(runtime: ServiceRuntime, conn: AsyncConnection, envelopes: list[Envelope[Any]]) -> None:
@@ -392,6 +457,8 @@ async def register(
                 channel="sms", destination=phone, secret=password, cause=registered,
             )
             await _stage(runtime, conn, [registered, issued])
+            acts = [store.Act(PASSWORD_ISSUED_ACT, PasswordPurpose.INITIAL.value, account)]
+            await store.record_acts(conn, acts, at=now)
     except IntegrityError:
         # Two registrations of one passport raced; the unique index let one through.
         async with runtime.db.connect() as conn:
@@ -399,6 +466,7 @@ async def register(
                 raise PassportAlreadyRegistered() from None
         raise
     runtime.relay.wake()
+    _counted(acts)
     log.info("subscriber registered", account_number=account, region=registration.region,
              legal_status=registration.legal_status.value)
     return Registered(account_number=account, contract_number=contract)
@@ -410,7 +478,9 @@ async def register(
 async def login(runtime: ServiceRuntime, command: LoginCommand | Mapping[str, Any]) -> LoggedIn:
     """Check an account number / contract number + password, or a mobile number + SMS password.
 
-    Failures are counted per account; reaching the threshold locks that account's login (and
+    The current password works, and so does a pending one (sent on request) until it expires:
+    its first use makes it the account's password (PasswordReplaced). Failures are counted per
+    account; reaching the threshold locks that account's login (and
     only that account's) and publishes LoginLocked once. During a lock attempts are refused
     unchecked. Raises LoginRefused or LoginIsLocked.
     """
@@ -422,7 +492,9 @@ async def login(runtime: ServiceRuntime, command: LoginCommand | Mapping[str, An
     policy = tools.settings.login_throttle
     events: list[Envelope[Any]] = []
     matched: store.Subscriber | None = None
+    used_pending: PendingPassword | None = None
     locked_until: list[datetime] = []
+    acts: list[store.Act] = []
     async with runtime.db.transaction() as conn:
         candidates = await _find(conn, tools, identifier)
         if not candidates:
@@ -437,6 +509,10 @@ async def login(runtime: ServiceRuntime, command: LoginCommand | Mapping[str, An
                 continue
             if await tools.verify(candidate.password_hash, cmd.password):
                 matched = candidate
+                break
+            pending = await store.pending_password(conn, candidate.account_number)
+            if pending is not None and pending.usable(now) and await tools.verify(pending.password_hash, cmd.password):
+                matched, used_pending = candidate, pending
                 break
         for candidate in candidates:
             if matched is not None and candidate is not matched:
@@ -455,11 +531,24 @@ async def login(runtime: ServiceRuntime, command: LoginCommand | Mapping[str, An
                                 locked_until=outcome.locked_until, failed_attempts=policy.threshold),
                     candidate.account_number, clock,
                 ))
+                acts.append(store.Act(LOGIN_LOCKED_ACT, "lock_started", candidate.account_number))
                 log.warning("login locked", account_number=candidate.account_number,
                             locked_until=outcome.locked_until.isoformat())
-        if matched is not None and tools.hasher.needs_rehash(matched.password_hash):
+        password_hash = matched.password_hash if matched is not None else None
+        if matched is not None and used_pending is not None:
+            password_hash = used_pending.password_hash
+            await store.set_password(conn, matched.account_number, password_hash, at=now)
+            await store.drop_pending_password(conn, matched.account_number)
+            events.append(_envelope(
+                PasswordReplaced(account_number=matched.account_number, purpose=used_pending.purpose),
+                matched.account_number, clock,
+            ))
+            acts.append(store.Act(PASSWORD_REPLACED_ACT, used_pending.purpose.value, matched.account_number))
+        if matched is not None and password_hash is not None and tools.hasher.needs_rehash(password_hash):
             await store.set_password(conn, matched.account_number, await tools.hash(cmd.password), at=now)
         await _stage(runtime, conn, events)
+        await store.record_acts(conn, acts, at=now)
+    _counted(acts)
     if events:
         runtime.relay.wake()
     if matched is not None:
@@ -475,13 +564,18 @@ async def login(runtime: ServiceRuntime, command: LoginCommand | Mapping[str, An
 
 
 async def reissue_password_by_sms(
-    runtime: ServiceRuntime, command: ReissuePasswordCommand | Mapping[str, Any]
+    runtime: ServiceRuntime,
+    command: ReissuePasswordCommand | Mapping[str, Any],
+    *,
+    source: str | None = None,
 ) -> list[SecretSent]:
-    """"Get a new password by SMS": a new password replaces the old one and goes by SMS to the
-    registered mobile number (every account registered with it, when a phone is given).
+    """"Get a new password by SMS": a new password goes by SMS to the registered mobile number
+    (every account registered with it, when a phone is given). It waits beside the current
+    password, which keeps working until the new one is first used.
 
-    Rate-limited per account (each request sends an SMS). Raises UnknownAccount or
-    TooManyRequests.
+    Throttled per client address (``source``, when the request came from outside) and per
+    account (each request sends an SMS). Raises TooManyFromAddress, UnknownAccount or
+    TooManyRequests, after the same slow work as a request that sends a password.
     """
     tools = _tools(runtime)
     cmd = _validate(ReissuePasswordCommand, command)
@@ -490,29 +584,44 @@ async def reissue_password_by_sms(
     now = clock.now()
     sent: list[SecretSent] = []
     refused_until: list[datetime] = []
+    acts: list[store.Act] = []
     async with runtime.db.transaction() as conn:
-        candidates = await _find(conn, tools, identifier)
-        if not candidates:
-            raise UnknownAccount()
+        address_refusal = await _address_refusal(conn, tools, now, source)
+        candidates = [] if address_refusal else await _find(conn, tools, identifier)
         events: list[Envelope[Any]] = []
         for subscriber in candidates:
-            state = await store.throttle_state(conn, SMS_REISSUE_SCOPE, subscriber.account_number)
+            account = subscriber.account_number
+            state = await store.throttle_state(conn, SMS_REISSUE_SCOPE, account)
             state, outcome = rate_limited_request(state, now=now, policy=RESET_REQUEST_THROTTLE)
             if not outcome.accepted:
                 refused_until.append(outcome.locked_until or now)
+                acts.append(store.Act(PASSWORD_BY_SMS_ACT, "account_throttled", account, source))
                 continue
-            await store.save_throttle_state(conn, SMS_REISSUE_SCOPE, subscriber.account_number, state)
+            await store.save_throttle_state(conn, SMS_REISSUE_SCOPE, account, state)
             issued, result = await _new_password_by_sms(
                 conn, tools, clock, subscriber, PasswordPurpose.SMS_REISSUE
             )
             events.append(issued)
             sent.append(result)
+            acts.append(store.Act(PASSWORD_BY_SMS_ACT, "sent", account, source))
+        if address_refusal is not None:
+            acts.append(store.Act(PASSWORD_BY_SMS_ACT, "address_throttled", source=source))
+        elif not sent:
+            if not candidates:
+                acts.append(store.Act(PASSWORD_BY_SMS_ACT, "unknown_account", source=source))
+            await tools.hash(generate_password(PASSWORD_POLICY))  # as long as sending one
+        await store.record_acts(conn, acts, at=now)
         await _stage(runtime, conn, events)
+    _counted(acts)
+    if address_refusal is not None:
+        raise address_refusal
+    if not candidates:
+        raise UnknownAccount()
     if not sent:
         raise TooManyRequests(until=min(refused_until))
     runtime.relay.wake()
     for result in sent:
-        log.info("password reissued by sms", account_number=result.account_number)
+        log.info("password sent by sms", account_number=result.account_number)
     return sent
 
 
@@ -520,13 +629,17 @@ async def reissue_password_by_sms(
 
 
 async def request_reset_code(
-    runtime: ServiceRuntime, command: ResetCodeRequestCommand | Mapping[str, Any]
+    runtime: ServiceRuntime,
+    command: ResetCodeRequestCommand | Mapping[str, Any],
+    *,
+    source: str | None = None,
 ) -> SecretSent:
     """Send a one-time code to the registered phone or e-mail, if the one given matches.
 
     The code works for the configured lifetime (15 minutes), once; it replaces (voids) any
-    earlier code of the account. Requests are rate-limited per account, matched or not.
-    Raises UnknownAccount, ContactMismatch or TooManyRequests.
+    earlier code of the account; the password is untouched. Throttled per client address
+    (``source``) and per account, matched or not. Raises TooManyFromAddress, UnknownAccount,
+    TooManyRequests or ContactMismatch, each after the same slow work as a code that is sent.
     """
     tools = _tools(runtime)
     cmd = _validate(ResetCodeRequestCommand, command)
@@ -536,56 +649,95 @@ async def request_reset_code(
         raise InvalidCommand([FieldError(
             field, "give either the registered mobile number or the registered e-mail", "one_contact"
         )])
+    channel: Literal["sms", "email"] = "sms" if cmd.phone is not None else "email"
     clock = runtime.clock
     now = clock.now()
-    vault = tools.vault
-    mismatch: str | None = None
+    refusal: IdentityError | None = None
+    account: str | None = None
     async with runtime.db.transaction() as conn:
-        subscriber = await _find_one(conn, tools, identifier)
-        account = subscriber.account_number
-        state = await store.throttle_state(conn, RESET_REQUEST_SCOPE, account)
-        state, outcome = rate_limited_request(state, now=now, policy=RESET_REQUEST_THROTTLE)
-        if not outcome.accepted:
-            raise TooManyRequests(until=outcome.locked_until)
-        await store.save_throttle_state(conn, RESET_REQUEST_SCOPE, account, state)
-        if cmd.phone is not None:
-            matches = vault.matches(subscriber.phone_hash, LookupKind.PHONE, cmd.phone)
-            mismatch = None if matches else "phone"
-        else:
-            assert cmd.email is not None
-            matches = subscriber.email_hash is not None and vault.matches(
-                subscriber.email_hash, LookupKind.EMAIL, email_lookup_text(cmd.email)
-            )
-            mismatch = None if matches else "email"
-        if mismatch is None:
-            contact = _contact(tools, subscriber)
+        refusal = await _address_refusal(conn, tools, now, source)
+        if refusal is None:
             code = generate_code(CODE_POLICY)
-            reset = issue_reset_code(await tools.hash(code), now=now, policy=tools.settings.reset_code_policy)
-            await store.save_reset_code(conn, account, reset)
-            channel: Literal["sms", "email"] = "sms" if cmd.phone is not None else "email"
-            destination = contact.phone if channel == "sms" else cast(str, contact.email)
-            issued, sent = _secret_issued(
-                tools, clock, account_number=account, purpose=PasswordPurpose.RESET_CODE,
-                channel=channel, destination=destination, secret=code, expires_at=reset.expires_at,
-            )
-            await _stage(runtime, conn, [issued])
-    if mismatch is not None:
-        log.info("reset code refused: contact does not match", account_number=account)
-        raise ContactMismatch(mismatch)
+            code_hash = await tools.hash(code)  # whatever is found next: every answer costs the same
+            refusal, subscriber = await _reset_code_for(conn, tools, now, identifier, cmd)
+            account = subscriber.account_number if subscriber else None
+            if refusal is None:
+                assert subscriber is not None and account is not None
+                contact = _contact(tools, subscriber)
+                reset = issue_reset_code(code_hash, now=now, policy=tools.settings.reset_code_policy)
+                await store.save_reset_code(conn, account, reset)
+                destination = contact.phone if channel == "sms" else cast(str, contact.email)
+                issued, sent = _secret_issued(
+                    tools, clock, account_number=account, purpose=PasswordPurpose.RESET_CODE,
+                    channel=channel, destination=destination, secret=code, expires_at=reset.expires_at,
+                )
+                await _stage(runtime, conn, [issued])
+        outcome = "sent" if refusal is None else _REQUEST_OUTCOMES[type(refusal)]
+        acts = [store.Act(RESET_REQUESTED_ACT, outcome, account, source, detail=channel)]
+        await store.record_acts(conn, acts, at=now)
+    _counted(acts)
+    if refusal is not None:
+        log.info("reset code not sent", account_number=account, outcome=outcome)
+        raise refusal
     runtime.relay.wake()
-    log.info("reset code sent", account_number=account, channel=sent.channel)
+    log.info("reset code sent", account_number=account, channel=channel)
     return sent
 
 
+_REQUEST_OUTCOMES: dict[type[IdentityError], str] = {
+    TooManyFromAddress: "address_throttled",
+    UnknownAccount: "unknown_account",
+    TooManyRequests: "account_throttled",
+    ContactMismatch: "contact_mismatch",
+}
+
+
+async def _reset_code_for(
+    conn: AsyncConnection,
+    tools: _Tools,
+    now: datetime,
+    identifier: LoginIdentifier,
+    cmd: ResetCodeRequestCommand,
+) -> tuple[IdentityError | None, store.Subscriber | None]:
+    """Why no code may go to the account named (None: it may), and the subscriber if found.
+
+    Counts the request on the account's throttle, whether the contact matches or not."""
+    found = await _find(conn, tools, identifier)
+    if not found:
+        return UnknownAccount(), None
+    subscriber = found[0]
+    account = subscriber.account_number
+    state = await store.throttle_state(conn, RESET_REQUEST_SCOPE, account)
+    state, outcome = rate_limited_request(state, now=now, policy=RESET_REQUEST_THROTTLE)
+    if not outcome.accepted:
+        return TooManyRequests(until=outcome.locked_until), subscriber
+    await store.save_throttle_state(conn, RESET_REQUEST_SCOPE, account, state)
+    if cmd.phone is not None:
+        if not tools.vault.matches(subscriber.phone_hash, LookupKind.PHONE, cmd.phone):
+            return ContactMismatch("phone"), subscriber
+    else:
+        assert cmd.email is not None
+        email_matches = subscriber.email_hash is not None and tools.vault.matches(
+            subscriber.email_hash, LookupKind.EMAIL, email_lookup_text(cmd.email)
+        )
+        if not email_matches:
+            return ContactMismatch("email"), subscriber
+    return None, subscriber
+
+
 async def redeem_reset_code(
-    runtime: ServiceRuntime, command: RedeemResetCodeCommand | Mapping[str, Any]
+    runtime: ServiceRuntime,
+    command: RedeemResetCodeCommand | Mapping[str, Any],
+    *,
+    source: str | None = None,
 ) -> SecretSent:
-    """Use a one-time code: on success a new password replaces the old one and goes by SMS
-    (purpose sms_reissue), and a login lock of the account is lifted.
+    """Use a one-time code: on success a new password goes by SMS (purpose sms_reissue) and
+    waits beside the current one until first used, and a login lock of the account is lifted
+    (ResetCodeRedeemed).
 
     Wrong guesses are counted; the code dies after the configured number of them. Raises
-    UnknownAccount or ResetCodeRefused (reason: wrong_code, expired, already_used,
-    too_many_guesses, no_code).
+    ResetCodeRefused (reason: wrong_code, expired, already_used, too_many_guesses, no_code;
+    no_code too for an account that does not exist).
     """
     tools = _tools(runtime)
     cmd = _validate(RedeemResetCodeCommand, command)
@@ -595,10 +747,12 @@ async def redeem_reset_code(
     clock = runtime.clock
     now = clock.now()
     sent: SecretSent | None = None
+    account: str | None = None
     async with runtime.db.transaction() as conn:
-        subscriber = await _find_one(conn, tools, identifier)
-        account = subscriber.account_number
-        state = await store.reset_code(conn, account)
+        found = await _find(conn, tools, identifier)
+        subscriber = found[0] if found else None
+        account = subscriber.account_number if subscriber else None
+        state = await store.reset_code(conn, account) if account else None
         # First ask the domain whether the code could still work at all (no hash needed);
         # only then pay for the slow hash.
         _, probe = redeem_reset_code_rule(state, now=now, matches=lambda _: False)
@@ -606,16 +760,22 @@ async def redeem_reset_code(
             state.code_hash, cmd.code
         )
         after, result = redeem_reset_code_rule(state, now=now, matches=lambda _: right)
-        if after is not None and after != state:
+        if account and after is not None and after != state:
             await store.save_reset_code(conn, account, after)
-        if result is Redemption.ACCEPTED:
+        if subscriber is not None and result is Redemption.ACCEPTED:
+            redeemed = _envelope(ResetCodeRedeemed(account_number=subscriber.account_number),
+                                 subscriber.account_number, clock)
             issued, sent = await _new_password_by_sms(
-                conn, tools, clock, subscriber, PasswordPurpose.SMS_REISSUE
+                conn, tools, clock, subscriber, PasswordPurpose.SMS_REISSUE, cause=redeemed
             )
-            await store.save_throttle_state(conn, LOGIN_SCOPE, account, ThrottleState())
-            await _stage(runtime, conn, [issued])
+            await store.save_throttle_state(conn, LOGIN_SCOPE, subscriber.account_number, ThrottleState())
+            await _stage(runtime, conn, [redeemed, issued])
+        outcome = result.value if account else "unknown_account"
+        acts = [store.Act(RESET_REDEEMED_ACT, outcome, account, source)]
+        await store.record_acts(conn, acts, at=now)
+    _counted(acts)
     if sent is None:
-        log.info("reset code refused", account_number=account, reason=result.value)
+        log.info("reset code refused", account_number=account, outcome=outcome)
         raise ResetCodeRefused(result.value)
     runtime.relay.wake()
     log.info("reset code redeemed; new password sent", account_number=account)
@@ -629,8 +789,10 @@ async def recover_by_support(
     runtime: ServiceRuntime, command: SupportRecoveryCommand | Mapping[str, Any]
 ) -> SecretSent:
     """An operator restores access: the caller's passport series, number and date of birth
-    are checked against the stored keyed hash; on a match a new password goes by SMS and a
-    login lock is lifted. Every attempt is recorded with the operator and the reason.
+    are checked against the stored keyed hash; on a match a new password goes by SMS and
+    replaces the current one at once (the caller proved who they are; the old password may be
+    what they lost), and a login lock is lifted. Every attempt is recorded with the operator
+    and the reason.
 
     A few wrong claims lock support recovery of the account for a day. Raises UnknownAccount,
     RecoveryRefused or TooManyRequests.
@@ -656,9 +818,11 @@ async def recover_by_support(
             conn, account_number=account, operator=cmd.operator, reason=cmd.reason,
             outcome=outcome.result.value, at=now,
         )
+        acts = [store.Act(SUPPORT_RECOVERY_ACT, outcome.result.value, account, detail=cmd.operator)]
+        await store.record_acts(conn, acts, at=now)
         if outcome.accepted:
             issued, sent = await _new_password_by_sms(
-                conn, tools, clock, subscriber, PasswordPurpose.SUPPORT_RECOVERY
+                conn, tools, clock, subscriber, PasswordPurpose.SUPPORT_RECOVERY, replace_now=True
             )
             await store.save_throttle_state(conn, LOGIN_SCOPE, account, ThrottleState())
             restored = _envelope(
@@ -666,6 +830,7 @@ async def recover_by_support(
                 account, clock, cause=issued,
             )
             await _stage(runtime, conn, [issued, restored])
+    _counted(acts)
     log.info("support recovery", account_number=account, outcome=outcome.result.value)
     if sent is None:
         if outcome.result in (Attempt.LOCKED, Attempt.LOCK_STARTED):

@@ -16,6 +16,16 @@ Tuning:
 - ``BILLING_IDENTITY_LOGIN_LOCK_THRESHOLD`` failed logins within
   ``BILLING_IDENTITY_LOGIN_WINDOW_MINUTES`` lock the login for
   ``BILLING_IDENTITY_LOGIN_LOCK_MINUTES``.
+- ``BILLING_IDENTITY_PENDING_PASSWORD_HOURS``: how long a password sent on request (by SMS,
+  or after a reset code) waits to be used; the current password keeps working meanwhile.
+- ``BILLING_IDENTITY_ADDRESS_REQUEST_LIMIT`` anonymous requests for a password or a code from
+  one client address within ``BILLING_IDENTITY_ADDRESS_WINDOW_MINUTES`` (whatever the
+  accounts); the next ones are answered 429 until the window has passed. Per account, at most
+  5 requests an hour are acted on (the rest are answered the same and change nothing).
+- ``BILLING_IDENTITY_CLIENT_ADDRESS_HEADER``: the header a trusted reverse proxy puts the
+  client's address in (``X-Forwarded-For``, ``X-Real-IP``); its last entry is taken, the one
+  the proxy itself appended. Unset (the default): the address of the TCP peer. Set it only
+  behind such a proxy: otherwise any client can write the header and pick its address.
 - ``BILLING_IDENTITY_REGIONS``: the region codes registration accepts (JSON list), by default
   the regions of the tariff catalog.
 """
@@ -94,6 +104,20 @@ class IdentitySettings(ServiceSettings):
     login_lock_minutes: int = Field(
         default=15, ge=1, validation_alias="BILLING_IDENTITY_LOGIN_LOCK_MINUTES"
     )
+    pending_password_hours: int = Field(
+        default=24, ge=1, le=24 * 30, validation_alias="BILLING_IDENTITY_PENDING_PASSWORD_HOURS"
+    )
+    address_request_limit: int = Field(
+        default=20, ge=1, le=100_000, validation_alias="BILLING_IDENTITY_ADDRESS_REQUEST_LIMIT"
+    )
+    address_window_minutes: int = Field(
+        default=60, ge=1, le=24 * 60, validation_alias="BILLING_IDENTITY_ADDRESS_WINDOW_MINUTES"
+    )
+    client_address_header: str | None = Field(
+        default=None,
+        validation_alias="BILLING_IDENTITY_CLIENT_ADDRESS_HEADER",
+        description="Header a trusted proxy writes the client address in; unset: the TCP peer",
+    )
     regions: tuple[str, ...] = Field(
         default=DEFAULT_REGIONS,
         min_length=1,
@@ -132,6 +156,15 @@ class IdentitySettings(ServiceSettings):
             lifetime=timedelta(minutes=self.reset_code_minutes),
             max_wrong_guesses=self.reset_code_max_wrong_guesses,
         )
+
+    @property
+    def pending_password_lifetime(self) -> timedelta:
+        return timedelta(hours=self.pending_password_hours)
+
+    @property
+    def address_throttle(self) -> ThrottlePolicy:
+        window = timedelta(minutes=self.address_window_minutes)
+        return ThrottlePolicy(threshold=self.address_request_limit, window=window, lock_for=window)
 
     @property
     def login_throttle(self) -> ThrottlePolicy:

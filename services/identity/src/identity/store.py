@@ -1,4 +1,5 @@
-"""The identity database: subscribers, the account-number sequence, reset codes, throttles.
+"""The identity database: subscribers, the account-number sequence, pending passwords, reset
+codes, throttles, and the audit of sensitive acts.
 
 Personal data is kept only here, and only protected: keyed hashes (HMAC) to find a passport,
 a phone or an e-mail, AES-GCM ciphertexts (bound to the account and the kind of data) for the
@@ -13,7 +14,7 @@ one writer at a time, so the update is serial).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.db import insert_ignoring_duplicates, upsert
 from billing_events.schema import BigId, UtcDateTime
-from identity.domain import ResetCode, ThrottleState
+from billing_events.catalog.identity import PasswordPurpose
+from identity.domain import PendingPassword, ResetCode, ThrottleState
 
 
 metadata = MetaData()
@@ -75,6 +77,16 @@ subscribers = Table(
     Column("registered_at", UtcDateTime, nullable=False),
 )
 
+pending_passwords = Table(
+    "pending_passwords",
+    metadata,
+    Column("account_number", String(12), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
 reset_codes = Table(
     "reset_codes",
     metadata,
@@ -106,6 +118,21 @@ support_recoveries = Table(
     Column("outcome", String(32), nullable=False),
     Column("at", UtcDateTime, nullable=False),
     Index("support_recoveries_account", "account_number", "id"),
+)
+
+# Every sensitive act and what really came of it (the public answers do not say): no secret,
+# no phone, no e-mail, no passport data; the account when one was found, the client address.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("act", String(32), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("account_number", String(12)),
+    Column("source", String(100), doc="The client address, for requests from outside"),
+    Column("detail", String(200), doc="Channel, operator or reason: never a secret"),
+    Index("audit_account", "account_number", "id"),
 )
 
 
@@ -220,6 +247,35 @@ async def count_subscribers(conn: AsyncConnection) -> int:
     return await conn.scalar(select(func.count()).select_from(subscribers)) or 0
 
 
+# --- pending passwords ----------------------------------------------------------------------
+
+
+async def pending_password(conn: AsyncConnection, account_number: str) -> PendingPassword | None:
+    row = (
+        await conn.execute(
+            select(pending_passwords).where(pending_passwords.c.account_number == account_number)
+        )
+    ).first()
+    if row is None:
+        return None
+    return PendingPassword(password_hash=row.password_hash, purpose=PasswordPurpose(row.purpose),
+                           issued_at=row.issued_at, expires_at=row.expires_at)
+
+
+async def save_pending_password(conn: AsyncConnection, account_number: str, pending: PendingPassword) -> None:
+    """One row per account: a newer pending password replaces the previous one."""
+    columns = ("password_hash", "purpose", "issued_at", "expires_at")
+    await conn.execute(
+        upsert(conn, pending_passwords, ["account_number"], columns),
+        {"account_number": account_number, "password_hash": pending.password_hash,
+         "purpose": pending.purpose.value, "issued_at": pending.issued_at, "expires_at": pending.expires_at},
+    )
+
+
+async def drop_pending_password(conn: AsyncConnection, account_number: str) -> None:
+    await conn.execute(delete(pending_passwords).where(pending_passwords.c.account_number == account_number))
+
+
 # --- reset codes ------------------------------------------------------------------------------
 
 
@@ -290,6 +346,32 @@ async def save_throttle_state(
             "locked_until": state.locked_until,
         },
     )
+
+
+# --- the audit of sensitive acts --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Act:
+    """One row of the audit: what was asked, what came of it, about which account, from where."""
+
+    act: str
+    outcome: str
+    account_number: str | None = None
+    source: str | None = None
+    detail: str | None = None
+
+
+async def record_acts(conn: AsyncConnection, acts: list[Act], *, at: datetime) -> None:
+    if acts:
+        await conn.execute(insert(audit), [{**asdict(act), "at": at} for act in acts])
+
+
+async def audit_log(conn: AsyncConnection, account_number: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        select(audit).where(audit.c.account_number == account_number).order_by(audit.c.id)
+    )
+    return [dict(row._mapping) for row in rows]
 
 
 # --- support-assisted recovery audit ----------------------------------------------------------

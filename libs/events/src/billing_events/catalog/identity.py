@@ -88,3 +88,25 @@ class AccessRestoredBySupport(Event):
     account_number: AccountNumber
     operator: str = Field(min_length=1, max_length=100, description="The support operator")
     reason: str = Field(min_length=1, max_length=500, description="Why, as the operator wrote it")
+
+
+class ResetCodeRedeemed(Event):
+    """A one-time code was used: a new password follows by SMS (PasswordIssued, sms_reissue),
+    and a login lock of the account, if any, was lifted. The current password still works until
+    the new one is first used (PasswordReplaced)."""
+
+    event_type: ClassVar[str] = "ResetCodeRedeemed"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+
+
+class PasswordReplaced(Event):
+    """A password sent on request was used for the first time and became the account's password;
+    the previous one stopped working. Until then both worked (asking never takes one away)."""
+
+    event_type: ClassVar[str] = "PasswordReplaced"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    purpose: PasswordPurpose = Field(description="Why the password that is now in use was sent")

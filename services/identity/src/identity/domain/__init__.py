@@ -27,6 +27,7 @@ from identity.domain.errors import (
     ResetCodeRefused,
     RuleViolation,
     Throttled,
+    TooManyFromAddress,
     TooManyRequests,
     UnknownAccount,
 )
@@ -53,6 +54,7 @@ from identity.domain.registration import (
     validate_registration,
     years_later,
 )
+from identity.domain.pending import PendingPassword, issue_pending_password
 from identity.domain.reset_codes import (
     RESET_CODE_POLICY,
     Redemption,
@@ -97,6 +99,7 @@ __all__ = [
     "LookupKind",
     "PassportAlreadyRegistered",
     "PasswordPolicy",
+    "PendingPassword",
     "RecoveryClaim",
     "RecoveryRefused",
     "Redemption",
@@ -109,6 +112,7 @@ __all__ = [
     "ThrottlePolicy",
     "ThrottleState",
     "Throttled",
+    "TooManyFromAddress",
     "TooManyRequests",
     "UnknownAccount",
     "account_number_from_sequence",
@@ -116,6 +120,7 @@ __all__ = [
     "email_lookup_text",
     "guarded_attempt",
     "is_valid_account_number",
+    "issue_pending_password",
     "issue_reset_code",
     "luhn_check_digit",
     "mask_email",

@@ -123,6 +123,15 @@ class TooManyRequests(Throttled):
         super().__init__("too many requests for this account; try again later", until=until)
 
 
+class TooManyFromAddress(Throttled):
+    """One client address asked for too many passwords or codes, whatever the accounts."""
+
+    code: ClassVar[str] = "too_many_requests_from_address"
+
+    def __init__(self, *, until: datetime | None) -> None:
+        super().__init__("too many requests from this address; try again later", until=until)
+
+
 class ContactMismatch(IdentityError):
     """The phone or e-mail given is not the one registered for the account."""
 
