@@ -131,7 +131,19 @@ class FundsTransferred(Event):
     amount: PositiveMoney
 
 
-class TransferRejected(Event):
+class _TransferRefused(Event):
+    """What every version of TransferRejected says (a base: not an event type of its own)."""
+
+    topic: ClassVar[str] = topics.LEDGER
+
+    request_id: UUID
+    from_account: AccountNumber
+    to_account: AccountNumber
+    amount: PositiveMoney
+    detail: str = Field(max_length=200, description="The reason in words, for the cabinet to show")
+
+
+class TransferRejected(_TransferRefused):
     """A transfer request was refused; nothing moved.
 
     v2: ``reason`` may also be ``credit_not_transferable``. v1 is published beside it, where it
@@ -139,14 +151,8 @@ class TransferRejected(Event):
 
     event_type: ClassVar[str] = "TransferRejected"
     version: ClassVar[int] = 2
-    topic: ClassVar[str] = topics.LEDGER
 
-    request_id: UUID
-    from_account: AccountNumber
-    to_account: AccountNumber
-    amount: PositiveMoney
     reason: TransferRefusal
-    detail: str = Field(max_length=200, description="The reason in words, for the cabinet to show")
 
     def previous_versions(self) -> tuple[Event, ...]:
         old = (TransferRefusalV1.INSUFFICIENT_FUNDS if self.reason is TransferRefusal.CREDIT_NOT_TRANSFERABLE
@@ -154,18 +160,12 @@ class TransferRejected(Event):
         return (TransferRejectedV1(**{**self.model_dump(), "reason": old}),)
 
 
-class TransferRejectedV1(Event):
+class TransferRejectedV1(_TransferRefused):
     """v1 of TransferRejected (superseded by v2, still published beside it)."""
 
     event_type: ClassVar[str] = "TransferRejected"
-    topic: ClassVar[str] = topics.LEDGER
 
-    request_id: UUID
-    from_account: AccountNumber
-    to_account: AccountNumber
-    amount: PositiveMoney
     reason: TransferRefusalV1
-    detail: str = Field(max_length=200, description="The reason in words, for the cabinet to show")
 
 
 class BonusAccrued(Event):
@@ -235,14 +235,9 @@ class BonusRedeemed(Event):
     bonus_balance: Money = Field(description="Bonus balance after the redemption")
 
 
-class PaymentUnmatched(Event):
-    """A payment could not be credited: it waits in suspense for operations to place it.
+class _PaymentParked(Event):
+    """What every version of PaymentUnmatched says (a base: not an event type of its own)."""
 
-    v2: ``reason`` may also be ``amount_over_limit``. v1 is published beside it for the reasons
-    it knows (an over-limit payment has no v1 form)."""
-
-    event_type: ClassVar[str] = "PaymentUnmatched"
-    version: ClassVar[int] = 2
     topic: ClassVar[str] = topics.LEDGER
 
     transaction_id: UUID = Field(description="The transaction that parked the money in suspense")
@@ -251,6 +246,17 @@ class PaymentUnmatched(Event):
     reference: str = Field(min_length=1, max_length=64)
     amount: PositiveMoney
     received_at: AwareDatetime
+
+
+class PaymentUnmatched(_PaymentParked):
+    """A payment could not be credited: it waits in suspense for operations to place it.
+
+    v2: ``reason`` may also be ``amount_over_limit``. v1 is published beside it for the reasons
+    it knows (an over-limit payment has no v1 form)."""
+
+    event_type: ClassVar[str] = "PaymentUnmatched"
+    version: ClassVar[int] = 2
+
     reason: UnmatchedReason
 
     def previous_versions(self) -> tuple[Event, ...]:
@@ -259,18 +265,11 @@ class PaymentUnmatched(Event):
         return (PaymentUnmatchedV1(**{**self.model_dump(), "reason": UnmatchedReasonV1(self.reason.value)}),)
 
 
-class PaymentUnmatchedV1(Event):
+class PaymentUnmatchedV1(_PaymentParked):
     """v1 of PaymentUnmatched (superseded by v2, still published beside it)."""
 
     event_type: ClassVar[str] = "PaymentUnmatched"
-    topic: ClassVar[str] = topics.LEDGER
 
-    transaction_id: UUID = Field(description="The transaction that parked the money in suspense")
-    account_number: str = Field(min_length=1, max_length=32, description="As the payer typed it")
-    channel: PaymentChannel
-    reference: str = Field(min_length=1, max_length=64)
-    amount: PositiveMoney
-    received_at: AwareDatetime
     reason: UnmatchedReasonV1
 
 
