@@ -80,7 +80,7 @@ class Traffic:
         self.seed = seed
 
     def envelope(self, payload: Any, account: str) -> Envelope[Any]:
-        return Envelope.new(payload, account=account, producer="test", clock=self.clock)
+        return Envelope.new(payload, account=account, producer=topics.spec(payload.topic).owner, clock=self.clock)
 
     def registration(self, number: str, sealed_contact: str = "c2VhbGVk") -> Envelope[SubscriberRegistered]:
         return self.envelope(SubscriberRegistered(

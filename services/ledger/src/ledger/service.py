@@ -36,6 +36,7 @@ from billing_events.db import Database
 from billing_events.envelope import Envelope, Event
 from billing_events.logging import get_logger
 from billing_events.money import Money
+from billing_events.refusal import Refusal
 from billing_events.topics import TopicNames
 
 from ledger import domain, store
@@ -115,7 +116,7 @@ class _Batch:
     touched: dict[str, None] = field(default_factory=dict)
     suspense: list[domain.SuspenseItem] = field(default_factory=list)
     publish: list[Envelope[Any]] = field(default_factory=list)
-    rejected: list[tuple[Envelope[Any], str]] = field(default_factory=list)
+    rejected: list[tuple[Envelope[Any], Refusal]] = field(default_factory=list)
     duplicates: int = 0
 
 
@@ -201,7 +202,7 @@ async def post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[En
         try:
             outcome = _decide(ctx, batch, envelope, at)
         except LedgerError as exc:
-            batch.rejected.append((envelope, f"{exc.code.value}: {exc.message}"))
+            batch.rejected.append((envelope, Refusal(exc.code.value, exc.message)))
             continue
         if outcome is not None:
             _take(ctx, batch, outcome, envelope)
@@ -251,9 +252,8 @@ async def submit(ctx: LedgerContext, request: Event, *, account: str) -> list[En
     return await _run(ctx, work)
 
 
-def _refusal(reason: str) -> CommandFailed:
-    code, _, message = reason.partition(": ")
-    return CommandFailed(code, message or reason)
+def _refusal(refusal: Refusal) -> CommandFailed:
+    return CommandFailed(refusal.code, refusal.message)
 
 
 async def transfer(ctx: LedgerContext, from_account: str, to_account: str, amount: Money, *, requested_by: str,
