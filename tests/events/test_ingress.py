@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord
+from prometheus_client import REGISTRY
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -146,9 +147,15 @@ async def test_every_dead_letter_has_a_code_beside_its_reason_in_the_table_the_t
     assert await door.state() == {}
 
 
+def dead_lettered(event_type: str, code: str) -> float:
+    labels = {"service": "counter", "event_type": event_type, "code": code}
+    return REGISTRY.get_sample_value("billing_events_dead_lettered_total", labels) or 0.0
+
+
 async def test_a_consumer_takes_from_a_topic_only_what_the_catalog_lists_for_it_and_from_its_owner(
     door: Door,
 ) -> None:
+    counted = dead_lettered("SubscriberRegistered", "wrong_topic")
     await door.take(
         door.of(topics.PAYMENTS, envelope(registration(), producer="identity")),   # a type of another topic
         door.of(topics.IDENTITY, envelope(payment("SMUGGLED", 10_000))),           # money on the identity topic
@@ -167,6 +174,7 @@ async def test_a_consumer_takes_from_a_topic_only_what_the_catalog_lists_for_it_
     assert letters[0][2] == "SubscriberRegistered travels on billing.identity, not on billing.payments"
     assert letters[1][2] == "PaymentReceived travels on billing.payments, not on billing.identity"
     assert letters[2][2] == "billing.identity is written by identity only, not by 'terminal'"
+    assert dead_lettered("SubscriberRegistered", "wrong_topic") == counted + 2
 
 
 async def test_a_reused_event_id_with_another_payload_is_dead_lettered_and_changes_nothing(door: Door) -> None:

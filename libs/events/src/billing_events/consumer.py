@@ -252,7 +252,7 @@ class EventConsumer:
 
     def _log_dead(self, letters: list[deadletter.DeadLetter]) -> None:
         for letter in letters:
-            metrics.EVENTS_DEAD_LETTERED.labels(self.name, letter.event_type or "invalid").inc()
+            metrics.EVENTS_DEAD_LETTERED.labels(self.name, letter.event_type or "invalid", letter.code).inc()
             log.warning(
                 "dead-lettered",
                 code=letter.code,
