@@ -31,11 +31,13 @@ def account_number(index: int) -> str:
     return f"{100_000_000_000 + index:012d}"
 
 
-def _envelope(event_type: str, account: str, payload: dict[str, object]) -> tuple[bytes, uuid.UUID]:
+def _envelope(topic: str, event_type: str, account: str, payload: dict[str, object]) -> tuple[bytes, uuid.UUID]:
+    """As the topic's owner publishes it: consumers refuse envelopes from anyone else on an owned topic."""
     event_id = uuid.uuid4()
     body = {
         "event_id": str(event_id), "event_type": event_type, "schema_version": 1, "occurred_at": NOW,
-        "account": account, "correlation_id": str(event_id), "causation_id": None, "producer": "bench",
+        "account": account, "correlation_id": str(event_id), "causation_id": None,
+        "producer": topics.spec(topic).owner,
         "payload": payload,
     }
     return json.dumps(body, separators=(",", ":")).encode(), event_id
@@ -43,7 +45,7 @@ def _envelope(event_type: str, account: str, payload: dict[str, object]) -> tupl
 
 def registration(index: int) -> Message:
     number = account_number(index)
-    value, event_id = _envelope("SubscriberRegistered", number, {
+    value, event_id = _envelope(topics.IDENTITY, "SubscriberRegistered", number, {
         "account_number": number, "contract_number": f"D-2026-{index:07d}", "region": "moscow",
         "legal_status": "person", "masked_phone": "+7 *** ***-00-00", "sealed_contact": "c2VhbGVk",
     })
@@ -52,7 +54,7 @@ def registration(index: int) -> Message:
 
 def payment(index: int, account_index: int, minor: int = 50_000, tag: str = "p") -> Message:
     number = account_number(account_index)
-    value, event_id = _envelope("PaymentReceived", number, {
+    value, event_id = _envelope(topics.PAYMENTS, "PaymentReceived", number, {
         "account_number": number, "channel": "terminal", "reference": f"{tag}-{index}",
         "amount": {"minor": minor, "currency": "RUB"}, "received_at": NOW,
     })
@@ -61,7 +63,7 @@ def payment(index: int, account_index: int, minor: int = 50_000, tag: str = "p")
 
 def charge(index: int, account_index: int, minor: int = 1_000) -> Message:
     number = account_number(account_index)
-    value, event_id = _envelope("ChargeApplied", number, {
+    value, event_id = _envelope(topics.TARIFF, "ChargeApplied", number, {
         "charge_id": f"{number}:c-{index}", "account_number": number, "amount": {"minor": minor, "currency": "RUB"},
         "fee_kind": "subscription", "billing_day": "2026-12-10",
     })

@@ -66,7 +66,7 @@ async def cli(make_settings: Any, bootstrap_servers: str, tmp_path: Any) -> Asyn
                     account_number=number, contract_number=f"D-2026-{number[-7:]}", region="moscow",
                     legal_status=LegalStatus.PERSON, masked_phone="+7 *** ***-00-00", sealed_contact="c2VhbGVk")
                 await producer.send(runtime.topics(topics.IDENTITY),
-                                    Envelope.new(registered, account=number, producer="test", clock=SystemClock()))
+                                    Envelope.new(registered, account=number, producer="identity", clock=SystemClock()))
         env = {
             "PATH": os.environ.get("PATH", ""),
             "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
@@ -161,9 +161,9 @@ async def test_dead_letter_list_show_and_retry(cli: Cli) -> None:
         return letters or None
 
     [letter] = await eventually(listed, what="the dead letter on the topic")
-    assert "unknown currency 'RUR'" in letter["reason"]
+    assert "unknown currency 'RUR'" in letter["reason"] and letter["code"] == "invalid_payload"
     shown = await cli.json("dlq", "show", letter["ref"])
-    assert "RUR" in shown["original"]
+    assert "RUR" in shown["original"] and shown["code"] == "invalid_payload"
     fixed = cli.env["BILLING_DATA_DIR"] + "-fixed.json"
     with open(fixed, "wb") as handle:
         handle.write(envelope.to_bytes())

@@ -1,13 +1,13 @@
 """Fault tests: the ledger as a real process (killed, doubled, cut off from its database) over the
 session's broker and a fresh PostgreSQL database, driven by events the way the other services
-and the payment channels drive it.
+and the payment channels drive it; and the four services as ``make run`` runs them (``suite``).
 
 Sizes are environment variables (defaults in brackets; the defaults are the issue's sizes and
 all five tests take about two minutes on two cores):
 
     BILLING_TEST_CRASH_PAYMENTS [50000]  BILLING_TEST_CRASH_ACCOUNTS [1000]  BILLING_TEST_CRASH_KILLS [3]
     BILLING_TEST_SCALE_PAYMENTS [10000]  BILLING_TEST_OUTAGE_PAYMENTS [10000]
-    BILLING_TEST_POISON_BAD [2000]       BILLING_TEST_POISON_VALID [5000]
+    BILLING_TEST_POISON_BAD [2000]       BILLING_TEST_POISON_VALID [5000]    BILLING_TEST_HOSTILE [3000]
     BILLING_TEST_SEED [derived from the test's name]: the random traffic is repeatable
 
 Run them alone with ``uv run pytest tests/faults -m slow -s`` (``-s`` shows one summary line
@@ -21,9 +21,11 @@ import json
 import os
 import random
 import socket
+import sqlite3
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import func, select
 
+from billing_cli.launcher import SERVICES, dev_secrets
 from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.ledger import TransactionKind
@@ -80,7 +83,7 @@ class Traffic:
         self.seed = seed
 
     def envelope(self, payload: Any, account: str) -> Envelope[Any]:
-        return Envelope.new(payload, account=account, producer="test", clock=self.clock)
+        return Envelope.new(payload, account=account, producer=topics.spec(payload.topic).owner, clock=self.clock)
 
     def registration(self, number: str, sealed_contact: str = "c2VhbGVk") -> Envelope[SubscriberRegistered]:
         return self.envelope(SubscriberRegistered(
@@ -425,3 +428,99 @@ class HttpDoor:
             if line.startswith("billing_events_handled_total{") and f'event_type="{event_type}"' in line:
                 return int(float(line.rsplit(" ", 1)[1]))
         return 0
+
+
+Snapshot = dict[str, dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]]
+"""service -> table -> primary key -> row."""
+
+
+class Suite:
+    """The four services as `make run` runs them (``billing up``: one process each, SQLite files in
+    one data folder, the dev secrets of that folder), on the session's broker."""
+
+    def __init__(self, data_dir: Path, bootstrap_servers: str, prefix: str) -> None:
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.secrets = dev_secrets(data_dir)  # made once per data folder, as `billing up` does
+        env = {
+            **self.secrets,
+            "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
+            "BILLING_KAFKA__TOPIC_PREFIX": prefix,
+            "BILLING_KAFKA__PARTITIONS": "3",
+            "BILLING_KAFKA__SESSION_TIMEOUT_MS": "2000",
+            "BILLING_KAFKA__HEARTBEAT_INTERVAL_MS": "300",
+            "BILLING_DATA_DIR": str(data_dir.resolve()),
+        }
+        self.processes = {
+            name: ServiceProcess(name, env, log_path=data_dir / f"{name}.log") for name in SERVICES
+        }
+
+    async def start(self) -> None:
+        for process in self.processes.values():
+            process.spawn()  # all at once, as the launcher does
+        for process in self.processes.values():
+            await process.wait_ready(90)
+
+    async def stop(self) -> dict[str, int | None]:
+        """SIGTERM to every service at once, as the launcher does on Ctrl-C."""
+        codes = await asyncio.gather(*(process.stop(30) for process in self.processes.values()))
+        return dict(zip(self.processes, codes, strict=True))
+
+    def database(self, service: str) -> Path:
+        return self.data_dir / service / f"{service}.db"
+
+    def snapshot(self) -> Snapshot:
+        """Every row of every table of every service's SQLite file, by primary key."""
+        found: Snapshot = {}
+        for service in SERVICES:
+            path = self.database(service)
+            if not path.exists():
+                continue
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                                   "AND name NOT LIKE 'sqlite_%'")]
+                found[service] = {}
+                for table in tables:
+                    columns = list(db.execute(f'PRAGMA table_info("{table}")'))
+                    keys = [c[0] for c in sorted((c for c in columns if c[5]), key=lambda c: c[5])] or [
+                        c[0] for c in columns
+                    ]
+                    found[service][table] = {
+                        tuple(row[k] for k in keys): tuple(row) for row in db.execute(f'SELECT * FROM "{table}"')
+                    }
+        return found
+
+    def query(self, service: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with closing(sqlite3.connect(f"file:{self.database(service)}?mode=ro", uri=True)) as db:
+            return list(db.execute(sql, params))
+
+    def balance(self, number: str) -> int | None:
+        rows = self.query("ledger", "SELECT main FROM accounts WHERE number = ?", number)
+        return rows[0][0] if rows else None
+
+    def tail(self) -> str:
+        return "\n".join(f"--- {name}\n{process.tail(15)}" for name, process in self.processes.items())
+
+    async def quiet(self, seconds: float = 2.0, timeout: float = 30.0) -> Snapshot:
+        """Wait until no service's database changes for ``seconds``; returns that state."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last, since = self.snapshot(), loop.time()
+        while loop.time() < deadline:
+            await asyncio.sleep(0.25)
+            now = self.snapshot()
+            if now != last:
+                last, since = now, loop.time()
+            elif loop.time() - since >= seconds:
+                return now
+        raise AssertionError(f"the services' databases kept changing for {timeout}s")
+
+
+@pytest.fixture
+async def suite(tmp_path: Path, bootstrap_servers: str, topic_prefix: str) -> AsyncIterator[Suite]:
+    suite = Suite(tmp_path / "var", bootstrap_servers, topic_prefix)
+    try:
+        yield suite
+    finally:
+        for process in suite.processes.values():
+            process.kill()

@@ -31,6 +31,8 @@ MEGABYTE = 1_000_000
 
 Hostile = tuple[bytes | None, bytes | None, str]
 """(message key, message value, pattern the dead letter's reason must match)."""
+Expected = tuple[str, str]
+"""(pattern of the dead letter's code, pattern of its reason)."""
 
 
 class Poisoner:
@@ -160,6 +162,14 @@ MIX: dict[str, int] = {
     "wrong_key": 90, "deeply_nested": 10,
 }
 RARE = {"huge_reference": 3, "huge_account": 3, "overflowing_amount": 2}
+CODES: dict[str, str] = {
+    "truncated_json": "unreadable", "binary_garbage": "unreadable", "not_an_object": "unreadable",
+    "empty": "unreadable", "deeply_nested": "unreadable", "no_type": "invalid_envelope",
+    "type_not_a_string": "invalid_envelope", "bad_event_id": "invalid_envelope",
+    "bad_timestamp": "invalid_(envelope|payload)", "unknown_type": "unknown_event_type",
+    "unknown_version": "unsupported_version", "wrong_key": "key_mismatch",
+}
+"""The dead letter's code for each kind; every other kind breaks the payload's schema."""
 
 
 def kinds_for(total: int, rng: Any) -> list[str]:
@@ -186,23 +196,24 @@ async def test_every_bad_message_is_dead_lettered_with_its_reason_and_every_vali
     poisoner = Poisoner(traffic, accounts)
     kinds = kinds_for(BAD, traffic.rng)
     assert set(kinds) == set(MIX) | set(RARE)
-    bad = [getattr(poisoner, kind)() for kind in kinds]
+    bad = [(key, value, (CODES.get(kind, "invalid_payload"), reason))
+           for kind in kinds for key, value, reason in [getattr(poisoner, kind)()]]
     valid = traffic.payments(accounts, VALID, "valid")
-    mixed: list[tuple[bytes | None, bytes | None, str | None]] = [
+    mixed: list[tuple[bytes | None, bytes | None, Expected | None]] = [
         (p.account.encode(), p.to_bytes(), None) for p in valid
     ] + bad
     traffic.rng.shuffle(mixed)
 
     landed = await producer.send_raw_many(deployment.topics(topics.PAYMENTS), [(k, v) for k, v, _ in mixed])
-    expected = {where: reason for where, (_, _, reason) in zip(landed, mixed, strict=True) if reason is not None}
+    expected = {where: wanted for where, (_, _, wanted) in zip(landed, mixed, strict=True) if wanted is not None}
     nobody = numbers(50, first=900_000)  # never registered
     charges = [
         traffic.envelope(ChargeApplied(charge_id=f"c-{n}", account_number=number, amount=Money(minor=100),
                                        fee_kind=FeeKind.SUBSCRIPTION, billing_day=traffic.clock.now().date()), number)
         for n, number in enumerate(nobody)
     ]
-    for where in await producer.send_many(deployment.topics(topics.TARIFF), charges):
-        expected[where] = r"^unknown_account"
+    for where, number in zip(await producer.send_many(deployment.topics(topics.TARIFF), charges), nobody, strict=True):
+        expected[where] = ("unknown_account", rf"account {number}")
 
     await eventually(lambda: deployment.consumed(producer.ends), timeout=120, interval=0.2,
                      what="every message consumed (no partition stalled by a poison pill)")
@@ -210,10 +221,10 @@ async def test_every_bad_message_is_dead_lettered_with_its_reason_and_every_vali
     by_place = {(row.topic, row.partition, row.offset): row for row in letters}
     assert len(by_place) == len(letters) == len(expected), (len(letters), len(expected))
     wrong = []
-    for where, pattern in expected.items():
+    for where, (code, pattern) in expected.items():
         row = by_place.get(where)
-        if row is None or not row.reason or not re.search(pattern, row.reason, re.IGNORECASE):
-            wrong.append((where, pattern, row.reason[:200] if row else "no dead letter"))
+        if row is None or not re.fullmatch(code, row.code) or not re.search(pattern, row.reason, re.IGNORECASE):
+            wrong.append((where, code, pattern, f"{row.code}: {row.reason[:200]}" if row else "no dead letter"))
     assert not wrong, f"{len(wrong)} dead letters without the expected reason, e.g. {wrong[:5]}"
     assert all(row.consumer == "ledger" for row in letters)
 
@@ -222,7 +233,7 @@ async def test_every_bad_message_is_dead_lettered_with_its_reason_and_every_vali
     async with TopicReader(bootstrap_servers, deployment.topics(dead_letter_topic("ledger"))) as dlq:
         await eventually(lambda: len(dlq.records) >= len(expected), timeout=60,
                          what=f"{len(expected)} messages on the dead-letter topic")
-        reasons = Counter(json.loads(record.value)["reason"].split(":")[0] for record in dlq.records)
+        codes = Counter(json.loads(record.value)["code"] for record in dlq.records)
     await eventually(facts.all_published, timeout=30, what="the outbox drained")
     print(f"\n{len(expected)} dead letters ({len(bad)} malformed, {len(charges)} refused), {VALID} posted; "
-          f"reasons: {reasons.most_common(8)}")
+          f"codes: {codes.most_common(8)}")

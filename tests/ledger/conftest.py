@@ -32,7 +32,7 @@ class LedgerDriver:
         self.ctx = runtime.ledger
 
     def envelope(self, payload: Event, account: str) -> Envelope[Any]:
-        return Envelope.new(payload, account=account, producer="test", clock=self.clock)
+        return Envelope.new(payload, account=account, producer=topics.spec(payload.topic).owner, clock=self.clock)
 
     async def send(self, payload: Event, account: str) -> Envelope[Any]:
         envelope = self.envelope(payload, account)
@@ -74,10 +74,12 @@ class LedgerDriver:
         return await self.main_balance(number) == minor
 
     async def dead_letter_reasons(self) -> list[str]:
+        """Each dead letter as "code: reason"."""
         from billing_events.schema import dead_letters
 
         async with self.runtime.db.connect() as conn:
-            return list((await conn.execute(select(dead_letters.c.reason).order_by(dead_letters.c.id))).scalars())
+            rows = await conn.execute(select(dead_letters.c.code, dead_letters.c.reason).order_by(dead_letters.c.id))
+            return [f"{code}: {reason}" for code, reason in rows]
 
     async def journal_total(self) -> int:
         async with self.runtime.db.connect() as conn:

@@ -64,7 +64,7 @@ class Person:
         self.masked_email = f"{email[0]}***@{email.split('@')[1]}" if email else None
 
     def envelope(self, payload: Event) -> Envelope[Any]:
-        return Envelope.new(payload, account=self.account, producer="test", clock=clock)
+        return Envelope.new(payload, account=self.account, producer=topics.spec(payload.topic).owner, clock=clock)
 
     def registered(self) -> Envelope[SubscriberRegistered]:
         return self.envelope(SubscriberRegistered(

@@ -343,16 +343,17 @@ def dlq_list(service: Annotated[str | None, typer.Option(help="Only this consume
         emit_json([letter.summary() for letter in letters])
         return
     table = Table(title="Dead letters")
-    for column in ("id", "consumer", "when", "source", "event", "reason"):
+    for column in ("id", "consumer", "when", "source", "event", "code", "reason"):
         table.add_column(column)
     for letter in letters:
-        table.add_row(letter.ref, letter.consumer, letter.when[:19], letter.source, letter.event_type or "-", letter.reason)
+        table.add_row(letter.ref, letter.consumer, letter.when[:19], letter.source, letter.event_type or "-",
+                      letter.code, letter.reason)
     console.print(table)
 
 
 @dlq_app.command("show")
 def dlq_show(ref: Annotated[str, typer.Argument(help="consumer/offset, as `dlq list` shows")], as_json: JsonOpt = False) -> None:
-    """One dead letter: its reason and the original bytes."""
+    """One dead letter: its code, its reason and the original bytes."""
     from billing_cli import watch
 
     letter = run(watch.dead_letter(CliSettings(), ref))
@@ -360,6 +361,7 @@ def dlq_show(ref: Annotated[str, typer.Argument(help="consumer/offset, as `dlq l
         emit_json({**letter.summary(), "original": letter.original.decode("utf-8", errors="replace")})
         return
     console.print(f"[bold]{letter.ref}[/bold] from {letter.source} at {letter.when}")
+    console.print(f"code: {letter.code}")
     console.print(f"reason: {letter.reason}")
     console.print("original bytes:")
     console.print(letter.original.decode("utf-8", errors="replace"), markup=False)

@@ -58,6 +58,10 @@ class DeadLetterView:
         return f"{self.consumer}/{self.offset}"
 
     @property
+    def code(self) -> str:
+        return str(self.body.get("code", ""))
+
+    @property
     def reason(self) -> str:
         return str(self.body.get("reason", ""))
 
@@ -79,7 +83,7 @@ class DeadLetterView:
         return base64.b64decode(self.body.get("original_base64", ""))
 
     def summary(self) -> dict[str, Any]:
-        return {"ref": self.ref, "consumer": self.consumer, "reason": self.reason, "when": self.when,
+        return {"ref": self.ref, "consumer": self.consumer, "code": self.code, "reason": self.reason, "when": self.when,
                 "source": self.body.get("source"), "event_type": self.event_type, "key": self.body.get("key")}
 
 

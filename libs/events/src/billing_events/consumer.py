@@ -5,6 +5,11 @@ this consumer already took (the inbox), hand the new ones to the service's batch
 commit the handler's state change, the inbox claims, the outgoing events (outbox) and the dead
 letters in ONE transaction. Only then does the subscriber acknowledge the offsets.
 
+A record is taken only from the topic the catalog lists its event type for, and, on a topic
+its owner alone writes, only from that owner (see :class:`billing_events.topics.TopicSpec`):
+anything else is dead-lettered ``wrong_topic``. An event type the catalog lists for the topic
+but this consumer does not handle is skipped (other consumers of the topic take it).
+
 If the batch handler fails on something other than a transient database error, the batch is
 taken again one event per transaction, so one poisonous event is dead-lettered alone and the
 others are still applied.
@@ -17,16 +22,18 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from uuid import UUID
 
 import structlog
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events import deadletter, inbox, metrics, outbox
+from billing_events import deadletter, inbox, metrics, outbox, topics
 from billing_events.clock import Clock
 from billing_events.db import Database, is_transient, retry_transient
 from billing_events.envelope import Envelope, Event, InvalidEvent, decode
 from billing_events.logging import get_logger
+from billing_events.refusal import Refusal, RefusalCode
 from billing_events.topics import TopicNames
 
 log = get_logger(__name__)
@@ -38,7 +45,7 @@ class Rejected(Exception):
     The event is dead-lettered with this reason; nothing it would have changed is written.
     """
 
-    def __init__(self, reason: str, *, code: str = "rejected") -> None:
+    def __init__(self, reason: str, *, code: str = RefusalCode.REJECTED) -> None:
         super().__init__(reason)
         self.reason = reason
         self.code = code
@@ -49,12 +56,13 @@ class Outcome:
     """What handling a batch produced besides the state change itself."""
 
     publish: list[Envelope[Any]] = field(default_factory=list)
-    rejected: list[tuple[Envelope[Any], str]] = field(default_factory=list)
+    rejected: list[tuple[Envelope[Any], Refusal]] = field(default_factory=list)
 
 
 class BatchHandler(Protocol):
     accepts: frozenset[str]
-    """Event types this handler takes; other types on its topics are skipped, not refused."""
+    """Event types this handler takes; other types the catalog lists for its topics are skipped,
+    not refused."""
 
     async def __call__(self, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> Outcome: ...
 
@@ -66,7 +74,8 @@ class EventRouter:
     """A batch handler made of one function per event type, each event under a savepoint.
 
     ``rejects`` lists the service's domain errors: such an error dead-letters the event with
-    its message, and the savepoint undoes whatever the event had written.
+    its ``code`` (when it has one) and message, and the savepoint undoes whatever the event had
+    written.
     """
 
     def __init__(
@@ -91,7 +100,7 @@ class EventRouter:
                     published = await self._routes[envelope.event_type](conn, envelope)
                 except self._rejects as exc:
                     await savepoint.rollback()
-                    outcome.rejected.append((envelope, getattr(exc, "reason", None) or str(exc)))
+                    outcome.rejected.append((envelope, _refusal_of(exc)))
                     continue
                 except BaseException:
                     await savepoint.rollback()
@@ -103,10 +112,16 @@ class EventRouter:
         return outcome
 
 
+def _refusal_of(exc: Exception) -> Refusal:
+    code = getattr(exc, "code", None)
+    return Refusal(str(code) if code else RefusalCode.REJECTED, getattr(exc, "reason", None) or str(exc))
+
+
 @dataclass
 class _Taken:
     record: ConsumerRecord[bytes, bytes]
     envelope: Envelope[Any]
+    fingerprint: str
 
 
 class EventConsumer:
@@ -146,14 +161,14 @@ class EventConsumer:
     def _decode(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> tuple[list[_Taken], list[deadletter.DeadLetter]]:
         taken: list[_Taken] = []
         dead: list[deadletter.DeadLetter] = []
-        seen: set[Any] = set()
+        seen: dict[UUID, str] = {}
         consumed: Counter[str] = Counter()
         for record in records:
             try:
                 envelope = decode(record.value or b"")
                 key = (record.key or b"").decode("utf-8", errors="replace")
                 if key != envelope.account:
-                    raise InvalidEvent(f"message key {key!r} is not the envelope's account")
+                    raise InvalidEvent(f"message key {key!r} is not the envelope's account", RefusalCode.KEY_MISMATCH)
             except Exception as exc:
                 # Decoding is pure: whatever it raises is the message's fault, never a reason to
                 # stall the partition (json.loads raises RecursionError on deeply nested input).
@@ -161,26 +176,52 @@ class EventConsumer:
                 dead.append(_dead_letter(record, _unreadable(exc)))
                 continue
             consumed[envelope.event_type] += 1
-            if envelope.event_type not in self._handler.accepts or envelope.event_id in seen:
-                continue
-            seen.add(envelope.event_id)
-            taken.append(_Taken(record, envelope))
+            refusal = self._misplaced(record.topic, envelope)
+            if refusal is None:
+                if envelope.event_type not in self._handler.accepts:
+                    continue  # the catalog lists it for this topic: other consumers' business
+                fingerprint = inbox.fingerprint(envelope)
+                first = seen.get(envelope.event_id)
+                if first is None:
+                    seen[envelope.event_id] = fingerprint
+                    taken.append(_Taken(record, envelope, fingerprint))
+                    continue
+                if first == fingerprint:
+                    continue  # the same event twice in one batch
+                refusal = _conflict(envelope)
+            dead.append(_dead_letter(record, refusal, envelope))
         _count(metrics.EVENTS_CONSUMED, self.name, consumed)
         return taken, dead
 
+    def _misplaced(self, topic: str, envelope: Envelope[Any]) -> Refusal | None:
+        """Why ``envelope`` may not be taken from ``topic`` (a real, prefixed name), if it may not."""
+        logical = topic.removeprefix(self._topics.prefix)
+        if envelope.topic != logical:
+            return Refusal(RefusalCode.WRONG_TOPIC,
+                           f"{envelope.event_type} travels on {envelope.topic}, not on {logical}")
+        spec = topics.spec(logical)
+        if not spec.admits(envelope.producer):
+            return Refusal(RefusalCode.WRONG_TOPIC,
+                           f"{logical} is written by {spec.owner} only, not by {envelope.producer!r}")
+        return None
+
     async def _apply(self, taken: list[_Taken], dead: list[deadletter.DeadLetter]) -> None:
         async with self._db.transaction() as conn:
-            fresh = await inbox.claim(
-                conn, self.name, [item.envelope.event_id for item in taken], clock=self._clock
-            )
+            prints = {item.envelope.event_id: item.fingerprint for item in taken}
+            fresh = await inbox.claim(conn, self.name, list(prints), clock=self._clock, fingerprints=prints)
             new = [item for item in taken if item.envelope.event_id in fresh]
-            if len(new) < len(taken):
-                metrics.EVENTS_DUPLICATE.labels(self.name).inc(len(taken) - len(new))
+            again = [item for item in taken if item.envelope.event_id not in fresh]
+            conflicts = await inbox.conflicting(conn, self.name, {i.envelope.event_id: i.fingerprint for i in again})
+            if len(again) > len(conflicts):
+                metrics.EVENTS_DUPLICATE.labels(self.name).inc(len(again) - len(conflicts))
             outcome = await self._handler(conn, [item.envelope for item in new]) if new else Outcome()
             await outbox.stage(conn, outcome.publish, topics=self._topics, clock=self._clock)
             by_id = {item.envelope.event_id: item.record for item in new}
             refused = dead + [
-                _dead_letter(by_id[envelope.event_id], reason, envelope) for envelope, reason in outcome.rejected
+                _dead_letter(item.record, _conflict(item.envelope), item.envelope)
+                for item in again if item.envelope.event_id in conflicts
+            ] + [
+                _dead_letter(by_id[envelope.event_id], refusal, envelope) for envelope, refusal in outcome.rejected
             ]
             await deadletter.record(conn, refused, consumer=self.name, topics=self._topics, clock=self._clock)
             # A refused event is not remembered as processed: once its cause is fixed (the account
@@ -211,9 +252,10 @@ class EventConsumer:
 
     def _log_dead(self, letters: list[deadletter.DeadLetter]) -> None:
         for letter in letters:
-            metrics.EVENTS_DEAD_LETTERED.labels(self.name, letter.event_type or "invalid").inc()
+            metrics.EVENTS_DEAD_LETTERED.labels(self.name, letter.event_type or "invalid", letter.code).inc()
             log.warning(
                 "dead-lettered",
+                code=letter.code,
                 reason=letter.reason,
                 topic=letter.topic,
                 partition=letter.partition,
@@ -223,20 +265,26 @@ class EventConsumer:
             )
 
 
-def _handler_failure(exc: Exception) -> str:
+def _handler_failure(exc: Exception) -> Refusal:
     """The error's first line: SQLAlchemy appends the statement and its parameters (account
     numbers, amounts, personal data) on the following lines, which must not reach the dead
     letter (a table, a topic and a log line)."""
     first_line = next(iter(str(exc).splitlines()), "")
-    return f"handler failed: {type(exc).__name__}: {first_line}"
+    return Refusal(RefusalCode.HANDLER_FAILED, f"handler failed: {type(exc).__name__}: {first_line}")
 
 
-def _unreadable(exc: Exception) -> str:
+def _unreadable(exc: Exception) -> Refusal:
     if isinstance(exc, InvalidEvent):
-        return str(exc)
+        return Refusal(exc.code, str(exc))
     if isinstance(exc, RecursionError):
-        return "not JSON: nested too deeply to read"
-    return f"unreadable: {type(exc).__name__}"
+        return Refusal(RefusalCode.UNREADABLE, "not JSON: nested too deeply to read")
+    return Refusal(RefusalCode.UNREADABLE, f"unreadable: {type(exc).__name__}")
+
+
+def _conflict(envelope: Envelope[Any]) -> Refusal:
+    return Refusal(RefusalCode.CONFLICTING_EVENT_ID,
+                   f"event id {envelope.event_id} was taken before with another {envelope.event_type} payload;"
+                   " this one is not applied")
 
 
 def _count(counter: Any, service: str, per_type: Counter[str]) -> None:
@@ -246,7 +294,7 @@ def _count(counter: Any, service: str, per_type: Counter[str]) -> None:
 
 
 def _dead_letter(
-    record: ConsumerRecord[bytes, bytes], reason: str, envelope: Envelope[Any] | None = None
+    record: ConsumerRecord[bytes, bytes], refusal: Refusal, envelope: Envelope[Any] | None = None
 ) -> deadletter.DeadLetter:
     return deadletter.DeadLetter(
         topic=record.topic,
@@ -254,7 +302,8 @@ def _dead_letter(
         offset=record.offset,
         key=record.key,
         value=record.value or b"",
-        reason=reason,
+        reason=refusal.message,
+        code=refusal.code,
         event_id=envelope.event_id if envelope else None,
         event_type=envelope.event_type if envelope else None,
     )

@@ -34,6 +34,8 @@ class DeadLetter:
     key: bytes | None
     value: bytes
     reason: str
+    code: str
+    """The refusal's machine code (see :mod:`billing_events.refusal`); ``reason`` is its sentence."""
     event_id: UUID | None = None
     event_type: str | None = None
 
@@ -60,6 +62,7 @@ async def record(
             "event_id": letter.event_id,
             "event_type": letter.event_type,
             "reason": letter.reason[:MAX_REASON],
+            "code": letter.code,
             "created_at": now,
         }
         for letter in letters
@@ -72,7 +75,7 @@ async def record(
                 "topic": topics(dead_letter_topic(consumer)),
                 "key": row["key"] or "",
                 "value": _dead_letter_message(row, letter),
-                "headers": {"reason": row["reason"][:200], "consumer": consumer},
+                "headers": {"code": row["code"], "reason": row["reason"][:200], "consumer": consumer},
                 "created_at": now,
             }
             for row, letter in zip(rows, letters, strict=True)
@@ -90,6 +93,7 @@ def _dead_letter_message(row: dict[str, Any], letter: DeadLetter) -> bytes:
     return json.dumps(
         {
             "consumer": row["consumer"],
+            "code": row["code"],
             "reason": row["reason"],
             "source": {"topic": letter.topic, "partition": letter.partition, "offset": letter.offset},
             "key": row["key"],

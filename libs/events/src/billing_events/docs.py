@@ -16,6 +16,7 @@ from faststream.specification import AsyncAPI
 
 from billing_events import contracts, topics
 from billing_events.envelope import REGISTRY, Event, envelope_model
+from billing_events.refusal import MEANING
 
 REPO = Path(__file__).resolve().parents[4]
 ASYNCAPI_FILE = REPO / "docs" / "asyncapi.json"
@@ -70,15 +71,21 @@ def events_markdown() -> str:
         "",
         f"{topics.KEY_RULE} Deployments may prefix every name (setting `BILLING_KAFKA__TOPIC_PREFIX`).",
         "",
-        "| topic | owner | partitions | retention | what flows |",
-        "|---|---|---|---|---|",
+        "Consumers take from a topic only the event types listed under it below, and from a topic",
+        "that its owner alone writes, only envelopes whose `producer` is that owner; anything else is",
+        "dead-lettered `wrong_topic` and changes nothing.",
+        "",
+        "| topic | owner | written by | partitions | retention | what flows |",
+        "|---|---|---|---|---|---|",
     ]
     for spec in topics.EVENT_TOPICS:
         retention = "forever" if spec.retention is None else f"{spec.retention.days} days"
-        lines.append(f"| `{spec.name}` | {spec.owner} | {spec.partitions} | {retention} | {spec.description} |")
+        lines.append(f"| `{spec.name}` | {spec.owner} | {spec.writers} | {spec.partitions} | {retention} "
+                     f"| {spec.description} |")
     dlq = topics.dead_letter_spec("<service>")
-    lines.append(f"| `{dlq.name}` | each consumer | 1 | {dlq.retention.days if dlq.retention else 0} days | "
-                 "Refused messages: reason, source topic/partition/offset, original bytes (base64) |")
+    lines.append(f"| `{dlq.name}` | each consumer | {dlq.owner} only | 1 | "
+                 f"{dlq.retention.days if dlq.retention else 0} days | "
+                 "Refused messages: code, reason, source topic/partition/offset, original bytes (base64) |")
     for topic, classes in events_by_topic().items():
         if not classes:
             continue
@@ -87,6 +94,18 @@ def events_markdown() -> str:
             lines += [f"### {cls.event_type} v{cls.version}", "", (cls.__doc__ or "").strip(), "",
                       "| field | type | required | meaning |", "|---|---|---|---|", *_field_rows(cls), ""]
     lines += [
+        "## Dead letters and their codes",
+        "",
+        "A message a consumer cannot take is kept in its `dead_letters` table and published on its",
+        "dead-letter topic: `code` (for machines; also a message header), `reason` (a sentence for",
+        "people), `source` (topic, partition, offset), `event_id` and `event_type` when readable, and",
+        "the original bytes. The consumer goes on; nothing already accepted changes. The plumbing's",
+        "codes (each service adds its own, e.g. the ledger's `unknown_account`):",
+        "",
+        "| code | meaning |",
+        "|---|---|",
+        *(f"| `{code.value}` | {meaning} |" for code, meaning in MEANING.items()),
+        "",
         "## Reading from the beginning, and replays",
         "",
         "A new consumer group with `auto.offset.reset=earliest` reads each topic from its oldest",

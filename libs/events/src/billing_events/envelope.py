@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from uuid6 import uuid7
 
 from billing_events.clock import Clock
+from billing_events.refusal import RefusalCode
 
 
 class Event(BaseModel):
@@ -136,6 +137,10 @@ class Envelope(BaseModel, Generic[E]):
 class InvalidEvent(ValueError):
     """A message that cannot be read as a known event: the reason goes to the dead letter."""
 
+    def __init__(self, message: str, code: str = RefusalCode.INVALID_ENVELOPE) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 @cache
 def envelope_model(event_cls: type[Event]) -> type[Envelope[Any]]:
@@ -147,9 +152,9 @@ def decode(raw: bytes | str) -> Envelope[Any]:
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidEvent(f"not JSON: {exc}") from None
+        raise InvalidEvent(f"not JSON: {exc}", RefusalCode.UNREADABLE) from None
     if not isinstance(data, dict):
-        raise InvalidEvent("not a JSON object")
+        raise InvalidEvent("not a JSON object", RefusalCode.UNREADABLE)
     event_type, version = data.get("event_type"), data.get("schema_version")
     if not isinstance(event_type, str) or not isinstance(version, int):
         raise InvalidEvent("missing or malformed event_type / schema_version")
@@ -157,12 +162,15 @@ def decode(raw: bytes | str) -> Envelope[Any]:
     if event_cls is None:
         known = sorted(v for (t, v) in REGISTRY if t == event_type)
         if known:
-            raise InvalidEvent(f"unknown version {version} of {event_type}; known: {known}")
-        raise InvalidEvent(f"unknown event type {event_type!r}")
+            raise InvalidEvent(f"unknown version {version} of {event_type}; known: {known}",
+                               RefusalCode.UNSUPPORTED_VERSION)
+        raise InvalidEvent(f"unknown event type {event_type!r}", RefusalCode.UNKNOWN_EVENT_TYPE)
     try:
         return envelope_model(event_cls).model_validate(data)
     except ValidationError as exc:
-        raise InvalidEvent(describe_validation_error(exc)) from None
+        in_payload = all(err["loc"][:1] == ("payload",) for err in exc.errors())
+        code = RefusalCode.INVALID_PAYLOAD if in_payload else RefusalCode.INVALID_ENVELOPE
+        raise InvalidEvent(describe_validation_error(exc), code) from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -2,11 +2,17 @@
 
 Claiming happens in the same transaction as the state change, so an event is either fully
 processed and remembered, or neither: a redelivered event changes nothing.
+
+Each claim keeps the event's fingerprint (its type, version and payload, hashed): an event id
+seen again with another payload is not a redelivery but a conflict, which the consumer
+dead-letters instead of dropping.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import hashlib
+from collections.abc import Collection, Mapping
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import delete, select
@@ -14,20 +20,51 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.clock import Clock
 from billing_events.db import bulk_insert
+from billing_events.envelope import Envelope
 from billing_events.schema import inbox
 
 
+def fingerprint(envelope: Envelope[Any]) -> str:
+    """What makes two deliveries of one event id the same event: its type, version and payload
+    as the schema reads them (field order is the model's, so equal payloads hash equal)."""
+    canonical = f"{envelope.event_type}/{envelope.schema_version}/".encode() + envelope.payload.model_dump_json().encode()
+    return hashlib.sha256(canonical).hexdigest()
+
+
 async def claim(
-    conn: AsyncConnection, consumer: str, event_ids: Collection[UUID], *, clock: Clock
+    conn: AsyncConnection,
+    consumer: str,
+    event_ids: Collection[UUID],
+    *,
+    clock: Clock,
+    fingerprints: Mapping[UUID, str] | None = None,
 ) -> set[UUID]:
-    """Record the ids as processed; return those that were not processed before."""
+    """Record the ids as processed (with their ``fingerprints``, when given); return those that
+    were not processed before."""
     if not event_ids:
         return set()
     now = clock.now()
+    known = fingerprints or {}
     # In id order: two instances claiming overlapping batches (during a rebalance) then wait
     # for each other instead of deadlocking.
-    rows = [{"consumer": consumer, "event_id": event_id, "processed_at": now} for event_id in sorted(event_ids)]
+    rows = [
+        {"consumer": consumer, "event_id": event_id, "processed_at": now, "fingerprint": known.get(event_id)}
+        for event_id in sorted(event_ids)
+    ]
     return set(await bulk_insert(conn, inbox, rows, ignore_duplicates=True, returning="event_id"))
+
+
+async def conflicting(conn: AsyncConnection, consumer: str, fingerprints: Mapping[UUID, str]) -> set[UUID]:
+    """Of these already claimed ids, those first claimed with another fingerprint: one query,
+    asked only about the batch's duplicates."""
+    if not fingerprints:
+        return set()
+    rows = await conn.execute(
+        select(inbox.c.event_id, inbox.c.fingerprint).where(
+            inbox.c.consumer == consumer, inbox.c.event_id.in_(list(fingerprints)), inbox.c.fingerprint.is_not(None)
+        )
+    )
+    return {event_id for event_id, first in rows if first != fingerprints[event_id]}
 
 
 async def release(conn: AsyncConnection, consumer: str, event_ids: Collection[UUID]) -> None:

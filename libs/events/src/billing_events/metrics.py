@@ -19,7 +19,8 @@ CONFLICTING_DUPLICATES = Counter(
     ["service", "family"],
 )
 EVENTS_DEAD_LETTERED = Counter(
-    "billing_events_dead_lettered_total", "Messages refused to the dead-letter topic", ["service", "event_type"]
+    "billing_events_dead_lettered_total", "Messages refused to the dead-letter topic, by refusal code",
+    ["service", "event_type", "code"],
 )
 EVENTS_PUBLISHED = Counter(
     "billing_events_published_total", "Outbox rows published and acknowledged by the broker", ["service"]

@@ -68,6 +68,9 @@ inbox = Table(
     Column("consumer", String(100), primary_key=True),
     Column("event_id", Uuid, primary_key=True),
     Column("processed_at", UtcDateTime(), nullable=False),
+    Column("fingerprint", String(64),
+           comment="sha256 of the event's type, version and payload when first taken: a reused id with another "
+                   "payload is a conflict, not a redelivery (NULL: claimed without one, compared with nothing)"),
 )
 
 dead_letters = Table(
@@ -82,6 +85,7 @@ dead_letters = Table(
     Column("value", LargeBinary, nullable=False),
     Column("event_id", Uuid),
     Column("event_type", String(100)),
+    Column("code", String(64), nullable=False, comment="Machine code of the refusal: wrong_topic, unknown_account..."),
     Column("reason", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("retried_at", UtcDateTime()),

@@ -25,6 +25,18 @@ class TopicSpec:
     description: str
     partitions: int = 12
     retention: timedelta | None = None  # None: kept forever (compacted archives live elsewhere)
+    open_to: str | None = None
+    """Who writes the topic when it is a door in from outside (payment channels, the ledger's
+    callers): then any producer is admitted and only the event types are held to the catalog.
+    None: the owner alone writes it, and consumers refuse envelopes from anyone else."""
+
+    def admits(self, producer: str) -> bool:
+        """May an envelope naming this ``producer`` be taken from the topic?"""
+        return self.open_to is not None or producer == self.owner
+
+    @property
+    def writers(self) -> str:
+        return self.open_to or f"{self.owner} only"
 
     @property
     def retention_ms(self) -> int:
@@ -35,14 +47,22 @@ KEY_RULE = "The message key is the 12-digit personal account number (UTF-8)."
 
 EVENT_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(IDENTITY, "identity", "Subscribers registered, passwords issued, logins locked"),
-    TopicSpec(PAYMENTS, "payments", "Payments arriving from the payment channels (ingress)"),
+    TopicSpec(PAYMENTS, "payments", "Payments arriving from the payment channels (ingress)",
+              open_to="any payment channel (shops, terminals, card and bank gateways, e-wallets, the CLI)"),
     TopicSpec(LEDGER, "ledger", "Every movement of money and the balances it leaves"),
-    TopicSpec(LEDGER_COMMANDS, "ledger", "Requests to the ledger: transfers, bonus redemptions, payment type"),
+    TopicSpec(LEDGER_COMMANDS, "ledger", "Requests to the ledger: transfers, bonus redemptions, payment type",
+              open_to="the ledger's callers (web cabinet, call centre, operations) and the ledger's own doors"),
     TopicSpec(TARIFF, "tariff", "Subscriptions, daily charges, blocks and unblocks"),
     TopicSpec(NOTIFIER, "notifier", "What was told to whom, and what could not be delivered"),
     TopicSpec(REPLAY, "operations", "Earlier events published again on request, with their original ids",
-              retention=timedelta(days=7)),
+              retention=timedelta(days=7), open_to="the ledger's replays (each event keeps its original producer)"),
 )
+_BY_NAME = {spec.name: spec for spec in EVENT_TOPICS}
+
+
+def spec(name: str) -> TopicSpec:
+    """The catalog's entry for a logical topic name (``KeyError`` for a name it does not list)."""
+    return _BY_NAME[name]
 
 DEAD_LETTER_RETENTION = timedelta(days=30)
 

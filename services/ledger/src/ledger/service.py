@@ -37,6 +37,7 @@ from billing_events.db import Database
 from billing_events.envelope import Envelope, Event, decode
 from billing_events.logging import get_logger
 from billing_events.money import Money
+from billing_events.refusal import Refusal
 from billing_events.topics import TopicNames
 
 from ledger import domain, store
@@ -114,7 +115,7 @@ class _Batch:
     touched: dict[str, None] = field(default_factory=dict)
     suspense: list[domain.SuspenseItem] = field(default_factory=list)
     publish: list[Envelope[Any]] = field(default_factory=list)
-    rejected: list[tuple[Envelope[Any], str]] = field(default_factory=list)
+    rejected: list[tuple[Envelope[Any], Refusal]] = field(default_factory=list)
 
 
 def _keyed_account(payload: Any) -> str:
@@ -225,7 +226,7 @@ async def _post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[E
                 continue
             outcome = _decide(ctx, batch, envelope, at)
         except LedgerError as exc:
-            batch.rejected.append((envelope, f"{exc.code.value}: {exc.message}"))
+            batch.rejected.append((envelope, Refusal(exc.code.value, exc.message)))
             continue
         if outcome is not None:
             _take(ctx, batch, outcome, envelope, key)
@@ -271,7 +272,8 @@ async def submit(ctx: LedgerContext, request: Event, *, account: str) -> list[En
     envelope = Envelope.new(request, account=account, producer=PRODUCER, clock=ctx.clock)
 
     async def work(conn: AsyncConnection) -> list[Envelope[Any]]:
-        await inbox.claim(conn, PRODUCER, [envelope.event_id], clock=ctx.clock)
+        await inbox.claim(conn, PRODUCER, [envelope.event_id], clock=ctx.clock,
+                          fingerprints={envelope.event_id: inbox.fingerprint(envelope)})
         batch = await _post(ctx, conn, [envelope])
         if batch.rejected:
             raise _refusal(batch.rejected[0][1])
@@ -288,9 +290,8 @@ def _answer(record: IdempotencyRecord) -> list[Envelope[Any]]:
     return [decode(line) for line in (record.answer or "").splitlines()]
 
 
-def _refusal(reason: str) -> CommandFailed:
-    code, _, message = reason.partition(": ")
-    return CommandFailed(code, message or reason)
+def _refusal(refusal: Refusal) -> CommandFailed:
+    return CommandFailed(refusal.code, refusal.message)
 
 
 async def transfer(ctx: LedgerContext, from_account: str, to_account: str, amount: Money, *, requested_by: str,
