@@ -4,8 +4,9 @@ The four services run as ``make run`` runs them. After some legitimate traffic (
 payments and the balances the ledger publishes for them) has settled, thousands of hostile
 messages of every kind go to every consumed topic: raw bytes, broken JSON, envelopes with a
 field missing, unknown event types and versions, payloads that break their schema, amounts out
-of range, message keys that are not the envelope's account, events of another topic, envelopes
-from a producer that does not own the topic, and reused event ids carrying another payload.
+of range or over the per-movement limit, message keys that are not the envelope's account,
+events of another topic, envelopes from a producer that does not own the topic, reused event ids
+carrying another payload, and payments repeated under a new id with another amount.
 
 Every service that consumes the topic dead-letters each of them with the expected code, and no
 row of any service's state changes (every table of every database but the dead letters and the
@@ -69,6 +70,10 @@ class Hostiles:
             kinds.append(self.not_the_owner)
         if self.taken:
             kinds.append(self.reused_event_id)
+        if self.topic == topics.PAYMENTS and self.taken:
+            kinds.append(self.conflicting_duplicate)
+        if self.topic == topics.LEDGER_COMMANDS:
+            kinds.append(self.over_the_limit)
         return kinds
 
     def _data(self) -> tuple[bytes, dict[str, Any]]:
@@ -121,6 +126,20 @@ class Hostiles:
     def not_the_owner(self) -> Hostile:
         return self._changed(lambda d: d.update(producer=self.rng.choice(["payments", "intruder", "cli"])),
                              "wrong_topic")
+
+    def conflicting_duplicate(self) -> Hostile:
+        """A new event for a payment (channel + reference) that was credited, with another amount."""
+        original = self.rng.choice(self.taken).payload
+        _, data = self._data()
+        data["account"] = original.account_number
+        data["payload"].update(account_number=original.account_number, reference=original.reference,
+                               amount={"minor": original.amount.minor + self.rng.randint(1, 10**6), "currency": "RUB"})
+        return original.account_number.encode(), json.dumps(data).encode(), "conflicting_duplicate"
+
+    def over_the_limit(self) -> Hostile:
+        """A well-formed request to move more than one movement may (BILLING_MAX_PAYMENT)."""
+        return self._changed(lambda d: d["payload"]["amount"].update(minor=self.rng.randint(10**8 + 1, 10**15)),
+                             "amount_over_limit")
 
     def reused_event_id(self) -> Hostile:
         """An event the consumers took, its id reused for another payload (each one different)."""
