@@ -237,6 +237,7 @@ def verify(
     async def go() -> Any:
         from ledger import service
 
+        # Seals first: each one read is older than the snapshot the journal is then read in.
         published = await sealing.read_from_broker(settings.broker(), TopicNames(settings.topic_prefix)) \
             if from_broker else []
         async with ledger_context() as ctx:
