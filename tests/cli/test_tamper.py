@@ -87,7 +87,7 @@ async def test_an_edited_posting_amount_is_unbalanced_breaks_the_chain_and_block
     ]
     assert report["unbalanced_transactions"] == [ids[2]] and report["totals"] == {"RUB": 5_000}
     assert report["first_broken_link"] == {"position": 2, "transaction_id": ids[2]}
-    assert "postings sum to 5000 RUB" in report["findings"][0]["detail"]
+    assert "postings sum to 50.00 RUB, not zero" in report["findings"][0]["detail"]
 
     code, out, _ = await cli("rebuild", "--repair")  # repairing would copy the tampering into the balance
     assert code == 1 and "repair refused" in out and await cli.balance(A) == 15_000
@@ -196,6 +196,7 @@ async def test_an_edited_balance_row_is_drift_that_the_repair_fixes(cli: Any) ->
     assert code == 1
     assert _found(report) == [("projection_drift", None, None, (f"sub:{A}:main",))]
     assert report["projection_drift"] == [{"account": f"sub:{A}:main", "stored": 14_999, "replayed": 15_000}]
+    assert report["findings"][0]["detail"] == "stored 149.99 RUB, the journal says 150.00 RUB"
     code, out, _ = await cli("rebuild")
     assert code == 1 and await cli.balance(A) == 14_999
     code, out, _ = await cli("rebuild", "--repair")

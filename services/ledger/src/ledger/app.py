@@ -50,8 +50,9 @@ def build_runtime(settings: LedgerSettings | None = None, clock: Clock | None = 
     runtime.attach_handler(LedgerHandler(runtime.ledger))
     runtime.background.append(partial(_watch_journal, runtime))
     if settings.seal_every_seconds > 0:
-        runtime.background.append(partial(integrity.keep_sealing, runtime.ledger, every_seconds=settings.seal_every_seconds,
-                                           every_transactions=settings.seal_every_transactions))
+        runtime.background.append(partial(integrity.keep_sealing, runtime.ledger,
+                                          every_seconds=settings.seal_every_seconds,
+                                          every_transactions=settings.seal_every_transactions))
     runtime.include_api(build_router(runtime.ledger, runtime.republish))
     return runtime
 

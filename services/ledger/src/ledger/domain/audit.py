@@ -26,13 +26,22 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
 from uuid import UUID
 
+from billing_events.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS
+
 from ledger.domain.chain import GENESIS_HASH, BrokenLink, encode_content
 from ledger.domain.replay import BalanceMismatch, find_mismatches
 from ledger.domain.transactions import Posting
+
+
+def _money(minor: int, currency: str) -> str:
+    """``"50.00 RUB"``, for any currency a row may hold (an unknown one shows two decimals)."""
+    digits = MINOR_UNIT_DIGITS.get(currency, 2)
+    return f"{Decimal(minor).scaleb(-digits):.{digits}f} {currency}"
 
 
 class JournalRecord(NamedTuple):
@@ -112,6 +121,8 @@ class Audit:
     entries: int = 0
     totals: dict[str, int] = field(default_factory=dict)
     replayed: dict[str, int] = field(default_factory=dict)
+    currencies: dict[str, str] = field(default_factory=dict)
+    """The currency each account was posted in."""
     findings: list[Finding] = field(default_factory=list)
     first_broken: BrokenLink | None = None
     _last: JournalRecord | None = None
@@ -119,7 +130,7 @@ class Audit:
     _last_suspect: JournalRecord | None = None
     _suspects: int = 0
     _sealed_at: dict[int, list[Seal]] = field(default_factory=dict)
-    _seal_checked: list[Seal] = field(default_factory=list)
+    _seals_checked: int = 0
 
     def __post_init__(self) -> None:
         for seal in self.seals:
@@ -132,6 +143,8 @@ class Audit:
         self.entries += len(record.postings)
         for account, amount, currency in record.postings:
             sums[currency] = sums.get(currency, 0) + amount
+            if account not in self.replayed:
+                self.currencies[account] = currency
             self.replayed[account] = self.replayed.get(account, 0) + amount
         for currency, total in sums.items():
             self.totals[currency] = self.totals.get(currency, 0) + total
@@ -140,8 +153,8 @@ class Audit:
                        record, position, accounts)
         unbalanced = {c: t for c, t in sums.items() if t}
         if unbalanced:
-            self._find(FindingKind.UNBALANCED, "postings sum to " + ", ".join(f"{t} {c}" for c, t in unbalanced.items())
-                       + " (minor units), not zero", record, position, accounts)
+            self._find(FindingKind.UNBALANCED, "postings sum to " + ", ".join(_money(t, c) for c, t in unbalanced.items())
+                       + ", not zero", record, position, accounts)
         previous = self._last.hash if self._last is not None else GENESIS_HASH
         expected = record.content_hash(previous)
         if expected != record.hash:
@@ -154,12 +167,11 @@ class Audit:
             self._last_suspect = record
             self._suspects += 1
         for seal in self._sealed_at.pop(position, ()):
-            self._seal_checked.append(seal)
+            self._seals_checked += 1
             if seal.hash != record.hash:
                 self._find(FindingKind.SEAL_NOT_REPRODUCED,
-                           f"{seal.source} sealed {seal.length} transactions as {seal.hash.hex()}; the journal's "
-                           f"transaction at that length is {record.id} with hash {record.hash.hex()}",
-                           record, position, accounts)
+                           f"{_sealed(seal)}; the journal's transaction at that length is {record.id} with hash"
+                           f" {record.hash.hex()}", record, position, accounts)
         self._last = record
         self.transactions += 1
 
@@ -179,16 +191,19 @@ class Audit:
         self._check_head(head)
         for seal in sorted((s for seals in self._sealed_at.values() for s in seals), key=lambda s: s.length):
             self._find(FindingKind.SEAL_NOT_REPRODUCED,
-                       f"{seal.source} sealed {seal.length} transactions as {seal.hash.hex()}; the journal holds "
-                       f"only {self.transactions}: its newest history was cut off")
+                       f"{_sealed(seal)}; the journal holds only {self.transactions}: its newest history was cut off")
         mismatches = find_mismatches(stored_balances, self.replayed)
         self.findings.extend(
-            Finding(FindingKind.PROJECTION_DRIFT, f"stored {m.stored}, the journal says {m.replayed} (minor units)",
-                    accounts=(m.account,))
+            Finding(FindingKind.PROJECTION_DRIFT,
+                    f"stored {_money(m.stored, self._currency(m.account))}, the journal says"
+                    f" {_money(m.replayed, self._currency(m.account))}", accounts=(m.account,))
             for m in mismatches
         )
-        return AuditReport(self.transactions, self.entries, self.totals, self.replayed, self.findings, self.first_broken,
-                           mismatches, head, len(self._seal_checked))
+        return AuditReport(self.transactions, self.entries, self.totals, self.replayed, self.findings,
+                           self.first_broken, mismatches, head, self._seals_checked)
+
+    def _currency(self, account: str) -> str:
+        return self.currencies.get(account, DEFAULT_CURRENCY)
 
     def _check_head(self, head: ChainHead | None) -> None:
         length, last = (head.length, head.hash) if head else (0, GENESIS_HASH)
@@ -205,6 +220,11 @@ class Audit:
             self._find(FindingKind.HEAD_HASH_DIFFERS,
                        f"the chain head's hash {last.hex()} is not the newest transaction's {stored_last.hex()}",
                        self._last, self.transactions - 1 if self._last else None)
+
+
+def _sealed(seal: Seal) -> str:
+    last = f" (the last {seal.last_transaction_id})" if seal.last_transaction_id else ""
+    return f"{seal.source} sealed {seal.length} transactions{last} as {seal.hash.hex()}"
 
 
 @dataclass(frozen=True)
