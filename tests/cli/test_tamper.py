@@ -71,6 +71,10 @@ async def test_a_clean_journal_verifies_and_names_its_chain_head(cli: Any) -> No
     code, report = await _verify(cli)
     assert code == 0 and report["ok"] is True and report["findings"] == []
     assert report["transactions"] == 4 and report["entries"] == 8 and report["chain_head"]["length"] == 4
+    code, _, err = await cli("verify", env={"BILLING_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert code == 5 and "not reachable to read the seals" in err  # a configured broker must answer
+    code, report = await _verify(cli, "--no-seals-from-broker")
+    assert code == 0 and report["seals"] == {"from_broker": None, "given": 0, "checked": 0}
 
 
 async def test_an_edited_posting_amount_is_unbalanced_breaks_the_chain_and_blocks_the_repair(cli: Any) -> None:

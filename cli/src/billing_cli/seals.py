@@ -38,6 +38,7 @@ async def read_from_broker(bootstrap: str, names: topics.TopicNames) -> list[Sea
     try:
         await consumer.start()
     except Exception as exc:  # aiokafka's connection errors are not OSErrors
+        await consumer.stop()
         fail(f"the broker at {bootstrap} is not reachable to read the seals: {type(exc).__name__}"
              " (--no-seals-from-broker checks without them)", Exit.UNREACHABLE)
     try:
