@@ -85,6 +85,7 @@ from ledger.domain import (
     transfer_funds,
     verify_chain,
 )
+from ledger.domain.audit import Audit, ChainHead, FindingKind, JournalRecord
 from ledger.domain.transactions import TRANSACTION_NAMESPACE
 
 AT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -1245,6 +1246,37 @@ def test_tampering_with_the_journal_breaks_the_chain_at_the_first_edited_link() 
     assert deleted is not None and deleted.position == 1
     swapped = verify_chain([links[1], links[0], *links[2:]])
     assert swapped is not None and swapped.position == 0
+
+
+def _records(links: list[tuple[Transaction, bytes]]) -> list[JournalRecord]:
+    return [
+        JournalRecord(seq, t.id, t.kind.value, t.postings, t.cause_event_id, t.cause_type, t.occurred_at,
+                      t.business_key, t.reverses, t.operator.who if t.operator else None,
+                      t.operator.why if t.operator else None, stored)
+        for seq, (t, stored) in enumerate(links, start=1)
+    ]
+
+
+def test_a_raw_journal_row_hashes_as_the_transaction_it_stores() -> None:
+    """The audit hashes rows no Transaction accepts; for the ones it does, the bytes must be the
+    ledger's own, or every stored chain would look broken."""
+    first = small_journal()[0]
+    samples = [*small_journal(), replace(first, operator=OperatorNote("operator.ivanova", "typo «номер»"))]
+    for txn, record in zip(samples, _records(chained(samples)), strict=True):
+        assert record.content_hash(b"\x07" * 32) == transaction_hash(b"\x07" * 32, txn)
+
+
+def test_the_audit_reports_an_unbalanced_row_instead_of_refusing_it() -> None:
+    links = chained(small_journal())
+    records = _records(links)
+    damaged = records[1]._replace(postings=(*records[1].postings[:-1], records[1].postings[-1]._replace(amount=1)))
+    audit = Audit()
+    for record in [records[0], damaged, *records[2:]]:
+        audit.feed(record)
+    report = audit.finish(ChainHead(len(records), records[-1].hash), audit.replayed)
+    kinds = [(f.kind, f.position) for f in report.findings]
+    assert kinds[:2] == [(FindingKind.UNBALANCED, 1), (FindingKind.BROKEN_LINK, 1)]
+    assert report.unbalanced == [damaged.id] and not report.ok
 
 
 # --- statement and receipt ------------------------------------------------------------------

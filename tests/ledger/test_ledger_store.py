@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import uuid4
 
+from sqlalchemy import text
+
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.payments import PaymentReceived
 from billing_events.catalog.tariff import ChargeApplied, FeeKind
@@ -50,5 +52,31 @@ async def test_batch_posting_replay_and_verify(database_url: str) -> None:
         async with db.transaction() as conn:  # the same batch again changes nothing
             again = await service.post(ctx, conn, batch)
         assert again.publish == [] and (await service.balance(ctx, A)).main == expected
+    finally:
+        await db.dispose()
+
+
+async def test_repair_refuses_a_tampered_journal_unless_trusted(database_url: str) -> None:
+    db = Database(database_url)
+    await db.create_schema(plumbing_metadata, store.metadata)
+    ctx = LedgerContext(db=db, clock=clock, topics=TopicNames())
+    registered = SubscriberRegistered(account_number=A, contract_number="D-1", region="moscow",
+                                      legal_status=LegalStatus.PERSON, masked_phone="+7", sealed_contact="x")
+    payments = [PaymentReceived(account_number=A, channel="bank", reference=f"q{i}", amount=Money(minor=500),
+                                received_at=clock.now()) for i in range(3)]
+    try:
+        async with db.transaction() as conn:
+            await service.post(ctx, conn, [_envelope(registered), *map(_envelope, payments)])
+        async with db.transaction() as conn:
+            await conn.execute(text("UPDATE accounts SET main = 1"))
+        repaired = await service.rebuild(ctx, repair=True)
+        assert repaired.repaired and repaired.refused == [] and (await service.balance(ctx, A)).main == 1_500
+        async with db.transaction() as conn:  # a posting edited, and the balance made to match
+            await conn.execute(text("UPDATE postings SET amount = 600 WHERE id = (SELECT max(id) FROM postings)"))
+        refused = await service.rebuild(ctx, repair=True)
+        assert not refused.repaired and {f.kind.value for f in refused.refused} == {"unbalanced", "broken_link"}
+        assert (await service.balance(ctx, A)).main == 1_500
+        trusted = await service.rebuild(ctx, repair=True, trust_journal=True, operator="auditor")
+        assert trusted.repaired and trusted.trusted == refused.refused and (await service.balance(ctx, A)).main == 1_600
     finally:
         await db.dispose()

@@ -149,25 +149,48 @@ def replay(account: AccountArg, as_of: Annotated[str | None, typer.Option(help="
             raise typer.Exit(Exit.CHECK_FAILED)
 
 
-@app.command()
-def rebuild(verify_only: Annotated[bool, typer.Option("--verify-only", help="Report drift, change nothing")] = False,
-            as_json: JsonOpt = False) -> None:
-    """Rebuild every balance projection from the journal, with a drift report."""
+LEDGER_DATABASE_HELP = (
+    "It reads the ledger's own database, found as the ledger finds it: BILLING_LEDGER_DATABASE_URL"
+    " (PostgreSQL: postgresql+asyncpg://USER:PASSWORD@HOST:5432/ledger), else the SQLite file"
+    " BILLING_DATA_DIR/ledger/ledger.db (BILLING_DATA_DIR defaults to var)."
+)
+
+
+def _progress(label: str, as_json: bool) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("entries"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=as_json)
+
+
+@app.command(help=f"""Replay every balance from the journal and report the projections that differ
+(exit 1 if any). With --repair, overwrite them: writers wait while the journal is audited, replayed
+and written in one transaction, and the repair is refused while the journal itself fails
+verification (see `billing verify`) unless --trust-journal is given, which is logged as your act
+(BILLING_OPERATOR names you). {LEDGER_DATABASE_HELP}""")
+def rebuild(
+    repair: Annotated[bool, typer.Option("--repair", help="Overwrite the projections that differ")] = False,
+    trust_journal: Annotated[bool, typer.Option(
+        "--trust-journal", help="With --repair: repair even though the journal fails verification")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    if trust_journal and not repair:
+        fail("--trust-journal only applies to --repair", Exit.USAGE)
+    operator = CliSettings().operator
 
     async def go() -> Any:
         from ledger import service
 
         async with ledger_context() as ctx:
-            with Progress(TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(), TextColumn("entries"),
-                          TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=as_json) as bar:
+            with _progress("repairing" if repair else "replaying", as_json) as bar:
                 task = bar.add_task("rebuild", total=None)
-                return await service.rebuild(ctx, repair=not verify_only,
+                return await service.rebuild(ctx, repair=repair, trust_journal=trust_journal, operator=operator,
                                              progress=lambda done, total: bar.update(task, completed=done, total=total))
 
     report = run(go())
     drift = [{"account": m.account, "stored": m.stored, "replayed": m.replayed} for m in report.mismatches]
     if as_json:
-        emit_json({"entries": report.entries, "accounts": report.accounts, "drift": drift, "repaired": report.repaired})
+        emit_json({"entries": report.entries, "accounts": report.accounts, "drift": drift, "repaired": report.repaired,
+                   "repair_refused_because": [_finding(f) for f in report.refused],
+                   "journal_trusted_despite": [_finding(f) for f in report.trusted]})
     else:
         console.print(f"{report.entries:,} entries, {report.accounts:,} accounts replayed")
         for item in drift:
@@ -175,24 +198,63 @@ def rebuild(verify_only: Annotated[bool, typer.Option("--verify-only", help="Rep
                           f" journal says {money(item['replayed'])}" + (" (repaired)" if report.repaired else ""))
         if not drift:
             console.print("[green]every projection equals the journal[/green]")
-    if drift and verify_only:
+        if report.refused:
+            console.print(f"[red]repair refused[/red]: the journal fails verification ({len(report.refused)}"
+                          " finding(s), `billing verify` lists them); nothing was changed")
+        if report.trusted:
+            console.print(f"[yellow]repaired from a journal with {len(report.trusted)} finding(s)[/yellow],"
+                          f" trusted by {operator}")
+    if report.refused or (drift and not report.repaired):
         raise typer.Exit(Exit.CHECK_FAILED)
 
 
-@app.command()
-def verify(as_json: JsonOpt = False) -> None:
-    """The journal's integrity: double entry, the hash chain, projections against replay."""
+def _finding(finding: Any) -> dict[str, Any]:
+    return {"kind": finding.kind.value, "transaction_id": finding.transaction_id, "position": finding.position,
+            "seq": finding.seq, "accounts": list(finding.accounts), "detail": finding.detail}
+
+
+@app.command(help=f"""The journal's integrity in one report: double entry (every transaction has two
+postings or more and sums to zero), the hash chain, the chain head (the journal is neither shorter nor
+longer than it says), the seals of the chain head (published by the ledger on the broker, or given
+with --seal), and every projection against the replay. Exit 0 clean, 1 any finding; --json prints
+the complete report either way. Seals are read from the broker by default when one is configured
+(BILLING_KAFKA__BOOTSTRAP_SERVERS, or `billing up`'s suite). {LEDGER_DATABASE_HELP}""")
+def verify(
+    seal: Annotated[list[str] | None, typer.Option(
+        "--seal", help="A chain head written down earlier, LENGTH:HASH (hex); repeatable")] = None,
+    seals_from_broker: Annotated[bool | None, typer.Option(
+        "--seals-from-broker/--no-seals-from-broker",
+        help="Check the seals on the broker's seal topic [default: when a broker is configured]")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    from billing_cli import seals as sealing
+
+    settings = CliSettings()
+    given = [sealing.parse_seal(value) for value in seal or ()]
+    from_broker = seals_from_broker if seals_from_broker is not None else (
+        settings.bootstrap_servers is not None or "bootstrap_servers" in settings.suite())
 
     async def go() -> Any:
         from ledger import service
 
+        # Seals first: each one read is older than the snapshot the journal is then read in.
+        published = await sealing.read_from_broker(settings.broker(), TopicNames(settings.topic_prefix)) \
+            if from_broker else []
         async with ledger_context() as ctx:
-            return await service.verify(ctx)
+            with _progress("verifying", as_json) as bar:
+                task = bar.add_task("verify", total=None)
+                report = await service.verify(ctx, [*given, *published],
+                                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+        return report, len(published)
 
-    report = run(go())
-    link = report.broken_link
+    report, published = run(go())
+    link, head = report.broken_link, report.head
     result = {
-        "ok": report.ok, "transactions": report.transactions, "totals": report.totals,
+        "ok": report.ok, "transactions": report.transactions, "entries": report.entries, "totals": report.totals,
+        "chain_head": None if head is None else {"length": head.length, "hash": head.hash.hex()},
+        "seals": {"from_broker": published if from_broker else None, "given": len(given),
+                  "checked": report.seals_checked},
+        "findings": [_finding(f) for f in report.findings],
         "unbalanced_transactions": [str(t) for t in report.unbalanced],
         "first_broken_link": None if link is None else {"position": link.position, "transaction_id": str(link.transaction_id)},
         "projection_drift": [{"account": m.account, "stored": m.stored, "replayed": m.replayed} for m in report.mismatches],
@@ -200,14 +262,34 @@ def verify(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(result)
     else:
-        mark = {True: "[green]ok[/green]", False: "[red]FAILED[/red]"}
-        console.print(f"double entry: {mark[not any(report.totals.values()) and not report.unbalanced]}"
-                      f" (totals {report.totals}, unbalanced transactions: {len(report.unbalanced)})")
-        console.print(f"hash chain:   {mark[link is None]} ({report.transactions:,} transactions)"
-                      + ("" if link is None else f"; first broken link at #{link.position}: {link.transaction_id}"))
-        console.print(f"projections:  {mark[not report.mismatches]} ({len(report.mismatches)} differ)")
+        _print_verification(report, result)
     if not report.ok:
         raise typer.Exit(Exit.CHECK_FAILED)
+
+
+def _print_verification(report: Any, result: dict[str, Any]) -> None:
+    from ledger.domain import FindingKind as Kind
+
+    kinds = {f.kind for f in report.findings}
+    mark = {True: "[green]ok[/green]", False: "[red]FAILED[/red]"}
+    double_entry = not kinds & {Kind.UNBALANCED, Kind.TOO_FEW_POSTINGS} and not any(report.totals.values())
+    console.print(f"double entry: {mark[double_entry]} (totals {report.totals},"
+                  f" unbalanced transactions: {len(report.unbalanced)})")
+    link = report.broken_link
+    console.print(f"hash chain:   {mark[link is None]} ({report.transactions:,} transactions)"
+                  + ("" if link is None else f"; first broken link at #{link.position}: {link.transaction_id}"))
+    head = result["chain_head"]
+    head_ok = not kinds & {Kind.JOURNAL_SHORTER_THAN_HEAD, Kind.JOURNAL_LONGER_THAN_HEAD, Kind.HEAD_HASH_DIFFERS}
+    console.print(f"chain head:   {mark[head_ok]} " + (f"(length {head['length']}, seal it as"
+                                                         f" {head['length']}:{head['hash']})" if head else "(empty)"))
+    seals = result["seals"]
+    console.print(f"seals:        {mark[Kind.SEAL_NOT_REPRODUCED not in kinds]} ({seals['checked']} checked"
+                  + ("" if seals["from_broker"] is None else f", {seals['from_broker']} read from the broker") + ")")
+    console.print(f"projections:  {mark[not report.mismatches]} ({len(report.mismatches)} differ)")
+    for finding in report.findings:
+        where = "" if finding.position is None else f" #{finding.position} (seq {finding.seq}) {finding.transaction_id}"
+        accounts = f" [{', '.join(finding.accounts)}]" if finding.accounts else ""
+        console.print(f"[red]{finding.kind.value}[/red]{where}{accounts}: {finding.detail}", markup=True)
 
 
 @app.command()

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -91,7 +92,7 @@ def events_markdown() -> str:
             continue
         lines += ["", f"## `{topic}`", ""]
         for cls in classes:
-            lines += [f"### {cls.event_type} v{cls.version}", "", (cls.__doc__ or "").strip(), "",
+            lines += [f"### {cls.event_type} v{cls.version}", "", inspect.cleandoc(cls.__doc__ or ""), "",
                       "| field | type | required | meaning |", "|---|---|---|---|", *_field_rows(cls), ""]
     lines += [
         "## Dead letters and their codes",

@@ -13,6 +13,7 @@ IDENTITY = "billing.identity"
 PAYMENTS = "billing.payments"
 LEDGER = "billing.ledger"
 LEDGER_COMMANDS = "billing.ledger.commands"
+LEDGER_SEALS = "billing.ledger.seals"
 TARIFF = "billing.tariff"
 NOTIFIER = "billing.notifier"
 REPLAY = "billing.replay"
@@ -43,7 +44,10 @@ class TopicSpec:
         return -1 if self.retention is None else int(self.retention.total_seconds() * 1000)
 
 
-KEY_RULE = "The message key is the 12-digit personal account number (UTF-8)."
+KEY_RULE = (
+    "The message key is the 12-digit personal account number (UTF-8); on `billing.ledger.seals`, which"
+    " concerns the whole journal, it is the fixed key `journal`."
+)
 
 EVENT_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(IDENTITY, "identity", "Subscribers registered, passwords issued, logins locked"),
@@ -52,6 +56,8 @@ EVENT_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(LEDGER, "ledger", "Every movement of money and the balances it leaves"),
     TopicSpec(LEDGER_COMMANDS, "ledger", "Requests to the ledger: transfers, bonus redemptions, payment type",
               open_to="the ledger's callers (web cabinet, call centre, operations) and the ledger's own doors"),
+    TopicSpec(LEDGER_SEALS, "ledger", "The journal's chain head, published periodically: tamper evidence outside"
+              " the ledger's database", partitions=1),
     TopicSpec(TARIFF, "tariff", "Subscriptions, daily charges, blocks and unblocks"),
     TopicSpec(NOTIFIER, "notifier", "What was told to whom, and what could not be delivered"),
     TopicSpec(REPLAY, "operations", "Earlier events published again on request, with their original ids",

@@ -11,7 +11,7 @@ from billing_events import metrics, topics
 from billing_events.clock import Clock, SystemClock
 from billing_events.runtime import ServiceRuntime, run
 
-from ledger import store
+from ledger import integrity, store
 from ledger.domain import parse_campaigns
 from ledger.handlers import LedgerHandler
 from ledger.http import build_router
@@ -49,6 +49,10 @@ def build_runtime(settings: LedgerSettings | None = None, clock: Clock | None = 
     )
     runtime.attach_handler(LedgerHandler(runtime.ledger))
     runtime.background.append(partial(_watch_journal, runtime))
+    if settings.seal_every_seconds > 0:
+        runtime.background.append(partial(integrity.keep_sealing, runtime.ledger,
+                                          every_seconds=settings.seal_every_seconds,
+                                          every_transactions=settings.seal_every_transactions))
     runtime.include_api(build_router(runtime.ledger, runtime.republish))
     return runtime
 

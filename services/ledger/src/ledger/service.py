@@ -40,7 +40,7 @@ from billing_events.money import Money
 from billing_events.refusal import Refusal
 from billing_events.topics import TopicNames
 
-from ledger import domain, store
+from ledger import domain, integrity, store
 from ledger.domain import (
     AccountState,
     BonusCampaign,
@@ -434,60 +434,6 @@ async def replay_account(ctx: LedgerContext, number: str, as_of: datetime | None
     return AccountReplay(number, steps, last.get(state.main_code, 0), last.get(state.bonus_code, 0), state)
 
 
-@dataclass(frozen=True)
-class RebuildReport:
-    entries: int
-    accounts: int
-    mismatches: list[domain.BalanceMismatch]
-    repaired: bool
-
-
-async def rebuild(ctx: LedgerContext, *, repair: bool = False,
-                  progress: Callable[[int, int], None] = lambda done, total: None) -> RebuildReport:
-    """Replay the whole journal into balances; report (and optionally repair) every projection
-    that differs. ``progress(done, total)`` is called as postings stream in."""
-    async with ctx.db.transaction() as conn:
-        total = await store.count_postings(conn)
-        replayed: dict[str, int] = {}
-        get = replayed.get
-        done = 0
-        async for chunk in store.stream_postings(conn):
-            for account, amount in chunk:
-                replayed[account] = get(account, 0) + amount
-            done += len(chunk)
-            progress(done, total)
-        mismatches = domain.find_mismatches(await store.stored_balances(conn), replayed)
-        if repair and mismatches:
-            await store.overwrite_balances(conn, replayed)
-    for mismatch in mismatches:
-        log.warning("projection differs from the journal", account=mismatch.account,
-                    stored=mismatch.stored, replayed=mismatch.replayed, repaired=repair)
-    return RebuildReport(done, len(replayed), mismatches, repair and bool(mismatches))
-
-
-@dataclass(frozen=True)
-class IntegrityReport:
-    totals: dict[str, int]
-    unbalanced: list[UUID]
-    transactions: int
-    broken_link: domain.BrokenLink | None
-    mismatches: list[domain.BalanceMismatch]
-
-    @property
-    def ok(self) -> bool:
-        return not any(self.totals.values()) and not self.unbalanced and self.broken_link is None and not self.mismatches
-
-
-async def verify(ctx: LedgerContext) -> IntegrityReport:
-    """The journal's integrity in one report: double entry, the hash chain, projections."""
-    async with ctx.db.connect() as conn:
-        totals, unbalanced = await store.double_entry_rows(conn)
-        previous, count, broken = domain.GENESIS_HASH, 0, None
-        async for _, txn, stored_hash in store.chain(conn):
-            expected = domain.transaction_hash(previous, txn)
-            if broken is None and expected != stored_hash:
-                broken = domain.BrokenLink(count, txn.id, expected, stored_hash)
-            previous = stored_hash
-            count += 1
-    report = await rebuild(ctx)
-    return IntegrityReport(totals, unbalanced, count, broken, report.mismatches)
+# The integrity commands (audit, rebuild and repair, seals) live in ledger.integrity.
+verify = integrity.verify
+rebuild = integrity.rebuild

@@ -42,3 +42,15 @@ class LedgerSettings(ServiceSettings):
         description="Most one payment, transfer or redemption may move (minor units); a payment over it is"
         " parked in suspense for a person (amount_over_limit), a command over it refused",
     )
+    seal_every_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        validation_alias="BILLING_LEDGER_SEAL_EVERY_SECONDS",
+        description="Publish the journal's chain head (JournalSealed) at least this often while it grows; 0: never",
+    )
+    seal_every_transactions: int = Field(
+        default=10_000,
+        ge=1,
+        validation_alias="BILLING_LEDGER_SEAL_EVERY_TRANSACTIONS",
+        description="Also publish the chain head as soon as this many transactions were appended since the last seal",
+    )

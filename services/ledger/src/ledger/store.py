@@ -7,7 +7,8 @@ the hash of the newest transaction: taking its row lock orders every writer, so 
 and the journal's ``seq`` are in commit order.
 
 Lock order, to keep concurrent writers free of deadlocks: subscriber accounts (by number), then
-operator balances (by code), then the chain head.
+operator balances (by code), then the chain head. A repair of the projections takes the same
+three, whole tables, in the same order (:func:`lock_out_writers`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -48,6 +50,8 @@ from billing_events.schema import BigId, UtcDateTime
 
 from ledger.domain import (
     GENESIS_HASH,
+    ChainHead,
+    JournalRecord,
     AccountState,
     Fate,
     IdempotencyRecord,
@@ -332,26 +336,6 @@ async def transaction(conn: AsyncConnection, txn_id: UUID) -> Transaction | None
     return _transaction(row, [Posting(*line) for line in lines])
 
 
-async def chain(conn: AsyncConnection, batch: int = 5000) -> AsyncIterator[tuple[int, Transaction, bytes]]:
-    """Every transaction in journal order with its stored hash: what the chain check reads."""
-    query = (
-        select(journal, postings.c.account, postings.c.amount, postings.c.currency)
-        .join(postings, postings.c.txn_id == journal.c.txn_id)
-        .order_by(journal.c.seq, postings.c.id)
-    )
-    current: Any = None
-    lines: list[Posting] = []
-    result = await conn.stream(query.execution_options(yield_per=batch))
-    async for row in result:
-        if current is not None and row.seq != current.seq:
-            yield current.seq, _transaction(current, lines), current.hash
-            lines = []
-        current = row
-        lines.append(Posting(row.account, row.amount, row.currency))
-    if current is not None:
-        yield current.seq, _transaction(current, lines), current.hash
-
-
 async def entries(
     conn: AsyncConnection, account_codes: Collection[str], *, as_of: datetime | None = None
 ) -> list[JournalEntry]:
@@ -526,3 +510,58 @@ async def open_suspense(conn: AsyncConnection) -> list[SuspenseItem]:
         select(suspense).where(suspense.c.status == SuspenseStatus.OPEN.value).order_by(suspense.c.received_at)
     )
     return [_suspense_item(row) for row in rows]
+
+
+# --- audit and repair ----------------------------------------------------------------------
+
+
+async def consistent_snapshot(conn: AsyncConnection) -> None:
+    """Make the rest of the caller's transaction read one snapshot (PostgreSQL REPEATABLE READ):
+    the journal, the chain head and the projections as of one moment, while traffic goes on.
+    SQLite's transactions are serialized already. Must be the transaction's first statement."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+
+
+async def lock_out_writers(conn: AsyncConnection) -> None:
+    """Hold every writer off until the caller's transaction ends, so what it replays is what it
+    writes over. PostgreSQL: the projections and the chain head locked in EXCLUSIVE mode, in the
+    writers' lock order (accounts, operator balances, chain head); it waits for the writers in
+    flight and blocks the next ones at their first row lock, while plain reads go on. SQLite:
+    the transaction began IMMEDIATE and is the only writer already."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("LOCK TABLE accounts, operator_balances, chain_head IN EXCLUSIVE MODE"))
+
+
+async def head(conn: AsyncConnection) -> ChainHead | None:
+    row = (await conn.execute(select(chain_head.c.length, chain_head.c.hash).where(chain_head.c.id == 1))).first()
+    return ChainHead(row.length, row.hash) if row else None
+
+
+async def raw_journal(conn: AsyncConnection, batch: int = 5000) -> AsyncIterator[JournalRecord]:
+    """Every journal row with its postings, as stored, in ``seq`` order: what the audit reads.
+    A row left without postings comes with none (the outer join), never dropped."""
+    query = (
+        select(journal, postings.c.account, postings.c.amount, postings.c.currency)
+        .outerjoin(postings, postings.c.txn_id == journal.c.txn_id)
+        .order_by(journal.c.seq, postings.c.id)
+    )
+    current: Any = None
+    lines: list[Posting] = []
+    result = await conn.stream(query.execution_options(yield_per=batch))
+    async for row in result:
+        if current is not None and row.seq != current.seq:
+            yield _record(current, lines)
+            lines = []
+        current = row
+        if row.account is not None:
+            lines.append(Posting(row.account, row.amount, row.currency))
+    if current is not None:
+        yield _record(current, lines)
+
+
+def _record(row: Any, lines: list[Posting]) -> JournalRecord:
+    return JournalRecord(
+        row.seq, row.txn_id, row.kind, tuple(lines), row.cause_event_id, row.cause_type, row.occurred_at,
+        row.business_key, row.reverses, row.operator, row.operator_reason, row.hash,
+    )

@@ -328,7 +328,32 @@ class PaymentTypeChanged(Event):
     changed_by: str
 
 
+JOURNAL_KEY = "journal"
+"""The key (and envelope ``account``) of every ``JournalSealed``: it concerns the whole journal."""
+
+
+class JournalSealed(Event):
+    """The ledger's hash chain as it stood: its first ``length`` transactions hash to ``hash``.
+
+    Published periodically (every ``BILLING_LEDGER_SEAL_EVERY_SECONDS`` while the journal grows,
+    every ``BILLING_LEDGER_SEAL_EVERY_TRANSACTIONS`` transactions, and when the ledger stops) on
+    its own topic, keyed `journal`. A seal is tamper evidence kept outside the ledger's
+    database: `billing verify` checks that the journal still reproduces every seal, so history
+    rewritten in the database (chain head included) is found. Auditors may keep a copy.
+    """
+
+    event_type: ClassVar[str] = "JournalSealed"
+    topic: ClassVar[str] = topics.LEDGER_SEALS
+
+    length: int = Field(ge=1, description="Number of transactions in the journal, chain order")
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 chain hash after the last of them (hex)")
+    last_transaction_id: UUID = Field(description="The journal's newest transaction at that length")
+    sealed_at: AwareDatetime
+
+
 __all__ = [
+    "JOURNAL_KEY",
+    "JournalSealed",
     "BalanceChanged",
     "BonusAccrued",
     "BonusRedeemed",

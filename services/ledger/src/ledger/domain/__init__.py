@@ -5,6 +5,16 @@ No I/O here: the service layer loads states, calls a builder, and stores what it
 """
 
 from ledger.domain.accounts import AccountState, apply, close_account, open_account, spendable, transferable
+from ledger.domain.audit import (
+    JOURNAL_DAMAGE,
+    Audit,
+    AuditReport,
+    ChainHead,
+    Finding,
+    FindingKind,
+    JournalRecord,
+    Seal,
+)
 from ledger.domain.bonus import BonusCampaign, InvalidCampaign, best_bonus, parse_campaigns
 from ledger.domain.chain import (
     GENESIS_HASH,
@@ -79,6 +89,14 @@ from ledger.domain.transactions import (
 )
 
 __all__ = [
+    "JOURNAL_DAMAGE",
+    "Audit",
+    "AuditReport",
+    "ChainHead",
+    "Finding",
+    "FindingKind",
+    "JournalRecord",
+    "Seal",
     "BONUS_EXPENSE",
     "DISCOUNTS",
     "GENESIS_HASH",

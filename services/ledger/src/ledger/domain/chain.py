@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import UTC
+from datetime import UTC, datetime
 from json.encoder import encode_basestring as _string
 from typing import NamedTuple
 from uuid import UUID
@@ -29,14 +29,24 @@ def canonical_encoding(txn: Transaction) -> bytes:
     Written out by hand because every posted transaction is hashed: this is several times
     faster than ``json.dumps`` over the same list, and produces the same bytes (a test holds
     the two together)."""
-    postings = ",".join(
-        f"[{_string(account)},{amount},{_string(currency)}]" for account, amount, currency in txn.postings
-    )
-    operator = "null" if txn.operator is None else f"[{_string(txn.operator.who)},{_string(txn.operator.why)}]"
+    operator = None if txn.operator is None else (txn.operator.who, txn.operator.why)
+    return encode_content(txn.id, txn.kind.value, txn.postings, txn.cause_event_id, txn.cause_type,
+                          txn.occurred_at, txn.business_key, txn.reverses, operator)
+
+
+def encode_content(
+    txn_id: UUID, kind: str, postings: Iterable[tuple[str, int, str]], cause_event_id: UUID | None,
+    cause_type: str, occurred_at: datetime, business_key: str, reverses: UUID | None,
+    operator: tuple[str, str] | None,
+) -> bytes:
+    """:func:`canonical_encoding` of a transaction's fields as stored, whatever they hold: the
+    verifier hashes raw journal rows with it, including rows no :class:`Transaction` accepts."""
+    lines = ",".join(f"[{_string(account)},{amount},{_string(currency)}]" for account, amount, currency in postings)
+    note = "null" if operator is None else f"[{_string(operator[0])},{_string(operator[1])}]"
     return (
-        f'["{txn.id}",{_string(txn.kind.value)},[{postings}],{_uuid(txn.cause_event_id)},'
-        f"{_string(txn.cause_type)},\"{txn.occurred_at.astimezone(UTC).isoformat(timespec='microseconds')}\","
-        f"{_string(txn.business_key)},{_uuid(txn.reverses)},{operator}]"
+        f'["{txn_id}",{_string(kind)},[{lines}],{_uuid(cause_event_id)},'
+        f"{_string(cause_type)},\"{occurred_at.astimezone(UTC).isoformat(timespec='microseconds')}\","
+        f"{_string(business_key)},{_uuid(reverses)},{note}]"
     ).encode()
 
 

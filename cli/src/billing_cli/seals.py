@@ -1,0 +1,62 @@
+"""Seals of the ledger's journal: read from the broker, or written down by an auditor.
+
+The ledger publishes its chain head as ``JournalSealed`` on ``billing.ledger.seals`` (one
+partition, key ``journal``). ``billing verify`` reads every seal on the topic, oldest first, and
+checks that the journal reproduces each one. Reading stops when the broker has nothing more (see
+:func:`billing_cli.history.read_from_beginning`): the newest seal may not be visible yet, which
+only means one seal fewer to check; a seal that is there and disagrees is always a finding.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from billing_cli.history import read_from_beginning
+from billing_cli.output import Exit, fail
+from billing_events import topics
+from billing_events.catalog.ledger import JournalSealed
+from billing_events.envelope import InvalidEvent, decode
+from ledger.domain import Seal
+
+SEAL_ARGUMENT = re.compile(r"^(\d+):([0-9a-fA-F]{64})$")
+
+
+def parse_seal(value: str) -> Seal:
+    """``LENGTH:HASHHEX``, as `billing verify --json` prints a chain head (or a seal event holds)."""
+    match = SEAL_ARGUMENT.match(value.strip())
+    if match is None or int(match.group(1)) < 1:
+        fail(f"{value!r} is not a seal: give LENGTH:HASH, e.g. 1200:{'ab' * 32}", Exit.USAGE)
+    return Seal(int(match.group(1)), bytes.fromhex(match.group(2)), "the seal given on the command line")
+
+
+async def read_from_broker(bootstrap: str, names: topics.TopicNames) -> list[Seal]:
+    """Every JournalSealed on the seal topic (none if the topic does not exist yet)."""
+    topic = names(topics.LEDGER_SEALS)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000)
+    try:
+        await consumer.start()
+    except Exception as exc:  # aiokafka's connection errors are not OSErrors
+        await consumer.stop()
+        fail(f"the broker at {bootstrap} is not reachable to read the seals: {type(exc).__name__}"
+             " (--no-seals-from-broker checks without them)", Exit.UNREACHABLE)
+    try:
+        if topic not in await consumer.topics():
+            return []
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        records = await read_from_beginning(consumer, partitions)
+    finally:
+        await consumer.stop()
+    seals = []
+    for record in records:
+        try:
+            envelope = decode(record.value)
+        except InvalidEvent:
+            continue  # not a seal; the topic's consumers dead-letter it, the audit has nothing to check
+        if isinstance(envelope.payload, JournalSealed):
+            sealed = envelope.payload
+            seals.append(Seal(sealed.length, bytes.fromhex(sealed.hash),
+                              f"the seal at {topic} offset {record.offset} ({sealed.sealed_at:%Y-%m-%d %H:%M:%S} UTC)",
+                              sealed.last_transaction_id))
+    return seals

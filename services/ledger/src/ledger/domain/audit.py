@@ -1,0 +1,256 @@
+"""The auditor's fold: one pass over the journal's raw rows, every kind of damage reported.
+
+The journal is read as stored, not as :class:`~ledger.domain.Transaction` objects: a transaction
+whose postings no longer sum to zero is exactly what the audit must report, and the domain's
+constructor refuses to build one. Nothing here raises on damaged data; every finding names the
+transaction (id, 0-based position in the chain, ``seq``) and the accounts it touches.
+
+What is checked, in the one pass:
+
+- double entry: each transaction has at least two postings, and its postings sum to zero per
+  currency;
+- the hash chain: each stored hash is the hash of its transaction's content and the stored hash
+  before it. The first broken link makes every later transaction suspect: whoever could write
+  the broken one could have rewritten the rest consistently;
+- the chain head (the ``chain_head`` row: length and hash): the journal is neither shorter (the
+  newest transactions cut off) nor longer (rows added behind the ledger's back) than it says;
+- seals (chain heads published outside the database, or written down by an auditor): the
+  journal still reproduces each one, so a history rewritten consistently, chain head included,
+  is found too;
+- projections: the stored balances equal the balances replayed from the postings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import NamedTuple
+from uuid import UUID
+
+from billing_events.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS
+
+from ledger.domain.chain import GENESIS_HASH, BrokenLink, encode_content
+from ledger.domain.replay import BalanceMismatch, find_mismatches
+from ledger.domain.transactions import Posting
+
+
+def _money(minor: int, currency: str) -> str:
+    """``"50.00 RUB"``, for any currency a row may hold (an unknown one shows two decimals)."""
+    digits = MINOR_UNIT_DIGITS.get(currency, 2)
+    return f"{Decimal(minor).scaleb(-digits):.{digits}f} {currency}"
+
+
+class JournalRecord(NamedTuple):
+    """One journal row and its postings, exactly as stored."""
+
+    seq: int
+    id: UUID
+    kind: str
+    postings: tuple[Posting, ...]
+    cause_event_id: UUID | None
+    cause_type: str
+    occurred_at: datetime
+    business_key: str
+    reverses: UUID | None
+    operator: str | None
+    operator_reason: str | None
+    hash: bytes
+
+    def content_hash(self, previous: bytes) -> bytes:
+        """The hash the ledger wrote for this content after ``previous`` (same bytes as
+        :func:`~ledger.domain.transaction_hash` of the transaction it stored)."""
+        operator = None if not self.operator else (self.operator, self.operator_reason or "")
+        return hashlib.sha256(previous + encode_content(
+            self.id, self.kind, self.postings, self.cause_event_id, self.cause_type, self.occurred_at,
+            self.business_key, self.reverses, operator)).digest()
+
+
+class ChainHead(NamedTuple):
+    length: int
+    hash: bytes
+
+
+class Seal(NamedTuple):
+    """A chain head recorded outside the database: the journal's first ``length`` transactions
+    hash to ``hash``. ``source`` says where it came from (the broker, the command line)."""
+
+    length: int
+    hash: bytes
+    source: str
+    last_transaction_id: UUID | None = None
+
+
+class FindingKind(StrEnum):
+    TOO_FEW_POSTINGS = "too_few_postings"
+    UNBALANCED = "unbalanced"
+    BROKEN_LINK = "broken_link"
+    SUSPECT_AFTER_BREAK = "suspect_after_break"
+    JOURNAL_SHORTER_THAN_HEAD = "journal_shorter_than_head"
+    JOURNAL_LONGER_THAN_HEAD = "journal_longer_than_head"
+    HEAD_HASH_DIFFERS = "head_hash_differs"
+    SEAL_NOT_REPRODUCED = "seal_not_reproduced"
+    PROJECTION_DRIFT = "projection_drift"
+
+
+JOURNAL_DAMAGE = frozenset(FindingKind) - {FindingKind.PROJECTION_DRIFT}
+"""Findings that put the journal itself in doubt: a repair from it would launder them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: FindingKind
+    detail: str
+    transaction_id: UUID | None = None
+    position: int | None = None
+    """0-based position in the chain (journal order)."""
+    seq: int | None = None
+    accounts: tuple[str, ...] = ()
+
+
+@dataclass
+class Audit:
+    """Feed journal records in ``seq`` order, then :meth:`finish` with what the database and the
+    seals say; the report lists every finding."""
+
+    seals: Iterable[Seal] = ()
+    transactions: int = 0
+    entries: int = 0
+    totals: dict[str, int] = field(default_factory=dict)
+    replayed: dict[str, int] = field(default_factory=dict)
+    currencies: dict[str, str] = field(default_factory=dict)
+    """The currency each account was posted in."""
+    findings: list[Finding] = field(default_factory=list)
+    first_broken: BrokenLink | None = None
+    _last: JournalRecord | None = None
+    _first_suspect: tuple[int, JournalRecord] | None = None
+    _last_suspect: JournalRecord | None = None
+    _suspects: int = 0
+    _sealed_at: dict[int, list[Seal]] = field(default_factory=dict)
+    _seals_checked: int = 0
+
+    def __post_init__(self) -> None:
+        for seal in self.seals:
+            self._sealed_at.setdefault(seal.length - 1, []).append(seal)
+
+    def feed(self, record: JournalRecord) -> None:
+        position = self.transactions
+        accounts = tuple(dict.fromkeys(p.account for p in record.postings))
+        sums: dict[str, int] = {}
+        self.entries += len(record.postings)
+        for account, amount, currency in record.postings:
+            sums[currency] = sums.get(currency, 0) + amount
+            if account not in self.replayed:
+                self.currencies[account] = currency
+            self.replayed[account] = self.replayed.get(account, 0) + amount
+        for currency, total in sums.items():
+            self.totals[currency] = self.totals.get(currency, 0) + total
+        if len(record.postings) < 2:
+            self._find(FindingKind.TOO_FEW_POSTINGS, f"{len(record.postings)} posting(s); a transaction needs two",
+                       record, position, accounts)
+        unbalanced = {c: t for c, t in sums.items() if t}
+        if unbalanced:
+            self._find(FindingKind.UNBALANCED, "postings sum to " + ", ".join(_money(t, c) for c, t in unbalanced.items())
+                       + ", not zero", record, position, accounts)
+        previous = self._last.hash if self._last is not None else GENESIS_HASH
+        expected = record.content_hash(previous)
+        if expected != record.hash:
+            self._find(FindingKind.BROKEN_LINK, "the stored hash is not the hash of this content after the one before",
+                       record, position, accounts)
+            if self.first_broken is None:
+                self.first_broken = BrokenLink(position, record.id, expected, record.hash)
+        elif self.first_broken is not None:
+            self._first_suspect = self._first_suspect or (position, record)
+            self._last_suspect = record
+            self._suspects += 1
+        for seal in self._sealed_at.pop(position, ()):
+            self._seals_checked += 1
+            if seal.hash != record.hash:
+                self._find(FindingKind.SEAL_NOT_REPRODUCED,
+                           f"{_sealed(seal)}; the journal's transaction at that length is {record.id} with hash"
+                           f" {record.hash.hex()}", record, position, accounts)
+        self._last = record
+        self.transactions += 1
+
+    def _find(self, kind: FindingKind, detail: str, record: JournalRecord | None = None, position: int | None = None,
+              accounts: tuple[str, ...] = ()) -> None:
+        self.findings.append(Finding(kind, detail, record.id if record else None, position,
+                                     record.seq if record else None, accounts))
+
+    def finish(self, head: ChainHead | None, stored_balances: Mapping[str, int]) -> AuditReport:
+        if self._first_suspect and self._last_suspect and self.first_broken:
+            (position, first), last = self._first_suspect, self._last_suspect
+            self.findings.append(Finding(
+                FindingKind.SUSPECT_AFTER_BREAK,
+                f"{self._suspects} transaction(s) after the first broken link at position {self.first_broken.position}"
+                f" (seq {first.seq} to {last.seq}) link up among themselves, but nothing proves they are the ones"
+                " the ledger wrote", first.id, position, first.seq))
+        self._check_head(head)
+        for seal in sorted((s for seals in self._sealed_at.values() for s in seals), key=lambda s: s.length):
+            self._find(FindingKind.SEAL_NOT_REPRODUCED,
+                       f"{_sealed(seal)}; the journal holds only {self.transactions}: its newest history was cut off")
+        mismatches = find_mismatches(stored_balances, self.replayed)
+        self.findings.extend(
+            Finding(FindingKind.PROJECTION_DRIFT,
+                    f"stored {_money(m.stored, self._currency(m.account))}, the journal says"
+                    f" {_money(m.replayed, self._currency(m.account))}", accounts=(m.account,))
+            for m in mismatches
+        )
+        return AuditReport(self.transactions, self.entries, self.totals, self.replayed, self.findings,
+                           self.first_broken, mismatches, head, self._seals_checked)
+
+    def _currency(self, account: str) -> str:
+        return self.currencies.get(account, DEFAULT_CURRENCY)
+
+    def _check_head(self, head: ChainHead | None) -> None:
+        length, last = (head.length, head.hash) if head else (0, GENESIS_HASH)
+        stored_last = self._last.hash if self._last else GENESIS_HASH
+        if self.transactions < length:
+            self._find(FindingKind.JOURNAL_SHORTER_THAN_HEAD,
+                       f"the chain head counts {length} transactions, the journal holds {self.transactions}: "
+                       "the newest were deleted", self._last, self.transactions - 1 if self._last else None)
+        elif self.transactions > length:
+            self._find(FindingKind.JOURNAL_LONGER_THAN_HEAD,
+                       f"the chain head counts {length} transactions, the journal holds {self.transactions}: "
+                       "rows were added behind the ledger's back", self._last, self.transactions - 1)
+        elif stored_last != last:
+            self._find(FindingKind.HEAD_HASH_DIFFERS,
+                       f"the chain head's hash {last.hex()} is not the newest transaction's {stored_last.hex()}",
+                       self._last, self.transactions - 1 if self._last else None)
+
+
+def _sealed(seal: Seal) -> str:
+    last = f" (the last {seal.last_transaction_id})" if seal.last_transaction_id else ""
+    return f"{seal.source} sealed {seal.length} transactions{last} as {seal.hash.hex()}"
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    transactions: int
+    entries: int
+    """Postings read."""
+    totals: dict[str, int]
+    """Sum of every posting per currency: zero in a sound journal."""
+    replayed: dict[str, int]
+    """Every account's balance replayed from the postings."""
+    findings: list[Finding]
+    broken_link: BrokenLink | None
+    """The first broken link of the chain, if any."""
+    mismatches: list[BalanceMismatch]
+    head: ChainHead | None
+    seals_checked: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    @property
+    def journal_findings(self) -> list[Finding]:
+        return [f for f in self.findings if f.kind in JOURNAL_DAMAGE]
+
+    @property
+    def unbalanced(self) -> list[UUID]:
+        return [f.transaction_id for f in self.findings if f.kind is FindingKind.UNBALANCED and f.transaction_id]

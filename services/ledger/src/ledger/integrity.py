@@ -1,0 +1,175 @@
+"""The ledger's integrity commands: audit the journal, rebuild (and repair) the projections from
+it, and seal its chain head outside the database.
+
+- :func:`verify` reads the journal's raw rows in one snapshot and reports every finding of
+  :mod:`ledger.domain.audit`; it never raises on damaged data.
+- :func:`rebuild` replays the postings and reports projection drift; with ``repair`` it first
+  holds every writer off (:func:`ledger.store.lock_out_writers`), audits the journal, and only
+  then overwrites the projections, in the same transaction: no posting lands between the replay
+  and the write, and a journal that fails the audit is not copied into the balances unless the
+  operator says it is to be trusted (logged as the operator's act).
+- :func:`seal` publishes the chain head (``JournalSealed``) through the outbox;
+  :func:`keep_sealing` does it periodically. An auditor checks the journal against those seals:
+  rewriting history then needs the topic rewritten too, which the database's writer cannot do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_events import outbox
+from billing_events.catalog.ledger import JOURNAL_KEY, JournalSealed
+from billing_events.envelope import Envelope
+from billing_events.logging import get_logger
+
+from ledger import domain, store
+from ledger.domain import AuditReport, Finding, Seal
+
+if TYPE_CHECKING:
+    from ledger.service import LedgerContext
+
+log = get_logger(__name__)
+Progress = Callable[[int, int], None]
+PROGRESS_EVERY = 5000
+
+
+def _quiet(done: int, total: int) -> None:
+    """No progress display."""
+
+
+async def _audit(conn: AsyncConnection, seals: Iterable[Seal], progress: Progress) -> AuditReport:
+    total = await store.count_postings(conn)
+    audit = domain.Audit(seals)
+    async for record in store.raw_journal(conn):
+        audit.feed(record)
+        if audit.transactions % PROGRESS_EVERY == 0:
+            progress(audit.entries, total)
+    progress(audit.entries, total)
+    return audit.finish(await store.head(conn), await store.stored_balances(conn))
+
+
+async def verify(ctx: LedgerContext, seals: Iterable[Seal] = (), progress: Progress = _quiet) -> AuditReport:
+    """The journal's integrity in one report, read in one snapshot beside live traffic: double
+    entry, the hash chain, the chain head, the given seals, the projections against replay."""
+    async with ctx.db.transaction() as conn:
+        await store.consistent_snapshot(conn)
+        return await _audit(conn, seals, progress)
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    entries: int
+    accounts: int
+    mismatches: list[domain.BalanceMismatch]
+    repaired: bool
+    refused: list[Finding]
+    """Repair asked for, and refused: what is wrong with the journal itself."""
+    trusted: list[Finding]
+    """Repair done although the journal has these findings, because the operator trusted it."""
+
+
+async def rebuild(ctx: LedgerContext, *, repair: bool = False, trust_journal: bool = False, operator: str | None = None,
+                  progress: Progress = _quiet) -> RebuildReport:
+    """Replay the whole journal into balances and report every projection that differs.
+
+    ``repair``: also overwrite those projections, with writers held off, after an audit of the
+    journal; refused (nothing written, ``refused`` says why) while the journal fails it, unless
+    ``trust_journal`` (then logged as ``operator``'s act)."""
+    if not repair:
+        return await _check(ctx, progress)
+    async with ctx.db.transaction() as conn:
+        await store.lock_out_writers(conn)
+        audit = await _audit(conn, (), progress)
+        damage = audit.journal_findings
+        if damage and not trust_journal:
+            return RebuildReport(audit.entries, len(audit.replayed), audit.mismatches, False, damage, [])
+        if damage:
+            log.warning("operator repairs the projections from a journal that fails verification",
+                        operator=operator or "unknown", findings=len(damage),
+                        kinds=sorted({f.kind.value for f in damage}))
+        if audit.mismatches:
+            await store.overwrite_balances(conn, audit.replayed)
+    _log_drift(audit.mismatches, repaired=True)
+    return RebuildReport(audit.entries, len(audit.replayed), audit.mismatches, bool(audit.mismatches), [], damage)
+
+
+async def _check(ctx: LedgerContext, progress: Progress) -> RebuildReport:
+    async with ctx.db.transaction() as conn:
+        await store.consistent_snapshot(conn)
+        total = await store.count_postings(conn)
+        replayed: dict[str, int] = {}
+        get = replayed.get
+        done = 0
+        async for chunk in store.stream_postings(conn):
+            for account, amount in chunk:
+                replayed[account] = get(account, 0) + amount
+            done += len(chunk)
+            progress(done, total)
+        mismatches = domain.find_mismatches(await store.stored_balances(conn), replayed)
+    _log_drift(mismatches, repaired=False)
+    return RebuildReport(done, len(replayed), mismatches, False, [], [])
+
+
+def _log_drift(mismatches: list[domain.BalanceMismatch], *, repaired: bool) -> None:
+    for mismatch in mismatches:
+        log.warning("projection differs from the journal", account=mismatch.account,
+                    stored=mismatch.stored, replayed=mismatch.replayed, repaired=repaired)
+
+
+# --- seals ----------------------------------------------------------------------------------
+
+
+async def seal(ctx: LedgerContext) -> Envelope[JournalSealed] | None:
+    """Stage the current chain head as ``JournalSealed`` (None while the journal is empty)."""
+
+    async def work(conn: AsyncConnection) -> Envelope[JournalSealed] | None:
+        head = (await conn.execute(
+            select(store.chain_head.c.length, store.chain_head.c.hash)
+            .where(store.chain_head.c.id == 1).with_for_update(read=True)  # no append until we read the last id
+        )).first()
+        if head is None:
+            return None
+        last = await conn.scalar(select(store.journal.c.txn_id).order_by(store.journal.c.seq.desc()).limit(1))
+        payload = JournalSealed(length=head.length, hash=head.hash.hex(), last_transaction_id=last,
+                                sealed_at=ctx.clock.now())
+        envelope = Envelope.new(payload, account=JOURNAL_KEY, producer="ledger", clock=ctx.clock)
+        await outbox.stage(conn, [envelope], topics=ctx.topics, clock=ctx.clock)
+        return envelope
+
+    async with ctx.db.transaction() as conn:
+        sealed = await work(conn)
+    ctx.wake_relay()
+    return sealed
+
+
+async def _length(ctx: LedgerContext) -> int:
+    async with ctx.db.connect() as conn:
+        return await conn.scalar(select(store.chain_head.c.length).where(store.chain_head.c.id == 1)) or 0
+
+
+async def keep_sealing(ctx: LedgerContext, *, every_seconds: float, every_transactions: int) -> None:
+    """Seal the chain head whenever ``every_transactions`` more were appended, and at least every
+    ``every_seconds`` while the journal grows; once more when the service stops."""
+    tick, waited, sealed = min(1.0, every_seconds), 0.0, -1
+    try:
+        while True:
+            await asyncio.sleep(tick)
+            waited += tick
+            length = await _length(ctx)
+            if length != sealed and (waited >= every_seconds or length - sealed >= every_transactions):
+                sealed, waited = await _seal_length(ctx), 0.0
+    except asyncio.CancelledError:
+        if await _length(ctx) != sealed:
+            await _seal_length(ctx)
+        raise
+
+
+async def _seal_length(ctx: LedgerContext) -> int:
+    envelope: Any = await seal(ctx)
+    return envelope.payload.length if envelope else 0

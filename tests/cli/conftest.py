@@ -1,0 +1,82 @@
+"""A running ledger (HTTP door on a free port) over the session's broker and a fresh PostgreSQL
+database, and the `billing` command line run against it as a separate process, as an operator
+runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from billing_events import topics
+from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_events.clock import SystemClock
+from billing_events.envelope import Envelope
+from billing_events.testing.kafka_probe import RawProducer
+from billing_events.testing.plugin import TEST_SIGNING_KEY, eventually
+from ledger import store
+from ledger.app import LedgerRuntime, build_runtime
+from ledger.settings import LedgerSettings
+
+A, B = "100000000008", "100000000016"
+
+
+@dataclass
+class Cli:
+    runtime: LedgerRuntime
+    env: dict[str, str]
+
+    async def __call__(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "billing_cli", *args, env={**self.env, **(env or {})},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert b"Traceback" not in err, err.decode()
+        return process.returncode or 0, out.decode(), err.decode()
+
+    async def json(self, *args: str) -> Any:
+        code, out, err = await self(*args, "--json")
+        assert code == 0, err
+        return json.loads(out)
+
+    async def opened(self) -> None:
+        """Wait until the fixture's two accounts are open."""
+        async def both() -> bool:
+            return await self.balance(A) == 0 and await self.balance(B) == 0
+        await eventually(both, what="accounts opened")
+
+    async def balance(self, number: str) -> int | None:
+        async with self.runtime.db.connect() as conn:
+            state = await store.account(conn, number)
+        return state.main if state else None
+
+
+@pytest.fixture
+async def cli(make_settings: Any, bootstrap_servers: str, tmp_path: Any) -> AsyncIterator[Cli]:
+    settings = await make_settings(LedgerSettings, http_port=0, bonus_campaigns_file=None,
+                                   seal_every_seconds=0)  # seals only when a test asks
+    runtime = build_runtime(settings, SystemClock())
+    async with runtime:
+        async with RawProducer(bootstrap_servers) as producer:
+            for number in (A, B):
+                registered = SubscriberRegistered(
+                    account_number=number, contract_number=f"D-2026-{number[-7:]}", region="moscow",
+                    legal_status=LegalStatus.PERSON, masked_phone="+7 *** ***-00-00", sealed_contact="c2VhbGVk")
+                await producer.send(runtime.topics(topics.IDENTITY),
+                                    Envelope.new(registered, account=number, producer="identity", clock=SystemClock()))
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
+            "BILLING_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+            "BILLING_LEDGER_DATABASE_URL": settings.database_url or "",
+            "BILLING_TOKEN_SIGNING_KEY": TEST_SIGNING_KEY,
+            "BILLING_LEDGER_URL": f"http://127.0.0.1:{runtime.http_port}",
+            "BILLING_DATA_DIR": str(tmp_path / "cli"),
+        }
+        yield Cli(runtime, env)

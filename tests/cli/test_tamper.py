@@ -1,0 +1,209 @@
+"""Tampering with a PostgreSQL ledger behind its back, as an auditor tries it: each kind of damage
+gives its exact findings from `billing verify --json` (exit 1, never a crash), and the repair
+refuses to copy a damaged journal into the balances."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import text
+
+from billing_events import topics
+from billing_events.catalog.payments import PaymentReceived
+from billing_events.catalog.tariff import ChargeApplied, FeeKind
+from billing_events.clock import SystemClock
+from billing_events.envelope import Envelope
+from billing_events.money import Money
+from billing_events.testing.kafka_probe import TopicReader
+from ledger import integrity, service, store
+
+A, B = "100000000008", "100000000016"  # the accounts the `cli` fixture opens
+CASH = "op:cash:terminal"
+PAID_A, PAID_B = (CASH, f"sub:{A}:main"), (CASH, f"sub:{B}:main")  # a payment's accounts, as posted
+
+
+async def _journal(cli: Any) -> list[str]:
+    """Four transactions: A pays 100.00, B pays 200.00, A pays 50.00, B is charged 30.00.
+    Their ids, in chain order."""
+    await cli.opened()
+    clock = SystemClock()
+    now = clock.now()
+    payloads = [
+        (PaymentReceived(account_number=A, channel="terminal", reference="T-1", amount=Money(minor=10_000),
+                         received_at=now), A),
+        (PaymentReceived(account_number=B, channel="terminal", reference="T-2", amount=Money(minor=20_000),
+                         received_at=now), B),
+        (PaymentReceived(account_number=A, channel="terminal", reference="T-3", amount=Money(minor=5_000),
+                         received_at=now), A),
+        (ChargeApplied(charge_id="C-4", account_number=B, amount=Money(minor=3_000), fee_kind=FeeKind.SUBSCRIPTION,
+                       billing_day=now.date()), B),
+    ]
+    for payload, account in payloads:  # one database transaction each: four links of the chain
+        async with cli.runtime.db.transaction() as conn:
+            outcome = await service.post(cli.runtime.ledger, conn, [
+                Envelope.new(payload, account=account, producer="test", clock=clock)])
+        assert outcome.rejected == []
+    async with cli.runtime.db.connect() as conn:
+        ids = (await conn.execute(text("SELECT txn_id FROM journal ORDER BY seq"))).scalars().all()
+    assert len(ids) == 4
+    return [str(i) for i in ids]
+
+
+async def _sql(cli: Any, *statements: str, **params: Any) -> None:
+    async with cli.runtime.db.transaction() as conn:
+        for statement in statements:
+            await conn.execute(text(statement), params)
+
+
+async def _verify(cli: Any, *args: str) -> tuple[int, dict[str, Any]]:
+    code, out, err = await cli("verify", "--json", *args)
+    assert out, err  # the complete report, whatever was found
+    return code, json.loads(out)
+
+
+def _found(report: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [(f["kind"], f["position"], f["transaction_id"], tuple(f["accounts"])) for f in report["findings"]]
+
+
+async def test_a_clean_journal_verifies_and_names_its_chain_head(cli: Any) -> None:
+    await _journal(cli)
+    code, report = await _verify(cli)
+    assert code == 0 and report["ok"] is True and report["findings"] == []
+    assert report["transactions"] == 4 and report["entries"] == 8 and report["chain_head"]["length"] == 4
+    code, _, err = await cli("verify", env={"BILLING_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert code == 5 and "not reachable to read the seals" in err  # a configured broker must answer
+    code, report = await _verify(cli, "--no-seals-from-broker")
+    assert code == 0 and report["seals"] == {"from_broker": None, "given": 0, "checked": 0}
+
+
+async def test_an_edited_posting_amount_is_unbalanced_breaks_the_chain_and_blocks_the_repair(cli: Any) -> None:
+    ids = await _journal(cli)
+    await _sql(cli, "UPDATE postings SET amount = amount + 5000 WHERE txn_id = :t AND account = :a",
+               t=ids[2], a=f"sub:{A}:main")
+    code, report = await _verify(cli)
+    assert code == 1 and report["ok"] is False
+    assert _found(report) == [
+        ("unbalanced", 2, ids[2], PAID_A),
+        ("broken_link", 2, ids[2], PAID_A),
+        ("suspect_after_break", 3, ids[3], ()),
+        ("projection_drift", None, None, (f"sub:{A}:main",)),
+    ]
+    assert report["unbalanced_transactions"] == [ids[2]] and report["totals"] == {"RUB": 5_000}
+    assert report["first_broken_link"] == {"position": 2, "transaction_id": ids[2]}
+    assert "postings sum to 50.00 RUB, not zero" in report["findings"][0]["detail"]
+
+    code, out, _ = await cli("rebuild", "--repair")  # repairing would copy the tampering into the balance
+    assert code == 1 and "repair refused" in out and await cli.balance(A) == 15_000
+    code, out, err = await cli("rebuild", "--repair", "--trust-journal", env={"BILLING_OPERATOR": "auditor.petrova"})
+    assert code == 0 and "(repaired)" in out and await cli.balance(A) == 20_000
+    assert "fails verification" in err and "auditor.petrova" in err  # logged as the operator's act
+
+
+async def test_a_deleted_posting_leaves_a_one_legged_transaction(cli: Any) -> None:
+    ids = await _journal(cli)
+    await _sql(cli, "DELETE FROM postings WHERE txn_id = :t AND account = :a", t=ids[1], a=CASH)
+    code, report = await _verify(cli)
+    assert code == 1
+    assert _found(report) == [
+        ("too_few_postings", 1, ids[1], (f"sub:{B}:main",)),
+        ("unbalanced", 1, ids[1], (f"sub:{B}:main",)),
+        ("broken_link", 1, ids[1], (f"sub:{B}:main",)),
+        ("suspect_after_break", 2, ids[2], ()),
+        ("projection_drift", None, None, (CASH,)),
+    ]
+
+
+async def test_a_deleted_transaction_breaks_the_next_link_and_shortens_the_journal(cli: Any) -> None:
+    ids = await _journal(cli)
+    await _sql(cli, "DELETE FROM postings WHERE txn_id = :t", "DELETE FROM journal WHERE txn_id = :t", t=ids[1])
+    code, report = await _verify(cli)
+    assert code == 1
+    assert _found(report) == [
+        ("broken_link", 1, ids[2], PAID_A),
+        ("suspect_after_break", 2, ids[3], ()),
+        ("journal_shorter_than_head", 2, ids[3], ()),
+        ("projection_drift", None, None, (CASH,)),
+        ("projection_drift", None, None, (f"sub:{B}:main",)),
+    ]
+
+
+async def test_the_newest_transaction_cut_off_with_balances_fixed_is_found_by_the_chain_head(cli: Any) -> None:
+    ids = await _journal(cli)
+    await _sql(cli, "DELETE FROM postings WHERE txn_id = :t", "DELETE FROM journal WHERE txn_id = :t",
+               "UPDATE accounts SET main = main + 3000 WHERE number = :b",
+               "UPDATE operator_balances SET balance = balance - 3000 WHERE code LIKE 'op:revenue:%'", t=ids[3], b=B)
+    code, out, _ = await cli("rebuild")
+    assert code == 0 and "every projection equals the journal" in out  # the projections alone cannot tell
+    code, report = await _verify(cli)
+    assert code == 1
+    assert _found(report) == [("journal_shorter_than_head", 2, ids[2], ())]
+    assert "counts 4 transactions, the journal holds 3" in report["findings"][0]["detail"]
+    code, out, _ = await cli("rebuild", "--repair")
+    assert code == 1 and "repair refused" in out
+
+
+async def test_two_transactions_swapped_break_their_links_and_the_next(cli: Any) -> None:
+    ids = await _journal(cli)
+    await _sql(cli, "UPDATE journal SET seq = -seq WHERE txn_id IN (:x, :y)",
+               "UPDATE journal SET seq = CASE WHEN txn_id = :x THEN"
+               " (SELECT -seq FROM journal WHERE txn_id = :y) ELSE (SELECT -seq FROM journal WHERE txn_id = :x) END"
+               " WHERE txn_id IN (:x, :y)", x=ids[1], y=ids[2])
+    code, report = await _verify(cli)
+    assert code == 1
+    assert _found(report) == [
+        ("broken_link", 1, ids[2], PAID_A),
+        ("broken_link", 2, ids[1], PAID_B),
+        ("broken_link", 3, ids[3], (f"sub:{B}:main", "op:revenue:subscription")),
+    ]
+
+
+async def test_a_consistently_rewritten_chain_is_found_only_by_the_published_seal(cli: Any) -> None:
+    ids = await _journal(cli)
+    sealed = await integrity.seal(cli.runtime.ledger)
+    assert sealed is not None and sealed.payload.length == 4 and sealed.account == "journal"
+    async with TopicReader(cli.env["BILLING_KAFKA__BOOTSTRAP_SERVERS"],
+                           cli.runtime.topics(topics.LEDGER_SEALS)) as reader:
+        [published] = await reader.wait_for_type("JournalSealed")
+    assert published.payload.hash == sealed.payload.hash and str(published.payload.last_transaction_id) == ids[3]
+
+    # Whoever can write the database makes A's first payment 10.00 instead of 100.00 and
+    # recomputes every hash, the chain head and the balances: the database is consistent again.
+    await _sql(cli, "UPDATE postings SET amount = amount / 10 WHERE txn_id = :t",
+               "UPDATE accounts SET main = main - 9000 WHERE number = :a",
+               "UPDATE operator_balances SET balance = balance + 9000 WHERE code = :c", t=ids[0], a=A, c=CASH)
+    async with cli.runtime.db.transaction() as conn:
+        previous = bytes(32)
+        async for record in store.raw_journal(conn):
+            previous = record.content_hash(previous)
+            await conn.execute(text("UPDATE journal SET hash = :h WHERE seq = :s"), {"h": previous, "s": record.seq})
+        await conn.execute(text("UPDATE chain_head SET hash = :h"), {"h": previous})
+
+    code, report = await _verify(cli, "--no-seals-from-broker")
+    assert code == 0 and report["findings"] == []  # the database alone proves nothing against its writer
+    code, report = await _verify(cli)  # the seals on the broker are read by default
+    assert code == 1 and report["seals"]["from_broker"] == 1 and report["seals"]["checked"] == 1
+    assert _found(report) == [("seal_not_reproduced", 3, ids[3], (f"sub:{B}:main", "op:revenue:subscription"))]
+    code, report = await _verify(cli, "--no-seals-from-broker", "--seal", f"4:{sealed.payload.hash}")
+    assert code == 1 and [f["kind"] for f in report["findings"]] == ["seal_not_reproduced"]
+    assert "the seal given on the command line" in report["findings"][0]["detail"]
+    code, report = await _verify(cli, "--no-seals-from-broker", "--seal", f"9:{sealed.payload.hash}")
+    assert code == 1 and "journal holds only 4" in report["findings"][0]["detail"]
+    code, _, err = await cli("verify", "--seal", "4:nothex")
+    assert code == 2 and "is not a seal" in err
+
+
+async def test_an_edited_balance_row_is_drift_that_the_repair_fixes(cli: Any) -> None:
+    await _journal(cli)
+    await _sql(cli, "UPDATE accounts SET main = main - 1 WHERE number = :a", a=A)
+    code, report = await _verify(cli)
+    assert code == 1
+    assert _found(report) == [("projection_drift", None, None, (f"sub:{A}:main",))]
+    assert report["projection_drift"] == [{"account": f"sub:{A}:main", "stored": 14_999, "replayed": 15_000}]
+    assert report["findings"][0]["detail"] == "stored 149.99 RUB, the journal says 150.00 RUB"
+    code, out, _ = await cli("rebuild")
+    assert code == 1 and await cli.balance(A) == 14_999
+    code, out, _ = await cli("rebuild", "--repair")
+    assert code == 0 and "(repaired)" in out and await cli.balance(A) == 15_000
+    code, report = await _verify(cli)
+    assert code == 0 and report["ok"] is True
