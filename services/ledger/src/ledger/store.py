@@ -426,7 +426,7 @@ async def overwrite_balances(conn: AsyncConnection, replayed: Mapping[str, int])
 # --- idempotency records -------------------------------------------------------------------
 
 
-def _record(row: Any) -> IdempotencyRecord:
+def _idempotency_record(row: Any) -> IdempotencyRecord:
     return IdempotencyRecord(
         KeyFamily(row.family), row.key, row.fingerprint, Fate(row.fate), row.refusal,
         tuple(UUID(i) for i in row.transaction_ids.split()), row.cause_event_id, row.answer,
@@ -444,7 +444,7 @@ async def idempotency_records(
         names = sorted({key for f, key in keys if f is family})
         rows = await conn.execute(select(idempotency_keys).where(
             idempotency_keys.c.family == family.value, any_of(conn, idempotency_keys.c.key, names)))
-        found.update(((record.family, record.key), record) for record in map(_record, rows))
+        found.update(((record.family, record.key), record) for record in map(_idempotency_record, rows))
     return found
 
 
