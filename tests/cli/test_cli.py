@@ -15,6 +15,7 @@ from sqlalchemy import text
 from billing_events import topics
 from billing_events.clock import SystemClock
 from billing_events.envelope import Envelope
+from billing_events.testing.intruder import as_intruder
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import eventually
 from ledger import store
@@ -57,7 +58,7 @@ async def test_verify_and_rebuild_find_tampering(cli: Any) -> None:
     assert code == 1 and f"sub:{A}:main" in out and await cli.balance(A) == 9_999
     code, out, _ = await cli("rebuild", "--repair")
     assert code == 0 and "repaired" in out and await cli.balance(A) == 10_000
-    async with cli.runtime.db.transaction() as conn:
+    async with as_intruder(cli.runtime.db) as conn:
         await conn.execute(text("UPDATE postings SET amount = -amount WHERE account LIKE :a"), {"a": f"sub:{B}:main"})
         await conn.execute(text("UPDATE postings SET amount = -amount WHERE account LIKE 'op:cash:%' AND txn_id ="
                                 " (SELECT txn_id FROM postings WHERE account = :a)"), {"a": f"sub:{B}:main"})

@@ -1,5 +1,7 @@
 """Every `billing` command the README and docs/*.md show parses against the CLI as printed: the
-command exists, and so do its flags, with values of the right shape. A documented flag that does
+command exists, and so do its flags, with values of the right shape. A command line in a code
+block is complete (every required argument given); a command named in the prose may leave them
+out ("`billing do pay` refuses it"), but what it shows must exist. A documented flag that does
 not exist fails here (it once did: `billing rebuild --repair` was documented before it existed)."""
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 import typer
 from typer._click.core import Command, Context  # typer carries its own click
-from typer._click.exceptions import UsageError
+from typer._click.exceptions import MissingParameter, UsageError
 from typer.core import TyperGroup
 
 from billing_cli.main import app
@@ -25,18 +27,19 @@ INLINE = re.compile(r"`([^`\n]+)`")
 IN_BLOCK = re.compile(r"(?:^\$?\s*|\buv run |-- |\bexec \S+ |--no-deps \S+ )billing( [^#\n]+)", re.MULTILINE)
 
 
-def documented_commands() -> list[tuple[str, str]]:
+def documented_commands() -> list[tuple[str, str, bool]]:
+    """(document, command line, whether it is a complete command line)."""
     found = []
     for document in DOCUMENTS:
         text = document.read_text()
         for block in FENCE.findall(text):  # then the inline code of the prose
-            found += [(document.name, "billing" + m.group(1).rstrip()) for m in IN_BLOCK.finditer(block)]
+            found += [(document.name, "billing" + m.group(1).rstrip(), True) for m in IN_BLOCK.finditer(block)]
         for span in INLINE.findall(FENCE.sub("", text)):
-            found += [(document.name, "billing" + m.group(1).rstrip()) for m in IN_BLOCK.finditer(span)]
+            found += [(document.name, "billing" + m.group(1).rstrip(), False) for m in IN_BLOCK.finditer(span)]
     return found
 
 
-def parse(line: str) -> None:
+def parse(line: str, *, complete: bool = True) -> None:
     """Resolve the command through the groups and parse its arguments; nothing runs."""
     args = shlex.split(line)[1:]
     command: Command = typer.main.get_command(app)
@@ -50,20 +53,23 @@ def parse(line: str) -> None:
         command.make_context(" ".join(path), args)
     except typer.Exit as exit_:  # --help
         assert exit_.exit_code == 0
+    except MissingParameter:
+        if complete:
+            raise
 
 
 COMMANDS = documented_commands()
 
 
 def test_the_documents_show_the_operations_commands() -> None:
-    shown = {line.split()[1] for _, line in COMMANDS if len(line.split()) > 1}
+    shown = {line.split()[1] for _, line, _ in COMMANDS if len(line.split()) > 1}
     assert {"verify", "rebuild", "replay", "statement", "history", "do", "dlq", "events", "token"} <= shown
 
 
-@pytest.mark.parametrize(("document", "line"), COMMANDS, ids=[f"{d}: {c}" for d, c in COMMANDS])
-def test_a_documented_command_parses(document: str, line: str) -> None:
+@pytest.mark.parametrize(("document", "line", "complete"), COMMANDS, ids=[f"{d}: {c}" for d, c, _ in COMMANDS])
+def test_a_documented_command_parses(document: str, line: str, complete: bool) -> None:
     try:
-        parse(line)
+        parse(line, complete=complete)
     except UsageError as exc:
         pytest.fail(f"{document} shows `{line}`, which the CLI refuses: {exc.format_message()}")
 
@@ -73,3 +79,7 @@ def test_a_flag_that_does_not_exist_is_refused() -> None:
         parse("billing rebuild --verify-only")
     with pytest.raises(AssertionError, match="no command"):
         parse("billing reconcile")
+    with pytest.raises(UsageError, match="--no-such-flag"):
+        parse("billing do pay --no-such-flag", complete=False)
+    with pytest.raises(MissingParameter):
+        parse("billing do pay")

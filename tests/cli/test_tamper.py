@@ -15,6 +15,7 @@ from billing_events.catalog.tariff import ChargeApplied, FeeKind
 from billing_events.clock import SystemClock
 from billing_events.envelope import Envelope
 from billing_events.money import Money
+from billing_events.testing.intruder import as_intruder
 from billing_events.testing.kafka_probe import TopicReader
 from ledger import integrity, service, store
 
@@ -51,7 +52,7 @@ async def _journal(cli: Any) -> list[str]:
 
 
 async def _sql(cli: Any, *statements: str, **params: Any) -> None:
-    async with cli.runtime.db.transaction() as conn:
+    async with as_intruder(cli.runtime.db) as conn:
         for statement in statements:
             await conn.execute(text(statement), params)
 
@@ -172,7 +173,7 @@ async def test_a_consistently_rewritten_chain_is_found_only_by_the_published_sea
     await _sql(cli, "UPDATE postings SET amount = amount / 10 WHERE txn_id = :t",
                "UPDATE accounts SET main = main - 9000 WHERE number = :a",
                "UPDATE operator_balances SET balance = balance + 9000 WHERE code = :c", t=ids[0], a=A, c=CASH)
-    async with cli.runtime.db.transaction() as conn:
+    async with as_intruder(cli.runtime.db) as conn:
         previous = bytes(32)
         async for record in store.raw_journal(conn):
             previous = record.content_hash(previous)

@@ -15,6 +15,7 @@ from billing_events.db import Database
 from billing_events.envelope import Envelope
 from billing_events.money import Money
 from billing_events.schema import plumbing_metadata
+from billing_events.testing.intruder import as_intruder
 from billing_events.topics import TopicNames
 from ledger import service, store
 from ledger.service import LedgerContext
@@ -71,7 +72,7 @@ async def test_repair_refuses_a_tampered_journal_unless_trusted(database_url: st
             await conn.execute(text("UPDATE accounts SET main = 1"))
         repaired = await service.rebuild(ctx, repair=True)
         assert repaired.repaired and repaired.refused == [] and (await service.balance(ctx, A)).main == 1_500
-        async with db.transaction() as conn:  # a posting edited, and the balance made to match
+        async with as_intruder(db) as conn:  # a posting edited, and the balance made to match
             await conn.execute(text("UPDATE postings SET amount = 600 WHERE id = (SELECT max(id) FROM postings)"))
         refused = await service.rebuild(ctx, repair=True)
         assert not refused.repaired and {f.kind.value for f in refused.refused} == {"unbalanced", "broken_link"}
