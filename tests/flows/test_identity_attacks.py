@@ -84,3 +84,74 @@ async def test_an_attacker_can_neither_lock_out_nor_probe_a_victim(suite: Any, f
                  and line.envelope.payload.purpose.value == "sms_reissue"]
     assert 1 <= len(requested) <= 5  # the account's own limit: five an hour
     assert all(password not in summary(e) and "purpose=sms_reissue" in summary(e) for e in requested)
+
+
+ATTACKS = 20
+
+
+async def test_wrong_logins_lock_out_their_source_not_the_owner(suite: Any, form: dict[str, Any]) -> None:
+    victim = (await identity.register(suite.identity, form)).account_number
+    initial = await eventually(lambda: [m for m in suite.messages() if m["template"] == "password_initial"],
+                               what="initial password delivered")
+    password = PASSWORD.findall(initial[0]["body"])[0]
+    ghost = account_number_from_sequence(999_998)  # well formed, nobody's
+
+    def via_proxy(address: str) -> dict[str, str]:
+        return {"X-Forwarded-For": address}
+
+    attacks: list[tuple[int, Any]] = []
+    probes: list[tuple[int, Any]] = []
+    logins: list[int] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{suite.identity.http_port}") as http:
+        async def attempt(login: str, secret: str, address: str) -> httpx.Response:
+            return await http.post("/identity/login", json={"login": login, "password": secret},
+                                   headers=via_proxy(address))
+
+        def seen(answer: httpx.Response) -> tuple[int, Any]:
+            body = answer.json()
+            return answer.status_code, (body.get("code"), body.get("message"), "until" in body)
+
+        threshold = suite.identity.settings.login_lock_threshold
+        for round_ in range(ATTACKS):
+            attacks.append(seen(await attempt(victim, f"Guess{round_:03d}xyz", "203.0.113.10")))
+            probes.append(seen(await attempt(ghost, f"Guess{round_:03d}xyz", "203.0.113.11")))
+            if round_ >= threshold - 1:  # from the moment the attacker's lock is on
+                logins.append((await attempt(victim, password, "198.51.100.20")).status_code)
+
+    assert logins == [200] * (ATTACKS - threshold + 1)  # the owner, from elsewhere, is never locked out
+    statuses = [status for status, _ in attacks]
+    assert statuses == [401] * (threshold - 1) + [429] * (ATTACKS - threshold + 1)
+    # The attacker cannot tell the victim's account from nobody's, by status or by body.
+    assert attacks == probes
+    # The owner was told of the lock once, however long the attacker went on.
+    locked = await eventually(lambda: [m for m in suite.messages() if m["template"] == "login_locked"],
+                              what="the owner told about the lock")
+    assert len(locked) == 1
+    async with suite.identity.db.connect() as conn:
+        acts = await store.audit_log(conn, victim)
+    assert ("login_locked", "lock_started", "203.0.113.10") in {(a["act"], a["outcome"], a["source"]) for a in acts}
+
+
+async def test_guessing_reset_codes_tells_a_prober_nothing(suite: Any, form: dict[str, Any]) -> None:
+    victim = (await identity.register(suite.identity, form)).account_number
+    ghost = account_number_from_sequence(999_997)
+    guesses = suite.identity.settings.reset_code_max_wrong_guesses + 2  # past the code's death
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{suite.identity.http_port}") as http:
+        asked = await http.post("/identity/reset-codes", json={"login": victim, "phone": form["mobile_phone"]},
+                                headers={"X-Forwarded-For": "198.51.100.30"})  # the owner asks for a code
+        assert asked.status_code == 202
+
+        async def guess(login: str, address: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+            answer = await http.post("/identity/reset-codes/redeem", json={"login": login, "code": "000000"},
+                                     headers={"X-Forwarded-For": address, **(headers or {})})
+            return answer.status_code, answer.json()
+
+        at_victim = [await guess(victim, "203.0.113.20") for _ in range(guesses)]
+        at_ghost = [await guess(ghost, "203.0.113.21") for _ in range(guesses)]
+        token, _ = suite.identity.tokens.issue("service", "operations")
+        operations = await guess(victim, "10.0.0.1", {"Authorization": f"Bearer {token}"})
+
+    assert at_victim == at_ghost
+    assert {(status, body["code"], body["reason"]) for status, body in at_victim} == {
+        (400, "reset_code_refused", "invalid_code")}
+    assert operations[1]["reason"] == "too_many_guesses"  # operations are told what happened

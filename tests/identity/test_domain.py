@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from billing_events.catalog.identity import LegalStatus, PasswordPurpose
 from identity.domain import (
     CODE_POLICY,
+    LOGIN_POLICY,
     LOGIN_THROTTLE,
     PASSWORD_POLICY,
     RESET_REQUEST_THROTTLE,
@@ -22,6 +23,7 @@ from identity.domain import (
     InvalidAccountNumber,
     InvalidCommand,
     InvalidLoginIdentifier,
+    LoginGuard,
     LoginKind,
     PasswordPolicy,
     Redemption,
@@ -44,6 +46,7 @@ from identity.domain import (
     parse_contract_number,
     parse_login_identifier,
     rate_limited_request,
+    record_login,
     redeem_reset_code,
     validate_recovery_claim,
     validate_registration,
@@ -793,3 +796,61 @@ def test_a_pending_password_works_until_its_lifetime_ends_and_needs_a_positive_o
         with pytest.raises(ValueError, match="positive"):
             issue_pending_password("argon2-hash", purpose=PasswordPurpose.SMS_REISSUE, now=issued_at,
                                    lifetime=lifetime)
+
+
+# --- logins: the source of wrong passwords is locked out, not the owner ------------------------
+
+
+def test_a_source_locked_out_of_an_account_leaves_another_source_checked() -> None:
+    attacker, owner = LoginGuard(), LoginGuard()
+    outcomes = []
+    for second in range(5):
+        attacker, outcome = record_login(attacker, now=NOW + timedelta(seconds=second), right=False,
+                                         policy=LOGIN_POLICY)
+        owner = LoginGuard(source=owner.source, account=attacker.account)  # the account's count is shared
+        outcomes.append(outcome.result)
+    later = NOW + timedelta(minutes=1)
+
+    assert outcomes == [Attempt.REFUSED] * 4 + [Attempt.LOCK_STARTED]
+    assert attacker.refused_until(later, ThrottleState(), LOGIN_POLICY) == NOW + timedelta(seconds=4, minutes=15)
+    assert owner.refused_until(later, ThrottleState(), LOGIN_POLICY) is None
+    owner, logged_in = record_login(owner, now=later, right=True, policy=LOGIN_POLICY)
+    assert logged_in.accepted and owner.account.counted  # a success does not wipe others' failures
+
+
+def test_a_locked_address_is_refused_at_every_account() -> None:
+    address = ThrottleState(locked_until=NOW + timedelta(minutes=15))
+
+    assert LoginGuard().refused_until(NOW, address, LOGIN_POLICY) == address.locked_until
+    assert LoginGuard().refused_until(address.locked_until, address, LOGIN_POLICY) is None
+
+
+def test_under_siege_only_sources_that_failed_are_refused() -> None:
+    siege = ThrottleState(locked_until=NOW + timedelta(minutes=15))
+    failed_once = LoginGuard(source=ThrottleState(counted=(NOW - timedelta(minutes=1),)), account=siege)
+
+    assert failed_once.refused_until(NOW, ThrottleState(), LOGIN_POLICY) == siege.locked_until
+    assert LoginGuard(account=siege).refused_until(NOW, ThrottleState(), LOGIN_POLICY) is None
+    # The source's failure has left its window: it may guess again.
+    assert failed_once.refused_until(NOW + timedelta(minutes=14), ThrottleState(), LOGIN_POLICY) is None
+    # Failing during the siege does not prolong it.
+    after, _ = record_login(LoginGuard(account=siege), now=NOW, right=False, policy=LOGIN_POLICY)
+    assert after.account == siege
+
+
+def test_the_siege_starts_at_the_ceiling_over_all_sources() -> None:
+    account = ThrottleState()
+    for second in range(LOGIN_POLICY.per_account.threshold):
+        guard, _ = record_login(LoginGuard(account=account), now=NOW + timedelta(seconds=second), right=False,
+                                policy=LOGIN_POLICY)
+        account = guard.account
+    assert account.is_locked(NOW + timedelta(minutes=1))
+
+
+@pytest.mark.parametrize("raw", ["100000009991", "D-2026-0000999", "d-2019-0000999"])
+def test_an_account_and_its_contract_in_any_year_name_one_account_number(raw: str) -> None:
+    assert parse_login_identifier(raw).account_number == account_number_from_sequence(999)
+
+
+def test_a_phone_names_no_account_number() -> None:
+    assert parse_login_identifier("+7 912 345-67-89").account_number is None

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from billing_events import topics
 from billing_events.catalog.identity import PasswordPurpose
+from billing_events.testing.kafka_probe import TopicReader
 from identity import service, store
 from identity.domain import (
     ContactMismatch,
@@ -27,6 +29,7 @@ from identity.domain import (
     UnknownAccount,
     account_number_from_sequence,
 )
+from identity.security import SecretHasher
 
 INITIAL, REISSUE, CODE, RECOVERY = (
     PasswordPurpose.INITIAL, PasswordPurpose.SMS_REISSUE, PasswordPurpose.RESET_CODE,
@@ -376,3 +379,105 @@ async def test_one_address_is_throttled_whoever_it_names_and_the_audit_says_what
     secret = await flow.secret(account, REISSUE)
     assert all(secret not in repr(row) and password not in repr(row) and "7912" not in repr(row)
                for row in everything)
+
+
+# --- wrong logins lock out their source, never the owner --------------------------------------
+
+
+async def test_wrong_logins_lock_out_their_address_and_the_owner_logs_in_from_elsewhere(flow: Any) -> None:
+    victim, contract, password = await registered_with_password(flow)
+    attacker, owner = "203.0.113.7", "198.51.100.7"
+
+    for _ in range(4):
+        with pytest.raises(LoginRefused):
+            await service.login(flow.runtime, {"login": victim, "password": "WrongPassw0rd"}, source=attacker)
+    with pytest.raises(LoginIsLocked):
+        await service.login(flow.runtime, {"login": victim, "password": "WrongPassw0rd"}, source=attacker)
+    for login in (victim, contract):  # the lock is about the account, however it is named
+        with pytest.raises(LoginIsLocked):
+            await service.login(flow.runtime, {"login": login, "password": password}, source=attacker)
+    assert (await service.login(flow.runtime, {"login": victim, "password": password}, source=owner)).account_number == victim
+    assert (await flow.login(victim, password)).account_number == victim  # the CLI, the call centre
+
+    # A second address locked out within the lock period: the owner is not told again.
+    for _ in range(5):
+        with pytest.raises((LoginRefused, LoginIsLocked)):
+            await service.login(flow.runtime, {"login": victim, "password": "WrongPassw0rd"}, source="203.0.113.8")
+    await service.reissue_password_by_sms(flow.runtime, {"login": victim})
+    await flow.reader.wait_for_type("PasswordIssued", account_number=victim, purpose=REISSUE)
+    assert [e.account for e in flow.reader.envelopes if e.event_type == "LoginLocked"] == [victim]
+    async with flow.runtime.db.connect() as conn:
+        acts = await store.audit_log(conn, victim)
+    assert [(a["outcome"], a["source"]) for a in acts if a["act"] == "login_locked"] == [
+        ("lock_started", attacker), ("lock_started", "203.0.113.8")]
+
+
+async def test_one_address_failing_at_many_accounts_is_locked_out_of_every_login(flow: Any) -> None:
+    account, _, password = await registered_with_password(flow)
+    limit = flow.runtime.settings.login_address_failure_limit
+    stuffer = "203.0.113.66"
+
+    answers = []
+    for sequence in range(limit):  # a few guesses each at many accounts, none of them locking one
+        try:
+            await service.login(flow.runtime, {"login": account_number_from_sequence(5000 + sequence // 3),
+                                               "password": "Leaked0ne"}, source=stuffer)
+        except (LoginRefused, LoginIsLocked) as refusal:
+            answers.append(type(refusal).__name__)
+    assert answers == ["LoginRefused"] * (limit - 1) + ["LoginIsLocked"]
+    with pytest.raises(LoginIsLocked):  # now even a right password from there waits
+        await service.login(flow.runtime, {"login": account, "password": password}, source=stuffer)
+    assert (await service.login(flow.runtime, {"login": account, "password": password},
+                                source="198.51.100.66")).account_number == account
+    flow.runtime.clock.advance(timedelta(minutes=15))
+    assert (await service.login(flow.runtime, {"login": account, "password": password},
+                                source=stuffer)).account_number == account
+
+
+async def test_under_siege_an_address_that_failed_gets_no_more_guesses_and_a_fresh_one_gets_in(
+    start_identity: Any, make_flow: Any, bootstrap_servers: str
+) -> None:
+    async with await start_identity(login_account_failure_ceiling=8) as runtime:
+        async with TopicReader(bootstrap_servers, runtime.topics(topics.IDENTITY)) as reader:
+            flow = make_flow(runtime, reader)
+            victim, _, password = await registered_with_password(flow)
+
+            async def attempt(secret: str, address: str) -> str:
+                try:
+                    await service.login(runtime, {"login": victim, "password": secret}, source=address)
+                except (LoginRefused, LoginIsLocked) as refusal:
+                    return type(refusal).__name__
+                return "LoggedIn"
+
+            for address in ("203.0.113.1", "203.0.113.2"):  # 4 + 4 wrong: the ceiling of 8
+                assert [await attempt("Guess1xyz", address) for _ in range(4)] == ["LoginRefused"] * 4
+            # Under siege: an address that has failed here is refused unchecked, even when right...
+            assert await attempt(password, "203.0.113.1") == "LoginIsLocked"
+            # ...a fresh one is checked: one guess, then it has failed too...
+            assert await attempt("Guess2xyz", "203.0.113.3") == "LoginRefused"
+            assert await attempt(password, "203.0.113.3") == "LoginIsLocked"
+            # ...and the right password from an address that has not failed always gets in.
+            assert await attempt(password, "198.51.100.9") == "LoggedIn"
+            runtime.clock.advance(timedelta(minutes=15))  # the failures left the window
+            assert await attempt(password, "203.0.113.1") == "LoggedIn"
+
+
+async def test_refused_logins_and_codes_cost_one_slow_hash_whether_or_not_the_account_exists(
+    flow: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account, _, _ = await registered_with_password(flow)
+    nobody = account_number_from_sequence(999)
+    checks: list[str] = []
+    verify = SecretHasher.verify
+    monkeypatch.setattr(SecretHasher, "verify",
+                        lambda self, stored, candidate: checks.append(candidate) or verify(self, stored, candidate))
+
+    async def slow_hashes(command: Any, body: dict[str, str], refusal: type[Exception]) -> int:
+        checks.clear()
+        with pytest.raises(refusal):
+            await command(flow.runtime, body)
+        return len(checks)
+
+    for login in (account, nobody):
+        assert await slow_hashes(service.login, {"login": login, "password": "WrongPassw0rd"}, LoginRefused) == 1
+        assert await slow_hashes(service.redeem_reset_code, {"login": login, "code": "123456"}, ResetCodeRefused) == 1

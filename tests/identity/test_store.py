@@ -110,7 +110,9 @@ def test_settings_refuse_bad_keys_without_quoting_them(identity_secrets: dict[st
     settings = IdentitySettings(**identity_secrets)
     assert settings.regions == ("moscow", "spb", "kazan")
     assert settings.reset_code_policy.lifetime == timedelta(minutes=15)
-    assert settings.login_throttle.threshold == 5
+    login = settings.login_policy
+    assert (login.per_source.threshold, login.per_address.threshold, login.per_account.threshold) == (5, 30, 50)
+    assert login.per_source.lock_for == login.per_address.lock_for == timedelta(minutes=15)
     assert IdentitySettings(**{**identity_secrets, "hashing_profile": "production"}).hashing.memory_cost_kib == 65536
 
 

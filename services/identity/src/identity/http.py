@@ -15,7 +15,9 @@ the other services accept for that account only.
 A new password by SMS and a reset code, asked for without a service token, are answered 202
 with one body (:class:`RequestAccepted`) whether or not the account exists, the phone or
 e-mail matches, or the account's own throttle held the request back: the answer tells a
-prober nothing, and what really happened is in identity's audit and metrics. Only the client
+prober nothing, and what really happened is in identity's audit and metrics. A code that does
+not work is answered ``invalid_code`` (400) whatever the reason (wrong, none requested, expired,
+used), and a login refused or locked out the same for an account and for nobody's. Only the client
 address's throttle answers otherwise (429): it is about the caller, not about any account.
 The call centre and operations (a service token) get the real answer.
 """
@@ -95,6 +97,10 @@ class RequestAccepted(BaseModel):
     )
 
 
+# An IPv6 address in text is at most 45 characters; a longer header entry is cut (it keys throttles).
+MAX_ADDRESS_LENGTH = 64
+
+
 def client_address(request: Request, settings: IdentitySettings) -> str | None:
     """The caller's address as the HTTP layer sees it: the last entry of the trusted proxy's
     header when one is configured (the entry the proxy appended itself), else the TCP peer."""
@@ -102,8 +108,8 @@ def client_address(request: Request, settings: IdentitySettings) -> str | None:
     if header is not None:
         forwarded = [part.strip() for part in request.headers.get(header, "").split(",") if part.strip()]
         if forwarded:
-            return forwarded[-1][:100]
-    return request.client.host if request.client else None
+            return forwarded[-1][:MAX_ADDRESS_LENGTH]
+    return request.client.host[:MAX_ADDRESS_LENGTH] if request.client else None
 
 
 def optional_caller(request: Request) -> Principal | None:
@@ -184,9 +190,9 @@ def build_router(holder: RuntimeHolder) -> APIRouter:
     @router.post("/login", summary="Log in (account/contract number or phone + password): a token",
                  response_model=LoginAnswer, openapi_extra=json_body(service.LoginCommand),
                  responses=problem_responses(401, 404, 429, 503))
-    async def login(body: dict[str, Any] = Body(...)) -> Any:
+    async def login(request: Request, body: dict[str, Any] = Body(...)) -> Any:
         try:
-            logged_in = await service.login(runtime(), body)
+            logged_in = await service.login(runtime(), body, source=source(request))
         except IdentityError as error:
             return _refusal(error)
         tokens = runtime().tokens
@@ -214,8 +220,17 @@ def build_router(holder: RuntimeHolder) -> APIRouter:
     @router.post("/reset-codes/redeem", summary="Use a one-time code; a new password follows by SMS",
                  response_model=service.SecretSent, openapi_extra=json_body(service.RedeemResetCodeCommand),
                  responses=problem_responses(400, 429))
-    async def redeem(request: Request, body: dict[str, Any] = Body(...)) -> Any:
-        return await answer(service.redeem_reset_code, body, source=source(request))
+    async def redeem(request: Request, caller: Principal | None = Depends(optional_caller),
+                     body: dict[str, Any] = Body(...)) -> Any:
+        """Anyone but operations is told ``invalid_code`` whatever the reason a code does not work."""
+        try:
+            sent = await service.redeem_reset_code(runtime(), body, source=source(request))
+        except ResetCodeRefused as refusal:
+            operations = caller is not None and caller.role == "service"
+            return _refusal(refusal if operations else ResetCodeRefused.hidden())
+        except IdentityError as error:
+            return _refusal(error)
+        return JSONResponse(sent.model_dump(mode="json"))
 
     @router.post("/support/recoveries", summary="Support restores access after a passport check (service token)",
                  response_model=service.SecretSent, openapi_extra=json_body(service.SupportRecoveryCommand),

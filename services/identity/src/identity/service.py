@@ -57,14 +57,17 @@ from identity.domain import (
     RESET_REQUEST_THROTTLE,
     SUPPORT_THROTTLE,
     Attempt,
+    AttemptOutcome,
     ContactMismatch,
     FieldError,
     IdentityError,
     InvalidCommand,
     InvalidLoginIdentifier,
+    LoginGuard,
     LoginIdentifier,
     LoginIsLocked,
     LoginKind,
+    LoginPolicy,
     LoginRefused,
     LookupKind,
     PassportAlreadyRegistered,
@@ -88,6 +91,7 @@ from identity.domain import (
     mask_phone,
     parse_login_identifier,
     rate_limited_request,
+    record_login,
     validate_command,
     validate_registration,
 )
@@ -106,12 +110,17 @@ log = get_logger(__name__)
 
 PRODUCER = "identity"
 
-# Throttle scopes: each keeps its own state per account.
-LOGIN_SCOPE = "login"
+# Throttle scopes: each keeps its own state per account, unless said otherwise.
+LOGIN_SCOPE = "login"  # keyed by account and client address: wrong logins lock out their source
+LOGIN_SIEGE_SCOPE = "login_siege"  # wrong logins at an account from all addresses
+LOGIN_ADDRESS_SCOPE = "login_address"  # keyed by client address: wrong logins at any accounts
+LOGIN_NOTICE_SCOPE = "login_notice"  # the owner was told of a lockout
 RESET_REQUEST_SCOPE = "reset_request"
 SMS_REISSUE_SCOPE = "sms_reissue"
 SUPPORT_SCOPE = "support_recovery"
 ADDRESS_SCOPE = "address_request"  # keyed by client address, whatever the accounts
+# The source of commands called from inside (the CLI, an operator's tool, a test): one address.
+LOCAL_SOURCE = "local"
 
 # Audited acts (store.audit); their outcomes are the words of each command below.
 PASSWORD_ISSUED_ACT = "password_issued"
@@ -205,6 +214,10 @@ class _Tools:
     async def verify(self, stored_hash: str, candidate: str) -> bool:
         return await asyncio.to_thread(self.hasher.verify, stored_hash, candidate)
 
+    async def verify_decoy(self, candidate: str) -> None:
+        """The work of checking a secret when there is none to check, so both answers take as long."""
+        await asyncio.to_thread(lambda: self.hasher.verify(_decoy_hash(self.settings.hashing), candidate))
+
 
 @cache
 def _vault(lookup_key: str, encryption_key: str) -> PersonalDataVault:
@@ -218,7 +231,7 @@ def _hasher(profile: HashingProfile) -> SecretHasher:
 
 @cache
 def _decoy_hash(profile: HashingProfile) -> str:
-    """Verified against when a login names nobody, so both answers take as long."""
+    """Verified against when there is no secret to check (:meth:`_Tools.verify_decoy`)."""
     return _hasher(profile).hash(generate_password(PASSWORD_POLICY))
 
 
@@ -475,37 +488,46 @@ async def register(
 # --- login ------------------------------------------------------------------------------------
 
 
-async def login(runtime: ServiceRuntime, command: LoginCommand | Mapping[str, Any]) -> LoggedIn:
+async def login(
+    runtime: ServiceRuntime, command: LoginCommand | Mapping[str, Any], *, source: str | None = None
+) -> LoggedIn:
     """Check an account number / contract number + password, or a mobile number + SMS password.
 
     The current password works, and so does a pending one (sent on request) until it expires:
-    its first use makes it the account's password (PasswordReplaced). Failures are counted per
-    account; reaching the threshold locks that account's login (and
-    only that account's) and publishes LoginLocked once. During a lock attempts are refused
-    unchecked. Raises LoginRefused or LoginIsLocked.
+    its first use makes it the account's password (PasswordReplaced).
+
+    Wrong passwords lock out their source (the client address ``source``; commands called from
+    inside are one source), never the owner: per account and source, per source over all
+    accounts, and a siege ceiling per account (:class:`identity.domain.LoginPolicy`). A lock
+    of a source out of an account publishes LoginLocked, once per lock period of the account.
+    Locked attempts are refused unchecked. Failures naming nobody are counted the same way
+    (under the account number they name), so the answers are the same whether or not the
+    account exists. Raises LoginRefused or LoginIsLocked.
     """
     tools = _tools(runtime)
     cmd = _validate(LoginCommand, command)
     identifier = _identifier(cmd.login)
     clock = runtime.clock
     now = clock.now()
-    policy = tools.settings.login_throttle
+    policy = tools.settings.login_policy
     events: list[Envelope[Any]] = []
     matched: store.Subscriber | None = None
     used_pending: PendingPassword | None = None
-    locked_until: list[datetime] = []
     acts: list[store.Act] = []
     async with runtime.db.transaction() as conn:
         candidates = await _find(conn, tools, identifier)
-        if not candidates:
-            profile = tools.settings.hashing
-            await asyncio.to_thread(lambda: tools.hasher.verify(_decoy_hash(profile), cmd.password))
-        states = {
-            c.account_number: await store.throttle_state(conn, LOGIN_SCOPE, c.account_number)
-            for c in candidates
-        }
+        subscribers = {c.account_number: c for c in candidates}
+        keys = list(subscribers) or [_nobody_key(tools, identifier)]
+        address = ThrottleState()
+        if source is not None:
+            address = await store.throttle_state(conn, LOGIN_ADDRESS_SCOPE, source)
+        guards = {key: await _login_guard(conn, key, source) for key in keys}
+        refused = {key: guards[key].refused_until(now, address, policy) for key in keys}
+        checked = [key for key in keys if refused[key] is None]
+        if checked and not candidates:
+            await tools.verify_decoy(cmd.password)
         for candidate in candidates:
-            if states[candidate.account_number].is_locked(now):
+            if refused[candidate.account_number] is not None:
                 continue
             if await tools.verify(candidate.password_hash, cmd.password):
                 matched = candidate
@@ -514,26 +536,21 @@ async def login(runtime: ServiceRuntime, command: LoginCommand | Mapping[str, An
             if pending is not None and pending.usable(now) and await tools.verify(pending.password_hash, cmd.password):
                 matched, used_pending = candidate, pending
                 break
-        for candidate in candidates:
-            if matched is not None and candidate is not matched:
+        locked_until = {key: until for key, until in refused.items() if until is not None}
+        for key in checked:
+            if matched is not None and key != matched.account_number:
                 continue  # another account on the same phone: this attempt was not about it
-            state, outcome = guarded_attempt(
-                states[candidate.account_number], now=now,
-                verify=lambda candidate=candidate: candidate is matched, policy=policy,  # type: ignore[misc]
-            )
-            await store.save_throttle_state(conn, LOGIN_SCOPE, candidate.account_number, state)
+            guard, outcome = record_login(guards[key], now=now, right=matched is not None, policy=policy)
+            await _save_login_guard(conn, key, source, guard)
             if outcome.locked_until is not None:
-                locked_until.append(outcome.locked_until)
+                locked_until[key] = outcome.locked_until
             if outcome.lock_started:
-                assert outcome.locked_until is not None
-                events.append(_envelope(
-                    LoginLocked(account_number=candidate.account_number,
-                                locked_until=outcome.locked_until, failed_attempts=policy.threshold),
-                    candidate.account_number, clock,
-                ))
-                acts.append(store.Act(LOGIN_LOCKED_ACT, "lock_started", candidate.account_number))
-                log.warning("login locked", account_number=candidate.account_number,
-                            locked_until=outcome.locked_until.isoformat())
+                events += await _login_locked(conn, clock, subscribers.get(key), outcome, policy, source, acts)
+        if matched is None and checked and source is not None:
+            address = address.count(now, policy.per_address)
+            await store.save_throttle_state(conn, LOGIN_ADDRESS_SCOPE, source, address)
+            if address.is_locked(now):
+                acts.append(store.Act(LOGIN_LOCKED_ACT, "address_locked", source=source))
         password_hash = matched.password_hash if matched is not None else None
         if matched is not None and used_pending is not None:
             password_hash = used_pending.password_hash
@@ -553,11 +570,62 @@ async def login(runtime: ServiceRuntime, command: LoginCommand | Mapping[str, An
         runtime.relay.wake()
     if matched is not None:
         return LoggedIn(account_number=matched.account_number, contract_number=matched.contract_number)
-    log.info("login refused", login_kind=identifier.kind.value, accounts=len(candidates),
-             locked=bool(locked_until))
-    if candidates and len(locked_until) == len(candidates):
-        raise LoginIsLocked(until=max(locked_until))
+    locks = [*locked_until.values(), *([address.locked_until] if address.locked_until else [])]
+    locked = address.is_locked(now) or len(locked_until) == len(keys)
+    log.info("login refused", login_kind=identifier.kind.value, accounts=len(candidates), locked=locked)
+    if locked:
+        raise LoginIsLocked(until=max(locks))
     raise LoginRefused()
+
+
+def _nobody_key(tools: _Tools, identifier: LoginIdentifier) -> str:
+    """What failed logins naming nobody are counted under: the account number named (a contract
+    number's too), or for a phone a short keyed hash of it (never the number itself)."""
+    return identifier.account_number or "phone:" + tools.vault.lookup_hash(LookupKind.PHONE, identifier.value)[:24]
+
+
+def _login_subject(key: str, source: str | None) -> str:
+    return f"{key} {source or LOCAL_SOURCE}"
+
+
+async def _login_guard(conn: AsyncConnection, key: str, source: str | None) -> LoginGuard:
+    return LoginGuard(
+        source=await store.throttle_state(conn, LOGIN_SCOPE, _login_subject(key, source)),
+        account=await store.throttle_state(conn, LOGIN_SIEGE_SCOPE, key),
+    )
+
+
+async def _save_login_guard(conn: AsyncConnection, key: str, source: str | None, guard: LoginGuard) -> None:
+    await store.save_throttle_state(conn, LOGIN_SCOPE, _login_subject(key, source), guard.source)
+    await store.save_throttle_state(conn, LOGIN_SIEGE_SCOPE, key, guard.account)
+
+
+async def _login_locked(
+    conn: AsyncConnection,
+    clock: Clock,
+    subscriber: store.Subscriber | None,
+    outcome: AttemptOutcome,
+    policy: LoginPolicy,
+    source: str | None,
+    acts: list[store.Act],
+) -> list[Envelope[Any]]:
+    """A source was just locked out of an account: audit it; tell the owner (LoginLocked, the
+    SMS) unless they were told of a lockout within the lock period."""
+    assert outcome.locked_until is not None
+    if subscriber is None:
+        acts.append(store.Act(LOGIN_LOCKED_ACT, "unknown_account", source=source))
+        return []
+    account = subscriber.account_number
+    acts.append(store.Act(LOGIN_LOCKED_ACT, "lock_started", account, source))
+    log.warning("login locked for a source", account_number=account, locked_until=outcome.locked_until.isoformat())
+    notice = await store.throttle_state(conn, LOGIN_NOTICE_SCOPE, account)
+    notice, told = rate_limited_request(notice, now=clock.now(), policy=policy.notice)
+    if not told.accepted:
+        return []
+    await store.save_throttle_state(conn, LOGIN_NOTICE_SCOPE, account, notice)
+    locked = LoginLocked(account_number=account, locked_until=outcome.locked_until,
+                         failed_attempts=policy.per_source.threshold)
+    return [_envelope(locked, account, clock)]
 
 
 # --- passwords by SMS -------------------------------------------------------------------------
@@ -732,8 +800,8 @@ async def redeem_reset_code(
     source: str | None = None,
 ) -> SecretSent:
     """Use a one-time code: on success a new password goes by SMS (purpose sms_reissue) and
-    waits beside the current one until first used, and a login lock of the account is lifted
-    (ResetCodeRedeemed).
+    waits beside the current one until first used, and the redeemer's own lockout from the
+    account's login is lifted (ResetCodeRedeemed); others' stay.
 
     Wrong guesses are counted; the code dies after the configured number of them. Raises
     ResetCodeRefused (reason: wrong_code, expired, already_used, too_many_guesses, no_code;
@@ -756,9 +824,11 @@ async def redeem_reset_code(
         # First ask the domain whether the code could still work at all (no hash needed);
         # only then pay for the slow hash.
         _, probe = redeem_reset_code_rule(state, now=now, matches=lambda _: False)
-        right = probe is Redemption.WRONG_CODE and state is not None and await tools.verify(
-            state.code_hash, cmd.code
-        )
+        right = False
+        if probe is Redemption.WRONG_CODE and state is not None:
+            right = await tools.verify(state.code_hash, cmd.code)
+        else:
+            await tools.verify_decoy(cmd.code)  # every refusal costs what a wrong code does
         after, result = redeem_reset_code_rule(state, now=now, matches=lambda _: right)
         if account and after is not None and after != state:
             await store.save_reset_code(conn, account, after)
@@ -768,7 +838,9 @@ async def redeem_reset_code(
             issued, sent = await _new_password_by_sms(
                 conn, tools, clock, subscriber, PasswordPurpose.SMS_REISSUE, cause=redeemed
             )
-            await store.save_throttle_state(conn, LOGIN_SCOPE, subscriber.account_number, ThrottleState())
+            await store.save_throttle_state(
+                conn, LOGIN_SCOPE, _login_subject(subscriber.account_number, source), ThrottleState()
+            )
             await _stage(runtime, conn, [redeemed, issued])
         outcome = result.value if account else "unknown_account"
         acts = [store.Act(RESET_REDEEMED_ACT, outcome, account, source)]
@@ -791,7 +863,7 @@ async def recover_by_support(
     """An operator restores access: the caller's passport series, number and date of birth
     are checked against the stored keyed hash; on a match a new password goes by SMS and
     replaces the current one at once (the caller proved who they are; the old password may be
-    what they lost), and a login lock is lifted. Every attempt is recorded with the operator
+    what they lost), and every source's lockout from the account's login is lifted. Every attempt is recorded with the operator
     and the reason.
 
     A few wrong claims lock support recovery of the account for a day. Raises UnknownAccount,
@@ -824,7 +896,7 @@ async def recover_by_support(
             issued, sent = await _new_password_by_sms(
                 conn, tools, clock, subscriber, PasswordPurpose.SUPPORT_RECOVERY, replace_now=True
             )
-            await store.save_throttle_state(conn, LOGIN_SCOPE, account, ThrottleState())
+            await store.drop_throttles(conn, LOGIN_SCOPE, subject_prefix=f"{account} ")  # every source
             restored = _envelope(
                 AccessRestoredBySupport(account_number=account, operator=cmd.operator, reason=cmd.reason),
                 account, clock, cause=issued,

@@ -13,9 +13,15 @@ Tuning:
 - ``BILLING_IDENTITY_HASHING_PROFILE``: ``production`` (argon2id, 64 MiB, 3 passes) or ``fast``
   (the cheapest argon2id parameters: tests only).
 - ``BILLING_IDENTITY_RESET_CODE_MINUTES`` / ``BILLING_IDENTITY_RESET_CODE_MAX_WRONG_GUESSES``.
-- ``BILLING_IDENTITY_LOGIN_LOCK_THRESHOLD`` failed logins within
-  ``BILLING_IDENTITY_LOGIN_WINDOW_MINUTES`` lock the login for
-  ``BILLING_IDENTITY_LOGIN_LOCK_MINUTES``.
+- Wrong logins lock out whoever makes them, never the owner (each counted within
+  ``BILLING_IDENTITY_LOGIN_WINDOW_MINUTES``, each lock lasting
+  ``BILLING_IDENTITY_LOGIN_LOCK_MINUTES``):
+  ``BILLING_IDENTITY_LOGIN_LOCK_THRESHOLD`` (5) from one client address at one account lock
+  that address out of that account; ``BILLING_IDENTITY_LOGIN_ADDRESS_FAILURE_LIMIT`` (30)
+  from one address at any accounts lock it out of every login;
+  ``BILLING_IDENTITY_LOGIN_ACCOUNT_FAILURE_CEILING`` (50) at one account from all addresses
+  leave each address that has failed there no further guess until its failures leave the
+  window, while an address that has not failed is still checked.
 - ``BILLING_IDENTITY_PENDING_PASSWORD_HOURS``: how long a password sent on request (by SMS,
   or after a reset code) waits to be used; the current password keeps working meanwhile.
 - ``BILLING_IDENTITY_ADDRESS_REQUEST_LIMIT`` anonymous requests for a password or a code from
@@ -41,7 +47,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from billing_events.settings import ServiceSettings
-from identity.domain import ResetCodePolicy, ThrottlePolicy
+from identity.domain import LoginPolicy, ResetCodePolicy, ThrottlePolicy
 from identity.security import (
     ENCRYPTION_KEY_BYTES,
     FAST_TEST_HASHING,
@@ -103,6 +109,12 @@ class IdentitySettings(ServiceSettings):
     )
     login_lock_minutes: int = Field(
         default=15, ge=1, validation_alias="BILLING_IDENTITY_LOGIN_LOCK_MINUTES"
+    )
+    login_address_failure_limit: int = Field(
+        default=30, ge=1, le=100_000, validation_alias="BILLING_IDENTITY_LOGIN_ADDRESS_FAILURE_LIMIT"
+    )
+    login_account_failure_ceiling: int = Field(
+        default=50, ge=1, le=100_000, validation_alias="BILLING_IDENTITY_LOGIN_ACCOUNT_FAILURE_CEILING"
     )
     pending_password_hours: int = Field(
         default=24, ge=1, le=24 * 30, validation_alias="BILLING_IDENTITY_PENDING_PASSWORD_HOURS"
@@ -167,9 +179,15 @@ class IdentitySettings(ServiceSettings):
         return ThrottlePolicy(threshold=self.address_request_limit, window=window, lock_for=window)
 
     @property
-    def login_throttle(self) -> ThrottlePolicy:
-        return ThrottlePolicy(
-            threshold=self.login_lock_threshold,
-            window=timedelta(minutes=self.login_window_minutes),
-            lock_for=timedelta(minutes=self.login_lock_minutes),
+    def login_policy(self) -> LoginPolicy:
+        window = timedelta(minutes=self.login_window_minutes)
+        lock_for = timedelta(minutes=self.login_lock_minutes)
+
+        def limit(threshold: int) -> ThrottlePolicy:
+            return ThrottlePolicy(threshold=threshold, window=window, lock_for=lock_for)
+
+        return LoginPolicy(
+            per_source=limit(self.login_lock_threshold),
+            per_address=limit(self.login_address_failure_limit),
+            per_account=limit(self.login_account_failure_ceiling),
         )

@@ -348,6 +348,15 @@ async def save_throttle_state(
     )
 
 
+async def drop_throttles(conn: AsyncConnection, scope: str, *, subject_prefix: str) -> None:
+    """Forget every state of ``scope`` whose subject starts with ``subject_prefix``."""
+    await conn.execute(
+        delete(throttles).where(
+            throttles.c.scope == scope, throttles.c.subject.startswith(subject_prefix, autoescape=True)
+        )
+    )
+
+
 # --- the audit of sensitive acts --------------------------------------------------------------
 
 

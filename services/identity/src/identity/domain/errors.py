@@ -143,7 +143,9 @@ class ContactMismatch(IdentityError):
 
 
 class ResetCodeRefused(IdentityError):
-    """A one-time code that does not work; ``reason`` is a :class:`Redemption` value."""
+    """A one-time code that does not work; ``reason`` is a :class:`Redemption` value, or
+    ``invalid_code``: what an anonymous caller is told whatever the reason, so a prober cannot
+    tell whether the account exists or a code was requested for it."""
 
     code: ClassVar[str] = "reset_code_refused"
 
@@ -153,11 +155,17 @@ class ResetCodeRefused(IdentityError):
         "already_used": "the code was already used; request a new one",
         "too_many_guesses": "too many wrong codes; request a new one",
         "no_code": "no code was requested for this account",
+        "invalid_code": "the code is wrong, expired or already used; request a new one if needed",
     }
 
     def __init__(self, reason: str) -> None:
         super().__init__(self._MESSAGES.get(reason, "the code does not work"), field="code")
         self.reason = reason
+
+    @classmethod
+    def hidden(cls) -> ResetCodeRefused:
+        """What an anonymous caller is told, whatever the reason."""
+        return cls("invalid_code")
 
 
 class RecoveryRefused(IdentityError):

@@ -96,6 +96,22 @@ class LoginIdentifier:
     kind: LoginKind
     value: str
 
+    @property
+    def account_number(self) -> str | None:
+        """The account number an account or contract number stands for, whether or not anyone
+        holds it (both carry the sequence value); None for a phone.
+
+        Failed logins naming nobody are counted under it, as they would be for a subscriber, so
+        a prober sees the same answers for an account, its contract in any year, and nobody's.
+        """
+        match self.kind:
+            case LoginKind.ACCOUNT_NUMBER:
+                return self.value
+            case LoginKind.CONTRACT_NUMBER:
+                return account_number_from_sequence(int(self.value.rsplit("-", 1)[1]))
+            case LoginKind.PHONE:
+                return None
+
 
 def parse_login_identifier(raw: str) -> LoginIdentifier:
     """Tell an account number, a contract number and a mobile number apart.
