@@ -156,4 +156,4 @@ async def test_verify_finds_an_edited_journal_row(ledger: Any) -> None:
     assert not report.ok and not any(report.totals.values())
     charge_id = transaction_id_for(TransactionKind.CHARGE, "V-charge")
     assert report.broken_link is not None and report.broken_link.transaction_id == charge_id
-    assert report.broken_link.position == 1  # the payment before it is intact
+    assert report.broken_link.position == 2  # the account's opening and the payment before it are intact

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from uuid import uuid4
 
 from sqlalchemy import text
 
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_events.catalog.ledger import PaymentType
 from billing_events.catalog.payments import PaymentReceived
 from billing_events.catalog.tariff import ChargeApplied, FeeKind
 from billing_events.clock import ManualClock
@@ -81,3 +83,52 @@ async def test_repair_refuses_a_tampered_journal_unless_trusted(database_url: st
         assert trusted.repaired and trusted.trusted == refused.refused and (await service.balance(ctx, A)).main == 1_600
     finally:
         await db.dispose()
+
+
+async def test_dropping_every_projection_and_rebuilding_gives_back_identical_accounts(database_url: str) -> None:
+    """The journal is the whole truth: accounts' settings (opening, payment type, credit limit) are
+    account facts in the chain, so the projections come back from it alone."""
+    db = Database(database_url)
+    await db.create_schema(plumbing_metadata, store.metadata)
+    ctx = LedgerContext(db=db, clock=clock, topics=TopicNames())
+    b = "100000000016"
+    registered = [SubscriberRegistered(account_number=n, contract_number=f"D-{n}", region="moscow",
+                                       legal_status=LegalStatus.PERSON, masked_phone="+7", sealed_contact="x")
+                  for n in (A, b)]
+    payment = PaymentReceived(account_number=A, channel="card", reference="r-1", amount=Money(minor=90_000),
+                              received_at=clock.now())
+    lost = PaymentReceived(account_number="999999999999", channel="bank", reference="r-2", amount=Money(minor=1),
+                           received_at=clock.now())
+    charge = ChargeApplied(charge_id="c-1", account_number=b, amount=Money(minor=3_000),
+                           fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date())
+    try:
+        async with db.transaction() as conn:
+            await service.post(ctx, conn, [*map(_envelope_for, registered), _envelope(payment), _envelope_for(lost)])
+        await service.change_payment_type(ctx, b, PaymentType.CREDIT, Money(minor=50_000), requested_by="operator")
+        async with db.transaction() as conn:
+            await service.post(ctx, conn, [_envelope_for(charge)])
+        await service.transfer(ctx, A, b, Money(minor=10_000), requested_by="cabinet")
+        before = await _projections(db)
+        assert before["accounts"][1][4:6] == ("credit", 50_000)
+        async with db.transaction() as conn:
+            await conn.execute(text("DROP TABLE accounts"))
+            await conn.execute(text("DROP TABLE operator_balances"))
+        await db.create_schema(plumbing_metadata, store.metadata)
+        drift = await service.verify(ctx)
+        assert {f.kind.value for f in drift.findings} == {"projection_drift"}
+        rebuilt = await service.rebuild(ctx, repair=True)
+        assert rebuilt.repaired and rebuilt.refused == []
+        assert await _projections(db) == before
+        assert (await service.verify(ctx)).ok
+    finally:
+        await db.dispose()
+
+
+def _envelope_for(payload: Any) -> Envelope:
+    return Envelope.new(payload, account=payload.account_number, producer="test", clock=clock)
+
+
+async def _projections(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    async with db.connect() as conn:
+        return {table: [tuple(row) for row in await conn.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2"))]
+                for table in ("accounts", "operator_balances")}

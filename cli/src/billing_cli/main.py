@@ -250,7 +250,8 @@ def verify(
     report, published = run(go())
     link, head = report.broken_link, report.head
     result = {
-        "ok": report.ok, "transactions": report.transactions, "entries": report.entries, "totals": report.totals,
+        "ok": report.ok, "transactions": report.transactions, "account_facts": report.facts,
+        "entries": report.entries, "totals": report.totals,
         "chain_head": None if head is None else {"length": head.length, "hash": head.hash.hex()},
         "seals": {"from_broker": published if from_broker else None, "given": len(given),
                   "checked": report.seals_checked},
@@ -276,7 +277,8 @@ def _print_verification(report: Any, result: dict[str, Any]) -> None:
     console.print(f"double entry: {mark[double_entry]} (totals {report.totals},"
                   f" unbalanced transactions: {len(report.unbalanced)})")
     link = report.broken_link
-    console.print(f"hash chain:   {mark[link is None]} ({report.transactions:,} transactions)"
+    console.print(f"hash chain:   {mark[link is None]} ({report.transactions:,} transactions,"
+                  f" {report.facts:,} account facts)"
                   + ("" if link is None else f"; first broken link at #{link.position}: {link.transaction_id}"))
     head = result["chain_head"]
     head_ok = not kinds & {Kind.JOURNAL_SHORTER_THAN_HEAD, Kind.JOURNAL_LONGER_THAN_HEAD, Kind.HEAD_HASH_DIFFERS}

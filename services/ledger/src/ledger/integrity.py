@@ -48,10 +48,10 @@ async def _audit(conn: AsyncConnection, seals: Iterable[Seal], progress: Progres
     audit = domain.Audit(seals)
     async for record in store.raw_journal(conn):
         audit.feed(record)
-        if audit.transactions % PROGRESS_EVERY == 0:
+        if audit.records % PROGRESS_EVERY == 0:
             progress(audit.entries, total)
     progress(audit.entries, total)
-    return audit.finish(await store.head(conn), await store.stored_balances(conn))
+    return audit.finish(await store.head(conn), await store.stored_balances(conn), await store.stored_settings(conn))
 
 
 async def verify(ctx: LedgerContext, seals: Iterable[Seal] = (), progress: Progress = _quiet) -> AuditReport:
@@ -93,10 +93,12 @@ async def rebuild(ctx: LedgerContext, *, repair: bool = False, trust_journal: bo
             log.warning("operator repairs the projections from a journal that fails verification",
                         operator=operator or "unknown", findings=len(damage),
                         kinds=sorted({f.kind.value for f in damage}))
-        if audit.mismatches:
-            await store.overwrite_balances(conn, audit.replayed)
+        drift = [f for f in audit.findings if f.kind is domain.FindingKind.PROJECTION_DRIFT]
+        if drift:
+            await store.overwrite_projections(conn, audit.replayed, audit.settings, audit.opened_at,
+                                              audit.currencies)
     _log_drift(audit.mismatches, repaired=True)
-    return RebuildReport(audit.entries, len(audit.replayed), audit.mismatches, bool(audit.mismatches), [], damage)
+    return RebuildReport(audit.entries, len(audit.replayed), audit.mismatches, bool(drift), [], damage)
 
 
 async def _check(ctx: LedgerContext, progress: Progress) -> RebuildReport:

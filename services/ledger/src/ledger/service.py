@@ -42,6 +42,7 @@ from billing_events.topics import TopicNames
 
 from ledger import domain, integrity, store
 from ledger.domain import (
+    AccountFact,
     AccountState,
     BonusCampaign,
     BusinessKey,
@@ -59,6 +60,8 @@ from ledger.domain import (
 
 log = get_logger(__name__)
 PRODUCER = "ledger"
+OPERATOR_COMMAND = "OperatorCommand"
+"""Cause type of what an operator's correction journals (its transactions name their own)."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,8 @@ class _Batch:
     repeats: dict[UUID, IdempotencyRecord] = field(default_factory=dict)
     """Events whose request was decided before, by event id: the record is the answer."""
     opened: list[AccountState] = field(default_factory=list)
-    transactions: list[Transaction] = field(default_factory=list)
+    journal: list[Transaction | AccountFact] = field(default_factory=list)
+    """What the batch appends to the journal, in order: money transactions and account facts."""
     touched: dict[str, None] = field(default_factory=dict)
     suspense: list[domain.SuspenseItem] = field(default_factory=list)
     publish: list[Envelope[Any]] = field(default_factory=list)
@@ -135,11 +139,11 @@ def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: date
     payload, states, cause = envelope.payload, batch.states, envelope.event_id
     match payload:
         case SubscriberRegistered():
-            if payload.account_number not in states:
-                state = domain.open_account(payload.account_number)
-                states[state.number] = state
-                batch.opened.append(state)
-            return None
+            if payload.account_number in states:
+                return None
+            state = domain.open_account(payload.account_number)
+            batch.opened.append(state)
+            return Outcome(accounts=(state,))
         case PaymentReceived():
             return domain.receive_payment(payload, cause_id=cause, account=states.get(payload.account_number),
                                           campaigns=ctx.campaigns, at=at, max_payment=ctx.max_payment)
@@ -166,7 +170,12 @@ def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: date
 
 def _take(ctx: LedgerContext, batch: _Batch, outcome: Outcome, cause: Envelope[Any] | None,
           key: BusinessKey | None = None) -> None:
-    batch.transactions.extend(outcome.transactions)
+    request = key.key if key else str(cause.event_id if cause else uuid7())
+    at = outcome.transactions[0].occurred_at if outcome.transactions else ctx.clock.now()
+    batch.journal.extend(domain.facts_of_change(
+        batch.states, outcome.accounts, cause_event_id=cause.event_id if cause else None,
+        cause_type=cause.event_type if cause else OPERATOR_COMMAND, at=at, request=request))
+    batch.journal.extend(outcome.transactions)
     for state in outcome.accounts:
         batch.states[state.number] = state
         batch.touched[state.number] = None
@@ -209,7 +218,7 @@ async def _load(conn: AsyncConnection, payloads: Sequence[Any], extra_numbers: S
 async def _save(ctx: LedgerContext, conn: AsyncConnection, batch: _Batch) -> None:
     now = ctx.clock.now()
     await store.open_accounts(conn, batch.opened, now)
-    await store.append(conn, batch.transactions, now)
+    await store.append(conn, batch.journal, now)
     await store.save_accounts(conn, [batch.states[n] for n in batch.touched])
     await store.save_suspense(conn, batch.suspense)
     await store.save_records(conn, batch.new_records, now)

@@ -45,28 +45,34 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.catalog.ledger import PaymentType, TransactionKind, UnmatchedReason
 from billing_events.catalog.payments import PaymentChannel
-from billing_events.db import any_of, bulk_insert, bulk_update, insert_ignoring_duplicates
+from billing_events.db import any_of, bulk_insert, bulk_update, insert_ignoring_duplicates, upsert
 from billing_events.schema import BigId, UtcDateTime
 
 from ledger.domain import (
+    FACT_KINDS,
     GENESIS_HASH,
-    ChainHead,
-    JournalRecord,
+    AccountFact,
+    AccountSettings,
     AccountState,
+    ChainHead,
     Fate,
     IdempotencyRecord,
-    KeyFamily,
     JournalEntry,
+    JournalRecord,
+    KeyFamily,
     OperatorNote,
     Posting,
     SuspenseItem,
     SuspenseStatus,
     Transaction,
+    bonus_account,
+    fact_hash,
+    is_operator_account,
+    main_account,
     transaction_hash,
 )
 
 metadata = MetaData()
-
 
 
 def _currency_is_a_code(table: str) -> tuple[CheckConstraint, CheckConstraint]:
@@ -90,6 +96,7 @@ accounts = Table(
     Column("is_open", Boolean, nullable=False),
     Column("opened_at", UtcDateTime(), nullable=False),
     CheckConstraint("credit_limit >= 0", name="accounts_credit_limit_not_negative"),
+    CheckConstraint("payment_type IN ('prepaid', 'credit')", name="accounts_payment_type_known"),
     *_currency_is_a_code("accounts"),
 )
 
@@ -116,6 +123,7 @@ journal = Table(
     Column("operator", String(100)),
     Column("operator_reason", Text),
     Column("hash", LargeBinary(32), nullable=False),
+    Column("account_settings", Text, comment="An account fact's settings (canonical JSON); null on money"),
 )
 
 postings = Table(
@@ -263,33 +271,45 @@ async def reversed_ids(conn: AsyncConnection, ids: Collection[UUID]) -> set[UUID
     return set(result.scalars())
 
 
-async def append(conn: AsyncConnection, transactions: Sequence[Transaction], recorded_at: datetime) -> None:
-    """Append transactions to the journal, chaining their hashes, and move the projections of
-    operator accounts. Subscriber projections are saved by the caller (it holds their states)."""
-    if not transactions:
+async def append(conn: AsyncConnection, entries: Sequence[Transaction | AccountFact], recorded_at: datetime) -> None:
+    """Append money transactions and account facts to the journal, in order, chaining their
+    hashes, and move the projections of operator accounts. Subscriber projections are saved by
+    the caller (it holds their states)."""
+    if not entries:
         return
+    transactions = [entry for entry in entries if isinstance(entry, Transaction)]
     await _move_operator_balances(conn, transactions)
     head = (await conn.execute(select(chain_head).where(chain_head.c.id == 1).with_for_update())).first()
     previous, length = (head.hash, head.length) if head else (GENESIS_HASH, 0)
     journal_rows: list[dict[str, Any]] = []
     posting_rows: list[dict[str, Any]] = []
-    for txn in transactions:
-        previous = transaction_hash(previous, txn)
-        journal_rows.append({
-            "txn_id": txn.id, "kind": txn.kind.value, "business_key": txn.business_key,
-            "cause_event_id": txn.cause_event_id, "cause_type": txn.cause_type,
-            "occurred_at": txn.occurred_at, "recorded_at": recorded_at, "reverses": txn.reverses,
-            "operator": txn.operator.who if txn.operator else None,
-            "operator_reason": txn.operator.why if txn.operator else None,
-            "hash": previous,
-        })
-        posting_rows.extend(
-            {"txn_id": txn.id, "account": account, "amount": amount, "currency": currency}
-            for account, amount, currency in txn.postings
-        )
+    for entry in entries:
+        if isinstance(entry, Transaction):
+            previous = transaction_hash(previous, entry)
+            journal_rows.append({
+                "txn_id": entry.id, "kind": entry.kind.value, "business_key": entry.business_key,
+                "cause_event_id": entry.cause_event_id, "cause_type": entry.cause_type,
+                "occurred_at": entry.occurred_at, "recorded_at": recorded_at, "reverses": entry.reverses,
+                "operator": entry.operator.who if entry.operator else None,
+                "operator_reason": entry.operator.why if entry.operator else None,
+                "hash": previous, "account_settings": None,
+            })
+            posting_rows.extend(
+                {"txn_id": entry.id, "account": account, "amount": amount, "currency": currency}
+                for account, amount, currency in entry.postings
+            )
+        else:
+            previous = fact_hash(previous, entry)
+            journal_rows.append({
+                "txn_id": entry.id, "kind": entry.kind.value, "business_key": entry.business_key,
+                "cause_event_id": entry.cause_event_id, "cause_type": entry.cause_type,
+                "occurred_at": entry.occurred_at, "recorded_at": recorded_at, "reverses": None,
+                "operator": None, "operator_reason": None,
+                "hash": previous, "account_settings": entry.settings.encode(),
+            })
     await bulk_insert(conn, journal, journal_rows)
     await bulk_insert(conn, postings, posting_rows)
-    values = {"hash": previous, "length": length + len(transactions)}
+    values = {"hash": previous, "length": length + len(entries)}
     if head:
         await conn.execute(update(chain_head).where(chain_head.c.id == 1).values(**values))
     else:
@@ -326,8 +346,9 @@ def _transaction(row: Any, lines: list[Posting]) -> Transaction:
 
 
 async def transaction(conn: AsyncConnection, txn_id: UUID) -> Transaction | None:
+    """The money transaction ``txn_id`` (None: no such transaction, or an account fact)."""
     row = (await conn.execute(select(journal).where(journal.c.txn_id == txn_id))).first()
-    if row is None:
+    if row is None or row.kind in FACT_KINDS:
         return None
     lines = await conn.execute(
         select(postings.c.account, postings.c.amount, postings.c.currency)
@@ -404,23 +425,43 @@ async def stored_balances(conn: AsyncConnection) -> dict[str, int]:
     return stored
 
 
-async def overwrite_balances(conn: AsyncConnection, replayed: Mapping[str, int]) -> None:
-    """Set every projection to the replayed balance (a rebuild that repairs)."""
-    main = {code[4:16]: v for code, v in replayed.items() if code.endswith(":main") and code.startswith("sub:")}
-    bonus = {code[4:16]: v for code, v in replayed.items() if code.endswith(":bonus") and code.startswith("sub:")}
-    numbers = (await conn.execute(select(accounts.c.number))).scalars().all()
-    if numbers:
-        await conn.execute(
-            update(accounts).where(accounts.c.number == bindparam("number_key")),
-            [{"number_key": n, "main": main.get(n, 0), "bonus": bonus.get(n, 0)} for n in numbers],
-        )
-    codes = (await conn.execute(select(operator_balances.c.code, operator_balances.c.currency))).all()
+async def stored_settings(conn: AsyncConnection) -> dict[str, AccountSettings]:
+    """Every account's settings as the projection holds them (what the audit compares)."""
+    rows = await conn.execute(select(accounts.c.number, accounts.c.currency, accounts.c.payment_type,
+                                     accounts.c.credit_limit, accounts.c.is_open))
+    return {row.number: AccountSettings(row.number, row.currency, PaymentType(row.payment_type), row.credit_limit,
+                                        row.is_open) for row in rows}
+
+
+async def overwrite_projections(
+    conn: AsyncConnection, replayed: Mapping[str, int], settings: Mapping[str, AccountSettings],
+    opened_at: Mapping[str, datetime], currencies: Mapping[str, str],
+) -> None:
+    """Make every projection what the journal says (a rebuild that repairs): each account the
+    facts know, with its settings and balances (created if it is missing), and each operator
+    account. A row the journal does not know is kept, with no money: the audit reports it."""
+    numbers = set(settings) | set((await conn.execute(select(accounts.c.number))).scalars())
+    rows = []
+    for number in sorted(numbers):
+        known = settings.get(number)
+        if known is None:
+            continue
+        rows.append({"number": number, "currency": known.currency, "payment_type": known.payment_type.value,
+                     "credit_limit": known.credit_limit, "is_open": known.is_open,
+                     "main": replayed.get(main_account(number), 0), "bonus": replayed.get(bonus_account(number), 0),
+                     "opened_at": opened_at[number]})
+    if rows:
+        await conn.execute(upsert(conn, accounts, ["number"], ["currency", "payment_type", "credit_limit", "is_open",
+                                                              "main", "bonus"]), rows)
+    strangers = numbers - set(settings)
+    if strangers:
+        await conn.execute(update(accounts).where(accounts.c.number.in_(sorted(strangers))).values(main=0, bonus=0))
+    codes = {(code, currency) for code, currency in
+             (await conn.execute(select(operator_balances.c.code, operator_balances.c.currency))).all()}
+    codes |= {(code, currencies[code]) for code in replayed if is_operator_account(code)}
     if codes:
-        await conn.execute(
-            update(operator_balances)
-            .where(operator_balances.c.code == bindparam("code_key"), operator_balances.c.currency == bindparam("currency_key")),
-            [{"code_key": code, "currency_key": currency, "balance": replayed.get(code, 0)} for code, currency in codes],
-        )
+        await conn.execute(upsert(conn, operator_balances, ["code", "currency"], ["balance"]), [
+            {"code": code, "currency": currency, "balance": replayed.get(code, 0)} for code, currency in sorted(codes)])
 
 
 # --- idempotency records -------------------------------------------------------------------
@@ -563,5 +604,6 @@ async def raw_journal(conn: AsyncConnection, batch: int = 5000) -> AsyncIterator
 def _record(row: Any, lines: list[Posting]) -> JournalRecord:
     return JournalRecord(
         row.seq, row.txn_id, row.kind, tuple(lines), row.cause_event_id, row.cause_type, row.occurred_at,
-        row.business_key, row.reverses, row.operator, row.operator_reason, row.hash,
+        row.business_key, row.reverses, row.operator, row.operator_reason, row.hash, row.account_settings,
+        row.recorded_at,
     )

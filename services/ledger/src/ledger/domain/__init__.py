@@ -40,6 +40,15 @@ from ledger.domain.chart import (
 )
 from ledger.domain.corrections import REVERSE_TRANSACTION, change_payment_type, check_self_service_limit, reverse
 from ledger.domain.errors import CommandRefused, ErrorCode, InvalidTransaction, LedgerError
+from ledger.domain.facts import (
+    FACT_KINDS,
+    AccountFact,
+    AccountSettings,
+    FactKind,
+    account_fact,
+    fact_hash,
+    facts_of_change,
+)
 from ledger.domain.idempotency import (
     BusinessKey,
     Fate,
@@ -89,6 +98,13 @@ from ledger.domain.transactions import (
 )
 
 __all__ = [
+    "FACT_KINDS",
+    "AccountFact",
+    "AccountSettings",
+    "FactKind",
+    "account_fact",
+    "fact_hash",
+    "facts_of_change",
     "JOURNAL_DAMAGE",
     "Audit",
     "AuditReport",

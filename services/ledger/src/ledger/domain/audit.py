@@ -34,6 +34,7 @@ from uuid import UUID
 from billing_events.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS
 
 from ledger.domain.chain import GENESIS_HASH, BrokenLink, encode_content
+from ledger.domain.facts import FACT_KINDS, AccountSettings, FactKind
 from ledger.domain.replay import BalanceMismatch, find_mismatches
 from ledger.domain.transactions import Posting
 
@@ -59,14 +60,18 @@ class JournalRecord(NamedTuple):
     operator: str | None
     operator_reason: str | None
     hash: bytes
+    account_settings: str | None = None
+    """An account fact's settings, as stored."""
+    recorded_at: datetime | None = None
 
     def content_hash(self, previous: bytes) -> bytes:
         """The hash the ledger wrote for this content after ``previous`` (same bytes as
-        :func:`~ledger.domain.transaction_hash` of the transaction it stored)."""
+        :func:`~ledger.domain.transaction_hash` of the transaction, or
+        :func:`~ledger.domain.fact_hash` of the account fact, it stored)."""
         operator = None if not self.operator else (self.operator, self.operator_reason or "")
         return hashlib.sha256(previous + encode_content(
             self.id, self.kind, self.postings, self.cause_event_id, self.cause_type, self.occurred_at,
-            self.business_key, self.reverses, operator)).digest()
+            self.business_key, self.reverses, operator, settings=self.account_settings)).digest()
 
 
 class ChainHead(NamedTuple):
@@ -86,6 +91,7 @@ class Seal(NamedTuple):
 
 class FindingKind(StrEnum):
     TOO_FEW_POSTINGS = "too_few_postings"
+    MALFORMED_FACT = "malformed_fact"
     UNBALANCED = "unbalanced"
     BROKEN_LINK = "broken_link"
     SUSPECT_AFTER_BREAK = "suspect_after_break"
@@ -117,13 +123,19 @@ class Audit:
     seals say; the report lists every finding."""
 
     seals: Iterable[Seal] = ()
+    records: int = 0
+    """Journal rows read: the chain's length (money transactions and account facts)."""
     transactions: int = 0
+    facts: int = 0
     entries: int = 0
     totals: dict[str, int] = field(default_factory=dict)
     replayed: dict[str, int] = field(default_factory=dict)
     currencies: dict[str, str] = field(default_factory=dict)
     """The currency each account was posted in."""
     findings: list[Finding] = field(default_factory=list)
+    settings: dict[str, AccountSettings] = field(default_factory=dict)
+    """Every account as the journal's facts leave it."""
+    opened_at: dict[str, datetime] = field(default_factory=dict)
     first_broken: BrokenLink | None = None
     _last: JournalRecord | None = None
     _first_suspect: tuple[int, JournalRecord] | None = None
@@ -137,7 +149,7 @@ class Audit:
             self._sealed_at.setdefault(seal.length - 1, []).append(seal)
 
     def feed(self, record: JournalRecord) -> None:
-        position = self.transactions
+        position = self.records
         accounts = tuple(dict.fromkeys(p.account for p in record.postings))
         sums: dict[str, int] = {}
         self.entries += len(record.postings)
@@ -148,7 +160,9 @@ class Audit:
             self.replayed[account] = self.replayed.get(account, 0) + amount
         for currency, total in sums.items():
             self.totals[currency] = self.totals.get(currency, 0) + total
-        if len(record.postings) < 2:
+        if record.kind in FACT_KINDS:
+            self._account_fact(record, position)
+        elif len(record.postings) < 2:
             self._find(FindingKind.TOO_FEW_POSTINGS, f"{len(record.postings)} posting(s); a transaction needs two",
                        record, position, accounts)
         unbalanced = {c: t for c, t in sums.items() if t}
@@ -173,14 +187,32 @@ class Audit:
                            f"{_sealed(seal)}; the journal's transaction at that length is {record.id} with hash"
                            f" {record.hash.hex()}", record, position, accounts)
         self._last = record
-        self.transactions += 1
+        self.records += 1
+        if record.kind in FACT_KINDS:
+            self.facts += 1
+        else:
+            self.transactions += 1
+
+    def _account_fact(self, record: JournalRecord, position: int) -> None:
+        try:
+            settings = AccountSettings.decode(record.account_settings or "")
+        except (ValueError, KeyError, TypeError):
+            self._find(FindingKind.MALFORMED_FACT, "an account fact without readable settings", record, position)
+            return
+        if record.postings:
+            self._find(FindingKind.MALFORMED_FACT, f"an account fact with {len(record.postings)} posting(s)",
+                       record, position, (settings.number,))
+        self.settings[settings.number] = settings
+        if record.kind == FactKind.ACCOUNT_OPENED and record.recorded_at is not None:
+            self.opened_at.setdefault(settings.number, record.recorded_at)
 
     def _find(self, kind: FindingKind, detail: str, record: JournalRecord | None = None, position: int | None = None,
               accounts: tuple[str, ...] = ()) -> None:
         self.findings.append(Finding(kind, detail, record.id if record else None, position,
                                      record.seq if record else None, accounts))
 
-    def finish(self, head: ChainHead | None, stored_balances: Mapping[str, int]) -> AuditReport:
+    def finish(self, head: ChainHead | None, stored_balances: Mapping[str, int],
+               stored_settings: Mapping[str, AccountSettings] | None = None) -> AuditReport:
         if self._first_suspect and self._last_suspect and self.first_broken:
             (position, first), last = self._first_suspect, self._last_suspect
             self.findings.append(Finding(
@@ -191,7 +223,7 @@ class Audit:
         self._check_head(head)
         for seal in sorted((s for seals in self._sealed_at.values() for s in seals), key=lambda s: s.length):
             self._find(FindingKind.SEAL_NOT_REPRODUCED,
-                       f"{_sealed(seal)}; the journal holds only {self.transactions}: its newest history was cut off")
+                       f"{_sealed(seal)}; the journal holds only {self.records}: its newest history was cut off")
         mismatches = find_mismatches(stored_balances, self.replayed)
         self.findings.extend(
             Finding(FindingKind.PROJECTION_DRIFT,
@@ -199,8 +231,19 @@ class Audit:
                     f" {_money(m.replayed, self._currency(m.account))}", accounts=(m.account,))
             for m in mismatches
         )
-        return AuditReport(self.transactions, self.entries, self.totals, self.replayed, self.findings,
-                           self.first_broken, mismatches, head, self._seals_checked)
+        if stored_settings is not None:
+            self._compare_settings(stored_settings)
+        return AuditReport(self.records, self.facts, self.transactions, self.entries, self.totals, self.replayed,
+                           self.findings, self.first_broken, mismatches, head, self._seals_checked, self.settings, self.opened_at,
+                           self.currencies)
+
+    def _compare_settings(self, stored: Mapping[str, AccountSettings]) -> None:
+        for number in sorted(stored.keys() | self.settings.keys()):
+            kept, journaled = stored.get(number), self.settings.get(number)
+            if kept != journaled:
+                self._find(FindingKind.PROJECTION_DRIFT,
+                           f"stored settings {_settings(kept)}, the journal says {_settings(journaled)}",
+                           accounts=(number,))
 
     def _currency(self, account: str) -> str:
         return self.currencies.get(account, DEFAULT_CURRENCY)
@@ -208,27 +251,37 @@ class Audit:
     def _check_head(self, head: ChainHead | None) -> None:
         length, last = (head.length, head.hash) if head else (0, GENESIS_HASH)
         stored_last = self._last.hash if self._last else GENESIS_HASH
-        if self.transactions < length:
+        if self.records < length:
             self._find(FindingKind.JOURNAL_SHORTER_THAN_HEAD,
-                       f"the chain head counts {length} transactions, the journal holds {self.transactions}: "
-                       "the newest were deleted", self._last, self.transactions - 1 if self._last else None)
-        elif self.transactions > length:
+                       f"the chain head counts {length} records, the journal holds {self.records}: "
+                       "the newest were deleted", self._last, self.records - 1 if self._last else None)
+        elif self.records > length:
             self._find(FindingKind.JOURNAL_LONGER_THAN_HEAD,
-                       f"the chain head counts {length} transactions, the journal holds {self.transactions}: "
-                       "rows were added behind the ledger's back", self._last, self.transactions - 1)
+                       f"the chain head counts {length} records, the journal holds {self.records}: "
+                       "rows were added behind the ledger's back", self._last, self.records - 1)
         elif stored_last != last:
             self._find(FindingKind.HEAD_HASH_DIFFERS,
                        f"the chain head's hash {last.hex()} is not the newest transaction's {stored_last.hex()}",
-                       self._last, self.transactions - 1 if self._last else None)
+                       self._last, self.records - 1 if self._last else None)
+
+
+def _settings(settings: AccountSettings | None) -> str:
+    if settings is None:
+        return "none (no such account)"
+    limit = f", credit limit {_money(settings.credit_limit, settings.currency)}" if settings.credit_limit else ""
+    return f"{settings.payment_type.value}{limit}, {'open' if settings.is_open else 'closed'}, in {settings.currency}"
 
 
 def _sealed(seal: Seal) -> str:
     last = f" (the last {seal.last_transaction_id})" if seal.last_transaction_id else ""
-    return f"{seal.source} sealed {seal.length} transactions{last} as {seal.hash.hex()}"
+    return f"{seal.source} sealed {seal.length} records{last} as {seal.hash.hex()}"
 
 
 @dataclass(frozen=True)
 class AuditReport:
+    records: int
+    """The chain's length: money transactions and account facts."""
+    facts: int
     transactions: int
     entries: int
     """Postings read."""
@@ -242,6 +295,11 @@ class AuditReport:
     mismatches: list[BalanceMismatch]
     head: ChainHead | None
     seals_checked: int
+    settings: dict[str, AccountSettings] = field(default_factory=dict)
+    """Every account's settings as the journal's facts leave them."""
+    opened_at: dict[str, datetime] = field(default_factory=dict)
+    currencies: dict[str, str] = field(default_factory=dict)
+    """The currency each account was posted in."""
 
     @property
     def ok(self) -> bool:

@@ -37,16 +37,19 @@ def canonical_encoding(txn: Transaction) -> bytes:
 def encode_content(
     txn_id: UUID, kind: str, postings: Iterable[tuple[str, int, str]], cause_event_id: UUID | None,
     cause_type: str, occurred_at: datetime, business_key: str, reverses: UUID | None,
-    operator: tuple[str, str] | None,
+    operator: tuple[str, str] | None, *, settings: str | None = None,
 ) -> bytes:
     """:func:`canonical_encoding` of a transaction's fields as stored, whatever they hold: the
-    verifier hashes raw journal rows with it, including rows no :class:`Transaction` accepts."""
+    verifier hashes raw journal rows with it, including rows no :class:`Transaction` accepts.
+    An account fact (no postings) adds its settings as a tenth element; a money transaction
+    has none, so its bytes are those it always had."""
     lines = ",".join(f"[{_string(account)},{amount},{_string(currency)}]" for account, amount, currency in postings)
     note = "null" if operator is None else f"[{_string(operator[0])},{_string(operator[1])}]"
+    tail = "" if settings is None else f",{_string(settings)}"
     return (
         f'["{txn_id}",{_string(kind)},[{lines}],{_uuid(cause_event_id)},'
         f"{_string(cause_type)},\"{occurred_at.astimezone(UTC).isoformat(timespec='microseconds')}\","
-        f"{_string(business_key)},{_uuid(reverses)},{note}]"
+        f"{_string(business_key)},{_uuid(reverses)},{note}{tail}]"
     ).encode()
 
 
