@@ -234,6 +234,29 @@ def test_compose_file_follows_the_compose_specification() -> None:
     assert compose_errors(load_compose()) == []
 
 
+SECURED_OVERLAY = DEPLOY / "compose.kafka-secured.yaml"
+
+
+def test_the_secured_kafka_overlay_secures_every_billing_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    overlay = yaml.safe_load(SECURED_OVERLAY.read_text())
+    assert compose_errors(overlay) == []
+    base = {container.where.removeprefix("compose:"): container for container in compose_containers()}
+    assert set(base) <= set(overlay["services"])
+    for name, container in base.items():
+        added = compose_environment(overlay["services"][name])
+        assert unread_variables(added, READERS[container.module]) == set()
+        assert set(overlay["services"][name]["secrets"]) <= set(overlay["secrets"])
+        settings = load_settings(READERS[container.module], {**container.resolved(), **added}, monkeypatch)
+        assert settings.kafka.security_protocol == "SASL_SSL"
+        assert str(settings.kafka.sasl_password_file).startswith("/run/secrets/")
+        assert str(settings.kafka.ssl_ca_file).startswith("/run/secrets/")
+        assert settings.kafka.sasl_password is None  # from the mounted file, never written in the file
+    for node in ("kafka-1", "kafka-2", "kafka-3"):
+        environment = compose_environment(overlay["services"][node])
+        assert environment["KAFKA_ADVERTISED_LISTENERS"] == f"SASL_SSL://{node}:19092"
+        assert "PLAINTEXT://" not in environment["KAFKA_LISTENERS"].replace("CONTROLLER://", "")
+
+
 def test_the_compose_validator_catches_a_mistake() -> None:
     broken = load_compose()
     broken["services"]["ledger"]["restart_policy"] = "always"  # not a Compose key
@@ -323,9 +346,13 @@ def test_secrets_come_from_secrets() -> None:
 
 
 def test_every_secret_compose_needs_is_in_the_env_example() -> None:
-    values = [value for service in load_compose()["services"].values() for value in compose_environment(service).values()]
+    files = [load_compose(), yaml.safe_load((DEPLOY / "compose.kafka-secured.yaml").read_text())]
+    values = [value for document in files for service in document["services"].values()
+              for value in compose_environment(service).values()]
     required = {match["name"] for value in values for match in INTERPOLATION.finditer(value)
                 if (match["rule"] or "").startswith(":?")}
+    required |= {secret["environment"] for document in files for secret in document.get("secrets", {}).values()
+                 if "environment" in secret}
     example = {line.split("=", 1)[0] for line in (DEPLOY / ".env.example").read_text().splitlines()
                if line and not line.startswith("#")}
     assert required == example
