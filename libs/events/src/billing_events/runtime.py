@@ -92,7 +92,8 @@ class ServiceRuntime:
             self.attach_handler(self.handler)
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
-        self.http_app = build_http_app(self.name, self.readiness, self.routers if self.consuming else [])
+        self.http_app = build_http_app(self.name, self.readiness, self.routers if self.consuming else [],
+                                       needed=self.needed_checks)
         self.tokens = Tokens(self.settings.token_signing_key, self.clock)
         self.http_app.state.tokens = self.tokens
         self._http_server: uvicorn.Server | None = None
@@ -224,6 +225,15 @@ class ServiceRuntime:
         while not self._http_server.started:
             await asyncio.sleep(0.01)
         self.http_port = self._http_server.servers[0].sockets[0].getsockname()[1]
+
+    @property
+    def needed_checks(self) -> frozenset[str]:
+        """What readiness needs: the database for every process. The broker only for a relay
+        process: it is there to publish. A process serving the API needs only the database (the
+        outbox keeps what is to be published), so a broker outage does not take the API out of
+        service; its consumer catches up when the broker is back."""
+        return frozenset({"started", "database", "broker"} if self.settings.process_role == "relay"
+                         else {"started", "database"})
 
     async def readiness(self) -> dict[str, bool]:
         checks = {"started": self.started}
