@@ -11,7 +11,7 @@ import asyncio
 import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -52,6 +52,24 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.is_sqlite:
             _make_sqlite_transactional(self.engine)
+        self.waiting = 0
+        """Tasks waiting for a connection now (the pool's own count does not say)."""
+
+    def in_use(self) -> int:
+        """Connections checked out of the pool now."""
+        checked_out = getattr(self.engine.sync_engine.pool, "checkedout", None)
+        return int(checked_out()) if checked_out is not None else 0
+
+    @asynccontextmanager
+    async def _acquired(self, acquire: AbstractAsyncContextManager[AsyncConnection]) -> AsyncIterator[AsyncConnection]:
+        """``acquire`` entered, counted in :attr:`waiting` until the pool hands a connection."""
+        async with AsyncExitStack() as stack:
+            self.waiting += 1
+            try:
+                conn = await stack.enter_async_context(acquire)
+            finally:
+                self.waiting -= 1
+            yield conn
 
     @property
     def dialect(self) -> str:
@@ -59,13 +77,13 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as conn:
+        async with self._acquired(self.engine.begin()) as conn:
             yield conn
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads (no write transaction held open)."""
-        async with self.engine.connect() as conn:
+        async with self._acquired(self.engine.connect()) as conn:
             yield conn
 
     async def create_schema(self, *metadatas: MetaData) -> None:

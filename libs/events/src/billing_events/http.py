@@ -22,6 +22,7 @@ the handlers that give FastAPI's own validation errors and HTTP errors the same 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+import time
 from http import HTTPStatus
 from typing import Any
 
@@ -33,7 +34,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from billing_events import metrics as _metrics
 from billing_events.logging import get_logger
 
 log = get_logger(__name__)
@@ -213,6 +216,35 @@ def _problem_refs(document: dict[str, Any]) -> None:
     schemas.pop("ValidationError", None)
 
 
+class RequestMetrics:
+    """Counts and times every request by method, route template (``/accounts/{number}``, never
+    the number itself: one series per route, not per account) and status."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless the response says otherwise: a crash answers 500 outside this middleware
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")  # set by the router on a match
+            method = scope["method"]
+            _metrics.HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
+            _metrics.HTTP_SECONDS.labels(self.service, method, route).observe(time.perf_counter() - started)
+
+
 def build_http_app(service: str, ready: ReadinessCheck, routers: Sequence[APIRouter] = (), *,
                    needed: Collection[str] | None = None) -> FastAPI:
     """``needed``: the checks of ``ready`` that decide readiness (None: every one)."""
@@ -220,6 +252,7 @@ def build_http_app(service: str, ready: ReadinessCheck, routers: Sequence[APIRou
                   description=f"Commands and reads of the {service} service. Every refusal is a "
                               "Problem: {code, message, errors[{field, message}]}.")
     install_problem_handlers(app)
+    app.add_middleware(RequestMetrics, service=service)
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:

@@ -98,6 +98,10 @@ class ServiceRuntime:
         self.http_app.state.tokens = self.tokens
         self._http_server: uvicorn.Server | None = None
         self.http_port: int | None = None
+        self._lag_reported: set[Any] = set()
+        """The partitions whose lag gauge this process set: removed when they leave it."""
+        metrics.DB_CONNECTIONS_IN_USE.labels(self.name).set_function(self.db.in_use)
+        metrics.DB_CONNECTIONS_WAITING.labels(self.name).set_function(lambda: self.db.waiting)
 
     def include_api(self, router: APIRouter) -> None:
         """Serve ``router`` beside /health and /metrics: for routes that need the built runtime.
@@ -183,6 +187,7 @@ class ServiceRuntime:
                 log.exception("outbox not fully drained at stop; it is published at the next start")
         await self.broker.stop()
         await self.db.dispose()
+        self._forget_lag(set(self._lag_reported))  # this process holds no partition any more
         log.info("service stopped", service=self.name)
 
     async def republish(
@@ -249,19 +254,33 @@ class ServiceRuntime:
             checks["partitions_assigned"] = bool(consumer is not None and consumer.assignment())
         return checks
 
+    async def refresh_gauges(self) -> None:
+        """The outbox backlog and the lag of each partition this process holds. A partition a
+        rebalance moved elsewhere loses its series here: a stale value would keep a lag alert
+        firing (or silent) for a partition another instance now reports."""
+        if self.relaying:  # one process per role reports it: a sum over instances stays true
+            async with self.db.connect() as conn:
+                metrics.OUTBOX_BACKLOG.labels(self.name).set(await backlog(conn))
+        consumer = getattr(self.subscriber, "consumer", None)
+        assigned = set(consumer.assignment()) if consumer is not None else set()
+        self._forget_lag(self._lag_reported - assigned)
+        for partition in assigned:
+            end = consumer.highwater(partition)
+            if end is not None:
+                lag = max(0, end - await consumer.position(partition))
+                metrics.CONSUMER_LAG.labels(self.name, partition.topic, str(partition.partition)).set(lag)
+                self._lag_reported.add(partition)
+
+    def _forget_lag(self, partitions: set[Any]) -> None:
+        for partition in partitions:
+            metrics.CONSUMER_LAG.remove(self.name, partition.topic, str(partition.partition))
+        self._lag_reported -= partitions
+
     async def _watch_backlog(self) -> None:
         """Keep the outbox backlog and the consumer lag gauges current."""
         while True:
             try:
-                if self.relaying:  # one process per role reports it: a sum over instances stays true
-                    async with self.db.connect() as conn:
-                        metrics.OUTBOX_BACKLOG.labels(self.name).set(await backlog(conn))
-                consumer = getattr(self.subscriber, "consumer", None)
-                for partition in consumer.assignment() if consumer is not None else ():
-                    end = consumer.highwater(partition)
-                    if end is not None:
-                        lag = max(0, end - await consumer.position(partition))
-                        metrics.CONSUMER_LAG.labels(self.name, partition.topic, str(partition.partition)).set(lag)
+                await self.refresh_gauges()
             except Exception as exc:
                 # A database outage or a rebalance must not end the watch: the gauges would
                 # freeze at their last values just when operators look at them.
