@@ -59,8 +59,12 @@ class KafkaSettings(BaseModel):
         description="How long the broker may hold a fetch for more data: the latency floor",
     )
     consumer_max_records: int = Field(default=1000, ge=1, description="Events per batch")
-    session_timeout_ms: int = Field(default=10_000, ge=1000)
-    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    session_timeout_ms: int = Field(
+        default=6_000, ge=1000,
+        description="How long the group waits for a dead instance's heartbeats before its partitions move: "
+                    "6 s is the least Apache Kafka allows (group.min.session.timeout.ms)",
+    )
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100, description="A sixth of the session timeout")
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     create_topics: bool = Field(default=True, description="Create missing topics at start-up")
 
