@@ -590,3 +590,64 @@ def test_every_admin_command_the_guide_names_exists() -> None:
         with pytest.raises(SystemExit) as exit_status:
             admin_main([command, "--help"])  # argparse exits 2 for a command it does not know
         assert exit_status.value.code == 0, command
+
+
+# --- availability, network, re-applying ----------------------------------------------------
+
+@pytest.mark.parametrize("deployment", list(of_kind("Deployment")), ids=lambda d: d["metadata"]["name"])
+def test_every_http_service_has_two_pods_a_disruption_budget_and_rolls_without_downtime(
+    deployment: dict[str, Any]
+) -> None:
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    budgets = [b for b in of_kind("PodDisruptionBudget") if b["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+    assert deployment["spec"]["replicas"] >= 2
+    assert len(budgets) == 1 and 1 <= budgets[0]["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+    strategy = deployment["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate" and strategy["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    selector = policy["spec"]["podSelector"]
+    assert set(selector) <= {"matchLabels", "matchExpressions"}
+    matched = selector.get("matchLabels", {}).items() <= labels.items()
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In"
+        matched = matched and labels.get(expression["key"]) in expression["values"]
+    return matched
+
+
+def _allowed_ports(labels: dict[str, str], direction: str) -> set[int]:
+    key = "ingress" if direction == "Ingress" else "egress"
+    return {port["port"] for policy in of_kind("NetworkPolicy") if _selects(policy, labels)
+            and direction in policy["spec"]["policyTypes"]
+            for rule in policy["spec"].get(key, []) for port in rule["ports"]}
+
+
+def test_network_policies_deny_by_default_and_open_only_what_the_services_use() -> None:
+    policies = list(of_kind("NetworkPolicy"))
+    deny = [p for p in policies if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress")
+            and not p["spec"].get("egress")]
+    assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    for where, pod in pod_specs():
+        doc = next(d for d in k8s_resources() if f"{d['kind']}/{d['metadata']['name']}" == where)
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        gateways = {587, 443} if labels["app.kubernetes.io/name"] == "notifier" else set()
+        assert _allowed_ports(labels, "Egress") == {53, 5432, 9092, 9093} | gateways, where  # DNS, PostgreSQL, Kafka
+        served = {port["containerPort"] for container in pod["containers"] for port in container.get("ports", [])}
+        ingress = _allowed_ports(labels, "Ingress")
+        assert served <= ingress <= {8080, 8081}, where  # only the HTTP ports take connections
+
+
+def test_the_topic_job_can_be_applied_again_with_a_new_image() -> None:
+    (job,) = of_kind("Job")
+    assert job["spec"]["ttlSecondsAfterFinished"] == 0  # removed once done: the next apply creates it anew
+
+
+def test_images_are_referenced_by_digest() -> None:
+    for image in kustomization()["images"]:
+        assert "newTag" not in image and re.fullmatch(r"sha256:[0-9a-f]{64}", image["digest"]), image
+
+
+def test_postgres_is_healthy_only_once_it_takes_tcp_connections() -> None:
+    check = load_compose()["services"]["postgres"]["healthcheck"]["test"]
+    assert "pg_isready -h 127.0.0.1" in " ".join(check)
