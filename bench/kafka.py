@@ -6,12 +6,14 @@ import asyncio
 import statistics
 import time
 from collections.abc import Callable, Collection, Sequence
+from typing import Any
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from billing_events import topics
-from billing_events.kafka import BATCH_TIMEOUT_MS, ensure_topics
+from billing_events.admin import AdminSettings
+from billing_events.kafka import BATCH_TIMEOUT_MS, client_options, ensure_topics
 from billing_events.settings import KafkaSettings
 from billing_events.topics import EVENT_TOPICS, TopicNames
 
@@ -22,13 +24,23 @@ TICK = 0.01
 """A steady rate is sent as one group of messages every 10 ms."""
 
 
+def kafka_settings(bootstrap: str, **overrides: Any) -> KafkaSettings:
+    """The ``BILLING_KAFKA__*`` settings (a secured named broker's TLS and SASL) for ``bootstrap``."""
+    return AdminSettings().kafka.model_copy(update={"bootstrap_servers": bootstrap, **overrides})
+
+
+def options(bootstrap: str) -> dict[str, Any]:
+    """The keywords of a plain aiokafka client of the bench, security included."""
+    return client_options(kafka_settings(bootstrap))
+
+
 async def create_topics(bootstrap: str, prefix: str) -> None:
-    settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix, partitions=PARTITIONS)
+    settings = kafka_settings(bootstrap, topic_prefix=prefix, partitions=PARTITIONS)
     await ensure_topics(settings, TopicNames(prefix), EVENT_TOPICS)
 
 
 def producer(bootstrap: str) -> AIOKafkaProducer:
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024, acks=1)
+    return AIOKafkaProducer(**options(bootstrap), linger_ms=5, max_batch_size=256 * 1024, acks=1)
 
 
 async def produce(bootstrap: str, prefix: str, messages: Sequence[Message]) -> float:
@@ -48,7 +60,7 @@ async def produce(bootstrap: str, prefix: str, messages: Sequence[Message]) -> f
 async def consume_all(bootstrap: str, topic_names: Sequence[str], count: int, timeout: float = 600) -> float:
     """Read ``count`` records from the beginning of the topics with a plain consumer (no
     processing); records per second from the first fetched batch to the last."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**options(bootstrap), enable_auto_commit=False,
                                 max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
     await consumer.start()
     try:
@@ -74,12 +86,12 @@ async def consume_all(bootstrap: str, topic_names: Sequence[str], count: int, ti
 def probe_producer(bootstrap: str) -> AIOKafkaProducer:
     """The latency probe's sender: each group leaves at once (no linger), or the probe's own wait
     would be timed as the system's latency."""
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
+    return AIOKafkaProducer(**options(bootstrap), linger_ms=0, acks=1)
 
 
 async def tail(bootstrap: str, topic: str, *, fetch_max_wait_ms: int = 5) -> AIOKafkaConsumer:
     """A plain consumer on every partition of ``topic``, positioned at its end (no group)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**options(bootstrap), enable_auto_commit=False,
                                 fetch_max_wait_ms=fetch_max_wait_ms)
     await consumer.start()
     partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
@@ -146,7 +158,7 @@ async def round_trip(bootstrap: str, prefix: str, payments: Sequence[Message],
     target = f"{prefix}{topics.LEDGER}"
     relay_in = await tail(bootstrap, f"{prefix}{topics.PAYMENTS}",
                           fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms)
-    relay_out = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=settings.acks, linger_ms=settings.linger_ms,
+    relay_out = AIOKafkaProducer(**options(bootstrap), acks=settings.acks, linger_ms=settings.linger_ms,
                                  max_batch_size=settings.producer_batch_bytes)
     watcher = await tail(bootstrap, target)
     ids = {payment.value: payment.event_id for payment in payments}

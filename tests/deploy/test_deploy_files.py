@@ -234,6 +234,29 @@ def test_compose_file_follows_the_compose_specification() -> None:
     assert compose_errors(load_compose()) == []
 
 
+SECURED_OVERLAY = DEPLOY / "compose.kafka-secured.yaml"
+
+
+def test_the_secured_kafka_overlay_secures_every_billing_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    overlay = yaml.safe_load(SECURED_OVERLAY.read_text())
+    assert compose_errors(overlay) == []
+    base = {container.where.removeprefix("compose:"): container for container in compose_containers()}
+    assert set(base) <= set(overlay["services"])
+    for name, container in base.items():
+        added = compose_environment(overlay["services"][name])
+        assert unread_variables(added, READERS[container.module]) == set()
+        assert set(overlay["services"][name]["secrets"]) <= set(overlay["secrets"])
+        settings = load_settings(READERS[container.module], {**container.resolved(), **added}, monkeypatch)
+        assert settings.kafka.security_protocol == "SASL_SSL"
+        assert str(settings.kafka.sasl_password_file).startswith("/run/secrets/")
+        assert str(settings.kafka.ssl_ca_file).startswith("/run/secrets/")
+        assert settings.kafka.sasl_password is None  # from the mounted file, never written in the file
+    for node in ("kafka-1", "kafka-2", "kafka-3"):
+        environment = compose_environment(overlay["services"][node])
+        assert environment["KAFKA_ADVERTISED_LISTENERS"] == f"SASL_SSL://{node}:19092"
+        assert "PLAINTEXT://" not in environment["KAFKA_LISTENERS"].replace("CONTROLLER://", "")
+
+
 def test_the_compose_validator_catches_a_mistake() -> None:
     broken = load_compose()
     broken["services"]["ledger"]["restart_policy"] = "always"  # not a Compose key
@@ -323,9 +346,13 @@ def test_secrets_come_from_secrets() -> None:
 
 
 def test_every_secret_compose_needs_is_in_the_env_example() -> None:
-    values = [value for service in load_compose()["services"].values() for value in compose_environment(service).values()]
+    files = [load_compose(), yaml.safe_load((DEPLOY / "compose.kafka-secured.yaml").read_text())]
+    values = [value for document in files for service in document["services"].values()
+              for value in compose_environment(service).values()]
     required = {match["name"] for value in values for match in INTERPOLATION.finditer(value)
                 if (match["rule"] or "").startswith(":?")}
+    required |= {secret["environment"] for document in files for secret in document.get("secrets", {}).values()
+                 if "environment" in secret}
     example = {line.split("=", 1)[0] for line in (DEPLOY / ".env.example").read_text().splitlines()
                if line and not line.startswith("#")}
     assert required == example
@@ -565,3 +592,64 @@ def test_every_admin_command_the_guide_names_exists() -> None:
         with pytest.raises(SystemExit) as exit_status:
             admin_main([command, "--help"])  # argparse exits 2 for a command it does not know
         assert exit_status.value.code == 0, command
+
+
+# --- availability, network, re-applying ----------------------------------------------------
+
+@pytest.mark.parametrize("deployment", list(of_kind("Deployment")), ids=lambda d: d["metadata"]["name"])
+def test_every_http_service_has_two_pods_a_disruption_budget_and_rolls_without_downtime(
+    deployment: dict[str, Any]
+) -> None:
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    budgets = [b for b in of_kind("PodDisruptionBudget") if b["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+    assert deployment["spec"]["replicas"] >= 2
+    assert len(budgets) == 1 and 1 <= budgets[0]["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+    strategy = deployment["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate" and strategy["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    selector = policy["spec"]["podSelector"]
+    assert set(selector) <= {"matchLabels", "matchExpressions"}
+    matched = selector.get("matchLabels", {}).items() <= labels.items()
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In"
+        matched = matched and labels.get(expression["key"]) in expression["values"]
+    return matched
+
+
+def _allowed_ports(labels: dict[str, str], direction: str) -> set[int]:
+    key = "ingress" if direction == "Ingress" else "egress"
+    return {port["port"] for policy in of_kind("NetworkPolicy") if _selects(policy, labels)
+            and direction in policy["spec"]["policyTypes"]
+            for rule in policy["spec"].get(key, []) for port in rule["ports"]}
+
+
+def test_network_policies_deny_by_default_and_open_only_what_the_services_use() -> None:
+    policies = list(of_kind("NetworkPolicy"))
+    deny = [p for p in policies if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress")
+            and not p["spec"].get("egress")]
+    assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    for where, pod in pod_specs():
+        doc = next(d for d in k8s_resources() if f"{d['kind']}/{d['metadata']['name']}" == where)
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        gateways = {587, 443} if labels["app.kubernetes.io/name"] == "notifier" else set()
+        assert _allowed_ports(labels, "Egress") == {53, 5432, 9092, 9093} | gateways, where  # DNS, PostgreSQL, Kafka
+        served = {port["containerPort"] for container in pod["containers"] for port in container.get("ports", [])}
+        ingress = _allowed_ports(labels, "Ingress")
+        assert served <= ingress <= {8080, 8081}, where  # only the HTTP ports take connections
+
+
+def test_the_topic_job_can_be_applied_again_with_a_new_image() -> None:
+    (job,) = of_kind("Job")
+    assert job["spec"]["ttlSecondsAfterFinished"] == 0  # removed once done: the next apply creates it anew
+
+
+def test_images_are_referenced_by_digest() -> None:
+    for image in kustomization()["images"]:
+        assert "newTag" not in image and re.fullmatch(r"sha256:[0-9a-f]{64}", image["digest"]), image
+
+
+def test_postgres_is_healthy_only_once_it_takes_tcp_connections() -> None:
+    check = load_compose()["services"]["postgres"]["healthcheck"]["test"]
+    assert "pg_isready -h 127.0.0.1" in " ".join(check)

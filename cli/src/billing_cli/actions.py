@@ -107,7 +107,7 @@ def pay(
     settings = CliSettings()
 
     async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.broker(), request_timeout_ms=10_000)
+        producer = AIOKafkaProducer(**settings.broker_options(), request_timeout_ms=10_000)
         await producer.start()
         try:
             await producer.send_and_wait(TopicNames(settings.topic_prefix)(topics.PAYMENTS), envelope.to_bytes(),

@@ -10,6 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
+from billing_events.settings import KafkaSettings
 
 SUITE_FILE = "suite.json"
 DEFAULT_PORTS = {"ledger": 8101, "identity": 8102, "tariff": 8103, "notifier": 8104}
@@ -21,6 +22,8 @@ class CliSettings(BaseSettings):
     data_dir: Path = Path("var")
     bootstrap_servers: str | None = Field(default=None, validation_alias="BILLING_KAFKA__BOOTSTRAP_SERVERS")
     topic_prefix: str = Field(default="", validation_alias="BILLING_KAFKA__TOPIC_PREFIX")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings,
+                                 description="BILLING_KAFKA__SECURITY_PROTOCOL and the rest, as the services read them")
     token_signing_key: str | None = Field(default=None, validation_alias="BILLING_TOKEN_SIGNING_KEY")
     ledger_url: str | None = None
     identity_url: str | None = None
@@ -36,6 +39,12 @@ class CliSettings(BaseSettings):
 
     def broker(self) -> str:
         return self.bootstrap_servers or self.suite().get("bootstrap_servers") or "127.0.0.1:9092"
+
+    def broker_options(self) -> dict[str, Any]:
+        """The keywords of an aiokafka client: the broker and its TLS/SASL settings."""
+        from billing_events.kafka import client_options  # the Kafka client only for commands that need it
+
+        return client_options(self.kafka.model_copy(update={"bootstrap_servers": self.broker()}))
 
     def url(self, service: str) -> str:
         explicit = getattr(self, f"{service}_url")

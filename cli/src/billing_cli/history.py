@@ -27,9 +27,9 @@ class HistoryLine:
     """The main balance after this event, for events that moved money (BalanceChanged)."""
 
 
-async def read_account(bootstrap: str, names: topics.TopicNames, account: str,
+async def read_account(broker: dict[str, Any], names: topics.TopicNames, account: str,
                        wanted: tuple[str, ...] = HISTORY_TOPICS) -> list[Envelope[Any]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**broker, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions: list[TopicPartition] = []

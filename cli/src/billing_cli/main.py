@@ -87,7 +87,7 @@ def history_command(account: AccountArg, as_json: JsonOpt = False) -> None:
     settings = CliSettings()
 
     async def read() -> list[history.HistoryLine]:
-        found = await history.read_account(settings.broker(), TopicNames(settings.topic_prefix), number)
+        found = await history.read_account(settings.broker_options(), TopicNames(settings.topic_prefix), number)
         return history.timeline(found)
 
     lines = run(read())

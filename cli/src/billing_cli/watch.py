@@ -21,7 +21,7 @@ CONSUMERS = ("ledger", "identity", "tariff", "notifier")
 async def tail(settings: CliSettings, wanted: list[str], account: str | None, from_beginning: bool,
                limit: int | None, as_json: bool) -> None:
     names = TopicNames(settings.topic_prefix)
-    consumer = AIOKafkaConsumer(*(names(t) for t in wanted), bootstrap_servers=settings.broker(),
+    consumer = AIOKafkaConsumer(*(names(t) for t in wanted), **settings.broker_options(),
                                 auto_offset_reset="earliest" if from_beginning else "latest",
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
@@ -89,7 +89,7 @@ class DeadLetterView:
 
 async def _read_dead_letters(settings: CliSettings, consumers: tuple[str, ...]) -> list[DeadLetterView]:
     names = TopicNames(settings.topic_prefix)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker(), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**settings.broker_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         existing = await consumer.topics()
@@ -130,7 +130,7 @@ async def retry(settings: CliSettings, ref: str, replacement: bytes | None) -> s
              " its whole bytes are in the service's dead_letters table: send them with --with FILE", Exit.REFUSED)
     topic = letter.body["source"]["topic"]
     key = letter.body.get("key")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker())
+    producer = AIOKafkaProducer(**settings.broker_options())
     await producer.start()
     try:
         await producer.send_and_wait(topic, replacement if replacement is not None else letter.original,

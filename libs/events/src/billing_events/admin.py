@@ -73,7 +73,9 @@ async def describe_topics(settings: AdminSettings, topics: Sequence[str]) -> lis
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    from billing_events.kafka import client_options
+
+    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
     await admin.start()
     try:
         layout = {topic["topic"]: topic["partitions"] for topic in await admin.describe_topics(list(topics))}

@@ -8,10 +8,11 @@ are retried by :func:`retry_transient`; anything else propagates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -52,6 +53,24 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.is_sqlite:
             _make_sqlite_transactional(self.engine)
+        self.waiting = 0
+        """Tasks waiting for a connection now (the pool's own count does not say)."""
+
+    def in_use(self) -> int:
+        """Connections checked out of the pool now."""
+        checked_out = getattr(self.engine.sync_engine.pool, "checkedout", None)
+        return int(checked_out()) if checked_out is not None else 0
+
+    @asynccontextmanager
+    async def _acquired(self, acquire: AbstractAsyncContextManager[AsyncConnection]) -> AsyncIterator[AsyncConnection]:
+        """``acquire`` entered, counted in :attr:`waiting` until the pool hands a connection."""
+        async with AsyncExitStack() as stack:
+            self.waiting += 1
+            try:
+                conn = await stack.enter_async_context(acquire)
+            finally:
+                self.waiting -= 1
+            yield conn
 
     @property
     def dialect(self) -> str:
@@ -59,13 +78,13 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as conn:
+        async with self._acquired(self.engine.begin()) as conn:
             yield conn
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads (no write transaction held open)."""
-        async with self.engine.connect() as conn:
+        async with self._acquired(self.engine.connect()) as conn:
             yield conn
 
     async def create_schema(self, *metadatas: MetaData) -> None:
@@ -76,6 +95,34 @@ class Database:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
             for metadata in metadatas:
                 await conn.run_sync(metadata.create_all)
+
+    @asynccontextmanager
+    async def leading(self, key: int, *, poll_seconds: float) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        """Be the one process of the service that holds ``key``: a PostgreSQL session advisory
+        lock, on a connection of its own kept for the block; while another process holds it,
+        wait (trying every ``poll_seconds``). Yields ``still_leading()``, which raises when that
+        connection is gone (and the lock with it), so the leader's loop ends instead of running
+        beside a new leader. The lock ends with the block, or with the process: a SIGKILLed
+        leader's connection closes and a standby takes over. SQLite: one process, always leading."""
+        if self.dialect != "postgresql":
+            async def alone() -> None:
+                return None
+
+            yield alone
+            return
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")  # never idle in a transaction
+            while not await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}):
+                await asyncio.sleep(poll_seconds)
+
+            async def still_leading() -> None:
+                await conn.execute(text("SELECT 1"))
+
+            try:
+                yield still_leading
+            finally:
+                with contextlib.suppress(Exception):  # a broken connection released it already
+                    await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
     async def dispose(self) -> None:
         await self.engine.dispose()

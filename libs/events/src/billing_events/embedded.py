@@ -45,9 +45,12 @@ def free_port() -> int:
 class EmbeddedBroker:
     """Start Tansu on a loopback port; ``stop`` terminates it (and its in-memory topics)."""
 
-    def __init__(self, port: int | None = None, *, log_file: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, *, log_file: Path | None = None,
+                 advertised_port: int | None = None) -> None:
         self.port = port or free_port()
         self.log_file = log_file
+        self.advertised_port = advertised_port or self.port
+        """The port the broker tells clients to use: another one when a proxy stands in front."""
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,9 +63,10 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
-            [find_tansu(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [find_tansu(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/"],
             stdout=output,
             stderr=subprocess.STDOUT,

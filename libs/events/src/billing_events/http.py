@@ -1,7 +1,11 @@
 """Each service's HTTP door: liveness, readiness, Prometheus metrics, and the service's routes.
 
-Readiness means the service can do its work: the database answers, the broker is connected and,
-for a consuming service, its consumer holds partitions.
+Liveness means the process works: its event loop answers (a database or broker outage never
+fails it, so an orchestrator does not restart a process that only waits for them). Readiness
+means it can do its job: the checks the runtime names as needed decide it (the database for
+every process serving an API; the broker too for a process that only publishes); the others
+(the broker and the partitions of a consuming service) are reported beside them, so an outage
+shows in the body without taking an API that needs only the database out of service.
 
 Every refusal of every service has one shape (:class:`Problem`)::
 
@@ -17,7 +21,8 @@ the handlers that give FastAPI's own validation errors and HTTP errors the same 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+import time
 from http import HTTPStatus
 from typing import Any
 
@@ -29,7 +34,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from billing_events import metrics as _metrics
 from billing_events.logging import get_logger
 
 log = get_logger(__name__)
@@ -209,11 +216,43 @@ def _problem_refs(document: dict[str, Any]) -> None:
     schemas.pop("ValidationError", None)
 
 
-def build_http_app(service: str, ready: ReadinessCheck, routers: Sequence[APIRouter] = ()) -> FastAPI:
+class RequestMetrics:
+    """Counts and times every request by method, route template (``/accounts/{number}``, never
+    the number itself: one series per route, not per account) and status."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless the response says otherwise: a crash answers 500 outside this middleware
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")  # set by the router on a match
+            method = scope["method"]
+            _metrics.HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
+            _metrics.HTTP_SECONDS.labels(self.service, method, route).observe(time.perf_counter() - started)
+
+
+def build_http_app(service: str, ready: ReadinessCheck, routers: Sequence[APIRouter] = (), *,
+                   needed: Collection[str] | None = None) -> FastAPI:
+    """``needed``: the checks of ``ready`` that decide readiness (None: every one)."""
     app = FastAPI(title=f"billing {service}", version="1.0.0",
                   description=f"Commands and reads of the {service} service. Every refusal is a "
                               "Problem: {code, message, errors[{field, message}]}.")
     install_problem_handlers(app)
+    app.add_middleware(RequestMetrics, service=service)
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:
@@ -222,8 +261,9 @@ def build_http_app(service: str, ready: ReadinessCheck, routers: Sequence[APIRou
     @app.get("/health/ready", tags=["health"], responses={503: {"description": "not ready"}})
     async def readiness() -> JSONResponse:
         checks = await ready()
-        status = 200 if all(checks.values()) else 503
-        return JSONResponse({"ready": status == 200, "checks": checks}, status_code=status)
+        deciding = [name for name in checks if needed is None or name in needed]
+        status = 200 if all(checks[name] for name in deciding) else 503
+        return JSONResponse({"ready": status == 200, "checks": checks, "needed": deciding}, status_code=status)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:

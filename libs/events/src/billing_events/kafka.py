@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.helpers import create_ssl_context
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.security import parse_security
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from billing_events.consumer import EventConsumer
 from billing_events.logging import get_logger
@@ -23,9 +27,54 @@ BATCH_TIMEOUT_MS = 5
 """How long a subscriber's poll waits for records to gather into a batch."""
 
 
+_SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+
+
+def tls_context(settings: KafkaSettings) -> ssl.SSLContext:
+    """The TLS context of every client: the CA file (else the system's CAs), the client
+    certificate for mutual TLS, and hostname checking unless switched off."""
+    context = create_ssl_context(
+        cafile=str(settings.ssl_ca_file) if settings.ssl_ca_file else None,
+        certfile=str(settings.ssl_cert_file) if settings.ssl_cert_file else None,
+        keyfile=str(settings.ssl_key_file) if settings.ssl_key_file else None,
+        password=settings.ssl_key_password.get_secret_value() if settings.ssl_key_password else None,
+    )
+    context.check_hostname = settings.ssl_check_hostname
+    return context
+
+
+def sasl_password(settings: KafkaSettings) -> str:
+    """The SASL password, from the variable or from the mounted file (read at each start, so a
+    rotated Secret takes effect on the next restart without a new image)."""
+    if settings.sasl_password_file is not None:
+        return settings.sasl_password_file.read_text().strip()
+    assert settings.sasl_password is not None  # KafkaSettings refuses SASL without one of them
+    return settings.sasl_password.get_secret_value()
+
+
+def broker_security(settings: KafkaSettings) -> BaseSecurity | None:
+    """The security of the faststream broker (the services' producer and consumers)."""
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    context = tls_context(settings) if settings.uses_tls else None
+    if not settings.uses_sasl:
+        return BaseSecurity(ssl_context=context, use_ssl=True)
+    assert settings.sasl_username is not None
+    return _SASL[settings.sasl_mechanism](settings.sasl_username, sasl_password(settings),
+                                          ssl_context=context, use_ssl=settings.uses_tls)
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """``bootstrap_servers`` and the security keywords of aiokafka's clients (producer, consumer,
+    admin): the same ones faststream derives for the services' broker, so every client the suite
+    makes (services, CLI, admin commands, bench) reaches a secured cluster alike."""
+    return {"bootstrap_servers": settings.bootstrap_servers, **parse_security(broker_security(settings))}
+
+
 def make_broker(settings: KafkaSettings, *, client_id: str, description: str = "") -> KafkaBroker:
     return KafkaBroker(
         settings.bootstrap_servers,
+        security=broker_security(settings),
         client_id=client_id,
         acks=settings.acks,
         enable_idempotence=settings.enable_idempotence,
@@ -51,7 +100,7 @@ async def ensure_topics(settings: KafkaSettings, names: TopicNames, specs: Itera
         )
         for spec in specs
     ]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await _start_with_retry(admin.start, what="admin client")
     try:
         response = await admin.create_topics(wanted)

@@ -43,3 +43,23 @@ CONSUMER_LAG = Gauge(
 )
 LEDGER_JOURNAL_TRANSACTIONS = Gauge("billing_ledger_journal_transactions", "Transactions in the ledger's journal")
 LEDGER_POSTINGS = Gauge("billing_ledger_postings", "Postings in the ledger's journal")
+PUBLISH_FAILURES = Counter(
+    "billing_publish_failures_total",
+    "Outbox publish rounds the broker failed (the batch is sent again) and rows it refused for good",
+    ["service", "outcome"],
+)
+HTTP_REQUESTS = Counter(
+    "billing_http_requests_total", "HTTP requests answered, by route template and status",
+    ["service", "method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "billing_http_request_seconds", "Time to answer one HTTP request, by route template",
+    ["service", "method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+DB_CONNECTIONS_IN_USE = Gauge(
+    "billing_db_connections_in_use", "Database connections checked out of the pool", ["service"]
+)
+DB_CONNECTIONS_WAITING = Gauge(
+    "billing_db_connections_waiting", "Tasks waiting for a database connection (the pool is exhausted)", ["service"]
+)

@@ -208,6 +208,7 @@ class OutboxRelay:
                       if isinstance(outcome, BaseException)}
             for outcome in failed.values():
                 if not isinstance(outcome, UNDELIVERABLE):
+                    metrics.PUBLISH_FAILURES.labels(self._name, "retried").inc()
                     raise outcome  # the broker is away: the whole batch is tried again
             now = self._clock.now()
             await conn.execute(
@@ -222,6 +223,8 @@ class OutboxRelay:
                                    .values(published_at=now, error=repr(error)[:500]))
         # Counted once committed: a failed commit sends the batch again, which must not count twice.
         metrics.EVENTS_PUBLISHED.labels(self._name).inc(len(rows) - len(failed))
+        if failed:
+            metrics.PUBLISH_FAILURES.labels(self._name, "refused").inc(len(failed))
         return len(rows)
 
     async def _send(self, row: Any) -> Awaitable[Any]:

@@ -92,11 +92,16 @@ class ServiceRuntime:
             self.attach_handler(self.handler)
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
-        self.http_app = build_http_app(self.name, self.readiness, self.routers if self.consuming else [])
+        self.http_app = build_http_app(self.name, self.readiness, self.routers if self.consuming else [],
+                                       needed=self.needed_checks)
         self.tokens = Tokens(self.settings.token_signing_key, self.clock)
         self.http_app.state.tokens = self.tokens
         self._http_server: uvicorn.Server | None = None
         self.http_port: int | None = None
+        self._lag_reported: set[Any] = set()
+        """The partitions whose lag gauge this process set: removed when they leave it."""
+        metrics.DB_CONNECTIONS_IN_USE.labels(self.name).set_function(self.db.in_use)
+        metrics.DB_CONNECTIONS_WAITING.labels(self.name).set_function(lambda: self.db.waiting)
 
     def include_api(self, router: APIRouter) -> None:
         """Serve ``router`` beside /health and /metrics: for routes that need the built runtime.
@@ -182,6 +187,7 @@ class ServiceRuntime:
                 log.exception("outbox not fully drained at stop; it is published at the next start")
         await self.broker.stop()
         await self.db.dispose()
+        self._forget_lag(set(self._lag_reported))  # this process holds no partition any more
         log.info("service stopped", service=self.name)
 
     async def republish(
@@ -225,6 +231,15 @@ class ServiceRuntime:
             await asyncio.sleep(0.01)
         self.http_port = self._http_server.servers[0].sockets[0].getsockname()[1]
 
+    @property
+    def needed_checks(self) -> frozenset[str]:
+        """What readiness needs: the database for every process. The broker only for a relay
+        process: it is there to publish. A process serving the API needs only the database (the
+        outbox keeps what is to be published), so a broker outage does not take the API out of
+        service; its consumer catches up when the broker is back."""
+        return frozenset({"started", "database", "broker"} if self.settings.process_role == "relay"
+                         else {"started", "database"})
+
     async def readiness(self) -> dict[str, bool]:
         checks = {"started": self.started}
         try:
@@ -239,19 +254,33 @@ class ServiceRuntime:
             checks["partitions_assigned"] = bool(consumer is not None and consumer.assignment())
         return checks
 
+    async def refresh_gauges(self) -> None:
+        """The outbox backlog and the lag of each partition this process holds. A partition a
+        rebalance moved elsewhere loses its series here: a stale value would keep a lag alert
+        firing (or silent) for a partition another instance now reports."""
+        if self.relaying:  # one process per role reports it: a sum over instances stays true
+            async with self.db.connect() as conn:
+                metrics.OUTBOX_BACKLOG.labels(self.name).set(await backlog(conn))
+        consumer = getattr(self.subscriber, "consumer", None)
+        assigned = set(consumer.assignment()) if consumer is not None else set()
+        self._forget_lag(self._lag_reported - assigned)
+        for partition in assigned:
+            end = consumer.highwater(partition)
+            if end is not None:
+                lag = max(0, end - await consumer.position(partition))
+                metrics.CONSUMER_LAG.labels(self.name, partition.topic, str(partition.partition)).set(lag)
+                self._lag_reported.add(partition)
+
+    def _forget_lag(self, partitions: set[Any]) -> None:
+        for partition in partitions:
+            metrics.CONSUMER_LAG.remove(self.name, partition.topic, str(partition.partition))
+        self._lag_reported -= partitions
+
     async def _watch_backlog(self) -> None:
         """Keep the outbox backlog and the consumer lag gauges current."""
         while True:
             try:
-                if self.relaying:  # one process per role reports it: a sum over instances stays true
-                    async with self.db.connect() as conn:
-                        metrics.OUTBOX_BACKLOG.labels(self.name).set(await backlog(conn))
-                consumer = getattr(self.subscriber, "consumer", None)
-                for partition in consumer.assignment() if consumer is not None else ():
-                    end = consumer.highwater(partition)
-                    if end is not None:
-                        lag = max(0, end - await consumer.position(partition))
-                        metrics.CONSUMER_LAG.labels(self.name, partition.topic, str(partition.partition)).set(lag)
+                await self.refresh_gauges()
             except Exception as exc:
                 # A database outage or a rebalance must not end the watch: the gauges would
                 # freeze at their last values just when operators look at them.

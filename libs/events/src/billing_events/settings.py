@@ -10,12 +10,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT", description="SSL: TLS; SASL_SSL: a user name and password over TLS"
+    )
+    ssl_ca_file: Path | None = Field(
+        default=None, description="PEM file of the CA that signed the brokers' certificates (unset: the system's)"
+    )
+    ssl_cert_file: Path | None = Field(default=None, description="PEM client certificate, for mutual TLS")
+    ssl_key_file: Path | None = Field(default=None, description="PEM private key of the client certificate")
+    ssl_key_password: SecretStr | None = Field(default=None, description="Passphrase of the key file, if any")
+    ssl_check_hostname: bool = Field(default=True, description="The broker's certificate must name its host")
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = Field(
+        default=None, description="A mounted file holding the SASL password (instead of sasl_password)"
+    )
     topic_prefix: str = Field(
         default="", description="Put before every topic name: isolates test runs and tenants"
     )
@@ -39,10 +59,36 @@ class KafkaSettings(BaseModel):
         description="How long the broker may hold a fetch for more data: the latency floor",
     )
     consumer_max_records: int = Field(default=1000, ge=1, description="Events per batch")
-    session_timeout_ms: int = Field(default=10_000, ge=1000)
-    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    session_timeout_ms: int = Field(
+        default=6_000, ge=1000,
+        description="How long the group waits for a dead instance's heartbeats before its partitions move: "
+                    "6 s is the least Apache Kafka allows (group.min.session.timeout.ms)",
+    )
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100, description="A sixth of the session timeout")
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     create_topics: bool = Field(default=True, description="Create missing topics at start-up")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @model_validator(mode="after")
+    def _credentials_complete(self) -> KafkaSettings:
+        if self.uses_sasl and not (self.sasl_username and (self.sasl_password or self.sasl_password_file)):
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username and "
+                             "sasl_password (or sasl_password_file)")
+        if self.sasl_password and self.sasl_password_file:
+            raise ValueError("set sasl_password or sasl_password_file, not both")
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("a client certificate needs its key: set both ssl_cert_file and ssl_key_file")
+        if not self.uses_tls and (self.ssl_ca_file or self.ssl_cert_file):
+            raise ValueError(f"TLS files are set but security_protocol is {self.security_protocol}: "
+                             "use SSL or SASL_SSL")
+        return self
 
 
 class DatabaseSettings(BaseModel):

@@ -367,17 +367,27 @@ def catalog_recorder(runtime: TariffRuntime) -> Callable[[], Any]:
     return record_catalog_version
 
 
+BILLING_CLOCK_LOCK = 0x74617266  # "tarf": the advisory lock of the one running billing clock
+
+
 def billing_clock(runtime: TariffRuntime) -> Callable[[], Any]:
-    """The background loop: every ``billing_tick_seconds``, a :func:`billing_tick`."""
+    """The background loop: every ``billing_tick_seconds``, a :func:`billing_tick`, in one
+    instance of the service at a time. Every instance runs this loop; the one holding the
+    database's billing-clock lock ticks, the others wait for it, so a rolling update (a new pod
+    beside the old one) never has two clocks, and a dead leader's lock passes on by itself."""
 
     async def billing_clock_loop() -> None:
-        while True:
-            try:
-                await billing_tick(runtime)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("billing tick failed; retried at the next tick")
-            await asyncio.sleep(runtime.tariff_settings.billing_tick_seconds)
+        tick = runtime.tariff_settings.billing_tick_seconds
+        async with runtime.db.leading(BILLING_CLOCK_LOCK, poll_seconds=tick) as still_leading:
+            log.info("this instance runs the billing clock")
+            while True:
+                await still_leading()  # the lock's connection lost: stop; the supervisor waits for it again
+                try:
+                    await billing_tick(runtime)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("billing tick failed; retried at the next tick")
+                await asyncio.sleep(tick)
 
     return billing_clock_loop
