@@ -3,7 +3,10 @@ database, talking only through the session's broker, under one manual clock."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -12,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from billing_events.clock import ManualClock
+from billing_events.clock import Clock, FileClock, ManualClock
 from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair
 from billing_events.testing.kafka_probe import RawProducer
+from billing_events.testing.plugin import TEST_SIGNING_KEY
 from identity.app import build_runtime as build_identity
 from identity.security import new_key
 from identity.settings import IdentitySettings
@@ -39,7 +43,7 @@ REGISTRATION = {
 
 @dataclass
 class Suite:
-    clock: ManualClock
+    clock: ManualClock | FileClock
     identity: ServiceRuntime
     ledger: Any
     tariff: Any
@@ -76,10 +80,30 @@ class Suite:
             return None
         return subscription.balance.main.minor
 
+    async def billing(self, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+        """Run the `billing` command line as an operator would, against this suite's services:
+        exit code, stdout, stderr."""
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "BILLING_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+            "BILLING_KAFKA__TOPIC_PREFIX": self.ledger.settings.kafka.topic_prefix,
+            "BILLING_TOKEN_SIGNING_KEY": TEST_SIGNING_KEY,
+            "BILLING_LEDGER_DATABASE_URL": self.ledger.settings.database_url,
+            **{f"BILLING_{name.upper()}_URL": f"http://127.0.0.1:{runtime.http_port}"
+               for name, runtime in (("ledger", self.ledger), ("identity", self.identity),
+                                     ("tariff", self.tariff), ("notifier", self.notifier))},
+        }
+        if isinstance(self.clock, FileClock):
+            env["BILLING_CLOCK_FILE"] = str(self.clock.path)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "billing_cli", *args, env=env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(stdin), timeout=60)
+        assert b"Traceback" not in err, err.decode()
+        return process.returncode or 0, out.decode(), err.decode()
 
-@pytest.fixture
-async def suite(make_settings: Callable[..., Any], bootstrap_servers: str) -> AsyncIterator[Suite]:
-    clock = ManualClock(START)
+
+async def _started(make_settings: Callable[..., Any], bootstrap_servers: str, clock: Clock) -> AsyncIterator[Suite]:
     public, private = generate_keypair()
     async with AsyncExitStack() as stack:
         identity = build_identity(await make_settings(
@@ -94,6 +118,23 @@ async def suite(make_settings: Callable[..., Any], bootstrap_servers: str) -> As
             await stack.enter_async_context(runtime)
         producer = await stack.enter_async_context(RawProducer(bootstrap_servers))
         yield Suite(clock, identity, ledger, tariff, notifier, producer, bootstrap_servers)
+
+
+@pytest.fixture
+async def suite(make_settings: Callable[..., Any], bootstrap_servers: str) -> AsyncIterator[Suite]:
+    async for started in _started(make_settings, bootstrap_servers, ManualClock(START)):
+        yield started
+
+
+@pytest.fixture
+async def shared_clock_suite(make_settings: Callable[..., Any], bootstrap_servers: str,
+                             tmp_path: Path) -> AsyncIterator[Suite]:
+    """The suite as `billing up` runs it in time: every service reads one clock file, which
+    `billing clock` moves (the CLI finds it through BILLING_CLOCK_FILE)."""
+    clock = FileClock(tmp_path / "clock.json")
+    clock.move_to(START)
+    async for started in _started(make_settings, bootstrap_servers, clock):
+        yield started
 
 
 def registration_form() -> dict[str, Any]:

@@ -10,8 +10,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
+from billing_events.clock import Clock, FileClock, SystemClock
 
 SUITE_FILE = "suite.json"
+CLOCK_FILE = "clock.json"
 DEFAULT_PORTS = {"ledger": 8101, "identity": 8102, "tariff": 8103, "notifier": 8104}
 
 
@@ -21,6 +23,7 @@ class CliSettings(BaseSettings):
     data_dir: Path = Path("var")
     bootstrap_servers: str | None = Field(default=None, validation_alias="BILLING_KAFKA__BOOTSTRAP_SERVERS")
     topic_prefix: str = Field(default="", validation_alias="BILLING_KAFKA__TOPIC_PREFIX")
+    clock_file: Path | None = Field(default=None, validation_alias="BILLING_CLOCK_FILE")
     token_signing_key: str | None = Field(default=None, validation_alias="BILLING_TOKEN_SIGNING_KEY")
     ledger_url: str | None = None
     identity_url: str | None = None
@@ -36,6 +39,16 @@ class CliSettings(BaseSettings):
 
     def broker(self) -> str:
         return self.bootstrap_servers or self.suite().get("bootstrap_servers") or "127.0.0.1:9092"
+
+    def shared_clock_file(self) -> Path | None:
+        """The embedded suite's movable clock, if the suite has one (production: none)."""
+        recorded = self.suite().get("clock_file")
+        return self.clock_file or (Path(recorded) if recorded else None)
+
+    def clock(self) -> Clock:
+        """The services' time: tokens the CLI mints and payments it sends carry it."""
+        path = self.shared_clock_file()
+        return FileClock(path) if path else SystemClock()
 
     def url(self, service: str) -> str:
         explicit = getattr(self, f"{service}_url")

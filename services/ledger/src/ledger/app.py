@@ -8,7 +8,7 @@ from functools import partial
 from sqlalchemy import func, select
 
 from billing_events import metrics, topics
-from billing_events.clock import Clock, SystemClock
+from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
 from ledger import store
@@ -38,7 +38,7 @@ async def _watch_journal(runtime: LedgerRuntime) -> None:
 
 def build_runtime(settings: LedgerSettings | None = None, clock: Clock | None = None) -> LedgerRuntime:
     settings = settings or LedgerSettings()
-    clock = clock or SystemClock()
+    clock = clock or settings.clock()
     campaigns_file = settings.bonus_campaigns_file
     campaigns = parse_campaigns(campaigns_file.read_text()) if campaigns_file else ()
     runtime = LedgerRuntime(settings=settings, clock=clock, metadata=store.metadata, consumes=CONSUMES)

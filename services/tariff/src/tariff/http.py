@@ -6,19 +6,21 @@ with that field in ``errors``, 409 when the request is well formed but the accou
 refuses it (no plan yet, the year's block already used...).
 
 Who may call: the plans of a region are public; an account's subscription and its commands
-take a subscriber token for that account or a service token.
+take a subscriber token for that account or a service token; closing billing days (the
+operator's catch-up) takes a service token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from billing_events.auth import Caller, require_account
+from billing_events.auth import Caller, require_account, require_service
 from billing_events.catalog.tariff import RequestChannel
 from billing_events.http import invalid_request, problem, problem_responses
 from tariff import service
@@ -41,6 +43,10 @@ class OptionRequest(BaseModel):
 class BlockRequest(BaseModel):
     days: int = Field(description="1 to 30")
     requested_via: RequestChannel = RequestChannel.CABINET
+
+
+class CloseDaysRequest(BaseModel):
+    until: date | None = Field(default=None, description="Last day to close; default and at most: yesterday")
 
 
 class PlanView(BaseModel):
@@ -133,6 +139,16 @@ def build_http_router(get_runtime: Callable[[], TariffRuntime]) -> APIRouter:
     async def end_block(caller: Caller, account: AccountPath) -> Any:
         require_account(caller, account)
         return await call(service.end_block, lambda: service.EndVoluntaryBlock(account_number=account))
+
+    @router.post("/billing-days/close", response_model=service.CloseResult, responses=private)
+    async def close_billing_days(caller: Caller, body: CloseDaysRequest) -> Any:
+        """Close every account's days not closed yet, in order, as the billing clock's midnight
+        does: the operator's catch-up after the service was down. Closing a day twice charges
+        nothing (each day is claimed once)."""
+        require_service(caller)
+        if body.until is None:
+            return await service.billing_tick(get_runtime())
+        return await service.close_days(get_runtime(), body.until)
 
     return router
 
