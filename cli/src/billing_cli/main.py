@@ -19,7 +19,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from billing_cli import actions, clock, history
+from billing_cli import actions, catalog, clock, history
 from billing_cli.actions import account_number, moment
 from billing_cli.config import CliSettings
 from billing_cli.launcher import SERVICES, run_suite
@@ -34,6 +34,7 @@ app = typer.Typer(help="Operations tools of the billing suite.", no_args_is_help
 app.add_typer(actions.app, name="do", help="Act as the channels and the cabinet would: pay, register, block...")
 events_app = typer.Typer(help="Watch what flows through the broker.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters: what the services refused, why, and sending it back.", no_args_is_help=True)
+app.command("catalog")(catalog.catalog)
 app.add_typer(clock.app, name="clock")
 app.add_typer(clock.tariff_app, name="tariff")
 app.add_typer(events_app, name="events")
