@@ -25,12 +25,14 @@ from identity.security import new_key
 from identity.settings import IdentitySettings
 from ledger import store as ledger_store
 from ledger.app import build_runtime as build_ledger
-from ledger.settings import LedgerSettings
+from ledger.settings import DEFAULT_CAMPAIGNS, LedgerSettings
 from notifier.app import build_runtime as build_notifier
 from notifier.settings import NotifierSettings
 from tariff.app import build_runtime as build_tariff
 from tariff.settings import TariffSettings
 
+REPOSITORY = Path(__file__).parents[2]
+"""Where the CLI runs, as the README's commands do: paths such as docs/examples/ resolve here."""
 START = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)  # 09:00 in Moscow, where billing days are counted
 
 REGISTRATION = {
@@ -96,20 +98,21 @@ class Suite:
         if isinstance(self.clock, FileClock):
             env["BILLING_CLOCK_FILE"] = str(self.clock.path)
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "billing_cli", *args, env=env, stdin=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "billing_cli", *args, env=env, cwd=REPOSITORY, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(process.communicate(stdin), timeout=60)
         assert b"Traceback" not in err, err.decode()
         return process.returncode or 0, out.decode(), err.decode()
 
 
-async def _started(make_settings: Callable[..., Any], bootstrap_servers: str, clock: Clock) -> AsyncIterator[Suite]:
+async def _started(make_settings: Callable[..., Any], bootstrap_servers: str, clock: Clock,
+                   campaigns: Path | None = None) -> AsyncIterator[Suite]:
     public, private = generate_keypair()
     async with AsyncExitStack() as stack:
         identity = build_identity(await make_settings(
             IdentitySettings, notifier_public_key=public, pii_lookup_key=new_key(), pii_encryption_key=new_key(),
             hashing_profile="fast", http_port=0), clock)
-        ledger = build_ledger(await make_settings(LedgerSettings, bonus_campaigns_file=None, http_port=0), clock)
+        ledger = build_ledger(await make_settings(LedgerSettings, bonus_campaigns_file=campaigns, http_port=0), clock)
         tariff = build_tariff(await make_settings(TariffSettings, billing_clock_enabled=False, http_port=0), clock)
         notifier = build_notifier(await make_settings(
             NotifierSettings, notifier_private_key=private, default_language="ru",
@@ -129,11 +132,11 @@ async def suite(make_settings: Callable[..., Any], bootstrap_servers: str) -> As
 @pytest.fixture
 async def shared_clock_suite(make_settings: Callable[..., Any], bootstrap_servers: str,
                              tmp_path: Path) -> AsyncIterator[Suite]:
-    """The suite as `billing up` runs it in time: every service reads one clock file, which
-    `billing clock` moves (the CLI finds it through BILLING_CLOCK_FILE)."""
+    """The suite as `billing up` runs it: every service reads one clock file, which `billing
+    clock` moves (the CLI finds it through BILLING_CLOCK_FILE), and the packaged bonus campaigns."""
     clock = FileClock(tmp_path / "clock.json")
     clock.move_to(START)
-    async for started in _started(make_settings, bootstrap_servers, clock):
+    async for started in _started(make_settings, bootstrap_servers, clock, DEFAULT_CAMPAIGNS):
         yield started
 
 

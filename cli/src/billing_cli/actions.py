@@ -163,6 +163,21 @@ def change_plan(account: str, plan: str, as_json: Annotated[bool, typer.Option("
         _show(call_service("tariff", "PUT", f"/tariff/accounts/{account_number(account)}/plan", {"plan": plan}), as_json)
 
 
+@app.command("add-option")
+def add_option(account: str, option: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Add an option (multiroom, antivirus, a channel package) from the next billing day."""
+    with reported():
+        _show(call_service("tariff", "POST", f"/tariff/accounts/{account_number(account)}/options", {"option": option}),
+              as_json)
+
+
+@app.command("remove-option")
+def remove_option(account: str, option: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Remove an option (it is not charged from the next billing day)."""
+    with reported():
+        _show(call_service("tariff", "DELETE", f"/tariff/accounts/{account_number(account)}/options/{option}"), as_json)
+
+
 @app.command()
 def block(account: str, days: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """A voluntary block for DAYS days (1 to 30, once a year, paid)."""
