@@ -76,8 +76,9 @@ def show(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"now": now, "ahead_seconds": ahead.total_seconds()})
     else:
-        console.print(f"clock: {now:%Y-%m-%d %H:%M} UTC ({ahead.days} days"
-                      f" {ahead.seconds // 3600} hours ahead of the wall clock)")
+        hours = round(abs(ahead).total_seconds() / 3600)
+        console.print(f"clock: {now:%Y-%m-%d %H:%M} UTC ({hours // 24} days {hours % 24} hours"
+                      f" {'ahead of' if ahead >= timedelta(0) else 'behind'} the wall clock)")
 
 
 @app.command("advance")
