@@ -3,7 +3,10 @@ database, talking only through the session's broker, under one manual clock."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -12,21 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from billing_events.clock import ManualClock
+from billing_events.clock import Clock, FileClock, ManualClock
 from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair
 from billing_events.testing.kafka_probe import RawProducer
+from billing_events.testing.plugin import TEST_SIGNING_KEY
 from identity.app import build_runtime as build_identity
 from identity.security import new_key
 from identity.settings import IdentitySettings
 from ledger import store as ledger_store
 from ledger.app import build_runtime as build_ledger
-from ledger.settings import LedgerSettings
+from ledger.settings import DEFAULT_CAMPAIGNS, LedgerSettings
 from notifier.app import build_runtime as build_notifier
 from notifier.settings import NotifierSettings
 from tariff.app import build_runtime as build_tariff
 from tariff.settings import TariffSettings
 
+REPOSITORY = Path(__file__).parents[2]
+"""Where the CLI runs, as the README's commands do: paths such as docs/examples/ resolve here."""
 START = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)  # 09:00 in Moscow, where billing days are counted
 
 REGISTRATION = {
@@ -39,7 +45,7 @@ REGISTRATION = {
 
 @dataclass
 class Suite:
-    clock: ManualClock
+    clock: ManualClock | FileClock
     identity: ServiceRuntime
     ledger: Any
     tariff: Any
@@ -76,16 +82,37 @@ class Suite:
             return None
         return subscription.balance.main.minor
 
+    async def billing(self, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+        """Run the `billing` command line as an operator would, against this suite's services:
+        exit code, stdout, stderr."""
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "BILLING_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+            "BILLING_KAFKA__TOPIC_PREFIX": self.ledger.settings.kafka.topic_prefix,
+            "BILLING_TOKEN_SIGNING_KEY": TEST_SIGNING_KEY,
+            "BILLING_LEDGER_DATABASE_URL": self.ledger.settings.database_url,
+            **{f"BILLING_{name.upper()}_URL": f"http://127.0.0.1:{runtime.http_port}"
+               for name, runtime in (("ledger", self.ledger), ("identity", self.identity),
+                                     ("tariff", self.tariff), ("notifier", self.notifier))},
+        }
+        if isinstance(self.clock, FileClock):
+            env["BILLING_CLOCK_FILE"] = str(self.clock.path)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "billing_cli", *args, env=env, cwd=REPOSITORY, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(stdin), timeout=60)
+        assert b"Traceback" not in err, err.decode()
+        return process.returncode or 0, out.decode(), err.decode()
 
-@pytest.fixture
-async def suite(make_settings: Callable[..., Any], bootstrap_servers: str) -> AsyncIterator[Suite]:
-    clock = ManualClock(START)
+
+async def _started(make_settings: Callable[..., Any], bootstrap_servers: str, clock: Clock,
+                   campaigns: Path | None = None) -> AsyncIterator[Suite]:
     public, private = generate_keypair()
     async with AsyncExitStack() as stack:
         identity = build_identity(await make_settings(
             IdentitySettings, notifier_public_key=public, pii_lookup_key=new_key(), pii_encryption_key=new_key(),
             hashing_profile="fast", client_address_header="X-Forwarded-For", http_port=0), clock)
-        ledger = build_ledger(await make_settings(LedgerSettings, bonus_campaigns_file=None, http_port=0), clock)
+        ledger = build_ledger(await make_settings(LedgerSettings, bonus_campaigns_file=campaigns, http_port=0), clock)
         tariff = build_tariff(await make_settings(TariffSettings, billing_clock_enabled=False, http_port=0), clock)
         notifier = build_notifier(await make_settings(
             NotifierSettings, notifier_private_key=private, default_language="ru",
@@ -94,6 +121,23 @@ async def suite(make_settings: Callable[..., Any], bootstrap_servers: str) -> As
             await stack.enter_async_context(runtime)
         producer = await stack.enter_async_context(RawProducer(bootstrap_servers))
         yield Suite(clock, identity, ledger, tariff, notifier, producer, bootstrap_servers)
+
+
+@pytest.fixture
+async def suite(make_settings: Callable[..., Any], bootstrap_servers: str) -> AsyncIterator[Suite]:
+    async for started in _started(make_settings, bootstrap_servers, ManualClock(START)):
+        yield started
+
+
+@pytest.fixture
+async def shared_clock_suite(make_settings: Callable[..., Any], bootstrap_servers: str,
+                             tmp_path: Path) -> AsyncIterator[Suite]:
+    """The suite as `billing up` runs it: every service reads one clock file, which `billing
+    clock` moves (the CLI finds it through BILLING_CLOCK_FILE), and the packaged bonus campaigns."""
+    clock = FileClock(tmp_path / "clock.json")
+    clock.move_to(START)
+    async for started in _started(make_settings, bootstrap_servers, clock, DEFAULT_CAMPAIGNS):
+        yield started
 
 
 def registration_form() -> dict[str, Any]:

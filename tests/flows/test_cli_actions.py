@@ -3,76 +3,54 @@ to the owning service's API (or, for a payment, the payments topic), never a dat
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from datetime import timedelta
 from typing import Any
 
-from billing_events.testing.plugin import TEST_SIGNING_KEY, eventually
-
-
-async def _billing(suite: Any, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "BILLING_KAFKA__BOOTSTRAP_SERVERS": suite.bootstrap,
-        "BILLING_KAFKA__TOPIC_PREFIX": suite.ledger.settings.kafka.topic_prefix,
-        "BILLING_TOKEN_SIGNING_KEY": TEST_SIGNING_KEY,
-        "BILLING_LEDGER_DATABASE_URL": suite.ledger.settings.database_url,
-        **{f"BILLING_{name.upper()}_URL": f"http://127.0.0.1:{runtime.http_port}"
-           for name, runtime in (("ledger", suite.ledger), ("identity", suite.identity),
-                                 ("tariff", suite.tariff), ("notifier", suite.notifier))},
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "billing_cli", *args, env=env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(stdin), timeout=60)
-    assert b"Traceback" not in err, err.decode()
-    return process.returncode or 0, out.decode(), err.decode()
+from billing_events.testing.plugin import eventually
 
 
 async def test_register_activate_block_unblock_reset_and_tail(suite: Any, form: dict[str, Any]) -> None:
-    code, out, err = await _billing(suite, "do", "register", "-", "--json", stdin=json.dumps(form).encode())
+    code, out, err = await suite.billing("do", "register", "-", "--json", stdin=json.dumps(form).encode())
     assert code == 0, err
     number = json.loads(out)["account_number"]
-    code, _, err = await _billing(suite, "do", "register", "-", stdin=json.dumps(form).encode())
+    code, _, err = await suite.billing("do", "register", "-", stdin=json.dumps(form).encode())
     assert code == 4 and "already" in err.lower()  # the same passport twice
 
     await eventually(lambda: suite.ledger_account_open(number), what="ledger account")
-    code, out, err = await _billing(suite, "do", "pay", number, "2000")
+    code, out, err = await suite.billing("do", "pay", number, "2000")
     assert code == 0, err
     await eventually(lambda: _balance_is(suite, number, 200_000), what="payment posted and known to tariff")
-    code, _, err = await _billing(suite, "do", "pay", number, "1000000.01")
+    code, _, err = await suite.billing("do", "pay", number, "1000000.01")
     assert code == 2 and "1000000.01 RUB is over the limit of 1000000.00 RUB" in err
-    code, _, err = await _billing(suite, "do", "redeem", number, "10", "--purpose", "gift")
+    code, _, err = await suite.billing("do", "redeem", number, "10", "--purpose", "gift")
     assert code == 4 and f"{number} has 0.00 RUB in bonuses, not 10.00 RUB" in err
 
-    code, out, err = await _billing(suite, "do", "activate", number, "internet-100", "--json")
+    code, out, err = await suite.billing("do", "activate", number, "internet-100", "--json")
     assert code == 0, err
-    code, _, err = await _billing(suite, "do", "change-plan", number, "no-such-plan")
+    code, _, err = await suite.billing("do", "change-plan", number, "no-such-plan")
     assert code == 4 and "no-such-plan" in err
     suite.clock.advance(timedelta(days=1))  # the plan is active from the next billing day
-    code, out, err = await _billing(suite, "do", "block", number, "7", "--json")
+    code, out, err = await suite.billing("do", "block", number, "7", "--json")
     assert code == 0, err
     assert "VoluntaryBlockStarted" in out
-    code, out, err = await _billing(suite, "do", "unblock", number, "--json")
+    code, out, err = await suite.billing("do", "unblock", number, "--json")
     assert code == 0, err
-    code, _, err = await _billing(suite, "do", "block", number, "5")
+    code, _, err = await suite.billing("do", "block", number, "5")
     assert code == 4 and "once" in err.lower()  # one voluntary block a year
 
-    code, out, err = await _billing(suite, "do", "reset-password", "--login", number,
+    code, out, err = await suite.billing("do", "reset-password", "--login", number,
                                     "--contact", form["mobile_phone"], "--json")
     assert code == 0, err
     assert "***" in out and form["mobile_phone"] not in out  # only the masked destination
 
-    code, out, err = await _billing(suite, "events", "tail", "--account", number, "--from-beginning",
+    code, out, err = await suite.billing("events", "tail", "--account", number, "--from-beginning",
                                     "--limit", "3", "--json")
     assert code == 0, err
     tailed = [json.loads(chunk) for chunk in out.replace("}\n{", "}\x00{").split("\x00") if chunk.strip()]
     assert len(tailed) == 3 and all(e["account"] == number for e in tailed)
 
-    code, out, err = await _billing(suite, "token", "--account", number)
+    code, out, err = await suite.billing("token", "--account", number)
     assert code == 0 and out.count(".") == 2  # a JWT
 
 

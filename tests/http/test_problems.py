@@ -44,7 +44,8 @@ OPERATOR_ROUTES = [
 PUBLIC_OPERATIONS = {
     "identity": {"POST /identity/login", "POST /identity/passwords/sms", "POST /identity/reset-codes",
                  "POST /identity/reset-codes/redeem"},
-    "tariff": {"GET /tariff/regions/{region}/plans"},
+    "ledger": {"GET /ledger/campaigns"},
+    "tariff": {"GET /tariff/catalog", "GET /tariff/regions/{region}/plans", "GET /tariff/regions/{region}/options"},
 }
 HEALTH = {"GET /health/live", "GET /health/ready", "GET /metrics"}
 

@@ -21,7 +21,6 @@ from billing_events import topics
 from billing_events.auth import Tokens
 from billing_events.catalog.ledger import RedemptionPurpose
 from billing_events.catalog.payments import PaymentChannel, PaymentReceived
-from billing_events.clock import SystemClock
 from billing_events.envelope import Envelope
 from billing_events.money import Money, format_amount
 from billing_events.topics import TopicNames
@@ -38,6 +37,17 @@ def account_number(value: str) -> str:
     return digits
 
 
+def moment(value: str | None) -> datetime | None:
+    """A date or time as ISO 8601; without a zone it is UTC (a date alone: its midnight UTC)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{value!r} is not a date or time (use ISO 8601, e.g. 2026-12-01 or 2026-12-01T10:00+03:00)", Exit.USAGE)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def _amount(value: str, currency: str) -> Money:
     try:
         amount = Money.parse(value, currency)
@@ -52,13 +62,13 @@ def _amount(value: str, currency: str) -> Money:
     return amount
 
 
-def _call(service: str, method: str, path: str, body: Any = None) -> Any:
+def call_service(service: str, method: str, path: str, body: Any = None) -> Any:
     """One request to a service's API with a service token; its refusal becomes one line."""
     settings = CliSettings()
     key = settings.signing_key()
     if key is None:
         fail("no signing key: set BILLING_TOKEN_SIGNING_KEY (or run `billing up` for the embedded suite)", Exit.USAGE)
-    token, _ = Tokens(key, SystemClock()).issue("service", f"cli:{settings.operator}")
+    token, _ = Tokens(key, settings.clock()).issue("service", f"cli:{settings.operator}")
     url = settings.url(service)
     try:
         response = httpx.request(method, f"{url}{path}", json=body, timeout=30,
@@ -100,11 +110,11 @@ def pay(
 ) -> None:
     """A payment as a payment terminal sends it: PaymentReceived on the payments topic."""
     number, money = account_number(account), _amount(amount, currency)
-    clock = SystemClock()
+    settings = CliSettings()
+    clock = settings.clock()
     payment = PaymentReceived(account_number=number, channel=channel, amount=money, received_at=clock.now(),
                               reference=reference or f"cli-{datetime.now(UTC):%Y%m%d%H%M%S%f}")
     envelope = Envelope.new(payment, account=number, producer="cli", clock=clock)
-    settings = CliSettings()
 
     async def send() -> None:
         producer = AIOKafkaProducer(**settings.broker_options(), request_timeout_ms=10_000)
@@ -136,28 +146,43 @@ def register(
             body = json.loads(text)
         except ValueError as exc:
             fail(f"the form is not JSON: {exc}", Exit.USAGE)
-        _show(_call("identity", "POST", "/identity/subscribers", body), as_json)
+        _show(call_service("identity", "POST", "/identity/subscribers", body), as_json)
 
 
 @app.command()
 def activate(account: str, plan: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Activate a tariff plan for an account (from the next billing day)."""
     with reported():
-        _show(_call("tariff", "POST", f"/tariff/accounts/{account_number(account)}/plan", {"plan": plan}), as_json)
+        _show(call_service("tariff", "POST", f"/tariff/accounts/{account_number(account)}/plan", {"plan": plan}), as_json)
 
 
 @app.command("change-plan")
 def change_plan(account: str, plan: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Change the tariff plan (from the next billing day)."""
     with reported():
-        _show(_call("tariff", "PUT", f"/tariff/accounts/{account_number(account)}/plan", {"plan": plan}), as_json)
+        _show(call_service("tariff", "PUT", f"/tariff/accounts/{account_number(account)}/plan", {"plan": plan}), as_json)
+
+
+@app.command("add-option")
+def add_option(account: str, option: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Add an option (multiroom, antivirus, a channel package) from the next billing day."""
+    with reported():
+        _show(call_service("tariff", "POST", f"/tariff/accounts/{account_number(account)}/options", {"option": option}),
+              as_json)
+
+
+@app.command("remove-option")
+def remove_option(account: str, option: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Remove an option (it is not charged from the next billing day)."""
+    with reported():
+        _show(call_service("tariff", "DELETE", f"/tariff/accounts/{account_number(account)}/options/{option}"), as_json)
 
 
 @app.command()
 def block(account: str, days: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """A voluntary block for DAYS days (1 to 30, once a year, paid)."""
     with reported():
-        _show(_call("tariff", "POST", f"/tariff/accounts/{account_number(account)}/voluntary-block",
+        _show(call_service("tariff", "POST", f"/tariff/accounts/{account_number(account)}/voluntary-block",
                     {"days": days, "requested_via": "support"}), as_json)
 
 
@@ -165,7 +190,7 @@ def block(account: str, days: int, as_json: Annotated[bool, typer.Option("--json
 def unblock(account: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """End a voluntary block early."""
     with reported():
-        _show(_call("tariff", "DELETE", f"/tariff/accounts/{account_number(account)}/voluntary-block"), as_json)
+        _show(call_service("tariff", "DELETE", f"/tariff/accounts/{account_number(account)}/voluntary-block"), as_json)
 
 
 @app.command("reset-password")
@@ -177,7 +202,7 @@ def reset_password(
     """Forgot password: a one-time code goes to the subscriber's phone or e-mail."""
     with reported():
         by = "email" if "@" in contact else "phone"
-        _show(_call("identity", "POST", "/identity/reset-codes", {"login": login, by: contact}), as_json)
+        _show(call_service("identity", "POST", "/identity/reset-codes", {"login": login, by: contact}), as_json)
 
 
 @app.command()
@@ -186,7 +211,7 @@ def transfer(source: str, target: str, amount: str, currency: str = "RUB",
     """Move money between two personal accounts."""
     money = _amount(amount, currency)
     with reported():
-        _show(_call("ledger", "POST", f"/ledger/accounts/{account_number(source)}/transfers",
+        _show(call_service("ledger", "POST", f"/ledger/accounts/{account_number(source)}/transfers",
                     {"to_account": account_number(target), "amount": money.model_dump(), "requested_by": "support"}), as_json)
 
 
@@ -201,7 +226,7 @@ def redeem(
     """Exchange an account's bonuses for a discount or a gift (refused in words if there are too few)."""
     money = _amount(amount, currency)
     with reported():
-        _show(_call("ledger", "POST", f"/ledger/accounts/{account_number(account)}/bonus-redemptions",
+        _show(call_service("ledger", "POST", f"/ledger/accounts/{account_number(account)}/bonus-redemptions",
                     {"amount": money.model_dump(), "purpose": purpose.value}), as_json)
 
 
@@ -215,7 +240,7 @@ def move_suspense(
     """Operations: move a payment parked in suspense to the right account."""
     settings = CliSettings()
     with reported():
-        _show(_call("ledger", "POST", f"/ledger/suspense/{transaction_id}/resolve",
+        _show(call_service("ledger", "POST", f"/ledger/suspense/{transaction_id}/resolve",
                     {"target_account": account_number(account), "operator": settings.operator, "reason": reason}), as_json)
 
 
@@ -232,6 +257,6 @@ def restore_access(
     new password by SMS. Passport data are asked for, not echoed, so they stay out of shell history."""
     settings = CliSettings()
     with reported():
-        _show(_call("identity", "POST", "/identity/support/recoveries", {
+        _show(call_service("identity", "POST", "/identity/support/recoveries", {
             "login": login, "operator": settings.operator, "reason": reason, "passport_series": passport_series,
             "passport_number": passport_number, "date_of_birth": date_of_birth}), as_json)

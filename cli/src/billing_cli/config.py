@@ -10,9 +10,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
+from billing_events.clock import Clock, FileClock, SystemClock
 from billing_events.settings import KafkaSettings
 
 SUITE_FILE = "suite.json"
+CLOCK_FILE = "clock.json"
 DEFAULT_PORTS = {"ledger": 8101, "identity": 8102, "tariff": 8103, "notifier": 8104}
 
 
@@ -24,6 +26,7 @@ class CliSettings(BaseSettings):
     topic_prefix: str = Field(default="", validation_alias="BILLING_KAFKA__TOPIC_PREFIX")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings,
                                  description="BILLING_KAFKA__SECURITY_PROTOCOL and the rest, as the services read them")
+    clock_file: Path | None = Field(default=None, validation_alias="BILLING_CLOCK_FILE")
     token_signing_key: str | None = Field(default=None, validation_alias="BILLING_TOKEN_SIGNING_KEY")
     ledger_url: str | None = None
     identity_url: str | None = None
@@ -45,6 +48,16 @@ class CliSettings(BaseSettings):
         from billing_events.kafka import client_options  # the Kafka client only for commands that need it
 
         return client_options(self.kafka.model_copy(update={"bootstrap_servers": self.broker()}))
+
+    def shared_clock_file(self) -> Path | None:
+        """The embedded suite's movable clock, if the suite has one (production: none)."""
+        recorded = self.suite().get("clock_file")
+        return self.clock_file or (Path(recorded) if recorded else None)
+
+    def clock(self) -> Clock:
+        """The services' time: tokens the CLI mints and payments it sends carry it."""
+        path = self.shared_clock_file()
+        return FileClock(path) if path else SystemClock()
 
     def url(self, service: str) -> str:
         explicit = getattr(self, f"{service}_url")

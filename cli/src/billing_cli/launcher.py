@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from billing_cli.config import DEFAULT_PORTS, SUITE_FILE
+from billing_cli.config import CLOCK_FILE, DEFAULT_PORTS, SUITE_FILE
 from billing_events.embedded import EmbeddedBroker
 from billing_events.sealing import generate_keypair
 
@@ -76,16 +76,19 @@ def run_suite(
         broker = EmbeddedBroker(log_file=data_dir / "broker.log").start()
         bootstrap_servers = broker.bootstrap_servers
         say("broker", f"embedded broker ready at {bootstrap_servers} (memory only; log: {data_dir / 'broker.log'})")
+    clock_file = (data_dir / CLOCK_FILE).resolve()  # kept across restarts: closed days stay closed
     env = {
         **dev_secrets(data_dir),
         **os.environ,
         "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
         "BILLING_DATA_DIR": str(data_dir.resolve()),
+        "BILLING_CLOCK_FILE": str(clock_file),  # the clock `billing clock` moves; never set in production
         "PYTHONUNBUFFERED": "1",
     }
     env.setdefault("BILLING_KAFKA__SESSION_TIMEOUT_MS", "6000")
     env.setdefault("BILLING_KAFKA__HEARTBEAT_INTERVAL_MS", "1000")
-    (data_dir / SUITE_FILE).write_text(json.dumps({"bootstrap_servers": bootstrap_servers, "ports": ports}))
+    (data_dir / SUITE_FILE).write_text(json.dumps({"bootstrap_servers": bootstrap_servers, "ports": ports,
+                                                       "clock_file": str(clock_file)}))
     processes: dict[str, subprocess.Popen[bytes]] = {}
     readiness: dict[str, threading.Event] = {}
     stopping = threading.Event()

@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from billing_cli.config import CliSettings
 from billing_cli.output import Exit, fail
-from billing_events.clock import SystemClock
 from billing_events.db import Database
 from billing_events.topics import TopicNames
 from ledger import store
@@ -33,7 +33,7 @@ async def ledger_context() -> AsyncIterator[LedgerContext]:
                 await conn.execute(select(func.count()).select_from(store.journal))
         except (OperationalError, DBAPIError, OSError) as exc:
             fail(f"cannot reach the ledger database ({_safe(url)}): {type(exc).__name__}", Exit.UNREACHABLE)
-        yield LedgerContext(db=db, clock=SystemClock(), topics=TopicNames(settings.kafka.topic_prefix))
+        yield LedgerContext(db=db, clock=CliSettings().clock(), topics=TopicNames(settings.kafka.topic_prefix))
     finally:
         await db.dispose()
 

@@ -11,7 +11,6 @@ import csv
 import io
 import sys
 from collections.abc import Coroutine
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
@@ -20,8 +19,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from billing_cli import actions, history
-from billing_cli.actions import account_number
+from billing_cli import actions, catalog, clock, history
+from billing_cli.actions import account_number, moment
 from billing_cli.config import CliSettings
 from billing_cli.launcher import SERVICES, run_suite
 from billing_cli.ledger_ops import ledger_context
@@ -35,6 +34,9 @@ app = typer.Typer(help="Operations tools of the billing suite.", no_args_is_help
 app.add_typer(actions.app, name="do", help="Act as the channels and the cabinet would: pay, register, block...")
 events_app = typer.Typer(help="Watch what flows through the broker.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters: what the services refused, why, and sending it back.", no_args_is_help=True)
+app.command("catalog")(catalog.catalog)
+app.add_typer(clock.app, name="clock")
+app.add_typer(clock.tariff_app, name="tariff")
 app.add_typer(events_app, name="events")
 app.add_typer(dlq_app, name="dlq")
 
@@ -45,16 +47,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     with reported():
         return asyncio.run(coroutine)
-
-
-def moment(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"{value!r} is not a date or time (use ISO 8601, e.g. 2026-12-01 or 2026-12-01T10:00+03:00)", Exit.USAGE)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @app.callback()
@@ -381,17 +373,17 @@ def token(
     from datetime import timedelta
 
     from billing_events.auth import MAX_TOKEN_LIFETIME, Tokens
-    from billing_events.clock import SystemClock
 
     if (service_name is None) == (account is None):
         fail("give exactly one of --service NAME or --account NUMBER", Exit.USAGE)
     if not timedelta(0) < timedelta(minutes=minutes) <= MAX_TOKEN_LIFETIME:
         fail(f"--minutes must be from 1 to {MAX_TOKEN_LIFETIME // timedelta(minutes=1)}", Exit.USAGE)
     with reported():
-        key = CliSettings().signing_key()
+        settings = CliSettings()
+        key = settings.signing_key()
         if key is None:
             fail("no signing key: set BILLING_TOKEN_SIGNING_KEY", Exit.USAGE)
-        issued, _ = Tokens(key, SystemClock()).issue(
+        issued, _ = Tokens(key, settings.clock()).issue(
             "service" if service_name else "subscriber", service_name or account_number(account or ""),
             timedelta(minutes=minutes))
     sys.stdout.write(issued + "\n")

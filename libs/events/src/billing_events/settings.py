@@ -13,6 +13,8 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing_events.clock import Clock, FileClock, SystemClock
+
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -137,6 +139,17 @@ class ServiceSettings(BaseSettings):
         validation_alias="BILLING_TOKEN_SIGNING_KEY",
         description="Base64 HS256 key shared by every service; unset: every API call is refused",
     )
+
+    clock_file: Path | None = Field(
+        default=None,
+        validation_alias="BILLING_CLOCK_FILE",
+        description="Embedded suite only (`billing up` sets it): the shared clock file that `billing clock` "
+                    "moves; unset: the wall clock, as production runs",
+    )
+
+    def clock(self) -> Clock:
+        """The service's clock: the wall clock, or the embedded suite's movable shared one."""
+        return FileClock(self.clock_file) if self.clock_file else SystemClock()
 
     def resolved_database_url(self) -> str:
         if self.database_url:

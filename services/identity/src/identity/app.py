@@ -7,7 +7,7 @@ PasswordIssued, ResetCodeRedeemed, PasswordReplaced, LoginLocked and AccessResto
 
 from __future__ import annotations
 
-from billing_events.clock import Clock, SystemClock
+from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
 from identity import store
@@ -19,9 +19,10 @@ def build_runtime(
     settings: IdentitySettings | None = None, clock: Clock | None = None
 ) -> ServiceRuntime:
     holder = RuntimeHolder()
+    settings = settings or IdentitySettings()  # type: ignore[call-arg]  (secrets from the environment)
     runtime = ServiceRuntime(
-        settings=settings or IdentitySettings(),  # type: ignore[call-arg]  (secrets from the environment)
-        clock=clock or SystemClock(),
+        settings=settings,
+        clock=clock or settings.clock(),
         metadata=store.metadata,
         routers=[build_router(holder)],
     )

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
+from pathlib import Path
 
 from sqlalchemy import func, select
 
 from billing_events import metrics, topics
-from billing_events.clock import Clock, SystemClock
+from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
 from ledger import integrity, store
-from ledger.domain import parse_campaigns
+from ledger.domain import BonusCampaign, InvalidCampaign, parse_campaigns
 from ledger.handlers import LedgerHandler
 from ledger.http import build_router
 from ledger.service import LedgerContext
@@ -36,11 +37,20 @@ async def _watch_journal(runtime: LedgerRuntime) -> None:
         await asyncio.sleep(5)
 
 
+def load_campaigns(path: Path) -> tuple[BonusCampaign, ...]:
+    """The campaigns file operations publish; a file that does not load stops the start with
+    :class:`ledger.domain.InvalidCampaign` naming the file, the campaign and every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidCampaign(f"bonus campaigns {path}: cannot be read: {exc.strerror}", "campaigns") from None
+    return parse_campaigns(text, source=str(path))
+
+
 def build_runtime(settings: LedgerSettings | None = None, clock: Clock | None = None) -> LedgerRuntime:
     settings = settings or LedgerSettings()
-    clock = clock or SystemClock()
-    campaigns_file = settings.bonus_campaigns_file
-    campaigns = parse_campaigns(campaigns_file.read_text()) if campaigns_file else ()
+    clock = clock or settings.clock()
+    campaigns = load_campaigns(settings.bonus_campaigns_file) if settings.bonus_campaigns_file else ()
     runtime = LedgerRuntime(settings=settings, clock=clock, metadata=store.metadata, consumes=CONSUMES)
     runtime.ledger = LedgerContext(
         db=runtime.db, clock=clock, topics=runtime.topics, campaigns=campaigns,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -13,11 +14,12 @@ from billing_events import topics
 from billing_events.auth import Caller, require_account, require_service
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.ledger import BonusRedemptionRefusal, PaymentType, RedemptionPurpose, TransferRefusal
+from billing_events.catalog.payments import PaymentChannel
 from billing_events.http import ApiError, problem_responses
 from billing_events.money import Money, PositiveMoney
 
 from ledger import service
-from ledger.domain import LedgerError, OperatorNote
+from ledger.domain import BonusCampaign, LedgerError, OperatorNote
 
 NOT_FOUND_CODES = {"unknown_account", "unknown_transaction"}
 # Well-formed commands the account's (or the journal's) state refuses.
@@ -60,6 +62,26 @@ class BalanceView(BaseModel):
     payment_type: PaymentType
     credit_limit: Money
     is_open: bool
+
+
+class CampaignView(BaseModel):
+    name: str
+    percent_back: str = Field(description="What the subscriber reads, e.g. \"20 %\"", examples=["20 %"])
+    basis_points: int = Field(description="The share given back, in 1/10,000 of the payment")
+    channels: list[PaymentChannel] = Field(description="Payment channels it rewards; empty: every channel")
+    min_payment: Money = Field(description="Smallest payment it rewards")
+    max_bonus: Money | None = Field(description="Most bonus one payment earns; none: no cap")
+    valid_from: datetime
+    valid_to: datetime = Field(description="Exclusive")
+    active: bool = Field(description="In force now (else announced for later)")
+
+    @classmethod
+    def of(cls, campaign: BonusCampaign, now: datetime) -> CampaignView:
+        percent = f"{campaign.basis_points / 100:g} %"
+        return cls(name=campaign.name, percent_back=percent, basis_points=campaign.basis_points,
+                   channels=sorted(campaign.channels), min_payment=Money(minor=campaign.min_amount, currency=campaign.currency),
+                   max_bonus=None if campaign.max_bonus is None else Money(minor=campaign.max_bonus, currency=campaign.currency),
+                   valid_from=campaign.valid_from, valid_to=campaign.valid_to, active=campaign.in_force(now))
 
 
 class TransferBody(BaseModel):
@@ -166,6 +188,12 @@ def build_router(ctx: service.LedgerContext, republish: Republish) -> APIRouter:
         require_service(caller)
         count = await republish(account=body.account, since=body.since, until=body.until)
         return ReplayView(republished=count, topic=ctx.topics(topics.REPLAY))
+
+    @router.get("/campaigns", response_model=list[CampaignView])
+    async def get_campaigns() -> list[CampaignView]:
+        """The bonus campaigns ("20 % back") in force or announced: public, like the plans."""
+        now = ctx.clock.now()
+        return [CampaignView.of(campaign, now) for campaign in service.campaigns(ctx)]
 
     @router.get("/accounts/{number}", response_model=BalanceView)
     async def get_balance(caller: Caller, number: AccountPath) -> BalanceView:

@@ -388,6 +388,12 @@ async def reverse(ctx: LedgerContext, transaction_id: UUID, operator: OperatorNo
 # --- reads ----------------------------------------------------------------------------------
 
 
+def campaigns(ctx: LedgerContext) -> tuple[BonusCampaign, ...]:
+    """The bonus campaigns in force now or announced for later (those that ended are left out)."""
+    now = ctx.clock.now()
+    return tuple(campaign for campaign in ctx.campaigns if campaign.valid_to > now)
+
+
 async def balance(ctx: LedgerContext, number: str) -> AccountState:
     async with ctx.db.connect() as conn:
         state = await store.account(conn, number)

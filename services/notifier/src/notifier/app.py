@@ -9,7 +9,7 @@ from datetime import timedelta
 import httpx
 from billing_events import topics
 from billing_events.catalog.notifier import DeliveryChannel
-from billing_events.clock import Clock, SystemClock
+from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
 from notifier import store
@@ -48,7 +48,7 @@ def build_runtime(
     settings: NotifierSettings | None = None, clock: Clock | None = None, *, rng: RandomSource | None = None
 ) -> ServiceRuntime:
     settings = settings or NotifierSettings()  # type: ignore[call-arg]  (the key comes from the environment)
-    clock = clock or SystemClock()
+    clock = clock or settings.clock()
     opener = SealOpener.from_base64(settings.notifier_private_key)
     handlers = Handlers(settings, clock, opener)
     holder: list[ServiceRuntime] = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from billing_events import topics
-from billing_events.clock import Clock, SystemClock
+from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 from tariff import service, store
 from tariff.catalog import load_catalog
@@ -20,7 +20,7 @@ def build_runtime(
     runs the billing clock (unless ``billing_clock_enabled`` is off). A catalog that does not
     load stops the start with :class:`tariff.errors.CatalogInvalid` naming every problem."""
     settings = settings or TariffSettings()
-    clock = clock or SystemClock()
+    clock = clock or settings.clock()
     catalog = load_catalog(settings.catalog_path)
     runtime: TariffRuntime
     runtime = TariffRuntime(

@@ -5,28 +5,33 @@ not registered here, 422 when the refusal names an input field (unknown plan, 0 
 with that field in ``errors``, 409 when the request is well formed but the account's state
 refuses it (no plan yet, the year's block already used...).
 
-Who may call: the plans of a region are public; an account's subscription and its commands
-take a subscriber token for that account or a service token.
+Who may call: the catalog (regions, channel packages, the plans and options of a region) is
+public; an account's subscription and its commands take a subscriber token for that account or
+a service token; closing billing days (the operator's catch-up) takes a service token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from billing_events.auth import Caller, require_account
+from billing_events.auth import Caller, require_account, require_service
 from billing_events.catalog.tariff import RequestChannel
 from billing_events.http import invalid_request, problem, problem_responses
+from billing_events.money import Money
 from tariff import service
+from tariff.catalog import Catalog, Option, Plan
 from tariff.domain import Subscription
 from tariff.errors import TariffError, UnknownAccount
 from tariff.runtime import TariffRuntime
 
 AccountPath = Annotated[str, Path(pattern=r"^[0-9]{12}$", description="12-digit account number")]
+RegionPath = Annotated[str, Path(min_length=1, max_length=64, description="Region code, e.g. moscow")]
 OptionPath = Annotated[str, Path(min_length=1, max_length=40, description="Option code")]
 
 
@@ -43,12 +48,68 @@ class BlockRequest(BaseModel):
     requested_via: RequestChannel = RequestChannel.CABINET
 
 
+class CloseDaysRequest(BaseModel):
+    until: date | None = Field(default=None, description="Last day to close; default and at most: yesterday")
+
+
+class RegionView(BaseModel):
+    code: str
+    name: str
+    voluntary_block_price: Money = Field(description="What one voluntary block costs in the region")
+
+
+class ChannelPackageView(BaseModel):
+    code: str
+    name: str
+    channels: list[str] = Field(description="Every channel, those of included packages first")
+
+
+class CatalogView(BaseModel):
+    version: int
+    currency: str
+    regions: list[RegionView]
+    channel_packages: list[ChannelPackageView]
+
+
 class PlanView(BaseModel):
     code: str
     name: str
     kind: str
     monthly_price_minor: int
     currency: str
+    internet_mbps: int | None = Field(description="Home internet speed; none for TV only")
+    tv_package: str | None = Field(description="The channel package it shows; none for internet only")
+    tv_channels: int = Field(description="How many TV channels it shows")
+    parts: list[str] = Field(description="A bundle's internet and TV plans")
+    options: list[str] = Field(description="Options that can be added to it in this region")
+
+    @classmethod
+    def of(cls, catalog: Catalog, plan: Plan, region: str) -> PlanView:
+        components = catalog.components(plan.code)
+        return cls(code=plan.code, name=plan.name, kind=plan.kind.value, monthly_price_minor=plan.prices[region],
+                   currency=catalog.currency,
+                   internet_mbps=next((p.internet_mbps for p in components if p.internet_mbps), None),
+                   tv_package=next((p.tv_package for p in components if p.tv_package), None),
+                   tv_channels=len(catalog.channels_of_plan(plan.code)), parts=list(plan.parts),
+                   options=[option.code for option in catalog.options_for_plan(plan.code, region)])
+
+
+class OptionView(BaseModel):
+    code: str
+    name: str
+    kind: str
+    monthly_price_minor: int
+    currency: str
+    channels: list[str] = Field(description="The channels of a channel package option")
+    sold_with: list[str] = Field(description="The region's plans it can be added to")
+
+    @classmethod
+    def of(cls, catalog: Catalog, option: Option, region: str) -> OptionView:
+        sold_in_region = {plan.code for plan in catalog.plans_of_region(region)}
+        return cls(code=option.code, name=option.name, kind=option.kind.value,
+                   monthly_price_minor=option.prices[region], currency=catalog.currency,
+                   channels=list(catalog.channels_of_option(option.code)),
+                   sold_with=[plan for plan in option.sold_with if plan in sold_in_region])
 
 
 def refusal(exc: TariffError) -> JSONResponse:
@@ -76,15 +137,36 @@ def build_http_router(get_runtime: Callable[[], TariffRuntime]) -> APIRouter:
         except TariffError as exc:
             return refusal(exc)
 
+    @router.get("/catalog", response_model=CatalogView)
+    async def whole_catalog() -> Any:
+        """The regions (with the price of a voluntary block) and the TV channel packages; the
+        plans and options of a region are under ``/tariff/regions/{region}``."""
+        catalog = get_runtime().catalog
+        return CatalogView(
+            version=catalog.version, currency=catalog.currency,
+            regions=[RegionView(code=r.code, name=r.name, voluntary_block_price=catalog.voluntary_block_price(r.code))
+                     for r in catalog.regions],
+            channel_packages=[ChannelPackageView(code=p.code, name=p.name, channels=list(catalog.channels_of_package(p.code)))
+                              for p in catalog.channel_packages],
+        )
+
     @router.get("/regions/{region}/plans", response_model=list[PlanView])
-    async def plans_of_region(region: Annotated[str, Path(min_length=1, max_length=64)]) -> Any:
+    async def plans_of_region(region: RegionPath) -> Any:
+        """The plans sold in the region: price, what each includes, the options it takes."""
         catalog = get_runtime().catalog
         try:
-            return [
-                PlanView(code=plan.code, name=plan.name, kind=plan.kind.value,
-                         monthly_price_minor=plan.prices[region], currency=catalog.currency)
-                for plan in catalog.plans_of_region(region)
-            ]
+            return [PlanView.of(catalog, plan, region) for plan in catalog.plans_of_region(region)]
+        except TariffError as exc:
+            return refusal(exc)
+
+    @router.get("/regions/{region}/options", response_model=list[OptionView])
+    async def options_of_region(region: RegionPath) -> Any:
+        """The options sold in the region (multiroom, antivirus, channel packages) and the plans
+        each can be added to."""
+        catalog = get_runtime().catalog
+        try:
+            catalog.region(region)
+            return [OptionView.of(catalog, option, region) for option in catalog.options if region in option.prices]
         except TariffError as exc:
             return refusal(exc)
 
@@ -133,6 +215,16 @@ def build_http_router(get_runtime: Callable[[], TariffRuntime]) -> APIRouter:
     async def end_block(caller: Caller, account: AccountPath) -> Any:
         require_account(caller, account)
         return await call(service.end_block, lambda: service.EndVoluntaryBlock(account_number=account))
+
+    @router.post("/billing-days/close", response_model=service.CloseResult, responses=private)
+    async def close_billing_days(caller: Caller, body: CloseDaysRequest) -> Any:
+        """Close every account's days not closed yet, in order, as the billing clock's midnight
+        does: the operator's catch-up after the service was down. Closing a day twice charges
+        nothing (each day is claimed once)."""
+        require_service(caller)
+        if body.until is None:
+            return await service.billing_tick(get_runtime())
+        return await service.close_days(get_runtime(), body.until)
 
     return router
 

@@ -128,6 +128,7 @@ class CloseResult(BaseModel):
     days_closed: int = 0
     charges: int = 0
     charged_minor: int = 0
+    currency: str = Field(description="Currency of charged_minor (the catalog's)")
     events: int = 0
     failed: list[str] = Field(default_factory=list, description="Accounts left for the next run")
 
@@ -275,7 +276,7 @@ async def close_days(runtime: TariffRuntime, until: date) -> CloseResult:
         log.info("a day is closed only after it ends; closing up to yesterday",
                  asked=until.isoformat(), until=yesterday.isoformat())
         until = yesterday
-    result = CloseResult(until=until)
+    result = CloseResult(until=until, currency=runtime.catalog.currency)
     after = ""
     while True:
         async with runtime.db.connect() as conn:

@@ -10,14 +10,16 @@ tie), which is what a subscriber reading "20 % back" expects.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from billing_events.catalog.payments import PaymentChannel
+from billing_events.envelope import describe_validation_error
 from billing_events.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from ledger.domain.errors import ErrorCode, LedgerError
 
@@ -62,9 +64,12 @@ class BonusCampaign:
         return (
             currency == self.currency
             and amount >= self.min_amount
-            and self.valid_from <= received_at < self.valid_to
+            and self.in_force(received_at)
             and (not self.channels or channel in self.channels)
         )
+
+    def in_force(self, at: datetime) -> bool:
+        return self.valid_from <= at < self.valid_to
 
     def bonus_for(self, amount: int) -> int:
         bonus = amount * self.basis_points // FULL_BASIS_POINTS
@@ -89,11 +94,27 @@ def best_bonus(
     return best
 
 
-_CAMPAIGN_LIST = TypeAdapter(list[BonusCampaign])
+_CAMPAIGN = TypeAdapter(BonusCampaign)
 
 
-def parse_campaigns(data: Sequence[dict[str, Any]] | str | bytes) -> tuple[BonusCampaign, ...]:
-    """Campaigns from settings: a list of mappings, or the same as JSON text."""
+def parse_campaigns(data: Sequence[dict[str, Any]] | str | bytes, source: str = "<settings>") -> tuple[BonusCampaign, ...]:
+    """Campaigns from settings: a list of mappings, or the same as JSON text. Anything wrong
+    raises :class:`InvalidCampaign` naming the source, the campaign and every problem in it."""
     if isinstance(data, str | bytes):
-        return tuple(_CAMPAIGN_LIST.validate_json(data))
-    return tuple(_CAMPAIGN_LIST.validate_python(data))
+        try:
+            data = json.loads(data)
+        except ValueError as exc:
+            raise InvalidCampaign(f"bonus campaigns {source}: not readable JSON: {exc}", "campaigns") from None
+    if not isinstance(data, list):
+        raise InvalidCampaign(f"bonus campaigns {source}: the top level must be a list of campaigns", "campaigns")
+    return tuple(_campaign(item, number, source) for number, item in enumerate(data, start=1))
+
+
+def _campaign(item: Any, number: int, source: str) -> BonusCampaign:
+    where = f"bonus campaigns {source}, campaign {number}"
+    try:
+        return _CAMPAIGN.validate_python(item)
+    except ValidationError as exc:
+        raise InvalidCampaign(f"{where}: {describe_validation_error(exc)}", "campaigns") from None
+    except InvalidCampaign as exc:
+        raise InvalidCampaign(f"{where}: {exc.field}: {exc.message}", exc.field or "campaigns") from None
