@@ -43,6 +43,10 @@ async def test_register_activate_block_unblock_reset_and_tail(suite: Any, form: 
     code, out, err = await _billing(suite, "do", "pay", number, "2000")
     assert code == 0, err
     await eventually(lambda: _balance_is(suite, number, 200_000), what="payment posted and known to tariff")
+    history = json.loads((await _billing(suite, "history", number, "--json"))[1])
+    kinds = [e["event_type"] for e in history]
+    assert {"SubscriberRegistered", "PaymentReceived", "BalanceChanged"} <= set(kinds)
+    assert [e["balance_after"] for e in history if e["event_type"] == "BalanceChanged"] == [200_000]
     code, _, err = await _billing(suite, "do", "pay", number, "1000000.01")
     assert code == 2 and "1000000.01 RUB is over the limit of 1000000.00 RUB" in err
     code, _, err = await _billing(suite, "do", "redeem", number, "10", "--purpose", "gift")

@@ -27,7 +27,6 @@ from billing_cli.launcher import SERVICES, run_suite
 from billing_cli.ledger_ops import ledger_context
 from billing_cli.output import Exit, console, emit_json, fail, money, reported
 from billing_events.logging import configure_logging
-from billing_events.topics import TopicNames
 
 T = TypeVar("T")
 app = typer.Typer(help="Operations tools of the billing suite.", no_args_is_help=True, add_completion=False,
@@ -87,7 +86,8 @@ def history_command(account: AccountArg, as_json: JsonOpt = False) -> None:
     settings = CliSettings()
 
     async def read() -> list[history.HistoryLine]:
-        found = await history.read_account(settings.broker(), TopicNames(settings.topic_prefix), number)
+        found = await history.read_account({name: settings.url(name) for name in SERVICES},
+                                           settings.service_token(), number)
         return history.timeline(found)
 
     lines = run(read())

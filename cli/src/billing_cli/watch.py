@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from billing_cli.config import CliSettings
-from billing_cli.history import read_from_beginning, summary
+from billing_cli.history import summary
 from billing_cli.output import Exit, console, emit_json, fail
 from billing_events.envelope import InvalidEvent, decode
 from billing_events.topics import TopicNames, dead_letter_topic
@@ -45,6 +45,23 @@ async def tail(settings: CliSettings, wanted: list[str], account: str | None, fr
                 return
     finally:
         await consumer.stop()
+
+
+async def read_from_beginning(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> list[Any]:
+    """Every record of the partitions, oldest first, until the broker has nothing more.
+
+    Reading stops after two empty polls rather than at the reported end offsets: the embedded
+    broker's end offsets can lag behind what it holds."""
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    records: list[Any] = []
+    quiet = 0
+    while quiet < 2:
+        batches = await consumer.getmany(timeout_ms=400)
+        quiet = 0 if batches else quiet + 1
+        for batch in batches.values():
+            records.extend(batch)
+    return records
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -119,8 +119,11 @@ class EventConsumer:
         topics: TopicNames,
         clock: Clock,
         on_commit: Callable[[], None] = lambda: None,
+        keeps: Collection[str] = (),
     ) -> None:
         self.name = name
+        self._keeps = frozenset(keeps)
+        """Real names of the ingress topics whose accepted events this consumer keeps."""
         self._db = db
         self._handler = handler
         self._topics = topics
@@ -186,7 +189,10 @@ class EventConsumer:
             # A refused event is not remembered as processed: once its cause is fixed (the account
             # registered, the catalog loaded), `billing dlq retry` sends it again and it is taken.
             await inbox.release(conn, self.name, [envelope.event_id for envelope, _ in outcome.rejected])
-        rejected_ids = {envelope.event_id for envelope, _ in outcome.rejected}
+            rejected_ids = {envelope.event_id for envelope, _ in outcome.rejected}
+            if self._keeps:
+                await outbox.keep(conn, [item.record for item in new if item.record.topic in self._keeps
+                                         and item.envelope.event_id not in rejected_ids], clock=self._clock)
         _count(metrics.EVENTS_HANDLED, self.name,
                Counter(i.envelope.event_type for i in new if i.envelope.event_id not in rejected_ids))
         self._log_dead(refused)

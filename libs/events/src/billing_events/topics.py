@@ -44,6 +44,11 @@ EVENT_TOPICS: tuple[TopicSpec, ...] = (
               retention=timedelta(days=7)),
 )
 
+INGRESS_TOPICS = (PAYMENTS,)
+"""Topics written from outside the suite (the payment channels): no service's outbox holds what
+they carry, so each service consuming one keeps the events it took (see
+:func:`billing_events.outbox.keep`)."""
+
 DEAD_LETTER_RETENTION = timedelta(days=30)
 
 
