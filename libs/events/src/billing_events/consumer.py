@@ -180,6 +180,10 @@ class EventConsumer:
             if len(new) < len(taken):
                 metrics.EVENTS_DUPLICATE.labels(self.name).inc(len(taken) - len(new))
             outcome = await self._handler(conn, [item.envelope for item in new]) if new else Outcome()
+            rejected_ids = {envelope.event_id for envelope, _ in outcome.rejected}
+            if self._keeps:  # before what they caused, so an account's archive reads cause first
+                await outbox.keep(conn, [item.record for item in new if item.record.topic in self._keeps
+                                         and item.envelope.event_id not in rejected_ids], clock=self._clock)
             await outbox.stage(conn, outcome.publish, topics=self._topics, clock=self._clock)
             by_id = {item.envelope.event_id: item.record for item in new}
             refused = dead + [
@@ -189,10 +193,6 @@ class EventConsumer:
             # A refused event is not remembered as processed: once its cause is fixed (the account
             # registered, the catalog loaded), `billing dlq retry` sends it again and it is taken.
             await inbox.release(conn, self.name, [envelope.event_id for envelope, _ in outcome.rejected])
-            rejected_ids = {envelope.event_id for envelope, _ in outcome.rejected}
-            if self._keeps:
-                await outbox.keep(conn, [item.record for item in new if item.record.topic in self._keeps
-                                         and item.envelope.event_id not in rejected_ids], clock=self._clock)
         _count(metrics.EVENTS_HANDLED, self.name,
                Counter(i.envelope.event_type for i in new if i.envelope.event_id not in rejected_ids))
         self._log_dead(refused)
