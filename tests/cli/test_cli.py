@@ -188,3 +188,29 @@ async def test_errors_are_one_line_with_meaningful_exit_codes(cli: Cli) -> None:
     assert code == 5 and "cannot reach the ledger database" in err
     for output in (err,):
         assert len(output.strip().splitlines()) == 1
+
+
+async def test_every_error_exits_with_its_documented_class(cli: Cli) -> None:
+    """README: 0 ok, 1 check failed, 2 wrong argument, 3 not found, 4 refused, 5 not reachable."""
+    no_broker = {"BILLING_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    for command in (("dlq", "list"), ("dlq", "show", "ledger/0"), ("events", "tail", "--from-beginning", "--limit", "1")):
+        code, _, err = await cli(*command, env=no_broker)
+        assert code == 5 and err.strip() == (
+            "error: the broker is not reachable: KafkaConnectionError: Unable to bootstrap from"
+            " [('127.0.0.1', 1, <AddressFamily.AF_INET: 2>)]"), (command, err)
+    missing = cli.env["BILLING_DATA_DIR"] + "/no-such-form.json"
+    code, _, err = await cli("do", "register", missing)
+    assert code == 2 and err.strip() == f"error: no such file: {missing}"
+    code, _, err = await cli("dlq", "retry", "ledger/0", "--with", missing)
+    assert code == 2 and err.strip() == f"error: no such file: {missing}"
+
+
+@pytest.mark.parametrize("service", ["identity", "ledger", "tariff", "notifier"])
+async def test_every_service_prints_its_help_and_starts_nothing(service: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", service, "--help", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", ""), "BILLING_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, err.decode()
+    assert out.decode().startswith(f"usage: python -m {service} [-h]") and "BILLING_" in out.decode()
+    assert b"service started" not in out + err

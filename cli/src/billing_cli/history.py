@@ -23,10 +23,6 @@ from billing_events.envelope import Envelope, decode_object
 HISTORY_TOPICS = (topics.IDENTITY, topics.PAYMENTS, topics.LEDGER, topics.LEDGER_COMMANDS, topics.TARIFF, topics.NOTIFIER)
 
 
-class ServiceUnreachable(ConnectionError):
-    """A service did not answer (the CLI reports it as not reachable, exit 5)."""
-
-
 @dataclass(frozen=True)
 class HistoryLine:
     envelope: Envelope[Any]
@@ -48,7 +44,7 @@ async def _read_service(client: httpx.AsyncClient, name: str, url: str, account:
         try:
             response = await client.get(f"{url}/{name}/accounts/{account}/events", params={"after_id": after})
         except httpx.TransportError as exc:
-            raise ServiceUnreachable(f"the {name} service is not reachable at {url}: {type(exc).__name__}") from None
+            fail(f"the {name} service is not reachable at {url}: {type(exc).__name__}", Exit.UNREACHABLE)
         if response.status_code >= 400:
             fail(f"{name} refused the history ({response.status_code}): {response.text[:200]}",
                  Exit.NOT_FOUND if response.status_code == 404 else Exit.REFUSED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 import sys
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -61,6 +62,8 @@ def _root() -> None:
     """Operations tools of the billing suite."""
     # Log lines go to stderr, so --json output on stdout stays machine-readable.
     configure_logging("cli", level="WARNING")
+    # A broker that does not answer is reported once, as an error line and exit 5 (see `reported`).
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 @app.command()

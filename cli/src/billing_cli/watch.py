@@ -24,9 +24,9 @@ async def tail(settings: CliSettings, wanted: list[str], account: str | None, fr
     consumer = AIOKafkaConsumer(*(names(t) for t in wanted), bootstrap_servers=settings.broker(),
                                 auto_offset_reset="earliest" if from_beginning else "latest",
                                 enable_auto_commit=False, group_id=None)
-    await consumer.start()
     shown = 0
     try:
+        await consumer.start()
         async for record in consumer:
             if account and (record.key or b"").decode(errors="replace") != account:
                 continue
@@ -103,8 +103,8 @@ class DeadLetterView:
 async def _read_dead_letters(settings: CliSettings, consumers: tuple[str, ...]) -> list[DeadLetterView]:
     names = TopicNames(settings.topic_prefix)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker(), enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         existing = await consumer.topics()
         partitions = [TopicPartition(names(dead_letter_topic(c)), 0) for c in consumers
                       if names(dead_letter_topic(c)) in existing]

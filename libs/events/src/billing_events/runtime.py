@@ -13,9 +13,11 @@ process through PostgreSQL (see :mod:`billing_events.outbox`).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -299,8 +301,15 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def run(build: Callable[[], ServiceRuntime]) -> None:
-    """The process entry point: run until SIGINT/SIGTERM, then stop in order."""
+def run(build: Callable[[], ServiceRuntime], argv: Sequence[str] | None = None) -> None:
+    """The process entry point: run until SIGINT/SIGTERM, then stop in order. ``--help`` says
+    so and starts nothing."""
+    service = build.__module__.partition(".")[0]
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {service}", description=sys.modules[build.__module__].__doc__,
+        epilog="Runs until SIGINT or SIGTERM, then stops consuming, publishes its outbox and exits. Every setting "
+               "is an environment variable with the prefix BILLING_ (README, \"Configuration\"; docs/operations.md).")
+    parser.parse_args(argv)
 
     async def main() -> None:
         runtime = build()
