@@ -9,8 +9,12 @@ import os
 import sys
 from datetime import timedelta
 from typing import Any
+from xml.etree import ElementTree
+
+from billing_cli.output import money
 
 from billing_events.testing.plugin import TEST_SIGNING_KEY, eventually
+from tariff import service as tariff
 
 
 async def _billing(suite: Any, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
@@ -82,3 +86,59 @@ async def test_register_activate_block_unblock_reset_and_tail(suite: Any, form: 
 
 async def _balance_is(suite: Any, number: str, minor: int) -> bool:
     return await suite.ledger_balance(number) == minor == await suite.tariff_balance(number)
+
+
+async def test_the_history_draws_a_month_with_a_debt_block_and_payments(suite: Any, form: dict[str, Any],
+                                                                       tmp_path: Any) -> None:
+    code, out, err = await _billing(suite, "do", "register", "-", "--json", stdin=json.dumps(form).encode())
+    assert code == 0, err
+    number = json.loads(out)["account_number"]
+    await eventually(lambda: suite.ledger_account_open(number), what="ledger account")
+    assert (await _billing(suite, "do", "pay", number, "20"))[0] == 0
+    await eventually(lambda: _balance_is(suite, number, 2_000), what="the first payment")
+    assert (await _billing(suite, "do", "activate", number, "internet-100"))[0] == 0
+    for _ in range(5):  # day by day until the debt blocks the account
+        suite.clock.advance(timedelta(days=1))
+        await tariff.close_days(suite.tariff, suite.tariff.billing_day() - timedelta(days=1))
+        if (await tariff.get_subscription(suite.tariff, number)).debt_blocked:
+            break
+    in_debt = await eventually(lambda: _negative(suite, number), what="a debt")
+    for _ in range(2):  # blocked for two days: no fees
+        suite.clock.advance(timedelta(days=1))
+        await tariff.close_days(suite.tariff, suite.tariff.billing_day() - timedelta(days=1))
+    assert (await _billing(suite, "do", "pay", number, "500"))[0] == 0
+    await eventually(lambda: _balance_is(suite, number, in_debt + 50_000), what="the debt paid")
+
+    async def unblocked() -> Any:
+        history = json.loads((await _billing(suite, "history", number, "--json"))[1])
+        return history if "AccountUnblocked" in {e["event_type"] for e in history} else None
+    history = await eventually(unblocked, what="the unblock in the history")
+    changes = [e for e in history if e["event_type"] == "BalanceChanged"]
+
+    picture = tmp_path / "month.svg"
+    code, out, err = await _billing(suite, "history", number, "--svg", str(picture))
+    assert code == 0 and str(picture) in out, err
+    root = ElementTree.parse(picture).getroot()
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    main = root.find("svg:polyline[@class='balance main']", ns)
+    bonus = root.find("svg:polyline[@class='balance bonus']", ns)
+    assert main is not None and bonus is not None
+    assert len(main.get("points", "").split()) == 2 * len(changes)  # a step per change, held to the end
+    [block] = root.findall("svg:rect[@class='block debt']", ns)
+    assert float(block.get("width", "0")) > 2 and "blocked (debt) from" in block.findtext("svg:title", "", ns)
+    payments = [marker.findtext("svg:title", "", ns) for marker in root.findall("svg:circle[@class='payment']", ns)]
+    assert [title.split(" at ")[0] for title in payments] == ["payment 20.00 RUB", "payment 500.00 RUB"]
+    axis = [label.text for label in root.findall("svg:text[@class='axis']", ns)]
+    assert axis[:3] == [money(in_debt), "0.00 RUB", money(in_debt + 50_000)]
+
+    code, out, err = await _billing(suite, "history", number, "--chart")
+    assert code == 0, err
+    drawn = out.splitlines()
+    marks = drawn[-3]
+    assert marks.strip().startswith("P") and "D" in marks and marks.count("P") == 2
+    assert any("█" in row for row in drawn) and drawn[-1].strip().startswith("█ main")
+
+
+async def _negative(suite: Any, number: str) -> int | None:
+    balance = await suite.ledger_balance(number)
+    return balance if balance is not None and balance < 0 and balance == await suite.tariff_balance(number) else None

@@ -21,7 +21,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from billing_cli import actions, history
+from billing_cli import actions, chart, history
 from billing_cli.actions import account_number
 from billing_cli.config import CliSettings
 from billing_cli.launcher import SERVICES, run_suite
@@ -83,7 +83,13 @@ def up(
 
 
 @app.command("history")
-def history_command(account: AccountArg, as_json: JsonOpt = False) -> None:
+def history_command(
+    account: AccountArg,
+    as_json: JsonOpt = False,
+    chart_: Annotated[bool, typer.Option("--chart", help="Draw the main and bonus balance over time, "
+                                                            "blocks and payments marked")] = False,
+    svg: Annotated[Path | None, typer.Option("--svg", help="Write that picture to this SVG file")] = None,
+) -> None:
     """The whole life of one account, merged from every service's events, with the balance."""
     number = account_number(account)
     settings = CliSettings()
@@ -96,6 +102,18 @@ def history_command(account: AccountArg, as_json: JsonOpt = False) -> None:
     lines = run(read())
     if not lines:
         fail(f"no events for account {number}", Exit.NOT_FOUND)
+    if chart_ or svg is not None:
+        drawn = chart.picture(lines)
+        if not drawn.points:
+            fail(f"account {number} has no balance changes to draw", Exit.NOT_FOUND)
+        if svg is not None:
+            with reported():
+                svg.write_text(chart.svg(drawn, f"Account {number}: balance over time"))
+            console.print(f"written to {svg}")
+        if chart_:
+            console.print(f"Account {number}: balance over time", markup=False)
+            console.print("\n".join(chart.terminal(drawn)), markup=False)
+        return
     if as_json:
         emit_json([{**line.envelope.model_dump(mode="json"), "balance_after": line.balance} for line in lines])
         return
