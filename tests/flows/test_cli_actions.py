@@ -4,6 +4,8 @@ to the owning service's API (or, for a payment, the payments topic), never a dat
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import os
 import sys
@@ -88,7 +90,7 @@ async def _balance_is(suite: Any, number: str, minor: int) -> bool:
     return await suite.ledger_balance(number) == minor == await suite.tariff_balance(number)
 
 
-async def test_the_history_draws_a_month_with_a_debt_block_and_payments(suite: Any, form: dict[str, Any],
+async def test_a_month_with_a_debt_block_drawn_and_stated(suite: Any, form: dict[str, Any],
                                                                        tmp_path: Any) -> None:
     code, out, err = await _billing(suite, "do", "register", "-", "--json", stdin=json.dumps(form).encode())
     assert code == 0, err
@@ -130,6 +132,29 @@ async def test_the_history_draws_a_month_with_a_debt_block_and_payments(suite: A
     assert [title.split(" at ")[0] for title in payments] == ["payment 20.00 RUB", "payment 500.00 RUB"]
     axis = [label.text for label in root.findall("svg:text[@class='axis']", ns)]
     assert axis[:3] == [money(in_debt), "0.00 RUB", money(in_debt + 50_000)]
+
+    code, out, err = await _billing(suite, "statement", number, "--from", "2026-03-01", "--to", "2026-04-01",
+                                    "--format", "csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows[0]["kind"] == "opening balance" and rows[-1]["kind"] == "total"
+    assert {row["currency"] for row in rows} == {"RUB"}
+    assert int(rows[0]["balance_after"]) + sum(int(row["amount"]) for row in rows[1:-1]) \
+        == int(rows[-1]["balance_after"]) == in_debt + 50_000
+    assert int(rows[-1]["amount"]) == sum(int(row["amount"]) for row in rows[1:-1])
+    charges = [row for row in rows if row["kind"] == "charge"]
+    assert charges and {row["charged_for"] for row in charges} == {"plan internet-100"}
+    assert [row["billing_day"] for row in charges] == sorted({row["billing_day"] for row in charges})
+    code, out, err = await _billing(suite, "statement", number, "--from", "2026-03-01", "--to", "2026-04-01")
+    assert code == 0 and f"plan internet-100, {charges[0]['billing_day']}" in out and "20.00 RUB" in out, err
+
+    code, out, err = await _billing(suite, "events", "tail", "--account", number, "--from-beginning",
+                                    "--limit", "12", "--json")
+    assert code == 0, err
+    tailed = [json.loads(chunk) for chunk in out.replace("}\n{", "}\x00{").split("\x00") if chunk.strip()]
+    moments = [e["occurred_at"] for e in tailed]
+    assert len(tailed) == 12 and moments == sorted(moments), moments  # in the order it happened
+    assert tailed[0]["event_type"] == "SubscriberRegistered"
 
     code, out, err = await _billing(suite, "history", number, "--chart")
     assert code == 0, err

@@ -253,28 +253,41 @@ def statement(
                 fail(exc.message, Exit.NOT_FOUND)
 
     result = run(go())
+    currency = result.currency
     rows = [{"occurred_at": line.entry.occurred_at.isoformat(), "kind": line.entry.kind.value,
-             "transaction_id": str(line.entry.transaction_id), "amount": line.entry.amount,
+             "billing_day": line.charge.billing_day.isoformat() if line.charge else "",
+             "charged_for": line.charge.what if line.charge else "",
+             "transaction_id": str(line.entry.transaction_id), "amount": line.entry.amount, "currency": currency,
              "balance_after": line.balance_after} for line in result.lines]
     if fmt == "json":
         emit_json({"account": number, "from": period_start, "to": period_end, "opening": result.opening_balance,
                    "closing": result.closing_balance, "total_in": result.total_in, "total_out": result.total_out,
-                   "currency": result.currency, "lines": rows})
+                   "currency": currency, "lines": rows})
     elif fmt == "csv":
+        # Amounts in minor units (kopecks) with their currency; the first and last rows make the
+        # file reconcile on its own: opening + the amounts = closing.
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["occurred_at"])
+        writer = csv.DictWriter(buffer, fieldnames=["occurred_at", "kind", "billing_day", "charged_for",
+                                                    "transaction_id", "amount", "currency", "balance_after"],
+                                restval="")
         writer.writeheader()
+        writer.writerow({"occurred_at": period_start.isoformat(), "kind": "opening balance", "amount": 0,
+                         "currency": currency, "balance_after": result.opening_balance})
         writer.writerows(rows)
+        writer.writerow({"occurred_at": period_end.isoformat(), "kind": "total", "currency": currency,
+                         "amount": result.total_in - result.total_out, "balance_after": result.closing_balance})
         sys.stdout.write(buffer.getvalue())
     else:
         table = Table(title=f"Statement of {number}, {period_start:%Y-%m-%d} to {period_end:%Y-%m-%d}")
-        for column in ("when", "what", "amount", "balance"):
-            table.add_column(column)
+        for column in ("when", "what", "for", "amount", "balance"):
+            table.add_column(column, justify="right" if column in ("amount", "balance") else "left")
         for row in rows:
-            table.add_row(row["occurred_at"][:19], row["kind"], money(row["amount"]), money(row["balance_after"]))
+            charged = f"{row['charged_for']}, {row['billing_day']}" if row["charged_for"] else ""
+            table.add_row(row["occurred_at"][:19], row["kind"], charged, money(row["amount"], currency),
+                          money(row["balance_after"], currency))
         console.print(table)
-        console.print(f"opening {money(result.opening_balance)}  in {money(result.total_in)}"
-                      f"  out {money(result.total_out)}  closing {money(result.closing_balance)}")
+        console.print(f"opening {money(result.opening_balance, currency)}  in {money(result.total_in, currency)}"
+                      f"  out {money(result.total_out, currency)}  closing {money(result.closing_balance, currency)}")
 
 
 @app.command()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from billing_cli.config import CliSettings
 from billing_cli.history import summary
-from billing_cli.output import Exit, console, emit_json, fail
+from billing_cli.output import Exit, console, emit_json, errors, fail
 from billing_events.envelope import InvalidEvent, decode
 from billing_events.topics import TopicNames, dead_letter_topic
 
@@ -20,31 +21,58 @@ CONSUMERS = ("ledger", "identity", "tariff", "notifier")
 
 async def tail(settings: CliSettings, wanted: list[str], account: str | None, from_beginning: bool,
                limit: int | None, as_json: bool) -> None:
+    """Events in the order they happened: what the topics hold already (with --from-beginning)
+    sorted by time across topics and partitions, then each poll's new events sorted the same way."""
     names = TopicNames(settings.topic_prefix)
-    consumer = AIOKafkaConsumer(*(names(t) for t in wanted), bootstrap_servers=settings.broker(),
-                                auto_offset_reset="earliest" if from_beginning else "latest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker(), enable_auto_commit=False)
     shown = 0
     try:
         await consumer.start()
-        async for record in consumer:
-            if account and (record.key or b"").decode(errors="replace") != account:
-                continue
-            try:
-                envelope = decode(record.value)
-            except InvalidEvent as exc:
-                console.print(f"[red]{record.topic}[/red] unreadable message: {exc}")
-                continue
-            if as_json:
-                emit_json(envelope.model_dump(mode="json"))
-            else:
-                console.print(f"{envelope.occurred_at:%H:%M:%S} [cyan]{record.topic}[/cyan] {envelope.account}"
-                              f" [bold]{envelope.event_type}[/bold] {summary(envelope)}")
-            shown += 1
-            if limit is not None and shown >= limit:
-                return
+        existing = await consumer.topics()
+        partitions = [TopicPartition(topic, partition) for topic in (names(t) for t in wanted) if topic in existing
+                      for partition in sorted(consumer.partitions_for_topic(topic) or ())]
+        if from_beginning:
+            backlog = await read_from_beginning(consumer, partitions)
+        else:
+            consumer.assign(partitions)
+            await consumer.seek_to_end(*partitions)
+            backlog = []
+        records = backlog
+        while True:
+            for record in sorted(_of_account(records, account), key=_when):
+                _show(record, as_json)
+                shown += 1
+                if limit is not None and shown >= limit:
+                    return
+            records = [r for batch in (await consumer.getmany(timeout_ms=400)).values() for r in batch]
     finally:
         await consumer.stop()
+
+
+def _of_account(records: list[Any], account: str | None) -> list[Any]:
+    return [r for r in records if account is None or (r.key or b"").decode(errors="replace") == account]
+
+
+def _when(record: Any) -> tuple[datetime, str]:
+    """When the event happened (the broker's timestamp for a message that is no event)."""
+    try:
+        envelope = decode(record.value)
+    except InvalidEvent:
+        return datetime.fromtimestamp(record.timestamp / 1000, UTC), ""
+    return envelope.occurred_at, str(envelope.event_id)
+
+
+def _show(record: Any, as_json: bool) -> None:
+    try:
+        envelope = decode(record.value)
+    except InvalidEvent as exc:
+        errors.print(f"{record.topic} unreadable message: {exc}", markup=False)
+        return
+    if as_json:
+        emit_json(envelope.model_dump(mode="json"))
+    else:
+        console.print(f"{envelope.occurred_at:%Y-%m-%d %H:%M:%S} [cyan]{record.topic}[/cyan] {envelope.account}"
+                      f" [bold]{envelope.event_type}[/bold] {summary(envelope)}")
 
 
 async def read_from_beginning(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> list[Any]:

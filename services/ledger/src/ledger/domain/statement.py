@@ -9,6 +9,7 @@ from uuid import UUID
 
 from billing_events.catalog.ledger import TransactionKind
 from billing_events.catalog.payments import PaymentChannel
+from billing_events.catalog.tariff import ChargeKey, parse_charge_id
 
 from ledger.domain.chart import bonus_account, subscriber_number
 from ledger.domain.errors import CommandRefused, ErrorCode
@@ -20,6 +21,11 @@ from ledger.domain.transactions import Transaction
 class StatementLine:
     entry: JournalEntry
     balance_after: int
+
+    @property
+    def charge(self) -> ChargeKey | None:
+        """For a charge: the billing day and what it paid for (plan, option, block fee)."""
+        return parse_charge_id(self.entry.business_key) if self.entry.kind is TransactionKind.CHARGE else None
 
 
 @dataclass(frozen=True, slots=True)
