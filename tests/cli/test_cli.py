@@ -146,6 +146,16 @@ async def test_operator_moves_a_suspense_payment_through_the_ledger_api(cli: Cli
     code, _, err = await cli("do", "move-suspense", str(item.transaction_id), B, "--reason", "again")
     assert code == 4 and "already resolved" in err and len(err.strip().splitlines()) == 1
 
+    # The placed payment has its receipt, like one credited at once.
+    async with cli.runtime.db.connect() as conn:
+        placement = (await store.suspense_item(conn, item.transaction_id)).settled_by
+    receipt = await cli.json("receipt", str(placement))
+    assert (receipt["account"], receipt["amount"], receipt["reference"], receipt["channel"], receipt["placed_from"],
+            receipt["balance_after"]) == (B, 7_500, "WRONG-NUMBER", "terminal", "999999999999", 7_500)
+    code, out, err = await cli("receipt", str(placement))
+    assert code == 0 and "75.00 RUB via terminal (ref WRONG-NUMBER)" in out
+    assert "placed from suspense: the payer typed 999999999999" in out, err
+
 
 async def test_dead_letter_list_show_and_retry(cli: Cli) -> None:
     await _opened(cli)

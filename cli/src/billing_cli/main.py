@@ -292,7 +292,7 @@ def statement(
 
 @app.command()
 def receipt(transaction_id: Annotated[str, typer.Argument(help="The payment's transaction id")], as_json: JsonOpt = False) -> None:
-    """A receipt confirming that one payment was credited."""
+    """A receipt confirming that one payment was credited (also one operations placed from suspense)."""
     try:
         txn = UUID(transaction_id)
     except ValueError:
@@ -311,14 +311,19 @@ def receipt(transaction_id: Annotated[str, typer.Argument(help="The payment's tr
     data = {"transaction_id": str(result.transaction_id), "account": result.account_number,
             "channel": result.channel.value, "reference": result.reference, "amount": result.amount,
             "currency": result.currency, "credited_at": result.credited_at.isoformat(),
-            "balance_after": result.balance_after, "bonus_accrued": result.bonus_accrued}
+            "balance_after": result.balance_after, "bonus_accrued": result.bonus_accrued,
+            "placed_from": result.placed_from}
     if as_json:
         emit_json(data)
         return
     console.print(f"[bold]Payment receipt[/bold] {data['transaction_id']}")
     console.print(f"account {result.account_number}; {money(result.amount, result.currency)} via"
-                  f" {result.channel.value} (ref {result.reference}) credited {result.credited_at:%Y-%m-%d %H:%M:%S} UTC")
-    console.print(f"balance after: {money(result.balance_after, result.currency)}; bonus: {money(result.bonus_accrued)}")
+                  f" {result.channel.value} (ref {result.reference}) credited {result.credited_at:%Y-%m-%d %H:%M:%S} UTC",
+                  markup=False)
+    if result.placed_from is not None:
+        console.print(f"placed from suspense: the payer typed {result.placed_from}", markup=False)
+    console.print(f"balance after: {money(result.balance_after, result.currency)};"
+                  f" bonus: {money(result.bonus_accrued, result.currency)}")
 
 
 @app.command()
