@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import infra, ledger_bench, peer, replay, workload
+from bench import history, infra, ledger_bench, peer, replay, workload
 from bench.ledger_process import ROLES, process_names
 
 RESULTS = Path(__file__).with_name("results")
@@ -32,10 +32,14 @@ class Sizes:
     replay_repeat: int = 3
     peer_commands: int = 20_000
     peer_accounts: int = 1_000
+    history_small: int = 10_000
+    history_large: int = 1_000_000
+    history_restore: int = 100_000
 
 
 QUICK = Sizes(movements=10_000, accounts=1_000, latency_rate=1_000, latency_seconds=3,
-              replay_entries=100_000, replay_repeat=1, peer_commands=1_000, peer_accounts=100)
+              replay_entries=100_000, replay_repeat=1, peer_commands=1_000, peer_accounts=100,
+              history_small=1_000, history_large=10_000, history_restore=10_000)
 
 
 def parse(argv: list[str] | None = None) -> tuple[Sizes, Path, bool]:
@@ -68,6 +72,9 @@ async def run(sizes: Sizes, console: Console) -> dict[str, Any]:
                 ledger_bench.LedgerSizes(sizes.movements, sizes.accounts, sizes.latency_rate, sizes.latency_seconds),
                 RESULTS, say,
             )
+            figures["history"] = await history.run(
+                databases, broker, small=sizes.history_small, large=sizes.history_large,
+                restore=sizes.history_restore, repeat=5, say=say)
         figures["replay"] = await replay.run(
             databases, entries=sizes.replay_entries, accounts=sizes.accounts, repeat=sizes.replay_repeat, say=say)
         say(f"peer: eventsourcing, {sizes.peer_commands:,} commands over {sizes.peer_accounts:,} accounts")
@@ -141,6 +148,19 @@ def table(results: dict[str, Any]) -> Table:
         " + ".join(f"{name} {mem[f'{name}_peak_rss_mib']:,.0f}" for name in LEDGER_PROCESSES
                    if f"{name}_peak_rss_mib" in mem),
         "", "", "",
+    )
+    his = results["history"]
+    grid.add_row(
+        f"6. history of an account with {his['account_events']} events",
+        f"{his['large']['seconds'] * 1000:,.0f} ms among {his['large']['events']:,} events"
+        f" ({his['large']['peak_kib']:,.0f} KiB)",
+        f"{his['small']['seconds'] * 1000:,.0f} ms among {his['small']['events']:,}"
+        f" ({his['small']['peak_kib']:,.0f} KiB)",
+        f"{his['ratio']:.2f}", "within 20 %", mark(abs(his["ratio"] - 1) <= 0.2),
+    )
+    grid.add_row(
+        f"   restore {his['restore']['events']:,} kept events into an empty broker",
+        f"{his['restore']['seconds']:,.1f} s", f"{his['restore']['events_per_s']:,.0f} events/s", "", "", "",
     )
     cpu = results["cpu"]
     if "ledger_us_per_movement" in cpu:

@@ -58,6 +58,16 @@ class Databases:
         self.created.append(name)
         return f"{self.server_url.rpartition('/')[0]}/{name}"
 
+    async def drop(self, url: str) -> None:
+        """Drop one database now (a large one should not wait for the end of the run)."""
+        name = url.rpartition("/")[2]
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        self.created.remove(name)
+
     async def drop_all(self) -> None:
         conn = await asyncpg.connect(self._dsn)
         try:

@@ -39,6 +39,10 @@ def test_quick_bench_reports_all_five_figures(tmp_path: Path, bootstrap_servers:
         for name in names:
             value = results[section][name]
             assert isinstance(value, int | float) and value > 0, f"{section}.{name} = {value!r}"
+    history = results["history"]  # an account's 100 events, among few and among many
+    assert history["small"]["events"] < history["large"]["events"]
+    assert all(history[size]["seconds"] > 0 and history[size]["peak_kib"] > 0 for size in ("small", "large"))
+    assert history["ratio"] > 0 and history["restore"]["events_per_s"] > 0
     posted = results["ingestion"]["movements"] + results["latency"]["payments"]
     assert results["ingestion"]["postings"] == 2 * posted  # every payment and charge, none refused
     assert results["replay"]["entries"] >= 100_000

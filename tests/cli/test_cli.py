@@ -34,10 +34,11 @@ async def test_pay_replay_statement_receipt_history(cli: Any) -> None:
     code, out, _ = await cli("statement", A, "--from", str(today - timedelta(days=1)),
                              "--to", str(today + timedelta(days=1)), "--format", "csv")
     assert code == 0 and out.splitlines()[0].startswith("occurred_at") and "150050" in out
-    history = await cli.json("history", A)
-    kinds = [e["event_type"] for e in history]
-    assert {"SubscriberRegistered", "PaymentReceived", "BalanceChanged"} <= set(kinds)
-    assert [e["balance_after"] for e in history if e["event_type"] == "BalanceChanged"] == [150_050]
+    # The history merges every service's archive (tests/flows/test_cli_actions.py reads it with all
+    # four up): with only the ledger running here, it says which service it could not reach.
+    away = {f"BILLING_{name}_URL": "http://127.0.0.1:1" for name in ("IDENTITY", "TARIFF", "NOTIFIER")}
+    code, _, err = await cli("history", A, env=away)
+    assert code == 5 and "service is not reachable at http://127.0.0.1:1" in err
     receipt = await cli.json("receipt", replay["steps"][0]["transaction_id"])
     assert (receipt["amount"], receipt["reference"], receipt["balance_after"]) == (150_050, "TERM-1", 150_050)
 
@@ -82,6 +83,16 @@ async def test_operator_moves_a_suspense_payment_through_the_ledger_api(cli: Any
     assert await cli.balance(B) == 7_500
     code, _, err = await cli("do", "move-suspense", str(item.transaction_id), B, "--reason", "again")
     assert code == 4 and "already resolved" in err and len(err.strip().splitlines()) == 1
+
+    # The placed payment has its receipt, like one credited at once.
+    async with cli.runtime.db.connect() as conn:
+        placement = (await store.suspense_item(conn, item.transaction_id)).settled_by
+    receipt = await cli.json("receipt", str(placement))
+    assert (receipt["account"], receipt["amount"], receipt["reference"], receipt["channel"], receipt["placed_from"],
+            receipt["balance_after"]) == (B, 7_500, "WRONG-NUMBER", "terminal", "999999999999", 7_500)
+    code, out, err = await cli("receipt", str(placement))
+    assert code == 0 and "75.00 RUB via terminal (ref WRONG-NUMBER)" in out
+    assert "placed from suspense: the payer typed 999999999999" in out, err
 
 
 async def test_dead_letter_list_show_and_retry(cli: Any) -> None:
@@ -128,3 +139,29 @@ async def test_errors_are_one_line_with_meaningful_exit_codes(cli: Any) -> None:
     assert code == 5 and "cannot reach the ledger database" in err
     for output in (err,):
         assert len(output.strip().splitlines()) == 1
+
+
+async def test_every_error_exits_with_its_documented_class(cli: Cli) -> None:
+    """README: 0 ok, 1 check failed, 2 wrong argument, 3 not found, 4 refused, 5 not reachable."""
+    no_broker = {"BILLING_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    for command in (("dlq", "list"), ("dlq", "show", "ledger/0"), ("events", "tail", "--from-beginning", "--limit", "1")):
+        code, _, err = await cli(*command, env=no_broker)
+        assert code == 5 and err.strip() == (
+            "error: the broker is not reachable: KafkaConnectionError: Unable to bootstrap from"
+            " [('127.0.0.1', 1, <AddressFamily.AF_INET: 2>)]"), (command, err)
+    missing = cli.env["BILLING_DATA_DIR"] + "/no-such-form.json"
+    code, _, err = await cli("do", "register", missing)
+    assert code == 2 and err.strip() == f"error: no such file: {missing}"
+    code, _, err = await cli("dlq", "retry", "ledger/0", "--with", missing)
+    assert code == 2 and err.strip() == f"error: no such file: {missing}"
+
+
+@pytest.mark.parametrize("service", ["identity", "ledger", "tariff", "notifier"])
+async def test_every_service_prints_its_help_and_starts_nothing(service: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", service, "--help", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", ""), "BILLING_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, err.decode()
+    assert out.decode().startswith(f"usage: python -m {service} [-h]") and "BILLING_" in out.decode()
+    assert b"service started" not in out + err

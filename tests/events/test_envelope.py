@@ -71,3 +71,9 @@ def test_money_parsing_refuses_too_many_decimals_and_unknown_currencies() -> Non
         Money.parse("1", "BTC")
     with pytest.raises(ValueError, match="not an amount"):
         Money.parse("ten")
+
+
+def test_an_amount_too_large_for_money_is_said_in_one_sentence() -> None:
+    with pytest.raises(ValueError) as huge:
+        Money.parse("99999999999999999999")
+    assert str(huge.value) == "99999999999999999999 RUB is more than the 10000000000000.00 RUB an amount may be"

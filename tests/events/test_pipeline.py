@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -91,8 +92,11 @@ async def test_event_flows_through_inbox_and_outbox(counter: ServiceRuntime, boo
 
 
 async def count_published(runtime: ServiceRuntime) -> int:
+    """Events the relay published (the payments the service took are kept beside them, already
+    published by their channel: see test_the_payments_taken_are_kept_for_the_history)."""
     async with runtime.db.connect() as conn:
-        return await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.published_at.is_not(None))) or 0
+        return await conn.scalar(select(func.count()).select_from(outbox).where(
+            outbox.c.published_at.is_not(None), outbox.c.topic != runtime.topics(topics.PAYMENTS))) or 0
 
 
 async def test_redelivered_event_changes_nothing(counter: ServiceRuntime, bootstrap_servers: str) -> None:
@@ -105,6 +109,38 @@ async def test_redelivered_event_changes_nothing(counter: ServiceRuntime, bootst
         assert await total(counter, "100000000016") == 701
         assert len([e for e in reader.envelopes if e.event_type == "BalanceChanged"]) == 2
     assert await count(counter, inbox) == 2
+
+
+async def test_the_payments_taken_are_kept_for_the_history(counter: ServiceRuntime, bootstrap_servers: str) -> None:
+    """A service keeps what it took from an ingress topic beside what it published, and its API
+    gives one account's events a page at a time, oldest first, until a page says it was the last."""
+    account, other = "100000000032", "100000000040"
+    first, poisoned, second = payment(account, "k-1", 300), payment(account, "poison-1", 5), payment(account, "k-2", 200)
+    async with RawProducer(bootstrap_servers) as producer, TopicReader(bootstrap_servers, counter.topics(topics.LEDGER)) as reader:
+        for event in (first, first, poisoned, second, payment(other, "k-3", 1)):
+            await producer.send(counter.topics(topics.PAYMENTS), event)
+        await reader.wait_for_type("BalanceChanged", 3)
+    await eventually(lambda: count_published(counter), what="outbox marked published")
+    async with counter.db.connect() as conn:
+        kept = (await conn.execute(select(outbox.c.value).where(
+            outbox.c.topic == counter.topics(topics.PAYMENTS), outbox.c.key == account).order_by(outbox.c.id))).scalars().all()
+    assert kept == [first.to_bytes(), second.to_bytes()]  # once each, as sent; the refused one is a dead letter
+
+    token = counter.tokens.issue("service", "operations")[0]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=counter.http_app), base_url="http://counter",
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
+        pages, after = [], 0
+        while after is not None:
+            page = (await client.get(f"/counter/accounts/{account}/events", params={"after_id": after, "limit": 1})).json()
+            pages.append(page["events"])
+            after = page["next_after_id"]
+        refused = await client.get(f"/counter/accounts/{account}/events",
+                                   headers={"Authorization": f"Bearer {counter.tokens.issue('subscriber', account)[0]}"})
+    events = [event for page in pages for event in page]
+    assert [(e["event_type"], e["payload"].get("reference")) for e in events] == [
+        ("PaymentReceived", "k-1"), ("BalanceChanged", None), ("PaymentReceived", "k-2"), ("BalanceChanged", None)]
+    assert len(pages) == 5 and pages[-1] == []  # the fifth page is empty and says it was the last
+    assert refused.status_code == 403  # operations only
 
 
 async def test_bad_messages_are_dead_lettered_and_the_consumer_goes_on(counter: ServiceRuntime, bootstrap_servers: str) -> None:

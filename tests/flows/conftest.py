@@ -63,6 +63,14 @@ class Suite:
         lines = [json.loads(line) for line in self.outbox_file.read_text().splitlines() if line.strip()]
         return [m for m in lines if account_to is None or m.get("to") == account_to]
 
+    def urls(self) -> dict[str, str]:
+        """Each service's HTTP API (name -> base URL)."""
+        return {runtime.name: f"http://127.0.0.1:{runtime.http_port}"
+                for runtime in (self.identity, self.ledger, self.tariff, self.notifier)}
+
+    def service_token(self) -> str:
+        return self.identity.tokens.issue("service", "operations")[0]
+
     async def ledger_balance(self, number: str) -> int | None:
         async with self.ledger.db.connect() as conn:
             state = await ledger_store.account(conn, number)

@@ -3,11 +3,17 @@ to the owning service's API (or, for a payment, the payments topic), never a dat
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import timedelta
 from typing import Any
+from xml.etree import ElementTree
+
+from billing_cli.output import money
 
 from billing_events.testing.plugin import eventually
+from tariff import service as tariff
 
 
 async def test_register_activate_block_unblock_reset_and_tail(suite: Any, form: dict[str, Any]) -> None:
@@ -21,6 +27,10 @@ async def test_register_activate_block_unblock_reset_and_tail(suite: Any, form: 
     code, out, err = await suite.billing("do", "pay", number, "2000")
     assert code == 0, err
     await eventually(lambda: _balance_is(suite, number, 200_000), what="payment posted and known to tariff")
+    history = json.loads((await suite.billing("history", number, "--json"))[1])
+    kinds = [e["event_type"] for e in history]
+    assert {"SubscriberRegistered", "PaymentReceived", "BalanceChanged"} <= set(kinds)
+    assert [e["balance_after"] for e in history if e["event_type"] == "BalanceChanged"] == [200_000]
     code, _, err = await suite.billing("do", "pay", number, "1000000.01")
     assert code == 2 and "1000000.01 RUB is over the limit of 1000000.00 RUB" in err
     code, _, err = await suite.billing("do", "redeem", number, "10", "--purpose", "gift")
@@ -56,3 +66,82 @@ async def test_register_activate_block_unblock_reset_and_tail(suite: Any, form: 
 
 async def _balance_is(suite: Any, number: str, minor: int) -> bool:
     return await suite.ledger_balance(number) == minor == await suite.tariff_balance(number)
+
+
+async def test_a_month_with_a_debt_block_drawn_and_stated(suite: Any, form: dict[str, Any],
+                                                                       tmp_path: Any) -> None:
+    code, out, err = await suite.billing("do", "register", "-", "--json", stdin=json.dumps(form).encode())
+    assert code == 0, err
+    number = json.loads(out)["account_number"]
+    await eventually(lambda: suite.ledger_account_open(number), what="ledger account")
+    assert (await suite.billing("do", "pay", number, "20"))[0] == 0
+    await eventually(lambda: _balance_is(suite, number, 2_000), what="the first payment")
+    assert (await suite.billing("do", "activate", number, "internet-100"))[0] == 0
+    for _ in range(5):  # day by day until the debt blocks the account
+        suite.clock.advance(timedelta(days=1))
+        await tariff.close_days(suite.tariff, suite.tariff.billing_day() - timedelta(days=1))
+        if (await tariff.get_subscription(suite.tariff, number)).debt_blocked:
+            break
+    in_debt = await eventually(lambda: _negative(suite, number), what="a debt")
+    for _ in range(2):  # blocked for two days: no fees
+        suite.clock.advance(timedelta(days=1))
+        await tariff.close_days(suite.tariff, suite.tariff.billing_day() - timedelta(days=1))
+    assert (await suite.billing("do", "pay", number, "500"))[0] == 0
+    await eventually(lambda: _balance_is(suite, number, in_debt + 50_000), what="the debt paid")
+
+    async def unblocked() -> Any:
+        history = json.loads((await suite.billing("history", number, "--json"))[1])
+        return history if "AccountUnblocked" in {e["event_type"] for e in history} else None
+    history = await eventually(unblocked, what="the unblock in the history")
+    changes = [e for e in history if e["event_type"] == "BalanceChanged"]
+
+    picture = tmp_path / "month.svg"
+    code, out, err = await suite.billing("history", number, "--svg", str(picture))
+    assert code == 0 and str(picture) in out, err
+    root = ElementTree.parse(picture).getroot()
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    main = root.find("svg:polyline[@class='balance main']", ns)
+    bonus = root.find("svg:polyline[@class='balance bonus']", ns)
+    assert main is not None and bonus is not None
+    assert len(main.get("points", "").split()) == 2 * len(changes)  # a step per change, held to the end
+    [block] = root.findall("svg:rect[@class='block debt']", ns)
+    assert float(block.get("width", "0")) > 2 and "blocked (debt) from" in block.findtext("svg:title", "", ns)
+    payments = [marker.findtext("svg:title", "", ns) for marker in root.findall("svg:circle[@class='payment']", ns)]
+    assert [title.split(" at ")[0] for title in payments] == ["payment 20.00 RUB", "payment 500.00 RUB"]
+    axis = [label.text for label in root.findall("svg:text[@class='axis']", ns)]
+    assert axis[:3] == [money(in_debt), "0.00 RUB", money(in_debt + 50_000)]
+
+    code, out, err = await suite.billing("statement", number, "--from", "2026-03-01", "--to", "2026-04-01",
+                                    "--format", "csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows[0]["kind"] == "opening balance" and rows[-1]["kind"] == "total"
+    assert {row["currency"] for row in rows} == {"RUB"}
+    assert int(rows[0]["balance_after"]) + sum(int(row["amount"]) for row in rows[1:-1]) \
+        == int(rows[-1]["balance_after"]) == in_debt + 50_000
+    assert int(rows[-1]["amount"]) == sum(int(row["amount"]) for row in rows[1:-1])
+    charges = [row for row in rows if row["kind"] == "charge"]
+    assert charges and {row["charged_for"] for row in charges} == {"plan internet-100"}
+    assert [row["billing_day"] for row in charges] == sorted({row["billing_day"] for row in charges})
+    code, out, err = await suite.billing("statement", number, "--from", "2026-03-01", "--to", "2026-04-01")
+    assert code == 0 and f"plan internet-100, {charges[0]['billing_day']}" in out and "20.00 RUB" in out, err
+
+    code, out, err = await suite.billing("events", "tail", "--account", number, "--from-beginning",
+                                    "--limit", "12", "--json")
+    assert code == 0, err
+    tailed = [json.loads(chunk) for chunk in out.replace("}\n{", "}\x00{").split("\x00") if chunk.strip()]
+    moments = [e["occurred_at"] for e in tailed]
+    assert len(tailed) == 12 and moments == sorted(moments), moments  # in the order it happened
+    assert tailed[0]["event_type"] == "SubscriberRegistered"
+
+    code, out, err = await suite.billing("history", number, "--chart")
+    assert code == 0, err
+    drawn = out.splitlines()
+    marks = drawn[-3]
+    assert marks.strip().startswith("P") and "D" in marks and marks.count("P") == 2
+    assert any("█" in row for row in drawn) and drawn[-1].strip().startswith("█ main")
+
+
+async def _negative(suite: Any, number: str) -> int | None:
+    balance = await suite.ledger_balance(number)
+    return balance if balance is not None and balance < 0 and balance == await suite.tariff_balance(number) else None

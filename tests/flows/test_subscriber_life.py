@@ -85,7 +85,7 @@ async def test_a_subscribers_life(suite: Any, form: dict[str, Any], capsys: Any)
                      <= {m["template"] for m in suite.messages()}, what="the subscriber told")
 
     # The account's whole life, merged from every topic, in order, with the running balance.
-    lines = timeline(await read_account({"bootstrap_servers": suite.bootstrap}, suite.ledger.topics, number))
+    lines = timeline(await read_account(suite.urls(), suite.service_token(), number))
     kinds = [line.envelope.event_type for line in lines]
     for earlier, later in [("SubscriberRegistered", "PaymentReceived"), ("PaymentReceived", "SubscriptionActivated"),
                            ("SubscriptionActivated", "ChargeApplied"), ("ChargeApplied", "AccountBlocked"),

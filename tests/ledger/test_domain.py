@@ -1517,3 +1517,16 @@ def test_any_sequence_keeps_double_entry_and_the_projection_equal_to_the_replay(
     assert replayed.get(SUSPENSE, 0) == open_suspense
     assert len({t.id for t in ledger.journal}) == len(ledger.journal)
     assert verify_chain(chained(ledger.journal)) is None
+
+
+def test_refusals_say_money_as_money() -> None:
+    """People read these messages: amounts with their currency, never kopeck integers."""
+    with pytest.raises(CommandRefused) as short:
+        change_payment_type(account(main=-50_000), PaymentType.CREDIT, Money(minor=10_000), changed_by="cabinet")
+    assert short.value.message == "limit 100.00 RUB does not cover the current debt of 500.00 RUB"
+    with pytest.raises(CommandRefused) as bonus:
+        apply_charge(charge(minor=5_000), cause_id=None, account=account(bonus=100), at=AT, bonus_to_use=101)
+    assert bonus.value.message == f"account {ALICE} has 1.00 RUB in bonuses, not 1.01 RUB"
+    with pytest.raises(CommandRefused) as part:
+        apply_charge(charge(minor=5_000), cause_id=None, account=account(bonus=10_000), at=AT, bonus_to_use=5_001)
+    assert part.value.message == "bonus_to_use must be within 0..50.00 RUB"

@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing_cli.output import Exit, fail
+from billing_events.auth import Tokens
 from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.clock import Clock, FileClock, SystemClock
 from billing_events.settings import KafkaSettings
@@ -62,6 +64,13 @@ class CliSettings(BaseSettings):
     def url(self, service: str) -> str:
         explicit = getattr(self, f"{service}_url")
         return explicit or f"http://127.0.0.1:{self.suite().get('ports', DEFAULT_PORTS)[service]}"
+
+    def service_token(self) -> str:
+        """A short-lived service token for the services' APIs, minted with the deployment's key."""
+        key = self.signing_key()
+        if key is None:
+            fail("no signing key: set BILLING_TOKEN_SIGNING_KEY (or run `billing up` for the embedded suite)", Exit.USAGE)
+        return Tokens(key, SystemClock()).issue("service", f"cli:{self.operator}")[0]
 
     def signing_key(self) -> str | None:
         if self.token_signing_key:

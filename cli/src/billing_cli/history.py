@@ -1,21 +1,24 @@
-"""An account's whole life, merged from every service's topic.
+"""An account's whole life, merged from every service's own events.
 
-Every topic is keyed by account number, so one account's events sit in one partition of each
-topic (Kafka's default partitioner: murmur2 of the key). The history reads just that partition
-of each topic from the beginning to its current end: no consumer group, nothing committed.
+Each service keeps the events it published (and the payments it took from the channels) in its
+database and answers ``GET /<service>/accounts/{account}/events`` from an index on the account,
+a page at a time (:mod:`billing_events.archive`). So a history costs what the account's own
+events cost, whatever the size of the topics, ends when the last page says so, and survives a
+broker that lost its topics.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
+import httpx
 
-from billing_cli.output import money
+from billing_cli.output import Exit, fail, money
 from billing_events import topics
-from billing_events.envelope import Envelope, InvalidEvent, decode, is_current
+from billing_events.envelope import Envelope, decode_object
 
 HISTORY_TOPICS = (topics.IDENTITY, topics.PAYMENTS, topics.LEDGER, topics.LEDGER_COMMANDS, topics.TARIFF, topics.NOTIFIER)
 
@@ -27,49 +30,28 @@ class HistoryLine:
     """The main balance after this event, for events that moved money (BalanceChanged)."""
 
 
-async def read_account(broker: dict[str, Any], names: topics.TopicNames, account: str,
-                       wanted: tuple[str, ...] = HISTORY_TOPICS) -> list[Envelope[Any]]:
-    consumer = AIOKafkaConsumer(**broker, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions: list[TopicPartition] = []
-        existing = await consumer.topics()
-        key = account.encode()
-        for topic in (names(t) for t in wanted):
-            if topic in existing:
-                count = len(consumer.partitions_for_topic(topic) or ())
-                partitions.append(TopicPartition(topic, DefaultPartitioner()(key, list(range(count)), list(range(count)))))
-        if not partitions:
-            return []
-        found: list[Envelope[Any]] = []
-        for record in await read_from_beginning(consumer, partitions):
-            if record.key == key:
-                try:
-                    envelope = decode(record.value)
-                except InvalidEvent:
-                    continue
-                if is_current(envelope):  # an older version beside it tells the same fact again
-                    found.append(envelope)
-        return found
-    finally:
-        await consumer.stop()
+async def read_account(services: Mapping[str, str], token: str, account: str) -> list[Envelope[Any]]:
+    """Every event the services (name -> base URL) published about ``account``."""
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
+        found = await asyncio.gather(*(_read_service(client, name, url, account) for name, url in services.items()))
+    return [envelope for events in found for envelope in events]
 
 
-async def read_from_beginning(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> list[Any]:
-    """Every record of the partitions, oldest first, until the broker has nothing more.
-
-    Reading stops after two empty polls rather than at the reported end offsets: the embedded
-    broker's end offsets can lag behind what it holds."""
-    consumer.assign(partitions)
-    await consumer.seek_to_beginning(*partitions)
-    records: list[Any] = []
-    quiet = 0
-    while quiet < 2:
-        batches = await consumer.getmany(timeout_ms=400)
-        quiet = 0 if batches else quiet + 1
-        for batch in batches.values():
-            records.extend(batch)
-    return records
+async def _read_service(client: httpx.AsyncClient, name: str, url: str, account: str) -> list[Envelope[Any]]:
+    found: list[Envelope[Any]] = []
+    after: int | None = 0
+    while after is not None:
+        try:
+            response = await client.get(f"{url}/{name}/accounts/{account}/events", params={"after_id": after})
+        except httpx.TransportError as exc:
+            fail(f"the {name} service is not reachable at {url}: {type(exc).__name__}", Exit.UNREACHABLE)
+        if response.status_code >= 400:
+            fail(f"{name} refused the history ({response.status_code}): {response.text[:200]}",
+                 Exit.NOT_FOUND if response.status_code == 404 else Exit.REFUSED)
+        page = response.json()
+        found.extend(decode_object(event) for event in page["events"])
+        after = page["next_after_id"]
+    return found
 
 
 def timeline(envelopes: list[Envelope[Any]]) -> list[HistoryLine]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -19,14 +20,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from billing_cli import actions, catalog, clock, history
+from billing_cli import actions, catalog, chart, clock, history
 from billing_cli.actions import account_number, moment
 from billing_cli.config import CliSettings
 from billing_cli.launcher import SERVICES, run_suite
 from billing_cli.ledger_ops import ledger_context
 from billing_cli.output import Exit, console, emit_json, fail, money, reported
 from billing_events.logging import configure_logging
-from billing_events.topics import TopicNames
 
 T = TypeVar("T")
 app = typer.Typer(help="Operations tools of the billing suite.", no_args_is_help=True, add_completion=False,
@@ -54,6 +54,8 @@ def _root() -> None:
     """Operations tools of the billing suite."""
     # Log lines go to stderr, so --json output on stdout stays machine-readable.
     configure_logging("cli", level="WARNING")
+    # A broker that does not answer is reported once, as an error line and exit 5 (see `reported`).
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 @app.command()
@@ -73,18 +75,37 @@ def up(
 
 
 @app.command("history")
-def history_command(account: AccountArg, as_json: JsonOpt = False) -> None:
+def history_command(
+    account: AccountArg,
+    as_json: JsonOpt = False,
+    chart_: Annotated[bool, typer.Option("--chart", help="Draw the main and bonus balance over time, "
+                                                            "blocks and payments marked")] = False,
+    svg: Annotated[Path | None, typer.Option("--svg", help="Write that picture to this SVG file")] = None,
+) -> None:
     """The whole life of one account, merged from every service's events, with the balance."""
     number = account_number(account)
     settings = CliSettings()
 
     async def read() -> list[history.HistoryLine]:
-        found = await history.read_account(settings.broker_options(), TopicNames(settings.topic_prefix), number)
+        found = await history.read_account({name: settings.url(name) for name in SERVICES},
+                                           settings.service_token(), number)
         return history.timeline(found)
 
     lines = run(read())
     if not lines:
         fail(f"no events for account {number}", Exit.NOT_FOUND)
+    if chart_ or svg is not None:
+        drawn = chart.picture(lines)
+        if not drawn.points:
+            fail(f"account {number} has no balance changes to draw", Exit.NOT_FOUND)
+        if svg is not None:
+            with reported():
+                svg.write_text(chart.svg(drawn, f"Account {number}: balance over time"))
+            console.print(f"written to {svg}")
+        if chart_:
+            console.print(f"Account {number}: balance over time", markup=False)
+            console.print("\n".join(chart.terminal(drawn)), markup=False)
+        return
     if as_json:
         emit_json([{**line.envelope.model_dump(mode="json"), "balance_after": line.balance} for line in lines])
         return
@@ -308,33 +329,46 @@ def statement(
                 fail(exc.message, Exit.NOT_FOUND)
 
     result = run(go())
+    currency = result.currency
     rows = [{"occurred_at": line.entry.occurred_at.isoformat(), "kind": line.entry.kind.value,
-             "transaction_id": str(line.entry.transaction_id), "amount": line.entry.amount,
+             "billing_day": line.charge.billing_day.isoformat() if line.charge else "",
+             "charged_for": line.charge.what if line.charge else "",
+             "transaction_id": str(line.entry.transaction_id), "amount": line.entry.amount, "currency": currency,
              "balance_after": line.balance_after} for line in result.lines]
     if fmt == "json":
         emit_json({"account": number, "from": period_start, "to": period_end, "opening": result.opening_balance,
                    "closing": result.closing_balance, "total_in": result.total_in, "total_out": result.total_out,
-                   "currency": result.currency, "lines": rows})
+                   "currency": currency, "lines": rows})
     elif fmt == "csv":
+        # Amounts in minor units (kopecks) with their currency; the first and last rows make the
+        # file reconcile on its own: opening + the amounts = closing.
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["occurred_at"])
+        writer = csv.DictWriter(buffer, fieldnames=["occurred_at", "kind", "billing_day", "charged_for",
+                                                    "transaction_id", "amount", "currency", "balance_after"],
+                                restval="")
         writer.writeheader()
+        writer.writerow({"occurred_at": period_start.isoformat(), "kind": "opening balance", "amount": 0,
+                         "currency": currency, "balance_after": result.opening_balance})
         writer.writerows(rows)
+        writer.writerow({"occurred_at": period_end.isoformat(), "kind": "total", "currency": currency,
+                         "amount": result.total_in - result.total_out, "balance_after": result.closing_balance})
         sys.stdout.write(buffer.getvalue())
     else:
         table = Table(title=f"Statement of {number}, {period_start:%Y-%m-%d} to {period_end:%Y-%m-%d}")
-        for column in ("when", "what", "amount", "balance"):
-            table.add_column(column)
+        for column in ("when", "what", "for", "amount", "balance"):
+            table.add_column(column, justify="right" if column in ("amount", "balance") else "left")
         for row in rows:
-            table.add_row(row["occurred_at"][:19], row["kind"], money(row["amount"]), money(row["balance_after"]))
+            charged = f"{row['charged_for']}, {row['billing_day']}" if row["charged_for"] else ""
+            table.add_row(row["occurred_at"][:19], row["kind"], charged, money(row["amount"], currency),
+                          money(row["balance_after"], currency))
         console.print(table)
-        console.print(f"opening {money(result.opening_balance)}  in {money(result.total_in)}"
-                      f"  out {money(result.total_out)}  closing {money(result.closing_balance)}")
+        console.print(f"opening {money(result.opening_balance, currency)}  in {money(result.total_in, currency)}"
+                      f"  out {money(result.total_out, currency)}  closing {money(result.closing_balance, currency)}")
 
 
 @app.command()
 def receipt(transaction_id: Annotated[str, typer.Argument(help="The payment's transaction id")], as_json: JsonOpt = False) -> None:
-    """A receipt confirming that one payment was credited."""
+    """A receipt confirming that one payment was credited (also one operations placed from suspense)."""
     try:
         txn = UUID(transaction_id)
     except ValueError:
@@ -353,14 +387,19 @@ def receipt(transaction_id: Annotated[str, typer.Argument(help="The payment's tr
     data = {"transaction_id": str(result.transaction_id), "account": result.account_number,
             "channel": result.channel.value, "reference": result.reference, "amount": result.amount,
             "currency": result.currency, "credited_at": result.credited_at.isoformat(),
-            "balance_after": result.balance_after, "bonus_accrued": result.bonus_accrued}
+            "balance_after": result.balance_after, "bonus_accrued": result.bonus_accrued,
+            "placed_from": result.placed_from}
     if as_json:
         emit_json(data)
         return
     console.print(f"[bold]Payment receipt[/bold] {data['transaction_id']}")
     console.print(f"account {result.account_number}; {money(result.amount, result.currency)} via"
-                  f" {result.channel.value} (ref {result.reference}) credited {result.credited_at:%Y-%m-%d %H:%M:%S} UTC")
-    console.print(f"balance after: {money(result.balance_after, result.currency)}; bonus: {money(result.bonus_accrued)}")
+                  f" {result.channel.value} (ref {result.reference}) credited {result.credited_at:%Y-%m-%d %H:%M:%S} UTC",
+                  markup=False)
+    if result.placed_from is not None:
+        console.print(f"placed from suspense: the payer typed {result.placed_from}", markup=False)
+    console.print(f"balance after: {money(result.balance_after, result.currency)};"
+                  f" bonus: {money(result.bonus_accrued, result.currency)}")
 
 
 @app.command()

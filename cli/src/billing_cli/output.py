@@ -11,6 +11,7 @@ from enum import IntEnum
 from typing import Any, NoReturn
 
 import typer
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from rich.console import Console
 
 # Piped output (a file, a pager, a script) gets wide lines instead of an 80-column wrap.
@@ -46,6 +47,12 @@ def reported() -> Iterator[None]:
     except CliError as exc:
         errors.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(exc.code) from None
+    except (FileNotFoundError, IsADirectoryError) as exc:  # a path the operator gave: a wrong argument
+        errors.print(f"[red]error:[/red] no such file: {exc.filename}")
+        raise typer.Exit(Exit.USAGE) from None
+    except (KafkaConnectionError, KafkaTimeoutError) as exc:  # aiokafka's are not OSErrors
+        errors.print(f"[red]error:[/red] the broker is not reachable: {exc}")
+        raise typer.Exit(Exit.UNREACHABLE) from None
     except (ConnectionError, OSError, TimeoutError) as exc:
         errors.print(f"[red]error:[/red] not reachable: {exc}")
         raise typer.Exit(Exit.UNREACHABLE) from None

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from billing_cli.config import CliSettings
-from billing_cli.history import read_from_beginning, summary
-from billing_cli.output import Exit, console, emit_json, fail
+from billing_cli.history import summary
+from billing_cli.output import Exit, console, emit_json, errors, fail
 from billing_events.envelope import InvalidEvent, decode
 from billing_events.topics import TopicNames, dead_letter_topic
 
@@ -20,31 +21,75 @@ CONSUMERS = ("ledger", "identity", "tariff", "notifier")
 
 async def tail(settings: CliSettings, wanted: list[str], account: str | None, from_beginning: bool,
                limit: int | None, as_json: bool) -> None:
+    """Events in the order they happened: what the topics hold already (with --from-beginning)
+    sorted by time across topics and partitions, then each poll's new events sorted the same way."""
     names = TopicNames(settings.topic_prefix)
-    consumer = AIOKafkaConsumer(*(names(t) for t in wanted), **settings.broker_options(),
-                                auto_offset_reset="earliest" if from_beginning else "latest",
-                                enable_auto_commit=False, group_id=None)
-    await consumer.start()
+    consumer = AIOKafkaConsumer(**settings.broker_options(), enable_auto_commit=False)
     shown = 0
     try:
-        async for record in consumer:
-            if account and (record.key or b"").decode(errors="replace") != account:
-                continue
-            try:
-                envelope = decode(record.value)
-            except InvalidEvent as exc:
-                console.print(f"[red]{record.topic}[/red] unreadable message: {exc}")
-                continue
-            if as_json:
-                emit_json(envelope.model_dump(mode="json"))
-            else:
-                console.print(f"{envelope.occurred_at:%H:%M:%S} [cyan]{record.topic}[/cyan] {envelope.account}"
-                              f" [bold]{envelope.event_type}[/bold] {summary(envelope)}")
-            shown += 1
-            if limit is not None and shown >= limit:
-                return
+        await consumer.start()
+        existing = await consumer.topics()
+        partitions = [TopicPartition(topic, partition) for topic in (names(t) for t in wanted) if topic in existing
+                      for partition in sorted(consumer.partitions_for_topic(topic) or ())]
+        if from_beginning:
+            backlog = await read_from_beginning(consumer, partitions)
+        else:
+            consumer.assign(partitions)
+            await consumer.seek_to_end(*partitions)
+            backlog = []
+        records = backlog
+        while True:
+            for record in sorted(_of_account(records, account), key=_when):
+                _show(record, as_json)
+                shown += 1
+                if limit is not None and shown >= limit:
+                    return
+            records = [r for batch in (await consumer.getmany(timeout_ms=400)).values() for r in batch]
     finally:
         await consumer.stop()
+
+
+def _of_account(records: list[Any], account: str | None) -> list[Any]:
+    return [r for r in records if account is None or (r.key or b"").decode(errors="replace") == account]
+
+
+def _when(record: Any) -> tuple[datetime, str]:
+    """When the event happened (the broker's timestamp for a message that is no event)."""
+    try:
+        envelope = decode(record.value)
+    except InvalidEvent:
+        return datetime.fromtimestamp(record.timestamp / 1000, UTC), ""
+    return envelope.occurred_at, str(envelope.event_id)
+
+
+def _show(record: Any, as_json: bool) -> None:
+    try:
+        envelope = decode(record.value)
+    except InvalidEvent as exc:
+        errors.print(f"{record.topic} unreadable message: {exc}", markup=False)
+        return
+    if as_json:
+        emit_json(envelope.model_dump(mode="json"))
+    else:
+        console.print(f"{envelope.occurred_at:%Y-%m-%d %H:%M:%S} [cyan]{record.topic}[/cyan] {envelope.account}"
+                      f" [bold]{envelope.event_type}[/bold] {summary(envelope)}")
+
+
+async def read_from_beginning(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> list[Any]:
+    """Every record of the partitions, oldest first, until the broker has nothing more.
+
+    Reading stops after two empty polls rather than at the reported end offsets: the embedded
+    broker's end offsets can lag behind what it holds."""
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    records: list[Any] = []
+    quiet = 0
+    while quiet < 2:
+        batches = await consumer.getmany(timeout_ms=400)
+        quiet = 0 if batches else quiet + 1
+        for batch in batches.values():
+            records.extend(batch)
+    return records
 
 
 @dataclass(frozen=True)
@@ -90,8 +135,8 @@ class DeadLetterView:
 async def _read_dead_letters(settings: CliSettings, consumers: tuple[str, ...]) -> list[DeadLetterView]:
     names = TopicNames(settings.topic_prefix)
     consumer = AIOKafkaConsumer(**settings.broker_options(), enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         existing = await consumer.topics()
         partitions = [TopicPartition(names(dead_letter_topic(c)), 0) for c in consumers
                       if names(dead_letter_topic(c)) in existing]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
@@ -134,8 +134,11 @@ class EventConsumer:
         topics: TopicNames,
         clock: Clock,
         on_commit: Callable[[], None] = lambda: None,
+        keeps: Collection[str] = (),
     ) -> None:
         self.name = name
+        self._keeps = frozenset(keeps)
+        """Real names of the ingress topics whose accepted events this consumer keeps."""
         self._db = db
         self._handler = handler
         self._topics = topics
@@ -215,6 +218,10 @@ class EventConsumer:
             if len(again) > len(conflicts):
                 metrics.EVENTS_DUPLICATE.labels(self.name).inc(len(again) - len(conflicts))
             outcome = await self._handler(conn, [item.envelope for item in new]) if new else Outcome()
+            rejected_ids = {envelope.event_id for envelope, _ in outcome.rejected}
+            if self._keeps:  # before what they caused, so an account's archive reads cause first
+                await outbox.keep(conn, [item.record for item in new if item.record.topic in self._keeps
+                                         and item.envelope.event_id not in rejected_ids], clock=self._clock)
             await outbox.stage(conn, outcome.publish, topics=self._topics, clock=self._clock)
             by_id = {item.envelope.event_id: item.record for item in new}
             refused = dead + [
@@ -227,7 +234,6 @@ class EventConsumer:
             # A refused event is not remembered as processed: once its cause is fixed (the account
             # registered, the catalog loaded), `billing dlq retry` sends it again and it is taken.
             await inbox.release(conn, self.name, [envelope.event_id for envelope, _ in outcome.rejected])
-        rejected_ids = {envelope.event_id for envelope, _ in outcome.rejected}
         _count(metrics.EVENTS_HANDLED, self.name,
                Counter(i.envelope.event_type for i in new if i.envelope.event_id not in rejected_ids))
         self._log_dead(refused)

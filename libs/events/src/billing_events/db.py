@@ -88,13 +88,17 @@ class Database:
             yield conn
 
     async def create_schema(self, *metadatas: MetaData) -> None:
-        """Create missing tables. Instances starting together on a new database take turns
+        """Create missing tables, and missing indexes of existing tables (a database made by an
+        older version gains them). Instances starting together on a new database take turns
         (an advisory lock): two concurrent ``CREATE TABLE`` of one name fail the second."""
         async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
             for metadata in metadatas:
                 await conn.run_sync(metadata.create_all)
+                for table in metadata.sorted_tables:
+                    for index in table.indexes:
+                        await conn.run_sync(index.create, checkfirst=True)
 
     @asynccontextmanager
     async def leading(self, key: int, *, poll_seconds: float) -> AsyncIterator[Callable[[], Awaitable[None]]]:

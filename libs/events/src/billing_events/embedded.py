@@ -1,16 +1,22 @@
 """The embedded broker: Tansu, a Kafka-protocol broker in one static binary (memory only).
 
+It dies with the process that started it (on Linux, whichever way that process ends).
+
 Used by ``make run`` and by the tests when no other broker is named. Nothing else in the suite
 knows it is Tansu: the services speak the Kafka protocol to whatever ``bootstrap_servers`` says.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -42,6 +48,23 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """Run in the broker's process before it starts: the kernel sends it SIGTERM when the thread
+    that started it ends, whichever way (a failed start, Ctrl-C, SIGTERM, SIGKILL): a broker
+    nobody can stop any more would keep its port and its memory. (Start it from a thread that
+    lives as long as the broker should: the main one.)"""
+
+    def arrange() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent ended before the request was made
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
+
+
 class EmbeddedBroker:
     """Start Tansu on a loopback port; ``stop`` terminates it (and its in-memory topics)."""
 
@@ -71,6 +94,7 @@ class EmbeddedBroker:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal goes to the launcher, which stops us last
+            preexec_fn=_die_with(os.getpid()) if sys.platform == "linux" else None,  # noqa: PLW1509
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

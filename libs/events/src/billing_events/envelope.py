@@ -153,6 +153,11 @@ def decode(raw: bytes | str) -> Envelope[Any]:
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidEvent(f"not JSON: {exc}", RefusalCode.UNREADABLE) from None
+    return decode_object(data)
+
+
+def decode_object(data: Any) -> Envelope[Any]:
+    """Validate parsed JSON (an API's answer) into a typed envelope, or raise :class:`InvalidEvent`."""
     if not isinstance(data, dict):
         raise InvalidEvent("not a JSON object", RefusalCode.UNREADABLE)
     event_type, version = data.get("event_type"), data.get("schema_version")
@@ -197,6 +202,7 @@ __all__ = [
     "Event",
     "InvalidEvent",
     "decode",
+    "decode_object",
     "describe_validation_error",
     "envelope_model",
     "event_class",

@@ -7,6 +7,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.helpers import create_ssl_context
@@ -109,6 +110,26 @@ async def ensure_topics(settings: KafkaSettings, names: TopicNames, specs: Itera
                 raise RuntimeError(f"cannot create topic {topic}: {message} (error {code})")
     finally:
         await admin.close()
+
+
+async def empty_topics(settings: KafkaSettings, topics: Iterable[str]) -> list[str]:
+    """Those of ``topics`` that exist and hold no record in any partition (a broker that lost
+    them: the embedded one after a restart, or a cluster rebuilt from nothing)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    await _start_with_retry(consumer.start, what="end-offset reader")
+    try:
+        existing = await consumer.topics()
+        empty = []
+        for topic in topics:
+            if topic not in existing:
+                continue
+            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            ends = await consumer.end_offsets(partitions)
+            if partitions and not any(ends.values()):
+                empty.append(topic)
+        return empty
+    finally:
+        await consumer.stop()
 
 
 async def _start_with_retry(start: Callable[[], Awaitable[Any]], *, what: str, attempts: int = 30) -> None:

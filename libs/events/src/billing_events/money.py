@@ -62,7 +62,10 @@ class Money(BaseModel):
         exponent = value.as_tuple().exponent
         if isinstance(exponent, int) and -exponent > digits:
             raise ValueError(f"{amount!r} has more than {digits} decimals for {currency}")
-        return cls(minor=int(value.scaleb(digits)), currency=currency)
+        minor = int(value.scaleb(digits))
+        if abs(minor) > MAX_MINOR:
+            raise ValueError(f"{amount} {currency} is more than the {format_amount(MAX_MINOR, currency)} an amount may be")
+        return cls(minor=minor, currency=currency)
 
     def _same_currency(self, other: Money) -> None:
         if other.currency != self.currency:

@@ -65,6 +65,18 @@ async def stage(
     return await stage_rows(conn, rows)
 
 
+async def keep(conn: AsyncConnection, records: Sequence[Any], *, clock: Clock) -> None:
+    """Keep events a service took from an ingress topic as if it had published them (already
+    published): its history and a restore of the topics then hold them too."""
+    now = clock.now()
+    await bulk_insert(conn, outbox, [
+        {"topic": record.topic, "key": (record.key or b"").decode(errors="replace"), "value": record.value,
+         "headers": {name: value.decode(errors="replace") for name, value in record.headers or ()},
+         "created_at": now, "published_at": now}
+        for record in records
+    ])
+
+
 async def stage_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> int:
     await bulk_insert(conn, outbox, rows)
     if rows and conn.dialect.name == "postgresql":
@@ -101,14 +113,20 @@ async def archived(
     account: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    topics: Sequence[str] | None = None,
     chunk: int = 1000,
 ) -> AsyncIterator[Sequence[Any]]:
-    """Published events still kept in the outbox (dead letters excluded), oldest first."""
+    """Published events still kept in the outbox, oldest first: of the given ``topics`` (real
+    names), or of every event topic (dead letters excluded)."""
     query = (
-        select(outbox.c.key, outbox.c.value, outbox.c.headers)
-        .where(outbox.c.published_at.is_not(None), outbox.c.topic.not_like("%.dlq"))
+        select(outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
+        .where(outbox.c.published_at.is_not(None), outbox.c.error.is_(None))
         .order_by(outbox.c.id)
     )
+    if topics is None:
+        query = query.where(outbox.c.topic.not_like("%.dlq"))
+    else:
+        query = query.where(outbox.c.topic.in_(list(topics)))
     if account is not None:
         query = query.where(outbox.c.key == account)
     if since is not None:
@@ -118,6 +136,25 @@ async def archived(
     result = await conn.stream(query.execution_options(yield_per=chunk))
     async for rows in result.partitions(chunk):
         yield rows
+
+
+async def published_topics(conn: AsyncConnection) -> list[str]:
+    """The topics this service's kept events went to."""
+    return list(await conn.scalars(select(outbox.c.topic).where(outbox.c.published_at.is_not(None)).distinct()))
+
+
+async def account_page(conn: AsyncConnection, account: str, *, after_id: int = 0, limit: int = 1000) -> Sequence[Any]:
+    """One page of an account's events (dead letters and undeliverable rows excluded), in the
+    order they were staged: ``id, value, headers`` of up to ``limit`` rows after ``after_id``.
+    Reads the ``outbox_by_key`` index, so its cost follows the account's own events."""
+    query = (
+        select(outbox.c.id, outbox.c.value, outbox.c.headers)
+        .where(outbox.c.key == account, outbox.c.id > after_id, outbox.c.topic.not_like("%.dlq"),
+               outbox.c.error.is_(None))
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    return (await conn.execute(query)).all()
 
 
 class OutboxRelay:
@@ -226,6 +263,21 @@ class OutboxRelay:
         if failed:
             metrics.PUBLISH_FAILURES.labels(self._name, "refused").inc(len(failed))
         return len(rows)
+
+    async def restore(self, topics: Sequence[str]) -> int:
+        """Publish every kept event of ``topics`` again, unchanged and in their original order:
+        to fill topics a broker lost (the embedded broker keeps them in memory only; a rebuilt
+        cluster starts empty). Consumers' inboxes recognise the events they already took.
+        Call it before the relay runs, so that nothing newer reaches those topics first."""
+        count = 0
+        async with self._db.transaction() as conn:
+            if not await self._take_lock(conn):
+                return 0  # another instance of the service is publishing: it restores them
+            async for rows in archived(conn, topics=topics, chunk=self._batch_size):
+                await asyncio.gather(*[await self._send(row) for row in rows])
+                count += len(rows)
+        metrics.EVENTS_PUBLISHED.labels(self._name).inc(count)
+        return count
 
     async def _send(self, row: Any) -> Awaitable[Any]:
         """Hand one row to the producer; a refusal raised at once comes back as the outcome."""

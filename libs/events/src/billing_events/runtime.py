@@ -13,9 +13,12 @@ process through PostgreSQL (see :mod:`billing_events.outbox`).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import signal
+import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,14 +32,15 @@ from sqlalchemy import MetaData, text
 
 from billing_events import catalog as _catalog  # noqa: F401  (registers every event type)
 from billing_events import metrics, topics
+from billing_events.archive import events_router
 from billing_events.auth import Tokens
 from billing_events.clock import Clock
 from billing_events.consumer import BatchHandler, EventConsumer
 from billing_events.db import Database, is_transient
 from billing_events.http import build_http_app
-from billing_events.kafka import ensure_topics, make_broker, subscribe
+from billing_events.kafka import empty_topics, ensure_topics, make_broker, subscribe
 from billing_events.logging import configure_logging, get_logger
-from billing_events.outbox import OutboxRelay, archived, backlog, listen_for_staged_rows
+from billing_events.outbox import OutboxRelay, archived, backlog, listen_for_staged_rows, published_topics
 from billing_events.schema import plumbing_metadata
 from billing_events.settings import ServiceSettings
 from billing_events.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
@@ -92,8 +96,8 @@ class ServiceRuntime:
             self.attach_handler(self.handler)
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
-        self.http_app = build_http_app(self.name, self.readiness, self.routers if self.consuming else [],
-                                       needed=self.needed_checks)
+        served = [*self.routers, events_router(self.name, self.db)] if self.consuming else []
+        self.http_app = build_http_app(self.name, self.readiness, served, needed=self.needed_checks)
         self.tokens = Tokens(self.settings.token_signing_key, self.clock)
         self.http_app.state.tokens = self.tokens
         self._http_server: uvicorn.Server | None = None
@@ -131,6 +135,7 @@ class ServiceRuntime:
             topics=self.topics,
             clock=self.clock,
             on_commit=self._committed,
+            keeps=[self.topics(topic) for topic in self.consumes if topic in topics.INGRESS_TOPICS],
         )
         self.subscriber = subscribe(
             self.broker,
@@ -149,6 +154,9 @@ class ServiceRuntime:
             await ensure_topics(
                 self.settings.kafka, self.topics, [*EVENT_TOPICS, dead_letter_spec(self.name)]
             )
+        await self.broker.connect()  # the producer only: nothing is consumed before the restore
+        if self.relaying:
+            await self._restore_lost_topics()
         await self.broker.start()
         self._tasks.append(asyncio.create_task(self._watch_backlog(), name=f"{self.name}-backlog"))
         if self.relaying:
@@ -189,6 +197,18 @@ class ServiceRuntime:
         await self.db.dispose()
         self._forget_lag(set(self._lag_reported))  # this process holds no partition any more
         log.info("service stopped", service=self.name)
+
+    async def _restore_lost_topics(self) -> None:
+        """Fill the topics this service published to, if the broker lost them, from the events
+        its outbox kept (see :meth:`OutboxRelay.restore`)."""
+        async with self.db.connect() as conn:
+            kept = await published_topics(conn)
+        lost = await empty_topics(self.settings.kafka, kept) if kept else []
+        if lost:
+            began = time.monotonic()
+            count = await self.relay.restore(lost)
+            log.info("topics restored from the outbox", service=self.name, topics=lost, events=count,
+                     seconds=round(time.monotonic() - began, 2))
 
     async def republish(
         self, *, account: str | None = None, since: datetime | None = None, until: datetime | None = None
@@ -309,8 +329,15 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def run(build: Callable[[], ServiceRuntime]) -> None:
-    """The process entry point: run until SIGINT/SIGTERM, then stop in order."""
+def run(build: Callable[[], ServiceRuntime], argv: Sequence[str] | None = None) -> None:
+    """The process entry point: run until SIGINT/SIGTERM, then stop in order. ``--help`` says
+    so and starts nothing."""
+    service = build.__module__.partition(".")[0]
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {service}", description=sys.modules[build.__module__].__doc__,
+        epilog="Runs until SIGINT or SIGTERM, then stops consuming, publishes its outbox and exits. Every setting "
+               "is an environment variable with the prefix BILLING_ (README, \"Configuration\"; docs/operations.md).")
+    parser.parse_args(argv)
 
     async def main() -> None:
         runtime = build()

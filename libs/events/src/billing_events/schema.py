@@ -60,6 +60,7 @@ outbox = Table(
     Column("error", Text, comment="Why the broker refused it for good (then published_at marks it set aside)"),
     Index("outbox_unpublished", "id", postgresql_where=text("published_at IS NULL"),
           sqlite_where=text("published_at IS NULL")),
+    Index("outbox_by_key", "key", "id"),  # one account's events, in order: `billing history`
 )
 
 inbox = Table(

@@ -119,7 +119,9 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
     outbox_retention_hours: int = Field(
-        default=24, ge=0, description="Keep published events this long (0: forever, the service's archive)"
+        default=0, ge=0,
+        description="Keep published events this long (0: forever). Kept, they are the service's archive: "
+                    "account histories read it, and an empty broker is filled again from it",
     )
     outbox_poll_seconds: float = Field(
         default=0.5, gt=0,

@@ -70,6 +70,11 @@ def spec(name: str) -> TopicSpec:
     """The catalog's entry for a logical topic name (``KeyError`` for a name it does not list)."""
     return _BY_NAME[name]
 
+INGRESS_TOPICS = (PAYMENTS,)
+"""Topics written from outside the suite (the payment channels): no service's outbox holds what
+they carry, so each service consuming one keeps the events it took (see
+:func:`billing_events.outbox.keep`)."""
+
 DEAD_LETTER_RETENTION = timedelta(days=30)
 
 

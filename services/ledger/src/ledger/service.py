@@ -420,8 +420,9 @@ async def receipt(ctx: LedgerContext, transaction_id: UUID) -> domain.Receipt:
             raise CommandFailed(ErrorCode.NOT_A_PAYMENT.value, f"{transaction_id} credited no subscriber")
         entries = await store.entries(conn, [domain.main_account(number)])
         bonus = await store.transaction(conn, transaction_id_for(TransactionKind.BONUS_ACCRUAL, payment.business_key))
+        placed = await store.suspense_settled_by(conn, transaction_id)  # a parked payment operations placed
     try:
-        return domain.receipt_for(payment, account_entries=entries, bonus=bonus)
+        return domain.receipt_for(payment, account_entries=entries, bonus=bonus, placed=placed)
     except LedgerError as exc:
         raise CommandFailed.refused(exc) from None
 

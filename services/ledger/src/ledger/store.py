@@ -363,7 +363,7 @@ async def entries(
     """The journal entries of some accounts, in journal order."""
     query = (
         select(journal.c.txn_id, journal.c.kind, postings.c.account, postings.c.amount,
-               postings.c.currency, journal.c.occurred_at, journal.c.cause_type)
+               postings.c.currency, journal.c.occurred_at, journal.c.cause_type, journal.c.business_key)
         .join(journal, journal.c.txn_id == postings.c.txn_id)
         .where(postings.c.account.in_(list(account_codes)))
         .order_by(journal.c.seq, postings.c.id)
@@ -371,7 +371,8 @@ async def entries(
     if as_of is not None:
         query = query.where(journal.c.occurred_at <= as_of)
     rows = await conn.execute(query)
-    return [JournalEntry(r.txn_id, TransactionKind(r.kind), r.account, r.amount, r.currency, r.occurred_at, r.cause_type) for r in rows]
+    return [JournalEntry(r.txn_id, TransactionKind(r.kind), r.account, r.amount, r.currency, r.occurred_at, r.cause_type,
+                         r.business_key) for r in rows]
 
 
 async def stream_postings(conn: AsyncConnection, batch: int = 20_000) -> AsyncIterator[Sequence[tuple[str, int]]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, NamedTuple
 
 from pydantic import AwareDatetime, Field
 
@@ -33,6 +33,35 @@ class ChargeApplied(Event):
     fee_kind: FeeKind
     billing_day: date
     description: str = Field(default="", max_length=200)
+
+
+def charge_id(account_number: str, day: date, kind: FeeKind, code: str) -> str:
+    """``account:billing_day:fee_kind:code``: a function of what is charged alone, so closing a
+    day twice yields the same ids. ``code`` is the plan or option (the region for a block fee)."""
+    return f"{account_number}:{day.isoformat()}:{kind.value}:{code}"
+
+
+class ChargeKey(NamedTuple):
+    billing_day: date
+    fee_kind: FeeKind
+    code: str
+
+    @property
+    def what(self) -> str:
+        """What was charged, for people: "plan internet-100", "option antivirus", "voluntary block"."""
+        return {FeeKind.SUBSCRIPTION: f"plan {self.code}", FeeKind.OPTION: f"option {self.code}",
+                FeeKind.VOLUNTARY_BLOCK: "voluntary block", FeeKind.EQUIPMENT: f"equipment {self.code}"}[self.fee_kind]
+
+
+def parse_charge_id(value: str) -> ChargeKey | None:
+    """The day, fee kind and code a :func:`charge_id` names; None for another shape."""
+    parts = value.split(":", 3)
+    if len(parts) != 4:
+        return None
+    try:
+        return ChargeKey(date.fromisoformat(parts[1]), FeeKind(parts[2]), parts[3])
+    except ValueError:
+        return None
 
 
 class BlockReason(StrEnum):

@@ -13,7 +13,7 @@ from billing_events.catalog.ledger import (
     TransactionKind,
     TransactionReversed,
 )
-from billing_events.money import Money
+from billing_events.money import Money, format_amount
 
 from ledger.domain.accounts import AccountState
 from ledger.domain.errors import CommandRefused, ErrorCode
@@ -156,7 +156,7 @@ def change_payment_type(
         if state.main + limit < 0:
             raise CommandRefused(
                 ErrorCode.INVALID_CREDIT_LIMIT,
-                f"limit {limit} does not cover the current debt of {-state.main}",
+                f"limit {credit_limit} does not cover the current debt of {format_amount(-state.main, state.currency)}",
                 field="credit_limit",
             )
     else:

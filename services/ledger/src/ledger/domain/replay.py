@@ -28,13 +28,15 @@ class JournalEntry(NamedTuple):
     currency: str
     occurred_at: datetime
     cause_type: str
+    business_key: str
+    """What the transaction was for: ``channel:reference`` of a payment, the charge id of a charge."""
 
 
 def journal_entries(transactions: Iterable[Transaction]) -> Iterator[JournalEntry]:
     for txn in transactions:
         for account, amount, currency in txn.postings:
             yield JournalEntry(
-                txn.id, txn.kind, account, amount, currency, txn.occurred_at, txn.cause_type
+                txn.id, txn.kind, account, amount, currency, txn.occurred_at, txn.cause_type, txn.business_key
             )
 
 

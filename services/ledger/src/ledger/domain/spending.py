@@ -18,6 +18,7 @@ from billing_events.catalog.ledger import (
     TransferRequested,
 )
 from billing_events.catalog.tariff import ChargeApplied
+from billing_events.money import format_amount
 
 from ledger.domain.accounts import AccountState, spendable, transferable
 from ledger.domain.chart import DISCOUNTS, GIFTS, revenue_account
@@ -52,13 +53,14 @@ def apply_charge(
     if not 0 <= bonus_to_use <= amount:
         raise CommandRefused(
             ErrorCode.INVALID_AMOUNT,
-            f"bonus_to_use must be within 0..{amount}",
+            f"bonus_to_use must be within 0..{format_amount(amount, currency)}",
             field="bonus_to_use",
         )
     if bonus_to_use > max(account.bonus, 0):
         raise CommandRefused(
             ErrorCode.INSUFFICIENT_BONUS,
-            f"account {account.number} has {account.bonus} in bonuses, not {bonus_to_use}",
+            f"account {account.number} has {format_amount(account.bonus, currency)} in bonuses,"
+            f" not {format_amount(bonus_to_use, currency)}",
             field="bonus_to_use",
         )
     revenue = revenue_account(charge.fee_kind)

@@ -9,9 +9,11 @@ from uuid import UUID
 
 from billing_events.catalog.ledger import TransactionKind
 from billing_events.catalog.payments import PaymentChannel
+from billing_events.catalog.tariff import ChargeKey, parse_charge_id
 
 from ledger.domain.chart import bonus_account, subscriber_number
 from ledger.domain.errors import CommandRefused, ErrorCode
+from ledger.domain.outcome import SuspenseItem
 from ledger.domain.replay import JournalEntry, replay
 from ledger.domain.transactions import Transaction
 
@@ -20,6 +22,11 @@ from ledger.domain.transactions import Transaction
 class StatementLine:
     entry: JournalEntry
     balance_after: int
+
+    @property
+    def charge(self) -> ChargeKey | None:
+        """For a charge: the billing day and what it paid for (plan, option, block fee)."""
+        return parse_charge_id(self.entry.business_key) if self.entry.kind is TransactionKind.CHARGE else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +95,8 @@ class Receipt:
     credited_at: datetime
     balance_after: int
     bonus_accrued: int
+    placed_from: str | None = None
+    """For a payment parked in suspense and placed by operations: the number the payer typed."""
 
 
 def receipt_for(
@@ -95,10 +104,14 @@ def receipt_for(
     *,
     account_entries: Iterable[JournalEntry],
     bonus: Transaction | None = None,
+    placed: SuspenseItem | None = None,
 ) -> Receipt:
-    """A receipt for a credited payment. ``account_entries`` is the journal of the subscriber's
-    main account up to (at least) the payment, which gives the balance right after it."""
-    if payment.kind is not TransactionKind.PAYMENT:
+    """A receipt for a credited payment, or for a parked one operations placed (``payment`` is
+    then the placement and ``placed`` the parked payment it settled). ``account_entries`` is the
+    journal of the subscriber's main account up to (at least) the payment, which gives the
+    balance right after it."""
+    is_placement = payment.kind is TransactionKind.SUSPENSE_RESOLUTION and placed is not None
+    if payment.kind is not TransactionKind.PAYMENT and not is_placement:
         raise CommandRefused(
             ErrorCode.NOT_A_PAYMENT,
             f"{payment.id} is a {payment.kind.value}, not a credited payment",
@@ -117,7 +130,10 @@ def receipt_for(
         raise CommandRefused(
             ErrorCode.MISSING_ENTRIES, f"the entries given do not include payment {payment.id}"
         )
-    channel, _, reference = payment.business_key.partition(":")
+    if placed is not None and is_placement:
+        channel, reference = placed.channel.value, placed.reference
+    else:
+        channel, _, reference = payment.business_key.partition(":")
     return Receipt(
         transaction_id=payment.id,
         account_number=number,
@@ -128,4 +144,5 @@ def receipt_for(
         credited_at=payment.occurred_at,
         balance_after=balance_after,
         bonus_accrued=0 if bonus is None else bonus.amount_on(bonus_account(number)),
+        placed_from=placed.typed_account if is_placement and placed is not None else None,
     )

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from billing_events.catalog.tariff import ChargeApplied, FeeKind
+from billing_events.catalog.tariff import ChargeApplied, FeeKind, charge_id
 from billing_events.money import Money, PositiveMoney
 from tariff.catalog import Catalog
 from tariff.domain.proration import daily_share, days_in_month
 from tariff.domain.subscription import Subscription
-
-
-def charge_id(account_number: str, day: date, kind: FeeKind, code: str) -> str:
-    return f"{account_number}:{day.isoformat()}:{kind.value}:{code}"
 
 
 def charges_for_day(state: Subscription, catalog: Catalog, day: date) -> tuple[ChargeApplied, ...]:
