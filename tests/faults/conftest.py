@@ -50,6 +50,7 @@ from billing_events.settings import KafkaSettings
 from billing_events.testing.processes import ServiceProcess
 from billing_events.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
 from ledger import store
+from ledger.domain import FactKind
 from ledger.service import LedgerContext, verify
 
 PARTITIONS = 6
@@ -202,7 +203,8 @@ class LedgerFacts:
         """Every distinct payment posted exactly once, to the right account; the books balance."""
         assert await self.payments_posted() == len(payments), "PAYMENT transactions != distinct payments"
         assert await self.distinct_payment_keys() == len(payments)
-        assert await self.journal_kinds() == {TransactionKind.PAYMENT.value: len(payments)}
+        assert await self.journal_kinds() == {FactKind.ACCOUNT_OPENED.value: len(accounts),
+                                              TransactionKind.PAYMENT.value: len(payments)}
         assert await self.balances() == expected_balances(payments, accounts)
         assert await self.bonus_total() == 0
         totals, unbalanced = await self.double_entry()

@@ -79,7 +79,7 @@ async def test_an_attacker_can_neither_lock_out_nor_probe_a_victim(suite: Any, f
             ("reset_code_requested", "contact_mismatch")} <= outcomes
 
     # Operations see the account's side of it in its history, without a secret.
-    history = timeline(await read_account(suite.bootstrap, suite.identity.topics, victim))
+    history = timeline(await read_account(suite.urls(), suite.service_token(), victim))
     requested = [line.envelope for line in history if line.envelope.event_type == "PasswordIssued"
                  and line.envelope.payload.purpose.value == "sms_reissue"]
     assert 1 <= len(requested) <= 5  # the account's own limit: five an hour

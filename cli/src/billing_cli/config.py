@@ -66,11 +66,12 @@ class CliSettings(BaseSettings):
         return explicit or f"http://127.0.0.1:{self.suite().get('ports', DEFAULT_PORTS)[service]}"
 
     def service_token(self) -> str:
-        """A short-lived service token for the services' APIs, minted with the deployment's key."""
+        """A short-lived service token for the services' APIs, minted with the deployment's key on
+        the services' clock (the embedded suite's may be far from the wall clock)."""
         key = self.signing_key()
         if key is None:
             fail("no signing key: set BILLING_TOKEN_SIGNING_KEY (or run `billing up` for the embedded suite)", Exit.USAGE)
-        return Tokens(key, SystemClock()).issue("service", f"cli:{self.operator}")[0]
+        return Tokens(key, self.clock()).issue("service", f"cli:{self.operator}")[0]
 
     def signing_key(self) -> str | None:
         if self.token_signing_key:
