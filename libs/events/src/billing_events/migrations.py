@@ -15,7 +15,9 @@ code refuses to start (:class:`SchemaBehind`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 import sqlalchemy as sa
 from alembic import command
@@ -28,6 +30,7 @@ from sqlalchemy.engine import Connection
 from billing_events.db import SCHEMA_LOCK_KEY, Database
 from billing_events.logging import get_logger
 from billing_events.schema import BigId, UtcDateTime, plumbing_metadata
+from billing_events.settings import ServiceSettings
 
 log = get_logger(__name__)
 
@@ -121,6 +124,17 @@ async def ensure_current(db: Database, service: str) -> None:
             f"the {service} database is at revision {found or 'none (empty)'}, this version needs {wanted}: "
             f"run `python -m {service} migrate` (or `billing migrate --service {service}`) before starting it"
         )
+
+
+def database_of(service: str) -> Database:
+    """``service``'s database as the service finds it (``BILLING_<SERVICE>_DATABASE_URL``, or
+    its SQLite file in the data folder), without the rest of its settings (its secrets)."""
+
+    class Settings(ServiceSettings):
+        service_name: ClassVar[str] = service
+        database_url: str | None = Field(default=None, validation_alias=f"BILLING_{service.upper()}_DATABASE_URL")
+
+    return Database(Settings().resolved_database_url())
 
 
 def run_environment(metadata: MetaData) -> None:
