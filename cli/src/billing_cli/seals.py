@@ -3,7 +3,7 @@
 The ledger publishes its chain head as ``JournalSealed`` on ``billing.ledger.seals`` (one
 partition, key ``journal``). ``billing verify`` reads every seal on the topic, oldest first, and
 checks that the journal reproduces each one. Reading stops when the broker has nothing more (see
-:func:`billing_cli.history.read_from_beginning`): the newest seal may not be visible yet, which
+:func:`billing_cli.watch.read_from_beginning`): the newest seal may not be visible yet, which
 only means one seal fewer to check; a seal that is there and disagrees is always a finding.
 """
 
@@ -13,7 +13,7 @@ import re
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from billing_cli.history import read_from_beginning
+from billing_cli.watch import read_from_beginning
 from billing_cli.output import Exit, fail
 from billing_events import topics
 from billing_events.catalog.ledger import JournalSealed
