@@ -131,6 +131,12 @@ def table(results: dict[str, Any]) -> Table:
         mark(rep["entries_per_s"] >= TARGETS["entries_per_s"]),
     )
     grid.add_row(
+        f"3b. verify (the same journal: {rep['verify_records']:,} records, hash chain and account facts)",
+        f"{rep['verify_entries_per_s']:,.0f} entries/s ({rep['verify_seconds']:.1f} s)",
+        f"{rep['entries_per_s']:,.0f} entries/s (replay above)",
+        f"{rep['verify_entries_per_s'] / rep['entries_per_s']:.3f}", "", "",
+    )
+    grid.add_row(
         f"4. peer: commands ({peer_['commands']:,} on eventsourcing)",
         f"{peer_['suite_commands_per_s']:,.0f} commands/s",
         f"{peer_['commands_per_s']:,.0f} commands/s (eventsourcing)",

@@ -6,10 +6,14 @@ its HTTP door on a free port.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from billing_events import topics
@@ -141,7 +145,7 @@ async def test_errors_are_one_line_with_meaningful_exit_codes(cli: Any) -> None:
         assert len(output.strip().splitlines()) == 1
 
 
-async def test_every_error_exits_with_its_documented_class(cli: Cli) -> None:
+async def test_every_error_exits_with_its_documented_class(cli: Any) -> None:
     """README: 0 ok, 1 check failed, 2 wrong argument, 3 not found, 4 refused, 5 not reachable."""
     no_broker = {"BILLING_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"}
     for command in (("dlq", "list"), ("dlq", "show", "ledger/0"), ("events", "tail", "--from-beginning", "--limit", "1")):

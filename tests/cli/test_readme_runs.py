@@ -2,7 +2,9 @@
 
 `make` installs uv into ~/.local/bin, which is not on a fresh machine's PATH, so the documents'
 shell commands use the top-level `./billing` launcher (the project environment's entry point),
-and every `billing ...` they show names commands and options the command line has."""
+and every `billing ...` they show names commands and options the command line has: a documented
+flag that does not exist fails here (it once did: `billing rebuild --repair` was documented
+before it existed)."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def _invocations(words: list[str]) -> list[list[str]]:
 
 def documented() -> list[tuple[str, bool, list[str]]]:
     """(where, launched as a fresh machine can, arguments) of every `billing` call shown. A code
-    block's shell line starting with `billing` is not launched so; prose (`billing replay`) is."""
+    block's shell line starting with a bare `billing` is not launched so; prose (`billing replay`) is."""
     calls = []
     for document in DOCUMENTS:
         text = document.read_text(encoding="utf-8")
@@ -50,10 +52,9 @@ def documented() -> list[tuple[str, bool, list[str]]]:
                 continue
             for line in block.replace("\\\n", " ").splitlines():
                 words = shlex.split(line, comments=True) if line.strip() else []
-                calls += [(f"{document.name}: {line.strip()}", words[0] == "./billing", args)
+                # inside a container (`kubectl exec ... -- billing`) the image has it on its PATH
+                calls += [(f"{document.name}: {line.strip()}", words[0] != "billing", args)
                           for args in _invocations(words)]
-                if words and words[0] == "billing":
-                    calls.append((f"{document.name}: {line.strip()}", False, words[1:]))
         for span in SPAN.findall(FENCE.sub("", text)):
             calls += [(f"{document.name}: `{span}`", True, args) for args in _invocations(shlex.split(span))]
     return calls
@@ -80,7 +81,8 @@ def parse(args: list[str]) -> str | None:
 
 def test_the_documents_show_billing_commands() -> None:
     shown = {" ".join(args[:1]) for _, _, args in documented()}
-    assert {"do", "clock", "catalog", "tariff", "replay", "history"} <= shown
+    assert {"do", "clock", "catalog", "tariff", "replay", "history", "statement", "verify", "rebuild", "dlq",
+            "events", "token"} <= shown
 
 
 @pytest.mark.parametrize(("where", "launched", "args"), documented(), ids=lambda v: v if isinstance(v, str) else "")
@@ -88,14 +90,15 @@ def test_every_documented_billing_command_exists(where: str, launched: bool, arg
     del launched
     problem = parse(args)
     if where.endswith("`"):  # prose may name a command without its arguments: `billing replay`
-        assert problem is None or problem == "" or problem.startswith("Missing argument"), f"{where}: {problem}"
+        assert problem is None or problem == "" or problem.startswith(("Missing argument", "Missing option")), \
+            f"{where}: {problem}"
     else:
         assert problem is None, f"{where}: {problem}"
 
 
 def test_the_check_catches_a_wrong_command_or_flag() -> None:
     assert "No such command" in str(parse(["do", "pai", "100000000016", "1"]))
-    assert "--repair" in str(parse(["rebuild", "--repair"]))
+    assert "--verify-only" in str(parse(["rebuild", "--verify-only"]))
     assert "Missing argument" in str(parse(["do", "pay", "100000000016"]))
     assert parse(["clock", "advance", "3d"]) is None
 

@@ -271,3 +271,10 @@ async def test_postgresql_refuses_to_commit_a_transaction_whose_postings_do_not_
         assert await ledger.main(A) == 10_000
     finally:
         await db.dispose()
+
+
+def test_the_ledger_codes_the_catalog_documents_are_the_ledgers_own() -> None:
+    from billing_events.catalog.ledger import LEDGER_REFUSALS
+    from ledger.domain import ErrorCode
+
+    assert set(LEDGER_REFUSALS) <= {code.value for code in ErrorCode}

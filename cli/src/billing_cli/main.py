@@ -27,6 +27,7 @@ from billing_cli.launcher import SERVICES, run_suite
 from billing_cli.ledger_ops import ledger_context
 from billing_cli.output import Exit, console, emit_json, fail, money, reported
 from billing_events.logging import configure_logging
+from billing_events.topics import TopicNames
 
 T = TypeVar("T")
 app = typer.Typer(help="Operations tools of the billing suite.", no_args_is_help=True, add_completion=False,
@@ -282,7 +283,7 @@ def verify(
         from ledger import service
 
         # Seals first: each one read is older than the snapshot the journal is then read in.
-        published = await sealing.read_from_broker(settings.broker(), TopicNames(settings.topic_prefix)) \
+        published = await sealing.read_from_broker(settings.broker_options(), TopicNames(settings.topic_prefix)) \
             if from_broker else []
         async with ledger_context() as ctx:
             with _progress("verifying", as_json) as bar:

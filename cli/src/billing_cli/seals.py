@@ -10,11 +10,12 @@ only means one seal fewer to check; a seal that is there and disagrees is always
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from billing_cli.watch import read_from_beginning
 from billing_cli.output import Exit, fail
+from billing_cli.watch import read_from_beginning
 from billing_events import topics
 from billing_events.catalog.ledger import JournalSealed
 from billing_events.envelope import InvalidEvent, decode
@@ -31,10 +32,12 @@ def parse_seal(value: str) -> Seal:
     return Seal(int(match.group(1)), bytes.fromhex(match.group(2)), "the seal given on the command line")
 
 
-async def read_from_broker(bootstrap: str, names: topics.TopicNames) -> list[Seal]:
-    """Every JournalSealed on the seal topic (none if the topic does not exist yet)."""
+async def read_from_broker(broker: dict[str, Any], names: topics.TopicNames) -> list[Seal]:
+    """Every JournalSealed on the seal topic (none if the topic does not exist yet); ``broker``
+    holds the client's keywords (the brokers and their TLS/SASL settings)."""
     topic = names(topics.LEDGER_SEALS)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000)
+    bootstrap = broker["bootstrap_servers"]
+    consumer = AIOKafkaConsumer(**broker, enable_auto_commit=False, request_timeout_ms=10_000)
     try:
         await consumer.start()
     except Exception as exc:  # aiokafka's connection errors are not OSErrors

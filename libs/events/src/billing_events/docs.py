@@ -16,6 +16,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from billing_events import contracts, topics
+from billing_events.catalog.ledger import LEDGER_REFUSALS
 from billing_events.envelope import REGISTRY, Event, envelope_model
 from billing_events.refusal import MEANING
 
@@ -106,6 +107,12 @@ def events_markdown() -> str:
         "| code | meaning |",
         "|---|---|",
         *(f"| `{code.value}` | {meaning} |" for code, meaning in MEANING.items()),
+        "",
+        "The ledger's own codes on the money path:",
+        "",
+        "| code | meaning |",
+        "|---|---|",
+        *(f"| `{code}` | {meaning} |" for code, meaning in LEDGER_REFUSALS.items()),
         "",
         "## Reading from the beginning, and replays",
         "",

@@ -83,6 +83,22 @@ class RedemptionPurpose(StrEnum):
     GIFT = "gift"
 
 
+LEDGER_REFUSALS: dict[str, str] = {
+    "conflicting_duplicate": "a payment (channel + reference), charge (charge id) or request (request id) the"
+                             " ledger already decided, repeated with other content: the first stands, both are named",
+    "amount_over_limit": "a transfer or bonus redemption over the per-movement maximum (BILLING_MAX_PAYMENT), or"
+                         " a movement that would take a balance beyond what money may hold; a *payment* over the"
+                         " maximum is not refused but parked (PaymentUnmatched, reason amount_over_limit)",
+    "unknown_account": "a charge or payment-type request for an account the ledger does not know (yet): once the"
+                       " account is registered, `billing dlq retry` takes it",
+    "account_closed": "a charge for a closed account",
+    "currency_mismatch": "money in a currency the account is not kept in",
+    "invalid_account_number": "an event keyed by one account that moves money for another",
+}
+"""The ledger's own dead-letter codes on the money path, for consuming teams and operators (its
+refusals of a *request* are answers instead: TransferRejected, BonusRedemptionRejected)."""
+
+
 class BalanceChanged(Event):
     """An account's balances after one ledger transaction, and what moved them."""
 
@@ -352,6 +368,7 @@ class JournalSealed(Event):
 
 
 __all__ = [
+    "LEDGER_REFUSALS",
     "JOURNAL_KEY",
     "JournalSealed",
     "BalanceChanged",
