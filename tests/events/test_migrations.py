@@ -15,8 +15,6 @@ from uuid import uuid4
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, inspect, select, text
-
 from billing_events import inbox, migrations
 from billing_events.clock import ManualClock
 from billing_events.db import Database
@@ -24,6 +22,7 @@ from billing_events.schema import inbox as inbox_table
 from billing_events.schema import plumbing_metadata
 from ledger.app import build_runtime as build_ledger
 from ledger.settings import LedgerSettings
+from sqlalchemy import func, inspect, select, text
 
 SERVICES = ("identity", "ledger", "notifier", "tariff")
 

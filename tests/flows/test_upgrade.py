@@ -6,11 +6,9 @@ Every balance, subscription and delivery is the same afterwards, and `billing ve
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
-
-from sqlalchemy import select
 
 from billing_events import migrations, topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
@@ -22,6 +20,7 @@ from billing_events.sealing import seal
 from billing_events.testing.plugin import eventually
 from ledger import store as ledger_store
 from notifier import store as notifier_store
+from sqlalchemy import select
 from tariff import service as tariff
 from tariff import store as tariff_store
 

@@ -5,7 +5,6 @@ Revises: 0001
 """
 
 from alembic import op
-
 from billing_events.migrations import drop_inbox_by_age, index_inbox_by_age
 
 revision = "0002"

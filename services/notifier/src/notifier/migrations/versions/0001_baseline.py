@@ -6,7 +6,6 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
-
 from billing_events.migrations import create_plumbing, drop_plumbing
 from billing_events.schema import BigId, UtcDateTime
 

@@ -6,9 +6,8 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
-
 from billing_events.migrations import create_plumbing, drop_plumbing
-from billing_events.schema import BigId, UtcDateTime
+from billing_events.schema import UtcDateTime
 
 revision = "0001"
 down_revision = None
