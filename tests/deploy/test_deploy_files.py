@@ -159,10 +159,15 @@ def compose_containers() -> list[Container]:
     for name, service in load_compose()["services"].items():
         if "command" not in service or service["command"][:1] != ["python"]:
             continue  # Kafka, PostgreSQL
+        if service["command"][:len(MIGRATE)] == MIGRATE:
+            continue  # the databases only: test_the_databases_are_migrated_before_the_services_start
         environment = compose_environment(service)
         interpolated = frozenset(n for n, value in environment.items() if INTERPOLATION.search(value))
         containers.append(Container(f"compose:{name}", python_module(service["command"]), environment, interpolated))
     return containers
+
+
+MIGRATE = ["python", "-m", "billing_cli", "migrate"]
 
 
 def yaml_documents(path: Path) -> list[dict[str, Any]]:
@@ -395,9 +400,9 @@ def test_kafka_is_three_kraft_nodes_replicating_three_ways() -> None:
 def test_compose_starts_every_service_after_topics_and_database() -> None:
     services = load_compose()["services"]
     started = {name: s for name, s in services.items() if s.get("command", [""])[0] == "python"}
-    assert {python_module(s["command"]) for s in started.values()} == {*SERVICES, "billing_events.admin"}
+    assert {python_module(s["command"]) for s in started.values()} == {*SERVICES, "billing_events.admin", "billing_cli"}
     assert started["ledger"].get("deploy", {}).get("replicas") == 2
-    for name in started.keys() - {"create-topics"}:
+    for name in started.keys() - {"create-topics", "migrate"}:
         depends = started[name]["depends_on"]
         assert depends["create-topics"]["condition"] == "service_completed_successfully"
         assert depends["postgres"]["condition"] == "service_healthy"
@@ -555,6 +560,9 @@ def test_the_build_stage_installs_every_service_so_it_runs_without_sources(tmp_p
 
     services = runs("import identity.app, ledger.app, tariff.app, notifier.app, billing_events.admin, billing_cli.main")
     assert services.returncode == 0, services.stderr
+    histories = runs("from billing_events import migrations\n"  # packaged beside each store, not only in sources
+                     "for service in ('identity', 'ledger', 'tariff', 'notifier'): migrations.head(service)")
+    assert histories.returncode == 0, histories.stderr
     assert runs("import pytest").returncode != 0, "the image must not carry the dev dependency group"
 
 
@@ -653,3 +661,34 @@ def test_images_are_referenced_by_digest() -> None:
 def test_postgres_is_healthy_only_once_it_takes_tcp_connections() -> None:
     check = load_compose()["services"]["postgres"]["healthcheck"]["test"]
     assert "pg_isready -h 127.0.0.1" in " ".join(check)
+
+
+# --- migrations --------------------------------------------------------------------------
+
+def test_the_databases_are_migrated_before_the_services_start_in_compose() -> None:
+    services = load_compose()["services"]
+    migrate = next(service for service in services.values() if service.get("command") == MIGRATE)
+    migrated = compose_environment(migrate)
+    for container in compose_containers():
+        if container.module not in SERVICES:
+            continue
+        name = container.where.removeprefix("compose:")
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+        url = f"BILLING_{container.module.upper()}_DATABASE_URL"
+        assert migrated[url] == container.environment[url], f"{name} would start on a database not migrated"
+        assert container.environment["BILLING_MIGRATE_ON_START"] == "false"
+
+
+def test_each_pod_migrates_its_database_before_its_service_starts_in_kubernetes() -> None:
+    for doc in of_kind("Deployment"):
+        pod = doc["spec"]["template"]["spec"]
+        service = python_module(pod["containers"][0]["command"])
+        (init,) = pod["initContainers"]
+        assert init["command"] == [*MIGRATE, "--service", service]
+        url = f"BILLING_{service.upper()}_DATABASE_URL"
+        (source,) = [variable["valueFrom"] for variable in init["env"] if variable["name"] == url]
+        for container in pod["containers"]:
+            assert {"name": url, "valueFrom": source} in container["env"]
+    for container in k8s_containers():
+        if container.module in SERVICES:
+            assert container.environment["BILLING_MIGRATE_ON_START"] == "false", container.where

@@ -90,15 +90,17 @@ class Suite:
             return None
         return subscription.balance.main.minor
 
-    async def billing(self, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-        """Run the `billing` command line as an operator would, against this suite's services:
-        exit code, stdout, stderr."""
+    async def billing(self, *args: str, stdin: bytes | None = None,
+                      env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """Run the `billing` command line as an operator would, against this suite's services
+        (``env``: more of its environment): exit code, stdout, stderr."""
         env = {
+            **(env or {}),
             "PATH": os.environ.get("PATH", ""),
             "BILLING_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
             "BILLING_KAFKA__TOPIC_PREFIX": self.ledger.settings.kafka.topic_prefix,
             "BILLING_TOKEN_SIGNING_KEY": TEST_SIGNING_KEY,
-            "BILLING_LEDGER_DATABASE_URL": self.ledger.settings.database_url,
+            "BILLING_LEDGER_DATABASE_URL": self.ledger.settings.resolved_database_url(),
             **{f"BILLING_{name.upper()}_URL": f"http://127.0.0.1:{runtime.http_port}"
                for name, runtime in (("ledger", self.ledger), ("identity", self.identity),
                                      ("tariff", self.tariff), ("notifier", self.notifier))},
@@ -114,17 +116,20 @@ class Suite:
 
 
 async def _started(make_settings: Callable[..., Any], bootstrap_servers: str, clock: Clock,
-                   campaigns: Path | None = None) -> AsyncIterator[Suite]:
+                   campaigns: Path | None = None, database: str = "postgresql") -> AsyncIterator[Suite]:
     public, private = generate_keypair()
+
+    async def settings(settings_cls: type[Any], **overrides: Any) -> Any:
+        return await make_settings(settings_cls, database=database, http_port=0, **overrides)
+
     async with AsyncExitStack() as stack:
-        identity = build_identity(await make_settings(
+        identity = build_identity(await settings(
             IdentitySettings, notifier_public_key=public, pii_lookup_key=new_key(), pii_encryption_key=new_key(),
-            hashing_profile="fast", client_address_header="X-Forwarded-For", http_port=0), clock)
-        ledger = build_ledger(await make_settings(LedgerSettings, bonus_campaigns_file=campaigns, http_port=0), clock)
-        tariff = build_tariff(await make_settings(TariffSettings, billing_clock_enabled=False, http_port=0), clock)
-        notifier = build_notifier(await make_settings(
-            NotifierSettings, notifier_private_key=private, default_language="ru",
-            retry_base_delay_seconds=0.05, http_port=0), clock)
+            hashing_profile="fast", client_address_header="X-Forwarded-For"), clock)
+        ledger = build_ledger(await settings(LedgerSettings, bonus_campaigns_file=campaigns), clock)
+        tariff = build_tariff(await settings(TariffSettings, billing_clock_enabled=False), clock)
+        notifier = build_notifier(await settings(
+            NotifierSettings, notifier_private_key=private, default_language="ru", retry_base_delay_seconds=0.05), clock)
         for runtime in (identity, ledger, tariff, notifier):
             await stack.enter_async_context(runtime)
         producer = await stack.enter_async_context(RawProducer(bootstrap_servers))
@@ -134,6 +139,14 @@ async def _started(make_settings: Callable[..., Any], bootstrap_servers: str, cl
 @pytest.fixture
 async def suite(make_settings: Callable[..., Any], bootstrap_servers: str) -> AsyncIterator[Suite]:
     async for started in _started(make_settings, bootstrap_servers, ManualClock(START)):
+        yield started
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def suite_on_either_database(request: pytest.FixtureRequest, make_settings: Callable[..., Any],
+                                   bootstrap_servers: str) -> AsyncIterator[Suite]:
+    """The suite with every service's database on PostgreSQL, or on SQLite files (the embedded default)."""
+    async for started in _started(make_settings, bootstrap_servers, ManualClock(START), database=request.param):
         yield started
 
 

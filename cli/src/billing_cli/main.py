@@ -75,6 +75,37 @@ def up(
     raise typer.Exit(run_suite(data_dir, chosen, bootstrap_servers))
 
 
+@app.command()
+def migrate(
+    service: Annotated[list[str] | None, typer.Option(help="Only these services (repeatable)")] = None,
+    downgrade: Annotated[str | None, typer.Option(
+        help="Undo steps instead, down to this revision (-1: the last step), where the steps can be undone")] = None,
+) -> None:
+    """Upgrade each service's database to this version's schema: production runs it once before the
+    services start (`billing up` and the services of the embedded suite do it at start). A service's
+    database is BILLING_<SERVICE>_DATABASE_URL, or its SQLite file under BILLING_DATA_DIR (var)."""
+    from billing_events import migrations
+
+    chosen = service or list(SERVICES)
+    unknown = sorted(set(chosen) - set(SERVICES))
+    if unknown:
+        raise typer.BadParameter(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+
+    async def go(name: str) -> migrations.Migrated:
+        db = migrations.database_of(name)
+        try:
+            if downgrade is None:
+                return await migrations.upgrade(db, name)
+            return await migrations.downgrade(db, name, downgrade)
+        finally:
+            await db.dispose()
+
+    for name in chosen:
+        done = run(go(name))
+        change = "already at" if done.before == done.after else f"{done.before or 'empty'} ->"
+        console.print(f"{name}: {change} {done.after or 'empty'} (head {migrations.head(name)})")
+
+
 @app.command("history")
 def history_command(
     account: AccountArg,

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.clock import Clock
-from billing_events.db import bulk_insert
+from billing_events.db import Database, bulk_insert
 from billing_events.envelope import Envelope
 from billing_events.schema import inbox
 
@@ -78,3 +79,16 @@ async def was_processed(conn: AsyncConnection, consumer: str, event_id: UUID) ->
         select(inbox.c.event_id).where(inbox.c.consumer == consumer, inbox.c.event_id == event_id)
     )
     return found is not None
+
+
+async def prune(db: Database, *, before: datetime, chunk: int = 10_000) -> int:
+    """Forget the claims made before ``before``, every consumer's, ``chunk`` per transaction
+    (short ones, however long the inbox grew); returns how many were forgotten."""
+    forgotten = 0
+    while True:
+        oldest = select(inbox.c.consumer, inbox.c.event_id).where(inbox.c.processed_at < before).limit(chunk)
+        async with db.transaction() as conn:
+            result = await conn.execute(delete(inbox).where(tuple_(inbox.c.consumer, inbox.c.event_id).in_(oldest)))
+        forgotten += result.rowcount
+        if result.rowcount < chunk:
+            return forgotten

@@ -31,7 +31,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import MetaData, text
 
 from billing_events import catalog as _catalog  # noqa: F401  (registers every event type)
-from billing_events import metrics, topics
+from billing_events import inbox, metrics, migrations, topics
 from billing_events.archive import events_router
 from billing_events.auth import Tokens
 from billing_events.clock import Clock
@@ -63,6 +63,10 @@ class ServiceRuntime:
     routers: list[APIRouter] = field(default_factory=list)
     """The service's HTTP routes, served beside /health and /metrics when http_port is set
     (not by a relay process)."""
+    migrated: bool = False
+    """The service keeps its schema history in ``<name>.migrations`` (:mod:`billing_events.migrations`):
+    starting upgrades the database, or refuses one behind the code. False: the tables are made
+    from ``metadata`` (the small services of tests)."""
 
     def __post_init__(self) -> None:
         self.name = self.settings.service_name
@@ -148,8 +152,29 @@ class ServiceRuntime:
     async def _publish(self, topic: str, key: bytes, value: bytes, headers: dict[str, str]) -> Awaitable[Any]:
         return await self.broker.publish(value, topic=topic, key=key, headers=headers, no_confirm=True)
 
+    async def migrate(self) -> migrations.Migrated:
+        """Upgrade the service's database to the head of its history."""
+        return await migrations.upgrade(self.db, self.name)
+
+    async def _prepare_schema(self) -> None:
+        if not self.migrated:
+            await self.db.create_schema(plumbing_metadata, self.metadata)
+        elif self.settings.migrate_on_start:
+            await self.migrate()
+        else:
+            await migrations.ensure_current(self.db, self.name)
+
+    async def _prune_inbox(self) -> None:
+        """Forget claimed event ids older than the retention, once an hour."""
+        retention = timedelta(days=self.settings.inbox_retention_days)
+        while True:
+            forgotten = await inbox.prune(self.db, before=self.clock.now() - retention)
+            if forgotten:
+                log.info("inbox pruned", service=self.name, forgotten=forgotten, older_than_days=retention.days)
+            await asyncio.sleep(3600)
+
     async def start(self) -> None:
-        await self.db.create_schema(plumbing_metadata, self.metadata)
+        await self._prepare_schema()
         if self.settings.kafka.create_topics:
             await ensure_topics(
                 self.settings.kafka, self.topics, [*EVENT_TOPICS, dead_letter_spec(self.name)]
@@ -165,7 +190,8 @@ class ServiceRuntime:
                 listen = partial(listen_for_staged_rows, self.db, self.relay.wake)
                 self._tasks.append(asyncio.create_task(self._supervised(listen, "outbox-notifications"),
                                                        name=f"{self.name}-outbox-notifications"))
-        for task in self.background if self.consuming else ():
+        pruning = [self._prune_inbox] if self.settings.inbox_retention_days else []
+        for task in [*self.background, *pruning] if self.consuming else ():
             name = getattr(task, "__name__", "background")
             self._tasks.append(asyncio.create_task(self._supervised(task, name), name=f"{self.name}-{name}"))
         if self.settings.http_port is not None:
@@ -337,7 +363,18 @@ def run(build: Callable[[], ServiceRuntime], argv: Sequence[str] | None = None) 
         prog=f"python -m {service}", description=sys.modules[build.__module__].__doc__,
         epilog="Runs until SIGINT or SIGTERM, then stops consuming, publishes its outbox and exits. Every setting "
                "is an environment variable with the prefix BILLING_ (README, \"Configuration\"; docs/operations.md).")
-    parser.parse_args(argv)
+    parser.add_argument("command", nargs="?", choices=["migrate"],
+                        help="migrate: upgrade the service's database to this version's schema and exit "
+                             "(production's one-shot step before the services start)")
+    args = parser.parse_args(argv)
+
+    async def migrate() -> None:
+        runtime = build()
+        configure_logging(runtime.name, fmt=runtime.settings.log_format, level=runtime.settings.log_level)
+        try:
+            await runtime.migrate()
+        finally:
+            await runtime.db.dispose()
 
     async def main() -> None:
         runtime = build()
@@ -346,9 +383,13 @@ def run(build: Callable[[], ServiceRuntime], argv: Sequence[str] | None = None) 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await runtime.start()
+        try:
+            await runtime.start()
+        except migrations.SchemaBehind as behind:
+            await runtime.db.dispose()
+            raise SystemExit(f"{runtime.name} not started: {behind}") from None
         tune_garbage_collector()
         await stop.wait()
         await runtime.stop()
 
-    asyncio.run(main())
+    asyncio.run(migrate() if args.command == "migrate" else main())

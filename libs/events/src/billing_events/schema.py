@@ -72,6 +72,7 @@ inbox = Table(
     Column("fingerprint", String(64),
            comment="sha256 of the event's type, version and payload when first taken: a reused id with another "
                    "payload is a conflict, not a redelivery (NULL: claimed without one, compared with nothing)"),
+    Index("inbox_by_age", "processed_at"),  # the retention deletes the oldest claims
 )
 
 dead_letters = Table(

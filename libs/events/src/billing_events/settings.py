@@ -123,6 +123,17 @@ class ServiceSettings(BaseSettings):
         description="Keep published events this long (0: forever). Kept, they are the service's archive: "
                     "account histories read it, and an empty broker is filled again from it",
     )
+    inbox_retention_days: int = Field(
+        default=30, ge=0,
+        description="Forget claimed event ids after this many days (0: never). A redelivery older than that would "
+                    "be taken again, but none comes: offsets are committed after each batch, and the ledger's "
+                    "business keys (idempotency_keys, never pruned) refuse a payment or charge seen before",
+    )
+    migrate_on_start: bool = Field(
+        default=True,
+        description="Upgrade the database at start (the embedded suite). Off in production, where a one-shot "
+                    "`python -m <service> migrate` runs first: a database behind the code then stops the start",
+    )
     outbox_poll_seconds: float = Field(
         default=0.5, gt=0,
         description="How often the relay looks for unpublished rows nothing woke it for (after an outage)",

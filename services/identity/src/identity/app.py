@@ -23,7 +23,7 @@ def build_runtime(
     runtime = ServiceRuntime(
         settings=settings,
         clock=clock or settings.clock(),
-        metadata=store.metadata,
+        metadata=store.metadata, migrated=True,
         routers=[build_router(holder)],
     )
     holder.runtime = runtime

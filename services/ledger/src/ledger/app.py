@@ -51,7 +51,8 @@ def build_runtime(settings: LedgerSettings | None = None, clock: Clock | None = 
     settings = settings or LedgerSettings()
     clock = clock or settings.clock()
     campaigns = load_campaigns(settings.bonus_campaigns_file) if settings.bonus_campaigns_file else ()
-    runtime = LedgerRuntime(settings=settings, clock=clock, metadata=store.metadata, consumes=CONSUMES)
+    runtime = LedgerRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True,
+                            consumes=CONSUMES)
     runtime.ledger = LedgerContext(
         db=runtime.db, clock=clock, topics=runtime.topics, campaigns=campaigns,
         bonus_pays_charges=settings.bonus_pays_charges, self_service_credit_limit=settings.self_service_credit_limit,

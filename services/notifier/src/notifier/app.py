@@ -53,7 +53,7 @@ def build_runtime(
     handlers = Handlers(settings, clock, opener)
     holder: list[ServiceRuntime] = []
     runtime = ServiceRuntime(
-        settings=settings, clock=clock, metadata=store.metadata,
+        settings=settings, clock=clock, metadata=store.metadata, migrated=True,
         handler=handlers.router(), consumes=list(CONSUMES),
         routers=[build_router(lambda: holder[0])],
     )

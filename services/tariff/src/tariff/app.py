@@ -26,7 +26,7 @@ def build_runtime(
     runtime = TariffRuntime(
         settings=settings,
         clock=clock,
-        metadata=store.metadata,
+        metadata=store.metadata, migrated=True,
         handler=build_router(catalog, clock),
         consumes=[topics.IDENTITY, topics.LEDGER],
         routers=[build_http_router(lambda: runtime)],
