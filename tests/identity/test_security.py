@@ -194,7 +194,7 @@ def test_another_key_cannot_decrypt(vault: PersonalDataVault) -> None:
 @pytest.mark.parametrize(("lookup", "encryption"), [(b"k" * 16, b"e" * 32), (b"k" * 32, b"e" * 16)])
 def test_short_keys_are_refused(lookup: bytes, encryption: bytes) -> None:
     with pytest.raises(ValueError, match="key"):
-        PersonalDataVault(lookup_key=lookup, encryption_key=encryption)
+        PersonalDataVault(lookup_key=lookup, encryption_keys=[encryption])
 
 
 # --- support-assisted recovery: the domain's rule over the vault's hashes ------------------------

@@ -38,7 +38,7 @@ from billing_events.runtime import ServiceRuntime
 from billing_events.schema import outbox
 from billing_events.sealing import generate_keypair, seal
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
-from billing_events.testing.plugin import eventually
+from billing_events.testing.plugin import eventually, token_minter
 from notifier import store
 from notifier.app import build_runtime
 from notifier.channels import REDACTED
@@ -311,7 +311,7 @@ async def test_a_gateway_that_always_fails_ends_in_notification_failed(start, fa
             await publish(runtime, bootstrap_servers, person.registered(), person.login_locked())
             [failed] = await reader.wait_for_type("NotificationFailed", 1)
             log = await delivery_log(runtime, DeliveryLogQuery(account_number=person.account))
-            token, _ = runtime.tokens.issue("service", "operations")
+            token, _ = token_minter(runtime.clock).issue("service", "operations")
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}",
                                          headers={"Authorization": f"Bearer {token}"}) as http:
                 over_http = await http.get(f"/notifier/accounts/{person.account}/deliveries", params={"status": "failed"})

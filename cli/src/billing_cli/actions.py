@@ -18,7 +18,6 @@ from aiokafka import AIOKafkaProducer
 from billing_cli.config import CliSettings
 from billing_cli.output import Exit, console, emit_json, fail, reported
 from billing_events import topics
-from billing_events.auth import Tokens
 from billing_events.catalog.ledger import RedemptionPurpose
 from billing_events.catalog.payments import PaymentChannel, PaymentReceived
 from billing_events.envelope import Envelope
@@ -65,10 +64,7 @@ def _amount(value: str, currency: str) -> Money:
 def call_service(service: str, method: str, path: str, body: Any = None) -> Any:
     """One request to a service's API with a service token; its refusal becomes one line."""
     settings = CliSettings()
-    key = settings.signing_key()
-    if key is None:
-        fail("no signing key: set BILLING_TOKEN_SIGNING_KEY (or run `billing up` for the embedded suite)", Exit.USAGE)
-    token, _ = Tokens(key, settings.clock()).issue("service", f"cli:{settings.operator}")
+    token, _ = settings.tokens().issue("service", f"cli:{settings.operator}")
     url = settings.url(service)
     try:
         response = httpx.request(method, f"{url}{path}", json=body, timeout=30,
