@@ -75,13 +75,14 @@ class Person:
         ))
 
     def password(self, secret: str, *, purpose: PasswordPurpose = PasswordPurpose.INITIAL,
-                 channel: str = "sms", expires_in: timedelta | None = None) -> Envelope[PasswordIssued]:
-        """Exactly as identity publishes it: the secret and where it goes, sealed."""
+                 channel: str = "sms", expires_in: timedelta | None = None,
+                 sealed_for: str = PUBLIC) -> Envelope[PasswordIssued]:
+        """Exactly as identity publishes it: the secret and where it goes, sealed (for ``sealed_for``)."""
         destination = self.email if channel == "email" else self.phone
         masked = self.masked_email if channel == "email" else self.masked_phone
         return self.envelope(PasswordIssued(
             account_number=self.account, purpose=purpose, channel=channel, masked_destination=masked,
-            sealed_secret=seal(PUBLIC, {"secret": secret, "destination": destination}),
+            sealed_secret=seal(sealed_for, {"secret": secret, "destination": destination}),
             expires_at=clock.now() + expires_in if expires_in else None,
         ))
 
@@ -252,6 +253,32 @@ async def test_a_redelivered_event_sends_once_even_across_a_restart(start, make_
     assert templates == ["payment_credited", "login_locked"]
     assert sorted(row["template"] for row in rows) == ["login_locked", "payment_credited"]
     assert len([e for e in reader.envelopes if e.event_type == "NotificationSent"]) == 2
+
+
+async def test_a_rotation_of_the_sealing_key_strands_no_secret(start, make_settings, bootstrap_servers):
+    """The notifier gets the new private key beside the old one, then identity seals with the new
+    public key: what was sealed with the old key before the switch is still delivered."""
+    person = Person("100000000099", "en", "+447700000099")
+    new_public, new_private = generate_keypair()
+    settings = await make_settings(NotifierSettings, notifier_private_key=PRIVATE)
+    async with contextlib.AsyncExitStack() as stack:
+        before = await stack.enter_async_context(start(settings))
+        reader = await stack.enter_async_context(outcomes(before, bootstrap_servers))
+        await publish(before, bootstrap_servers, person.registered(), person.password("111111"))
+        await reader.wait_for_type("NotificationSent", 1, template="password_initial", timeout=60)
+        await before.stop()
+        # In flight while the notifier restarts with both keys: one sealed before identity switched
+        # to the new public key, one after.
+        await publish(before, bootstrap_servers,
+                      person.password("222222", purpose=PasswordPurpose.SMS_REISSUE),
+                      person.password("333333", purpose=PasswordPurpose.SMS_REISSUE, sealed_for=new_public))
+        rotated = settings.model_copy(update={"notifier_private_key": f"{new_private},{PRIVATE}"})
+        async with start(rotated) as runtime:
+            await reader.wait_for_type("NotificationSent", 3, timeout=60)
+            sent = file_lines(runtime)
+    assert [("111111" in str(line), "222222" in str(line), "333333" in str(line)) for line in sent] == [
+        (True, False, False), (False, True, False), (False, False, True)]
+    assert not [e for e in reader.envelopes if e.event_type == "NotificationFailed"]
 
 
 async def test_an_event_before_the_profile_waits_for_it(start, bootstrap_servers):
