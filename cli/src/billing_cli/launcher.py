@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from billing_cli.config import CLOCK_FILE, DEFAULT_PORTS, SUITE_FILE
+from billing_events.auth import generate_token_keypair
 from billing_events.embedded import EmbeddedBroker
 from billing_events.sealing import generate_keypair
 
