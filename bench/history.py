@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 from billing_cli.history import read_account, timeline
 from billing_events import topics
 from billing_events.archive import events_router
-from billing_events.auth import Tokens
+from billing_events.auth import TokenKeys, Tokens, generate_token_keypair
 from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.clock import SystemClock
 from billing_events.db import Database
@@ -46,7 +46,6 @@ from bench.infra import Broker, Databases, asyncpg_dsn
 ACCOUNT = "100000000008"
 ACCOUNT_EVENTS = 100
 OTHER_ACCOUNTS = 10_000
-KEY = "YmVuY2gtaGlzdG9yeS1zaWduaW5nLWtleS0zMmJ5dGU="
 
 GENERATE = """
 INSERT INTO outbox (topic, key, value, headers, created_at, published_at)
@@ -94,7 +93,7 @@ async def _ready() -> dict[str, bool]:
 async def time_history(url: str, *, repeat: int) -> dict[str, float]:
     """The CLI's read of ACCOUNT's history through the route, best of ``repeat``."""
     db = Database(url)
-    tokens = Tokens(KEY, SystemClock())
+    tokens = Tokens(TokenKeys.from_base64(private_key=generate_token_keypair()[1]), SystemClock())
     app = build_http_app("ledger", _ready, [events_router("ledger", db)])
     app.state.tokens = tokens
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",

@@ -19,7 +19,7 @@ from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.clock import SystemClock
 from billing_events.envelope import Envelope
 from billing_events.testing.kafka_probe import RawProducer
-from billing_events.testing.plugin import TEST_SIGNING_KEY, eventually
+from billing_events.testing.plugin import TEST_TOKEN_PRIVATE_KEY, eventually
 from ledger import store
 from ledger.app import LedgerRuntime, build_runtime
 from ledger.settings import LedgerSettings
@@ -75,7 +75,7 @@ async def cli(make_settings: Any, bootstrap_servers: str, tmp_path: Any) -> Asyn
             "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
             "BILLING_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
             "BILLING_LEDGER_DATABASE_URL": settings.database_url or "",
-            "BILLING_TOKEN_SIGNING_KEY": TEST_SIGNING_KEY,
+            "BILLING_TOKEN_PRIVATE_KEY": TEST_TOKEN_PRIVATE_KEY,
             "BILLING_LEDGER_URL": f"http://127.0.0.1:{runtime.http_port}",
             "BILLING_DATA_DIR": str(tmp_path / "cli"),
         }

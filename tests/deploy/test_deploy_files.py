@@ -35,6 +35,7 @@ from pydantic import AliasChoices, BaseModel, ValidationError
 from billing_events import metrics
 from billing_events.admin import AdminSettings
 from billing_events.admin import main as admin_main
+from billing_events.auth import generate_token_keypair, public_key_of
 from billing_events.sealing import generate_keypair
 from billing_events.settings import ServiceSettings
 from billing_events.topics import EVENT_TOPICS
@@ -57,6 +58,7 @@ SERVICES: dict[str, type[ServiceSettings]] = {
 }
 # Who reads the environment of a container, by the module its command runs.
 READERS: dict[str, type[ServiceSettings]] = {**SERVICES, "billing_events.admin": AdminSettings}
+TOKEN_SAMPLE = generate_token_keypair()[1]
 SECRET_NAME = re.compile(r"(PASSWORD|TOKEN|_KEY|DATABASE_URL)$")
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<rule>[:?+-][^}]*)?\}")
 
@@ -104,6 +106,8 @@ def secret_sample(variable: str) -> str:
     if variable in {"BILLING_NOTIFIER_PUBLIC_KEY", "BILLING_NOTIFIER_PRIVATE_KEY"}:
         public, private = generate_keypair()
         return public if variable.endswith("PUBLIC_KEY") else private
+    if variable in {"BILLING_TOKEN_PUBLIC_KEYS", "BILLING_TOKEN_PRIVATE_KEY"}:
+        return public_key_of(TOKEN_SAMPLE) if variable.endswith("PUBLIC_KEYS") else TOKEN_SAMPLE
     if variable.endswith("_KEY"):
         return base64.b64encode(bytes(range(32))).decode()
     return "sample-secret"
@@ -311,7 +315,13 @@ def test_the_values_make_production_settings(container: Container, monkeypatch: 
     if container.module in SERVICES:
         assert settings.database_url, f"{container.where} would fall back to a SQLite file"
     if container.module in SERVICES and settings.process_role != "relay":  # a relay serves no API
-        assert settings.token_signing_key, f"{container.where} would refuse every API call"
+        assert settings.token_public_keys, f"{container.where} would refuse every API call"
+
+
+@pytest.mark.parametrize("container", ALL_CONTAINERS, ids=lambda c: c.where)
+def test_only_identity_holds_the_token_private_key(container: Container) -> None:
+    """A compromised ledger, tariff or notifier pod can check tokens, never mint one."""
+    assert ("BILLING_TOKEN_PRIVATE_KEY" in container.environment) == (container.module == "identity")
 
 
 @pytest.mark.parametrize("container", [c for c in ALL_CONTAINERS if c.module in SERVICES], ids=lambda c: c.where)

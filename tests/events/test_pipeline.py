@@ -26,7 +26,7 @@ from billing_events.runtime import ServiceRuntime
 from billing_events.schema import dead_letters, inbox, outbox
 from billing_events.settings import ServiceSettings
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
-from billing_events.testing.plugin import eventually
+from billing_events.testing.plugin import eventually, token_minter
 
 clock = SystemClock()
 metadata = MetaData()
@@ -126,7 +126,7 @@ async def test_the_payments_taken_are_kept_for_the_history(counter: ServiceRunti
             outbox.c.topic == counter.topics(topics.PAYMENTS), outbox.c.key == account).order_by(outbox.c.id))).scalars().all()
     assert kept == [first.to_bytes(), second.to_bytes()]  # once each, as sent; the refused one is a dead letter
 
-    token = counter.tokens.issue("service", "operations")[0]
+    token = token_minter(counter.clock).issue("service", "operations")[0]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=counter.http_app), base_url="http://counter",
                                  headers={"Authorization": f"Bearer {token}"}) as client:
         pages, after = [], 0
@@ -135,7 +135,7 @@ async def test_the_payments_taken_are_kept_for_the_history(counter: ServiceRunti
             pages.append(page["events"])
             after = page["next_after_id"]
         refused = await client.get(f"/counter/accounts/{account}/events",
-                                   headers={"Authorization": f"Bearer {counter.tokens.issue('subscriber', account)[0]}"})
+                                   headers={"Authorization": f"Bearer {token_minter(counter.clock).issue('subscriber', account)[0]}"})
     events = [event for page in pages for event in page]
     assert [(e["event_type"], e["payload"].get("reference")) for e in events] == [
         ("PaymentReceived", "k-1"), ("BalanceChanged", None), ("PaymentReceived", "k-2"), ("BalanceChanged", None)]

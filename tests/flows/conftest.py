@@ -19,7 +19,7 @@ from billing_events.clock import Clock, FileClock, ManualClock
 from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair
 from billing_events.testing.kafka_probe import RawProducer
-from billing_events.testing.plugin import TEST_SIGNING_KEY
+from billing_events.testing.plugin import TEST_TOKEN_PRIVATE_KEY
 from identity.app import build_runtime as build_identity
 from identity.security import new_key
 from identity.settings import IdentitySettings
@@ -99,7 +99,7 @@ class Suite:
             "PATH": os.environ.get("PATH", ""),
             "BILLING_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
             "BILLING_KAFKA__TOPIC_PREFIX": self.ledger.settings.kafka.topic_prefix,
-            "BILLING_TOKEN_SIGNING_KEY": TEST_SIGNING_KEY,
+            "BILLING_TOKEN_PRIVATE_KEY": TEST_TOKEN_PRIVATE_KEY,
             "BILLING_LEDGER_DATABASE_URL": self.ledger.settings.resolved_database_url(),
             **{f"BILLING_{name.upper()}_URL": f"http://127.0.0.1:{runtime.http_port}"
                for name, runtime in (("ledger", self.ledger), ("identity", self.identity),

@@ -1,6 +1,6 @@
 """Fixtures of the HTTP tests: services started in-process (each with its own PostgreSQL
 database, all under the test's topic prefix and one manual clock), reached through their ASGI
-apps, and tokens minted with the suite's test signing key."""
+apps, and tokens minted with the suite's test token private key."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from billing_events.clock import ManualClock
 from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair
+from billing_events.testing.plugin import token_minter
 from identity.app import build_runtime as build_identity
 from identity.security import new_key
 from identity.settings import IdentitySettings
@@ -70,8 +71,7 @@ class Services:
         raise ValueError(name)
 
     def token(self, role: str = "service", subject: str = "operations") -> str:
-        runtime = next(iter(self.running.values()))
-        return runtime.tokens.issue(role, subject)[0]  # type: ignore[arg-type]
+        return token_minter(self.clock).issue(role, subject)[0]  # type: ignore[arg-type]
 
     def client(self, name: str, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

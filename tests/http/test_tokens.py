@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from billing_events import topics
-from billing_events.auth import MAX_TOKEN_LIFETIME, Tokens
+from billing_events.auth import MAX_TOKEN_LIFETIME
 from billing_events.catalog.identity import PasswordPurpose
 from billing_events.sealing import unseal
 from billing_events.testing.kafka_probe import TopicReader
 from billing_events.clock import ManualClock
-from billing_events.testing.plugin import TEST_SIGNING_KEY, eventually
+from billing_events.testing.plugin import eventually, token_minter
 
 
 async def test_the_login_token_opens_the_ledger_balance_of_that_account_only(services: Any, registration: Any,
@@ -66,7 +66,7 @@ async def _opened(ledger: Any, number: str) -> bool:
 
 @pytest.mark.parametrize("lifetime", [timedelta(minutes=-1), timedelta(0), timedelta(hours=24, seconds=1)])
 def test_a_token_lives_a_positive_bounded_time(lifetime: timedelta) -> None:
-    tokens = Tokens(TEST_SIGNING_KEY, ManualClock(datetime(2026, 3, 1, tzinfo=UTC)))
+    tokens = token_minter(ManualClock(datetime(2026, 3, 1, tzinfo=UTC)))
     with pytest.raises(ValueError, match="positive and at most"):
         tokens.issue("service", "ops", lifetime)
     _, expires = tokens.issue("service", "ops", MAX_TOKEN_LIFETIME)

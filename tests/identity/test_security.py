@@ -159,8 +159,10 @@ def test_encrypted_personal_data_round_trips_and_hides_the_text(vault: PersonalD
     assert vault.decrypt(first, bound_to="100000000008/passport") == document
     assert first != second  # a fresh nonce each time
     for token in (first, second):
+        key_id, _, body = token.partition(":")
+        assert key_id == vault.current_key_id  # the record names the key that wrote it
         assert "731942" not in token
-        assert b"731942" not in base64.b64decode(token)
+        assert b"731942" not in base64.b64decode(body)
 
 
 def test_a_ciphertext_moved_to_another_row_does_not_decrypt(vault: PersonalDataVault) -> None:
@@ -171,11 +173,12 @@ def test_a_ciphertext_moved_to_another_row_does_not_decrypt(vault: PersonalDataV
 
 
 def test_a_tampered_ciphertext_does_not_decrypt(vault: PersonalDataVault) -> None:
-    raw = bytearray(base64.b64decode(vault.encrypt("+79123456789", bound_to="x")))
+    key_id, _, body = vault.encrypt("+79123456789", bound_to="x").partition(":")
+    raw = bytearray(base64.b64decode(body))
     raw[-1] ^= 1
 
     with pytest.raises(UnreadablePersonalData):
-        vault.decrypt(base64.b64encode(bytes(raw)).decode(), bound_to="x")
+        vault.decrypt(f"{key_id}:{base64.b64encode(bytes(raw)).decode()}", bound_to="x")
 
 
 @pytest.mark.parametrize("token", ["", "not base64!", base64.b64encode(b"short").decode()])
@@ -194,7 +197,7 @@ def test_another_key_cannot_decrypt(vault: PersonalDataVault) -> None:
 @pytest.mark.parametrize(("lookup", "encryption"), [(b"k" * 16, b"e" * 32), (b"k" * 32, b"e" * 16)])
 def test_short_keys_are_refused(lookup: bytes, encryption: bytes) -> None:
     with pytest.raises(ValueError, match="key"):
-        PersonalDataVault(lookup_key=lookup, encryption_key=encryption)
+        PersonalDataVault(lookup_key=lookup, encryption_keys=[encryption])
 
 
 # --- support-assisted recovery: the domain's rule over the vault's hashes ------------------------
@@ -295,7 +298,7 @@ def test_the_sealed_text_does_not_contain_the_secret(notifier_keys: tuple[str, s
 
     for clear in ("Ab3defGhJk7m", "79123456789"):
         assert clear not in sealed
-        assert clear.encode() not in base64.b64decode(sealed)
+        assert clear.encode() not in base64.b64decode(sealed.partition(":")[2])
 
 
 def test_sealing_the_same_payload_twice_gives_different_texts(
@@ -316,11 +319,12 @@ def test_another_private_key_cannot_open_it(notifier_keys: tuple[str, str]) -> N
 
 def test_an_altered_sealed_text_does_not_open(notifier_keys: tuple[str, str]) -> None:
     public, private = notifier_keys
-    raw = bytearray(base64.b64decode(seal(public, {"secret": "123456"})))
+    key_id, _, box = seal(public, {"secret": "123456"}).partition(":")
+    raw = bytearray(base64.b64decode(box))
     raw[40] ^= 1
 
     with pytest.raises(SealingError):
-        unseal(private, base64.b64encode(bytes(raw)).decode())
+        unseal(private, f"{key_id}:{base64.b64encode(bytes(raw)).decode()}")
 
 
 @pytest.mark.parametrize("key", ["", "not-a-key", base64.b64encode(b"short").decode()])

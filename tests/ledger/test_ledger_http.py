@@ -7,11 +7,11 @@ from uuid import uuid4
 
 import httpx
 
-from billing_events.testing.plugin import eventually
+from billing_events.testing.plugin import eventually, token_minter
 
 
 async def _client(ledger: Any, role: str = "service", subject: str = "operations") -> httpx.AsyncClient:
-    token, _ = ledger.runtime.tokens.issue(role, subject)
+    token, _ = token_minter(ledger.runtime.clock).issue(role, subject)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=ledger.runtime.http_app), base_url="http://ledger",
                              headers={"Authorization": f"Bearer {token}"})
 

@@ -27,6 +27,7 @@ from billing_events.catalog.tariff import (
 from billing_events.money import Money, PositiveMoney
 from hypothesis import given
 from hypothesis import strategies as st
+from nacl.encoding import Base64Encoder
 from nacl.public import PrivateKey
 from notifier.domain import (
     PASSWORD_TEMPLATES,
@@ -86,7 +87,7 @@ def test_profile_without_email(subscriber, seal, opener):
 
 
 def test_sealed_for_another_key_is_refused(subscriber, seal):
-    stranger = SealOpener(PrivateKey.generate())
+    stranger = SealOpener.from_base64(PrivateKey.generate().encode(Base64Encoder).decode())
     with pytest.raises(NotifierError) as refused:
         profile_from_registration(registration(subscriber, seal, email=None), stranger)
     assert refused.value.code == "unseal_failed"

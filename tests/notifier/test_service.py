@@ -38,7 +38,7 @@ from billing_events.runtime import ServiceRuntime
 from billing_events.schema import outbox
 from billing_events.sealing import generate_keypair, seal
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
-from billing_events.testing.plugin import eventually
+from billing_events.testing.plugin import eventually, token_minter
 from notifier import store
 from notifier.app import build_runtime
 from notifier.channels import REDACTED
@@ -75,13 +75,14 @@ class Person:
         ))
 
     def password(self, secret: str, *, purpose: PasswordPurpose = PasswordPurpose.INITIAL,
-                 channel: str = "sms", expires_in: timedelta | None = None) -> Envelope[PasswordIssued]:
-        """Exactly as identity publishes it: the secret and where it goes, sealed."""
+                 channel: str = "sms", expires_in: timedelta | None = None,
+                 sealed_for: str = PUBLIC) -> Envelope[PasswordIssued]:
+        """Exactly as identity publishes it: the secret and where it goes, sealed (for ``sealed_for``)."""
         destination = self.email if channel == "email" else self.phone
         masked = self.masked_email if channel == "email" else self.masked_phone
         return self.envelope(PasswordIssued(
             account_number=self.account, purpose=purpose, channel=channel, masked_destination=masked,
-            sealed_secret=seal(PUBLIC, {"secret": secret, "destination": destination}),
+            sealed_secret=seal(sealed_for, {"secret": secret, "destination": destination}),
             expires_at=clock.now() + expires_in if expires_in else None,
         ))
 
@@ -254,6 +255,32 @@ async def test_a_redelivered_event_sends_once_even_across_a_restart(start, make_
     assert len([e for e in reader.envelopes if e.event_type == "NotificationSent"]) == 2
 
 
+async def test_a_rotation_of_the_sealing_key_strands_no_secret(start, make_settings, bootstrap_servers):
+    """The notifier gets the new private key beside the old one, then identity seals with the new
+    public key: what was sealed with the old key before the switch is still delivered."""
+    person = Person("100000000099", "en", "+447700000099")
+    new_public, new_private = generate_keypair()
+    settings = await make_settings(NotifierSettings, notifier_private_key=PRIVATE)
+    async with contextlib.AsyncExitStack() as stack:
+        before = await stack.enter_async_context(start(settings))
+        reader = await stack.enter_async_context(outcomes(before, bootstrap_servers))
+        await publish(before, bootstrap_servers, person.registered(), person.password("111111"))
+        await reader.wait_for_type("NotificationSent", 1, template="password_initial", timeout=60)
+        await before.stop()
+        # In flight while the notifier restarts with both keys: one sealed before identity switched
+        # to the new public key, one after.
+        await publish(before, bootstrap_servers,
+                      person.password("222222", purpose=PasswordPurpose.SMS_REISSUE),
+                      person.password("333333", purpose=PasswordPurpose.SMS_REISSUE, sealed_for=new_public))
+        rotated = settings.model_copy(update={"notifier_private_key": f"{new_private},{PRIVATE}"})
+        async with start(rotated) as runtime:
+            await reader.wait_for_type("NotificationSent", 3, timeout=60)
+            sent = file_lines(runtime)
+    assert [("111111" in str(line), "222222" in str(line), "333333" in str(line)) for line in sent] == [
+        (True, False, False), (False, True, False), (False, False, True)]
+    assert not [e for e in reader.envelopes if e.event_type == "NotificationFailed"]
+
+
 async def test_an_event_before_the_profile_waits_for_it(start, bootstrap_servers):
     person = Person("100000000040", "en", "+447700000040")
     async with start() as runtime, outcomes(runtime, bootstrap_servers) as reader:
@@ -311,7 +338,7 @@ async def test_a_gateway_that_always_fails_ends_in_notification_failed(start, fa
             await publish(runtime, bootstrap_servers, person.registered(), person.login_locked())
             [failed] = await reader.wait_for_type("NotificationFailed", 1)
             log = await delivery_log(runtime, DeliveryLogQuery(account_number=person.account))
-            token, _ = runtime.tokens.issue("service", "operations")
+            token, _ = token_minter(runtime.clock).issue("service", "operations")
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}",
                                          headers={"Authorization": f"Bearer {token}"}) as http:
                 over_http = await http.get(f"/notifier/accounts/{person.account}/deliveries", params={"status": "failed"})

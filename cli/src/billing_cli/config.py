@@ -10,7 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing_cli.output import Exit, fail
-from billing_events.auth import Tokens
+from billing_events.auth import TokenKeys, Tokens
 from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.clock import Clock, FileClock, SystemClock
 from billing_events.settings import KafkaSettings
@@ -29,7 +29,9 @@ class CliSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings,
                                  description="BILLING_KAFKA__SECURITY_PROTOCOL and the rest, as the services read them")
     clock_file: Path | None = Field(default=None, validation_alias="BILLING_CLOCK_FILE")
-    token_signing_key: str | None = Field(default=None, validation_alias="BILLING_TOKEN_SIGNING_KEY")
+    token_private_key: str | None = Field(
+        default=None, validation_alias="BILLING_TOKEN_PRIVATE_KEY",
+        description="The key identity signs tokens with: operators mint service tokens with it")
     ledger_url: str | None = None
     identity_url: str | None = None
     tariff_url: str | None = None
@@ -68,13 +70,19 @@ class CliSettings(BaseSettings):
     def service_token(self) -> str:
         """A short-lived service token for the services' APIs, minted with the deployment's key on
         the services' clock (the embedded suite's may be far from the wall clock)."""
-        key = self.signing_key()
-        if key is None:
-            fail("no signing key: set BILLING_TOKEN_SIGNING_KEY (or run `billing up` for the embedded suite)", Exit.USAGE)
-        return Tokens(key, self.clock()).issue("service", f"cli:{self.operator}")[0]
+        return self.tokens().issue("service", f"cli:{self.operator}")[0]
 
-    def signing_key(self) -> str | None:
-        if self.token_signing_key:
-            return self.token_signing_key
-        secrets = self.data_dir / "dev-secrets.json"
-        return json.loads(secrets.read_text()).get("BILLING_TOKEN_SIGNING_KEY") if secrets.exists() else None
+    def tokens(self, clock: Clock | None = None) -> Tokens:
+        """Minting with the token private key, from the environment or from what `billing up` made."""
+        key = self.token_private_key
+        if key is None:
+            secrets = self.data_dir / "dev-secrets.json"
+            key = json.loads(secrets.read_text()).get("BILLING_TOKEN_PRIVATE_KEY") if secrets.exists() else None
+        if key is None:
+            fail("no token private key: set BILLING_TOKEN_PRIVATE_KEY (or run `billing up` for the embedded suite)",
+                 Exit.USAGE)
+        try:
+            keys = TokenKeys.from_base64(private_key=key)
+        except ValueError as exc:
+            fail(f"BILLING_TOKEN_PRIVATE_KEY: {exc}", Exit.USAGE)
+        return Tokens(keys, clock or self.clock())

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from billing_cli.config import CLOCK_FILE, DEFAULT_PORTS, SUITE_FILE
+from billing_events.auth import generate_token_keypair
 from billing_events.embedded import EmbeddedBroker
 from billing_events.sealing import generate_keypair
 
@@ -47,20 +48,23 @@ def _pump(name: str, stream: object, ready: threading.Event) -> None:
 def dev_secrets(data_dir: Path) -> dict[str, str]:
     """Keys for the embedded default, made once per data folder (production takes them from
     its secret store): the notifier's sealing key pair, identity's personal-data keys and the
-    token signing key."""
+    token key pair. A folder made before a key existed gets that key added."""
     path = data_dir / DEV_SECRETS_FILE
-    if path.exists():
-        return dict(json.loads(path.read_text()))
+    kept = dict(json.loads(path.read_text())) if path.exists() else {}
     public, private = generate_keypair()
+    token_public, token_private = generate_token_keypair()
     values = {
         "BILLING_NOTIFIER_PUBLIC_KEY": public,
         "BILLING_NOTIFIER_PRIVATE_KEY": private,
         "BILLING_PII_LOOKUP_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "BILLING_PII_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "BILLING_TOKEN_SIGNING_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "BILLING_TOKEN_PUBLIC_KEYS": token_public,
+        "BILLING_TOKEN_PRIVATE_KEY": token_private,
+        **kept,
     }
-    path.write_text(json.dumps(values, indent=2))
-    path.chmod(0o600)
+    if values != kept:
+        path.write_text(json.dumps(values, indent=2))
+        path.chmod(0o600)
     return values
 
 

@@ -440,21 +440,17 @@ def token(
     account: Annotated[str | None, typer.Option("--account", help="A subscriber token for this account")] = None,
     minutes: Annotated[int, typer.Option(help="Lifetime in minutes (1 to 1440)")] = 15,
 ) -> None:
-    """Mint a token with the deployment's signing key (operations and tests)."""
+    """Mint a token with the deployment's token private key (operations and tests)."""
     from datetime import timedelta
 
-    from billing_events.auth import MAX_TOKEN_LIFETIME, Tokens
+    from billing_events.auth import MAX_TOKEN_LIFETIME
 
     if (service_name is None) == (account is None):
         fail("give exactly one of --service NAME or --account NUMBER", Exit.USAGE)
     if not timedelta(0) < timedelta(minutes=minutes) <= MAX_TOKEN_LIFETIME:
         fail(f"--minutes must be from 1 to {MAX_TOKEN_LIFETIME // timedelta(minutes=1)}", Exit.USAGE)
     with reported():
-        settings = CliSettings()
-        key = settings.signing_key()
-        if key is None:
-            fail("no signing key: set BILLING_TOKEN_SIGNING_KEY", Exit.USAGE)
-        issued, _ = Tokens(key, settings.clock()).issue(
+        issued, _ = CliSettings().tokens().issue(
             "service" if service_name else "subscriber", service_name or account_number(account or ""),
             timedelta(minutes=minutes))
     sys.stdout.write(issued + "\n")

@@ -8,6 +8,10 @@
 ``python -m billing_events.admin notifier-keypair``
     prints a new sealing key pair as the two variables identity and the notifier read.
 
+``python -m billing_events.admin token-keypair``
+    prints a new API token key pair: the private key for identity (and operators minting
+    service tokens), the public key for every service.
+
 ``python -m billing_events.admin probe [/health/live]``
     asks the service in the same container for one of its health endpoints and exits 0 only on
     HTTP 200: the image's HEALTHCHECK (the slim image has no curl).
@@ -24,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from billing_events.auth import generate_token_keypair
 from billing_events.sealing import generate_keypair
 from billing_events.settings import ServiceSettings
 from billing_events.topics import EVENT_TOPICS, TopicNames, TopicSpec, dead_letter_spec
@@ -115,6 +120,11 @@ def notifier_keypair() -> dict[str, str]:
     return {"BILLING_NOTIFIER_PUBLIC_KEY": public, "BILLING_NOTIFIER_PRIVATE_KEY": private}
 
 
+def token_keypair() -> dict[str, str]:
+    public, private = generate_token_keypair()
+    return {"BILLING_TOKEN_PUBLIC_KEYS": public, "BILLING_TOKEN_PRIVATE_KEY": private}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m billing_events.admin", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     create = commands.add_parser("create-topics", help="create the catalog's topics (idempotent)")
     create.add_argument("services", nargs="+", help="services whose dead-letter topics to create")
     commands.add_parser("notifier-keypair", help="print a new sealing key pair as environment variables")
+    commands.add_parser("token-keypair", help="print a new API token key pair as environment variables")
     check = commands.add_parser("probe", help="exit 0 when a health endpoint of this container answers 200")
     check.add_argument("path", nargs="?", default="/health/live")
     return parser
@@ -129,8 +140,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
-    if arguments.command == "notifier-keypair":
-        for name, value in notifier_keypair().items():
+    if arguments.command in ("notifier-keypair", "token-keypair"):
+        pair = notifier_keypair() if arguments.command == "notifier-keypair" else token_keypair()
+        for name, value in pair.items():
             print(f"{name}={value}")
         return 0
     settings = AdminSettings()

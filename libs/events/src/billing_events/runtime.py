@@ -102,7 +102,7 @@ class ServiceRuntime:
         self.started = False
         served = [*self.routers, events_router(self.name, self.db)] if self.consuming else []
         self.http_app = build_http_app(self.name, self.readiness, served, needed=self.needed_checks)
-        self.tokens = Tokens(self.settings.token_signing_key, self.clock)
+        self.tokens = Tokens(self.settings.token_keys(), self.clock)
         self.http_app.state.tokens = self.tokens
         self._http_server: uvicorn.Server | None = None
         self.http_port: int | None = None

@@ -3,11 +3,14 @@
 The identity service seals a password or a contact with the notifier's public key; only the
 notifier's private key opens it. Anyone else reading the topic sees base64 noise, and a
 sealed text that was altered does not open at all. Keys and sealed texts travel as standard
-base64.
+base64; a sealed text starts with the id of the public key that sealed it (``<key id>:``), so
+a reader holding several private keys (during a rotation) knows which one opens it.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +33,37 @@ def generate_keypair() -> tuple[str, str]:
     )
 
 
+def key_id(public_key: PublicKey) -> str:
+    """A short fingerprint of a public key: named in what it sealed."""
+    return base64.urlsafe_b64encode(hashlib.sha256(public_key.encode()).digest()[:6]).decode()
+
+
+def open_box(private_keys: Mapping[str, PrivateKey], sealed: str) -> bytes:
+    """The clear bytes of ``sealed``, opened with the key (of ``private_keys``, by key id) it names.
+    A text sealed before key ids existed names none: each key is tried. Raises CryptoError or
+    ValueError (bad base64)."""
+    kid, _, box = sealed.rpartition(":")
+    if not kid:
+        candidates = list(private_keys.values())
+    else:  # a key no longer listed opens nothing
+        candidates = [private_keys[kid]] if kid in private_keys else []
+    for key in candidates:
+        try:
+            return SealedBox(key).decrypt(box.encode(), encoder=Base64Encoder)
+        except CryptoError:
+            continue
+    raise CryptoError("no listed key opens it")
+
+
+def private_keys(private_keys_b64: str) -> dict[str, PrivateKey]:
+    """Comma-separated base64 private keys (current and previous) by the id of their public half."""
+    try:
+        keys = [PrivateKey(key.strip().encode(), encoder=Base64Encoder) for key in private_keys_b64.split(",")]
+    except (CryptoError, ValueError, TypeError):
+        raise SealingError("the private key is not a base64 X25519 key") from None
+    return {key_id(key.public_key): key for key in keys}
+
+
 def seal(public_key_b64: str, payload: Mapping[str, Any]) -> str:
     """Seal a JSON object for the holder of the private key matching ``public_key_b64``."""
     try:
@@ -37,17 +71,15 @@ def seal(public_key_b64: str, payload: Mapping[str, Any]) -> str:
     except (CryptoError, ValueError, TypeError):
         raise SealingError("the public key is not a base64 X25519 key") from None
     plaintext = json.dumps(dict(payload), separators=(",", ":"), ensure_ascii=False).encode()
-    return SealedBox(public_key).encrypt(plaintext, encoder=Base64Encoder).decode()
+    return f"{key_id(public_key)}:{SealedBox(public_key).encrypt(plaintext, encoder=Base64Encoder).decode()}"
 
 
-def unseal(private_key_b64: str, sealed: str) -> dict[str, Any]:
-    """Open what :func:`seal` made; a wrong key or an altered text raises :class:`SealingError`."""
+def unseal(private_keys_b64: str, sealed: str) -> dict[str, Any]:
+    """Open what :func:`seal` made with one of the (comma-separated) private keys; a wrong key
+    or an altered text raises :class:`SealingError`."""
+    keys = private_keys(private_keys_b64)
     try:
-        private_key = PrivateKey(private_key_b64.encode(), encoder=Base64Encoder)
-    except (CryptoError, ValueError, TypeError):
-        raise SealingError("the private key is not a base64 X25519 key") from None
-    try:
-        opened = SealedBox(private_key).decrypt(sealed.encode(), encoder=Base64Encoder)
+        opened = open_box(keys, sealed)
         payload = json.loads(opened)
     except (CryptoError, ValueError):
         # ValueError covers bad base64 and bad JSON.
@@ -57,4 +89,4 @@ def unseal(private_key_b64: str, sealed: str) -> dict[str, Any]:
     return payload
 
 
-__all__ = ["SealingError", "generate_keypair", "seal", "unseal"]
+__all__ = ["SealingError", "generate_keypair", "key_id", "open_box", "private_keys", "seal", "unseal"]

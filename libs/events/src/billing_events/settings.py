@@ -8,11 +8,12 @@ Each service subclasses :class:`ServiceSettings` and adds its own section.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from billing_events.auth import TokenKeys
 from billing_events.clock import Clock, FileClock, SystemClock
 
 
@@ -147,10 +148,11 @@ class ServiceSettings(BaseSettings):
         default=None, description="Port of health, metrics and the service's API (0: any free port; unset: off)"
     )
     http_host: str = "127.0.0.1"
-    token_signing_key: str | None = Field(
-        default=None,
-        validation_alias="BILLING_TOKEN_SIGNING_KEY",
-        description="Base64 HS256 key shared by every service; unset: every API call is refused",
+    token_public_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="BILLING_TOKEN_PUBLIC_KEYS",
+        description="Comma-separated base64 Ed25519 public keys API tokens may be signed with: the current "
+                    "one and, while a rotation runs, the previous one; unset: every API call is refused",
     )
 
     clock_file: Path | None = Field(
@@ -159,6 +161,21 @@ class ServiceSettings(BaseSettings):
         description="Embedded suite only (`billing up` sets it): the shared clock file that `billing clock` "
                     "moves; unset: the wall clock, as production runs",
     )
+
+    @field_validator("token_public_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        return [key.strip() for key in value.split(",") if key.strip()] if isinstance(value, str) else value
+
+    @field_validator("token_public_keys")
+    @classmethod
+    def _valid_keys(cls, value: list[str]) -> list[str]:
+        TokenKeys.from_base64(value)
+        return value
+
+    def token_keys(self) -> TokenKeys:
+        """The keys API tokens are checked with (identity adds the private key it signs with)."""
+        return TokenKeys.from_base64(self.token_public_keys)
 
     def clock(self) -> Clock:
         """The service's clock: the wall clock, or the embedded suite's movable shared one."""

@@ -198,7 +198,7 @@ def build_router(holder: RuntimeHolder) -> APIRouter:
         tokens = runtime().tokens
         if not tokens.can_issue:
             return problem(503, "token_signing_unconfigured",
-                           "the login is right but this service cannot issue tokens (no signing key)")
+                           "the login is right but this service cannot issue tokens (no token private key)")
         token, expires_at = tokens.issue("subscriber", logged_in.account_number)
         answer_ = LoginAnswer(**logged_in.model_dump(), token=token, expires_at=expires_at)
         return JSONResponse(answer_.model_dump(mode="json"))

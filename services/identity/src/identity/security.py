@@ -10,6 +10,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -23,6 +24,11 @@ from identity.domain import CodePolicy, IdentityError, LookupKind, PasswordPolic
 ENCRYPTION_KEY_BYTES = 32  # AES-256-GCM
 MIN_LOOKUP_KEY_BYTES = 32
 _NONCE_BYTES = 12
+
+
+def encryption_key_id(key: bytes) -> str:
+    """Names an encryption key in what it wrote, without revealing it: a short fingerprint."""
+    return base64.urlsafe_b64encode(hashlib.sha256(b"pii-key-id\x00" + key).digest()[:6]).decode()
 
 
 @dataclass(frozen=True)
@@ -105,21 +111,27 @@ class PersonalDataVault:
     unique index finds a duplicate passport) but nobody without the key can test guesses.
     ``encrypt`` is AES-256-GCM with a random nonce, bound to a context (for example
     ``"<account>/passport"``) so a ciphertext copied into another row does not decrypt.
+
+    Encryption keys rotate: the first key encrypts, every key listed decrypts, and a ciphertext
+    begins with the id of the key that wrote it (``<key id>:<base64>``). A ciphertext without an
+    id was written before ids existed: every key is tried.
     """
 
-    def __init__(self, *, lookup_key: bytes, encryption_key: bytes) -> None:
+    def __init__(self, *, lookup_key: bytes, encryption_keys: Sequence[bytes]) -> None:
         if len(lookup_key) < MIN_LOOKUP_KEY_BYTES:
             raise ValueError(f"the lookup key needs at least {MIN_LOOKUP_KEY_BYTES} bytes")
-        if len(encryption_key) != ENCRYPTION_KEY_BYTES:
-            raise ValueError(f"the encryption key must be {ENCRYPTION_KEY_BYTES} bytes")
+        if not encryption_keys or any(len(key) != ENCRYPTION_KEY_BYTES for key in encryption_keys):
+            raise ValueError(f"each encryption key must be {ENCRYPTION_KEY_BYTES} bytes")
         self._lookup_key = lookup_key
-        self._cipher = AESGCM(encryption_key)
+        self._ciphers = {encryption_key_id(key): AESGCM(key) for key in encryption_keys}
+        self.current_key_id = encryption_key_id(encryption_keys[0])
 
     @classmethod
     def from_base64(cls, *, lookup_key: str, encryption_key: str) -> PersonalDataVault:
+        """``encryption_key``: comma-separated, the current key first, then the previous ones."""
         return cls(
             lookup_key=base64.b64decode(lookup_key, validate=True),
-            encryption_key=base64.b64decode(encryption_key, validate=True),
+            encryption_keys=[base64.b64decode(key.strip(), validate=True) for key in encryption_key.split(",")],
         )
 
     def lookup_hash(self, kind: LookupKind, canonical_text: str) -> str:
@@ -132,15 +144,28 @@ class PersonalDataVault:
 
     def encrypt(self, plaintext: str, *, bound_to: str) -> str:
         nonce = secrets.token_bytes(_NONCE_BYTES)
-        sealed = self._cipher.encrypt(nonce, plaintext.encode(), bound_to.encode())
-        return base64.b64encode(nonce + sealed).decode()
+        sealed = self._ciphers[self.current_key_id].encrypt(nonce, plaintext.encode(), bound_to.encode())
+        return f"{self.current_key_id}:{base64.b64encode(nonce + sealed).decode()}"
 
     def decrypt(self, token: str, *, bound_to: str) -> str:
-        try:
-            raw = base64.b64decode(token, validate=True)
-            nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
-            return self._cipher.decrypt(nonce, sealed, bound_to.encode()).decode()
-        except (binascii.Error, InvalidTag, ValueError):
-            raise UnreadablePersonalData(
-                "stored personal data cannot be decrypted: wrong key, wrong context or tampered"
-            ) from None
+        key_id, _, body = token.rpartition(":")
+        if not key_id:  # written before key ids
+            ciphers = list(self._ciphers.values())
+        else:  # a key that is no longer listed reads nothing
+            ciphers = [self._ciphers[key_id]] if key_id in self._ciphers else []
+        for cipher in ciphers:
+            try:
+                raw = base64.b64decode(body, validate=True)
+                return cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], bound_to.encode()).decode()
+            except (binascii.Error, InvalidTag, ValueError):
+                continue
+        raise UnreadablePersonalData(
+            "stored personal data cannot be decrypted: wrong key, wrong context or tampered"
+        )
+
+    def is_current(self, token: str) -> bool:
+        """Whether ``token`` was written with the current key (``reencrypt`` skips it)."""
+        return token.startswith(f"{self.current_key_id}:")
+
+    def reencrypt(self, token: str, *, bound_to: str) -> str:
+        return self.encrypt(self.decrypt(token, bound_to=bound_to), bound_to=bound_to)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -46,6 +46,7 @@ from billing_events.catalog.identity import (
     SubscriberRegistered,
 )
 from billing_events.clock import Clock
+from billing_events.db import Database
 from billing_events.envelope import Envelope, Event
 from billing_events.logging import get_logger
 from billing_events.runtime import ServiceRuntime
@@ -224,6 +225,10 @@ def _vault(lookup_key: str, encryption_key: str) -> PersonalDataVault:
     return PersonalDataVault.from_base64(lookup_key=lookup_key, encryption_key=encryption_key)
 
 
+def personal_data_vault(settings: IdentitySettings) -> PersonalDataVault:
+    return _vault(settings.pii_lookup_key.get_secret_value(), settings.pii_encryption_key.get_secret_value())
+
+
 @cache
 def _hasher(profile: HashingProfile) -> SecretHasher:
     return SecretHasher(profile)
@@ -241,8 +246,7 @@ def _tools(runtime: ServiceRuntime) -> _Tools:
         raise TypeError("the identity commands need a runtime built with IdentitySettings")
     return _Tools(
         settings=settings,
-        vault=_vault(settings.pii_lookup_key.get_secret_value(),
-                     settings.pii_encryption_key.get_secret_value()),
+        vault=personal_data_vault(settings),
         hasher=_hasher(settings.hashing),
     )
 
@@ -285,6 +289,27 @@ async def _find_one(conn: AsyncConnection, tools: _Tools, identifier: LoginIdent
     if not found:
         raise UnknownAccount()
     return found[0]
+
+
+async def reencrypt_personal_data(db: Database, vault: PersonalDataVault, *, batch_size: int) -> AsyncIterator[int]:
+    """Re-encrypt, under the vault's current key, every subscriber's personal data that an older
+    key wrote: one transaction per batch, yielding each batch's size. What the current key wrote
+    is skipped, so a run that stopped is finished by running again; the previous keys may go
+    once a run finds nothing."""
+    after = ""
+    while True:
+        async with db.transaction() as conn:
+            rows = await store.encrypted_not_under(conn, vault.current_key_id, after=after, limit=batch_size)
+            for row in rows:
+                account = row.account_number
+                await store.replace_encrypted(conn, account, {
+                    f"{kind}_encrypted": vault.reencrypt(getattr(row, f"{kind}_encrypted"), bound_to=_bound(account, kind))
+                    for kind in store.ENCRYPTED_KINDS
+                })
+        if not rows:
+            return
+        after = rows[-1].account_number
+        yield len(rows)
 
 
 @dataclass(frozen=True)

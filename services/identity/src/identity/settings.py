@@ -7,6 +7,10 @@ secret store):
   and contact details are sealed with it.
 - ``BILLING_PII_LOOKUP_KEY``: base64 of >= 32 bytes; keyed hashes that find personal data.
 - ``BILLING_PII_ENCRYPTION_KEY``: base64 of 32 bytes; AES-256-GCM of the readable copies.
+  Comma-separated during a rotation: the current key first (it encrypts), then the previous
+  ones (they still decrypt, until ``python -m identity.reencrypt`` has moved every record).
+- ``BILLING_TOKEN_PRIVATE_KEY``: base64 Ed25519 private key; identity alone signs API tokens
+  (every service checks them with ``BILLING_TOKEN_PUBLIC_KEYS``).
 
 Tuning:
 
@@ -46,6 +50,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from billing_events.auth import TokenKeys
 from billing_events.settings import ServiceSettings
 from identity.domain import LoginPolicy, ResetCodePolicy, ThrottlePolicy
 from identity.security import (
@@ -87,7 +92,14 @@ class IdentitySettings(ServiceSettings):
     )
     pii_encryption_key: SecretStr = Field(
         validation_alias="BILLING_PII_ENCRYPTION_KEY",
-        description="Base64 of 32 bytes: AES-256-GCM key of the stored personal data",
+        description="Base64 of 32 bytes: AES-256-GCM key of the stored personal data; comma-separated "
+                    "during a rotation, the current key first, then the previous ones (read only)",
+    )
+    token_private_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="BILLING_TOKEN_PRIVATE_KEY",
+        description="Base64 Ed25519 private key subscriber tokens are signed with: identity's alone; "
+                    "unset: logins are refused",
     )
 
     hashing_profile: Literal["production", "fast"] = Field(
@@ -137,6 +149,17 @@ class IdentitySettings(ServiceSettings):
         description="Region codes accepted at registration (the tariff catalog's regions)",
     )
 
+    @field_validator("token_private_key")
+    @classmethod
+    def _token_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            TokenKeys.from_base64(private_key=value.get_secret_value())
+        return value
+
+    def token_keys(self) -> TokenKeys:
+        private = self.token_private_key
+        return TokenKeys.from_base64(self.token_public_keys, private.get_secret_value() if private else None)
+
     @field_validator("notifier_public_key")
     @classmethod
     def _public_key(cls, value: str) -> str:
@@ -154,8 +177,9 @@ class IdentitySettings(ServiceSettings):
     @field_validator("pii_encryption_key")
     @classmethod
     def _encryption_key(cls, value: SecretStr) -> SecretStr:
-        if len(_key_bytes(value.get_secret_value(), "BILLING_PII_ENCRYPTION_KEY")) != ENCRYPTION_KEY_BYTES:
-            raise ValueError(f"BILLING_PII_ENCRYPTION_KEY must be {ENCRYPTION_KEY_BYTES} bytes")
+        for key in value.get_secret_value().split(","):
+            if len(_key_bytes(key, "BILLING_PII_ENCRYPTION_KEY")) != ENCRYPTION_KEY_BYTES:
+                raise ValueError(f"each key of BILLING_PII_ENCRYPTION_KEY must be {ENCRYPTION_KEY_BYTES} bytes")
         return value
 
     @property

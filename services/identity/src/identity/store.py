@@ -31,6 +31,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -187,6 +188,28 @@ def _subscriber(row: Any) -> Subscriber:
         contact_encrypted=row.contact_encrypted,
         password_hash=row.password_hash,
     )
+
+
+ENCRYPTED_KINDS = ("passport", "personal", "contact")
+"""The personal data kept encrypted, each in ``<kind>_encrypted`` and bound to ``<account>/<kind>``."""
+
+
+async def encrypted_not_under(conn: AsyncConnection, key_id: str, *, after: str, limit: int) -> list[Any]:
+    """Subscribers (after ``after``, by account number) holding data not written with ``key_id``,
+    locked until the transaction ends."""
+    columns = [subscribers.c[f"{kind}_encrypted"] for kind in ENCRYPTED_KINDS]
+    query = (
+        select(subscribers.c.account_number, *columns)
+        .where(subscribers.c.account_number > after, or_(*(~column.startswith(f"{key_id}:", autoescape=True) for column in columns)))
+        .order_by(subscribers.c.account_number)
+        .limit(limit)
+        .with_for_update()
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def replace_encrypted(conn: AsyncConnection, account_number: str, values: dict[str, str]) -> None:
+    await conn.execute(update(subscribers).where(subscribers.c.account_number == account_number).values(values))
 
 
 async def add_subscriber(conn: AsyncConnection, row: dict[str, Any]) -> None:

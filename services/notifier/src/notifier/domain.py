@@ -30,11 +30,11 @@ from billing_events.catalog.tariff import (
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
 )
+from billing_events import sealing
 from billing_events.envelope import Event
 from billing_events.money import CurrencyMismatch, Money
-from nacl.encoding import Base64Encoder
 from nacl.exceptions import CryptoError
-from nacl.public import PrivateKey, SealedBox
+from nacl.public import PrivateKey
 
 PAYMENT_CAUSE = "PaymentReceived"
 
@@ -133,14 +133,16 @@ class SubscriberProfile:
 
 
 class SealOpener:
-    """Opens what identity sealed for the notifier's public key (libsodium sealed boxes)."""
+    """Opens what identity sealed for the notifier's public key (libsodium sealed boxes), with the
+    private key the sealed text names: the current one or, during a rotation, a previous one."""
 
-    def __init__(self, private_key: PrivateKey) -> None:
-        self._box = SealedBox(private_key)
+    def __init__(self, private_keys: dict[str, PrivateKey]) -> None:
+        self._keys = private_keys
 
     @classmethod
-    def from_base64(cls, private_key: str) -> SealOpener:
-        return cls(PrivateKey(private_key.encode(), encoder=Base64Encoder))
+    def from_base64(cls, private_keys_b64: str) -> SealOpener:
+        """Comma-separated base64 private keys."""
+        return cls(sealing.private_keys(private_keys_b64))
 
     def contact(self, sealed: str) -> Contact:
         data = self._open(sealed, "sealed_contact")
@@ -155,7 +157,7 @@ class SealOpener:
 
     def _open(self, sealed: str, field_name: str) -> dict[str, Any]:
         try:
-            data = json.loads(self._box.decrypt(sealed.encode(), encoder=Base64Encoder))
+            data = json.loads(sealing.open_box(self._keys, sealed))
         except (CryptoError, ValueError) as exc:
             # ValueError covers bad base64 and bad JSON; neither message holds the clear text.
             raise NotifierError(

@@ -46,7 +46,8 @@ class NotifierSettings(ServiceSettings):
 
     notifier_private_key: str = Field(
         validation_alias="BILLING_NOTIFIER_PRIVATE_KEY",
-        description="Base64 X25519 private key: opens the contacts and secrets identity sealed",
+        description="Base64 X25519 private key: opens the contacts and secrets identity sealed; comma-separated "
+                    "during a rotation (the new key and the previous ones: each sealed text names its key)",
     )
     production: bool = Field(
         default=False,

@@ -17,11 +17,22 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
+from billing_events.auth import TokenKeys, Tokens, public_key_of
+from billing_events.clock import Clock
 from billing_events.settings import KafkaSettings, ServiceSettings
 from billing_events.testing.infrastructure import Infrastructure, provide
 
 S = TypeVar("S", bound=ServiceSettings)
-TEST_SIGNING_KEY = base64.b64encode(b"test-signing-key-for-the-suite!!").decode()
+TEST_TOKEN_PRIVATE_KEY = base64.b64encode(b"test-token-private-key-of-suite!").decode()
+"""The suite's tests sign tokens with this Ed25519 key (identity's settings hold it)."""
+TEST_TOKEN_PUBLIC_KEY = public_key_of(TEST_TOKEN_PRIVATE_KEY)
+"""What every service checks the tests' tokens with."""
+
+
+def token_minter(clock: Clock) -> Tokens:
+    """Mints tokens as identity and ``billing token`` do, with the tests' private key: the other
+    services hold only the public key and cannot."""
+    return Tokens(TokenKeys.from_base64(private_key=TEST_TOKEN_PRIVATE_KEY), clock)
 
 
 @pytest.fixture(scope="session")
@@ -117,8 +128,10 @@ def make_settings(kafka_settings: KafkaSettings, tmp_path: Path, postgres_databa
         url = await postgres_databases.create() if database == "postgresql" else None
         values: dict[str, Any] = {
             "kafka": kafka_settings, "data_dir": tmp_path / "data", "database_url": url,
-            "token_signing_key": TEST_SIGNING_KEY,
+            "token_public_keys": [TEST_TOKEN_PUBLIC_KEY],
         }
+        if "token_private_key" in settings_cls.model_fields:  # identity signs
+            values["token_private_key"] = TEST_TOKEN_PRIVATE_KEY
         values.update(overrides)
         return settings_cls(**values)
 
