@@ -29,7 +29,7 @@ from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.ledger import BalanceChanged, PaymentType, TransferRequested
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, FeeKind
+from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
 from billing_events.envelope import Envelope
 from billing_events.money import Money
 from billing_events.sealing import seal
@@ -52,6 +52,8 @@ NOT_STATE = {"dead_letters", "outbox"}
 
 Hostile = tuple[bytes | None, bytes | None, str]
 """(message key, message value, the code every consumer must dead-letter it with)."""
+
+PLAN = ChargedFor(item=ChargedItem.PLAN, code="internet-100")
 
 
 class Hostiles:
@@ -248,7 +250,7 @@ def _payload(topic: str, number: str, now: datetime) -> Any:
                                   credit_limit=Money.zero())
         case topics.TARIFF:
             return ChargeApplied(charge_id=f"H-{uuid7()}", account_number=number, amount=money,
-                                 fee_kind=FeeKind.SUBSCRIPTION, billing_day=date(2026, 3, 1))
+                                 charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION, billing_day=date(2026, 3, 1))
         case topics.LEDGER_COMMANDS:
             return TransferRequested(request_id=uuid7(), from_account=number, to_account=number, amount=money,
                                      requested_by="hostile")

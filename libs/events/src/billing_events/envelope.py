@@ -3,17 +3,24 @@
 An event type is a pydantic model subclassing :class:`Event` with a name, a schema version and
 the topic of the service that owns it. Declaring the class registers it; decoding looks the
 (type, version) pair up, so an unknown type or version is refused with a clear reason.
+
+An older version that can still arrive alone (a producer publishing it during a rolling upgrade,
+old events in history) has an upcaster per step (:func:`upcaster`, v1 -> v2, v2 -> v3...):
+:func:`decode` checks a message against the version it was written in, then reads it as the
+newest, so a consumer codes against one model only.
 """
 
 from __future__ import annotations
 
 import json
+import typing
 from datetime import UTC, datetime
 from functools import cache
+from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from uuid6 import uuid7
 
 from billing_events.clock import Clock
@@ -72,7 +79,13 @@ class Envelope(BaseModel, Generic[E]):
     correlation_id: UUID
     causation_id: UUID | None = None
     producer: str = Field(description="The service that published the event")
+    copy_of: UUID | None = Field(
+        default=None,
+        description="Set on an older version published beside the newest one: the event id of that"
+        " newest one, which tells the same fact. A reader of the newest version skips such copies.",
+    )
     payload: E
+    _as_sent: Event | None = PrivateAttr(default=None)
 
     @field_validator("occurred_at")
     @classmethod
@@ -110,28 +123,49 @@ class Envelope(BaseModel, Generic[E]):
     def topic(self) -> str:
         return self.payload.topic
 
+    @property
+    def as_sent(self) -> Event:
+        """The payload in the version the producer wrote (``payload`` is read as the newest)."""
+        return self._as_sent if self._as_sent is not None else self.payload
+
     def previous_versions(self) -> list[Envelope[Any]]:
         """The older versions of this event still published beside it: each its own event id
-        (a consumer takes the version it reads and leaves the other), caused by this one."""
+        and ``copy_of`` this one (a consumer takes the version it reads and leaves the other)."""
         return [
-            Envelope[type(old)](  # type: ignore[misc]
-                event_id=uuid7(), event_type=old.event_type, schema_version=old.version,
-                occurred_at=self.occurred_at, account=self.account, correlation_id=self.correlation_id,
-                causation_id=self.event_id, producer=self.producer, payload=old,
-            )
+            self._with(old, event_id=uuid7(), causation_id=self.event_id, copy_of=self.event_id)
             for old in self.payload.previous_versions()
         ]
+
+    def in_version(self, version: int) -> Envelope[Any]:
+        """This event (same id) written in an older ``version``, published alone: what a producer
+        sends while some consumers still read only that version (see docs/events.md)."""
+        if version == self.schema_version:
+            return self
+        old = next((p for p in self.payload.previous_versions() if p.version == version), None)
+        if old is None or (old.event_type, version) not in UPCASTERS:
+            raise ValueError(f"{self.event_type} cannot be published alone in version {version}")
+        return self._with(old)
+
+    def _with(self, payload: Event, **changes: Any) -> Envelope[Any]:
+        fields = {name: getattr(self, name) for name in type(self).model_fields if name != "payload"}
+        return envelope_model(type(payload))(
+            **{**fields, **changes, "event_type": payload.event_type, "schema_version": payload.version},
+            payload=payload,
+        )
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
 
     def kafka_headers(self) -> dict[str, str]:
         """Headers that let a consumer route or filter without parsing the body."""
-        return {
+        headers = {
             "event_type": self.event_type,
             "schema_version": str(self.schema_version),
             "correlation_id": str(self.correlation_id),
         }
+        if self.copy_of is not None:
+            headers["copy_of"] = str(self.copy_of)
+        return headers
 
 
 class InvalidEvent(ValueError):
@@ -171,11 +205,43 @@ def decode_object(data: Any) -> Envelope[Any]:
                                RefusalCode.UNSUPPORTED_VERSION)
         raise InvalidEvent(f"unknown event type {event_type!r}", RefusalCode.UNKNOWN_EVENT_TYPE)
     try:
-        return envelope_model(event_cls).model_validate(data)
+        envelope = envelope_model(event_cls).model_validate(data)
     except ValidationError as exc:
         in_payload = all(err["loc"][:1] == ("payload",) for err in exc.errors())
         code = RefusalCode.INVALID_PAYLOAD if in_payload else RefusalCode.INVALID_ENVELOPE
         raise InvalidEvent(describe_validation_error(exc), code) from None
+    return upcast(envelope)
+
+
+Upcaster = Callable[[Any], Event]
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+"""(event type, version) -> the function reading that version as the next one."""
+
+
+def upcaster(function: Upcaster) -> Upcaster:
+    """Register ``function(old: <Type v N>) -> <Type v N+1>``: one step, named by its annotations."""
+    hints = typing.get_type_hints(function)
+    old, new = hints["old"], hints["return"]
+    if (old.event_type, old.version + 1) != (new.event_type, new.version):
+        raise TypeError(f"an upcaster takes one step: {old.__name__} -> {new.__name__}")
+    UPCASTERS[(old.event_type, old.version)] = function
+    return function
+
+
+def upcast(envelope: Envelope[Any]) -> Envelope[Any]:
+    """The envelope read as the newest version of its event (itself when it is the newest)."""
+    payload = envelope.payload
+    try:
+        while (step := UPCASTERS.get((payload.event_type, payload.version))) is not None:
+            payload = step(payload)
+    except ValueError as exc:
+        raise InvalidEvent(f"payload: cannot be read as {payload.event_type} v{payload.version + 1}: {exc}",
+                           RefusalCode.INVALID_PAYLOAD) from None
+    if payload is envelope.payload:
+        return envelope
+    newest = envelope._with(payload)
+    newest._as_sent = envelope.payload
+    return newest
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -192,8 +258,9 @@ def event_class(event_type: str, version: int | None = None) -> type[Event]:
 
 
 def is_current(envelope: Envelope[Any]) -> bool:
-    """Is this the newest version of its event? An older one beside it says the same fact again."""
-    return type(envelope.payload) is event_class(envelope.event_type)
+    """Is this the event itself, not an older version published beside it (``copy_of``) that
+    says the same fact again?"""
+    return envelope.copy_of is None
 
 
 __all__ = [
@@ -207,4 +274,6 @@ __all__ = [
     "envelope_model",
     "event_class",
     "is_current",
+    "upcast",
+    "upcaster",
 ]

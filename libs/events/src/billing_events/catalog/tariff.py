@@ -6,11 +6,11 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, ClassVar, NamedTuple
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from billing_events import topics
 from billing_events.catalog.common import AccountNumber
-from billing_events.envelope import Event
+from billing_events.envelope import Event, upcaster
 from billing_events.money import PositiveMoney
 
 
@@ -21,18 +21,86 @@ class FeeKind(StrEnum):
     EQUIPMENT = "equipment"
 
 
-class ChargeApplied(Event):
-    """Debit the subscriber for a fee. ``charge_id`` is unique: the ledger posts it once."""
+class ChargedItem(StrEnum):
+    """What a fee is the price of."""
 
-    event_type: ClassVar[str] = "ChargeApplied"
+    PLAN = "plan"
+    OPTION = "option"
+    REGION = "region"
+    """The region's voluntary block price."""
+    EQUIPMENT = "equipment"
+
+
+_ITEM_OF_FEE = {FeeKind.SUBSCRIPTION: ChargedItem.PLAN, FeeKind.OPTION: ChargedItem.OPTION,
+                FeeKind.VOLUNTARY_BLOCK: ChargedItem.REGION, FeeKind.EQUIPMENT: ChargedItem.EQUIPMENT}
+
+
+class ChargedFor(BaseModel):
+    """The tariff catalog's item whose price a charge is."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    item: ChargedItem
+    code: str = Field(min_length=1, max_length=64, examples=["internet-100"],
+                      description="The plan or option code of the tariff catalog; the region code for a"
+                                  " voluntary block; the equipment code")
+
+
+class _Charge(Event):
+    """What every version of ChargeApplied says (a base: not an event type of its own)."""
+
     topic: ClassVar[str] = topics.TARIFF
 
-    charge_id: str = Field(min_length=1, max_length=128, examples=["100000000008:2026-11-25:subscription"])
+    charge_id: str = Field(min_length=1, max_length=128, examples=["100000000008:2026-11-25:subscription:internet-100"])
     account_number: AccountNumber
     amount: PositiveMoney
     fee_kind: FeeKind
     billing_day: date
     description: str = Field(default="", max_length=200)
+
+
+class ChargeApplied(_Charge):
+    """Debit the subscriber for a fee. ``charge_id`` is unique: the ledger posts it once.
+
+    v2: ``charged_for`` names the plan, option, region or equipment whose price it is (the
+    statement shows it; v1 readers had to take it apart from ``charge_id``). v1 is published
+    beside it; a producer may publish v1 alone while its consumers upgrade."""
+
+    event_type: ClassVar[str] = "ChargeApplied"
+    version: ClassVar[int] = 2
+
+    charged_for: ChargedFor
+
+    @classmethod
+    def of(cls, account_number: str, day: date, kind: FeeKind, code: str, amount: PositiveMoney,
+           description: str) -> ChargeApplied:
+        """The charge of ``kind`` for the catalog item ``code`` on billing day ``day``."""
+        return cls(charge_id=charge_id(account_number, day, kind, code), account_number=account_number,
+                   amount=amount, fee_kind=kind, billing_day=day, description=description,
+                   charged_for=ChargedFor(item=_ITEM_OF_FEE[kind], code=code))
+
+    @property
+    def key(self) -> ChargeKey:
+        return ChargeKey(self.billing_day, self.fee_kind, self.charged_for.code)
+
+    def previous_versions(self) -> tuple[Event, ...]:
+        return (ChargeAppliedV1(**self.model_dump(exclude={"charged_for"})),)
+
+
+class ChargeAppliedV1(_Charge):
+    """v1 of ChargeApplied (superseded by v2, still published beside it)."""
+
+    event_type: ClassVar[str] = "ChargeApplied"
+
+
+@upcaster
+def charge_applied_v1_to_v2(old: ChargeAppliedV1) -> ChargeApplied:
+    """v1 named the item only inside ``charge_id`` (``account:day:fee_kind:code``)."""
+    key = parse_charge_id(old.charge_id)
+    if key is None or (key.billing_day, key.fee_kind) != (old.billing_day, old.fee_kind):
+        raise ValueError("charge_id does not name the billing day, fee kind and item charged")
+    return ChargeApplied.of(old.account_number, old.billing_day, old.fee_kind, key.code, old.amount,
+                            old.description)
 
 
 def charge_id(account_number: str, day: date, kind: FeeKind, code: str) -> str:
