@@ -119,3 +119,22 @@ def test_the_check_refuses_an_incompatible_edit_of_a_published_schema_and_accept
     target.write_text(contracts.render(original))
     (published / "ChargeApplied.v0.json").write_text(contracts.render(original))
     assert contracts.contract_problems() == ["ChargeApplied.v0.json: published, but the event version is gone"]
+
+
+def test_a_dead_letter_message_matches_its_published_schema() -> None:
+    import jsonschema
+
+    from billing_events import deadletter
+
+    letter = deadletter.DeadLetter(topic="billing.tariff", partition=3, offset=17, key=b"100000000008",
+                                   value=recorded("subscription"), reason="no account 100000000008",
+                                   code="unknown_account")
+    row = {"consumer": "ledger", "code": letter.code, "reason": letter.reason, "key": "100000000008",
+           "created_at": CLOCK.now()}
+    message = json.loads(deadletter._dead_letter_message(row, letter))
+    schema = json.loads((contracts.SCHEMA_DIR / "DeadLetter.v1.json").read_text())
+    jsonschema.validate(message, schema)
+    assert (message["source"], message["original_size"]) == (
+        {"topic": "billing.tariff", "partition": 3, "offset": 17}, len(recorded("subscription")))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**message, "source": {"topic": "billing.tariff"}}, schema)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from billing_events import catalog as _catalog  # noqa: F401  (registers every event type)
+from billing_events.dead_letter_record import DeadLetterRecord
 from billing_events.envelope import REGISTRY, Event, envelope_model
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -33,8 +34,19 @@ def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def dead_letter_schema() -> dict[str, Any]:
+    schema = DeadLetterRecord.model_json_schema()
+    schema["title"] = f"{DeadLetterRecord.name} v{DeadLetterRecord.version}"
+    schema["x-topic"] = "billing.<consumer>.dlq"
+    return schema
+
+
+DEAD_LETTER_FILE = SCHEMA_DIR / f"{DeadLetterRecord.name}.v{DeadLetterRecord.version}.json"
+
+
 def current_schemas() -> dict[Path, str]:
-    return {schema_file(cls): render(event_schema(cls)) for cls in REGISTRY.values()}
+    schemas = {schema_file(cls): event_schema(cls) for cls in REGISTRY.values()}
+    return {path: render(schema) for path, schema in {**schemas, DEAD_LETTER_FILE: dead_letter_schema()}.items()}
 
 
 def _resolve(node: Any, defs: dict[str, Any]) -> Any:
@@ -84,6 +96,7 @@ def contract_problems() -> list[str]:
     """Every breaking change against the schemas in the repository, and every version missing."""
     problems: list[str] = []
     current = {schema_file(cls): event_schema(cls) for cls in REGISTRY.values()}
+    current[SCHEMA_DIR / DEAD_LETTER_FILE.name] = dead_letter_schema()
     for published_file in sorted(SCHEMA_DIR.glob("*.json")):
         if published_file not in current:
             problems.append(f"{published_file.name}: published, but the event version is gone")
