@@ -15,8 +15,8 @@ from uuid import UUID
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing_contracts.dead_letter_record import DeadLetterRecord, Source
 from billing_events.clock import Clock
-from billing_events.dead_letter_record import DeadLetterRecord, Source
 from billing_events.outbox import stage_rows
 from billing_events.schema import dead_letters
 from billing_events.topics import TopicNames, dead_letter_topic

@@ -1,5 +1,5 @@
 """The message on a dead-letter topic (``billing.<consumer>.dlq``): published as a JSON Schema
-beside the events (``libs/events/schemas/DeadLetter.v1.json``), so an outsider reading one knows
+beside the events (``billing_contracts/schemas/DeadLetter.v1.json``), so an outsider reading one knows
 its shape."""
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
-from billing_events import topics
-from billing_events.catalog.common import AccountNumber, MaskedDestination, SealedSecret
-from billing_events.envelope import Event
+from billing_contracts import topics
+from billing_contracts.catalog.common import AccountNumber, MaskedDestination, SealedSecret
+from billing_contracts.envelope import Event
 
 
 class LegalStatus(StrEnum):

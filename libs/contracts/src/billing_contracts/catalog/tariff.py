@@ -8,10 +8,10 @@ from typing import Annotated, ClassVar, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from billing_events import topics
-from billing_events.catalog.common import AccountNumber
-from billing_events.envelope import Event, upcaster
-from billing_events.money import PositiveMoney
+from billing_contracts import topics
+from billing_contracts.catalog.common import AccountNumber
+from billing_contracts.envelope import Event, upcaster
+from billing_contracts.money import PositiveMoney
 
 
 class FeeKind(StrEnum):

@@ -11,9 +11,9 @@ from uuid import UUID
 
 from pydantic import Field
 
-from billing_events import topics
-from billing_events.catalog.common import AccountNumber, MaskedDestination
-from billing_events.envelope import Event
+from billing_contracts import topics
+from billing_contracts.catalog.common import AccountNumber, MaskedDestination
+from billing_contracts.envelope import Event
 
 
 class DeliveryChannel(StrEnum):

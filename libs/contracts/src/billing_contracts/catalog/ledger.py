@@ -14,11 +14,11 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from billing_events import topics
-from billing_events.catalog.common import AccountNumber
-from billing_events.catalog.payments import PaymentChannel
-from billing_events.envelope import Event
-from billing_events.money import Money, PositiveMoney
+from billing_contracts import topics
+from billing_contracts.catalog.common import AccountNumber
+from billing_contracts.catalog.payments import PaymentChannel
+from billing_contracts.envelope import Event
+from billing_contracts.money import Money, PositiveMoney
 
 
 class PaymentType(StrEnum):

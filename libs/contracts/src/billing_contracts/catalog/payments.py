@@ -7,9 +7,9 @@ from typing import ClassVar
 
 from pydantic import AwareDatetime, Field
 
-from billing_events import topics
-from billing_events.envelope import Event
-from billing_events.money import PositiveMoney
+from billing_contracts import topics
+from billing_contracts.envelope import Event
+from billing_contracts.money import PositiveMoney
 
 
 DEFAULT_MAX_PAYMENT = 100_000_000
