@@ -30,7 +30,7 @@ from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.ledger import BalanceChanged, PaymentType, TransferRequested
 from billing_events.catalog.payments import PaymentReceived
 from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
-from billing_events.envelope import Envelope
+from billing_events.envelope import REGISTRY, Envelope
 from billing_events.money import Money
 from billing_events.sealing import seal
 from billing_events.testing.kafka_probe import TopicReader
@@ -107,7 +107,11 @@ class Hostiles:
                              "unknown_event_type")
 
     def unknown_version(self) -> Hostile:
-        return self._changed(lambda d: d.update(schema_version=self.rng.choice([0, 2, 99])), "unsupported_version")
+        def unknown(d: dict[str, Any]) -> None:  # 0, the version after the newest, or far beyond
+            newest = max(version for (kind, version) in REGISTRY if kind == d["event_type"])
+            d.update(schema_version=self.rng.choice([0, newest + 1, 99]))
+
+        return self._changed(unknown, "unsupported_version")
 
     def payload_broken(self) -> Hostile:
         return self._changed(lambda d: d.update(payload=self.rng.choice([{}, {"account_number": "1"}])),
