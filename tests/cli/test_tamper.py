@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from billing_events import topics
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, FeeKind
+from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
 from billing_events.clock import SystemClock
 from billing_events.envelope import Envelope
 from billing_events.money import Money
@@ -22,6 +22,8 @@ from ledger import integrity, service, store
 A, B = "100000000008", "100000000016"  # the accounts the `cli` fixture opens
 CASH = "op:cash:terminal"
 PAID_A, PAID_B = (CASH, f"sub:{A}:main"), (CASH, f"sub:{B}:main")  # a payment's accounts, as posted
+
+PLAN = ChargedFor(item=ChargedItem.PLAN, code="internet-100")
 
 
 async def _journal(cli: Any) -> list[str]:
@@ -37,7 +39,7 @@ async def _journal(cli: Any) -> list[str]:
                          received_at=now), B),
         (PaymentReceived(account_number=A, channel="terminal", reference="T-3", amount=Money(minor=5_000),
                          received_at=now), A),
-        (ChargeApplied(charge_id="C-4", account_number=B, amount=Money(minor=3_000), fee_kind=FeeKind.SUBSCRIPTION,
+        (ChargeApplied(charge_id="C-4", account_number=B, amount=Money(minor=3_000), charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION,
                        billing_day=now.date()), B),
     ]
     for payload, account in payloads:  # one database transaction each: four links of the chain

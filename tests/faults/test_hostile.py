@@ -29,8 +29,8 @@ from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.ledger import BalanceChanged, PaymentType, TransferRequested
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, FeeKind
-from billing_events.envelope import Envelope
+from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
+from billing_events.envelope import REGISTRY, Envelope
 from billing_events.money import Money
 from billing_events.sealing import seal
 from billing_events.testing.kafka_probe import TopicReader
@@ -52,6 +52,8 @@ NOT_STATE = {"dead_letters", "outbox"}
 
 Hostile = tuple[bytes | None, bytes | None, str]
 """(message key, message value, the code every consumer must dead-letter it with)."""
+
+PLAN = ChargedFor(item=ChargedItem.PLAN, code="internet-100")
 
 
 class Hostiles:
@@ -105,7 +107,11 @@ class Hostiles:
                              "unknown_event_type")
 
     def unknown_version(self) -> Hostile:
-        return self._changed(lambda d: d.update(schema_version=self.rng.choice([0, 2, 99])), "unsupported_version")
+        def unknown(d: dict[str, Any]) -> None:  # 0, the version after the newest, or far beyond
+            newest = max(version for (kind, version) in REGISTRY if kind == d["event_type"])
+            d.update(schema_version=self.rng.choice([0, newest + 1, 99]))
+
+        return self._changed(unknown, "unsupported_version")
 
     def payload_broken(self) -> Hostile:
         return self._changed(lambda d: d.update(payload=self.rng.choice([{}, {"account_number": "1"}])),
@@ -248,7 +254,7 @@ def _payload(topic: str, number: str, now: datetime) -> Any:
                                   credit_limit=Money.zero())
         case topics.TARIFF:
             return ChargeApplied(charge_id=f"H-{uuid7()}", account_number=number, amount=money,
-                                 fee_kind=FeeKind.SUBSCRIPTION, billing_day=date(2026, 3, 1))
+                                 charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION, billing_day=date(2026, 3, 1))
         case topics.LEDGER_COMMANDS:
             return TransferRequested(request_id=uuid7(), from_account=number, to_account=number, amount=money,
                                      requested_by="hostile")

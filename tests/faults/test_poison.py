@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from billing_events import topics
-from billing_events.catalog.tariff import ChargeApplied, FeeKind
+from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
 from billing_events.money import Money
 from billing_events.testing.kafka_probe import TopicReader
 from billing_events.testing.plugin import eventually
@@ -33,6 +33,8 @@ Hostile = tuple[bytes | None, bytes | None, str]
 """(message key, message value, pattern the dead letter's reason must match)."""
 Expected = tuple[str, str]
 """(pattern of the dead letter's code, pattern of its reason)."""
+
+PLAN = ChargedFor(item=ChargedItem.PLAN, code="internet-100")
 
 
 class Poisoner:
@@ -209,7 +211,7 @@ async def test_every_bad_message_is_dead_lettered_with_its_reason_and_every_vali
     nobody = numbers(50, first=900_000)  # never registered
     charges = [
         traffic.envelope(ChargeApplied(charge_id=f"c-{n}", account_number=number, amount=Money(minor=100),
-                                       fee_kind=FeeKind.SUBSCRIPTION, billing_day=traffic.clock.now().date()), number)
+                                       charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION, billing_day=traffic.clock.now().date()), number)
         for n, number in enumerate(nobody)
     ]
     for where, number in zip(await producer.send_many(deployment.topics(topics.TARIFF), charges), nobody, strict=True):

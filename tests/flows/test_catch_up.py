@@ -20,7 +20,7 @@ from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.ledger import PaymentType
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.envelope import Envelope, decode
+from billing_events.envelope import Envelope, decode, is_current
 from billing_events.money import Money
 from billing_events.schema import outbox
 from billing_events.sealing import seal
@@ -80,7 +80,7 @@ async def _charges(suite: Any, number: str) -> list[Any]:
             .order_by(outbox.c.id)
         )).scalars()
         envelopes = [decode(value) for value in values]
-    return [e.payload for e in envelopes if e.event_type == "ChargeApplied" and e.account == number]
+    return [e.payload for e in envelopes if e.event_type == "ChargeApplied" and is_current(e) and e.account == number]
 
 
 async def _debt_blocks(suite: Any, number: str) -> int:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, FeeKind
+from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
 from billing_events.clock import ManualClock
 from billing_events.envelope import Envelope, Event
 from billing_events.money import Money
@@ -24,6 +24,8 @@ from ledger.app import LedgerRuntime, build_runtime
 from ledger.settings import LedgerSettings
 
 START = datetime(2026, 12, 10, 9, 0, tzinfo=UTC)
+
+PLAN = ChargedFor(item=ChargedItem.PLAN, code="internet-100")
 
 
 class LedgerDriver:
@@ -59,7 +61,7 @@ class LedgerDriver:
 
     async def charge(self, number: str, minor: int, charge_id: str) -> Envelope[Any]:
         charge = ChargeApplied(charge_id=charge_id, account_number=number, amount=Money(minor=minor),
-                               fee_kind=FeeKind.SUBSCRIPTION, billing_day=self.clock.now().date())
+                               charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION, billing_day=self.clock.now().date())
         return await self.send(charge, number)
 
     async def main_balance(self, number: str) -> int | None:

@@ -28,7 +28,7 @@ from billing_events.catalog.ledger import (
     UnmatchedReason,
 )
 from billing_events.catalog.payments import PaymentChannel, PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, FeeKind
+from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
 from billing_events.money import Money, PositiveMoney
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -98,6 +98,8 @@ CAMPAIGN = BonusCampaign(
     valid_to=datetime(2026, 4, 1, tzinfo=UTC),
 )
 
+PLAN = ChargedFor(item=ChargedItem.PLAN, code="internet-100")
+
 
 def payment(
     account: str = ALICE,
@@ -130,6 +132,7 @@ def charge(
         account_number=account,
         amount=PositiveMoney(minor=minor, currency=currency),
         fee_kind=fee_kind,
+        charged_for=PLAN,
         billing_day=AT.date(),
     )
 

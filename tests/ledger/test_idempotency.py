@@ -22,7 +22,7 @@ from billing_events.catalog.ledger import (
     TransferRequested,
 )
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, FeeKind
+from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
 from billing_events.clock import ManualClock
 from billing_events.db import Database
 from billing_events.envelope import Envelope, Event
@@ -35,6 +35,8 @@ from ledger.service import LedgerContext
 
 A, B = "100000000008", "100000000016"
 clock = ManualClock(datetime(2026, 12, 1, 10, tzinfo=UTC))
+
+PLAN = ChargedFor(item=ChargedItem.PLAN, code="internet-100")
 
 
 def envelope(payload: Event, account: str | None = None) -> Envelope[Any]:
@@ -54,7 +56,7 @@ def payment(number: str, minor: int, reference: str = "ref-1") -> PaymentReceive
 
 def charge(number: str, minor: int, charge_id: str = "charge-1") -> ChargeApplied:
     return ChargeApplied(charge_id=charge_id, account_number=number, amount=Money(minor=minor),
-                         fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date())
+                         charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date())
 
 
 class Ledger:

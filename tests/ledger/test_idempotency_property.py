@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.ledger import TransactionKind, TransferRequested
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, FeeKind
+from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
 from billing_events.clock import ManualClock
 from billing_events.db import Database
 from billing_events.envelope import Envelope
@@ -51,6 +51,8 @@ actions = st.one_of(
 # Each inner list is one database transaction (a consumer's batch).
 scenarios = st.lists(st.lists(actions, min_size=1, max_size=4), min_size=1, max_size=12)
 
+PLAN = ChargedFor(item=ChargedItem.PLAN, code="internet-100")
+
 
 def _envelope(payload: Any, account: str) -> Envelope[Any]:
     return Envelope.new(payload, account=account, producer="test", clock=clock)
@@ -77,7 +79,7 @@ class Run:
                 return self.sent[pick % len(self.sent)] if self.sent else None  # the very same event
             case ("charge", number, minor, charge_id):
                 return _envelope(ChargeApplied(charge_id=charge_id, account_number=number, amount=Money(minor=minor),
-                                               fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date()), number)
+                                               charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date()), number)
             case ("transfer", source, target, minor, request_id):
                 return _envelope(TransferRequested(request_id=request_id, from_account=source, to_account=target,
                                                    amount=Money(minor=minor), requested_by="cabinet"), source)

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.ledger import PaymentType
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, FeeKind
+from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
 from billing_events.clock import ManualClock
 from billing_events.db import Database
 from billing_events.envelope import Envelope
@@ -24,6 +24,8 @@ from ledger.service import LedgerContext
 
 clock = ManualClock(datetime(2026, 12, 1, tzinfo=UTC))
 A = "100000000008"
+
+PLAN = ChargedFor(item=ChargedItem.PLAN, code="internet-100")
 
 
 def _envelope(payload: object) -> Envelope:
@@ -39,7 +41,7 @@ async def test_batch_posting_replay_and_verify(database_url: str) -> None:
     payments = [PaymentReceived(account_number=A, channel="bank", reference=f"r{i}", amount=Money(minor=1_000 + i),
                                 received_at=clock.now()) for i in range(50)]
     charge = ChargeApplied(charge_id=f"c-{uuid4()}", account_number=A, amount=Money(minor=60_000),
-                           fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date())
+                           charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date())
     batch = [_envelope(registered), *map(_envelope, payments), _envelope(payments[0]), _envelope(charge)]
     try:
         async with db.transaction() as conn:
@@ -100,7 +102,7 @@ async def test_dropping_every_projection_and_rebuilding_gives_back_identical_acc
     lost = PaymentReceived(account_number="999999999999", channel="bank", reference="r-2", amount=Money(minor=1),
                            received_at=clock.now())
     charge = ChargeApplied(charge_id="c-1", account_number=b, amount=Money(minor=3_000),
-                           fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date())
+                           charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date())
     try:
         async with db.transaction() as conn:
             await service.post(ctx, conn, [*map(_envelope_for, registered), _envelope(payment), _envelope_for(lost)])

@@ -14,7 +14,7 @@ from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.clock import ManualClock
-from billing_events.envelope import Envelope, decode
+from billing_events.envelope import Envelope, decode, is_current
 from billing_events.money import Money
 from billing_events.schema import outbox
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
@@ -152,7 +152,7 @@ class Tariff:
             envelopes = [decode(value) for value in values]
         return [
             e for e in envelopes
-            if e.event_type == event_type and (account is None or e.account == account)
+            if e.event_type == event_type and is_current(e) and (account is None or e.account == account)
         ]
 
     async def refused(
@@ -170,7 +170,7 @@ class Tariff:
     def of(reader: TopicReader, event_type: str, account: str | None = None) -> list[Any]:
         return [
             e.payload for e in reader.envelopes
-            if e.event_type == event_type and (account is None or e.account == account)
+            if e.event_type == event_type and is_current(e) and (account is None or e.account == account)
         ]
 
     @staticmethod

@@ -7,9 +7,11 @@ from collections import Counter, defaultdict
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from billing_events.clock import ManualClock
+from billing_events.envelope import is_current
 from tariff import store
 from tariff.catalog import Catalog
 from tariff.domain import share_of_day
@@ -62,7 +64,7 @@ async def test_months_of_28_29_30_and_31_days_add_up_to_the_monthly_price(
         await close_days(runtime, date(2028, 2, 29))
         await tariff.published(runtime)
         await reader.wait_for(
-            lambda envs: sum(e.event_type == "ChargeApplied" for e in envs) >= 2 * 394 + 29,
+            lambda envs: sum(e.event_type == "ChargeApplied" and is_current(e) for e in envs) >= 2 * 394 + 29,
             what="every charge",
         )
 
@@ -166,7 +168,7 @@ async def test_charges_exactly_once_across_a_restart_and_a_second_close(
     assert len(reader.envelopes) == seen
     # The outbox delivers at least once (a relay stopped between publishing and marking sends a
     # row again, with the same event id, which consumers' inboxes absorb): count distinct events.
-    distinct = {e.event_id: e for e in reader.envelopes if e.event_type == "ChargeApplied"}
+    distinct = {e.event_id: e for e in reader.envelopes if e.event_type == "ChargeApplied" and is_current(e)}
     charges = [e.payload for e in distinct.values()]
     ids = [charge.charge_id for charge in charges]
     assert len(ids) == len(set(ids)) == 3 * 31
@@ -191,3 +193,32 @@ async def test_a_day_is_closed_only_after_it_ends(tariff: Any) -> None:
 async def closed_count(runtime: Any) -> int:
     async with runtime.db.connect() as conn:
         return await conn.scalar(select(func.count()).select_from(store.closed_days)) or 0
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_charges_go_out_in_the_version_the_setting_names_and_the_ledger_answer_settles_them(
+    tariff: Any, version: int
+) -> None:
+    """BILLING_TARIFF_CHARGE_APPLIED_VERSION=1: v1 alone (a consumer reading only v1 still runs);
+    2: v2, with a v1 copy beside it. Either way the charge the service tracks is the one event
+    the ledger takes and answers."""
+    clock = ManualClock(tariff.noon(date(2026, 6, 1)))
+    settings = await tariff.settings(charge_applied_version=version)
+    async with tariff.running(settings, clock) as (runtime, producer, reader):
+        await tariff.register(runtime, producer, ALICE, "moscow")
+        await tariff.send_balance(runtime, producer, ALICE, FUNDS)
+        await activate_plan(runtime, ActivatePlan(account_number=ALICE, plan="internet-100"))
+        clock.set(tariff.noon(date(2026, 6, 3)))  # the plan is charged from the day after
+        assert (await close_days(runtime, date(2026, 6, 2))).charges == 1
+        await tariff.published(runtime)
+        await reader.wait_for_type("ChargeApplied", 1)
+        published = [e for e in reader.envelopes if e.event_type == "ChargeApplied"]
+        [charge] = [e for e in published if is_current(e)]
+        assert sorted(e.as_sent.version for e in published) == ([1] if version == 1 else [1, 2])
+        assert charge.as_sent.version == version
+        assert charge.payload.charged_for.code == "internet-100"  # read as v2 either way
+        [tracked] = (await tariff.state(runtime, ALICE)).unsettled
+        assert tracked.event_id == charge.event_id
+
+        await tariff.settle(runtime, producer, ALICE, FUNDS - charge.payload.amount.minor)
+        assert (await tariff.state(runtime, ALICE)).unsettled == ()

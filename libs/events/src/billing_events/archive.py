@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from billing_events.auth import Caller, require_service
 from billing_events.db import Database
-from billing_events.envelope import REGISTRY
+from billing_events.envelope import REGISTRY, UPCASTERS
 from billing_events.http import problem_responses
 from billing_events.outbox import account_page
 
@@ -31,11 +31,15 @@ class AccountEvents(BaseModel):
 
 
 def is_current_version(headers: dict[str, str]) -> bool:
-    """Is the row the newest version of its event (from the headers, without decoding the body)?
-    An older version published beside it tells the same fact again."""
-    event_type = headers.get("event_type")
-    versions = [version for (kind, version) in REGISTRY if kind == event_type]
-    return not versions or headers.get("schema_version") == str(max(versions))
+    """Is the row the event itself (from the headers, without decoding the body)? An older
+    version published beside the newest (``copy_of``; before that header, any older version
+    that cannot be read as the newest) tells the same fact again."""
+    if "copy_of" in headers:
+        return False
+    event_type, version = headers.get("event_type"), headers.get("schema_version", "")
+    versions = [known for (kind, known) in REGISTRY if kind == event_type]
+    return (not versions or version == str(max(versions))
+            or (version.isdigit() and (event_type, int(version)) in UPCASTERS))
 
 
 def events_router(service: str, db: Database) -> APIRouter:

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing_events import deadletter, inbox, metrics, outbox, topics
 from billing_events.clock import Clock
 from billing_events.db import Database, is_transient, retry_transient
-from billing_events.envelope import Envelope, Event, InvalidEvent, decode
+from billing_events.envelope import Envelope, Event, InvalidEvent, decode, is_current
 from billing_events.logging import get_logger
 from billing_events.refusal import Refusal, RefusalCode
 from billing_events.topics import TopicNames
@@ -183,6 +183,8 @@ class EventConsumer:
             if refusal is None:
                 if envelope.event_type not in self._handler.accepts:
                     continue  # the catalog lists it for this topic: other consumers' business
+                if not is_current(envelope):
+                    continue  # an older version beside the event itself, which this consumer takes
                 fingerprint = inbox.fingerprint(envelope)
                 first = seen.get(envelope.event_id)
                 if first is None:

@@ -8,7 +8,6 @@ consumer goes on and nothing already accepted is touched.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -16,6 +15,7 @@ from uuid import UUID
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing_contracts.dead_letter_record import DeadLetterRecord, Source
 from billing_events.clock import Clock
 from billing_events.outbox import stage_rows
 from billing_events.schema import dead_letters
@@ -90,18 +90,16 @@ def _text_key(key: bytes | None) -> str | None:
 
 
 def _dead_letter_message(row: dict[str, Any], letter: DeadLetter) -> bytes:
-    return json.dumps(
-        {
-            "consumer": row["consumer"],
-            "code": row["code"],
-            "reason": row["reason"],
-            "source": {"topic": letter.topic, "partition": letter.partition, "offset": letter.offset},
-            "key": row["key"],
-            "event_id": str(letter.event_id) if letter.event_id else None,
-            "event_type": letter.event_type,
-            "original_base64": base64.b64encode(letter.value[:MAX_ORIGINAL_ON_TOPIC]).decode(),
-            "original_size": len(letter.value),
-            "original_truncated": len(letter.value) > MAX_ORIGINAL_ON_TOPIC,
-            "dead_lettered_at": row["created_at"].isoformat(),
-        }
-    ).encode()
+    return DeadLetterRecord(
+        consumer=row["consumer"],
+        code=row["code"],
+        reason=row["reason"],
+        source=Source(topic=letter.topic, partition=letter.partition, offset=letter.offset),
+        key=row["key"],
+        event_id=letter.event_id,
+        event_type=letter.event_type,
+        original_base64=base64.b64encode(letter.value[:MAX_ORIGINAL_ON_TOPIC]).decode(),
+        original_size=len(letter.value),
+        original_truncated=len(letter.value) > MAX_ORIGINAL_ON_TOPIC,
+        dead_lettered_at=row["created_at"],
+    ).model_dump_json().encode()

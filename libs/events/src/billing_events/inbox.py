@@ -27,8 +27,10 @@ from billing_events.schema import inbox
 
 def fingerprint(envelope: Envelope[Any]) -> str:
     """What makes two deliveries of one event id the same event: its type, version and payload
-    as the schema reads them (field order is the model's, so equal payloads hash equal)."""
-    canonical = f"{envelope.event_type}/{envelope.schema_version}/".encode() + envelope.payload.model_dump_json().encode()
+    as the schema of the version it was written in reads them (field order is the model's, so
+    equal payloads hash equal; an old version read as the newest keeps its fingerprint)."""
+    sent = envelope.as_sent
+    canonical = f"{envelope.event_type}/{sent.version}/".encode() + sent.model_dump_json().encode()
     return hashlib.sha256(canonical).hexdigest()
 
 

@@ -243,7 +243,8 @@ async def _commit(
 
     The charges among the events count against the account's expected balance from now on (the
     domain needs their event ids to know them again in the ledger's BalanceChanged); if they
-    take it beyond the debt rule, the AccountBlocked is staged right after them. What is written
+    take it beyond the debt rule, the AccountBlocked is staged right after them. A charge goes
+    out in the ChargeApplied version the settings name, under the same event id. What is written
     and staged comes back.
     """
     account = outcome.state.account_number
@@ -261,6 +262,8 @@ async def _commit(
     if judged.events:
         log.info("debt verdict changed by the charges", debt_blocked=judged.state.debt_blocked)
     envelopes += wrap(judged.events)
+    version = runtime.tariff_settings.charge_applied_version
+    envelopes = [e.in_version(version) if isinstance(e.payload, ChargeApplied) else e for e in envelopes]
     await store.save(conn, judged.state, now, next_close_day=next_close_day)
     await outbox.stage(conn, envelopes, topics=runtime.topics, clock=runtime.clock)
     return Outcome(judged.state, (*outcome.events, *judged.events))

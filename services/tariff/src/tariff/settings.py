@@ -5,12 +5,14 @@
 the time. ``BILLING_TARIFF_BILLING_TIME_ZONE``: where a billing day begins and ends (an IANA zone;
 ``UTC`` is accepted). ``BILLING_TARIFF_BILLING_CLOCK_ENABLED=false`` runs the service without its
 billing clock (another instance runs it, or an operator closes days by hand).
+``BILLING_TARIFF_CHARGE_APPLIED_VERSION``: the ChargeApplied version published (2, with v1
+beside it; 1 alone while a consumer that reads only v1 is still running: docs/events.md).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -42,6 +44,12 @@ class TariffSettings(ServiceSettings):
         default=True,
         validation_alias="BILLING_TARIFF_BILLING_CLOCK_ENABLED",
         description="Run the billing clock loop in this process",
+    )
+
+    charge_applied_version: Literal[1, 2] = Field(
+        default=2,
+        validation_alias="BILLING_TARIFF_CHARGE_APPLIED_VERSION",
+        description="ChargeApplied version to publish: 2 (v1 beside it), or 1 alone during an upgrade",
     )
 
     @field_validator("billing_time_zone")

@@ -1,9 +1,11 @@
-"""The catalog of event types, one module per owning service.
+"""Moved to the contracts package: ``billing_events.catalog`` (and each of its modules) is
+:mod:`billing_contracts.catalog` itself, so every event class exists once."""
 
-Importing this package registers every event type, so :func:`billing_events.envelope.decode`
-knows them all.
-"""
+import sys
 
-from billing_events.catalog import identity, ledger, notifier, payments, tariff
+from billing_contracts import catalog
+from billing_contracts.catalog import common, identity, ledger, notifier, payments, tariff
 
-__all__ = ["identity", "ledger", "notifier", "payments", "tariff"]
+for _module in (common, identity, ledger, notifier, payments, tariff):
+    sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}"] = _module
+sys.modules[__name__] = catalog

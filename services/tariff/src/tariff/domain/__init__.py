@@ -5,7 +5,8 @@ the catalog as a :class:`tariff.catalog.Catalog`. Every transition returns an
 :class:`Outcome` (new state + events to publish) or raises a :class:`tariff.errors.TariffError`.
 """
 
-from tariff.domain.charging import charge_id, charges_for_day
+from billing_events.catalog.tariff import charge_id
+from tariff.domain.charging import charges_for_day
 from tariff.domain.day_close import close_account_day, close_day
 from tariff.domain.debt import apply_balance, balance_changed, charges_published
 from tariff.domain.proration import daily_share, days_in_month, share_of_day

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from billing_events.catalog.tariff import ChargeApplied, FeeKind, charge_id
+from billing_events.catalog.tariff import ChargeApplied, FeeKind
 from billing_events.money import Money, PositiveMoney
 from tariff.catalog import Catalog
 from tariff.domain.proration import daily_share, days_in_month
@@ -44,11 +44,7 @@ def _daily_charge(
     share = daily_share(monthly, day)
     if share.minor == 0:  # a monthly price below one kopeck a day leaves some days at zero
         return None
-    return ChargeApplied(
-        charge_id=charge_id(account_number, day, kind, code),
-        account_number=account_number,
-        amount=PositiveMoney(minor=share.minor, currency=share.currency),
-        fee_kind=kind,
-        billing_day=day,
-        description=f"{name}: day {day.day} of {days_in_month(day)}, monthly {monthly}",
+    return ChargeApplied.of(
+        account_number, day, kind, code, PositiveMoney(minor=share.minor, currency=share.currency),
+        f"{name}: day {day.day} of {days_in_month(day)}, monthly {monthly}",
     )

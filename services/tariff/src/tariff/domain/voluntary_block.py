@@ -33,7 +33,6 @@ from billing_events.catalog.tariff import (
 )
 from billing_events.money import Money
 from tariff.catalog import Catalog
-from tariff.domain.charging import charge_id
 from tariff.domain.subscription import Outcome, Subscription, VoluntaryBlock
 from tariff.errors import (
     BlockAlreadyRunning,
@@ -70,15 +69,9 @@ def start_voluntary_block(
         start=today, days=days, last_day=today + timedelta(days=days - 1), price=price
     )
     events = (
-        ChargeApplied(
-            charge_id=charge_id(
-                current.account_number, today, FeeKind.VOLUNTARY_BLOCK, current.region
-            ),
-            account_number=current.account_number,
-            amount=block.price,
-            fee_kind=FeeKind.VOLUNTARY_BLOCK,
-            billing_day=today,
-            description=f"Voluntary block, {days} day(s) from {today.isoformat()}",
+        ChargeApplied.of(
+            current.account_number, today, FeeKind.VOLUNTARY_BLOCK, current.region, block.price,
+            f"Voluntary block, {days} day(s) from {today.isoformat()}",
         ),
         AccountBlocked(
             account_number=current.account_number,

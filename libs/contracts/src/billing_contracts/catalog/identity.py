@@ -1,0 +1,112 @@
+"""Events the identity service publishes. No passport data, ever; secrets only sealed."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from billing_contracts import topics
+from billing_contracts.catalog.common import AccountNumber, MaskedDestination, SealedSecret
+from billing_contracts.envelope import Event
+
+
+class LegalStatus(StrEnum):
+    PERSON = "person"
+    ORGANISATION = "organisation"
+
+
+class SubscriberRegistered(Event):
+    """A contract was signed and a personal account opened.
+
+    Contact details are sealed for the notifier (the only other service allowed to hold them);
+    everyone else sees the masked forms.
+    """
+
+    event_type: ClassVar[str] = "SubscriberRegistered"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    contract_number: str = Field(min_length=1, max_length=32)
+    region: str = Field(min_length=1, max_length=64)
+    legal_status: LegalStatus
+    language: str = Field(default="ru", pattern=r"^[a-z]{2}$")
+    masked_phone: MaskedDestination
+    masked_email: MaskedDestination | None = None
+    sealed_contact: SealedSecret = Field(
+        description='Sealed JSON {"phone": "+7...", "email": "..."|null} for the notifier'
+    )
+
+
+class PasswordPurpose(StrEnum):
+    INITIAL = "initial"
+    SMS_REISSUE = "sms_reissue"
+    RESET_CODE = "reset_code"
+    SUPPORT_RECOVERY = "support_recovery"
+
+
+class PasswordIssued(Event):
+    """A password or one-time code must reach the subscriber. The secret is sealed."""
+
+    event_type: ClassVar[str] = "PasswordIssued"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    purpose: PasswordPurpose
+    channel: Literal["sms", "email"]
+    masked_destination: MaskedDestination
+    sealed_secret: SealedSecret = Field(
+        description='Sealed JSON {"secret": "...", "destination": "..."} for the notifier'
+    )
+    expires_at: AwareDatetime | None = None
+
+
+class LoginLocked(Event):
+    """Repeated failed logins locked an account's login for a while; the subscriber is told.
+
+    Published once per lock, by the failed attempt that started it.
+    """
+
+    event_type: ClassVar[str] = "LoginLocked"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    locked_until: AwareDatetime = Field(description="Logins are refused unchecked until then")
+    failed_attempts: int = Field(ge=1, description="Failures within the window that caused it")
+
+
+class AccessRestoredBySupport(Event):
+    """Support restored a subscriber's access after checking the passport data the caller gave.
+
+    Carries who did it and why (for the account's history), never the passport data itself.
+    """
+
+    event_type: ClassVar[str] = "AccessRestoredBySupport"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    operator: str = Field(min_length=1, max_length=100, description="The support operator")
+    reason: str = Field(min_length=1, max_length=500, description="Why, as the operator wrote it")
+
+
+class ResetCodeRedeemed(Event):
+    """A one-time code was used: a new password follows by SMS (PasswordIssued, sms_reissue),
+    and a login lock of the account, if any, was lifted. The current password still works until
+    the new one is first used (PasswordReplaced)."""
+
+    event_type: ClassVar[str] = "ResetCodeRedeemed"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+
+
+class PasswordReplaced(Event):
+    """A password sent on request was used for the first time and became the account's password;
+    the previous one stopped working. Until then both worked (asking never takes one away)."""
+
+    event_type: ClassVar[str] = "PasswordReplaced"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    purpose: PasswordPurpose = Field(description="Why the password that is now in use was sent")
