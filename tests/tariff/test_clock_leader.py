@@ -97,7 +97,9 @@ async def test_a_leader_whose_connection_is_cut_stops_ticking_and_the_standby_le
         async with second.db.connect() as conn:  # what a SIGKILL or a network cut does to the leader
             cut = await conn.scalar(text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
-                "WHERE locktype = 'advisory' AND objid = :key AND granted"), {"key": service.BILLING_CLOCK_LOCK})
+                "WHERE locktype = 'advisory' AND objid = :key AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+                {"key": service.BILLING_CLOCK_LOCK})
         assert cut == 1
         await _until(lambda: len(ticks.of("tariff-1")) >= 3)
         first_ticks = len(ticks.of("tariff-0"))
