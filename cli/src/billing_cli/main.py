@@ -147,7 +147,7 @@ def history_command(
     for line in lines:
         e = line.envelope
         table.add_row(e.occurred_at.strftime("%Y-%m-%d %H:%M:%S"), e.producer, e.event_type,
-                      history.summary(e), money(line.balance) if line.balance is not None else "")
+                      history.summary(e, number), money(line.balance) if line.balance is not None else "")
     console.print(table)
 
 
