@@ -12,7 +12,10 @@ from xml.etree import ElementTree
 
 from billing_cli.output import money
 
+from billing_events import topics
+from billing_events.outbox import archived
 from billing_events.testing.plugin import eventually
+from ledger import store as ledger_store
 from tariff import service as tariff
 
 
@@ -145,3 +148,42 @@ async def test_a_month_with_a_debt_block_drawn_and_stated(suite: Any, form: dict
 async def _negative(suite: Any, number: str) -> int | None:
     balance = await suite.ledger_balance(number)
     return balance if balance is not None and balance < 0 and balance == await suite.tariff_balance(number) else None
+
+
+async def test_the_mistyped_number_shows_where_its_payment_was_placed(suite: Any, form: dict[str, Any]) -> None:
+    code, out, err = await suite.billing("do", "register", "-", "--json", stdin=json.dumps(form).encode())
+    assert code == 0, err
+    number, mistyped = json.loads(out)["account_number"], "999999999999"
+    await eventually(lambda: suite.ledger_account_open(number), what="ledger account")
+    code, _, err = await suite.billing("do", "pay", mistyped, "75", "--reference", "WRONG-NUMBER")
+    assert code == 0, err
+
+    async def parked() -> Any:
+        async with suite.ledger.db.connect() as conn:
+            items = await ledger_store.open_suspense(conn)
+        return items[0] if items else None
+
+    item = await eventually(parked, what="payment parked in suspense")
+    code, _, err = await suite.billing("do", "move-suspense", str(item.transaction_id), number,
+                                       "--reason", "typo in the number")
+    assert code == 0, err
+
+    wide = {"COLUMNS": "400"}  # one table row a line
+    for account in (mistyped, number):
+        code, out, err = await suite.billing("history", account, "--json")
+        assert code == 0, err
+        placed = [e["payload"] for e in json.loads(out) if e["event_type"] == "SuspenseResolved"]
+        assert [(p["account_number"], p["typed_account"], p["amount"]["minor"]) for p in placed] \
+            == [(number, mistyped, 7_500)], account
+    code, out, err = await suite.billing("history", mistyped, env=wide)
+    assert code == 0, err
+    assert "PaymentUnmatched" in out and "SuspenseResolved" in out and f"account_number={number}" in out
+    assert "amount=75.00 RUB" in out
+    code, out, err = await suite.billing("history", number, env=wide)
+    assert code == 0 and f"typed_account={mistyped}" in out, err
+
+    # Kept under the typed number for its history only: the ledger's topic carries the placement
+    # once, and a restore of the topic from the archive sends it once.
+    async with suite.ledger.db.connect() as conn:
+        kept = [row async for rows in archived(conn, topics=[suite.ledger.topics(topics.LEDGER)]) for row in rows]
+    assert [row.key for row in kept if row.headers.get("event_type") == "SuspenseResolved"] == [number]

@@ -281,6 +281,19 @@ def test_a_currency_mix_is_refused_with_both_currencies_named() -> None:
         build((Posting(SUSPENSE, 5, "RUB"), Posting(DISCOUNTS, -5, "EUR")))
 
 
+def test_refusals_print_money_as_money() -> None:
+    """People read these messages: an amount shows with its currency, never as bare kopecks."""
+    with pytest.raises(InvalidTransaction, match=r"postings sum to 0\.01 RUB, not zero"):
+        build((Posting(SUSPENSE, 5, "RUB"), Posting(DISCOUNTS, -4, "RUB")))
+    with pytest.raises(CommandRefused, match=r"has a main balance of -0\.01 RUB; settle it"):
+        close_account(account(main=-1))
+    with pytest.raises(CommandRefused, match=r"owes 12\.34 RUB; pay the debt"):
+        change_payment_type(account(main=-1_234, payment_type=PaymentType.CREDIT, credit_limit=2_000),
+                            PaymentType.PREPAID, Money(minor=0), changed_by="cabinet")
+    with pytest.raises(CommandRefused, match=r"limit 10\.00 RUB does not cover the current debt of 10\.01 RUB"):
+        change_payment_type(account(main=-1_001), PaymentType.CREDIT, Money(minor=1_000), changed_by="cabinet")
+
+
 def test_transaction_ids_derive_from_kind_and_business_key() -> None:
     assert transaction_id_for(TransactionKind.PAYMENT, "card:r1") == transaction_id_for(
         TransactionKind.PAYMENT, "card:r1"

@@ -138,7 +138,7 @@ BREAKAGES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     ),
     "bundle not cheaper": (
         lambda d: _plan(d, "combo-100-optimum")["prices"].update(moscow=95000),
-        "bundle combo-100-optimum: costs 95000 in moscow, not less than its parts apart (95000)",
+        "bundle combo-100-optimum: costs 950.00 RUB in moscow, not less than its parts apart (950.00 RUB)",
     ),
     "bundle sold where a part is not": (
         lambda d: _plan(d, "combo-500-maximum")["prices"].update(kazan=70000),

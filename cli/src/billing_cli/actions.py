@@ -16,7 +16,7 @@ import typer
 from aiokafka import AIOKafkaProducer
 
 from billing_cli.config import CliSettings
-from billing_cli.output import Exit, console, emit_json, fail, reported
+from billing_cli.output import Exit, console, emit_json, fail, reported, with_money_shown
 from billing_events import topics
 from billing_events.catalog.ledger import RedemptionPurpose
 from billing_events.catalog.payments import PaymentChannel, PaymentReceived
@@ -93,7 +93,7 @@ def _show(result: Any, as_json: bool) -> None:
     if as_json:
         emit_json(result)
     else:
-        console.print_json(data=result)
+        console.print_json(data=with_money_shown(result))
 
 
 @app.command()

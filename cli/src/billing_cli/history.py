@@ -64,13 +64,14 @@ def timeline(envelopes: list[Envelope[Any]]) -> list[HistoryLine]:
     return lines
 
 
-def summary(envelope: Envelope[Any]) -> str:
-    """One line a person reads: the event's own fields, money in roubles, no secrets."""
-    payload = envelope.payload
-    skip = {"account_number", "sealed_secret", "sealed_contact", "transaction_id", "cause_event_id"}
+def summary(envelope: Envelope[Any], account: str | None = None) -> str:
+    """One line a person reads about ``account`` (by default the one the event is keyed by): the
+    event's own fields, an account number only when it is another one, money as money, no secrets."""
+    payload, account = envelope.payload, account or envelope.account
+    skip = {"sealed_secret", "sealed_contact", "transaction_id", "cause_event_id"}
     parts = []
     for name, value in payload:
-        if name in skip or value in (None, "", ()):
+        if name in skip or value in (None, "", (), account):
             continue
         if hasattr(value, "minor") and hasattr(value, "currency"):
             value = money(value.minor, value.currency)

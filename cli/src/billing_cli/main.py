@@ -147,7 +147,7 @@ def history_command(
     for line in lines:
         e = line.envelope
         table.add_row(e.occurred_at.strftime("%Y-%m-%d %H:%M:%S"), e.producer, e.event_type,
-                      history.summary(e), money(line.balance) if line.balance is not None else "")
+                      history.summary(e, number), money(line.balance) if line.balance is not None else "")
     console.print(table)
 
 
@@ -319,7 +319,8 @@ def _print_verification(report: Any, result: dict[str, Any]) -> None:
     kinds = {f.kind for f in report.findings}
     mark = {True: "[green]ok[/green]", False: "[red]FAILED[/red]"}
     double_entry = not kinds & {Kind.UNBALANCED, Kind.TOO_FEW_POSTINGS} and not any(report.totals.values())
-    console.print(f"double entry: {mark[double_entry]} (totals {report.totals},"
+    totals = ", ".join(money(total, currency) for currency, total in report.totals.items()) or "none"
+    console.print(f"double entry: {mark[double_entry]} (totals {totals},"
                   f" unbalanced transactions: {len(report.unbalanced)})")
     link = report.broken_link
     console.print(f"hash chain:   {mark[link is None]} ({report.transactions:,} transactions,"

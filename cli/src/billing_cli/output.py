@@ -71,3 +71,15 @@ def money(minor: int, currency: str = "RUB") -> str:
     sign = "-" if minor < 0 else ""
     units, cents = divmod(abs(minor), 100)
     return f"{sign}{units:,}.{cents:02d}".replace(",", " ") + f" {currency}"
+
+
+def with_money_shown(value: Any) -> Any:
+    """An answer as people read it: every money object (``{"minor": ..., "currency": ...}``)
+    becomes money with its currency; ``--json`` keeps the answer as the service gave it."""
+    if isinstance(value, dict):
+        if value.keys() == {"minor", "currency"} and isinstance(value["minor"], int):
+            return money(value["minor"], value["currency"])
+        return {name: with_money_shown(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [with_money_shown(item) for item in value]
+    return value

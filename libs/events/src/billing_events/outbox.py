@@ -43,6 +43,10 @@ NOTIFY_CHANNEL = "billing_outbox"
 UNDELIVERABLE = (MessageSizeTooLargeError, InvalidTopicError, RecordTooLargeError)
 """Refusals no retry cures: such a row is set aside (``error``) so the rows after it go out."""
 
+HISTORY_ONLY = ".history"
+"""Suffix of the topic of a row kept only for another account's history (:func:`keep_for_history`):
+no such topic exists, and nothing publishes, restores or replays those rows."""
+
 Publish = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Awaitable[Any]]]
 """(topic, key, value, headers) -> a future that resolves when the broker acknowledged."""
 
@@ -74,6 +78,20 @@ async def keep(conn: AsyncConnection, records: Sequence[Any], *, clock: Clock) -
          "headers": {name: value.decode(errors="replace") for name, value in record.headers or ()},
          "created_at": now, "published_at": now}
         for record in records
+    ])
+
+
+async def keep_for_history(
+    conn: AsyncConnection, copies: Sequence[tuple[str, Envelope[Any]]], *, topics: TopicNames, clock: Clock
+) -> None:
+    """Keep a copy of each event under a second account's key, so that account's history shows it
+    too. The event itself is published once, under the key that orders it: consumers never see
+    the copy (already marked published, and its topic is ``<topic>.history``)."""
+    now = clock.now()
+    await bulk_insert(conn, outbox, [
+        {"topic": topics(envelope.topic) + HISTORY_ONLY, "key": key, "value": envelope.to_bytes(),
+         "headers": envelope.kafka_headers(), "created_at": now, "published_at": now}
+        for key, envelope in copies
     ])
 
 
@@ -117,14 +135,14 @@ async def archived(
     chunk: int = 1000,
 ) -> AsyncIterator[Sequence[Any]]:
     """Published events still kept in the outbox, oldest first: of the given ``topics`` (real
-    names), or of every event topic (dead letters excluded)."""
+    names), or of every event topic (dead letters and history-only copies excluded)."""
     query = (
         select(outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
         .where(outbox.c.published_at.is_not(None), outbox.c.error.is_(None))
         .order_by(outbox.c.id)
     )
     if topics is None:
-        query = query.where(outbox.c.topic.not_like("%.dlq"))
+        query = query.where(outbox.c.topic.not_like("%.dlq"), outbox.c.topic.not_like(f"%{HISTORY_ONLY}"))
     else:
         query = query.where(outbox.c.topic.in_(list(topics)))
     if account is not None:
@@ -140,12 +158,13 @@ async def archived(
 
 async def published_topics(conn: AsyncConnection) -> list[str]:
     """The topics this service's kept events went to."""
-    return list(await conn.scalars(select(outbox.c.topic).where(outbox.c.published_at.is_not(None)).distinct()))
+    return list(await conn.scalars(select(outbox.c.topic).where(
+        outbox.c.published_at.is_not(None), outbox.c.topic.not_like(f"%{HISTORY_ONLY}")).distinct()))
 
 
 async def account_page(conn: AsyncConnection, account: str, *, after_id: int = 0, limit: int = 1000) -> Sequence[Any]:
-    """One page of an account's events (dead letters and undeliverable rows excluded), in the
-    order they were staged: ``id, value, headers`` of up to ``limit`` rows after ``after_id``.
+    """One page of an account's events (dead letters and undeliverable rows excluded; copies kept
+    for its history included, :func:`keep_for_history`), in the order they were staged: ``id, value, headers`` of up to ``limit`` rows after ``after_id``.
     Reads the ``outbox_by_key`` index, so its cost follows the account's own events."""
     query = (
         select(outbox.c.id, outbox.c.value, outbox.c.headers)

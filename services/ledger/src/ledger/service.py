@@ -119,6 +119,8 @@ class _Batch:
     touched: dict[str, None] = field(default_factory=dict)
     suspense: list[domain.SuspenseItem] = field(default_factory=list)
     publish: list[Envelope[Any]] = field(default_factory=list)
+    also_under: list[tuple[str, Envelope[Any]]] = field(default_factory=list)
+    """Published events another number's history shows too: (that number, the event)."""
     rejected: list[tuple[Envelope[Any], Refusal]] = field(default_factory=list)
 
 
@@ -184,6 +186,8 @@ def _take(ctx: LedgerContext, batch: _Batch, outcome: Outcome, cause: Envelope[A
     published = [Envelope.new(event.payload, account=event.key, producer=PRODUCER, clock=ctx.clock, cause=cause)
                  for event in outcome.events]
     batch.publish.extend(published)
+    batch.also_under.extend((event.also_under, envelope) for event, envelope in zip(outcome.events, published, strict=True)
+                            if event.also_under is not None)
     if key is not None:
         answer = "\n".join(e.model_dump_json() for e in published) if key.family in _ANSWERED else None
         record = domain.record_of(key, outcome, cause.event_id if cause else None, answer=answer)
@@ -222,6 +226,7 @@ async def _save(ctx: LedgerContext, conn: AsyncConnection, batch: _Batch) -> Non
     await store.save_accounts(conn, [batch.states[n] for n in batch.touched])
     await store.save_suspense(conn, batch.suspense)
     await store.save_records(conn, batch.new_records, now)
+    await outbox.keep_for_history(conn, batch.also_under, topics=ctx.topics, clock=ctx.clock)
 
 
 async def _post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> _Batch:

@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from billing_events.envelope import describe_validation_error
-from billing_events.money import MINOR_UNIT_DIGITS, CurrencyCode, PositiveMoney
+from billing_events.money import MINOR_UNIT_DIGITS, CurrencyCode, PositiveMoney, format_amount
 from tariff.errors import (
     CatalogInvalid,
     OptionNotSoldInRegion,
@@ -238,8 +238,8 @@ class Catalog(_Spec):
                 )
             elif price >= (apart := sum(part.prices[region] for part in parts)):
                 problems.append(
-                    f"bundle {bundle.code}: costs {price} in {region}, not less than its parts"
-                    f" apart ({apart})"
+                    f"bundle {bundle.code}: costs {format_amount(price, self.currency)} in {region},"
+                    f" not less than its parts apart ({format_amount(apart, self.currency)})"
                 )
         return problems
 

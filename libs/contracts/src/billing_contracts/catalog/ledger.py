@@ -301,6 +301,10 @@ class SuspenseResolved(Event):
     amount: PositiveMoney
     operator: str
     reason: str
+    typed_account: str | None = Field(
+        default=None, min_length=1, max_length=32,
+        description="The number the payer typed (PaymentUnmatched's account_number): its history shows the placement",
+    )
 
 
 class TransactionReversed(Event):

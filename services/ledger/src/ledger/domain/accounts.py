@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from billing_events.catalog.ledger import PaymentType
-from billing_events.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS
+from billing_events.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS, format_amount
 
 from ledger.domain.chart import bonus_account, is_account_number, main_account
 from ledger.domain.errors import CommandRefused, ErrorCode, InvalidTransaction
@@ -103,7 +103,7 @@ def close_account(state: AccountState) -> AccountState:
     if state.main != 0:
         raise CommandRefused(
             ErrorCode.ACCOUNT_NOT_SETTLED,
-            f"account {state.number} has a main balance of {state.main}; settle it before closing",
+            f"account {state.number} has a main balance of {format_amount(state.main, state.currency)}; settle it before closing",
         )
     return AccountState(
         state.number,

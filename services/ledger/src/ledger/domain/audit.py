@@ -26,23 +26,16 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
 from uuid import UUID
 
-from billing_events.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS
+from billing_events.money import DEFAULT_CURRENCY, format_amount
 
 from ledger.domain.chain import GENESIS_HASH, BrokenLink, encode_content
 from ledger.domain.facts import FACT_KINDS, AccountSettings, FactKind
 from ledger.domain.replay import BalanceMismatch, find_mismatches
 from ledger.domain.transactions import Posting
-
-
-def _money(minor: int, currency: str) -> str:
-    """``"50.00 RUB"``, for any currency a row may hold (an unknown one shows two decimals)."""
-    digits = MINOR_UNIT_DIGITS.get(currency, 2)
-    return f"{Decimal(minor).scaleb(-digits):.{digits}f} {currency}"
 
 
 class JournalRecord(NamedTuple):
@@ -167,7 +160,7 @@ class Audit:
                        record, position, accounts)
         unbalanced = {c: t for c, t in sums.items() if t}
         if unbalanced:
-            self._find(FindingKind.UNBALANCED, "postings sum to " + ", ".join(_money(t, c) for c, t in unbalanced.items())
+            self._find(FindingKind.UNBALANCED, "postings sum to " + ", ".join(format_amount(t, c) for c, t in unbalanced.items())
                        + ", not zero", record, position, accounts)
         previous = self._last.hash if self._last is not None else GENESIS_HASH
         expected = record.content_hash(previous)
@@ -227,8 +220,8 @@ class Audit:
         mismatches = find_mismatches(stored_balances, self.replayed)
         self.findings.extend(
             Finding(FindingKind.PROJECTION_DRIFT,
-                    f"stored {_money(m.stored, self._currency(m.account))}, the journal says"
-                    f" {_money(m.replayed, self._currency(m.account))}", accounts=(m.account,))
+                    f"stored {format_amount(m.stored, self._currency(m.account))}, the journal says"
+                    f" {format_amount(m.replayed, self._currency(m.account))}", accounts=(m.account,))
             for m in mismatches
         )
         if stored_settings is not None:
@@ -268,7 +261,7 @@ class Audit:
 def _settings(settings: AccountSettings | None) -> str:
     if settings is None:
         return "none (no such account)"
-    limit = f", credit limit {_money(settings.credit_limit, settings.currency)}" if settings.credit_limit else ""
+    limit = f", credit limit {format_amount(settings.credit_limit, settings.currency)}" if settings.credit_limit else ""
     return f"{settings.payment_type.value}{limit}, {'open' if settings.is_open else 'closed'}, in {settings.currency}"
 
 

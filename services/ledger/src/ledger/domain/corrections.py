@@ -169,7 +169,7 @@ def change_payment_type(
         if state.main < 0:
             raise CommandRefused(
                 ErrorCode.DEBT_OUTSTANDING,
-                f"account {state.number} owes {-state.main};"
+                f"account {state.number} owes {format_amount(-state.main, state.currency)};"
                 " pay the debt before switching to prepaid",
             )
     if payment_type is state.payment_type and limit == state.credit_limit:

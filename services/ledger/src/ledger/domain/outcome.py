@@ -29,6 +29,8 @@ class OutgoingEvent(NamedTuple):
     key: str
     """The Kafka key: the account number the event is about."""
     payload: Event
+    also_under: str | None = None
+    """Another number whose history shows the event too (published once, under ``key``)."""
 
 
 class SuspenseStatus(StrEnum):
@@ -123,8 +125,8 @@ class Booking:
             self.touched[number] = None
             self.events.append(OutgoingEvent(number, balance_changed(before, after, txn)))
 
-    def announce(self, key: str, payload: Event) -> None:
-        self.events.append(OutgoingEvent(key, payload))
+    def announce(self, key: str, payload: Event, *, also_under: str | None = None) -> None:
+        self.events.append(OutgoingEvent(key, payload, also_under if also_under != key else None))
 
     def outcome(self, suspense: SuspenseItem | None = None) -> Outcome:
         return Outcome(

@@ -218,6 +218,8 @@ def resolve_suspense(
             amount=positive_money(item.amount, item.currency),
             operator=operator.who,
             reason=operator.why,
+            typed_account=item.typed_account,
         ),
+        also_under=item.typed_account,  # the mistyped number's history shows where its money went
     )
     return booking.outcome(replace(item, status=SuspenseStatus.RESOLVED, settled_by=txn.id))

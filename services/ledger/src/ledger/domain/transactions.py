@@ -18,6 +18,7 @@ from typing import NamedTuple
 from uuid import UUID
 
 from billing_events.catalog.ledger import TransactionKind
+from billing_events.money import format_amount
 
 from ledger.domain.chart import is_valid_account_code
 from ledger.domain.errors import CommandRefused, ErrorCode, InvalidTransaction
@@ -105,7 +106,7 @@ class Transaction:
             total += amount
         if total != 0:
             raise InvalidTransaction(
-                ErrorCode.UNBALANCED, f"postings sum to {total}, not zero", field="postings"
+                ErrorCode.UNBALANCED, f"postings sum to {format_amount(total, currency)}, not zero", field="postings"
             )
         if self.occurred_at.tzinfo is None:
             raise InvalidTransaction(
