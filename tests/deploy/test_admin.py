@@ -92,7 +92,7 @@ def test_notifier_keypair_prints_two_halves_that_fit(capsys: pytest.CaptureFixtu
 
 
 def test_rewind_group_moves_a_stopped_group_back_to_a_time_and_never_forward(
-    admin_env: str, bootstrap_servers: str, capsys: pytest.CaptureFixture[str]
+    admin_env: str, bootstrap_servers: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import asyncio
     from datetime import UTC, datetime
@@ -129,6 +129,9 @@ def test_rewind_group_moves_a_stopped_group_back_to_a_time_and_never_forward(
         finally:
             await consumer.stop()
 
+    # a group's first join takes half the session timeout on the embedded broker: keep it short
+    monkeypatch.setenv("BILLING_KAFKA__SESSION_TIMEOUT_MS", "2000")
+    monkeypatch.setenv("BILLING_KAFKA__HEARTBEAT_INTERVAL_MS", "300")
     assert main(["create-topics", "ledger"]) == 0
     asyncio.run(write_and_commit())
     capsys.readouterr()

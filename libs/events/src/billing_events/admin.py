@@ -28,12 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from billing_events.auth import generate_token_keypair
 from billing_events.sealing import generate_keypair
@@ -120,12 +121,14 @@ class Rewound:
         return f"{self.topic}[{self.partition}] {self.before} -> {self.after}"
 
 
-async def rewind_group(settings: AdminSettings, service: str, to: datetime) -> list[Rewound]:
+async def rewind_group(settings: AdminSettings, service: str, to: datetime, *,
+                       wait_seconds: float = 60.0) -> list[Rewound]:
     """Commit, for every partition ``service``'s consumer group has an offset in, the offset of
     the first record written at or after ``to`` when that is earlier than the committed one.
 
     Run it while every instance of the service is stopped: a running member's next commit would
-    move the group forward again, and a commit into a group with members is refused.
+    move the group forward again (and this command, joining the group, would take their
+    partitions for a moment). It waits at most ``wait_seconds`` to be given every partition.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -135,7 +138,8 @@ async def rewind_group(settings: AdminSettings, service: str, to: datetime) -> l
         raise ValueError(f"{to.isoformat()} has no time zone: give one, e.g. {to.isoformat()}+00:00")
     prefix = settings.kafka.topic_prefix
     consumer = AIOKafkaConsumer(**client_options(settings.kafka), group_id=f"{prefix}{service}",
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, session_timeout_ms=settings.kafka.session_timeout_ms,
+                                heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms)
     await consumer.start()
     try:
         # The group's offsets read partition by partition: the embedded broker answers the admin
@@ -148,12 +152,24 @@ async def rewind_group(settings: AdminSettings, service: str, to: datetime) -> l
         found = await consumer.offsets_for_times({tp: int(to.timestamp() * 1000) for tp in committed})
         targets = {tp: min(offset, found[tp].offset) if found[tp] is not None else offset
                    for tp, offset in committed.items()}
-        consumer.assign(list(targets))
-        await consumer.commit(targets)
+        await _commit_as_member(consumer, targets, group=f"{prefix}{service}", wait_seconds=wait_seconds)
     finally:
         await consumer.stop()
     return [Rewound(tp.topic, tp.partition, committed[tp], targets[tp])
             for tp in sorted(targets, key=lambda tp: (tp.topic, tp.partition))]
+
+
+async def _commit_as_member(consumer: Any, offsets: dict[Any, int], *, group: str, wait_seconds: float) -> None:
+    """Join the group (alone: the service is stopped) and commit as its member: brokers refuse a
+    commit from outside a group that has had members."""
+    consumer.subscribe(topics=sorted({tp.topic for tp in offsets}))
+    deadline = time.monotonic() + wait_seconds
+    while not set(offsets) <= consumer.assignment():
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"could not take every partition of the consumer group {group} within"
+                               f" {wait_seconds:.0f} s: stop every instance of the service first")
+        await asyncio.sleep(0.2)
+    await consumer.commit(offsets)
 
 
 def probe(settings: AdminSettings, path: str, timeout: float = 3.0) -> str | None:
