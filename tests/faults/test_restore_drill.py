@@ -13,6 +13,7 @@ nothing is dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -40,13 +41,18 @@ def libpq(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
-async def run(*command: str, env: dict[str, str] | None = None) -> str:
+async def run(*command: str, env: dict[str, str] | None = None, exits: tuple[int, ...] = (0,)) -> str:
     process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.PIPE,
                                                    env={**os.environ, **(env or {})})
     out, err = await process.communicate()
-    assert process.returncode == 0, f"{' '.join(command)} failed ({process.returncode}): {err.decode()}"
+    assert process.returncode in exits, f"{' '.join(command)} failed ({process.returncode}): {err.decode()}"
     return out.decode()
+
+
+async def billing_verify(env: dict[str, str], *args: str, exits: tuple[int, ...] = (0,)) -> dict[str, Any]:
+    """``billing verify --json`` on the ledger's database, with the ledger's environment."""
+    return json.loads(await run(sys.executable, "-m", "billing_cli", "verify", "--json", *args, env=env, exits=exits))
 
 
 async def dead_lettered(databases: dict[str, str]) -> dict[str, int]:
@@ -130,11 +136,13 @@ async def test_a_restore_from_dumps_taken_under_traffic_brings_back_every_paymen
         facts = LedgerFacts(databases["ledger"], topic_prefix)
         restored = await facts.payments_posted()
         assert restored < posted_before_restore, "the dump held everything: the drill restored nothing older"
+        ledger_env = {key: value for key, value in suite.processes["ledger"].env.items()
+                      if key.startswith("BILLING_KAFKA__") or key == "BILLING_LEDGER_DATABASE_URL"}
+        head = (await billing_verify(ledger_env, "--no-seals-from-broker"))["chain_head"]  # written down
 
         # 4. every consumer group back to before the dumps, then the services start again
         rewind_to = backup_time - timedelta(minutes=5)
-        admin_env = {key: value for key, value in suite.processes["ledger"].env.items()
-                     if key.startswith("BILLING_KAFKA__")}  # the services' broker settings
+        admin_env = {key: value for key, value in ledger_env.items() if key.startswith("BILLING_KAFKA__")}
         for service in SERVICES:
             await run(sys.executable, "-m", "billing_events.admin", "rewind-group", service,
                       "--to", rewind_to.isoformat(), env=admin_env)
@@ -149,11 +157,20 @@ async def test_a_restore_from_dumps_taken_under_traffic_brings_back_every_paymen
         await asyncio.sleep(2)  # time for a payment taken twice to show
         await facts.assert_consistent(sent, accounts)  # once each, right balances, books balance, verify clean
         assert await dead_lettered(databases) == dict.fromkeys(SERVICES, 0)
+        # billing verify: the restored history reproduces the backup's chain head; the seals the
+        # ledger published between the backup and the restore describe the history it discarded
+        pinned = await billing_verify(ledger_env, "--no-seals-from-broker", "--seal", f"{head['length']}:{head['hash']}")
+        assert pinned["ok"] and pinned["seals"]["checked"] == 1, pinned["findings"]
+        with_broker = await billing_verify(ledger_env, "--seals-from-broker", exits=(0, 1))
+        assert with_broker["seals"]["checked"] >= 1
+        assert {finding["kind"] for finding in with_broker["findings"]} <= {"seal_not_reproduced"}
+        discarded = len(with_broker["findings"])
         print(f"\nrestore drill: {before_count} payments before the dumps, {during_dump} while dumping "
               f"({dump_seconds:.1f} s for {len(SERVICES)} databases), {posted_before_restore} posted before "
               f"the stop, {restored} in the restored ledger, {posted_before_restore - restored} taken again "
               f"from the broker, {len(after)} after the restore; restore {restore_seconds:.1f} s; "
-              f"{len(sent)} payments, each posted once")
+              f"{len(sent)} payments, each posted once; {with_broker['seals']['checked']} seals checked, "
+              f"{discarded} of them of the discarded history")
     finally:
         await facts.close()
         for process in suite.processes.values():
