@@ -8,6 +8,7 @@ all five tests take about two minutes on two cores):
     BILLING_TEST_CRASH_PAYMENTS [50000]  BILLING_TEST_CRASH_ACCOUNTS [1000]  BILLING_TEST_CRASH_KILLS [3]
     BILLING_TEST_SCALE_PAYMENTS [10000]  BILLING_TEST_OUTAGE_PAYMENTS [10000]
     BILLING_TEST_POISON_BAD [2000]       BILLING_TEST_POISON_VALID [5000]    BILLING_TEST_HOSTILE [3000]
+    BILLING_TEST_DRILL_PAYMENTS [1000]: payments before the restore drill's dumps
     BILLING_TEST_SEED [derived from the test's name]: the random traffic is repeatable
 
 Run them alone with ``uv run pytest tests/faults -m slow -s`` (``-s`` shows one summary line

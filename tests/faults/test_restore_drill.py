@@ -72,7 +72,7 @@ async def test_a_restore_from_dumps_taken_under_traffic_brings_back_every_paymen
     tmp_path: Path, bootstrap_servers: str, topic_prefix: str, postgres_databases: Any, producer: Any,
     traffic: Any, numbers: Any,
 ) -> None:
-    before_count, batch = size("DRILL_PAYMENTS", 1500), 50
+    before_count, batch = size("DRILL_PAYMENTS", 1000), 50
     databases = {service: await postgres_databases.create() for service in SERVICES}
     server = libpq(postgres_databases.server_url)  # the maintenance database pg_restore --create connects to
     suite = Suite(tmp_path / "var", bootstrap_servers, topic_prefix, databases)
@@ -116,7 +116,7 @@ async def test_a_restore_from_dumps_taken_under_traffic_brings_back_every_paymen
             await run("pg_dump", "--format=custom", f"--file={dumps[service]}", libpq(databases[service]))
         dump_seconds = time.monotonic() - started
         during_dump = len(sent) - at_dump
-        await asyncio.sleep(3)  # the services go on posting what the dumps will not hold
+        await asyncio.sleep(2)  # the services go on posting what the dumps will not hold
         streaming.clear()
         await flowing
         await eventually(lambda: _equal(facts.payments_posted(), len(sent)), timeout=90,
