@@ -8,6 +8,7 @@ all five tests take about two minutes on two cores):
     BILLING_TEST_CRASH_PAYMENTS [50000]  BILLING_TEST_CRASH_ACCOUNTS [1000]  BILLING_TEST_CRASH_KILLS [3]
     BILLING_TEST_SCALE_PAYMENTS [10000]  BILLING_TEST_OUTAGE_PAYMENTS [10000]
     BILLING_TEST_POISON_BAD [2000]       BILLING_TEST_POISON_VALID [5000]    BILLING_TEST_HOSTILE [3000]
+    BILLING_TEST_DRILL_PAYMENTS [1000]: payments before the restore drill's dumps
     BILLING_TEST_SEED [derived from the test's name]: the random traffic is repeatable
 
 Run them alone with ``uv run pytest tests/faults -m slow -s`` (``-s`` shows one summary line
@@ -438,10 +439,14 @@ Snapshot = dict[str, dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]]
 
 class Suite:
     """The four services as `make run` runs them (``billing up``: one process each, SQLite files in
-    one data folder, the dev secrets of that folder), on the session's broker."""
+    one data folder, the dev secrets of that folder), on the session's broker; or, given
+    ``databases`` (service -> URL), each on its own PostgreSQL database as in production."""
 
-    def __init__(self, data_dir: Path, bootstrap_servers: str, prefix: str) -> None:
+    def __init__(self, data_dir: Path, bootstrap_servers: str, prefix: str,
+                 databases: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.prefix = prefix
+        self.databases = databases or {}
         data_dir.mkdir(parents=True, exist_ok=True)
         self.secrets = dev_secrets(data_dir)  # made once per data folder, as `billing up` does
         env = {
@@ -452,6 +457,7 @@ class Suite:
             "BILLING_KAFKA__SESSION_TIMEOUT_MS": "2000",
             "BILLING_KAFKA__HEARTBEAT_INTERVAL_MS": "300",
             "BILLING_DATA_DIR": str(data_dir.resolve()),
+            **{f"BILLING_{service.upper()}_DATABASE_URL": url for service, url in self.databases.items()},
         }
         self.processes = {
             name: ServiceProcess(name, env, log_path=data_dir / f"{name}.log") for name in SERVICES

@@ -12,6 +12,12 @@
     prints a new API token key pair: the private key for identity (and operators minting
     service tokens), the public key for every service.
 
+``python -m billing_events.admin rewind-group ledger --to 2026-11-24T23:00:00+00:00``
+    moves a stopped service's consumer group back to the first record of each of its partitions
+    written at or after that time (never forward): after a database restore, the service takes
+    again from Kafka everything since the backup; its inbox skips what the backup already holds.
+    The group is the service's name (with the topic prefix, as the services name it).
+
 ``python -m billing_events.admin probe [/health/live]``
     asks the service in the same container for one of its health endpoints and exits 0 only on
     HTTP 200: the image's HEALTHCHECK (the slim image has no curl).
@@ -22,11 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from datetime import datetime
+from typing import Any, ClassVar
 
 from billing_events.auth import generate_token_keypair
 from billing_events.sealing import generate_keypair
@@ -100,6 +108,70 @@ async def describe_topics(settings: AdminSettings, topics: Sequence[str]) -> lis
     ]
 
 
+@dataclass(frozen=True)
+class Rewound:
+    """One partition of a rewound group: the committed offset before and after."""
+
+    topic: str
+    partition: int
+    before: int
+    after: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}] {self.before} -> {self.after}"
+
+
+async def rewind_group(settings: AdminSettings, service: str, to: datetime, *,
+                       wait_seconds: float = 60.0) -> list[Rewound]:
+    """Commit, for every partition ``service``'s consumer group has an offset in, the offset of
+    the first record written at or after ``to`` when that is earlier than the committed one.
+
+    Run it while every instance of the service is stopped: a running member's next commit would
+    move the group forward again (and this command, joining the group, would take their
+    partitions for a moment). It waits at most ``wait_seconds`` to be given every partition.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from billing_events.kafka import client_options
+
+    if to.tzinfo is None:
+        raise ValueError(f"{to.isoformat()} has no time zone: give one, e.g. {to.isoformat()}+00:00")
+    prefix = settings.kafka.topic_prefix
+    consumer = AIOKafkaConsumer(**client_options(settings.kafka), group_id=f"{prefix}{service}",
+                                enable_auto_commit=False, session_timeout_ms=settings.kafka.session_timeout_ms,
+                                heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms)
+    await consumer.start()
+    try:
+        # The group's offsets read partition by partition: the embedded broker answers the admin
+        # client's "all offsets of a group" request in a shape aiokafka cannot decode.
+        partitions = [TopicPartition(topic, p) for topic in sorted(await consumer.topics()) if topic.startswith(prefix)
+                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        committed = {tp: offset for tp in partitions if (offset := await consumer.committed(tp)) is not None}
+        if not committed:
+            return []
+        found = await consumer.offsets_for_times({tp: int(to.timestamp() * 1000) for tp in committed})
+        targets = {tp: min(offset, found[tp].offset) if found[tp] is not None else offset
+                   for tp, offset in committed.items()}
+        await _commit_as_member(consumer, targets, group=f"{prefix}{service}", wait_seconds=wait_seconds)
+    finally:
+        await consumer.stop()
+    return [Rewound(tp.topic, tp.partition, committed[tp], targets[tp])
+            for tp in sorted(targets, key=lambda tp: (tp.topic, tp.partition))]
+
+
+async def _commit_as_member(consumer: Any, offsets: dict[Any, int], *, group: str, wait_seconds: float) -> None:
+    """Join the group (alone: the service is stopped) and commit as its member: brokers refuse a
+    commit from outside a group that has had members."""
+    consumer.subscribe(topics=sorted({tp.topic for tp in offsets}))
+    deadline = time.monotonic() + wait_seconds
+    while not set(offsets) <= consumer.assignment():
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"could not take every partition of the consumer group {group} within"
+                               f" {wait_seconds:.0f} s: stop every instance of the service first")
+        await asyncio.sleep(0.2)
+    await consumer.commit(offsets)
+
+
 def probe(settings: AdminSettings, path: str, timeout: float = 3.0) -> str | None:
     """None when the endpoint answers 200, else what went wrong."""
     if settings.http_port is None:
@@ -125,6 +197,13 @@ def token_keypair() -> dict[str, str]:
     return {"BILLING_TOKEN_PUBLIC_KEYS": public, "BILLING_TOKEN_PRIVATE_KEY": private}
 
 
+def _aware_time(value: str) -> datetime:
+    at = datetime.fromisoformat(value)
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value} has no time zone: give one, e.g. {value}+00:00")
+    return at
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m billing_events.admin", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,6 +212,10 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("services", nargs="+", help="services whose dead-letter topics to create")
     commands.add_parser("notifier-keypair", help="print a new sealing key pair as environment variables")
     commands.add_parser("token-keypair", help="print a new API token key pair as environment variables")
+    rewind = commands.add_parser("rewind-group", help="move a stopped service's consumer group back to a time")
+    rewind.add_argument("service", help="the service whose group to move (ledger, identity, tariff, notifier)")
+    rewind.add_argument("--to", required=True, type=_aware_time,
+                        help="ISO 8601 time with its zone, e.g. 2026-11-24T23:00:00+00:00")
     check = commands.add_parser("probe", help="exit 0 when a health endpoint of this container answers 200")
     check.add_argument("path", nargs="?", default="/health/live")
     return parser
@@ -149,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command == "create-topics":
         for topic in asyncio.run(create_topics(settings, arguments.services)):
             print(f"topic ready: {topic}")
+        return 0
+    if arguments.command == "rewind-group":
+        for rewound in asyncio.run(rewind_group(settings, arguments.service, arguments.to)):
+            print(f"rewound: {rewound}")
         return 0
     problem = probe(settings, arguments.path)
     if problem:
