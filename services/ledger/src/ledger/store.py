@@ -29,6 +29,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Select,
     String,
     Table,
     Text,
@@ -381,16 +382,25 @@ async def stream_postings(conn: AsyncConnection, batch: int = 20_000) -> AsyncIt
     On PostgreSQL the rows come straight from the driver's server-side cursor (the transaction
     is the caller's): a million SQLAlchemy row objects would cost more than the replay itself.
     """
+    async for chunk in _chunks(conn, select(postings.c.account, postings.c.amount), batch):
+        yield chunk
+
+
+async def _chunks(conn: AsyncConnection, query: Select[Any], batch: int) -> AsyncIterator[Sequence[Sequence[Any]]]:
+    """A large query's rows in chunks of tuples, in the query's column order.
+
+    On PostgreSQL they come straight from the driver's server-side cursor (the transaction is
+    the caller's): a million SQLAlchemy row objects would cost more than the work done on them.
+    The driver's values are those the column types give here: timezone-aware datetimes, UUIDs
+    (a subclass of :class:`uuid.UUID`), bytes."""
     if conn.dialect.name == "postgresql":
         await conn.execute(select(1))  # the adapter opens its transaction on the first statement
         driver = (await conn.get_raw_connection()).driver_connection
-        cursor = await driver.cursor("SELECT account, amount FROM postings")
+        cursor = await driver.cursor(str(query.compile(dialect=conn.dialect)))
         while chunk := await cursor.fetch(batch):
             yield chunk
         return
-    result = await conn.stream(
-        select(postings.c.account, postings.c.amount).execution_options(yield_per=batch)
-    )
+    result = await conn.stream(query.execution_options(yield_per=batch))
     async for chunk in result.partitions(batch):
         yield chunk
 
@@ -580,31 +590,36 @@ async def head(conn: AsyncConnection) -> ChainHead | None:
     return ChainHead(row.length, row.hash) if row else None
 
 
+_JOURNAL_ROWS = (
+    select(postings.c.account, postings.c.amount, postings.c.currency, journal.c.seq, journal.c.txn_id, journal.c.kind,
+           journal.c.cause_event_id, journal.c.cause_type, journal.c.occurred_at, journal.c.business_key,
+           journal.c.reverses, journal.c.operator, journal.c.operator_reason, journal.c.hash,
+           journal.c.account_settings, journal.c.recorded_at)
+    .select_from(journal)
+    .outerjoin(postings, postings.c.txn_id == journal.c.txn_id)
+    .order_by(journal.c.seq, postings.c.id)
+)
+"""One row per posting (a journal row without postings once, with null posting columns): the
+posting's columns first, then the journal row's in :class:`JournalRecord`'s order from ``seq``."""
+
+
 async def raw_journal(conn: AsyncConnection, batch: int = 5000) -> AsyncIterator[JournalRecord]:
     """Every journal row with its postings, as stored, in ``seq`` order: what the audit reads.
     A row left without postings comes with none (the outer join), never dropped."""
-    query = (
-        select(journal, postings.c.account, postings.c.amount, postings.c.currency)
-        .outerjoin(postings, postings.c.txn_id == journal.c.txn_id)
-        .order_by(journal.c.seq, postings.c.id)
-    )
-    current: Any = None
+    current: Sequence[Any] | None = None
     lines: list[Posting] = []
-    result = await conn.stream(query.execution_options(yield_per=batch))
-    async for row in result:
-        if current is not None and row.seq != current.seq:
-            yield _record(current, lines)
-            lines = []
-        current = row
-        if row.account is not None:
-            lines.append(Posting(row.account, row.amount, row.currency))
+    async for chunk in _chunks(conn, _JOURNAL_ROWS, batch):
+        for row in chunk:
+            if current is not None and row[3] != current[3]:
+                yield _record(current, lines)
+                lines = []
+            current = row
+            if row[0] is not None:
+                lines.append(Posting(row[0], row[1], row[2]))
     if current is not None:
         yield _record(current, lines)
 
 
-def _record(row: Any, lines: list[Posting]) -> JournalRecord:
-    return JournalRecord(
-        row.seq, row.txn_id, row.kind, tuple(lines), row.cause_event_id, row.cause_type, row.occurred_at,
-        row.business_key, row.reverses, row.operator, row.operator_reason, row.hash, row.account_settings,
-        row.recorded_at,
-    )
+def _record(row: Sequence[Any], lines: list[Posting]) -> JournalRecord:
+    seq, txn_id, kind, *rest = row[3:]
+    return JournalRecord(seq, txn_id, kind, tuple(lines), *rest)
