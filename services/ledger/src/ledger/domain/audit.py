@@ -143,30 +143,32 @@ class Audit:
 
     def feed(self, record: JournalRecord) -> None:
         position = self.records
-        accounts = tuple(dict.fromkeys(p.account for p in record.postings))
         sums: dict[str, int] = {}
+        replayed = self.replayed
         self.entries += len(record.postings)
         for account, amount, currency in record.postings:
             sums[currency] = sums.get(currency, 0) + amount
-            if account not in self.replayed:
+            if account in replayed:
+                replayed[account] += amount
+            else:
+                replayed[account] = amount
                 self.currencies[account] = currency
-            self.replayed[account] = self.replayed.get(account, 0) + amount
         for currency, total in sums.items():
             self.totals[currency] = self.totals.get(currency, 0) + total
         if record.kind in FACT_KINDS:
             self._account_fact(record, position)
         elif len(record.postings) < 2:
             self._find(FindingKind.TOO_FEW_POSTINGS, f"{len(record.postings)} posting(s); a transaction needs two",
-                       record, position, accounts)
+                       record, position, _accounts(record))
         unbalanced = {c: t for c, t in sums.items() if t}
         if unbalanced:
             self._find(FindingKind.UNBALANCED, "postings sum to " + ", ".join(format_amount(t, c) for c, t in unbalanced.items())
-                       + ", not zero", record, position, accounts)
+                       + ", not zero", record, position, _accounts(record))
         previous = self._last.hash if self._last is not None else GENESIS_HASH
         expected = record.content_hash(previous)
         if expected != record.hash:
             self._find(FindingKind.BROKEN_LINK, "the stored hash is not the hash of this content after the one before",
-                       record, position, accounts)
+                       record, position, _accounts(record))
             if self.first_broken is None:
                 self.first_broken = BrokenLink(position, record.id, expected, record.hash)
         elif self.first_broken is not None:
@@ -178,7 +180,7 @@ class Audit:
             if seal.hash != record.hash:
                 self._find(FindingKind.SEAL_NOT_REPRODUCED,
                            f"{_sealed(seal)}; the journal's transaction at that length is {record.id} with hash"
-                           f" {record.hash.hex()}", record, position, accounts)
+                           f" {record.hash.hex()}", record, position, _accounts(record))
         self._last = record
         self.records += 1
         if record.kind in FACT_KINDS:
@@ -256,6 +258,11 @@ class Audit:
             self._find(FindingKind.HEAD_HASH_DIFFERS,
                        f"the chain head's hash {last.hex()} is not the newest transaction's {stored_last.hex()}",
                        self._last, self.records - 1 if self._last else None)
+
+
+def _accounts(record: JournalRecord) -> tuple[str, ...]:
+    """The accounts a record touches, each once, in posting order: what a finding names."""
+    return tuple(dict.fromkeys(p.account for p in record.postings))
 
 
 def _settings(settings: AccountSettings | None) -> str:
