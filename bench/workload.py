@@ -31,11 +31,12 @@ def account_number(index: int) -> str:
     return f"{100_000_000_000 + index:012d}"
 
 
-def _envelope(topic: str, event_type: str, account: str, payload: dict[str, object]) -> tuple[bytes, uuid.UUID]:
+def _envelope(topic: str, event_type: str, account: str, payload: dict[str, object],
+              version: int = 1) -> tuple[bytes, uuid.UUID]:
     """As the topic's owner publishes it: consumers refuse envelopes from anyone else on an owned topic."""
     event_id = uuid.uuid4()
     body = {
-        "event_id": str(event_id), "event_type": event_type, "schema_version": 1, "occurred_at": NOW,
+        "event_id": str(event_id), "event_type": event_type, "schema_version": version, "occurred_at": NOW,
         "account": account, "correlation_id": str(event_id), "causation_id": None,
         "producer": topics.spec(topic).owner,
         "payload": payload,
@@ -63,10 +64,12 @@ def payment(index: int, account_index: int, minor: int = 50_000, tag: str = "p")
 
 def charge(index: int, account_index: int, minor: int = 1_000) -> Message:
     number = account_number(account_index)
+    plan = f"bench-{index}"  # one item per charge: each charge id is its own
     value, event_id = _envelope(topics.TARIFF, "ChargeApplied", number, {
-        "charge_id": f"{number}:c-{index}", "account_number": number, "amount": {"minor": minor, "currency": "RUB"},
-        "fee_kind": "subscription", "billing_day": "2026-12-10",
-    })
+        "charge_id": f"{number}:2026-12-10:subscription:{plan}", "account_number": number,
+        "amount": {"minor": minor, "currency": "RUB"}, "fee_kind": "subscription", "billing_day": "2026-12-10",
+        "charged_for": {"item": "plan", "code": plan},
+    }, version=2)
     return Message(topics.TARIFF, number.encode(), value, event_id)
 
 
