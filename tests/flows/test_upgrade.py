@@ -40,6 +40,8 @@ async def _open_and_pay(suite: Any, number: str, minor: int) -> None:
     )
     await suite.producer.send(suite.ledger.topics(topics.IDENTITY),
                               Envelope.new(registered, account=number, producer="identity", clock=suite.clock))
+    # registrations and payments travel on different topics: a payment taken first would stay parked
+    await eventually(lambda: suite.ledger_account_open(number), what=f"{number} opened", timeout=60)
     payment = PaymentReceived(account_number=number, channel="terminal", reference=f"T-{number}",
                               amount=Money(minor=minor), received_at=suite.clock.now())
     await suite.producer.send(suite.ledger.topics(topics.PAYMENTS),
