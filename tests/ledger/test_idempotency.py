@@ -67,10 +67,6 @@ class Ledger:
         async with self.ctx.db.transaction() as conn:
             return await service.post(self.ctx, conn, [envelope(p) for p in payloads])
 
-    async def post_envelopes(self, *envelopes: Envelope[Any]) -> service.BatchOutcome:
-        async with self.ctx.db.transaction() as conn:
-            return await service.post(self.ctx, conn, list(envelopes))
-
     async def main(self, number: str) -> int:
         return (await service.balance(self.ctx, number)).main
 

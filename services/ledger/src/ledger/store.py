@@ -258,13 +258,6 @@ async def save_accounts(conn: AsyncConnection, states: Iterable[AccountState]) -
 # --- the journal ----------------------------------------------------------------------------
 
 
-async def existing_transactions(conn: AsyncConnection, ids: Collection[UUID]) -> set[UUID]:
-    if not ids:
-        return set()
-    result = await conn.execute(select(journal.c.txn_id).where(any_of(conn, journal.c.txn_id, list(ids))))
-    return set(result.scalars())
-
-
 async def reversed_ids(conn: AsyncConnection, ids: Collection[UUID]) -> set[UUID]:
     if not ids:
         return set()

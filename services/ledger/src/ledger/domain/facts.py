@@ -60,10 +60,6 @@ class AccountSettings:
         return cls(str(data["number"]), str(data["currency"]), PaymentType(data["payment_type"]),
                    int(data["credit_limit"]), bool(data["is_open"]))
 
-    def applied_to(self, state: AccountState) -> AccountState:
-        return AccountState(self.number, self.currency, state.main, state.bonus, self.payment_type,
-                            self.credit_limit, self.is_open)
-
 
 @dataclass(frozen=True, slots=True)
 class AccountFact:
