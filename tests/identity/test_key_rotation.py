@@ -16,6 +16,7 @@ from sqlalchemy import select
 from billing_events import topics
 from billing_events.testing.kafka_probe import TopicReader
 from identity import service, store
+from identity.context import personal_data_vault
 from identity.security import PersonalDataVault, UnreadablePersonalData, new_key
 from identity.settings import IdentitySettings
 
@@ -47,9 +48,9 @@ async def test_the_personal_data_key_rotates_without_an_unreadable_record(
     async with rotating, TopicReader(bootstrap_servers, rotating.topics(topics.IDENTITY)) as reader:
         flow = make_flow(rotating, reader)
         after = (await flow.register(passport_number="699999", mobile_phone="+7 916 999-99-99")).account_number
-        [sent] = await service.reissue_password_by_sms(rotating, {"login": before[0]})  # decrypts the contact
+        [sent] = await service.reissue_password_by_sms(rotating.identity, {"login": before[0]})  # decrypts the contact
         assert sent.account_number == before[0]
-        vault = service.personal_data_vault(rotating.settings)
+        vault = personal_data_vault(rotating.settings)
         rows = await stored(rotating)
         assert {row.account_number for row in rows if vault.is_current(row.contact_encrypted)} == {after}
 
@@ -71,8 +72,8 @@ async def test_the_personal_data_key_rotates_without_an_unreadable_record(
     # 3. The old key goes: every record is still readable, through the service too.
     final = await start_identity(pii_encryption_key=new, **database)
     async with final, TopicReader(bootstrap_servers, final.topics(topics.IDENTITY)) as reader:
-        assert readable(service.personal_data_vault(final.settings), await stored(final))
-        [sent] = await service.reissue_password_by_sms(final, {"login": before[1]})
+        assert readable(personal_data_vault(final.settings), await stored(final))
+        [sent] = await service.reissue_password_by_sms(final.identity, {"login": before[1]})
         assert sent.account_number == before[1]
     with pytest.raises(UnreadablePersonalData):  # nothing is left under the old key
         readable(PersonalDataVault.from_base64(lookup_key=identity_secrets["pii_lookup_key"], encryption_key=old),

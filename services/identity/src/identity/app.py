@@ -11,22 +11,26 @@ from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
 from identity import store
-from identity.http import RuntimeHolder, build_router
+from identity.context import IdentityContext, personal_data_vault, secret_hasher
+from identity.http import build_router
 from identity.settings import IdentitySettings
+
+
+class IdentityRuntime(ServiceRuntime):
+    identity: IdentityContext
 
 
 def build_runtime(
     settings: IdentitySettings | None = None, clock: Clock | None = None
-) -> ServiceRuntime:
-    holder = RuntimeHolder()
+) -> IdentityRuntime:
     settings = settings or IdentitySettings()  # type: ignore[call-arg]  (secrets from the environment)
-    runtime = ServiceRuntime(
-        settings=settings,
-        clock=clock or settings.clock(),
-        metadata=store.metadata, migrated=True,
-        routers=[build_router(holder)],
+    runtime = IdentityRuntime(settings=settings, clock=clock or settings.clock(), metadata=store.metadata,
+                              migrated=True)
+    runtime.identity = IdentityContext(
+        db=runtime.db, clock=runtime.clock, topics=runtime.topics, wake_relay=runtime.relay.wake,
+        settings=settings, vault=personal_data_vault(settings), hasher=secret_hasher(settings.hashing),
     )
-    holder.runtime = runtime
+    runtime.include_api(build_router(runtime.identity, runtime.tokens))
     return runtime
 
 

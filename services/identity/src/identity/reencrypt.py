@@ -14,7 +14,8 @@ import asyncio
 from collections.abc import Sequence
 
 from billing_events.db import Database
-from identity.service import personal_data_vault, reencrypt_personal_data
+from identity.context import personal_data_vault
+from identity.service import reencrypt_personal_data
 from identity.settings import IdentitySettings
 
 
