@@ -17,6 +17,7 @@ from billing_events import topics
 from billing_events.testing.kafka_probe import TopicReader
 from identity import service, store
 from identity.context import personal_data_vault
+from identity.reencrypt import reencrypt_personal_data
 from identity.security import PersonalDataVault, UnreadablePersonalData, new_key
 from identity.settings import IdentitySettings
 
@@ -55,7 +56,7 @@ async def test_the_personal_data_key_rotates_without_an_unreadable_record(
         assert {row.account_number for row in rows if vault.is_current(row.contact_encrypted)} == {after}
 
         # 2. Re-encrypt, interrupted after one batch of two, then resumed by the command.
-        batches = service.reencrypt_personal_data(rotating.db, vault, batch_size=2)
+        batches = reencrypt_personal_data(rotating.db, vault, batch_size=2)
         assert await anext(batches) == 2
         await batches.aclose()
         assert sum(vault.is_current(row.passport_encrypted) for row in await stored(rotating)) == 3

@@ -94,69 +94,66 @@ class LoginAnswer(commands.LoggedIn):
     expires_at: datetime
 
 
+def _answer(result: BaseModel | list[BaseModel], status: int = 200) -> JSONResponse:
+    if isinstance(result, list):
+        return JSONResponse([item.model_dump(mode="json") for item in result], status_code=status)
+    return JSONResponse(result.model_dump(mode="json"), status_code=status)
+
+
+def _operations(caller: Principal | None) -> bool:
+    """Whether the caller is operations (a service token), who get the real answers."""
+    return caller is not None and caller.role == "service"
+
+
+async def _anonymous_request(
+    ctx: IdentityContext, command: Callable[..., Awaitable[Any]], body: dict[str, Any], request: Request,
+    caller: Principal | None,
+) -> JSONResponse:
+    """The real answer for operations; the uniform 202 for everyone else."""
+    if _operations(caller):
+        return _answer(await command(ctx, body))
+    try:
+        await command(ctx, body, source=client_address(request, ctx.settings))
+    except _HIDDEN_FROM_CALLER:
+        pass  # written to the audit by the command
+    return _answer(RequestAccepted(), 202)
+
+
 def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
     router = APIRouter(prefix="/identity", tags=["identity"], responses=problem_responses(422))
-
-    async def answer(
-        command: Callable[..., Awaitable[Any]],
-        body: dict[str, Any],
-        status: int = 200,
-        **options: Any,
-    ) -> Any:
-        result = await command(ctx, body, **options)
-        if isinstance(result, list):
-            content: Any = [item.model_dump(mode="json") for item in result]
-        else:
-            content = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
-        return JSONResponse(content, status_code=status)
-
-    def source(request: Request) -> str | None:
-        return client_address(request, ctx.settings)
-
-    async def anonymous_request(
-        command: Callable[..., Awaitable[Any]], body: dict[str, Any], request: Request, caller: Principal | None
-    ) -> Any:
-        """The real answer for operations (a service token); the uniform 202 for everyone else."""
-        if caller is not None and caller.role == "service":
-            return await answer(command, body)
-        try:
-            await command(ctx, body, source=source(request))
-        except _HIDDEN_FROM_CALLER:
-            pass  # written to the audit by the command
-        return JSONResponse(RequestAccepted().model_dump(mode="json"), status_code=202)
 
     @router.post("/subscribers", status_code=201, summary="Register a subscriber (service token)",
                  response_model=commands.Registered, openapi_extra=json_body(RegistrationCommand),
                  responses=problem_responses(401, 403, 409))
     async def register(caller: Caller, body: dict[str, Any] = Body(...)) -> Any:
         require_service(caller)
-        return await answer(service.register, body, 201)
+        return _answer(await service.register(ctx, body), 201)
 
     @router.post("/login", summary="Log in (account/contract number or phone + password): a token",
                  response_model=LoginAnswer, openapi_extra=json_body(commands.LoginCommand),
                  responses=problem_responses(401, 404, 429, 503))
     async def login(request: Request, body: dict[str, Any] = Body(...)) -> Any:
-        logged_in = await service.login(ctx, body, source=source(request))
+        logged_in = await service.login(ctx, body, source=client_address(request, ctx.settings))
         if not tokens.can_issue:
             return problem(503, "token_signing_unconfigured",
                            "the login is right but this service cannot issue tokens (no token private key)")
         token, expires_at = tokens.issue("subscriber", logged_in.account_number)
         answer_ = LoginAnswer(**logged_in.model_dump(), token=token, expires_at=expires_at)
-        return JSONResponse(answer_.model_dump(mode="json"))
+        return _answer(answer_)
 
     @router.post("/passwords/sms", summary="Get a new password by SMS (the current one keeps working)",
                  status_code=202, response_model=RequestAccepted,
                  openapi_extra=json_body(commands.ReissuePasswordCommand), responses=problem_responses(401, 429))
     async def reissue(request: Request, caller: Principal | None = Depends(optional_caller),
                       body: dict[str, Any] = Body(...)) -> Any:
-        return await anonymous_request(service.reissue_password_by_sms, body, request, caller)
+        return await _anonymous_request(ctx, service.reissue_password_by_sms, body, request, caller)
 
     @router.post("/reset-codes", summary="Forgot password: send a one-time code",
                  status_code=202, response_model=RequestAccepted,
                  openapi_extra=json_body(commands.ResetCodeRequestCommand), responses=problem_responses(401, 429))
     async def request_code(request: Request, caller: Principal | None = Depends(optional_caller),
                            body: dict[str, Any] = Body(...)) -> Any:
-        return await anonymous_request(service.request_reset_code, body, request, caller)
+        return await _anonymous_request(ctx, service.request_reset_code, body, request, caller)
 
     @router.post("/reset-codes/redeem", summary="Use a one-time code; a new password follows by SMS",
                  response_model=commands.SecretSent, openapi_extra=json_body(commands.RedeemResetCodeCommand),
@@ -165,18 +162,18 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
                      body: dict[str, Any] = Body(...)) -> Any:
         """Anyone but operations is told ``invalid_code`` whatever the reason a code does not work."""
         try:
-            sent = await service.redeem_reset_code(ctx, body, source=source(request))
+            sent = await service.redeem_reset_code(ctx, body, source=client_address(request, ctx.settings))
         except ResetCodeRefused:
-            if caller is not None and caller.role == "service":
+            if _operations(caller):
                 raise
             raise ResetCodeRefused.hidden() from None
-        return JSONResponse(sent.model_dump(mode="json"))
+        return _answer(sent)
 
     @router.post("/support/recoveries", summary="Support restores access after a passport check (service token)",
                  response_model=commands.SecretSent, openapi_extra=json_body(commands.SupportRecoveryCommand),
                  responses=problem_responses(401, 403, 404, 429))
     async def recover(caller: Caller, body: dict[str, Any] = Body(...)) -> Any:
         require_service(caller)
-        return await answer(service.recover_by_support, body)
+        return _answer(await service.recover_by_support(ctx, body))
 
     return router
