@@ -96,8 +96,11 @@ class Deliverer:
                     log.error("notifier.delivery_round_failed", error=type(error).__name__)
                 if claimed >= self._batch_size:
                     continue  # more may be due right now
+                # The wait is measured before the wake-up coroutine exists: a stop during the
+                # measurement would otherwise leave that coroutine never awaited.
+                idle = await self._idle_wait()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=await self._idle_wait())
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=idle)
 
     async def _idle_wait(self) -> float:
         try:
