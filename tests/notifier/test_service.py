@@ -201,7 +201,7 @@ async def test_each_event_type_produces_the_right_message_in_each_language(start
         sent = await reader.wait_for_type("NotificationSent", total)
         await eventually(lambda: len(file_lines(runtime)) >= total, what="every message in the file")
         lines = file_lines(runtime)
-        logs = {p.account: await delivery_log(runtime, DeliveryLogQuery(account_number=p.account)) for p in PEOPLE}
+        logs = {p.account: await delivery_log(runtime.notifier, DeliveryLogQuery(account_number=p.account)) for p in PEOPLE}
 
     assert len(lines) == total and len(sent) == total
     for person in PEOPLE:
@@ -312,7 +312,7 @@ async def test_a_gateway_failing_twice_then_working_delivers_once_with_two_retri
                              **FAST_RETRIES) as runtime, outcomes(runtime, bootstrap_servers) as reader:
                 await publish(runtime, bootstrap_servers, person.registered(), person.login_locked())
                 [sent] = await reader.wait_for_type("NotificationSent", 1)
-                log = await delivery_log(runtime, DeliveryLogQuery(account_number=person.account))
+                log = await delivery_log(runtime.notifier, DeliveryLogQuery(account_number=person.account))
     assert sent.payload.attempts == 3 and sent.payload.masked_destination == person.masked_phone
     assert len(gateway.requests) == 3
     assert {r.body["to"] for r in gateway.requests} == {person.phone}
@@ -337,7 +337,7 @@ async def test_a_gateway_that_always_fails_ends_in_notification_failed(start, fa
                          http_port=0, **FAST_RETRIES) as runtime, outcomes(runtime, bootstrap_servers) as reader:
             await publish(runtime, bootstrap_servers, person.registered(), person.login_locked())
             [failed] = await reader.wait_for_type("NotificationFailed", 1)
-            log = await delivery_log(runtime, DeliveryLogQuery(account_number=person.account))
+            log = await delivery_log(runtime.notifier, DeliveryLogQuery(account_number=person.account))
             token, _ = token_minter(runtime.clock).issue("service", "operations")
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}",
                                          headers={"Authorization": f"Bearer {token}"}) as http:
