@@ -85,7 +85,7 @@ class Suite:
         from tariff.errors import UnknownAccount
 
         try:
-            subscription = await service.get_subscription(self.tariff, number)
+            subscription = await service.get_subscription(self.tariff.context, number)
         except UnknownAccount:
             return None
         return subscription.balance.main.minor

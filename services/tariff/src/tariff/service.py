@@ -1,9 +1,10 @@
 """The tariff service's commands and its billing clock.
 
-Every command is one async function: open a transaction, load (and lock) the account's state,
-let the domain decide, write the new state and stage the events in the SAME transaction, then
-wake the outbox relay. A refusal raises a :class:`tariff.errors.TariffError` (with ``code`` and
-``field``) before anything is written, so nothing changes and nothing is charged.
+Every command is one async function of (:class:`tariff.context.TariffContext`, command): in one
+unit of work, load (and lock) the account's state, let the domain decide, write the new state and
+stage the events in the SAME transaction; the relay is woken once it commits. A refusal raises a
+:class:`tariff.errors.TariffError` (a :class:`billing_events.errors.DomainError`) before anything
+is written, so nothing changes and nothing is charged.
 
 Billing days
 ------------
@@ -43,17 +44,19 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncConnection
 from uuid6 import uuid7
 
-from billing_events import outbox
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.tariff import ChargeApplied, RequestChannel
 from billing_events.db import retry_transient
 from billing_events.envelope import Envelope, Event
 from billing_events.logging import get_logger
+from billing_events.service import Command
 from tariff import store
 from tariff.catalog import Catalog
+from tariff.context import TariffContext
 from tariff.domain import (
     Outcome,
     Subscription,
@@ -68,19 +71,17 @@ from tariff.domain import (
     start_voluntary_block,
 )
 from tariff.errors import TariffError, UnknownAccount
-from tariff.runtime import TariffRuntime
 
 log = get_logger(__name__)
 
-PRODUCER = "tariff"
 ONE_DAY = timedelta(days=1)
 
 
 # Commands and results
 
 
-class _Command(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class AccountCommand(Command):
+    """A command about one account."""
 
     account_number: AccountNumber
     correlation_id: UUID | None = Field(
@@ -88,28 +89,28 @@ class _Command(BaseModel):
     )
 
 
-class ActivatePlan(_Command):
+class ActivatePlan(AccountCommand):
     plan: str = Field(min_length=1, max_length=40)
 
 
-class ChangePlan(_Command):
+class ChangePlan(AccountCommand):
     plan: str = Field(min_length=1, max_length=40)
 
 
-class AddOption(_Command):
+class AddOption(AccountCommand):
     option: str = Field(min_length=1, max_length=40)
 
 
-class RemoveOption(_Command):
+class RemoveOption(AccountCommand):
     option: str = Field(min_length=1, max_length=40)
 
 
-class StartVoluntaryBlock(_Command):
+class StartVoluntaryBlock(AccountCommand):
     days: int = Field(description="1 to 30; checked by the domain so a refusal names rule 1")
     requested_via: RequestChannel = RequestChannel.CABINET
 
 
-class EndVoluntaryBlock(_Command):
+class EndVoluntaryBlock(AccountCommand):
     pass
 
 
@@ -136,51 +137,51 @@ class CloseResult(BaseModel):
 # Commands
 
 
-async def activate_plan(runtime: TariffRuntime, command: ActivatePlan) -> CommandResult:
-    catalog = runtime.catalog
+async def activate_plan(ctx: TariffContext, command: ActivatePlan) -> CommandResult:
+    catalog = ctx.catalog
     return await _run(
-        runtime, command, lambda state, today, _: activate(state, catalog, command.plan, today)
+        ctx, command, lambda state, today, _: activate(state, catalog, command.plan, today)
     )
 
 
-async def change_tariff(runtime: TariffRuntime, command: ChangePlan) -> CommandResult:
-    catalog = runtime.catalog
+async def change_tariff(ctx: TariffContext, command: ChangePlan) -> CommandResult:
+    catalog = ctx.catalog
     return await _run(
-        runtime, command, lambda state, today, _: change_plan(state, catalog, command.plan, today)
+        ctx, command, lambda state, today, _: change_plan(state, catalog, command.plan, today)
     )
 
 
-async def add_account_option(runtime: TariffRuntime, command: AddOption) -> CommandResult:
-    catalog = runtime.catalog
+async def add_account_option(ctx: TariffContext, command: AddOption) -> CommandResult:
+    catalog = ctx.catalog
     return await _run(
-        runtime, command, lambda state, today, _: add_option(state, catalog, command.option, today)
+        ctx, command, lambda state, today, _: add_option(state, catalog, command.option, today)
     )
 
 
-async def remove_account_option(runtime: TariffRuntime, command: RemoveOption) -> CommandResult:
+async def remove_account_option(ctx: TariffContext, command: RemoveOption) -> CommandResult:
     return await _run(
-        runtime, command, lambda state, today, _: remove_option(state, command.option, today)
+        ctx, command, lambda state, today, _: remove_option(state, command.option, today)
     )
 
 
-async def start_block(runtime: TariffRuntime, command: StartVoluntaryBlock) -> CommandResult:
+async def start_block(ctx: TariffContext, command: StartVoluntaryBlock) -> CommandResult:
     return await _run(
-        runtime,
+        ctx,
         command,
         lambda state, today, now: start_voluntary_block(
-            state, runtime.catalog, command.days, today, now, command.requested_via
+            state, ctx.catalog, command.days, today, now, command.requested_via
         ),
     )
 
 
-async def end_block(runtime: TariffRuntime, command: EndVoluntaryBlock) -> CommandResult:
+async def end_block(ctx: TariffContext, command: EndVoluntaryBlock) -> CommandResult:
     return await _run(
-        runtime, command, lambda state, today, now: end_voluntary_block(state, today, now)
+        ctx, command, lambda state, today, now: end_voluntary_block(state, today, now)
     )
 
 
-async def get_subscription(runtime: TariffRuntime, account_number: str) -> Subscription:
-    async with runtime.db.connect() as conn:
+async def get_subscription(ctx: TariffContext, account_number: str) -> Subscription:
+    async with ctx.db.connect() as conn:
         state = await store.load(conn, account_number)
     if state is None:
         raise UnknownAccount(account_number)
@@ -190,26 +191,25 @@ async def get_subscription(runtime: TariffRuntime, account_number: str) -> Subsc
 Decide = Callable[[Subscription, date, datetime], Outcome]
 
 
-async def _run(runtime: TariffRuntime, command: _Command, decide: Decide) -> CommandResult:
+async def _run(ctx: TariffContext, command: AccountCommand, decide: Decide) -> CommandResult:
     account = command.account_number
     correlation_id = command.correlation_id or uuid7()
 
-    async def attempt() -> CommandResult:
-        now = runtime.clock.now()
-        today = runtime.billing_day(now)
-        async with runtime.db.transaction() as conn:
-            found = await store.load_with_cursor(conn, account, for_update=True)
-            if found is None:
-                raise UnknownAccount(account)
-            state, cursor = found
-            outcome = decide(state, today, now)  # a TariffError leaves before any write
-            # Activation starts the billing cursor at the plan's first day.
-            starts = (
-                _first_charged_day(outcome.state)
-                if cursor is None and outcome.state.status is SubscriptionStatus.ACTIVE
-                else None
-            )
-            done = await _commit(runtime, conn, outcome, now, correlation_id, next_close_day=starts)
+    async def decide_and_write(conn: AsyncConnection) -> CommandResult:
+        now = ctx.clock.now()
+        today = ctx.billing_day(now)
+        found = await store.load_with_cursor(conn, account, for_update=True)
+        if found is None:
+            raise UnknownAccount(account)
+        state, cursor = found
+        outcome = decide(state, today, now)  # a TariffError leaves before any write
+        # Activation starts the billing cursor at the plan's first day.
+        starts = (
+            _first_charged_day(outcome.state)
+            if cursor is None and outcome.state.status is SubscriptionStatus.ACTIVE
+            else None
+        )
+        done = await _commit(ctx, conn, outcome, now, correlation_id, next_close_day=starts)
         return CommandResult(
             subscription=done.state,
             events=[event.event_type for event in done.events],
@@ -217,11 +217,11 @@ async def _run(runtime: TariffRuntime, command: _Command, decide: Decide) -> Com
         )
 
     try:
-        result = await retry_transient(attempt, what=f"tariff {type(command).__name__}")
+        result = await retry_transient(lambda: ctx.unit_of_work(decide_and_write),
+                                       what=f"tariff {type(command).__name__}")
     except TariffError as exc:
         log.info("command refused", command=type(command).__name__, reason_code=exc.code)
         raise
-    runtime.relay.wake()
     log.info("command applied", command=type(command).__name__, published=result.events)
     return result
 
@@ -231,8 +231,8 @@ def _first_charged_day(state: Subscription) -> date:
 
 
 async def _commit(
-    runtime: TariffRuntime,
-    conn: Any,
+    ctx: TariffContext,
+    conn: AsyncConnection,
     outcome: Outcome,
     now: datetime,
     correlation_id: UUID,
@@ -250,11 +250,7 @@ async def _commit(
     account = outcome.state.account_number
 
     def wrap(events: tuple[Event, ...]) -> list[Envelope[Any]]:
-        return [
-            Envelope.new(event, account=account, producer=PRODUCER, clock=runtime.clock,
-                         correlation_id=correlation_id)
-            for event in events
-        ]
+        return [ctx.envelope(event, account=account, correlation_id=correlation_id) for event in events]
 
     envelopes = wrap(outcome.events)
     charges = [(e.event_id, e.payload) for e in envelopes if isinstance(e.payload, ChargeApplied)]
@@ -262,33 +258,33 @@ async def _commit(
     if judged.events:
         log.info("debt verdict changed by the charges", debt_blocked=judged.state.debt_blocked)
     envelopes += wrap(judged.events)
-    version = runtime.tariff_settings.charge_applied_version
+    version = ctx.charge_applied_version
     envelopes = [e.in_version(version) if isinstance(e.payload, ChargeApplied) else e for e in envelopes]
     await store.save(conn, judged.state, now, next_close_day=next_close_day)
-    await outbox.stage(conn, envelopes, topics=runtime.topics, clock=runtime.clock)
+    await ctx.stage(conn, envelopes)
     return Outcome(judged.state, (*outcome.events, *judged.events))
 
 
 # The billing clock
 
 
-async def close_days(runtime: TariffRuntime, until: date) -> CloseResult:
+async def close_days(ctx: TariffContext, until: date) -> CloseResult:
     """Close, for every account, every day not closed yet up to ``until`` (at most yesterday)."""
-    yesterday = runtime.billing_day() - ONE_DAY
+    yesterday = ctx.billing_day() - ONE_DAY
     if until > yesterday:
         log.info("a day is closed only after it ends; closing up to yesterday",
                  asked=until.isoformat(), until=yesterday.isoformat())
         until = yesterday
-    result = CloseResult(until=until, currency=runtime.catalog.currency)
+    result = CloseResult(until=until, currency=ctx.catalog.currency)
     after = ""
     while True:
-        async with runtime.db.connect() as conn:
+        async with ctx.db.connect() as conn:
             accounts = await store.due_accounts(conn, until, after=after)
         if not accounts:
             break
         for account in accounts:
             try:
-                await _close_account(runtime, account, until, result)
+                await _close_account(ctx, account, until, result)
             except TariffError as exc:
                 # e.g. the catalog no longer sells the account's plan: the others go on
                 result.failed.append(account)
@@ -302,15 +298,15 @@ async def close_days(runtime: TariffRuntime, until: date) -> CloseResult:
 
 
 async def _close_account(
-    runtime: TariffRuntime, account: str, until: date, result: CloseResult
+    ctx: TariffContext, account: str, until: date, result: CloseResult
 ) -> None:
     while True:
         closed = await retry_transient(
-            lambda: _close_next_day(runtime, account, until), what="tariff day close"
+            lambda: _close_next_day(ctx, account, until), what="tariff day close"
         )
         if closed is None:
             return
-        runtime.relay.wake()
+        ctx.wake_relay()
         charges = [event for event in closed if isinstance(event, ChargeApplied)]
         result.days_closed += 1
         result.charges += len(charges)
@@ -319,16 +315,16 @@ async def _close_account(
 
 
 async def _close_next_day(
-    runtime: TariffRuntime, account: str, until: date
+    ctx: TariffContext, account: str, until: date
 ) -> tuple[Event, ...] | None:
     """Close the account's next open day if it is ``until`` or earlier; None when none is due."""
-    now = runtime.clock.now()
-    async with runtime.db.transaction() as conn:
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as conn:
         found = await store.load_with_cursor(conn, account, for_update=True)
         if found is None or found[1] is None or found[1] > until:
             return None
         state, day = found
-        outcome = close_account_day(state, runtime.catalog, day, now)
+        outcome = close_account_day(state, ctx.catalog, day, now)
         charges = outcome.charges
         claimed = await store.claim_day(
             conn, account, day, charges=len(charges),
@@ -338,17 +334,17 @@ async def _close_next_day(
             log.warning("day already closed; cursor moved on", day=day.isoformat())
             await store.save(conn, state, now, next_close_day=day + ONE_DAY)
             return ()
-        done = await _commit(runtime, conn, outcome, now, uuid7(), next_close_day=day + ONE_DAY)
+        done = await _commit(ctx, conn, outcome, now, uuid7(), next_close_day=day + ONE_DAY)
     return done.events
 
 
-async def record_catalog(runtime: TariffRuntime) -> None:
-    """Remember which catalog version this start loaded; warn if an older one replaced a newer."""
-    catalog: Catalog = runtime.catalog
-    source = str(runtime.tariff_settings.catalog_path)
-    async with runtime.db.transaction() as conn:
+async def record_catalog(ctx: TariffContext, source: str) -> None:
+    """Remember which catalog version this start loaded (from ``source``); warn if an older one
+    replaced a newer."""
+    catalog: Catalog = ctx.catalog
+    async with ctx.db.transaction() as conn:
         previous = await store.record_catalog_version(
-            conn, catalog.version, source, runtime.clock.now()
+            conn, catalog.version, source, ctx.clock.now()
         )
     if previous is not None and previous > catalog.version:
         log.warning("tariff catalog version went back", loaded=catalog.version,
@@ -357,16 +353,16 @@ async def record_catalog(runtime: TariffRuntime) -> None:
         log.info("tariff catalog loaded", version=catalog.version)
 
 
-async def billing_tick(runtime: TariffRuntime) -> CloseResult:
+async def billing_tick(ctx: TariffContext) -> CloseResult:
     """One look at the clock: close every day that has ended (and so end finished blocks)."""
-    return await close_days(runtime, runtime.billing_day() - ONE_DAY)
+    return await close_days(ctx, ctx.billing_day() - ONE_DAY)
 
 
-def catalog_recorder(runtime: TariffRuntime) -> Callable[[], Any]:
+def catalog_recorder(ctx: TariffContext, source: str) -> Callable[[], Any]:
     """A one-shot background task: record the loaded catalog version once the schema exists."""
 
     async def record_catalog_version() -> None:
-        await retry_transient(lambda: record_catalog(runtime), what="tariff catalog version")
+        await retry_transient(lambda: record_catalog(ctx, source), what="tariff catalog version")
 
     return record_catalog_version
 
@@ -374,24 +370,23 @@ def catalog_recorder(runtime: TariffRuntime) -> Callable[[], Any]:
 BILLING_CLOCK_LOCK = 0x74617266  # "tarf": the advisory lock of the one running billing clock
 
 
-def billing_clock(runtime: TariffRuntime) -> Callable[[], Any]:
-    """The background loop: every ``billing_tick_seconds``, a :func:`billing_tick`, in one
+def billing_clock(ctx: TariffContext, tick_seconds: float) -> Callable[[], Any]:
+    """The background loop: every ``tick_seconds``, a :func:`billing_tick`, in one
     instance of the service at a time. Every instance runs this loop; the one holding the
     database's billing-clock lock ticks, the others wait for it, so a rolling update (a new pod
     beside the old one) never has two clocks, and a dead leader's lock passes on by itself."""
 
     async def billing_clock_loop() -> None:
-        tick = runtime.tariff_settings.billing_tick_seconds
-        async with runtime.db.leading(BILLING_CLOCK_LOCK, poll_seconds=tick) as still_leading:
+        async with ctx.db.leading(BILLING_CLOCK_LOCK, poll_seconds=tick_seconds) as still_leading:
             log.info("this instance runs the billing clock")
             while True:
                 await still_leading()  # the lock's connection lost: stop; the supervisor waits for it again
                 try:
-                    await billing_tick(runtime)
+                    await billing_tick(ctx)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("billing tick failed; retried at the next tick")
-                await asyncio.sleep(tick)
+                await asyncio.sleep(tick_seconds)
 
     return billing_clock_loop
