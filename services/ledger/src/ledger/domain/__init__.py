@@ -39,7 +39,7 @@ from ledger.domain.chart import (
     subscriber_number,
 )
 from ledger.domain.corrections import REVERSE_TRANSACTION, change_payment_type, check_self_service_limit, reverse
-from ledger.domain.errors import CommandRefused, ErrorCode, InvalidTransaction, LedgerError
+from ledger.domain.errors import KINDS, CommandRefused, ErrorCode, InvalidTransaction, LedgerError, input_errors
 from ledger.domain.facts import (
     FACT_KINDS,
     AccountFact,
@@ -133,6 +133,7 @@ __all__ = [
     "InvalidCampaign",
     "InvalidTransaction",
     "JournalEntry",
+    "KINDS",
     "KeyFamily",
     "LedgerError",
     "OperatorNote",
@@ -163,6 +164,7 @@ __all__ = [
     "close_account",
     "credit_payment",
     "find_mismatches",
+    "input_errors",
     "is_account_number",
     "is_operator_account",
     "is_repeat",
