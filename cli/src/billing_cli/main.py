@@ -26,6 +26,7 @@ from billing_cli.config import CliSettings
 from billing_cli.launcher import SERVICES, run_suite
 from billing_cli.ledger_ops import ledger_context
 from billing_cli.output import Exit, console, emit_json, fail, money, reported
+from billing_events.errors import DomainError
 from billing_events.logging import configure_logging
 from billing_events.topics import TopicNames
 
@@ -164,7 +165,7 @@ def replay(account: AccountArg, as_of: Annotated[str | None, typer.Option(help="
         async with ledger_context() as ctx:
             try:
                 return await service.replay_account(ctx, number, when)
-            except service.CommandFailed as exc:
+            except DomainError as exc:
                 fail(exc.message, Exit.NOT_FOUND)
 
     result = run(go())
@@ -358,7 +359,7 @@ def statement(
         async with ledger_context() as ctx:
             try:
                 return await service.statement(ctx, number, period_start, period_end)
-            except service.CommandFailed as exc:
+            except DomainError as exc:
                 fail(exc.message, Exit.NOT_FOUND)
 
     result = run(go())
@@ -413,7 +414,7 @@ def receipt(transaction_id: Annotated[str, typer.Argument(help="The payment's tr
         async with ledger_context() as ctx:
             try:
                 return await service.receipt(ctx, txn)
-            except service.CommandFailed as exc:
+            except DomainError as exc:
                 fail(exc.message, Exit.NOT_FOUND)
 
     result = run(go())

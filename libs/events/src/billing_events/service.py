@@ -16,7 +16,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events import outbox
+from billing_events import inbox, outbox
 from billing_events.clock import Clock
 from billing_events.db import Database
 from billing_events.envelope import Envelope, Event
@@ -29,6 +29,21 @@ class Command(BaseModel):
     """Base of every command model: immutable, and nothing it does not declare."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a service decided about a command taken now."""
+
+    events: Sequence[Envelope[Any]]
+    """Its answer: the events it produced, or those of its first decision when it is a repeat."""
+    repeat: bool = False
+    """Decided before (the same request again): nothing is staged, the first answer stands."""
+
+
+Decide = Callable[[AsyncConnection, Envelope[Any]], Awaitable[Decision]]
+"""A service's decision on one command envelope, in the caller's transaction: it stores its
+state; the events it returns are staged by :meth:`ServiceContext.submit`. A refusal raises."""
 
 
 def _nothing_to_wake() -> None:
@@ -63,3 +78,20 @@ class ServiceContext:
             result = await work(conn)
         self.wake_relay()
         return result
+
+    async def submit(self, payload: Event, *, account: str, decide: Decide) -> Sequence[Envelope[Any]]:
+        """Take one command now, as if it came from the service's command topic: claimed in this
+        service's inbox with its fingerprint (so the topic's copy is never taken again), decided,
+        staged to the outbox with the events it produced (the command itself for the record),
+        committed, and the relay woken. Returns the events, the caller's answer."""
+        command = self.envelope(payload, account=account)
+
+        async def work(conn: AsyncConnection) -> Sequence[Envelope[Any]]:
+            await inbox.claim(conn, self.producer, [command.event_id], clock=self.clock,
+                              fingerprints={command.event_id: inbox.fingerprint(command)})
+            decision = await decide(conn, command)
+            if not decision.repeat:
+                await self.stage(conn, [command, *decision.events])
+            return decision.events
+
+        return await self.unit_of_work(work)

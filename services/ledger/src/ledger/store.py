@@ -314,7 +314,7 @@ async def _move_operator_balances(conn: AsyncConnection, transactions: Sequence[
     deltas: dict[tuple[str, str], int] = {}
     for txn in transactions:
         for account, amount, currency in txn.postings:
-            if account.startswith("op:"):
+            if is_operator_account(account):
                 deltas[(account, currency)] = deltas.get((account, currency), 0) + amount
     if not deltas:
         return
@@ -422,8 +422,8 @@ async def stored_balances(conn: AsyncConnection) -> dict[str, int]:
     """The projections as stored, by account code (what a rebuild compares against)."""
     stored: dict[str, int] = {}
     for row in await conn.execute(select(accounts.c.number, accounts.c.main, accounts.c.bonus)):
-        stored[f"sub:{row.number}:main"] = row.main
-        stored[f"sub:{row.number}:bonus"] = row.bonus
+        stored[main_account(row.number)] = row.main
+        stored[bonus_account(row.number)] = row.bonus
     for row in await conn.execute(select(operator_balances.c.code, operator_balances.c.balance)):
         stored[row.code] = stored.get(row.code, 0) + row.balance
     return stored

@@ -155,6 +155,7 @@ def check_movement_limit(amount: Money, limit: int) -> None:
         raise CommandRefused(
             ErrorCode.AMOUNT_OVER_LIMIT,
             f"{amount} is over the limit of {format_amount(limit, amount.currency)} for one movement",
+            field="amount.minor",
         )
 
 
