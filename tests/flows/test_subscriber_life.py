@@ -42,7 +42,7 @@ async def _settled(suite: Any, number: str, expected: int) -> None:
 
 
 async def test_a_subscribers_life(suite: Any, form: dict[str, Any], capsys: Any) -> None:
-    registered = await identity.register(suite.identity.identity, form)
+    registered = await identity.register(suite.identity_context, form)
     number = registered.account_number
     await eventually(lambda: suite.ledger_account_open(number), what="ledger account opened")
     await eventually(lambda: _tariff_knows(suite, number), what="tariff subscription")
@@ -51,7 +51,7 @@ async def test_a_subscribers_life(suite: Any, form: dict[str, Any], capsys: Any)
     initial = await eventually(lambda: [m for m in suite.messages() if "password" in m["template"]],
                                what="initial password delivered")
     password = PASSWORD.findall(initial[0]["body"])[0]
-    logged_in = await identity.login(suite.identity.identity, {"login": number, "password": password})
+    logged_in = await identity.login(suite.identity_context, {"login": number, "password": password})
     assert logged_in.account_number == number
 
     await _pay(suite, number, 30_000, "T-1")

@@ -14,10 +14,12 @@ import pytest
 from billing_events import topics
 from billing_events.catalog.identity import PasswordPurpose
 from billing_events.clock import ManualClock
+from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair, unseal
 from billing_events.testing.kafka_probe import TopicReader
 from identity import commands, service
-from identity.app import IdentityRuntime, build_runtime
+from identity.app import build
+from identity.context import IdentityContext
 from identity.security import new_key
 from identity.settings import IdentitySettings
 
@@ -48,9 +50,9 @@ def identity_secrets(notifier_keys: tuple[str, str]) -> dict[str, Any]:
 class Flow:
     """One running identity service and a reader of everything it publishes."""
 
-    def __init__(self, runtime: IdentityRuntime, reader: TopicReader, private_key: str) -> None:
+    def __init__(self, runtime: ServiceRuntime, ctx: IdentityContext, reader: TopicReader, private_key: str) -> None:
         self.runtime = runtime
-        self.ctx = runtime.identity
+        self.ctx = ctx
         self.reader = reader
         self.private_key = private_key
         self._serial = itertools.count(1)
@@ -102,25 +104,30 @@ class Flow:
 def start_identity(
     make_settings: Callable[..., Any], identity_secrets: dict[str, Any], clock: ManualClock
 ) -> Callable[..., Any]:
-    async def start(database: str = "postgresql", **overrides: Any) -> IdentityRuntime:
+    async def start(database: str = "postgresql", **overrides: Any) -> tuple[ServiceRuntime, IdentityContext]:
         settings = await make_settings(IdentitySettings, database=database, **{**identity_secrets, **overrides})
-        return build_runtime(settings, clock)
+        return build(settings, clock)
 
     return start
 
 
 @pytest.fixture
-async def identity(start_identity: Callable[..., Any]) -> AsyncIterator[IdentityRuntime]:
-    async with await start_identity() as runtime:
-        yield runtime
+async def identity(start_identity: Callable[..., Any]) -> AsyncIterator[tuple[ServiceRuntime, IdentityContext]]:
+    runtime, ctx = await start_identity()
+    async with runtime:
+        yield runtime, ctx
 
 
 @pytest.fixture
-async def flow(identity: IdentityRuntime, bootstrap_servers: str, notifier_keys: tuple[str, str]) -> AsyncIterator[Flow]:
-    async with TopicReader(bootstrap_servers, identity.topics(topics.IDENTITY)) as reader:
-        yield Flow(identity, reader, notifier_keys[1])
+async def flow(identity: tuple[ServiceRuntime, IdentityContext], bootstrap_servers: str,
+               notifier_keys: tuple[str, str]) -> AsyncIterator[Flow]:
+    runtime, ctx = identity
+    async with TopicReader(bootstrap_servers, runtime.topics(topics.IDENTITY)) as reader:
+        yield Flow(runtime, ctx, reader, notifier_keys[1])
 
 
 @pytest.fixture
-def make_flow(bootstrap_servers: str, notifier_keys: tuple[str, str]) -> Callable[[IdentityRuntime, TopicReader], Flow]:
-    return lambda runtime, reader: Flow(runtime, reader, notifier_keys[1])
+def make_flow(
+    bootstrap_servers: str, notifier_keys: tuple[str, str]
+) -> Callable[[ServiceRuntime, IdentityContext, TopicReader], Flow]:
+    return lambda runtime, ctx, reader: Flow(runtime, ctx, reader, notifier_keys[1])

@@ -38,18 +38,18 @@ async def test_the_personal_data_key_rotates_without_an_unreadable_record(
         start_identity: Callable[..., Any], make_flow: Callable[..., Any], identity_secrets: dict[str, Any],
         bootstrap_servers: str) -> None:
     old, new = identity_secrets["pii_encryption_key"], new_key()
-    first = await start_identity()
+    first, first_ctx = await start_identity()
     database = {"database_url": first.settings.database_url}
     async with first, TopicReader(bootstrap_servers, first.topics(topics.IDENTITY)) as reader:
-        flow = make_flow(first, reader)
+        flow = make_flow(first, first_ctx, reader)
         before = [(await flow.register(unique=True)).account_number for _ in range(5)]
 
     # 1. Identity lists the new key first: it writes with it and still reads the old one's records.
-    rotating = await start_identity(pii_encryption_key=f"{new},{old}", **database)
+    rotating, rotating_ctx = await start_identity(pii_encryption_key=f"{new},{old}", **database)
     async with rotating, TopicReader(bootstrap_servers, rotating.topics(topics.IDENTITY)) as reader:
-        flow = make_flow(rotating, reader)
+        flow = make_flow(rotating, rotating_ctx, reader)
         after = (await flow.register(passport_number="699999", mobile_phone="+7 916 999-99-99")).account_number
-        [sent] = await service.reissue_password_by_sms(rotating.identity, {"login": before[0]})  # decrypts the contact
+        [sent] = await service.reissue_password_by_sms(rotating_ctx, {"login": before[0]})  # decrypts the contact
         assert sent.account_number == before[0]
         vault = personal_data_vault(rotating.settings)
         rows = await stored(rotating)
@@ -71,10 +71,10 @@ async def test_the_personal_data_key_rotates_without_an_unreadable_record(
         assert code == 0 and "re-encrypted" not in out, out  # nothing left
 
     # 3. The old key goes: every record is still readable, through the service too.
-    final = await start_identity(pii_encryption_key=new, **database)
+    final, final_ctx = await start_identity(pii_encryption_key=new, **database)
     async with final, TopicReader(bootstrap_servers, final.topics(topics.IDENTITY)) as reader:
         assert readable(personal_data_vault(final.settings), await stored(final))
-        [sent] = await service.reissue_password_by_sms(final.identity, {"login": before[1]})
+        [sent] = await service.reissue_password_by_sms(final_ctx, {"login": before[1]})
         assert sent.account_number == before[1]
     with pytest.raises(UnreadablePersonalData):  # nothing is left under the old key
         readable(PersonalDataVault.from_base64(lookup_key=identity_secrets["pii_lookup_key"], encryption_key=old),

@@ -437,14 +437,15 @@ async def test_one_address_failing_at_many_accounts_is_locked_out_of_every_login
 async def test_under_siege_an_address_that_failed_gets_no_more_guesses_and_a_fresh_one_gets_in(
     start_identity: Any, make_flow: Any, bootstrap_servers: str
 ) -> None:
-    async with await start_identity(login_account_failure_ceiling=8) as runtime:
+    runtime, ctx = await start_identity(login_account_failure_ceiling=8)
+    async with runtime:
         async with TopicReader(bootstrap_servers, runtime.topics(topics.IDENTITY)) as reader:
-            flow = make_flow(runtime, reader)
+            flow = make_flow(runtime, ctx, reader)
             victim, _, password = await registered_with_password(flow)
 
             async def attempt(secret: str, address: str) -> str:
                 try:
-                    await service.login(runtime.identity, {"login": victim, "password": secret}, source=address)
+                    await service.login(ctx, {"login": victim, "password": secret}, source=address)
                 except (LoginRefused, LoginIsLocked) as refusal:
                     return type(refusal).__name__
                 return "LoggedIn"

@@ -140,10 +140,11 @@ async def test_concurrent_registrations_of_one_passport_let_exactly_one_through(
 async def test_registration_works_the_same_on_sqlite(
     start_identity: Any, make_flow: Any, bootstrap_servers: str
 ) -> None:
-    async with await start_identity(database="sqlite") as runtime:
+    runtime, ctx = await start_identity(database="sqlite")
+    async with runtime:
         assert runtime.db.dialect == "sqlite"
         async with TopicReader(bootstrap_servers, runtime.topics("billing.identity")) as reader:
-            flow = make_flow(runtime, reader)
+            flow = make_flow(runtime, ctx, reader)
             results = await asyncio.gather(*(flow.register(unique=True) for _ in range(10)))
             accounts = {r.account_number for r in results}
             assert len(accounts) == 10 and all(is_valid_account_number(a) for a in accounts)

@@ -16,22 +16,23 @@ from identity.http import build_router
 from identity.settings import IdentitySettings
 
 
-class IdentityRuntime(ServiceRuntime):
-    identity: IdentityContext
-
-
-def build_runtime(
+def build(
     settings: IdentitySettings | None = None, clock: Clock | None = None
-) -> IdentityRuntime:
+) -> tuple[ServiceRuntime, IdentityContext]:
+    """The identity process, and the one context its commands run with (HTTP door or in-process)."""
     settings = settings or IdentitySettings()  # type: ignore[call-arg]  (secrets from the environment)
-    runtime = IdentityRuntime(settings=settings, clock=clock or settings.clock(), metadata=store.metadata,
-                              migrated=True)
-    runtime.identity = IdentityContext(
-        db=runtime.db, clock=runtime.clock, topics=runtime.topics, wake_relay=runtime.relay.wake,
+    clock = clock or settings.clock()
+    runtime = ServiceRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True)
+    ctx = IdentityContext(
+        db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake,
         settings=settings, vault=personal_data_vault(settings), hasher=secret_hasher(settings.hashing),
     )
-    runtime.include_api(build_router(runtime.identity, runtime.tokens))
-    return runtime
+    runtime.include_api(build_router(ctx, runtime.tokens))
+    return runtime, ctx
+
+
+def build_runtime(settings: IdentitySettings | None = None, clock: Clock | None = None) -> ServiceRuntime:
+    return build(settings, clock)[0]
 
 
 def main() -> None:

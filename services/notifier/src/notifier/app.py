@@ -26,10 +26,6 @@ from notifier.settings import NotifierSettings
 CONSUMES = (topics.IDENTITY, topics.LEDGER, topics.TARIFF)
 
 
-class NotifierRuntime(ServiceRuntime):
-    notifier: NotifierContext
-
-
 def channel_factory(settings: NotifierSettings) -> OpenChannels:
     """Opens the configured gateways when the delivery loop starts; the stack closes them."""
 
@@ -50,29 +46,34 @@ def channel_factory(settings: NotifierSettings) -> OpenChannels:
     return open_channels
 
 
-def build_runtime(
+def build(
     settings: NotifierSettings | None = None, clock: Clock | None = None, *, rng: RandomSource | None = None
-) -> NotifierRuntime:
+) -> tuple[ServiceRuntime, NotifierContext]:
+    """The notifier process, and the one context its consumer, HTTP door and delivery loop share."""
     settings = settings or NotifierSettings()  # type: ignore[call-arg]  (the key comes from the environment)
     clock = clock or settings.clock()
-    runtime = NotifierRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True,
-                              consumes=CONSUMES)
-    runtime.notifier = NotifierContext(
+    runtime = ServiceRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True,
+                             consumes=CONSUMES)
+    ctx = NotifierContext(
         db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake,
         opener=SealOpener.from_base64(settings.notifier_private_key), channels=channel_factory(settings),
         renderer=Renderer(settings.default_language), retry_policy=settings.retry_policy(),
         low_balance_thresholds=settings.low_balance_thresholds,
     )
-    runtime.attach_handler(Handlers(runtime.notifier).router())
-    runtime.include_api(build_router(runtime.notifier))
+    runtime.attach_handler(Handlers(ctx).router())
+    runtime.include_api(build_router(ctx))
     deliverer = Deliverer(
-        runtime.notifier, rng=rng, batch_size=settings.delivery_batch_size,
+        ctx, rng=rng, batch_size=settings.delivery_batch_size,
         concurrency=settings.delivery_concurrency, poll_interval=settings.delivery_poll_seconds,
         lease=timedelta(seconds=settings.delivery_lease_seconds),
     )
     runtime.background.append(deliverer.run)
     runtime.after_commit(deliverer.wake)  # deliver right after a consumed batch commits
-    return runtime
+    return runtime, ctx
+
+
+def build_runtime(settings: NotifierSettings | None = None, clock: Clock | None = None) -> ServiceRuntime:
+    return build(settings, clock)[0]
 
 
 def main() -> None:
