@@ -44,7 +44,8 @@ from notifier.app import build
 from notifier.channels import REDACTED
 from notifier.domain import TemplateKey
 from notifier.rendering import Renderer
-from notifier.service import DeliveryLogQuery, NotifierContext, delivery_log
+from notifier.context import NotifierContext
+from notifier.service import DeliveryLogQuery, delivery_log
 from notifier.settings import NotifierSettings
 from notifier.store import DeliveryStatus
 from sqlalchemy import select

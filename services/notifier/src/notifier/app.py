@@ -20,7 +20,7 @@ from notifier.domain import Channel, RandomSource
 from notifier.handlers import Handlers
 from notifier.http import build_router
 from notifier.rendering import Renderer
-from notifier.service import NotifierContext, OpenChannels
+from notifier.context import NotifierContext, OpenChannels
 from notifier.settings import NotifierSettings
 
 CONSUMES = (topics.IDENTITY, topics.LEDGER, topics.TARIFF)

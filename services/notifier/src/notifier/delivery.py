@@ -45,7 +45,7 @@ from notifier.domain import (
     RandomSource,
     TemplateKey,
 )
-from notifier.service import NotifierContext
+from notifier.context import NotifierContext
 from notifier.store import ClaimedDelivery, DeliveryStatus
 
 log = get_logger(__name__)

@@ -39,7 +39,7 @@ from notifier.domain import (
     decide,
     profile_from_registration,
 )
-from notifier.service import NotifierContext
+from notifier.context import NotifierContext
 
 log = get_logger(__name__)
 

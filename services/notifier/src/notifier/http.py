@@ -12,7 +12,8 @@ from billing_events.auth import Caller, require_account
 from billing_events.http import problem_responses
 from fastapi import APIRouter, Path, Query
 
-from notifier.service import DeliveryLog, DeliveryLogQuery, NotifierContext, delivery_log
+from notifier.context import NotifierContext
+from notifier.service import DeliveryLog, DeliveryLogQuery, delivery_log
 from notifier.store import DeliveryStatus
 
 
