@@ -634,7 +634,7 @@ async def raw_journal_chunks(conn: AsyncConnection, batch: int = 50_000) -> Asyn
         async for chunk in _joined_journal_chunks(conn, batch):
             yield chunk
         return
-    lines = _chunks(conn, _POSTINGS_IN_CHAIN_ORDER, 2 * batch)
+    lines = _chunks(conn, _POSTINGS_IN_CHAIN_ORDER, batch)
     pending: Sequence[Any] = ()
     taken = 0
     try:
