@@ -370,7 +370,7 @@ async def entries(
                          r.business_key) for r in rows]
 
 
-async def stream_postings(conn: AsyncConnection, batch: int = 20_000) -> AsyncIterator[Sequence[tuple[str, int]]]:
+async def stream_postings(conn: AsyncConnection, batch: int = 50_000) -> AsyncIterator[Sequence[tuple[str, int]]]:
     """All (account, amount) rows in chunks: the input of a full rebuild.
 
     On PostgreSQL the rows come straight from the driver's server-side cursor (the transaction
