@@ -147,7 +147,9 @@ def table(results: dict[str, Any]) -> Table:
         f"3c. how cost grows: {small['entries']:,} -> {large['entries']:,} entries",
         f"replay {small['replay_us_per_entry']:.2f} -> {large['replay_us_per_entry']:.2f} µs/entry, "
         f"verify {small['verify_us_per_entry']:.2f} -> {large['verify_us_per_entry']:.2f}",
-        f"fold {small['fold_us_per_entry']:.2f} -> {large['fold_us_per_entry']:.2f} µs/entry",
+        f"fold {small['fold_us_per_entry']:.2f} -> {large['fold_us_per_entry']:.2f} µs/entry; client CPU: replay "
+        f"{small['replay_cpu_us_per_entry']:.2f} -> {large['replay_cpu_us_per_entry']:.2f}, verify "
+        f"{small['verify_cpu_us_per_entry']:.2f} -> {large['verify_cpu_us_per_entry']:.2f}",
         f"{large['replay_us_per_entry'] / small['replay_us_per_entry']:.2f} / "
         f"{large['verify_us_per_entry'] / small['verify_us_per_entry']:.2f}", "flat (about 1)", "",
     )
