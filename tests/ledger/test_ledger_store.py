@@ -155,8 +155,9 @@ async def test_the_raw_journal_is_the_same_whatever_its_batches(database_url: st
                                     " LIMIT 1 OFFSET 4)"))
         async with db.connect() as conn:
             ids = (await conn.execute(select(store.journal.c.txn_id).order_by(store.journal.c.seq))).scalars().all()
-            lines = (await conn.execute(select(store.postings.c.txn_id, store.postings.c.account, store.postings.c.amount)
-                                        .order_by(store.postings.c.id))).all()
+            lines = (await conn.execute(
+                select(store.postings.c.txn_id, store.postings.c.account, store.postings.c.amount)
+                .order_by(store.postings.c.id))).all()
             expected = [[(account, amount) for txn, account, amount in lines if txn == txn_id] for txn_id in ids]
             whole = [record async for record in store.raw_journal(conn)]
             assert [r.id for r in whole] == ids and len(whole) == 8

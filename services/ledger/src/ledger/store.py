@@ -13,7 +13,7 @@ three, whole tables, in the same order (:func:`lock_out_writers`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -380,7 +380,9 @@ async def stream_postings(conn: AsyncConnection, batch: int = 50_000) -> AsyncIt
         yield chunk
 
 
-async def _chunks(conn: AsyncConnection, query: Select[Any], batch: int) -> AsyncIterator[Sequence[Sequence[Any]]]:
+async def _chunks(
+    conn: AsyncConnection, query: Select[Any], batch: int
+) -> AsyncGenerator[Sequence[Sequence[Any]], None]:
     """A large query's rows in chunks of tuples, in the query's column order.
 
     On PostgreSQL they come straight from the driver's server-side cursor (the transaction is

@@ -56,6 +56,8 @@ class JournalRecord(NamedTuple):
     account_settings: str | None = None
     """An account fact's settings, as stored."""
     recorded_at: datetime | None = None
+    """When the row was written; the audit reads it of account facts only (PostgreSQL's read
+    leaves it out of money transactions)."""
 
     def content_hash(self, previous: bytes) -> bytes:
         """The hash the ledger wrote for this content after ``previous`` (same bytes as
