@@ -202,13 +202,13 @@ async def lock_due(
 
 
 async def save_many(
-    conn: AsyncConnection, closed: Sequence[tuple[Subscription, date]], now: datetime
+    conn: AsyncConnection, saved: Sequence[tuple[Subscription, date]], now: datetime
 ) -> None:
     """Write each state with its billing cursor, in one statement: :func:`save` for many accounts."""
     await bulk_update(conn, subscriptions, ["account_number"], [
         {"account_number": state.account_number, **_columns(state), "next_close_day": cursor,
          "updated_at": now}
-        for state, cursor in closed
+        for state, cursor in saved
     ])
 
 
