@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import history, infra, ledger_bench, peer, replay, workload
+from bench import day_close, history, infra, ledger_bench, peer, replay, workload
 from bench.ledger_process import ROLES, process_names
 
 RESULTS = Path(__file__).with_name("results")
@@ -36,11 +36,13 @@ class Sizes:
     history_small: int = 10_000
     history_large: int = 1_000_000
     history_restore: int = 100_000
+    day_close_subscriptions: int = 100_000
 
 
 QUICK = Sizes(movements=10_000, accounts=1_000, latency_rate=1_000, latency_seconds=3,
               replay_entries=100_000, replay_large_entries=200_000, replay_repeat=1, peer_commands=1_000,
-              peer_accounts=100, history_small=1_000, history_large=10_000, history_restore=10_000)
+              peer_accounts=100, history_small=1_000, history_large=10_000, history_restore=10_000,
+              day_close_subscriptions=5_000)
 
 
 def parse(argv: list[str] | None = None) -> tuple[Sizes, Path, bool]:
@@ -76,6 +78,10 @@ async def run(sizes: Sizes, console: Console) -> dict[str, Any]:
             figures["history"] = await history.run(
                 databases, broker, small=sizes.history_small, large=sizes.history_large,
                 restore=sizes.history_restore, repeat=5, say=say)
+            figures["day_close"] = await day_close.run(
+                broker, databases, subscriptions=sizes.day_close_subscriptions, say=say)
+            figures["day_close_vs_ingestion"] = (
+                figures["day_close"]["charges_per_s"] / figures["ingestion"]["movements_per_s"])
         figures["replay"] = await replay.run(
             databases, entries=sizes.replay_entries, large_entries=sizes.replay_large_entries, accounts=sizes.accounts,
             repeat=sizes.replay_repeat, say=say)
@@ -184,6 +190,14 @@ def table(results: dict[str, Any]) -> Table:
     grid.add_row(
         f"   restore {his['restore']['events']:,} kept events into an empty broker",
         f"{his['restore']['seconds']:,.1f} s", f"{his['restore']['events_per_s']:,.0f} events/s", "", "", "",
+    )
+    close = results["day_close"]
+    grid.add_row(
+        f"7. day close ({close['subscriptions']:,} subscriptions, {close['charges']:,} charges)",
+        f"{close['charges_per_s']:,.0f} charges/s ({close['tariff_cpu_us_per_subscription']:,.0f} µs CPU"
+        " per subscription)",
+        f"{results['ingestion']['movements_per_s']:,.0f} movements/s (ledger ingestion)",
+        f"{results['day_close_vs_ingestion']:.2f}", ">= 1", mark(results["day_close_vs_ingestion"] >= 1),
     )
     cpu = results["cpu"]
     if "ledger_us_per_movement" in cpu:
