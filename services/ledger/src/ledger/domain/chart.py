@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 
+from billing_contracts.accounts import AccountNumber
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.catalog.tariff import FeeKind
 
@@ -30,13 +31,13 @@ SUSPENSE = "op:suspense"
 DISCOUNTS = "op:discount"
 GIFTS = "op:gifts"
 
-_ACCOUNT_NUMBER = re.compile(r"\d{12}")
 _ACCOUNT_CODE = re.compile(r"sub:\d{12}:(?:main|bonus)|op:[a-z_]+(?::[a-z0-9_]+)?")
 
 
 def is_account_number(number: str) -> bool:
-    """The shape of a personal account number (the Luhn digit is the identity service's care)."""
-    return _ACCOUNT_NUMBER.fullmatch(number) is not None
+    """The shape of a personal account number, whatever its check digit: a payment may carry a
+    mistyped one, which the ledger parks in suspense instead of refusing."""
+    return AccountNumber.has_shape(number)
 
 
 def main_account(number: str) -> str:
