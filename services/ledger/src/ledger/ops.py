@@ -20,7 +20,7 @@ import sys
 import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 from uuid import UUID
@@ -192,10 +192,12 @@ def _account(value: str) -> str:
 
 
 def _moment(value: str) -> datetime:
-    at = datetime.fromisoformat(value)
-    if at.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{value} has no time zone: give one, e.g. {value}+00:00")
-    return at
+    """ISO 8601; without a zone it is UTC (a date alone: its midnight UTC), as for `billing`."""
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date or time (ISO 8601)") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -218,7 +220,7 @@ def parser() -> argparse.ArgumentParser:
     replaying = commands.add_parser("replay", help="one account's balance rebuilt from the journal, step by step "
                                                    "(exit 1: it differs from the stored projection)")
     replaying.add_argument("account", type=_account)
-    replaying.add_argument("--as-of", type=_moment, help="balance as of this ISO 8601 moment, with its zone")
+    replaying.add_argument("--as-of", type=_moment, help="balance as of this ISO 8601 moment")
     listing = commands.add_parser("statement", help="an account's entries over a period, with a running balance")
     listing.add_argument("account", type=_account)
     listing.add_argument("--from", dest="start", type=_moment, required=True, help="first moment (ISO 8601)")
