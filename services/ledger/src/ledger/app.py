@@ -1,4 +1,7 @@
-"""The ledger process: wires the store, the handler and the shared runtime together."""
+"""The ledger process: wires the store, the handler and the shared runtime together.
+
+`python -m ledger ops --help`: the operations on the ledger's journal (verify, rebuild, replay,
+statement, receipt), which print their reports as JSON."""
 
 from __future__ import annotations
 

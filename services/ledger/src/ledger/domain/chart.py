@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
+from billing_contracts.accounts import AccountNumber
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.catalog.tariff import FeeKind
 
@@ -48,7 +49,6 @@ SUSPENSE = "op:suspense"
 DISCOUNTS = "op:discount"
 GIFTS = "op:gifts"
 
-_ACCOUNT_NUMBER = re.compile(r"\d{12}")
 _ACCOUNT_CODE = re.compile(r"sub:(?P<number>\d{12}):(?P<book>main|bonus)|op:(?P<purpose>[a-z_]+(?::[a-z0-9_]+)?)")
 
 
@@ -92,8 +92,9 @@ def account_code(code: str) -> AccountCode:
 
 
 def is_account_number(number: str) -> bool:
-    """The shape of a personal account number (the Luhn digit is the identity service's care)."""
-    return _ACCOUNT_NUMBER.fullmatch(number) is not None
+    """The shape of a personal account number, whatever its check digit: a payment may carry a
+    mistyped one, which the ledger parks in suspense instead of refusing."""
+    return AccountNumber.has_shape(number)
 
 
 def main_account(number: str) -> str:
