@@ -40,7 +40,7 @@ class Sizes:
     history_restore: int = 100_000
 
 
-QUICK = Sizes(movements=10_000, accounts=1_000, accounts_large=10_000, movements_large=10_000, latency_rate=1_000, latency_seconds=3,
+QUICK = Sizes(movements=10_000, accounts=1_000, accounts_large=10_000, movements_large=5_000, latency_rate=1_000, latency_seconds=3,
               replay_entries=100_000, replay_repeat=1, peer_commands=1_000, peer_accounts=100,
               history_small=1_000, history_large=10_000, history_restore=10_000)
 

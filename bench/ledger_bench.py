@@ -28,7 +28,8 @@ import asyncpg
 
 from aiokafka import ConsumerRecord
 
-from billing_events import topics
+from billing_events import migrations, topics
+from billing_events.db import Database
 
 from bench import kafka, workload
 from bench.cpu import CpuMeter
@@ -173,13 +174,11 @@ async def _ingest_among_many(broker: Broker, databases: Databases, sizes: Ledger
     await kafka.create_topics(broker.bootstrap, prefix)
     url = await databases.create("ledger_large")
     dsn = asyncpg_dsn(url)
-    ledger = LedgerProcess(bootstrap=broker.bootstrap, database_url=url, prefix=prefix,
-                           log_file=results / "ledger.log").start()
-    try:  # the ledger creates its schema at start
-        await wait_until(dsn, "SELECT count(*) FROM pg_tables WHERE tablename = 'chain_head'", 1,
-                         ledger=ledger, timeout=120)
+    database = Database(url)
+    try:
+        await migrations.upgrade(database, "ledger")  # the ledger's schema, as its start makes it
     finally:
-        ledger.stop()
+        await database.engine.dispose()
     say(f"ingestion among {sizes.accounts_large:,} accounts: opening them")
     conn = await asyncpg.connect(dsn)
     try:
