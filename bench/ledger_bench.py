@@ -131,8 +131,9 @@ async def _ingest(broker: Broker, dsn: str, movements: Sequence[workload.Message
     rate = posted / max(done_at - moved_at, 1e-9)
     postings = await scalar(dsn, "SELECT count(*) FROM postings")
     batches = await scalar(dsn, f"SELECT count(DISTINCT recorded_at) FROM journal WHERE seq > {before}")
-    # The relay stamps one batch's rows with one moment: rows per distinct moment is its batch.
-    relayed = f"FROM outbox WHERE id > {outbox_before} AND error IS NULL AND topic NOT LIKE '%.history'"
+    # The relay stamps one batch's rows with one moment: rows per distinct moment is its batch
+    # (the ledger topic's rows only: the payments kept for history are stamped by the consumers).
+    relayed = f"FROM outbox WHERE id > {outbox_before} AND topic = '{ledger.prefix}{topics.LEDGER}'"
     relay_batches = await scalar(dsn, f"SELECT count(DISTINCT published_at) {relayed}")
     dead = await scalar(dsn, "SELECT count(*) FROM dead_letters")
     if dead:
