@@ -34,6 +34,7 @@ def test_quick_bench_reports_all_five_figures(tmp_path: Path, bootstrap_servers:
         "cpu": ["consumer_1_us_per_movement", "consumer_2_us_per_movement", "relay_us_per_movement",
                 "ledger_us_per_movement", "machine_cores_busy",
                 "machine_bound_postings_per_s"],
+        "day_close": ["charges_per_s", "subscriptions_per_s", "tariff_cpu_us_per_subscription"],
     }
     for section, names in figures.items():
         for name in names:
@@ -46,4 +47,6 @@ def test_quick_bench_reports_all_five_figures(tmp_path: Path, bootstrap_servers:
     posted = results["ingestion"]["movements"] + results["latency"]["payments"]
     assert results["ingestion"]["postings"] == 2 * posted  # every payment and charge, none refused
     assert results["replay"]["entries"] >= 100_000
+    assert results["day_close"]["charges"] > results["day_close"]["subscriptions"]  # a plan each, some an option
+    assert results["day_close_vs_ingestion"] > 0
     assert "billing suite benchmarks" in completed.stdout

@@ -18,10 +18,12 @@ from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.clock import SystemClock
 from billing_events.envelope import Envelope
+from billing_events.runtime import ServiceRuntime
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import TEST_TOKEN_PRIVATE_KEY, eventually
 from ledger import store
-from ledger.app import LedgerRuntime, build_runtime
+from ledger.app import build
+from ledger.service import LedgerContext
 from ledger.settings import LedgerSettings
 
 A, B = "100000000008", "100000000016"
@@ -29,7 +31,8 @@ A, B = "100000000008", "100000000016"
 
 @dataclass
 class Cli:
-    runtime: LedgerRuntime
+    runtime: ServiceRuntime
+    ledger: LedgerContext
     env: dict[str, str]
 
     async def __call__(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -61,7 +64,7 @@ class Cli:
 async def cli(make_settings: Any, bootstrap_servers: str, tmp_path: Any) -> AsyncIterator[Cli]:
     settings = await make_settings(LedgerSettings, http_port=0, bonus_campaigns_file=None,
                                    seal_every_seconds=0)  # seals only when a test asks
-    runtime = build_runtime(settings, SystemClock())
+    runtime, ledger = build(settings, SystemClock())
     async with runtime:
         async with RawProducer(bootstrap_servers) as producer:
             for number in (A, B):
@@ -79,4 +82,4 @@ async def cli(make_settings: Any, bootstrap_servers: str, tmp_path: Any) -> Asyn
             "BILLING_LEDGER_URL": f"http://127.0.0.1:{runtime.http_port}",
             "BILLING_DATA_DIR": str(tmp_path / "cli"),
         }
-        yield Cli(runtime, env)
+        yield Cli(runtime, ledger, env)

@@ -160,6 +160,44 @@ async def test_every_error_exits_with_its_documented_class(cli: Any) -> None:
     assert code == 2 and err.strip() == f"error: no such file: {missing}"
 
 
+async def _ledger_ops(cli: Any, *args: str, given: bytes | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ledger", "ops", *args, env=cli.env, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(given or b""), timeout=60)
+    assert b"Traceback" not in err, err.decode()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_the_ledger_operations_are_the_ledgers_own_entry_point(cli: Any) -> None:
+    """`billing verify` draws `python -m ledger ops verify`: the same report, the same exit codes."""
+    await cli.opened()
+    code, out, err = await _ledger_ops(cli, "verify", "--progress")
+    report = json.loads(out)
+    assert code == 0 and report["ok"] is True and report["seals"] == {"given": 0, "checked": 0}
+    assert "progress 0 0" in err.splitlines()
+    drawn = await cli.json("verify", "--no-seals-from-broker")
+    assert {**drawn, "seals": report["seals"]} == report
+    head = report["chain_head"]
+    published = [{"length": head["length"], "hash": head["hash"], "source": "a seal read from the topic",
+                  "last_transaction_id": None}]
+    code, out, _ = await _ledger_ops(cli, "verify", f"--seal={head['length']}:{head['hash']}", "--seals-file=-",
+                                     given=json.dumps(published).encode())
+    assert code == 0 and json.loads(out)["seals"] == {"given": 2, "checked": 2}
+    code, out, err = await _ledger_ops(cli, "replay", "100000000099")
+    assert (code, out, err) == (3, "", "error: no account 100000000099\n")
+    code, out, err = await _ledger_ops(cli, "verify", "--seal", "4:nothex")
+    assert code == 2 and out == "" and err.startswith("error: '4:nothex' is not a seal")
+    code, out, err = await _ledger_ops(cli, "rebuild", "--trust-journal")
+    assert (code, out, err) == (2, "", "error: --trust-journal only applies to --repair\n")
+    async with cli.runtime.db.transaction() as conn:
+        await conn.execute(text("UPDATE accounts SET main = main - 1 WHERE number = :n"), {"n": A})
+    code, out, _ = await _ledger_ops(cli, "rebuild")
+    assert code == 1 and json.loads(out)["drift"] == [{"account": f"sub:{A}:main", "stored": -1, "replayed": 0}]
+    code, out, _ = await _ledger_ops(cli, "replay", A)
+    assert code == 1 and json.loads(out)["matches"] is False
+
+
 @pytest.mark.parametrize("service", ["identity", "ledger", "tariff", "notifier"])
 async def test_every_service_prints_its_help_and_starts_nothing(service: str) -> None:
     process = await asyncio.create_subprocess_exec(

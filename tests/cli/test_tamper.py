@@ -44,7 +44,7 @@ async def _journal(cli: Any) -> list[str]:
     ]
     for payload, account in payloads:  # one database transaction each: four links of the chain
         async with cli.runtime.db.transaction() as conn:
-            outcome = await service.post(cli.runtime.ledger, conn, [
+            outcome = await service.post(cli.ledger, conn, [
                 Envelope.new(payload, account=account, producer="test", clock=clock)])
         assert outcome.rejected == []
     async with cli.runtime.db.connect() as conn:
@@ -171,7 +171,7 @@ async def test_two_transactions_swapped_break_their_links_and_the_next(cli: Any)
 
 async def test_a_consistently_rewritten_chain_is_found_only_by_the_published_seal(cli: Any) -> None:
     ids = await _journal(cli)
-    sealed = await integrity.seal(cli.runtime.ledger)
+    sealed = await integrity.seal(cli.ledger)
     assert sealed is not None and sealed.payload.length == OPENINGS + 4 and sealed.account == "journal"
     async with TopicReader(cli.env["BILLING_KAFKA__BOOTSTRAP_SERVERS"],
                            cli.runtime.topics(topics.LEDGER_SEALS)) as reader:

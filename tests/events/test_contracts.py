@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from uuid import uuid4
+
 from pydantic import Field
 
 from billing_events import contracts, docs
-from billing_events.envelope import REGISTRY, Event, envelope_model
+from billing_events.catalog.ledger import BalanceChanged
+from billing_events.clock import ManualClock
+from billing_events.envelope import REGISTRY, Envelope, Event, decode, envelope_model
 from billing_events.money import Money
 
 
@@ -69,3 +75,32 @@ def test_asyncapi_document_describes_every_topic_with_payload_schemas() -> None:
     document = json.loads(docs.asyncapi_document())
     assert set(document["channels"]) >= {"billing.payments", "billing.ledger", "billing.identity", "billing.tariff"}
     assert "PaymentReceived" in json.dumps(document["components"])
+
+
+def _balance_change(cause_type: str, delta_main: int, delta_bonus: int = 0) -> dict:
+    """A BalanceChanged as published before ``credited_payment`` existed."""
+    return {"account_number": "100000000008", "transaction_id": str(uuid4()),
+            "main": {"minor": 500_00, "currency": "RUB"}, "bonus": {"minor": delta_bonus, "currency": "RUB"},
+            "delta_main": {"minor": delta_main, "currency": "RUB"},
+            "delta_bonus": {"minor": delta_bonus, "currency": "RUB"}, "cause_event_id": str(uuid4()),
+            "cause_type": cause_type, "payment_type": "prepaid", "credit_limit": {"minor": 0, "currency": "RUB"}}
+
+
+def test_an_older_balance_change_is_a_credited_payment_when_a_payment_raised_the_main_balance() -> None:
+    read = {(cause, main, bonus): BalanceChanged.model_validate(_balance_change(cause, main, bonus)).credited_payment
+            for cause, main, bonus in [("PaymentReceived", 100_00, 0), ("PaymentReceived", 0, 20_00),
+                                       ("TransferRequested", 100_00, 0), ("ChargeApplied", -100_00, 0)]}
+    assert read == {("PaymentReceived", 100_00, 0): True, ("PaymentReceived", 0, 20_00): False,
+                    ("TransferRequested", 100_00, 0): False, ("ChargeApplied", -100_00, 0): False}
+    envelope = Envelope.new(BalanceChanged.model_validate(_balance_change("PaymentReceived", 100_00)),
+                            account="100000000008", producer="ledger", clock=ManualClock(datetime(2026, 3, 10, tzinfo=UTC)))
+    sent = json.loads(envelope.to_bytes())
+    del sent["payload"]["credited_payment"]
+    assert decode(json.dumps(sent)).payload.credited_payment is True
+
+
+def test_a_balance_change_that_says_whether_it_credited_a_payment_is_taken_at_its_word() -> None:
+    stated = {**_balance_change("PaymentReceived", 100_00), "credited_payment": False}
+    assert BalanceChanged.model_validate(stated).credited_payment is False
+    assert BalanceChanged.model_validate({**_balance_change("SuspenseResolved", 100_00),
+                                          "credited_payment": True}).credited_payment is True

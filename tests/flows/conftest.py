@@ -20,7 +20,8 @@ from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import TEST_TOKEN_PRIVATE_KEY
-from identity.app import build_runtime as build_identity
+from identity.app import build as build_identity
+from identity.context import IdentityContext
 from identity.security import new_key
 from identity.settings import IdentitySettings
 from ledger import store as ledger_store
@@ -47,6 +48,7 @@ REGISTRATION = {
 class Suite:
     clock: ManualClock | FileClock
     identity: ServiceRuntime
+    identity_context: IdentityContext
     ledger: Any
     tariff: Any
     notifier: Any
@@ -85,7 +87,7 @@ class Suite:
         from tariff.errors import UnknownAccount
 
         try:
-            subscription = await service.get_subscription(self.tariff, number)
+            subscription = await service.get_subscription(self.tariff.context, number)
         except UnknownAccount:
             return None
         return subscription.balance.main.minor
@@ -123,7 +125,7 @@ async def _started(make_settings: Callable[..., Any], bootstrap_servers: str, cl
         return await make_settings(settings_cls, database=database, http_port=0, **overrides)
 
     async with AsyncExitStack() as stack:
-        identity = build_identity(await settings(
+        identity, identity_context = build_identity(await settings(
             IdentitySettings, notifier_public_key=public, pii_lookup_key=new_key(), pii_encryption_key=new_key(),
             hashing_profile="fast", client_address_header="X-Forwarded-For"), clock)
         ledger = build_ledger(await settings(LedgerSettings, bonus_campaigns_file=campaigns), clock)
@@ -133,7 +135,7 @@ async def _started(make_settings: Callable[..., Any], bootstrap_servers: str, cl
         for runtime in (identity, ledger, tariff, notifier):
             await stack.enter_async_context(runtime)
         producer = await stack.enter_async_context(RawProducer(bootstrap_servers))
-        yield Suite(clock, identity, ledger, tariff, notifier, producer, bootstrap_servers)
+        yield Suite(clock, identity, identity_context, ledger, tariff, notifier, producer, bootstrap_servers)
 
 
 @pytest.fixture

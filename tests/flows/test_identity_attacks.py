@@ -27,7 +27,7 @@ WRONG_PHONE = "+7 915 000-00-01"
 
 
 async def test_an_attacker_can_neither_lock_out_nor_probe_a_victim(suite: Any, form: dict[str, Any]) -> None:
-    victim = (await identity.register(suite.identity, form)).account_number
+    victim = (await identity.register(suite.identity_context, form)).account_number
     phone = form["mobile_phone"]
     initial = await eventually(lambda: [m for m in suite.messages() if m["template"] == "password_initial"],
                                what="initial password delivered")
@@ -90,7 +90,7 @@ ATTACKS = 20
 
 
 async def test_wrong_logins_lock_out_their_source_not_the_owner(suite: Any, form: dict[str, Any]) -> None:
-    victim = (await identity.register(suite.identity, form)).account_number
+    victim = (await identity.register(suite.identity_context, form)).account_number
     initial = await eventually(lambda: [m for m in suite.messages() if m["template"] == "password_initial"],
                                what="initial password delivered")
     password = PASSWORD.findall(initial[0]["body"])[0]
@@ -133,7 +133,7 @@ async def test_wrong_logins_lock_out_their_source_not_the_owner(suite: Any, form
 
 
 async def test_guessing_reset_codes_tells_a_prober_nothing(suite: Any, form: dict[str, Any]) -> None:
-    victim = (await identity.register(suite.identity, form)).account_number
+    victim = (await identity.register(suite.identity_context, form)).account_number
     ghost = account_number_from_sequence(999_997)
     guesses = suite.identity.settings.reset_code_max_wrong_guesses + 2  # past the code's death
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{suite.identity.http_port}") as http:

@@ -42,7 +42,7 @@ async def _settled(suite: Any, number: str, expected: int) -> None:
 
 
 async def test_a_subscribers_life(suite: Any, form: dict[str, Any], capsys: Any) -> None:
-    registered = await identity.register(suite.identity, form)
+    registered = await identity.register(suite.identity_context, form)
     number = registered.account_number
     await eventually(lambda: suite.ledger_account_open(number), what="ledger account opened")
     await eventually(lambda: _tariff_knows(suite, number), what="tariff subscription")
@@ -51,21 +51,21 @@ async def test_a_subscribers_life(suite: Any, form: dict[str, Any], capsys: Any)
     initial = await eventually(lambda: [m for m in suite.messages() if "password" in m["template"]],
                                what="initial password delivered")
     password = PASSWORD.findall(initial[0]["body"])[0]
-    logged_in = await identity.login(suite.identity, {"login": number, "password": password})
+    logged_in = await identity.login(suite.identity_context, {"login": number, "password": password})
     assert logged_in.account_number == number
 
     await _pay(suite, number, 30_000, "T-1")
     balance = 30_000
     await _settled(suite, number, balance)
-    await tariff.activate_plan(suite.tariff, tariff.ActivatePlan(account_number=number, plan="internet-100"))
+    await tariff.activate_plan(suite.tariff.context, tariff.ActivatePlan(account_number=number, plan="internet-100"))
 
     blocked_on = None
     for _ in range(25):  # day by day, as the billing clock does
         suite.clock.advance(timedelta(days=1))
-        closed = await tariff.close_days(suite.tariff, suite.tariff.billing_day() - timedelta(days=1))
+        closed = await tariff.close_days(suite.tariff.context, suite.tariff.context.billing_day() - timedelta(days=1))
         balance -= closed.charged_minor
         await _settled(suite, number, balance)
-        subscription = await tariff.get_subscription(suite.tariff, number)
+        subscription = await tariff.get_subscription(suite.tariff.context, number)
         if subscription.debt_blocked:
             blocked_on = suite.clock.now()
             break
@@ -74,7 +74,7 @@ async def test_a_subscribers_life(suite: Any, form: dict[str, Any], capsys: Any)
     assert -1_775 <= in_debt < 0  # blocked on the first day that ended below zero
     for _ in range(3):  # no fees while blocked
         suite.clock.advance(timedelta(days=1))
-        closed = await tariff.close_days(suite.tariff, suite.tariff.billing_day() - timedelta(days=1))
+        closed = await tariff.close_days(suite.tariff.context, suite.tariff.context.billing_day() - timedelta(days=1))
         assert closed.charged_minor == 0
     await _settled(suite, number, in_debt)
 
@@ -115,7 +115,7 @@ async def _tariff_knows(suite: Any, number: str) -> bool:
 
 
 async def _unblocked(suite: Any, number: str) -> bool:
-    return not (await tariff.get_subscription(suite.tariff, number)).debt_blocked
+    return not (await tariff.get_subscription(suite.tariff.context, number)).debt_blocked
 
 
 async def _all_topics(suite: Any) -> bytes:

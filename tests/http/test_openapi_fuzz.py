@@ -207,7 +207,7 @@ async def test_no_operation_of_any_service_answers_a_server_error(services: Any,
                                                                  bootstrap_servers: str) -> None:
     await services.start("identity", "ledger", "tariff", "notifier")
     account, other, payment = await _register_two(services, registration, bootstrap_servers)
-    catalog = services.running["tariff"].catalog
+    catalog = services.running["tariff"].context.catalog
     paths, bodies = realistic_paths(account, payment, catalog), realistic_bodies(account, other, registration, catalog)
     loop = asyncio.get_running_loop()
     token = services.token("service", "fuzzer")

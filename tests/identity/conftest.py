@@ -17,8 +17,9 @@ from billing_events.clock import ManualClock
 from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair, unseal
 from billing_events.testing.kafka_probe import TopicReader
-from identity import service
-from identity.app import build_runtime
+from identity import commands, service
+from identity.app import build
+from identity.context import IdentityContext
 from identity.security import new_key
 from identity.settings import IdentitySettings
 
@@ -49,8 +50,9 @@ def identity_secrets(notifier_keys: tuple[str, str]) -> dict[str, Any]:
 class Flow:
     """One running identity service and a reader of everything it publishes."""
 
-    def __init__(self, runtime: ServiceRuntime, reader: TopicReader, private_key: str) -> None:
+    def __init__(self, runtime: ServiceRuntime, ctx: IdentityContext, reader: TopicReader, private_key: str) -> None:
         self.runtime = runtime
+        self.ctx = ctx
         self.reader = reader
         self.private_key = private_key
         self._serial = itertools.count(1)
@@ -80,8 +82,8 @@ class Flow:
         form.update(changes)
         return form
 
-    async def register(self, **changes: Any) -> service.Registered:
-        return await service.register(self.runtime, self.form(**changes))
+    async def register(self, **changes: Any) -> commands.Registered:
+        return await service.register(self.ctx, self.form(**changes))
 
     async def issued(self, account: str, purpose: PasswordPurpose, count: int = 1) -> list[dict[str, Any]]:
         """The first ``count`` PasswordIssued of the account for that purpose, unsealed."""
@@ -94,33 +96,38 @@ class Flow:
         """The ``nth`` password or code issued to the account for ``purpose``."""
         return str((await self.issued(account, purpose, nth))[nth - 1]["secret"])
 
-    async def login(self, login: str, password: str) -> service.LoggedIn:
-        return await service.login(self.runtime, {"login": login, "password": password})
+    async def login(self, login: str, password: str) -> commands.LoggedIn:
+        return await service.login(self.ctx, {"login": login, "password": password})
 
 
 @pytest.fixture
 def start_identity(
     make_settings: Callable[..., Any], identity_secrets: dict[str, Any], clock: ManualClock
 ) -> Callable[..., Any]:
-    async def start(database: str = "postgresql", **overrides: Any) -> ServiceRuntime:
+    async def start(database: str = "postgresql", **overrides: Any) -> tuple[ServiceRuntime, IdentityContext]:
         settings = await make_settings(IdentitySettings, database=database, **{**identity_secrets, **overrides})
-        return build_runtime(settings, clock)
+        return build(settings, clock)
 
     return start
 
 
 @pytest.fixture
-async def identity(start_identity: Callable[..., Any]) -> AsyncIterator[ServiceRuntime]:
-    async with await start_identity() as runtime:
-        yield runtime
+async def identity(start_identity: Callable[..., Any]) -> AsyncIterator[tuple[ServiceRuntime, IdentityContext]]:
+    runtime, ctx = await start_identity()
+    async with runtime:
+        yield runtime, ctx
 
 
 @pytest.fixture
-async def flow(identity: ServiceRuntime, bootstrap_servers: str, notifier_keys: tuple[str, str]) -> AsyncIterator[Flow]:
-    async with TopicReader(bootstrap_servers, identity.topics(topics.IDENTITY)) as reader:
-        yield Flow(identity, reader, notifier_keys[1])
+async def flow(identity: tuple[ServiceRuntime, IdentityContext], bootstrap_servers: str,
+               notifier_keys: tuple[str, str]) -> AsyncIterator[Flow]:
+    runtime, ctx = identity
+    async with TopicReader(bootstrap_servers, runtime.topics(topics.IDENTITY)) as reader:
+        yield Flow(runtime, ctx, reader, notifier_keys[1])
 
 
 @pytest.fixture
-def make_flow(bootstrap_servers: str, notifier_keys: tuple[str, str]) -> Callable[[ServiceRuntime, TopicReader], Flow]:
-    return lambda runtime, reader: Flow(runtime, reader, notifier_keys[1])
+def make_flow(
+    bootstrap_servers: str, notifier_keys: tuple[str, str]
+) -> Callable[[ServiceRuntime, IdentityContext, TopicReader], Flow]:
+    return lambda runtime, ctx, reader: Flow(runtime, ctx, reader, notifier_keys[1])

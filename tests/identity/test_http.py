@@ -20,12 +20,13 @@ def _bearer(runtime: Any, role: str = "service", subject: str = "call-centre") -
 
 
 async def test_commands_over_http(start_identity: Any, make_flow: Any, bootstrap_servers: str) -> None:
-    async with await start_identity(http_port=0) as runtime:
+    runtime, ctx = await start_identity(http_port=0)
+    async with runtime:
         async with (
             TopicReader(bootstrap_servers, runtime.topics(topics.IDENTITY)) as reader,
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}") as http,
         ):
-            flow = make_flow(runtime, reader)
+            flow = make_flow(runtime, ctx, reader)
             service = _bearer(runtime)
             invalid = await http.post("/identity/subscribers", json=flow.form(passport_number="1234567890",
                                                                               region="mars"), headers=service)
@@ -76,12 +77,13 @@ async def test_commands_over_http(start_identity: Any, make_flow: Any, bootstrap
 
 async def test_registration_and_support_recovery_need_a_service_token(start_identity: Any, make_flow: Any,
                                                                       bootstrap_servers: str) -> None:
-    async with await start_identity() as runtime:
+    runtime, ctx = await start_identity()
+    async with runtime:
         async with (
             TopicReader(bootstrap_servers, runtime.topics(topics.IDENTITY)) as reader,
             httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.http_app), base_url="http://identity") as http,
         ):
-            flow = make_flow(runtime, reader)
+            flow = make_flow(runtime, ctx, reader)
             mine = (await flow.register()).account_number
             other = (await flow.register(unique=True)).account_number
             recovery = {"login": mine, "passport_series": "4508", "passport_number": "731942",

@@ -16,6 +16,8 @@ from sqlalchemy import select
 from billing_events import topics
 from billing_events.testing.kafka_probe import TopicReader
 from identity import service, store
+from identity.context import personal_data_vault
+from identity.reencrypt import reencrypt_personal_data
 from identity.security import PersonalDataVault, UnreadablePersonalData, new_key
 from identity.settings import IdentitySettings
 
@@ -36,25 +38,25 @@ async def test_the_personal_data_key_rotates_without_an_unreadable_record(
         start_identity: Callable[..., Any], make_flow: Callable[..., Any], identity_secrets: dict[str, Any],
         bootstrap_servers: str) -> None:
     old, new = identity_secrets["pii_encryption_key"], new_key()
-    first = await start_identity()
+    first, first_ctx = await start_identity()
     database = {"database_url": first.settings.database_url}
     async with first, TopicReader(bootstrap_servers, first.topics(topics.IDENTITY)) as reader:
-        flow = make_flow(first, reader)
+        flow = make_flow(first, first_ctx, reader)
         before = [(await flow.register(unique=True)).account_number for _ in range(5)]
 
     # 1. Identity lists the new key first: it writes with it and still reads the old one's records.
-    rotating = await start_identity(pii_encryption_key=f"{new},{old}", **database)
+    rotating, rotating_ctx = await start_identity(pii_encryption_key=f"{new},{old}", **database)
     async with rotating, TopicReader(bootstrap_servers, rotating.topics(topics.IDENTITY)) as reader:
-        flow = make_flow(rotating, reader)
+        flow = make_flow(rotating, rotating_ctx, reader)
         after = (await flow.register(passport_number="699999", mobile_phone="+7 916 999-99-99")).account_number
-        [sent] = await service.reissue_password_by_sms(rotating, {"login": before[0]})  # decrypts the contact
+        [sent] = await service.reissue_password_by_sms(rotating_ctx, {"login": before[0]})  # decrypts the contact
         assert sent.account_number == before[0]
-        vault = service.personal_data_vault(rotating.settings)
+        vault = personal_data_vault(rotating.settings)
         rows = await stored(rotating)
         assert {row.account_number for row in rows if vault.is_current(row.contact_encrypted)} == {after}
 
         # 2. Re-encrypt, interrupted after one batch of two, then resumed by the command.
-        batches = service.reencrypt_personal_data(rotating.db, vault, batch_size=2)
+        batches = reencrypt_personal_data(rotating.db, vault, batch_size=2)
         assert await anext(batches) == 2
         await batches.aclose()
         assert sum(vault.is_current(row.passport_encrypted) for row in await stored(rotating)) == 3
@@ -69,10 +71,10 @@ async def test_the_personal_data_key_rotates_without_an_unreadable_record(
         assert code == 0 and "re-encrypted" not in out, out  # nothing left
 
     # 3. The old key goes: every record is still readable, through the service too.
-    final = await start_identity(pii_encryption_key=new, **database)
+    final, final_ctx = await start_identity(pii_encryption_key=new, **database)
     async with final, TopicReader(bootstrap_servers, final.topics(topics.IDENTITY)) as reader:
-        assert readable(service.personal_data_vault(final.settings), await stored(final))
-        [sent] = await service.reissue_password_by_sms(final, {"login": before[1]})
+        assert readable(personal_data_vault(final.settings), await stored(final))
+        [sent] = await service.reissue_password_by_sms(final_ctx, {"login": before[1]})
         assert sent.account_number == before[1]
     with pytest.raises(UnreadablePersonalData):  # nothing is left under the old key
         readable(PersonalDataVault.from_base64(lookup_key=identity_secrets["pii_lookup_key"], encryption_key=old),

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from billing_events import topics
 from billing_events.catalog.identity import PasswordPurpose
 from billing_events.testing.kafka_probe import TopicReader
-from identity import service, store
+from identity import commands, service, store
 from identity.domain import (
     ContactMismatch,
     InvalidCommand,
@@ -53,7 +53,7 @@ def other_code(code: str) -> str:
 async def test_a_reissued_password_replaces_the_old_one(flow: Any) -> None:
     account, contract, initial = await registered_with_password(flow)
 
-    [sent] = await service.reissue_password_by_sms(flow.runtime, {"login": contract})
+    [sent] = await service.reissue_password_by_sms(flow.ctx, {"login": contract})
 
     assert (sent.purpose, sent.channel, sent.masked_destination) == (REISSUE, "sms", "+7 *** ***-67-89")
     [issued] = await flow.issued(account, REISSUE)
@@ -62,13 +62,13 @@ async def test_a_reissued_password_replaces_the_old_one(flow: Any) -> None:
     with pytest.raises(LoginRefused):
         await flow.login(account, initial)
     # By mobile number too; the second new password replaces the first.
-    await service.reissue_password_by_sms(flow.runtime, {"login": "+79123456789"})
+    await service.reissue_password_by_sms(flow.ctx, {"login": "+79123456789"})
     newest = await flow.secret(account, REISSUE, nth=2)
     assert (await flow.login("89123456789", newest)).account_number == account
     with pytest.raises(LoginRefused):
         await flow.login(account, issued["secret"])
     with pytest.raises(UnknownAccount):
-        await service.reissue_password_by_sms(flow.runtime, {"login": "+7 912 999-99-99"})
+        await service.reissue_password_by_sms(flow.ctx, {"login": "+7 912 999-99-99"})
 
 
 # --- forgot password: the 15-minute one-time code ---------------------------------------------
@@ -78,7 +78,7 @@ async def test_a_code_works_at_14_59_once_and_gives_a_new_password(flow: Any) ->
     account, contract, initial = await registered_with_password(flow)
     start = flow.runtime.clock.now()
 
-    sent = await service.request_reset_code(flow.runtime, {"login": contract, "phone": "8 (912) 345-67-89"})
+    sent = await service.request_reset_code(flow.ctx, {"login": contract, "phone": "8 (912) 345-67-89"})
 
     assert sent.expires_at == start + timedelta(minutes=15)
     assert (sent.purpose, sent.channel) == (CODE, "sms")
@@ -87,7 +87,7 @@ async def test_a_code_works_at_14_59_once_and_gives_a_new_password(flow: Any) ->
     code = await flow.secret(account, CODE)
     flow.runtime.clock.advance(timedelta(minutes=14, seconds=59))
 
-    redeemed = await service.redeem_reset_code(flow.runtime, {"login": account, "code": code})
+    redeemed = await service.redeem_reset_code(flow.ctx, {"login": account, "code": code})
 
     assert redeemed.purpose is REISSUE
     new_password = await flow.secret(account, REISSUE)
@@ -95,19 +95,19 @@ async def test_a_code_works_at_14_59_once_and_gives_a_new_password(flow: Any) ->
     with pytest.raises(LoginRefused):
         await flow.login(account, initial)
     with pytest.raises(ResetCodeRefused) as second_use:
-        await service.redeem_reset_code(flow.runtime, {"login": account, "code": code})
+        await service.redeem_reset_code(flow.ctx, {"login": account, "code": code})
     assert second_use.value.reason == "already_used"
     assert (await flow.login(account, new_password)).account_number == account
 
 
 async def test_a_code_is_refused_at_15_01(flow: Any) -> None:
     account, contract, initial = await registered_with_password(flow)
-    await service.request_reset_code(flow.runtime, {"login": account, "phone": "+79123456789"})
+    await service.request_reset_code(flow.ctx, {"login": account, "phone": "+79123456789"})
     code = await flow.secret(account, CODE)
     flow.runtime.clock.advance(timedelta(minutes=15, seconds=1))
 
     with pytest.raises(ResetCodeRefused) as caught:
-        await service.redeem_reset_code(flow.runtime, {"login": contract, "code": code})
+        await service.redeem_reset_code(flow.ctx, {"login": contract, "code": code})
 
     assert caught.value.reason == "expired"
     assert (await flow.login(account, initial)).account_number == account  # nothing changed
@@ -115,31 +115,31 @@ async def test_a_code_is_refused_at_15_01(flow: Any) -> None:
 
 async def test_a_newer_code_voids_the_older_one(flow: Any) -> None:
     account, _, _ = await registered_with_password(flow, email="ivan@mail.ru")
-    await service.request_reset_code(flow.runtime, {"login": account, "phone": "+79123456789"})
-    sent = await service.request_reset_code(flow.runtime, {"login": account, "email": "IVAN@mail.ru"})
+    await service.request_reset_code(flow.ctx, {"login": account, "phone": "+79123456789"})
+    sent = await service.request_reset_code(flow.ctx, {"login": account, "email": "IVAN@mail.ru"})
     assert (sent.channel, sent.masked_destination) == ("email", "i***@mail.ru")
     older, newer = await flow.issued(account, CODE, 2)
     assert newer["destination"] == "ivan@mail.ru"
 
     if older["secret"] != newer["secret"]:  # one chance in a million they are equal
         with pytest.raises(ResetCodeRefused):
-            await service.redeem_reset_code(flow.runtime, {"login": account, "code": older["secret"]})
-    await service.redeem_reset_code(flow.runtime, {"login": account, "code": newer["secret"]})
+            await service.redeem_reset_code(flow.ctx, {"login": account, "code": older["secret"]})
+    await service.redeem_reset_code(flow.ctx, {"login": account, "code": newer["secret"]})
     assert (await flow.login(account, await flow.secret(account, REISSUE))).account_number == account
 
 
 async def test_a_code_dies_after_five_wrong_guesses(flow: Any) -> None:
     account, _, _ = await registered_with_password(flow)
-    await service.request_reset_code(flow.runtime, {"login": account, "phone": "+79123456789"})
+    await service.request_reset_code(flow.ctx, {"login": account, "phone": "+79123456789"})
     code = await flow.secret(account, CODE)
 
     reasons = []
     for _ in range(5):
         with pytest.raises(ResetCodeRefused) as caught:
-            await service.redeem_reset_code(flow.runtime, {"login": account, "code": other_code(code)})
+            await service.redeem_reset_code(flow.ctx, {"login": account, "code": other_code(code)})
         reasons.append(caught.value.reason)
     with pytest.raises(ResetCodeRefused) as right_too_late:
-        await service.redeem_reset_code(flow.runtime, {"login": account, "code": code})
+        await service.redeem_reset_code(flow.ctx, {"login": account, "code": code})
 
     assert reasons == ["wrong_code"] * 5
     assert right_too_late.value.reason == "too_many_guesses"
@@ -150,31 +150,31 @@ async def test_reset_requests_need_the_registered_contact_and_are_throttled(flow
     other, _, _ = await registered_with_password(flow, unique=True)
 
     with pytest.raises(ContactMismatch) as wrong_phone:
-        await service.request_reset_code(flow.runtime, {"login": contract, "phone": "+7 912 000-00-01"})
+        await service.request_reset_code(flow.ctx, {"login": contract, "phone": "+7 912 000-00-01"})
     assert wrong_phone.value.field == "phone"
     with pytest.raises(ContactMismatch):  # no e-mail registered
-        await service.request_reset_code(flow.runtime, {"login": contract, "email": "ivan@mail.ru"})
+        await service.request_reset_code(flow.ctx, {"login": contract, "email": "ivan@mail.ru"})
     with pytest.raises(InvalidCommand) as neither:
-        await service.request_reset_code(flow.runtime, {"login": contract})
+        await service.request_reset_code(flow.ctx, {"login": contract})
     assert neither.value.fields == ("phone",)
     with pytest.raises(InvalidCommand) as bad_phone:
-        await service.request_reset_code(flow.runtime, {"login": contract, "phone": "12"})
+        await service.request_reset_code(flow.ctx, {"login": contract, "phone": "12"})
     assert bad_phone.value.fields == ("phone",)
     with pytest.raises(InvalidCommand):  # a phone is not an account identifier here
-        await service.request_reset_code(flow.runtime, {"login": "+79123456789", "phone": "+79123456789"})
+        await service.request_reset_code(flow.ctx, {"login": "+79123456789", "phone": "+79123456789"})
     with pytest.raises(UnknownAccount):
-        await service.request_reset_code(flow.runtime, {"login": account_number_from_sequence(999), "phone": "+79123456789"})
+        await service.request_reset_code(flow.ctx, {"login": account_number_from_sequence(999), "phone": "+79123456789"})
     # Two refused + three sent = five requests in the hour: the sixth is throttled...
     for _ in range(3):
-        await service.request_reset_code(flow.runtime, {"login": account, "phone": "+79123456789"})
+        await service.request_reset_code(flow.ctx, {"login": account, "phone": "+79123456789"})
     with pytest.raises(TooManyRequests) as throttled:
-        await service.request_reset_code(flow.runtime, {"login": account, "phone": "+79123456789"})
+        await service.request_reset_code(flow.ctx, {"login": account, "phone": "+79123456789"})
     assert throttled.value.until is not None
     # ...for that account only.
-    sent = await service.request_reset_code(flow.runtime, {"login": other, "phone": "+7 916 001-01-07"})
+    sent = await service.request_reset_code(flow.ctx, {"login": other, "phone": "+7 916 001-01-07"})
     assert sent.account_number == other
     with pytest.raises(InvalidCommand) as bad_code:
-        await service.redeem_reset_code(flow.runtime, {"login": account, "code": "12ab"})
+        await service.redeem_reset_code(flow.ctx, {"login": account, "code": "12ab"})
     assert bad_code.value.fields == ("code",)
 
 
@@ -203,7 +203,7 @@ async def test_repeated_failures_lock_one_account_and_publish_login_locked_once(
     assert (await flow.login("+7 916 001-01-07", bystander_password)).account_number == bystander
 
     # Exactly one LoginLocked: flush the victim's partition with a later event of the account.
-    await service.reissue_password_by_sms(flow.runtime, {"login": victim})
+    await service.reissue_password_by_sms(flow.ctx, {"login": victim})
     await flow.reader.wait_for_type("PasswordIssued", account_number=victim, purpose=REISSUE)
     lock_events = [e for e in flow.reader.envelopes if e.event_type == "LoginLocked"]
     assert len(lock_events) == 1
@@ -245,13 +245,13 @@ async def test_support_recovery_checks_passport_data_and_records_the_operator(fl
             await flow.login(account, "forgotten1A")
 
     with pytest.raises(RecoveryRefused):
-        await service.recover_by_support(flow.runtime, claim(account, passport_number="731943"))
+        await service.recover_by_support(flow.ctx, claim(account, passport_number="731943"))
     with pytest.raises(RecoveryRefused):
-        await service.recover_by_support(flow.runtime, claim(contract, date_of_birth="1990-05-18"))
+        await service.recover_by_support(flow.ctx, claim(contract, date_of_birth="1990-05-18"))
     with pytest.raises(InvalidCommand) as no_operator:
-        await service.recover_by_support(flow.runtime, claim(account, operator=""))
+        await service.recover_by_support(flow.ctx, claim(account, operator=""))
     assert no_operator.value.fields == ("operator",)
-    sent = await service.recover_by_support(flow.runtime, claim(contract, passport_series="45 08"))
+    sent = await service.recover_by_support(flow.ctx, claim(contract, passport_series="45 08"))
 
     assert (sent.purpose, sent.masked_destination) == (RECOVERY, "+7 *** ***-67-89")
     [restored] = await flow.reader.wait_for_type("AccessRestoredBySupport", account_number=account)
@@ -271,12 +271,12 @@ async def test_support_recovery_checks_passport_data_and_records_the_operator(fl
     outcomes = []
     for _ in range(4):
         try:
-            await service.recover_by_support(flow.runtime, claim(account, passport_number="000000"))
+            await service.recover_by_support(flow.ctx, claim(account, passport_number="000000"))
         except (RecoveryRefused, TooManyRequests) as refusal:
             outcomes.append(type(refusal).__name__)
     assert outcomes == ["RecoveryRefused", "RecoveryRefused", "TooManyRequests", "TooManyRequests"]
     with pytest.raises(TooManyRequests):  # locked: even the right data waits
-        await service.recover_by_support(flow.runtime, claim(account))
+        await service.recover_by_support(flow.ctx, claim(account))
     async with flow.runtime.db.connect() as conn:
         stored = (await conn.execute(select(store.subscribers))).one()._mapping
     assert "731942" not in repr(dict(stored))
@@ -294,10 +294,10 @@ async def test_a_concurrent_flood_locks_once_and_only_its_target(flow: Any) -> N
 
     refusals = [type(o).__name__ for o in outcomes[:20]]
     assert refusals.count("LoginRefused") == 4 and refusals.count("LoginIsLocked") == 16
-    assert outcomes[20] == service.LoggedIn(account_number=bystander, contract_number=outcomes[20].contract_number)
+    assert outcomes[20] == commands.LoggedIn(account_number=bystander, contract_number=outcomes[20].contract_number)
     with pytest.raises(LoginIsLocked):
         await flow.login(victim, password)
-    await service.reissue_password_by_sms(flow.runtime, {"login": victim})
+    await service.reissue_password_by_sms(flow.ctx, {"login": victim})
     await flow.reader.wait_for_type("PasswordIssued", account_number=victim, purpose=REISSUE)
     assert [e.account for e in flow.reader.envelopes if e.event_type == "LoginLocked"] == [victim]
 
@@ -308,7 +308,7 @@ async def test_a_concurrent_flood_locks_once_and_only_its_target(flow: Any) -> N
 async def test_a_requested_password_waits_beside_the_current_one_until_used(flow: Any) -> None:
     account, _, initial = await registered_with_password(flow)
 
-    await service.reissue_password_by_sms(flow.runtime, {"login": account})
+    await service.reissue_password_by_sms(flow.ctx, {"login": account})
     requested = await flow.secret(account, REISSUE)
 
     assert (await flow.login(account, initial)).account_number == account  # still works
@@ -322,7 +322,7 @@ async def test_a_requested_password_waits_beside_the_current_one_until_used(flow
 
 async def test_an_unused_requested_password_expires_and_the_current_one_stays(flow: Any) -> None:
     account, _, initial = await registered_with_password(flow)
-    await service.reissue_password_by_sms(flow.runtime, {"login": account})
+    await service.reissue_password_by_sms(flow.ctx, {"login": account})
     requested = await flow.secret(account, REISSUE)
 
     flow.runtime.clock.advance(timedelta(hours=24))
@@ -334,13 +334,13 @@ async def test_an_unused_requested_password_expires_and_the_current_one_stays(fl
 
 async def test_a_redeemed_code_leaves_the_current_password_working_until_the_new_one_is_used(flow: Any) -> None:
     account, _, initial = await registered_with_password(flow)
-    await service.request_reset_code(flow.runtime, {"login": account, "phone": "+79123456789"})
-    await service.redeem_reset_code(flow.runtime, {"login": account, "code": await flow.secret(account, CODE)})
+    await service.request_reset_code(flow.ctx, {"login": account, "phone": "+79123456789"})
+    await service.redeem_reset_code(flow.ctx, {"login": account, "code": await flow.secret(account, CODE)})
 
     assert (await flow.login(account, initial)).account_number == account
     await flow.reader.wait_for_type("ResetCodeRedeemed", account_number=account)
     with pytest.raises(ResetCodeRefused) as nobody:
-        await service.redeem_reset_code(flow.runtime, {"login": account_number_from_sequence(999), "code": "123456"})
+        await service.redeem_reset_code(flow.ctx, {"login": account_number_from_sequence(999), "code": "123456"})
     assert nobody.value.reason == "no_code"  # as for a subscriber who asked for none
 
 
@@ -353,14 +353,14 @@ async def test_one_address_is_throttled_whoever_it_names_and_the_audit_says_what
     for i in range(limit):
         with pytest.raises((UnknownAccount, ContactMismatch, TooManyRequests)):
             if i % 2:
-                await service.reissue_password_by_sms(flow.runtime, {"login": nobody}, source=attacker)
+                await service.reissue_password_by_sms(flow.ctx, {"login": nobody}, source=attacker)
             else:
-                await service.request_reset_code(flow.runtime, {"login": account, "phone": "+7 912 000-00-01"},
+                await service.request_reset_code(flow.ctx, {"login": account, "phone": "+7 912 000-00-01"},
                                                  source=attacker)
     for login in (account, nobody):
         with pytest.raises(TooManyFromAddress):
-            await service.reissue_password_by_sms(flow.runtime, {"login": login}, source=attacker)
-    [sent] = await service.reissue_password_by_sms(flow.runtime, {"login": account}, source=neighbour)
+            await service.reissue_password_by_sms(flow.ctx, {"login": login}, source=attacker)
+    [sent] = await service.reissue_password_by_sms(flow.ctx, {"login": account}, source=neighbour)
     assert sent.account_number == account
     assert (await flow.login(account, password)).account_number == account
 
@@ -390,20 +390,20 @@ async def test_wrong_logins_lock_out_their_address_and_the_owner_logs_in_from_el
 
     for _ in range(4):
         with pytest.raises(LoginRefused):
-            await service.login(flow.runtime, {"login": victim, "password": "WrongPassw0rd"}, source=attacker)
+            await service.login(flow.ctx, {"login": victim, "password": "WrongPassw0rd"}, source=attacker)
     with pytest.raises(LoginIsLocked):
-        await service.login(flow.runtime, {"login": victim, "password": "WrongPassw0rd"}, source=attacker)
+        await service.login(flow.ctx, {"login": victim, "password": "WrongPassw0rd"}, source=attacker)
     for login in (victim, contract):  # the lock is about the account, however it is named
         with pytest.raises(LoginIsLocked):
-            await service.login(flow.runtime, {"login": login, "password": password}, source=attacker)
-    assert (await service.login(flow.runtime, {"login": victim, "password": password}, source=owner)).account_number == victim
+            await service.login(flow.ctx, {"login": login, "password": password}, source=attacker)
+    assert (await service.login(flow.ctx, {"login": victim, "password": password}, source=owner)).account_number == victim
     assert (await flow.login(victim, password)).account_number == victim  # the CLI, the call centre
 
     # A second address locked out within the lock period: the owner is not told again.
     for _ in range(5):
         with pytest.raises((LoginRefused, LoginIsLocked)):
-            await service.login(flow.runtime, {"login": victim, "password": "WrongPassw0rd"}, source="203.0.113.8")
-    await service.reissue_password_by_sms(flow.runtime, {"login": victim})
+            await service.login(flow.ctx, {"login": victim, "password": "WrongPassw0rd"}, source="203.0.113.8")
+    await service.reissue_password_by_sms(flow.ctx, {"login": victim})
     await flow.reader.wait_for_type("PasswordIssued", account_number=victim, purpose=REISSUE)
     assert [e.account for e in flow.reader.envelopes if e.event_type == "LoginLocked"] == [victim]
     async with flow.runtime.db.connect() as conn:
@@ -420,31 +420,32 @@ async def test_one_address_failing_at_many_accounts_is_locked_out_of_every_login
     answers = []
     for sequence in range(limit):  # a few guesses each at many accounts, none of them locking one
         try:
-            await service.login(flow.runtime, {"login": account_number_from_sequence(5000 + sequence // 3),
+            await service.login(flow.ctx, {"login": account_number_from_sequence(5000 + sequence // 3),
                                                "password": "Leaked0ne"}, source=stuffer)
         except (LoginRefused, LoginIsLocked) as refusal:
             answers.append(type(refusal).__name__)
     assert answers == ["LoginRefused"] * (limit - 1) + ["LoginIsLocked"]
     with pytest.raises(LoginIsLocked):  # now even a right password from there waits
-        await service.login(flow.runtime, {"login": account, "password": password}, source=stuffer)
-    assert (await service.login(flow.runtime, {"login": account, "password": password},
+        await service.login(flow.ctx, {"login": account, "password": password}, source=stuffer)
+    assert (await service.login(flow.ctx, {"login": account, "password": password},
                                 source="198.51.100.66")).account_number == account
     flow.runtime.clock.advance(timedelta(minutes=15))
-    assert (await service.login(flow.runtime, {"login": account, "password": password},
+    assert (await service.login(flow.ctx, {"login": account, "password": password},
                                 source=stuffer)).account_number == account
 
 
 async def test_under_siege_an_address_that_failed_gets_no_more_guesses_and_a_fresh_one_gets_in(
     start_identity: Any, make_flow: Any, bootstrap_servers: str
 ) -> None:
-    async with await start_identity(login_account_failure_ceiling=8) as runtime:
+    runtime, ctx = await start_identity(login_account_failure_ceiling=8)
+    async with runtime:
         async with TopicReader(bootstrap_servers, runtime.topics(topics.IDENTITY)) as reader:
-            flow = make_flow(runtime, reader)
+            flow = make_flow(runtime, ctx, reader)
             victim, _, password = await registered_with_password(flow)
 
             async def attempt(secret: str, address: str) -> str:
                 try:
-                    await service.login(runtime, {"login": victim, "password": secret}, source=address)
+                    await service.login(ctx, {"login": victim, "password": secret}, source=address)
                 except (LoginRefused, LoginIsLocked) as refusal:
                     return type(refusal).__name__
                 return "LoggedIn"
@@ -475,7 +476,7 @@ async def test_refused_logins_and_codes_cost_one_slow_hash_whether_or_not_the_ac
     async def slow_hashes(command: Any, body: dict[str, str], refusal: type[Exception]) -> int:
         checks.clear()
         with pytest.raises(refusal):
-            await command(flow.runtime, body)
+            await command(flow.ctx, body)
         return len(checks)
 
     for login in (account, nobody):

@@ -35,7 +35,7 @@ def standalone(token: str) -> re.Pattern[bytes]:
 async def test_no_passport_password_or_contact_leaves_identity(
     flow: Any, bootstrap_servers: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runtime = flow.runtime
+    runtime, ctx = flow.runtime, flow.ctx
     form = flow.form(
         passport_series=f"{SERIES[:2]} {SERIES[2:]}", passport_number=NUMBER, mobile_phone=PHONE_E164,
         email=EMAIL, surname="Смирнова", first_name="Ольга", patronymic="Петровна",
@@ -44,35 +44,35 @@ async def test_no_passport_password_or_contact_leaves_identity(
     errors: list[str] = []
     caplog.set_level(logging.DEBUG)
     with capture_logs() as logs:
-        registered = await service.register(runtime, form)
+        registered = await service.register(ctx, form)
         account = registered.account_number
         secrets.append(await flow.secret(account, PasswordPurpose.INITIAL))
         for attempt in (
-            lambda: service.register(runtime, form),  # duplicate passport
-            lambda: service.register(runtime, {**form, "date_of_issue": "1980-01-01"}),
-            lambda: service.register(runtime, {**form, "mobile_phone": PHONE_NATIONAL + "999"}),
-            lambda: service.login(runtime, {"login": account, "password": secrets[0] + "x"}),
-            lambda: service.request_reset_code(runtime, {"login": account, "phone": "+79261234876"}),
-            lambda: service.recover_by_support(runtime, {
+            lambda: service.register(ctx, form),  # duplicate passport
+            lambda: service.register(ctx, {**form, "date_of_issue": "1980-01-01"}),
+            lambda: service.register(ctx, {**form, "mobile_phone": PHONE_NATIONAL + "999"}),
+            lambda: service.login(ctx, {"login": account, "password": secrets[0] + "x"}),
+            lambda: service.request_reset_code(ctx, {"login": account, "phone": "+79261234876"}),
+            lambda: service.recover_by_support(ctx, {
                 "login": account, "operator": "op", "reason": "r", "passport_series": SERIES,
                 "passport_number": "294857", "date_of_birth": "1990-05-17"}),
         ):
             with pytest.raises(IdentityError) as refused:
                 await attempt()
             errors.append(str(refused.value))
-        await service.login(runtime, {"login": PHONE_E164, "password": secrets[0]})
-        await service.reissue_password_by_sms(runtime, {"login": PHONE_NATIONAL})
+        await service.login(ctx, {"login": PHONE_E164, "password": secrets[0]})
+        await service.reissue_password_by_sms(ctx, {"login": PHONE_NATIONAL})
         secrets.append(await flow.secret(account, PasswordPurpose.SMS_REISSUE))
-        await service.request_reset_code(runtime, {"login": account, "email": EMAIL})
+        await service.request_reset_code(ctx, {"login": account, "email": EMAIL})
         code = await flow.secret(account, PasswordPurpose.RESET_CODE)
         secrets.append(code)
-        await service.redeem_reset_code(runtime, {"login": account, "code": code})
+        await service.redeem_reset_code(ctx, {"login": account, "code": code})
         secrets.append(await flow.secret(account, PasswordPurpose.SMS_REISSUE, nth=2))
-        await service.recover_by_support(runtime, {
+        await service.recover_by_support(ctx, {
             "login": registered.contract_number, "operator": "op", "reason": "r",
             "passport_series": SERIES, "passport_number": NUMBER, "date_of_birth": "1990-05-17"})
         secrets.append(await flow.secret(account, PasswordPurpose.SUPPORT_RECOVERY))
-        await service.login(runtime, {"login": account, "password": secrets[-1]})
+        await service.login(ctx, {"login": account, "password": secrets[-1]})
 
     assert len(logs) >= 8  # the flow did log; the lines just hold nothing personal
     await flow.reader.wait_for(lambda found: len(found) >= 8, what="the flow's eight events")

@@ -14,7 +14,7 @@ from billing_events.runtime import ServiceRuntime
 from billing_events.schema import outbox
 from billing_events.sealing import SealingError, generate_keypair, unseal
 from billing_events.testing.kafka_probe import TopicReader
-from identity import service, store
+from identity import commands, store
 from identity.domain import (
     InvalidCommand,
     PassportAlreadyRegistered,
@@ -132,7 +132,7 @@ async def test_concurrent_registrations_of_one_passport_let_exactly_one_through(
         *(flow.register(mobile_phone=f"+7 912 555-00-{i:02d}") for i in range(8)), return_exceptions=True
     )
 
-    assert sum(isinstance(o, service.Registered) for o in outcomes) == 1
+    assert sum(isinstance(o, commands.Registered) for o in outcomes) == 1
     assert sum(isinstance(o, PassportAlreadyRegistered) for o in outcomes) == 7
     assert await count(flow.runtime, store.subscribers) == 1
 
@@ -140,10 +140,11 @@ async def test_concurrent_registrations_of_one_passport_let_exactly_one_through(
 async def test_registration_works_the_same_on_sqlite(
     start_identity: Any, make_flow: Any, bootstrap_servers: str
 ) -> None:
-    async with await start_identity(database="sqlite") as runtime:
+    runtime, ctx = await start_identity(database="sqlite")
+    async with runtime:
         assert runtime.db.dialect == "sqlite"
         async with TopicReader(bootstrap_servers, runtime.topics("billing.identity")) as reader:
-            flow = make_flow(runtime, reader)
+            flow = make_flow(runtime, ctx, reader)
             results = await asyncio.gather(*(flow.register(unique=True) for _ in range(10)))
             accounts = {r.account_number for r in results}
             assert len(accounts) == 10 and all(is_valid_account_number(a) for a in accounts)

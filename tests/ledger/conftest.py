@@ -17,10 +17,12 @@ from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem
 from billing_events.clock import ManualClock
 from billing_events.envelope import Envelope, Event
 from billing_events.money import Money
+from billing_events.runtime import ServiceRuntime
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import eventually
 from ledger import store
-from ledger.app import LedgerRuntime, build_runtime
+from ledger.app import build
+from ledger.service import LedgerContext
 from ledger.settings import LedgerSettings
 
 START = datetime(2026, 12, 10, 9, 0, tzinfo=UTC)
@@ -29,9 +31,9 @@ PLAN = ChargedFor(item=ChargedItem.PLAN, code="internet-100")
 
 
 class LedgerDriver:
-    def __init__(self, runtime: LedgerRuntime, producer: RawProducer, reader: TopicReader, clock: ManualClock):
-        self.runtime, self.producer, self.reader, self.clock = runtime, producer, reader, clock
-        self.ctx = runtime.ledger
+    def __init__(self, runtime: ServiceRuntime, ctx: LedgerContext, producer: RawProducer, reader: TopicReader,
+                 clock: ManualClock):
+        self.runtime, self.ctx, self.producer, self.reader, self.clock = runtime, ctx, producer, reader, clock
 
     def envelope(self, payload: Event, account: str) -> Envelope[Any]:
         return Envelope.new(payload, account=account, producer=topics.spec(payload.topic).owner, clock=self.clock)
@@ -98,9 +100,9 @@ def clock() -> ManualClock:
 @pytest.fixture
 async def ledger(make_settings: Any, clock: ManualClock, bootstrap_servers: str) -> AsyncIterator[LedgerDriver]:
     settings = await make_settings(LedgerSettings)
-    runtime = build_runtime(settings, clock)
+    runtime, ctx = build(settings, clock)
     async with runtime:
         async with RawProducer(bootstrap_servers) as producer, TopicReader(
             bootstrap_servers, runtime.topics(topics.LEDGER)
         ) as reader:
-            yield LedgerDriver(runtime, producer, reader, clock)
+            yield LedgerDriver(runtime, ctx, producer, reader, clock)

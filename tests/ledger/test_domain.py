@@ -38,18 +38,22 @@ from ledger.domain import (
     GENESIS_HASH,
     GIFTS,
     SUSPENSE,
+    AccountCode,
     AccountState,
     BonusCampaign,
+    Book,
     CommandRefused,
     ErrorCode,
     InvalidCampaign,
     InvalidTransaction,
     OperatorNote,
     Outcome,
+    Owner,
     Posting,
     SuspenseItem,
     SuspenseStatus,
     Transaction,
+    account_code,
     apply,
     apply_charge,
     balances_of,
@@ -203,6 +207,21 @@ def test_subscriber_and_operator_accounts_are_told_apart() -> None:
     assert is_operator_account(SUSPENSE) and not is_subscriber_account(SUSPENSE)
     assert subscriber_number(main_account(BOB)) == BOB
     assert subscriber_number(cash_account(PaymentChannel.BANK)) is None
+
+
+def test_an_account_code_has_named_parts_and_is_stored_as_written() -> None:
+    assert account_code(bonus_account(BOB)) == AccountCode(Owner.SUBSCRIBER, number=BOB, book=Book.BONUS)
+    assert account_code(cash_account(PaymentChannel.BANK)) == AccountCode.operator("cash:bank")
+    for code in (main_account(ALICE), bonus_account(ALICE), cash_account(PaymentChannel.TERMINAL), SUSPENSE,
+                 revenue_account(FeeKind.SUBSCRIPTION)):
+        assert str(account_code(code)) == code
+    assert str(AccountCode.subscriber(ALICE, Book.MAIN)) == main_account(ALICE)
+
+
+@pytest.mark.parametrize("code", ["sub:12345:main", f"sub:{ALICE}:savings", "op:Cash:card", ""])
+def test_a_code_outside_the_chart_has_no_parts(code: str) -> None:
+    with pytest.raises(ValueError, match="not an account code"):
+        account_code(code)
 
 
 # --- transactions and their invariants ------------------------------------------------------

@@ -30,7 +30,7 @@ from billing_events.money import Money
 from billing_events.schema import plumbing_metadata
 from billing_events.topics import TopicNames
 from ledger import service, store
-from ledger.domain import BonusCampaign
+from ledger.domain import BonusCampaign, LedgerError
 from ledger.service import LedgerContext
 
 A, B = "100000000008", "100000000016"
@@ -162,7 +162,7 @@ async def test_a_command_retried_with_its_request_id_answers_the_original_outcom
                                    request_id=request_id)
     assert [e.event_id for e in again] == [e.event_id for e in first]
     assert (await ledger.main(A), await ledger.main(B)) == (6_000, 4_000)
-    with pytest.raises(service.CommandFailed) as refused:
+    with pytest.raises(LedgerError) as refused:
         await service.transfer(ledger.ctx, A, B, Money(minor=9_000), requested_by="cabinet",
                                request_id=request_id)
     assert refused.value.code == "conflicting_duplicate"
@@ -189,7 +189,7 @@ async def test_an_over_limit_payment_from_a_channel_is_parked_with_a_reason(ledg
     parked = await ledger.open_suspense()
     assert [(i.amount, i.reason.value) for i in parked] == [(1_000_001, "amount_over_limit"),
                                                             (10**15, "amount_over_limit")]
-    with pytest.raises(service.CommandFailed) as refused:
+    with pytest.raises(LedgerError) as refused:
         await service.transfer(ledger.ctx, A, B, Money(minor=1_000_001), requested_by="cabinet")
     assert refused.value.code == "amount_over_limit"
     assert "10000.01 RUB" in refused.value.message and "10000.00 RUB" in refused.value.message

@@ -29,7 +29,7 @@ from billing_events.money import Money
 from billing_events.schema import plumbing_metadata
 from billing_events.topics import TopicNames
 from ledger import service, store
-from ledger.domain import OperatorNote, SuspenseStatus
+from ledger.domain import LedgerError, OperatorNote, SuspenseStatus
 from ledger.service import LedgerContext
 
 NUMBERS = ("100000000008", "100000000016", "100000000024")
@@ -105,7 +105,7 @@ class Run:
             try:
                 await service.resolve_suspense(self.ctx, item.transaction_id, target,
                                                OperatorNote("operator.test", "the payer typed it wrong"))
-            except service.CommandFailed as refused:
+            except LedgerError as refused:
                 assert refused.code in {"unknown_account", "account_closed"}
 
     async def check(self) -> None:

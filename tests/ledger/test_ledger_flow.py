@@ -68,7 +68,7 @@ async def test_charge_debits_even_into_a_negative_balance(ledger: Any) -> None:
 
 async def test_payment_for_an_unknown_account_waits_in_suspense_until_resolved(ledger: Any) -> None:
     from ledger import service
-    from ledger.domain import OperatorNote
+    from ledger.domain import LedgerError, OperatorNote
 
     await ledger.register(B)
     await ledger.pay("999999999999", 40_000, "LOST-1")
@@ -82,7 +82,7 @@ async def test_payment_for_an_unknown_account_waits_in_suspense_until_resolved(l
     again = None
     try:
         await service.resolve_suspense(ledger.ctx, unmatched.payload.transaction_id, B, OperatorNote("x", "twice"))
-    except service.CommandFailed as exc:
+    except LedgerError as exc:
         again = exc.code
     assert again == "suspense_not_open"
     assert await ledger.journal_total() == 0

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from billing_events.catalog.ledger import PaymentType, TransactionKind
 from billing_events.money import Money
 from ledger import service
-from ledger.domain import transaction_id_for
+from ledger.domain import LedgerError, transaction_id_for
 
 NUMBERS = [f"1000000{i:04d}0" for i in range(10)]  # shape is enough: the ledger trusts identity's numbers
 
@@ -35,7 +35,7 @@ async def test_concurrent_transfers_keep_every_kopeck(ledger: Any) -> None:
         try:
             events = await service.transfer(ledger.ctx, source, target, Money(minor=rng.randint(1, 4_000)),
                                             requested_by="test")
-        except service.CommandFailed as exc:
+        except LedgerError as exc:
             return exc.code
         return "rejected" if any(e.event_type == "TransferRejected" for e in events) else "moved"
 
@@ -71,7 +71,7 @@ async def test_credit_payment_type_lets_the_balance_go_to_minus_the_limit(ledger
     await ledger.balance_becomes(a, -5_000)
     [refused] = await service.transfer(ledger.ctx, a, b, Money(minor=1), requested_by="cabinet")
     assert refused.payload.reason == "insufficient_funds"
-    with pytest.raises(service.CommandFailed) as back:
+    with pytest.raises(LedgerError) as back:
         await service.change_payment_type(ledger.ctx, a, PaymentType.PREPAID, Money(minor=0), requested_by="operator")
     assert back.value.code == "debt_outstanding"
     [changed] = await ledger.reader.wait_for_type("PaymentTypeChanged", account_number=a)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.ledger import PaymentType
@@ -134,3 +134,38 @@ async def _projections(db: Database) -> dict[str, list[tuple[Any, ...]]]:
     async with db.connect() as conn:
         return {table: [tuple(row) for row in await conn.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2"))]
                 for table in ("accounts", "operator_balances")}
+
+
+async def test_the_raw_journal_is_the_same_whatever_its_batches(database_url: str) -> None:
+    """The audit's read gives every journal row with its own postings, in chain order, however the
+    rows are batched: a batch ending inside a transaction's postings, a count of rows or postings
+    no batch size divides, a row left without postings in the middle of the chain."""
+    db = Database(database_url)
+    await db.create_schema(plumbing_metadata, store.metadata)
+    ctx = LedgerContext(db=db, clock=clock, topics=TopicNames())
+    registered = SubscriberRegistered(account_number=A, contract_number="D-1", region="moscow",
+                                      legal_status=LegalStatus.PERSON, masked_phone="+7", sealed_contact="x")
+    payments = [PaymentReceived(account_number=A, channel="bank", reference=f"b{i}", amount=Money(minor=100 + i),
+                                received_at=clock.now()) for i in range(7)]
+    try:
+        async with db.transaction() as conn:
+            await service.post(ctx, conn, [_envelope(registered), *map(_envelope, payments)])
+        async with as_intruder(db) as conn:  # the fourth payment loses its postings
+            await conn.execute(text("DELETE FROM postings WHERE txn_id = (SELECT txn_id FROM journal ORDER BY seq"
+                                    " LIMIT 1 OFFSET 4)"))
+        async with db.connect() as conn:
+            ids = (await conn.execute(select(store.journal.c.txn_id).order_by(store.journal.c.seq))).scalars().all()
+            lines = (await conn.execute(
+                select(store.postings.c.txn_id, store.postings.c.account, store.postings.c.amount)
+                .order_by(store.postings.c.id))).all()
+            expected = [[(account, amount) for txn, account, amount in lines if txn == txn_id] for txn_id in ids]
+            whole = [record async for record in store.raw_journal(conn)]
+            assert [r.id for r in whole] == ids and len(whole) == 8
+            assert [[(p.account, p.amount) for p in r.postings] for r in whole] == expected
+            assert [len(r.postings) for r in whole] == [0, 2, 2, 2, 0, 2, 2, 2]
+            for batch in (1, 2, 3, 5, 1000):
+                chunks = [chunk async for chunk in store.raw_journal_chunks(conn, batch)]
+                assert [record for chunk in chunks for record in chunk] == whole, batch
+                assert all(chunks)
+    finally:
+        await db.dispose()

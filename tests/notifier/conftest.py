@@ -23,7 +23,8 @@ from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.money import Money
 from nacl.encoding import Base64Encoder
 from nacl.public import PrivateKey, SealedBox
-from notifier.domain import Destination, SealOpener, SubscriberProfile
+from notifier.crypto import SealOpener
+from notifier.domain import Destination, SubscriberProfile
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,12 @@ def balance_changed(subscriber: Subscriber) -> BalanceChangedFactory:
         payment_type: PaymentType = PaymentType.PREPAID,
         credit_limit: int = 0,
         currency: str = "RUB",
+        credited_payment: bool | None = None,
     ) -> BalanceChanged:
+        """``credited_payment=None``: as the ledger published it before the field existed."""
+        stated = {} if credited_payment is None else {"credited_payment": credited_payment}
         return BalanceChanged(
+            **stated,
             account_number=subscriber.account,
             transaction_id=uuid4(),
             main=Money(minor=main, currency=currency),

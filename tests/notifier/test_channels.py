@@ -25,8 +25,8 @@ from notifier.channels import (
     SmtpChannel,
     deliver,
 )
-from notifier.domain import Destination, RetryPolicy, TemplateKey
-from notifier.rendering import Message, Renderer
+from notifier.domain import Destination, Message, RetryPolicy, TemplateKey
+from notifier.rendering import Renderer
 from structlog.testing import capture_logs
 
 SECRET = "Xk7-pq9Z"

@@ -24,24 +24,28 @@ from billing_events.catalog.tariff import (
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
 )
+from billing_events.errors import DomainError, ErrorKind
 from billing_events.money import Money, PositiveMoney
+from billing_events.refusal import Refusal
 from hypothesis import given
 from hypothesis import strategies as st
 from nacl.encoding import Base64Encoder
 from nacl.public import PrivateKey
+from notifier.crypto import SealOpener
 from notifier.domain import (
     PASSWORD_TEMPLATES,
     Destination,
+    ErrorCode,
     LowBalanceAlarm,
     NoticeContext,
     NotifierError,
     RetryPolicy,
-    SealOpener,
     SubscriberProfile,
     TemplateKey,
     decide,
     profile_from_registration,
 )
+from notifier.domain.errors import KINDS
 
 THRESHOLD = Money(minor=100_00)
 
@@ -155,6 +159,21 @@ def test_notices_go_by_email_when_the_subscriber_chose_it(subscriber, balance_ch
 def test_other_balance_movements_are_not_payments(subscriber, balance_changed, opener, now, cause):
     change = balance_changed(900_00, 200_00, cause=cause)
     assert decide(change, subscriber.profile(), context(now), opener).intents == ()
+
+
+def test_a_payment_credit_is_what_the_ledger_says_it_is(subscriber, balance_changed, opener, now):
+    profile = subscriber.profile()
+    resolved = balance_changed(900_00, 200_00, cause="SuspenseResolved", credited_payment=True)
+    bonus = balance_changed(900_00, 200_00, cause="PaymentReceived", credited_payment=False)
+    [intent] = decide(resolved, profile, context(now), opener).intents
+    assert (intent.template, intent.variables["amount"]) == (TemplateKey.PAYMENT_CREDITED, Money(minor=200_00))
+    assert decide(bonus, profile, context(now), opener).intents == ()
+
+
+def test_a_balance_change_is_not_decided_without_a_threshold(subscriber, balance_changed, opener, now):
+    with pytest.raises(NotifierError) as refused:
+        decide(balance_changed(90_00, -10_00), subscriber.profile(), NoticeContext(occurred_at=now), opener)
+    assert (refused.value.code, refused.value.kind) == ("no_low_balance_threshold", ErrorKind.BROKEN_INVARIANT)
 
 
 # --- balance running low ----------------------------------------------------------------------
@@ -496,3 +515,14 @@ def test_nonsense_policies_are_refused(kwargs, field):
 def test_tries_are_counted_from_one():
     with pytest.raises(ValueError):
         RetryPolicy().next_delay(0, FixedRandom(0.5))
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+def test_every_notifier_code_is_a_domain_error_of_a_declared_kind():
+    assert set(KINDS) == set(ErrorCode)
+    refused = NotifierError(ErrorCode.UNKNOWN_ACCOUNT, "the notifier knows nothing of 100000000008")
+    assert isinstance(refused, DomainError)
+    assert (refused.http_status, refused.field_errors()) == (404, [])
+    assert refused.refusal() == Refusal("unknown_account", "the notifier knows nothing of 100000000008")

@@ -40,10 +40,11 @@ from billing_events.sealing import generate_keypair, seal
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import eventually, token_minter
 from notifier import store
-from notifier.app import build_runtime
+from notifier.app import build
 from notifier.channels import REDACTED
 from notifier.domain import TemplateKey
 from notifier.rendering import Renderer
+from notifier.context import NotifierContext
 from notifier.service import DeliveryLogQuery, delivery_log
 from notifier.settings import NotifierSettings
 from notifier.store import DeliveryStatus
@@ -99,14 +100,17 @@ class Person:
 
 @pytest.fixture
 def start(make_settings: Callable[..., Any]) -> Callable[..., Any]:
-    """``runtime = await start(**settings)``: a running notifier, stopped at the end of the test."""
+    """``async with start(**settings) as (runtime, ctx)``: a running notifier and its context,
+    stopped at the end of the test."""
 
     @contextlib.asynccontextmanager
-    async def running(settings: NotifierSettings | None = None, **overrides: Any) -> AsyncIterator[ServiceRuntime]:
+    async def running(settings: NotifierSettings | None = None,
+                      **overrides: Any) -> AsyncIterator[tuple[ServiceRuntime, NotifierContext]]:
         if settings is None:
             settings = await make_settings(NotifierSettings, notifier_private_key=PRIVATE, **overrides)
-        async with build_runtime(settings, clock) as runtime:
-            yield runtime
+        runtime, ctx = build(settings, clock)
+        async with runtime:
+            yield runtime, ctx
 
     return running
 
@@ -196,12 +200,12 @@ async def test_each_event_type_produces_the_right_message_in_each_language(start
     renderer = Renderer()
     stories = {person.account: story(person) for person in PEOPLE}
     total = sum(len(expected) for _, expected in stories.values())
-    async with start() as runtime, outcomes(runtime, bootstrap_servers) as reader:
+    async with start() as (runtime, ctx), outcomes(runtime, bootstrap_servers) as reader:
         await publish(runtime, bootstrap_servers, *(e for events, _ in stories.values() for e in events))
         sent = await reader.wait_for_type("NotificationSent", total)
         await eventually(lambda: len(file_lines(runtime)) >= total, what="every message in the file")
         lines = file_lines(runtime)
-        logs = {p.account: await delivery_log(runtime, DeliveryLogQuery(account_number=p.account)) for p in PEOPLE}
+        logs = {p.account: await delivery_log(ctx, DeliveryLogQuery(account_number=p.account)) for p in PEOPLE}
 
     assert len(lines) == total and len(sent) == total
     for person in PEOPLE:
@@ -239,12 +243,12 @@ async def test_a_redelivered_event_sends_once_even_across_a_restart(start, make_
     payment = person.balance(500_00, 500_00, "PaymentReceived")
     settings = await make_settings(NotifierSettings, notifier_private_key=PRIVATE)
     async with contextlib.AsyncExitStack() as stack:
-        first = await stack.enter_async_context(start(settings))
+        first, _ = await stack.enter_async_context(start(settings))
         reader = await stack.enter_async_context(outcomes(first, bootstrap_servers))
         await publish(first, bootstrap_servers, person.registered(), payment, payment, payment)
         await reader.wait_for_type("NotificationSent", 1, template="payment_credited", timeout=60)
         await first.stop()
-        async with start(settings) as runtime:  # the same database and consumer group
+        async with start(settings) as (runtime, _):  # the same database and consumer group
             await publish(runtime, bootstrap_servers, payment, person.login_locked())
             # A rejoin of the consumer group can be slow on a loaded broker: a wider window.
             await reader.wait_for_type("NotificationSent", 1, template="login_locked", timeout=60)
@@ -262,7 +266,7 @@ async def test_a_rotation_of_the_sealing_key_strands_no_secret(start, make_setti
     new_public, new_private = generate_keypair()
     settings = await make_settings(NotifierSettings, notifier_private_key=PRIVATE)
     async with contextlib.AsyncExitStack() as stack:
-        before = await stack.enter_async_context(start(settings))
+        before, _ = await stack.enter_async_context(start(settings))
         reader = await stack.enter_async_context(outcomes(before, bootstrap_servers))
         await publish(before, bootstrap_servers, person.registered(), person.password("111111"))
         await reader.wait_for_type("NotificationSent", 1, template="password_initial", timeout=60)
@@ -273,7 +277,7 @@ async def test_a_rotation_of_the_sealing_key_strands_no_secret(start, make_setti
                       person.password("222222", purpose=PasswordPurpose.SMS_REISSUE),
                       person.password("333333", purpose=PasswordPurpose.SMS_REISSUE, sealed_for=new_public))
         rotated = settings.model_copy(update={"notifier_private_key": f"{new_private},{PRIVATE}"})
-        async with start(rotated) as runtime:
+        async with start(rotated) as (runtime, _):
             await reader.wait_for_type("NotificationSent", 3, timeout=60)
             sent = file_lines(runtime)
     assert [("111111" in str(line), "222222" in str(line), "333333" in str(line)) for line in sent] == [
@@ -283,7 +287,7 @@ async def test_a_rotation_of_the_sealing_key_strands_no_secret(start, make_setti
 
 async def test_an_event_before_the_profile_waits_for_it(start, bootstrap_servers):
     person = Person("100000000040", "en", "+447700000040")
-    async with start() as runtime, outcomes(runtime, bootstrap_servers) as reader:
+    async with start() as (runtime, _), outcomes(runtime, bootstrap_servers) as reader:
         await publish(runtime, bootstrap_servers, person.balance(300_00, 300_00, "PaymentReceived"))
         await eventually(lambda: _count(runtime, store.parked_events), what="the payment parked")
         assert file_lines(runtime) == []
@@ -309,10 +313,10 @@ async def test_a_gateway_failing_twice_then_working_delivers_once_with_two_retri
     async with gateway.serving() as url:
         with capture_logs() as logs:
             async with start(channel="http_sms", sms_gateway={"url": url, "api_token": "t0k3n"},
-                             **FAST_RETRIES) as runtime, outcomes(runtime, bootstrap_servers) as reader:
+                             **FAST_RETRIES) as (runtime, ctx), outcomes(runtime, bootstrap_servers) as reader:
                 await publish(runtime, bootstrap_servers, person.registered(), person.login_locked())
                 [sent] = await reader.wait_for_type("NotificationSent", 1)
-                log = await delivery_log(runtime, DeliveryLogQuery(account_number=person.account))
+                log = await delivery_log(ctx, DeliveryLogQuery(account_number=person.account))
     assert sent.payload.attempts == 3 and sent.payload.masked_destination == person.masked_phone
     assert len(gateway.requests) == 3
     assert {r.body["to"] for r in gateway.requests} == {person.phone}
@@ -334,10 +338,10 @@ async def test_a_gateway_that_always_fails_ends_in_notification_failed(start, fa
     gateway = fakes.SmsGateway([503] * 10)
     async with gateway.serving() as url:
         async with start(channel="http_sms", sms_gateway={"url": url, "api_token": "t"}, retry_max_attempts=3,
-                         http_port=0, **FAST_RETRIES) as runtime, outcomes(runtime, bootstrap_servers) as reader:
+                         http_port=0, **FAST_RETRIES) as (runtime, ctx), outcomes(runtime, bootstrap_servers) as reader:
             await publish(runtime, bootstrap_servers, person.registered(), person.login_locked())
             [failed] = await reader.wait_for_type("NotificationFailed", 1)
-            log = await delivery_log(runtime, DeliveryLogQuery(account_number=person.account))
+            log = await delivery_log(ctx, DeliveryLogQuery(account_number=person.account))
             token, _ = token_minter(runtime.clock).issue("service", "operations")
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}",
                                          headers={"Authorization": f"Bearer {token}"}) as http:
@@ -369,7 +373,7 @@ async def test_a_reset_code_by_email_goes_through_smtp(start, fakes, bootstrap_s
     mailbox = fakes.Mailbox()
     with fakes.smtp_server(mailbox) as port:
         smtp = {"host": "127.0.0.1", "port": port, "sender": "billing@operator.example", "tls": "none", "timeout_seconds": 5}
-        async with start(channel="smtp", smtp=smtp) as runtime, outcomes(runtime, bootstrap_servers) as reader:
+        async with start(channel="smtp", smtp=smtp) as (runtime, _), outcomes(runtime, bootstrap_servers) as reader:
             code = person.password("483920", purpose=PasswordPurpose.RESET_CODE, channel="email",
                                    expires_in=timedelta(minutes=15))
             await publish(runtime, bootstrap_servers, person.registered(), code, person.login_locked())
@@ -399,7 +403,7 @@ async def test_a_sealed_password_reaches_the_subscriber_and_nothing_else(start, 
     issued = person.password(secret, purpose=PasswordPurpose.SMS_REISSUE)
     assert secret not in issued.to_bytes().decode()
     with capture_logs() as logs:
-        async with start(production=production) as runtime, outcomes(runtime, bootstrap_servers) as reader:
+        async with start(production=production) as (runtime, _), outcomes(runtime, bootstrap_servers) as reader:
             await publish(runtime, bootstrap_servers, person.registered(), issued)
             [sent] = await reader.wait_for_type("NotificationSent", 1)
             await eventually(lambda: reader.records, what="the outcome's raw record")

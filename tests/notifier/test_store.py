@@ -48,31 +48,31 @@ async def test_a_delivery_is_recorded_once_and_claimed_by_one_round_at_a_time(db
                                                           channel=DeliveryChannel.EMAIL)], T0) == 1
     async with db.transaction() as conn:
         claimed = await store.claim_due(conn, now=T0, limit=10, lease=LEASE)
-    assert [(row["attempts"], row["status"]) for row in claimed] == [(1, "sending"), (1, "sending")]
-    assert store.decode_variables(claimed[0]["variables"]) == dict(first.variables)
+    assert [(row.attempts, row.status) for row in claimed] == [(1, "sending"), (1, "sending")]
+    assert store.decode_variables(claimed[0].variables) == dict(first.variables)
     async with db.transaction() as conn:
         assert await store.claim_due(conn, now=T0 + LEASE - timedelta(seconds=1), limit=10, lease=LEASE) == []
-        sms, email = sorted(claimed, key=lambda row: row["channel"], reverse=True)
-        assert await store.record_attempt(conn, sms["id"], 1, outcome="sent", reason=None, now=T0,
+        sms, email = sorted(claimed, key=lambda row: row.channel, reverse=True)
+        assert await store.record_attempt(conn, sms.id, 1, outcome="sent", reason=None, now=T0,
                                           status=DeliveryStatus.SENT)
     # The e-mail's sender died: after the lease it is due again, as a second attempt.
     async with db.transaction() as conn:
         [again] = await store.claim_due(conn, now=T0 + LEASE, limit=10, lease=LEASE)
-    assert (again["id"], again["attempts"], again["status_before"]) == (email["id"], 2, "sending")
+    assert (again.id, again.attempts, again.status_before) == (email.id, 2, "sending")
     async with db.transaction() as conn:
         # The first sender, late, cannot overwrite the second one's try.
-        assert not await store.record_attempt(conn, email["id"], 1, outcome="sent", reason=None, now=T0,
+        assert not await store.record_attempt(conn, email.id, 1, outcome="sent", reason=None, now=T0,
                                               status=DeliveryStatus.SENT)
-        assert await store.record_attempt(conn, email["id"], 2, outcome="retry", reason="SMTP 451", now=T0,
+        assert await store.record_attempt(conn, email.id, 2, outcome="retry", reason="SMTP 451", now=T0,
                                           status=DeliveryStatus.PENDING, next_attempt_at=T0 + LEASE * 3)
     async with db.connect() as conn:
         log = await store.delivery_log(conn, "100000000008")
         pending = await store.delivery_log(conn, "100000000008", status=DeliveryStatus.PENDING)
-        tries = await store.attempts_of(conn, [row["id"] for row in log])
+        tries = await store.attempts_of(conn, [row.id for row in log])
         due = await store.next_due_at(conn)
-    assert [row["id"] for row in log] == [email["id"], sms["id"]]  # newest first
-    assert [(row["status"], row["attempts"], row["last_error"]) for row in pending] == [("pending", 2, "SMTP 451")]
-    assert [(t["attempt"], t["outcome"]) for t in tries[email["id"]]] == [(2, "retry")]
+    assert [row.id for row in log] == [email.id, sms.id]  # newest first
+    assert [(row.status, row.attempts, row.last_error) for row in pending] == [("pending", 2, "SMTP 451")]
+    assert [(t.attempt, t.outcome) for t in tries[email.id]] == [(2, "retry")]
     assert due.replace(tzinfo=due.tzinfo or UTC) == T0 + LEASE * 3
 
 

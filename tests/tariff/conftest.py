@@ -20,10 +20,9 @@ from billing_events.schema import outbox
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import eventually
 from tariff import store
-from tariff.app import build_runtime
+from tariff.app import TariffRuntime, build_runtime
 from tariff.catalog import Catalog, load_catalog
 from tariff.domain import Subscription
-from tariff.runtime import TariffRuntime
 from tariff.settings import TariffSettings
 
 MOSCOW = ZoneInfo("Europe/Moscow")

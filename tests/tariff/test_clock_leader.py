@@ -14,8 +14,8 @@ from sqlalchemy import text
 
 from billing_events.clock import ManualClock
 from tariff import service
-from tariff.app import build_runtime
-from tariff.runtime import TariffRuntime
+from tariff.app import TariffRuntime, build_runtime
+from tariff.context import TariffContext
 
 
 class Ticks:
@@ -24,11 +24,13 @@ class Ticks:
     def __init__(self) -> None:
         self.spans: list[tuple[str, float, float]] = []
         self.loop = asyncio.get_running_loop()
+        self.names: dict[int, str] = {}
+        """The test's name of each instance, by the id of its context."""
 
-    async def tick(self, runtime: TariffRuntime) -> None:
+    async def tick(self, ctx: TariffContext) -> None:
         started = self.loop.time()
         await asyncio.sleep(0.03)
-        self.spans.append((runtime.name_in_test, started, self.loop.time()))  # type: ignore[attr-defined]
+        self.spans.append((self.names[id(ctx)], started, self.loop.time()))
 
     def of(self, name: str) -> list[tuple[str, float, float]]:
         return [span for span in self.spans if span[0] == name]
@@ -38,14 +40,16 @@ class Ticks:
                 if a[0] < b[0] and a[1] < b[2] and b[1] < a[2]]
 
 
-async def _instances(tariff: Any, count: int) -> list[TariffRuntime]:
-    settings = await tariff.settings(billing_tick_seconds=0.02)
+TICK_SECONDS = 0.02
+
+
+async def _instances(tariff: Any, count: int, ticks: Ticks) -> list[TariffRuntime]:
+    settings = await tariff.settings(billing_tick_seconds=TICK_SECONDS)
     clock = ManualClock(datetime(2026, 3, 1, 12, tzinfo=UTC))
     runtimes = []
     for n in range(count):
         runtime = build_runtime(settings, clock)
-        assert isinstance(runtime, TariffRuntime)
-        runtime.name_in_test = f"tariff-{n}"  # type: ignore[attr-defined]
+        ticks.names[id(runtime.context)] = f"tariff-{n}"
         runtimes.append(runtime)
     return runtimes
 
@@ -62,10 +66,10 @@ async def test_two_instances_never_tick_at_once_and_a_standby_takes_over(
 ) -> None:
     ticks = Ticks()
     monkeypatch.setattr(service, "billing_tick", ticks.tick)
-    first, second = await _instances(tariff, 2)
-    first_loop = asyncio.create_task(service.billing_clock(first)())
+    first, second = await _instances(tariff, 2, ticks)
+    first_loop = asyncio.create_task(service.billing_clock(first.context, TICK_SECONDS)())
     await _until(lambda: len(ticks.of("tariff-0")) >= 3)
-    second_loop = asyncio.create_task(service.billing_clock(second)())  # the new pod of a rollout
+    second_loop = asyncio.create_task(service.billing_clock(second.context, TICK_SECONDS)())  # the new pod of a rollout
     try:
         await asyncio.sleep(0.5)
         assert ticks.of("tariff-1") == [], "the standby ticked beside the leader"
@@ -88,10 +92,10 @@ async def test_a_leader_whose_connection_is_cut_stops_ticking_and_the_standby_le
 ) -> None:
     ticks = Ticks()
     monkeypatch.setattr(service, "billing_tick", ticks.tick)
-    first, second = await _instances(tariff, 2)
-    first_loop = asyncio.create_task(service.billing_clock(first)())
+    first, second = await _instances(tariff, 2, ticks)
+    first_loop = asyncio.create_task(service.billing_clock(first.context, TICK_SECONDS)())
     await _until(lambda: len(ticks.of("tariff-0")) >= 2)
-    second_loop = asyncio.create_task(service.billing_clock(second)())
+    second_loop = asyncio.create_task(service.billing_clock(second.context, TICK_SECONDS)())
     try:
         await asyncio.sleep(0.3)
         async with second.db.connect() as conn:  # what a SIGKILL or a network cut does to the leader

@@ -15,7 +15,7 @@ from billing_events.money import Money
 from tariff import store
 from tariff.catalog import DEFAULT_CATALOG_PATH, Catalog
 from tariff.domain import AccountBalance, activate, register, start_voluntary_block
-from tariff.runtime import billing_day
+from tariff.context import billing_day
 from tariff.settings import TariffSettings
 
 NOW = datetime(2026, 5, 10, 9, tzinfo=UTC)
@@ -101,5 +101,5 @@ def test_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_the_billing_day_is_the_date_in_the_billing_zone() -> None:
     late_evening_utc = datetime(2026, 1, 31, 21, 30, tzinfo=UTC)  # 00:30 on Feb 1 in Moscow
-    assert billing_day(late_evening_utc, TariffSettings()) == date(2026, 2, 1)
-    assert billing_day(late_evening_utc, TariffSettings(billing_time_zone="UTC")) == date(2026, 1, 31)
+    assert billing_day(late_evening_utc, TariffSettings().zone) == date(2026, 2, 1)
+    assert billing_day(late_evening_utc, TariffSettings(billing_time_zone="UTC").zone) == date(2026, 1, 31)

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from billing_cli.config import CliSettings
 from billing_cli.output import Exit, console, emit_json, fail, reported, with_money_shown
+from billing_contracts.accounts import AccountNumber
 from billing_events import topics
 from billing_events.catalog.ledger import RedemptionPurpose
 from billing_events.catalog.payments import PaymentChannel, PaymentReceived
@@ -29,9 +30,10 @@ STATUS_EXIT = {404: Exit.NOT_FOUND, 401: Exit.REFUSED, 403: Exit.REFUSED}
 
 
 def account_number(value: str) -> str:
-    """A 12-digit account number as people type it (spaces and hyphens allowed)."""
-    digits = value.replace(" ", "").replace("-", "")
-    if len(digits) != 12 or not digits.isdigit():
+    """A 12-digit account number as people type it (spaces and hyphens allowed), whatever its
+    check digit: operations may pay a mistyped number on purpose, to see it parked in suspense."""
+    digits = AccountNumber.digits_of(value)
+    if not AccountNumber.has_shape(digits):
         fail(f"{value!r} is not a 12-digit account number", Exit.USAGE)
     return digits
 

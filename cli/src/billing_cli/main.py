@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import logging
 import sys
 from collections.abc import Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
@@ -24,7 +26,7 @@ from billing_cli import actions, catalog, chart, clock, history
 from billing_cli.actions import account_number, moment
 from billing_cli.config import CliSettings
 from billing_cli.launcher import SERVICES, run_suite
-from billing_cli.ledger_ops import ledger_context
+from billing_cli.ledger_ops import run_operation
 from billing_cli.output import Exit, console, emit_json, fail, money, reported
 from billing_events.logging import configure_logging
 from billing_events.topics import TopicNames
@@ -157,40 +159,24 @@ def replay(account: AccountArg, as_of: Annotated[str | None, typer.Option(help="
     """Rebuild one account's balance from the journal, entry by entry, and compare it with the
     stored projection."""
     number, when = account_number(account), moment(as_of)
-
-    async def go() -> Any:
-        from ledger import service
-
-        async with ledger_context() as ctx:
-            try:
-                return await service.replay_account(ctx, number, when)
-            except service.CommandFailed as exc:
-                fail(exc.message, Exit.NOT_FOUND)
-
-    result = run(go())
+    result = run(run_operation("replay", number, *([f"--as-of={when.isoformat()}"] if when else [])))
     if as_json:
-        emit_json({"account": number, "as_of": when, "main": result.replayed_main, "bonus": result.replayed_bonus,
-                   "stored_main": result.stored.main, "stored_bonus": result.stored.bonus,
-                   "matches": result.matches if when is None else None,
-                   "steps": [{"transaction_id": s.entry.transaction_id, "kind": s.entry.kind.value,
-                              "account": s.entry.account, "amount": s.entry.amount, "before": s.before,
-                              "after": s.after, "occurred_at": s.entry.occurred_at} for s in result.steps]})
+        emit_json(result)
         return
     table = Table(title=f"Replay of {number}" + (f" as of {when}" if when else ""))
     for column in ("when", "kind", "balance", "amount", "before", "after"):
         table.add_column(column)
-    for step in result.steps:
-        table.add_row(step.entry.occurred_at.strftime("%Y-%m-%d %H:%M:%S"), step.entry.kind.value,
-                      step.entry.account.rsplit(":", 1)[-1], money(step.entry.amount), money(step.before),
-                      money(step.after))
+    for step in result["steps"]:
+        table.add_row(step["occurred_at"][:19], step["kind"], step["account"].rsplit(":", 1)[-1],
+                      money(step["amount"]), money(step["before"]), money(step["after"]))
     console.print(table)
-    console.print(f"replayed: main {money(result.replayed_main)}, bonus {money(result.replayed_bonus)}")
+    console.print(f"replayed: main {money(result['main'])}, bonus {money(result['bonus'])}")
     if when is None:
-        if result.matches:
+        if result["matches"]:
             console.print("[green]equals the stored projection[/green]")
         else:
-            console.print(f"[red]differs from the stored projection[/red]: main {money(result.stored.main)},"
-                          f" bonus {money(result.stored.bonus)}")
+            console.print(f"[red]differs from the stored projection[/red]: main {money(result['stored_main'])},"
+                          f" bonus {money(result['stored_bonus'])}")
             raise typer.Exit(Exit.CHECK_FAILED)
 
 
@@ -220,42 +206,34 @@ def rebuild(
     if trust_journal and not repair:
         fail("--trust-journal only applies to --repair", Exit.USAGE)
     operator = CliSettings().operator
+    flags = [*(["--repair"] if repair else []), *(["--trust-journal"] if trust_journal else []),
+             f"--operator={operator}"]
 
     async def go() -> Any:
-        from ledger import service
-
-        async with ledger_context() as ctx:
-            with _progress("repairing" if repair else "replaying", as_json) as bar:
-                task = bar.add_task("rebuild", total=None)
-                return await service.rebuild(ctx, repair=repair, trust_journal=trust_journal, operator=operator,
-                                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+        with _progress("repairing" if repair else "replaying", as_json) as bar:
+            task = bar.add_task("rebuild", total=None)
+            return await run_operation("rebuild", *flags, progress=None if as_json else (
+                lambda done, total: bar.update(task, completed=done, total=total)))
 
     report = run(go())
-    drift = [{"account": m.account, "stored": m.stored, "replayed": m.replayed} for m in report.mismatches]
+    drift, refused, trusted = report["drift"], report["repair_refused_because"], report["journal_trusted_despite"]
     if as_json:
-        emit_json({"entries": report.entries, "accounts": report.accounts, "drift": drift, "repaired": report.repaired,
-                   "repair_refused_because": [_finding(f) for f in report.refused],
-                   "journal_trusted_despite": [_finding(f) for f in report.trusted]})
+        emit_json(report)
     else:
-        console.print(f"{report.entries:,} entries, {report.accounts:,} accounts replayed")
+        console.print(f"{report['entries']:,} entries, {report['accounts']:,} accounts replayed")
         for item in drift:
             console.print(f"[red]drift[/red] {item['account']}: stored {money(item['stored'])},"
-                          f" journal says {money(item['replayed'])}" + (" (repaired)" if report.repaired else ""))
+                          f" journal says {money(item['replayed'])}" + (" (repaired)" if report["repaired"] else ""))
         if not drift:
             console.print("[green]every projection equals the journal[/green]")
-        if report.refused:
-            console.print(f"[red]repair refused[/red]: the journal fails verification ({len(report.refused)}"
+        if refused:
+            console.print(f"[red]repair refused[/red]: the journal fails verification ({len(refused)}"
                           " finding(s), `billing verify` lists them); nothing was changed")
-        if report.trusted:
-            console.print(f"[yellow]repaired from a journal with {len(report.trusted)} finding(s)[/yellow],"
+        if trusted:
+            console.print(f"[yellow]repaired from a journal with {len(trusted)} finding(s)[/yellow],"
                           f" trusted by {operator}")
-    if report.refused or (drift and not report.repaired):
+    if refused or (drift and not report["repaired"]):
         raise typer.Exit(Exit.CHECK_FAILED)
-
-
-def _finding(finding: Any) -> dict[str, Any]:
-    return {"kind": finding.kind.value, "transaction_id": finding.transaction_id, "position": finding.position,
-            "seq": finding.seq, "accounts": list(finding.accounts), "detail": finding.detail}
 
 
 @app.command(help=f"""The journal's integrity in one report: double entry (every transaction has two
@@ -275,69 +253,63 @@ def verify(
     from billing_cli import seals as sealing
 
     settings = CliSettings()
-    given = [sealing.parse_seal(value) for value in seal or ()]
+    given = seal or []
     from_broker = seals_from_broker if seals_from_broker is not None else (
         settings.bootstrap_servers is not None or "bootstrap_servers" in settings.suite())
 
     async def go() -> Any:
-        from ledger import service
-
         # Seals first: each one read is older than the snapshot the journal is then read in.
         published = await sealing.read_from_broker(settings.broker_options(), TopicNames(settings.topic_prefix)) \
             if from_broker else []
-        async with ledger_context() as ctx:
-            with _progress("verifying", as_json) as bar:
-                task = bar.add_task("verify", total=None)
-                report = await service.verify(ctx, [*given, *published],
-                                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+        with _progress("verifying", as_json) as bar:
+            task = bar.add_task("verify", total=None)
+            report = await run_operation(
+                "verify", *(f"--seal={value}" for value in given), "--seals-file=-",
+                given=json.dumps(published).encode(), progress=None if as_json else (
+                    lambda done, total: bar.update(task, completed=done, total=total)))
         return report, len(published)
 
-    report, published = run(go())
-    link, head = report.broken_link, report.head
-    result = {
-        "ok": report.ok, "transactions": report.transactions, "account_facts": report.facts,
-        "entries": report.entries, "totals": report.totals,
-        "chain_head": None if head is None else {"length": head.length, "hash": head.hash.hex()},
-        "seals": {"from_broker": published if from_broker else None, "given": len(given),
-                  "checked": report.seals_checked},
-        "findings": [_finding(f) for f in report.findings],
-        "unbalanced_transactions": [str(t) for t in report.unbalanced],
-        "first_broken_link": None if link is None else {"position": link.position, "transaction_id": str(link.transaction_id)},
-        "projection_drift": [{"account": m.account, "stored": m.stored, "replayed": m.replayed} for m in report.mismatches],
-    }
+    result, published = run(go())
+    result["seals"] = {"from_broker": published if from_broker else None, "given": len(given),
+                       "checked": result["seals"]["checked"]}
     if as_json:
         emit_json(result)
     else:
-        _print_verification(report, result)
-    if not report.ok:
+        _print_verification(result)
+    if not result["ok"]:
         raise typer.Exit(Exit.CHECK_FAILED)
 
 
-def _print_verification(report: Any, result: dict[str, Any]) -> None:
-    from ledger.domain import FindingKind as Kind
+DOUBLE_ENTRY_FINDINGS = {"unbalanced", "too_few_postings"}
+CHAIN_HEAD_FINDINGS = {"journal_shorter_than_head", "journal_longer_than_head", "head_hash_differs"}
 
-    kinds = {f.kind for f in report.findings}
+
+def _print_verification(result: dict[str, Any]) -> None:
+    """The verification report for people: one line per check, then every finding."""
+    kinds = {f["kind"] for f in result["findings"]}
     mark = {True: "[green]ok[/green]", False: "[red]FAILED[/red]"}
-    double_entry = not kinds & {Kind.UNBALANCED, Kind.TOO_FEW_POSTINGS} and not any(report.totals.values())
-    totals = ", ".join(money(total, currency) for currency, total in report.totals.items()) or "none"
+    double_entry = not kinds & DOUBLE_ENTRY_FINDINGS and not any(result["totals"].values())
+    totals = ", ".join(money(total, currency) for currency, total in result["totals"].items()) or "none"
     console.print(f"double entry: {mark[double_entry]} (totals {totals},"
-                  f" unbalanced transactions: {len(report.unbalanced)})")
-    link = report.broken_link
-    console.print(f"hash chain:   {mark[link is None]} ({report.transactions:,} transactions,"
-                  f" {report.facts:,} account facts)"
-                  + ("" if link is None else f"; first broken link at #{link.position}: {link.transaction_id}"))
+                  f" unbalanced transactions: {len(result['unbalanced_transactions'])})")
+    link = result["first_broken_link"]
+    console.print(f"hash chain:   {mark[link is None]} ({result['transactions']:,} transactions,"
+                  f" {result['account_facts']:,} account facts)"
+                  + ("" if link is None else f"; first broken link at #{link['position']}: {link['transaction_id']}"))
     head = result["chain_head"]
-    head_ok = not kinds & {Kind.JOURNAL_SHORTER_THAN_HEAD, Kind.JOURNAL_LONGER_THAN_HEAD, Kind.HEAD_HASH_DIFFERS}
+    head_ok = not kinds & CHAIN_HEAD_FINDINGS
     console.print(f"chain head:   {mark[head_ok]} " + (f"(length {head['length']}, seal it as"
                                                          f" {head['length']}:{head['hash']})" if head else "(empty)"))
     seals = result["seals"]
-    console.print(f"seals:        {mark[Kind.SEAL_NOT_REPRODUCED not in kinds]} ({seals['checked']} checked"
+    console.print(f"seals:        {mark['seal_not_reproduced' not in kinds]} ({seals['checked']} checked"
                   + ("" if seals["from_broker"] is None else f", {seals['from_broker']} read from the broker") + ")")
-    console.print(f"projections:  {mark[not report.mismatches]} ({len(report.mismatches)} differ)")
-    for finding in report.findings:
-        where = "" if finding.position is None else f" #{finding.position} (seq {finding.seq}) {finding.transaction_id}"
-        accounts = f" [{', '.join(finding.accounts)}]" if finding.accounts else ""
-        console.print(f"[red]{finding.kind.value}[/red]{where}{accounts}: {finding.detail}", markup=True)
+    drift = result["projection_drift"]
+    console.print(f"projections:  {mark[not drift]} ({len(drift)} differ)")
+    for finding in result["findings"]:
+        where = "" if finding["position"] is None else \
+            f" #{finding['position']} (seq {finding['seq']}) {finding['transaction_id']}"
+        accounts = f" [{', '.join(finding['accounts'])}]" if finding["accounts"] else ""
+        console.print(f"[red]{finding['kind']}[/red]{where}{accounts}: {finding['detail']}", markup=True)
 
 
 @app.command()
@@ -352,26 +324,11 @@ def statement(
     if fmt not in ("table", "csv", "json"):
         fail(f"unknown format {fmt!r}: use table, csv or json", Exit.USAGE)
 
-    async def go() -> Any:
-        from ledger import service
-
-        async with ledger_context() as ctx:
-            try:
-                return await service.statement(ctx, number, period_start, period_end)
-            except service.CommandFailed as exc:
-                fail(exc.message, Exit.NOT_FOUND)
-
-    result = run(go())
-    currency = result.currency
-    rows = [{"occurred_at": line.entry.occurred_at.isoformat(), "kind": line.entry.kind.value,
-             "billing_day": line.charge.billing_day.isoformat() if line.charge else "",
-             "charged_for": line.charge.what if line.charge else "",
-             "transaction_id": str(line.entry.transaction_id), "amount": line.entry.amount, "currency": currency,
-             "balance_after": line.balance_after} for line in result.lines]
+    result = run(run_operation("statement", number, f"--from={period_start.isoformat()}",
+                               f"--to={period_end.isoformat()}"))
+    currency, rows = result["currency"], result["lines"]
     if fmt == "json":
-        emit_json({"account": number, "from": period_start, "to": period_end, "opening": result.opening_balance,
-                   "closing": result.closing_balance, "total_in": result.total_in, "total_out": result.total_out,
-                   "currency": currency, "lines": rows})
+        emit_json(result)
     elif fmt == "csv":
         # Amounts in minor units (kopecks) with their currency; the first and last rows make the
         # file reconcile on its own: opening + the amounts = closing.
@@ -381,10 +338,10 @@ def statement(
                                 restval="")
         writer.writeheader()
         writer.writerow({"occurred_at": period_start.isoformat(), "kind": "opening balance", "amount": 0,
-                         "currency": currency, "balance_after": result.opening_balance})
+                         "currency": currency, "balance_after": result['opening']})
         writer.writerows(rows)
         writer.writerow({"occurred_at": period_end.isoformat(), "kind": "total", "currency": currency,
-                         "amount": result.total_in - result.total_out, "balance_after": result.closing_balance})
+                         "amount": result['total_in'] - result['total_out'], "balance_after": result['closing']})
         sys.stdout.write(buffer.getvalue())
     else:
         table = Table(title=f"Statement of {number}, {period_start:%Y-%m-%d} to {period_end:%Y-%m-%d}")
@@ -395,8 +352,8 @@ def statement(
             table.add_row(row["occurred_at"][:19], row["kind"], charged, money(row["amount"], currency),
                           money(row["balance_after"], currency))
         console.print(table)
-        console.print(f"opening {money(result.opening_balance, currency)}  in {money(result.total_in, currency)}"
-                      f"  out {money(result.total_out, currency)}  closing {money(result.closing_balance, currency)}")
+        console.print(f"opening {money(result['opening'], currency)}  in {money(result['total_in'], currency)}"
+                      f"  out {money(result['total_out'], currency)}  closing {money(result['closing'], currency)}")
 
 
 @app.command()
@@ -407,32 +364,19 @@ def receipt(transaction_id: Annotated[str, typer.Argument(help="The payment's tr
     except ValueError:
         fail(f"{transaction_id!r} is not a transaction id", Exit.USAGE)
 
-    async def go() -> Any:
-        from ledger import service
-
-        async with ledger_context() as ctx:
-            try:
-                return await service.receipt(ctx, txn)
-            except service.CommandFailed as exc:
-                fail(exc.message, Exit.NOT_FOUND)
-
-    result = run(go())
-    data = {"transaction_id": str(result.transaction_id), "account": result.account_number,
-            "channel": result.channel.value, "reference": result.reference, "amount": result.amount,
-            "currency": result.currency, "credited_at": result.credited_at.isoformat(),
-            "balance_after": result.balance_after, "bonus_accrued": result.bonus_accrued,
-            "placed_from": result.placed_from}
+    data = run(run_operation("receipt", str(txn)))
     if as_json:
         emit_json(data)
         return
+    currency, credited_at = data["currency"], datetime.fromisoformat(data["credited_at"])
     console.print(f"[bold]Payment receipt[/bold] {data['transaction_id']}")
-    console.print(f"account {result.account_number}; {money(result.amount, result.currency)} via"
-                  f" {result.channel.value} (ref {result.reference}) credited {result.credited_at:%Y-%m-%d %H:%M:%S} UTC",
+    console.print(f"account {data['account']}; {money(data['amount'], currency)} via"
+                  f" {data['channel']} (ref {data['reference']}) credited {credited_at:%Y-%m-%d %H:%M:%S} UTC",
                   markup=False)
-    if result.placed_from is not None:
-        console.print(f"placed from suspense: the payer typed {result.placed_from}", markup=False)
-    console.print(f"balance after: {money(result.balance_after, result.currency)};"
-                  f" bonus: {money(result.bonus_accrued, result.currency)}")
+    if data["placed_from"] is not None:
+        console.print(f"placed from suspense: the payer typed {data['placed_from']}", markup=False)
+    console.print(f"balance after: {money(data['balance_after'], currency)};"
+                  f" bonus: {money(data['bonus_accrued'], currency)}")
 
 
 @app.command()

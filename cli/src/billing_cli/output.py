@@ -7,26 +7,17 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import IntEnum
 from typing import Any, NoReturn
 
 import typer
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from rich.console import Console
 
+from billing_events.exits import Exit
+
 # Piped output (a file, a pager, a script) gets wide lines instead of an 80-column wrap.
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class Exit(IntEnum):
-    OK = 0
-    CHECK_FAILED = 1  # verify / rebuild found a problem
-    USAGE = 2  # a wrong argument (Typer's own code)
-    NOT_FOUND = 3
-    REFUSED = 4  # the service refused the command (a rule or a field)
-    UNREACHABLE = 5  # broker, database or service not reachable
-    INTERNAL = 70  # a bug: please report it with BILLING_DEBUG=1 output
 
 
 class CliError(Exception):

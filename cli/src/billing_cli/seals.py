@@ -1,15 +1,16 @@
-"""Seals of the ledger's journal: read from the broker, or written down by an auditor.
+"""Seals of the ledger's journal, as the ledger published them on the broker.
 
 The ledger publishes its chain head as ``JournalSealed`` on ``billing.ledger.seals`` (one
 partition, key ``journal``). ``billing verify`` reads every seal on the topic, oldest first, and
-checks that the journal reproduces each one. Reading stops when the broker has nothing more (see
-:func:`billing_cli.watch.read_from_beginning`): the newest seal may not be visible yet, which
-only means one seal fewer to check; a seal that is there and disagrees is always a finding.
+has the ledger check that its journal reproduces each one (``python -m ledger ops verify
+--seals-file``, beside the seals an auditor wrote down, given as ``--seal``). Reading stops when
+the broker has nothing more (see :func:`billing_cli.watch.read_from_beginning`): the newest seal
+may not be visible yet, which only means one seal fewer to check; a seal that is there and
+disagrees is always a finding.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,22 +20,12 @@ from billing_cli.watch import read_from_beginning
 from billing_events import topics
 from billing_events.catalog.ledger import JournalSealed
 from billing_events.envelope import InvalidEvent, decode
-from ledger.domain import Seal
-
-SEAL_ARGUMENT = re.compile(r"^(\d+):([0-9a-fA-F]{64})$")
 
 
-def parse_seal(value: str) -> Seal:
-    """``LENGTH:HASHHEX``, as `billing verify --json` prints a chain head (or a seal event holds)."""
-    match = SEAL_ARGUMENT.match(value.strip())
-    if match is None or int(match.group(1)) < 1:
-        fail(f"{value!r} is not a seal: give LENGTH:HASH, e.g. 1200:{'ab' * 32}", Exit.USAGE)
-    return Seal(int(match.group(1)), bytes.fromhex(match.group(2)), "the seal given on the command line")
-
-
-async def read_from_broker(broker: dict[str, Any], names: topics.TopicNames) -> list[Seal]:
-    """Every JournalSealed on the seal topic (none if the topic does not exist yet); ``broker``
-    holds the client's keywords (the brokers and their TLS/SASL settings)."""
+async def read_from_broker(broker: dict[str, Any], names: topics.TopicNames) -> list[dict[str, Any]]:
+    """Every JournalSealed on the seal topic (none if the topic does not exist yet), as the
+    ledger's verification takes them; ``broker`` holds the client's keywords (the brokers and
+    their TLS/SASL settings)."""
     topic = names(topics.LEDGER_SEALS)
     bootstrap = broker["bootstrap_servers"]
     consumer = AIOKafkaConsumer(**broker, enable_auto_commit=False, request_timeout_ms=10_000)
@@ -59,7 +50,8 @@ async def read_from_broker(broker: dict[str, Any], names: topics.TopicNames) -> 
             continue  # not a seal; the topic's consumers dead-letter it, the audit has nothing to check
         if isinstance(envelope.payload, JournalSealed):
             sealed = envelope.payload
-            seals.append(Seal(sealed.length, bytes.fromhex(sealed.hash),
-                              f"the seal at {topic} offset {record.offset} ({sealed.sealed_at:%Y-%m-%d %H:%M:%S} UTC)",
-                              sealed.last_transaction_id))
+            seals.append({"length": sealed.length, "hash": sealed.hash,
+                          "source": f"the seal at {topic} offset {record.offset}"
+                                    f" ({sealed.sealed_at:%Y-%m-%d %H:%M:%S} UTC)",
+                          "last_transaction_id": str(sealed.last_transaction_id)})
     return seals

@@ -112,7 +112,7 @@ class Envelope(BaseModel, Generic[E]):
         event_id = uuid7()
         if correlation_id is None:
             correlation_id = cause.correlation_id if cause is not None else event_id
-        return envelope_model(type(payload))(
+        return envelope_model(type(payload))(  # the cached class: Envelope[...] looks it up anew
             event_id=event_id,
             event_type=payload.event_type,
             schema_version=payload.version,

@@ -32,6 +32,7 @@ from billing_events import deadletter, inbox, metrics, outbox, topics
 from billing_events.clock import Clock
 from billing_events.db import Database, is_transient, retry_transient
 from billing_events.envelope import Envelope, Event, InvalidEvent, decode, is_current
+from billing_events.errors import DomainError
 from billing_events.logging import get_logger
 from billing_events.refusal import Refusal, RefusalCode
 from billing_events.topics import TopicNames
@@ -82,7 +83,7 @@ class EventRouter:
         self, routes: Mapping[type[Event], EventHandler], *, rejects: tuple[type[Exception], ...] = ()
     ) -> None:
         self._routes = {event_cls.event_type: handler for event_cls, handler in routes.items()}
-        self._rejects = (Rejected, *rejects)
+        self._rejects = (Rejected, DomainError, *rejects)
         self.accepts = frozenset(self._routes)
         self.service = "unnamed"  # the consumer that runs the router names it, for the metrics
 
@@ -113,6 +114,8 @@ class EventRouter:
 
 
 def _refusal_of(exc: Exception) -> Refusal:
+    if isinstance(exc, DomainError):
+        return exc.refusal()
     code = getattr(exc, "code", None)
     return Refusal(str(code) if code else RefusalCode.REJECTED, getattr(exc, "reason", None) or str(exc))
 

@@ -37,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing_events import metrics as _metrics
+from billing_events.errors import DomainError
 from billing_events.logging import get_logger
 
 log = get_logger(__name__)
@@ -166,6 +167,11 @@ async def _on_http_error(_: Request, exc: Exception) -> Response:
     return problem(status, _DEFAULT_CODES.get(status, f"http_{status}"), message, headers=headers)
 
 
+async def _on_domain_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return problem(exc.http_status, exc.code, exc.message, exc.field_errors(), **exc.details())
+
+
 async def _on_crash(request: Request, exc: Exception) -> Response:
     log.error("request failed", method=request.method, path=request.url.path,
               error=type(exc).__name__, exc_info=exc)
@@ -175,6 +181,7 @@ async def _on_crash(request: Request, exc: Exception) -> Response:
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_request_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(Exception, _on_crash)
 
 

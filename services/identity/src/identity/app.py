@@ -11,23 +11,28 @@ from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
 from identity import store
-from identity.http import RuntimeHolder, build_router
+from identity.context import IdentityContext, personal_data_vault, secret_hasher
+from identity.http import build_router
 from identity.settings import IdentitySettings
 
 
-def build_runtime(
+def build(
     settings: IdentitySettings | None = None, clock: Clock | None = None
-) -> ServiceRuntime:
-    holder = RuntimeHolder()
+) -> tuple[ServiceRuntime, IdentityContext]:
+    """The identity process, and the one context its commands run with (HTTP door or in-process)."""
     settings = settings or IdentitySettings()  # type: ignore[call-arg]  (secrets from the environment)
-    runtime = ServiceRuntime(
-        settings=settings,
-        clock=clock or settings.clock(),
-        metadata=store.metadata, migrated=True,
-        routers=[build_router(holder)],
+    clock = clock or settings.clock()
+    runtime = ServiceRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True)
+    ctx = IdentityContext(
+        db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake,
+        settings=settings, vault=personal_data_vault(settings), hasher=secret_hasher(settings.hashing),
     )
-    holder.runtime = runtime
-    return runtime
+    runtime.include_api(build_router(ctx, runtime.tokens))
+    return runtime, ctx
+
+
+def build_runtime(settings: IdentitySettings | None = None, clock: Clock | None = None) -> ServiceRuntime:
+    return build(settings, clock)[0]
 
 
 def main() -> None:

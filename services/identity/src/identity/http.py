@@ -34,54 +34,16 @@ from pydantic import BaseModel
 
 from billing_events.auth import Caller, Principal, Tokens, require_service
 from billing_events.http import json_body, problem, problem_responses
-from billing_events.runtime import ServiceRuntime
-from identity import service
+from identity import commands, service
+from identity.context import IdentityContext
 from identity.domain import (
     ContactMismatch,
-    IdentityError,
-    InvalidCommand,
-    LoginRefused,
-    PassportAlreadyRegistered,
-    RecoveryRefused,
     RegistrationCommand,
     ResetCodeRefused,
-    Throttled,
     TooManyRequests,
     UnknownAccount,
 )
 from identity.settings import IdentitySettings
-
-_STATUS: tuple[tuple[type[IdentityError], int], ...] = (
-    (InvalidCommand, 422),
-    (UnknownAccount, 404),
-    (LoginRefused, 401),
-    (PassportAlreadyRegistered, 409),
-    (RecoveryRefused, 403),
-    (ResetCodeRefused, 400),
-    (ContactMismatch, 400),
-    (Throttled, 429),
-)
-
-
-def _refusal(error: IdentityError) -> JSONResponse:
-    status = next((code for kind, code in _STATUS if isinstance(error, kind)), 400)
-    errors: list[dict[str, Any]] = []
-    code = error.code
-    if isinstance(error, InvalidCommand):
-        code = "invalid_request"  # the suite's code for field errors, whoever found them
-        errors = [{"field": e.field, "message": e.message, "code": e.rule} for e in error.errors]
-        message = "the request has invalid fields: " + ", ".join(dict.fromkeys(e.field for e in error.errors))
-    else:
-        message = error.message
-        if error.field is not None:
-            errors = [{"field": error.field, "message": error.message, "code": error.code}]
-    extra: dict[str, Any] = {}
-    if isinstance(error, Throttled) and error.until is not None:
-        extra["until"] = error.until.isoformat()
-    if isinstance(error, ResetCodeRefused):
-        extra["reason"] = error.reason
-    return problem(status, code, message, errors, **extra)
-
 
 # What an anonymous request for a password or a code must not reveal.
 _HIDDEN_FROM_CALLER = (UnknownAccount, ContactMismatch, TooManyRequests)
@@ -124,7 +86,7 @@ def optional_caller(request: Request) -> Principal | None:
     return tokens.verify(token.strip())
 
 
-class LoginAnswer(service.LoggedIn):
+class LoginAnswer(commands.LoggedIn):
     """The account logged in, and a token that opens this account (only) in every service."""
 
     token: str
@@ -132,111 +94,86 @@ class LoginAnswer(service.LoggedIn):
     expires_at: datetime
 
 
-class RuntimeHolder:
-    """The router is built before the runtime it serves; the runtime is put here after."""
+def _answer(result: BaseModel | list[BaseModel], status: int = 200) -> JSONResponse:
+    if isinstance(result, list):
+        return JSONResponse([item.model_dump(mode="json") for item in result], status_code=status)
+    return JSONResponse(result.model_dump(mode="json"), status_code=status)
 
-    runtime: ServiceRuntime | None = None
+
+def _operations(caller: Principal | None) -> bool:
+    """Whether the caller is operations (a service token), who get the real answers."""
+    return caller is not None and caller.role == "service"
 
 
-def build_router(holder: RuntimeHolder) -> APIRouter:
+async def _anonymous_request(
+    ctx: IdentityContext, command: Callable[..., Awaitable[Any]], body: dict[str, Any], request: Request,
+    caller: Principal | None,
+) -> JSONResponse:
+    """The real answer for operations; the uniform 202 for everyone else."""
+    if _operations(caller):
+        return _answer(await command(ctx, body))
+    try:
+        await command(ctx, body, source=client_address(request, ctx.settings))
+    except _HIDDEN_FROM_CALLER:
+        pass  # written to the audit by the command
+    return _answer(RequestAccepted(), 202)
+
+
+def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
     router = APIRouter(prefix="/identity", tags=["identity"], responses=problem_responses(422))
 
-    def runtime() -> ServiceRuntime:
-        assert holder.runtime is not None, "the runtime was not attached"
-        return holder.runtime
-
-    async def answer(
-        command: Callable[..., Awaitable[Any]],
-        body: dict[str, Any],
-        status: int = 200,
-        **options: Any,
-    ) -> Any:
-        try:
-            result = await command(runtime(), body, **options)
-        except IdentityError as error:
-            return _refusal(error)
-        if isinstance(result, list):
-            content: Any = [item.model_dump(mode="json") for item in result]
-        else:
-            content = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
-        return JSONResponse(content, status_code=status)
-
-    def source(request: Request) -> str | None:
-        settings = runtime().settings
-        assert isinstance(settings, IdentitySettings)
-        return client_address(request, settings)
-
-    async def anonymous_request(
-        command: Callable[..., Awaitable[Any]], body: dict[str, Any], request: Request, caller: Principal | None
-    ) -> Any:
-        """The real answer for operations (a service token); the uniform 202 for everyone else."""
-        if caller is not None and caller.role == "service":
-            return await answer(command, body)
-        try:
-            await command(runtime(), body, source=source(request))
-        except _HIDDEN_FROM_CALLER:
-            pass  # written to the audit by the command
-        except IdentityError as error:
-            return _refusal(error)
-        return JSONResponse(RequestAccepted().model_dump(mode="json"), status_code=202)
-
     @router.post("/subscribers", status_code=201, summary="Register a subscriber (service token)",
-                 response_model=service.Registered, openapi_extra=json_body(RegistrationCommand),
+                 response_model=commands.Registered, openapi_extra=json_body(RegistrationCommand),
                  responses=problem_responses(401, 403, 409))
     async def register(caller: Caller, body: dict[str, Any] = Body(...)) -> Any:
         require_service(caller)
-        return await answer(service.register, body, 201)
+        return _answer(await service.register(ctx, body), 201)
 
     @router.post("/login", summary="Log in (account/contract number or phone + password): a token",
-                 response_model=LoginAnswer, openapi_extra=json_body(service.LoginCommand),
+                 response_model=LoginAnswer, openapi_extra=json_body(commands.LoginCommand),
                  responses=problem_responses(401, 404, 429, 503))
     async def login(request: Request, body: dict[str, Any] = Body(...)) -> Any:
-        try:
-            logged_in = await service.login(runtime(), body, source=source(request))
-        except IdentityError as error:
-            return _refusal(error)
-        tokens = runtime().tokens
+        logged_in = await service.login(ctx, body, source=client_address(request, ctx.settings))
         if not tokens.can_issue:
             return problem(503, "token_signing_unconfigured",
                            "the login is right but this service cannot issue tokens (no token private key)")
         token, expires_at = tokens.issue("subscriber", logged_in.account_number)
         answer_ = LoginAnswer(**logged_in.model_dump(), token=token, expires_at=expires_at)
-        return JSONResponse(answer_.model_dump(mode="json"))
+        return _answer(answer_)
 
     @router.post("/passwords/sms", summary="Get a new password by SMS (the current one keeps working)",
                  status_code=202, response_model=RequestAccepted,
-                 openapi_extra=json_body(service.ReissuePasswordCommand), responses=problem_responses(401, 429))
+                 openapi_extra=json_body(commands.ReissuePasswordCommand), responses=problem_responses(401, 429))
     async def reissue(request: Request, caller: Principal | None = Depends(optional_caller),
                       body: dict[str, Any] = Body(...)) -> Any:
-        return await anonymous_request(service.reissue_password_by_sms, body, request, caller)
+        return await _anonymous_request(ctx, service.reissue_password_by_sms, body, request, caller)
 
     @router.post("/reset-codes", summary="Forgot password: send a one-time code",
                  status_code=202, response_model=RequestAccepted,
-                 openapi_extra=json_body(service.ResetCodeRequestCommand), responses=problem_responses(401, 429))
+                 openapi_extra=json_body(commands.ResetCodeRequestCommand), responses=problem_responses(401, 429))
     async def request_code(request: Request, caller: Principal | None = Depends(optional_caller),
                            body: dict[str, Any] = Body(...)) -> Any:
-        return await anonymous_request(service.request_reset_code, body, request, caller)
+        return await _anonymous_request(ctx, service.request_reset_code, body, request, caller)
 
     @router.post("/reset-codes/redeem", summary="Use a one-time code; a new password follows by SMS",
-                 response_model=service.SecretSent, openapi_extra=json_body(service.RedeemResetCodeCommand),
+                 response_model=commands.SecretSent, openapi_extra=json_body(commands.RedeemResetCodeCommand),
                  responses=problem_responses(400, 429))
     async def redeem(request: Request, caller: Principal | None = Depends(optional_caller),
                      body: dict[str, Any] = Body(...)) -> Any:
         """Anyone but operations is told ``invalid_code`` whatever the reason a code does not work."""
         try:
-            sent = await service.redeem_reset_code(runtime(), body, source=source(request))
-        except ResetCodeRefused as refusal:
-            operations = caller is not None and caller.role == "service"
-            return _refusal(refusal if operations else ResetCodeRefused.hidden())
-        except IdentityError as error:
-            return _refusal(error)
-        return JSONResponse(sent.model_dump(mode="json"))
+            sent = await service.redeem_reset_code(ctx, body, source=client_address(request, ctx.settings))
+        except ResetCodeRefused:
+            if _operations(caller):
+                raise
+            raise ResetCodeRefused.hidden() from None
+        return _answer(sent)
 
     @router.post("/support/recoveries", summary="Support restores access after a passport check (service token)",
-                 response_model=service.SecretSent, openapi_extra=json_body(service.SupportRecoveryCommand),
+                 response_model=commands.SecretSent, openapi_extra=json_body(commands.SupportRecoveryCommand),
                  responses=problem_responses(401, 403, 404, 429))
     async def recover(caller: Caller, body: dict[str, Any] = Body(...)) -> Any:
         require_service(caller)
-        return await answer(service.recover_by_support, body)
+        return _answer(await service.recover_by_support(ctx, body))
 
     return router

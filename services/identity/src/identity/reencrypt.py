@@ -11,11 +11,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from billing_events.db import Database
-from identity.service import personal_data_vault, reencrypt_personal_data
+from identity import store
+from identity.context import bound_to, personal_data_vault
+from identity.security import PersonalDataVault
 from identity.settings import IdentitySettings
+
+
+async def reencrypt_personal_data(db: Database, vault: PersonalDataVault, *, batch_size: int) -> AsyncIterator[int]:
+    """Re-encrypt, under the vault's current key, every subscriber's personal data that an older
+    key wrote: one transaction per batch, yielding each batch's size. What the current key wrote
+    is skipped, so a run that stopped is finished by running again; the previous keys may go
+    once a run finds nothing."""
+    after = ""
+    while True:
+        async with db.transaction() as conn:
+            found = await store.encrypted_not_under(conn, vault.current_key_id, after=after, limit=batch_size)
+            for data in found:
+                account = data.account_number
+                await store.replace_encrypted(conn, store.EncryptedData(account, {
+                    kind: vault.reencrypt(token, bound_to=bound_to(account, kind)) for kind, token in data.by_kind.items()
+                }))
+        if not found:
+            return
+        after = found[-1].account_number
+        yield len(found)
 
 
 async def reencrypt(settings: IdentitySettings, batch_size: int) -> int:

@@ -12,13 +12,12 @@ import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
-
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from billing_events.errors import ErrorKind
 from identity.domain import CodePolicy, IdentityError, LookupKind, PasswordPolicy
 
 ENCRYPTION_KEY_BYTES = 32  # AES-256-GCM
@@ -47,12 +46,15 @@ PRODUCTION_HASHING = HashingProfile(time_cost=3, memory_cost_kib=64 * 1024, para
 FAST_TEST_HASHING = HashingProfile(time_cost=1, memory_cost_kib=8, parallelism=1)
 
 
+# Both are faults of what this service stored, never of the caller's input.
 class CorruptSecretHash(IdentityError):
-    code: ClassVar[str] = "corrupt_secret_hash"
+    code = "corrupt_secret_hash"
+    kind = ErrorKind.BROKEN_INVARIANT
 
 
 class UnreadablePersonalData(IdentityError):
-    code: ClassVar[str] = "unreadable_personal_data"
+    code = "unreadable_personal_data"
+    kind = ErrorKind.BROKEN_INVARIANT
 
 
 class SecretHasher:

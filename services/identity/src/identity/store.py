@@ -194,10 +194,50 @@ ENCRYPTED_KINDS = ("passport", "personal", "contact")
 """The personal data kept encrypted, each in ``<kind>_encrypted`` and bound to ``<account>/<kind>``."""
 
 
-async def encrypted_not_under(conn: AsyncConnection, key_id: str, *, after: str, limit: int) -> list[Any]:
+def _encrypted_column(kind: str) -> Column[Any]:
+    return subscribers.c[f"{kind}_encrypted"]
+
+
+@dataclass(frozen=True)
+class NewSubscriber:
+    """A registration as stored: lookup hashes, ciphertexts (``encrypted``: one per
+    :data:`ENCRYPTED_KINDS`) and the initial password's hash; never a clear value."""
+
+    account_number: str
+    sequence: int
+    contract_number: str
+    region: str
+    legal_status: str
+    language: str
+    passport_hash: str
+    phone_hash: str
+    email_hash: str | None
+    recovery_proof_hash: str
+    encrypted: dict[str, str]
+    password_hash: str
+    registered_at: datetime
+
+
+async def add_subscriber(conn: AsyncConnection, new: NewSubscriber) -> None:
+    row = {name: value for name, value in asdict(new).items() if name != "encrypted"}
+    row.update({_encrypted_column(kind).name: new.encrypted[kind] for kind in ENCRYPTED_KINDS})
+    await conn.execute(insert(subscribers), {**row, "password_set_at": new.registered_at})
+
+
+@dataclass(frozen=True)
+class EncryptedData:
+    """One subscriber's ciphertexts, by kind (:data:`ENCRYPTED_KINDS`)."""
+
+    account_number: str
+    by_kind: dict[str, str]
+
+
+async def encrypted_not_under(
+    conn: AsyncConnection, key_id: str, *, after: str, limit: int
+) -> list[EncryptedData]:
     """Subscribers (after ``after``, by account number) holding data not written with ``key_id``,
     locked until the transaction ends."""
-    columns = [subscribers.c[f"{kind}_encrypted"] for kind in ENCRYPTED_KINDS]
+    columns = [_encrypted_column(kind) for kind in ENCRYPTED_KINDS]
     query = (
         select(subscribers.c.account_number, *columns)
         .where(subscribers.c.account_number > after, or_(*(~column.startswith(f"{key_id}:", autoescape=True) for column in columns)))
@@ -205,15 +245,15 @@ async def encrypted_not_under(conn: AsyncConnection, key_id: str, *, after: str,
         .limit(limit)
         .with_for_update()
     )
-    return list((await conn.execute(query)).all())
+    return [
+        EncryptedData(row.account_number, {kind: row._mapping[_encrypted_column(kind).name] for kind in ENCRYPTED_KINDS})
+        for row in (await conn.execute(query)).all()
+    ]
 
 
-async def replace_encrypted(conn: AsyncConnection, account_number: str, values: dict[str, str]) -> None:
-    await conn.execute(update(subscribers).where(subscribers.c.account_number == account_number).values(values))
-
-
-async def add_subscriber(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    await conn.execute(insert(subscribers), row)
+async def replace_encrypted(conn: AsyncConnection, data: EncryptedData) -> None:
+    values = {_encrypted_column(kind).name: token for kind, token in data.by_kind.items()}
+    await conn.execute(update(subscribers).where(subscribers.c.account_number == data.account_number).values(values))
 
 
 async def passport_registered(conn: AsyncConnection, passport_hash: str) -> bool:

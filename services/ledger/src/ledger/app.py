@@ -1,4 +1,7 @@
-"""The ledger process: wires the store, the handler and the shared runtime together."""
+"""The ledger process: wires the store, the handler and the shared runtime together.
+
+`python -m ledger ops --help`: the operations on the ledger's journal (verify, rebuild, replay,
+statement, receipt), which print their reports as JSON."""
 
 from __future__ import annotations
 
@@ -22,14 +25,10 @@ from ledger.settings import LedgerSettings
 CONSUMES = (topics.IDENTITY, topics.PAYMENTS, topics.TARIFF, topics.LEDGER_COMMANDS)
 
 
-class LedgerRuntime(ServiceRuntime):
-    ledger: LedgerContext
-
-
-async def _watch_journal(runtime: LedgerRuntime) -> None:
+async def _watch_journal(ctx: LedgerContext) -> None:
     """Journal size for the metrics page: read from the chain head and the postings' id."""
     while True:
-        async with runtime.db.connect() as conn:
+        async with ctx.db.connect() as conn:
             length = await conn.scalar(select(store.chain_head.c.length).where(store.chain_head.c.id == 1))
             postings = await conn.scalar(select(func.max(store.postings.c.id)))
         metrics.LEDGER_JOURNAL_TRANSACTIONS.set(length or 0)
@@ -47,25 +46,30 @@ def load_campaigns(path: Path) -> tuple[BonusCampaign, ...]:
     return parse_campaigns(text, source=str(path))
 
 
-def build_runtime(settings: LedgerSettings | None = None, clock: Clock | None = None) -> LedgerRuntime:
+def build(settings: LedgerSettings | None = None, clock: Clock | None = None) -> tuple[ServiceRuntime, LedgerContext]:
+    """The ledger process, and the one context its consumer, HTTP door and background tasks share."""
     settings = settings or LedgerSettings()
     clock = clock or settings.clock()
     campaigns = load_campaigns(settings.bonus_campaigns_file) if settings.bonus_campaigns_file else ()
-    runtime = LedgerRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True,
-                            consumes=CONSUMES)
-    runtime.ledger = LedgerContext(
-        db=runtime.db, clock=clock, topics=runtime.topics, campaigns=campaigns,
+    runtime = ServiceRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True,
+                             consumes=CONSUMES)
+    ctx = LedgerContext(
+        db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake, campaigns=campaigns,
         bonus_pays_charges=settings.bonus_pays_charges, self_service_credit_limit=settings.self_service_credit_limit,
-        max_payment=settings.max_payment, wake_relay=runtime.relay.wake,
+        max_payment=settings.max_payment,
     )
-    runtime.attach_handler(LedgerHandler(runtime.ledger))
-    runtime.background.append(partial(_watch_journal, runtime))
+    runtime.attach_handler(LedgerHandler(ctx))
+    runtime.background.append(partial(_watch_journal, ctx))
     if settings.seal_every_seconds > 0:
-        runtime.background.append(partial(integrity.keep_sealing, runtime.ledger,
+        runtime.background.append(partial(integrity.keep_sealing, ctx,
                                           every_seconds=settings.seal_every_seconds,
                                           every_transactions=settings.seal_every_transactions))
-    runtime.include_api(build_router(runtime.ledger, runtime.republish))
-    return runtime
+    runtime.include_api(build_router(ctx, runtime.republish))
+    return runtime, ctx
+
+
+def build_runtime(settings: LedgerSettings | None = None, clock: Clock | None = None) -> ServiceRuntime:
+    return build(settings, clock)[0]
 
 
 def main() -> None:

@@ -13,43 +13,42 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 from billing_events import topics
 from billing_events.auth import Caller, require_account, require_service
 from billing_events.catalog.common import AccountNumber
-from billing_events.catalog.ledger import BonusRedemptionRefusal, PaymentType, RedemptionPurpose, TransferRefusal
+from billing_events.catalog.ledger import (
+    BonusRedemptionRefusal,
+    BonusRedemptionRejected,
+    PaymentType,
+    RedemptionPurpose,
+    TransferRefusal,
+    TransferRejected,
+)
 from billing_events.catalog.payments import PaymentChannel
+from billing_events.errors import DomainError, ErrorKind
 from billing_events.http import ApiError, problem_responses
 from billing_events.money import Money, PositiveMoney
 
 from ledger import service
-from ledger.domain import BonusCampaign, LedgerError, OperatorNote
+from ledger.domain import BonusCampaign, OperatorNote, input_errors
 
-NOT_FOUND_CODES = {"unknown_account", "unknown_transaction"}
-# Well-formed commands the account's (or the journal's) state refuses.
-CONFLICT_CODES = {"account_closed", "account_not_settled", "already_reversed", "reversal_of_reversal",
-                  "debt_outstanding", "insufficient_bonus", "not_a_payment", "suspense_not_open",
-                  "conflicting_duplicate"}
-# The field of a request's body a refusal is about, when the service did not name it.
-TRANSFER_FIELDS = {"currency_mismatch": "amount.currency", "invalid_amount": "amount.minor",
-                   "amount_over_limit": "amount.minor"}
-PAYMENT_TYPE_FIELDS = {"invalid_credit_limit": "credit_limit", "currency_mismatch": "credit_limit.currency"}
-# A transfer the ledger refused (announced with TransferRejected): the answer the caller gets.
-TRANSFER_REFUSALS: dict[TransferRefusal, tuple[int, str | None]] = {
-    TransferRefusal.SAME_ACCOUNT: (422, "to_account"),
-    TransferRefusal.SOURCE_UNKNOWN: (404, None),
-    TransferRefusal.TARGET_UNKNOWN: (404, "to_account"),
-    TransferRefusal.SOURCE_CLOSED: (409, None),
-    TransferRefusal.TARGET_CLOSED: (409, "to_account"),
-    TransferRefusal.CURRENCY_MISMATCH: (422, "amount.currency"),
-    TransferRefusal.INSUFFICIENT_FUNDS: (409, "amount.minor"),
-    TransferRefusal.CREDIT_NOT_TRANSFERABLE: (409, "amount.minor"),
+# A request the ledger refused with an event (TransferRejected, BonusRedemptionRejected): what kind
+# of refusal each reason is for the caller, and the field of the request's body it is about.
+TRANSFER_REFUSALS: dict[TransferRefusal, tuple[ErrorKind, str | None]] = {
+    TransferRefusal.SAME_ACCOUNT: (ErrorKind.INVALID, "to_account"),
+    TransferRefusal.SOURCE_UNKNOWN: (ErrorKind.NOT_FOUND, None),
+    TransferRefusal.TARGET_UNKNOWN: (ErrorKind.NOT_FOUND, "to_account"),
+    TransferRefusal.SOURCE_CLOSED: (ErrorKind.CONFLICT, None),
+    TransferRefusal.TARGET_CLOSED: (ErrorKind.CONFLICT, "to_account"),
+    TransferRefusal.CURRENCY_MISMATCH: (ErrorKind.INVALID, "amount.currency"),
+    TransferRefusal.INSUFFICIENT_FUNDS: (ErrorKind.CONFLICT, "amount.minor"),
+    TransferRefusal.CREDIT_NOT_TRANSFERABLE: (ErrorKind.CONFLICT, "amount.minor"),
 }
-# A redemption the ledger refused (announced with BonusRedemptionRejected).
-REDEMPTION_REFUSALS: dict[BonusRedemptionRefusal, tuple[int, str | None]] = {
-    BonusRedemptionRefusal.UNKNOWN_ACCOUNT: (404, None),
-    BonusRedemptionRefusal.ACCOUNT_CLOSED: (409, None),
-    BonusRedemptionRefusal.CURRENCY_MISMATCH: (422, "amount.currency"),
-    BonusRedemptionRefusal.INVALID_PURPOSE: (422, "purpose"),
-    BonusRedemptionRefusal.INSUFFICIENT_BONUS: (409, "amount.minor"),
+REDEMPTION_REFUSALS: dict[BonusRedemptionRefusal, tuple[ErrorKind, str | None]] = {
+    BonusRedemptionRefusal.UNKNOWN_ACCOUNT: (ErrorKind.NOT_FOUND, None),
+    BonusRedemptionRefusal.ACCOUNT_CLOSED: (ErrorKind.CONFLICT, None),
+    BonusRedemptionRefusal.CURRENCY_MISMATCH: (ErrorKind.INVALID, "amount.currency"),
+    BonusRedemptionRefusal.INVALID_PURPOSE: (ErrorKind.INVALID, "purpose"),
+    BonusRedemptionRefusal.INSUFFICIENT_BONUS: (ErrorKind.CONFLICT, "amount.minor"),
 }
-REFUSALS: dict[str, dict[Any, tuple[int, str | None]]] = {
+REFUSALS: dict[str, dict[Any, tuple[ErrorKind, str | None]]] = {
     "TransferRejected": TRANSFER_REFUSALS, "BonusRedemptionRejected": REDEMPTION_REFUSALS,
 }
 AccountPath = Annotated[str, Path(pattern=r"^[0-9]{12}$", description="12-digit personal account number")]
@@ -118,12 +117,7 @@ class OperatorBody(BaseModel):
     reason: Annotated[str, NonBlank] = Field(min_length=1, max_length=500, description="Why: kept in the journal")
 
     def note(self) -> OperatorNote:
-        try:
-            return OperatorNote(self.operator, self.reason)
-        except LedgerError as exc:  # the domain's own rule, should it be stricter than the model
-            field = "operator" if exc.field == "who" else "reason"
-            raise ApiError(422, exc.code.value, exc.message,
-                           [{"field": field, "message": exc.message, "code": exc.code.value}]) from None
+        return OperatorNote(self.operator, self.reason)
 
 
 class ResolveBody(OperatorBody):
@@ -138,30 +132,29 @@ def _events(envelopes: list[Any]) -> EventsView:
     return EventsView(events=[e.model_dump(mode="json") for e in envelopes])
 
 
-def _failed(exc: service.CommandFailed, fields: dict[str, str] | None = None) -> ApiError:
-    """A refusal of the service layer: 404 unknown, 409 state conflict, 422 otherwise."""
-    if exc.code in NOT_FOUND_CODES:
-        status = 404
-    elif exc.code in CONFLICT_CODES:
-        status = 409
-    else:
-        status = 422
-    field = exc.field or (fields or {}).get(exc.code)
-    errors = [{"field": field, "message": exc.message, "code": exc.code}] if status == 422 and field else []
-    return ApiError(status, exc.code, exc.message, errors)
+class RequestRejected(DomainError):
+    """A request the ledger decided to refuse: its ...Rejected event is kept (the topic has it)
+    and the caller gets its reason as a refusal, with the request's id."""
+
+    def __init__(self, rejected: TransferRejected | BonusRedemptionRejected, kind: ErrorKind,
+                 field: str | None) -> None:
+        super().__init__(rejected.detail, code=rejected.reason.value, field=field, kind=kind)
+        self.request_id = rejected.request_id
+
+    def field_errors(self) -> list[dict[str, str]]:
+        return input_errors(self)
+
+    def details(self) -> dict[str, Any]:
+        return {"request_id": str(self.request_id)}
 
 
 def _answer(events: list[Any]) -> EventsView:
-    """A request's events, or its refusal: the ...Rejected event is kept (the topic has it) and
-    the caller gets its reason as a refusal."""
+    """A request's events, or its refusal."""
     for envelope in events:
         refusals = REFUSALS.get(envelope.event_type)
         if refusals is not None:
-            rejected = envelope.payload
-            code = rejected.reason.value
-            status, field = refusals.get(rejected.reason, (409, None))
-            errors = [{"field": field, "message": rejected.detail, "code": code}] if status == 422 and field else []
-            raise ApiError(status, code, rejected.detail, errors, request_id=str(rejected.request_id))
+            kind, field = refusals.get(envelope.payload.reason, (ErrorKind.CONFLICT, None))
+            raise RequestRejected(envelope.payload, kind, field)
     return _events(events)
 
 
@@ -198,10 +191,7 @@ def build_router(ctx: service.LedgerContext, republish: Republish) -> APIRouter:
     @router.get("/accounts/{number}", response_model=BalanceView)
     async def get_balance(caller: Caller, number: AccountPath) -> BalanceView:
         require_account(caller, number)
-        try:
-            state = await service.balance(ctx, number)
-        except service.CommandFailed as exc:
-            raise _failed(exc) from None
+        state = await service.balance(ctx, number)
         return BalanceView(account_number=state.number, main=Money(minor=state.main, currency=state.currency),
                            bonus=Money(minor=state.bonus, currency=state.currency), payment_type=state.payment_type,
                            credit_limit=Money(minor=state.credit_limit, currency=state.currency), is_open=state.is_open)
@@ -216,10 +206,7 @@ def build_router(ctx: service.LedgerContext, republish: Republish) -> APIRouter:
         if end < start:
             raise ApiError(422, "invalid_period", "the period ends before it starts",
                            [{"field": "to", "message": "must not be before from", "code": "invalid_period"}])
-        try:
-            statement = await service.statement(ctx, number, start, end)
-        except service.CommandFailed as exc:
-            raise _failed(exc) from None
+        statement = await service.statement(ctx, number, start, end)
         return {
             "account": statement.account, "currency": statement.currency,
             "opening_balance": statement.opening_balance, "closing_balance": statement.closing_balance,
@@ -232,49 +219,34 @@ def build_router(ctx: service.LedgerContext, republish: Republish) -> APIRouter:
     @router.post("/accounts/{number}/transfers", response_model=EventsView)
     async def post_transfer(caller: Caller, number: AccountPath, body: TransferBody) -> EventsView:
         require_account(caller, number)
-        try:
-            events = await service.transfer(ctx, number, body.to_account, body.amount,
-                                            requested_by=body.requested_by, request_id=body.request_id)
-        except service.CommandFailed as exc:
-            raise _failed(exc, TRANSFER_FIELDS) from None
+        events = await service.transfer(ctx, number, body.to_account, body.amount,
+                                        requested_by=body.requested_by, request_id=body.request_id)
         return _answer(events)
 
     @router.post("/accounts/{number}/bonus-redemptions", response_model=EventsView)
     async def post_bonus_redemption(caller: Caller, number: AccountPath, body: RedemptionBody) -> EventsView:
         """Exchange bonuses for a discount or a gift: BonusRedeemed, or the refusal's reason."""
         require_account(caller, number)
-        try:
-            events = await service.redeem_bonus(ctx, number, body.amount, body.purpose,
-                                                request_id=body.request_id, description=body.description)
-        except service.CommandFailed as exc:
-            raise _failed(exc, TRANSFER_FIELDS) from None
+        events = await service.redeem_bonus(ctx, number, body.amount, body.purpose,
+                                            request_id=body.request_id, description=body.description)
         return _answer(events)
 
     @router.put("/accounts/{number}/payment-type", response_model=EventsView)
     async def put_payment_type(caller: Caller, number: AccountPath, body: PaymentTypeBody) -> EventsView:
         require_account(caller, number)
-        try:
-            return _events(await service.change_payment_type(ctx, number, body.payment_type, body.credit_limit,
-                                                             requested_by=body.requested_by,
-                                                             self_service=caller.role != "service"))
-        except service.CommandFailed as exc:
-            raise _failed(exc, PAYMENT_TYPE_FIELDS) from None
+        return _events(await service.change_payment_type(ctx, number, body.payment_type, body.credit_limit,
+                                                         requested_by=body.requested_by,
+                                                         self_service=caller.role != "service"))
 
     @router.post("/suspense/{transaction_id}/resolve", response_model=EventsView)
     async def resolve(caller: Caller, transaction_id: UUID, body: ResolveBody) -> EventsView:
         require_service(caller)
-        try:
-            return _events(await service.resolve_suspense(ctx, transaction_id, body.target_account,
-                                                          body.note()))
-        except service.CommandFailed as exc:
-            raise _failed(exc) from None
+        return _events(await service.resolve_suspense(ctx, transaction_id, body.target_account,
+                                                      body.note()))
 
     @router.post("/transactions/{transaction_id}/reverse", response_model=EventsView)
     async def reverse(caller: Caller, transaction_id: UUID, body: OperatorBody) -> EventsView:
         require_service(caller)
-        try:
-            return _events(await service.reverse(ctx, transaction_id, body.note()))
-        except service.CommandFailed as exc:
-            raise _failed(exc) from None
+        return _events(await service.reverse(ctx, transaction_id, body.note()))
 
     return router

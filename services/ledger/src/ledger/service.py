@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from uuid6 import uuid7
 
-from billing_events import inbox, metrics, outbox
+from billing_events import metrics, outbox
 from billing_events.catalog.identity import SubscriberRegistered
 from billing_events.catalog.ledger import (
     BonusRedemptionRequested,
@@ -31,14 +32,11 @@ from billing_events.catalog.ledger import (
 )
 from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT, PaymentReceived
 from billing_events.catalog.tariff import ChargeApplied
-from billing_events.clock import Clock
 from billing_events.consumer import Outcome as BatchOutcome
-from billing_events.db import Database
 from billing_events.envelope import Envelope, Event, decode
 from billing_events.logging import get_logger
 from billing_events.money import Money
-from billing_events.refusal import Refusal
-from billing_events.topics import TopicNames
+from billing_events.service import Decision, ServiceContext
 
 from ledger import domain, integrity, store
 from ledger.domain import (
@@ -59,18 +57,15 @@ from ledger.domain import (
 )
 
 log = get_logger(__name__)
-PRODUCER = "ledger"
 OPERATOR_COMMAND = "OperatorCommand"
 """Cause type of what an operator's correction journals (its transactions name their own)."""
 
 
-@dataclass(frozen=True)
-class LedgerContext:
-    """What the service layer needs from its process."""
+@dataclass(frozen=True, kw_only=True)
+class LedgerContext(ServiceContext):
+    """What the ledger's commands need from their process."""
 
-    db: Database
-    clock: Clock
-    topics: TopicNames
+    producer: str = "ledger"
     campaigns: tuple[BonusCampaign, ...] = ()
     bonus_pays_charges: bool = False
     self_service_credit_limit: int = 100_000
@@ -78,7 +73,6 @@ class LedgerContext:
     max_payment: int = DEFAULT_MAX_PAYMENT
     """The most one payment, transfer or redemption may move (minor units); a payment over it is
     parked for a person, a command over it refused."""
-    wake_relay: Callable[[], None] = lambda: None
 
 
 POSTED_EVENTS: tuple[type[Event], ...] = (
@@ -121,7 +115,7 @@ class _Batch:
     publish: list[Envelope[Any]] = field(default_factory=list)
     also_under: list[tuple[str, Envelope[Any]]] = field(default_factory=list)
     """Published events another number's history shows too: (that number, the event)."""
-    rejected: list[tuple[Envelope[Any], Refusal]] = field(default_factory=list)
+    rejected: list[tuple[Envelope[Any], LedgerError]] = field(default_factory=list)
 
 
 def _keyed_account(payload: Any) -> str:
@@ -183,8 +177,7 @@ def _take(ctx: LedgerContext, batch: _Batch, outcome: Outcome, cause: Envelope[A
         batch.touched[state.number] = None
     if outcome.suspense is not None:
         batch.suspense.append(outcome.suspense)
-    published = [Envelope.new(event.payload, account=event.key, producer=PRODUCER, clock=ctx.clock, cause=cause)
-                 for event in outcome.events]
+    published = [ctx.envelope(event.payload, account=event.key, cause=cause) for event in outcome.events]
     batch.publish.extend(published)
     batch.also_under.extend((event.also_under, envelope) for event, envelope in zip(outcome.events, published, strict=True)
                             if event.also_under is not None)
@@ -195,7 +188,7 @@ def _take(ctx: LedgerContext, batch: _Batch, outcome: Outcome, cause: Envelope[A
         batch.new_records.append(record)
 
 
-def _repeat(batch: _Batch, envelope: Envelope[Any], key: BusinessKey | None) -> bool:
+def _repeat(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], key: BusinessKey | None) -> bool:
     """Was this request decided before? Raises on a repeat with other content."""
     if key is None:
         return False
@@ -204,7 +197,7 @@ def _repeat(batch: _Batch, envelope: Envelope[Any], key: BusinessKey | None) -> 
         if not domain.is_repeat(record, key):
             return False
     except LedgerError:
-        metrics.CONFLICTING_DUPLICATES.labels(PRODUCER, key.family.value).inc()
+        metrics.CONFLICTING_DUPLICATES.labels(ctx.producer, key.family.value).inc()
         raise
     assert record is not None
     batch.repeats[envelope.event_id] = record
@@ -236,11 +229,11 @@ async def _post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[E
         key = domain.business_key(envelope.payload)
         try:
             _check_keyed(envelope)
-            if _repeat(batch, envelope, key):
+            if _repeat(ctx, batch, envelope, key):
                 continue
             outcome = _decide(ctx, batch, envelope, at)
         except LedgerError as exc:
-            batch.rejected.append((envelope, Refusal(exc.code.value, exc.message)))
+            batch.rejected.append((envelope, exc))
             continue
         if outcome is not None:
             _take(ctx, batch, outcome, envelope, key)
@@ -253,59 +246,31 @@ async def _post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[E
 async def post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> BatchOutcome:
     """Post a batch of events in the caller's transaction; refused ones come back as rejected."""
     batch = await _post(ctx, conn, envelopes)
-    return BatchOutcome(publish=batch.publish, rejected=batch.rejected)
+    return BatchOutcome(publish=batch.publish, rejected=[(envelope, exc.refusal()) for envelope, exc in batch.rejected])
 
 
 # --- commands -------------------------------------------------------------------------------
-
-
-class CommandFailed(Exception):
-    """A command the ledger refused: ``code`` for machines, the message for people."""
-
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.field = code, message, field
-
-    @classmethod
-    def refused(cls, exc: LedgerError) -> CommandFailed:
-        """The domain's refusal, as the command's answer."""
-        return cls(exc.code.value, exc.message, exc.field)
-
-
-async def _run(ctx: LedgerContext, work: Callable[[AsyncConnection], Any]) -> Any:
-    async with ctx.db.transaction() as conn:
-        result = await work(conn)
-    ctx.wake_relay()
-    return result
 
 
 async def submit(ctx: LedgerContext, request: Event, *, account: str) -> list[Envelope[Any]]:
     """Run one request (transfer, bonus redemption, payment type) now, as if it came from the
     command topic: the answer is the events it produced. The request itself is published to the
     command topic for the record, already marked as processed in the ledger's inbox."""
-    envelope = Envelope.new(request, account=account, producer=PRODUCER, clock=ctx.clock)
+    return list(await ctx.submit(request, account=account, decide=partial(_decide_request, ctx)))
 
-    async def work(conn: AsyncConnection) -> list[Envelope[Any]]:
-        await inbox.claim(conn, PRODUCER, [envelope.event_id], clock=ctx.clock,
-                          fingerprints={envelope.event_id: inbox.fingerprint(envelope)})
-        batch = await _post(ctx, conn, [envelope])
-        if batch.rejected:
-            raise _refusal(batch.rejected[0][1])
-        if (repeat := batch.repeats.get(envelope.event_id)) is not None:
-            return _answer(repeat)
-        await outbox.stage(conn, [envelope, *batch.publish], topics=ctx.topics, clock=ctx.clock)
-        return batch.publish
 
-    return await _run(ctx, work)
+async def _decide_request(ctx: LedgerContext, conn: AsyncConnection, envelope: Envelope[Any]) -> Decision:
+    batch = await _post(ctx, conn, [envelope])
+    if batch.rejected:
+        raise batch.rejected[0][1]
+    if (repeat := batch.repeats.get(envelope.event_id)) is not None:
+        return Decision(_answer(repeat), repeat=True)
+    return Decision(batch.publish)
 
 
 def _answer(record: IdempotencyRecord) -> list[Envelope[Any]]:
     """The events a request produced when it was first decided: a retry's answer."""
     return [decode(line) for line in (record.answer or "").splitlines()]
-
-
-def _refusal(refusal: Refusal) -> CommandFailed:
-    return CommandFailed(refusal.code, refusal.message)
 
 
 async def transfer(ctx: LedgerContext, from_account: str, to_account: str, amount: Money, *, requested_by: str,
@@ -328,10 +293,7 @@ async def change_payment_type(ctx: LedgerContext, number: str, payment_type: Pay
                               *, requested_by: str, self_service: bool = False) -> list[Envelope[Any]]:
     """``self_service``: the subscriber asks (their own token), so the limit has a ceiling."""
     if self_service:
-        try:
-            domain.check_self_service_limit(credit_limit, ctx.self_service_credit_limit)
-        except LedgerError as exc:
-            raise CommandFailed.refused(exc) from None
+        domain.check_self_service_limit(credit_limit, ctx.self_service_credit_limit)
     request = PaymentTypeChangeRequested(request_id=uuid7(), account_number=number, payment_type=payment_type,
                                          credit_limit=credit_limit, requested_by=requested_by)
     return await submit(ctx, request, account=number)
@@ -341,16 +303,13 @@ async def _operator_command(ctx: LedgerContext, decide: Callable[[AsyncConnectio
     """An operator's correction: decided and posted in one transaction, events staged."""
 
     async def work(conn: AsyncConnection) -> list[Envelope[Any]]:
-        try:
-            batch, outcome, key = await decide(conn)
-        except LedgerError as exc:
-            raise CommandFailed.refused(exc) from None
+        batch, outcome, key = await decide(conn)
         _take(ctx, batch, outcome, None, key)
         await _save(ctx, conn, batch)
-        await outbox.stage(conn, batch.publish, topics=ctx.topics, clock=ctx.clock)
+        await ctx.stage(conn, batch.publish)
         return batch.publish
 
-    return await _run(ctx, work)
+    return await ctx.unit_of_work(work)
 
 
 async def resolve_suspense(ctx: LedgerContext, parked_transaction_id: UUID, target_number: str,
@@ -403,7 +362,7 @@ async def balance(ctx: LedgerContext, number: str) -> AccountState:
     async with ctx.db.connect() as conn:
         state = await store.account(conn, number)
     if state is None:
-        raise CommandFailed(ErrorCode.UNKNOWN_ACCOUNT.value, f"no account {number}", "account_number")
+        raise CommandRefused(ErrorCode.UNKNOWN_ACCOUNT, f"no account {number}", field="account_number")
     return state
 
 
@@ -419,17 +378,14 @@ async def receipt(ctx: LedgerContext, transaction_id: UUID) -> domain.Receipt:
     async with ctx.db.connect() as conn:
         payment = await store.transaction(conn, transaction_id)
         if payment is None:
-            raise CommandFailed("unknown_transaction", f"no transaction {transaction_id}")
+            raise CommandRefused(ErrorCode.UNKNOWN_TRANSACTION, f"no transaction {transaction_id}")
         number = next((n for n in (domain.subscriber_number(p.account) for p in payment.postings) if n), None)
         if number is None:
-            raise CommandFailed(ErrorCode.NOT_A_PAYMENT.value, f"{transaction_id} credited no subscriber")
+            raise CommandRefused(ErrorCode.NOT_A_PAYMENT, f"{transaction_id} credited no subscriber")
         entries = await store.entries(conn, [domain.main_account(number)])
         bonus = await store.transaction(conn, transaction_id_for(TransactionKind.BONUS_ACCRUAL, payment.business_key))
         placed = await store.suspense_settled_by(conn, transaction_id)  # a parked payment operations placed
-    try:
-        return domain.receipt_for(payment, account_entries=entries, bonus=bonus, placed=placed)
-    except LedgerError as exc:
-        raise CommandFailed.refused(exc) from None
+    return domain.receipt_for(payment, account_entries=entries, bonus=bonus, placed=placed)
 
 
 @dataclass(frozen=True)

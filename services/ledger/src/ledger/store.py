@@ -13,7 +13,7 @@ three, whole tables, in the same order (:func:`lock_out_writers`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -35,6 +35,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     bindparam,
+    case,
     event,
     func,
     insert,
@@ -314,7 +315,7 @@ async def _move_operator_balances(conn: AsyncConnection, transactions: Sequence[
     deltas: dict[tuple[str, str], int] = {}
     for txn in transactions:
         for account, amount, currency in txn.postings:
-            if account.startswith("op:"):
+            if is_operator_account(account):
                 deltas[(account, currency)] = deltas.get((account, currency), 0) + amount
     if not deltas:
         return
@@ -369,7 +370,7 @@ async def entries(
                          r.business_key) for r in rows]
 
 
-async def stream_postings(conn: AsyncConnection, batch: int = 20_000) -> AsyncIterator[Sequence[tuple[str, int]]]:
+async def stream_postings(conn: AsyncConnection, batch: int = 50_000) -> AsyncIterator[Sequence[tuple[str, int]]]:
     """All (account, amount) rows in chunks: the input of a full rebuild.
 
     On PostgreSQL the rows come straight from the driver's server-side cursor (the transaction
@@ -379,7 +380,9 @@ async def stream_postings(conn: AsyncConnection, batch: int = 20_000) -> AsyncIt
         yield chunk
 
 
-async def _chunks(conn: AsyncConnection, query: Select[Any], batch: int) -> AsyncIterator[Sequence[Sequence[Any]]]:
+async def _chunks(
+    conn: AsyncConnection, query: Select[Any], batch: int
+) -> AsyncGenerator[Sequence[Sequence[Any]], None]:
     """A large query's rows in chunks of tuples, in the query's column order.
 
     On PostgreSQL they come straight from the driver's server-side cursor (the transaction is
@@ -422,8 +425,8 @@ async def stored_balances(conn: AsyncConnection) -> dict[str, int]:
     """The projections as stored, by account code (what a rebuild compares against)."""
     stored: dict[str, int] = {}
     for row in await conn.execute(select(accounts.c.number, accounts.c.main, accounts.c.bonus)):
-        stored[f"sub:{row.number}:main"] = row.main
-        stored[f"sub:{row.number}:bonus"] = row.bonus
+        stored[main_account(row.number)] = row.main
+        stored[bonus_account(row.number)] = row.bonus
     for row in await conn.execute(select(operator_balances.c.code, operator_balances.c.balance)):
         stored[row.code] = stored.get(row.code, 0) + row.balance
     return stored
@@ -595,22 +598,94 @@ _JOURNAL_ROWS = (
 """One row per posting (a journal row without postings once, with null posting columns): the
 posting's columns first, then the journal row's in :class:`JournalRecord`'s order from ``seq``."""
 
+_JOURNAL_IN_ORDER = select(
+    journal.c.seq, journal.c.txn_id, journal.c.kind, journal.c.cause_event_id, journal.c.cause_type,
+    journal.c.occurred_at, journal.c.business_key, journal.c.reverses, journal.c.operator, journal.c.operator_reason,
+    journal.c.hash, journal.c.account_settings,
+    case((journal.c.account_settings.is_not(None), journal.c.recorded_at)),
+).order_by(journal.c.seq)
+"""The journal rows alone, in :class:`JournalRecord`'s order but for the postings. ``recorded_at``
+only beside settings, the one place the audit reads it (when an account was opened): decoding a
+timestamp costs more than anything else in a row."""
 
-async def raw_journal(conn: AsyncConnection, batch: int = 5000) -> AsyncIterator[JournalRecord]:
+_POSTINGS_IN_CHAIN_ORDER = (
+    select(journal.c.seq, postings.c.account, postings.c.amount, postings.c.currency)
+    .select_from(postings)
+    .join(journal, journal.c.txn_id == postings.c.txn_id)
+    .order_by(journal.c.seq, postings.c.id)
+)
+"""Every posting with its journal row's ``seq``, in journal order: sorting these narrow rows costs
+the server a third of sorting the postings with every journal column beside them."""
+
+
+async def raw_journal(conn: AsyncConnection, batch: int = 50_000) -> AsyncIterator[JournalRecord]:
     """Every journal row with its postings, as stored, in ``seq`` order: what the audit reads.
-    A row left without postings comes with none (the outer join), never dropped."""
+    A row left without postings comes with none, never dropped."""
+    async for chunk in raw_journal_chunks(conn, batch):
+        for record in chunk:
+            yield record
+
+
+async def raw_journal_chunks(conn: AsyncConnection, batch: int = 50_000) -> AsyncIterator[list[JournalRecord]]:
+    """:func:`raw_journal` in lists of about ``batch`` records (a transaction is never split).
+
+    On PostgreSQL the journal rows and the postings are two streams of the driver's server-side
+    cursors, merged here by ``seq``: each journal column crosses the wire and is decoded once per
+    transaction, not once per posting. SQLite reads one outer join."""
+    if conn.dialect.name != "postgresql":
+        async for chunk in _joined_journal_chunks(conn, batch):
+            yield chunk
+        return
+    lines = _chunks(conn, _POSTINGS_IN_CHAIN_ORDER, batch)
+    pending: Sequence[Any] = ()
+    taken = 0
+    try:
+        async for rows in _chunks(conn, _JOURNAL_IN_ORDER, batch):
+            records = []
+            for row in rows:
+                seq = row[0]
+                own: list[Posting] = []
+                while True:
+                    if taken == len(pending):
+                        pending, taken = await _next_chunk(lines), 0
+                        if not pending:
+                            break
+                    line = pending[taken]
+                    if line[0] != seq:
+                        break
+                    own.append(Posting(line[1], line[2], line[3]))
+                    taken += 1
+                records.append(JournalRecord(seq, row[1], row[2], tuple(own), *row[3:]))
+            yield records
+    finally:
+        await lines.aclose()
+
+
+async def _next_chunk(chunks: AsyncIterator[Sequence[Any]]) -> Sequence[Any]:
+    """The next chunk, or none once they are all read (again and again)."""
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        return ()
+
+
+async def _joined_journal_chunks(conn: AsyncConnection, batch: int) -> AsyncIterator[list[JournalRecord]]:
+    records: list[JournalRecord] = []
     current: Sequence[Any] | None = None
     lines: list[Posting] = []
     async for chunk in _chunks(conn, _JOURNAL_ROWS, batch):
         for row in chunk:
             if current is not None and row[3] != current[3]:
-                yield _record(current, lines)
+                records.append(_record(current, lines))
                 lines = []
             current = row
             if row[0] is not None:
                 lines.append(Posting(row[0], row[1], row[2]))
+        if records:
+            yield records
+            records = []
     if current is not None:
-        yield _record(current, lines)
+        yield [_record(current, lines)]
 
 
 def _record(row: Sequence[Any], lines: list[Posting]) -> JournalRecord:

@@ -13,18 +13,20 @@ from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
 from notifier import store
-from notifier.channels import Channel, FileChannel, HttpSmsChannel, SmtpChannel
+from notifier.channels import FileChannel, HttpSmsChannel, SmtpChannel
+from notifier.crypto import SealOpener
 from notifier.delivery import Deliverer
-from notifier.domain import RandomSource, SealOpener
+from notifier.domain import Channel, RandomSource
 from notifier.handlers import Handlers
 from notifier.http import build_router
 from notifier.rendering import Renderer
+from notifier.context import NotifierContext, OpenChannels
 from notifier.settings import NotifierSettings
 
 CONSUMES = (topics.IDENTITY, topics.LEDGER, topics.TARIFF)
 
 
-def channel_factory(settings: NotifierSettings):  # type: ignore[no-untyped-def]
+def channel_factory(settings: NotifierSettings) -> OpenChannels:
     """Opens the configured gateways when the delivery loop starts; the stack closes them."""
 
     async def open_channels(stack: contextlib.AsyncExitStack) -> Mapping[DeliveryChannel, Channel]:
@@ -44,31 +46,34 @@ def channel_factory(settings: NotifierSettings):  # type: ignore[no-untyped-def]
     return open_channels
 
 
-def build_runtime(
+def build(
     settings: NotifierSettings | None = None, clock: Clock | None = None, *, rng: RandomSource | None = None
-) -> ServiceRuntime:
+) -> tuple[ServiceRuntime, NotifierContext]:
+    """The notifier process, and the one context its consumer, HTTP door and delivery loop share."""
     settings = settings or NotifierSettings()  # type: ignore[call-arg]  (the key comes from the environment)
     clock = clock or settings.clock()
-    opener = SealOpener.from_base64(settings.notifier_private_key)
-    handlers = Handlers(settings, clock, opener)
-    holder: list[ServiceRuntime] = []
-    runtime = ServiceRuntime(
-        settings=settings, clock=clock, metadata=store.metadata, migrated=True,
-        handler=handlers.router(), consumes=list(CONSUMES),
-        routers=[build_router(lambda: holder[0])],
+    runtime = ServiceRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True,
+                             consumes=CONSUMES)
+    ctx = NotifierContext(
+        db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake,
+        opener=SealOpener.from_base64(settings.notifier_private_key), channels=channel_factory(settings),
+        renderer=Renderer(settings.default_language), retry_policy=settings.retry_policy(),
+        low_balance_thresholds=settings.low_balance_thresholds,
     )
-    holder.append(runtime)
+    runtime.attach_handler(Handlers(ctx).router())
+    runtime.include_api(build_router(ctx))
     deliverer = Deliverer(
-        db=runtime.db, clock=clock, topics=runtime.topics, channels=channel_factory(settings),
-        renderer=Renderer(settings.default_language), opener=opener, policy=settings.retry_policy(),
-        rng=rng, on_published=runtime.relay.wake, batch_size=settings.delivery_batch_size,
+        ctx, rng=rng, batch_size=settings.delivery_batch_size,
         concurrency=settings.delivery_concurrency, poll_interval=settings.delivery_poll_seconds,
         lease=timedelta(seconds=settings.delivery_lease_seconds),
     )
     runtime.background.append(deliverer.run)
-    runtime.deliverer = deliverer  # type: ignore[attr-defined]  (tests and service.py reach it)
     runtime.after_commit(deliverer.wake)  # deliver right after a consumed batch commits
-    return runtime
+    return runtime, ctx
+
+
+def build_runtime(settings: NotifierSettings | None = None, clock: Clock | None = None) -> ServiceRuntime:
+    return build(settings, clock)[0]
 
 
 def main() -> None:

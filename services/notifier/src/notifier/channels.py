@@ -1,4 +1,5 @@
-"""Delivery channels behind one interface, and the retry loop around a failing one.
+"""The delivery channels (the domain's :class:`notifier.domain.Channel` port), and the retry
+loop around a failing one.
 
 A channel either delivers or raises :class:`DeliveryError` saying whether trying again may
 help. Reasons name status codes and error classes, never the message or the address, because
@@ -13,14 +14,13 @@ import os
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 import aiosmtplib
 import httpx
 import structlog
 
-from notifier.domain import Destination, RandomSource, RetryPolicy
-from notifier.rendering import Message
+from notifier.domain import Channel, Destination, Message, RandomSource, RetryPolicy
 
 REDACTED = "[redacted]"
 
@@ -32,12 +32,6 @@ class DeliveryError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
-
-
-class Channel(Protocol):
-    async def send(self, destination: Destination, message: Message) -> None:
-        """Hand the message to the gateway, or raise :class:`DeliveryError`."""
-        ...
 
 
 # --- the local channel ------------------------------------------------------------------------

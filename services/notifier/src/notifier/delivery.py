@@ -24,24 +24,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from billing_events.catalog.notifier import DeliveryChannel, NotificationFailed, NotificationSent
-from billing_events.clock import Clock
-from billing_events.db import Database, retry_transient
+from billing_events.db import retry_transient
 from billing_events.envelope import Envelope
 from billing_events.logging import get_logger
-from billing_events.outbox import stage
-from billing_events.topics import TopicNames
 from prometheus_client import Counter
 
 from notifier import store
-from notifier.channels import Channel, DeliveryError
-from notifier.domain import Destination, NotifierError, RandomSource, RetryPolicy, SealOpener, TemplateKey
-from notifier.rendering import Message, Renderer
-from notifier.store import DeliveryStatus
+from notifier.channels import DeliveryError
+from notifier.domain import (
+    Channel,
+    Destination,
+    ErrorCode,
+    Message,
+    NotifierError,
+    RandomSource,
+    TemplateKey,
+)
+from notifier.context import NotifierContext
+from notifier.store import ClaimedDelivery, DeliveryStatus
 
 log = get_logger(__name__)
 
@@ -50,45 +55,27 @@ DELIVERIES = Counter(
     ["channel", "outcome"],
 )
 
-PRODUCER = "notifier"
-
-
 class Deliverer:
     def __init__(
         self,
+        context: NotifierContext,
         *,
-        db: Database,
-        clock: Clock,
-        topics: TopicNames,
-        channels: Callable[[contextlib.AsyncExitStack], Awaitable[Mapping[DeliveryChannel, Channel]]],
-        renderer: Renderer,
-        opener: SealOpener,
-        policy: RetryPolicy,
         rng: RandomSource | None = None,
-        on_published: Callable[[], None] = lambda: None,
         batch_size: int = 50,
         concurrency: int = 8,
         poll_interval: float = 1.0,
         lease: timedelta = timedelta(minutes=5),
         stop_grace: float = 15.0,
     ) -> None:
-        self._db = db
-        self._clock = clock
-        self._topics = topics
-        self._open_channels = channels
+        self._context = context
         self._channels: Mapping[DeliveryChannel, Channel] = {}
-        self._renderer = renderer
-        self._opener = opener
-        self._policy = policy
         self._rng = rng or random.SystemRandom()
-        self._on_published = on_published
         self._batch_size = batch_size
         self._semaphore = asyncio.Semaphore(concurrency)
         self._poll_interval = poll_interval
         self._lease = lease
         self._stop_grace = stop_grace
         self._wakeup = asyncio.Event()
-        self.delivered = 0
 
     def wake(self) -> None:
         """Called after a commit that may have added deliveries: deliver now, not at the next poll."""
@@ -97,7 +84,7 @@ class Deliverer:
     async def run(self) -> None:
         """The background loop (one of the runtime's ``background`` tasks)."""
         async with contextlib.AsyncExitStack() as stack:
-            self._channels = await self._open_channels(stack)
+            self._channels = await self._context.channels(stack)
             while True:
                 self._wakeup.clear()
                 claimed = 0
@@ -109,18 +96,21 @@ class Deliverer:
                     log.error("notifier.delivery_round_failed", error=type(error).__name__)
                 if claimed >= self._batch_size:
                     continue  # more may be due right now
+                # The wait is measured before the wake-up coroutine exists: a stop during the
+                # measurement would otherwise leave that coroutine never awaited.
+                idle = await self._idle_wait()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=await self._idle_wait())
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=idle)
 
     async def _idle_wait(self) -> float:
         try:
-            async with self._db.connect() as conn:
+            async with self._context.db.connect() as conn:
                 due = await store.next_due_at(conn)
         except Exception:
             return self._poll_interval
         if due is None:
             return self._poll_interval
-        return min(self._poll_interval, max(0.0, (due - self._clock.now()).total_seconds()))
+        return min(self._poll_interval, max(0.0, (due - self._context.clock.now()).total_seconds()))
 
     async def _round(self) -> int:
         """Claim what is due and send it; the sends finish even if the loop is being stopped."""
@@ -137,87 +127,82 @@ class Deliverer:
             raise
         return len(claimed)
 
-    async def _claim(self) -> list[Mapping[str, Any]]:
-        async with self._db.transaction() as conn:
+    async def _claim(self) -> list[ClaimedDelivery]:
+        async with self._context.db.transaction() as conn:
             rows = await store.claim_due(
-                conn, now=self._clock.now(), limit=self._batch_size, lease=self._lease
+                conn, now=self._context.clock.now(), limit=self._batch_size, lease=self._lease
             )
         for row in rows:
-            if row["status_before"] == DeliveryStatus.SENDING.value:
-                log.warning("notifier.delivery_lease_expired", delivery_id=row["id"], attempt=row["attempts"],
+            if row.status_before is DeliveryStatus.SENDING:
+                log.warning("notifier.delivery_lease_expired", delivery_id=row.id, attempt=row.attempts,
                             note="sent again: the gateway may have accepted the earlier try")
         return rows
 
-    async def _guarded(self, row: Mapping[str, Any]) -> None:
+    async def _guarded(self, row: ClaimedDelivery) -> None:
         async with self._semaphore:
             try:
                 await self.deliver(row)
             except Exception as error:
                 # Recording the outcome failed (the database is away): the row stays 'sending'
                 # and is tried again when its lease runs out.
-                log.error("notifier.delivery_not_recorded", delivery_id=row["id"], error=type(error).__name__)
+                log.error("notifier.delivery_not_recorded", delivery_id=row.id, error=type(error).__name__)
 
-    async def deliver(self, row: Mapping[str, Any]) -> None:
+    async def deliver(self, row: ClaimedDelivery) -> None:
         """Send one claimed delivery and record the outcome."""
-        attempt = row["attempts"]
-        channel_kind = DeliveryChannel(row["channel"])
-        bound = log.bind(delivery_id=row["id"], template=row["template"],
-                         masked_destination=row["masked_destination"], attempt=attempt)
+        attempt = row.attempts
+        bound = log.bind(delivery_id=row.id, template=row.template,
+                         masked_destination=row.masked_destination, attempt=attempt)
         try:
             destination, message = await self._prepare(row)
-            await self._channels[channel_kind].send(destination, message)
+            await self._channels[row.channel].send(destination, message)
         except DeliveryError as error:
             reason, retryable = error.reason, error.retryable
         except NotifierError as error:  # cannot be rendered or opened: trying again cannot help
             reason, retryable = f"{error.code}: {error}", False
         except Exception as error:  # a bug or a library surprise: counted as a try, retried
             # No traceback: the frames' locals (rendered by the console logger) hold the body.
-            log.error("notifier.delivery_crashed", delivery_id=row["id"], error=type(error).__name__)
+            log.error("notifier.delivery_crashed", delivery_id=row.id, error=type(error).__name__)
             reason, retryable = f"unexpected {type(error).__name__}", True
         else:
             await self._close(row, attempt, outcome="sent", reason=None, status=DeliveryStatus.SENT,
                               language=message.language)
-            bound.info("notifier.delivered", channel=channel_kind.value)
-            self.delivered += 1
+            bound.info("notifier.delivered", channel=row.channel.value)
             return
-        delay = self._policy.next_delay(attempt, self._rng) if retryable else None
+        delay = self._context.retry_policy.next_delay(attempt, self._rng) if retryable else None
         if delay is not None:
             bound.warning("notifier.delivery_retry", reason=reason,
                           retry_in_s=round(delay.total_seconds(), 3))
             await self._close(row, attempt, outcome="retry", reason=reason,
-                              status=DeliveryStatus.PENDING, next_attempt_at=self._clock.now() + delay)
+                              status=DeliveryStatus.PENDING, next_attempt_at=self._context.clock.now() + delay)
             return
         bound.warning("notifier.delivery_failed", reason=reason)
         await self._close(row, attempt, outcome="failed", reason=reason, status=DeliveryStatus.FAILED)
 
-    async def _prepare(self, row: Mapping[str, Any]) -> tuple[Destination, Message]:
-        template = TemplateKey(row["template"])
-        channel = DeliveryChannel(row["channel"])
-        variables = store.decode_variables(row["variables"])
-        if row["sealed_secret"] is not None:
-            issued = self._opener.secret(row["sealed_secret"])
+    async def _prepare(self, row: ClaimedDelivery) -> tuple[Destination, Message]:
+        variables = store.decode_variables(row.variables)
+        if row.sealed_secret is not None:
+            issued = self._context.opener.secret(row.sealed_secret)
             variables["secret"] = issued.secret
-            destination = Destination(issued.destination, row["masked_destination"])
+            destination = Destination(issued.destination, row.masked_destination)
         else:
-            destination = await self._notice_destination(row["account_number"], channel, row["masked_destination"])
-        message = self._renderer.render(template, row["language"], variables, channel)
+            destination = await self._notice_destination(row.account_number, row.channel, row.masked_destination)
+        message = self._context.renderer.render(TemplateKey(row.template), row.language, variables, row.channel)
         return destination, message
 
     async def _notice_destination(self, account: str, channel: DeliveryChannel, masked: str) -> Destination:
-        async with self._db.connect() as conn:
-            row = await store.subscriber_row(conn, account)
-        if row is None:
-            raise NotifierError("no_profile", "the subscriber's profile is gone")
-        profile = store.profile_of(row, self._opener)
+        async with self._context.db.connect() as conn:
+            profile = await store.load_profile(conn, account, self._context.opener)
+        if profile is None:
+            raise NotifierError(ErrorCode.NO_PROFILE, "the subscriber's profile is gone")
         if channel is DeliveryChannel.EMAIL:
             if profile.email is None:
-                raise NotifierError("no_email", "the subscriber has no e-mail address")
+                raise NotifierError(ErrorCode.NO_EMAIL, "the subscriber has no e-mail address")
             return Destination(profile.email.address, masked)
         return Destination(profile.phone.address, masked)
 
     async def _close(
         self,
-        row: Mapping[str, Any],
+        row: ClaimedDelivery,
         attempt: int,
         *,
         outcome: str,
@@ -226,42 +211,41 @@ class Deliverer:
         next_attempt_at: datetime | None = None,
         language: str | None = None,
     ) -> None:
-        DELIVERIES.labels(row["channel"], outcome).inc()
+        DELIVERIES.labels(row.channel.value, outcome).inc()
 
         async def write() -> bool:
-            async with self._db.transaction() as conn:
+            async with self._context.db.transaction() as conn:
                 ours = await store.record_attempt(
-                    conn, row["id"], attempt, outcome=outcome, reason=reason, now=self._clock.now(),
+                    conn, row.id, attempt, outcome=outcome, reason=reason, now=self._context.clock.now(),
                     status=status, next_attempt_at=next_attempt_at, language=language,
                 )
                 if ours and outcome in ("sent", "failed"):
-                    await stage(conn, [self._outcome_event(row, attempt, reason, language, outcome == "sent")],
-                                topics=self._topics, clock=self._clock)
+                    await self._context.stage(
+                        conn, [self._outcome_event(row, attempt, reason, language, outcome == "sent")])
                 return ours
 
         if not await retry_transient(write, what="notifier record delivery"):
-            log.warning("notifier.delivery_lease_lost", delivery_id=row["id"], attempt=attempt)
+            log.warning("notifier.delivery_lease_lost", delivery_id=row.id, attempt=attempt)
             return
         if outcome in ("sent", "failed"):
-            self._on_published()
+            self._context.wake_relay()
 
     def _outcome_event(
-        self, row: Mapping[str, Any], attempt: int, reason: str | None, language: str | None, sent: bool
+        self, row: ClaimedDelivery, attempt: int, reason: str | None, language: str | None, sent: bool
     ) -> Envelope[Any]:
         fields: dict[str, Any] = {
-            "account_number": row["account_number"],
-            "about_event_id": row["about_event_id"],
-            "about_event_type": row["about_event_type"],
-            "channel": DeliveryChannel(row["channel"]),
-            "masked_destination": row["masked_destination"],
-            "template": row["template"],
-            "language": language or row["language"],
+            "account_number": row.account_number,
+            "about_event_id": row.about_event_id,
+            "about_event_type": row.about_event_type,
+            "channel": row.channel,
+            "masked_destination": row.masked_destination,
+            "template": row.template,
+            "language": language or row.language,
             "attempts": attempt,
         }
         payload = (
             NotificationSent(**fields) if sent
             else NotificationFailed(**fields, reason=(reason or "unknown")[:500])
         )
-        envelope = Envelope.new(payload, account=row["account_number"], producer=PRODUCER,
-                                clock=self._clock, correlation_id=row["correlation_id"])
-        return envelope.model_copy(update={"causation_id": row["about_event_id"]})
+        envelope = self._context.envelope(payload, account=row.account_number, correlation_id=row.correlation_id)
+        return envelope.model_copy(update={"causation_id": row.about_event_id})

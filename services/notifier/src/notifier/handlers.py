@@ -24,7 +24,6 @@ from billing_events.catalog.tariff import (
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
 )
-from billing_events.clock import Clock
 from billing_events.consumer import EventRouter
 from billing_events.envelope import Envelope, decode
 from billing_events.logging import get_logger
@@ -33,15 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier import store
 from notifier.domain import (
+    ErrorCode,
     NoticeContext,
     NotifierError,
-    SealOpener,
     SubscriberProfile,
     decide,
     profile_from_registration,
 )
-from notifier.rendering import LANGUAGES
-from notifier.settings import NotifierSettings
+from notifier.context import NotifierContext
 
 log = get_logger(__name__)
 
@@ -55,35 +53,33 @@ NOTICE_EVENTS = (
 
 
 class Handlers:
-    def __init__(self, settings: NotifierSettings, clock: Clock, opener: SealOpener) -> None:
-        self._settings = settings
-        self._clock = clock
-        self._opener = opener
+    def __init__(self, context: NotifierContext) -> None:
+        self._context = context
 
     def router(self) -> EventRouter:
         routes: dict[Any, Any] = {SubscriberRegistered: self.on_registered}
         routes.update({event_cls: self.on_event for event_cls in NOTICE_EVENTS})
-        return EventRouter(routes, rejects=(NotifierError,))
+        return EventRouter(routes)
 
     async def on_registered(self, conn: AsyncConnection, envelope: Envelope[SubscriberRegistered]) -> list[Envelope[Any]]:
         registered = envelope.payload
-        profile = profile_from_registration(registered, self._opener)  # proves the seal opens
+        profile = profile_from_registration(registered, self._context.opener)  # proves the seal opens
         await store.save_subscriber(
             conn,
             account_number=registered.account_number,
-            language=self._language(registered.language),
+            language=self._context.language(registered.language),
             notify_by=profile.notify_by,
             masked_phone=registered.masked_phone,
             masked_email=registered.masked_email,
             sealed_contact=registered.sealed_contact,
             event_id=envelope.event_id,
-            now=self._clock.now(),
+            now=self._context.clock.now(),
         )
         log.info("notifier.subscriber_saved", account=registered.account_number,
                  language=registered.language, masked_phone=registered.masked_phone)
         parked = await store.take_parked(conn, registered.account_number)
         if parked:
-            profile = await store.load_profile(conn, registered.account_number, self._opener)
+            profile = await store.load_profile(conn, registered.account_number, self._context.opener)
             assert profile is not None
             for raw in parked:
                 await self._decide(conn, decode(raw), profile)
@@ -92,10 +88,10 @@ class Handlers:
 
     async def on_event(self, conn: AsyncConnection, envelope: Envelope[Any]) -> list[Envelope[Any]]:
         account = envelope.payload.account_number
-        profile = await store.load_profile(conn, account, self._opener)
+        profile = await store.load_profile(conn, account, self._context.opener)
         if profile is None:
             await store.park(conn, event_id=envelope.event_id, account_number=account,
-                             event_type=envelope.event_type, envelope=envelope.to_bytes(), now=self._clock.now())
+                             event_type=envelope.event_type, envelope=envelope.to_bytes(), now=self._context.clock.now())
             PARKED.labels(envelope.event_type).inc()
             log.info("notifier.event_parked", account=account, reason="no subscriber profile yet")
             return []
@@ -105,15 +101,17 @@ class Handlers:
     async def _decide(self, conn: AsyncConnection, envelope: Envelope[Any], profile: SubscriberProfile) -> None:
         payload = envelope.payload
         is_balance = isinstance(payload, BalanceChanged)
-        currency = payload.main.currency if is_balance else "RUB"
-        context = NoticeContext(
-            occurred_at=envelope.occurred_at,
-            low_balance_threshold=self._settings.low_balance_threshold(currency),
-            low_balance_alarm=await store.load_alarm(conn, profile.account_number) if is_balance else None,
-        )
-        decision = decide(payload, profile, context, self._opener)
+        notice_context = NoticeContext(occurred_at=envelope.occurred_at)
+        if is_balance:
+            notice_context = NoticeContext(
+                occurred_at=envelope.occurred_at,
+                low_balance_threshold=self._context.low_balance_threshold(payload.main.currency),
+                low_balance_alarm=await store.load_alarm(conn, profile.account_number),
+            )
+        decision = decide(payload, profile, notice_context, self._context.opener)
         if is_balance and decision.low_balance_alarm is not None:
-            await store.save_alarm(conn, profile.account_number, decision.low_balance_alarm, self._clock.now())
+            await store.save_alarm(conn, profile.account_number, decision.low_balance_alarm,
+                                   self._context.clock.now())
         sealed_secret = payload.sealed_secret if isinstance(payload, PasswordIssued) else None
         new = []
         for intent in decision.intents:
@@ -122,7 +120,7 @@ class Handlers:
                 # The clear secret is dropped here; the sealed text is opened again at send time.
                 variables.pop("secret", None)
                 if sealed_secret is None:
-                    raise NotifierError("secret_without_seal", f"{intent.template} needs a sealed secret")
+                    raise NotifierError(ErrorCode.SECRET_WITHOUT_SEAL, f"{intent.template} needs a sealed secret")
             new.append(store.NewDelivery(
                 account_number=profile.account_number,
                 about_event_id=envelope.event_id,
@@ -136,10 +134,7 @@ class Handlers:
                 sealed_secret=sealed_secret if intent.contains_secret else None,
             ))
             INTENDED.labels(intent.template.value).inc()
-        added = await store.add_deliveries(conn, new, self._clock.now())
+        added = await store.add_deliveries(conn, new, self._context.clock.now())
         if new:
             log.info("notifier.deliveries_added", account=profile.account_number,
                      templates=[item.template for item in new], added=added)
-
-    def _language(self, language: str) -> str:
-        return language if language in LANGUAGES else self._settings.default_language

@@ -6,19 +6,18 @@ suite's one shape (:class:`billing_events.http.Problem`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from billing_events.auth import Caller, require_account
-from billing_events.http import ApiError, problem_responses
-from billing_events.runtime import ServiceRuntime
+from billing_events.http import problem_responses
 from fastapi import APIRouter, Path, Query
 
+from notifier.context import NotifierContext
 from notifier.service import DeliveryLog, DeliveryLogQuery, delivery_log
 from notifier.store import DeliveryStatus
 
 
-def build_router(runtime: Callable[[], ServiceRuntime]) -> APIRouter:
+def build_router(context: NotifierContext) -> APIRouter:
     router = APIRouter(prefix="/notifier", tags=["notifier"], responses=problem_responses(401, 403, 422))
 
     @router.get("/accounts/{account_number}/deliveries", response_model=DeliveryLog,
@@ -33,9 +32,6 @@ def build_router(runtime: Callable[[], ServiceRuntime]) -> APIRouter:
     ) -> DeliveryLog:
         require_account(caller, account_number)
         query = DeliveryLogQuery(account_number=account_number, status=status, limit=limit, before_id=before_id)
-        found = await delivery_log(runtime(), query)
-        if found.subscriber is None and not found.deliveries:
-            raise ApiError(404, "unknown_account", "the notifier has no subscriber or delivery for this account")
-        return found
+        return await delivery_log(context, query)
 
     return router

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -26,22 +26,13 @@ from jinja2 import (
     UndefinedError,
 )
 
-from notifier.domain import NotifierError, TemplateKey
+from notifier.domain import ErrorCode, Message, NotifierError, TemplateKey
 
 LANGUAGES = ("sk", "ru", "en")
 DEFAULT_LANGUAGE = "ru"
 CURRENCY_SIGNS: Mapping[str, str] = {"RUB": "₽", "EUR": "€", "USD": "$"}
 
 MAX_SMS_SEGMENTS = 3
-
-
-@dataclass(frozen=True)
-class Message:
-    template: str
-    language: str
-    subject: str
-    body: str = field(repr=False)  # may hold a password or a code
-    contains_secret: bool
 
 
 # --- formatting for people --------------------------------------------------------------------
@@ -135,7 +126,7 @@ class Renderer:
         missing = [key.value for key in TemplateKey if f"{language}/{key.value}.j2" not in present]
         if missing:
             raise NotifierError(
-                "incomplete_language",
+                ErrorCode.INCOMPLETE_LANGUAGE,
                 f"default language {language!r} lacks templates: {', '.join(missing)}",
                 field="default_language",
             )
@@ -154,7 +145,7 @@ class Renderer:
             size = sms_size(body)
             if size.segments > MAX_SMS_SEGMENTS:
                 raise NotifierError(
-                    "sms_too_long",
+                    ErrorCode.SMS_TOO_LONG,
                     f"{template}/{chosen} renders to {size.segments} {size.encoding} segments;"
                     f" at most {MAX_SMS_SEGMENTS} are sent",
                 )
@@ -173,7 +164,7 @@ class Renderer:
             except TemplateNotFound:
                 continue
         raise NotifierError(
-            "template_missing",
+            ErrorCode.TEMPLATE_MISSING,
             f"no template {template} in {language!r} or {self.default_language!r}",
         )
 
@@ -183,9 +174,9 @@ class Renderer:
     ) -> str:
         render_block = jinja_template.blocks.get(block)
         if render_block is None:
-            raise NotifierError("template_incomplete", f"template {key} has no {block!r} block")
+            raise NotifierError(ErrorCode.TEMPLATE_INCOMPLETE, f"template {key} has no {block!r} block")
         try:
             text = "".join(render_block(jinja_template.new_context(dict(variables))))
         except UndefinedError as exc:
-            raise NotifierError("template_variable_missing", f"{key}: {exc.message}") from None
+            raise NotifierError(ErrorCode.TEMPLATE_VARIABLE_MISSING, f"{key}: {exc.message}") from None
         return text.strip()

@@ -1,17 +1,18 @@
-"""The notifier's commands and reads for operations (the CLI and HTTP call these)."""
+"""The notifier's service layer: the reads operations make (the CLI and HTTP call these)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.notifier import DeliveryChannel
-from billing_events.runtime import ServiceRuntime
 from pydantic import BaseModel, Field
 
 from notifier import store
+from notifier.context import NotifierContext
+from notifier.domain import ErrorCode, NotifierError
 from notifier.store import DeliveryStatus
 
 
@@ -61,27 +62,32 @@ class DeliveryLog(BaseModel):
     deliveries: list[DeliveryRecord]
 
 
-async def delivery_log(runtime: ServiceRuntime, query: DeliveryLogQuery) -> DeliveryLog:
-    """An account's deliveries, newest first, with every try and its reason."""
-    async with runtime.db.connect() as conn:
+async def delivery_log(context: NotifierContext, query: DeliveryLogQuery) -> DeliveryLog:
+    """An account's deliveries, newest first, with every try and its reason; refused with
+    ``unknown_account`` when the notifier knows nothing of the account."""
+    async with context.db.connect() as conn:
         rows = await store.delivery_log(conn, query.account_number, status=query.status,
                                         limit=query.limit, before_id=query.before_id)
-        tries = await store.attempts_of(conn, [row["id"] for row in rows])
+        tries = await store.attempts_of(conn, [row.id for row in rows])
         subscriber = await store.subscriber_row(conn, query.account_number)
+    if subscriber is None and not rows:
+        raise NotifierError(ErrorCode.UNKNOWN_ACCOUNT,
+                            "the notifier has no subscriber or delivery for this account")
     return DeliveryLog(
         account_number=query.account_number,
         subscriber=None if subscriber is None else SubscriberView(
-            language=subscriber["language"], notify_by=subscriber["notify_by"],
-            masked_phone=subscriber["masked_phone"], masked_email=subscriber["masked_email"],
+            language=subscriber.language, notify_by=subscriber.notify_by,
+            masked_phone=subscriber.masked_phone, masked_email=subscriber.masked_email,
         ),
-        deliveries=[_record(row, tries.get(row["id"], [])) for row in rows],
+        deliveries=[_record(row, tries.get(row.id, [])) for row in rows],
     )
 
 
-def _record(row: Any, tries: list[Any]) -> DeliveryRecord:
-    data = {name: row[name] for name in store.DELIVERY_LOG_COLUMNS if name != "account_number"}
-    if data["status"] in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
+def _record(row: store.LoggedDelivery, tries: list[store.DeliveryTry]) -> DeliveryRecord:
+    data = asdict(row)
+    del data["account_number"]
+    if row.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
         data["next_attempt_at"] = None
     return DeliveryRecord(**data, tries=[
-        DeliveryAttempt(attempt=t["attempt"], at=t["at"], outcome=t["outcome"], reason=t["reason"]) for t in tries
+        DeliveryAttempt(attempt=t.attempt, at=t.at, outcome=t.outcome, reason=t.reason) for t in tries
     ])

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from billing_events.money import MINOR_UNIT_DIGITS, Money
+from billing_events.money import MINOR_UNIT_DIGITS
 from billing_events.settings import ServiceSettings
 from pydantic import AliasChoices, BaseModel, Field, model_validator
 
@@ -111,10 +111,6 @@ class NotifierSettings(ServiceSettings):
         if self.retry_max_delay_seconds < self.retry_base_delay_seconds:
             raise ValueError("retry_max_delay_seconds must not be below retry_base_delay_seconds")
         return self
-
-    def low_balance_threshold(self, currency: str) -> Money:
-        """The threshold in the account's currency (zero where none is configured: never told)."""
-        return Money(minor=self.low_balance_thresholds.get(currency, 0), currency=currency)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(

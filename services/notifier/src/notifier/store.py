@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -47,7 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from notifier.domain import Destination, LowBalanceAlarm, SealOpener, SubscriberProfile
+from notifier.domain import Destination, LowBalanceAlarm, SubscriberProfile, Unsealer
 
 metadata = MetaData()
 
@@ -157,33 +157,52 @@ async def save_subscriber(
     await conn.execute(upsert(conn, subscribers, ["account_number"], changing), values)
 
 
-async def subscriber_row(conn: AsyncConnection, account_number: str) -> Mapping[str, Any] | None:
+@dataclass(frozen=True)
+class SubscriberRow:
+    """A subscriber as the table keeps it: the contact still sealed."""
+
+    account_number: str
+    language: str
+    notify_by: DeliveryChannel
+    masked_phone: str
+    masked_email: str | None
+    sealed_contact: str = field(repr=False)
+
+    def profile(self, opener: Unsealer) -> SubscriberProfile:
+        """The profile with the contact opened (in memory only)."""
+        contact = opener.contact(self.sealed_contact)
+        email = None
+        if contact.email is not None:
+            email = Destination(contact.email, self.masked_email or "***")
+        return SubscriberProfile(
+            account_number=self.account_number,
+            language=self.language,
+            phone=Destination(contact.phone, self.masked_phone),
+            email=email,
+            notify_by=self.notify_by,
+        )
+
+
+async def subscriber_row(conn: AsyncConnection, account_number: str) -> SubscriberRow | None:
     row = (
-        await conn.execute(select(subscribers).where(subscribers.c.account_number == account_number))
+        await conn.execute(
+            select(subscribers.c.account_number, subscribers.c.language, subscribers.c.notify_by,
+                   subscribers.c.masked_phone, subscribers.c.masked_email, subscribers.c.sealed_contact)
+            .where(subscribers.c.account_number == account_number)
+        )
     ).first()
-    return row._mapping if row else None
+    if row is None:
+        return None
+    return SubscriberRow(row.account_number, row.language, DeliveryChannel(row.notify_by), row.masked_phone,
+                         row.masked_email, row.sealed_contact)
 
 
 async def load_profile(
-    conn: AsyncConnection, account_number: str, opener: SealOpener
+    conn: AsyncConnection, account_number: str, opener: Unsealer
 ) -> SubscriberProfile | None:
     """The profile with the contact opened (in memory only)."""
     row = await subscriber_row(conn, account_number)
-    return None if row is None else profile_of(row, opener)
-
-
-def profile_of(row: Mapping[str, Any], opener: SealOpener) -> SubscriberProfile:
-    contact = opener.contact(row["sealed_contact"])
-    email = None
-    if contact.email is not None:
-        email = Destination(contact.email, row["masked_email"] or "***")
-    return SubscriberProfile(
-        account_number=row["account_number"],
-        language=row["language"],
-        phone=Destination(contact.phone, row["masked_phone"]),
-        email=email,
-        notify_by=DeliveryChannel(row["notify_by"]),
-    )
+    return None if row is None else row.profile(opener)
 
 
 # --- the low-balance alarm --------------------------------------------------------------------
@@ -314,9 +333,31 @@ async def add_deliveries(conn: AsyncConnection, new: Sequence[NewDelivery], now:
     return len(result.scalars().all())
 
 
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery taken for one try: ``attempts`` counts this try."""
+
+    id: int
+    account_number: str
+    about_event_id: UUID
+    about_event_type: str
+    correlation_id: UUID
+    template: str
+    language: str
+    channel: DeliveryChannel
+    masked_destination: str
+    variables: Mapping[str, Any] = field(repr=False)
+    """As stored (:func:`encode_variables`): decoded at send time, so one bad row fails alone."""
+    sealed_secret: str | None = field(repr=False)
+    attempts: int
+    status: DeliveryStatus
+    status_before: DeliveryStatus
+    """``sending``: an earlier sender's lease ran out (it may have sent)."""
+
+
 async def claim_due(
     conn: AsyncConnection, *, now: datetime, limit: int, lease: timedelta
-) -> list[Mapping[str, Any]]:
+) -> list[ClaimedDelivery]:
     """Take up to ``limit`` due deliveries for sending: each becomes ``sending`` with one more
     attempt counted and a lease until ``now + lease``. A ``sending`` row whose lease ran out
     (its sender crashed) is due again. Other instances skip the rows locked here."""
@@ -329,17 +370,23 @@ async def claim_due(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    rows = [row._mapping for row in (await conn.execute(due)).all()]
+    rows = (await conn.execute(due)).all()
     if not rows:
         return []
     await conn.execute(
         update(deliveries)
-        .where(deliveries.c.id.in_([row["id"] for row in rows]))
+        .where(deliveries.c.id.in_([row.id for row in rows]))
         .values(status=DeliveryStatus.SENDING.value, attempts=deliveries.c.attempts + 1,
                 next_attempt_at=now + lease, updated_at=now)
     )
     return [
-        {**row, "attempts": row["attempts"] + 1, "status": DeliveryStatus.SENDING.value, "status_before": row["status"]}
+        ClaimedDelivery(
+            id=row.id, account_number=row.account_number, about_event_id=row.about_event_id,
+            about_event_type=row.about_event_type, correlation_id=row.correlation_id, template=row.template,
+            language=row.language, channel=DeliveryChannel(row.channel), masked_destination=row.masked_destination,
+            variables=row.variables, sealed_secret=row.sealed_secret, attempts=row.attempts + 1,
+            status=DeliveryStatus.SENDING, status_before=DeliveryStatus(row.status),
+        )
         for row in rows
     ]
 
@@ -389,11 +436,33 @@ async def record_attempt(
     return True
 
 
-DELIVERY_LOG_COLUMNS = (
-    "id", "account_number", "about_event_id", "about_event_type", "template", "language",
-    "channel", "masked_destination", "status", "attempts", "next_attempt_at", "last_error",
-    "created_at", "updated_at",
-)
+@dataclass(frozen=True)
+class LoggedDelivery:
+    """A delivery as the log shows it: no variables, no sealed text."""
+
+    id: int
+    account_number: str
+    about_event_id: UUID
+    about_event_type: str
+    template: str
+    language: str
+    channel: DeliveryChannel
+    masked_destination: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryTry:
+    delivery_id: int
+    attempt: int
+    at: datetime
+    outcome: str
+    reason: str | None
 
 
 async def delivery_log(
@@ -403,9 +472,9 @@ async def delivery_log(
     status: DeliveryStatus | None = None,
     limit: int = 100,
     before_id: int | None = None,
-) -> list[Mapping[str, Any]]:
-    """An account's deliveries, newest first (no variables, no sealed text)."""
-    query = select(*(deliveries.c[name] for name in DELIVERY_LOG_COLUMNS)).where(
+) -> list[LoggedDelivery]:
+    """An account's deliveries, newest first."""
+    query = select(*(deliveries.c[item.name] for item in fields(LoggedDelivery))).where(
         deliveries.c.account_number == account_number
     )
     if status is not None:
@@ -413,10 +482,14 @@ async def delivery_log(
     if before_id is not None:
         query = query.where(deliveries.c.id < before_id)
     rows = (await conn.execute(query.order_by(deliveries.c.id.desc()).limit(limit))).all()
-    return [row._mapping for row in rows]
+    return [
+        LoggedDelivery(**{**row._asdict(), "channel": DeliveryChannel(row.channel),
+                          "status": DeliveryStatus(row.status)})
+        for row in rows
+    ]
 
 
-async def attempts_of(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[int, list[Mapping[str, Any]]]:
+async def attempts_of(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[int, list[DeliveryTry]]:
     if not delivery_ids:
         return {}
     rows = (
@@ -426,7 +499,7 @@ async def attempts_of(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dic
             .order_by(delivery_attempts.c.delivery_id, delivery_attempts.c.attempt)
         )
     ).all()
-    found: dict[int, list[Mapping[str, Any]]] = {}
+    found: dict[int, list[DeliveryTry]] = {}
     for row in rows:
-        found.setdefault(row.delivery_id, []).append(row._mapping)
+        found.setdefault(row.delivery_id, []).append(DeliveryTry(**row._asdict()))
     return found

@@ -7,34 +7,35 @@ from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 from tariff import service, store
 from tariff.catalog import load_catalog
+from tariff.context import TariffContext
 from tariff.handlers import build_router
 from tariff.http import build_http_router
-from tariff.runtime import TariffRuntime
 from tariff.settings import TariffSettings
 
 
-def build_runtime(
-    settings: TariffSettings | None = None, clock: Clock | None = None
-) -> ServiceRuntime:
-    """The tariff runtime (a :class:`TariffRuntime`): consumes identity and ledger events and
-    runs the billing clock (unless ``billing_clock_enabled`` is off). A catalog that does not
-    load stops the start with :class:`tariff.errors.CatalogInvalid` naming every problem."""
+class TariffRuntime(ServiceRuntime):
+    context: TariffContext
+    """What the tariff's commands take: built once, by :func:`build_runtime`."""
+
+
+def build_runtime(settings: TariffSettings | None = None, clock: Clock | None = None) -> TariffRuntime:
+    """The tariff runtime: consumes identity and ledger events and runs the billing clock
+    (unless ``billing_clock_enabled`` is off). A catalog that does not load stops the start
+    with :class:`tariff.errors.CatalogInvalid` naming every problem."""
     settings = settings or TariffSettings()
     clock = clock or settings.clock()
     catalog = load_catalog(settings.catalog_path)
-    runtime: TariffRuntime
-    runtime = TariffRuntime(
-        settings=settings,
-        clock=clock,
-        metadata=store.metadata, migrated=True,
-        handler=build_router(catalog, clock),
-        consumes=[topics.IDENTITY, topics.LEDGER],
-        routers=[build_http_router(lambda: runtime)],
-        catalog=catalog,
+    runtime = TariffRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True,
+                            consumes=[topics.IDENTITY, topics.LEDGER])
+    runtime.context = ctx = TariffContext(
+        db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake,
+        catalog=catalog, zone=settings.zone, charge_applied_version=settings.charge_applied_version,
     )
-    runtime.background.append(service.catalog_recorder(runtime))
+    runtime.attach_handler(build_router(ctx))
+    runtime.include_api(build_http_router(ctx))
+    runtime.background.append(service.catalog_recorder(ctx, str(settings.catalog_path)))
     if settings.billing_clock_enabled:
-        runtime.background.append(service.billing_clock(runtime))
+        runtime.background.append(service.billing_clock(ctx, settings.billing_tick_seconds))
     return runtime
 
 

@@ -1,4 +1,7 @@
-"""Every refusal of the tariff service: a machine-readable code and a message a person can act on.
+"""Every refusal of the tariff service: a machine-readable code, a message a person can act on,
+the input at fault (``field``) and the kind of refusal (``kind``), which alone decides the HTTP
+status and the dead letter (:mod:`billing_events.errors`): an account not registered here is
+NOT_FOUND; a refusal that names an input is INVALID; one the account's state gives is CONFLICT.
 
 These live apart from :mod:`tariff.domain` because the catalog raises them too, and the domain
 reads the catalog: one module both can import keeps the imports one-way.
@@ -9,22 +12,19 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar
 
+from billing_events.errors import DomainError, ErrorKind
 from billing_events.money import Money
 
 
-class TariffError(Exception):
-    """Base of every tariff refusal. ``field`` names the offending input, when there is one."""
+class TariffError(DomainError):
+    """Base of every tariff refusal."""
 
-    code: ClassVar[str] = "tariff_error"
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
+    code = "tariff_error"
 
 
 class CatalogInvalid(TariffError):
     code = "catalog_invalid"
+    kind = ErrorKind.INVALID
 
     def __init__(self, source: str, problems: str) -> None:
         super().__init__(f"tariff catalog {source} is invalid: {problems}")
@@ -32,6 +32,7 @@ class CatalogInvalid(TariffError):
 
 class UnknownRegion(TariffError):
     code = "unknown_region"
+    kind = ErrorKind.INVALID
 
     def __init__(self, region: str) -> None:
         super().__init__(f"unknown region {region!r}", field="region")
@@ -39,6 +40,7 @@ class UnknownRegion(TariffError):
 
 class UnknownPlan(TariffError):
     code = "unknown_plan"
+    kind = ErrorKind.INVALID
 
     def __init__(self, plan: str) -> None:
         super().__init__(f"unknown tariff plan {plan!r}", field="plan")
@@ -46,6 +48,7 @@ class UnknownPlan(TariffError):
 
 class UnknownOption(TariffError):
     code = "unknown_option"
+    kind = ErrorKind.INVALID
 
     def __init__(self, option: str) -> None:
         super().__init__(f"unknown option {option!r}", field="option")
@@ -53,6 +56,7 @@ class UnknownOption(TariffError):
 
 class UnknownChannelPackage(TariffError):
     code = "unknown_channel_package"
+    kind = ErrorKind.INVALID
 
     def __init__(self, package: str) -> None:
         super().__init__(f"unknown channel package {package!r}", field="package")
@@ -60,6 +64,7 @@ class UnknownChannelPackage(TariffError):
 
 class PlanNotSoldInRegion(TariffError):
     code = "plan_not_in_region"
+    kind = ErrorKind.INVALID
 
     def __init__(self, plan: str, region: str) -> None:
         super().__init__(f"plan {plan!r} is not sold in region {region!r}", field="plan")
@@ -67,6 +72,7 @@ class PlanNotSoldInRegion(TariffError):
 
 class OptionNotSoldInRegion(TariffError):
     code = "option_not_in_region"
+    kind = ErrorKind.INVALID
 
     def __init__(self, option: str, region: str) -> None:
         super().__init__(f"option {option!r} is not sold in region {region!r}", field="option")
@@ -74,6 +80,7 @@ class OptionNotSoldInRegion(TariffError):
 
 class OptionNotSoldWithPlan(TariffError):
     code = "option_not_sold_with_plan"
+    kind = ErrorKind.INVALID
 
     def __init__(self, option: str, plan: str) -> None:
         super().__init__(f"option {option!r} is not sold with plan {plan!r}", field="option")
@@ -81,6 +88,7 @@ class OptionNotSoldWithPlan(TariffError):
 
 class AlreadyActive(TariffError):
     code = "already_active"
+    kind = ErrorKind.INVALID
 
     def __init__(self, account_number: str, plan: str) -> None:
         super().__init__(
@@ -91,6 +99,7 @@ class AlreadyActive(TariffError):
 
 class NotActive(TariffError):
     code = "not_active"
+    kind = ErrorKind.CONFLICT
 
     def __init__(self, account_number: str) -> None:
         super().__init__(f"account {account_number} has no active plan; activate one first")
@@ -98,6 +107,7 @@ class NotActive(TariffError):
 
 class PlanUnchanged(TariffError):
     code = "plan_unchanged"
+    kind = ErrorKind.INVALID
 
     def __init__(self, plan: str) -> None:
         super().__init__(f"the account is already on plan {plan!r}", field="plan")
@@ -105,6 +115,7 @@ class PlanUnchanged(TariffError):
 
 class OptionsNotSoldWithNewPlan(TariffError):
     code = "options_not_sold_with_new_plan"
+    kind = ErrorKind.INVALID
 
     def __init__(self, plan: str, options: list[str]) -> None:
         super().__init__(
@@ -115,6 +126,7 @@ class OptionsNotSoldWithNewPlan(TariffError):
 
 class OptionAlreadyAdded(TariffError):
     code = "option_already_added"
+    kind = ErrorKind.INVALID
 
     def __init__(self, option: str) -> None:
         super().__init__(f"option {option!r} is already on the account", field="option")
@@ -122,6 +134,7 @@ class OptionAlreadyAdded(TariffError):
 
 class OptionNotPresent(TariffError):
     code = "option_not_present"
+    kind = ErrorKind.INVALID
 
     def __init__(self, option: str) -> None:
         super().__init__(f"option {option!r} is not on the account", field="option")
@@ -139,6 +152,7 @@ class VoluntaryBlockRefused(TariffError):
 
 class BlockDaysOutOfRange(VoluntaryBlockRefused):
     code = "block_days_out_of_range"
+    kind = ErrorKind.INVALID
     rule = "rule 1 (a block lasts at most 30 days a year)"
 
     def __init__(self, days: int, maximum: int) -> None:
@@ -147,6 +161,7 @@ class BlockDaysOutOfRange(VoluntaryBlockRefused):
 
 class BlockAlreadyUsedThisYear(VoluntaryBlockRefused):
     code = "block_once_a_year"
+    kind = ErrorKind.CONFLICT
     rule = "rule 1 (only once a calendar year)"
 
     def __init__(self, year: int, previous_start: date) -> None:
@@ -155,6 +170,7 @@ class BlockAlreadyUsedThisYear(VoluntaryBlockRefused):
 
 class BlockNeedsHomeInternet(VoluntaryBlockRefused):
     code = "block_needs_home_internet"
+    kind = ErrorKind.INVALID
     rule = "rule 3 (not available without a home internet connection)"
 
     def __init__(self, plan: str) -> None:
@@ -163,6 +179,7 @@ class BlockNeedsHomeInternet(VoluntaryBlockRefused):
 
 class BlockNotAffordable(VoluntaryBlockRefused):
     code = "block_insufficient_funds"
+    kind = ErrorKind.CONFLICT
     rule = "rule 5 (the account must have enough money to pay for the block)"
 
     def __init__(self, price: Money, available: Money) -> None:
@@ -171,6 +188,7 @@ class BlockNotAffordable(VoluntaryBlockRefused):
 
 class BlockAlreadyRunning(VoluntaryBlockRefused):
     code = "block_already_running"
+    kind = ErrorKind.CONFLICT
     rule = "rule 1 (one block at a time, once a year)"
 
     def __init__(self, last_day: date) -> None:
@@ -179,6 +197,7 @@ class BlockAlreadyRunning(VoluntaryBlockRefused):
 
 class NoRunningBlock(VoluntaryBlockRefused):
     code = "no_running_block"
+    kind = ErrorKind.CONFLICT
     rule = "rule 6 (only a running block can be ended early)"
 
     def __init__(self, account_number: str) -> None:
@@ -189,6 +208,7 @@ class UnknownAccount(TariffError):
     """The account was never registered here (no SubscriberRegistered reached the tariff)."""
 
     code = "unknown_account"
+    kind = ErrorKind.NOT_FOUND
 
     def __init__(self, account_number: str) -> None:
         super().__init__(f"account {account_number} is not registered", field="account_number")

@@ -22,27 +22,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.catalog.identity import SubscriberRegistered
 from billing_events.catalog.ledger import BalanceChanged
-from billing_events.clock import Clock
 from billing_events.consumer import EventRouter, Rejected
 from billing_events.envelope import Envelope, Event
 from billing_events.logging import get_logger
 from billing_events.money import CurrencyMismatch
 from tariff import store
-from tariff.catalog import Catalog
+from tariff.context import TariffContext
 from tariff.domain import AccountBalance, apply_balance, balance_changed, register
-from tariff.errors import TariffError
 
 log = get_logger(__name__)
 
-PRODUCER = "tariff"
 
+def build_router(ctx: TariffContext) -> EventRouter:
+    catalog, clock = ctx.catalog, ctx.clock
 
-def build_router(catalog: Catalog, clock: Clock) -> EventRouter:
     def wrap(events: tuple[Event, ...], account: str, cause: Envelope[Any]) -> list[Envelope[Any]]:
-        return [
-            Envelope.new(event, account=account, producer=PRODUCER, clock=clock, cause=cause)
-            for event in events
-        ]
+        return [ctx.envelope(event, account=account, cause=cause) for event in events]
 
     async def on_registered(
         conn: AsyncConnection, envelope: Envelope[SubscriberRegistered]
@@ -88,5 +83,5 @@ def build_router(catalog: Catalog, clock: Clock) -> EventRouter:
 
     return EventRouter(
         {SubscriberRegistered: on_registered, BalanceChanged: on_balance},
-        rejects=(TariffError, CurrencyMismatch),
+        rejects=(CurrencyMismatch,),  # a TariffError is a DomainError: dead-lettered by the router
     )

@@ -1,9 +1,10 @@
 """The tariff service's HTTP routes: the same command functions as :mod:`tariff.service`.
 
-Refusals have the suite's one shape (:class:`billing_events.http.Problem`): 404 for an account
-not registered here, 422 when the refusal names an input field (unknown plan, 0 or 31 days...)
-with that field in ``errors``, 409 when the request is well formed but the account's state
-refuses it (no plan yet, the year's block already used...).
+Refusals are :class:`tariff.errors.TariffError` domain errors, answered by the shared handler in
+the suite's one shape (:class:`billing_events.http.Problem`) with the status of their kind: 404
+for an account not registered here, 422 when the refusal names an input field (unknown plan, 0
+or 31 days...) with that field in ``errors``, 409 when the request is well formed but the
+account's state refuses it (no plan yet, the year's block already used...).
 
 Who may call: the catalog (regions, channel packages, the plans and options of a region) is
 public; an account's subscription and its commands take a subscriber token for that account or
@@ -17,18 +18,16 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from billing_events.auth import Caller, require_account, require_service
 from billing_events.catalog.tariff import RequestChannel
-from billing_events.http import invalid_request, problem, problem_responses
+from billing_events.http import invalid_request, problem_responses
 from billing_events.money import Money
 from tariff import service
 from tariff.catalog import Catalog, Option, Plan
+from tariff.context import TariffContext
 from tariff.domain import Subscription
-from tariff.errors import TariffError, UnknownAccount
-from tariff.runtime import TariffRuntime
 
 AccountPath = Annotated[str, Path(pattern=r"^[0-9]{12}$", description="12-digit account number")]
 RegionPath = Annotated[str, Path(min_length=1, max_length=64, description="Region code, e.g. moscow")]
@@ -112,18 +111,7 @@ class OptionView(BaseModel):
                    sold_with=[plan for plan in option.sold_with if plan in sold_in_region])
 
 
-def refusal(exc: TariffError) -> JSONResponse:
-    if isinstance(exc, UnknownAccount):
-        status = 404
-    elif exc.field is not None:
-        status = 422
-    else:
-        status = 409
-    errors = [{"field": exc.field, "message": exc.message, "code": exc.code}] if exc.field else []
-    return problem(status, exc.code, exc.message, errors)
-
-
-def build_http_router(get_runtime: Callable[[], TariffRuntime]) -> APIRouter:
+def build_http_router(ctx: TariffContext) -> APIRouter:
     router = APIRouter(prefix="/tariff", tags=["tariff"], responses=problem_responses(404, 409, 422))
     private = problem_responses(401, 403)
 
@@ -132,16 +120,13 @@ def build_http_router(get_runtime: Callable[[], TariffRuntime]) -> APIRouter:
             built = command()
         except ValidationError as exc:  # the command model's own limits
             return invalid_request(exc)
-        try:
-            return await function(get_runtime(), built)
-        except TariffError as exc:
-            return refusal(exc)
+        return await function(ctx, built)
 
     @router.get("/catalog", response_model=CatalogView)
     async def whole_catalog() -> Any:
         """The regions (with the price of a voluntary block) and the TV channel packages; the
         plans and options of a region are under ``/tariff/regions/{region}``."""
-        catalog = get_runtime().catalog
+        catalog = ctx.catalog
         return CatalogView(
             version=catalog.version, currency=catalog.currency,
             regions=[RegionView(code=r.code, name=r.name, voluntary_block_price=catalog.voluntary_block_price(r.code))
@@ -153,30 +138,21 @@ def build_http_router(get_runtime: Callable[[], TariffRuntime]) -> APIRouter:
     @router.get("/regions/{region}/plans", response_model=list[PlanView])
     async def plans_of_region(region: RegionPath) -> Any:
         """The plans sold in the region: price, what each includes, the options it takes."""
-        catalog = get_runtime().catalog
-        try:
-            return [PlanView.of(catalog, plan, region) for plan in catalog.plans_of_region(region)]
-        except TariffError as exc:
-            return refusal(exc)
+        catalog = ctx.catalog
+        return [PlanView.of(catalog, plan, region) for plan in catalog.plans_of_region(region)]
 
     @router.get("/regions/{region}/options", response_model=list[OptionView])
     async def options_of_region(region: RegionPath) -> Any:
         """The options sold in the region (multiroom, antivirus, channel packages) and the plans
         each can be added to."""
-        catalog = get_runtime().catalog
-        try:
-            catalog.region(region)
-            return [OptionView.of(catalog, option, region) for option in catalog.options if region in option.prices]
-        except TariffError as exc:
-            return refusal(exc)
+        catalog = ctx.catalog
+        catalog.region(region)  # an unknown region is refused, not answered with no options
+        return [OptionView.of(catalog, option, region) for option in catalog.options if region in option.prices]
 
     @router.get("/accounts/{account}", response_model=Subscription, responses=private)
     async def subscription(caller: Caller, account: AccountPath) -> Any:
         require_account(caller, account)
-        try:
-            return await service.get_subscription(get_runtime(), account)
-        except TariffError as exc:
-            return refusal(exc)
+        return await service.get_subscription(ctx, account)
 
     @router.post("/accounts/{account}/plan", response_model=service.CommandResult, responses=private)
     async def activate(caller: Caller, account: AccountPath, body: PlanRequest) -> Any:
@@ -223,8 +199,8 @@ def build_http_router(get_runtime: Callable[[], TariffRuntime]) -> APIRouter:
         nothing (each day is claimed once)."""
         require_service(caller)
         if body.until is None:
-            return await service.billing_tick(get_runtime())
-        return await service.close_days(get_runtime(), body.until)
+            return await service.billing_tick(ctx)
+        return await service.close_days(ctx, body.until)
 
     return router
 

@@ -1,9 +1,10 @@
 """The tariff service's commands and its billing clock.
 
-Every command is one async function: open a transaction, load (and lock) the account's state,
-let the domain decide, write the new state and stage the events in the SAME transaction, then
-wake the outbox relay. A refusal raises a :class:`tariff.errors.TariffError` (with ``code`` and
-``field``) before anything is written, so nothing changes and nothing is charged.
+Every command is one async function of (:class:`tariff.context.TariffContext`, command): in one
+unit of work, load (and lock) the account's state, let the domain decide, write the new state and
+stage the events in the SAME transaction; the relay is woken once it commits. A refusal raises a
+:class:`tariff.errors.TariffError` (a :class:`billing_events.errors.DomainError`) before anything
+is written, so nothing changes and nothing is charged.
 
 Billing days
 ------------
@@ -16,13 +17,20 @@ block that charges today again) is already known when D is charged. For the same
 :func:`close_days` never closes the current day or a later one: ``until`` is clamped to
 yesterday.
 
-Each (account, day) is closed in its own short transaction that claims the ``closed_days`` row,
-writes the state, moves the account's cursor and stages the day's ChargeApplied (charge ids are
-``account:day:kind:code``, deterministic). A restart in the middle resumes at the cursor; a day
-already claimed is never charged again, so each charge is published once by the tariff (and the
-ledger, which posts a charge id once, would absorb a republished one anyway).
+Accounts are closed in batches (``batch_size``, a thousand by default): one transaction locks the
+batch's due subscriptions (in account order), closes each one's next open day, claims the
+``closed_days`` rows, writes the states, moves the cursors and stages the day's ChargeApplied
+(charge ids are ``account:day:kind:code``, deterministic), each in one statement. A transaction
+per account and day would spend most of its time on round trips and commits; a batch's costs are
+shared by a thousand accounts; two batches, over disjoint ranges of accounts, are in flight at
+once (:data:`CLOSE_LANES`). A crash or restart in the middle undoes the batches in flight
+whole, and the next run resumes at the cursors; a day already claimed is never charged again,
+so each charge is published once by the tariff (and the ledger, which posts a charge id once,
+would absorb a republished one anyway).
 
-Days are closed in order, with the debt rule between them. The charges a day close stages count
+A transaction closes ONE day per account: an account several days behind is closed again by the
+next transaction over the same accounts, until it is caught up, before the batch moves on. Days
+are so closed in order, with the debt rule between them. The charges a day close stages count
 against the account's expected balance in the same transaction (see :mod:`tariff.domain.debt`):
 if they take it beyond the debt rule, AccountBlocked is staged after them and the next day is
 not charged. So a catch-up of 30 days, closed without waiting for the ledger, blocks the account
@@ -39,22 +47,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from uuid6 import uuid7
 
-from billing_events import outbox
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.tariff import ChargeApplied, RequestChannel
 from billing_events.db import retry_transient
 from billing_events.envelope import Envelope, Event
 from billing_events.logging import get_logger
+from billing_events.service import Command
 from tariff import store
 from tariff.catalog import Catalog
+from tariff.context import TariffContext
 from tariff.domain import (
+    DailyFees,
     Outcome,
     Subscription,
     SubscriptionStatus,
@@ -68,19 +81,17 @@ from tariff.domain import (
     start_voluntary_block,
 )
 from tariff.errors import TariffError, UnknownAccount
-from tariff.runtime import TariffRuntime
 
 log = get_logger(__name__)
 
-PRODUCER = "tariff"
 ONE_DAY = timedelta(days=1)
 
 
 # Commands and results
 
 
-class _Command(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class AccountCommand(Command):
+    """A command about one account."""
 
     account_number: AccountNumber
     correlation_id: UUID | None = Field(
@@ -88,28 +99,28 @@ class _Command(BaseModel):
     )
 
 
-class ActivatePlan(_Command):
+class ActivatePlan(AccountCommand):
     plan: str = Field(min_length=1, max_length=40)
 
 
-class ChangePlan(_Command):
+class ChangePlan(AccountCommand):
     plan: str = Field(min_length=1, max_length=40)
 
 
-class AddOption(_Command):
+class AddOption(AccountCommand):
     option: str = Field(min_length=1, max_length=40)
 
 
-class RemoveOption(_Command):
+class RemoveOption(AccountCommand):
     option: str = Field(min_length=1, max_length=40)
 
 
-class StartVoluntaryBlock(_Command):
+class StartVoluntaryBlock(AccountCommand):
     days: int = Field(description="1 to 30; checked by the domain so a refusal names rule 1")
     requested_via: RequestChannel = RequestChannel.CABINET
 
 
-class EndVoluntaryBlock(_Command):
+class EndVoluntaryBlock(AccountCommand):
     pass
 
 
@@ -136,51 +147,51 @@ class CloseResult(BaseModel):
 # Commands
 
 
-async def activate_plan(runtime: TariffRuntime, command: ActivatePlan) -> CommandResult:
-    catalog = runtime.catalog
+async def activate_plan(ctx: TariffContext, command: ActivatePlan) -> CommandResult:
+    catalog = ctx.catalog
     return await _run(
-        runtime, command, lambda state, today, _: activate(state, catalog, command.plan, today)
+        ctx, command, lambda state, today, _: activate(state, catalog, command.plan, today)
     )
 
 
-async def change_tariff(runtime: TariffRuntime, command: ChangePlan) -> CommandResult:
-    catalog = runtime.catalog
+async def change_tariff(ctx: TariffContext, command: ChangePlan) -> CommandResult:
+    catalog = ctx.catalog
     return await _run(
-        runtime, command, lambda state, today, _: change_plan(state, catalog, command.plan, today)
+        ctx, command, lambda state, today, _: change_plan(state, catalog, command.plan, today)
     )
 
 
-async def add_account_option(runtime: TariffRuntime, command: AddOption) -> CommandResult:
-    catalog = runtime.catalog
+async def add_account_option(ctx: TariffContext, command: AddOption) -> CommandResult:
+    catalog = ctx.catalog
     return await _run(
-        runtime, command, lambda state, today, _: add_option(state, catalog, command.option, today)
+        ctx, command, lambda state, today, _: add_option(state, catalog, command.option, today)
     )
 
 
-async def remove_account_option(runtime: TariffRuntime, command: RemoveOption) -> CommandResult:
+async def remove_account_option(ctx: TariffContext, command: RemoveOption) -> CommandResult:
     return await _run(
-        runtime, command, lambda state, today, _: remove_option(state, command.option, today)
+        ctx, command, lambda state, today, _: remove_option(state, command.option, today)
     )
 
 
-async def start_block(runtime: TariffRuntime, command: StartVoluntaryBlock) -> CommandResult:
+async def start_block(ctx: TariffContext, command: StartVoluntaryBlock) -> CommandResult:
     return await _run(
-        runtime,
+        ctx,
         command,
         lambda state, today, now: start_voluntary_block(
-            state, runtime.catalog, command.days, today, now, command.requested_via
+            state, ctx.catalog, command.days, today, now, command.requested_via
         ),
     )
 
 
-async def end_block(runtime: TariffRuntime, command: EndVoluntaryBlock) -> CommandResult:
+async def end_block(ctx: TariffContext, command: EndVoluntaryBlock) -> CommandResult:
     return await _run(
-        runtime, command, lambda state, today, now: end_voluntary_block(state, today, now)
+        ctx, command, lambda state, today, now: end_voluntary_block(state, today, now)
     )
 
 
-async def get_subscription(runtime: TariffRuntime, account_number: str) -> Subscription:
-    async with runtime.db.connect() as conn:
+async def get_subscription(ctx: TariffContext, account_number: str) -> Subscription:
+    async with ctx.db.connect() as conn:
         state = await store.load(conn, account_number)
     if state is None:
         raise UnknownAccount(account_number)
@@ -190,26 +201,25 @@ async def get_subscription(runtime: TariffRuntime, account_number: str) -> Subsc
 Decide = Callable[[Subscription, date, datetime], Outcome]
 
 
-async def _run(runtime: TariffRuntime, command: _Command, decide: Decide) -> CommandResult:
+async def _run(ctx: TariffContext, command: AccountCommand, decide: Decide) -> CommandResult:
     account = command.account_number
     correlation_id = command.correlation_id or uuid7()
 
-    async def attempt() -> CommandResult:
-        now = runtime.clock.now()
-        today = runtime.billing_day(now)
-        async with runtime.db.transaction() as conn:
-            found = await store.load_with_cursor(conn, account, for_update=True)
-            if found is None:
-                raise UnknownAccount(account)
-            state, cursor = found
-            outcome = decide(state, today, now)  # a TariffError leaves before any write
-            # Activation starts the billing cursor at the plan's first day.
-            starts = (
-                _first_charged_day(outcome.state)
-                if cursor is None and outcome.state.status is SubscriptionStatus.ACTIVE
-                else None
-            )
-            done = await _commit(runtime, conn, outcome, now, correlation_id, next_close_day=starts)
+    async def decide_and_write(conn: AsyncConnection) -> CommandResult:
+        now = ctx.clock.now()
+        today = ctx.billing_day(now)
+        found = await store.load_with_cursor(conn, account, for_update=True)
+        if found is None:
+            raise UnknownAccount(account)
+        state, cursor = found
+        outcome = decide(state, today, now)  # a TariffError leaves before any write
+        # Activation starts the billing cursor at the plan's first day.
+        starts = (
+            _first_charged_day(outcome.state)
+            if cursor is None and outcome.state.status is SubscriptionStatus.ACTIVE
+            else None
+        )
+        done = await _commit(ctx, conn, outcome, now, correlation_id, next_close_day=starts)
         return CommandResult(
             subscription=done.state,
             events=[event.event_type for event in done.events],
@@ -217,11 +227,11 @@ async def _run(runtime: TariffRuntime, command: _Command, decide: Decide) -> Com
         )
 
     try:
-        result = await retry_transient(attempt, what=f"tariff {type(command).__name__}")
+        result = await retry_transient(lambda: ctx.unit_of_work(decide_and_write),
+                                       what=f"tariff {type(command).__name__}")
     except TariffError as exc:
         log.info("command refused", command=type(command).__name__, reason_code=exc.code)
         raise
-    runtime.relay.wake()
     log.info("command applied", command=type(command).__name__, published=result.events)
     return result
 
@@ -231,30 +241,36 @@ def _first_charged_day(state: Subscription) -> date:
 
 
 async def _commit(
-    runtime: TariffRuntime,
-    conn: Any,
+    ctx: TariffContext,
+    conn: AsyncConnection,
     outcome: Outcome,
     now: datetime,
     correlation_id: UUID,
     *,
     next_close_day: date | None = None,
 ) -> Outcome:
-    """Write the state and stage its events, in the caller's transaction.
+    """Write the state and stage its events (:func:`_judged_envelopes`), in the caller's
+    transaction. What is written and staged comes back."""
+    done, envelopes = _judged_envelopes(ctx, outcome, now, correlation_id)
+    await store.save(conn, done.state, now, next_close_day=next_close_day)
+    await ctx.stage(conn, envelopes)
+    return done
+
+
+def _judged_envelopes(
+    ctx: TariffContext, outcome: Outcome, now: datetime, correlation_id: UUID
+) -> tuple[Outcome, list[Envelope[Any]]]:
+    """The state to write and the envelopes to stage for ``outcome``.
 
     The charges among the events count against the account's expected balance from now on (the
     domain needs their event ids to know them again in the ledger's BalanceChanged); if they
     take it beyond the debt rule, the AccountBlocked is staged right after them. A charge goes
-    out in the ChargeApplied version the settings name, under the same event id. What is written
-    and staged comes back.
+    out in the ChargeApplied version the settings name, under the same event id.
     """
     account = outcome.state.account_number
 
     def wrap(events: tuple[Event, ...]) -> list[Envelope[Any]]:
-        return [
-            Envelope.new(event, account=account, producer=PRODUCER, clock=runtime.clock,
-                         correlation_id=correlation_id)
-            for event in events
-        ]
+        return [ctx.envelope(event, account=account, correlation_id=correlation_id) for event in events]
 
     envelopes = wrap(outcome.events)
     charges = [(e.event_id, e.payload) for e in envelopes if isinstance(e.payload, ChargeApplied)]
@@ -262,93 +278,193 @@ async def _commit(
     if judged.events:
         log.info("debt verdict changed by the charges", debt_blocked=judged.state.debt_blocked)
     envelopes += wrap(judged.events)
-    version = runtime.tariff_settings.charge_applied_version
+    version = ctx.charge_applied_version
     envelopes = [e.in_version(version) if isinstance(e.payload, ChargeApplied) else e for e in envelopes]
-    await store.save(conn, judged.state, now, next_close_day=next_close_day)
-    await outbox.stage(conn, envelopes, topics=runtime.topics, clock=runtime.clock)
-    return Outcome(judged.state, (*outcome.events, *judged.events))
+    return Outcome(judged.state, (*outcome.events, *judged.events)), envelopes
 
 
 # The billing clock
 
 
-async def close_days(runtime: TariffRuntime, until: date) -> CloseResult:
-    """Close, for every account, every day not closed yet up to ``until`` (at most yesterday)."""
-    yesterday = runtime.billing_day() - ONE_DAY
+CLOSE_BATCH = 1000
+"""Accounts per day-close transaction: enough to share a commit's and a statement's cost among
+many, few enough to hold their row locks (which commands on those accounts wait for) briefly."""
+
+CLOSE_LANES = 2
+"""Batches in flight at once, over disjoint ranges of accounts: while the database writes one,
+the service works out the next (alone, each side would wait for the other half the time)."""
+
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+"""Deadlock detected, serialization failure: PostgreSQL undid the transaction, which may run again
+(a consumer's batch locks its accounts in the order its events came, a close in account order)."""
+
+
+async def close_days(ctx: TariffContext, until: date, *, batch_size: int = CLOSE_BATCH) -> CloseResult:
+    """Close, for every account, every day not closed yet up to ``until`` (at most yesterday).
+
+    The due accounts are cut into ranges of ``batch_size`` (in account order); each of
+    :data:`CLOSE_LANES` lanes takes the next range and closes its days, batch after batch, until
+    the range is caught up. Every transaction locks its accounts in account order, so lanes (and
+    another close running meanwhile) wait for each other rather than deadlock."""
+    yesterday = ctx.billing_day() - ONE_DAY
     if until > yesterday:
         log.info("a day is closed only after it ends; closing up to yesterday",
                  asked=until.isoformat(), until=yesterday.isoformat())
         until = yesterday
-    result = CloseResult(until=until, currency=runtime.catalog.currency)
-    after = ""
-    while True:
-        async with runtime.db.connect() as conn:
-            accounts = await store.due_accounts(conn, until, after=after)
-        if not accounts:
-            break
-        for account in accounts:
-            try:
-                await _close_account(runtime, account, until, result)
-            except TariffError as exc:
-                # e.g. the catalog no longer sells the account's plan: the others go on
-                result.failed.append(account)
-                log.error("account's day could not be closed", reason_code=exc.code,
-                          reason=exc.message)
-        after = accounts[-1]
+    result = CloseResult(until=until, currency=ctx.catalog.currency)
+    fees = DailyFees(ctx.catalog)
+    ranges = _DueRanges(ctx, until, batch_size)
+
+    async def lane() -> None:
+        while (taken := await ranges.next()) is not None:
+            await _close_range(ctx, fees, until, *taken, batch_size, result)
+
+    try:
+        async with asyncio.TaskGroup() as lanes:  # one failing stops the others (batches undone)
+            for _ in range(CLOSE_LANES):
+                lanes.create_task(lane())
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None  # what went wrong, as a single close would say it
     if result.days_closed:
         log.info("days closed", until=until.isoformat(), days=result.days_closed,
                  charges=result.charges, failed=len(result.failed))
     return result
 
 
-async def _close_account(
-    runtime: TariffRuntime, account: str, until: date, result: CloseResult
+class _DueRanges:
+    """Consecutive ranges (after, upto] of up to ``size`` due accounts, handed to one lane each."""
+
+    def __init__(self, ctx: TariffContext, until: date, size: int) -> None:
+        self._ctx, self._until, self._size = ctx, until, size
+        self._after: str | None = ""
+        self._turn = asyncio.Lock()
+
+    async def next(self) -> tuple[str, str] | None:
+        async with self._turn:
+            if self._after is None:
+                return None
+            after = self._after
+
+            async def page() -> list[str]:
+                async with self._ctx.db.connect() as conn:
+                    return await store.due_accounts(conn, self._until, after=after, limit=self._size)
+
+            accounts = await retry_transient(page, what="tariff due accounts")
+            if not accounts:
+                self._after = None
+                return None
+            self._after = accounts[-1]
+            return after, accounts[-1]
+
+
+async def _close_range(
+    ctx: TariffContext, fees: DailyFees, until: date, after: str, upto: str, size: int,
+    result: CloseResult,
 ) -> None:
+    """Close every due day of the accounts in (after, upto], a batch per transaction."""
+    failed: list[str] = []
     while True:
-        closed = await retry_transient(
-            lambda: _close_next_day(runtime, account, until), what="tariff day close"
+        batch = await _retrying(
+            lambda: _close_batch(ctx, fees, until, after, upto, failed, size),
+            what="tariff day close",
         )
-        if closed is None:
+        if batch is None:
             return
-        runtime.relay.wake()
-        charges = [event for event in closed if isinstance(event, ChargeApplied)]
-        result.days_closed += 1
-        result.charges += len(charges)
-        result.charged_minor += sum(charge.amount.minor for charge in charges)
-        result.events += len(closed)
+        ctx.wake_relay()
+        for account, exc in batch.failed:
+            # e.g. the catalog no longer sells the account's plan: the others go on
+            failed.append(account)
+            result.failed.append(account)
+            log.error("account's day could not be closed", reason_code=exc.code, reason=exc.message)
+        for events in batch.closed:
+            charges = [event for event in events if isinstance(event, ChargeApplied)]
+            result.days_closed += 1
+            result.charges += len(charges)
+            result.charged_minor += sum(charge.amount.minor for charge in charges)
+            result.events += len(events)
+        if batch.caught_up:  # else the same accounts again: the next of their days
+            after = batch.last
 
 
-async def _close_next_day(
-    runtime: TariffRuntime, account: str, until: date
-) -> tuple[Event, ...] | None:
-    """Close the account's next open day if it is ``until`` or earlier; None when none is due."""
-    now = runtime.clock.now()
-    async with runtime.db.transaction() as conn:
-        found = await store.load_with_cursor(conn, account, for_update=True)
-        if found is None or found[1] is None or found[1] > until:
+@dataclass(frozen=True)
+class _ClosedBatch:
+    """What one day-close transaction committed."""
+
+    closed: list[tuple[Event, ...]]
+    """The events of each account-day charged."""
+    failed: list[tuple[str, TariffError]]
+    last: str
+    """The batch's last account."""
+    caught_up: bool
+    """No account of the batch has a day up to ``until`` left."""
+
+
+async def _close_batch(
+    ctx: TariffContext, fees: DailyFees, until: date, after: str, upto: str,
+    failed: list[str], size: int,
+) -> _ClosedBatch | None:
+    """Close the next open day of up to ``size`` due accounts in (after, upto] (none of
+    ``failed``), in one transaction; None when none is due."""
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as conn:
+        due = await store.lock_due(conn, until, after=after, upto=upto, excluding=failed,
+                                   limit=size)
+        if not due:
             return None
-        state, day = found
-        outcome = close_account_day(state, runtime.catalog, day, now)
-        charges = outcome.charges
-        claimed = await store.claim_day(
-            conn, account, day, charges=len(charges),
-            charged_minor=sum(charge.amount.minor for charge in charges), now=now,
-        )
-        if not claimed:  # closed before: only the cursor catches up, nothing is charged again
-            log.warning("day already closed; cursor moved on", day=day.isoformat())
-            await store.save(conn, state, now, next_close_day=day + ONE_DAY)
-            return ()
-        done = await _commit(runtime, conn, outcome, now, uuid7(), next_close_day=day + ONE_DAY)
-    return done.events
+        closes: list[tuple[Subscription, date, Outcome]] = []
+        refused: list[tuple[str, TariffError]] = []
+        for state, day in due:
+            try:
+                closes.append((state, day, close_account_day(state, ctx.catalog, day, now, fees)))
+            except TariffError as exc:
+                refused.append((state.account_number, exc))
+        claimed = await store.claim_days(conn, [
+            (state.account_number, day, len(outcome.charges),
+             sum(charge.amount.minor for charge in outcome.charges))
+            for state, day, outcome in closes
+        ], now=now)
+        written: list[tuple[Subscription, date]] = []
+        envelopes: list[Envelope[Any]] = []
+        closed: list[tuple[Event, ...]] = []
+        for state, day, outcome in closes:
+            if state.account_number not in claimed:
+                # closed before: only the cursor catches up, nothing is charged again
+                written.append((state, day + ONE_DAY))
+                continue
+            done, staged = _judged_envelopes(ctx, outcome, now, uuid7())
+            written.append((done.state, day + ONE_DAY))
+            envelopes += staged
+            closed.append(done.events)
+        if len(closed) < len(closes):
+            log.warning("days already closed; cursors moved on", accounts=len(closes) - len(closed))
+        await store.save_many(conn, written, now)
+        await ctx.stage(conn, envelopes)
+    return _ClosedBatch(
+        closed=closed, failed=refused, last=due[-1][0].account_number,
+        caught_up=all(day >= until for _, day, _ in closes),
+    )
 
 
-async def record_catalog(runtime: TariffRuntime) -> None:
-    """Remember which catalog version this start loaded; warn if an older one replaced a newer."""
-    catalog: Catalog = runtime.catalog
-    source = str(runtime.tariff_settings.catalog_path)
-    async with runtime.db.transaction() as conn:
+async def _retrying(action: Callable[[], Any], *, what: str) -> Any:
+    """:func:`retry_transient`, and again when PostgreSQL undid the transaction to break a
+    deadlock (or a serialization conflict)."""
+    while True:
+        try:
+            return await retry_transient(action, what=what)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+                raise
+            log.warning("transaction undone by the database; retrying", what=what,
+                        sqlstate=exc.orig.sqlstate)  # type: ignore[union-attr]
+
+
+async def record_catalog(ctx: TariffContext, source: str) -> None:
+    """Remember which catalog version this start loaded (from ``source``); warn if an older one
+    replaced a newer."""
+    catalog: Catalog = ctx.catalog
+    async with ctx.db.transaction() as conn:
         previous = await store.record_catalog_version(
-            conn, catalog.version, source, runtime.clock.now()
+            conn, catalog.version, source, ctx.clock.now()
         )
     if previous is not None and previous > catalog.version:
         log.warning("tariff catalog version went back", loaded=catalog.version,
@@ -357,16 +473,16 @@ async def record_catalog(runtime: TariffRuntime) -> None:
         log.info("tariff catalog loaded", version=catalog.version)
 
 
-async def billing_tick(runtime: TariffRuntime) -> CloseResult:
+async def billing_tick(ctx: TariffContext) -> CloseResult:
     """One look at the clock: close every day that has ended (and so end finished blocks)."""
-    return await close_days(runtime, runtime.billing_day() - ONE_DAY)
+    return await close_days(ctx, ctx.billing_day() - ONE_DAY)
 
 
-def catalog_recorder(runtime: TariffRuntime) -> Callable[[], Any]:
+def catalog_recorder(ctx: TariffContext, source: str) -> Callable[[], Any]:
     """A one-shot background task: record the loaded catalog version once the schema exists."""
 
     async def record_catalog_version() -> None:
-        await retry_transient(lambda: record_catalog(runtime), what="tariff catalog version")
+        await retry_transient(lambda: record_catalog(ctx, source), what="tariff catalog version")
 
     return record_catalog_version
 
@@ -374,24 +490,23 @@ def catalog_recorder(runtime: TariffRuntime) -> Callable[[], Any]:
 BILLING_CLOCK_LOCK = 0x74617266  # "tarf": the advisory lock of the one running billing clock
 
 
-def billing_clock(runtime: TariffRuntime) -> Callable[[], Any]:
-    """The background loop: every ``billing_tick_seconds``, a :func:`billing_tick`, in one
+def billing_clock(ctx: TariffContext, tick_seconds: float) -> Callable[[], Any]:
+    """The background loop: every ``tick_seconds``, a :func:`billing_tick`, in one
     instance of the service at a time. Every instance runs this loop; the one holding the
     database's billing-clock lock ticks, the others wait for it, so a rolling update (a new pod
     beside the old one) never has two clocks, and a dead leader's lock passes on by itself."""
 
     async def billing_clock_loop() -> None:
-        tick = runtime.tariff_settings.billing_tick_seconds
-        async with runtime.db.leading(BILLING_CLOCK_LOCK, poll_seconds=tick) as still_leading:
+        async with ctx.db.leading(BILLING_CLOCK_LOCK, poll_seconds=tick_seconds) as still_leading:
             log.info("this instance runs the billing clock")
             while True:
                 await still_leading()  # the lock's connection lost: stop; the supervisor waits for it again
                 try:
-                    await billing_tick(runtime)
+                    await billing_tick(ctx)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("billing tick failed; retried at the next tick")
-                await asyncio.sleep(tick)
+                await asyncio.sleep(tick_seconds)
 
     return billing_clock_loop

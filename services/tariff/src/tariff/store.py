@@ -6,7 +6,8 @@
   cursor (the first day not closed yet; NULL until a plan is activated).
 - ``closed_days``: (account, day) unique. A day is closed for an account in the transaction that
   claims this row, so it is charged once even if it is closed twice, by two instances at once,
-  or again after a restart in the middle of a close.
+  or again after a restart in the middle of a close. The billing clock closes a batch of
+  accounts per transaction (:func:`lock_due`, :func:`claim_days`, :func:`save_many`).
 - ``early_balances``: BalanceChanged events for accounts not registered here (yet); the balance
   is applied when SubscriberRegistered arrives.
 - ``catalog_versions``: every catalog version this service has loaded, and when first.
@@ -36,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events.db import insert_ignoring_duplicates, upsert
+from billing_events.db import any_of, bulk_insert, bulk_update, insert_ignoring_duplicates, upsert
 from billing_events.schema import UtcDateTime
 from tariff.domain import AccountBalance, Subscription
 
@@ -99,12 +100,21 @@ def _columns(state: Subscription) -> dict[str, Any]:
 
 async def insert_subscription(conn: AsyncConnection, state: Subscription, now: datetime) -> bool:
     """Store a newly registered account; False (and nothing written) if it already exists."""
-    result = await conn.execute(
-        insert_ignoring_duplicates(conn, subscriptions).returning(subscriptions.c.account_number),
-        [{"account_number": state.account_number, **_columns(state), "next_close_day": None,
-          "created_at": now, "updated_at": now}],
-    )
-    return result.first() is not None
+    return state.account_number in await insert_subscriptions(conn, [state], now)
+
+
+async def insert_subscriptions(
+    conn: AsyncConnection, states: Sequence[Subscription], now: datetime
+) -> set[str]:
+    """Store newly registered accounts in one statement; the accounts not known before come back
+    (an account that exists is left as it is)."""
+    rows = [
+        {"account_number": state.account_number, **_columns(state), "next_close_day": None,
+         "created_at": now, "updated_at": now}
+        for state in states
+    ]
+    return set(await bulk_insert(conn, subscriptions, rows, ignore_duplicates=True,
+                                 returning="account_number"))
 
 
 async def load(
@@ -148,12 +158,10 @@ async def save(
     )
 
 
-async def due_accounts(
-    conn: AsyncConnection, until: date, *, after: str = "", limit: int = 500
-) -> list[str]:
-    """Accounts with at least one day up to ``until`` not closed yet, in account order, from
-    after ``after`` (keyset paging)."""
-    rows = await conn.execute(
+def _due(until: date, after: str) -> Any:
+    """Accounts with at least one day up to ``until`` not closed yet, after ``after``, in account
+    order (keyset paging)."""
+    return (
         select(subscriptions.c.account_number)
         .where(
             subscriptions.c.next_close_day.is_not(None),
@@ -161,9 +169,47 @@ async def due_accounts(
             subscriptions.c.account_number > after,
         )
         .order_by(subscriptions.c.account_number)
-        .limit(limit)
     )
+
+
+async def due_accounts(
+    conn: AsyncConnection, until: date, *, after: str = "", limit: int = 500
+) -> list[str]:
+    """The accounts :func:`_due` names, without locking them."""
+    rows = await conn.execute(_due(until, after).limit(limit))
     return list(rows.scalars().all())
+
+
+async def lock_due(
+    conn: AsyncConnection, until: date, *, after: str = "", upto: str | None = None,
+    excluding: Sequence[str] = (), limit: int = 1000,
+) -> list[tuple[Subscription, date]]:
+    """Up to ``limit`` due accounts after ``after`` (up to ``upto`` when given; none of
+    ``excluding``), with their states and cursors, locked until commit like
+    :func:`load_with_cursor` locks one.
+
+    The rows are locked in account order, so two closers wait for each other rather than
+    deadlock; a command locks a single row and waits for the batch (or the batch for it), and
+    the batch reads the row as the command left it. A row a closer moved past ``until``
+    meanwhile drops out (PostgreSQL checks the condition again on the row it waited for)."""
+    query = _due(until, after).add_columns(subscriptions.c.state, subscriptions.c.next_close_day)
+    if upto is not None:
+        query = query.where(subscriptions.c.account_number <= upto)
+    if excluding:
+        query = query.where(~any_of(conn, subscriptions.c.account_number, excluding))
+    rows = await conn.execute(query.limit(limit).with_for_update())
+    return [(Subscription.model_validate(row.state), row.next_close_day) for row in rows]
+
+
+async def save_many(
+    conn: AsyncConnection, saved: Sequence[tuple[Subscription, date]], now: datetime
+) -> None:
+    """Write each state with its billing cursor, in one statement: :func:`save` for many accounts."""
+    await bulk_update(conn, subscriptions, ["account_number"], [
+        {"account_number": state.account_number, **_columns(state), "next_close_day": cursor,
+         "updated_at": now}
+        for state, cursor in saved
+    ])
 
 
 # Closed days
@@ -174,12 +220,22 @@ async def claim_day(
     now: datetime,
 ) -> bool:
     """Record the day as closed for the account; False if it was closed before."""
-    result = await conn.execute(
-        insert_ignoring_duplicates(conn, closed_days).returning(closed_days.c.day),
-        [{"account_number": account_number, "day": day, "charges": charges,
-          "charged_minor": charged_minor, "closed_at": now}],
-    )
-    return result.first() is not None
+    claimed = await claim_days(conn, [(account_number, day, charges, charged_minor)], now=now)
+    return account_number in claimed
+
+
+async def claim_days(
+    conn: AsyncConnection, days: Sequence[tuple[str, date, int, int]], *, now: datetime
+) -> set[str]:
+    """Record each (account, day, charges, charged_minor) as closed, in one statement; the
+    accounts whose day was not closed before come back (one day per account)."""
+    rows = [
+        {"account_number": account, "day": day, "charges": charges, "charged_minor": minor,
+         "closed_at": now}
+        for account, day, charges, minor in days
+    ]
+    return set(await bulk_insert(conn, closed_days, rows, ignore_duplicates=True,
+                                 returning="account_number"))
 
 
 async def is_closed(conn: AsyncConnection, account_number: str, day: date) -> bool:

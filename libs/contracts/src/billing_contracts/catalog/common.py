@@ -6,6 +6,9 @@ from typing import Annotated
 
 from pydantic import Field
 
+# Any twelve digits, whatever the check digit: a payer may mistype a number and the payment must
+# still arrive (the ledger parks it in suspense). billing_contracts.accounts.AccountNumber is what
+# a number must be to name an account.
 AccountNumber = Annotated[
     str,
     Field(

@@ -9,14 +9,14 @@ take effect once.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from billing_contracts import topics
 from billing_contracts.catalog.common import AccountNumber
-from billing_contracts.catalog.payments import PaymentChannel
+from billing_contracts.catalog.payments import PaymentChannel, PaymentReceived
 from billing_contracts.envelope import Event
 from billing_contracts.money import Money, PositiveMoney
 
@@ -115,6 +115,27 @@ class BalanceChanged(Event):
     cause_type: str = Field(description="PaymentReceived, ChargeApplied, TransferRequested, ...")
     payment_type: PaymentType
     credit_limit: Money
+    credited_payment: bool = Field(
+        default=False,
+        description="The transaction credited a subscriber's payment to the main balance (a payment"
+                    " notice is due). Messages from before this field: read from cause_type"
+                    " PaymentReceived with a positive delta_main",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credited_payment_of_older_messages(cls, data: Any) -> Any:
+        """Before ``credited_payment`` existed, a payment credit was told by the cause's name and
+        the sign of the movement (a campaign bonus has the same cause and moves only the bonus)."""
+        if not isinstance(data, dict) or "credited_payment" in data:
+            return data
+        if data.get("cause_type") != PaymentReceived.event_type:
+            return data
+        try:
+            credited = Money.model_validate(data.get("delta_main")).minor > 0
+        except ValueError:
+            return data  # delta_main's own validation says what is wrong with it
+        return {**data, "credited_payment": credited}
 
 
 class TransferRequested(Event):

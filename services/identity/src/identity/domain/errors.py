@@ -1,4 +1,5 @@
-"""The identity service's errors: one base, a machine-readable code, and field-level detail.
+"""The identity service's refusals: the suite's :class:`DomainError`, each with its code and
+kind (which alone decides the HTTP status), and field-level detail.
 
 No message ever quotes what the caller typed: an input may be a passport number, a phone or a
 secret, and messages end up in logs and HTTP answers.
@@ -9,24 +10,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from billing_events.errors import DomainError, ErrorKind
 
 
-class IdentityError(Exception):
-    """Base of every refusal the identity domain gives; ``code`` is for machines."""
+class IdentityError(DomainError):
+    """Base of every refusal the identity domain gives."""
 
-    code: ClassVar[str] = "identity_error"
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
+    code = "identity_error"
 
 
 class RuleViolation(IdentityError, ValueError):
     """One value breaks one rule. A ValueError, so pydantic validators can raise it as it is."""
 
-    code: ClassVar[str] = "rule_violation"
+    code = "rule_violation"
 
     def __init__(self, rule: str, message: str, *, field: str | None = None) -> None:
         super().__init__(message, field=field)
@@ -45,31 +43,35 @@ class FieldError:
 class InvalidCommand(IdentityError):
     """A command was refused before anything changed; ``errors`` lists every field at fault."""
 
-    code: ClassVar[str] = "invalid_command"
+    code = "invalid_request"  # the suite's code for field errors, whoever found them
 
     def __init__(self, errors: Sequence[FieldError]) -> None:
         if not errors:
             raise ValueError("an invalid command needs at least one field error")
         self.errors = tuple(errors)
-        super().__init__("; ".join(f"{error.field}: {error.message}" for error in self.errors))
+        super().__init__("the request has invalid fields: " + ", ".join(dict.fromkeys(self.fields)))
 
     @property
     def fields(self) -> tuple[str, ...]:
         return tuple(error.field for error in self.errors)
 
+    def field_errors(self) -> list[dict[str, str]]:
+        return [{"field": error.field, "message": error.message, "code": error.rule} for error in self.errors]
+
 
 class InvalidAccountNumber(IdentityError):
-    code: ClassVar[str] = "invalid_account_number"
+    code = "invalid_account_number"
 
 
 class InvalidLoginIdentifier(IdentityError):
-    code: ClassVar[str] = "invalid_login_identifier"
+    code = "invalid_login_identifier"
 
 
 class PassportAlreadyRegistered(IdentityError):
     """A second registration with a passport that already has a contract."""
 
-    code: ClassVar[str] = "passport_already_registered"
+    code = "passport_already_registered"
+    kind = ErrorKind.CONFLICT
 
     def __init__(self) -> None:
         super().__init__(
@@ -83,7 +85,8 @@ class PassportAlreadyRegistered(IdentityError):
 class UnknownAccount(IdentityError):
     """No subscriber answers to the account number, contract number or phone given."""
 
-    code: ClassVar[str] = "unknown_account"
+    code = "unknown_account"
+    kind = ErrorKind.NOT_FOUND
 
     def __init__(self, field: str = "login") -> None:
         super().__init__("no subscriber with this account number, contract number or phone",
@@ -93,7 +96,8 @@ class UnknownAccount(IdentityError):
 class LoginRefused(IdentityError):
     """Wrong login or password; deliberately does not say which."""
 
-    code: ClassVar[str] = "login_refused"
+    code = "login_refused"
+    kind = ErrorKind.UNAUTHENTICATED
 
     def __init__(self) -> None:
         super().__init__("wrong login or password")
@@ -102,22 +106,26 @@ class LoginRefused(IdentityError):
 class Throttled(IdentityError):
     """Too many attempts: refused unchecked until ``until``."""
 
-    code: ClassVar[str] = "throttled"
+    code = "throttled"
+    kind = ErrorKind.THROTTLED
 
     def __init__(self, message: str, *, until: datetime | None) -> None:
         super().__init__(message)
         self.until = until
 
+    def details(self) -> dict[str, Any]:
+        return {} if self.until is None else {"until": self.until.isoformat()}
+
 
 class LoginIsLocked(Throttled):
-    code: ClassVar[str] = "login_locked"
+    code = "login_locked"
 
     def __init__(self, *, until: datetime | None) -> None:
         super().__init__("login is locked after repeated failures; try again later", until=until)
 
 
 class TooManyRequests(Throttled):
-    code: ClassVar[str] = "too_many_requests"
+    code = "too_many_requests"
 
     def __init__(self, *, until: datetime | None) -> None:
         super().__init__("too many requests for this account; try again later", until=until)
@@ -126,7 +134,7 @@ class TooManyRequests(Throttled):
 class TooManyFromAddress(Throttled):
     """One client address asked for too many passwords or codes, whatever the accounts."""
 
-    code: ClassVar[str] = "too_many_requests_from_address"
+    code = "too_many_requests_from_address"
 
     def __init__(self, *, until: datetime | None) -> None:
         super().__init__("too many requests from this address; try again later", until=until)
@@ -135,7 +143,8 @@ class TooManyFromAddress(Throttled):
 class ContactMismatch(IdentityError):
     """The phone or e-mail given is not the one registered for the account."""
 
-    code: ClassVar[str] = "contact_mismatch"
+    code = "contact_mismatch"
+    kind = ErrorKind.REFUSED
 
     def __init__(self, field: str) -> None:
         super().__init__("does not match the contact details registered for the account",
@@ -147,7 +156,8 @@ class ResetCodeRefused(IdentityError):
     ``invalid_code``: what an anonymous caller is told whatever the reason, so a prober cannot
     tell whether the account exists or a code was requested for it."""
 
-    code: ClassVar[str] = "reset_code_refused"
+    code = "reset_code_refused"
+    kind = ErrorKind.REFUSED
 
     _MESSAGES: ClassVar[dict[str, str]] = {
         "wrong_code": "the code is wrong",
@@ -162,6 +172,9 @@ class ResetCodeRefused(IdentityError):
         super().__init__(self._MESSAGES.get(reason, "the code does not work"), field="code")
         self.reason = reason
 
+    def details(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
     @classmethod
     def hidden(cls) -> ResetCodeRefused:
         """What an anonymous caller is told, whatever the reason."""
@@ -171,7 +184,8 @@ class ResetCodeRefused(IdentityError):
 class RecoveryRefused(IdentityError):
     """The passport data a caller gave support does not match the registered data."""
 
-    code: ClassVar[str] = "recovery_refused"
+    code = "recovery_refused"
+    kind = ErrorKind.FORBIDDEN
 
     def __init__(self) -> None:
         super().__init__("the passport data do not match the registered subscriber")

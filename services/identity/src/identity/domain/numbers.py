@@ -1,8 +1,9 @@
 """Personal account numbers, contract numbers, and telling which one a subscriber typed.
 
 Account number: 12 digits = the prefix ``1`` + the allocation sequence value zero-padded to 10
-digits + a Luhn check digit. The prefix keeps the number from starting with 0 (terminals and
-spreadsheets drop leading zeros); the sequence is never rewound, so a number is never reused.
+digits + a Luhn check digit (the contract's rule: :mod:`billing_contracts.accounts`). The prefix
+keeps the number from starting with 0 (terminals and spreadsheets drop leading zeros); the
+sequence is never rewound, so a number is never reused.
 
 Contract number: ``D-<year signed>-<sequence value, at least 7 digits>``, e.g. ``D-2026-0000042``.
 It takes the same sequence value as the account number, so it is unique too, and its shape
@@ -16,31 +17,17 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+from billing_contracts.accounts import ACCOUNT_NUMBER_LENGTH, AccountNumber, luhn_check_digit
+from billing_contracts.accounts import InvalidAccountNumber as NotAnAccountNumber
+
 from identity.domain.contacts import normalise_mobile_phone
 from identity.domain.errors import InvalidAccountNumber, InvalidLoginIdentifier, RuleViolation
 
-ACCOUNT_NUMBER_LENGTH = 12
 ACCOUNT_PREFIX = "1"
 _SEQUENCE_DIGITS = ACCOUNT_NUMBER_LENGTH - len(ACCOUNT_PREFIX) - 1
 MAX_SEQUENCE = 10**_SEQUENCE_DIGITS - 1
 
-# [0-9], not \d: \d also matches Arabic-Indic and other Unicode digits.
-_ACCOUNT_SHAPE = re.compile(rf"[0-9]{{{ACCOUNT_NUMBER_LENGTH}}}")
 _CONTRACT_SHAPE = re.compile(r"D-([0-9]{4})-([0-9]{7,10})", re.IGNORECASE)
-# People type long numbers in groups: "1000 0000 0008", "1000-0000-0008".
-_DIGIT_GROUP_SEPARATORS = re.compile(r"[\s-]")
-
-
-def luhn_check_digit(body: str) -> str:
-    """The digit that makes ``body + digit`` pass the Luhn check."""
-    total = 0
-    # Walking from the right, the digit next to the (future) check digit is doubled.
-    for position, char in enumerate(reversed(body)):
-        digit = int(char)
-        if position % 2 == 0:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return str(-total % 10)
 
 
 def account_number_from_sequence(sequence: int) -> str:
@@ -51,21 +38,15 @@ def account_number_from_sequence(sequence: int) -> str:
     return body + luhn_check_digit(body)
 
 
-def is_valid_account_number(candidate: str) -> bool:
-    """Twelve ASCII digits whose last one is the right Luhn check digit."""
-    if not _ACCOUNT_SHAPE.fullmatch(candidate):
-        return False
-    return luhn_check_digit(candidate[:-1]) == candidate[-1]
+is_valid_account_number = AccountNumber.is_valid
 
 
 def parse_account_number(raw: str) -> str:
     """The account number in ``raw`` (spaces and hyphens between groups allowed)."""
-    candidate = _DIGIT_GROUP_SEPARATORS.sub("", raw)
-    if not _ACCOUNT_SHAPE.fullmatch(candidate):
-        raise InvalidAccountNumber(f"an account number has {ACCOUNT_NUMBER_LENGTH} digits")
-    if not is_valid_account_number(candidate):
-        raise InvalidAccountNumber("the account number has a typo: its check digit does not match")
-    return candidate
+    try:
+        return str(AccountNumber.parse(raw))
+    except NotAnAccountNumber as exc:
+        raise InvalidAccountNumber(str(exc)) from None
 
 
 def contract_number(sequence: int, signed_on: date) -> str:
@@ -123,7 +104,7 @@ def parse_login_identifier(raw: str) -> LoginIdentifier:
     contract = parse_contract_number(raw)
     if contract is not None:
         return LoginIdentifier(LoginKind.CONTRACT_NUMBER, contract)
-    if _ACCOUNT_SHAPE.fullmatch(_DIGIT_GROUP_SEPARATORS.sub("", raw)):
+    if AccountNumber.has_shape(AccountNumber.digits_of(raw)):
         try:
             return LoginIdentifier(LoginKind.ACCOUNT_NUMBER, parse_account_number(raw))
         except InvalidAccountNumber as exc:

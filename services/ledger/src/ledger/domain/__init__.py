@@ -28,6 +28,10 @@ from ledger.domain.chart import (
     DISCOUNTS,
     GIFTS,
     SUSPENSE,
+    AccountCode,
+    Book,
+    Owner,
+    account_code,
     bonus_account,
     cash_account,
     is_account_number,
@@ -39,7 +43,7 @@ from ledger.domain.chart import (
     subscriber_number,
 )
 from ledger.domain.corrections import REVERSE_TRANSACTION, change_payment_type, check_self_service_limit, reverse
-from ledger.domain.errors import CommandRefused, ErrorCode, InvalidTransaction, LedgerError
+from ledger.domain.errors import KINDS, CommandRefused, ErrorCode, InvalidTransaction, LedgerError, input_errors
 from ledger.domain.facts import (
     FACT_KINDS,
     AccountFact,
@@ -99,6 +103,7 @@ from ledger.domain.transactions import (
 
 __all__ = [
     "FACT_KINDS",
+    "AccountCode",
     "AccountFact",
     "AccountSettings",
     "FactKind",
@@ -123,6 +128,7 @@ __all__ = [
     "AccountState",
     "BalanceMismatch",
     "BonusCampaign",
+    "Book",
     "BrokenLink",
     "BusinessKey",
     "CommandRefused",
@@ -133,9 +139,11 @@ __all__ = [
     "InvalidCampaign",
     "InvalidTransaction",
     "JournalEntry",
+    "KINDS",
     "KeyFamily",
     "LedgerError",
     "OperatorNote",
+    "Owner",
     "Outcome",
     "OutgoingEvent",
     "Posting",
@@ -146,6 +154,7 @@ __all__ = [
     "SuspenseItem",
     "SuspenseStatus",
     "Transaction",
+    "account_code",
     "apply",
     "apply_charge",
     "balances_of",
@@ -163,6 +172,7 @@ __all__ = [
     "close_account",
     "credit_payment",
     "find_mismatches",
+    "input_errors",
     "is_account_number",
     "is_operator_account",
     "is_repeat",

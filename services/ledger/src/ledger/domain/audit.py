@@ -56,15 +56,21 @@ class JournalRecord(NamedTuple):
     account_settings: str | None = None
     """An account fact's settings, as stored."""
     recorded_at: datetime | None = None
+    """When the row was written; the audit reads it of account facts only (PostgreSQL's read
+    leaves it out of money transactions)."""
 
     def content_hash(self, previous: bytes) -> bytes:
         """The hash the ledger wrote for this content after ``previous`` (same bytes as
         :func:`~ledger.domain.transaction_hash` of the transaction, or
         :func:`~ledger.domain.fact_hash` of the account fact, it stored)."""
+        return hashlib.sha256(previous + self.content()).digest()
+
+    def content(self) -> bytes:
+        """The canonical encoding of this row's content: what its hash covers."""
         operator = None if not self.operator else (self.operator, self.operator_reason or "")
-        return hashlib.sha256(previous + encode_content(
+        return encode_content(
             self.id, self.kind, self.postings, self.cause_event_id, self.cause_type, self.occurred_at,
-            self.business_key, self.reverses, operator, settings=self.account_settings)).digest()
+            self.business_key, self.reverses, operator, settings=self.account_settings)
 
 
 class ChainHead(NamedTuple):
@@ -143,29 +149,32 @@ class Audit:
 
     def feed(self, record: JournalRecord) -> None:
         position = self.records
-        sums: dict[str, int] = {}
+        postings = record.postings
         replayed = self.replayed
-        self.entries += len(record.postings)
-        for account, amount, currency in record.postings:
+        sums: dict[str, int] = {}
+        self.entries += len(postings)
+        for account, amount, currency in postings:
             sums[currency] = sums.get(currency, 0) + amount
             if account in replayed:
                 replayed[account] += amount
             else:
                 replayed[account] = amount
                 self.currencies[account] = currency
+        totals = self.totals
         for currency, total in sums.items():
-            self.totals[currency] = self.totals.get(currency, 0) + total
-        if record.kind in FACT_KINDS:
+            totals[currency] = totals.get(currency, 0) + total
+        is_fact = record.kind in FACT_KINDS
+        if is_fact:
             self._account_fact(record, position)
-        elif len(record.postings) < 2:
-            self._find(FindingKind.TOO_FEW_POSTINGS, f"{len(record.postings)} posting(s); a transaction needs two",
+        elif len(postings) < 2:
+            self._find(FindingKind.TOO_FEW_POSTINGS, f"{len(postings)} posting(s); a transaction needs two",
                        record, position, _accounts(record))
-        unbalanced = {c: t for c, t in sums.items() if t}
-        if unbalanced:
+        if any(sums.values()):
+            unbalanced = {c: t for c, t in sums.items() if t}
             self._find(FindingKind.UNBALANCED, "postings sum to " + ", ".join(format_amount(t, c) for c, t in unbalanced.items())
                        + ", not zero", record, position, _accounts(record))
-        previous = self._last.hash if self._last is not None else GENESIS_HASH
-        expected = record.content_hash(previous)
+        last = self._last
+        expected = record.content_hash(GENESIS_HASH if last is None else last.hash)
         if expected != record.hash:
             self._find(FindingKind.BROKEN_LINK, "the stored hash is not the hash of this content after the one before",
                        record, position, _accounts(record))
@@ -175,18 +184,22 @@ class Audit:
             self._first_suspect = self._first_suspect or (position, record)
             self._last_suspect = record
             self._suspects += 1
+        if self._sealed_at:
+            self._check_seals(record, position)
+        self._last = record
+        self.records += 1
+        if is_fact:
+            self.facts += 1
+        else:
+            self.transactions += 1
+
+    def _check_seals(self, record: JournalRecord, position: int) -> None:
         for seal in self._sealed_at.pop(position, ()):
             self._seals_checked += 1
             if seal.hash != record.hash:
                 self._find(FindingKind.SEAL_NOT_REPRODUCED,
                            f"{_sealed(seal)}; the journal's transaction at that length is {record.id} with hash"
                            f" {record.hash.hex()}", record, position, _accounts(record))
-        self._last = record
-        self.records += 1
-        if record.kind in FACT_KINDS:
-            self.facts += 1
-        else:
-            self.transactions += 1
 
     def _account_fact(self, record: JournalRecord, position: int) -> None:
         try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.envelope import describe_validation_error
-from billing_events.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS
+from billing_events.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS, Money
 from pydantic import TypeAdapter, ValidationError
 
 from ledger.domain.errors import ErrorCode, LedgerError
@@ -58,12 +58,10 @@ class BonusCampaign:
         if self.max_bonus is not None and self.max_bonus <= 0:
             raise InvalidCampaign("max_bonus must be more than zero when set", "max_bonus")
 
-    def applies_to(
-        self, amount: int, currency: str, channel: PaymentChannel, received_at: datetime
-    ) -> bool:
+    def applies_to(self, paid: Money, channel: PaymentChannel, received_at: datetime) -> bool:
         return (
-            currency == self.currency
-            and amount >= self.min_amount
+            paid.currency == self.currency
+            and paid.minor >= self.min_amount
             and self.in_force(received_at)
             and (not self.channels or channel in self.channels)
         )
@@ -79,16 +77,15 @@ class BonusCampaign:
 def best_bonus(
     campaigns: Iterable[BonusCampaign],
     *,
-    amount: int,
-    currency: str,
+    paid: Money,
     channel: PaymentChannel,
     received_at: datetime,
 ) -> tuple[BonusCampaign, int] | None:
     """The most generous campaign for this payment and its bonus; None if none gives any."""
     best: tuple[BonusCampaign, int] | None = None
     for campaign in campaigns:
-        if campaign.applies_to(amount, currency, channel, received_at):
-            bonus = campaign.bonus_for(amount)
+        if campaign.applies_to(paid, channel, received_at):
+            bonus = campaign.bonus_for(paid.minor)
             if bonus > 0 and (best is None or bonus > best[1]):
                 best = (campaign, bonus)
     return best

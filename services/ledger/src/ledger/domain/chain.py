@@ -43,7 +43,7 @@ def encode_content(
     verifier hashes raw journal rows with it, including rows no :class:`Transaction` accepts.
     An account fact (no postings) adds its settings as a tenth element; a money transaction
     has none, so its bytes are those it always had."""
-    lines = ",".join(f"[{_string(account)},{amount},{_string(currency)}]" for account, amount, currency in postings)
+    lines = ",".join([f"[{_string(account)},{amount},{_string(currency)}]" for account, amount, currency in postings])
     note = "null" if operator is None else f"[{_string(operator[0])},{_string(operator[1])}]"
     tail = "" if settings is None else f",{_string(settings)}"
     return (

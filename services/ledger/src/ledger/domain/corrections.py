@@ -144,7 +144,7 @@ def change_payment_type(
         raise CommandRefused(
             ErrorCode.CURRENCY_MISMATCH,
             f"account {state.number} is kept in {state.currency}, not {credit_limit.currency}",
-            field="credit_limit",
+            field="credit_limit.currency",
         )
     if payment_type is PaymentType.CREDIT:
         if limit <= 0:

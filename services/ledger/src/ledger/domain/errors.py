@@ -1,9 +1,13 @@
-"""The ledger's domain errors: each carries a machine-readable code and, where one field is at
+"""The ledger's domain errors: each carries a machine-readable code, its kind (from
+:data:`KINDS`, which decides the HTTP status and the dead letter) and, where one field is at
 fault, the field's name."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+
+from billing_events.errors import DomainError, ErrorKind
 
 
 class ErrorCode(StrEnum):
@@ -18,6 +22,7 @@ class ErrorCode(StrEnum):
     # a command refused by a business rule
     INVALID_ACCOUNT_NUMBER = "invalid_account_number"
     UNKNOWN_ACCOUNT = "unknown_account"
+    UNKNOWN_TRANSACTION = "unknown_transaction"
     ACCOUNT_CLOSED = "account_closed"
     ACCOUNT_NOT_SETTLED = "account_not_settled"
     CURRENCY_MISMATCH = "currency_mismatch"
@@ -38,14 +43,39 @@ class ErrorCode(StrEnum):
     AMOUNT_OVER_LIMIT = "amount_over_limit"
 
 
-class LedgerError(Exception):
+KINDS: Mapping[ErrorCode, ErrorKind] = {
+    # an input that breaks a rule, unless named below
+    **dict.fromkeys(ErrorCode, ErrorKind.INVALID),
+    **dict.fromkeys((ErrorCode.TOO_FEW_POSTINGS, ErrorCode.ZERO_POSTING, ErrorCode.UNBALANCED,
+                     ErrorCode.MIXED_CURRENCIES, ErrorCode.MALFORMED_ACCOUNT_CODE, ErrorCode.NAIVE_TIME,
+                     ErrorCode.REVERSAL_LINK), ErrorKind.BROKEN_INVARIANT),
+    **dict.fromkeys((ErrorCode.UNKNOWN_ACCOUNT, ErrorCode.UNKNOWN_TRANSACTION), ErrorKind.NOT_FOUND),
+    # well formed, but the account's (or the journal's) state refuses it
+    **dict.fromkeys((ErrorCode.ACCOUNT_CLOSED, ErrorCode.ACCOUNT_NOT_SETTLED, ErrorCode.ALREADY_REVERSED,
+                     ErrorCode.REVERSAL_OF_REVERSAL, ErrorCode.DEBT_OUTSTANDING, ErrorCode.INSUFFICIENT_BONUS,
+                     ErrorCode.NOT_A_PAYMENT, ErrorCode.SUSPENSE_NOT_OPEN, ErrorCode.CONFLICTING_DUPLICATE),
+                    ErrorKind.CONFLICT),
+}
+"""What kind of refusal each code is: it decides the HTTP status of the answer."""
+
+
+class LedgerError(DomainError):
     """Base of every ledger domain error."""
 
+    code: ErrorCode
+
     def __init__(self, code: ErrorCode, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.field = field
-        self.message = message
+        super().__init__(message, code=code, field=field, kind=KINDS[code])
+
+    def field_errors(self) -> list[dict[str, str]]:
+        return input_errors(self)
+
+
+def input_errors(error: DomainError) -> list[dict[str, str]]:
+    """The Problem's field errors of a ledger refusal: only an input the caller can correct is
+    listed; a refusal for the state of the accounts (an unknown account, not enough money) keeps
+    its field for the code that reads the error, but the caller has no input to fix."""
+    return DomainError.field_errors(error) if error.kind is ErrorKind.INVALID else []
 
 
 class InvalidTransaction(LedgerError):

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import NamedTuple
 from uuid import UUID
 
-from billing_events.catalog.ledger import BalanceChanged, UnmatchedReason
+from billing_events.catalog.ledger import BalanceChanged, TransactionKind, UnmatchedReason
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.envelope import Event
 from billing_events.money import MAX_MINOR, Money, PositiveMoney, format_amount
@@ -96,6 +96,7 @@ def balance_changed(before: AccountState, after: AccountState, txn: Transaction)
         cause_type=txn.cause_type,
         payment_type=after.payment_type,
         credit_limit=money(after.credit_limit, currency),
+        credited_payment=txn.kind is TransactionKind.PAYMENT,
     )
 
 
@@ -154,6 +155,7 @@ def check_movement_limit(amount: Money, limit: int) -> None:
         raise CommandRefused(
             ErrorCode.AMOUNT_OVER_LIMIT,
             f"{amount} is over the limit of {format_amount(limit, amount.currency)} for one movement",
+            field="amount.minor",
         )
 
 

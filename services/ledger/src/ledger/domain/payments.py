@@ -21,7 +21,7 @@ from billing_events.catalog.ledger import (
     UnmatchedReason,
 )
 from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT, PaymentReceived
-from billing_events.money import MAX_MINOR
+from billing_events.money import MAX_MINOR, Money
 
 from ledger.domain.accounts import AccountState
 from ledger.domain.bonus import BonusCampaign, best_bonus
@@ -44,7 +44,7 @@ RESOLVE_SUSPENSE = "ResolveSuspense"
 
 
 def unmatched_reason(
-    account: AccountState | None, currency: str, amount: int = 0, max_payment: int = DEFAULT_MAX_PAYMENT
+    account: AccountState | None, amount: Money, max_payment: int = DEFAULT_MAX_PAYMENT
 ) -> UnmatchedReason | None:
     """Why a payment cannot be credited to this account (None: it can). A payment over the
     per-payment maximum, or one the balance could not hold, arrived all the same: it waits for a
@@ -53,9 +53,9 @@ def unmatched_reason(
         return UnmatchedReason.UNKNOWN_ACCOUNT
     if not account.is_open:
         return UnmatchedReason.CLOSED_ACCOUNT
-    if account.currency != currency:
+    if account.currency != amount.currency:
         return UnmatchedReason.CURRENCY_MISMATCH
-    if amount > max_payment or account.main + amount > MAX_MINOR:
+    if amount.minor > max_payment or account.main + amount.minor > MAX_MINOR:
         return UnmatchedReason.AMOUNT_OVER_LIMIT
     return None
 
@@ -71,7 +71,7 @@ def receive_payment(
 ) -> Outcome:
     """Credit the payment to its account, or park it in suspense if it matches no open account
     or carries more than one payment may."""
-    reason = unmatched_reason(account, payment.amount.currency, payment.amount.minor, max_payment)
+    reason = unmatched_reason(account, payment.amount, max_payment)
     if reason is not None:
         return park_payment(payment, reason, cause_id=cause_id, at=at)
     return credit_payment(payment, cause_id=cause_id, account=account, campaigns=campaigns, at=at)
@@ -104,8 +104,7 @@ def credit_payment(
     booking.post(payment_txn)
     best = best_bonus(
         campaigns,
-        amount=amount,
-        currency=currency,
+        paid=payment.amount,
         channel=payment.channel,
         received_at=payment.received_at,
     )

@@ -6,7 +6,7 @@ the catalog as a :class:`tariff.catalog.Catalog`. Every transition returns an
 """
 
 from billing_events.catalog.tariff import charge_id
-from tariff.domain.charging import charges_for_day
+from tariff.domain.charging import DailyFees, charges_for_day
 from tariff.domain.day_close import close_account_day, close_day
 from tariff.domain.debt import apply_balance, balance_changed, charges_published
 from tariff.domain.proration import daily_share, days_in_month, share_of_day
@@ -36,6 +36,7 @@ from tariff.domain.voluntary_block import (
 __all__ = [
     "MAX_BLOCK_DAYS",
     "AccountBalance",
+    "DailyFees",
     "Outcome",
     "ScheduledTerms",
     "Subscription",

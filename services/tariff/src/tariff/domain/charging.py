@@ -9,42 +9,60 @@ from __future__ import annotations
 from datetime import date
 
 from billing_events.catalog.tariff import ChargeApplied, FeeKind
-from billing_events.money import Money, PositiveMoney
+from billing_events.money import PositiveMoney
 from tariff.catalog import Catalog
 from tariff.domain.proration import daily_share, days_in_month
 from tariff.domain.subscription import Subscription
 
 
-def charges_for_day(state: Subscription, catalog: Catalog, day: date) -> tuple[ChargeApplied, ...]:
+class DailyFees:
+    """What a plan or an option costs a day in a region: the catalog lookups, the proration and
+    the description worked out once per (fee, region, day) and kept. Closing a day for many
+    accounts charges the same few fees over and over; working each out anew costs more than the
+    charge itself. Keep one for as long as its catalog is the service's."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._known: dict[tuple[FeeKind, str, str, date], _Fee | None] = {}
+
+    def of(self, kind: FeeKind, code: str, region: str, day: date) -> _Fee | None:
+        """(name, the day's share, description) of the fee; None when the share is zero."""
+        key = (kind, code, region, day)
+        if key not in self._known:  # a refusal (an item no longer sold) is not kept: it raises again
+            self._known[key] = self._work_out(*key)
+        return self._known[key]
+
+    def _work_out(self, kind: FeeKind, code: str, region: str, day: date) -> _Fee | None:
+        catalog = self.catalog
+        if kind is FeeKind.SUBSCRIPTION:
+            name, monthly = catalog.plan(code).name, catalog.plan_price(code, region)
+        else:
+            name, monthly = catalog.option(code).name, catalog.option_price(code, region)
+        share = daily_share(monthly, day)
+        if share.minor == 0:  # a monthly price below one kopeck a day leaves some days at zero
+            return None
+        return (name, PositiveMoney(minor=share.minor, currency=share.currency),
+                f"{name}: day {day.day} of {days_in_month(day)}, monthly {monthly}")
+
+
+_Fee = tuple[str, PositiveMoney, str]
+
+
+def charges_for_day(
+    state: Subscription, catalog: Catalog, day: date, fees: DailyFees | None = None
+) -> tuple[ChargeApplied, ...]:
     """The charges for ``day``: none before the plan takes effect or while the account is
-    blocked (for debt, or a voluntary block covering the day)."""
+    blocked (for debt, or a voluntary block covering the day). ``fees``: prices worked out
+    before, of the same catalog."""
     terms = state.terms_on(day)
     if terms.plan is None or state.is_blocked_on(day):
         return ()
-    plan = catalog.plan(terms.plan)
-    fees = [
-        (FeeKind.SUBSCRIPTION, plan.code, plan.name, catalog.plan_price(plan.code, state.region))
-    ]
-    fees += [
-        (
-            FeeKind.OPTION,
-            option,
-            catalog.option(option).name,
-            catalog.option_price(option, state.region),
-        )
-        for option in terms.options
-    ]
-    charges = (_daily_charge(state.account_number, day, *fee) for fee in fees)
-    return tuple(charge for charge in charges if charge is not None)
-
-
-def _daily_charge(
-    account_number: str, day: date, kind: FeeKind, code: str, name: str, monthly: Money
-) -> ChargeApplied | None:
-    share = daily_share(monthly, day)
-    if share.minor == 0:  # a monthly price below one kopeck a day leaves some days at zero
-        return None
-    return ChargeApplied.of(
-        account_number, day, kind, code, PositiveMoney(minor=share.minor, currency=share.currency),
-        f"{name}: day {day.day} of {days_in_month(day)}, monthly {monthly}",
-    )
+    fees = fees or DailyFees(catalog)
+    items = [(FeeKind.SUBSCRIPTION, terms.plan)] + [(FeeKind.OPTION, option) for option in terms.options]
+    charges = []
+    for kind, code in items:
+        fee = fees.of(kind, code, state.region, day)
+        if fee is not None:
+            _, amount, description = fee
+            charges.append(ChargeApplied.of(state.account_number, day, kind, code, amount, description))
+    return tuple(charges)

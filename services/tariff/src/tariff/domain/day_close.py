@@ -11,17 +11,20 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from tariff.catalog import Catalog
-from tariff.domain.charging import charges_for_day
+from tariff.domain.charging import DailyFees, charges_for_day
 from tariff.domain.subscription import Outcome, Subscription
 from tariff.domain.voluntary_block import end_finished_voluntary_block
 
 
-def close_account_day(state: Subscription, catalog: Catalog, day: date, at: datetime) -> Outcome:
+def close_account_day(
+    state: Subscription, catalog: Catalog, day: date, at: datetime, fees: DailyFees | None = None
+) -> Outcome:
     """Charge ``day``, fold in the terms that took effect by it, end a block whose last day it was.
 
     Terms from the next day stay scheduled, so closing the same day again charges the same.
+    ``fees``: the catalog's daily fees, kept across the accounts of a batch.
     """
-    charges = charges_for_day(state, catalog, day)
+    charges = charges_for_day(state, catalog, day, fees)
     ended = end_finished_voluntary_block(state.settled(day), day, at)
     return Outcome(ended.state, (*charges, *ended.events))
 
@@ -30,4 +33,5 @@ def close_day(
     states: Iterable[Subscription], catalog: Catalog, day: date, at: datetime
 ) -> list[Outcome]:
     """Close ``day`` for every account, one outcome per account in the given order."""
-    return [close_account_day(state, catalog, day, at) for state in states]
+    fees = DailyFees(catalog)
+    return [close_account_day(state, catalog, day, at, fees) for state in states]

@@ -78,7 +78,8 @@ def _settle(
 
 def _judged(before: Subscription, updated: Subscription, at: datetime) -> Outcome:
     in_debt = updated.expected_balance.in_debt()
-    updated = updated.model_copy(update={"debt_blocked": in_debt})
+    if in_debt != updated.debt_blocked:
+        updated = updated.model_copy(update={"debt_blocked": in_debt})
     if in_debt == before.debt_blocked:
         return Outcome(updated)
     if in_debt:

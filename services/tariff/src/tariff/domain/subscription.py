@@ -27,7 +27,7 @@ from billing_events.catalog.tariff import (
     TariffChanged,
 )
 from billing_events.envelope import Event
-from billing_events.money import Money, PositiveMoney
+from billing_events.money import CurrencyMismatch, Money, PositiveMoney
 from tariff.catalog import Catalog
 from tariff.errors import (
     AlreadyActive,
@@ -99,8 +99,13 @@ class AccountBalance(_State):
 
     def after(self, charges: Iterable[UnsettledCharge]) -> AccountBalance:
         """The balance once the ledger has taken ``charges`` from the main balance."""
-        main = sum((-charge.amount for charge in charges), start=self.main)
-        return self.model_copy(update={"main": main})
+        currency = self.main.currency
+        taken = 0
+        for charge in charges:  # in integers: a Money per step would cost more than the sum
+            if charge.amount.currency != currency:
+                raise CurrencyMismatch(f"cannot mix {currency} and {charge.amount.currency}")
+            taken += charge.amount.minor
+        return self.model_copy(update={"main": Money(minor=self.main.minor - taken, currency=currency)})
 
 
 class UnsettledCharge(_State):
@@ -183,6 +188,8 @@ class Subscription(_State):
 
     def settled(self, day: date) -> Subscription:
         """Fold the scheduled terms due by ``day`` into the terms in effect (housekeeping)."""
+        if not self.schedule or self.schedule[0].effective_from > day:
+            return self  # nothing due: most days of most accounts (a copy costs more than this close)
         return self.model_copy(
             update={
                 "terms": self.terms_on(day),

@@ -1,0 +1,140 @@
+"""Registration: a new subscriber, stored protected, and the initial password."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_events.catalog.identity import PasswordPurpose, SubscriberRegistered
+from billing_events.envelope import Envelope
+from billing_events.logging import get_logger
+from billing_events.sealing import seal
+from identity import store
+from identity.commands import Registered
+from identity.context import IdentityContext
+from identity.domain import (
+    PASSWORD_POLICY,
+    LookupKind,
+    PassportAlreadyRegistered,
+    Registration,
+    RegistrationCommand,
+    account_number_from_sequence,
+    contract_number,
+    email_lookup_text,
+    mask_email,
+    mask_phone,
+    validate_registration,
+)
+from identity.security import generate_password
+from identity.service.steps import (
+    PASSWORD_ISSUED_ACT,
+    counted,
+    secret_issued,
+)
+
+log = get_logger(__name__)
+
+
+def _new_subscriber(
+    ctx: IdentityContext, registration: Registration, *, sequence: int, password_hash: str, now: datetime
+) -> store.NewSubscriber:
+    """The registration as stored: what finds the subscriber hashed, what is read back encrypted."""
+    vault, phone, email = ctx.vault, registration.mobile_phone, registration.email
+    account = account_number_from_sequence(sequence)
+    passport = {
+        "series": registration.passport_series,
+        "number": registration.passport_number,
+        "date_of_birth": registration.date_of_birth.isoformat(),
+        "issuing_authority": registration.issuing_authority,
+        "date_of_issue": registration.date_of_issue.isoformat(),
+    }
+    personal = {
+        "surname": registration.surname,
+        "first_name": registration.first_name,
+        "patronymic": registration.patronymic,
+    }
+    return store.NewSubscriber(
+        account_number=account,
+        sequence=sequence,
+        contract_number=contract_number(sequence, now.date()),
+        region=registration.region,
+        legal_status=registration.legal_status.value,
+        language=registration.language,
+        passport_hash=vault.lookup_hash(LookupKind.PASSPORT, registration.passport_text()),
+        phone_hash=vault.lookup_hash(LookupKind.PHONE, phone),
+        email_hash=vault.lookup_hash(LookupKind.EMAIL, email_lookup_text(email)) if email else None,
+        recovery_proof_hash=vault.lookup_hash(LookupKind.RECOVERY_PROOF, registration.recovery_proof_text()),
+        encrypted={
+            "passport": ctx.encrypt(account, "passport", passport),
+            "personal": ctx.encrypt(account, "personal", personal),
+            "contact": ctx.encrypt(account, "contact", {"phone": phone, "email": email}),
+        },
+        password_hash=password_hash,
+        registered_at=now,
+    )
+
+
+def _registered(ctx: IdentityContext, registration: Registration, new: store.NewSubscriber) -> Envelope[Any]:
+    phone, email = registration.mobile_phone, registration.email
+    return ctx.envelope(SubscriberRegistered(
+        account_number=new.account_number,
+        contract_number=new.contract_number,
+        region=registration.region,
+        legal_status=registration.legal_status,
+        language=registration.language,
+        masked_phone=mask_phone(phone),
+        masked_email=mask_email(email) if email else None,
+        sealed_contact=seal(ctx.settings.notifier_public_key, {"phone": phone, "email": email}),
+    ), account=new.account_number)
+
+
+async def register(ctx: IdentityContext, command: RegistrationCommand | Mapping[str, Any]) -> Registered:
+    """Open a personal account: allocate the account and contract numbers, store the
+    subscriber's data protected, issue the initial password.
+
+    Publishes SubscriberRegistered (contacts sealed + masked, no passport data) and
+    PasswordIssued(initial). Raises InvalidCommand (field errors) or PassportAlreadyRegistered.
+    """
+    now = ctx.clock.now()
+    registration = validate_registration(command, now=now, regions=ctx.settings.regions)
+    passport_hash = ctx.vault.lookup_hash(LookupKind.PASSPORT, registration.passport_text())
+    password = generate_password(PASSWORD_POLICY)
+    password_hash = await ctx.hash(password)
+
+    async def work(conn: AsyncConnection) -> store.NewSubscriber:
+        if await store.passport_registered(conn, passport_hash):
+            raise PassportAlreadyRegistered()
+        sequence = await store.next_account_sequence(conn)
+        new = _new_subscriber(ctx, registration, sequence=sequence, password_hash=password_hash, now=now)
+        await store.add_subscriber(conn, new)
+        registered = _registered(ctx, registration, new)
+        issued, _ = secret_issued(
+            ctx, account_number=new.account_number, purpose=PasswordPurpose.INITIAL,
+            channel="sms", destination=registration.mobile_phone, secret=password, cause=registered,
+        )
+        await ctx.stage(conn, [registered, issued])
+        await store.record_acts(conn, [_initial_password_act(new)], at=now)
+        return new
+
+    try:
+        new = await ctx.unit_of_work(work)
+    except IntegrityError:
+        # Two registrations of one passport raced; the unique index let one through.
+        async with ctx.db.connect() as conn:
+            if await store.passport_registered(conn, passport_hash):
+                raise PassportAlreadyRegistered() from None
+        raise
+    counted([_initial_password_act(new)])
+    log.info("subscriber registered", account_number=new.account_number, region=registration.region,
+             legal_status=registration.legal_status.value)
+    return Registered(account_number=new.account_number, contract_number=new.contract_number)
+
+
+def _initial_password_act(new: store.NewSubscriber) -> store.Act:
+    return store.Act(PASSWORD_ISSUED_ACT, PasswordPurpose.INITIAL.value, new.account_number)
+
+

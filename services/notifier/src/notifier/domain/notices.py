@@ -1,0 +1,175 @@
+"""Which events become which messages, for whom, by which channel, and with what in them.
+
+Decided without I/O: the service layer loads the profile and the account's alarm, calls
+:func:`decide`, stores the intents it returns, and renders each at send time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from billing_events.catalog.identity import LoginLocked, PasswordIssued
+from billing_events.catalog.ledger import BalanceChanged
+from billing_events.catalog.notifier import DeliveryChannel
+from billing_events.catalog.tariff import (
+    AccountBlocked,
+    AccountUnblocked,
+    BlockReason,
+    TariffChanged,
+    VoluntaryBlockEnded,
+    VoluntaryBlockStarted,
+)
+from billing_events.envelope import Event
+from billing_events.money import Money
+
+from notifier.domain.alarm import LowBalanceAlarm, spendable
+from notifier.domain.errors import ErrorCode, NotifierError
+from notifier.domain.ports import Unsealer
+from notifier.domain.profile import Destination, IssuedSecret, SubscriberProfile
+from notifier.domain.templates import PASSWORD_TEMPLATES, TemplateKey
+
+
+@dataclass(frozen=True)
+class MessageIntent:
+    """One message to write: rendered and sent by the service layer."""
+
+    template: TemplateKey
+    language: str
+    channel: DeliveryChannel
+    destination: Destination
+    variables: Mapping[str, Any] = field(repr=False)  # may hold a secret
+
+    @property
+    def contains_secret(self) -> bool:
+        return self.template.carries_secret
+
+
+@dataclass(frozen=True)
+class NoticeContext:
+    """What deciding needs besides the event and the profile."""
+
+    occurred_at: datetime
+    low_balance_threshold: Money | None = None
+    """In the account's currency; needed for a balance change only."""
+    low_balance_alarm: LowBalanceAlarm | None = None
+    """The account's alarm as last kept; None for an account whose balance was never seen."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    intents: tuple[MessageIntent, ...]
+    low_balance_alarm: LowBalanceAlarm | None
+    """The alarm to keep for the account (unchanged unless the event moved the balance)."""
+
+
+def decide(
+    payload: Event, profile: SubscriberProfile, context: NoticeContext, opener: Unsealer
+) -> Decision:
+    """The messages one event must produce for its subscriber; other events produce none."""
+    if isinstance(payload, BalanceChanged):
+        return _balance_changed(payload, profile, context)
+    return Decision(
+        _stateless_intents(payload, profile, context, opener), context.low_balance_alarm
+    )
+
+
+def _stateless_intents(
+    payload: Event, profile: SubscriberProfile, context: NoticeContext, opener: Unsealer
+) -> tuple[MessageIntent, ...]:
+    match payload:
+        case PasswordIssued():
+            secret = opener.secret(payload.sealed_secret)
+            return (password_notice(payload, secret, profile, context.occurred_at),)
+        # A voluntary block also publishes AccountBlocked/AccountUnblocked(voluntary); its own
+        # events say more (price, last day, ended early), so only they are told.
+        case AccountBlocked(reason=BlockReason.DEBT):
+            return (notice(profile, TemplateKey.ACCOUNT_BLOCKED_FOR_DEBT),)
+        case AccountUnblocked(reason=BlockReason.DEBT):
+            return (notice(profile, TemplateKey.ACCOUNT_UNBLOCKED),)
+        case VoluntaryBlockStarted():
+            return (
+                notice(
+                    profile,
+                    TemplateKey.VOLUNTARY_BLOCK_STARTED,
+                    last_day=payload.last_day,
+                    days=payload.days,
+                    price=payload.price,
+                ),
+            )
+        case VoluntaryBlockEnded():
+            return (notice(profile, TemplateKey.VOLUNTARY_BLOCK_ENDED, early=payload.early),)
+        case TariffChanged():
+            return (
+                notice(
+                    profile,
+                    TemplateKey.TARIFF_CHANGED,
+                    plan=payload.plan,
+                    monthly_price=payload.monthly_price,
+                    effective_from=payload.effective_from,
+                ),
+            )
+        case LoginLocked():
+            return (notice(profile, TemplateKey.LOGIN_LOCKED, until=payload.locked_until),)
+        case _:
+            return ()
+
+
+def _balance_changed(
+    change: BalanceChanged, profile: SubscriberProfile, context: NoticeContext
+) -> Decision:
+    threshold = context.low_balance_threshold
+    if threshold is None:
+        raise NotifierError(
+            ErrorCode.NO_LOW_BALANCE_THRESHOLD, "a balance change is decided against a threshold"
+        )
+    alarm = context.low_balance_alarm
+    if alarm is None:
+        alarm = LowBalanceAlarm.before(change, threshold)
+    alarm, tell_low = alarm.observe(spendable(change), threshold)
+    intents: list[MessageIntent] = []
+    if change.credited_payment:
+        intents.append(
+            notice(
+                profile, TemplateKey.PAYMENT_CREDITED, amount=change.delta_main, balance=change.main
+            )
+        )
+    if tell_low:
+        intents.append(
+            notice(profile, TemplateKey.BALANCE_LOW, balance=change.main, threshold=threshold)
+        )
+    return Decision(tuple(intents), alarm)
+
+
+def notice(profile: SubscriberProfile, template: TemplateKey, **variables: Any) -> MessageIntent:
+    """A message without secrets, sent the way the subscriber gets notices."""
+    return MessageIntent(
+        template=template,
+        language=profile.language,
+        channel=profile.notify_by,
+        destination=profile.notice_destination,
+        variables={"account": profile.account_number, **variables},
+    )
+
+
+def password_notice(
+    issued: PasswordIssued, secret: IssuedSecret, profile: SubscriberProfile, issued_at: datetime
+) -> MessageIntent:
+    """The secret goes where identity sealed it to, by the channel identity chose."""
+    variables: dict[str, Any] = {"account": issued.account_number, "secret": secret.secret}
+    if issued.expires_at is not None:
+        variables["valid_minutes"] = _whole_minutes(issued.expires_at - issued_at)
+    return MessageIntent(
+        template=PASSWORD_TEMPLATES[issued.purpose],
+        language=profile.language,
+        channel=DeliveryChannel(issued.channel),
+        destination=Destination(secret.destination, issued.masked_destination),
+        variables=variables,
+    )
+
+
+def _whole_minutes(period: timedelta) -> int:
+    # Rounded so a code issued a few milliseconds after the expiry was computed still says 15.
+    return max(0, round(period.total_seconds() / 60))

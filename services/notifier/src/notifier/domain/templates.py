@@ -1,0 +1,48 @@
+"""The messages the notifier knows how to write: their template keys, which of them carry a
+secret, and a message as the subscriber reads it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from billing_events.catalog.identity import PasswordPurpose
+
+
+class TemplateKey(StrEnum):
+    PAYMENT_CREDITED = "payment_credited"
+    BALANCE_LOW = "balance_low"
+    ACCOUNT_BLOCKED_FOR_DEBT = "account_blocked_debt"
+    ACCOUNT_UNBLOCKED = "account_unblocked"
+    VOLUNTARY_BLOCK_STARTED = "voluntary_block_started"
+    VOLUNTARY_BLOCK_ENDED = "voluntary_block_ended"
+    TARIFF_CHANGED = "tariff_changed"
+    LOGIN_LOCKED = "login_locked"
+    PASSWORD_INITIAL = "password_initial"
+    PASSWORD_SMS_REISSUE = "password_sms_reissue"
+    PASSWORD_RESET_CODE = "password_reset_code"
+    PASSWORD_SUPPORT_RECOVERY = "password_support_recovery"
+
+    @property
+    def carries_secret(self) -> bool:
+        return self in PASSWORD_TEMPLATES.values()
+
+
+PASSWORD_TEMPLATES: Mapping[PasswordPurpose, TemplateKey] = {
+    PasswordPurpose.INITIAL: TemplateKey.PASSWORD_INITIAL,
+    PasswordPurpose.SMS_REISSUE: TemplateKey.PASSWORD_SMS_REISSUE,
+    PasswordPurpose.RESET_CODE: TemplateKey.PASSWORD_RESET_CODE,
+    PasswordPurpose.SUPPORT_RECOVERY: TemplateKey.PASSWORD_SUPPORT_RECOVERY,
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message as the subscriber reads it, ready for a channel."""
+
+    template: str
+    language: str
+    subject: str
+    body: str = field(repr=False)  # may hold a password or a code
+    contains_secret: bool
