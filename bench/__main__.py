@@ -20,12 +20,15 @@ from bench.ledger_process import ROLES, process_names
 
 RESULTS = Path(__file__).with_name("results")
 TARGETS = {"postings_per_s": 20_000, "p99_ms": 50, "entries_per_s": 500_000, "vs_fold": 0.75}
+RATIO_TARGETS = {"cpu_per_movement_vs_consume": 25, "p99_vs_two_hops": 1.25, "peak_rss_mib_per_process": 100}
 
 
 @dataclass(frozen=True)
 class Sizes:
     movements: int = 200_000
     accounts: int = 10_000
+    accounts_large: int = 1_000_000
+    movements_large: int = 200_000
     latency_rate: int = 1_000
     latency_seconds: float = 20
     replay_entries: int = 1_000_000
@@ -39,10 +42,10 @@ class Sizes:
     day_close_subscriptions: int = 100_000
 
 
-QUICK = Sizes(movements=10_000, accounts=1_000, latency_rate=1_000, latency_seconds=3,
-              replay_entries=100_000, replay_large_entries=200_000, replay_repeat=1, peer_commands=1_000,
-              peer_accounts=100, history_small=1_000, history_large=10_000, history_restore=10_000,
-              day_close_subscriptions=5_000)
+QUICK = Sizes(movements=10_000, accounts=1_000, accounts_large=10_000, movements_large=5_000, latency_rate=1_000,
+              latency_seconds=3, replay_entries=100_000, replay_large_entries=200_000, replay_repeat=1,
+              peer_commands=1_000, peer_accounts=100, history_small=1_000, history_large=10_000,
+              history_restore=10_000, day_close_subscriptions=5_000)
 
 
 def parse(argv: list[str] | None = None) -> tuple[Sizes, Path, bool]:
@@ -72,7 +75,8 @@ async def run(sizes: Sizes, console: Console) -> dict[str, Any]:
             say(f"broker: {broker_source}; PostgreSQL: {databases.server_url.rpartition('/')[0]}")
             figures = await ledger_bench.run(
                 broker, databases,
-                ledger_bench.LedgerSizes(sizes.movements, sizes.accounts, sizes.latency_rate, sizes.latency_seconds),
+                ledger_bench.LedgerSizes(sizes.movements, sizes.accounts, sizes.latency_rate, sizes.latency_seconds,
+                                         sizes.accounts_large, sizes.movements_large),
                 RESULTS, say,
             )
             figures["history"] = await history.run(
@@ -97,6 +101,7 @@ async def run(sizes: Sizes, console: Console) -> dict[str, Any]:
     finally:
         await databases.drop_all()
     return {
+        **ingestion_ratios(figures),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": infra.machine(),
         "broker": broker_source,
@@ -109,6 +114,16 @@ async def run(sizes: Sizes, console: Console) -> dict[str, Any]:
 
 
 LEDGER_PROCESSES = process_names(ROLES)
+
+
+def ingestion_ratios(figures: dict[str, Any]) -> dict[str, float]:
+    """The ledger's costs over the same run's broker ceilings: CPU per movement of every process
+    involved (ledger, PostgreSQL, broker) over a plain consumer's CPU to consume and decode one
+    message, and the latency p99 over two plain broker hops' p99."""
+    cpu, lat = figures["cpu"], figures["latency"]
+    spent = sum(cpu.get(f"{part}_us_per_movement", 0.0) for part in ("ledger", "postgres", "broker"))
+    return {"cpu_per_movement_vs_consume": spent / figures["ingestion"]["ceiling_consume_us_per_message"],
+            "p99_vs_two_hops": lat["p99_ms"] / lat["ceiling_p99_ms"]}
 
 
 def table(results: dict[str, Any]) -> Table:
@@ -127,6 +142,15 @@ def table(results: dict[str, Any]) -> Table:
         f"{ing['ratio_to_ceiling']:.3f}", ">= 20,000 postings/s",
         mark(ing["postings_per_s"] >= TARGETS["postings_per_s"]),
     )
+    if large := results.get("ingestion_large"):
+        per_movement = large["cpu"].get("ledger_us_per_movement", 0.0) + large["cpu"].get("postgres_us_per_movement", 0.0)
+        base = results["cpu"].get("ledger_us_per_movement", 0.0) + results["cpu"].get("postgres_us_per_movement", 0.0)
+        grid.add_row(
+            f"1b. ingestion ({large['movements']:,} payments+charges, {large['accounts']:,} accounts)",
+            f"{large['postings_per_s']:,.0f} postings/s; {per_movement:,.0f} µs CPU per movement (ledger + PostgreSQL)",
+            f"{ing['postings_per_s']:,.0f} postings/s; {base:,.0f} µs among {ing['accounts']:,} accounts",
+            f"{per_movement / base:.2f}" if base else "", "", "",
+        )
     grid.add_row(
         f"2. latency at {lat['rate_per_s']:,}/s ({lat['payments']:,} payments)",
         f"p50 {lat['p50_ms']:.1f} / p99 {lat['p99_ms']:.1f} / max {lat['max_ms']:.1f} ms",
@@ -200,6 +224,22 @@ def table(results: dict[str, Any]) -> Table:
         f"{results['day_close_vs_ingestion']:.2f}", ">= 1", mark(results["day_close_vs_ingestion"] >= 1),
     )
     cpu = results["cpu"]
+    if "cpu_per_movement_vs_consume" in results:
+        spent = sum(cpu.get(f"{part}_us_per_movement", 0.0) for part in ("ledger", "postgres", "broker"))
+        limit = RATIO_TARGETS["cpu_per_movement_vs_consume"]
+        grid.add_row(
+            "   CPU per movement (ledger + PostgreSQL + broker) vs consuming one message",
+            f"{spent:,.0f} µs", f"{ing['ceiling_consume_us_per_message']:,.1f} µs (raw aiokafka + json.loads)",
+            f"{results['cpu_per_movement_vs_consume']:.1f}x", f"<= {limit}x",
+            mark(results["cpu_per_movement_vs_consume"] <= limit))
+        limit = RATIO_TARGETS["p99_vs_two_hops"]
+        grid.add_row(
+            "   latency p99 vs two plain broker hops", f"{lat['p99_ms']:.1f} ms", f"{lat['ceiling_p99_ms']:.1f} ms",
+            f"{results['p99_vs_two_hops']:.2f}x", f"<= {limit}x", mark(results["p99_vs_two_hops"] <= limit))
+        limit = RATIO_TARGETS["peak_rss_mib_per_process"]
+        largest = max(mem[f"{name}_peak_rss_mib"] for name in LEDGER_PROCESSES if f"{name}_peak_rss_mib" in mem)
+        grid.add_row("   largest ledger process peak RSS", f"{largest:,.0f} MiB", "", "", f"<= {limit} MiB",
+                     mark(largest <= limit))
     if "ledger_us_per_movement" in cpu:
         parts = [*((name, f"ledger {name}") for name in LEDGER_PROCESSES), ("postgres", "PostgreSQL"), ("broker", "broker")]
         grid.add_row(

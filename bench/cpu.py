@@ -24,8 +24,20 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def _postgres_processes() -> list[psutil.Process]:
-    return [process for process in psutil.process_iter(["name"]) if process.info["name"] in POSTGRES_NAMES]
+POSTGRES_SERVER_WORK = ("checkpointer", "background writer", "walwriter", "wal writer")
+"""The server's own processes that write what every database's backends changed."""
+
+
+def _postgres_processes(database: str | None) -> list[psutil.Process]:
+    """PostgreSQL's processes: with ``database``, only its backends and the server's writers
+    (``postgres: user database host ...``), so other databases' work on a shared server is
+    not counted as the ledger's."""
+    found = [process for process in psutil.process_iter(["name", "cmdline"]) if process.info["name"] in POSTGRES_NAMES]
+    if database is None:
+        return found
+    return [process for process in found
+            if (title := " ".join(process.info["cmdline"] or ())) and
+            (f" {database} " in f"{title} " or any(work in title for work in POSTGRES_SERVER_WORK))]
 
 
 @dataclass
@@ -34,16 +46,19 @@ class CpuMeter:
     PostgreSQL's, and the machine's."""
 
     processes: dict[str, int]
+    database: str | None = None
+    """PostgreSQL database whose backends are counted (None: every PostgreSQL process)."""
     _started: dict[str, float] = field(default_factory=dict)
     _wall: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)
 
     def _sample(self) -> dict[str, float]:
         # PostgreSQL forks a backend per connection: the set is taken anew at each sample, and
-        # a backend that ended in between is missed (the ledger's pool keeps its own open).
+        # a backend that ended in between is missed (the ledger's pool keeps its own open; the
+        # bench's own polling connection is counted, a small part).
         sample = {part: _cpu_seconds(psutil.Process(pid)) for part, pid in self.processes.items()}
         sample["machine"] = _machine_busy_seconds()
-        if postgres := _postgres_processes():
+        if postgres := _postgres_processes(self.database):
             sample["postgres"] = sum(_cpu_seconds(p) for p in postgres)
         return sample
 

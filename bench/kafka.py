@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -57,9 +58,12 @@ async def produce(bootstrap: str, prefix: str, messages: Sequence[Message]) -> f
     return time.perf_counter() - started
 
 
-async def consume_all(bootstrap: str, topic_names: Sequence[str], count: int, timeout: float = 600) -> float:
-    """Read ``count`` records from the beginning of the topics with a plain consumer (no
-    processing); records per second from the first fetched batch to the last."""
+async def consume_all(bootstrap: str, topic_names: Sequence[str], count: int,
+                      timeout: float = 600) -> tuple[float, float]:
+    """Read ``count`` records from the beginning of the topics with a plain consumer that only
+    parses each record's JSON: records per second from the first fetched batch to the last, and
+    this process's CPU microseconds per record over the same window (consuming and decoding one
+    message: the unit the ledger's CPU per movement is compared with)."""
     consumer = AIOKafkaConsumer(**options(bootstrap), enable_auto_commit=False,
                                 max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
     await consumer.start()
@@ -67,18 +71,23 @@ async def consume_all(bootstrap: str, topic_names: Sequence[str], count: int, ti
         partitions = [TopicPartition(t, p) for t in topic_names for p in range(PARTITIONS)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        seen, first, first_size = 0, None, 0
+        seen, first, first_size, first_cpu = 0, None, 0, 0.0
         deadline = time.perf_counter() + timeout
         while seen < count:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"plain consumer saw {seen} of {count} records")
             batches = await consumer.getmany(timeout_ms=200, max_records=1_000)  # the ledger's batch size
+            for records in batches.values():
+                for record in records:
+                    json.loads(record.value)
             size = sum(len(records) for records in batches.values())
             if size and first is None:
-                first, first_size = time.perf_counter(), size
+                first, first_size, first_cpu = time.perf_counter(), size, time.process_time()
             seen += size
         assert first is not None
-        return (count - first_size) / max(time.perf_counter() - first, 1e-9)
+        counted = max(count - first_size, 1)
+        return (counted / max(time.perf_counter() - first, 1e-9),
+                (time.process_time() - first_cpu) / counted * 1e6)
     finally:
         await consumer.stop()
 

@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID, uuid4
 
+import asyncpg
+
 from aiokafka import ConsumerRecord
 
-from billing_events import topics
+from billing_events import migrations, topics
+from billing_events.db import Database
 
 from bench import kafka, workload
 from bench.cpu import CpuMeter
@@ -45,6 +48,10 @@ class LedgerSizes:
     accounts: int
     latency_rate: int
     latency_seconds: float
+    accounts_large: int = 0
+    """A second ingestion among this many accounts (0: none): how the cost grows with them."""
+    movements_large: int = 0
+    """Its movements (0: as many as the first)."""
 
 
 async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results: Path,
@@ -58,7 +65,7 @@ async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results:
     ceiling_prefix = f"{prefix}ceiling."
     await kafka.create_topics(bootstrap, ceiling_prefix)
     produce_seconds = await kafka.produce(bootstrap, ceiling_prefix, movements)
-    ceiling_rate = await kafka.consume_all(
+    ceiling_rate, consume_us = await kafka.consume_all(
         bootstrap, [f"{ceiling_prefix}{topics.PAYMENTS}", f"{ceiling_prefix}{topics.TARIFF}"], len(movements))
     say(f"ceiling: {sizes.latency_rate} payments/s for {sizes.latency_seconds:g} s, two plain aiokafka hops")
     hops_prefix = f"{prefix}hops."  # empty topics, as the ledger's are during the probe
@@ -81,14 +88,32 @@ async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results:
     finally:
         ledger.stop()
 
+    ingested = await _ingest(broker, dsn, movements, LedgerProcess(
+        bootstrap=bootstrap, database_url=url, prefix=prefix, log_file=log_file), say)
+    ingested["ingestion"].update({
+        "ceiling_messages_per_s": ceiling_rate,
+        "ceiling_postings_per_s": ceiling_rate * POSTINGS_PER_MOVEMENT,
+        "ratio_to_ceiling": ingested["ingestion"]["movements_per_s"] / ceiling_rate,
+        "ceiling_consume_us_per_message": consume_us,
+        "producer_messages_per_s": len(movements) / produce_seconds,
+    })
+    if sizes.accounts_large:
+        ingested["ingestion_large"] = await _ingest_among_many(broker, databases, sizes, results, say)
+    return {**ingested, "latency": latencies}
+
+
+async def _ingest(broker: Broker, dsn: str, movements: Sequence[workload.Message], ledger: LedgerProcess,
+                  say: callable) -> dict[str, dict[str, float]]:
+    """Produce ``movements`` while the ledger is down, start it and time the drain."""
     before = await scalar(dsn, TRANSACTIONS)
+    outbox_before = await scalar(dsn, "SELECT coalesce(max(id), 0) FROM outbox")
     say(f"ingestion: {len(movements):,} payments and charges produced while the ledger is down")
-    await kafka.produce(bootstrap, prefix, movements)
-    ledger = LedgerProcess(bootstrap=bootstrap, database_url=url, prefix=prefix, log_file=log_file)
+    await kafka.produce(broker.bootstrap, ledger.prefix, movements)
     started = time.perf_counter()
     ledger.start()
     profiler = _profile(ledger.pids)
-    meter = CpuMeter({**ledger.pids, **({"broker": broker.pid} if broker.pid else {})})
+    meter = CpuMeter({**ledger.pids, **({"broker": broker.pid} if broker.pid else {})},
+                     database=dsn.rpartition("/")[2])
     try:
         moved_at, moved_value, done_at = await wait_until(
             dsn, TRANSACTIONS, before + len(movements), ledger=ledger, timeout=1800, on_first_move=meter.start)
@@ -106,31 +131,67 @@ async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results:
     rate = posted / max(done_at - moved_at, 1e-9)
     postings = await scalar(dsn, "SELECT count(*) FROM postings")
     batches = await scalar(dsn, f"SELECT count(DISTINCT recorded_at) FROM journal WHERE seq > {before}")
+    # The relay stamps one batch's rows with one moment: rows per distinct moment is its batch
+    # (the ledger topic's rows only: the payments kept for history are stamped by the consumers).
+    relayed = f"FROM outbox WHERE id > {outbox_before} AND topic = '{ledger.prefix}{topics.LEDGER}'"
+    relay_batches = await scalar(dsn, f"SELECT count(DISTINCT published_at) {relayed}")
     dead = await scalar(dsn, "SELECT count(*) FROM dead_letters")
     if dead:
-        raise RuntimeError(f"{dead} dead letters in the ingestion run; see {log_file}")
-
+        raise RuntimeError(f"{dead} dead letters in the ingestion run; see {ledger.log_file}")
     return {
         "ingestion": {
             "movements": len(movements),
-            "accounts": sizes.accounts,
+            "accounts": await scalar(dsn, ACCOUNTS),
             "postings": postings,
             "postings_per_s": rate * POSTINGS_PER_MOVEMENT,
             "movements_per_s": rate,
-            "ceiling_messages_per_s": ceiling_rate,
-            "ceiling_postings_per_s": ceiling_rate * POSTINGS_PER_MOVEMENT,
-            "ratio_to_ceiling": rate / ceiling_rate,
-            "producer_messages_per_s": len(movements) / produce_seconds,
             "mean_batch": len(movements) / max(batches, 1),
+            "relay_mean_batch": await scalar(dsn, f"SELECT count(*) {relayed}") / max(relay_batches, 1),
             "start_to_first_posting_s": moved_at - started,
             "start_to_all_posted_s": done_at - started,
             "last_posted_to_all_published_s": published_at - done_at,
         },
-        "latency": latencies,
         "cpu": _with_ledger_total(meter.report(posted), list(ledger.roles)),
         "memory": {"peak_rss_mib": sum(peak_rss.values()) / 2**20, "movements": len(movements),
                    **{f"{name}_peak_rss_mib": rss / 2**20 for name, rss in peak_rss.items()}},
     }
+
+
+OPEN_ACCOUNTS = """
+INSERT INTO accounts (number, currency, main, bonus, payment_type, credit_limit, is_open, opened_at)
+SELECT lpad((100000000000 + i)::text, 12, '0'), 'RUB', 0, 0, 'prepaid', 0, true, now()
+FROM generate_series(0, $1 - 1) AS i
+"""
+"""Accounts as a registration leaves them (see ``ledger.domain.open_account``), written in bulk:
+registering a million through the ledger would take longer than the ingestion measured."""
+
+
+async def _ingest_among_many(broker: Broker, databases: Databases, sizes: LedgerSizes, results: Path,
+                             say: callable) -> dict[str, dict[str, float]]:
+    """The same ingestion into a ledger holding ``accounts_large`` accounts: the cost per
+    movement as the accounts table and its index grow. The accounts are written straight into
+    the table (their opening facts are not in the journal, which ingestion never reads)."""
+    prefix = f"bench{uuid4().hex[:8]}."
+    await kafka.create_topics(broker.bootstrap, prefix)
+    url = await databases.create("ledger_large")
+    dsn = asyncpg_dsn(url)
+    database = Database(url)
+    try:
+        await migrations.upgrade(database, "ledger")  # the ledger's schema, as its start makes it
+    finally:
+        await database.engine.dispose()
+    say(f"ingestion among {sizes.accounts_large:,} accounts: opening them")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(OPEN_ACCOUNTS, sizes.accounts_large)
+        await conn.execute("ANALYZE accounts")
+    finally:
+        await conn.close()
+    movements = workload.money_movements(sizes.movements_large or sizes.movements, sizes.accounts_large)
+    figures = await _ingest(broker, dsn, movements, LedgerProcess(
+        bootstrap=broker.bootstrap, database_url=url, prefix=prefix, log_file=results / "ledger.log"), say)
+    await databases.drop(url)
+    return {**figures["ingestion"], "cpu": figures["cpu"], "memory": figures["memory"]}
 
 
 def _with_ledger_total(cpu: dict[str, float], processes: Sequence[str]) -> dict[str, float]:

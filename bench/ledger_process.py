@@ -50,6 +50,7 @@ class LedgerProcess:
             "BILLING_LOG_LEVEL": "WARNING",
         }
         self.log_file = log_file
+        self.prefix = prefix
         self.roles = dict(zip(process_names(roles), roles, strict=True))
         """Each process's name and role."""
         self.processes: dict[str, subprocess.Popen[bytes]] = {}

@@ -38,7 +38,7 @@ from billing_events.clock import Clock
 from billing_events.consumer import BatchHandler, EventConsumer
 from billing_events.db import Database, is_transient
 from billing_events.http import build_http_app
-from billing_events.kafka import empty_topics, ensure_topics, make_broker, subscribe
+from billing_events.kafka import empty_topics, ensure_topics, make_broker, make_producer, start_producer, subscribe
 from billing_events.logging import configure_logging, get_logger
 from billing_events.outbox import OutboxRelay, archived, backlog, listen_for_staged_rows, published_topics
 from billing_events.schema import plumbing_metadata
@@ -84,6 +84,8 @@ class ServiceRuntime:
             raise ValueError(f"process_role={role} needs PostgreSQL: its notifications carry the wake-ups "
                              "between consumer and relay processes")
         self.broker: KafkaBroker = make_broker(self.settings.kafka, client_id=f"billing-{self.name}")
+        self.producer = make_producer(self.settings.kafka, client_id=f"billing-{self.name}")
+        """What the outbox relay (and a republish) sends with."""
         self.relay = OutboxRelay(
             self.db,
             self._publish,
@@ -150,7 +152,8 @@ class ServiceRuntime:
         )
 
     async def _publish(self, topic: str, key: bytes, value: bytes, headers: dict[str, str]) -> Awaitable[Any]:
-        return await self.broker.publish(value, topic=topic, key=key, headers=headers, no_confirm=True)
+        return await self.producer.send(topic, value, key=key,
+                                        headers=[(name, text.encode()) for name, text in headers.items()])
 
     async def migrate(self) -> migrations.Migrated:
         """Upgrade the service's database to the head of its history."""
@@ -180,6 +183,7 @@ class ServiceRuntime:
                 self.settings.kafka, self.topics, [*EVENT_TOPICS, dead_letter_spec(self.name)]
             )
         await self.broker.connect()  # the producer only: nothing is consumed before the restore
+        await start_producer(self.producer)
         if self.relaying:
             await self._restore_lost_topics()
         await self.broker.start()
@@ -219,6 +223,7 @@ class ServiceRuntime:
                 await self._relay_task
             except Exception:
                 log.exception("outbox not fully drained at stop; it is published at the next start")
+        await self.producer.stop()
         await self.broker.stop()
         await self.db.dispose()
         self._forget_lag(set(self._lag_reported))  # this process holds no partition any more
