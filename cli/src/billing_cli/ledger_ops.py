@@ -18,7 +18,7 @@ from billing_cli.output import Exit, fail
 from billing_events.db import Database
 from billing_events.topics import TopicNames
 from ledger import store
-from ledger.service import LedgerContext
+from ledger.context import LedgerContext
 from ledger.settings import LedgerSettings
 
 
