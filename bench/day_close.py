@@ -32,7 +32,8 @@ from billing_events.runtime import tune_garbage_collector
 from billing_events.schema import outbox
 from billing_events.settings import KafkaSettings
 from tariff import service, store
-from tariff.app import TariffRuntime, build_runtime
+from tariff.app import build
+from tariff.context import TariffContext
 from tariff.domain import AccountBalance, activate, add_option, apply_balance, register
 from tariff.settings import TariffSettings
 
@@ -54,9 +55,9 @@ def account_number(n: int) -> str:
     return f"{300_000_000_000 + n}"
 
 
-async def seed(runtime: TariffRuntime, subscriptions: int) -> None:
+async def seed(ctx: TariffContext, subscriptions: int) -> None:
     """Register, fund and activate ``subscriptions`` accounts the day before :data:`DAY`."""
-    catalog, now, today = runtime.context.catalog, runtime.clock.now(), DAY - timedelta(days=1)
+    catalog, now, today = ctx.catalog, ctx.clock.now(), DAY - timedelta(days=1)
     funds = AccountBalance(main=Money(minor=FUNDS, currency=catalog.currency),
                            payment_type=PaymentType.PREPAID, credit_limit=Money.zero(catalog.currency))
     for first in range(0, subscriptions, SEED_CHUNK):
@@ -65,13 +66,13 @@ async def seed(runtime: TariffRuntime, subscriptions: int) -> None:
             state = apply_balance(register(account_number(n), REGION, catalog), funds, now).state
             state = activate(state, catalog, PLAN, today).state
             states.append(add_option(state, catalog, OPTION, today).state if n % 3 == 0 else state)
-        async with runtime.db.transaction() as conn:
+        async with ctx.db.transaction() as conn:
             await store.insert_subscriptions(conn, states, now)
             await store.save_many(conn, [(state, DAY) for state in states], now)  # the cursor activation sets
 
 
-async def unpublished(runtime: TariffRuntime) -> int:
-    async with runtime.db.connect() as conn:
+async def unpublished(ctx: TariffContext) -> int:
+    async with ctx.db.connect() as conn:
         return await conn.scalar(
             select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))) or 0
 
@@ -84,7 +85,7 @@ async def run(broker: Broker, databases: Databases, *, subscriptions: int,
         kafka=KafkaSettings(bootstrap_servers=broker.bootstrap, topic_prefix=f"bench{uuid4().hex[:8]}."),
     )
     clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
-    runtime = build_runtime(settings, clock)
+    runtime, ctx = build(settings, clock)
     clock.set(noon(DAY - timedelta(days=1), settings))
     thresholds = gc.get_threshold()
     try:
@@ -92,15 +93,15 @@ async def run(broker: Broker, databases: Databases, *, subscriptions: int,
             tune_garbage_collector()  # as the service process does once started
             say(f"day close: seeding {subscriptions:,} subscriptions")
             started = time.perf_counter()
-            await seed(runtime, subscriptions)
+            await seed(ctx, subscriptions)
             say(f"day close: seeded in {time.perf_counter() - started:.0f} s; closing {DAY}")
             clock.set(noon(DAY + timedelta(days=1), settings))
             meter = CpuMeter({"tariff": os.getpid(), **({"broker": broker.pid} if broker.pid else {})})
             meter.start()
             started, cpu_started = time.perf_counter(), time.process_time()
-            closed = await service.close_days(runtime.context, DAY)
+            closed = await service.close_days(ctx, DAY)
             close_seconds, close_cpu = time.perf_counter() - started, time.process_time() - cpu_started
-            while await unpublished(runtime):
+            while await unpublished(ctx):
                 await asyncio.sleep(0.05)
             seconds = time.perf_counter() - started
             meter.stop()

@@ -23,7 +23,7 @@ from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import TEST_TOKEN_PRIVATE_KEY, eventually
 from ledger import store
 from ledger.app import build
-from ledger.service import LedgerContext
+from ledger.context import LedgerContext
 from ledger.settings import LedgerSettings
 
 A, B = "100000000008", "100000000016"

@@ -52,7 +52,8 @@ from billing_events.testing.processes import ServiceProcess
 from billing_events.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
 from ledger import store
 from ledger.domain import FactKind
-from ledger.service import LedgerContext, verify
+from ledger.context import LedgerContext
+from ledger.service import verify
 
 PARTITIONS = 6
 CHANNELS = ("terminal", "card", "bank", "shop", "ewallet")

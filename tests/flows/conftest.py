@@ -25,11 +25,13 @@ from identity.context import IdentityContext
 from identity.security import new_key
 from identity.settings import IdentitySettings
 from ledger import store as ledger_store
-from ledger.app import build_runtime as build_ledger
+from ledger.app import build as build_ledger
+from ledger.context import LedgerContext
 from ledger.settings import DEFAULT_CAMPAIGNS, LedgerSettings
 from notifier.app import build_runtime as build_notifier
 from notifier.settings import NotifierSettings
-from tariff.app import build_runtime as build_tariff
+from tariff.app import build as build_tariff
+from tariff.context import TariffContext
 from tariff.settings import TariffSettings
 
 REPOSITORY = Path(__file__).parents[2]
@@ -49,8 +51,10 @@ class Suite:
     clock: ManualClock | FileClock
     identity: ServiceRuntime
     identity_context: IdentityContext
-    ledger: Any
-    tariff: Any
+    ledger: ServiceRuntime
+    ledger_context: LedgerContext
+    tariff: ServiceRuntime
+    tariff_context: TariffContext
     notifier: Any
     producer: RawProducer
     bootstrap: str
@@ -87,7 +91,7 @@ class Suite:
         from tariff.errors import UnknownAccount
 
         try:
-            subscription = await service.get_subscription(self.tariff.context, number)
+            subscription = await service.get_subscription(self.tariff_context, number)
         except UnknownAccount:
             return None
         return subscription.balance.main.minor
@@ -128,14 +132,15 @@ async def _started(make_settings: Callable[..., Any], bootstrap_servers: str, cl
         identity, identity_context = build_identity(await settings(
             IdentitySettings, notifier_public_key=public, pii_lookup_key=new_key(), pii_encryption_key=new_key(),
             hashing_profile="fast", client_address_header="X-Forwarded-For"), clock)
-        ledger = build_ledger(await settings(LedgerSettings, bonus_campaigns_file=campaigns), clock)
-        tariff = build_tariff(await settings(TariffSettings, billing_clock_enabled=False), clock)
+        ledger, ledger_context = build_ledger(await settings(LedgerSettings, bonus_campaigns_file=campaigns), clock)
+        tariff, tariff_context = build_tariff(await settings(TariffSettings, billing_clock_enabled=False), clock)
         notifier = build_notifier(await settings(
             NotifierSettings, notifier_private_key=private, default_language="ru", retry_base_delay_seconds=0.05), clock)
         for runtime in (identity, ledger, tariff, notifier):
             await stack.enter_async_context(runtime)
         producer = await stack.enter_async_context(RawProducer(bootstrap_servers))
-        yield Suite(clock, identity, identity_context, ledger, tariff, notifier, producer, bootstrap_servers)
+        yield Suite(clock, identity, identity_context, ledger, ledger_context, tariff, tariff_context, notifier, producer,
+                    bootstrap_servers)
 
 
 @pytest.fixture

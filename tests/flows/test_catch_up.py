@@ -54,7 +54,7 @@ async def _open(suite: Any, number: str, payment_type: PaymentType) -> int:
     await eventually(lambda: suite.ledger_account_open(number), what=f"{number} opened")
     paid = PAID
     if payment_type is PaymentType.CREDIT:
-        await ledger.change_payment_type(suite.ledger.ledger, number, PaymentType.CREDIT,
+        await ledger.change_payment_type(suite.ledger_context, number, PaymentType.CREDIT,
                                          Money(minor=CREDIT_LIMIT), requested_by="operator")
         paid = CREDIT_PAID
     payment = PaymentReceived(account_number=number, channel="terminal", reference=f"T-{number}",
@@ -103,13 +103,13 @@ async def _activate(suite: Any, numbers: tuple[str, ...], requested_on: date) ->
     suite.clock.set(_noon(requested_on))
     for number in numbers:
         await tariff.activate_plan(
-            suite.tariff.context, tariff.ActivatePlan(account_number=number, plan="internet-100")
+            suite.tariff_context, tariff.ActivatePlan(account_number=number, plan="internet-100")
         )
 
 
 async def _close_through(suite: Any, last: date) -> tariff.CloseResult:
     suite.clock.set(_noon(last + ONE_DAY))
-    return await tariff.close_days(suite.tariff.context, last)
+    return await tariff.close_days(suite.tariff_context, last)
 
 
 async def test_a_catch_up_blocks_where_closing_day_by_day_would(suite: Any) -> None:
@@ -138,7 +138,7 @@ async def test_a_catch_up_blocks_where_closing_day_by_day_would(suite: Any) -> N
         balance = await _settled(suite, at_once, paid[at_once])
         assert balance == await _settled(suite, one_by_one, paid[one_by_one])
         for number in (one_by_one, at_once):
-            assert (await tariff.get_subscription(suite.tariff.context, number)).debt_blocked
+            assert (await tariff.get_subscription(suite.tariff_context, number)).debt_blocked
             assert await _debt_blocks(suite, number) == 1  # blocked once, never unblocked between
     # Prepaid: blocked below zero; credit: blocked below minus its limit, not before.
     prepaid_balance = await suite.ledger_balance(PREPAID_CATCH_UP)

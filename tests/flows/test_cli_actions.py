@@ -82,13 +82,13 @@ async def test_a_month_with_a_debt_block_drawn_and_stated(suite: Any, form: dict
     assert (await suite.billing("do", "activate", number, "internet-100"))[0] == 0
     for _ in range(5):  # day by day until the debt blocks the account
         suite.clock.advance(timedelta(days=1))
-        await tariff.close_days(suite.tariff.context, suite.tariff.context.billing_day() - timedelta(days=1))
-        if (await tariff.get_subscription(suite.tariff.context, number)).debt_blocked:
+        await tariff.close_days(suite.tariff_context, suite.tariff_context.billing_day() - timedelta(days=1))
+        if (await tariff.get_subscription(suite.tariff_context, number)).debt_blocked:
             break
     in_debt = await eventually(lambda: _negative(suite, number), what="a debt")
     for _ in range(2):  # blocked for two days: no fees
         suite.clock.advance(timedelta(days=1))
-        await tariff.close_days(suite.tariff.context, suite.tariff.context.billing_day() - timedelta(days=1))
+        await tariff.close_days(suite.tariff_context, suite.tariff_context.billing_day() - timedelta(days=1))
     assert (await suite.billing("do", "pay", number, "500"))[0] == 0
     await eventually(lambda: _balance_is(suite, number, in_debt + 50_000), what="the debt paid")
 

@@ -99,7 +99,7 @@ async def test_advancing_across_a_year_boundary_ends_a_block_and_gives_the_years
     dec31, jan1 = daily_share(INTERNET_100_MOSCOW, date(2026, 12, 31)), daily_share(INTERNET_100_MOSCOW, date(2027, 1, 1))
     assert _closed(date(2027, 1, 1), 4, 2, dec31.minor + jan1.minor) in out  # `short` pays both days
     await eventually(lambda: _balances_are(suite, short, fee - dec31.minor - jan1.minor), what="charges posted")
-    ended = await service.get_subscription(suite.tariff.context, spanning)
+    ended = await service.get_subscription(suite.tariff_context, spanning)
     assert ended.unended_voluntary_block is None  # ended automatically with its last day, 1 January
     assert [(b.start, b.last_day, b.ended) for b in ended.voluntary_blocks] == [
         (date(2026, 12, 30), date(2027, 1, 1), True)]

@@ -57,15 +57,15 @@ async def test_a_subscribers_life(suite: Any, form: dict[str, Any], capsys: Any)
     await _pay(suite, number, 30_000, "T-1")
     balance = 30_000
     await _settled(suite, number, balance)
-    await tariff.activate_plan(suite.tariff.context, tariff.ActivatePlan(account_number=number, plan="internet-100"))
+    await tariff.activate_plan(suite.tariff_context, tariff.ActivatePlan(account_number=number, plan="internet-100"))
 
     blocked_on = None
     for _ in range(25):  # day by day, as the billing clock does
         suite.clock.advance(timedelta(days=1))
-        closed = await tariff.close_days(suite.tariff.context, suite.tariff.context.billing_day() - timedelta(days=1))
+        closed = await tariff.close_days(suite.tariff_context, suite.tariff_context.billing_day() - timedelta(days=1))
         balance -= closed.charged_minor
         await _settled(suite, number, balance)
-        subscription = await tariff.get_subscription(suite.tariff.context, number)
+        subscription = await tariff.get_subscription(suite.tariff_context, number)
         if subscription.debt_blocked:
             blocked_on = suite.clock.now()
             break
@@ -74,7 +74,7 @@ async def test_a_subscribers_life(suite: Any, form: dict[str, Any], capsys: Any)
     assert -1_775 <= in_debt < 0  # blocked on the first day that ended below zero
     for _ in range(3):  # no fees while blocked
         suite.clock.advance(timedelta(days=1))
-        closed = await tariff.close_days(suite.tariff.context, suite.tariff.context.billing_day() - timedelta(days=1))
+        closed = await tariff.close_days(suite.tariff_context, suite.tariff_context.billing_day() - timedelta(days=1))
         assert closed.charged_minor == 0
     await _settled(suite, number, in_debt)
 
@@ -115,7 +115,7 @@ async def _tariff_knows(suite: Any, number: str) -> bool:
 
 
 async def _unblocked(suite: Any, number: str) -> bool:
-    return not (await tariff.get_subscription(suite.tariff.context, number)).debt_blocked
+    return not (await tariff.get_subscription(suite.tariff_context, number)).debt_blocked
 
 
 async def _all_topics(suite: Any) -> bytes:

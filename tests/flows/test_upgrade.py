@@ -77,10 +77,10 @@ async def test_an_upgrade_from_the_baseline_keeps_every_balance_subscription_and
     await _open_and_pay(suite, DEBTOR, 1_000)
     suite.clock.set(_noon(date(2026, 3, 1)))
     for number in (SAVER, DEBTOR):
-        await tariff.activate_plan(suite.tariff.context, tariff.ActivatePlan(account_number=number, plan="internet-100"))
+        await tariff.activate_plan(suite.tariff_context, tariff.ActivatePlan(account_number=number, plan="internet-100"))
     suite.clock.set(_noon(date(2026, 3, 4)))
-    await tariff.close_days(suite.tariff.context, date(2026, 3, 3))  # three days charged; the debtor blocked
-    await tariff.start_block(suite.tariff.context, tariff.StartVoluntaryBlock(account_number=SAVER, days=5))
+    await tariff.close_days(suite.tariff_context, date(2026, 3, 3))  # three days charged; the debtor blocked
+    await tariff.start_block(suite.tariff_context, tariff.StartVoluntaryBlock(account_number=SAVER, days=5))
     await eventually(lambda: _debt_blocked(suite, DEBTOR), what="the debtor blocked")
     await eventually(lambda: _settled(suite), what="every charge posted", timeout=30)
     await eventually(lambda: _delivered(suite), what="the notifications sent", timeout=30)
@@ -114,7 +114,7 @@ async def test_an_upgrade_from_the_baseline_keeps_every_balance_subscription_and
 
 
 async def _debt_blocked(suite: Any, number: str) -> bool:
-    return (await tariff.get_subscription(suite.tariff.context, number)).debt_blocked
+    return (await tariff.get_subscription(suite.tariff_context, number)).debt_blocked
 
 
 async def _settled(suite: Any) -> bool:

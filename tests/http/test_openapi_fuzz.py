@@ -32,6 +32,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
+from tariff.catalog import load_catalog
 
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 
@@ -207,7 +208,7 @@ async def test_no_operation_of_any_service_answers_a_server_error(services: Any,
                                                                  bootstrap_servers: str) -> None:
     await services.start("identity", "ledger", "tariff", "notifier")
     account, other, payment = await _register_two(services, registration, bootstrap_servers)
-    catalog = services.running["tariff"].context.catalog
+    catalog = load_catalog(services.running["tariff"].settings.catalog_path)  # the catalog the tariff loaded
     paths, bodies = realistic_paths(account, payment, catalog), realistic_bodies(account, other, registration, catalog)
     loop = asyncio.get_running_loop()
     token = services.token("service", "fuzzer")

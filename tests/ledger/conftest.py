@@ -22,7 +22,7 @@ from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import eventually
 from ledger import store
 from ledger.app import build
-from ledger.service import LedgerContext
+from ledger.context import LedgerContext
 from ledger.settings import LedgerSettings
 
 START = datetime(2026, 12, 10, 9, 0, tzinfo=UTC)

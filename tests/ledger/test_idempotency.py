@@ -31,7 +31,7 @@ from billing_events.schema import plumbing_metadata
 from billing_events.topics import TopicNames
 from ledger import service, store
 from ledger.domain import BonusCampaign, LedgerError
-from ledger.service import LedgerContext
+from ledger.context import LedgerContext
 
 A, B = "100000000008", "100000000016"
 clock = ManualClock(datetime(2026, 12, 1, 10, tzinfo=UTC))

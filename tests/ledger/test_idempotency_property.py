@@ -30,7 +30,7 @@ from billing_events.schema import plumbing_metadata
 from billing_events.topics import TopicNames
 from ledger import service, store
 from ledger.domain import LedgerError, OperatorNote, SuspenseStatus
-from ledger.service import LedgerContext
+from ledger.context import LedgerContext
 
 NUMBERS = ("100000000008", "100000000016", "100000000024")
 REFERENCES = ("r1", "r2", "r3", "r4", "r5")

@@ -20,7 +20,7 @@ from billing_events.schema import plumbing_metadata
 from billing_events.testing.intruder import as_intruder
 from billing_events.topics import TopicNames
 from ledger import service, store
-from ledger.service import LedgerContext
+from ledger.context import LedgerContext
 
 clock = ManualClock(datetime(2026, 12, 1, tzinfo=UTC))
 A = "100000000008"

@@ -16,12 +16,14 @@ from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.clock import ManualClock
 from billing_events.envelope import Envelope, decode, is_current
 from billing_events.money import Money
+from billing_events.runtime import ServiceRuntime
 from billing_events.schema import outbox
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import eventually
 from tariff import store
-from tariff.app import TariffRuntime, build_runtime
+from tariff.app import build
 from tariff.catalog import Catalog, load_catalog
+from tariff.context import TariffContext
 from tariff.domain import Subscription
 from tariff.settings import TariffSettings
 
@@ -54,15 +56,14 @@ class Tariff:
     @asynccontextmanager
     async def running(
         self, settings: TariffSettings, clock: ManualClock
-    ) -> AsyncIterator[tuple[TariffRuntime, RawProducer, TopicReader]]:
-        runtime = build_runtime(settings, clock)
-        assert isinstance(runtime, TariffRuntime)
+    ) -> AsyncIterator[tuple[ServiceRuntime, TariffContext, RawProducer, TopicReader]]:
+        runtime, ctx = build(settings, clock)
         async with runtime:
             async with (
                 RawProducer(self.bootstrap_servers) as producer,
                 TopicReader(self.bootstrap_servers, runtime.topics(topics.TARIFF)) as reader,
             ):
-                yield runtime, producer, reader
+                yield runtime, ctx, producer, reader
 
     @staticmethod
     def registered(account: str, region: str, clock: ManualClock) -> Envelope[SubscriberRegistered]:
@@ -90,13 +91,13 @@ class Tariff:
         return Envelope.new(body, account=account, producer="ledger", clock=clock)
 
     async def register(
-        self, runtime: TariffRuntime, producer: RawProducer, account: str, region: str = "moscow"
+        self, runtime: ServiceRuntime, producer: RawProducer, account: str, region: str = "moscow"
     ) -> Subscription:
         await producer.send(runtime.topics(topics.IDENTITY), self.registered(account, region, runtime.clock))  # type: ignore[arg-type]
         return await eventually(lambda: self.state(runtime, account), what=f"{account} registered")
 
     async def send_balance(
-        self, runtime: TariffRuntime, producer: RawProducer, account: str, main: int, **kwargs: Any
+        self, runtime: ServiceRuntime, producer: RawProducer, account: str, main: int, **kwargs: Any
     ) -> None:
         envelope = self.balance(account, main, runtime.clock, **kwargs)  # type: ignore[arg-type]
         await producer.send(runtime.topics(topics.LEDGER), envelope)
@@ -110,7 +111,7 @@ class Tariff:
         await eventually(applied, what="BalanceChanged taken")
 
     async def settle(
-        self, runtime: TariffRuntime, producer: RawProducer, account: str, main: int, **kwargs: Any
+        self, runtime: ServiceRuntime, producer: RawProducer, account: str, main: int, **kwargs: Any
     ) -> None:
         """The ledger's answer to the account's latest charge: the balance after posting it
         (which settles that charge and every one before it)."""
@@ -121,23 +122,23 @@ class Tariff:
         )
 
     @staticmethod
-    async def state(runtime: TariffRuntime, account: str) -> Subscription | None:
+    async def state(runtime: ServiceRuntime, account: str) -> Subscription | None:
         async with runtime.db.connect() as conn:
             return await store.load(conn, account)
 
     @staticmethod
-    async def outbox_rows(runtime: TariffRuntime) -> int:
+    async def outbox_rows(runtime: ServiceRuntime) -> int:
         async with runtime.db.connect() as conn:
             return await conn.scalar(select(func.count()).select_from(outbox)) or 0
 
     @classmethod
-    async def outbox_events(cls, runtime: TariffRuntime, event_type: str) -> list[Any]:
+    async def outbox_events(cls, runtime: ServiceRuntime, event_type: str) -> list[Any]:
         """Every event of the type the service ever staged (one outbox row each)."""
         return [e.payload for e in await cls.outbox_envelopes(runtime, event_type)]
 
     @staticmethod
     async def outbox_envelopes(
-        runtime: TariffRuntime, event_type: str, account: str | None = None
+        runtime: ServiceRuntime, event_type: str, account: str | None = None
     ) -> list[Envelope[Any]]:
         """The envelopes of those events (of one account, if given), in the order staged."""
         async with runtime.db.connect() as conn:
@@ -155,7 +156,7 @@ class Tariff:
         ]
 
     async def refused(
-        self, runtime: TariffRuntime, account: str, command: Awaitable[Any], error: type[Exception]
+        self, runtime: ServiceRuntime, account: str, command: Awaitable[Any], error: type[Exception]
     ) -> Any:
         """The command fails with ``error`` and changes nothing: same state, nothing staged."""
         before, staged = await self.state(runtime, account), await self.outbox_rows(runtime)
@@ -173,7 +174,7 @@ class Tariff:
         ]
 
     @staticmethod
-    async def published(runtime: TariffRuntime) -> None:
+    async def published(runtime: ServiceRuntime) -> None:
         """Wait until the relay has published everything committed."""
 
         async def drained() -> bool:

@@ -54,7 +54,7 @@ async def test_bad_requests_are_refused_clearly_and_change_nothing(
     tariff: Any, catalog: Catalog
 ) -> None:
     clock = ManualClock(tariff.noon(date(2026, 1, 31)))
-    async with tariff.running(await tariff.settings(), clock) as (runtime, producer, reader):
+    async with tariff.running(await tariff.settings(), clock) as (runtime, ctx, producer, reader):
         # An unknown region at registration: dead-lettered with the reason, nothing registered.
         await producer.send(runtime.topics(topics.IDENTITY), tariff.registered(NOWHERE, "atlantis", clock))
         reasons = await eventually(lambda: dead_letter_reasons(runtime), what="dead letter")
@@ -62,15 +62,15 @@ async def test_bad_requests_are_refused_clearly_and_change_nothing(
         assert await tariff.state(runtime, NOWHERE) is None
 
         await tariff.refused(runtime, NEVER, activate_plan(
-            runtime.context, ActivatePlan(account_number=NEVER, plan="internet-100")), UnknownAccount)
+            ctx, ActivatePlan(account_number=NEVER, plan="internet-100")), UnknownAccount)
         await tariff.register(runtime, producer, ACCOUNT, "kazan")
         await tariff.send_balance(runtime, producer, ACCOUNT, 42000)  # February's price
 
         def activating(plan: str) -> Any:
-            return activate_plan(runtime.context, ActivatePlan(account_number=ACCOUNT, plan=plan))
+            return activate_plan(ctx, ActivatePlan(account_number=ACCOUNT, plan=plan))
 
         def adding(option: str) -> Any:
-            return add_account_option(runtime.context, AddOption(account_number=ACCOUNT, option=option))
+            return add_account_option(ctx, AddOption(account_number=ACCOUNT, option=option))
 
         await tariff.refused(runtime, ACCOUNT, adding("antivirus"), NotActive)
         refusal = await tariff.refused(runtime, ACCOUNT, activating("internet-9000"), UnknownPlan)
@@ -80,18 +80,18 @@ async def test_bad_requests_are_refused_clearly_and_change_nothing(
         await activating("internet-100")
         await tariff.refused(runtime, ACCOUNT, activating("internet-300"), AlreadyActive)
         await tariff.refused(runtime, ACCOUNT, change_tariff(
-            runtime.context, ChangePlan(account_number=ACCOUNT, plan="internet-100")), PlanUnchanged)
+            ctx, ChangePlan(account_number=ACCOUNT, plan="internet-100")), PlanUnchanged)
         await tariff.refused(runtime, ACCOUNT, change_tariff(
-            runtime.context, ChangePlan(account_number=ACCOUNT, plan="tv-max")), UnknownPlan)
+            ctx, ChangePlan(account_number=ACCOUNT, plan="tv-max")), UnknownPlan)
         refusal = await tariff.refused(runtime, ACCOUNT, adding("multiroom"), OptionNotSoldWithPlan)
         assert str(refusal) == "option 'multiroom' is not sold with plan 'internet-100'"
         await tariff.refused(runtime, ACCOUNT, adding("vpn"), UnknownOption)
         await tariff.refused(runtime, ACCOUNT, adding("sport"), OptionNotSoldInRegion)
         await tariff.refused(runtime, ACCOUNT, remove_account_option(
-            runtime.context, RemoveOption(account_number=ACCOUNT, option="antivirus")), OptionNotPresent)
+            ctx, RemoveOption(account_number=ACCOUNT, option="antivirus")), OptionNotPresent)
         for days in (0, 31):
             await tariff.refused(runtime, ACCOUNT, start_block(
-                runtime.context, StartVoluntaryBlock(account_number=ACCOUNT, days=days)), TariffError)
+                ctx, StartVoluntaryBlock(account_number=ACCOUNT, days=days)), TariffError)
         # A field of the wrong shape never reaches the service.
         with pytest.raises(ValidationError):
             ActivatePlan(account_number="12345", plan="internet-100")
@@ -104,7 +104,7 @@ async def test_bad_requests_are_refused_clearly_and_change_nothing(
         assert not (await tariff.state(runtime, ACCOUNT)).debt_blocked
 
         clock.set(tariff.noon(date(2026, 3, 1)))
-        await close_days(runtime.context, date(2026, 2, 28))
+        await close_days(ctx, date(2026, 2, 28))
         await tariff.published(runtime)
         await reader.wait_for_type("ChargeApplied", 28)
         staged = await tariff.outbox_events(runtime, "ChargeApplied")

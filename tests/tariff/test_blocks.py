@@ -50,7 +50,7 @@ def charged_days(tariff: Any, reader: Any, account: str) -> set[date]:
 
 async def test_debt_blocks_charging_and_a_payment_unblocks(tariff: Any, catalog: Catalog) -> None:
     clock = ManualClock(tariff.noon(date(2026, 1, 31)))
-    async with tariff.running(await tariff.settings(), clock) as (runtime, producer, reader):
+    async with tariff.running(await tariff.settings(), clock) as (runtime, ctx, producer, reader):
         # A balance can arrive before the registration: it is kept and applied then.
         await tariff.send_balance(runtime, producer, EARLY, -500)
         assert await tariff.state(runtime, EARLY) is None
@@ -59,13 +59,13 @@ async def test_debt_blocks_charging_and_a_payment_unblocks(tariff: Any, catalog:
 
         for account in (DEBTOR, CREDIT):
             await tariff.register(runtime, producer, account)
-            await activate_plan(runtime.context, ActivatePlan(account_number=account, plan="internet-100"))
+            await activate_plan(ctx, ActivatePlan(account_number=account, plan="internet-100"))
         # Enough for Feb 1 (1965), not for Feb 2 as well; the credit account starts at zero.
         await tariff.send_balance(runtime, producer, DEBTOR, 3830)
         await tariff.send_balance(runtime, producer, CREDIT, 0,
                                   payment_type=PaymentType.CREDIT, credit_limit=50000)
         clock.set(tariff.noon(date(2026, 2, 3)))
-        await close_days(runtime.context, date(2026, 2, 2))  # Feb 1 and 2 charged
+        await close_days(ctx, date(2026, 2, 2))  # Feb 1 and 2 charged
 
         await tariff.settle(runtime, producer, DEBTOR, -100)  # the ledger posted them
         await reader.wait_for_type("AccountBlocked", account=DEBTOR)
@@ -78,14 +78,14 @@ async def test_debt_blocks_charging_and_a_payment_unblocks(tariff: Any, catalog:
         await reader.wait_for_type("AccountBlocked", account=CREDIT)
 
         clock.set(tariff.noon(date(2026, 2, 6)))
-        blocked = await close_days(runtime.context, date(2026, 2, 5))  # Feb 3 to 5: nothing charged
+        blocked = await close_days(ctx, date(2026, 2, 5))  # Feb 3 to 5: nothing charged
         assert (blocked.days_closed, blocked.charges) == (6, 0)
 
         await tariff.send_balance(runtime, producer, DEBTOR, 4900, delta=5000)  # a payment
         await reader.wait_for_type("AccountUnblocked", account=DEBTOR)
         await tariff.send_balance(runtime, producer, DEBTOR, 4800, delta=-100)  # no new verdict
         clock.set(tariff.noon(date(2026, 2, 8)))
-        resumed = await close_days(runtime.context, date(2026, 2, 7))
+        resumed = await close_days(ctx, date(2026, 2, 7))
         assert resumed.charges == 2  # the debtor's Feb 6 and 7; the credit account stays blocked
         await tariff.published(runtime)
         await reader.wait_for_type("ChargeApplied", 6)
@@ -126,7 +126,7 @@ async def test_every_voluntary_block_rule_allowed_and_refused(
     clock = ManualClock(tariff.noon(date(2026, 11, 30)))
     settings = await tariff.settings(billing_clock_enabled=True)
     accounts = [V1, V2, V3, V4]
-    async with tariff.running(settings, clock) as (runtime, producer, reader):
+    async with tariff.running(settings, clock) as (runtime, ctx, producer, reader):
         for account, region, plan, money in [
             (V1, "moscow", "internet-100", 100000),
             (V2, "moscow", "tv-basic", 100000),
@@ -134,7 +134,7 @@ async def test_every_voluntary_block_rule_allowed_and_refused(
             (V4, "moscow", "internet-100", 16072),
         ]:
             await tariff.register(runtime, producer, account, region)
-            await activate_plan(runtime.context, ActivatePlan(account_number=account, plan=plan))
+            await activate_plan(ctx, ActivatePlan(account_number=account, plan=plan))
             await tariff.send_balance(runtime, producer, account, money)
 
         # December 1 to 9 cost V4 15972, which it has, but leave it 1.00 RUB.
@@ -144,7 +144,7 @@ async def test_every_voluntary_block_rule_allowed_and_refused(
 
         def ask(account: str, n: int, via: RequestChannel = RequestChannel.CABINET) -> Any:
             return start_block(
-                runtime.context, StartVoluntaryBlock(account_number=account, days=n, requested_via=via)
+                ctx, StartVoluntaryBlock(account_number=account, days=n, requested_via=via)
             )
 
         # Rule 1: 1 to 30 days.
@@ -159,7 +159,7 @@ async def test_every_voluntary_block_rule_allowed_and_refused(
         assert "rule 5" in str(refusal) and "150.00 RUB" in str(refusal)
         # Rule 6: nothing to end.
         await tariff.refused(
-            runtime, V1, end_block(runtime.context, EndVoluntaryBlock(account_number=V1)), NoRunningBlock
+            runtime, V1, end_block(ctx, EndVoluntaryBlock(account_number=V1)), NoRunningBlock
         )
 
         started = await ask(V1, 5)
@@ -175,7 +175,7 @@ async def test_every_voluntary_block_rule_allowed_and_refused(
         december_13 = date(2026, 12, 13)
         clock.set(tariff.noon(december_13))
         await caught_up(runtime, accounts, december_13)
-        ended = await end_block(runtime.context, EndVoluntaryBlock(account_number=V3))  # rule 6: early
+        ended = await end_block(ctx, EndVoluntaryBlock(account_number=V3))  # rule 6: early
         assert ended.events == ["AccountUnblocked", "VoluntaryBlockEnded"]
 
         december_16 = date(2026, 12, 16)

@@ -45,23 +45,23 @@ async def test_months_of_28_29_30_and_31_days_add_up_to_the_monthly_price(
     # February 2028 (29 days) comes from a second account activated later; the first one keeps
     # being charged meanwhile, which also proves that months in a row each add up.
     clock = ManualClock(tariff.noon(date(2027, 1, 31)))
-    async with tariff.running(await tariff.settings(), clock) as (runtime, producer, reader):
+    async with tariff.running(await tariff.settings(), clock) as (runtime, ctx, producer, reader):
         await tariff.register(runtime, producer, ALICE, "moscow")
         await tariff.register(runtime, producer, BOB, "spb")
         for account in (ALICE, BOB):
             await tariff.send_balance(runtime, producer, account, FUNDS)
-        await activate_plan(runtime.context, ActivatePlan(account_number=ALICE, plan="combo-100-optimum"))
-        await add_account_option(runtime.context, AddOption(account_number=ALICE, option="multiroom"))
+        await activate_plan(ctx, ActivatePlan(account_number=ALICE, plan="combo-100-optimum"))
+        await add_account_option(ctx, AddOption(account_number=ALICE, option="multiroom"))
 
         clock.set(tariff.noon(date(2027, 5, 1)))
-        closed = await close_days(runtime.context, date(2027, 4, 30))
+        closed = await close_days(ctx, date(2027, 4, 30))
         assert closed.days_closed == 28 + 31 + 30
         assert closed.charges == 2 * closed.days_closed
 
         clock.set(tariff.noon(date(2028, 1, 31)))
-        await activate_plan(runtime.context, ActivatePlan(account_number=BOB, plan="internet-300"))
+        await activate_plan(ctx, ActivatePlan(account_number=BOB, plan="internet-300"))
         clock.set(tariff.noon(date(2028, 3, 1)))
-        await close_days(runtime.context, date(2028, 2, 29))
+        await close_days(ctx, date(2028, 2, 29))
         await tariff.published(runtime)
         await reader.wait_for(
             lambda envs: sum(e.event_type == "ChargeApplied" and is_current(e) for e in envs) >= 2 * 394 + 29,
@@ -87,23 +87,23 @@ async def test_months_of_28_29_30_and_31_days_add_up_to_the_monthly_price(
 
 async def test_a_plan_change_and_options_mid_month(tariff: Any, catalog: Catalog) -> None:
     clock = ManualClock(tariff.noon(date(2026, 3, 31)))
-    async with tariff.running(await tariff.settings(), clock) as (runtime, producer, reader):
+    async with tariff.running(await tariff.settings(), clock) as (runtime, ctx, producer, reader):
         await tariff.register(runtime, producer, CAROL, "kazan")
         await tariff.send_balance(runtime, producer, CAROL, FUNDS)
-        await activate_plan(runtime.context, ActivatePlan(account_number=CAROL, plan="internet-100"))
-        await add_account_option(runtime.context, AddOption(account_number=CAROL, option="antivirus"))
+        await activate_plan(ctx, ActivatePlan(account_number=CAROL, plan="internet-100"))
+        await add_account_option(ctx, AddOption(account_number=CAROL, option="antivirus"))
 
         clock.set(tariff.noon(date(2026, 4, 15)))
-        await close_days(runtime.context, date(2026, 4, 14))
-        changed = await change_tariff(runtime.context, ChangePlan(account_number=CAROL, plan="internet-300"))
+        await close_days(ctx, date(2026, 4, 14))
+        changed = await change_tariff(ctx, ChangePlan(account_number=CAROL, plan="internet-300"))
         assert changed.events == ["TariffChanged"]
         removed = await remove_account_option(
-            runtime.context, RemoveOption(account_number=CAROL, option="antivirus")
+            ctx, RemoveOption(account_number=CAROL, option="antivirus")
         )
         assert removed.events == ["OptionRemoved"]
 
         clock.set(tariff.noon(date(2026, 5, 1)))
-        await close_days(runtime.context, date(2026, 4, 30))
+        await close_days(ctx, date(2026, 4, 30))
         await tariff.published(runtime)
         await reader.wait_for_type("ChargeApplied", 15 * 2 + 15)
 
@@ -135,16 +135,16 @@ async def test_charges_exactly_once_across_a_restart_and_a_second_close(
     settings = await tariff.settings()
     clock = ManualClock(tariff.noon(date(2026, 6, 30)))
     accounts = [ALICE, BOB, CAROL]
-    async with tariff.running(settings, clock) as (runtime, producer, _):
+    async with tariff.running(settings, clock) as (runtime, ctx, producer, _):
         for account in accounts:
             await tariff.register(runtime, producer, account, "moscow")
             await tariff.send_balance(runtime, producer, account, FUNDS)
-            await activate_plan(runtime.context, ActivatePlan(account_number=account, plan="internet-500"))
+            await activate_plan(ctx, ActivatePlan(account_number=account, plan="internet-500"))
         clock.set(tariff.noon(date(2026, 8, 1)))
-        first = await close_days(runtime.context, date(2026, 7, 10))
+        first = await close_days(ctx, date(2026, 7, 10))
         assert (first.days_closed, first.charges) == (3 * 10, 3 * 10)
         # Then the process stops in the middle of closing the rest of the month.
-        closing = asyncio.create_task(close_days(runtime.context, date(2026, 7, 31)))
+        closing = asyncio.create_task(close_days(ctx, date(2026, 7, 31)))
         while (await closed_count(runtime)) < 3 * 10 + 5 and not closing.done():
             await asyncio.sleep(0.001)
         closing.cancel()
@@ -152,13 +152,13 @@ async def test_charges_exactly_once_across_a_restart_and_a_second_close(
         interrupted_at = await closed_count(runtime)
         assert 3 * 10 < interrupted_at < 3 * 31, "the close was interrupted in the middle"
     # A new process on the same database (and the same topics).
-    async with tariff.running(settings, clock) as (runtime, producer, reader):
-        second = await close_days(runtime.context, date(2026, 7, 31))
+    async with tariff.running(settings, clock) as (runtime, ctx, producer, reader):
+        second = await close_days(ctx, date(2026, 7, 31))
         assert second.days_closed == second.charges == 3 * 31 - interrupted_at
         await tariff.published(runtime)
         await reader.wait_for_type("ChargeApplied", 3 * 31)
         outbox_before = await tariff.outbox_rows(runtime)
-        again = await close_days(runtime.context, date(2026, 7, 31))  # the same days, closed twice
+        again = await close_days(ctx, date(2026, 7, 31))  # the same days, closed twice
         assert (again.days_closed, again.charges, again.events) == (0, 0, 0)
         assert await tariff.outbox_rows(runtime) == outbox_before
         await tariff.published(runtime)
@@ -181,11 +181,11 @@ async def test_charges_exactly_once_across_a_restart_and_a_second_close(
 
 async def test_a_day_is_closed_only_after_it_ends(tariff: Any) -> None:
     clock = ManualClock(tariff.noon(date(2026, 9, 30)))
-    async with tariff.running(await tariff.settings(), clock) as (runtime, producer, _):
+    async with tariff.running(await tariff.settings(), clock) as (runtime, ctx, producer, _):
         await tariff.register(runtime, producer, ALICE, "moscow")
-        await activate_plan(runtime.context, ActivatePlan(account_number=ALICE, plan="internet-100"))
+        await activate_plan(ctx, ActivatePlan(account_number=ALICE, plan="internet-100"))
         clock.set(tariff.noon(date(2026, 10, 3)))
-        result = await close_days(runtime.context, date(2026, 10, 31))
+        result = await close_days(ctx, date(2026, 10, 31))
         assert result.until == date(2026, 10, 2)
         assert result.days_closed == 2
 
@@ -204,12 +204,12 @@ async def test_charges_go_out_in_the_version_the_setting_names_and_the_ledger_an
     the ledger takes and answers."""
     clock = ManualClock(tariff.noon(date(2026, 6, 1)))
     settings = await tariff.settings(charge_applied_version=version)
-    async with tariff.running(settings, clock) as (runtime, producer, reader):
+    async with tariff.running(settings, clock) as (runtime, ctx, producer, reader):
         await tariff.register(runtime, producer, ALICE, "moscow")
         await tariff.send_balance(runtime, producer, ALICE, FUNDS)
-        await activate_plan(runtime.context, ActivatePlan(account_number=ALICE, plan="internet-100"))
+        await activate_plan(ctx, ActivatePlan(account_number=ALICE, plan="internet-100"))
         clock.set(tariff.noon(date(2026, 6, 3)))  # the plan is charged from the day after
-        assert (await close_days(runtime.context, date(2026, 6, 2))).charges == 1
+        assert (await close_days(ctx, date(2026, 6, 2))).charges == 1
         await tariff.published(runtime)
         await reader.wait_for_type("ChargeApplied", 1)
         published = [e for e in reader.envelopes if e.event_type == "ChargeApplied"]

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from billing_events.clock import ManualClock
 from tariff import service
-from tariff.app import TariffRuntime, build_runtime
+from tariff.app import build
 from tariff.context import TariffContext
 
 
@@ -43,15 +43,15 @@ class Ticks:
 TICK_SECONDS = 0.02
 
 
-async def _instances(tariff: Any, count: int, ticks: Ticks) -> list[TariffRuntime]:
+async def _instances(tariff: Any, count: int, ticks: Ticks) -> list[TariffContext]:
     settings = await tariff.settings(billing_tick_seconds=TICK_SECONDS)
     clock = ManualClock(datetime(2026, 3, 1, 12, tzinfo=UTC))
-    runtimes = []
+    contexts = []
     for n in range(count):
-        runtime = build_runtime(settings, clock)
-        ticks.names[id(runtime.context)] = f"tariff-{n}"
-        runtimes.append(runtime)
-    return runtimes
+        _, ctx = build(settings, clock)
+        ticks.names[id(ctx)] = f"tariff-{n}"
+        contexts.append(ctx)
+    return contexts
 
 
 async def _until(check: Any, timeout: float = 10) -> None:
@@ -67,9 +67,9 @@ async def test_two_instances_never_tick_at_once_and_a_standby_takes_over(
     ticks = Ticks()
     monkeypatch.setattr(service, "billing_tick", ticks.tick)
     first, second = await _instances(tariff, 2, ticks)
-    first_loop = asyncio.create_task(service.billing_clock(first.context, TICK_SECONDS)())
+    first_loop = asyncio.create_task(service.billing_clock(first, TICK_SECONDS)())
     await _until(lambda: len(ticks.of("tariff-0")) >= 3)
-    second_loop = asyncio.create_task(service.billing_clock(second.context, TICK_SECONDS)())  # the new pod of a rollout
+    second_loop = asyncio.create_task(service.billing_clock(second, TICK_SECONDS)())  # the new pod of a rollout
     try:
         await asyncio.sleep(0.5)
         assert ticks.of("tariff-1") == [], "the standby ticked beside the leader"
@@ -81,8 +81,8 @@ async def test_two_instances_never_tick_at_once_and_a_standby_takes_over(
         for task in (first_loop, second_loop):
             task.cancel()
         await asyncio.gather(first_loop, second_loop, return_exceptions=True)
-        for runtime in (first, second):
-            await runtime.db.dispose()
+        for ctx in (first, second):
+            await ctx.db.dispose()
     assert all(start > stopped_at for _, start, _ in ticks.of("tariff-1"))
     assert ticks.overlapping() == []
 
@@ -93,9 +93,9 @@ async def test_a_leader_whose_connection_is_cut_stops_ticking_and_the_standby_le
     ticks = Ticks()
     monkeypatch.setattr(service, "billing_tick", ticks.tick)
     first, second = await _instances(tariff, 2, ticks)
-    first_loop = asyncio.create_task(service.billing_clock(first.context, TICK_SECONDS)())
+    first_loop = asyncio.create_task(service.billing_clock(first, TICK_SECONDS)())
     await _until(lambda: len(ticks.of("tariff-0")) >= 2)
-    second_loop = asyncio.create_task(service.billing_clock(second.context, TICK_SECONDS)())
+    second_loop = asyncio.create_task(service.billing_clock(second, TICK_SECONDS)())
     try:
         await asyncio.sleep(0.3)
         async with second.db.connect() as conn:  # what a SIGKILL or a network cut does to the leader
@@ -114,5 +114,5 @@ async def test_a_leader_whose_connection_is_cut_stops_ticking_and_the_standby_le
         for task in (first_loop, second_loop):
             task.cancel()
         await asyncio.gather(first_loop, second_loop, return_exceptions=True)
-        for runtime in (first, second):
-            await runtime.db.dispose()
+        for ctx in (first, second):
+            await ctx.db.dispose()

@@ -21,6 +21,7 @@ from billing_events.clock import ManualClock
 from billing_events.money import Money
 from tariff import store
 from tariff.catalog import Catalog
+from tariff.context import TariffContext
 from tariff.domain import AccountBalance, apply_balance, register
 from tariff.service import ActivatePlan, AddOption, activate_plan, add_account_option, close_days
 
@@ -30,15 +31,15 @@ FIRST = ACTIVATED + ONE_DAY
 RICH = 10_000_000
 
 
-async def open_accounts(runtime: Any, balances: dict[str, AccountBalance]) -> None:
+async def open_accounts(ctx: TariffContext, balances: dict[str, AccountBalance]) -> None:
     """Register the accounts with their ledger balances, then activate internet-100 for each."""
-    now = runtime.clock.now()
-    states = [apply_balance(register(account, "moscow", runtime.context.catalog), balance, now).state
+    now = ctx.clock.now()
+    states = [apply_balance(register(account, "moscow", ctx.catalog), balance, now).state
               for account, balance in balances.items()]
-    async with runtime.db.transaction() as conn:
+    async with ctx.db.transaction() as conn:
         assert await store.insert_subscriptions(conn, states, now) == set(balances)
     for account in balances:
-        await activate_plan(runtime.context, ActivatePlan(account_number=account, plan="internet-100"))
+        await activate_plan(ctx, ActivatePlan(account_number=account, plan="internet-100"))
 
 
 def prepaid(minor: int) -> AccountBalance:
@@ -68,8 +69,8 @@ async def test_a_batch_failing_midway_is_undone_whole_and_a_rerun_closes_each_da
     doomed = accounts[4]  # batches of three: its range is accounts 3 to 5
     clock = ManualClock(tariff.noon(ACTIVATED))
     settings = await tariff.settings(database="given", database_url=database_url)
-    async with tariff.running(settings, clock) as (runtime, _, _):
-        await open_accounts(runtime, {account: prepaid(RICH) for account in accounts})
+    async with tariff.running(settings, clock) as (runtime, ctx, _, _):
+        await open_accounts(ctx, {account: prepaid(RICH) for account in accounts})
         clock.set(tariff.noon(FIRST + 3 * ONE_DAY))  # three days to close for each account
         stage = outbox.stage
 
@@ -82,7 +83,7 @@ async def test_a_batch_failing_midway_is_undone_whole_and_a_rerun_closes_each_da
 
         monkeypatch.setattr(outbox, "stage", stage_then_fail_on_the_doomed_day)
         with pytest.raises(RuntimeError):
-            await close_days(runtime.context, FIRST + 2 * ONE_DAY, batch_size=3)
+            await close_days(ctx, FIRST + 2 * ONE_DAY, batch_size=3)
         monkeypatch.undo()
         committed = await closed_days(runtime)
         for account in accounts[3:6]:  # the batch of the doomed day, undone whole
@@ -97,9 +98,9 @@ async def test_a_batch_failing_midway_is_undone_whole_and_a_rerun_closes_each_da
                 _, cursor = await store.load_with_cursor(conn, account)
             assert cursor == FIRST + len(state_days) * ONE_DAY
 
-        rerun = await close_days(runtime.context, FIRST + 2 * ONE_DAY, batch_size=3)
+        rerun = await close_days(ctx, FIRST + 2 * ONE_DAY, batch_size=3)
         assert (rerun.days_closed, rerun.charges) == (7 * 3 - len(committed),) * 2
-        again = await close_days(runtime.context, FIRST + 2 * ONE_DAY, batch_size=3)
+        again = await close_days(ctx, FIRST + 2 * ONE_DAY, batch_size=3)
         assert (again.days_closed, again.charges, again.events) == (0, 0, 0)
         assert await closed_days(runtime) == sorted(
             (account, FIRST + n * ONE_DAY) for account in accounts for n in range(3)
@@ -123,15 +124,15 @@ async def test_a_catch_up_in_mixed_batches_blocks_each_account_on_its_day(
     poor, credit, rich, rich_credit = "100000000206", "100000000214", "100000000222", "100000000230"
     clock = ManualClock(tariff.noon(ACTIVATED))
     settings = await tariff.settings(database="given", database_url=database_url)
-    async with tariff.running(settings, clock) as (runtime, _, _):
-        await open_accounts(runtime, {
+    async with tariff.running(settings, clock) as (runtime, ctx, _, _):
+        await open_accounts(ctx, {
             poor: prepaid(3000),  # day 1 leaves 1225, day 2 takes it below zero
             credit: on_credit(0, 5000),  # -1775, -3550, then -5325: beyond the limit on day 3
             rich: prepaid(RICH),
             rich_credit: on_credit(-1000, RICH),
         })
         clock.set(tariff.noon(FIRST + 5 * ONE_DAY))
-        result = await close_days(runtime.context, FIRST + 4 * ONE_DAY, batch_size=3)
+        result = await close_days(ctx, FIRST + 4 * ONE_DAY, batch_size=3)
         assert result.days_closed == 4 * 5
         assert result.charges == 2 + 3 + 5 + 5
 
@@ -161,8 +162,8 @@ async def test_a_command_during_a_batch_is_not_lost(
     target = accounts[2]
     clock = ManualClock(tariff.noon(ACTIVATED))
     settings = await tariff.settings(database="given", database_url=database_url)
-    async with tariff.running(settings, clock) as (runtime, _, _):
-        await open_accounts(runtime, {account: prepaid(RICH) for account in accounts})
+    async with tariff.running(settings, clock) as (runtime, ctx, _, _):
+        await open_accounts(ctx, {account: prepaid(RICH) for account in accounts})
         clock.set(tariff.noon(FIRST + ONE_DAY))
         inside, release = asyncio.Event(), asyncio.Event()
 
@@ -176,16 +177,16 @@ async def test_a_command_during_a_batch_is_not_lost(
 
         if first == "close":
             monkeypatch.setattr(store, "claim_days", held(store.claim_days))
-            closing = asyncio.create_task(close_days(runtime.context, FIRST))
+            closing = asyncio.create_task(close_days(ctx, FIRST))
             await inside.wait()
             command = asyncio.create_task(
-                add_account_option(runtime.context, AddOption(account_number=target, option="antivirus")))
+                add_account_option(ctx, AddOption(account_number=target, option="antivirus")))
         else:
             monkeypatch.setattr(store, "save", held(store.save))
             command = asyncio.create_task(
-                add_account_option(runtime.context, AddOption(account_number=target, option="antivirus")))
+                add_account_option(ctx, AddOption(account_number=target, option="antivirus")))
             await inside.wait()
-            closing = asyncio.create_task(close_days(runtime.context, FIRST))
+            closing = asyncio.create_task(close_days(ctx, FIRST))
         await asyncio.sleep(0.2)  # the other one is now waiting for the lock
         release.set()
         added, closed = await asyncio.gather(command, closing)

@@ -22,7 +22,7 @@ def _bearer(runtime: Any, role: str = "service", subject: str = "cabinet") -> di
 async def test_commands_over_http(tariff: Any) -> None:
     clock = ManualClock(tariff.noon(date(2026, 3, 31)))
     settings = await tariff.settings(http_port=0)
-    async with tariff.running(settings, clock) as (runtime, producer, _):
+    async with tariff.running(settings, clock) as (runtime, _, producer, _):
         await tariff.register(runtime, producer, ACCOUNT, "kazan")
         base = f"http://127.0.0.1:{runtime.http_port}/tariff"
         async with httpx.AsyncClient(base_url=base, headers=_bearer(runtime)) as http:
@@ -61,7 +61,7 @@ async def test_commands_over_http(tariff: Any) -> None:
 
 async def test_an_account_takes_its_own_token_or_a_service_token(tariff: Any) -> None:
     clock = ManualClock(tariff.noon(date(2026, 3, 31)))
-    async with tariff.running(await tariff.settings(), clock) as (runtime, producer, _):
+    async with tariff.running(await tariff.settings(), clock) as (runtime, _, producer, _):
         for account in (ACCOUNT, STRANGER):
             await tariff.register(runtime, producer, account, "kazan")
         transport = httpx.ASGITransport(app=runtime.http_app)

@@ -16,10 +16,10 @@ from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
 from ledger import integrity, store
+from ledger.context import LedgerContext
 from ledger.domain import BonusCampaign, InvalidCampaign, parse_campaigns
 from ledger.handlers import LedgerHandler
 from ledger.http import build_router
-from ledger.service import LedgerContext
 from ledger.settings import LedgerSettings
 
 CONSUMES = (topics.IDENTITY, topics.PAYMENTS, topics.TARIFF, topics.LEDGER_COMMANDS)

@@ -11,12 +11,13 @@ from billing_events.consumer import Outcome
 from billing_events.envelope import Envelope
 
 from ledger import service
+from ledger.context import LedgerContext
 
 
 class LedgerHandler:
     """A whole batch in one transaction: the accounts are locked once, the journal appended once."""
 
-    def __init__(self, ctx: service.LedgerContext) -> None:
+    def __init__(self, ctx: LedgerContext) -> None:
         self._ctx = ctx
         self.accepts = frozenset(event.event_type for event in service.POSTED_EVENTS)
 

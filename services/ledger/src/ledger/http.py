@@ -27,6 +27,7 @@ from billing_events.http import ApiError, problem_responses
 from billing_events.money import Money, PositiveMoney
 
 from ledger import service
+from ledger.context import LedgerContext
 from ledger.domain import BonusCampaign, OperatorNote, input_errors
 
 # A request the ledger refused with an event (TransferRejected, BonusRedemptionRejected): what kind
@@ -172,7 +173,7 @@ class ReplayView(BaseModel):
 Republish = Callable[..., Awaitable[int]]
 
 
-def build_router(ctx: service.LedgerContext, republish: Republish) -> APIRouter:
+def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
     router = APIRouter(prefix="/ledger", tags=["ledger"], responses=problem_responses(401, 403, 404, 409, 422))
 
     @router.post("/replays", response_model=ReplayView)

@@ -20,7 +20,7 @@ import gc
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -31,10 +31,8 @@ from billing_events.envelope import Envelope
 from billing_events.logging import get_logger
 
 from ledger import domain, store
+from ledger.context import LedgerContext
 from ledger.domain import AuditReport, Finding, Seal
-
-if TYPE_CHECKING:
-    from ledger.service import LedgerContext
 
 log = get_logger(__name__)
 Progress = Callable[[int, int], None]

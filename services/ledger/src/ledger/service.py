@@ -30,15 +30,16 @@ from billing_events.catalog.ledger import (
     TransactionKind,
     TransferRequested,
 )
-from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT, PaymentReceived
+from billing_events.catalog.payments import PaymentReceived
 from billing_events.catalog.tariff import ChargeApplied
 from billing_events.consumer import Outcome as BatchOutcome
 from billing_events.envelope import Envelope, Event, decode
 from billing_events.logging import get_logger
 from billing_events.money import Money
-from billing_events.service import Decision, ServiceContext
+from billing_events.service import Decision
 
 from ledger import domain, integrity, store
+from ledger.context import LedgerContext
 from ledger.domain import (
     AccountFact,
     AccountState,
@@ -59,20 +60,6 @@ from ledger.domain import (
 log = get_logger(__name__)
 OPERATOR_COMMAND = "OperatorCommand"
 """Cause type of what an operator's correction journals (its transactions name their own)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class LedgerContext(ServiceContext):
-    """What the ledger's commands need from their process."""
-
-    producer: str = "ledger"
-    campaigns: tuple[BonusCampaign, ...] = ()
-    bonus_pays_charges: bool = False
-    self_service_credit_limit: int = 100_000
-    """The largest credit limit (minor units) subscribers may choose for themselves."""
-    max_payment: int = DEFAULT_MAX_PAYMENT
-    """The most one payment, transfer or redemption may move (minor units); a payment over it is
-    parked for a person, a command over it refused."""
 
 
 POSTED_EVENTS: tuple[type[Event], ...] = (

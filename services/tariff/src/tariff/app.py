@@ -13,21 +13,17 @@ from tariff.http import build_http_router
 from tariff.settings import TariffSettings
 
 
-class TariffRuntime(ServiceRuntime):
-    context: TariffContext
-    """What the tariff's commands take: built once, by :func:`build_runtime`."""
-
-
-def build_runtime(settings: TariffSettings | None = None, clock: Clock | None = None) -> TariffRuntime:
-    """The tariff runtime: consumes identity and ledger events and runs the billing clock
-    (unless ``billing_clock_enabled`` is off). A catalog that does not load stops the start
-    with :class:`tariff.errors.CatalogInvalid` naming every problem."""
+def build(settings: TariffSettings | None = None, clock: Clock | None = None) -> tuple[ServiceRuntime, TariffContext]:
+    """The tariff process, and the one context its consumer, HTTP door and billing clock share:
+    it consumes identity and ledger events and runs the billing clock (unless
+    ``billing_clock_enabled`` is off). A catalog that does not load stops the start with
+    :class:`tariff.errors.CatalogInvalid` naming every problem."""
     settings = settings or TariffSettings()
     clock = clock or settings.clock()
     catalog = load_catalog(settings.catalog_path)
-    runtime = TariffRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True,
+    runtime = ServiceRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True,
                             consumes=[topics.IDENTITY, topics.LEDGER])
-    runtime.context = ctx = TariffContext(
+    ctx = TariffContext(
         db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake,
         catalog=catalog, zone=settings.zone, charge_applied_version=settings.charge_applied_version,
     )
@@ -36,7 +32,11 @@ def build_runtime(settings: TariffSettings | None = None, clock: Clock | None = 
     runtime.background.append(service.catalog_recorder(ctx, str(settings.catalog_path)))
     if settings.billing_clock_enabled:
         runtime.background.append(service.billing_clock(ctx, settings.billing_tick_seconds))
-    return runtime
+    return runtime, ctx
+
+
+def build_runtime(settings: TariffSettings | None = None, clock: Clock | None = None) -> ServiceRuntime:
+    return build(settings, clock)[0]
 
 
 def main() -> None:
