@@ -35,6 +35,7 @@ from billing_events.logging import configure_logging
 from billing_events.topics import TopicNames
 
 from ledger import domain, integrity, service, store
+from ledger.context import LedgerContext
 from ledger.settings import LedgerSettings
 
 PROG = "python -m ledger ops"
@@ -53,7 +54,7 @@ def _fail(message: str, code: Exit) -> NoReturn:
 
 
 @asynccontextmanager
-async def ledger_context() -> AsyncIterator[service.LedgerContext]:
+async def ledger_context() -> AsyncIterator[LedgerContext]:
     """The service layer's context over the ledger's database, which must answer first."""
     settings = LedgerSettings()
     url = settings.resolved_database_url()
@@ -64,7 +65,7 @@ async def ledger_context() -> AsyncIterator[service.LedgerContext]:
                 await conn.execute(select(func.count()).select_from(store.journal))
         except (OperationalError, DBAPIError, OSError) as exc:
             _fail(f"cannot reach the ledger database ({_safe(url)}): {type(exc).__name__}", Exit.UNREACHABLE)
-        yield service.LedgerContext(db=db, clock=settings.clock(), topics=TopicNames(settings.kafka.topic_prefix))
+        yield LedgerContext(db=db, clock=settings.clock(), topics=TopicNames(settings.kafka.topic_prefix))
     finally:
         await db.dispose()
 
@@ -142,7 +143,7 @@ async def rebuild(*, repair: bool, trust_journal: bool, operator: str | None,
         not report.refused and not (drift and not report.repaired)
 
 
-async def _answer(ask: Callable[[service.LedgerContext], Any]) -> Any:
+async def _answer(ask: Callable[[LedgerContext], Any]) -> Any:
     async with ledger_context() as ctx:
         try:
             return await ask(ctx)
