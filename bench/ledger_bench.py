@@ -73,7 +73,7 @@ async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results:
     latency_ceiling = await kafka.round_trip(
         bootstrap, hops_prefix, _payments(sizes, "ceiling"), sizes.latency_rate)
 
-    url = await databases.create("ledger")
+    url = await _migrated(databases, "ledger")
     dsn = asyncpg_dsn(url)
     log_file = results / "ledger.log"
     ledger = LedgerProcess(bootstrap=bootstrap, database_url=url, prefix=prefix, log_file=log_file).start()
@@ -173,13 +173,8 @@ async def _ingest_among_many(broker: Broker, databases: Databases, sizes: Ledger
     the table (their opening facts are not in the journal, which ingestion never reads)."""
     prefix = f"bench{uuid4().hex[:8]}."
     await kafka.create_topics(broker.bootstrap, prefix)
-    url = await databases.create("ledger_large")
+    url = await _migrated(databases, "ledger_large")
     dsn = asyncpg_dsn(url)
-    database = Database(url)
-    try:
-        await migrations.upgrade(database, "ledger")  # the ledger's schema, as its start makes it
-    finally:
-        await database.engine.dispose()
     say(f"ingestion among {sizes.accounts_large:,} accounts: opening them")
     conn = await asyncpg.connect(dsn)
     try:
@@ -192,6 +187,18 @@ async def _ingest_among_many(broker: Broker, databases: Databases, sizes: Ledger
         bootstrap=broker.bootstrap, database_url=url, prefix=prefix, log_file=results / "ledger.log"), say)
     await databases.drop(url)
     return {**figures["ingestion"], "cpu": figures["cpu"], "memory": figures["memory"]}
+
+
+async def _migrated(databases: Databases, purpose: str) -> str:
+    """A new database at the head of the ledger's history, migrated as deploy/ does it: by a
+    step before the processes start, which then only check its revision."""
+    url = await databases.create(purpose)
+    database = Database(url)
+    try:
+        await migrations.upgrade(database, "ledger")
+    finally:
+        await database.engine.dispose()
+    return url
 
 
 def _with_ledger_total(cpu: dict[str, float], processes: Sequence[str]) -> dict[str, float]:

@@ -45,6 +45,7 @@ class LedgerProcess:
             "BILLING_KAFKA__SESSION_TIMEOUT_MS": "3000",
             "BILLING_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
             "BILLING_LEDGER_DATABASE_URL": database_url,
+            "BILLING_MIGRATE_ON_START": "false",  # as deploy/ runs it: the database is migrated first
             "BILLING_LEDGER_BONUS_CAMPAIGNS_FILE": str(campaigns_file),
             "BILLING_LOG_FORMAT": "json",
             "BILLING_LOG_LEVEL": "WARNING",

@@ -8,6 +8,8 @@ together: a model changed without a migration fails here.
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -15,6 +17,7 @@ from uuid import uuid4
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from billing_events import inbox, migrations
 from billing_events.clock import ManualClock
 from billing_events.db import Database
@@ -95,6 +98,32 @@ async def test_a_service_refuses_a_database_behind_its_code(make_settings: Any) 
     with pytest.raises(migrations.SchemaBehind, match=r"at revision 0001.*run `python -m ledger migrate`"):
         await runtime.start()
     await runtime.db.dispose()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_head_read_from_the_revision_files_is_alembics(service: str) -> None:
+    assert migrations.head(service) == ScriptDirectory.from_config(migrations.config(service)).get_current_head()
+
+
+async def test_the_revision_read_with_a_query_is_alembics(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        async with db.connect() as conn:
+            assert await conn.run_sync(migrations.current) is None
+        await migrations.upgrade(db, "ledger", migrations.BASELINE)
+        async with db.connect() as conn:
+            recorded = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+            assert recorded == migrations.BASELINE == await conn.run_sync(migrations.current)
+    finally:
+        await db.dispose()
+
+
+def test_a_service_imports_alembic_only_to_migrate() -> None:
+    """Every process of a service would otherwise keep alembic's modules (about 7 MiB)."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, ledger.app; print(sorted(m for m in sys.modules if m.startswith('alembic')))"],
+        capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
 
 
 async def test_the_inbox_forgets_claims_older_than_its_retention(database_url: str) -> None:

@@ -90,6 +90,7 @@ from ledger.domain import (
     verify_chain,
 )
 from ledger.domain.audit import Audit, ChainHead, FindingKind, JournalRecord
+from ledger.domain.outcome import money
 from ledger.domain.transactions import TRANSACTION_NAMESPACE
 
 AT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -1565,3 +1566,13 @@ def test_refusals_say_money_as_money() -> None:
     with pytest.raises(CommandRefused) as part:
         apply_charge(charge(minor=5_000), cause_id=None, account=account(bonus=10_000), at=AT, bonus_to_use=5_001)
     assert part.value.message == "bonus_to_use must be within 0..50.00 RUB"
+
+
+@pytest.mark.parametrize("minor", [0, 1, -1])
+def test_the_ledgers_own_amounts_are_the_money_a_validated_model_would_be(minor: int) -> None:
+    for currency in ("RUB", "EUR", "USD"):
+        made = money(minor, currency)
+        assert made == Money(minor=minor, currency=currency)
+        assert made.model_dump_json() == Money(minor=minor, currency=currency).model_dump_json()
+    with pytest.raises(ValueError, match="unknown currency 'XXX'"):
+        money(minor, "XXX")

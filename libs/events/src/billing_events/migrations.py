@@ -10,18 +10,20 @@ revisions call them, so the four databases stay alike.
 history; the embedded suite's services do it at start (``migrate_on_start``). In production a
 one-shot step runs it before the services start, and a service whose database is behind its
 code refuses to start (:class:`SchemaBehind`).
+
+Alembic is imported only to migrate: a service that starts without migrating checks its
+revision with a query and reads the head from the revision files, since alembic's modules are
+memory every process of a service would otherwise keep.
 """
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from pydantic import Field
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection
@@ -31,7 +33,12 @@ from billing_events.logging import get_logger
 from billing_events.schema import BigId, UtcDateTime, plumbing_metadata
 from billing_events.settings import ServiceSettings
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 log = get_logger(__name__)
+
+VERSION_TABLE = "alembic_version"
 
 BASELINE = "0001"
 """Every service's first revision: the schema the suite had when migrations began. A database
@@ -51,19 +58,39 @@ class Migrated:
 
 def config(service: str) -> Config:
     """The Alembic configuration of ``service``'s history (no alembic.ini: nothing to keep in sync)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", f"{service}:migrations")
     return cfg
 
 
 def head(service: str) -> str:
-    head = ScriptDirectory.from_config(config(service)).get_current_head()
-    assert head is not None, f"{service} has no migrations"
-    return head
+    """The revision no other revision of ``service``'s history revises, read from the files'
+    ``revision`` and ``down_revision`` (each history is one line of steps)."""
+    revises: dict[str, str | None] = {}
+    for path in (files(service) / "migrations" / "versions").iterdir():
+        if path.name.endswith(".py"):
+            names = _assignments(path.read_text(), "revision", "down_revision")
+            revises[names["revision"]] = names["down_revision"]
+    heads = set(revises) - set(revises.values())
+    assert len(heads) == 1, f"{service}'s history has heads {sorted(heads)}, not one"
+    return heads.pop()
+
+
+def _assignments(source: str, *wanted: str) -> dict[str, Any]:
+    found = {target.id: ast.literal_eval(node.value) for node in ast.parse(source).body
+             if isinstance(node, ast.Assign) for target in node.targets
+             if isinstance(target, ast.Name) and target.id in wanted}
+    assert set(found) == set(wanted), f"a revision file without {sorted(set(wanted) - set(found))}"
+    return found
 
 
 def current(sync_conn: Connection) -> str | None:
-    return MigrationContext.configure(sync_conn).get_current_revision()
+    """The revision recorded in the database (None: nothing recorded)."""
+    if not inspect(sync_conn).has_table(VERSION_TABLE):
+        return None
+    return sync_conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one_or_none()
 
 
 async def revision_of(db: Database) -> str | None:
@@ -74,12 +101,12 @@ async def revision_of(db: Database) -> str | None:
 async def upgrade(db: Database, service: str, revision: str = "head") -> Migrated:
     """Bring ``db`` to ``revision`` of ``service``'s history, one transaction per step. Processes
     migrating one database at once take turns (the advisory lock ``create_schema`` took before)."""
-    return await _migrate(db, service, lambda cfg: command.upgrade(cfg, revision))
+    return await _migrate(db, service, lambda command, cfg: command.upgrade(cfg, revision))
 
 
 async def downgrade(db: Database, service: str, revision: str) -> Migrated:
     """Undo steps down to ``revision`` (``-1``: the last step), where the steps can be undone."""
-    return await _migrate(db, service, lambda cfg: command.downgrade(cfg, revision))
+    return await _migrate(db, service, lambda command, cfg: command.downgrade(cfg, revision))
 
 
 async def _migrate(db: Database, service: str, step: Any) -> Migrated:
@@ -91,7 +118,7 @@ async def _migrate(db: Database, service: str, step: Any) -> Migrated:
             before = await conn.run_sync(current)
             if before is None and await conn.run_sync(_made_before_migrations):
                 log.warning("database made before migrations: recorded at the baseline", service=service)
-                await conn.run_sync(_run, service, lambda cfg: command.stamp(cfg, BASELINE))
+                await conn.run_sync(_run, service, lambda command, cfg: command.stamp(cfg, BASELINE))
                 before = BASELINE
             await conn.run_sync(_run, service, step)
             after = await conn.run_sync(current)
@@ -110,9 +137,12 @@ def _made_before_migrations(sync_conn: Connection) -> bool:
 
 
 def _run(sync_conn: Connection, service: str, step: Any) -> None:
+    """Run ``step(command, cfg)``, ``command`` being alembic's commands, on ``sync_conn``."""
+    from alembic import command
+
     cfg = config(service)
     cfg.attributes["connection"] = sync_conn
-    step(cfg)
+    step(command, cfg)
 
 
 async def ensure_current(db: Database, service: str) -> None:

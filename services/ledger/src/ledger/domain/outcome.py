@@ -17,7 +17,7 @@ from uuid import UUID
 from billing_events.catalog.ledger import BalanceChanged, TransactionKind, UnmatchedReason
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.envelope import Event
-from billing_events.money import MAX_MINOR, Money, PositiveMoney, format_amount
+from billing_events.money import MAX_MINOR, MINOR_UNIT_DIGITS, Money, PositiveMoney, format_amount
 
 from ledger.domain.accounts import AccountState, apply
 from ledger.domain.chart import subscriber_number
@@ -66,7 +66,14 @@ class Outcome:
     """The new or changed suspense item, if the command parked or settled one."""
 
 
+_ZEROS = {currency: Money.zero(currency) for currency in MINOR_UNIT_DIGITS}
+"""Most balances an event reports are zero (the bonus and its change, a prepaid account's credit
+limit): one frozen instance per currency instead of a validated model each time."""
+
+
 def money(minor: int, currency: str) -> Money:
+    if minor == 0 and type(minor) is int and (zero := _ZEROS.get(currency)) is not None:
+        return zero
     return Money(minor=minor, currency=currency)
 
 
