@@ -100,6 +100,8 @@ accounts = Table(
     CheckConstraint("credit_limit >= 0", name="accounts_credit_limit_not_negative"),
     CheckConstraint("payment_type IN ('prepaid', 'credit')", name="accounts_payment_type_known"),
     *_currency_is_a_code("accounts"),
+    # Room on each page for the balance updates every movement makes (migration 0003).
+    postgresql_with={"fillfactor": 80},
 )
 
 operator_balances = Table(
