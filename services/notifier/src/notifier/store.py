@@ -290,16 +290,23 @@ def decode_variables(encoded: Mapping[str, Any]) -> dict[str, Any]:
     return decoded
 
 
-@dataclass(frozen=True)
-class NewDelivery:
+@dataclass(frozen=True, kw_only=True)
+class DeliveryAbout:
+    """What every delivery row says: which event of whose account it tells of, with which
+    template, in which language, by which channel and to where (masked)."""
+
     account_number: str
     about_event_id: UUID
     about_event_type: str
-    correlation_id: UUID
     template: str
     language: str
     channel: DeliveryChannel
     masked_destination: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewDelivery(DeliveryAbout):
+    correlation_id: UUID
     variables: Mapping[str, Any]
     sealed_secret: str | None = None
 
@@ -333,19 +340,12 @@ async def add_deliveries(conn: AsyncConnection, new: Sequence[NewDelivery], now:
     return len(result.scalars().all())
 
 
-@dataclass(frozen=True)
-class ClaimedDelivery:
+@dataclass(frozen=True, kw_only=True)
+class ClaimedDelivery(DeliveryAbout):
     """A delivery taken for one try: ``attempts`` counts this try."""
 
     id: int
-    account_number: str
-    about_event_id: UUID
-    about_event_type: str
     correlation_id: UUID
-    template: str
-    language: str
-    channel: DeliveryChannel
-    masked_destination: str
     variables: Mapping[str, Any] = field(repr=False)
     """As stored (:func:`encode_variables`): decoded at send time, so one bad row fails alone."""
     sealed_secret: str | None = field(repr=False)
@@ -436,18 +436,11 @@ async def record_attempt(
     return True
 
 
-@dataclass(frozen=True)
-class LoggedDelivery:
+@dataclass(frozen=True, kw_only=True)
+class LoggedDelivery(DeliveryAbout):
     """A delivery as the log shows it: no variables, no sealed text."""
 
     id: int
-    account_number: str
-    about_event_id: UUID
-    about_event_type: str
-    template: str
-    language: str
-    channel: DeliveryChannel
-    masked_destination: str
     status: DeliveryStatus
     attempts: int
     next_attempt_at: datetime
