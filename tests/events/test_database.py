@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from billing_events.db import Database
+from billing_events.db import Database, retry_transient
 from billing_events.schema import plumbing_metadata
 from ledger.store import metadata as ledger_metadata
 
@@ -24,3 +24,32 @@ async def test_instances_starting_together_on_a_new_database_all_create_the_sche
     finally:
         await asyncio.gather(*(db.dispose() for db in instances))
     assert tables == len(plumbing_metadata.tables) + len(ledger_metadata.tables)
+
+
+async def test_a_transaction_undone_to_break_a_deadlock_is_run_again(postgres_url: str) -> None:
+    """Two transactions lock two rows in opposite orders: PostgreSQL undoes one of them, and
+    ``retry_transient`` runs it again instead of letting the failure through."""
+    db = Database(postgres_url)
+    first_locks = asyncio.Event()
+    second_locks = asyncio.Event()
+    runs = {"first": 0, "second": 0}
+
+    async def lock(name: str, order: tuple[int, int], mine: asyncio.Event, theirs: asyncio.Event) -> None:
+        runs[name] += 1
+        async with db.transaction() as conn:
+            await conn.execute(text("SELECT id FROM pair WHERE id = :id FOR UPDATE"), {"id": order[0]})
+            mine.set()
+            await theirs.wait()
+            await conn.execute(text("SELECT id FROM pair WHERE id = :id FOR UPDATE"), {"id": order[1]})
+
+    try:
+        async with db.transaction() as conn:
+            await conn.execute(text("CREATE TABLE pair (id int PRIMARY KEY)"))
+            await conn.execute(text("INSERT INTO pair VALUES (1), (2)"))
+        await asyncio.gather(
+            retry_transient(lambda: lock("first", (1, 2), first_locks, second_locks), what="first"),
+            retry_transient(lambda: lock("second", (2, 1), second_locks, first_locks), what="second"),
+        )
+    finally:
+        await db.dispose()
+    assert sorted(runs.values()) == [1, 2], "the transaction undone ran once more, the other once"

@@ -293,9 +293,17 @@ def any_of(conn: AsyncConnection, column: Any, values: Sequence[Any]) -> ColumnE
     return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
 
 
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+"""Deadlock detected, serialization failure: PostgreSQL undid the whole transaction to break a
+conflict between two of them, and running it again is the cure."""
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Failures that a retry can cure: the database went away or is busy."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    """Failures that a retry can cure: the database went away, is busy, or undid the transaction
+    to break a conflict."""
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+    ):
         return True
     if isinstance(exc, (OperationalError, InterfaceError)):
         return True

@@ -53,7 +53,6 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from uuid6 import uuid7
 
@@ -294,11 +293,6 @@ CLOSE_LANES = 2
 """Batches in flight at once, over disjoint ranges of accounts: while the database writes one,
 the service works out the next (alone, each side would wait for the other half the time)."""
 
-RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
-"""Deadlock detected, serialization failure: PostgreSQL undid the transaction, which may run again
-(a consumer's batch locks its accounts in the order its events came, a close in account order)."""
-
-
 async def close_days(ctx: TariffContext, until: date, *, batch_size: int = CLOSE_BATCH) -> CloseResult:
     """Close, for every account, every day not closed yet up to ``until`` (at most yesterday).
 
@@ -364,7 +358,7 @@ async def _close_range(
     """Close every due day of the accounts in (after, upto], a batch per transaction."""
     failed: list[str] = []
     while True:
-        batch = await _retrying(
+        batch = await retry_transient(
             lambda: _close_batch(ctx, fees, until, after, upto, failed, size),
             what="tariff day close",
         )
@@ -443,19 +437,6 @@ async def _close_batch(
         closed=closed, failed=refused, last=due[-1][0].account_number,
         caught_up=all(day >= until for _, day, _ in closes),
     )
-
-
-async def _retrying(action: Callable[[], Any], *, what: str) -> Any:
-    """:func:`retry_transient`, and again when PostgreSQL undid the transaction to break a
-    deadlock (or a serialization conflict)."""
-    while True:
-        try:
-            return await retry_transient(action, what=what)
-        except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES:
-                raise
-            log.warning("transaction undone by the database; retrying", what=what,
-                        sqlstate=exc.orig.sqlstate)  # type: ignore[union-attr]
 
 
 async def record_catalog(ctx: TariffContext, source: str) -> None:
