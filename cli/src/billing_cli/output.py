@@ -7,27 +7,18 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from rich.console import Console
 
-from billing_events.exits import Exit
+from billing_events.exits import CommandLineError, Exit
+from billing_events.exits import fail as fail  # the command line's modules fail through this one
 
 # Piped output (a file, a pager, a script) gets wide lines instead of an 80-column wrap.
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: Exit) -> None:
-        super().__init__(message)
-        self.message, self.code = message, code
-
-
-def fail(message: str, code: Exit) -> NoReturn:
-    raise CliError(message, code)
 
 
 @contextmanager
@@ -35,7 +26,7 @@ def reported() -> Iterator[None]:
     """Turn every expected failure into one clear line and an exit code; never a traceback."""
     try:
         yield
-    except CliError as exc:
+    except CommandLineError as exc:
         errors.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(exc.code) from None
     except (FileNotFoundError, IsADirectoryError) as exc:  # a path the operator gave: a wrong argument

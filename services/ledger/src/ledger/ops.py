@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import func, select
@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from billing_events.db import Database
 from billing_events.errors import DomainError, ErrorKind
-from billing_events.exits import Exit
+from billing_events.exits import CommandLineError, Exit, fail
 from billing_events.logging import configure_logging
 from billing_events.topics import TopicNames
 
@@ -41,16 +41,6 @@ from ledger.settings import LedgerSettings
 PROG = "python -m ledger ops"
 SEAL_ARGUMENT = re.compile(r"^(\d+):([0-9a-fA-F]{64})$")
 Report = dict[str, Any]
-
-
-class OpsError(Exception):
-    def __init__(self, message: str, code: Exit) -> None:
-        super().__init__(message)
-        self.message, self.code = message, code
-
-
-def _fail(message: str, code: Exit) -> NoReturn:
-    raise OpsError(message, code)
 
 
 @asynccontextmanager
@@ -64,7 +54,7 @@ async def ledger_context() -> AsyncIterator[LedgerContext]:
             async with db.connect() as conn:
                 await conn.execute(select(func.count()).select_from(store.journal))
         except (OperationalError, DBAPIError, OSError) as exc:
-            _fail(f"cannot reach the ledger database ({_safe(url)}): {type(exc).__name__}", Exit.UNREACHABLE)
+            fail(f"cannot reach the ledger database ({_safe(url)}): {type(exc).__name__}", Exit.UNREACHABLE)
         yield LedgerContext(db=db, clock=settings.clock(), topics=TopicNames(settings.kafka.topic_prefix))
     finally:
         await db.dispose()
@@ -91,7 +81,7 @@ def parse_seal(value: str) -> domain.Seal:
     """``LENGTH:HASHHEX``, as a verification report prints its chain head."""
     match = SEAL_ARGUMENT.match(value.strip())
     if match is None or int(match.group(1)) < 1:
-        _fail(f"{value!r} is not a seal: give LENGTH:HASH, e.g. 1200:{'ab' * 32}", Exit.USAGE)
+        fail(f"{value!r} is not a seal: give LENGTH:HASH, e.g. 1200:{'ab' * 32}", Exit.USAGE)
     return domain.Seal(int(match.group(1)), bytes.fromhex(match.group(2)), "the seal given on the command line")
 
 
@@ -103,7 +93,7 @@ def _published_seals(text: str) -> list[domain.Seal]:
                             UUID(item["last_transaction_id"]) if item.get("last_transaction_id") else None)
                 for item in json.loads(text)]
     except (ValueError, TypeError, KeyError) as exc:
-        _fail(f"the seals given are not a JSON list of seals: {exc}", Exit.USAGE)
+        fail(f"the seals given are not a JSON list of seals: {exc}", Exit.USAGE)
 
 
 def _finding(finding: domain.Finding) -> Report:
@@ -132,7 +122,7 @@ async def verify(seals: Sequence[domain.Seal], progress: integrity.Progress) -> 
 async def rebuild(*, repair: bool, trust_journal: bool, operator: str | None,
                   progress: integrity.Progress) -> tuple[Report, bool]:
     if trust_journal and not repair:
-        _fail("--trust-journal only applies to --repair", Exit.USAGE)
+        fail("--trust-journal only applies to --repair", Exit.USAGE)
     async with ledger_context() as ctx:
         report = await integrity.rebuild(ctx, repair=repair, trust_journal=trust_journal, operator=operator,
                                          progress=progress)
@@ -148,7 +138,7 @@ async def _answer(ask: Callable[[LedgerContext], Any]) -> Any:
         try:
             return await ask(ctx)
         except DomainError as exc:
-            _fail(exc.message, Exit.NOT_FOUND if exc.kind is ErrorKind.NOT_FOUND else Exit.REFUSED)
+            fail(exc.message, Exit.NOT_FOUND if exc.kind is ErrorKind.NOT_FOUND else Exit.REFUSED)
 
 
 async def replay(number: str, as_of: datetime | None) -> tuple[Report, bool]:
@@ -242,7 +232,7 @@ async def _run(arguments: argparse.Namespace) -> tuple[Report, bool]:
                 try:
                     text = Path(arguments.seals_file).read_text(encoding="utf-8")
                 except OSError as exc:
-                    _fail(f"cannot read {arguments.seals_file}: {exc.strerror}", Exit.USAGE)
+                    fail(f"cannot read {arguments.seals_file}: {exc.strerror}", Exit.USAGE)
                 seals += _published_seals(text)
             return await verify(seals, _progress(arguments.progress))
         case "rebuild":
@@ -262,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("ledger", level="WARNING")
     try:
         report, clean = asyncio.run(_run(arguments))
-    except OpsError as exc:
+    except CommandLineError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.code
     except Exception as exc:
