@@ -10,15 +10,17 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
-from billing_events.clock import SystemClock
+from billing_events.clock import FileClock
 from billing_events.envelope import Envelope
 from billing_events.runtime import ServiceRuntime
+from billing_events.testing.clock import CLOCK_FILE_SETTING, clock_file
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import TEST_TOKEN_PRIVATE_KEY, eventually
 from ledger import store
@@ -34,6 +36,11 @@ class Cli:
     runtime: ServiceRuntime
     ledger: LedgerContext
     env: dict[str, str]
+
+    @property
+    def clock(self) -> FileClock:
+        """The time the ledger and the command line share, as under `billing up`."""
+        return FileClock(Path(self.env[CLOCK_FILE_SETTING]))
 
     async def __call__(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
         process = await asyncio.create_subprocess_exec(
@@ -64,7 +71,8 @@ class Cli:
 async def cli(make_settings: Any, bootstrap_servers: str, tmp_path: Any) -> AsyncIterator[Cli]:
     settings = await make_settings(LedgerSettings, http_port=0, bonus_campaigns_file=None,
                                    seal_every_seconds=0)  # seals only when a test asks
-    runtime, ledger = build(settings, SystemClock())
+    shared_clock = clock_file(tmp_path / "clock.json")
+    runtime, ledger = build(settings, FileClock(Path(shared_clock[CLOCK_FILE_SETTING])))
     async with runtime:
         async with RawProducer(bootstrap_servers) as producer:
             for number in (A, B):
@@ -72,7 +80,7 @@ async def cli(make_settings: Any, bootstrap_servers: str, tmp_path: Any) -> Asyn
                     account_number=number, contract_number=f"D-2026-{number[-7:]}", region="moscow",
                     legal_status=LegalStatus.PERSON, masked_phone="+7 *** ***-00-00", sealed_contact="c2VhbGVk")
                 await producer.send(runtime.topics(topics.IDENTITY),
-                                    Envelope.new(registered, account=number, producer="identity", clock=SystemClock()))
+                                    Envelope.new(registered, account=number, producer="identity", clock=ledger.clock))
         env = {
             "PATH": os.environ.get("PATH", ""),
             "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
@@ -81,5 +89,6 @@ async def cli(make_settings: Any, bootstrap_servers: str, tmp_path: Any) -> Asyn
             "BILLING_TOKEN_PRIVATE_KEY": TEST_TOKEN_PRIVATE_KEY,
             "BILLING_LEDGER_URL": f"http://127.0.0.1:{runtime.http_port}",
             "BILLING_DATA_DIR": str(tmp_path / "cli"),
+            **shared_clock,
         }
         yield Cli(runtime, ledger, env)

@@ -12,7 +12,6 @@ from sqlalchemy import text
 from billing_events import topics
 from billing_events.catalog.payments import PaymentReceived
 from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
-from billing_events.clock import SystemClock
 from billing_events.envelope import Envelope
 from billing_events.money import Money
 from billing_events.testing.intruder import as_intruder
@@ -30,7 +29,7 @@ async def _journal(cli: Any) -> list[str]:
     """Four transactions: A pays 100.00, B pays 200.00, A pays 50.00, B is charged 30.00.
     Their ids, in chain order."""
     await cli.opened()
-    clock = SystemClock()
+    clock = cli.clock
     now = clock.now()
     payloads = [
         (PaymentReceived(account_number=A, channel="terminal", reference="T-1", amount=Money(minor=10_000),

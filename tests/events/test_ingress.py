@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,16 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, PasswordIssued, PasswordPurpose, SubscriberRegistered
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.clock import SystemClock
 from billing_events.consumer import EventConsumer, EventRouter, Rejected
 from billing_events.db import Database, upsert
 from billing_events.envelope import Envelope, Event
 from billing_events.money import Money
 from billing_events.schema import dead_letters, inbox, outbox, plumbing_metadata
+from billing_events.testing.clock import RunningClock
 from billing_events.topics import TopicNames
 
 A = "100000000008"
-clock = SystemClock()
+clock = RunningClock()
 names = TopicNames("t.")
 metadata = MetaData()
 totals = Table("totals", metadata, Column("account", String(12), primary_key=True), Column("minor", Integer))
@@ -105,7 +104,7 @@ def envelope(payload: Event, producer: str | None = None, account: str = A) -> E
 
 def payment(reference: str, minor: int = 500, account: str = A) -> PaymentReceived:
     return PaymentReceived(account_number=account, channel="terminal", reference=reference,
-                           amount=Money(minor=minor), received_at=datetime.now(UTC))
+                           amount=Money(minor=minor), received_at=clock.now())
 
 
 def registration(account: str = A) -> SubscriberRegistered:

@@ -55,7 +55,7 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None = None,
                  issuer_key: ec.EllipticCurvePrivateKey | None = None, *, ca: bool = False) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.UTC)  # wall clock: TLS checks certificates against the machine's time
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())

@@ -13,15 +13,15 @@ from prometheus_client import REGISTRY
 from sqlalchemy import MetaData
 
 from billing_events import topics
-from billing_events.clock import SystemClock
 from billing_events.consumer import EventRouter
 from billing_events.http import ApiError
 from billing_events.outbox import stage_rows
 from billing_events.runtime import ServiceRuntime
 from billing_events.settings import DatabaseSettings, ServiceSettings
+from billing_events.testing.clock import RunningClock
 from billing_events.testing.plugin import eventually
 
-clock = SystemClock()
+clock = RunningClock()
 
 
 class MeteredSettings(ServiceSettings):

@@ -6,7 +6,6 @@ prove the pipeline itself: what every service inherits.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing_events import topics
 from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.clock import SystemClock
 from billing_events.consumer import EventRouter, Rejected
 from billing_events.db import upsert
 from billing_events.envelope import Envelope
@@ -25,10 +23,11 @@ from billing_events.money import Money
 from billing_events.runtime import ServiceRuntime
 from billing_events.schema import dead_letters, inbox, outbox
 from billing_events.settings import ServiceSettings
+from billing_events.testing.clock import RunningClock
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import eventually, token_minter
 
-clock = SystemClock()
+clock = RunningClock()
 metadata = MetaData()
 totals = Table("totals", metadata, Column("account", String(12), primary_key=True), Column("minor", Integer))
 
@@ -55,7 +54,7 @@ async def on_payment(conn: AsyncConnection, envelope: Envelope[PaymentReceived])
 
 def payment(account: str, reference: str, minor: int) -> Envelope[PaymentReceived]:
     body = PaymentReceived(account_number=account, channel="terminal", reference=reference,
-                           amount=Money(minor=minor), received_at=datetime.now(UTC))
+                           amount=Money(minor=minor), received_at=clock.now())
     return Envelope.new(body, account=account, producer="test", clock=clock)
 
 
@@ -259,7 +258,7 @@ async def test_rows_committed_elsewhere_wake_the_relay_at_once(make_settings: An
         await stage(b"first")  # published by the listener's first wake at the latest: it listens from then on
         await eventually(lambda: any(r.value == b"first" for r in reader.records), what="the first row published")
         await stage(b"second")
-        await eventually(lambda: any(r.value == b"second" for r in reader.records), timeout=10,
+        await eventually(lambda: any(r.value == b"second" for r in reader.records),
                          what="the second row published on the commit's notification")
 
 
@@ -279,7 +278,7 @@ async def test_a_consumer_process_and_a_relay_process_split_the_work(make_settin
     async with consumer, relay, RawProducer(bootstrap_servers) as producer, \
             TopicReader(bootstrap_servers, consumer.topics(topics.LEDGER)) as reader:
         await producer.send(consumer.topics(topics.PAYMENTS), event)
-        [changed] = await reader.wait_for_type("BalanceChanged", 1, timeout=20)
+        [changed] = await reader.wait_for_type("BalanceChanged", 1)
         assert changed.causation_id == event.event_id
         assert await eventually(lambda: count_published(relay), what="the row marked published") == 1
     assert (consumer.relay.published, relay.relay.published) == (0, 1)

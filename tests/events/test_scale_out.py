@@ -9,7 +9,6 @@ instance applied each one) stands in for the real ones, as in test_pipeline.py.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events import topics
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.clock import SystemClock
 from billing_events.consumer import EventRouter, EventHandler
 from billing_events.db import upsert
 from billing_events.envelope import Envelope
@@ -27,10 +25,11 @@ from billing_events.money import Money
 from billing_events.runtime import ServiceRuntime
 from billing_events.schema import dead_letters
 from billing_events.settings import ServiceSettings
+from billing_events.testing.clock import RunningClock
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import eventually
 
-clock = SystemClock()
+clock = RunningClock()
 metadata = MetaData()
 applied = Table(
     "applied", metadata,
@@ -98,7 +97,7 @@ def payments(accounts: list[str], reference: str, minor: int) -> list[Envelope[P
     return [
         Envelope.new(
             PaymentReceived(account_number=account, channel="terminal", reference=f"{reference}-{account}",
-                            amount=Money(minor=minor), received_at=datetime.now(UTC)),
+                            amount=Money(minor=minor), received_at=clock.now()),
             account=account, producer="test", clock=clock,
         )
         for account in accounts

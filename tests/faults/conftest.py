@@ -41,13 +41,13 @@ from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.ledger import TransactionKind
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.clock import SystemClock
 from billing_events.db import Database
 from billing_events.envelope import Envelope
 from billing_events.kafka import ensure_topics
 from billing_events.money import Money
 from billing_events.schema import dead_letters, inbox, outbox
 from billing_events.settings import KafkaSettings
+from billing_events.testing.clock import RunningClock, clock_file
 from billing_events.testing.processes import ServiceProcess
 from billing_events.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
 from ledger import store
@@ -81,7 +81,7 @@ class Traffic:
     """Envelopes as the identity service and the payment channels publish them."""
 
     def __init__(self, seed: int) -> None:
-        self.clock = SystemClock()
+        self.clock = RunningClock()
         self.rng = random.Random(seed)
         self.seed = seed
 
@@ -139,7 +139,7 @@ class LedgerFacts:
 
     def __init__(self, database_url: str, prefix: str) -> None:
         self.db = Database(database_url, pool_size=2, max_overflow=0)
-        self.context = LedgerContext(db=self.db, clock=SystemClock(), topics=TopicNames(prefix))
+        self.context = LedgerContext(db=self.db, clock=RunningClock(), topics=TopicNames(prefix))
 
     async def scalar(self, query: Any) -> Any:
         async with self.db.connect() as conn:
@@ -265,6 +265,7 @@ class LedgerDeployment:
             "BILLING_LEDGER_BONUS_CAMPAIGNS_FILE": str(campaigns),
             "BILLING_DATA_DIR": str(self.workdir / "data"),
             "BILLING_LOG_LEVEL": "INFO",
+            **clock_file(self.workdir / "clock.json"),
             **extra,
         }
 
@@ -458,6 +459,7 @@ class Suite:
             "BILLING_KAFKA__SESSION_TIMEOUT_MS": "2000",
             "BILLING_KAFKA__HEARTBEAT_INTERVAL_MS": "300",
             "BILLING_DATA_DIR": str(data_dir.resolve()),
+            **clock_file(data_dir / "clock.json"),
             **{f"BILLING_{service.upper()}_DATABASE_URL": url for service, url in self.databases.items()},
         }
         self.processes = {

@@ -25,7 +25,6 @@ DUPLICATES = 0.10
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
 async def test_sigkill_during_a_payment_stream_loses_and_doubles_nothing(
     deployment: Any, facts: Any, traffic: Any, producer: Any, register: Any, numbers: Any
 ) -> None:

@@ -236,6 +236,6 @@ async def test_every_bad_message_is_dead_lettered_with_its_reason_and_every_vali
         await eventually(lambda: len(dlq.records) >= len(expected), timeout=60,
                          what=f"{len(expected)} messages on the dead-letter topic")
         codes = Counter(json.loads(record.value)["code"] for record in dlq.records)
-    await eventually(facts.all_published, timeout=30, what="the outbox drained")
+    await eventually(facts.all_published, what="the outbox drained")
     print(f"\n{len(expected)} dead letters ({len(bad)} malformed, {len(charges)} refused), {VALID} posted; "
           f"codes: {codes.most_common(8)}")

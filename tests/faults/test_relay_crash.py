@@ -26,7 +26,6 @@ KILLS = 3
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
 async def test_a_relay_killed_while_publishing_loses_no_event(
     deployment: Any, facts: Any, traffic: Any, producer: Any, register: Any, numbers: Any, bootstrap_servers: str
 ) -> None:

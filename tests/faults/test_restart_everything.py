@@ -34,7 +34,7 @@ async def test_stopping_and_starting_the_whole_suite_keeps_every_record(
     await eventually(lambda: suite.balance(account) == 0, timeout=60, what="the ledger opening the account")
     first = traffic.payment(account, 150_000, "RESTART-1")
     await producer.send(f"{prefix}{topics.PAYMENTS}", first)
-    await eventually(lambda: suite.balance(account) == 150_000, timeout=30, what="the payment posted")
+    await eventually(lambda: suite.balance(account) == 150_000, what="the payment posted")
     await suite.quiet()
 
     codes = await suite.stop()
@@ -65,7 +65,7 @@ async def test_stopping_and_starting_the_whole_suite_keeps_every_record(
     # the restarted suite consumes where it stopped: a new payment is posted, the old one not again
     await producer.send(f"{prefix}{topics.PAYMENTS}", traffic.payment(account, 1_000, "RESTART-2"))
     await producer.send(f"{prefix}{topics.PAYMENTS}", first)  # and a redelivery of the first changes nothing
-    await eventually(lambda: suite.balance(account) == 151_000, timeout=30, what="a payment after the restart")
+    await eventually(lambda: suite.balance(account) == 151_000, what="a payment after the restart")
     await suite.quiet()
     assert suite.query("ledger", "SELECT count(*) FROM journal WHERE kind = 'payment'")[0][0] == 2
     print(f"\nkept across the restart: {held}")

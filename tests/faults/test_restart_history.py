@@ -19,7 +19,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import closing
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from billing_cli.launcher import SERVICES, dev_secrets
 from billing_cli.watch import read_from_beginning
 from billing_events import topics
+from billing_events.clock import FileClock
 from billing_events.embedded import EmbeddedBroker, free_port
+from billing_events.testing.clock import CLOCK_FILE_SETTING, clock_file
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import eventually
 from billing_events.testing.processes import ServiceProcess
@@ -51,6 +53,7 @@ class MakeRun:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.secrets = dev_secrets(data_dir)
         self.ports = {name: free_port() for name in SERVICES}
+        self.clock = clock_file(data_dir / "clock.json")
         self.broker: EmbeddedBroker | None = None
         self.processes: dict[str, ServiceProcess] = {}
 
@@ -58,7 +61,7 @@ class MakeRun:
         self.broker = EmbeddedBroker(log_file=self.data_dir / "broker.log").start()
         env = {**self.secrets, "BILLING_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
                "BILLING_KAFKA__PARTITIONS": "3", "BILLING_KAFKA__SESSION_TIMEOUT_MS": "2000",
-               "BILLING_KAFKA__HEARTBEAT_INTERVAL_MS": "300", "BILLING_DATA_DIR": str(self.data_dir.resolve())}
+               "BILLING_KAFKA__HEARTBEAT_INTERVAL_MS": "300", "BILLING_DATA_DIR": str(self.data_dir.resolve()), **self.clock}
         self.processes = {name: ServiceProcess(name, {**env, "BILLING_HTTP_PORT": str(self.ports[name])},
                                                log_path=self.data_dir / f"{name}.log") for name in SERVICES}
         for process in self.processes.values():
@@ -82,6 +85,7 @@ class MakeRun:
     async def billing(self, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
         assert self.broker is not None
         env = {"BILLING_DATA_DIR": str(self.data_dir), "BILLING_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+               **self.clock,
                **{f"BILLING_{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in self.ports.items()}}
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "billing_cli", *args, env=env, stdin=asyncio.subprocess.PIPE,
@@ -144,12 +148,12 @@ async def test_after_a_restart_of_make_run_the_operator_reads_the_same_history(s
     await eventually(lambda: suite.balance(number) == 0, timeout=60, what="the ledger opening the account")
     assert (await suite.billing("do", "pay", number, "1500"))[0] == 0
     assert (await suite.billing("do", "activate", number, "internet-100"))[0] == 0
-    await eventually(lambda: suite.balance(number) == 150_000, timeout=30, what="the payment posted")
+    await eventually(lambda: suite.balance(number) == 150_000, what="the payment posted")
     async with RawProducer(suite.broker.bootstrap_servers) as producer:  # type: ignore[union-attr]
         await producer.send_raw(topics.PAYMENTS, b'{"not": "an event"}', key=number.encode())
-    letters = await eventually(lambda: _letters(suite), timeout=30, what="the dead letter listed")
+    letters = await eventually(lambda: _letters(suite), what="the dead letter listed")
     history = await _settled(suite, number)
-    as_of = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    as_of = (FileClock(Path(suite.clock[CLOCK_FILE_SETTING])).now() + timedelta(minutes=1)).isoformat()
     replayed = await suite.json("replay", number, "--as-of", as_of)
     held = await suite.topics()
     assert {"SubscriberRegistered", "PaymentReceived", "BalanceChanged", "SubscriptionActivated",

@@ -29,6 +29,7 @@ from billing_events import topics
 from billing_events.db import Database
 from billing_events.schema import dead_letters
 from billing_events.sealing import seal
+from billing_events.testing.clock import CLOCK_FILE_SETTING
 from billing_events.testing.plugin import eventually
 
 from .conftest import LedgerFacts, Suite, size
@@ -109,7 +110,7 @@ async def test_a_restore_from_dumps_taken_under_traffic_brings_back_every_paymen
         dumps = {service: tmp_path / f"{service}.dump" for service in SERVICES}
         flowing = asyncio.create_task(stream("DURING"))
         await asyncio.sleep(1.5)
-        backup_time = datetime.now(UTC)
+        backup_time = datetime.now(UTC)  # wall clock: the broker stamps records with the machine's time
         at_dump = len(sent)
         started = time.monotonic()
         for service in SERVICES:
@@ -137,7 +138,7 @@ async def test_a_restore_from_dumps_taken_under_traffic_brings_back_every_paymen
         restored = await facts.payments_posted()
         assert restored < posted_before_restore, "the dump held everything: the drill restored nothing older"
         ledger_env = {key: value for key, value in suite.processes["ledger"].env.items()
-                      if key.startswith("BILLING_KAFKA__") or key == "BILLING_LEDGER_DATABASE_URL"}
+                      if key.startswith("BILLING_KAFKA__") or key in ("BILLING_LEDGER_DATABASE_URL", CLOCK_FILE_SETTING)}
         head = (await billing_verify(ledger_env, "--no-seals-from-broker"))["chain_head"]  # written down
 
         # 4. every consumer group back to before the dumps, then the services start again

@@ -32,7 +32,7 @@ async def test_the_survivor_takes_over_the_partitions_of_a_killed_instance(
     second = deployment.process("ledger-2", BILLING_HTTP_PORT=str(second_port))
     await first.start()  # one after the other: the second finds the schema the first created
     await second.start()
-    await eventually(lambda: _both_hold_partitions(first_door, second_door), timeout=30,
+    await eventually(lambda: _both_hold_partitions(first_door, second_door),
                      what="both instances holding partitions")
 
     accounts = numbers(ACCOUNTS)

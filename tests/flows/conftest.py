@@ -144,8 +144,15 @@ async def _started(make_settings: Callable[..., Any], bootstrap_servers: str, cl
 
 
 @pytest.fixture
-async def suite(make_settings: Callable[..., Any], bootstrap_servers: str) -> AsyncIterator[Suite]:
-    async for started in _started(make_settings, bootstrap_servers, ManualClock(START)):
+def start() -> datetime:
+    """When the suite's clock starts; a date-sensitive test runs from several
+    (``billing_events.testing.clock.at_dates_that_matter``)."""
+    return START
+
+
+@pytest.fixture
+async def suite(make_settings: Callable[..., Any], bootstrap_servers: str, start: datetime) -> AsyncIterator[Suite]:
+    async for started in _started(make_settings, bootstrap_servers, ManualClock(start)):
         yield started
 
 

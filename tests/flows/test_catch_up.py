@@ -95,7 +95,7 @@ async def _settled(suite: Any, number: str, paid: int) -> int:
     """The ledger has posted every charge the tariff issued, and the tariff knows the result."""
     expected = paid - sum(charge.amount.minor for charge in await _charges(suite, number))
     await eventually(lambda: _agree(suite, number, expected),
-                     what=f"{number} settled at {expected}", timeout=30)
+                     what=f"{number} settled at {expected}")
     return expected
 
 

@@ -82,8 +82,8 @@ async def test_an_upgrade_from_the_baseline_keeps_every_balance_subscription_and
     await tariff.close_days(suite.tariff_context, date(2026, 3, 3))  # three days charged; the debtor blocked
     await tariff.start_block(suite.tariff_context, tariff.StartVoluntaryBlock(account_number=SAVER, days=5))
     await eventually(lambda: _debt_blocked(suite, DEBTOR), what="the debtor blocked")
-    await eventually(lambda: _settled(suite), what="every charge posted", timeout=30)
-    await eventually(lambda: _delivered(suite), what="the notifications sent", timeout=30)
+    await eventually(lambda: _settled(suite), what="every charge posted")
+    await eventually(lambda: _delivered(suite), what="the notifications sent")
     runtimes = (suite.identity, suite.ledger, suite.tariff, suite.notifier)
     for runtime in runtimes:
         await runtime.stop()

@@ -81,6 +81,6 @@ async def test_the_walkthrough_runs_as_printed(shared_clock_suite: Any) -> None:
             return code == 0 and shows(out, step.shown)
 
         if step.args[0] in READS:
-            await eventually(ran, timeout=30, interval=0.5, what=f"`billing {shlex.join(step.args)}` to show {step.shown}")
+            await eventually(ran, interval=0.5, what=f"`billing {shlex.join(step.args)}` to show {step.shown}")
         else:
             assert await ran(), f"billing {shlex.join(step.args)} printed:\n{last[1]}{last[2]}\nnot:\n" + "\n".join(step.shown)

@@ -185,14 +185,14 @@ async def _register_two(services: Any, registration: Callable[..., dict[str, Any
                         return False
         return True
 
-    await eventually(known_everywhere, what="both accounts known to every service", timeout=30)
+    await eventually(known_everywhere, what="both accounts known to every service")
     ledger = services.running["ledger"]
     payment = PaymentReceived(account_number=account, channel="terminal", reference="FUZZ-1",
                               amount=Money(minor=500_000), received_at=services.clock.now())
     async with RawProducer(bootstrap) as producer:
         await producer.send(ledger.topics(topics.PAYMENTS),
                             Envelope.new(payment, account=account, producer="terminal", clock=services.clock))
-    await eventually(lambda: _equals(balance(), 500_000), what="the payment posted", timeout=30)
+    await eventually(lambda: _equals(balance(), 500_000), what="the payment posted")
     async with services.client("ledger", operations) as http:
         statement = await http.get(f"/ledger/accounts/{account}/statement",
                                    params={"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"})

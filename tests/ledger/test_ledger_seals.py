@@ -9,9 +9,9 @@ from typing import Any
 from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.clock import SystemClock
 from billing_events.envelope import Envelope
 from billing_events.money import Money
+from billing_events.testing.clock import RunningClock
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import eventually
 from ledger import store
@@ -24,7 +24,8 @@ A = "100000000008"
 async def test_the_chain_head_is_sealed_as_it_grows_and_at_stop(make_settings: Any, bootstrap_servers: str) -> None:
     settings = await make_settings(LedgerSettings, bonus_campaigns_file=None, seal_every_seconds=3600,
                                    seal_every_transactions=3)
-    runtime, clock = build_runtime(settings, SystemClock()), SystemClock()
+    clock = RunningClock()
+    runtime = build_runtime(settings, clock)
 
     async def head() -> Any:
         async with runtime.db.connect() as conn:

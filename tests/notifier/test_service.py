@@ -31,12 +31,12 @@ from billing_events.catalog.tariff import (
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
 )
-from billing_events.clock import SystemClock
 from billing_events.envelope import Envelope, Event
 from billing_events.money import Money
 from billing_events.runtime import ServiceRuntime
 from billing_events.schema import outbox
 from billing_events.sealing import generate_keypair, seal
+from billing_events.testing.clock import RunningClock
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import eventually, token_minter
 from notifier import store
@@ -51,7 +51,7 @@ from notifier.store import DeliveryStatus
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
-clock = SystemClock()
+clock = RunningClock()
 KEYS = generate_keypair()
 PUBLIC, PRIVATE = KEYS
 LOCKED_UNTIL = datetime(2026, 11, 25, 12, 30, tzinfo=UTC)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from billing_events.clock import SystemClock
+from billing_events.testing.clock import RunningClock
 from tariff.app import build_runtime
 from tariff.catalog import DEFAULT_CATALOG_PATH
 from tariff.errors import CatalogInvalid
@@ -23,7 +23,7 @@ from tariff.settings import TariffSettings
 async def _public(make_settings: Any, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
     """The tariff's routes, asked without a token (the catalog is public)."""
     settings = await make_settings(TariffSettings, database="sqlite", **overrides)
-    runtime = build_runtime(settings, SystemClock())
+    runtime = build_runtime(settings, RunningClock())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.http_app),
                                  base_url="http://tariff/tariff") as http:
         yield http

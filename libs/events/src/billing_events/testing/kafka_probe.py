@@ -10,6 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from billing_events.envelope import Envelope, InvalidEvent, decode, is_current
+from billing_events.testing import PATIENCE
 
 
 class TopicReader:
@@ -61,7 +62,7 @@ class TopicReader:
                 self._changed.notify_all()
 
     async def wait_for(
-        self, predicate: Callable[[list[Envelope[Any]]], bool], timeout: float = 30.0, what: str = "events"
+        self, predicate: Callable[[list[Envelope[Any]]], bool], timeout: float = PATIENCE, what: str = "events"
     ) -> list[Envelope[Any]]:
         async def satisfied() -> None:
             async with self._changed:
@@ -74,7 +75,7 @@ class TopicReader:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {seen}") from None
         return self.envelopes
 
-    async def wait_for_type(self, event_type: str, count: int = 1, timeout: float = 30.0, **fields: Any) -> list[Envelope[Any]]:
+    async def wait_for_type(self, event_type: str, count: int = 1, timeout: float = PATIENCE, **fields: Any) -> list[Envelope[Any]]:
         def matching(envelopes: list[Envelope[Any]]) -> list[Envelope[Any]]:
             return [
                 e for e in envelopes

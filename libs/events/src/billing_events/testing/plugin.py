@@ -20,6 +20,7 @@ import pytest
 from billing_events.auth import TokenKeys, Tokens, public_key_of
 from billing_events.clock import Clock
 from billing_events.settings import KafkaSettings, ServiceSettings
+from billing_events.testing import PATIENCE
 from billing_events.testing.infrastructure import Infrastructure, provide
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -138,7 +139,8 @@ def make_settings(kafka_settings: KafkaSettings, tmp_path: Path, postgres_databa
     return make
 
 
-async def eventually(check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
+async def eventually(check: Callable[[], Any], *, timeout: float = PATIENCE, interval: float = 0.05,
+                     what: str = "condition") -> Any:
     """Poll an async (or sync) check until it returns a truthy value."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
+from billing_events.testing.clock import CLOCK_FILE_SETTING
+
 READY_MARK = "service started"
 
 
@@ -30,10 +32,15 @@ class ServiceProcess:
 
     ``await start()`` returns once the service logged that it started; ``kill()`` is a SIGKILL;
     ``await stop()`` is a SIGTERM (what Ctrl-C in ``billing up`` sends) and waits for the exit.
-    The same object can be started again after it ended.
+    The same object can be started again after it ended. ``env`` must name a clock file
+    (:func:`billing_events.testing.clock.clock_file`): a service a test starts never runs on the
+    wall clock.
     """
 
     def __init__(self, module: str, env: Mapping[str, str], *, log_path: Path, name: str | None = None) -> None:
+        if CLOCK_FILE_SETTING not in env:
+            raise ServiceProcessError(f"{name or module} would run on the wall clock: give it {CLOCK_FILE_SETTING} "
+                                      "(billing_events.testing.clock.clock_file)")
         self.module = module
         self.name = name or module
         self.env = dict(env)
