@@ -3,6 +3,8 @@ it stops, so the seals on the broker always cover the newest history."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -59,3 +61,29 @@ async def test_the_chain_head_is_sealed_as_it_grows_and_at_stop(make_settings: A
 async def _length_is(head: Any, length: int) -> bool:
     current = await head()
     return current is not None and current.length == length
+
+
+
+async def test_the_first_seal_waits_for_the_whole_count_of_transactions(monkeypatch: Any) -> None:
+    """Two transactions are not three: the count starts from an empty journal (it started from -1,
+    so a tick that fell between the second and the third transaction sealed the second)."""
+    from ledger import integrity
+
+    growth, seen, sealed = iter([1, 2, 3]), [0], []  # the length at each tick (one a second), then unchanged
+
+    async def length(_: Any) -> int:
+        seen.append(next(growth, seen[-1]))
+        return seen[-1]
+
+    async def seal_length(_: Any) -> int:
+        sealed.append(seen[-1])
+        return seen[-1]
+
+    monkeypatch.setattr(integrity, "_length", length)
+    monkeypatch.setattr(integrity, "_seal_length", seal_length)
+    sealing = asyncio.create_task(integrity.keep_sealing(None, every_seconds=3600, every_transactions=3))  # type: ignore[arg-type]
+    await eventually(lambda: sealed, what="a seal")
+    sealing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sealing
+    assert sealed == [3]

@@ -180,8 +180,9 @@ async def _length(ctx: LedgerContext) -> int:
 
 async def keep_sealing(ctx: LedgerContext, *, every_seconds: float, every_transactions: int) -> None:
     """Seal the chain head whenever ``every_transactions`` more were appended, and at least every
-    ``every_seconds`` while the journal grows; once more when the service stops."""
-    tick, waited, sealed = min(1.0, every_seconds), 0.0, -1
+    ``every_seconds`` while the journal grows; once more when the service stops. Counted from an
+    empty journal, so the first seal comes after ``every_transactions``, not one earlier."""
+    tick, waited, sealed = min(1.0, every_seconds), 0.0, 0
     try:
         while True:
             await asyncio.sleep(tick)
