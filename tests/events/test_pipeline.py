@@ -25,7 +25,7 @@ from billing_events.schema import dead_letters, inbox, outbox
 from billing_events.settings import ServiceSettings
 from billing_events.testing.clock import RunningClock
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
-from billing_events.testing.plugin import eventually, token_minter
+from billing_events.testing.plugin import RenderedLogs, eventually, token_minter
 
 clock = RunningClock()
 metadata = MetaData()
@@ -164,6 +164,17 @@ async def test_bad_messages_are_dead_lettered_and_the_consumer_goes_on(counter: 
     assert "unknown event type 'PaymentTeleported'" in reasons[1]
     assert "greater than zero" in reasons[2]
     assert reasons[3] == "poisoned reference"
+
+
+async def test_a_dead_letter_line_carries_its_reason_code(
+    counter: ServiceRuntime, bootstrap_servers: str, rendered_logs: RenderedLogs
+) -> None:
+    async with RawProducer(bootstrap_servers) as producer:
+        await producer.send(counter.topics(topics.PAYMENTS), payment("100000000024", "poison-7", 100))
+    [line] = await eventually(
+        lambda: [line for line in rendered_logs.lines() if line["event"] == "dead-lettered"],
+        what="the dead-letter line")
+    assert (line["code"], line["reason"], line["event_type"]) == ("rejected", "poisoned reference", "PaymentReceived")
 
 
 async def test_an_event_of_another_topic_is_dead_lettered_wrong_topic_and_the_rest_taken(

@@ -6,6 +6,10 @@ time, the ledger answering each day before the next is closed; the second has it
 closed in one catch-up of 30 days, as after a restart of the tariff service. Both months have
 30 days, so every day costs the same in both. The catch-up must block each account on the same
 day as the single-day closes did, and charge nothing after it.
+
+A catch-up run on 1 October dates what it decides by the billing days it closes: the block at
+the end of the day whose charges took the account into debt, the end of a voluntary block at the
+end of its last day, and the ledger's September statement shows September's charges.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from tariff import service as tariff
 
 PREPAID_DAYS, CREDIT_DAYS = "100000000115", "100000000123"  # June, one day at a time
 PREPAID_CATCH_UP, CREDIT_CATCH_UP = "100000000131", "100000000149"  # September, all at once
+IN_DEBT, ON_A_BREAK = "100000000164", "100000000172"  # September at once: a debt, a voluntary block
 PAID = 20_000  # internet-100 in moscow is 55000 a month: 1834 or 1833 a day in a 30-day month
 CREDIT_PAID, CREDIT_LIMIT = 5_000, 10_000
 ONE_DAY = timedelta(days=1)
@@ -38,6 +43,11 @@ MOSCOW = ZoneInfo("Europe/Moscow")
 
 def _noon(day: date) -> datetime:
     return datetime.combine(day, time(12), tzinfo=MOSCOW).astimezone(UTC)
+
+
+def _end_of(day: date) -> datetime:
+    """The moment billing day ``day`` ends: midnight in Moscow, where billing days are counted."""
+    return datetime.combine(day + ONE_DAY, time(0), tzinfo=MOSCOW)
 
 
 async def _open(suite: Any, number: str, payment_type: PaymentType) -> int:
@@ -71,8 +81,8 @@ async def _agree(suite: Any, number: str, minor: int) -> bool:
     return await suite.ledger_balance(number) == minor == await suite.tariff_balance(number)
 
 
-async def _charges(suite: Any, number: str) -> list[Any]:
-    """Every ChargeApplied the tariff service staged for the account."""
+async def _published(suite: Any, number: str, event_type: str) -> list[Any]:
+    """The payloads of every ``event_type`` the tariff service staged for the account."""
     async with suite.tariff.db.connect() as conn:
         values = (await conn.execute(
             select(outbox.c.value)
@@ -80,15 +90,16 @@ async def _charges(suite: Any, number: str) -> list[Any]:
             .order_by(outbox.c.id)
         )).scalars()
         envelopes = [decode(value) for value in values]
-    return [e.payload for e in envelopes if e.event_type == "ChargeApplied" and is_current(e) and e.account == number]
+    return [e.payload for e in envelopes if e.event_type == event_type and is_current(e) and e.account == number]
+
+
+async def _charges(suite: Any, number: str) -> list[Any]:
+    """Every ChargeApplied the tariff service staged for the account."""
+    return await _published(suite, number, "ChargeApplied")
 
 
 async def _debt_blocks(suite: Any, number: str) -> int:
-    async with suite.tariff.db.connect() as conn:
-        values = (await conn.execute(select(outbox.c.value))).scalars()
-        envelopes = [decode(value) for value in values]
-    return sum(1 for e in envelopes if e.event_type == "AccountBlocked" and e.account == number
-               and e.payload.reason == "debt")
+    return sum(1 for blocked in await _published(suite, number, "AccountBlocked") if blocked.reason == "debt")
 
 
 async def _settled(suite: Any, number: str, paid: int) -> int:
@@ -145,3 +156,32 @@ async def test_a_catch_up_blocks_where_closing_day_by_day_would(suite: Any) -> N
     credit_balance = await suite.ledger_balance(CREDIT_CATCH_UP)
     assert -1834 <= prepaid_balance < 0
     assert -CREDIT_LIMIT - 1834 <= credit_balance < -CREDIT_LIMIT
+
+
+async def test_a_catch_up_dates_its_blocks_unblocks_and_charges_by_their_billing_days(suite: Any) -> None:
+    paid = await _open(suite, IN_DEBT, PaymentType.PREPAID)
+    await _open(suite, ON_A_BREAK, PaymentType.PREPAID)
+    await _activate(suite, (IN_DEBT, ON_A_BREAK), date(2026, 8, 31))
+    suite.clock.set(_noon(date(2026, 9, 3)))  # five days from the 3rd: the 3rd to the 7th not charged
+    await tariff.start_block(suite.tariff_context, tariff.StartVoluntaryBlock(account_number=ON_A_BREAK, days=5))
+    await _close_through(suite, date(2026, 9, 30))  # on 1 October, September at once
+
+    charged_days = [charge.billing_day for charge in await _charges(suite, IN_DEBT)]
+    last_charged = charged_days[-1]
+    assert charged_days == [date(2026, 9, 1) + timedelta(days=n) for n in range(len(charged_days))]
+    [blocked] = await _published(suite, IN_DEBT, "AccountBlocked")
+    assert blocked.blocked_at == _end_of(last_charged)  # not the catch-up's 1 October
+    [unblocked] = await _published(suite, ON_A_BREAK, "AccountUnblocked")
+    [ended] = await _published(suite, ON_A_BREAK, "VoluntaryBlockEnded")
+    assert unblocked.unblocked_at == ended.ended_at == _end_of(date(2026, 9, 7))
+    [voluntary] = [b for b in await _published(suite, ON_A_BREAK, "AccountBlocked") if b.reason == "voluntary"]
+    assert voluntary.blocked_at == _noon(date(2026, 9, 3))  # a request: dated when it was made
+
+    balance = await _settled(suite, IN_DEBT, paid)  # the ledger posted them on 1 October
+    september = await ledger.statement(suite.ledger_context, IN_DEBT, _end_of(date(2026, 8, 31)),
+                                       _end_of(date(2026, 9, 30)))
+    october = await ledger.statement(suite.ledger_context, IN_DEBT, _end_of(date(2026, 9, 30)),
+                                     _end_of(date(2026, 10, 31)))
+    assert [line.charge.billing_day for line in september.lines if line.charge] == charged_days
+    assert [line for line in october.lines if line.charge] == []
+    assert september.closing_balance == october.opening_balance == balance

@@ -1,9 +1,9 @@
 """Personal data and secrets stay in the identity database, protected.
 
 A full flow (registration, failed and successful logins, a password by SMS, a reset code by
-e-mail, support recovery, refused commands) runs while every log line is captured; then the raw
-bytes of every message on the identity topic and on identity's dead-letter topic, the captured
-logs and every error message are searched for the passport series and number, the passwords
+e-mail, support recovery, refused commands) runs while every log line is captured as production
+renders it (the redaction included); then the raw bytes of every message on the identity topic
+and on identity's dead-letter topic, the captured logs and every error message are searched for the passport series and number, the passwords
 and codes, the phone and the e-mail. None is found. The database holds none in clear either.
 """
 
@@ -14,12 +14,12 @@ import re
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 from sqlalchemy import select
 
 from billing_events import topics
 from billing_events.catalog.identity import PasswordPurpose
 from billing_events.testing.kafka_probe import TopicReader
+from billing_events.testing.plugin import RenderedLogs
 from identity import service, store
 from identity.domain import IdentityError
 
@@ -33,7 +33,7 @@ def standalone(token: str) -> re.Pattern[bytes]:
 
 
 async def test_no_passport_password_or_contact_leaves_identity(
-    flow: Any, bootstrap_servers: str, caplog: pytest.LogCaptureFixture
+    flow: Any, bootstrap_servers: str, caplog: pytest.LogCaptureFixture, rendered_logs: RenderedLogs
 ) -> None:
     runtime, ctx = flow.runtime, flow.ctx
     form = flow.form(
@@ -43,38 +43,37 @@ async def test_no_passport_password_or_contact_leaves_identity(
     secrets: list[str] = []
     errors: list[str] = []
     caplog.set_level(logging.DEBUG)
-    with capture_logs() as logs:
-        registered = await service.register(ctx, form)
-        account = registered.account_number
-        secrets.append(await flow.secret(account, PasswordPurpose.INITIAL))
-        for attempt in (
-            lambda: service.register(ctx, form),  # duplicate passport
-            lambda: service.register(ctx, {**form, "date_of_issue": "1980-01-01"}),
-            lambda: service.register(ctx, {**form, "mobile_phone": PHONE_NATIONAL + "999"}),
-            lambda: service.login(ctx, {"login": account, "password": secrets[0] + "x"}),
-            lambda: service.request_reset_code(ctx, {"login": account, "phone": "+79261234876"}),
-            lambda: service.recover_by_support(ctx, {
-                "login": account, "operator": "op", "reason": "r", "passport_series": SERIES,
-                "passport_number": "294857", "date_of_birth": "1990-05-17"}),
-        ):
-            with pytest.raises(IdentityError) as refused:
-                await attempt()
-            errors.append(str(refused.value))
-        await service.login(ctx, {"login": PHONE_E164, "password": secrets[0]})
-        await service.reissue_password_by_sms(ctx, {"login": PHONE_NATIONAL})
-        secrets.append(await flow.secret(account, PasswordPurpose.SMS_REISSUE))
-        await service.request_reset_code(ctx, {"login": account, "email": EMAIL})
-        code = await flow.secret(account, PasswordPurpose.RESET_CODE)
-        secrets.append(code)
-        await service.redeem_reset_code(ctx, {"login": account, "code": code})
-        secrets.append(await flow.secret(account, PasswordPurpose.SMS_REISSUE, nth=2))
-        await service.recover_by_support(ctx, {
-            "login": registered.contract_number, "operator": "op", "reason": "r",
-            "passport_series": SERIES, "passport_number": NUMBER, "date_of_birth": "1990-05-17"})
-        secrets.append(await flow.secret(account, PasswordPurpose.SUPPORT_RECOVERY))
-        await service.login(ctx, {"login": account, "password": secrets[-1]})
+    registered = await service.register(ctx, form)
+    account = registered.account_number
+    secrets.append(await flow.secret(account, PasswordPurpose.INITIAL))
+    for attempt in (
+        lambda: service.register(ctx, form),  # duplicate passport
+        lambda: service.register(ctx, {**form, "date_of_issue": "1980-01-01"}),
+        lambda: service.register(ctx, {**form, "mobile_phone": PHONE_NATIONAL + "999"}),
+        lambda: service.login(ctx, {"login": account, "password": secrets[0] + "x"}),
+        lambda: service.request_reset_code(ctx, {"login": account, "phone": "+79261234876"}),
+        lambda: service.recover_by_support(ctx, {
+            "login": account, "operator": "op", "reason": "r", "passport_series": SERIES,
+            "passport_number": "294857", "date_of_birth": "1990-05-17"}),
+    ):
+        with pytest.raises(IdentityError) as refused:
+            await attempt()
+        errors.append(str(refused.value))
+    await service.login(ctx, {"login": PHONE_E164, "password": secrets[0]})
+    await service.reissue_password_by_sms(ctx, {"login": PHONE_NATIONAL})
+    secrets.append(await flow.secret(account, PasswordPurpose.SMS_REISSUE))
+    await service.request_reset_code(ctx, {"login": account, "email": EMAIL})
+    code = await flow.secret(account, PasswordPurpose.RESET_CODE)
+    secrets.append(code)
+    await service.redeem_reset_code(ctx, {"login": account, "code": code})
+    secrets.append(await flow.secret(account, PasswordPurpose.SMS_REISSUE, nth=2))
+    await service.recover_by_support(ctx, {
+        "login": registered.contract_number, "operator": "op", "reason": "r",
+        "passport_series": SERIES, "passport_number": NUMBER, "date_of_birth": "1990-05-17"})
+    secrets.append(await flow.secret(account, PasswordPurpose.SUPPORT_RECOVERY))
+    await service.login(ctx, {"login": account, "password": secrets[-1]})
 
-    assert len(logs) >= 8  # the flow did log; the lines just hold nothing personal
+    assert len(rendered_logs.lines()) >= 8  # the flow did log; the lines just hold nothing personal
     await flow.reader.wait_for(lambda found: len(found) >= 8, what="the flow's eight events")
     # registered, 5 secrets issued, the code redeemed, access restored by support
     assert len(flow.reader.envelopes) == 8
@@ -86,7 +85,7 @@ async def test_no_passport_password_or_contact_leaves_identity(
             b"".join([record.key or b"", record.value or b"", *(v for _, v in record.headers or [])])
             for record in everything.records
         ]
-    log_text = "\n".join(repr(line) for line in logs) + "\n" + caplog.text
+    log_text = rendered_logs.text + "\n" + caplog.text
     haystacks = [*raw, log_text.encode(), "\n".join(errors).encode()]
     needles = [NUMBER, PHONE_E164, PHONE_NATIONAL, EMAIL, "Смирнова", *secrets]
     for haystack in haystacks:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from uuid import UUID, uuid4, uuid5
 
 import pytest
@@ -50,6 +51,7 @@ from ledger.domain import (
     Outcome,
     Owner,
     Posting,
+    Statement,
     SuspenseItem,
     SuspenseStatus,
     Transaction,
@@ -1352,6 +1354,24 @@ def test_a_statement_has_opening_running_and_closing_balances() -> None:
         3_000,
         7_500,
     )
+
+
+def test_a_statement_books_a_charge_on_its_billing_day_however_late_it_was_posted() -> None:
+    paid = receive_payment(payment(minor=10_000), cause_id=None, account=account(), campaigns=(), at=AT)
+    day = date(2026, 3, 31)  # posted on 10 April by a catch-up
+    late = ChargeApplied.of(ALICE, day, FeeKind.SUBSCRIPTION, "internet-100", PositiveMoney(minor=1_774), "day 31")
+    charged = apply_charge(late, cause_id=None, account=paid.accounts[0], at=datetime(2026, 4, 10, 9, tzinfo=UTC))
+    moscow = ZoneInfo("Europe/Moscow")
+    march, april, may = (datetime(2026, month, 1, tzinfo=moscow) for month in (3, 4, 5))
+
+    def of(start: datetime, end: datetime) -> Statement:
+        return build_statement(journal_entries([*paid.transactions, *charged.transactions]),
+                               account=main_account(ALICE), currency="RUB", period_start=start, period_end=end)
+
+    in_march, in_april = of(march, april), of(april, may)
+    assert [(line.entry.amount, line.charge and line.charge.billing_day) for line in in_march.lines] == [
+        (10_000, None), (-1_774, day)]
+    assert (in_march.closing_balance, in_april.opening_balance, in_april.lines) == (8_226, 8_226, ())
 
 
 def test_a_receipt_confirms_one_payment() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -23,6 +23,11 @@ class TariffContext(ServiceContext):
     def billing_day(self, moment: datetime | None = None) -> date:
         """The billing day a moment (by default: now) belongs to."""
         return billing_day(moment or self.clock.now(), self.zone)
+
+    def end_of_billing_day(self, day: date) -> datetime:
+        """The moment ``day`` ends (the next day's midnight in the billing time zone): when what
+        closing it decides takes effect, and the date those facts carry however late it closed."""
+        return datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.zone)
 
 
 def billing_day(moment: datetime, zone: ZoneInfo) -> date:

@@ -41,6 +41,13 @@ ledger's pace and liveness: a catch-up of D days would take D round trips per ac
 A voluntary block ends automatically when its last day is closed (VoluntaryBlockEnded and
 AccountUnblocked are published by that day's close): the billing clock's day closing is also
 what ends finished blocks.
+
+What closing day D decides is dated by D, not by when the close ran: its charges carry
+``billing_day`` D, and a debt block its charges cause (``blocked_at``) or the end of a voluntary
+block whose last day D was (``unblocked_at``, ``ended_at``) carry the end of D (the midnight that
+starts D+1 in the billing time zone, when they take effect). A catch-up on 1 October so dates
+a block decided by 16 September's charges 17 September 00:00, as the timely close would have.
+The envelope's ``occurred_at`` stays the moment the fact was recorded (see docs/events.md).
 """
 
 from __future__ import annotations
@@ -257,9 +264,10 @@ async def _commit(
 
 
 def _judged_envelopes(
-    ctx: TariffContext, outcome: Outcome, now: datetime, correlation_id: UUID
+    ctx: TariffContext, outcome: Outcome, at: datetime, correlation_id: UUID
 ) -> tuple[Outcome, list[Envelope[Any]]]:
-    """The state to write and the envelopes to stage for ``outcome``.
+    """The state to write and the envelopes to stage for ``outcome``; a block the charges cause is
+    dated ``at`` (a command's moment, or the end of the billing day a close charged).
 
     The charges among the events count against the account's expected balance from now on (the
     domain needs their event ids to know them again in the ledger's BalanceChanged); if they
@@ -273,7 +281,7 @@ def _judged_envelopes(
 
     envelopes = wrap(outcome.events)
     charges = [(e.event_id, e.payload) for e in envelopes if isinstance(e.payload, ChargeApplied)]
-    judged = charges_published(outcome.state, charges, now)
+    judged = charges_published(outcome.state, charges, at)
     if judged.events:
         log.info("debt verdict changed by the charges", debt_blocked=judged.state.debt_blocked)
     envelopes += wrap(judged.events)
@@ -409,7 +417,8 @@ async def _close_batch(
         refused: list[tuple[str, TariffError]] = []
         for state, day in due:
             try:
-                closes.append((state, day, close_account_day(state, ctx.catalog, day, now, fees)))
+                closes.append((state, day, close_account_day(state, ctx.catalog, day,
+                                                              ctx.end_of_billing_day(day), fees)))
             except TariffError as exc:
                 refused.append((state.account_number, exc))
         claimed = await store.claim_days(conn, [
@@ -425,7 +434,7 @@ async def _close_batch(
                 # closed before: only the cursor catches up, nothing is charged again
                 written.append((state, day + ONE_DAY))
                 continue
-            done, staged = _judged_envelopes(ctx, outcome, now, uuid7())
+            done, staged = _judged_envelopes(ctx, outcome, ctx.end_of_billing_day(day), uuid7())
             written.append((done.state, day + ONE_DAY))
             envelopes += staged
             closed.append(done.events)

@@ -143,7 +143,11 @@ class AccountBlocked(Event):
 
     account_number: AccountNumber
     reason: BlockReason
-    blocked_at: AwareDatetime
+    blocked_at: AwareDatetime = Field(
+        description="When the block took effect. A voluntary block, or a debt block decided by a balance change:"
+                    " the moment it was decided. A debt block decided by closing a billing day (that day's"
+                    " charges took the balance into debt): the end of that day in the billing time zone, however"
+                    " late the day was closed (a catch-up)")
     until: date | None = Field(default=None, description="Last day of a voluntary block")
 
 
@@ -153,7 +157,10 @@ class AccountUnblocked(Event):
 
     account_number: AccountNumber
     reason: BlockReason = Field(description="The reason of the block that ended")
-    unblocked_at: AwareDatetime
+    unblocked_at: AwareDatetime = Field(
+        description="When the block ended. A voluntary block ending on its own: the end of its last day in the"
+                    " billing time zone, however late that day was closed (a catch-up); otherwise the moment it"
+                    " was decided (a payment, an early end requested)")
 
 
 CatalogCode = Annotated[str, Field(min_length=1, max_length=40)]
@@ -250,4 +257,4 @@ class VoluntaryBlockEnded(Event):
         description="Last billing day that was blocked; before start if it ended on its first day"
     )
     early: bool = Field(description="True when the subscriber ended it before the planned end")
-    ended_at: AwareDatetime
+    ended_at: AwareDatetime = Field(description="As AccountUnblocked.unblocked_at, which is published with it")

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
+import json
+import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -16,9 +20,11 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
+import structlog
 
 from billing_events.auth import TokenKeys, Tokens, public_key_of
 from billing_events.clock import Clock
+from billing_events.logging import configure_logging
 from billing_events.settings import KafkaSettings, ServiceSettings
 from billing_events.testing import PATIENCE
 from billing_events.testing.infrastructure import Infrastructure, provide
@@ -137,6 +143,37 @@ def make_settings(kafka_settings: KafkaSettings, tmp_path: Path, postgres_databa
         return settings_cls(**values)
 
     return make
+
+
+class RenderedLogs:
+    """The log lines written since the fixture began, as production renders them (JSON)."""
+
+    def __init__(self, stream: io.StringIO) -> None:
+        self._stream = stream
+
+    @property
+    def text(self) -> str:
+        return self._stream.getvalue()
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def rendered_logs() -> Iterator[RenderedLogs]:
+    """Log lines through the services' own processors (``structlog.testing.capture_logs``
+    replaces them, redaction included); the previous configuration comes back after."""
+    stream, saved_stderr = io.StringIO(), sys.stderr
+    saved_config, saved_handlers = structlog.get_config(), list(logging.getLogger().handlers)
+    sys.stderr = stream
+    try:
+        configure_logging("test", fmt="json")
+        yield RenderedLogs(stream)
+    finally:
+        sys.stderr = saved_stderr
+        structlog.configure(**saved_config)
+        structlog.contextvars.clear_contextvars()
+        logging.getLogger().handlers[:] = saved_handlers
 
 
 async def eventually(check: Callable[[], Any], *, timeout: float = PATIENCE, interval: float = 0.05,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, tzinfo
 from uuid import UUID
 
 from billing_events.catalog.ledger import TransactionKind
@@ -22,17 +22,32 @@ from ledger.domain.transactions import Transaction
 class StatementLine:
     entry: JournalEntry
     balance_after: int
+    """The statement's running balance: the opening balance and the lines so far."""
 
     @property
     def charge(self) -> ChargeKey | None:
         """For a charge: the billing day and what it paid for (plan, option, block fee)."""
-        return parse_charge_id(self.entry.business_key) if self.entry.kind is TransactionKind.CHARGE else None
+        return _charge_of(self.entry)
+
+
+def _charge_of(entry: JournalEntry) -> ChargeKey | None:
+    return parse_charge_id(entry.business_key) if entry.kind is TransactionKind.CHARGE else None
+
+
+def booked_at(entry: JournalEntry, zone: tzinfo | None) -> datetime:
+    """When a statement books an entry: a charge at the first moment of its billing day in
+    ``zone`` (whenever the ledger posted it: a catch-up's charges belong to the days they are
+    for), every other entry when the ledger posted it."""
+    charge = _charge_of(entry)
+    if charge is None:
+        return entry.occurred_at
+    return datetime.combine(charge.billing_day, time(0), tzinfo=zone)
 
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """The entries of one account booked in ``[period_start, period_end)``, with a running
-    balance."""
+    """The entries of one account booked (:func:`booked_at`) in ``[period_start, period_end)``,
+    in journal order, with a running balance."""
 
     account: str
     currency: str
@@ -55,27 +70,33 @@ def build_statement(
     period_end: datetime,
 ) -> Statement:
     """``entries`` are the journal in order from the beginning (entries of other accounts are
-    skipped); those before the period make up the opening balance."""
+    skipped); those booked before the period make up the opening balance. A charge's billing day
+    is read in the time zone of ``period_start``."""
+    zone = period_start.tzinfo
     opening = 0
-    total_in = total_out = 0
-    lines: list[StatementLine] = []
+    within: list[JournalEntry] = []
     for step in replay(entries, account=account):
-        booked = step.entry.occurred_at
+        booked = booked_at(step.entry, zone)
         if booked < period_start:
-            opening = step.after
+            opening += step.entry.amount
         elif booked < period_end:
-            lines.append(StatementLine(step.entry, step.after))
-            if step.entry.amount > 0:
-                total_in += step.entry.amount
-            else:
-                total_out -= step.entry.amount
+            within.append(step.entry)
+    balance, total_in, total_out = opening, 0, 0
+    lines: list[StatementLine] = []
+    for entry in within:
+        balance += entry.amount
+        lines.append(StatementLine(entry, balance))
+        if entry.amount > 0:
+            total_in += entry.amount
+        else:
+            total_out -= entry.amount
     return Statement(
         account=account,
         currency=currency,
         period_start=period_start,
         period_end=period_end,
         opening_balance=opening,
-        closing_balance=opening + total_in - total_out,
+        closing_balance=balance,
         total_in=total_in,
         total_out=total_out,
         lines=tuple(lines),
