@@ -38,7 +38,7 @@ from billing_events.admin import main as admin_main
 from billing_events.auth import generate_token_keypair, public_key_of
 from billing_events.sealing import generate_keypair
 from billing_events.settings import ServiceSettings
-from billing_events.topics import EVENT_TOPICS
+from billing_events.topics import EVENT_TOPICS, dead_letter_spec
 from identity.settings import IdentitySettings
 from ledger.settings import LedgerSettings
 from notifier.settings import NotifierSettings
@@ -702,3 +702,81 @@ def test_each_pod_migrates_its_database_before_its_service_starts_in_kubernetes(
     for container in k8s_containers():
         if container.module in SERVICES:
             assert container.environment["BILLING_MIGRATE_ON_START"] == "false", container.where
+
+
+# --- the Kafka ACLs ----------------------------------------------------------------------
+
+ACLS = DEPLOY / "kafka-acls.sh"
+# Who may write the topics that are doors in from outside a service (the rest: their owner alone).
+DOORS = {
+    "billing.ledger.commands": {"ledger"},  # the ledger's HTTP API; who asked comes from the token
+    "billing.payments": {"payment-channels", "operations", "ledger"},  # the ledger refills what it keeps
+    "billing.replay": {"ledger"},  # the ledger's replays
+}
+
+
+@dataclass(frozen=True)
+class Acl:
+    principal: str
+    operations: frozenset[str]
+    resource: str
+    name: str
+    prefixed: bool
+
+
+def kafka_acls(tmp_path: Path, prefix: str = "") -> list[Acl]:
+    """The ACLs deploy/kafka-acls.sh adds, as it hands them to a stand-in for kafka-acls.sh."""
+    calls = tmp_path / "calls"
+    stand_in = tmp_path / "kafka-acls.sh"
+    stand_in.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\n')
+    stand_in.chmod(0o755)
+    environment = {"PATH": os.environ["PATH"], "KAFKA_BOOTSTRAP": "kafka-1:19092", "KAFKA_ADMIN_CONFIG": "super.properties",
+                   "KAFKA_ACLS": str(stand_in), "BILLING_KAFKA__TOPIC_PREFIX": prefix}
+    subprocess.run(["sh", str(ACLS)], env=environment, check=True)
+    acls = []
+    for line in calls.read_text().splitlines():
+        words = shlex.split(line)
+        assert words[:5] == ["--bootstrap-server", "kafka-1:19092", "--command-config", "super.properties", "--add"]
+        options: dict[str, list[str]] = {}
+        for flag, value in zip(words[5::2], words[6::2], strict=True):
+            options.setdefault(flag, []).append(value)
+        [principal], [(resource, [name])] = options["--allow-principal"], [
+            (flag, value) for flag, value in options.items() if flag in ("--topic", "--group")]
+        acls.append(Acl(principal.removeprefix("User:"), frozenset(options["--operation"]), resource.strip("-"), name,
+                        options.get("--resource-pattern-type") == ["prefixed"]))
+    return acls
+
+
+def writers(acls: list[Acl]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for acl in acls:
+        if acl.resource == "topic" and "Write" in acl.operations:
+            assert not acl.prefixed, f"{acl.principal} writes every topic under {acl.name}"
+            found.setdefault(acl.name, set()).add(acl.principal)
+    return found
+
+
+def test_each_topic_is_written_by_its_owner_and_the_doors_alone(tmp_path: Path) -> None:
+    found = writers(kafka_acls(tmp_path))
+    consumers = ("identity", "ledger", "tariff", "notifier")  # the topic jobs' dead-letter topics
+    expected = {spec.name: DOORS.get(spec.name, {spec.owner})
+                for spec in [*EVENT_TOPICS, *map(dead_letter_spec, consumers)]}
+    assert {spec.name for spec in EVENT_TOPICS if spec.open_to} == set(DOORS)
+    assert found == expected
+
+
+def test_each_service_reads_what_it_consumes_in_its_own_group(tmp_path: Path) -> None:
+    from ledger.app import CONSUMES as LEDGER
+    from notifier.app import CONSUMES as NOTIFIER
+    from tariff.app import CONSUMES as TARIFF
+
+    acls = kafka_acls(tmp_path, prefix="staging.")
+    for service, consumed in (("ledger", LEDGER), ("tariff", TARIFF), ("notifier", NOTIFIER)):
+        mine = [acl for acl in acls if acl.principal == service and "Read" in acl.operations]
+        assert {acl.name for acl in mine if acl.resource == "topic"} == {f"staging.{topic}" for topic in consumed}
+        assert {acl.name for acl in mine if acl.resource == "group"} == {f"staging.{service}"}
+
+
+def test_nobody_but_the_topic_job_creates_topics(tmp_path: Path) -> None:
+    creators = {acl.principal for acl in kafka_acls(tmp_path) if "Create" in acl.operations}
+    assert creators == {"admin"}

@@ -80,14 +80,13 @@ def realistic_bodies(account: str, other: str, form: Callable[..., dict[str, Any
                                              "currency": st.sampled_from(["RUB", "EUR"])})}),
         "PUT /ledger/accounts/{number}/payment-type": st.fixed_dictionaries({
             "payment_type": st.sampled_from(["prepaid", "credit"]),
-            "credit_limit": st.fixed_dictionaries({"minor": st.integers(-10**19, 10**19)}),
-            "requested_by": st.just("fuzz")}),
+            "credit_limit": st.fixed_dictionaries({"minor": st.integers(-10**19, 10**19)})}),
         "POST /ledger/replays": st.fixed_dictionaries({"account": st.sampled_from([account, other, None])}),
         "POST /tariff/accounts/{account}/plan": st.fixed_dictionaries({"plan": plans}),
         "PUT /tariff/accounts/{account}/plan": st.fixed_dictionaries({"plan": plans}),
         "POST /tariff/accounts/{account}/options": st.fixed_dictionaries({"option": options}),
         "POST /tariff/accounts/{account}/voluntary-block": st.fixed_dictionaries(
-            {"days": st.integers(-3, 40), "requested_via": st.sampled_from(["cabinet", "call_centre", "bad"])}),
+            {"days": st.integers(-3, 40), "requested_via": st.sampled_from(["support", "cabinet", "bad"])}),
     }
 
 

@@ -23,7 +23,7 @@ ACCOUNT_ROUTES = [
     ("ledger", "GET", f"/ledger/accounts/{OTHER}/statement?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z", None),
     ("ledger", "POST", f"/ledger/accounts/{OTHER}/transfers", {"to_account": MINE, "amount": {"minor": 1}}),
     ("ledger", "PUT", f"/ledger/accounts/{OTHER}/payment-type",
-     {"payment_type": "credit", "credit_limit": {"minor": 100}, "requested_by": "me"}),
+     {"payment_type": "credit", "credit_limit": {"minor": 100}}),
     ("tariff", "GET", f"/tariff/accounts/{OTHER}", None),
     ("tariff", "POST", f"/tariff/accounts/{OTHER}/plan", {"plan": "internet-100"}),
     ("tariff", "PUT", f"/tariff/accounts/{OTHER}/plan", {"plan": "internet-100"}),
@@ -110,7 +110,7 @@ async def test_unknown_routes_methods_and_malformed_requests_are_problems_too(do
         _is_problem(blank, 422, "invalid_request")
         assert blank.json()["errors"][0]["field"] == "reason"
         huge = await ledger.put(f"/ledger/accounts/{MINE}/payment-type",
-                                json={"payment_type": "credit", "credit_limit": {"minor": 10**19}, "requested_by": "me"})
+                                json={"payment_type": "credit", "credit_limit": {"minor": 10**19}})
         _is_problem(huge, 422, "invalid_request")
         assert huge.json()["errors"][0]["field"] == "credit_limit.minor"
 

@@ -65,6 +65,7 @@ from ledger.domain import (
     cash_account,
     change_payment_type,
     check_double_entry,
+    check_requester,
     close_account,
     credit_payment,
     find_mismatches,
@@ -1596,3 +1597,27 @@ def test_the_ledgers_own_amounts_are_the_money_a_validated_model_would_be(minor:
         assert made.model_dump_json() == Money(minor=minor, currency=currency).model_dump_json()
     with pytest.raises(ValueError, match="unknown currency 'XXX'"):
         money(minor, "XXX")
+
+
+@pytest.mark.parametrize(("requested_by", "account", "self_service"), [
+    ("cabinet:100000000008", "100000000008", True),
+    ("operator:ivanova", "100000000008", False),
+    ("cli:ivanova", "100000000016", False),
+])
+def test_a_subscriber_asks_for_their_own_account_anyone_else_as_their_credentials_say(
+        requested_by: str, account: str, self_service: bool) -> None:
+    assert check_requester(requested_by, account) is self_service
+
+
+@pytest.mark.parametrize(("requested_by", "code"), [
+    ("cabinet:100000000016", ErrorCode.NOT_OWN_ACCOUNT),
+    ("cabinet:", ErrorCode.INVALID_REQUESTER),
+    ("cabinet", ErrorCode.INVALID_REQUESTER),
+    ("cabinet:100000000009", ErrorCode.INVALID_REQUESTER),  # a wrong check digit
+    ("Cabinet:100000000008", ErrorCode.INVALID_REQUESTER),  # a variant never passes for an operator
+    (" cabinet:100000000016", ErrorCode.INVALID_REQUESTER),
+])
+def test_a_subscriber_request_for_another_account_or_none_is_refused(requested_by: str, code: ErrorCode) -> None:
+    with pytest.raises(CommandRefused) as refused:
+        check_requester(requested_by, "100000000008")
+    assert (refused.value.code, refused.value.field) == (code, "requested_by")

@@ -145,7 +145,7 @@ async def test_two_deliveries_of_one_payment_in_one_batch_credit_it_once(ledger:
 async def test_a_refused_transfer_delivered_again_after_a_top_up_stays_refused(ledger: Ledger) -> None:
     await ledger.post(registered(A), registered(B))
     request = TransferRequested(request_id=uuid4(), from_account=A, to_account=B, amount=Money(minor=5_000),
-                                requested_by="cabinet")
+                                requested_by=f"cabinet:{A}")
     first = await ledger.post(request)
     assert [e.event_type for e in first.publish] == ["TransferRejected"]
     await ledger.post(payment(A, 10_000))
@@ -156,14 +156,14 @@ async def test_a_refused_transfer_delivered_again_after_a_top_up_stays_refused(l
 async def test_a_command_retried_with_its_request_id_answers_the_original_outcome(ledger: Ledger) -> None:
     await ledger.post(registered(A), registered(B), payment(A, 10_000))
     request_id = uuid4()
-    first = await service.transfer(ledger.ctx, A, B, Money(minor=4_000), requested_by="cabinet",
+    first = await service.transfer(ledger.ctx, A, B, Money(minor=4_000), requested_by=f"cabinet:{A}",
                                    request_id=request_id)
-    again = await service.transfer(ledger.ctx, A, B, Money(minor=4_000), requested_by="cabinet",
+    again = await service.transfer(ledger.ctx, A, B, Money(minor=4_000), requested_by=f"cabinet:{A}",
                                    request_id=request_id)
     assert [e.event_id for e in again] == [e.event_id for e in first]
     assert (await ledger.main(A), await ledger.main(B)) == (6_000, 4_000)
     with pytest.raises(LedgerError) as refused:
-        await service.transfer(ledger.ctx, A, B, Money(minor=9_000), requested_by="cabinet",
+        await service.transfer(ledger.ctx, A, B, Money(minor=9_000), requested_by=f"cabinet:{A}",
                                request_id=request_id)
     assert refused.value.code == "conflicting_duplicate"
     assert "40.00 RUB" in refused.value.message and "90.00 RUB" in refused.value.message
@@ -190,7 +190,7 @@ async def test_an_over_limit_payment_from_a_channel_is_parked_with_a_reason(ledg
     assert [(i.amount, i.reason.value) for i in parked] == [(1_000_001, "amount_over_limit"),
                                                             (10**15, "amount_over_limit")]
     with pytest.raises(LedgerError) as refused:
-        await service.transfer(ledger.ctx, A, B, Money(minor=1_000_001), requested_by="cabinet")
+        await service.transfer(ledger.ctx, A, B, Money(minor=1_000_001), requested_by=f"cabinet:{A}")
     assert refused.value.code == "amount_over_limit"
     assert "10000.01 RUB" in refused.value.message and "10000.00 RUB" in refused.value.message
 
@@ -208,7 +208,7 @@ async def test_credit_is_not_cash(ledger: Ledger) -> None:
     await ledger.post(registered(A), registered(B), payment(A, 90_000))
     await service.change_payment_type(ledger.ctx, A, PaymentType.CREDIT, Money(minor=500_000),
                                       requested_by="operator:ivanova")
-    events = await service.transfer(ledger.ctx, A, B, Money(minor=500_000), requested_by="cabinet")
+    events = await service.transfer(ledger.ctx, A, B, Money(minor=500_000), requested_by=f"cabinet:{A}")
     [rejected] = [e.payload for e in events]
     assert rejected.reason.value == "credit_not_transferable"
     assert rejected.detail == f"{A} may transfer 900.00 RUB, not 5000.00 RUB: the credit limit covers charges only"

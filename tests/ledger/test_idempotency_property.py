@@ -82,7 +82,7 @@ class Run:
                                                charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date()), number)
             case ("transfer", source, target, minor, request_id):
                 return _envelope(TransferRequested(request_id=request_id, from_account=source, to_account=target,
-                                                   amount=Money(minor=minor), requested_by="cabinet"), source)
+                                                   amount=Money(minor=minor), requested_by=f"cabinet:{source}"), source)
         return None
 
     async def batch(self, batch: list[tuple[Any, ...]]) -> None:

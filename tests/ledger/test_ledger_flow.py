@@ -113,3 +113,48 @@ async def test_bad_input_is_dead_lettered_and_accepted_postings_stay(ledger: Any
 async def _six(ledger: Any) -> list[str] | None:
     reasons = await ledger.dead_letter_reasons()
     return reasons if len(reasons) >= 6 else None
+
+
+async def test_the_command_topic_holds_a_subscribers_request_to_their_own_account(ledger: Any) -> None:
+    """What the HTTP door enforces holds for a request written straight onto the command topic:
+    a cabinet requester moves money only out of its own account and stays under the self-service
+    credit ceiling; a cabinet requester without a valid account is refused. Each refusal is
+    dead-lettered with its code and moves nothing."""
+    from uuid import uuid4
+
+    from billing_events.catalog.ledger import PaymentType, PaymentTypeChangeRequested, TransferRequested
+    from billing_events.money import Money
+    from ledger import service
+
+    await ledger.register(A)
+    await ledger.register(B)
+    await ledger.pay(A, 10_000, "CMD-1")
+    ceiling = ledger.ctx.self_service_credit_limit
+
+    def transfer(requested_by: str, minor: int) -> TransferRequested:
+        return TransferRequested(request_id=uuid4(), from_account=A, to_account=B, amount=Money(minor=minor),
+                                 requested_by=requested_by)
+
+    def credit(requested_by: str, minor: int) -> PaymentTypeChangeRequested:
+        return PaymentTypeChangeRequested(request_id=uuid4(), account_number=A, payment_type=PaymentType.CREDIT,
+                                          credit_limit=Money(minor=minor), requested_by=requested_by)
+
+    for refused in (transfer(f"cabinet:{B}", 5_000), credit("cabinet:", 10**14), credit(f"cabinet:{A}", 10**14),
+                    credit(f"cabinet:{A}", ceiling + 1), transfer("cabinet:100000000009", 1), transfer("cabinet", 1)):
+        await ledger.send(refused, A)
+    await ledger.send(transfer(f"cabinet:{A}", 1_000), A)  # the same partition: taken after those above
+    await ledger.send(credit("operator:ivanova", ceiling * 10), A)
+    await ledger.balance_becomes(B, 1_000)
+    await eventually(lambda: _reasons_started(ledger, [
+        "not_own_account", "invalid_requester", "invalid_credit_limit", "invalid_credit_limit",
+        "invalid_requester", "invalid_requester"]), what="the refusals dead-lettered")
+    await eventually(lambda: _credit_limit_is(ledger, ceiling * 10), what="the operator's limit set")
+    assert await ledger.main_balance(A) == 9_000
+    state = await service.balance(ledger.ctx, A)
+    assert (state.payment_type, state.credit_limit) == (PaymentType.CREDIT, ceiling * 10)
+
+
+async def _credit_limit_is(ledger: Any, minor: int) -> bool:
+    from ledger import service
+
+    return (await service.balance(ledger.ctx, A)).credit_limit == minor

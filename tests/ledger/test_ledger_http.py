@@ -16,12 +16,17 @@ async def _client(ledger: Any, role: str = "service", subject: str = "operations
                              headers={"Authorization": f"Bearer {token}"})
 
 
-async def test_balance_transfer_and_errors_over_http(ledger: Any) -> None:
+async def _two_accounts_the_first_paid(ledger: Any, reference: str) -> tuple[str, str]:
     a, b = "100000000008", "100000000016"
     for number in (a, b):
         await ledger.register(number)
-    await ledger.pay(a, 10_000, "H-1")
+    await ledger.pay(a, 10_000, reference)
     await ledger.balance_becomes(a, 10_000)
+    return a, b
+
+
+async def test_balance_transfer_and_errors_over_http(ledger: Any) -> None:
+    a, b = await _two_accounts_the_first_paid(ledger, "H-1")
     async with await _client(ledger) as http:
         balance = (await http.get(f"/ledger/accounts/{a}")).json()
         assert balance["main"] == {"minor": 10_000, "currency": "RUB"}
@@ -50,7 +55,7 @@ async def test_balance_transfer_and_errors_over_http(ledger: Any) -> None:
                                  json={"to_account": "100000000099", "amount": {"minor": 1}})
         assert (nobody.status_code, nobody.json()["code"]) == (404, "target_unknown")
         debt = await http.put(f"/ledger/accounts/{a}/payment-type",
-                              json={"payment_type": "credit", "credit_limit": {"minor": 0}, "requested_by": "op"})
+                              json={"payment_type": "credit", "credit_limit": {"minor": 0}})
         assert debt.status_code == 422 and debt.json()["code"] == "invalid_credit_limit"
         assert debt.json()["errors"][0]["field"] == "credit_limit"
         naive = await http.get(f"/ledger/accounts/{a}/statement", params={"from": "2026-01-01T00:00:00",
@@ -68,7 +73,7 @@ async def test_subscribers_choose_a_credit_limit_only_up_to_the_operators_ceilin
     ceiling = ledger.ctx.self_service_credit_limit
 
     def credit(limit: int) -> dict[str, Any]:
-        return {"payment_type": "credit", "credit_limit": {"minor": limit}, "requested_by": "cabinet"}
+        return {"payment_type": "credit", "credit_limit": {"minor": limit}}
 
     async with await _client(ledger, "subscriber", number) as subscriber:
         greedy = await subscriber.put(f"/ledger/accounts/{number}/payment-type", json=credit(ceiling + 1))
@@ -82,6 +87,44 @@ async def test_subscribers_choose_a_credit_limit_only_up_to_the_operators_ceilin
     async with await _client(ledger, "subscriber", number) as subscriber:
         state = (await subscriber.get(f"/ledger/accounts/{number}")).json()
     assert (state["payment_type"], state["credit_limit"]["minor"]) == ("credit", ceiling * 10)
+
+
+async def test_who_asked_is_what_the_token_says_never_what_the_body_claims(ledger: Any) -> None:
+    from billing_events import topics
+    from billing_events.testing.kafka_probe import TopicReader
+    from ledger import service
+
+    a, b = await _two_accounts_the_first_paid(ledger, "WHO-1")
+    credit = {"payment_type": "credit", "credit_limit": {"minor": 1_000}}
+    async with await _client(ledger, "subscriber", a) as mine:
+        for method, path, body in (("POST", "transfers", {"to_account": b, "amount": {"minor": 100}}),
+                                   ("PUT", "payment-type", credit)):
+            for claim in ("operator:x", f"cabinet:{b}", "cabinet"):
+                posed = await mine.request(method, f"/ledger/accounts/{a}/{path}", json={**body, "requested_by": claim})
+                assert (posed.status_code, posed.json()["code"]) == (403, "requester_mismatch"), (path, claim)
+                assert posed.json()["errors"][0]["field"] == "requested_by"
+        unchanged = await service.balance(ledger.ctx, a)
+        assert (unchanged.main, unchanged.payment_type.value) == (10_000, "prepaid")
+        moved = await mine.post(f"/ledger/accounts/{a}/transfers", json={"to_account": b, "amount": {"minor": 100}})
+        said_so = await mine.post(f"/ledger/accounts/{a}/transfers",
+                                  json={"to_account": b, "amount": {"minor": 200}, "requested_by": f"cabinet:{a}"})
+        assert (moved.status_code, said_so.status_code) == (200, 200)
+        changed = await mine.put(f"/ledger/accounts/{a}/payment-type", json=credit)
+        assert [e["payload"]["changed_by"] for e in changed.json()["events"]
+                if e["event_type"] == "PaymentTypeChanged"] == [f"cabinet:{a}"]
+    async with await _client(ledger, "service", "cli:ivanova") as operator:
+        posed = await operator.post(f"/ledger/accounts/{b}/transfers",
+                                    json={"to_account": a, "amount": {"minor": 50}, "requested_by": f"cabinet:{b}"})
+        assert (posed.status_code, posed.json()["code"]) == (403, "requester_mismatch")
+        assert (await operator.post(f"/ledger/accounts/{b}/transfers",
+                                    json={"to_account": a, "amount": {"minor": 50}})).status_code == 200
+    bootstrap = ledger.runtime.settings.kafka.bootstrap_servers
+    async with TopicReader(bootstrap, ledger.runtime.topics(topics.LEDGER_COMMANDS)) as commands:
+        transfers = await commands.wait_for_type("TransferRequested", 3)
+        changes = await commands.wait_for_type("PaymentTypeChangeRequested", 1)
+    assert sorted(t.payload.requested_by for t in transfers) == [f"cabinet:{a}", f"cabinet:{a}", "cli:ivanova"]
+    assert [c.payload.requested_by for c in changes] == [f"cabinet:{a}"]
+    assert (await ledger.main_balance(a), await ledger.main_balance(b)) == (9_750, 250)
 
 
 async def test_a_subscriber_token_opens_only_its_own_account(ledger: Any) -> None:

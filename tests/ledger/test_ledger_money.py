@@ -52,11 +52,11 @@ async def test_concurrent_transfers_keep_every_kopeck(ledger: Any) -> None:
 async def test_transfer_refusals_name_the_reason(ledger: Any) -> None:
     a, b = NUMBERS[:2]
     await _fund(ledger, [a, b], 1_000)
-    [rejected] = await service.transfer(ledger.ctx, a, b, Money(minor=1_001), requested_by="cabinet")
+    [rejected] = await service.transfer(ledger.ctx, a, b, Money(minor=1_001), requested_by="support")
     assert rejected.event_type == "TransferRejected" and rejected.payload.reason == "insufficient_funds"
-    [same] = await service.transfer(ledger.ctx, a, a, Money(minor=1), requested_by="cabinet")
+    [same] = await service.transfer(ledger.ctx, a, a, Money(minor=1), requested_by="support")
     assert same.payload.reason == "same_account"
-    [unknown] = await service.transfer(ledger.ctx, a, "100000000099", Money(minor=1), requested_by="cabinet")
+    [unknown] = await service.transfer(ledger.ctx, a, "100000000099", Money(minor=1), requested_by="support")
     assert unknown.payload.reason == "target_unknown"
     assert [await ledger.main_balance(n) for n in (a, b)] == [1_000, 1_000]
 
@@ -65,11 +65,11 @@ async def test_credit_payment_type_lets_the_balance_go_to_minus_the_limit(ledger
     a, b = NUMBERS[:2]
     await _fund(ledger, [a, b], 1_000)
     await service.change_payment_type(ledger.ctx, a, PaymentType.CREDIT, Money(minor=5_000), requested_by="operator")
-    [credit] = await service.transfer(ledger.ctx, a, b, Money(minor=6_000), requested_by="cabinet")
+    [credit] = await service.transfer(ledger.ctx, a, b, Money(minor=6_000), requested_by="support")
     assert credit.payload.reason == "credit_not_transferable"  # credit covers charges, it is not cash
     await ledger.charge(a, 6_000, "CREDIT-1")
     await ledger.balance_becomes(a, -5_000)
-    [refused] = await service.transfer(ledger.ctx, a, b, Money(minor=1), requested_by="cabinet")
+    [refused] = await service.transfer(ledger.ctx, a, b, Money(minor=1), requested_by="support")
     assert refused.payload.reason == "insufficient_funds"
     with pytest.raises(LedgerError) as back:
         await service.change_payment_type(ledger.ctx, a, PaymentType.PREPAID, Money(minor=0), requested_by="operator")

@@ -109,7 +109,7 @@ async def test_dropping_every_projection_and_rebuilding_gives_back_identical_acc
         await service.change_payment_type(ctx, b, PaymentType.CREDIT, Money(minor=50_000), requested_by="operator")
         async with db.transaction() as conn:
             await service.post(ctx, conn, [_envelope_for(charge)])
-        await service.transfer(ctx, A, b, Money(minor=10_000), requested_by="cabinet")
+        await service.transfer(ctx, A, b, Money(minor=10_000), requested_by=f"cabinet:{A}")
         before = await _projections(db)
         assert before["accounts"][1][4:6] == ("credit", 50_000)
         async with db.transaction() as conn:

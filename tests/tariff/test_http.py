@@ -83,3 +83,31 @@ async def test_an_account_takes_its_own_token_or_a_service_token(tariff: Any) ->
             by_service = await http.post(f"/accounts/{STRANGER}/plan", json={"plan": "internet-100"},
                                          headers=_bearer(runtime))
             assert by_service.status_code == 200 and by_service.json()["events"] == ["SubscriptionActivated"]
+
+
+async def test_the_channel_of_a_block_is_what_the_token_says_never_what_the_body_claims(tariff: Any) -> None:
+    clock = ManualClock(tariff.noon(date(2026, 3, 31)))
+    async with tariff.running(await tariff.settings(), clock) as (runtime, ctx, producer, _):
+        transport = httpx.ASGITransport(app=runtime.http_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tariff/tariff") as http:
+            for account in (ACCOUNT, STRANGER):
+                await tariff.register(runtime, producer, account, "kazan")
+                await http.post(f"/accounts/{account}/plan", json={"plan": "internet-100"}, headers=_bearer(runtime))
+                await tariff.send_balance(runtime, producer, account, 100_000)
+            clock.set(tariff.noon(date(2026, 4, 1)))  # the plan runs from the next day
+            mine = _bearer(runtime, "subscriber", ACCOUNT)
+            posed = await http.post(f"/accounts/{ACCOUNT}/voluntary-block", headers=mine,
+                                    json={"days": 3, "requested_via": "support"})
+            assert (posed.status_code, posed.json()["code"]) == (403, "requester_mismatch")
+            assert posed.json()["errors"][0]["field"] == "requested_via"
+            assert await tariff.outbox_events(runtime, "VoluntaryBlockStarted") == []
+            by_subscriber = await http.post(f"/accounts/{ACCOUNT}/voluntary-block", headers=mine, json={"days": 3})
+            support = _bearer(runtime, "service", "call-centre")
+            posed = await http.post(f"/accounts/{STRANGER}/voluntary-block", headers=support,
+                                    json={"days": 3, "requested_via": "cabinet"})
+            assert (posed.status_code, posed.json()["code"]) == (403, "requester_mismatch")
+            by_support = await http.post(f"/accounts/{STRANGER}/voluntary-block", headers=support,
+                                         json={"days": 3, "requested_via": "support"})
+            assert (by_subscriber.status_code, by_support.status_code) == (200, 200)
+    started = await tariff.outbox_events(runtime, "VoluntaryBlockStarted")
+    assert [(s.account_number, s.requested_via.value) for s in started] == [(ACCOUNT, "cabinet"), (STRANGER, "support")]

@@ -181,7 +181,7 @@ def block(account: str, days: int, as_json: Annotated[bool, typer.Option("--json
     """A voluntary block for DAYS days (1 to 30, once a year, paid)."""
     with reported():
         _show(call_service("tariff", "POST", f"/tariff/accounts/{account_number(account)}/voluntary-block",
-                    {"days": days, "requested_via": "support"}), as_json)
+                    {"days": days}), as_json)
 
 
 @app.command()
@@ -210,7 +210,7 @@ def transfer(source: str, target: str, amount: str, currency: str = "RUB",
     money = _amount(amount, currency)
     with reported():
         _show(call_service("ledger", "POST", f"/ledger/accounts/{account_number(source)}/transfers",
-                    {"to_account": account_number(target), "amount": money.model_dump(), "requested_by": "support"}), as_json)
+                    {"to_account": account_number(target), "amount": money.model_dump()}), as_json)
 
 
 @app.command()

@@ -55,7 +55,8 @@ EVENT_TOPICS: tuple[TopicSpec, ...] = (
               open_to="any payment channel (shops, terminals, card and bank gateways, e-wallets, the CLI)"),
     TopicSpec(LEDGER, "ledger", "Every movement of money and the balances it leaves"),
     TopicSpec(LEDGER_COMMANDS, "ledger", "Requests to the ledger: transfers, bonus redemptions, payment type",
-              open_to="the ledger's callers (web cabinet, call centre, operations) and the ledger's own doors"),
+              open_to="the ledger's own doors (its HTTP API, for the web cabinet, call centre and operations);"
+                      " the broker's ACLs keep every other writer off (deploy/kafka-acls.sh)"),
     TopicSpec(LEDGER_SEALS, "ledger", "The journal's chain head, published periodically: tamper evidence outside"
               " the ledger's database", partitions=1),
     TopicSpec(TARIFF, "tariff", "Subscriptions, daily charges, blocks and unblocks"),

@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -28,7 +28,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from billing_contracts import requesters
 from billing_events.clock import Clock
+from billing_events.errors import DomainError, ErrorKind
 from billing_events.http import ApiError
 
 ISSUER = "billing"
@@ -36,6 +38,7 @@ ALGORITHM = "EdDSA"
 MAX_TOKEN_LIFETIME = timedelta(hours=24)
 """The longest a token may live: a leaked one must not open accounts for long."""
 Role = Literal["subscriber", "service"]
+Claim = TypeVar("Claim", bound=str)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,12 @@ class Principal:
 
     def may_act_for(self, account: str) -> bool:
         return self.role == "service" or self.subject == account
+
+    @property
+    def requester(self) -> str:
+        """Who asks, as a request records it: ``cabinet:<account>`` for a subscriber, the
+        service's own name for a service token."""
+        return requesters.subscriber(self.subject) if self.role == "subscriber" else self.subject
 
 
 def _raw_public(key: Ed25519PublicKey) -> bytes:
@@ -173,6 +182,23 @@ def require_account(caller: Principal, account: str) -> None:
     """A subscriber's token opens its own account only; a service token opens every account."""
     if not caller.may_act_for(account):
         raise ApiError(403, "wrong_account", "this token is for another account")
+
+
+class ClaimsOtherAuthority(DomainError):
+    """A request body names someone other than its credentials (``requested_by: operator:x``
+    with a subscriber's token): authority comes from the token, never from the body."""
+
+    code = "requester_mismatch"
+    kind = ErrorKind.FORBIDDEN
+
+
+def as_credentials_say(field: str, claimed: Claim | None, credentials_say: Claim) -> Claim:
+    """What ``field`` of a request is: what the credentials say. A body may leave it out; one
+    that gives it must say the same."""
+    if claimed is not None and claimed != credentials_say:
+        raise ClaimsOtherAuthority(f"{field} is {credentials_say!r} for this token; a request may not claim another",
+                                   field=field)
+    return credentials_say
 
 
 def require_service(caller: Principal) -> None:

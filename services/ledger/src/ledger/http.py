@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from billing_events import topics
-from billing_events.auth import Caller, require_account, require_service
+from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_service
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.ledger import (
     BonusRedemptionRefusal,
@@ -84,11 +84,15 @@ class CampaignView(BaseModel):
                    valid_from=campaign.valid_from, valid_to=campaign.valid_to, active=campaign.in_force(now))
 
 
+REQUESTED_BY = ("Who asks: the token says it (cabinet:<account> for a subscriber, the service's name for a"
+                " service token); leave it out, or give the same")
+
+
 class TransferBody(BaseModel):
     to_account: AccountNumber
     amount: PositiveMoney
     request_id: UUID | None = Field(default=None, description="Send the same id again to retry safely")
-    requested_by: str = Field(default="cabinet", min_length=1, max_length=64)
+    requested_by: str | None = Field(default=None, min_length=1, max_length=64, description=REQUESTED_BY)
 
 
 class RedemptionBody(BaseModel):
@@ -101,7 +105,7 @@ class RedemptionBody(BaseModel):
 class PaymentTypeBody(BaseModel):
     payment_type: PaymentType
     credit_limit: Money
-    requested_by: str = Field(min_length=1, max_length=64)
+    requested_by: str | None = Field(default=None, min_length=1, max_length=64, description=REQUESTED_BY)
 
 
 def _not_blank(text: str) -> str:
@@ -173,6 +177,10 @@ class ReplayView(BaseModel):
 Republish = Callable[..., Awaitable[int]]
 
 
+def _requester(caller: Principal, claimed: str | None) -> str:
+    return as_credentials_say("requested_by", claimed, caller.requester)
+
+
 def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
     router = APIRouter(prefix="/ledger", tags=["ledger"], responses=problem_responses(401, 403, 404, 409, 422))
 
@@ -221,7 +229,8 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
     async def post_transfer(caller: Caller, number: AccountPath, body: TransferBody) -> EventsView:
         require_account(caller, number)
         events = await service.transfer(ctx, number, body.to_account, body.amount,
-                                        requested_by=body.requested_by, request_id=body.request_id)
+                                        requested_by=_requester(caller, body.requested_by),
+                                        request_id=body.request_id)
         return _answer(events)
 
     @router.post("/accounts/{number}/bonus-redemptions", response_model=EventsView)
@@ -236,8 +245,7 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
     async def put_payment_type(caller: Caller, number: AccountPath, body: PaymentTypeBody) -> EventsView:
         require_account(caller, number)
         return _events(await service.change_payment_type(ctx, number, body.payment_type, body.credit_limit,
-                                                         requested_by=body.requested_by,
-                                                         self_service=caller.role != "service"))
+                                                         requested_by=_requester(caller, body.requested_by)))
 
     @router.post("/suspense/{transaction_id}/resolve", response_model=EventsView)
     async def resolve(caller: Caller, transaction_id: UUID, body: ResolveBody) -> EventsView:

@@ -135,6 +135,7 @@ def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: date
             bonus = min(account.bonus, payload.amount.minor) if ctx.bonus_pays_charges and account else 0
             return domain.apply_charge(payload, cause_id=cause, account=account, at=at, bonus_to_use=max(bonus, 0))
         case TransferRequested():
+            domain.check_requester(payload.requested_by, payload.from_account)
             domain.check_movement_limit(payload.amount, ctx.max_payment)
             return domain.transfer_funds(payload, cause_id=cause, source=states.get(payload.from_account),
                                          target=states.get(payload.to_account), at=at)
@@ -142,6 +143,8 @@ def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: date
             domain.check_movement_limit(payload.amount, ctx.max_payment)
             return domain.redeem_bonus(payload, cause_id=cause, account=states.get(payload.account_number), at=at)
         case PaymentTypeChangeRequested():
+            if domain.check_requester(payload.requested_by, payload.account_number):
+                domain.check_self_service_limit(payload.credit_limit, ctx.self_service_credit_limit)
             account = states.get(payload.account_number)
             if account is None:
                 raise CommandRefused(ErrorCode.UNKNOWN_ACCOUNT, f"no account {payload.account_number}",
@@ -277,10 +280,8 @@ async def redeem_bonus(ctx: LedgerContext, number: str, amount: Money, purpose: 
 
 
 async def change_payment_type(ctx: LedgerContext, number: str, payment_type: PaymentType, credit_limit: Money,
-                              *, requested_by: str, self_service: bool = False) -> list[Envelope[Any]]:
-    """``self_service``: the subscriber asks (their own token), so the limit has a ceiling."""
-    if self_service:
-        domain.check_self_service_limit(credit_limit, ctx.self_service_credit_limit)
+                              *, requested_by: str) -> list[Envelope[Any]]:
+    """A subscriber's own request (``requested_by`` ``cabinet:<number>``) has a ceiling on the limit."""
     request = PaymentTypeChangeRequested(request_id=uuid7(), account_number=number, payment_type=payment_type,
                                          credit_limit=credit_limit, requested_by=requested_by)
     return await submit(ctx, request, account=number)

@@ -12,6 +12,8 @@ from tariff.handlers import build_router
 from tariff.http import build_http_router
 from tariff.settings import TariffSettings
 
+CONSUMES = (topics.IDENTITY, topics.LEDGER)
+
 
 def build(settings: TariffSettings | None = None, clock: Clock | None = None) -> tuple[ServiceRuntime, TariffContext]:
     """The tariff process, and the one context its consumer, HTTP door and billing clock share:
@@ -22,7 +24,7 @@ def build(settings: TariffSettings | None = None, clock: Clock | None = None) ->
     clock = clock or settings.clock()
     catalog = load_catalog(settings.catalog_path)
     runtime = ServiceRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True,
-                            consumes=[topics.IDENTITY, topics.LEDGER])
+                            consumes=CONSUMES)
     ctx = TariffContext(
         db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake,
         catalog=catalog, zone=settings.zone, charge_applied_version=settings.charge_applied_version,

@@ -8,7 +8,8 @@ account's state refuses it (no plan yet, the year's block already used...).
 
 Who may call: the catalog (regions, channel packages, the plans and options of a region) is
 public; an account's subscription and its commands take a subscriber token for that account or
-a service token; closing billing days (the operator's catch-up) takes a service token.
+a service token; closing billing days (the operator's catch-up) takes a service token. Where a
+request was made (a voluntary block's ``requested_via``) is what the token says, never the body.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path
 from pydantic import BaseModel, Field, ValidationError
 
-from billing_events.auth import Caller, require_account, require_service
+from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_service
 from billing_events.catalog.tariff import RequestChannel
 from billing_events.http import invalid_request, problem_responses
 from billing_events.money import Money
@@ -44,7 +45,9 @@ class OptionRequest(BaseModel):
 
 class BlockRequest(BaseModel):
     days: int = Field(description="1 to 30")
-    requested_via: RequestChannel = RequestChannel.CABINET
+    requested_via: RequestChannel | None = Field(
+        default=None, description="The token says it (cabinet for a subscriber, support for a service); leave it"
+                                  " out, or give the same")
 
 
 class CloseDaysRequest(BaseModel):
@@ -109,6 +112,11 @@ class OptionView(BaseModel):
                    monthly_price_minor=option.prices[region], currency=catalog.currency,
                    channels=list(catalog.channels_of_option(option.code)),
                    sold_with=[plan for plan in option.sold_with if plan in sold_in_region])
+
+
+def _channel(caller: Principal) -> RequestChannel:
+    """A subscriber asks in the cabinet; a service token is support (the call centre, operations)."""
+    return RequestChannel.CABINET if caller.role == "subscriber" else RequestChannel.SUPPORT
 
 
 def build_http_router(ctx: TariffContext) -> APIRouter:
@@ -184,7 +192,8 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
     async def start_block(caller: Caller, account: AccountPath, body: Annotated[BlockRequest, Body()]) -> Any:
         require_account(caller, account)
         return await call(service.start_block, lambda: service.StartVoluntaryBlock(
-            account_number=account, days=body.days, requested_via=body.requested_via))
+            account_number=account, days=body.days,
+            requested_via=as_credentials_say("requested_via", body.requested_via, _channel(caller))))
 
     @router.delete("/accounts/{account}/voluntary-block", response_model=service.CommandResult,
                    responses=private)

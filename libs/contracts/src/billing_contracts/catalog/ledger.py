@@ -151,7 +151,9 @@ class TransferRequested(Event):
     to_account: AccountNumber
     amount: PositiveMoney
     requested_by: str = Field(
-        min_length=1, max_length=64, description="Who asked: cabinet:<account>, operator:<login>"
+        min_length=1, max_length=64,
+        description="Who asked, as their credentials say: cabinet:<account> for a subscriber (who may move"
+                    " money only out of that account), else the service or operator, e.g. cli:<login>",
     )
 
 

@@ -42,6 +42,7 @@ from ledger.domain.chart import (
     revenue_account,
     subscriber_number,
 )
+from ledger.domain.authority import check_requester
 from ledger.domain.corrections import REVERSE_TRANSACTION, change_payment_type, check_self_service_limit, reverse
 from ledger.domain.errors import KINDS, CommandRefused, ErrorCode, InvalidTransaction, LedgerError, input_errors
 from ledger.domain.facts import (
@@ -165,6 +166,7 @@ __all__ = [
     "canonical_encoding",
     "cash_account",
     "change_payment_type",
+    "check_requester",
     "check_self_service_limit",
     "check_double_entry",
     "check_movement_limit",

@@ -41,6 +41,9 @@ class ErrorCode(StrEnum):
     MISSING_ENTRIES = "missing_entries"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
     AMOUNT_OVER_LIMIT = "amount_over_limit"
+    # who asked may not ask for it
+    INVALID_REQUESTER = "invalid_requester"
+    NOT_OWN_ACCOUNT = "not_own_account"
 
 
 KINDS: Mapping[ErrorCode, ErrorKind] = {
@@ -55,6 +58,7 @@ KINDS: Mapping[ErrorCode, ErrorKind] = {
                      ErrorCode.REVERSAL_OF_REVERSAL, ErrorCode.DEBT_OUTSTANDING, ErrorCode.INSUFFICIENT_BONUS,
                      ErrorCode.NOT_A_PAYMENT, ErrorCode.SUSPENSE_NOT_OPEN, ErrorCode.CONFLICTING_DUPLICATE),
                     ErrorKind.CONFLICT),
+    ErrorCode.NOT_OWN_ACCOUNT: ErrorKind.FORBIDDEN,
 }
 """What kind of refusal each code is: it decides the HTTP status of the answer."""
 
