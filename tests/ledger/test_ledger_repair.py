@@ -25,6 +25,7 @@ from billing_events.testing.intruder import as_intruder
 from billing_events.topics import TopicNames
 from ledger import service, store
 from ledger.context import LedgerContext
+from ledger.domain import FindingKind, Seal
 
 NUMBERS = [f"1000000{i:04d}0" for i in range(6)]  # shape is enough: the ledger trusts identity's numbers
 PAYMENTS = 1_500
@@ -130,7 +131,10 @@ DAMAGE = {
     "an operator balance edited in one currency": [text(
         "UPDATE operator_balances SET balance = balance + 1 WHERE code = 'op:cash:terminal' AND currency = 'USD'")],
     "a deleted operator row": [text(f"DELETE FROM operator_balances WHERE code = '{SUSPENSE}' AND currency = 'USD'")],
-    "edited settings": [text(f"UPDATE accounts SET payment_type = 'credit', credit_limit = 100000 WHERE number = '{A}'")],
+    "an operator row in a currency never posted": [text(
+        "INSERT INTO operator_balances (code, currency, balance) VALUES ('op:cash:terminal', 'EUR', 100)")],
+    "edited settings": [text(
+        f"UPDATE accounts SET payment_type = 'credit', credit_limit = 100000 WHERE number = '{A}'")],
     "an account moved to another currency": [text(f"UPDATE accounts SET currency = 'USD' WHERE number = '{B}'")],
     "a deleted account": [text(f"DELETE FROM accounts WHERE number = '{B}'")],
     "an account the journal never opened": [_stranger()],
@@ -171,3 +175,20 @@ async def test_money_moved_between_currencies_of_suspense_is_drift_in_each(two_c
         (SUSPENSE, "RUB", 500_007_000, 7_000), (SUSPENSE, "USD", -499_995_800, 4_200)]
     assert [(m.account, m.currency) for m in (await service.rebuild(two_currencies)).mismatches] == [
         (SUSPENSE, "RUB"), (SUSPENSE, "USD")]
+
+
+async def test_a_repair_is_refused_while_the_journal_does_not_reproduce_a_seal(two_currencies: LedgerContext) -> None:
+    async with two_currencies.db.connect() as conn:
+        head = await store.head(conn)
+    assert head is not None
+    async with as_intruder(two_currencies.db) as conn:
+        for statement in DAMAGE["an edited balance"]:
+            await conn.execute(statement)
+    damaged = await _projections(two_currencies)
+    other_history = Seal(head.length, bytes(32), "a seal of another history")
+    refused = await service.rebuild(two_currencies, repair=True, seals=[other_history])
+    assert [f.kind for f in refused.refused] == [FindingKind.SEAL_NOT_REPRODUCED] and refused.seals_checked == 1
+    assert not refused.repaired and await _projections(two_currencies) == damaged
+    sealed = await service.rebuild(two_currencies, repair=True, seals=[Seal(head.length, head.hash, "the head")])
+    assert sealed.repaired and sealed.refused == [] and sealed.seals_checked == 1
+    assert (await service.verify(two_currencies)).ok

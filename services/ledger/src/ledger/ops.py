@@ -263,8 +263,9 @@ async def _run(arguments: argparse.Namespace) -> tuple[Report, bool]:
         case "verify":
             return await verify(_seals(arguments), _progress(arguments.progress))
         case "rebuild":
-            return await rebuild(repair=arguments.repair, seals=_seals(arguments), trust_journal=arguments.trust_journal,
-                                 operator=arguments.operator, progress=_progress(arguments.progress))
+            return await rebuild(repair=arguments.repair, seals=_seals(arguments),
+                                 trust_journal=arguments.trust_journal, operator=arguments.operator,
+                                 progress=_progress(arguments.progress))
         case "replay":
             return await replay(arguments.account, arguments.as_of)
         case "statement":

@@ -455,9 +455,9 @@ async def overwrite_projections(
 ) -> None:
     """Make every projection what the journal says (a rebuild that repairs): each account the
     facts know, with its settings and its balances in its currency (created if it is missing);
-    each operator account in each currency it holds. A subscriber row the journal does not know
-    is deleted (no fact opened it, so no money may sit on it), an operator row in a currency the
-    journal never posted is set to zero."""
+    each operator account in each currency the journal posted it in. A row the journal does not
+    know (an account no fact opened, an operator account in a currency never posted) is deleted:
+    no money may sit on it."""
     rows = [{"number": number, "currency": known.currency, "payment_type": known.payment_type.value,
              "credit_limit": known.credit_limit, "is_open": known.is_open,
              "main": replayed.get((main_account(number), known.currency), 0),
@@ -469,13 +469,15 @@ async def overwrite_projections(
     strangers = set((await conn.execute(select(accounts.c.number))).scalars()) - set(settings)
     if strangers:
         await conn.execute(accounts.delete().where(accounts.c.number.in_(sorted(strangers))))
-    keys = {(code, currency) for code, currency in
-            (await conn.execute(select(operator_balances.c.code, operator_balances.c.currency))).all()}
-    keys |= {key for key in replayed if is_operator_account(key[0])}
-    if keys:
+    posted = sorted(key for key in replayed if is_operator_account(key[0]))
+    unposted = set((await conn.execute(select(operator_balances.c.code, operator_balances.c.currency))).all()) \
+        - set(posted)
+    for code, currency in sorted(unposted):
+        await conn.execute(operator_balances.delete().where(operator_balances.c.code == code,
+                                                            operator_balances.c.currency == currency))
+    if posted:
         await conn.execute(upsert(conn, operator_balances, ["code", "currency"], ["balance"]), [
-            {"code": code, "currency": currency, "balance": replayed.get((code, currency), 0)}
-            for code, currency in sorted(keys)])
+            {"code": code, "currency": currency, "balance": replayed[(code, currency)]} for code, currency in posted])
 
 
 # --- idempotency records -------------------------------------------------------------------

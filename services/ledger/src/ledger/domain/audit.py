@@ -240,8 +240,8 @@ class Audit:
         mismatches = find_mismatches(stored_balances, self.replayed)
         self.findings.extend(
             Finding(FindingKind.PROJECTION_DRIFT,
-                    f"stored {format_amount(m.stored, m.currency)}, the journal says {format_amount(m.replayed, m.currency)}",
-                    accounts=(m.account,))
+                    f"stored {format_amount(m.stored, m.currency)}, the journal says"
+                    f" {format_amount(m.replayed, m.currency)}", accounts=(m.account,))
             for m in mismatches
         )
         settings = [] if stored_settings is None else find_settings_mismatches(stored_settings, self.settings)
