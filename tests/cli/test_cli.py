@@ -189,10 +189,17 @@ async def test_the_ledger_operations_are_the_ledgers_own_entry_point(cli: Any) -
     assert code == 2 and out == "" and err.startswith("error: '4:nothex' is not a seal")
     code, out, err = await _ledger_ops(cli, "rebuild", "--trust-journal")
     assert (code, out, err) == (2, "", "error: --trust-journal only applies to --repair\n")
+    code, out, err = await _ledger_ops(cli, "rebuild", f"--seal={head['length']}:{head['hash']}")
+    assert (code, out, err) == (2, "", "error: seals only apply to --repair (`verify` checks them)\n")
+    code, out, _ = await _ledger_ops(cli, "rebuild", "--repair", f"--seal={head['length']}:{'00' * 32}")
+    refused = json.loads(out)
+    assert code == 1 and refused["seals"] == {"given": 1, "checked": 1} and refused["repaired"] is False
+    assert [f["kind"] for f in refused["repair_refused_because"]] == ["seal_not_reproduced"]
     async with cli.runtime.db.transaction() as conn:
         await conn.execute(text("UPDATE accounts SET main = main - 1 WHERE number = :n"), {"n": A})
     code, out, _ = await _ledger_ops(cli, "rebuild")
-    assert code == 1 and json.loads(out)["drift"] == [{"account": f"sub:{A}:main", "stored": -1, "replayed": 0}]
+    assert code == 1 and json.loads(out)["drift"] == [{"account": f"sub:{A}:main", "currency": "RUB", "stored": -1,
+                                                        "replayed": 0}]
     code, out, _ = await _ledger_ops(cli, "replay", A)
     assert code == 1 and json.loads(out)["matches"] is False
 

@@ -1182,17 +1182,22 @@ def test_rebuild_sums_rows_per_account() -> None:
     assert rebuild_balances([("a", 5), ("b", -2), ("a", -7)]) == {"a": -2, "b": -2}
 
 
-def test_a_tampered_projection_is_found() -> None:
-    replayed = balances_of(small_journal())
+def test_a_tampered_projection_is_found_per_account_and_currency() -> None:
+    replayed = {(account, "RUB"): balance for account, balance in balances_of(small_journal()).items()}
+    replayed[(SUSPENSE, "USD")] = 4_200
     stored = dict(replayed) | {
-        main_account(ALICE): replayed[main_account(ALICE)] + 100,
-        main_account(BOB): 0,
+        (main_account(ALICE), "RUB"): replayed[(main_account(ALICE), "RUB")] + 100,
+        (main_account(BOB), "RUB"): 0,
+        (SUSPENSE, "RUB"): 4_200,  # the dollars moved to the rouble row: the total is the same
+        (SUSPENSE, "USD"): 0,
     }
-    del stored[BONUS_EXPENSE]
+    del stored[(BONUS_EXPENSE, "RUB")]
     mismatches = find_mismatches(stored, replayed)
-    assert [(m.account, m.stored, m.replayed) for m in mismatches] == [
-        (BONUS_EXPENSE, 0, -2_000),
-        (main_account(ALICE), 7_600, 7_500),
+    assert [(m.account, m.currency, m.stored, m.replayed) for m in mismatches] == [
+        (BONUS_EXPENSE, "RUB", 0, -2_000),
+        (SUSPENSE, "RUB", 4_200, 0),
+        (SUSPENSE, "USD", 0, 4_200),
+        (main_account(ALICE), "RUB", 7_600, 7_500),
     ]
 
 

@@ -192,39 +192,76 @@ def _progress(label: str, as_json: bool) -> Progress:
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=as_json)
 
 
-@app.command(help=f"""Replay every balance from the journal and report the projections that differ
-(exit 1 if any). With --repair, overwrite them: writers wait while the journal is audited, replayed
-and written in one transaction, and the repair is refused while the journal itself fails
-verification (see `billing verify`) unless --trust-journal is given, which is logged as your act
-(BILLING_OPERATOR names you). {LEDGER_DATABASE_HELP}""")
+SealOpt = Annotated[list[str] | None, typer.Option(
+    "--seal", help="A chain head written down earlier, LENGTH:HASH (hex); repeatable")]
+SealsFromBrokerOpt = Annotated[bool | None, typer.Option(
+    "--seals-from-broker/--no-seals-from-broker",
+    help="Check the seals on the broker's seal topic [default: when a broker is configured]")]
+
+
+async def _with_seals(command: str, flags: list[str], given: list[str], from_broker: bool | None,
+                      label: str, as_json: bool) -> tuple[Any, int | None]:
+    """The report of the ledger's ``command``, which checks the journal against the seals: those
+    ``given`` and, ``from_broker`` (by default when a broker is configured), those the ledger
+    published. Also how many were read from the broker (None: not asked)."""
+    from billing_cli import seals as sealing
+
+    settings = CliSettings()
+    if from_broker is None:
+        from_broker = settings.bootstrap_servers is not None or "bootstrap_servers" in settings.suite()
+    # Seals first: each one read is older than the snapshot the journal is then read in.
+    published = await sealing.read_from_broker(settings.broker_options(), TopicNames(settings.topic_prefix)) \
+        if from_broker else []
+    with _progress(label, as_json) as bar:
+        task = bar.add_task(command, total=None)
+        report = await run_operation(
+            command, *flags, *(f"--seal={value}" for value in given), "--seals-file=-",
+            given=json.dumps(published).encode(), progress=None if as_json else (
+                lambda done, total: bar.update(task, completed=done, total=total)))
+    return report, len(published) if from_broker else None
+
+
+@app.command(help=f"""Replay every balance (per account and currency) and every account's settings
+from the journal and report the projections that differ: the drift `billing verify` reports (exit 1
+if any). With --repair, overwrite them: writers wait while the journal is audited, replayed and
+written in one transaction, and the repair is refused while the journal itself fails verification
+(see `billing verify`), against the seals too (read from the broker as verify reads them, and
+--seal), unless --trust-journal is given, which is logged as your act (BILLING_OPERATOR names you).
+One repair leaves nothing for `billing verify` to report about the projections. {LEDGER_DATABASE_HELP}""")
 def rebuild(
     repair: Annotated[bool, typer.Option("--repair", help="Overwrite the projections that differ")] = False,
     trust_journal: Annotated[bool, typer.Option(
         "--trust-journal", help="With --repair: repair even though the journal fails verification")] = False,
+    seal: SealOpt = None,
+    seals_from_broker: SealsFromBrokerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     if trust_journal and not repair:
         fail("--trust-journal only applies to --repair", Exit.USAGE)
+    if (seal or seals_from_broker) and not repair:
+        fail("seals only apply to --repair (`billing verify` checks them)", Exit.USAGE)
     operator = CliSettings().operator
-    flags = [*(["--repair"] if repair else []), *(["--trust-journal"] if trust_journal else []),
-             f"--operator={operator}"]
-
-    async def go() -> Any:
-        with _progress("repairing" if repair else "replaying", as_json) as bar:
-            task = bar.add_task("rebuild", total=None)
-            return await run_operation("rebuild", *flags, progress=None if as_json else (
-                lambda done, total: bar.update(task, completed=done, total=total)))
-
-    report = run(go())
-    drift, refused, trusted = report["drift"], report["repair_refused_because"], report["journal_trusted_despite"]
+    flags = [*(["--trust-journal"] if trust_journal else []), f"--operator={operator}"]
+    if repair:
+        report, published = run(_with_seals("rebuild", ["--repair", *flags], seal or [], seals_from_broker,
+                                            "repairing", as_json))
+        report["seals"] = {"from_broker": published, "given": len(seal or []), "checked": report["seals"]["checked"]}
+    else:
+        report = run(_with_seals("rebuild", flags, [], False, "replaying", as_json))[0]
+    drift, settings_drift = report["drift"], report["settings_drift"]
+    refused, trusted = report["repair_refused_because"], report["journal_trusted_despite"]
     if as_json:
         emit_json(report)
     else:
-        console.print(f"{report['entries']:,} entries, {report['accounts']:,} accounts replayed")
+        repaired = " (repaired)" if report["repaired"] else ""
+        console.print(f"{report['entries']:,} entries, {report['accounts']:,} balances replayed")
         for item in drift:
-            console.print(f"[red]drift[/red] {item['account']}: stored {money(item['stored'])},"
-                          f" journal says {money(item['replayed'])}" + (" (repaired)" if report["repaired"] else ""))
-        if not drift:
+            console.print(f"[red]drift[/red] {item['account']} in {item['currency']}: stored"
+                          f" {money(item['stored'], item['currency'])}, journal says"
+                          f" {money(item['replayed'], item['currency'])}{repaired}")
+        for item in settings_drift:
+            console.print(f"[red]drift[/red] {item['account']} settings: {item['detail']}{repaired}")
+        if not drift and not settings_drift:
             console.print("[green]every projection equals the journal[/green]")
         if refused:
             console.print(f"[red]repair refused[/red]: the journal fails verification ({len(refused)}"
@@ -232,7 +269,7 @@ def rebuild(
         if trusted:
             console.print(f"[yellow]repaired from a journal with {len(trusted)} finding(s)[/yellow],"
                           f" trusted by {operator}")
-    if refused or (drift and not report["repaired"]):
+    if refused or ((drift or settings_drift) and not report["repaired"]):
         raise typer.Exit(Exit.CHECK_FAILED)
 
 
@@ -242,36 +279,10 @@ longer than it says), the seals of the chain head (published by the ledger on th
 with --seal), and every projection against the replay. Exit 0 clean, 1 any finding; --json prints
 the complete report either way. Seals are read from the broker by default when one is configured
 (BILLING_KAFKA__BOOTSTRAP_SERVERS, or `billing up`'s suite). {LEDGER_DATABASE_HELP}""")
-def verify(
-    seal: Annotated[list[str] | None, typer.Option(
-        "--seal", help="A chain head written down earlier, LENGTH:HASH (hex); repeatable")] = None,
-    seals_from_broker: Annotated[bool | None, typer.Option(
-        "--seals-from-broker/--no-seals-from-broker",
-        help="Check the seals on the broker's seal topic [default: when a broker is configured]")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    from billing_cli import seals as sealing
-
-    settings = CliSettings()
+def verify(seal: SealOpt = None, seals_from_broker: SealsFromBrokerOpt = None, as_json: JsonOpt = False) -> None:
     given = seal or []
-    from_broker = seals_from_broker if seals_from_broker is not None else (
-        settings.bootstrap_servers is not None or "bootstrap_servers" in settings.suite())
-
-    async def go() -> Any:
-        # Seals first: each one read is older than the snapshot the journal is then read in.
-        published = await sealing.read_from_broker(settings.broker_options(), TopicNames(settings.topic_prefix)) \
-            if from_broker else []
-        with _progress("verifying", as_json) as bar:
-            task = bar.add_task("verify", total=None)
-            report = await run_operation(
-                "verify", *(f"--seal={value}" for value in given), "--seals-file=-",
-                given=json.dumps(published).encode(), progress=None if as_json else (
-                    lambda done, total: bar.update(task, completed=done, total=total)))
-        return report, len(published)
-
-    result, published = run(go())
-    result["seals"] = {"from_broker": published if from_broker else None, "given": len(given),
-                       "checked": result["seals"]["checked"]}
+    result, published = run(_with_seals("verify", [], given, seals_from_broker, "verifying", as_json))
+    result["seals"] = {"from_broker": published, "given": len(given), "checked": result["seals"]["checked"]}
     if as_json:
         emit_json(result)
     else:
@@ -303,8 +314,9 @@ def _print_verification(result: dict[str, Any]) -> None:
     seals = result["seals"]
     console.print(f"seals:        {mark['seal_not_reproduced' not in kinds]} ({seals['checked']} checked"
                   + ("" if seals["from_broker"] is None else f", {seals['from_broker']} read from the broker") + ")")
-    drift = result["projection_drift"]
-    console.print(f"projections:  {mark[not drift]} ({len(drift)} differ)")
+    drift, settings_drift = result["projection_drift"], result["settings_drift"]
+    console.print(f"projections:  {mark[not drift and not settings_drift]} ({len(drift)} balances and"
+                  f" {len(settings_drift)} accounts' settings differ)")
     for finding in result["findings"]:
         where = "" if finding["position"] is None else \
             f" #{finding['position']} (seq {finding['seq']}) {finding['transaction_id']}"

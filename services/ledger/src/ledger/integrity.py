@@ -3,11 +3,13 @@ it, and seal its chain head outside the database.
 
 - :func:`verify` reads the journal's raw rows in one snapshot and reports every finding of
   :mod:`ledger.domain.audit`; it never raises on damaged data.
-- :func:`rebuild` replays the postings and reports projection drift; with ``repair`` it first
-  holds every writer off (:func:`ledger.store.lock_out_writers`), audits the journal, and only
-  then overwrites the projections, in the same transaction: no posting lands between the replay
-  and the write, and a journal that fails the audit is not copied into the balances unless the
-  operator says it is to be trusted (logged as the operator's act).
+- :func:`rebuild` replays the postings and the account facts and reports the projection drift
+  :func:`verify` reports (balances per account and currency, and settings); with ``repair`` it
+  first holds every writer off (:func:`ledger.store.lock_out_writers`), audits the journal
+  against the seals given, and only then overwrites the projections, in the same transaction:
+  no posting lands between the replay and the write, and a journal that fails the audit (a seal
+  it does not reproduce included) is not copied into the balances unless the operator says it
+  is to be trusted (logged as the operator's act).
 - :func:`seal` publishes the chain head (``JournalSealed``) through the outbox;
   :func:`keep_sealing` does it periodically. An auditor checks the journal against those seals:
   rewriting history then needs the topic rewritten too, which the database's writer cannot do.
@@ -19,7 +21,7 @@ import asyncio
 import gc
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -88,63 +90,81 @@ async def verify(ctx: LedgerContext, seals: Iterable[Seal] = (), progress: Progr
 class RebuildReport:
     entries: int
     accounts: int
+    """Balances replayed: one per account and currency."""
     mismatches: list[domain.BalanceMismatch]
+    settings_mismatches: list[domain.SettingsMismatch]
     repaired: bool
     refused: list[Finding]
     """Repair asked for, and refused: what is wrong with the journal itself."""
     trusted: list[Finding]
     """Repair done although the journal has these findings, because the operator trusted it."""
+    seals_checked: int = 0
+    """Seals the repair's audit checked the journal against."""
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.mismatches or self.settings_mismatches)
 
 
-async def rebuild(ctx: LedgerContext, *, repair: bool = False, trust_journal: bool = False, operator: str | None = None,
-                  progress: Progress = _quiet) -> RebuildReport:
-    """Replay the whole journal into balances and report every projection that differs.
+async def rebuild(ctx: LedgerContext, *, repair: bool = False, seals: Iterable[Seal] = (), trust_journal: bool = False,
+                  operator: str | None = None, progress: Progress = _quiet) -> RebuildReport:
+    """Replay the whole journal into balances and settings and report every projection that
+    differs: the drift :func:`verify` reports.
 
     ``repair``: also overwrite those projections, with writers held off, after an audit of the
-    journal; refused (nothing written, ``refused`` says why) while the journal fails it, unless
-    ``trust_journal`` (then logged as ``operator``'s act)."""
+    journal against ``seals``; refused (nothing written, ``refused`` says why) while the journal
+    has any finding of its own, a seal it does not reproduce included, unless ``trust_journal``
+    (then logged as ``operator``'s act)."""
     if not repair:
         return await _check(ctx, progress)
     async with ctx.db.transaction() as conn:
         await store.lock_out_writers(conn)
-        audit = await _audit(conn, (), progress)
+        audit = await _audit(conn, seals, progress)
+        report = RebuildReport(audit.entries, len(audit.replayed), audit.mismatches, audit.settings_mismatches,
+                               False, [], [], audit.seals_checked)
         damage = audit.journal_findings
         if damage and not trust_journal:
-            return RebuildReport(audit.entries, len(audit.replayed), audit.mismatches, False, damage, [])
+            return replace(report, refused=damage)
         if damage:
             log.warning("operator repairs the projections from a journal that fails verification",
                         operator=operator or "unknown", findings=len(damage),
                         kinds=sorted({f.kind.value for f in damage}))
-        drift = [f for f in audit.findings if f.kind is domain.FindingKind.PROJECTION_DRIFT]
-        if drift:
-            await store.overwrite_projections(conn, audit.replayed, audit.settings, audit.opened_at,
-                                              audit.currencies)
-    _log_drift(audit.mismatches, repaired=True)
-    return RebuildReport(audit.entries, len(audit.replayed), audit.mismatches, bool(drift), [], damage)
+        if report.drifted:
+            await store.overwrite_projections(conn, audit.replayed, audit.settings, audit.opened_at)
+    _log_drift(report, repaired=True)
+    return replace(report, repaired=report.drifted, trusted=damage)
 
 
 async def _check(ctx: LedgerContext, progress: Progress) -> RebuildReport:
     async with ctx.db.transaction() as conn:
         await store.consistent_snapshot(conn)
         total = await _total(conn, progress)
-        replayed: dict[str, int] = {}
+        replayed: dict[tuple[str, str], int] = {}
         get = replayed.get
         done = 0
         with _collector_paused():
             async for chunk in store.stream_postings(conn):
-                for account, amount in chunk:
-                    replayed[account] = get(account, 0) + amount
+                for account, amount, currency in chunk:
+                    key = (account, currency)
+                    replayed[key] = get(key, 0) + amount
                 done += len(chunk)
                 progress(done, total)
         mismatches = domain.find_mismatches(await store.stored_balances(conn), replayed)
-    _log_drift(mismatches, repaired=False)
-    return RebuildReport(done, len(replayed), mismatches, False, [], [])
+        settings = domain.find_settings_mismatches(
+            await store.stored_settings(conn), domain.settings_of_facts(await store.journaled_settings(conn)))
+    report = RebuildReport(done, len(replayed), mismatches, settings, False, [], [])
+    _log_drift(report, repaired=False)
+    return report
 
 
-def _log_drift(mismatches: list[domain.BalanceMismatch], *, repaired: bool) -> None:
-    for mismatch in mismatches:
-        log.warning("projection differs from the journal", account=mismatch.account,
+def _log_drift(report: RebuildReport, *, repaired: bool) -> None:
+    for mismatch in report.mismatches:
+        log.warning("projection differs from the journal", account=mismatch.account, currency=mismatch.currency,
                     stored=mismatch.stored, replayed=mismatch.replayed, repaired=repaired)
+    for differs in report.settings_mismatches:
+        log.warning("account settings differ from the journal", account=differs.account,
+                    stored=domain.describe_settings(differs.stored),
+                    journaled=domain.describe_settings(differs.journaled), repaired=repaired)
 
 
 # --- seals ----------------------------------------------------------------------------------

@@ -96,6 +96,23 @@ def _published_seals(text: str) -> list[domain.Seal]:
         fail(f"the seals given are not a JSON list of seals: {exc}", Exit.USAGE)
 
 
+def _drift(mismatches: Sequence[domain.BalanceMismatch]) -> list[Report]:
+    return [{"account": m.account, "currency": m.currency, "stored": m.stored, "replayed": m.replayed}
+            for m in mismatches]
+
+
+def _settings_drift(mismatches: Sequence[domain.SettingsMismatch]) -> list[Report]:
+    return [{"account": m.account, "stored": _settings(m.stored), "journal": _settings(m.journaled),
+             "detail": f"stored {domain.describe_settings(m.stored)}, the journal says"
+                       f" {domain.describe_settings(m.journaled)}"} for m in mismatches]
+
+
+def _settings(settings: domain.AccountSettings | None) -> Report | None:
+    return None if settings is None else {
+        "currency": settings.currency, "payment_type": settings.payment_type.value,
+        "credit_limit": settings.credit_limit, "is_open": settings.is_open}
+
+
 def _finding(finding: domain.Finding) -> Report:
     return {"kind": finding.kind.value, "transaction_id": finding.transaction_id, "position": finding.position,
             "seq": finding.seq, "accounts": list(finding.accounts), "detail": finding.detail}
@@ -114,23 +131,26 @@ async def verify(seals: Sequence[domain.Seal], progress: integrity.Progress) -> 
         "unbalanced_transactions": [str(t) for t in report.unbalanced],
         "first_broken_link": None if link is None else {"position": link.position,
                                                        "transaction_id": str(link.transaction_id)},
-        "projection_drift": [{"account": m.account, "stored": m.stored, "replayed": m.replayed}
-                             for m in report.mismatches],
+        "projection_drift": _drift(report.mismatches),
+        "settings_drift": _settings_drift(report.settings_mismatches),
     }, report.ok
 
 
-async def rebuild(*, repair: bool, trust_journal: bool, operator: str | None,
+async def rebuild(*, repair: bool, seals: Sequence[domain.Seal], trust_journal: bool, operator: str | None,
                   progress: integrity.Progress) -> tuple[Report, bool]:
     if trust_journal and not repair:
         fail("--trust-journal only applies to --repair", Exit.USAGE)
+    if seals and not repair:
+        fail("seals only apply to --repair (`verify` checks them)", Exit.USAGE)
     async with ledger_context() as ctx:
-        report = await integrity.rebuild(ctx, repair=repair, trust_journal=trust_journal, operator=operator,
-                                         progress=progress)
-    drift = [{"account": m.account, "stored": m.stored, "replayed": m.replayed} for m in report.mismatches]
-    return {"entries": report.entries, "accounts": report.accounts, "drift": drift, "repaired": report.repaired,
+        report = await integrity.rebuild(ctx, repair=repair, seals=seals, trust_journal=trust_journal,
+                                         operator=operator, progress=progress)
+    return {"entries": report.entries, "accounts": report.accounts, "drift": _drift(report.mismatches),
+            "settings_drift": _settings_drift(report.settings_mismatches), "repaired": report.repaired,
+            "seals": {"given": len(seals), "checked": report.seals_checked},
             "repair_refused_because": [_finding(f) for f in report.refused],
             "journal_trusted_despite": [_finding(f) for f in report.trusted]}, \
-        not report.refused and not (drift and not report.repaired)
+        not report.refused and not (report.drifted and not report.repaired)
 
 
 async def _answer(ask: Callable[[LedgerContext], Any]) -> Any:
@@ -197,17 +217,19 @@ def parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("verify", help="the journal's integrity: double entry, hash chain, chain head, "
                                                "seals, projections (exit 1: a finding)")
-    check.add_argument("--seal", action="append", default=[], metavar="LENGTH:HASH",
-                       help="a chain head written down earlier (hex hash); repeatable")
-    check.add_argument("--seals-file", metavar="FILE", help="more seals as JSON [{length, hash, source, "
-                       "last_transaction_id}], e.g. those read from the seal topic; - reads stdin")
-    rebuilding = commands.add_parser("rebuild", help="replay every balance and report the projections that "
-                                                     "differ (exit 1: some do, unless repaired)")
-    rebuilding.add_argument("--repair", action="store_true", help="overwrite the projections that differ")
+    rebuilding = commands.add_parser("rebuild", help="replay every balance and account setting and report the "
+                                                     "projections that differ (exit 1: some do, unless repaired)")
+    rebuilding.add_argument("--repair", action="store_true",
+                            help="overwrite the projections that differ; refused while the journal fails "
+                                 "verification, against the seals given included")
     rebuilding.add_argument("--trust-journal", action="store_true",
                             help="with --repair: repair even though the journal fails verification")
     rebuilding.add_argument("--operator", help="who repairs from a journal that fails verification (logged)")
     for command in (check, rebuilding):
+        command.add_argument("--seal", action="append", default=[], metavar="LENGTH:HASH",
+                             help="a chain head written down earlier (hex hash); repeatable")
+        command.add_argument("--seals-file", metavar="FILE", help="more seals as JSON [{length, hash, source, "
+                             "last_transaction_id}], e.g. those read from the seal topic; - reads stdin")
         command.add_argument("--progress", action="store_true", help="progress DONE TOTAL lines on stderr")
     replaying = commands.add_parser("replay", help="one account's balance rebuilt from the journal, step by step "
                                                    "(exit 1: it differs from the stored projection)")
@@ -222,22 +244,28 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seals(arguments: argparse.Namespace) -> list[domain.Seal]:
+    """The seals given as ``--seal`` and in ``--seals-file``."""
+    seals = [parse_seal(value) for value in arguments.seal]
+    if arguments.seals_file == "-":
+        seals += _published_seals(sys.stdin.read())
+    elif arguments.seals_file is not None:
+        try:
+            text = Path(arguments.seals_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot read {arguments.seals_file}: {exc.strerror}", Exit.USAGE)
+        seals += _published_seals(text)
+    return seals
+
+
 async def _run(arguments: argparse.Namespace) -> tuple[Report, bool]:
     match arguments.command:
         case "verify":
-            seals = [parse_seal(value) for value in arguments.seal]
-            if arguments.seals_file == "-":
-                seals += _published_seals(sys.stdin.read())
-            elif arguments.seals_file is not None:
-                try:
-                    text = Path(arguments.seals_file).read_text(encoding="utf-8")
-                except OSError as exc:
-                    fail(f"cannot read {arguments.seals_file}: {exc.strerror}", Exit.USAGE)
-                seals += _published_seals(text)
-            return await verify(seals, _progress(arguments.progress))
+            return await verify(_seals(arguments), _progress(arguments.progress))
         case "rebuild":
-            return await rebuild(repair=arguments.repair, trust_journal=arguments.trust_journal,
-                                 operator=arguments.operator, progress=_progress(arguments.progress))
+            return await rebuild(repair=arguments.repair, seals=_seals(arguments),
+                                 trust_journal=arguments.trust_journal, operator=arguments.operator,
+                                 progress=_progress(arguments.progress))
         case "replay":
             return await replay(arguments.account, arguments.as_of)
         case "statement":

@@ -372,13 +372,9 @@ async def entries(
                          r.business_key) for r in rows]
 
 
-async def stream_postings(conn: AsyncConnection, batch: int = 50_000) -> AsyncIterator[Sequence[tuple[str, int]]]:
-    """All (account, amount) rows in chunks: the input of a full rebuild.
-
-    On PostgreSQL the rows come straight from the driver's server-side cursor (the transaction
-    is the caller's): a million SQLAlchemy row objects would cost more than the replay itself.
-    """
-    async for chunk in _chunks(conn, select(postings.c.account, postings.c.amount), batch):
+async def stream_postings(conn: AsyncConnection, batch: int = 50_000) -> AsyncIterator[Sequence[tuple[str, int, str]]]:
+    """All (account, amount, currency) rows in chunks: the input of a full rebuild."""
+    async for chunk in _chunks(conn, select(postings.c.account, postings.c.amount, postings.c.currency), batch):
         yield chunk
 
 
@@ -423,14 +419,15 @@ async def double_entry_rows(conn: AsyncConnection) -> tuple[dict[str, int], list
     return totals, list(unbalanced)
 
 
-async def stored_balances(conn: AsyncConnection) -> dict[str, int]:
-    """The projections as stored, by account code (what a rebuild compares against)."""
-    stored: dict[str, int] = {}
-    for row in await conn.execute(select(accounts.c.number, accounts.c.main, accounts.c.bonus)):
-        stored[main_account(row.number)] = row.main
-        stored[bonus_account(row.number)] = row.bonus
-    for row in await conn.execute(select(operator_balances.c.code, operator_balances.c.balance)):
-        stored[row.code] = stored.get(row.code, 0) + row.balance
+async def stored_balances(conn: AsyncConnection) -> dict[tuple[str, str], int]:
+    """The projections as stored, by account code and currency (what a rebuild compares against)."""
+    stored: dict[tuple[str, str], int] = {}
+    for row in await conn.execute(select(accounts.c.number, accounts.c.currency, accounts.c.main, accounts.c.bonus)):
+        stored[(main_account(row.number), row.currency)] = row.main
+        stored[(bonus_account(row.number), row.currency)] = row.bonus
+    for row in await conn.execute(select(operator_balances.c.code, operator_balances.c.currency,
+                                         operator_balances.c.balance)):
+        stored[(row.code, row.currency)] = row.balance
     return stored
 
 
@@ -442,35 +439,45 @@ async def stored_settings(conn: AsyncConnection) -> dict[str, AccountSettings]:
                                         row.is_open) for row in rows}
 
 
+async def journaled_settings(conn: AsyncConnection) -> list[str]:
+    """The settings every account fact stored, in journal order (a rebuild's check of the
+    settings: the facts are few beside the postings)."""
+    return list((await conn.execute(
+        select(journal.c.account_settings)
+        .where(journal.c.kind.in_(sorted(FACT_KINDS)), journal.c.account_settings.is_not(None))
+        .order_by(journal.c.seq)
+    )).scalars())
+
+
 async def overwrite_projections(
-    conn: AsyncConnection, replayed: Mapping[str, int], settings: Mapping[str, AccountSettings],
-    opened_at: Mapping[str, datetime], currencies: Mapping[str, str],
+    conn: AsyncConnection, replayed: Mapping[tuple[str, str], int], settings: Mapping[str, AccountSettings],
+    opened_at: Mapping[str, datetime],
 ) -> None:
     """Make every projection what the journal says (a rebuild that repairs): each account the
-    facts know, with its settings and balances (created if it is missing), and each operator
-    account. A row the journal does not know is kept, with no money: the audit reports it."""
-    numbers = set(settings) | set((await conn.execute(select(accounts.c.number))).scalars())
-    rows = []
-    for number in sorted(numbers):
-        known = settings.get(number)
-        if known is None:
-            continue
-        rows.append({"number": number, "currency": known.currency, "payment_type": known.payment_type.value,
-                     "credit_limit": known.credit_limit, "is_open": known.is_open,
-                     "main": replayed.get(main_account(number), 0), "bonus": replayed.get(bonus_account(number), 0),
-                     "opened_at": opened_at[number]})
+    facts know, with its settings and its balances in its currency (created if it is missing);
+    each operator account in each currency the journal posted it in. A row the journal does not
+    know (an account no fact opened, an operator account in a currency never posted) is deleted:
+    no money may sit on it."""
+    rows = [{"number": number, "currency": known.currency, "payment_type": known.payment_type.value,
+             "credit_limit": known.credit_limit, "is_open": known.is_open,
+             "main": replayed.get((main_account(number), known.currency), 0),
+             "bonus": replayed.get((bonus_account(number), known.currency), 0),
+             "opened_at": opened_at[number]} for number, known in sorted(settings.items())]
     if rows:
         await conn.execute(upsert(conn, accounts, ["number"], ["currency", "payment_type", "credit_limit", "is_open",
                                                               "main", "bonus"]), rows)
-    strangers = numbers - set(settings)
+    strangers = set((await conn.execute(select(accounts.c.number))).scalars()) - set(settings)
     if strangers:
-        await conn.execute(update(accounts).where(accounts.c.number.in_(sorted(strangers))).values(main=0, bonus=0))
-    codes = {(code, currency) for code, currency in
-             (await conn.execute(select(operator_balances.c.code, operator_balances.c.currency))).all()}
-    codes |= {(code, currencies[code]) for code in replayed if is_operator_account(code)}
-    if codes:
+        await conn.execute(accounts.delete().where(accounts.c.number.in_(sorted(strangers))))
+    posted = sorted(key for key in replayed if is_operator_account(key[0]))
+    unposted = set((await conn.execute(select(operator_balances.c.code, operator_balances.c.currency))).all()) \
+        - set(posted)
+    for code, currency in sorted(unposted):
+        await conn.execute(operator_balances.delete().where(operator_balances.c.code == code,
+                                                            operator_balances.c.currency == currency))
+    if posted:
         await conn.execute(upsert(conn, operator_balances, ["code", "currency"], ["balance"]), [
-            {"code": code, "currency": currency, "balance": replayed.get(code, 0)} for code, currency in sorted(codes)])
+            {"code": code, "currency": currency, "balance": replayed[(code, currency)]} for code, currency in posted])
 
 
 # --- idempotency records -------------------------------------------------------------------

@@ -50,9 +50,13 @@ from ledger.domain.facts import (
     AccountFact,
     AccountSettings,
     FactKind,
+    SettingsMismatch,
     account_fact,
+    describe_settings,
     fact_hash,
     facts_of_change,
+    find_settings_mismatches,
+    settings_of_facts,
 )
 from ledger.domain.idempotency import (
     BusinessKey,
@@ -82,6 +86,7 @@ from ledger.domain.payments import (
 )
 from ledger.domain.replay import (
     BalanceMismatch,
+    Balances,
     DoubleEntryReport,
     JournalEntry,
     ReplayStep,
@@ -109,8 +114,12 @@ __all__ = [
     "AccountSettings",
     "FactKind",
     "account_fact",
+    "SettingsMismatch",
+    "describe_settings",
     "fact_hash",
     "facts_of_change",
+    "find_settings_mismatches",
+    "settings_of_facts",
     "JOURNAL_DAMAGE",
     "Audit",
     "AuditReport",
@@ -128,6 +137,7 @@ __all__ = [
     "SUSPENSE",
     "AccountState",
     "BalanceMismatch",
+    "Balances",
     "BonusCampaign",
     "Book",
     "BrokenLink",

@@ -17,7 +17,9 @@ What is checked, in the one pass:
 - seals (chain heads published outside the database, or written down by an auditor): the
   journal still reproduces each one, so a history rewritten consistently, chain head included,
   is found too;
-- projections: the stored balances equal the balances replayed from the postings.
+- projections: the stored balances equal the balances replayed from the postings, per account
+  and currency (an operator account holds one balance per currency), and the stored settings
+  equal those the account facts leave.
 """
 
 from __future__ import annotations
@@ -30,11 +32,18 @@ from enum import StrEnum
 from typing import NamedTuple
 from uuid import UUID
 
-from billing_events.money import DEFAULT_CURRENCY, format_amount
+from billing_events.money import format_amount
 
 from ledger.domain.chain import GENESIS_HASH, BrokenLink, encode_content
-from ledger.domain.facts import FACT_KINDS, AccountSettings, FactKind
-from ledger.domain.replay import BalanceMismatch, find_mismatches
+from ledger.domain.facts import (
+    FACT_KINDS,
+    AccountSettings,
+    FactKind,
+    SettingsMismatch,
+    describe_settings,
+    find_settings_mismatches,
+)
+from ledger.domain.replay import BalanceMismatch, Balances, find_mismatches
 from ledger.domain.transactions import Posting
 
 
@@ -128,9 +137,8 @@ class Audit:
     facts: int = 0
     entries: int = 0
     totals: dict[str, int] = field(default_factory=dict)
-    replayed: dict[str, int] = field(default_factory=dict)
-    currencies: dict[str, str] = field(default_factory=dict)
-    """The currency each account was posted in."""
+    replayed: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Every (account, currency)'s balance replayed from the postings."""
     findings: list[Finding] = field(default_factory=list)
     settings: dict[str, AccountSettings] = field(default_factory=dict)
     """Every account as the journal's facts leave it."""
@@ -155,11 +163,8 @@ class Audit:
         self.entries += len(postings)
         for account, amount, currency in postings:
             sums[currency] = sums.get(currency, 0) + amount
-            if account in replayed:
-                replayed[account] += amount
-            else:
-                replayed[account] = amount
-                self.currencies[account] = currency
+            key = (account, currency)
+            replayed[key] = replayed.get(key, 0) + amount
         totals = self.totals
         for currency, total in sums.items():
             totals[currency] = totals.get(currency, 0) + total
@@ -219,7 +224,7 @@ class Audit:
         self.findings.append(Finding(kind, detail, record.id if record else None, position,
                                      record.seq if record else None, accounts))
 
-    def finish(self, head: ChainHead | None, stored_balances: Mapping[str, int],
+    def finish(self, head: ChainHead | None, stored_balances: Balances,
                stored_settings: Mapping[str, AccountSettings] | None = None) -> AuditReport:
         if self._first_suspect and self._last_suspect and self.first_broken:
             (position, first), last = self._first_suspect, self._last_suspect
@@ -235,26 +240,19 @@ class Audit:
         mismatches = find_mismatches(stored_balances, self.replayed)
         self.findings.extend(
             Finding(FindingKind.PROJECTION_DRIFT,
-                    f"stored {format_amount(m.stored, self._currency(m.account))}, the journal says"
-                    f" {format_amount(m.replayed, self._currency(m.account))}", accounts=(m.account,))
+                    f"stored {format_amount(m.stored, m.currency)}, the journal says"
+                    f" {format_amount(m.replayed, m.currency)}", accounts=(m.account,))
             for m in mismatches
         )
-        if stored_settings is not None:
-            self._compare_settings(stored_settings)
+        settings = [] if stored_settings is None else find_settings_mismatches(stored_settings, self.settings)
+        self.findings.extend(
+            Finding(FindingKind.PROJECTION_DRIFT, f"stored settings {describe_settings(m.stored)}, the journal says"
+                    f" {describe_settings(m.journaled)}", accounts=(m.account,))
+            for m in settings
+        )
         return AuditReport(self.records, self.facts, self.transactions, self.entries, self.totals, self.replayed,
-                           self.findings, self.first_broken, mismatches, head, self._seals_checked, self.settings, self.opened_at,
-                           self.currencies)
-
-    def _compare_settings(self, stored: Mapping[str, AccountSettings]) -> None:
-        for number in sorted(stored.keys() | self.settings.keys()):
-            kept, journaled = stored.get(number), self.settings.get(number)
-            if kept != journaled:
-                self._find(FindingKind.PROJECTION_DRIFT,
-                           f"stored settings {_settings(kept)}, the journal says {_settings(journaled)}",
-                           accounts=(number,))
-
-    def _currency(self, account: str) -> str:
-        return self.currencies.get(account, DEFAULT_CURRENCY)
+                           self.findings, self.first_broken, mismatches, head, self._seals_checked, self.settings,
+                           self.opened_at, settings)
 
     def _check_head(self, head: ChainHead | None) -> None:
         length, last = (head.length, head.hash) if head else (0, GENESIS_HASH)
@@ -278,13 +276,6 @@ def _accounts(record: JournalRecord) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.account for p in record.postings))
 
 
-def _settings(settings: AccountSettings | None) -> str:
-    if settings is None:
-        return "none (no such account)"
-    limit = f", credit limit {format_amount(settings.credit_limit, settings.currency)}" if settings.credit_limit else ""
-    return f"{settings.payment_type.value}{limit}, {'open' if settings.is_open else 'closed'}, in {settings.currency}"
-
-
 def _sealed(seal: Seal) -> str:
     last = f" (the last {seal.last_transaction_id})" if seal.last_transaction_id else ""
     return f"{seal.source} sealed {seal.length} records{last} as {seal.hash.hex()}"
@@ -300,8 +291,8 @@ class AuditReport:
     """Postings read."""
     totals: dict[str, int]
     """Sum of every posting per currency: zero in a sound journal."""
-    replayed: dict[str, int]
-    """Every account's balance replayed from the postings."""
+    replayed: dict[tuple[str, str], int]
+    """Every (account, currency)'s balance replayed from the postings."""
     findings: list[Finding]
     broken_link: BrokenLink | None
     """The first broken link of the chain, if any."""
@@ -311,8 +302,8 @@ class AuditReport:
     settings: dict[str, AccountSettings] = field(default_factory=dict)
     """Every account's settings as the journal's facts leave them."""
     opened_at: dict[str, datetime] = field(default_factory=dict)
-    currencies: dict[str, str] = field(default_factory=dict)
-    """The currency each account was posted in."""
+    settings_mismatches: list[SettingsMismatch] = field(default_factory=list)
+    """Accounts whose stored settings differ from the journal's (reported as projection drift)."""
 
     @property
     def ok(self) -> bool:

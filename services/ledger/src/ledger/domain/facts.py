@@ -15,9 +15,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 from uuid import UUID
 
 from billing_events.catalog.ledger import PaymentType
+from billing_events.money import format_amount
 
 from ledger.domain.accounts import AccountState
 from ledger.domain.chain import encode_content
@@ -59,6 +61,42 @@ class AccountSettings:
         data = json.loads(text)
         return cls(str(data["number"]), str(data["currency"]), PaymentType(data["payment_type"]),
                    int(data["credit_limit"]), bool(data["is_open"]))
+
+
+def describe_settings(settings: AccountSettings | None) -> str:
+    if settings is None:
+        return "none (no such account)"
+    limit = f", credit limit {format_amount(settings.credit_limit, settings.currency)}" if settings.credit_limit else ""
+    return f"{settings.payment_type.value}{limit}, {'open' if settings.is_open else 'closed'}, in {settings.currency}"
+
+
+class SettingsMismatch(NamedTuple):
+    account: str
+    stored: AccountSettings | None
+    """None: the projection has no such account."""
+    journaled: AccountSettings | None
+    """None: no fact of the journal opened it."""
+
+
+def find_settings_mismatches(
+    stored: Mapping[str, AccountSettings], journaled: Mapping[str, AccountSettings]
+) -> list[SettingsMismatch]:
+    """Every account whose stored settings differ from those the journal's facts leave."""
+    return [SettingsMismatch(number, stored.get(number), journaled.get(number))
+            for number in sorted(stored.keys() | journaled.keys()) if stored.get(number) != journaled.get(number)]
+
+
+def settings_of_facts(encoded: Iterable[str]) -> dict[str, AccountSettings]:
+    """Every account as the facts' settings (stored text, in journal order) leave it; a fact
+    without readable settings is skipped (the audit reports it)."""
+    settings: dict[str, AccountSettings] = {}
+    for text in encoded:
+        try:
+            fact = AccountSettings.decode(text)
+        except (ValueError, KeyError, TypeError):
+            continue
+        settings[fact.number] = fact
+    return settings
 
 
 @dataclass(frozen=True, slots=True)

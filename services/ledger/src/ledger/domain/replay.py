@@ -83,18 +83,23 @@ def balances_of(transactions: Iterable[Transaction]) -> dict[str, int]:
 
 class BalanceMismatch(NamedTuple):
     account: str
+    currency: str
     stored: int
     replayed: int
 
 
-def find_mismatches(
-    stored: Mapping[str, int], replayed: Mapping[str, int]
-) -> list[BalanceMismatch]:
-    """Every account whose stored balance differs from the journal's (a missing one counts as 0)."""
+Balances = Mapping[tuple[str, str], int]
+"""Balances by (account code, currency): an operator account holds one balance per currency, and
+money moved between two of them is drift in each."""
+
+
+def find_mismatches(stored: Balances, replayed: Balances) -> list[BalanceMismatch]:
+    """Every (account, currency) whose stored balance differs from the journal's (a missing one
+    counts as 0)."""
     return [
-        BalanceMismatch(account, stored.get(account, 0), replayed.get(account, 0))
-        for account in sorted(stored.keys() | replayed.keys())
-        if stored.get(account, 0) != replayed.get(account, 0)
+        BalanceMismatch(account, currency, stored.get((account, currency), 0), replayed.get((account, currency), 0))
+        for account, currency in sorted(stored.keys() | replayed.keys())
+        if stored.get((account, currency), 0) != replayed.get((account, currency), 0)
     ]
 
 
