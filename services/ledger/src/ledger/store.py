@@ -403,12 +403,6 @@ async def count_postings(conn: AsyncConnection) -> int:
     return await conn.scalar(select(func.count()).select_from(postings)) or 0
 
 
-async def sums_by_account(conn: AsyncConnection) -> dict[str, int]:
-    """The database's own GROUP BY: the ceiling a Python rebuild is measured against."""
-    rows = await conn.execute(select(postings.c.account, func.sum(postings.c.amount)).group_by(postings.c.account))
-    return {account: int(total) for account, total in rows}
-
-
 async def double_entry_rows(conn: AsyncConnection) -> tuple[dict[str, int], list[UUID]]:
     """Totals per currency, and the transactions whose postings do not sum to zero."""
     totals = {c: int(t) for c, t in await conn.execute(
