@@ -41,6 +41,7 @@ class ErrorCode(StrEnum):
     MISSING_ENTRIES = "missing_entries"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
     AMOUNT_OVER_LIMIT = "amount_over_limit"
+    AMOUNT_OUT_OF_BOUNDS = "amount_out_of_bounds"
 
 
 KINDS: Mapping[ErrorCode, ErrorKind] = {
@@ -53,7 +54,8 @@ KINDS: Mapping[ErrorCode, ErrorKind] = {
     # well formed, but the account's (or the journal's) state refuses it
     **dict.fromkeys((ErrorCode.ACCOUNT_CLOSED, ErrorCode.ACCOUNT_NOT_SETTLED, ErrorCode.ALREADY_REVERSED,
                      ErrorCode.REVERSAL_OF_REVERSAL, ErrorCode.DEBT_OUTSTANDING, ErrorCode.INSUFFICIENT_BONUS,
-                     ErrorCode.NOT_A_PAYMENT, ErrorCode.SUSPENSE_NOT_OPEN, ErrorCode.CONFLICTING_DUPLICATE),
+                     ErrorCode.NOT_A_PAYMENT, ErrorCode.SUSPENSE_NOT_OPEN, ErrorCode.CONFLICTING_DUPLICATE,
+                     ErrorCode.AMOUNT_OUT_OF_BOUNDS),
                     ErrorKind.CONFLICT),
 }
 """What kind of refusal each code is: it decides the HTTP status of the answer."""
