@@ -22,6 +22,7 @@ class RefusalCode(StrEnum):
     KEY_MISMATCH = "key_mismatch"
     WRONG_TOPIC = "wrong_topic"
     INVALID_COPY = "invalid_copy"
+    TOO_LARGE = "too_large"
     CONFLICTING_EVENT_ID = "conflicting_event_id"
     HANDLER_FAILED = "handler_failed"
     REJECTED = "rejected"
@@ -38,6 +39,8 @@ MEANING: dict[RefusalCode, str] = {
                              " the owner of a topic its owner alone writes",
     RefusalCode.INVALID_COPY: "`copy_of` on the newest version of its event type: only an older version is"
                               " published as a copy, so this one would be skipped unseen",
+    RefusalCode.TOO_LARGE: "a message over the consumers' size limit (`BILLING_MAX_MESSAGE_BYTES`), or an envelope"
+                           " field over its length: kept cut short, its original size in the reason",
     RefusalCode.CONFLICTING_EVENT_ID: "an event id already taken with another payload: the first one stands",
     RefusalCode.HANDLER_FAILED: "the service failed on the event without naming a rule (a bug, a database limit)",
     RefusalCode.REJECTED: "a service refused the event without a code of its own",
