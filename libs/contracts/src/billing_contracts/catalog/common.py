@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field
 from billing_contracts.accounts import AccountNumber as CheckedNumber
 
 
-def _check_digit(number: str) -> str:
+def require_check_digit(number: str) -> str:
     # The pattern below is the shape alone (a JSON Schema cannot say Luhn); a wrong check digit is
     # a typo that must not name an account, whoever sent it.
     return str(CheckedNumber(number))
@@ -25,7 +25,7 @@ AccountNumber = Annotated[
         description="12-digit personal account number; the last digit is a Luhn check digit",
         examples=["100000000008"],
     ),
-    AfterValidator(_check_digit),
+    AfterValidator(require_check_digit),
 ]
 
 SealedSecret = Annotated[
