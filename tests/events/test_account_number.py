@@ -1,5 +1,6 @@
 """The contract's account number: twelve ASCII digits with their Luhn check digit, one rule for
-every service, while events keep carrying whatever twelve digits a payer typed."""
+every service and every event field that names an account, while a payment keeps carrying
+whatever twelve digits a payer typed."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pydantic import AfterValidator, TypeAdapter, ValidationError
+
 from billing_contracts.accounts import AccountNumber, InvalidAccountNumber, luhn_check_digit
+from billing_contracts.catalog import common
 from billing_events.catalog.payments import PaymentReceived
+from billing_events.envelope import REGISTRY
 from billing_events.money import Money
 
 
@@ -47,3 +52,22 @@ def test_a_payment_may_still_name_a_mistyped_number() -> None:
     paid = PaymentReceived(account_number="100000000009", channel="terminal", reference="T-1",
                            amount=Money(minor=100), received_at=datetime(2026, 1, 1, tzinfo=UTC))
     assert paid.account_number == "100000000009"
+
+
+CHECK_DIGIT = next(meta for meta in common.AccountNumber.__metadata__ if isinstance(meta, AfterValidator))
+NAMING_AN_ACCOUNT = sorted(
+    f"{event.event_type}.v{event.version}.{name}" for event in REGISTRY.values()
+    for name, field in event.model_fields.items() if CHECK_DIGIT in field.metadata
+)
+
+
+def test_every_field_typed_as_an_account_number_refuses_a_wrong_check_digit() -> None:
+    field = TypeAdapter(common.AccountNumber)
+    assert field.validate_python("100000000008") == "100000000008"
+    with pytest.raises(ValidationError, match="check digit does not match"):
+        field.validate_python("500000020008")  # the registration that opened a ledger account (issue 26)
+    with pytest.raises(ValidationError):
+        field.validate_python("١٠٠٠٠٠٠٠٠٠٠٨")  # the schema's \\d takes other scripts' digits; the check does not
+    assert {"SubscriberRegistered.v1.account_number", "BalanceChanged.v1.account_number",
+            "TransferRequested.v1.to_account", "ChargeApplied.v2.account_number"} <= set(NAMING_AN_ACCOUNT)
+    assert not any(name.startswith("PaymentReceived.") for name in NAMING_AN_ACCOUNT)

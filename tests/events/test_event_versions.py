@@ -83,6 +83,19 @@ def test_v2_goes_out_with_v1_beside_it_as_a_copy_and_v1_can_go_out_alone() -> No
     assert decode(alone.to_bytes()).payload == envelope.payload
 
 
+def test_copy_of_on_the_newest_version_is_refused_not_skipped() -> None:
+    """A copy is an older version beside the newest: a reader of the newest skips it. On the newest
+    version itself (or a type with one version) it copies nothing, and skipping it lost the fact."""
+    envelope = Envelope.new(_charge(), account="100000000008", producer="tariff", clock=CLOCK)
+    forged = json.loads(envelope.to_bytes()) | {"copy_of": str(envelope.event_id)}
+    with pytest.raises(InvalidEvent) as refused:
+        decode(json.dumps(forged))
+    assert refused.value.code == "invalid_copy"
+    assert "ChargeApplied v2, its newest version" in str(refused.value)
+    [copy] = envelope.previous_versions()
+    assert decode(copy.to_bytes()).copy_of == envelope.event_id  # an older version stays a copy
+
+
 def test_the_ledger_keys_and_fingerprints_a_charge_alike_in_both_versions() -> None:
     """The ledger's idempotency record compares fingerprints: v1 and v2 of one charge must agree,
     or the second version to arrive would be refused as a conflicting duplicate."""

@@ -30,7 +30,7 @@ from billing_events.catalog.ledger import (
 )
 from billing_events.catalog.payments import PaymentChannel, PaymentReceived
 from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
-from billing_events.money import Money, PositiveMoney
+from billing_events.money import MAX_MINOR, Money, PositiveMoney
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger.domain import (
@@ -76,6 +76,7 @@ from ledger.domain import (
     main_account,
     move,
     open_account,
+    operator_balances_after,
     parse_campaigns,
     rebuild_balances,
     receipt_for,
@@ -607,6 +608,28 @@ def parked(minor: int = 7_000) -> SuspenseItem:
     ).suspense
     assert suspense is not None
     return suspense
+
+
+def test_no_operator_account_may_leave_the_money_range() -> None:
+    """Suspense and cash hold money as a balance does: parking what suspense cannot hold is refused
+    whole (issue 26: two parked payments of 10^15 took op:suspense to 2 × 10^15)."""
+    huge = receive_payment(payment("999999999991", MAX_MINOR), cause_id=None, account=None, campaigns=(), at=AT)
+    after = operator_balances_after({}, huge.transactions)
+    assert after == {(SUSPENSE, "RUB"): MAX_MINOR, (cash_account(PaymentChannel.CARD), "RUB"): -MAX_MINOR}
+    with refused(ErrorCode.AMOUNT_OUT_OF_BOUNDS) as refusal:
+        operator_balances_after(after, receive_payment(payment("999999999991", 1, reference="ref-2"), cause_id=None,
+                                                       account=None, campaigns=(), at=AT).transactions)
+    assert "op:suspense would hold" in refusal.value.message and "op:cash:card would hold" in refusal.value.message
+    other_currency = receive_payment(payment("999999999991", MAX_MINOR, reference="ref-3", currency="USD"),
+                                     cause_id=None, account=None, campaigns=(), at=AT)
+    assert operator_balances_after(after, other_currency.transactions)[(SUSPENSE, "USD")] == MAX_MINOR
+    with refused(ErrorCode.AMOUNT_OUT_OF_BOUNDS):  # the card's cash account is full for crediting too
+        operator_balances_after(after, credit_payment(payment(), cause_id=None, account=account(), campaigns=(),
+                                                      at=AT).transactions)
+    by_terminal = credit_payment(payment(channel=PaymentChannel.TERMINAL), cause_id=None, account=account(),
+                                 campaigns=(), at=AT)
+    assert operator_balances_after(after, by_terminal.transactions) == {
+        (cash_account(PaymentChannel.TERMINAL), "RUB"): -100_000}
 
 
 def test_operations_move_a_parked_payment_to_the_right_account() -> None:
@@ -1441,7 +1464,7 @@ class InMemoryLedger:
         )
 
 
-NUMBERS = (ALICE, BOB, CAROL, "999999999999")  # the last one has no account
+NUMBERS = (ALICE, BOB, CAROL, "999999999991")  # the last one has no account
 amounts = st.integers(min_value=1, max_value=50_000)
 operations = st.lists(
     st.one_of(

@@ -49,8 +49,8 @@ def registered(number: str) -> SubscriberRegistered:
                                 legal_status=LegalStatus.PERSON, masked_phone="+7", sealed_contact="x")
 
 
-def payment(number: str, minor: int, reference: str = "ref-1") -> PaymentReceived:
-    return PaymentReceived(account_number=number, channel="terminal", reference=reference,
+def payment(number: str, minor: int, reference: str = "ref-1", channel: str = "terminal") -> PaymentReceived:
+    return PaymentReceived(account_number=number, channel=channel, reference=reference,
                            amount=Money(minor=minor), received_at=clock.now())
 
 
@@ -183,12 +183,16 @@ async def test_the_store_refuses_a_second_record_for_one_key_whatever_the_code_p
 async def test_an_over_limit_payment_from_a_channel_is_parked_with_a_reason(ledger: Ledger) -> None:
     ledger.ctx = LedgerContext(db=ledger.ctx.db, clock=clock, topics=TopicNames(), max_payment=1_000_000)
     await ledger.post(registered(A))
-    outcome = await ledger.post(payment(A, 1_000_001), payment(A, 10**15, reference="ref-2"))
+    most = 10**15 - 1_000_001  # what suspense may still hold beside the first: it stays within ±10^15 too
+    outcome = await ledger.post(payment(A, 1_000_001), payment(A, most, reference="ref-2"))
     assert outcome.rejected == []
     assert await ledger.main(A) == 0
     parked = await ledger.open_suspense()
     assert [(i.amount, i.reason.value) for i in parked] == [(1_000_001, "amount_over_limit"),
-                                                            (10**15, "amount_over_limit")]
+                                                            (most, "amount_over_limit")]
+    [(_, past_the_bound)] = (await ledger.post(payment(A, 1, reference="ref-3"))).rejected  # credited, but
+    assert past_the_bound.code == "amount_out_of_bounds"  # the terminal's cash account is at −10^15
+    assert "op:cash:terminal would hold -10000000000000.01 RUB" in past_the_bound.message
     with pytest.raises(LedgerError) as refused:
         await service.transfer(ledger.ctx, A, B, Money(minor=1_000_001), requested_by=f"cabinet:{A}")
     assert refused.value.code == "amount_over_limit"
@@ -198,7 +202,7 @@ async def test_an_over_limit_payment_from_a_channel_is_parked_with_a_reason(ledg
 async def test_a_balance_that_would_leave_the_money_range_is_refused_in_words(ledger: Ledger) -> None:
     ledger.ctx = LedgerContext(db=ledger.ctx.db, clock=clock, topics=TopicNames(), max_payment=10**15)
     await ledger.post(registered(A), payment(A, 10**15 - 1))
-    outcome = await ledger.post(payment(A, 2, reference="ref-2"))
+    outcome = await ledger.post(payment(A, 2, reference="ref-2", channel="card"))  # the terminal's cash is full
     assert outcome.rejected == []
     assert await ledger.main(A) == 10**15 - 1
     assert [i.reason.value for i in await ledger.open_suspense()] == ["amount_over_limit"]

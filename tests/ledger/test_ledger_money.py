@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from billing_contracts.accounts import luhn_check_digit
 from billing_events.catalog.ledger import PaymentType, TransactionKind
 from billing_events.money import Money
 from ledger import service
 from ledger.domain import LedgerError, transaction_id_for
 
-NUMBERS = [f"1000000{i:04d}0" for i in range(10)]  # shape is enough: the ledger trusts identity's numbers
+NUMBERS = [body + luhn_check_digit(body) for body in (f"1000000{i:04d}" for i in range(10))]
 
 
 async def _fund(ledger: Any, numbers: list[str], minor: int) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, text
 
+from billing_contracts.accounts import luhn_check_digit
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.payments import PaymentReceived
 from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
@@ -27,7 +28,7 @@ from ledger import service, store
 from ledger.context import LedgerContext
 from ledger.domain import FindingKind, Seal
 
-NUMBERS = [f"1000000{i:04d}0" for i in range(6)]  # shape is enough: the ledger trusts identity's numbers
+NUMBERS = [body + luhn_check_digit(body) for body in (f"1000000{i:04d}" for i in range(6))]
 PAYMENTS = 1_500
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from billing_contracts.accounts import luhn_check_digit
 from billing_events import outbox
 from billing_events.catalog.ledger import PaymentType
 from billing_events.clock import ManualClock
@@ -29,6 +30,10 @@ ONE_DAY = timedelta(days=1)
 ACTIVATED = date(2026, 7, 31)  # internet-100 in moscow: 55000 a month, 1775 or 1774 a day in August
 FIRST = ACTIVATED + ONE_DAY
 RICH = 10_000_000
+
+
+def with_check_digit(body: str) -> str:
+    return body + luhn_check_digit(body)
 
 
 async def open_accounts(ctx: TariffContext, balances: dict[str, AccountBalance]) -> None:
@@ -65,7 +70,7 @@ async def cursors(runtime: Any) -> set[date]:
 async def test_a_batch_failing_midway_is_undone_whole_and_a_rerun_closes_each_day_once(
     tariff: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    accounts = [f"1000000001{n:02d}" for n in range(7)]
+    accounts = [with_check_digit(f"1000000001{n}") for n in range(7)]
     doomed = accounts[4]  # batches of three: its range is accounts 3 to 5
     clock = ManualClock(tariff.noon(ACTIVATED))
     settings = await tariff.settings(database="given", database_url=database_url)
@@ -158,7 +163,7 @@ async def test_a_command_during_a_batch_is_not_lost(
     """``close``: the batch holds its accounts when an option is added to one of them;
     ``command``: the command holds its account when the batch starts. Either waits for the
     other and reads what it wrote: the day is charged once, the option is kept."""
-    accounts = [f"1000000003{n:02d}" for n in range(4)]
+    accounts = [with_check_digit(f"1000000003{n}") for n in range(4)]
     target = accounts[2]
     clock = ManualClock(tariff.noon(ACTIVATED))
     settings = await tariff.settings(database="given", database_url=database_url)

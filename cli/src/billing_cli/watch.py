@@ -14,6 +14,7 @@ from billing_cli.config import CliSettings
 from billing_cli.history import summary
 from billing_cli.output import Exit, console, emit_json, errors, fail
 from billing_events.envelope import InvalidEvent, decode
+from billing_events.refusal import RefusalCode
 from billing_events.topics import TopicNames, dead_letter_topic
 
 CONSUMERS = ("ledger", "identity", "tariff", "notifier")
@@ -171,8 +172,10 @@ async def dead_letter(settings: CliSettings, ref: str) -> DeadLetterView:
 async def retry(settings: CliSettings, ref: str, replacement: bytes | None) -> str:
     letter = await dead_letter(settings, ref)
     if letter.body.get("original_truncated") and replacement is None:
-        fail(f"{ref}: the original ({letter.body.get('original_size')} bytes) was too large for the topic;"
-             " its whole bytes are in the service's dead_letters table: send them with --with FILE", Exit.REFUSED)
+        kept = ("was over the consumers' size limit and only its beginning was kept: send a corrected message"
+                if letter.body.get("code") == RefusalCode.TOO_LARGE else
+                "was too large for the topic; its whole bytes are in the service's dead_letters table: send them")
+        fail(f"{ref}: the original ({letter.body.get('original_size')} bytes) {kept} with --with FILE", Exit.REFUSED)
     topic = letter.body["source"]["topic"]
     key = letter.body.get("key")
     producer = AIOKafkaProducer(**settings.broker_options())

@@ -1,11 +1,11 @@
 """Personal account numbers: twelve ASCII digits, the last one the Luhn check digit of the
 first eleven, so that a mistyped digit or two swapped neighbours are told from a real number.
 
-The events carry account numbers as twelve digits whatever their check digit
-(:data:`billing_contracts.catalog.common.AccountNumber`): a payer may type a wrong number, and
-that payment must still arrive so the ledger can park it in suspense. :class:`AccountNumber` is
-what a number must be to name an account; :meth:`AccountNumber.has_shape` is what any entry of
-twelve digits is.
+Every event field that names an account (:data:`billing_contracts.catalog.common.AccountNumber`)
+is held to :class:`AccountNumber`, check digit included. What a payer typed is not: a payment
+(and the suspense events about it) carries the entry as a plain string, because a payment to a
+mistyped number must still arrive so the ledger can park it in suspense;
+:meth:`AccountNumber.has_shape` is what any entry of twelve digits is.
 """
 
 from __future__ import annotations

@@ -35,5 +35,6 @@ class DeadLetterRecord(BaseModel):
     event_type: str | None = Field(description="The refused event's type, when it could be read")
     original_base64: str = Field(description="The original bytes (base64), cut at original_truncated")
     original_size: int = Field(ge=0, description="Length of the original in bytes")
-    original_truncated: bool = Field(description="True when only the first 256 KiB are carried")
+    original_truncated: bool = Field(description="True when only the beginning is carried: the first 256 KiB, or"
+                                               " less of a message refused as too_large")
     dead_lettered_at: AwareDatetime

@@ -217,6 +217,11 @@ def decode_object(data: Any) -> Envelope[Any]:
         in_payload = all(err["loc"][:1] == ("payload",) for err in exc.errors())
         code = RefusalCode.INVALID_PAYLOAD if in_payload else RefusalCode.INVALID_ENVELOPE
         raise InvalidEvent(describe_validation_error(exc), code) from None
+    if envelope.copy_of is not None and (event_type, version + 1) not in REGISTRY:
+        # A copy is an older version published beside the newest one: a copy in the newest version
+        # (or of a type that has no other) copies nothing, and skipping it would lose a fact unseen.
+        raise InvalidEvent(f"copy_of {envelope.copy_of} on {event_type} v{version}, its newest version:"
+                           " only an older version is published as a copy", RefusalCode.INVALID_COPY)
     return upcast(envelope)
 
 

@@ -21,6 +21,8 @@ class RefusalCode(StrEnum):
     UNSUPPORTED_VERSION = "unsupported_version"
     KEY_MISMATCH = "key_mismatch"
     WRONG_TOPIC = "wrong_topic"
+    INVALID_COPY = "invalid_copy"
+    TOO_LARGE = "too_large"
     CONFLICTING_EVENT_ID = "conflicting_event_id"
     HANDLER_FAILED = "handler_failed"
     REJECTED = "rejected"
@@ -35,6 +37,10 @@ MEANING: dict[RefusalCode, str] = {
     RefusalCode.KEY_MISMATCH: "the message key is not the envelope's account (per-account order would not hold)",
     RefusalCode.WRONG_TOPIC: "an event type the catalog does not list for the topic, or a producer other than"
                              " the owner of a topic its owner alone writes",
+    RefusalCode.INVALID_COPY: "`copy_of` on the newest version of its event type: only an older version is"
+                              " published as a copy, so this one would be skipped unseen",
+    RefusalCode.TOO_LARGE: "a message over the consumers' size limit (`BILLING_MAX_MESSAGE_BYTES`), or an envelope"
+                           " field over its length: kept cut short, its original size in the reason",
     RefusalCode.CONFLICTING_EVENT_ID: "an event id already taken with another payload: the first one stands",
     RefusalCode.HANDLER_FAILED: "the service failed on the event without naming a rule (a bug, a database limit)",
     RefusalCode.REJECTED: "a service refused the event without a code of its own",

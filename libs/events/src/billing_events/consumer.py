@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -35,9 +35,16 @@ from billing_events.envelope import Envelope, Event, InvalidEvent, decode, is_cu
 from billing_events.errors import DomainError
 from billing_events.logging import get_logger
 from billing_events.refusal import Refusal, RefusalCode
+from billing_events.settings import DEFAULT_MAX_MESSAGE_BYTES
 from billing_events.topics import TopicNames
 
 log = get_logger(__name__)
+
+KEPT_OF_TOO_LARGE = 4096
+"""How much of a message over the size limit its dead letter keeps: enough to tell who sent what."""
+MAX_PRODUCER_LENGTH = 64
+"""The envelope's ``producer`` at the door: a service or a payment channel's name. The published
+schema leaves it unbounded (a bound there is a new envelope version), so the door holds it."""
 
 
 class Rejected(Exception):
@@ -138,8 +145,10 @@ class EventConsumer:
         clock: Clock,
         on_commit: Callable[[], None] = lambda: None,
         keeps: Collection[str] = (),
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.name = name
+        self._max_message_bytes = max_message_bytes
         self._keeps = frozenset(keeps)
         """Real names of the ingress topics whose accepted events this consumer keeps."""
         self._db = db
@@ -170,6 +179,11 @@ class EventConsumer:
         seen: dict[UUID, str] = {}
         consumed: Counter[str] = Counter()
         for record in records:
+            if (size := len(record.value or b"")) > self._max_message_bytes:
+                # Refused before parsing: a 10 MB field is neither decoded, archived nor kept whole.
+                metrics.EVENTS_CONSUMED.labels(self.name, "invalid").inc()
+                dead.append(_too_large(record, size, self._max_message_bytes))
+                continue
             try:
                 envelope = decode(record.value or b"")
                 key = (record.key or b"").decode("utf-8", errors="replace")
@@ -182,7 +196,7 @@ class EventConsumer:
                 dead.append(_dead_letter(record, _unreadable(exc)))
                 continue
             consumed[envelope.event_type] += 1
-            refusal = self._misplaced(record.topic, envelope)
+            refusal = _overlong(envelope) or self._misplaced(record.topic, envelope)
             if refusal is None:
                 if envelope.event_type not in self._handler.accepts:
                     continue  # the catalog lists it for this topic: other consumers' business
@@ -290,6 +304,21 @@ def _unreadable(exc: Exception) -> Refusal:
     if isinstance(exc, RecursionError):
         return Refusal(RefusalCode.UNREADABLE, "not JSON: nested too deeply to read")
     return Refusal(RefusalCode.UNREADABLE, f"unreadable: {type(exc).__name__}")
+
+
+def _too_large(record: ConsumerRecord[bytes, bytes], size: int, limit: int) -> deadletter.DeadLetter:
+    refusal = Refusal(RefusalCode.TOO_LARGE,
+                      f"message of {size:,} bytes is over the limit of {limit:,} (BILLING_MAX_MESSAGE_BYTES);"
+                      f" its first {KEPT_OF_TOO_LARGE:,} bytes are kept")
+    letter = _dead_letter(record, refusal)
+    return replace(letter, value=letter.value[:KEPT_OF_TOO_LARGE], original_size=size)
+
+
+def _overlong(envelope: Envelope[Any]) -> Refusal | None:
+    if len(envelope.producer) > MAX_PRODUCER_LENGTH:
+        return Refusal(RefusalCode.TOO_LARGE, f"producer is {len(envelope.producer):,} characters long,"
+                                              f" over the {MAX_PRODUCER_LENGTH} a producer's name may have")
+    return None
 
 
 def _conflict(envelope: Envelope[Any]) -> Refusal:

@@ -38,6 +38,12 @@ class DeadLetter:
     """The refusal's machine code (see :mod:`billing_events.refusal`); ``reason`` is its sentence."""
     event_id: UUID | None = None
     event_type: str | None = None
+    original_size: int | None = None
+    """The original's length in bytes when ``value`` keeps only its beginning (``too_large``)."""
+
+    @property
+    def size(self) -> int:
+        return len(self.value) if self.original_size is None else self.original_size
 
 
 async def record(
@@ -99,7 +105,7 @@ def _dead_letter_message(row: dict[str, Any], letter: DeadLetter) -> bytes:
         event_id=letter.event_id,
         event_type=letter.event_type,
         original_base64=base64.b64encode(letter.value[:MAX_ORIGINAL_ON_TOPIC]).decode(),
-        original_size=len(letter.value),
-        original_truncated=len(letter.value) > MAX_ORIGINAL_ON_TOPIC,
+        original_size=letter.size,
+        original_truncated=letter.size > min(len(letter.value), MAX_ORIGINAL_ON_TOPIC),
         dead_lettered_at=row["created_at"],
     ).model_dump_json().encode()

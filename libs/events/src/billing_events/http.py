@@ -24,18 +24,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 import time
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from billing_contracts.catalog.common import require_check_digit
 from billing_events import metrics as _metrics
 from billing_events.errors import DomainError
 from billing_events.logging import get_logger
@@ -43,6 +44,10 @@ from billing_events.logging import get_logger
 log = get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+AccountPath = Annotated[str, Path(pattern=r"^[0-9]{12}$", description="12-digit personal account number"),
+                        AfterValidator(require_check_digit)]
+"""An account number in a route's path: a wrong check digit is a 422 at the door, like any input."""
 
 
 class FieldProblem(BaseModel):

@@ -142,6 +142,7 @@ class ServiceRuntime:
             clock=self.clock,
             on_commit=self._committed,
             keeps=[self.topics(topic) for topic in self.consumes if topic in topics.INGRESS_TOPICS],
+            max_message_bytes=self.settings.max_message_bytes,
         )
         self.subscriber = subscribe(
             self.broker,

@@ -16,6 +16,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from billing_events.auth import TokenKeys
 from billing_events.clock import Clock, FileClock, SystemClock
 
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+"""What a consumer takes at most: thirty times the largest event the catalog holds (a
+``BalanceChanged`` with every field is under 1 KiB, a registration under 2 KiB), so no honest
+producer comes near it, while a 10 MB field is refused before it is parsed, archived or kept whole
+in a dead letter."""
+
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -129,6 +135,11 @@ class ServiceSettings(BaseSettings):
         description="Forget claimed event ids after this many days (0: never). A redelivery older than that would "
                     "be taken again, but none comes: offsets are committed after each batch, and the ledger's "
                     "business keys (idempotency_keys, never pruned) refuse a payment or charge seen before",
+    )
+    max_message_bytes: int = Field(
+        default=DEFAULT_MAX_MESSAGE_BYTES, ge=4096, validation_alias="BILLING_MAX_MESSAGE_BYTES",
+        description="The largest message value a consumer takes; a larger one is dead-lettered "
+                    "too_large, cut short, before it is parsed or stored. The largest event is under 2 KiB",
     )
     migrate_on_start: bool = Field(
         default=True,

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from billing_events import topics
@@ -23,7 +23,7 @@ from billing_events.catalog.ledger import (
 )
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.errors import DomainError, ErrorKind
-from billing_events.http import ApiError, problem_responses
+from billing_events.http import AccountPath, ApiError, problem_responses
 from billing_events.money import Money, PositiveMoney
 
 from ledger import service
@@ -52,7 +52,6 @@ REDEMPTION_REFUSALS: dict[BonusRedemptionRefusal, tuple[ErrorKind, str | None]] 
 REFUSALS: dict[str, dict[Any, tuple[ErrorKind, str | None]]] = {
     "TransferRejected": TRANSFER_REFUSALS, "BonusRedemptionRejected": REDEMPTION_REFUSALS,
 }
-AccountPath = Annotated[str, Path(pattern=r"^[0-9]{12}$", description="12-digit personal account number")]
 
 
 class BalanceView(BaseModel):

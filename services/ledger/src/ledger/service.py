@@ -91,6 +91,8 @@ class _Batch:
     states: dict[str, AccountState]
     records: dict[tuple[KeyFamily, str], IdempotencyRecord]
     """Every business key of the batch seen before, and those decided in it."""
+    operator: domain.OperatorBalances
+    """The operator accounts' balances (locked), as the batch's decisions leave them."""
     new_records: list[IdempotencyRecord] = field(default_factory=list)
     repeats: dict[UUID, IdempotencyRecord] = field(default_factory=dict)
     """Events whose request was decided before, by event id: the record is the answer."""
@@ -156,6 +158,8 @@ def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: date
 
 def _take(ctx: LedgerContext, batch: _Batch, outcome: Outcome, cause: Envelope[Any] | None,
           key: BusinessKey | None = None) -> None:
+    operator = domain.operator_balances_after(batch.operator, outcome.transactions)  # refuses before any change
+    batch.operator.update(operator)
     request = key.key if key else str(cause.event_id if cause else uuid7())
     at = outcome.transactions[0].occurred_at if outcome.transactions else ctx.clock.now()
     batch.journal.extend(domain.facts_of_change(
@@ -198,8 +202,9 @@ async def _load(conn: AsyncConnection, payloads: Sequence[Any], extra_numbers: S
                 extra_keys: Sequence[BusinessKey] = ()) -> _Batch:
     numbers = {n for p in payloads for n in _accounts_named(p)} | set(extra_numbers)
     states = await store.lock_accounts(conn, numbers)
+    operator = await store.lock_operator_balances(conn)
     keys = [*filter(None, map(domain.business_key, payloads)), *extra_keys]
-    return _Batch(states, await store.idempotency_records(conn, {(k.family, k.key) for k in keys}))
+    return _Batch(states, await store.idempotency_records(conn, {(k.family, k.key) for k in keys}), operator)
 
 
 async def _save(ctx: LedgerContext, conn: AsyncConnection, batch: _Batch) -> None:
@@ -222,11 +227,10 @@ async def _post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[E
             if _repeat(ctx, batch, envelope, key):
                 continue
             outcome = _decide(ctx, batch, envelope, at)
+            if outcome is not None:
+                _take(ctx, batch, outcome, envelope, key)
         except LedgerError as exc:
             batch.rejected.append((envelope, exc))
-            continue
-        if outcome is not None:
-            _take(ctx, batch, outcome, envelope, key)
     await _save(ctx, conn, batch)
     if batch.repeats:
         log.info("requests decided before: nothing happens again", count=len(batch.repeats))

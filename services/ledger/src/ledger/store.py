@@ -313,6 +313,16 @@ async def append(conn: AsyncConnection, entries: Sequence[Transaction | AccountF
         await conn.execute(insert(chain_head).values(id=1, **values))
 
 
+async def lock_operator_balances(conn: AsyncConnection) -> dict[tuple[str, str], int]:
+    """Every operator account's balance per currency, row-locked until the transaction ends: the
+    bound on them is checked against what no other writer can move meanwhile. A few dozen rows
+    (channels, fee kinds, suspense... per currency), taken after the subscriber accounts."""
+    rows = await conn.execute(
+        select(operator_balances).order_by(operator_balances.c.code, operator_balances.c.currency).with_for_update()
+    )
+    return {(row.code, row.currency): row.balance for row in rows}
+
+
 async def _move_operator_balances(conn: AsyncConnection, transactions: Sequence[Transaction]) -> None:
     deltas: dict[tuple[str, str], int] = {}
     for txn in transactions:

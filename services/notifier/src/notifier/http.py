@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from billing_events.auth import Caller, require_account
-from billing_events.http import problem_responses
-from fastapi import APIRouter, Path, Query
+from billing_events.http import AccountPath, problem_responses
+from fastapi import APIRouter, Query
 
 from notifier.context import NotifierContext
 from notifier.service import DeliveryLog, DeliveryLogQuery, delivery_log
@@ -25,7 +25,7 @@ def build_router(context: NotifierContext) -> APIRouter:
                                  "description": "the notifier knows nothing of this account"}})
     async def account_deliveries(
         caller: Caller,
-        account_number: Annotated[str, Path(pattern=r"^[0-9]{12}$")],
+        account_number: AccountPath,
         status: DeliveryStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,

@@ -23,14 +23,13 @@ from pydantic import BaseModel, Field, ValidationError
 
 from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_service
 from billing_events.catalog.tariff import RequestChannel
-from billing_events.http import invalid_request, problem_responses
+from billing_events.http import AccountPath, invalid_request, problem_responses
 from billing_events.money import Money
 from tariff import service
 from tariff.catalog import Catalog, Option, Plan
 from tariff.context import TariffContext
 from tariff.domain import Subscription
 
-AccountPath = Annotated[str, Path(pattern=r"^[0-9]{12}$", description="12-digit account number")]
 RegionPath = Annotated[str, Path(min_length=1, max_length=64, description="Region code, e.g. moscow")]
 OptionPath = Annotated[str, Path(min_length=1, max_length=40, description="Option code")]
 

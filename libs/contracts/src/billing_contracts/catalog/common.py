@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-# Any twelve digits, whatever the check digit: a payer may mistype a number and the payment must
-# still arrive (the ledger parks it in suspense). billing_contracts.accounts.AccountNumber is what
-# a number must be to name an account.
+from billing_contracts.accounts import AccountNumber as CheckedNumber
+
+
+def require_check_digit(number: str) -> str:
+    # The pattern below is the shape alone (a JSON Schema cannot say Luhn); a wrong check digit is
+    # a typo that must not name an account, whoever sent it.
+    return str(CheckedNumber(number))
+
+
+# A field that names an account: twelve digits whose last is the Luhn check digit. What a payer
+# typed (a payment's account, which the ledger parks in suspense when it names no account) is a
+# plain string in the events that carry it, never this type.
 AccountNumber = Annotated[
     str,
     Field(
@@ -16,6 +25,7 @@ AccountNumber = Annotated[
         description="12-digit personal account number; the last digit is a Luhn check digit",
         examples=["100000000008"],
     ),
+    AfterValidator(require_check_digit),
 ]
 
 SealedSecret = Annotated[

@@ -89,6 +89,8 @@ LEDGER_REFUSALS: dict[str, str] = {
     "amount_over_limit": "a transfer or bonus redemption over the per-movement maximum (BILLING_MAX_PAYMENT), or"
                          " a movement that would take a balance beyond what money may hold; a *payment* over the"
                          " maximum is not refused but parked (PaymentUnmatched, reason amount_over_limit)",
+    "amount_out_of_bounds": "a movement that would take an operator account (a channel's cash, revenue, suspense)"
+                            " beyond the ±10^15 minor units money may hold: not even parkable, nothing moves",
     "unknown_account": "a charge or payment-type request for an account the ledger does not know (yet): once the"
                        " account is registered, `billing dlq retry` takes it",
     "account_closed": "a charge for a closed account",

@@ -69,12 +69,14 @@ from ledger.domain.idempotency import (
     record_of,
 )
 from ledger.domain.outcome import (
+    OperatorBalances,
     Outcome,
     OutgoingEvent,
     SuspenseItem,
     SuspenseStatus,
     check_movement_limit,
     check_within_range,
+    operator_balances_after,
 )
 from ledger.domain.payments import (
     RESOLVE_SUSPENSE,
@@ -153,6 +155,7 @@ __all__ = [
     "KINDS",
     "KeyFamily",
     "LedgerError",
+    "OperatorBalances",
     "OperatorNote",
     "Owner",
     "Outcome",
@@ -194,6 +197,7 @@ __all__ = [
     "main_account",
     "move",
     "open_account",
+    "operator_balances_after",
     "park_payment",
     "parse_campaigns",
     "placement_key",

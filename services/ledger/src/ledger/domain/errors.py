@@ -41,6 +41,7 @@ class ErrorCode(StrEnum):
     MISSING_ENTRIES = "missing_entries"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
     AMOUNT_OVER_LIMIT = "amount_over_limit"
+    AMOUNT_OUT_OF_BOUNDS = "amount_out_of_bounds"
     # who asked may not ask for it
     INVALID_REQUESTER = "invalid_requester"
     NOT_OWN_ACCOUNT = "not_own_account"
@@ -56,7 +57,8 @@ KINDS: Mapping[ErrorCode, ErrorKind] = {
     # well formed, but the account's (or the journal's) state refuses it
     **dict.fromkeys((ErrorCode.ACCOUNT_CLOSED, ErrorCode.ACCOUNT_NOT_SETTLED, ErrorCode.ALREADY_REVERSED,
                      ErrorCode.REVERSAL_OF_REVERSAL, ErrorCode.DEBT_OUTSTANDING, ErrorCode.INSUFFICIENT_BONUS,
-                     ErrorCode.NOT_A_PAYMENT, ErrorCode.SUSPENSE_NOT_OPEN, ErrorCode.CONFLICTING_DUPLICATE),
+                     ErrorCode.NOT_A_PAYMENT, ErrorCode.SUSPENSE_NOT_OPEN, ErrorCode.CONFLICTING_DUPLICATE,
+                     ErrorCode.AMOUNT_OUT_OF_BOUNDS),
                     ErrorKind.CONFLICT),
     ErrorCode.NOT_OWN_ACCOUNT: ErrorKind.FORBIDDEN,
 }

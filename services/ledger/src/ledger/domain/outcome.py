@@ -20,7 +20,7 @@ from billing_events.envelope import Event
 from billing_events.money import MAX_MINOR, MINOR_UNIT_DIGITS, Money, PositiveMoney, format_amount
 
 from ledger.domain.accounts import AccountState, apply
-from ledger.domain.chart import subscriber_number
+from ledger.domain.chart import is_operator_account, subscriber_number
 from ledger.domain.errors import CommandRefused, ErrorCode
 from ledger.domain.transactions import Transaction
 
@@ -154,6 +154,31 @@ def check_within_range(state: AccountState) -> None:
                 f"account {state.number} would hold {format_amount(balance, state.currency)},"
                 f" beyond the {format_amount(MAX_MINOR, state.currency)} a balance may hold",
             )
+
+
+OperatorBalances = dict[tuple[str, str], int]
+"""The operator accounts' balances by (account code, currency)."""
+
+
+def operator_balances_after(balances: OperatorBalances, transactions: Iterable[Transaction]) -> OperatorBalances:
+    """The operator accounts ``transactions`` move, with their balances after them. Cash, revenue
+    and suspense hold money as a subscriber's balance does, within what money may hold: a movement
+    that would take one beyond it is refused whole, since nowhere else could take it either (a
+    payment that cannot be parked in suspense goes to a dead letter, and nothing moves)."""
+    after: OperatorBalances = {}
+    for txn in transactions:
+        for account, amount, currency in txn.postings:
+            if is_operator_account(account):
+                key = (account, currency)
+                after[key] = after.get(key, balances.get(key, 0)) + amount
+    beyond = [f"{code} would hold {format_amount(balance, currency)}"
+              for (code, currency), balance in after.items() if not -MAX_MINOR <= balance <= MAX_MINOR]
+    if beyond:
+        raise CommandRefused(
+            ErrorCode.AMOUNT_OUT_OF_BOUNDS,
+            f"{', '.join(beyond)}, beyond the ±{MAX_MINOR:,} minor units a balance may hold: nothing was moved",
+        )
+    return after
 
 
 def check_movement_limit(amount: Money, limit: int) -> None:
