@@ -97,6 +97,9 @@ accounts = Table(
     Column("credit_limit", BigInteger, nullable=False),
     Column("is_open", Boolean, nullable=False),
     Column("opened_at", UtcDateTime(), nullable=False),
+    Column("version", BigInteger, nullable=False, server_default="0",
+           comment="Changes of the account since it was opened (or since migration 0004): the account_version"
+                   " of the events announcing them"),
     CheckConstraint("credit_limit >= 0", name="accounts_credit_limit_not_negative"),
     CheckConstraint("payment_type IN ('prepaid', 'credit')", name="accounts_payment_type_known"),
     *_currency_is_a_code("accounts"),
@@ -223,7 +226,7 @@ idempotency_keys = Table(
 def _state(row: Any) -> AccountState:
     return AccountState(
         row.number, row.currency, row.main, row.bonus, PaymentType(row.payment_type),
-        row.credit_limit, row.is_open,
+        row.credit_limit, row.is_open, row.version,
     )
 
 
@@ -231,6 +234,7 @@ def _state_row(state: AccountState) -> dict[str, Any]:
     return {
         "number": state.number, "currency": state.currency, "main": state.main, "bonus": state.bonus,
         "payment_type": state.payment_type.value, "credit_limit": state.credit_limit, "is_open": state.is_open,
+        "version": state.version,
     }
 
 
