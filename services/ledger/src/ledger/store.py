@@ -451,9 +451,13 @@ async def overwrite_projections(
     opened_at: Mapping[str, datetime], currencies: Mapping[str, str],
 ) -> None:
     """Make every projection what the journal says (a rebuild that repairs): each account the
-    facts know, with its settings and balances (created if it is missing), and each operator
-    account. A row the journal does not know is kept, with no money: the audit reports it."""
+    facts know, with its settings and balances (created if it is missing; an existing row keeps
+    its version), and each operator account. A row the journal does not know is kept, with no money: the audit reports it."""
     numbers = set(settings) | set((await conn.execute(select(accounts.c.number))).scalars())
+    # An account row the repair creates again starts its version past any it had announced (each
+    # of its changes is a journal entry), so the views of it take what it announces next.
+    chain = await head(conn)
+    recreated_version = chain.length if chain else 0
     rows = []
     for number in sorted(numbers):
         known = settings.get(number)
@@ -462,7 +466,7 @@ async def overwrite_projections(
         rows.append({"number": number, "currency": known.currency, "payment_type": known.payment_type.value,
                      "credit_limit": known.credit_limit, "is_open": known.is_open,
                      "main": replayed.get(main_account(number), 0), "bonus": replayed.get(bonus_account(number), 0),
-                     "opened_at": opened_at[number]})
+                     "opened_at": opened_at[number], "version": recreated_version})
     if rows:
         await conn.execute(upsert(conn, accounts, ["number"], ["currency", "payment_type", "credit_limit", "is_open",
                                                               "main", "bonus"]), rows)
