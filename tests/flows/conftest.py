@@ -7,8 +7,8 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 from billing_events.clock import Clock, FileClock, ManualClock
+from billing_events.embedded import EmbeddedBroker
 from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair
+from billing_events.settings import KafkaSettings
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import TEST_TOKEN_PRIVATE_KEY
 from identity.app import build as build_identity
@@ -58,6 +60,15 @@ class Suite:
     notifier: Any
     producer: RawProducer
     bootstrap: str
+
+    @property
+    def runtimes(self) -> tuple[ServiceRuntime, ...]:
+        return self.identity, self.ledger, self.tariff, self.notifier
+
+    async def stop(self) -> None:
+        """Stop the services, the last started first (stopping one that is stopped does nothing)."""
+        for runtime in reversed(self.runtimes):
+            await runtime.stop()
 
     @property
     def outbox_file(self) -> Path:
@@ -122,25 +133,54 @@ class Suite:
 
 
 async def _started(make_settings: Callable[..., Any], bootstrap_servers: str, clock: Clock,
-                   campaigns: Path | None = None, database: str = "postgresql") -> AsyncIterator[Suite]:
+                   campaigns: Path | None = None, database: str = "postgresql",
+                   kafka: KafkaSettings | None = None) -> AsyncIterator[Suite]:
     public, private = generate_keypair()
 
     async def settings(settings_cls: type[Any], **overrides: Any) -> Any:
+        if kafka is not None:
+            overrides["kafka"] = kafka
         return await make_settings(settings_cls, database=database, http_port=0, **overrides)
 
+    async with _running(clock, bootstrap_servers, (
+        await settings(IdentitySettings, notifier_public_key=public, pii_lookup_key=new_key(),
+                       pii_encryption_key=new_key(), hashing_profile="fast", client_address_header="X-Forwarded-For"),
+        await settings(LedgerSettings, bonus_campaigns_file=campaigns),
+        await settings(TariffSettings, billing_clock_enabled=False),
+        await settings(NotifierSettings, notifier_private_key=private, default_language="ru",
+                       retry_base_delay_seconds=0.05),
+    )) as started:
+        yield started
+
+
+@asynccontextmanager
+async def _running(clock: Clock, bootstrap_servers: str, settings: tuple[Any, Any, Any, Any],
+                   before_start: Callable[[Suite], Awaitable[None]] | None = None) -> AsyncIterator[Suite]:
+    identity_settings, ledger_settings, tariff_settings, notifier_settings = settings
     async with AsyncExitStack() as stack:
-        identity, identity_context = build_identity(await settings(
-            IdentitySettings, notifier_public_key=public, pii_lookup_key=new_key(), pii_encryption_key=new_key(),
-            hashing_profile="fast", client_address_header="X-Forwarded-For"), clock)
-        ledger, ledger_context = build_ledger(await settings(LedgerSettings, bonus_campaigns_file=campaigns), clock)
-        tariff, tariff_context = build_tariff(await settings(TariffSettings, billing_clock_enabled=False), clock)
-        notifier = build_notifier(await settings(
-            NotifierSettings, notifier_private_key=private, default_language="ru", retry_base_delay_seconds=0.05), clock)
-        for runtime in (identity, ledger, tariff, notifier):
-            await stack.enter_async_context(runtime)
+        identity, identity_context = build_identity(identity_settings, clock)
+        ledger, ledger_context = build_ledger(ledger_settings, clock)
+        tariff, tariff_context = build_tariff(tariff_settings, clock)
+        notifier = build_notifier(notifier_settings, clock)
         producer = await stack.enter_async_context(RawProducer(bootstrap_servers))
-        yield Suite(clock, identity, identity_context, ledger, ledger_context, tariff, tariff_context, notifier, producer,
-                    bootstrap_servers)
+        suite = Suite(clock, identity, identity_context, ledger, ledger_context, tariff, tariff_context, notifier,
+                      producer, bootstrap_servers)
+        if before_start is not None:
+            await before_start(suite)
+        for runtime in suite.runtimes:
+            await stack.enter_async_context(runtime)
+        yield suite
+
+
+@asynccontextmanager
+async def restarted(suite: Suite, kafka: KafkaSettings,
+                    before_start: Callable[[Suite], Awaitable[None]] | None = None) -> AsyncIterator[Suite]:
+    """The suite's four services started again on their databases (the ones running are stopped
+    first), over ``kafka``; ``before_start`` runs on the new suite before any of it starts."""
+    await suite.stop()
+    settings = tuple(runtime.settings.model_copy(update={"kafka": kafka}) for runtime in suite.runtimes)
+    async with _running(suite.clock, kafka.bootstrap_servers, settings, before_start) as started:  # type: ignore[arg-type]
+        yield started
 
 
 @pytest.fixture
@@ -161,6 +201,26 @@ async def suite_on_either_database(request: pytest.FixtureRequest, make_settings
                                    bootstrap_servers: str) -> AsyncIterator[Suite]:
     """The suite with every service's database on PostgreSQL, or on SQLite files (the embedded default)."""
     async for started in _started(make_settings, bootstrap_servers, ManualClock(START), database=request.param):
+        yield started
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """An embedded broker of the test's own, which the test may stop (and lose) as `make run` does."""
+    broker = EmbeddedBroker(log_file=tmp_path / "broker.log").start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def suite_on_own_broker(request: pytest.FixtureRequest, make_settings: Callable[..., Any],
+                              kafka_settings: KafkaSettings, own_broker: EmbeddedBroker) -> AsyncIterator[Suite]:
+    """The suite on PostgreSQL or on SQLite files, over the test's own embedded broker."""
+    kafka = kafka_settings.model_copy(update={"bootstrap_servers": own_broker.bootstrap_servers})
+    async for started in _started(make_settings, own_broker.bootstrap_servers, ManualClock(START),
+                                  database=request.param, kafka=kafka):
         yield started
 
 

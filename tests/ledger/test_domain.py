@@ -1649,3 +1649,20 @@ def test_a_subscriber_request_for_another_account_or_none_is_refused(requested_b
     with pytest.raises(CommandRefused) as refused:
         check_requester(requested_by, "100000000008")
     assert (refused.value.code, refused.value.field) == (code, "requested_by")
+
+
+# --- account versions (issue 26: views that never go back) -------------------------------------
+
+
+def test_every_announced_change_of_an_account_carries_its_next_version() -> None:
+    """A payment with a campaign bonus is two transactions on the account: each BalanceChanged
+    carries a version one above the last; a payment-type change counts as a change too."""
+    start = account(main=-50, version=41)
+    paid = receive_payment(payment(minor=25_050), cause_id=uuid4(), account=start, campaigns=(CAMPAIGN,), at=AT)
+    versions = [event.payload.account_version for event in paid.events if isinstance(event.payload, BalanceChanged)]
+    assert versions == [42, 43]
+    (after,) = paid.accounts
+    assert after.version == 43
+    changed = change_payment_type(after, PaymentType.CREDIT, Money(minor=10_000), changed_by="operator:x")
+    (event,) = changed.events
+    assert event.payload.account_version == 44 and changed.accounts[0].version == 44

@@ -120,10 +120,20 @@ async def test_dropping_every_projection_and_rebuilding_gives_back_identical_acc
         assert {f.kind.value for f in drift.findings} == {"projection_drift"}
         rebuilt = await service.rebuild(ctx, repair=True)
         assert rebuilt.repaired and rebuilt.refused == []
-        assert await _projections(db) == before
+        after = await _projections(db)
+        assert _without_versions(after) == _without_versions(before)
+        # An account row made again starts past every version it announced, so the services'
+        # views of it take what it announces next (they ignore what is not newer).
+        announced = {row[0]: row[-1] for row in before["accounts"]}
+        assert all(row[-1] > announced[row[0]] for row in after["accounts"])
         assert (await service.verify(ctx)).ok
     finally:
         await db.dispose()
+
+
+def _without_versions(projections: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+    """The projections without the accounts' versions (their last column): the money and settings."""
+    return {**projections, "accounts": [row[:-1] for row in projections["accounts"]]}
 
 
 def _envelope_for(payload: Any) -> Envelope:

@@ -526,3 +526,22 @@ def test_every_notifier_code_is_a_domain_error_of_a_declared_kind():
     assert isinstance(refused, DomainError)
     assert (refused.http_status, refused.field_errors()) == (404, [])
     assert refused.refusal() == Refusal("unknown_account", "the notifier knows nothing of 100000000008")
+
+
+def test_a_balance_change_no_newer_than_the_alarm_saw_tells_nothing(subscriber, balance_changed, opener, now):
+    """An old BalanceChanged delivered again (the inbox forgot it) neither re-arms the alarm nor
+    tells of a payment or a low balance again."""
+    profile = subscriber.profile()
+    low = balance_changed(50_00, -100_00).model_copy(update={"account_version": 7})
+    decision = decide(low, profile, context(now), opener)
+    assert decision.low_balance_alarm == LowBalanceAlarm(armed=False, balance_version=7)
+    for version in (6, 7, None):
+        paid = balance_changed(300_00, 250_00, cause="PaymentReceived", credited_payment=True)
+        again = decide(paid.model_copy(update={"account_version": version}), profile,
+                       context(now, decision.low_balance_alarm), opener)
+        assert again.not_newer and again.intents == () and again.low_balance_alarm == decision.low_balance_alarm
+    paid = balance_changed(300_00, 250_00, cause="PaymentReceived", credited_payment=True)
+    newer = decide(paid.model_copy(update={"account_version": 8}), profile, context(now, decision.low_balance_alarm),
+                   opener)
+    assert not newer.not_newer and newer.low_balance_alarm == LowBalanceAlarm(armed=True, balance_version=8)
+    assert [intent.template for intent in newer.intents] == [TemplateKey.PAYMENT_CREDITED]

@@ -843,3 +843,34 @@ def test_a_subscription_survives_a_json_round_trip_for_the_store(catalog: Catalo
 
     assert restored == state
     assert restored.terms_on(date(2026, 1, 4)).plan == "combo-300-maximum"
+
+
+# --- views that never go back (issue 26) ------------------------------------------------------
+
+
+def versioned(event: BalanceChanged, version: int | None) -> BalanceChanged:
+    return event.model_copy(update={"account_version": version})
+
+
+def test_a_balance_no_newer_than_the_one_held_changes_and_decides_nothing(catalog: Catalog) -> None:
+    state = subscribed(catalog, "internet-100", balance=prepaid(10_000))
+    in_debt = balance_changed(state, versioned(payment(state, -20_000), 5), moment(date(2026, 1, 5)))
+    assert in_debt is not None and in_debt.state.debt_blocked and in_debt.state.balance.version == 5
+    blocked = in_debt.state
+    for old in (versioned(payment(blocked, 30_000), 4), versioned(payment(blocked, 30_000), 5),
+                versioned(payment(blocked, 30_000), None)):
+        assert balance_changed(blocked, old, moment(date(2026, 1, 6))) is None
+    newer = balance_changed(blocked, versioned(payment(blocked, 30_000), 6), moment(date(2026, 1, 6)))
+    assert newer is not None and not newer.state.debt_blocked and newer.state.balance.version == 6
+    assert [type(event).__name__ for event in newer.events] == ["AccountUnblocked"]
+
+
+def test_a_view_from_before_versions_takes_every_event_until_a_versioned_one(catalog: Catalog) -> None:
+    state = subscribed(catalog, "internet-100", balance=prepaid(10_000))
+    unversioned = balance_changed(state, payment(state, 1_000), moment(date(2026, 1, 5)))
+    assert unversioned is not None and unversioned.state.balance.main == rub(11_000)
+    assert unversioned.state.balance.version is None
+    versioned_now = balance_changed(unversioned.state, versioned(payment(unversioned.state, 1_000), 3),
+                                    moment(date(2026, 1, 5)))
+    assert versioned_now is not None and versioned_now.state.balance.version == 3
+    assert balance_changed(versioned_now.state, payment(state, 50_000), moment(date(2026, 1, 5))) is None

@@ -18,6 +18,12 @@ CONFLICTING_DUPLICATES = Counter(
     "Requests repeated under a key already decided, with other content: refused, the first stands",
     ["service", "family"],
 )
+VIEW_EVENTS_NOT_NEWER = Counter(
+    "billing_view_events_not_newer_total",
+    "Events about an account no newer than the view the service keeps of it (account_version):"
+    " ignored, nothing decided",
+    ["service", "event_type"],
+)
 EVENTS_DEAD_LETTERED = Counter(
     "billing_events_dead_lettered_total", "Messages refused to the dead-letter topic, by refusal code",
     ["service", "event_type", "code"],

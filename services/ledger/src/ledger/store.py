@@ -97,6 +97,9 @@ accounts = Table(
     Column("credit_limit", BigInteger, nullable=False),
     Column("is_open", Boolean, nullable=False),
     Column("opened_at", UtcDateTime(), nullable=False),
+    Column("version", BigInteger, nullable=False, server_default="0",
+           comment="Changes of the account since it was opened (or since migration 0004): the account_version"
+                   " of the events announcing them"),
     CheckConstraint("credit_limit >= 0", name="accounts_credit_limit_not_negative"),
     CheckConstraint("payment_type IN ('prepaid', 'credit')", name="accounts_payment_type_known"),
     *_currency_is_a_code("accounts"),
@@ -223,7 +226,7 @@ idempotency_keys = Table(
 def _state(row: Any) -> AccountState:
     return AccountState(
         row.number, row.currency, row.main, row.bonus, PaymentType(row.payment_type),
-        row.credit_limit, row.is_open,
+        row.credit_limit, row.is_open, row.version,
     )
 
 
@@ -231,6 +234,7 @@ def _state_row(state: AccountState) -> dict[str, Any]:
     return {
         "number": state.number, "currency": state.currency, "main": state.main, "bonus": state.bonus,
         "payment_type": state.payment_type.value, "credit_limit": state.credit_limit, "is_open": state.is_open,
+        "version": state.version,
     }
 
 
@@ -458,15 +462,20 @@ async def overwrite_projections(
     opened_at: Mapping[str, datetime],
 ) -> None:
     """Make every projection what the journal says (a rebuild that repairs): each account the
-    facts know, with its settings and its balances in its currency (created if it is missing);
-    each operator account in each currency the journal posted it in. A row the journal does not
-    know (an account no fact opened, an operator account in a currency never posted) is deleted:
-    no money may sit on it."""
+    facts know, with its settings and its balances in its currency (created if it is missing;
+    an existing row keeps its version); each operator account in each currency the journal posted
+    it in. A row the journal does not know (an account no fact opened, an operator account in a
+    currency never posted) is deleted: no money may sit on it."""
+    # An account row the repair creates again starts its version past any it had announced (each
+    # of its changes is a journal entry), so the views of it take what it announces next.
+    chain = await head(conn)
+    recreated_version = chain.length if chain else 0
     rows = [{"number": number, "currency": known.currency, "payment_type": known.payment_type.value,
              "credit_limit": known.credit_limit, "is_open": known.is_open,
              "main": replayed.get((main_account(number), known.currency), 0),
              "bonus": replayed.get((bonus_account(number), known.currency), 0),
-             "opened_at": opened_at[number]} for number, known in sorted(settings.items())]
+             "opened_at": opened_at[number], "version": recreated_version}
+            for number, known in sorted(settings.items())]
     if rows:
         await conn.execute(upsert(conn, accounts, ["number"], ["currency", "payment_type", "credit_limit", "is_open",
                                                               "main", "bonus"]), rows)

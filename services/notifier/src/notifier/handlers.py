@@ -4,6 +4,9 @@ SubscriberRegistered keeps the profile (the contact stays sealed in the database
 routed event is decided by the domain against the profile, and each message it calls for
 becomes a ``pending`` delivery row in the same transaction as the inbox claim: a redelivered
 event is absorbed by the inbox, and the unique (event, template, channel) key guards the rest.
+A BalanceChanged no newer than the balance the account's low-balance alarm observed (its
+``account_version``) is counted, logged and decides nothing: once the inbox has forgotten an
+old one (its retention), it must not re-arm the alarm nor tell of a low balance again.
 
 An event about an account without a profile is PARKED (kept in ``parked_events``, counted and
 logged) and decided when SubscriberRegistered arrives: the three topics are consumed in
@@ -27,6 +30,7 @@ from billing_events.catalog.tariff import (
 from billing_events.consumer import EventRouter
 from billing_events.envelope import Envelope, decode
 from billing_events.logging import get_logger
+from billing_events.views import ignore_not_newer
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -109,6 +113,10 @@ class Handlers:
                 low_balance_alarm=await store.load_alarm(conn, profile.account_number),
             )
         decision = decide(payload, profile, notice_context, self._context.opener)
+        if decision.not_newer:
+            held = notice_context.low_balance_alarm.balance_version if notice_context.low_balance_alarm else None
+            ignore_not_newer("notifier", envelope, held=held)
+            return
         if is_balance and decision.low_balance_alarm is not None:
             await store.save_alarm(conn, profile.account_number, decision.low_balance_alarm,
                                    self._context.clock.now())

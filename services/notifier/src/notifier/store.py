@@ -28,6 +28,7 @@ from billing_events.money import Money
 from billing_events.schema import BigId, UtcDateTime
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     ForeignKey,
@@ -78,6 +79,8 @@ low_balance_alarms = Table(
     metadata,
     Column("account_number", String(12), primary_key=True),
     Column("armed", Boolean, nullable=False),
+    Column("balance_version", BigInteger,
+           comment="account_version of the BalanceChanged last observed; NULL: none, or from before versions"),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
@@ -209,18 +212,20 @@ async def load_profile(
 
 
 async def load_alarm(conn: AsyncConnection, account_number: str) -> LowBalanceAlarm | None:
-    armed = await conn.scalar(
-        select(low_balance_alarms.c.armed).where(low_balance_alarms.c.account_number == account_number)
-    )
-    return None if armed is None else LowBalanceAlarm(armed=bool(armed))
+    row = (await conn.execute(
+        select(low_balance_alarms.c.armed, low_balance_alarms.c.balance_version)
+        .where(low_balance_alarms.c.account_number == account_number)
+    )).first()
+    return None if row is None else LowBalanceAlarm(armed=bool(row.armed), balance_version=row.balance_version)
 
 
 async def save_alarm(
     conn: AsyncConnection, account_number: str, alarm: LowBalanceAlarm, now: datetime
 ) -> None:
     await conn.execute(
-        upsert(conn, low_balance_alarms, ["account_number"], ["armed", "updated_at"]),
-        {"account_number": account_number, "armed": alarm.armed, "updated_at": now},
+        upsert(conn, low_balance_alarms, ["account_number"], ["armed", "balance_version", "updated_at"]),
+        {"account_number": account_number, "armed": alarm.armed, "balance_version": alarm.balance_version,
+         "updated_at": now},
     )
 
 

@@ -6,11 +6,14 @@
 - ``billing.ledger`` BalanceChanged: the account's balance, payment type and credit limit are
   kept, and the charges it settles are no longer counted as on their way; the debt rule of the
   domain, applied to the expected balance, blocks (AccountBlocked, reason debt) or unblocks
-  (AccountUnblocked, reason debt) when the verdict changes.
+  (AccountUnblocked, reason debt) when the verdict changes. Only a BalanceChanged newer than the
+  balance held (its ``account_version``) is applied: an older one (a redelivery, a refill after
+  the inbox forgot it) is counted (billing_view_events_not_newer_total), logged and changes
+  nothing.
 
 A BalanceChanged for an account not registered here (the ledger may hear of an account before
 the tariff does; the topics are not ordered with each other) is NOT refused: its balance is kept
-aside (``early_balances``, latest wins) and applied when SubscriberRegistered arrives, which
+aside (``early_balances``, the newest wins) and applied when SubscriberRegistered arrives, which
 then publishes AccountBlocked at once if that balance is a debt.
 """
 
@@ -26,6 +29,7 @@ from billing_events.consumer import EventRouter, Rejected
 from billing_events.envelope import Envelope, Event
 from billing_events.logging import get_logger
 from billing_events.money import CurrencyMismatch
+from billing_events.views import ignore_not_newer
 from tariff import store
 from tariff.context import TariffContext
 from tariff.domain import AccountBalance, apply_balance, balance_changed, register
@@ -69,13 +73,20 @@ def build_router(ctx: TariffContext) -> EventRouter:
                 f"balance in {event.main.currency},"
                 f" the tariff catalog charges in {catalog.currency}"
             )
-        balance = AccountBalance.from_event(event)
         state = await store.load(conn, account, for_update=True)
         if state is None:
+            kept = await store.early_balance(conn, account)
+            if kept is not None and not kept.is_older_than(event):
+                ignore_not_newer(ctx.producer, envelope, held=kept.version)
+                return []
+            balance = AccountBalance.from_event(event, held=kept.version if kept else None)
             await store.keep_early_balance(conn, account, balance, now)
             log.info("balance of an account not registered here kept for its registration")
             return []
         outcome = balance_changed(state, event, now)
+        if outcome is None:
+            ignore_not_newer(ctx.producer, envelope, held=state.balance.version)
+            return []
         await store.save(conn, outcome.state, now)
         if outcome.events:
             log.info("debt verdict changed", debt_blocked=outcome.state.debt_blocked)

@@ -8,8 +8,8 @@
   claims this row, so it is charged once even if it is closed twice, by two instances at once,
   or again after a restart in the middle of a close. The billing clock closes a batch of
   accounts per transaction (:func:`lock_due`, :func:`claim_days`, :func:`save_many`).
-- ``early_balances``: BalanceChanged events for accounts not registered here (yet); the balance
-  is applied when SubscriberRegistered arrives.
+- ``early_balances``: BalanceChanged events for accounts not registered here (yet), the newest
+  by account_version; the balance is applied when SubscriberRegistered arrives.
 - ``catalog_versions``: every catalog version this service has loaded, and when first.
 """
 
@@ -269,17 +269,23 @@ async def keep_early_balance(
     )
 
 
-async def take_early_balance(conn: AsyncConnection, account_number: str) -> AccountBalance | None:
-    """The balance kept for the account, removed from the waiting table."""
+async def early_balance(conn: AsyncConnection, account_number: str) -> AccountBalance | None:
+    """The balance kept for the account, if any."""
     found = await conn.scalar(
         select(early_balances.c.balance).where(early_balances.c.account_number == account_number)
     )
+    return None if found is None else AccountBalance.model_validate(found)
+
+
+async def take_early_balance(conn: AsyncConnection, account_number: str) -> AccountBalance | None:
+    """The balance kept for the account, removed from the waiting table."""
+    found = await early_balance(conn, account_number)
     if found is None:
         return None
     await conn.execute(
         delete(early_balances).where(early_balances.c.account_number == account_number)
     )
-    return AccountBalance.model_validate(found)
+    return found
 
 
 # Catalog versions

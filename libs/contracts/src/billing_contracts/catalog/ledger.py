@@ -19,6 +19,7 @@ from billing_contracts.catalog.common import AccountNumber
 from billing_contracts.catalog.payments import PaymentChannel, PaymentReceived
 from billing_contracts.envelope import Event
 from billing_contracts.money import Money, PositiveMoney
+from billing_contracts.versions import AccountVersion
 
 
 class PaymentType(StrEnum):
@@ -123,6 +124,8 @@ class BalanceChanged(Event):
                     " notice is due). Messages from before this field: read from cause_type"
                     " PaymentReceived with a positive delta_main",
     )
+    account_version: AccountVersion = None
+    """Shared with PaymentTypeChanged: the ledger counts every change of the account it journals."""
 
     @model_validator(mode="before")
     @classmethod
@@ -371,6 +374,8 @@ class PaymentTypeChanged(Event):
     previous_payment_type: PaymentType
     previous_credit_limit: Money
     changed_by: str
+    account_version: AccountVersion = None
+    """Shared with BalanceChanged: the ledger counts every change of the account it journals."""
 
 
 JOURNAL_KEY = "journal"

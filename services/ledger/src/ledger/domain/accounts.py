@@ -7,7 +7,7 @@ balances are exactly the sums of the postings on ``sub:<n>:main`` and ``sub:<n>:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from billing_events.catalog.ledger import PaymentType
 from billing_events.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS, format_amount
@@ -26,6 +26,10 @@ class AccountState:
     payment_type: PaymentType = PaymentType.PREPAID
     credit_limit: int = 0
     is_open: bool = True
+    version: int = field(default=0, compare=False)
+    """How many changes the account has had since it was opened (or since the ledger began
+    counting them, migration 0004): the ``account_version`` of the events announcing them. Not
+    part of equality: two states with the same money and settings are the same state."""
 
     @property
     def main_code(self) -> str:
@@ -74,6 +78,7 @@ def apply(state: AccountState, txn: Transaction) -> AccountState:
         state.payment_type,
         state.credit_limit,
         state.is_open,
+        state.version + 1,
     )
 
 
@@ -113,4 +118,5 @@ def close_account(state: AccountState) -> AccountState:
         state.payment_type,
         state.credit_limit,
         False,
+        state.version + 1,
     )

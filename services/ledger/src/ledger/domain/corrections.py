@@ -175,7 +175,8 @@ def change_payment_type(
     if payment_type is state.payment_type and limit == state.credit_limit:
         return Outcome(accounts=(state,))
     changed = AccountState(
-        state.number, state.currency, state.main, state.bonus, payment_type, limit, state.is_open
+        state.number, state.currency, state.main, state.bonus, payment_type, limit, state.is_open,
+        state.version + 1,
     )
     event = PaymentTypeChanged(
         account_number=state.number,
@@ -184,5 +185,6 @@ def change_payment_type(
         previous_payment_type=state.payment_type,
         previous_credit_limit=money(state.credit_limit, state.currency),
         changed_by=changed_by,
+        account_version=changed.version,
     )
     return Outcome(events=(OutgoingEvent(state.number, event),), accounts=(changed,))

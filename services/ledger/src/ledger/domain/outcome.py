@@ -104,6 +104,7 @@ def balance_changed(before: AccountState, after: AccountState, txn: Transaction)
         payment_type=after.payment_type,
         credit_limit=money(after.credit_limit, currency),
         credited_payment=txn.kind is TransactionKind.PAYMENT,
+        account_version=after.version,
     )
 
 

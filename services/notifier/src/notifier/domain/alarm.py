@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from billing_contracts.versions import is_newer
 from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.money import CurrencyMismatch, Money
 
@@ -23,6 +24,8 @@ class LowBalanceAlarm:
     """Tells once per fall below the threshold; re-arms when the money is back above it."""
 
     armed: bool
+    balance_version: int | None = None
+    """The account_version of the BalanceChanged it last observed (None: none, or unversioned)."""
 
     @classmethod
     def before(cls, change: BalanceChanged, threshold: Money) -> LowBalanceAlarm:
@@ -30,10 +33,16 @@ class LowBalanceAlarm:
         funds_before = spendable(change) - change.delta_main
         return cls(armed=not _below(funds_before, threshold))
 
-    def observe(self, funds: Money, threshold: Money) -> tuple[LowBalanceAlarm, bool]:
-        """The next alarm state, and whether to tell the subscriber now."""
+    def is_older_than(self, change: BalanceChanged) -> bool:
+        """Whether ``change`` is newer than what the alarm observed: only then is it decided on."""
+        return is_newer(change.account_version, self.balance_version)
+
+    def observe(self, funds: Money, threshold: Money, *, version: int | None = None) -> tuple[LowBalanceAlarm, bool]:
+        """The next alarm state, and whether to tell the subscriber now; ``version``: the
+        account_version of the change that left ``funds`` (None: the version held stays)."""
         below = _below(funds, threshold)
-        return LowBalanceAlarm(armed=not below), self.armed and below
+        kept = self.balance_version if version is None else version
+        return LowBalanceAlarm(armed=not below, balance_version=kept), self.armed and below
 
 
 def _below(funds: Money, threshold: Money) -> bool:

@@ -63,6 +63,9 @@ class Decision:
     intents: tuple[MessageIntent, ...]
     low_balance_alarm: LowBalanceAlarm | None
     """The alarm to keep for the account (unchanged unless the event moved the balance)."""
+    not_newer: bool = False
+    """The event is a BalanceChanged no newer than the balance the alarm observed (a redelivery,
+    a refill): nothing is told, nothing kept."""
 
 
 def decide(
@@ -126,9 +129,11 @@ def _balance_changed(
             ErrorCode.NO_LOW_BALANCE_THRESHOLD, "a balance change is decided against a threshold"
         )
     alarm = context.low_balance_alarm
+    if alarm is not None and not alarm.is_older_than(change):
+        return Decision((), alarm, not_newer=True)
     if alarm is None:
         alarm = LowBalanceAlarm.before(change, threshold)
-    alarm, tell_low = alarm.observe(spendable(change), threshold)
+    alarm, tell_low = alarm.observe(spendable(change), threshold, version=change.account_version)
     intents: list[MessageIntent] = []
     if change.credited_payment:
         intents.append(

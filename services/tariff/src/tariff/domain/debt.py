@@ -8,7 +8,8 @@ since that the ledger has not settled yet. A charge counts the moment it is publ
 several days are closed at once (a catch-up after a restart or a pause), day N+1 is decided
 knowing day N's charges, and the account is blocked on the day closing the days one by one, each
 after the ledger's answer, would have blocked it. A verdict that does not change publishes
-nothing.
+nothing. Nor does a BalanceChanged no newer than the balance held (its ``account_version``): an
+old one delivered again would move the balance back and block or unblock on a past verdict.
 
 Which charges a BalanceChanged settles: the ledger takes an account's charges in the order they
 were published (one partition per account) and announces one BalanceChanged per transaction, in
@@ -41,13 +42,15 @@ def apply_balance(state: Subscription, balance: AccountBalance, at: datetime) ->
     return _judged(state, state.model_copy(update={"balance": balance}), at)
 
 
-def balance_changed(state: Subscription, event: BalanceChanged, at: datetime) -> Outcome:
-    """The ledger's BalanceChanged: the new balance, and the charges it settles."""
+def balance_changed(state: Subscription, event: BalanceChanged, at: datetime) -> Outcome | None:
+    """The ledger's BalanceChanged: the new balance, and the charges it settles. None for an
+    event no newer than the balance held (a redelivery, a refill): it changes and decides nothing."""
+    if not state.balance.is_older_than(event):
+        return None
     taken = -(event.delta_main.minor + event.delta_bonus.minor)
     unsettled = _settle(state.unsettled, event.cause_event_id, taken)
-    updated = state.model_copy(
-        update={"balance": AccountBalance.from_event(event), "unsettled": unsettled}
-    )
+    balance = AccountBalance.from_event(event, held=state.balance.version)
+    updated = state.model_copy(update={"balance": balance, "unsettled": unsettled})
     return _judged(state, updated, at)
 
 

@@ -18,6 +18,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_events.catalog.common import AccountNumber
+from billing_contracts.versions import is_newer
 from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.catalog.tariff import (
     ChargeApplied,
@@ -75,6 +76,11 @@ class AccountBalance(_State):
     main: Money
     payment_type: PaymentType = PaymentType.PREPAID
     credit_limit: Money
+    version: int | None = Field(
+        default=None,
+        description="The ledger's account_version of the BalanceChanged this balance came from"
+        " (None: none applied yet, or only events from before versions)",
+    )
 
     @classmethod
     def zero(cls, currency: str) -> AccountBalance:
@@ -82,10 +88,17 @@ class AccountBalance(_State):
         return cls(main=Money.zero(currency), credit_limit=Money.zero(currency))
 
     @classmethod
-    def from_event(cls, event: BalanceChanged) -> AccountBalance:
+    def from_event(cls, event: BalanceChanged, held: int | None = None) -> AccountBalance:
+        """The balance the event tells; an unversioned event keeps the version ``held``."""
+        version = held if event.account_version is None else event.account_version
         return cls(
-            main=event.main, payment_type=event.payment_type, credit_limit=event.credit_limit
+            main=event.main, payment_type=event.payment_type, credit_limit=event.credit_limit,
+            version=version,
         )
+
+    def is_older_than(self, event: BalanceChanged) -> bool:
+        """Whether the event is newer than this balance: only then is it applied (and decided on)."""
+        return is_newer(event.account_version, self.version)
 
     def available(self) -> Money:
         """What the account can still spend: the balance, plus the credit limit on credit."""
