@@ -39,6 +39,7 @@ from tariff.settings import TariffSettings
 
 from bench.cpu import CpuMeter
 from bench.infra import Broker, Databases
+from bench.workload import account_number
 
 DAY = date(2026, 3, 10)
 """The billing day closed (the plans were activated the day before)."""
@@ -51,10 +52,6 @@ def noon(day: date, settings: TariffSettings) -> datetime:
     return datetime.combine(day, day_time(12), tzinfo=settings.zone).astimezone(UTC)
 
 
-def account_number(n: int) -> str:
-    return f"{300_000_000_000 + n}"
-
-
 async def seed(ctx: TariffContext, subscriptions: int) -> None:
     """Register, fund and activate ``subscriptions`` accounts the day before :data:`DAY`."""
     catalog, now, today = ctx.catalog, ctx.clock.now(), DAY - timedelta(days=1)
@@ -63,7 +60,7 @@ async def seed(ctx: TariffContext, subscriptions: int) -> None:
     for first in range(0, subscriptions, SEED_CHUNK):
         states = []
         for n in range(first, min(first + SEED_CHUNK, subscriptions)):
-            state = apply_balance(register(account_number(n), REGION, catalog), funds, now).state
+            state = apply_balance(register(account_number(n, first=30_000_000_000), REGION, catalog), funds, now).state
             state = activate(state, catalog, PLAN, today).state
             states.append(add_option(state, catalog, OPTION, today).state if n % 3 == 0 else state)
         async with ctx.db.transaction() as conn:

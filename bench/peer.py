@@ -20,6 +20,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from bench.infra import Databases
+from bench.workload import account_number
 
 
 class Account(Aggregate):
@@ -63,7 +64,7 @@ def run(url: str, *, commands: int, accounts: int) -> dict[str, float]:
         "POSTGRES_PASSWORD": parts.password or "",
         "POSTGRES_POOL_SIZE": "2",
     })
-    numbers = [f"{100_000_000_000 + index:012d}" for index in range(accounts)]
+    numbers = [account_number(index) for index in range(accounts)]
     try:
         for number in numbers:
             app.open(number)

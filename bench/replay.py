@@ -36,10 +36,10 @@ from ledger import service, store
 from ledger.context import LedgerContext
 
 from bench.infra import Databases, asyncpg_dsn
+from bench.workload import account_number
 
 ACCOUNTS = """INSERT INTO accounts (number, currency, main, bonus, payment_type, credit_limit, is_open, opened_at)
-               SELECT lpad((100000000000 + a)::text, 12, '0'), 'RUB', 0, 0, 'prepaid', 0, true, $1
-               FROM generate_series(0, $2 - 1) AS a"""
+               SELECT number, 'RUB', 0, 0, 'prepaid', 0, true, $1 FROM unnest($2::text[]) AS number"""
 PROJECT = [
     """UPDATE accounts SET main = s.total
        FROM (SELECT substr(account, 5, 12) AS number, sum(amount) AS total FROM postings
@@ -187,7 +187,7 @@ async def _generate(conn: asyncpg.Connection, *, transactions: int, accounts: in
     balance triggers are off while loading (``session_replication_role``), as in a restore: the
     rows are sound by construction, and the verify that follows checks them all."""
     now = datetime.now(UTC)
-    numbers = [f"{100_000_000_000 + a:012d}" for a in range(accounts)]
+    numbers = [account_number(a) for a in range(accounts)]
     opening = [JournalRecord(0, UUID(int=(3 << 64) + a), FactKind.ACCOUNT_OPENED.value, (), None,
                              "SubscriberRegistered", now, f"{number}:bench", None, None, None, b"",
                              AccountSettings(number, "RUB", PaymentType.PREPAID, 0, True).encode(), now)
@@ -198,7 +198,7 @@ async def _generate(conn: asyncpg.Connection, *, transactions: int, accounts: in
     try:
         async with conn.transaction():
             await conn.execute("SET LOCAL session_replication_role = replica")
-            await conn.execute(ACCOUNTS, now, accounts)
+            await conn.execute(ACCOUNTS, now, numbers)
             for start in (None, *range(0, transactions, LOAD_BATCH)):
                 batch = opening if start is None else [_transaction(t, now, numbers) for t in
                                                        range(start, min(start + LOAD_BATCH, transactions))]

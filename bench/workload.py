@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from billing_contracts.accounts import luhn_check_digit
 from billing_events import topics
 from billing_events.envelope import decode
 
@@ -27,8 +28,10 @@ class Message:
     event_id: uuid.UUID
 
 
-def account_number(index: int) -> str:
-    return f"{100_000_000_000 + index:012d}"
+def account_number(index: int, first: int = 10_000_000_000) -> str:
+    """The ``index``-th account number from ``first`` (11 digits), with its check digit."""
+    body = f"{first + index:011d}"
+    return body + luhn_check_digit(body)
 
 
 def _envelope(topic: str, event_type: str, account: str, payload: dict[str, object],
