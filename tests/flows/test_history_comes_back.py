@@ -94,9 +94,9 @@ async def _rows(suite: Suite) -> dict[str, dict[str, list[tuple[Any, ...]]]]:
             rows = (await conn.execute(select(outbox.c.topic, outbox.c.value))).all()
             tables["published"] = sorted((topic, decode(value).event_type) for topic, value in rows
                                          if not topic.endswith((topics.LEDGER_SEALS, topics.PAYMENTS)))
-            # The payments the ledger took are kept beside its events; one taken again after the
-            # inbox forgot it is kept again (a copy of the same event, never published again).
-            tables["kept payments"] = sorted({value for topic, value in rows if topic.endswith(topics.PAYMENTS)})
+            # The payments the ledger took are kept beside its events, each once: one taken again
+            # after the inbox forgot it is a repeat, not kept a second time.
+            tables["kept payments"] = sorted(value for topic, value in rows if topic.endswith(topics.PAYMENTS))
             tables["claimed"] = [(await conn.scalar(select(func.count()).select_from(inbox_table)),)]
         found[runtime.name] = tables
     return found

@@ -158,3 +158,25 @@ async def _credit_limit_is(ledger: Any, minor: int) -> bool:
     from ledger import service
 
     return (await service.balance(ledger.ctx, A)).credit_limit == minor
+
+
+async def test_a_payment_delivered_again_after_its_inbox_row_was_pruned_is_kept_once(ledger: Any) -> None:
+    """The ledger keeps every payment it takes (its archive refills an empty broker). The very
+    same event again, after the inbox forgot it, is a repeat of its business key: nothing moves,
+    and it is not kept a second time, or every refill would publish it twice."""
+    from sqlalchemy import delete, func, select
+
+    from billing_events.schema import inbox, outbox
+
+    await ledger.register(A)
+    first = await ledger.pay(A, 10_000, "PRUNED-1")
+    await ledger.balance_becomes(A, 10_000)
+    async with ledger.runtime.db.transaction() as conn:
+        await conn.execute(delete(inbox))  # the retention's prune, taken to its end
+    await ledger.producer.send(ledger.runtime.topics("billing.payments"), first)
+    await ledger.pay(A, 1, "PRUNED-2")  # the same partition: taken after the redelivery
+    await ledger.balance_becomes(A, 10_001)
+    async with ledger.runtime.db.connect() as conn:
+        kept = await conn.scalar(select(func.count()).select_from(outbox).where(
+            outbox.c.topic == ledger.runtime.topics("billing.payments"), outbox.c.value == first.to_bytes()))
+    assert kept == 1

@@ -65,6 +65,10 @@ class Outcome:
 
     publish: list[Envelope[Any]] = field(default_factory=list)
     rejected: list[tuple[Envelope[Any], Refusal]] = field(default_factory=list)
+    taken_before: set[UUID] = field(default_factory=set)
+    """Events the handler knows it took before (by their business keys) although the inbox had
+    forgotten them (pruned after its retention): nothing happened again, and they are not kept
+    again either."""
 
 
 class BatchHandler(Protocol):
@@ -240,7 +244,8 @@ class EventConsumer:
             rejected_ids = {envelope.event_id for envelope, _ in outcome.rejected}
             if self._keeps:  # before what they caused, so an account's archive reads cause first
                 await outbox.keep(conn, [item.record for item in new if item.record.topic in self._keeps
-                                         and item.envelope.event_id not in rejected_ids], clock=self._clock)
+                                         and item.envelope.event_id not in rejected_ids | outcome.taken_before],
+                                  clock=self._clock)
             await outbox.stage(conn, outcome.publish, topics=self._topics, clock=self._clock)
             by_id = {item.envelope.event_id: item.record for item in new}
             refused = dead + [

@@ -240,7 +240,9 @@ async def _post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[E
 async def post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> BatchOutcome:
     """Post a batch of events in the caller's transaction; refused ones come back as rejected."""
     batch = await _post(ctx, conn, envelopes)
-    return BatchOutcome(publish=batch.publish, rejected=[(envelope, exc.refusal()) for envelope, exc in batch.rejected])
+    return BatchOutcome(publish=batch.publish, rejected=[(envelope, exc.refusal()) for envelope, exc in batch.rejected],
+                        taken_before={event_id for event_id, record in batch.repeats.items()
+                                      if record.cause_event_id == event_id})
 
 
 # --- commands -------------------------------------------------------------------------------
