@@ -61,12 +61,18 @@ async def _rows(runtime: Any, table: Any) -> list[tuple[Any, ...]]:
 
 
 async def _state(suite: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row that matters, an account's version aside (:func:`_versions`)."""
     return {
-        "accounts": await _rows(suite.ledger, ledger_store.accounts),
+        "accounts": [row[:-1] for row in await _rows(suite.ledger, ledger_store.accounts)],
         "journal": await _rows(suite.ledger, ledger_store.journal),
         "subscriptions": await _rows(suite.tariff, tariff_store.subscriptions),
         "deliveries": await _rows(suite.notifier, notifier_store.deliveries),
     }
+
+
+async def _versions(suite: Any) -> dict[str, int]:
+    async with suite.ledger.db.connect() as conn:
+        return dict((await conn.execute(select(ledger_store.accounts.c.number, ledger_store.accounts.c.version))).all())
 
 
 async def test_an_upgrade_from_the_baseline_keeps_every_balance_subscription_and_delivery(
@@ -88,7 +94,7 @@ async def test_an_upgrade_from_the_baseline_keeps_every_balance_subscription_and
     for runtime in runtimes:
         await runtime.stop()
         runtime.db = Database(runtime.db.url)  # the stopped runtime's pool is closed: read through a new one
-    before = await _state(suite)
+    before, versions_before = await _state(suite), await _versions(suite)
     assert before["accounts"] and before["journal"] and before["subscriptions"] and before["deliveries"]
 
     urls = {runtime.name: runtime.db.url for runtime in runtimes}
@@ -106,6 +112,11 @@ async def test_an_upgrade_from_the_baseline_keeps_every_balance_subscription_and
         assert f"{name}: {migrations.BASELINE} -> {migrations.head(name)}" in out
     try:
         assert await _state(suite) == before
+        # The downgrade dropped the count of each account's changes: the upgrade starts it past any
+        # version the account announced, or every view of it would ignore what it says next.
+        versions_after = await _versions(suite)
+        assert all(versions_after[number] >= version > 0 for number, version in versions_before.items()), (
+            versions_before, versions_after)
         code, out, err = await suite.billing("verify", "--no-seals-from-broker")
         assert code == 0, out + err
     finally:

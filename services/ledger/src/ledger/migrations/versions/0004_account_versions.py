@@ -1,8 +1,9 @@
 """Each account counts its changes (``version``), the ``account_version`` its BalanceChanged and
 PaymentTypeChanged carry, so the services keeping a view of it apply only what is newer.
 
-Existing accounts start at 0: the count needs only to grow from here on (the events published
-before carry no version, and a view that has applied a versioned event ignores them).
+Existing accounts start at the journal's length: every change of an account is a journal entry,
+so no version the account announced (before a downgrade dropped the count, say) is larger, and
+the views of it take what it announces next. Events published before versions carry none.
 
 Revision ID: 0004
 Revises: 0003
@@ -23,6 +24,7 @@ def upgrade() -> None:
             "version", sa.BigInteger(), nullable=False, server_default="0",
             comment="Changes of the account since it was opened (or since migration 0004): the account_version"
                     " of the events announcing them"))
+    op.execute("UPDATE accounts SET version = COALESCE((SELECT length FROM chain_head WHERE id = 1), 0)")
 
 
 def downgrade() -> None:
