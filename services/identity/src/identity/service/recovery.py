@@ -57,8 +57,6 @@ from identity.service.steps import (
     PASSWORD_BY_SMS_ACT,
     RESET_REDEEMED_ACT,
     RESET_REQUESTED_ACT,
-    RESET_REQUEST_SCOPE,
-    SMS_REISSUE_SCOPE,
     SUPPORT_RECOVERY_ACT,
     SUPPORT_SCOPE,
     account_request_refused,
@@ -140,7 +138,7 @@ async def _reissue_to(
 ) -> Envelope[Any] | None:
     """A new password by SMS for one account, unless its own throttle holds the request back."""
     account = subscriber.account_number
-    refused = await account_request_refused(conn, SMS_REISSUE_SCOPE, account, now)
+    refused = await account_request_refused(conn, account, now)
     if refused is not None:
         reissue.refused_until.append(refused.locked_until or now)
         reissue.acts.append(store.Act(PASSWORD_BY_SMS_ACT, "account_throttled", account, source))
@@ -243,7 +241,7 @@ async def _reset_code_for(
     if not found:
         return UnknownAccount(), None
     subscriber = found[0]
-    refused = await account_request_refused(conn, RESET_REQUEST_SCOPE, subscriber.account_number, now)
+    refused = await account_request_refused(conn, subscriber.account_number, now)
     if refused is not None:
         return TooManyRequests(until=refused.locked_until), subscriber
     if cmd.phone is not None:

@@ -43,8 +43,9 @@ LOGIN_SCOPE = "login"  # keyed by account and client address: wrong logins lock 
 LOGIN_SIEGE_SCOPE = "login_siege"  # wrong logins at an account from all addresses
 LOGIN_ADDRESS_SCOPE = "login_address"  # keyed by client address: wrong logins at any accounts
 LOGIN_NOTICE_SCOPE = "login_notice"  # the owner was told of a lockout
-RESET_REQUEST_SCOPE = "reset_request"
-SMS_REISSUE_SCOPE = "sms_reissue"
+# Every request that sends the account a password or a code (by SMS, a reset code, a code to
+# confirm a new contact), counted together: each one is a message and a fresh secret to guess.
+SECRET_REQUEST_SCOPE = "secret_request"
 SUPPORT_SCOPE = "support_recovery"
 ADDRESS_SCOPE = "address_request"  # keyed by client address, whatever the accounts
 # The source of commands called from inside (the CLI, an operator's tool, a test): one address.
@@ -171,16 +172,15 @@ async def count_address_request(
     return None
 
 
-async def account_request_refused(
-    conn: AsyncConnection, scope: str, account: str, now: datetime
-) -> AttemptOutcome | None:
-    """Count one request for a password or a code on the account's throttle of ``scope``; the
-    refused outcome once the account had its share (then nothing is counted)."""
-    state = await store.throttle_state(conn, scope, account)
+async def account_request_refused(conn: AsyncConnection, account: str, now: datetime) -> AttemptOutcome | None:
+    """Count one request for a password or a code on the account's one throttle of them
+    (:data:`SECRET_REQUEST_SCOPE`); the refused outcome once the account had its share (then
+    nothing is counted)."""
+    state = await store.throttle_state(conn, SECRET_REQUEST_SCOPE, account)
     state, outcome = rate_limited_request(state, now=now, policy=RESET_REQUEST_THROTTLE)
     if not outcome.accepted:
         return outcome
-    await store.save_throttle_state(conn, scope, account, state)
+    await store.save_throttle_state(conn, SECRET_REQUEST_SCOPE, account, state)
     return None
 
 
