@@ -46,6 +46,10 @@ class Principal:
     role: Role
     subject: str
     """The account number for a subscriber, the caller's name for a service."""
+    session: str | None = None
+    """The sign-in a subscriber token belongs to (``sid``): identity refuses the tokens of a
+    session signed out. Other services cannot ask, so a token outlives its session there by at
+    most its own short lifetime."""
 
     def may_act_for(self, account: str) -> bool:
         return self.role == "service" or self.subject == account
@@ -115,7 +119,9 @@ class Tokens:
         self._clock = clock
         self.ttl = ttl
 
-    def issue(self, role: Role, subject: str, ttl: timedelta | None = None) -> tuple[str, datetime]:
+    def issue(
+        self, role: Role, subject: str, ttl: timedelta | None = None, *, session: str | None = None
+    ) -> tuple[str, datetime]:
         private = self._keys.private
         if private is None:
             raise RuntimeError("no token private key configured (BILLING_TOKEN_PRIVATE_KEY)")
@@ -124,7 +130,9 @@ class Tokens:
             raise ValueError(f"a token lifetime must be positive and at most {MAX_TOKEN_LIFETIME}")
         now = self._clock.now()
         expires = now + lifetime
-        claims = {"iss": ISSUER, "sub": subject, "role": role, "iat": now, "exp": expires}
+        claims: dict[str, object] = {"iss": ISSUER, "sub": subject, "role": role, "iat": now, "exp": expires}
+        if session is not None:
+            claims["sid"] = session
         kid = key_id(private.public_key())
         return jwt.encode(claims, private, algorithm=ALGORITHM, headers={"kid": kid}), expires
 
@@ -153,7 +161,8 @@ class Tokens:
             raise _unauthenticated("token_expired", "the token has expired: log in again")
         if claims["role"] not in ("subscriber", "service") or not isinstance(claims["sub"], str):
             raise _unauthenticated("invalid_token", INVALID_TOKEN)
-        return Principal(claims["role"], claims["sub"])
+        session = claims.get("sid")
+        return Principal(claims["role"], claims["sub"], session if isinstance(session, str) else None)
 
 
 INVALID_TOKEN = "the token is not valid: log in again or ask for a new token"

@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from billing_events.catalog.identity import PasswordPurpose
+from billing_events.catalog.identity import LegalStatus, NoticeKind, PasswordPurpose
 from billing_events.service import Command
 from identity.domain import RecoveryClaim
-from identity.domain.registration import Email, MobilePhone
+from identity.domain.registration import Email, Language, MobilePhone
 
 
 class LoginCommand(Command):
@@ -67,3 +67,73 @@ class SecretSent(BaseModel):
     channel: Literal["sms", "email"]
     masked_destination: str
     expires_at: datetime | None = None
+
+
+# --- the subscriber's sessions ----------------------------------------------------------------
+
+
+class SessionStarted(BaseModel):
+    """A sign-in: the session the access tokens name, and its first refresh token."""
+
+    account_number: str
+    contract_number: str
+    session: str
+    refresh_token: str = Field(repr=False)
+    refresh_expires_at: datetime
+
+
+class RefreshCommand(Command):
+    refresh_token: str = Field(min_length=1, max_length=128, repr=False)
+
+
+# --- the cabinet: profile and settings --------------------------------------------------------
+
+
+class ProfileView(BaseModel):
+    """What the subscriber reads about themselves: contacts masked, never the passport."""
+
+    account_number: str
+    contract_number: str
+    region: str
+    legal_status: LegalStatus
+    surname: str
+    first_name: str
+    patronymic: str | None
+    masked_phone: str
+    masked_email: str | None
+    language: str
+    notices_off: list[NoticeKind]
+    notices_always_on: list[str] = Field(
+        default=["passwords_and_codes", "security"],
+        description="What cannot be turned off: passwords, codes and security notices",
+    )
+
+
+class AccountView(BaseModel):
+    """One account the caller holds (the same phone or passport): one they may open."""
+
+    account_number: str
+    contract_number: str
+    region: str
+    current: bool
+
+
+class ChangePasswordCommand(Command):
+    current_password: str = Field(min_length=1, max_length=128, repr=False)
+    new_password: str = Field(min_length=10, max_length=128, repr=False,
+                              description="At least 10 characters, letters and digits")
+
+
+class LanguageCommand(Command):
+    language: Language
+
+
+class NoticePreferencesCommand(Command):
+    """The whole choice: every notice kind listed is turned off, every other one is on."""
+
+    turned_off: list[NoticeKind] = Field(max_length=len(NoticeKind))
+
+
+class NoticePreferences(BaseModel):
+    account_number: str
+    notices_off: list[NoticeKind]

@@ -20,6 +20,14 @@ not work is answered ``invalid_code`` (400) whatever the reason (wrong, none req
 used), and a login refused or locked out the same for an account and for nobody's. Only the client
 address's throttle answers otherwise (429): it is about the caller, not about any account.
 The call centre and operations (a service token) get the real answer.
+
+The subscriber's cabinet: self-registration (``POST /identity/registrations``) is public and
+throttled per client address like the requests above; login answers an access token and a
+refresh token (``POST /identity/tokens/refresh`` rotates it; ``POST /identity/sign-out`` ends
+the sign-in); the ``/identity/me`` routes take the account from a subscriber token of a sign-in
+still open (401 ``token_revoked`` otherwise) and refuse service tokens (403 ``subscriber_only``).
+Every route says who may call it in the OpenAPI document (``x-callers``: ``anonymous``,
+``subscriber``, ``service``); docs/cabinet-api.md walks through them.
 """
 
 from __future__ import annotations
@@ -28,13 +36,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from billing_events.auth import Caller, Principal, Tokens, require_service
-from billing_events.http import json_body, problem, problem_responses
-from identity import commands, service
+from billing_events.http import ApiError, json_body, problem, problem_responses
+from identity import commands, service, store
 from identity.context import IdentityContext
 from identity.domain import (
     ContactMismatch,
@@ -42,7 +50,9 @@ from identity.domain import (
     ResetCodeRefused,
     TooManyRequests,
     UnknownAccount,
+    mask_phone,
 )
+from identity.service import cabinet, sessions
 from identity.settings import IdentitySettings
 
 # What an anonymous request for a password or a code must not reveal.
@@ -87,11 +97,29 @@ def optional_caller(request: Request) -> Principal | None:
 
 
 class LoginAnswer(commands.LoggedIn):
-    """The account logged in, and a token that opens this account (only) in every service."""
+    """The account logged in, a token that opens this account (only) in every service, and the
+    refresh token that gets the next one (once) until the sign-in ends."""
 
     token: str
     token_type: Literal["bearer"] = "bearer"
     expires_at: datetime
+    refresh_token: str
+    refresh_expires_at: datetime
+
+
+class SelfRegistered(commands.Registered):
+    """The account opened; its password is on its way by SMS."""
+
+    password_sent_to: str
+
+
+class SignedOut(BaseModel):
+    sessions_ended: int
+
+
+def callers(*who: Literal["anonymous", "subscriber", "service"]) -> dict[str, Any]:
+    """``openapi_extra`` saying who may call a route: a subscriber token, a service token, anyone."""
+    return {"x-callers": list(who)}
 
 
 def _answer(result: BaseModel | list[BaseModel], status: int = 200) -> JSONResponse:
@@ -122,41 +150,128 @@ async def _anonymous_request(
 def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
     router = APIRouter(prefix="/identity", tags=["identity"], responses=problem_responses(422))
 
+    def signed_in(started: commands.SessionStarted) -> JSONResponse:
+        if not tokens.can_issue:
+            return problem(503, "token_signing_unconfigured",
+                           "the login is right but this service cannot issue tokens (no token private key)")
+        token, expires_at = tokens.issue("subscriber", started.account_number, session=started.session)
+        return _answer(LoginAnswer(account_number=started.account_number, contract_number=started.contract_number,
+                                   token=token, expires_at=expires_at, refresh_token=started.refresh_token,
+                                   refresh_expires_at=started.refresh_expires_at))
+
+    async def subscriber_session(caller: Caller) -> store.Session:
+        """The caller's open sign-in: a subscriber token only, of a session not ended."""
+        if caller.role != "subscriber":
+            raise ApiError(403, "subscriber_only", "the subscriber's own route: a subscriber token is required")
+        return await sessions.require_live_session(ctx, caller)
+
+    Session = Depends(subscriber_session)
+
     @router.post("/subscribers", status_code=201, summary="Register a subscriber (service token)",
-                 response_model=commands.Registered, openapi_extra=json_body(RegistrationCommand),
+                 response_model=commands.Registered,
+                 openapi_extra={**json_body(RegistrationCommand), **callers("service")},
                  responses=problem_responses(401, 403, 409))
     async def register(caller: Caller, body: dict[str, Any] = Body(...)) -> Any:
         require_service(caller)
         return _answer(await service.register(ctx, body), 201)
 
-    @router.post("/login", summary="Log in (account/contract number or phone + password): a token",
-                 response_model=LoginAnswer, openapi_extra=json_body(commands.LoginCommand),
+    @router.post("/registrations", status_code=201, summary="Sign the contract on the site: a new account",
+                 response_model=SelfRegistered,
+                 openapi_extra={**json_body(RegistrationCommand), **callers("anonymous")},
+                 responses=problem_responses(429))
+    async def register_self(request: Request, body: dict[str, Any] = Body(...)) -> Any:
+        """The password goes by SMS to the phone given. The answer never says whether the
+        passport or the phone already held accounts: a person may sign several contracts."""
+        registered = await service.register_self(ctx, body, source=client_address(request, ctx.settings))
+        phone = RegistrationCommand.model_validate(body).mobile_phone
+        return _answer(SelfRegistered(**registered.model_dump(), password_sent_to=mask_phone(phone)), 201)
+
+    @router.post("/login", summary="Log in (account/contract number or phone + password): tokens",
+                 response_model=LoginAnswer,
+                 openapi_extra={**json_body(commands.LoginCommand), **callers("anonymous")},
                  responses=problem_responses(401, 404, 429, 503))
     async def login(request: Request, body: dict[str, Any] = Body(...)) -> Any:
         logged_in = await service.login(ctx, body, source=client_address(request, ctx.settings))
         if not tokens.can_issue:
             return problem(503, "token_signing_unconfigured",
                            "the login is right but this service cannot issue tokens (no token private key)")
-        token, expires_at = tokens.issue("subscriber", logged_in.account_number)
-        answer_ = LoginAnswer(**logged_in.model_dump(), token=token, expires_at=expires_at)
-        return _answer(answer_)
+        return signed_in(await sessions.start_session(ctx, logged_in.account_number))
+
+    @router.post("/tokens/refresh", summary="A new access token for a refresh token (used up; the next one is given)",
+                 response_model=LoginAnswer,
+                 openapi_extra={**json_body(commands.RefreshCommand), **callers("anonymous")},
+                 responses=problem_responses(401, 503))
+    async def refresh(body: dict[str, Any] = Body(...)) -> Any:
+        """A refresh token works once: using one a second time ends its sign-in."""
+        return signed_in(await sessions.refresh(ctx, body))
+
+    @router.post("/sign-out", summary="Sign out: this sign-in, or every one of the account",
+                 response_model=SignedOut, openapi_extra=callers("subscriber"),
+                 responses=problem_responses(401, 403))
+    async def sign_out(session: store.Session = Session,
+                       everywhere: bool = Query(False, description="End every sign-in of the account")) -> Any:
+        return _answer(SignedOut(sessions_ended=await sessions.sign_out(ctx, session, everywhere=everywhere)))
+
+    @router.get("/me", summary="The subscriber's profile: contract, region, masked contacts, language, notices",
+                response_model=commands.ProfileView, openapi_extra=callers("subscriber"),
+                responses=problem_responses(401, 403))
+    async def me(session: store.Session = Session) -> Any:
+        return _answer(await cabinet.profile(ctx, session.account_number))
+
+    @router.get("/me/accounts", summary="The accounts the subscriber holds (same phone or passport)",
+                response_model=list[commands.AccountView], openapi_extra=callers("subscriber"),
+                responses=problem_responses(401, 403))
+    async def my_accounts(session: store.Session = Session) -> Any:
+        return _answer(await cabinet.accounts(ctx, session.account_number))
+
+    @router.post("/me/accounts/{account}/token", summary="Open another of one's accounts: tokens naming it",
+                 response_model=LoginAnswer, openapi_extra=callers("subscriber"),
+                 responses=problem_responses(401, 403, 503))
+    async def open_account(account: str, session: store.Session = Session) -> Any:
+        """Only among the accounts ``/me/accounts`` lists; a new sign-in of that account."""
+        await cabinet.require_held(ctx, session.account_number, account)
+        return signed_in(await sessions.start_session(ctx, account))
+
+    @router.put("/me/password", status_code=204, summary="Change the password (the current one required)",
+                openapi_extra={**json_body(commands.ChangePasswordCommand), **callers("subscriber")},
+                responses=problem_responses(400, 401, 403, 429))
+    async def change_password(session: store.Session = Session, body: dict[str, Any] = Body(...)) -> Response:
+        """Every other sign-in of the account ends; this one goes on."""
+        await cabinet.change_password(ctx, session.account_number, session.id, body)
+        return Response(status_code=204)
+
+    @router.put("/me/language", status_code=204, summary="The language of messages and of the cabinet",
+                openapi_extra={**json_body(commands.LanguageCommand), **callers("subscriber")},
+                responses=problem_responses(401, 403))
+    async def change_language(session: store.Session = Session, body: dict[str, Any] = Body(...)) -> Response:
+        await cabinet.change_language(ctx, session.account_number, body)
+        return Response(status_code=204)
+
+    @router.put("/me/notices", summary="Which notices to get (passwords, codes and security notices always go)",
+                response_model=commands.NoticePreferences,
+                openapi_extra={**json_body(commands.NoticePreferencesCommand), **callers("subscriber")},
+                responses=problem_responses(401, 403))
+    async def notice_preferences(session: store.Session = Session, body: dict[str, Any] = Body(...)) -> Any:
+        return _answer(await cabinet.set_notice_preferences(ctx, session.account_number, body))
 
     @router.post("/passwords/sms", summary="Get a new password by SMS (the current one keeps working)",
                  status_code=202, response_model=RequestAccepted,
-                 openapi_extra=json_body(commands.ReissuePasswordCommand), responses=problem_responses(401, 429))
+                 openapi_extra={**json_body(commands.ReissuePasswordCommand), **callers("anonymous", "service")},
+                 responses=problem_responses(401, 429))
     async def reissue(request: Request, caller: Principal | None = Depends(optional_caller),
                       body: dict[str, Any] = Body(...)) -> Any:
         return await _anonymous_request(ctx, service.reissue_password_by_sms, body, request, caller)
 
     @router.post("/reset-codes", summary="Forgot password: send a one-time code",
                  status_code=202, response_model=RequestAccepted,
-                 openapi_extra=json_body(commands.ResetCodeRequestCommand), responses=problem_responses(401, 429))
+                 openapi_extra={**json_body(commands.ResetCodeRequestCommand), **callers("anonymous", "service")},
+                 responses=problem_responses(401, 429))
     async def request_code(request: Request, caller: Principal | None = Depends(optional_caller),
                            body: dict[str, Any] = Body(...)) -> Any:
         return await _anonymous_request(ctx, service.request_reset_code, body, request, caller)
 
     @router.post("/reset-codes/redeem", summary="Use a one-time code; a new password follows by SMS",
-                 response_model=commands.SecretSent, openapi_extra=json_body(commands.RedeemResetCodeCommand),
+                 response_model=commands.SecretSent, openapi_extra={**json_body(commands.RedeemResetCodeCommand), **callers("anonymous", "service")},
                  responses=problem_responses(400, 429))
     async def redeem(request: Request, caller: Principal | None = Depends(optional_caller),
                      body: dict[str, Any] = Body(...)) -> Any:
@@ -170,7 +285,7 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
         return _answer(sent)
 
     @router.post("/support/recoveries", summary="Support restores access after a passport check (service token)",
-                 response_model=commands.SecretSent, openapi_extra=json_body(commands.SupportRecoveryCommand),
+                 response_model=commands.SecretSent, openapi_extra={**json_body(commands.SupportRecoveryCommand), **callers("service")},
                  responses=problem_responses(401, 403, 404, 429))
     async def recover(caller: Caller, body: dict[str, Any] = Body(...)) -> Any:
         require_service(caller)

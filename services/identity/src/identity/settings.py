@@ -36,6 +36,8 @@ Tuning:
   client's address in (``X-Forwarded-For``, ``X-Real-IP``); its last entry is taken, the one
   the proxy itself appended. Unset (the default): the address of the TCP peer. Set it only
   behind such a proxy: otherwise any client can write the header and pick its address.
+- ``BILLING_IDENTITY_REFRESH_TOKEN_DAYS`` (30): how long a refresh token works unused; each
+  use gives the next one, and a sign-out, a password change or support's recovery ends it.
 - ``BILLING_IDENTITY_REGIONS``: the region codes registration accepts (JSON list), by default
   the regions of the tariff catalog.
 """
@@ -131,6 +133,9 @@ class IdentitySettings(ServiceSettings):
     pending_password_hours: int = Field(
         default=24, ge=1, le=24 * 30, validation_alias="BILLING_IDENTITY_PENDING_PASSWORD_HOURS"
     )
+    refresh_token_days: int = Field(
+        default=30, ge=1, le=365, validation_alias="BILLING_IDENTITY_REFRESH_TOKEN_DAYS"
+    )
     address_request_limit: int = Field(
         default=20, ge=1, le=100_000, validation_alias="BILLING_IDENTITY_ADDRESS_REQUEST_LIMIT"
     )
@@ -192,6 +197,10 @@ class IdentitySettings(ServiceSettings):
             lifetime=timedelta(minutes=self.reset_code_minutes),
             max_wrong_guesses=self.reset_code_max_wrong_guesses,
         )
+
+    @property
+    def refresh_token_lifetime(self) -> timedelta:
+        return timedelta(days=self.refresh_token_days)
 
     @property
     def pending_password_lifetime(self) -> timedelta:

@@ -66,7 +66,9 @@ subscribers = Table(
     Column("region", String(64), nullable=False),
     Column("legal_status", String(16), nullable=False),
     Column("language", String(2), nullable=False),
-    Column("passport_hash", LOOKUP_HASH, nullable=False, unique=True),
+    # Not unique: a person may sign several contracts (self-registration never says whether a
+    # passport holds accounts); the service door refuses a second one itself.
+    Column("passport_hash", LOOKUP_HASH, nullable=False, index=True),
     Column("phone_hash", LOOKUP_HASH, nullable=False, index=True),
     Column("email_hash", LOOKUP_HASH, index=True),
     Column("recovery_proof_hash", LOOKUP_HASH, nullable=False),
@@ -76,6 +78,32 @@ subscribers = Table(
     Column("password_hash", Text, nullable=False),
     Column("password_set_at", UtcDateTime, nullable=False),
     Column("registered_at", UtcDateTime, nullable=False),
+    Column("notices_off", Text, doc="JSON list of the notice kinds turned off; NULL: every notice on"),
+    Column("preferences_version", Integer, nullable=False, server_default="0"),
+)
+
+# One sign-in: a family of refresh tokens, each used once to get the next. Signing out (or a
+# password change, or support's recovery) revokes the session: its refresh tokens stop working
+# and identity refuses the access tokens naming it.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_number", String(12), nullable=False, index=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+    Column("revoked_why", String(32)),
+)
+
+# Refresh tokens are random and long (no guessing to slow down): kept as SHA-256 hex only.
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", LOOKUP_HASH, primary_key=True),
+    Column("session_id", String(32), nullable=False, index=True),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime),
 )
 
 pending_passwords = Table(
@@ -256,6 +284,13 @@ async def replace_encrypted(conn: AsyncConnection, data: EncryptedData) -> None:
     await conn.execute(update(subscribers).where(subscribers.c.account_number == data.account_number).values(values))
 
 
+async def lock_passport(conn: AsyncConnection, passport_hash: str) -> None:
+    """Serialise registrations of one passport until the transaction ends (PostgreSQL; SQLite
+    has one writer at a time), so the service door's check for an earlier one holds."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(passport_hash))))
+
+
 async def passport_registered(conn: AsyncConnection, passport_hash: str) -> bool:
     found = await conn.scalar(
         select(subscribers.c.account_number).where(subscribers.c.passport_hash == passport_hash)
@@ -304,6 +339,56 @@ async def set_password(
         .where(subscribers.c.account_number == account_number)
         .values(password_hash=password_hash, password_set_at=at)
     )
+
+
+async def accounts_of(conn: AsyncConnection, account_number: str) -> list[Subscriber]:
+    """Every account held by the same phone or the same passport as ``account_number``
+    (itself included), by account number."""
+    me = (await conn.execute(
+        select(subscribers.c.phone_hash, subscribers.c.passport_hash)
+        .where(subscribers.c.account_number == account_number)
+    )).first()
+    if me is None:
+        return []
+    rows = await conn.execute(
+        select(subscribers)
+        .where(or_(subscribers.c.phone_hash == me.phone_hash, subscribers.c.passport_hash == me.passport_hash))
+        .order_by(subscribers.c.account_number)
+    )
+    return [_subscriber(row) for row in rows.all()]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the subscriber reads about themselves, still encrypted where it is personal."""
+
+    subscriber: Subscriber
+    personal_encrypted: str
+    notices_off: tuple[str, ...]
+    preferences_version: int
+
+
+async def profile(conn: AsyncConnection, account_number: str) -> Profile | None:
+    row = (await conn.execute(select(subscribers).where(subscribers.c.account_number == account_number))).first()
+    if row is None:
+        return None
+    return Profile(_subscriber(row), row.personal_encrypted, tuple(json.loads(row.notices_off or "[]")),
+                   row.preferences_version)
+
+
+async def set_language(conn: AsyncConnection, account_number: str, language: str) -> None:
+    await conn.execute(update(subscribers).where(subscribers.c.account_number == account_number)
+                       .values(language=language))
+
+
+async def set_notices_off(conn: AsyncConnection, account_number: str, kinds: list[str]) -> int:
+    """Keep the subscriber's new choice; the choice's number (``preferences_version``)."""
+    version = await conn.scalar(
+        update(subscribers).where(subscribers.c.account_number == account_number)
+        .values(notices_off=json.dumps(sorted(kinds)), preferences_version=subscribers.c.preferences_version + 1)
+        .returning(subscribers.c.preferences_version)
+    )
+    return int(version)
 
 
 async def count_subscribers(conn: AsyncConnection) -> int:
@@ -418,6 +503,73 @@ async def drop_throttles(conn: AsyncConnection, scope: str, *, subject_prefix: s
             throttles.c.scope == scope, throttles.c.subject.startswith(subject_prefix, autoescape=True)
         )
     )
+
+
+# --- sessions and refresh tokens -------------------------------------------------------------
+
+
+async def start_session(conn: AsyncConnection, session_id: str, account_number: str, *, at: datetime) -> None:
+    await conn.execute(insert(sessions), {"id": session_id, "account_number": account_number, "started_at": at})
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    account_number: str
+    revoked_at: datetime | None
+
+
+async def session(conn: AsyncConnection, session_id: str, *, for_update: bool = False) -> Session | None:
+    query = select(sessions).where(sessions.c.id == session_id)
+    if for_update:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    return Session(row.id, row.account_number, row.revoked_at) if row else None
+
+
+async def revoke_sessions(
+    conn: AsyncConnection, account_number: str, *, why: str, at: datetime, only: str | None = None,
+    keep: str | None = None,
+) -> int:
+    """Revoke the account's live sessions (``only`` one of them, or all but ``keep``); how many."""
+    query = update(sessions).where(sessions.c.account_number == account_number, sessions.c.revoked_at.is_(None))
+    if only is not None:
+        query = query.where(sessions.c.id == only)
+    if keep is not None:
+        query = query.where(sessions.c.id != keep)
+    result = await conn.execute(query.values(revoked_at=at, revoked_why=why))
+    return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    session_id: str
+    expires_at: datetime
+    used_at: datetime | None
+
+
+async def add_refresh_token(
+    conn: AsyncConnection, token_hash: str, session_id: str, *, at: datetime, expires_at: datetime
+) -> None:
+    await conn.execute(insert(refresh_tokens), {"token_hash": token_hash, "session_id": session_id,
+                                                "issued_at": at, "expires_at": expires_at})
+
+
+async def refresh_token(conn: AsyncConnection, token_hash: str) -> RefreshToken | None:
+    row = (await conn.execute(
+        select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash).with_for_update()
+    )).first()
+    return RefreshToken(row.session_id, row.expires_at, row.used_at) if row else None
+
+
+async def use_refresh_token(conn: AsyncConnection, token_hash: str, *, at: datetime) -> bool:
+    """Mark the token used; False when another request used it first."""
+    result = await conn.execute(
+        update(refresh_tokens)
+        .where(refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.used_at.is_(None))
+        .values(used_at=at)
+    )
+    return bool(result.rowcount)
 
 
 # --- the audit of sensitive acts --------------------------------------------------------------

@@ -110,3 +110,49 @@ class PasswordReplaced(Event):
 
     account_number: AccountNumber
     purpose: PasswordPurpose = Field(description="Why the password that is now in use was sent")
+
+
+class NoticeKind(StrEnum):
+    """The notices a subscriber may turn off. Passwords, codes and security notices (a login
+    locked, a contact changed) are not among them: they always go."""
+
+    BALANCE_LOW = "balance_low"
+    PAYMENT_CREDITED = "payment_credited"
+    TARIFF_CHANGED = "tariff_changed"
+    VOLUNTARY_BLOCK = "voluntary_block"
+    DEBT_BLOCK = "debt_block"
+
+
+class NoticePreferencesChanged(Event):
+    """The subscriber chose which notices they get: ``turned_off`` is the whole new choice.
+
+    ``preferences_version`` counts the account's choices (1 for the first): a copy keeps the
+    highest it saw, so a choice delivered again after a newer one changes nothing.
+    """
+
+    event_type: ClassVar[str] = "NoticePreferencesChanged"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    turned_off: list[NoticeKind] = Field(max_length=len(NoticeKind), description="Every notice the subscriber does not want")
+    preferences_version: int = Field(ge=1)
+
+
+class LanguageChanged(Event):
+    """The subscriber chose the language messages are written in."""
+
+    event_type: ClassVar[str] = "LanguageChanged"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    language: str = Field(pattern=r"^[a-z]{2}$")
+
+
+class PasswordChanged(Event):
+    """The subscriber changed the password in the cabinet (the current one given); every other
+    sign-in of the account was ended."""
+
+    event_type: ClassVar[str] = "PasswordChanged"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber

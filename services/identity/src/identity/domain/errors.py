@@ -189,3 +189,45 @@ class RecoveryRefused(IdentityError):
 
     def __init__(self) -> None:
         super().__init__("the passport data do not match the registered subscriber")
+
+
+# --- the subscriber's own sessions and settings -----------------------------------------------
+
+
+class RefreshRefused(IdentityError):
+    """A refresh token that does not work (unknown, expired, used before, its session ended);
+    never says which."""
+
+    code = "invalid_refresh_token"
+    kind = ErrorKind.UNAUTHENTICATED
+
+    def __init__(self) -> None:
+        super().__init__("this sign-in has ended: log in again")
+
+
+class SessionEnded(IdentityError):
+    """An access token of a session signed out (or ended by a password change or support)."""
+
+    code = "token_revoked"
+    kind = ErrorKind.UNAUTHENTICATED
+
+    def __init__(self) -> None:
+        super().__init__("this sign-in has ended: log in again")
+
+
+class WrongCurrentPassword(IdentityError):
+    code = "wrong_current_password"
+    kind = ErrorKind.REFUSED
+
+    def __init__(self) -> None:
+        super().__init__("the current password is not right", field="current_password")
+
+
+class NotYourAccount(IdentityError):
+    """A subscriber named an account that is not among the ones they hold."""
+
+    code = "wrong_account"
+    kind = ErrorKind.FORBIDDEN
+
+    def __init__(self) -> None:
+        super().__init__("this account is not among yours", field="account")

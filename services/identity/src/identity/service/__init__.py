@@ -30,13 +30,14 @@ from identity.service.recovery import (
     reissue_password_by_sms,
     request_reset_code,
 )
-from identity.service.registration import register
+from identity.service.registration import register, register_self
 
 __all__ = [
     "login",
     "recover_by_support",
     "redeem_reset_code",
     "register",
+    "register_self",
     "reissue_password_by_sms",
     "request_reset_code",
 ]

@@ -52,6 +52,7 @@ from identity.domain import (
 )
 from identity.domain import redeem_reset_code as redeem_reset_code_rule
 from identity.security import generate_code, generate_password
+from identity.service.sessions import SUPPORT_RECOVERY
 from identity.service.steps import (
     LOGIN_SCOPE,
     PASSWORD_BY_SMS_ACT,
@@ -399,6 +400,8 @@ async def _restore_access(
         conn, ctx, subscriber, PasswordPurpose.SUPPORT_RECOVERY, replace_now=True
     )
     await store.drop_throttles(conn, LOGIN_SCOPE, subject_prefix=f"{account} ")  # every source
+    # Whoever lost access may have lost it to someone signed in: every sign-in ends.
+    await store.revoke_sessions(conn, account, why=SUPPORT_RECOVERY, at=ctx.clock.now())
     restored = ctx.envelope(
         AccessRestoredBySupport(account_number=account, operator=cmd.operator, reason=cmd.reason),
         account=account, cause=issued,

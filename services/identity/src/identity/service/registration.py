@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.catalog.identity import PasswordPurpose, SubscriberRegistered
@@ -21,6 +20,7 @@ from identity.domain import (
     LookupKind,
     PassportAlreadyRegistered,
     Registration,
+    TooManyFromAddress,
     RegistrationCommand,
     account_number_from_sequence,
     contract_number,
@@ -32,6 +32,8 @@ from identity.domain import (
 from identity.security import generate_password
 from identity.service.steps import (
     PASSWORD_ISSUED_ACT,
+    SELF_REGISTRATION_ACT,
+    count_address_request,
     counted,
     secret_issued,
 )
@@ -93,20 +95,45 @@ def _registered(ctx: IdentityContext, registration: Registration, new: store.New
 
 
 async def register(ctx: IdentityContext, command: RegistrationCommand | Mapping[str, Any]) -> Registered:
-    """Open a personal account: allocate the account and contract numbers, store the
-    subscriber's data protected, issue the initial password.
+    """Open a personal account (the call centre, a service): allocate the account and contract
+    numbers, store the subscriber's data protected, issue the initial password.
 
     Publishes SubscriberRegistered (contacts sealed + masked, no passport data) and
-    PasswordIssued(initial). Raises InvalidCommand (field errors) or PassportAlreadyRegistered.
+    PasswordIssued(initial). Raises InvalidCommand (field errors) or PassportAlreadyRegistered:
+    the caller is told, so a form sent twice does not open two contracts.
     """
+    return await _open_account(ctx, command, source=None, refuse_known_passport=True)
+
+
+async def register_self(
+    ctx: IdentityContext, command: RegistrationCommand | Mapping[str, Any], *, source: str | None
+) -> Registered:
+    """The subscriber signs the contract on the site: the same account as :func:`register`,
+    throttled per client address (``source``) like the other anonymous requests.
+
+    A passport or a phone that already holds accounts gets one more (a person may sign several
+    contracts): the answer and the work are the same, so it tells nobody what is registered.
+    Raises InvalidCommand or TooManyFromAddress.
+    """
+    return await _open_account(ctx, command, source=source, refuse_known_passport=False)
+
+
+async def _open_account(
+    ctx: IdentityContext, command: RegistrationCommand | Mapping[str, Any], *, source: str | None,
+    refuse_known_passport: bool,
+) -> Registered:
     now = ctx.clock.now()
     registration = validate_registration(command, now=now, regions=ctx.settings.regions)
     passport_hash = ctx.vault.lookup_hash(LookupKind.PASSPORT, registration.passport_text())
     password = generate_password(PASSWORD_POLICY)
     password_hash = await ctx.hash(password)
 
-    async def work(conn: AsyncConnection) -> store.NewSubscriber:
-        if await store.passport_registered(conn, passport_hash):
+    async def work(conn: AsyncConnection) -> store.NewSubscriber | TooManyFromAddress:
+        refusal = await count_address_request(conn, ctx, now, source)
+        if refusal is not None:
+            return refusal
+        await store.lock_passport(conn, passport_hash)
+        if refuse_known_passport and await store.passport_registered(conn, passport_hash):
             raise PassportAlreadyRegistered()
         sequence = await store.next_account_sequence(conn)
         new = _new_subscriber(ctx, registration, sequence=sequence, password_hash=password_hash, now=now)
@@ -117,21 +144,23 @@ async def register(ctx: IdentityContext, command: RegistrationCommand | Mapping[
             channel="sms", destination=registration.mobile_phone, secret=password, cause=registered,
         )
         await ctx.stage(conn, [registered, issued])
-        await store.record_acts(conn, [_initial_password_act(new)], at=now)
+        await store.record_acts(conn, _acts(new, source), at=now)
         return new
 
-    try:
-        new = await ctx.unit_of_work(work)
-    except IntegrityError:
-        # Two registrations of one passport raced; the unique index let one through.
-        async with ctx.db.connect() as conn:
-            if await store.passport_registered(conn, passport_hash):
-                raise PassportAlreadyRegistered() from None
-        raise
-    counted([_initial_password_act(new)])
+    new = await ctx.unit_of_work(work)
+    if isinstance(new, TooManyFromAddress):
+        raise new
+    counted(_acts(new, source))
     log.info("subscriber registered", account_number=new.account_number, region=registration.region,
-             legal_status=registration.legal_status.value)
+             legal_status=registration.legal_status.value, by_themselves=source is not None)
     return Registered(account_number=new.account_number, contract_number=new.contract_number)
+
+
+def _acts(new: store.NewSubscriber, source: str | None) -> list[store.Act]:
+    acts = [_initial_password_act(new)]
+    if source is not None:
+        acts.append(store.Act(SELF_REGISTRATION_ACT, "registered", new.account_number, source))
+    return acts
 
 
 def _initial_password_act(new: store.NewSubscriber) -> store.Act:

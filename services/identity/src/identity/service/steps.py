@@ -59,6 +59,8 @@ RESET_REDEEMED_ACT = "reset_code_redeemed"
 PASSWORD_REPLACED_ACT = "password_replaced"
 LOGIN_LOCKED_ACT = "login_locked"
 SUPPORT_RECOVERY_ACT = "support_recovery"
+PASSWORD_CHANGED_ACT = "password_changed"
+SELF_REGISTRATION_ACT = "self_registration"
 
 SENSITIVE_ACTS = Counter(
     "identity_sensitive_acts_total", "Identity's sensitive acts by what really came of them", ["act", "outcome"]
