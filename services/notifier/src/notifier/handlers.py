@@ -1,6 +1,8 @@
 """Events in, deliveries out: what the notifier does with billing.identity, .ledger and .tariff.
 
-SubscriberRegistered keeps the profile (the contact stays sealed in the database). Every other
+SubscriberRegistered keeps the profile (the contact stays sealed in the database);
+NoticePreferencesChanged the notices the subscriber turned off (the newest choice wins);
+LanguageChanged the language messages are written in. Every other
 routed event is decided by the domain against the profile, and each message it calls for
 becomes a ``pending`` delivery row in the same transaction as the inbox claim: a redelivered
 event is absorbed by the inbox, and the unique (event, template, channel) key guards the rest.
@@ -17,7 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing_events.catalog.identity import LoginLocked, PasswordIssued, SubscriberRegistered
+from billing_events.catalog.identity import (
+    LanguageChanged,
+    LoginLocked,
+    NoticePreferencesChanged,
+    PasswordIssued,
+    SubscriberRegistered,
+)
 from billing_events.catalog.ledger import BalanceChanged
 from billing_events.catalog.notifier import DeliveryChannel
 from billing_events.catalog.tariff import (
@@ -61,7 +69,11 @@ class Handlers:
         self._context = context
 
     def router(self) -> EventRouter:
-        routes: dict[Any, Any] = {SubscriberRegistered: self.on_registered}
+        routes: dict[Any, Any] = {
+            SubscriberRegistered: self.on_registered,
+            NoticePreferencesChanged: self.on_preferences,
+            LanguageChanged: self.on_language,
+        }
         routes.update({event_cls: self.on_event for event_cls in NOTICE_EVENTS})
         return EventRouter(routes)
 
@@ -88,6 +100,24 @@ class Handlers:
             for raw in parked:
                 await self._decide(conn, decode(raw), profile)
             log.info("notifier.parked_events_decided", account=registered.account_number, count=len(parked))
+        return []
+
+    async def on_preferences(
+        self, conn: AsyncConnection, envelope: Envelope[NoticePreferencesChanged]
+    ) -> list[Envelope[Any]]:
+        """Kept apart from the profile, so a choice is kept whatever arrived before it."""
+        changed = envelope.payload
+        kept = await store.save_notice_preferences(conn, changed.account_number, changed.turned_off,
+                                                   version=changed.preferences_version, now=self._context.clock.now())
+        log.info("notifier.notice_preferences", account=changed.account_number, kept=kept,
+                 turned_off=[kind.value for kind in changed.turned_off])
+        return []
+
+    async def on_language(self, conn: AsyncConnection, envelope: Envelope[LanguageChanged]) -> list[Envelope[Any]]:
+        """Identity publishes it after the account's SubscriberRegistered, in the same partition."""
+        changed = envelope.payload
+        await store.set_language(conn, changed.account_number, self._context.language(changed.language),
+                                 self._context.clock.now())
         return []
 
     async def on_event(self, conn: AsyncConnection, envelope: Envelope[Any]) -> list[Envelope[Any]]:

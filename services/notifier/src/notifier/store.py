@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from billing_events.catalog.identity import NoticeKind
 from billing_events.catalog.notifier import DeliveryChannel
 from billing_events.db import insert_ignoring_duplicates, upsert
 from billing_events.money import Money
@@ -71,6 +72,17 @@ subscribers = Table(
     Column("sealed_contact", Text, nullable=False),
     Column("registered_event_id", Uuid, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# The notices each subscriber turned off, as the latest NoticePreferencesChanged said (its
+# preferences_version: an older one delivered again changes nothing).
+notice_preferences = Table(
+    "notice_preferences",
+    metadata,
+    Column("account_number", String(12), primary_key=True),
+    Column("turned_off", JSON, nullable=False),
+    Column("preferences_version", BigInteger, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
@@ -171,7 +183,7 @@ class SubscriberRow:
     masked_email: str | None
     sealed_contact: str = field(repr=False)
 
-    def profile(self, opener: Unsealer) -> SubscriberProfile:
+    def profile(self, opener: Unsealer, notices_off: frozenset[NoticeKind] = frozenset()) -> SubscriberProfile:
         """The profile with the contact opened (in memory only)."""
         contact = opener.contact(self.sealed_contact)
         email = None
@@ -183,6 +195,7 @@ class SubscriberRow:
             phone=Destination(contact.phone, self.masked_phone),
             email=email,
             notify_by=self.notify_by,
+            notices_off=notices_off,
         )
 
 
@@ -205,7 +218,32 @@ async def load_profile(
 ) -> SubscriberProfile | None:
     """The profile with the contact opened (in memory only)."""
     row = await subscriber_row(conn, account_number)
-    return None if row is None else row.profile(opener)
+    if row is None:
+        return None
+    turned_off = await conn.scalar(
+        select(notice_preferences.c.turned_off).where(notice_preferences.c.account_number == account_number))
+    return row.profile(opener, frozenset(NoticeKind(kind) for kind in turned_off or ()))
+
+
+async def save_notice_preferences(
+    conn: AsyncConnection, account_number: str, turned_off: Sequence[NoticeKind], *, version: int, now: datetime
+) -> bool:
+    """Keep the subscriber's choice unless a newer one is kept already; whether it was kept."""
+    held = await conn.scalar(select(notice_preferences.c.preferences_version)
+                             .where(notice_preferences.c.account_number == account_number))
+    if held is not None and held >= version:
+        return False
+    await conn.execute(
+        upsert(conn, notice_preferences, ["account_number"], ["turned_off", "preferences_version", "updated_at"]),
+        {"account_number": account_number, "turned_off": sorted(kind.value for kind in turned_off),
+         "preferences_version": version, "updated_at": now},
+    )
+    return True
+
+
+async def set_language(conn: AsyncConnection, account_number: str, language: str, now: datetime) -> None:
+    await conn.execute(update(subscribers).where(subscribers.c.account_number == account_number)
+                       .values(language=language, updated_at=now))
 
 
 # --- the low-balance alarm --------------------------------------------------------------------

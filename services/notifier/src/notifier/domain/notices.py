@@ -7,7 +7,7 @@ Decided without I/O: the service layer loads the profile and the account's alarm
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,12 +71,14 @@ class Decision:
 def decide(
     payload: Event, profile: SubscriberProfile, context: NoticeContext, opener: Unsealer
 ) -> Decision:
-    """The messages one event must produce for its subscriber; other events produce none."""
+    """The messages one event must produce for its subscriber; other events produce none.
+    Notices the subscriber turned off are not written (the alarm still follows the balance)."""
     if isinstance(payload, BalanceChanged):
-        return _balance_changed(payload, profile, context)
-    return Decision(
-        _stateless_intents(payload, profile, context, opener), context.low_balance_alarm
-    )
+        decision = _balance_changed(payload, profile, context)
+    else:
+        decision = Decision(_stateless_intents(payload, profile, context, opener), context.low_balance_alarm)
+    wanted = tuple(intent for intent in decision.intents if intent.template.notice_kind not in profile.notices_off)
+    return replace(decision, intents=wanted)
 
 
 def _stateless_intents(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from billing_events.catalog.identity import SubscriberRegistered
+from billing_events.catalog.identity import NoticeKind, SubscriberRegistered
 from billing_events.catalog.notifier import DeliveryChannel
 
 from notifier.domain.errors import ErrorCode, NotifierError
@@ -51,6 +51,8 @@ class SubscriberProfile:
     phone: Destination
     email: Destination | None = None
     notify_by: DeliveryChannel = DeliveryChannel.SMS
+    notices_off: frozenset[NoticeKind] = frozenset()
+    """The notices the subscriber turned off (NoticePreferencesChanged)."""
 
     def __post_init__(self) -> None:
         if self.notify_by is DeliveryChannel.EMAIL and self.email is None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from billing_events.catalog.identity import PasswordPurpose
+from billing_events.catalog.identity import NoticeKind, PasswordPurpose
 
 
 class TemplateKey(StrEnum):
@@ -28,12 +28,29 @@ class TemplateKey(StrEnum):
     def carries_secret(self) -> bool:
         return self in PASSWORD_TEMPLATES.values()
 
+    @property
+    def notice_kind(self) -> NoticeKind | None:
+        """The kind a subscriber may turn off this message as; None: it always goes (passwords,
+        codes, security notices)."""
+        return NOTICE_KINDS.get(self)
+
 
 PASSWORD_TEMPLATES: Mapping[PasswordPurpose, TemplateKey] = {
     PasswordPurpose.INITIAL: TemplateKey.PASSWORD_INITIAL,
     PasswordPurpose.SMS_REISSUE: TemplateKey.PASSWORD_SMS_REISSUE,
     PasswordPurpose.RESET_CODE: TemplateKey.PASSWORD_RESET_CODE,
     PasswordPurpose.SUPPORT_RECOVERY: TemplateKey.PASSWORD_SUPPORT_RECOVERY,
+}
+
+
+NOTICE_KINDS: Mapping[TemplateKey, NoticeKind] = {
+    TemplateKey.PAYMENT_CREDITED: NoticeKind.PAYMENT_CREDITED,
+    TemplateKey.BALANCE_LOW: NoticeKind.BALANCE_LOW,
+    TemplateKey.ACCOUNT_BLOCKED_FOR_DEBT: NoticeKind.DEBT_BLOCK,
+    TemplateKey.ACCOUNT_UNBLOCKED: NoticeKind.DEBT_BLOCK,
+    TemplateKey.VOLUNTARY_BLOCK_STARTED: NoticeKind.VOLUNTARY_BLOCK,
+    TemplateKey.VOLUNTARY_BLOCK_ENDED: NoticeKind.VOLUNTARY_BLOCK,
+    TemplateKey.TARIFF_CHANGED: NoticeKind.TARIFF_CHANGED,
 }
 
 
