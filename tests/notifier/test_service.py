@@ -19,7 +19,14 @@ from uuid import uuid4
 import httpx
 import pytest
 from billing_events import topics
-from billing_events.catalog.identity import LoginLocked, PasswordIssued, PasswordPurpose, SubscriberRegistered
+from billing_events.catalog.identity import (
+    LoginLocked,
+    NoticeKind,
+    NoticePreferencesChanged,
+    PasswordIssued,
+    PasswordPurpose,
+    SubscriberRegistered,
+)
 from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.catalog.notifier import DeliveryChannel
 from billing_events.catalog.tariff import (
@@ -257,6 +264,30 @@ async def test_a_redelivered_event_sends_once_even_across_a_restart(start, make_
     assert templates == ["payment_credited", "login_locked"]
     assert sorted(row["template"] for row in rows) == ["login_locked", "payment_credited"]
     assert len([e for e in reader.envelopes if e.event_type == "NotificationSent"]) == 2
+
+
+async def test_notices_turned_off_are_not_sent_and_passwords_and_security_notices_always_are(
+        start, bootstrap_servers):
+    """The subscriber turned off low-balance notices (and an older choice, turning nothing off,
+    arrives again after it): a fall below the threshold tells nothing; a payment, a password and
+    a lockout still go."""
+    person = Person("100000000040", "ru", "+79160000040")
+
+    def preferences(turned_off: list[NoticeKind], version: int) -> Envelope[NoticePreferencesChanged]:
+        return person.envelope(NoticePreferencesChanged(account_number=person.account, turned_off=turned_off,
+                                                        preferences_version=version))
+
+    async with start() as (runtime, _), outcomes(runtime, bootstrap_servers) as reader:
+        await publish(runtime, bootstrap_servers, person.registered(), preferences([], 1),
+                      preferences([NoticeKind.BALANCE_LOW], 2), preferences([], 1),
+                      person.balance(500_00, 500_00, "PaymentReceived"), person.balance(50_00, -450_00, "ChargeApplied"),
+                      person.password("pw-kept-on"), person.login_locked())
+        await reader.wait_for_type("NotificationSent", 1, template="login_locked", timeout=60)
+        await reader.wait_for_type("NotificationSent", 1, template="password_initial", timeout=60)
+        rows = await table_rows(runtime, store.deliveries)
+        kept = await table_rows(runtime, store.notice_preferences)
+    assert sorted(row["template"] for row in rows) == ["login_locked", "password_initial", "payment_credited"]
+    assert [(row["turned_off"], row["preferences_version"]) for row in kept] == [(["balance_low"], 2)]
 
 
 async def test_a_rotation_of_the_sealing_key_strands_no_secret(start, make_settings, bootstrap_servers):
