@@ -307,3 +307,20 @@ async def test_a_phone_holding_several_accounts_opens_each_and_no_other(
         assert (await http.get("/identity/me", headers=bearer(opened.json()["token"]))).json()["account_number"] == tv
         refused = await http.post(f"/identity/me/accounts/{stranger}/token", headers=bearer(by_phone["token"]))
         assert (refused.status_code, refused.json()["code"]) == (403, "wrong_account")
+
+
+async def test_the_openapi_document_says_who_may_call_each_route(start_identity: Any) -> None:
+    runtime, _ = await start_identity()
+    document = runtime.http_app.openapi()
+    callers = {f"{method.upper()} {path}": operation.get("x-callers")
+               for path, operations in document["paths"].items() if path.startswith("/identity/")
+               for method, operation in operations.items()}
+    assert all(who and set(who) <= {"anonymous", "subscriber", "service"} for who in callers.values()), callers
+    subscribers = {route for route, who in callers.items() if "subscriber" in who}
+    assert subscribers == {
+        "POST /identity/sign-out", "GET /identity/me", "GET /identity/me/accounts",
+        "POST /identity/me/accounts/{account}/token", "PUT /identity/me/password", "PUT /identity/me/language",
+        "PUT /identity/me/notices",
+    }
+    assert callers["POST /identity/subscribers"] == callers["POST /identity/support/recoveries"] == ["service"]
+    assert callers["POST /identity/registrations"] == callers["POST /identity/tokens/refresh"] == ["anonymous"]

@@ -45,7 +45,8 @@ def is_current_version(headers: dict[str, str]) -> bool:
 def events_router(service: str, db: Database) -> APIRouter:
     router = APIRouter(prefix=f"/{service}", tags=[service], responses=problem_responses(401, 403, 422))
 
-    @router.get("/accounts/{account}/events", response_model=AccountEvents, response_class=Response)
+    @router.get("/accounts/{account}/events", response_model=AccountEvents, response_class=Response,
+                openapi_extra={"x-callers": ["service"]})
     async def account_events(
         caller: Caller,
         account: Annotated[str, Path(pattern=r"^[0-9]{12}$")],

@@ -1,0 +1,142 @@
+"""docs/cabinet-api.md runs as printed: every request it shows, in order, against the four
+services running over the broker, each answer held to the one the document shows.
+
+The document's form (its "How to read" section): a ```http block starting with a method is a
+request, sent to the service its path starts with; the ```http block after it, starting with
+``HTTP/1.1``, is the answer (its status, and the JSON fields shown: ``"..."`` any value,
+``"{name}"`` a value kept for later ``{name}``). ``{sms:name}`` is the password the latest SMS
+brought to the account kept as ``name``, read from the notifier's development file channel. A
+GET is asked again until it shows what is printed (the services hear of an account through the
+broker); every other request runs once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from billing_events.testing.plugin import eventually
+
+DOCUMENT = Path(__file__).parents[2] / "docs" / "cabinet-api.md"
+BLOCK = re.compile(r"^```http\n(.*?)^```", re.S | re.M)
+PLACEHOLDER = re.compile(r"\{(sms:)?([a-z_]+)\}")
+KEPT = re.compile(r"\{([a-z_]+)\}")
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass
+class Exchange:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: str
+    status: int
+    shown: Any  # the answer's JSON as the document shows it; None when it shows none
+
+
+def _head_and_body(block: str) -> tuple[list[str], str]:
+    head, _, body = block.partition("\n\n")
+    return [line for line in head.splitlines() if line.strip()], body.strip()
+
+
+def exchanges(text: str) -> list[Exchange]:
+    found: list[Exchange] = []
+    blocks = [block.group(1) for block in BLOCK.finditer(text)]
+    for block, answer in zip(blocks, blocks[1:]):
+        if not block.startswith(METHODS):
+            continue
+        assert answer.startswith("HTTP/1.1 "), f"a request without its answer: {block.splitlines()[0]}"
+        (request_line, *header_lines), body = _head_and_body(block)
+        method, path = request_line.split()
+        (status_line, *_), shown = _head_and_body(answer)
+        headers = dict(line.split(": ", 1) for line in header_lines)
+        found.append(Exchange(method, path, headers, body, int(status_line.split()[1]),
+                              json.loads(shown) if shown else None))
+    return found
+
+
+def shows(shown: Any, got: Any, kept: dict[str, Any]) -> bool:
+    """Whether ``got`` has what the document shows; the values it names go into ``kept``."""
+    if shown == "...":
+        return True
+    if isinstance(shown, str) and (name := KEPT.fullmatch(shown)):
+        kept[name.group(1)] = got
+        return True
+    if isinstance(shown, dict):
+        return isinstance(got, dict) and all(key in got and shows(value, got[key], kept)
+                                               for key, value in shown.items())
+    if isinstance(shown, list):
+        return (isinstance(got, list) and len(got) == len(shown)
+                and all(shows(one, other, kept) for one, other in zip(shown, got)))
+    return bool(shown == got)
+
+
+SMS_PASSWORD = r"{account}\D{{1,5}}([A-Za-z2-9]{{12}})"
+
+
+def sms_password(suite: Any, account: str) -> str | None:
+    """The password the latest SMS brought to ``account``, as the subscriber reads it."""
+    found = [re.search(SMS_PASSWORD.format(account=account), message["body"])
+             for message in suite.messages() if message["template"].startswith("password")]
+    passwords = [match.group(1) for match in found if match]
+    return passwords[-1] if passwords else None
+
+
+async def test_every_request_of_the_cabinet_document_runs_as_printed(suite: Any) -> None:
+    walk = exchanges(DOCUMENT.read_text(encoding="utf-8"))
+    assert len(walk) >= 15
+    urls = suite.urls()
+    kept: dict[str, Any] = {}
+
+    async def filled(text: str) -> str:
+        async def value(match: re.Match[str]) -> str:
+            sms, name = match.groups()
+            assert name in kept, f"{{{name}}} is used before the document keeps it"
+            if not sms:
+                return str(kept[name])
+            return str(await eventually(lambda: sms_password(suite, kept[name]), what=f"the SMS to {{{name}}}"))
+
+        parts, last = [], 0
+        for match in PLACEHOLDER.finditer(text):
+            parts += [text[last:match.start()], await value(match)]
+            last = match.end()
+        return "".join(parts) + text[last:]
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        for step in walk:
+            service = step.path.strip("/").split("/")[0]
+            assert service in urls, f"{step.path}: no service {service!r} runs"
+            path, body = await filled(step.path), await filled(step.body)
+            headers = {name: await filled(value) for name, value in step.headers.items()}
+            last: list[httpx.Response] = []
+            found: dict[str, Any] = {}
+
+            async def asked() -> bool:
+                answer = await http.request(step.method, urls[service] + path, headers=headers,
+                                            content=body.encode() if body else None)
+                last[:] = [answer]
+                found.clear()
+                return answer.status_code == step.status and (
+                    step.shown is None or shows(step.shown, answer.json(), found))
+
+            what = f"{step.method} {step.path}"
+            if step.method == "GET":
+                await eventually(asked, interval=0.5, what=f"{what} to answer as the document shows")
+            else:
+                assert await asked(), f"{what} answered {last[0].status_code} {last[0].text}"
+            kept.update(found)
+
+
+def test_the_document_form_is_checked() -> None:
+    """The checker refuses an answer that lacks a field shown or has another value."""
+    kept: dict[str, Any] = {}
+    assert shows({"a": "...", "b": [1, "{c}"]}, {"a": 5, "b": [1, 2], "x": 0}, kept) and kept == {"c": 2}
+    assert not shows({"a": "..."}, {"b": 1}, {})
+    assert not shows({"a": [1]}, {"a": [1, 2]}, {})
+    assert not shows({"code": "login_refused"}, {"code": "token_revoked"}, {})
+    assert all(step.status for step in exchanges(DOCUMENT.read_text(encoding="utf-8")))
