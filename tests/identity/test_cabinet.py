@@ -17,6 +17,7 @@ import pytest
 
 from billing_events import topics
 from billing_events.catalog.identity import PasswordPurpose
+from billing_events.sealing import unseal
 from billing_events.testing.kafka_probe import TopicReader
 from identity import service
 
@@ -324,3 +325,37 @@ async def test_the_openapi_document_says_who_may_call_each_route(start_identity:
     }
     assert callers["POST /identity/subscribers"] == callers["POST /identity/support/recoveries"] == ["service"]
     assert callers["POST /identity/registrations"] == callers["POST /identity/tokens/refresh"] == ["anonymous"]
+
+
+async def test_a_new_phone_is_confirmed_by_a_code_sent_to_it_and_counted_with_every_request(
+        start_identity: Any, make_flow: Any, bootstrap_servers: str) -> None:
+    async with cabinet(start_identity, make_flow, bootstrap_servers) as (flow, http):
+        account, password = await registered(flow, http)
+        me = bearer((await signed_in(flow, http, account, password))["token"])
+        neither = await http.post("/identity/me/contact-changes", headers=me, json={})
+        assert (neither.status_code, neither.json()["errors"][0]["code"]) == (422, "one_contact")
+        asked = await http.post("/identity/me/contact-changes", headers=me, json={"phone": "+7 903 111-22-33"})
+        assert asked.status_code == 202 and asked.json()["masked_destination"] == "+7 *** ***-22-33"
+        [issued] = await flow.reader.wait_for_type("ContactCodeIssued", account_number=account)
+        sealed = unseal(flow.private_key, issued.payload.sealed_secret)
+        assert sealed["destination"] == "+79031112233"
+        code = sealed["secret"]
+        wrong = await http.post("/identity/me/contact-changes/confirm", headers=me,
+                                json={"code": f"{(int(code) + 1) % 1_000_000:06d}"})
+        assert (wrong.status_code, wrong.json()["reason"]) == (400, "wrong_code")
+        confirmed = await http.post("/identity/me/contact-changes/confirm", headers=me, json={"code": code})
+        assert confirmed.status_code == 200 and confirmed.json()["masked_phone"] == "+7 *** ***-22-33"
+        again = await http.post("/identity/me/contact-changes/confirm", headers=me, json={"code": code})
+        assert (again.status_code, again.json()["reason"]) == (400, "already_used")
+        [changed] = await flow.reader.wait_for_type("ContactChanged", account_number=account)
+        assert (changed.payload.changed, changed.payload.contact_version) == ("phone", 1)
+        assert unseal(flow.private_key, changed.payload.sealed_contact)["phone"] == "+79031112233"
+        # The new phone logs in and gets passwords; the old one names nobody now.
+        assert (await signed_in(flow, http, "+7 903 111-22-33", password))["account_number"] == account
+        old = await http.post("/identity/login", json={"login": "+7 912 345-67-89", "password": password})
+        assert old.status_code == 401
+        # The code request was one of the five password and code requests of the hour.
+        for _ in range(4):
+            await service.reissue_password_by_sms(flow.ctx, {"login": account})
+        last = await http.post("/identity/me/contact-changes", headers=me, json={"email": "new@mail.ru"})
+        assert (last.status_code, last.json()["code"]) == (429, "too_many_requests")

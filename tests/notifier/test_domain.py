@@ -443,8 +443,8 @@ def test_reset_code_by_email_states_its_validity(subscriber, seal, opener, now):
     assert intent.variables["valid_minutes"] == 15
 
 
-def test_only_password_templates_carry_secrets():
-    assert {key for key in TemplateKey if key.carries_secret} == set(PASSWORD_TEMPLATES.values())
+def test_only_password_and_code_templates_carry_secrets():
+    assert {key for key in TemplateKey if key.carries_secret} == {*PASSWORD_TEMPLATES.values(), TemplateKey.CONTACT_CODE}
 
 
 # --- retry policy -----------------------------------------------------------------------------

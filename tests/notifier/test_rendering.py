@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pytest
-from billing_events.catalog.identity import LoginLocked, PasswordIssued, PasswordPurpose
+from billing_events.catalog.identity import (
+    ContactChanged,
+    ContactCodeIssued,
+    LoginLocked,
+    PasswordIssued,
+    PasswordPurpose,
+)
 from billing_events.catalog.notifier import DeliveryChannel
 from billing_events.catalog.tariff import (
     AccountBlocked,
@@ -127,6 +133,22 @@ def password(purpose):
     return event
 
 
+def contact_code(subscriber, seal, now, balance_changed):
+    return ContactCodeIssued(
+        account_number=subscriber.account, channel="sms", masked_destination=subscriber.masked_phone,
+        sealed_secret=seal({"secret": SECRET, "destination": subscriber.phone}),
+        expires_at=now + timedelta(minutes=15),
+    )
+
+
+def contact_changed(subscriber, seal, now, balance_changed):
+    return ContactChanged(
+        account_number=subscriber.account, changed="phone", masked_phone="+7 *** ***-00-11",
+        masked_email=subscriber.masked_email, contact_version=1,
+        sealed_contact=seal({"phone": "+79160000011", "email": subscriber.email}),
+    )
+
+
 CASES = [
     Case(TemplateKey.PAYMENT_CREDITED, payment, ("1 234,50 ₽", "12 345 678,90 ₽")),
     Case(TemplateKey.BALANCE_LOW, balance_low, ("1 234,50 ₽",)),
@@ -148,6 +170,8 @@ CASES = [
     Case(
         TemplateKey.PASSWORD_SUPPORT_RECOVERY, password(PasswordPurpose.SUPPORT_RECOVERY), (SECRET,)
     ),
+    Case(TemplateKey.CONTACT_CODE, contact_code, (SECRET, "15")),
+    Case(TemplateKey.CONTACT_CHANGED, contact_changed, ("+7 *** ***-00-11",)),
 ]
 
 

@@ -20,6 +20,8 @@ import httpx
 import pytest
 from billing_events import topics
 from billing_events.catalog.identity import (
+    ContactChanged,
+    ContactCodeIssued,
     LoginLocked,
     NoticeKind,
     NoticePreferencesChanged,
@@ -50,6 +52,7 @@ from notifier import store
 from notifier.app import build
 from notifier.channels import REDACTED
 from notifier.domain import TemplateKey
+from notifier.handlers import Handlers
 from notifier.rendering import Renderer
 from notifier.context import NotifierContext
 from notifier.service import DeliveryLogQuery, delivery_log
@@ -277,17 +280,49 @@ async def test_notices_turned_off_are_not_sent_and_passwords_and_security_notice
         return person.envelope(NoticePreferencesChanged(account_number=person.account, turned_off=turned_off,
                                                         preferences_version=version))
 
+    async def chosen() -> list[Any]:
+        return [(row["turned_off"], row["preferences_version"]) for row in
+                await table_rows(runtime, store.notice_preferences)]
+
     async with start() as (runtime, _), outcomes(runtime, bootstrap_servers) as reader:
         await publish(runtime, bootstrap_servers, person.registered(), preferences([], 1),
-                      preferences([NoticeKind.BALANCE_LOW], 2), preferences([], 1),
-                      person.balance(500_00, 500_00, "PaymentReceived"), person.balance(50_00, -450_00, "ChargeApplied"),
-                      person.password("pw-kept-on"), person.login_locked())
-        await reader.wait_for_type("NotificationSent", 1, template="login_locked", timeout=60)
+                      preferences([NoticeKind.BALANCE_LOW], 2), preferences([], 1), person.password("pw-kept-on"))
+        # The balance comes on another topic: the choice counts from when the notifier has it.
         await reader.wait_for_type("NotificationSent", 1, template="password_initial", timeout=60)
+        assert await chosen() == [(["balance_low"], 2)]
+        await publish(runtime, bootstrap_servers, person.balance(500_00, 500_00, "PaymentReceived"),
+                      person.balance(50_00, -450_00, "ChargeApplied"), person.login_locked(),
+                      person.balance(600_00, 550_00, "PaymentReceived"))  # decided after the fall
+        await reader.wait_for_type("NotificationSent", 1, template="login_locked", timeout=60)
+        await reader.wait_for_type("NotificationSent", 2, template="payment_credited", timeout=60)
         rows = await table_rows(runtime, store.deliveries)
-        kept = await table_rows(runtime, store.notice_preferences)
-    assert sorted(row["template"] for row in rows) == ["login_locked", "password_initial", "payment_credited"]
-    assert [(row["turned_off"], row["preferences_version"]) for row in kept] == [(["balance_low"], 2)]
+    assert sorted(row["template"] for row in rows) == [
+        "login_locked", "password_initial", "payment_credited", "payment_credited"]
+
+
+async def test_a_changed_phone_is_told_to_the_old_one_and_used_after(start, bootstrap_servers):
+    """The code goes to the new phone; the change is told to the old phone; later notices go to
+    the new one; the change delivered again after it (the inbox forgot) changes nothing."""
+    person = Person("100000000057", "en", "+79160000057")
+    new_phone = "+79039990057"
+    code = person.envelope(ContactCodeIssued(
+        account_number=person.account, channel="sms", masked_destination="+7 *** ***-00-57",
+        sealed_secret=seal(PUBLIC, {"secret": "482913", "destination": new_phone}),
+        expires_at=clock.now() + timedelta(minutes=15)))
+    changed = person.envelope(ContactChanged(
+        account_number=person.account, changed="phone", masked_phone="+7 *** ***-00-57", contact_version=1,
+        sealed_contact=seal(PUBLIC, {"phone": new_phone, "email": None})))
+    async with start() as (runtime, ctx), outcomes(runtime, bootstrap_servers) as reader:
+        await publish(runtime, bootstrap_servers, person.registered(), code, changed, person.login_locked())
+        await reader.wait_for_type("NotificationSent", 1, template="login_locked", timeout=60)
+        await reader.wait_for_type("NotificationSent", 1, template="contact_changed", timeout=60)
+        await reader.wait_for_type("NotificationSent", 1, template="contact_code", timeout=60)
+        async with runtime.db.transaction() as conn:  # the same change again, as after the inbox forgot it
+            assert await Handlers(ctx).on_contact_changed(conn, changed) == []
+        sent = {line["template"]: line["to"] for line in file_lines(runtime)}
+        rows = await table_rows(runtime, store.deliveries)
+    assert sent == {"contact_code": new_phone, "contact_changed": person.phone, "login_locked": new_phone}
+    assert len(rows) == 3
 
 
 async def test_a_rotation_of_the_sealing_key_strands_no_secret(start, make_settings, bootstrap_servers):

@@ -137,3 +137,23 @@ class NoticePreferencesCommand(Command):
 class NoticePreferences(BaseModel):
     account_number: str
     notices_off: list[NoticeKind]
+
+
+class ContactChangeCommand(Command):
+    """A new mobile number OR a new e-mail: a code goes to it, and the change waits for the code."""
+
+    phone: MobilePhone | None = None
+    email: Email | None = None
+
+
+class ConfirmContactCommand(Command):
+    code: str = Field(min_length=1, max_length=32, repr=False)
+
+
+class ContactCodeSent(BaseModel):
+    """The code confirming a new contact is on its way to it."""
+
+    account_number: str
+    channel: Literal["sms", "email"]
+    masked_destination: str
+    expires_at: datetime

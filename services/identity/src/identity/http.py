@@ -240,6 +240,23 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
         await cabinet.change_password(ctx, session.account_number, session.id, body)
         return Response(status_code=204)
 
+    @router.post("/me/contact-changes", status_code=202,
+                 summary="Change the phone or e-mail: a code goes to the new one",
+                 response_model=commands.ContactCodeSent,
+                 openapi_extra={**json_body(commands.ContactChangeCommand), **callers("subscriber")},
+                 responses=problem_responses(401, 403, 429))
+    async def change_contact(session: store.Session = Session, body: dict[str, Any] = Body(...)) -> Any:
+        """Counted with every password and code request of the account (five an hour)."""
+        return _answer(await cabinet.request_contact_change(ctx, session.account_number, body), 202)
+
+    @router.post("/me/contact-changes/confirm", summary="The code from the new contact: the change is made",
+                 response_model=commands.ProfileView,
+                 openapi_extra={**json_body(commands.ConfirmContactCommand), **callers("subscriber")},
+                 responses=problem_responses(400, 401, 403))
+    async def confirm_contact(session: store.Session = Session, body: dict[str, Any] = Body(...)) -> Any:
+        """The previous phone or e-mail is told of the change."""
+        return _answer(await cabinet.confirm_contact_change(ctx, session.account_number, body))
+
     @router.put("/me/language", status_code=204, summary="The language of messages and of the cabinet",
                 openapi_extra={**json_body(commands.LanguageCommand), **callers("subscriber")},
                 responses=problem_responses(401, 403))

@@ -80,6 +80,22 @@ subscribers = Table(
     Column("registered_at", UtcDateTime, nullable=False),
     Column("notices_off", Text, doc="JSON list of the notice kinds turned off; NULL: every notice on"),
     Column("preferences_version", Integer, nullable=False, server_default="0"),
+    Column("contact_version", Integer, nullable=False, server_default="0"),
+)
+
+# A new phone or e-mail waiting for its code (one per account: a new request replaces it).
+contact_changes = Table(
+    "contact_changes",
+    metadata,
+    Column("account_number", String(12), primary_key=True),
+    Column("kind", String(8), nullable=False, doc="phone or email"),
+    Column("contact_encrypted", Text, nullable=False, doc="The new value, bound to <account>/new_contact"),
+    Column("code_hash", Text, nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("max_wrong_guesses", Integer, nullable=False),
+    Column("wrong_guesses", Integer, nullable=False),
+    Column("used_at", UtcDateTime),
 )
 
 # One sign-in: a family of refresh tokens, each used once to get the next. Signing out (or a
@@ -503,6 +519,52 @@ async def drop_throttles(conn: AsyncConnection, scope: str, *, subject_prefix: s
             throttles.c.scope == scope, throttles.c.subject.startswith(subject_prefix, autoescape=True)
         )
     )
+
+
+# --- contact changes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContactChange:
+    kind: str
+    contact_encrypted: str
+    code: ResetCode
+
+
+async def contact_change(conn: AsyncConnection, account_number: str) -> ContactChange | None:
+    row = (await conn.execute(
+        select(contact_changes).where(contact_changes.c.account_number == account_number)
+    )).first()
+    if row is None:
+        return None
+    code = ResetCode(code_hash=row.code_hash, issued_at=row.issued_at, expires_at=row.expires_at,
+                     max_wrong_guesses=row.max_wrong_guesses, wrong_guesses=row.wrong_guesses, used_at=row.used_at)
+    return ContactChange(row.kind, row.contact_encrypted, code)
+
+
+async def save_contact_change(conn: AsyncConnection, account_number: str, change: ContactChange) -> None:
+    columns = ("kind", "contact_encrypted", "code_hash", "issued_at", "expires_at", "max_wrong_guesses",
+               "wrong_guesses", "used_at")
+    code = change.code
+    await conn.execute(
+        upsert(conn, contact_changes, ["account_number"], columns),
+        {"account_number": account_number, "kind": change.kind, "contact_encrypted": change.contact_encrypted,
+         "code_hash": code.code_hash, "issued_at": code.issued_at, "expires_at": code.expires_at,
+         "max_wrong_guesses": code.max_wrong_guesses, "wrong_guesses": code.wrong_guesses, "used_at": code.used_at},
+    )
+
+
+async def set_contact(
+    conn: AsyncConnection, account_number: str, *, phone_hash: str, email_hash: str | None, contact_encrypted: str
+) -> int:
+    """The subscriber's contact now; the change's number (``contact_version``)."""
+    version = await conn.scalar(
+        update(subscribers).where(subscribers.c.account_number == account_number)
+        .values(phone_hash=phone_hash, email_hash=email_hash, contact_encrypted=contact_encrypted,
+                contact_version=subscribers.c.contact_version + 1)
+        .returning(subscribers.c.contact_version)
+    )
+    return int(version)
 
 
 # --- sessions and refresh tokens -------------------------------------------------------------

@@ -184,6 +184,12 @@ class Deliverer:
             issued = self._context.opener.secret(row.sealed_secret)
             variables["secret"] = issued.secret
             destination = Destination(issued.destination, row.masked_destination)
+        elif row.sealed_contact is not None:
+            contact = self._context.opener.contact(row.sealed_contact)
+            address = contact.email if row.channel is DeliveryChannel.EMAIL else contact.phone
+            if address is None:
+                raise NotifierError(ErrorCode.NO_EMAIL, "the contact replaced has no e-mail address")
+            destination = Destination(address, row.masked_destination)
         else:
             destination = await self._notice_destination(row.account_number, row.channel, row.masked_destination)
         message = self._context.renderer.render(TemplateKey(row.template), row.language, variables, row.channel)

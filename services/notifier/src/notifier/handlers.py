@@ -20,6 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from billing_events.catalog.identity import (
+    ContactChanged,
+    ContactCodeIssued,
     LanguageChanged,
     LoginLocked,
     NoticePreferencesChanged,
@@ -59,7 +61,7 @@ PARKED = Counter("notifier_events_parked_total", "Events waiting for their subsc
 INTENDED = Counter("notifier_messages_intended_total", "Messages the events called for", ["template"])
 
 NOTICE_EVENTS = (
-    PasswordIssued, LoginLocked, BalanceChanged, AccountBlocked, AccountUnblocked,
+    PasswordIssued, ContactCodeIssued, LoginLocked, BalanceChanged, AccountBlocked, AccountUnblocked,
     VoluntaryBlockStarted, VoluntaryBlockEnded, TariffChanged,
 )
 
@@ -73,6 +75,7 @@ class Handlers:
             SubscriberRegistered: self.on_registered,
             NoticePreferencesChanged: self.on_preferences,
             LanguageChanged: self.on_language,
+            ContactChanged: self.on_contact_changed,
         }
         routes.update({event_cls: self.on_event for event_cls in NOTICE_EVENTS})
         return EventRouter(routes)
@@ -120,6 +123,21 @@ class Handlers:
                                  self._context.clock.now())
         return []
 
+    async def on_contact_changed(self, conn: AsyncConnection, envelope: Envelope[ContactChanged]) -> list[Envelope[Any]]:
+        """The previous contact is told (decided against the profile before the change), then the
+        new one is kept; a change no newer than the one kept (a redelivery) does neither."""
+        changed = envelope.payload
+        previous = await store.subscriber_row(conn, changed.account_number)
+        profile = await store.load_profile(conn, changed.account_number, self._context.opener)
+        if previous is None or profile is None or not await store.replace_contact(
+                conn, changed.account_number, masked_phone=changed.masked_phone, masked_email=changed.masked_email,
+                sealed_contact=changed.sealed_contact, version=changed.contact_version, now=self._context.clock.now()):
+            log.info("notifier.contact_change_ignored", account=changed.account_number, known=profile is not None)
+            return []
+        self._context.opener.contact(changed.sealed_contact)  # proves the seal opens before anything is sent
+        await self._decide(conn, envelope, profile, sealed_contact=previous.sealed_contact)
+        return []
+
     async def on_event(self, conn: AsyncConnection, envelope: Envelope[Any]) -> list[Envelope[Any]]:
         account = envelope.payload.account_number
         profile = await store.load_profile(conn, account, self._context.opener)
@@ -132,7 +150,10 @@ class Handlers:
         await self._decide(conn, envelope, profile)
         return []
 
-    async def _decide(self, conn: AsyncConnection, envelope: Envelope[Any], profile: SubscriberProfile) -> None:
+    async def _decide(self, conn: AsyncConnection, envelope: Envelope[Any], profile: SubscriberProfile,
+                      *, sealed_contact: str | None = None) -> None:
+        """``sealed_contact``: where the notices go instead of the contact the profile has when
+        they are sent (the contact a change replaced)."""
         payload = envelope.payload
         is_balance = isinstance(payload, BalanceChanged)
         notice_context = NoticeContext(occurred_at=envelope.occurred_at)
@@ -150,7 +171,7 @@ class Handlers:
         if is_balance and decision.low_balance_alarm is not None:
             await store.save_alarm(conn, profile.account_number, decision.low_balance_alarm,
                                    self._context.clock.now())
-        sealed_secret = payload.sealed_secret if isinstance(payload, PasswordIssued) else None
+        sealed_secret = payload.sealed_secret if isinstance(payload, PasswordIssued | ContactCodeIssued) else None
         new = []
         for intent in decision.intents:
             variables = dict(intent.variables)
@@ -170,6 +191,7 @@ class Handlers:
                 masked_destination=intent.destination.masked,
                 variables=variables,
                 sealed_secret=sealed_secret if intent.contains_secret else None,
+                sealed_contact=None if intent.contains_secret else sealed_contact,
             ))
             INTENDED.labels(intent.template.value).inc()
         added = await store.add_deliveries(conn, new, self._context.clock.now())

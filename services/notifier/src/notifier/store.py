@@ -71,6 +71,8 @@ subscribers = Table(
     Column("masked_email", String(64)),
     Column("sealed_contact", Text, nullable=False),
     Column("registered_event_id", Uuid, nullable=False),
+    Column("contact_version", BigInteger, nullable=False, server_default="0",
+           doc="The ContactChanged last kept (0: the contact as registered)"),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
@@ -120,6 +122,7 @@ deliveries = Table(
     Column("masked_destination", String(64), nullable=False),
     Column("variables", JSON, nullable=False),
     Column("sealed_secret", Text),
+    Column("sealed_contact", Text, doc="A contact the notice goes to instead of the profile's: the one replaced"),
     Column("status", String(10), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UtcDateTime(), nullable=False),
@@ -241,6 +244,20 @@ async def save_notice_preferences(
     return True
 
 
+async def replace_contact(
+    conn: AsyncConnection, account_number: str, *, masked_phone: str, masked_email: str | None,
+    sealed_contact: str, version: int, now: datetime,
+) -> bool:
+    """Keep the subscriber's new contact unless a change as new is kept already; whether it was."""
+    result = await conn.execute(
+        update(subscribers)
+        .where(subscribers.c.account_number == account_number, subscribers.c.contact_version < version)
+        .values(masked_phone=masked_phone, masked_email=masked_email, sealed_contact=sealed_contact,
+                contact_version=version, updated_at=now)
+    )
+    return bool(result.rowcount)
+
+
 async def set_language(conn: AsyncConnection, account_number: str, language: str, now: datetime) -> None:
     await conn.execute(update(subscribers).where(subscribers.c.account_number == account_number)
                        .values(language=language, updated_at=now))
@@ -352,6 +369,9 @@ class NewDelivery(DeliveryAbout):
     correlation_id: UUID
     variables: Mapping[str, Any]
     sealed_secret: str | None = None
+    sealed_contact: str | None = None
+    """Where a notice goes when not to the subscriber's contact of the moment it is sent (a
+    change of contact is told to the contact replaced): as identity sealed it."""
 
 
 async def add_deliveries(conn: AsyncConnection, new: Sequence[NewDelivery], now: datetime) -> int:
@@ -371,6 +391,7 @@ async def add_deliveries(conn: AsyncConnection, new: Sequence[NewDelivery], now:
             "masked_destination": item.masked_destination,
             "variables": encode_variables(item.variables),
             "sealed_secret": item.sealed_secret,
+            "sealed_contact": item.sealed_contact,
             "status": DeliveryStatus.PENDING.value,
             "attempts": 0,
             "next_attempt_at": now,
@@ -392,6 +413,7 @@ class ClaimedDelivery(DeliveryAbout):
     variables: Mapping[str, Any] = field(repr=False)
     """As stored (:func:`encode_variables`): decoded at send time, so one bad row fails alone."""
     sealed_secret: str | None = field(repr=False)
+    sealed_contact: str | None = field(repr=False)
     attempts: int
     status: DeliveryStatus
     status_before: DeliveryStatus
@@ -427,7 +449,8 @@ async def claim_due(
             id=row.id, account_number=row.account_number, about_event_id=row.about_event_id,
             about_event_type=row.about_event_type, correlation_id=row.correlation_id, template=row.template,
             language=row.language, channel=DeliveryChannel(row.channel), masked_destination=row.masked_destination,
-            variables=row.variables, sealed_secret=row.sealed_secret, attempts=row.attempts + 1,
+            variables=row.variables, sealed_secret=row.sealed_secret, sealed_contact=row.sealed_contact,
+            attempts=row.attempts + 1,
             status=DeliveryStatus.SENDING, status_before=DeliveryStatus(row.status),
         )
         for row in rows

@@ -156,3 +156,40 @@ class PasswordChanged(Event):
     topic: ClassVar[str] = topics.IDENTITY
 
     account_number: AccountNumber
+
+
+class ContactCodeIssued(Event):
+    """A code that confirms a new phone or e-mail must reach that new contact (sealed, as a
+    password is): the change waits until the code comes back."""
+
+    event_type: ClassVar[str] = "ContactCodeIssued"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    channel: Literal["sms", "email"]
+    masked_destination: MaskedDestination
+    sealed_secret: SealedSecret = Field(
+        description='Sealed JSON {"secret": "...", "destination": "..."} for the notifier'
+    )
+    expires_at: AwareDatetime
+
+
+class ContactChanged(Event):
+    """The subscriber confirmed a new phone or e-mail: ``sealed_contact`` is the whole contact now.
+    The notifier tells the previous one (a security notice) before it writes to the new one.
+
+    ``contact_version`` counts the account's changes (1 for the first): a copy keeps the
+    highest it saw, so a change delivered again after a newer one changes nothing.
+    """
+
+    event_type: ClassVar[str] = "ContactChanged"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    account_number: AccountNumber
+    changed: Literal["phone", "email"]
+    masked_phone: MaskedDestination
+    masked_email: MaskedDestination | None = None
+    sealed_contact: SealedSecret = Field(
+        description='Sealed JSON {"phone": "+7...", "email": "..."|null} for the notifier'
+    )
+    contact_version: int = Field(ge=1)

@@ -6,35 +6,63 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events.catalog.identity import LanguageChanged, NoticeKind, NoticePreferencesChanged, PasswordChanged
+from billing_events.catalog.identity import (
+    ContactChanged,
+    ContactCodeIssued,
+    LanguageChanged,
+    NoticeKind,
+    NoticePreferencesChanged,
+    PasswordChanged,
+)
 from billing_events.logging import get_logger
+from billing_events.sealing import seal
 from identity import store
 from identity.commands import (
     AccountView,
     ChangePasswordCommand,
+    ConfirmContactCommand,
+    ContactChangeCommand,
     LanguageCommand,
     NoticePreferences,
     NoticePreferencesCommand,
+    ContactCodeSent,
     ProfileView,
 )
 from identity.context import IdentityContext
 from identity.domain import (
+    CODE_POLICY,
+    FieldError,
+    InvalidCommand,
+    LookupKind,
+    Redemption,
+    ResetCodeRefused,
     NotYourAccount,
     ThrottlePolicy,
     TooManyRequests,
     UnknownAccount,
     WrongCurrentPassword,
+    email_lookup_text,
     guarded_attempt,
+    issue_reset_code,
     mask_email,
     mask_phone,
+    redeem_reset_code,
     validate_command,
 )
+from identity.security import generate_code
 from identity.service.sessions import PASSWORD_CHANGED
-from identity.service.steps import PASSWORD_CHANGED_ACT, contact_of, counted
+from identity.service.steps import (
+    CONTACT_CHANGE_ACT,
+    PASSWORD_CHANGED_ACT,
+    Contact,
+    account_request_refused,
+    contact_of,
+    counted,
+)
 
 log = get_logger(__name__)
 
@@ -138,3 +166,106 @@ async def set_notice_preferences(
 
     await ctx.unit_of_work(work)
     return NoticePreferences(account_number=account_number, notices_off=turned_off)
+
+
+# --- a new phone or e-mail ----------------------------------------------------------------------
+
+NEW_CONTACT = "new_contact"  # what the waiting value's ciphertext is bound to
+
+
+async def request_contact_change(
+    ctx: IdentityContext, account_number: str, command: ContactChangeCommand | Mapping[str, Any]
+) -> ContactCodeSent:
+    """A code goes to the new phone or e-mail (ContactCodeIssued); the change waits for it (the
+    reset code's lifetime and guesses). Counted with every password and code request of the
+    account (TooManyRequests past five an hour)."""
+    cmd = validate_command(ContactChangeCommand, command)
+    if (cmd.phone is None) == (cmd.email is None):
+        field = "phone" if cmd.phone is None else "email"
+        raise InvalidCommand([FieldError(field, "give either a new mobile number or a new e-mail", "one_contact")])
+    kind, destination = ("phone", cmd.phone) if cmd.phone else ("email", cmd.email)
+    channel: Literal["sms", "email"] = "sms" if kind == "phone" else "email"
+    assert destination is not None
+    code = generate_code(CODE_POLICY)
+    code_hash = await ctx.hash(code)
+    now = ctx.clock.now()
+
+    async def work(conn: AsyncConnection) -> ContactCodeSent | TooManyRequests:
+        refused = await account_request_refused(conn, account_number, now)
+        act = store.Act(CONTACT_CHANGE_ACT, "account_throttled" if refused else "code_sent", account_number, detail=kind)
+        await store.record_acts(conn, [act], at=now)
+        if refused is not None:
+            return TooManyRequests(until=refused.locked_until)
+        state = issue_reset_code(code_hash, now=now, policy=ctx.settings.reset_code_policy)
+        encrypted = ctx.encrypt(account_number, NEW_CONTACT, {"value": destination})
+        await store.save_contact_change(conn, account_number, store.ContactChange(kind, encrypted, state))
+        masked = mask_phone(destination) if kind == "phone" else mask_email(destination)
+        issued = ContactCodeIssued(
+            account_number=account_number, channel=channel, masked_destination=masked, expires_at=state.expires_at,
+            sealed_secret=seal(ctx.settings.notifier_public_key, {"secret": code, "destination": destination}),
+        )
+        await ctx.stage(conn, [ctx.envelope(issued, account=account_number)])
+        return ContactCodeSent(account_number=account_number, channel=channel, masked_destination=masked,
+                               expires_at=state.expires_at)
+
+    sent = await ctx.unit_of_work(work)
+    if isinstance(sent, TooManyRequests):
+        raise sent
+    log.info("contact change code sent", account_number=account_number, kind=kind)
+    return sent
+
+
+async def confirm_contact_change(
+    ctx: IdentityContext, account_number: str, command: ConfirmContactCommand | Mapping[str, Any]
+) -> ProfileView:
+    """The code from the new contact: the contact changes (ContactChanged; the notifier tells the
+    previous one). Wrong guesses are counted; raises ResetCodeRefused with the reason (the caller
+    is the signed-in owner)."""
+    cmd = validate_command(ConfirmContactCommand, command)
+    if not CODE_POLICY.admits(cmd.code):
+        raise InvalidCommand([FieldError("code", f"must be {CODE_POLICY.digits} digits", "code_shape")])
+    now = ctx.clock.now()
+
+    async def work(conn: AsyncConnection) -> Redemption:
+        subscriber = await store.subscriber_by_account(conn, account_number, for_update=True)
+        change = await store.contact_change(conn, account_number)
+        if subscriber is None or change is None:
+            await ctx.verify_decoy(cmd.code)
+            return Redemption.NO_CODE
+        _, probe = redeem_reset_code(change.code, now=now, matches=lambda _: False)
+        right = probe is Redemption.WRONG_CODE and await ctx.verify(change.code.code_hash, cmd.code)
+        after, result = redeem_reset_code(change.code, now=now, matches=lambda _: right)
+        if after is not None and after != change.code:
+            await store.save_contact_change(conn, account_number, store.ContactChange(
+                change.kind, change.contact_encrypted, after))
+        await store.record_acts(conn, [store.Act(CONTACT_CHANGE_ACT, result.value, account_number,
+                                                 detail=change.kind)], at=now)
+        if result is Redemption.ACCEPTED:
+            new_value = ctx.decrypt(account_number, NEW_CONTACT, change.contact_encrypted)["value"]
+            await _change_contact(conn, ctx, subscriber, change.kind, new_value)
+        return result
+
+    result = await ctx.unit_of_work(work)
+    if result is not Redemption.ACCEPTED:
+        raise ResetCodeRefused(result.value)
+    log.info("contact changed", account_number=account_number)
+    return await profile(ctx, account_number)
+
+
+async def _change_contact(
+    conn: AsyncConnection, ctx: IdentityContext, subscriber: store.Subscriber, kind: str, new_value: str
+) -> None:
+    old = contact_of(ctx, subscriber)
+    new = Contact(phone=new_value, email=old.email) if kind == "phone" else Contact(phone=old.phone, email=new_value)
+    account = subscriber.account_number
+    version = await store.set_contact(
+        conn, account, phone_hash=ctx.vault.lookup_hash(LookupKind.PHONE, new.phone),
+        email_hash=ctx.vault.lookup_hash(LookupKind.EMAIL, email_lookup_text(new.email)) if new.email else None,
+        contact_encrypted=ctx.encrypt(account, "contact", {"phone": new.phone, "email": new.email}),
+    )
+    changed = ContactChanged(
+        account_number=account, changed="phone" if kind == "phone" else "email", contact_version=version,
+        masked_phone=mask_phone(new.phone), masked_email=mask_email(new.email) if new.email else None,
+        sealed_contact=seal(ctx.settings.notifier_public_key, {"phone": new.phone, "email": new.email}),
+    )
+    await ctx.stage(conn, [ctx.envelope(changed, account=account)])

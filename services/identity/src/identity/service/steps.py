@@ -61,6 +61,7 @@ LOGIN_LOCKED_ACT = "login_locked"
 SUPPORT_RECOVERY_ACT = "support_recovery"
 PASSWORD_CHANGED_ACT = "password_changed"
 SELF_REGISTRATION_ACT = "self_registration"
+CONTACT_CHANGE_ACT = "contact_change"
 
 SENSITIVE_ACTS = Counter(
     "identity_sensitive_acts_total", "Identity's sensitive acts by what really came of them", ["act", "outcome"]

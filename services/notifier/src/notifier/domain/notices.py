@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from billing_events.catalog.identity import LoginLocked, PasswordIssued
+from billing_events.catalog.identity import ContactChanged, ContactCodeIssued, LoginLocked, PasswordIssued
 from billing_events.catalog.ledger import BalanceChanged
 from billing_events.catalog.notifier import DeliveryChannel
 from billing_events.catalog.tariff import (
@@ -118,6 +118,13 @@ def _stateless_intents(
             )
         case LoginLocked():
             return (notice(profile, TemplateKey.LOGIN_LOCKED, until=payload.locked_until),)
+        case ContactCodeIssued():
+            secret = opener.secret(payload.sealed_secret)
+            return (_secret_notice(TemplateKey.CONTACT_CODE, payload.account_number, payload.channel,
+                                   Destination(secret.destination, payload.masked_destination), secret,
+                                   profile, payload.expires_at - context.occurred_at),)
+        case ContactChanged():
+            return (contact_changed_notice(payload, profile),)
         case _:
             return ()
 
@@ -165,16 +172,34 @@ def password_notice(
     issued: PasswordIssued, secret: IssuedSecret, profile: SubscriberProfile, issued_at: datetime
 ) -> MessageIntent:
     """The secret goes where identity sealed it to, by the channel identity chose."""
-    variables: dict[str, Any] = {"account": issued.account_number, "secret": secret.secret}
-    if issued.expires_at is not None:
-        variables["valid_minutes"] = _whole_minutes(issued.expires_at - issued_at)
-    return MessageIntent(
-        template=PASSWORD_TEMPLATES[issued.purpose],
-        language=profile.language,
-        channel=DeliveryChannel(issued.channel),
-        destination=Destination(secret.destination, issued.masked_destination),
-        variables=variables,
-    )
+    valid_for = None if issued.expires_at is None else issued.expires_at - issued_at
+    return _secret_notice(PASSWORD_TEMPLATES[issued.purpose], issued.account_number, issued.channel,
+                          Destination(secret.destination, issued.masked_destination), secret, profile, valid_for)
+
+
+def _secret_notice(
+    template: TemplateKey, account: str, channel: str, destination: Destination, secret: IssuedSecret,
+    profile: SubscriberProfile, valid_for: timedelta | None,
+) -> MessageIntent:
+    variables: dict[str, Any] = {"account": account, "secret": secret.secret}
+    if valid_for is not None:
+        variables["valid_minutes"] = _whole_minutes(valid_for)
+    return MessageIntent(template=template, language=profile.language, channel=DeliveryChannel(channel),
+                         destination=destination, variables=variables)
+
+
+def contact_changed_notice(changed: ContactChanged, previous: SubscriberProfile) -> MessageIntent:
+    """A security notice to the contact that was replaced (the profile before the change): if
+    it was not the subscriber, they hear of it where they still can. The delivery keeps that
+    contact (the profile has the new one by the time it is sent)."""
+    if changed.changed == "email" and previous.email is not None:
+        channel, destination, new = DeliveryChannel.EMAIL, previous.email, changed.masked_email
+    else:
+        channel, destination = DeliveryChannel.SMS, previous.phone
+        new = changed.masked_phone if changed.changed == "phone" else changed.masked_email
+    return MessageIntent(template=TemplateKey.CONTACT_CHANGED, language=previous.language, channel=channel,
+                         destination=destination,
+                         variables={"account": changed.account_number, "changed": changed.changed, "new": new})
 
 
 def _whole_minutes(period: timedelta) -> int:

@@ -23,10 +23,12 @@ class TemplateKey(StrEnum):
     PASSWORD_SMS_REISSUE = "password_sms_reissue"
     PASSWORD_RESET_CODE = "password_reset_code"
     PASSWORD_SUPPORT_RECOVERY = "password_support_recovery"
+    CONTACT_CODE = "contact_code"
+    CONTACT_CHANGED = "contact_changed"
 
     @property
     def carries_secret(self) -> bool:
-        return self in PASSWORD_TEMPLATES.values()
+        return self in PASSWORD_TEMPLATES.values() or self is TemplateKey.CONTACT_CODE
 
     @property
     def notice_kind(self) -> NoticeKind | None:

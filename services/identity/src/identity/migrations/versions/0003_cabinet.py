@@ -1,5 +1,6 @@
-"""The subscriber's cabinet: sign-in sessions and their refresh tokens, notice preferences, and
-a passport that may hold several contracts (its index no longer unique).
+"""The subscriber's cabinet: sign-in sessions and their refresh tokens, notice preferences, a
+new contact waiting for its code, and a passport that may hold several contracts (its index no
+longer unique).
 
 Revision ID: 0003
 Revises: 0002
@@ -30,6 +31,7 @@ def upgrade() -> None:
         batch.create_index("ix_subscribers_passport_hash", ["passport_hash"])
         batch.add_column(sa.Column("notices_off", sa.Text()))
         batch.add_column(sa.Column("preferences_version", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("contact_version", sa.Integer(), nullable=False, server_default="0"))
     op.create_table(
         "sessions",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -50,14 +52,29 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("token_hash"),
     )
     op.create_index("ix_refresh_tokens_session_id", "refresh_tokens", ["session_id"])
+    op.create_table(
+        "contact_changes",
+        sa.Column("account_number", sa.String(length=12), nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("contact_encrypted", sa.Text(), nullable=False),
+        sa.Column("code_hash", sa.Text(), nullable=False),
+        sa.Column("issued_at", UtcDateTime(), nullable=False),
+        sa.Column("expires_at", UtcDateTime(), nullable=False),
+        sa.Column("max_wrong_guesses", sa.Integer(), nullable=False),
+        sa.Column("wrong_guesses", sa.Integer(), nullable=False),
+        sa.Column("used_at", UtcDateTime()),
+        sa.PrimaryKeyConstraint("account_number"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("contact_changes")
     op.drop_index("ix_refresh_tokens_session_id", table_name="refresh_tokens")
     op.drop_table("refresh_tokens")
     op.drop_index("ix_sessions_account_number", table_name="sessions")
     op.drop_table("sessions")
     with op.batch_alter_table("subscribers", naming_convention=_NAMING) as batch:
+        batch.drop_column("contact_version")
         batch.drop_column("preferences_version")
         batch.drop_column("notices_off")
         batch.drop_index("ix_subscribers_passport_hash")
