@@ -5,7 +5,8 @@ The document's form (its "How to read" section): a ```http block starting with a
 request, sent to the service its path starts with; the ```http block after it, starting with
 ``HTTP/1.1``, is the answer (its status, and the JSON fields shown: ``"..."`` any value,
 ``"{name}"`` a value kept for later ``{name}``). ``{sms:name}`` is the password the latest SMS
-brought to the account kept as ``name``, read from the notifier's development file channel. A
+brought to the account kept as ``name``, ``{code:name}`` the one-time code it was sent and has
+not used yet, both read from the notifier's development file channel. A
 GET is asked again until it shows what is printed (the services hear of an account through the
 broker); every other request runs once.
 """
@@ -24,7 +25,7 @@ from billing_events.testing.plugin import eventually
 
 DOCUMENT = Path(__file__).parents[2] / "docs" / "cabinet-api.md"
 BLOCK = re.compile(r"^```http\n(.*?)^```", re.S | re.M)
-PLACEHOLDER = re.compile(r"\{(sms:)?([a-z_]+)\}")
+PLACEHOLDER = re.compile(r"\{(?:(sms|code):)?([a-z_]+)\}")
 KEPT = re.compile(r"\{([a-z_]+)\}")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -76,15 +77,14 @@ def shows(shown: Any, got: Any, kept: dict[str, Any]) -> bool:
     return bool(shown == got)
 
 
-SMS_PASSWORD = r"{account}\D{{1,5}}([A-Za-z2-9]{{12}})"
+SECRETS = {"sms": r"{account}\D{{1,5}}([A-Za-z2-9]{{12}})\b", "code": r"{account}\D{{1,5}}([0-9]{{6}})\b"}
 
 
-def sms_password(suite: Any, account: str) -> str | None:
-    """The password the latest SMS brought to ``account``, as the subscriber reads it."""
-    found = [re.search(SMS_PASSWORD.format(account=account), message["body"])
-             for message in suite.messages() if message["template"].startswith("password")]
-    passwords = [match.group(1) for match in found if match]
-    return passwords[-1] if passwords else None
+def sent_secrets(suite: Any, kind: str, account: str) -> list[str]:
+    """The passwords (``sms``) or one-time codes (``code``) messages brought to ``account``, oldest first."""
+    found = [re.search(SECRETS[kind].format(account=account), message["body"])
+             for message in suite.messages() if message["contains_secret"]]
+    return [match.group(1) for match in found if match]
 
 
 async def test_every_request_of_the_cabinet_document_runs_as_printed(suite: Any) -> None:
@@ -92,14 +92,22 @@ async def test_every_request_of_the_cabinet_document_runs_as_printed(suite: Any)
     assert len(walk) >= 15
     urls = suite.urls()
     kept: dict[str, Any] = {}
+    used_codes: set[str] = set()
 
     async def filled(text: str) -> str:
         async def value(match: re.Match[str]) -> str:
-            sms, name = match.groups()
+            kind, name = match.groups()
             assert name in kept, f"{{{name}}} is used before the document keeps it"
-            if not sms:
+            if kind is None:
                 return str(kept[name])
-            return str(await eventually(lambda: sms_password(suite, kept[name]), what=f"the SMS to {{{name}}}"))
+            if kind == "sms":  # the latest password: it works until another replaces it
+                passwords = await eventually(lambda: sent_secrets(suite, "sms", kept[name]), what=f"a password for {name}")
+                return str(passwords[-1])
+            # a code works once: the first one not used yet
+            fresh = await eventually(lambda: [code for code in sent_secrets(suite, "code", kept[name])
+                                              if code not in used_codes], what=f"a code for {name}")
+            used_codes.add(fresh[0])
+            return str(fresh[0])
 
         parts, last = [], 0
         for match in PLACEHOLDER.finditer(text):
