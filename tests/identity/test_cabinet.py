@@ -130,6 +130,8 @@ MY_ROUTES = [
     ("PUT", "/identity/me/language", {"language": "en"}),
     ("PUT", "/identity/me/notices", {"turned_off": ["balance_low"]}),
     ("PUT", "/identity/me/password", {"current_password": "x", "new_password": "a-new-password-1"}),
+    ("POST", "/identity/me/contact-changes", {"email": "new@mail.ru"}),
+    ("POST", "/identity/me/contact-changes/confirm", {"code": "123456"}),
     ("POST", "/identity/sign-out", None),
 ]
 
@@ -167,6 +169,11 @@ async def test_each_cabinet_route_opens_for_its_subscriber_only(
                            "/identity/me/notices": 200}
         wrong = await ask(*MY_ROUTES[4], owner)
         assert (wrong.status_code, wrong.json()["code"]) == (400, "wrong_current_password")
+        assert (await ask(*MY_ROUTES[5], owner)).status_code == 202
+        [issued] = await flow.reader.wait_for_type("ContactCodeIssued", account_number=mine)
+        sent = unseal(flow.private_key, issued.payload.sealed_secret)["secret"]
+        not_it = await ask("POST", MY_ROUTES[6][1], {"code": f"{(int(sent) + 1) % 1_000_000:06d}"}, owner)
+        assert (not_it.status_code, not_it.json()["reason"]) == (400, "wrong_code")
         assert (await ask(*switch, owner)).status_code == 200
         flow.runtime.clock.advance(timedelta(minutes=16))
         for method, path, body in [*MY_ROUTES, switch]:
@@ -321,7 +328,7 @@ async def test_the_openapi_document_says_who_may_call_each_route(start_identity:
     assert subscribers == {
         "POST /identity/sign-out", "GET /identity/me", "GET /identity/me/accounts",
         "POST /identity/me/accounts/{account}/token", "PUT /identity/me/password", "PUT /identity/me/language",
-        "PUT /identity/me/notices",
+        "PUT /identity/me/notices", "POST /identity/me/contact-changes", "POST /identity/me/contact-changes/confirm",
     }
     assert callers["POST /identity/subscribers"] == callers["POST /identity/support/recoveries"] == ["service"]
     assert callers["POST /identity/registrations"] == callers["POST /identity/tokens/refresh"] == ["anonymous"]

@@ -2,7 +2,9 @@
 
 Identity consumes no topic (yet): its commands arrive through :mod:`identity.service` (tests,
 the CLI) and :mod:`identity.http` (when ``BILLING_HTTP_PORT`` is set); it publishes SubscriberRegistered,
-PasswordIssued, ResetCodeRedeemed, PasswordReplaced, LoginLocked and AccessRestoredBySupport.
+PasswordIssued, ResetCodeRedeemed, PasswordReplaced, LoginLocked and AccessRestoredBySupport, and from
+the subscriber's cabinet PasswordChanged, ContactCodeIssued, ContactChanged, LanguageChanged and
+NoticePreferencesChanged.
 """
 
 from __future__ import annotations

@@ -54,6 +54,12 @@ class Registered(BaseModel):
     contract_number: str
 
 
+class SelfRegistered(Registered):
+    """The account opened on the site; its password is on its way by SMS."""
+
+    password_sent_to: str
+
+
 class LoggedIn(BaseModel):
     account_number: str
     contract_number: str

@@ -50,7 +50,6 @@ from identity.domain import (
     ResetCodeRefused,
     TooManyRequests,
     UnknownAccount,
-    mask_phone,
 )
 from identity.service import cabinet, sessions
 from identity.settings import IdentitySettings
@@ -105,12 +104,6 @@ class LoginAnswer(commands.LoggedIn):
     expires_at: datetime
     refresh_token: str
     refresh_expires_at: datetime
-
-
-class SelfRegistered(commands.Registered):
-    """The account opened; its password is on its way by SMS."""
-
-    password_sent_to: str
 
 
 class SignedOut(BaseModel):
@@ -176,15 +169,13 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
         return _answer(await service.register(ctx, body), 201)
 
     @router.post("/registrations", status_code=201, summary="Sign the contract on the site: a new account",
-                 response_model=SelfRegistered,
+                 response_model=commands.SelfRegistered,
                  openapi_extra={**json_body(RegistrationCommand), **callers("anonymous")},
                  responses=problem_responses(429))
     async def register_self(request: Request, body: dict[str, Any] = Body(...)) -> Any:
         """The password goes by SMS to the phone given. The answer never says whether the
         passport or the phone already held accounts: a person may sign several contracts."""
-        registered = await service.register_self(ctx, body, source=client_address(request, ctx.settings))
-        phone = RegistrationCommand.model_validate(body).mobile_phone
-        return _answer(SelfRegistered(**registered.model_dump(), password_sent_to=mask_phone(phone)), 201)
+        return _answer(await service.register_self(ctx, body, source=client_address(request, ctx.settings)), 201)
 
     @router.post("/login", summary="Log in (account/contract number or phone + password): tokens",
                  response_model=LoginAnswer,

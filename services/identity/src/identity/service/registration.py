@@ -13,7 +13,7 @@ from billing_events.envelope import Envelope
 from billing_events.logging import get_logger
 from billing_events.sealing import seal
 from identity import store
-from identity.commands import Registered
+from identity.commands import Registered, SelfRegistered
 from identity.context import IdentityContext
 from identity.domain import (
     PASSWORD_POLICY,
@@ -102,12 +102,13 @@ async def register(ctx: IdentityContext, command: RegistrationCommand | Mapping[
     PasswordIssued(initial). Raises InvalidCommand (field errors) or PassportAlreadyRegistered:
     the caller is told, so a form sent twice does not open two contracts.
     """
-    return await _open_account(ctx, command, source=None, refuse_known_passport=True)
+    registered, _ = await _open_account(ctx, command, source=None, refuse_known_passport=True)
+    return registered
 
 
 async def register_self(
     ctx: IdentityContext, command: RegistrationCommand | Mapping[str, Any], *, source: str | None
-) -> Registered:
+) -> SelfRegistered:
     """The subscriber signs the contract on the site: the same account as :func:`register`,
     throttled per client address (``source``) like the other anonymous requests.
 
@@ -115,13 +116,15 @@ async def register_self(
     contracts): the answer and the work are the same, so it tells nobody what is registered.
     Raises InvalidCommand or TooManyFromAddress.
     """
-    return await _open_account(ctx, command, source=source, refuse_known_passport=False)
+    registered, phone = await _open_account(ctx, command, source=source, refuse_known_passport=False)
+    return SelfRegistered(**registered.model_dump(), password_sent_to=mask_phone(phone))
 
 
 async def _open_account(
     ctx: IdentityContext, command: RegistrationCommand | Mapping[str, Any], *, source: str | None,
     refuse_known_passport: bool,
-) -> Registered:
+) -> tuple[Registered, str]:
+    """The account opened, and the mobile number its password went to."""
     now = ctx.clock.now()
     registration = validate_registration(command, now=now, regions=ctx.settings.regions)
     passport_hash = ctx.vault.lookup_hash(LookupKind.PASSPORT, registration.passport_text())
@@ -153,7 +156,7 @@ async def _open_account(
     counted(_acts(new, source))
     log.info("subscriber registered", account_number=new.account_number, region=registration.region,
              legal_status=registration.legal_status.value, by_themselves=source is not None)
-    return Registered(account_number=new.account_number, contract_number=new.contract_number)
+    return Registered(account_number=new.account_number, contract_number=new.contract_number), registration.mobile_phone
 
 
 def _acts(new: store.NewSubscriber, source: str | None) -> list[store.Act]:

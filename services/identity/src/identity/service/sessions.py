@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -57,7 +59,7 @@ async def start_session(ctx: IdentityContext, account_number: str) -> SessionSta
     return await ctx.unit_of_work(work)
 
 
-async def refresh(ctx: IdentityContext, command: RefreshCommand | dict[str, str]) -> SessionStarted:
+async def refresh(ctx: IdentityContext, command: RefreshCommand | Mapping[str, Any]) -> SessionStarted:
     """Use a refresh token up: the next one, in the same session. Raises RefreshRefused for a
     token unknown, expired or of an ended session, and for one used before (which revokes its
     session, after the commit)."""
