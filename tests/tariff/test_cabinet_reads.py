@@ -28,6 +28,8 @@ from billing_events.clock import ManualClock
 from billing_events.testing.plugin import token_minter
 from tariff.service import close_days
 
+from .conftest import noon as tariff_noon
+
 ONE_DAY = timedelta(days=1)
 
 
@@ -172,3 +174,19 @@ async def test_each_read_is_for_its_own_account_only(tariff: Any, database_url: 
         paths = runtime.http_app.openapi()["paths"]
         for path in ("/tariff/accounts/{account}/forecast", "/tariff/accounts/{account}/tariff-history"):
             assert "subscriber" in paths[path]["get"]["x-callers"], path
+
+
+def test_a_blocked_day_is_a_day_in_effect_but_not_charged(catalog: Any) -> None:
+    from billing_events.catalog.tariff import FeeKind
+    from tariff.domain import activate, close_account_day, register
+
+    first = date(2027, 1, 28)
+    state = activate(register(RICH, "moscow", catalog), catalog, "internet-100", first - ONE_DAY).state
+    state = close_account_day(state, catalog, first, tariff_noon(first)).state
+    blocked = state.model_copy(update={"debt_blocked": True})
+    state = close_account_day(blocked, catalog, first + ONE_DAY, tariff_noon(first)).state
+    [period] = state.history
+    assert (period.fee_kind, period.code, period.started, period.ended) == (FeeKind.SUBSCRIPTION, "internet-100",
+                                                                           first, None)
+    assert (period.charged_days, period.charged.minor, period.daily_fee.minor if period.daily_fee else None) == (
+        1, 1_774, 1_774)
