@@ -4,6 +4,7 @@ that speaks to it the way the other services do: through events on the broker.""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,12 +98,17 @@ def clock() -> ManualClock:
     return ManualClock(START)
 
 
-@pytest.fixture
-async def ledger(make_settings: Any, clock: ManualClock, bootstrap_servers: str) -> AsyncIterator[LedgerDriver]:
-    settings = await make_settings(LedgerSettings)
+@asynccontextmanager
+async def running_ledger(settings: LedgerSettings, clock: ManualClock, bootstrap_servers: str) -> AsyncIterator[LedgerDriver]:
     runtime, ctx = build(settings, clock)
     async with runtime:
         async with RawProducer(bootstrap_servers) as producer, TopicReader(
             bootstrap_servers, runtime.topics(topics.LEDGER)
         ) as reader:
             yield LedgerDriver(runtime, ctx, producer, reader, clock)
+
+
+@pytest.fixture
+async def ledger(make_settings: Any, clock: ManualClock, bootstrap_servers: str) -> AsyncIterator[LedgerDriver]:
+    async with running_ledger(await make_settings(LedgerSettings), clock, bootstrap_servers) as driver:
+        yield driver

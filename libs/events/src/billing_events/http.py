@@ -105,6 +105,15 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses}
 
 
+SUBSCRIBER_OR_SERVICE = "subscriber (own account), service"
+
+
+def callers(who: str) -> dict[str, Any]:
+    """``openapi_extra`` saying which tokens a route takes (``x-callers``): a cabinet builder
+    reads there that a subscriber's token may call it (for its own account only)."""
+    return {"x-callers": who}
+
+
 def json_body(model: type[BaseModel], *, description: str | None = None) -> dict[str, Any]:
     """``openapi_extra`` documenting a request body that a route validates itself with ``model``
     (so the service gives its own field errors): the OpenAPI shows the model's schema."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from billing_events import topics
@@ -23,12 +25,12 @@ from billing_events.catalog.ledger import (
 )
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.errors import DomainError, ErrorKind
-from billing_events.http import AccountPath, ApiError, problem_responses
+from billing_events.http import SUBSCRIBER_OR_SERVICE, AccountPath, ApiError, callers, problem_responses
 from billing_events.money import Money, PositiveMoney
 
-from ledger import service
+from ledger import receipt_pdf, service
 from ledger.context import LedgerContext
-from ledger.domain import BonusCampaign, OperatorNote, input_errors
+from ledger.domain import STATEMENT_COLUMNS, BonusCampaign, BonusHistory, BonusLine, OperatorNote, Receipt, input_errors
 
 # A request the ledger refused with an event (TransferRejected, BonusRedemptionRejected): what kind
 # of refusal each reason is for the caller, and the field of the request's body it is about.
@@ -81,6 +83,82 @@ class CampaignView(BaseModel):
                    channels=sorted(campaign.channels), min_payment=Money(minor=campaign.min_amount, currency=campaign.currency),
                    max_bonus=None if campaign.max_bonus is None else Money(minor=campaign.max_bonus, currency=campaign.currency),
                    valid_from=campaign.valid_from, valid_to=campaign.valid_to, active=campaign.in_force(now))
+
+
+class PaymentBehindView(BaseModel):
+    transaction_id: UUID
+    channel: PaymentChannel
+    reference: str
+    amount: Money
+
+
+class ChargeBehindView(BaseModel):
+    billing_day: str = Field(description="The day the charge is for (ISO date)")
+    charged_for: str = Field(description="The item, e.g. \"plan internet-100\"")
+
+
+class BonusLineView(BaseModel):
+    transaction_id: UUID
+    change: str = Field(description="earned, spent, or corrected (an operator's reversal); bonuses do not expire")
+    amount: Money = Field(description="Signed: spent is negative")
+    occurred_at: datetime
+    bonus_balance_after: Money
+    campaign: str | None = Field(description="Earned: the campaign that gave it (null: no campaign listed now gives it)")
+    payment: PaymentBehindView | None = Field(description="Earned: the payment it was earned for")
+    purpose: RedemptionPurpose | None = Field(description="Spent: what the bonuses bought")
+    request_id: UUID | None = Field(description="Spent on request: the redemption request's id")
+    charge: ChargeBehindView | None = Field(description="Spent on a charge: the charge it paid")
+
+    @classmethod
+    def of(cls, line: BonusLine, currency: str) -> BonusLineView:
+        payment = line.payment
+        return cls(
+            transaction_id=line.transaction_id, change=line.change.value,
+            amount=Money(minor=line.amount, currency=currency), occurred_at=line.occurred_at,
+            bonus_balance_after=Money(minor=line.balance_after, currency=currency), campaign=line.campaign,
+            payment=None if payment is None else PaymentBehindView(
+                transaction_id=payment.transaction_id, channel=payment.channel, reference=payment.reference,
+                amount=Money(minor=payment.amount, currency=currency)),
+            purpose=line.purpose, request_id=line.request_id,
+            charge=None if line.charge is None else ChargeBehindView(billing_day=line.charge.billing_day.isoformat(),
+                                                                     charged_for=line.charge.what),
+        )
+
+
+class BonusHistoryView(BaseModel):
+    account_number: str
+    earned: Money
+    spent: Money = Field(description="As a positive amount")
+    bonus_balance: Money
+    lines: list[BonusLineView] = Field(description="Oldest first")
+
+    @classmethod
+    def of(cls, history: BonusHistory) -> BonusHistoryView:
+        currency = history.currency
+        return cls(account_number=history.account, earned=Money(minor=history.earned, currency=currency),
+                   spent=Money(minor=history.spent, currency=currency),
+                   bonus_balance=Money(minor=history.balance, currency=currency),
+                   lines=[BonusLineView.of(line, currency) for line in history.lines])
+
+
+CSV, PDF = "text/csv", "application/pdf"
+Format = Annotated[Literal["json", "csv", "pdf"] | None, Query(
+    alias="format", description="Instead of an Accept header: csv for the statement, pdf for a receipt")]
+
+
+def _wants(request: Request, asked: str | None, media_type: str) -> bool:
+    """Did the caller ask for ``media_type`` (``?format=`` wins over the Accept header)?"""
+    if asked is not None:
+        return media_type.endswith(f"/{asked}")
+    return media_type in request.headers.get("accept", "")
+
+
+def _download(body: bytes, media_type: str, filename: str) -> Response:
+    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _receipt_pdf(receipt: Receipt) -> Response:
+    return _download(receipt_pdf.render(receipt), PDF, f"receipt-{receipt.transaction_id}.pdf")
 
 
 REQUESTED_BY = ("Who asks: the token says it (cabinet:<account> for a subscriber, the service's name for a"
@@ -196,7 +274,7 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
         now = ctx.clock.now()
         return [CampaignView.of(campaign, now) for campaign in service.campaigns(ctx)]
 
-    @router.get("/accounts/{number}", response_model=BalanceView)
+    @router.get("/accounts/{number}", response_model=BalanceView, openapi_extra=callers(SUBSCRIBER_OR_SERVICE))
     async def get_balance(caller: Caller, number: AccountPath) -> BalanceView:
         require_account(caller, number)
         state = await service.balance(ctx, number)
@@ -204,25 +282,61 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
                            bonus=Money(minor=state.bonus, currency=state.currency), payment_type=state.payment_type,
                            credit_limit=Money(minor=state.credit_limit, currency=state.currency), is_open=state.is_open)
 
-    @router.get("/accounts/{number}/statement")
+    @router.get("/accounts/{number}/statement", openapi_extra=callers(SUBSCRIBER_OR_SERVICE),
+                responses={200: {"content": {CSV: {}}, "description": "JSON, or CSV (Accept: text/csv or ?format=csv)"}})
     async def get_statement(
-        caller: Caller, number: AccountPath,
+        caller: Caller, number: AccountPath, request: Request,
         start: Annotated[AwareDatetime, Query(alias="from", description="With its time zone")],
-        end: Annotated[AwareDatetime, Query(alias="to", description="With its time zone")],
-    ) -> dict[str, Any]:
+        end: Annotated[AwareDatetime, Query(alias="to", description="With its time zone; exclusive")],
+        asked: Format = None,
+    ) -> Any:
+        """The main balance's entries over a period with a running balance: each charge with its
+        billing day and what it paid for; the totals in and out (JSON), or the lines as CSV."""
         require_account(caller, number)
         if end < start:
             raise ApiError(422, "invalid_period", "the period ends before it starts",
                            [{"field": "to", "message": "must not be before from", "code": "invalid_period"}])
         statement = await service.statement(ctx, number, start, end)
+        rows = [line.row(statement.currency) for line in statement.lines]
+        if _wants(request, asked, CSV):
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=STATEMENT_COLUMNS, lineterminator="\r\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            return _download(text.getvalue().encode(), f"{CSV}; charset=utf-8",
+                             f"statement-{number}-{start.date()}-{end.date()}.csv")
         return {
             "account": statement.account, "currency": statement.currency,
+            "from": start.isoformat(), "to": end.isoformat(),
             "opening_balance": statement.opening_balance, "closing_balance": statement.closing_balance,
-            "total_in": statement.total_in, "total_out": statement.total_out,
-            "lines": [{"transaction_id": str(line.entry.transaction_id), "kind": line.entry.kind.value,
-                       "amount": line.entry.amount, "occurred_at": line.entry.occurred_at.isoformat(),
-                       "balance_after": line.balance_after} for line in statement.lines],
+            "total_in": statement.total_in, "total_out": statement.total_out, "lines": rows,
         }
+
+    @router.get("/accounts/{number}/bonus-history", response_model=BonusHistoryView,
+                openapi_extra=callers(SUBSCRIBER_OR_SERVICE))
+    async def get_bonus_history(caller: Caller, number: AccountPath) -> BonusHistoryView:
+        """How the bonuses were earned (the campaign and the payment behind each) and spent (the
+        redemption or the charge they paid), with the bonus balance after each line."""
+        require_account(caller, number)
+        return BonusHistoryView.of(await service.bonus_history(ctx, number))
+
+    @router.get("/accounts/{number}/payments/{transaction_id}/receipt", openapi_extra=callers(SUBSCRIBER_OR_SERVICE),
+                responses={200: {"content": {PDF: {}}, "description": "JSON, or a PDF (Accept: application/pdf,"
+                                                                       " ?format=pdf or .../receipt.pdf)"}})
+    async def get_receipt(caller: Caller, number: AccountPath, transaction_id: UUID, request: Request,
+                          asked: Format = None) -> Any:
+        """The receipt of one payment credited to the account (its transaction id, as the
+        statement lists it): JSON, or a PDF to download."""
+        require_account(caller, number)
+        receipt = await service.account_receipt(ctx, number, transaction_id)
+        return _receipt_pdf(receipt) if _wants(request, asked, PDF) else receipt.as_dict()
+
+    @router.get("/accounts/{number}/payments/{transaction_id}/receipt.pdf", openapi_extra=callers(SUBSCRIBER_OR_SERVICE),
+                response_class=Response, responses={200: {"content": {PDF: {}}}})
+    async def get_receipt_pdf(caller: Caller, number: AccountPath, transaction_id: UUID) -> Response:
+        """The receipt of one payment as a PDF to download."""
+        require_account(caller, number)
+        return _receipt_pdf(await service.account_receipt(ctx, number, transaction_id))
 
     @router.post("/accounts/{number}/transfers", response_model=EventsView)
     async def post_transfer(caller: Caller, number: AccountPath, body: TransferBody) -> EventsView:

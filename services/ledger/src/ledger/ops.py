@@ -175,11 +175,7 @@ async def replay(number: str, as_of: datetime | None) -> tuple[Report, bool]:
 async def statement(number: str, period_start: datetime, period_end: datetime) -> tuple[Report, bool]:
     result = await _answer(lambda ctx: service.statement(ctx, number, period_start, period_end))
     currency = result.currency
-    lines = [{"occurred_at": line.entry.occurred_at.isoformat(), "kind": line.entry.kind.value,
-              "billing_day": line.charge.billing_day.isoformat() if line.charge else "",
-              "charged_for": line.charge.what if line.charge else "",
-              "transaction_id": str(line.entry.transaction_id), "amount": line.entry.amount, "currency": currency,
-              "balance_after": line.balance_after} for line in result.lines]
+    lines = [line.row(currency) for line in result.lines]
     return {"account": number, "from": period_start, "to": period_end, "opening": result.opening_balance,
             "closing": result.closing_balance, "total_in": result.total_in, "total_out": result.total_out,
             "currency": currency, "lines": lines}, True
@@ -187,11 +183,7 @@ async def statement(number: str, period_start: datetime, period_end: datetime) -
 
 async def receipt(transaction_id: UUID) -> tuple[Report, bool]:
     result = await _answer(lambda ctx: service.receipt(ctx, transaction_id))
-    return {"transaction_id": str(result.transaction_id), "account": result.account_number,
-            "channel": result.channel.value, "reference": result.reference, "amount": result.amount,
-            "currency": result.currency, "credited_at": result.credited_at.isoformat(),
-            "balance_after": result.balance_after, "bonus_accrued": result.bonus_accrued,
-            "placed_from": result.placed_from}, True
+    return result.as_dict(), True
 
 
 # --- the command line ----------------------------------------------------------------------

@@ -368,6 +368,35 @@ async def statement(ctx: LedgerContext, number: str, period_start: datetime, per
                                   period_start=period_start, period_end=period_end)
 
 
+async def bonus_history(ctx: LedgerContext, number: str) -> domain.BonusHistory:
+    """How the account's bonuses were earned and spent, from its journal."""
+    state = await balance(ctx, number)
+    async with ctx.db.connect() as conn:
+        entries = await store.entries(conn, [state.main_code, state.bonus_code])
+        asked = {entry.transaction_id for entry in entries
+                 if entry.kind is TransactionKind.BONUS_REDEMPTION and entry.business_key.startswith("request:")}
+        redemptions = [await store.transaction(conn, txn_id) for txn_id in asked]
+    purposes = {txn.id: purpose for txn in redemptions
+                if txn is not None and (purpose := domain.redemption_purpose(txn)) is not None}
+    return domain.build_bonus_history(entries, number=number, currency=state.currency, campaigns=ctx.campaigns,
+                                      purposes=purposes)
+
+
+async def account_receipt(ctx: LedgerContext, number: str, transaction_id: UUID) -> domain.Receipt:
+    """The receipt of one payment credited to ``number``: another account's payment is as
+    unknown here as a payment that never was."""
+    await balance(ctx, number)
+    try:
+        found = await receipt(ctx, transaction_id)
+    except CommandRefused as exc:
+        if exc.code is not ErrorCode.NOT_A_PAYMENT:
+            raise
+        found = None
+    if found is None or found.account_number != number:
+        raise CommandRefused(ErrorCode.UNKNOWN_TRANSACTION, f"no payment {transaction_id} to account {number}")
+    return found
+
+
 async def receipt(ctx: LedgerContext, transaction_id: UUID) -> domain.Receipt:
     async with ctx.db.connect() as conn:
         payment = await store.transaction(conn, transaction_id)

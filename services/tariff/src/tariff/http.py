@@ -15,20 +15,20 @@ request was made (a voluntary block's ``requested_via``) is what the token says,
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
 from pydantic import BaseModel, Field, ValidationError
 
 from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_service
-from billing_events.catalog.tariff import RequestChannel
-from billing_events.http import AccountPath, invalid_request, problem_responses
+from billing_events.catalog.tariff import FeeKind, RequestChannel
+from billing_events.http import SUBSCRIBER_OR_SERVICE, AccountPath, callers, invalid_request, problem_responses
 from billing_events.money import Money
 from tariff import service
 from tariff.catalog import Catalog, Option, Plan
 from tariff.context import TariffContext
-from tariff.domain import Subscription
+from tariff.domain import Forecast, ItemPeriod, Subscription
 
 RegionPath = Annotated[str, Path(min_length=1, max_length=64, description="Region code, e.g. moscow")]
 OptionPath = Annotated[str, Path(min_length=1, max_length=40, description="Option code")]
@@ -113,6 +113,64 @@ class OptionView(BaseModel):
                    sold_with=[plan for plan in option.sold_with if plan in sold_in_region])
 
 
+class ItemPeriodView(BaseModel):
+    item: str = Field(description="plan or option")
+    code: str
+    name: str = Field(description="The catalog's name for it (the code, if the catalog no longer lists it)")
+    started: date = Field(description="The first billing day it was in effect")
+    ended: date | None = Field(description="The last billing day it was in effect; null: it still is")
+    days: int = Field(description="Billing days it was in effect, up to the last day closed")
+    charged_days: int = Field(description="Of those, the days it was charged (a blocked day is not)")
+    daily_fee: Money | None = Field(description="What its last charged day cost (a month's days differ by a kopeck"
+                                                " at most)")
+    charged: Money = Field(description="What it was charged in all")
+
+    @classmethod
+    def of(cls, catalog: Catalog, period: ItemPeriod, last_closed: date) -> ItemPeriodView:
+        plan = period.fee_kind is FeeKind.SUBSCRIPTION
+        listed = catalog.plans if plan else catalog.options
+        name = next((entry.name for entry in listed if entry.code == period.code), period.code)
+        last = period.ended or last_closed
+        return cls(item="plan" if plan else "option", code=period.code, name=name, started=period.started,
+                   ended=period.ended, days=(last - period.started).days + 1, charged_days=period.charged_days,
+                   daily_fee=period.daily_fee, charged=period.charged)
+
+
+class TariffHistoryView(BaseModel):
+    account_number: str
+    last_closed_day: date | None = Field(description="The last billing day charged; the periods count up to it")
+    periods: list[ItemPeriodView] = Field(description="Oldest first")
+
+
+class DailyItemView(BaseModel):
+    item: str = Field(description="plan or option")
+    code: str
+    name: str
+    daily_fee: Money
+
+
+class ForecastView(BaseModel):
+    today: date = Field(description="The billing day (billing time zone)")
+    daily_fee: Money = Field(description="What today costs: the plan and the options in effect")
+    items: list[DailyItemView]
+    available: Money = Field(description="The balance once the charges on their way are taken, with the credit"
+                                         " limit on a credit account")
+    first_day_to_charge: date = Field(description="The first day not charged yet (a day is charged once it ends)")
+    lasts_until: date | None = Field(description="The last day the money pays for in full; null: more than three"
+                                                 " years")
+    month_end: date
+    to_pay_now: Money = Field(description="What to pay now to stay unblocked to the end of the month (credit: to"
+                                          " stay within the credit limit); zero when the money suffices")
+
+    @classmethod
+    def of(cls, forecast: Forecast) -> ForecastView:
+        items = [DailyItemView(item="plan" if item.fee_kind is FeeKind.SUBSCRIPTION else "option", code=item.code,
+                               name=item.name, daily_fee=item.fee) for item in forecast.items]
+        return cls(today=forecast.today, daily_fee=forecast.daily_fee, items=items, available=forecast.available,
+                   first_day_to_charge=forecast.first_day_to_charge, lasts_until=forecast.lasts_until,
+                   month_end=forecast.month_end, to_pay_now=forecast.to_pay_now)
+
+
 def _channel(caller: Principal) -> RequestChannel:
     """A subscriber asks in the cabinet; a service token is support (the call centre, operations)."""
     return RequestChannel.CABINET if caller.role == "subscriber" else RequestChannel.SUPPORT
@@ -156,10 +214,31 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
         catalog.region(region)  # an unknown region is refused, not answered with no options
         return [OptionView.of(catalog, option, region) for option in catalog.options if region in option.prices]
 
-    @router.get("/accounts/{account}", response_model=Subscription, responses=private)
+    @router.get("/accounts/{account}", response_model=Subscription, responses=private,
+                openapi_extra=callers(SUBSCRIBER_OR_SERVICE))
     async def subscription(caller: Caller, account: AccountPath) -> Any:
         require_account(caller, account)
         return await service.get_subscription(ctx, account)
+
+    @router.get("/accounts/{account}/tariff-history", response_model=TariffHistoryView, responses=private,
+                openapi_extra=callers(SUBSCRIBER_OR_SERVICE))
+    async def tariff_history(caller: Caller, account: AccountPath) -> Any:
+        """Every plan and option the account had: the days each was in effect, its daily fee and
+        what it was charged in all (a change counts from the first day it is in effect)."""
+        require_account(caller, account)
+        history = await service.tariff_history(ctx, account)
+        last_closed = history.last_closed_day or ctx.billing_day() - timedelta(days=1)
+        return TariffHistoryView(account_number=account, last_closed_day=history.last_closed_day,
+                                 periods=[ItemPeriodView.of(ctx.catalog, period, last_closed)
+                                          for period in history.state.history])
+
+    @router.get("/accounts/{account}/forecast", response_model=ForecastView, responses=private,
+                openapi_extra=callers(SUBSCRIBER_OR_SERVICE))
+    async def forecast(caller: Caller, account: AccountPath) -> Any:
+        """Today's daily fee, the day the money lasts until at the current plan, and the amount to
+        pay now to stay unblocked to the end of the month, in the daily charges' whole kopecks."""
+        require_account(caller, account)
+        return ForecastView.of(await service.account_forecast(ctx, account))
 
     @router.post("/accounts/{account}/plan", response_model=service.CommandResult, responses=private)
     async def activate(caller: Caller, account: AccountPath, body: PlanRequest) -> Any:

@@ -74,6 +74,7 @@ from tariff.catalog import Catalog
 from tariff.context import TariffContext
 from tariff.domain import (
     DailyFees,
+    Forecast,
     Outcome,
     Subscription,
     SubscriptionStatus,
@@ -83,10 +84,11 @@ from tariff.domain import (
     charges_published,
     close_account_day,
     end_voluntary_block,
+    forecast,
     remove_option,
     start_voluntary_block,
 )
-from tariff.errors import TariffError, UnknownAccount
+from tariff.errors import NotActive, TariffError, UnknownAccount
 
 log = get_logger(__name__)
 
@@ -197,11 +199,38 @@ async def end_block(ctx: TariffContext, command: EndVoluntaryBlock) -> CommandRe
 
 
 async def get_subscription(ctx: TariffContext, account_number: str) -> Subscription:
-    async with ctx.db.connect() as conn:
-        state = await store.load(conn, account_number)
-    if state is None:
-        raise UnknownAccount(account_number)
+    state, _ = await _state_and_cursor(ctx, account_number)
     return state
+
+
+@dataclass(frozen=True)
+class TariffHistory:
+    state: Subscription
+    last_closed_day: date | None
+    """The last billing day closed (the periods in effect are counted up to it); None: none yet."""
+
+
+async def tariff_history(ctx: TariffContext, account_number: str) -> TariffHistory:
+    """Every plan and option the account had, with the days it was in effect and its charges."""
+    state, cursor = await _state_and_cursor(ctx, account_number)
+    return TariffHistory(state, None if cursor is None else cursor - ONE_DAY)
+
+
+async def account_forecast(ctx: TariffContext, account_number: str) -> Forecast:
+    """Today's daily fee, the day the money lasts until, and what to pay now to stay unblocked to
+    the end of the month: from the account's state and the balance the ledger last announced."""
+    state, cursor = await _state_and_cursor(ctx, account_number)
+    if cursor is None:
+        raise NotActive(account_number)
+    return forecast(state, DailyFees(ctx.catalog), ctx.billing_day(), cursor)
+
+
+async def _state_and_cursor(ctx: TariffContext, account_number: str) -> tuple[Subscription, date | None]:
+    async with ctx.db.connect() as conn:
+        found = await store.load_with_cursor(conn, account_number)
+    if found is None:
+        raise UnknownAccount(account_number)
+    return found
 
 
 Decide = Callable[[Subscription, date, datetime], Outcome]

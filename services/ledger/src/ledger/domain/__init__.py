@@ -99,8 +99,26 @@ from ledger.domain.replay import (
     rebuild_balances,
     replay,
 )
-from ledger.domain.spending import apply_charge, redeem_bonus, redemption_refusal, transfer_funds, transfer_refusal
-from ledger.domain.statement import Receipt, Statement, StatementLine, build_statement, receipt_for
+from ledger.domain.spending import (
+    apply_charge,
+    redeem_bonus,
+    redemption_purpose,
+    redemption_refusal,
+    transfer_funds,
+    transfer_refusal,
+)
+from ledger.domain.statement import (
+    STATEMENT_COLUMNS,
+    BonusChange,
+    BonusHistory,
+    BonusLine,
+    Receipt,
+    Statement,
+    StatementLine,
+    build_bonus_history,
+    build_statement,
+    receipt_for,
+)
 from ledger.domain.transactions import (
     OperatorNote,
     Posting,
@@ -162,6 +180,12 @@ __all__ = [
     "OutgoingEvent",
     "Posting",
     "Receipt",
+    "STATEMENT_COLUMNS",
+    "BonusChange",
+    "BonusHistory",
+    "BonusLine",
+    "build_bonus_history",
+    "redemption_purpose",
     "ReplayStep",
     "Statement",
     "StatementLine",

@@ -91,6 +91,27 @@ def best_bonus(
     return best
 
 
+def campaign_behind(
+    campaigns: Iterable[BonusCampaign],
+    *,
+    paid: Money,
+    channel: PaymentChannel,
+    bonus: int,
+    booked_at: datetime,
+) -> BonusCampaign | None:
+    """The campaign that gave ``bonus`` for a payment booked at ``booked_at``: the journal keeps
+    the payment and its bonus, and the campaign is the one whose rule gives exactly that bonus
+    for it (in force when it was booked, else the latest that began before: a payment made
+    during a campaign may be booked after it ended). None: no campaign listed now gives it."""
+    candidates = [
+        campaign for campaign in campaigns
+        if paid.currency == campaign.currency and paid.minor >= campaign.min_amount
+        and (not campaign.channels or channel in campaign.channels)
+        and campaign.valid_from <= booked_at and campaign.bonus_for(paid.minor) == bonus
+    ]
+    return max(candidates, key=lambda campaign: (campaign.in_force(booked_at), campaign.valid_from), default=None)
+
+
 _CAMPAIGN = TypeAdapter(BonusCampaign)
 
 

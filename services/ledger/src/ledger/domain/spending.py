@@ -31,7 +31,7 @@ from ledger.domain.outcome import (
     positive_money,
     require_open,
 )
-from ledger.domain.transactions import move
+from ledger.domain.transactions import Transaction, move
 
 
 def apply_charge(
@@ -131,6 +131,13 @@ def _post_redemption(
 
 
 _REDEMPTION_ACCOUNTS = {RedemptionPurpose.DISCOUNT: DISCOUNTS, RedemptionPurpose.GIFT: GIFTS}
+
+
+def redemption_purpose(redemption: Transaction) -> RedemptionPurpose | None:
+    """What a redemption the subscriber asked for bought: the journal keeps it as the account
+    the bonuses went to (None: not such a redemption)."""
+    credited = {posting.account for posting in redemption.postings if posting.amount > 0}
+    return next((purpose for purpose, account in _REDEMPTION_ACCOUNTS.items() if account in credited), None)
 
 
 def redemption_refusal(

@@ -1,17 +1,22 @@
-"""What a subscriber sees: a statement of one account over a period, and a receipt for a payment."""
+"""What a subscriber sees: a statement of one account over a period, the history of its bonuses,
+and a receipt for a payment."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, time, tzinfo
+from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
-from billing_events.catalog.ledger import TransactionKind
+from billing_events.catalog.ledger import RedemptionPurpose, TransactionKind
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.catalog.tariff import ChargeKey, parse_charge_id
+from billing_events.money import Money
 
-from ledger.domain.chart import bonus_account, subscriber_number
+from ledger.domain.bonus import BonusCampaign, campaign_behind
+from ledger.domain.chart import bonus_account, main_account, subscriber_number
 from ledger.domain.errors import CommandRefused, ErrorCode
 from ledger.domain.outcome import SuspenseItem
 from ledger.domain.replay import JournalEntry, replay
@@ -28,6 +33,19 @@ class StatementLine:
     def charge(self) -> ChargeKey | None:
         """For a charge: the billing day and what it paid for (plan, option, block fee)."""
         return _charge_of(self.entry)
+
+    def row(self, currency: str) -> dict[str, Any]:
+        """The line as the CLI, the HTTP door and the CSV show it (columns :data:`STATEMENT_COLUMNS`)."""
+        charge = self.charge
+        return {"occurred_at": self.entry.occurred_at.isoformat(), "kind": self.entry.kind.value,
+                "billing_day": charge.billing_day.isoformat() if charge else "",
+                "charged_for": charge.what if charge else "",
+                "transaction_id": str(self.entry.transaction_id), "amount": self.entry.amount, "currency": currency,
+                "balance_after": self.balance_after}
+
+
+STATEMENT_COLUMNS = ("occurred_at", "kind", "billing_day", "charged_for", "transaction_id", "amount", "currency",
+                     "balance_after")
 
 
 def _charge_of(entry: JournalEntry) -> ChargeKey | None:
@@ -103,6 +121,107 @@ def build_statement(
     )
 
 
+class BonusChange(StrEnum):
+    """What moved a bonus balance. Bonuses do not expire (domain.md): no line says so."""
+
+    EARNED = "earned"
+    SPENT = "spent"
+    CORRECTED = "corrected"
+    """An operator's reversal of an earlier line."""
+
+
+_BONUS_CHANGES = {TransactionKind.BONUS_ACCRUAL: BonusChange.EARNED,
+                  TransactionKind.BONUS_REDEMPTION: BonusChange.SPENT}
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentBehind:
+    """The payment a bonus was earned for."""
+
+    transaction_id: UUID
+    channel: PaymentChannel
+    reference: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class BonusLine:
+    transaction_id: UUID
+    change: BonusChange
+    amount: int
+    """Signed: earned is positive, spent negative."""
+    occurred_at: datetime
+    balance_after: int
+    campaign: str | None = None
+    """For an accrual: the campaign that gave it (None: no campaign listed now gives it)."""
+    payment: PaymentBehind | None = None
+    purpose: RedemptionPurpose | None = None
+    """For a spend: what the bonuses bought (a charge, a discount, a gift)."""
+    request_id: UUID | None = None
+    """For a spend the subscriber asked for: the redemption request's id."""
+    charge: ChargeKey | None = None
+    """For bonuses that paid a charge: the charge's billing day and item."""
+
+
+@dataclass(frozen=True, slots=True)
+class BonusHistory:
+    account: str
+    currency: str
+    earned: int
+    spent: int
+    """As a positive number."""
+    balance: int
+    lines: tuple[BonusLine, ...]
+
+
+def build_bonus_history(
+    entries: Iterable[JournalEntry],
+    *,
+    number: str,
+    currency: str,
+    campaigns: Iterable[BonusCampaign],
+    purposes: Mapping[UUID, RedemptionPurpose],
+) -> BonusHistory:
+    """Every move of the bonus balance of account ``number`` with what is behind it.
+
+    ``entries`` are the journal of its main and bonus accounts in order (the main account's
+    payments are the payments bonuses were earned for); ``purposes`` says what each redemption
+    the subscriber asked for bought (the journal keeps it as the account it credited)."""
+    main, bonus_code = main_account(number), bonus_account(number)
+    entries = list(entries)
+    payments = {entry.business_key: entry for entry in entries
+                if entry.account == main and entry.kind is TransactionKind.PAYMENT}
+    lines = [_bonus_line(step.entry, step.after, payments, campaigns, purposes)
+             for step in replay(entries, account=bonus_code)]
+    return BonusHistory(
+        account=number, currency=currency,
+        earned=sum(line.amount for line in lines if line.change is BonusChange.EARNED),
+        spent=-sum(line.amount for line in lines if line.change is BonusChange.SPENT),
+        balance=lines[-1].balance_after if lines else 0, lines=tuple(lines),
+    )
+
+
+def _bonus_line(entry: JournalEntry, balance_after: int, payments: Mapping[str, JournalEntry],
+                campaigns: Iterable[BonusCampaign], purposes: Mapping[UUID, RedemptionPurpose]) -> BonusLine:
+    line = BonusLine(entry.transaction_id, _BONUS_CHANGES.get(entry.kind, BonusChange.CORRECTED), entry.amount,
+                     entry.occurred_at, balance_after)
+    if entry.kind is TransactionKind.BONUS_ACCRUAL:
+        payment = payments.get(entry.business_key)  # an accrual is keyed by its payment's channel:reference
+        if payment is None:
+            return line
+        channel, _, reference = entry.business_key.partition(":")
+        behind = PaymentBehind(payment.transaction_id, PaymentChannel(channel), reference, payment.amount)
+        campaign = campaign_behind(campaigns, paid=Money(minor=payment.amount, currency=payment.currency),
+                                   channel=behind.channel, bonus=entry.amount, booked_at=entry.occurred_at)
+        return replace(line, campaign=campaign.name if campaign else None, payment=behind)
+    if entry.kind is TransactionKind.BONUS_REDEMPTION:
+        kind, _, key = entry.business_key.partition(":")
+        if kind == "charge":
+            return replace(line, purpose=RedemptionPurpose.CHARGE, charge=parse_charge_id(key))
+        return replace(line, purpose=purposes.get(entry.transaction_id), request_id=UUID(key))
+    return line
+
+
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """Confirmation that one payment was credited."""
@@ -118,6 +237,14 @@ class Receipt:
     bonus_accrued: int
     placed_from: str | None = None
     """For a payment parked in suspense and placed by operations: the number the payer typed."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The receipt as the CLI and the HTTP door give it."""
+        return {"transaction_id": str(self.transaction_id), "account": self.account_number,
+                "channel": self.channel.value, "reference": self.reference, "amount": self.amount,
+                "currency": self.currency, "credited_at": self.credited_at.isoformat(),
+                "balance_after": self.balance_after, "bonus_accrued": self.bonus_accrued,
+                "placed_from": self.placed_from}
 
 
 def receipt_for(

@@ -6,12 +6,15 @@ the catalog as a :class:`tariff.catalog.Catalog`. Every transition returns an
 """
 
 from billing_events.catalog.tariff import charge_id
-from tariff.domain.charging import DailyFees, charges_for_day
+from tariff.domain.charging import DailyFees, charges_for_day, day_fees
 from tariff.domain.day_close import close_account_day, close_day
 from tariff.domain.debt import apply_balance, balance_changed, charges_published
+from tariff.domain.forecast import DailyItem, Forecast, forecast
+from tariff.domain.history import record_day
 from tariff.domain.proration import daily_share, days_in_month, share_of_day
 from tariff.domain.subscription import (
     AccountBalance,
+    ItemPeriod,
     Outcome,
     ScheduledTerms,
     Subscription,
@@ -37,6 +40,9 @@ __all__ = [
     "MAX_BLOCK_DAYS",
     "AccountBalance",
     "DailyFees",
+    "DailyItem",
+    "Forecast",
+    "ItemPeriod",
     "Outcome",
     "ScheduledTerms",
     "Subscription",
@@ -55,10 +61,13 @@ __all__ = [
     "close_account_day",
     "close_day",
     "daily_share",
+    "day_fees",
+    "forecast",
     "days_in_month",
     "end_finished_voluntary_block",
     "end_voluntary_block",
     "next_billing_day",
+    "record_day",
     "register",
     "remove_option",
     "share_of_day",

@@ -54,15 +54,17 @@ def charges_for_day(
     """The charges for ``day``: none before the plan takes effect or while the account is
     blocked (for debt, or a voluntary block covering the day). ``fees``: prices worked out
     before, of the same catalog."""
-    terms = state.terms_on(day)
-    if terms.plan is None or state.is_blocked_on(day):
+    if state.is_blocked_on(day):
         return ()
-    fees = fees or DailyFees(catalog)
+    return tuple(ChargeApplied.of(state.account_number, day, kind, code, amount, description)
+                 for kind, code, (_, amount, description) in day_fees(state, day, fees or DailyFees(catalog)))
+
+
+def day_fees(state: Subscription, day: date, fees: DailyFees) -> list[tuple[FeeKind, str, _Fee]]:
+    """(fee kind, code, fee) of each item the terms in effect on ``day`` charge for it, blocks
+    aside: the plan, then the options; none before a plan takes effect."""
+    terms = state.terms_on(day)
+    if terms.plan is None:
+        return []
     items = [(FeeKind.SUBSCRIPTION, terms.plan)] + [(FeeKind.OPTION, option) for option in terms.options]
-    charges = []
-    for kind, code in items:
-        fee = fees.of(kind, code, state.region, day)
-        if fee is not None:
-            _, amount, description = fee
-            charges.append(ChargeApplied.of(state.account_number, day, kind, code, amount, description))
-    return tuple(charges)
+    return [(kind, code, fee) for kind, code in items if (fee := fees.of(kind, code, state.region, day)) is not None]

@@ -12,6 +12,7 @@ from datetime import date, datetime
 
 from tariff.catalog import Catalog
 from tariff.domain.charging import DailyFees, charges_for_day
+from tariff.domain.history import record_day
 from tariff.domain.subscription import Outcome, Subscription
 from tariff.domain.voluntary_block import end_finished_voluntary_block
 
@@ -19,13 +20,14 @@ from tariff.domain.voluntary_block import end_finished_voluntary_block
 def close_account_day(
     state: Subscription, catalog: Catalog, day: date, at: datetime, fees: DailyFees | None = None
 ) -> Outcome:
-    """Charge ``day``, fold in the terms that took effect by it, end a block whose last day it was.
+    """Charge ``day``, record it in the tariff history, fold in the terms that took effect by it,
+    end a block whose last day it was.
 
     Terms from the next day stay scheduled, so closing the same day again charges the same.
     ``fees``: the catalog's daily fees, kept across the accounts of a batch.
     """
     charges = charges_for_day(state, catalog, day, fees)
-    ended = end_finished_voluntary_block(state.settled(day), day, at)
+    ended = end_finished_voluntary_block(record_day(state, day, charges).settled(day), day, at)
     return Outcome(ended.state, (*charges, *ended.events))
 
 

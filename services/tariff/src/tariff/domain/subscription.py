@@ -22,6 +22,7 @@ from billing_contracts.versions import is_newer
 from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.catalog.tariff import (
     ChargeApplied,
+    FeeKind,
     OptionAdded,
     OptionRemoved,
     SubscriptionActivated,
@@ -151,6 +152,18 @@ class VoluntaryBlock(_State):
         return self.start <= day <= self.last_day
 
 
+class ItemPeriod(_State):
+    """A plan or an option over the days it was in effect, and what it was charged for them."""
+
+    fee_kind: FeeKind = Field(description="subscription (a plan) or option")
+    code: str
+    started: date = Field(description="The first billing day it was in effect")
+    ended: date | None = Field(default=None, description="The last billing day it was in effect; none: it still is")
+    charged_days: int = Field(default=0, description="Days it was charged (a blocked day is not)")
+    charged: Money = Field(description="What it was charged in all")
+    daily_fee: Money | None = Field(default=None, description="What its last charged day cost")
+
+
 class Subscription(_State):
     account_number: AccountNumber
     region: str
@@ -166,6 +179,12 @@ class Subscription(_State):
     unsettled: tuple[UnsettledCharge, ...] = Field(
         default=(),
         description="Charges published but not yet settled in a BalanceChanged, oldest first",
+    )
+    history: tuple[ItemPeriod, ...] = Field(
+        default=(),
+        description="Every plan and option in effect on a closed billing day, oldest first: recorded by the day"
+                    " close that finds a change in effect (accounts billed before it was kept start at their"
+                    " first day closed since)",
     )
 
     @property
