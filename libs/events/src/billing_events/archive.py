@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from billing_events.auth import Caller, require_service
 from billing_events.db import Database
 from billing_events.envelope import REGISTRY, UPCASTERS
-from billing_events.http import problem_responses
+from billing_events.http import callers, problem_responses
 from billing_events.outbox import account_page
 
 PAGE_SIZE = 1000
@@ -46,7 +46,7 @@ def events_router(service: str, db: Database) -> APIRouter:
     router = APIRouter(prefix=f"/{service}", tags=[service], responses=problem_responses(401, 403, 422))
 
     @router.get("/accounts/{account}/events", response_model=AccountEvents, response_class=Response,
-                openapi_extra={"x-callers": ["service"]})
+                openapi_extra=callers("service"))
     async def account_events(
         caller: Caller,
         account: Annotated[str, Path(pattern=r"^[0-9]{12}$")],

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 import time
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -105,13 +105,13 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses}
 
 
-SUBSCRIBER_OR_SERVICE = "subscriber (own account), service"
+CallerKind = Literal["anonymous", "subscriber", "service"]
 
 
-def callers(who: str) -> dict[str, Any]:
+def callers(*who: CallerKind) -> dict[str, Any]:
     """``openapi_extra`` saying which tokens a route takes (``x-callers``): a cabinet builder
-    reads there that a subscriber's token may call it (for its own account only)."""
-    return {"x-callers": who}
+    reads there whether a subscriber's token may call it (always for its own account only)."""
+    return {"x-callers": list(who)}
 
 
 def json_body(model: type[BaseModel], *, description: str | None = None) -> dict[str, Any]:

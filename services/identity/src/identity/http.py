@@ -41,7 +41,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from billing_events.auth import Caller, Principal, Tokens, require_service
-from billing_events.http import ApiError, json_body, problem, problem_responses
+from billing_events.http import ApiError, callers, json_body, problem, problem_responses
 from identity import commands, service, store
 from identity.context import IdentityContext
 from identity.domain import (
@@ -108,11 +108,6 @@ class LoginAnswer(commands.LoggedIn):
 
 class SignedOut(BaseModel):
     sessions_ended: int
-
-
-def callers(*who: Literal["anonymous", "subscriber", "service"]) -> dict[str, Any]:
-    """``openapi_extra`` saying who may call a route: a subscriber token, a service token, anyone."""
-    return {"x-callers": list(who)}
 
 
 def _answer(result: BaseModel | list[BaseModel], status: int = 200) -> JSONResponse:

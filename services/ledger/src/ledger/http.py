@@ -25,7 +25,7 @@ from billing_events.catalog.ledger import (
 )
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.errors import DomainError, ErrorKind
-from billing_events.http import SUBSCRIBER_OR_SERVICE, AccountPath, ApiError, callers, problem_responses
+from billing_events.http import AccountPath, ApiError, callers, problem_responses
 from billing_events.money import Money, PositiveMoney
 
 from ledger import receipt_pdf, service
@@ -274,7 +274,7 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
         now = ctx.clock.now()
         return [CampaignView.of(campaign, now) for campaign in service.campaigns(ctx)]
 
-    @router.get("/accounts/{number}", response_model=BalanceView, openapi_extra=callers(SUBSCRIBER_OR_SERVICE))
+    @router.get("/accounts/{number}", response_model=BalanceView, openapi_extra=callers("subscriber", "service"))
     async def get_balance(caller: Caller, number: AccountPath) -> BalanceView:
         require_account(caller, number)
         state = await service.balance(ctx, number)
@@ -282,7 +282,7 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
                            bonus=Money(minor=state.bonus, currency=state.currency), payment_type=state.payment_type,
                            credit_limit=Money(minor=state.credit_limit, currency=state.currency), is_open=state.is_open)
 
-    @router.get("/accounts/{number}/statement", openapi_extra=callers(SUBSCRIBER_OR_SERVICE),
+    @router.get("/accounts/{number}/statement", openapi_extra=callers("subscriber", "service"),
                 responses={200: {"content": {CSV: {}}, "description": "JSON, or CSV (Accept: text/csv or ?format=csv)"}})
     async def get_statement(
         caller: Caller, number: AccountPath, request: Request,
@@ -313,14 +313,14 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
         }
 
     @router.get("/accounts/{number}/bonus-history", response_model=BonusHistoryView,
-                openapi_extra=callers(SUBSCRIBER_OR_SERVICE))
+                openapi_extra=callers("subscriber", "service"))
     async def get_bonus_history(caller: Caller, number: AccountPath) -> BonusHistoryView:
         """How the bonuses were earned (the campaign and the payment behind each) and spent (the
         redemption or the charge they paid), with the bonus balance after each line."""
         require_account(caller, number)
         return BonusHistoryView.of(await service.bonus_history(ctx, number))
 
-    @router.get("/accounts/{number}/payments/{transaction_id}/receipt", openapi_extra=callers(SUBSCRIBER_OR_SERVICE),
+    @router.get("/accounts/{number}/payments/{transaction_id}/receipt", openapi_extra=callers("subscriber", "service"),
                 responses={200: {"content": {PDF: {}}, "description": "JSON, or a PDF (Accept: application/pdf,"
                                                                        " ?format=pdf or .../receipt.pdf)"}})
     async def get_receipt(caller: Caller, number: AccountPath, transaction_id: UUID, request: Request,
@@ -331,7 +331,7 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
         receipt = await service.account_receipt(ctx, number, transaction_id)
         return _receipt_pdf(receipt) if _wants(request, asked, PDF) else receipt.as_dict()
 
-    @router.get("/accounts/{number}/payments/{transaction_id}/receipt.pdf", openapi_extra=callers(SUBSCRIBER_OR_SERVICE),
+    @router.get("/accounts/{number}/payments/{transaction_id}/receipt.pdf", openapi_extra=callers("subscriber", "service"),
                 response_class=Response, responses={200: {"content": {PDF: {}}}})
     async def get_receipt_pdf(caller: Caller, number: AccountPath, transaction_id: UUID) -> Response:
         """The receipt of one payment as a PDF to download."""

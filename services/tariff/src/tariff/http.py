@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_service
 from billing_events.catalog.tariff import FeeKind, RequestChannel
-from billing_events.http import SUBSCRIBER_OR_SERVICE, AccountPath, callers, invalid_request, problem_responses
+from billing_events.http import AccountPath, callers, invalid_request, problem_responses
 from billing_events.money import Money
 from tariff import service
 from tariff.catalog import Catalog, Option, Plan
@@ -215,13 +215,13 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
         return [OptionView.of(catalog, option, region) for option in catalog.options if region in option.prices]
 
     @router.get("/accounts/{account}", response_model=Subscription, responses=private,
-                openapi_extra=callers(SUBSCRIBER_OR_SERVICE))
+                openapi_extra=callers("subscriber", "service"))
     async def subscription(caller: Caller, account: AccountPath) -> Any:
         require_account(caller, account)
         return await service.get_subscription(ctx, account)
 
     @router.get("/accounts/{account}/tariff-history", response_model=TariffHistoryView, responses=private,
-                openapi_extra=callers(SUBSCRIBER_OR_SERVICE))
+                openapi_extra=callers("subscriber", "service"))
     async def tariff_history(caller: Caller, account: AccountPath) -> Any:
         """Every plan and option the account had: the days each was in effect, its daily fee and
         what it was charged in all (a change counts from the first day it is in effect)."""
@@ -233,7 +233,7 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
                                           for period in history.state.history])
 
     @router.get("/accounts/{account}/forecast", response_model=ForecastView, responses=private,
-                openapi_extra=callers(SUBSCRIBER_OR_SERVICE))
+                openapi_extra=callers("subscriber", "service"))
     async def forecast(caller: Caller, account: AccountPath) -> Any:
         """Today's daily fee, the day the money lasts until at the current plan, and the amount to
         pay now to stay unblocked to the end of the month, in the daily charges' whole kopecks."""
