@@ -162,10 +162,13 @@ class BlockDaysOutOfRange(VoluntaryBlockRefused):
 class BlockAlreadyUsedThisYear(VoluntaryBlockRefused):
     code = "block_once_a_year"
     kind = ErrorKind.CONFLICT
-    rule = "rule 1 (only once a calendar year)"
+    rule = "rule 1 (only once a calendar year; a block counts toward every year it touches)"
 
-    def __init__(self, year: int, previous_start: date) -> None:
-        super().__init__(f"the {year} block was already used, from {previous_start.isoformat()}")
+    def __init__(self, year: int, previous_start: date, previous_last_day: date) -> None:
+        super().__init__(
+            f"the {year} block was already used, by the block from {previous_start.isoformat()}"
+            f" to {previous_last_day.isoformat()}"
+        )
 
 
 class BlockNeedsHomeInternet(VoluntaryBlockRefused):

@@ -150,6 +150,12 @@ class VoluntaryBlock(_State):
     def covers(self, day: date) -> bool:
         return self.start <= day <= self.last_day
 
+    @property
+    def years(self) -> range:
+        """The calendar years the block counts toward: each year one of its days falls in, and
+        the year it started even when ended before covering a day (its use is spent)."""
+        return range(self.start.year, max(self.start, self.last_day).year + 1)
+
 
 class Subscription(_State):
     account_number: AccountNumber
