@@ -54,6 +54,60 @@ class UnknownOption(TariffError):
         super().__init__(f"unknown option {option!r}", field="option")
 
 
+class UnknownEquipment(TariffError):
+    code = "unknown_equipment"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, equipment: str) -> None:
+        super().__init__(f"unknown equipment {equipment!r}", field="equipment")
+
+
+class EquipmentNotSoldWithPlan(TariffError):
+    code = "equipment_not_sold_with_plan"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, equipment: str, plan: str, region: str) -> None:
+        super().__init__(
+            f"equipment {equipment!r} is not rented with plan {plan!r} in region {region!r}",
+            field="equipment",
+        )
+
+
+class EquipmentNotSoldInRegion(TariffError):
+    code = "equipment_not_in_region"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, equipment: str, region: str) -> None:
+        super().__init__(f"equipment {equipment!r} is not rented out in region {region!r}", field="equipment")
+
+
+class EquipmentAlreadyRented(TariffError):
+    code = "equipment_already_rented"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, equipment: str) -> None:
+        super().__init__(f"equipment {equipment!r} is already on the account", field="equipment")
+
+
+class EquipmentNotRented(TariffError):
+    code = "equipment_not_rented"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, equipment: str) -> None:
+        super().__init__(f"equipment {equipment!r} is not on the account", field="equipment")
+
+
+class EquipmentNotRentedWithNewPlan(TariffError):
+    code = "equipment_not_rented_with_new_plan"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, plan: str, equipment: list[str]) -> None:
+        super().__init__(
+            f"plan {plan!r} is not rented with equipment {', '.join(equipment)}; return it first",
+            field="plan",
+        )
+
+
 class UnknownChannelPackage(TariffError):
     code = "unknown_channel_package"
     kind = ErrorKind.INVALID

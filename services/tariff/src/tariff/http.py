@@ -6,8 +6,8 @@ for an account not registered here, 422 when the refusal names an input field (u
 or 31 days...) with that field in ``errors``, 409 when the request is well formed but the
 account's state refuses it (no plan yet, the year's block already used...).
 
-Who may call: the catalog (regions, channel packages, the plans and options of a region) is
-public; an account's subscription and its commands take a subscriber token for that account or
+Who may call: the catalog (regions, channel packages, the plans, options and equipment of a
+region) is public; an account's subscription and its commands take a subscriber token for that account or
 a service token; closing billing days (the operator's catch-up) takes a service token. Where a
 request was made (a voluntary block's ``requested_via``) is what the token says, never the body.
 """
@@ -26,16 +26,25 @@ from billing_events.catalog.tariff import RequestChannel
 from billing_events.http import AccountPath, invalid_request, problem_responses
 from billing_events.money import Money
 from tariff import service
-from tariff.catalog import Catalog, Option, Plan
+from tariff.catalog import Catalog, Equipment, Option, Plan
 from tariff.context import TariffContext
 from tariff.domain import Subscription
 
 RegionPath = Annotated[str, Path(min_length=1, max_length=64, description="Region code, e.g. moscow")]
 OptionPath = Annotated[str, Path(min_length=1, max_length=40, description="Option code")]
+EquipmentPath = Annotated[str, Path(min_length=1, max_length=40, description="Equipment code")]
 
 
 class PlanRequest(BaseModel):
     plan: str = Field(min_length=1, max_length=40)
+
+
+class ActivationRequest(PlanRequest):
+    equipment: list[str] = Field(default_factory=list, description="Equipment chosen with the plan (codes)")
+
+
+class EquipmentRequest(BaseModel):
+    equipment: str = Field(min_length=1, max_length=40)
 
 
 class OptionRequest(BaseModel):
@@ -113,6 +122,25 @@ class OptionView(BaseModel):
                    sold_with=[plan for plan in option.sold_with if plan in sold_in_region])
 
 
+class EquipmentView(BaseModel):
+    code: str
+    name: str
+    kind: str
+    monthly_price_minor: int | None = Field(description="The rent with the plans it is not free with; none where"
+                                                        " it is free with every plan it is rented with here")
+    currency: str
+    free_with: list[str] = Field(description="The region's plans it costs nothing with")
+    rented_with: list[str] = Field(description="The region's plans it can be rented with (free or not)")
+
+    @classmethod
+    def of(cls, catalog: Catalog, item: Equipment, region: str) -> EquipmentView:
+        rented_with = [plan.code for plan in catalog.plans_of_region(region)
+                       if item in catalog.equipment_for_plan(plan.code, region)]
+        return cls(code=item.code, name=item.name, kind=item.kind.value, monthly_price_minor=item.prices.get(region),
+                   currency=catalog.currency, free_with=[plan for plan in rented_with if item.is_free_with(plan)],
+                   rented_with=rented_with)
+
+
 def _channel(caller: Principal) -> RequestChannel:
     """A subscriber asks in the cabinet; a service token is support (the call centre, operations)."""
     return RequestChannel.CABINET if caller.role == "subscriber" else RequestChannel.SUPPORT
@@ -156,16 +184,25 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
         catalog.region(region)  # an unknown region is refused, not answered with no options
         return [OptionView.of(catalog, option, region) for option in catalog.options if region in option.prices]
 
+    @router.get("/regions/{region}/equipment", response_model=list[EquipmentView])
+    async def equipment_of_region(region: RegionPath) -> Any:
+        """The equipment (routers, set-top boxes) rented in the region: the plans it is free
+        with, the monthly rent with the others."""
+        catalog = ctx.catalog
+        catalog.region(region)
+        found = [EquipmentView.of(catalog, item, region) for item in catalog.equipment]
+        return [view for view in found if view.rented_with]
+
     @router.get("/accounts/{account}", response_model=Subscription, responses=private)
     async def subscription(caller: Caller, account: AccountPath) -> Any:
         require_account(caller, account)
         return await service.get_subscription(ctx, account)
 
     @router.post("/accounts/{account}/plan", response_model=service.CommandResult, responses=private)
-    async def activate(caller: Caller, account: AccountPath, body: PlanRequest) -> Any:
+    async def activate(caller: Caller, account: AccountPath, body: ActivationRequest) -> Any:
         require_account(caller, account)
-        return await call(service.activate_plan,
-                          lambda: service.ActivatePlan(account_number=account, plan=body.plan))
+        return await call(service.activate_plan, lambda: service.ActivatePlan(
+            account_number=account, plan=body.plan, equipment=body.equipment))
 
     @router.put("/accounts/{account}/plan", response_model=service.CommandResult, responses=private)
     async def change(caller: Caller, account: AccountPath, body: PlanRequest) -> Any:
@@ -185,6 +222,21 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
         require_account(caller, account)
         return await call(service.remove_account_option,
                           lambda: service.RemoveOption(account_number=account, option=option))
+
+    @router.post("/accounts/{account}/equipment", response_model=service.CommandResult, responses=private)
+    async def rent(caller: Caller, account: AccountPath, body: EquipmentRequest) -> Any:
+        """Rent equipment from the next billing day: free with some plans, a daily fee with others."""
+        require_account(caller, account)
+        return await call(service.rent_account_equipment,
+                          lambda: service.RentEquipment(account_number=account, equipment=body.equipment))
+
+    @router.delete("/accounts/{account}/equipment/{equipment}", response_model=service.CommandResult,
+                   responses=private)
+    async def return_(caller: Caller, account: AccountPath, equipment: EquipmentPath) -> Any:
+        """Return equipment: not charged from the next billing day on."""
+        require_account(caller, account)
+        return await call(service.return_account_equipment,
+                          lambda: service.ReturnEquipment(account_number=account, equipment=equipment))
 
     @router.post("/accounts/{account}/voluntary-block", response_model=service.CommandResult,
                  responses=private)

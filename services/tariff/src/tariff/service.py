@@ -56,7 +56,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -84,6 +84,8 @@ from tariff.domain import (
     close_account_day,
     end_voluntary_block,
     remove_option,
+    rent_equipment,
+    return_equipment,
     start_voluntary_block,
 )
 from tariff.errors import TariffError, UnknownAccount
@@ -105,8 +107,14 @@ class AccountCommand(Command):
     )
 
 
+EquipmentCode = Annotated[str, Field(min_length=1, max_length=40)]
+
+
 class ActivatePlan(AccountCommand):
     plan: str = Field(min_length=1, max_length=40)
+    equipment: list[EquipmentCode] = Field(
+        default_factory=list, max_length=10, description="Equipment chosen with the plan"
+    )
 
 
 class ChangePlan(AccountCommand):
@@ -119,6 +127,14 @@ class AddOption(AccountCommand):
 
 class RemoveOption(AccountCommand):
     option: str = Field(min_length=1, max_length=40)
+
+
+class RentEquipment(AccountCommand):
+    equipment: EquipmentCode
+
+
+class ReturnEquipment(AccountCommand):
+    equipment: EquipmentCode
 
 
 class StartVoluntaryBlock(AccountCommand):
@@ -156,7 +172,8 @@ class CloseResult(BaseModel):
 async def activate_plan(ctx: TariffContext, command: ActivatePlan) -> CommandResult:
     catalog = ctx.catalog
     return await _run(
-        ctx, command, lambda state, today, _: activate(state, catalog, command.plan, today)
+        ctx, command,
+        lambda state, today, _: activate(state, catalog, command.plan, today, command.equipment),
     )
 
 
@@ -177,6 +194,20 @@ async def add_account_option(ctx: TariffContext, command: AddOption) -> CommandR
 async def remove_account_option(ctx: TariffContext, command: RemoveOption) -> CommandResult:
     return await _run(
         ctx, command, lambda state, today, _: remove_option(state, command.option, today)
+    )
+
+
+async def rent_account_equipment(ctx: TariffContext, command: RentEquipment) -> CommandResult:
+    catalog = ctx.catalog
+    return await _run(
+        ctx, command,
+        lambda state, today, _: rent_equipment(state, catalog, command.equipment, today),
+    )
+
+
+async def return_account_equipment(ctx: TariffContext, command: ReturnEquipment) -> CommandResult:
+    return await _run(
+        ctx, command, lambda state, today, _: return_equipment(state, command.equipment, today)
     )
 
 

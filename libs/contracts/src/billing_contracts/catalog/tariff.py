@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from billing_contracts import topics
 from billing_contracts.catalog.common import AccountNumber
 from billing_contracts.envelope import Event, upcaster
-from billing_contracts.money import PositiveMoney
+from billing_contracts.money import Money, PositiveMoney
 
 
 class FeeKind(StrEnum):
@@ -216,6 +216,32 @@ class OptionRemoved(Event):
     account_number: AccountNumber
     option: CatalogCode = Field(description="Option code from the tariff catalog")
     effective_from: date = Field(description="First billing day the option is no longer charged")
+
+
+class EquipmentRented(Event):
+    """Equipment (a router, a set-top box) is on the account from ``effective_from``: chosen with
+    the plan at activation or added later. Charged daily like an option unless free with the plan."""
+
+    event_type: ClassVar[str] = "EquipmentRented"
+    topic: ClassVar[str] = topics.TARIFF
+
+    account_number: AccountNumber
+    equipment: CatalogCode = Field(description="Equipment code from the tariff catalog")
+    monthly_price: Money = Field(
+        description="The monthly rent with the plan in the region; zero where it is free with the plan"
+                    " (a later plan change may change it: each billing day is charged at that day's plan)")
+    effective_from: date = Field(description="First billing day the equipment is on the account")
+
+
+class EquipmentReturned(Event):
+    """Equipment is no longer on the account (nor charged) from ``effective_from`` on."""
+
+    event_type: ClassVar[str] = "EquipmentReturned"
+    topic: ClassVar[str] = topics.TARIFF
+
+    account_number: AccountNumber
+    equipment: CatalogCode = Field(description="Equipment code from the tariff catalog")
+    effective_from: date = Field(description="First billing day the equipment is no longer charged")
 
 
 class RequestChannel(StrEnum):

@@ -25,6 +25,8 @@ from tariff.domain.subscription import (
     next_billing_day,
     register,
     remove_option,
+    rent_equipment,
+    return_equipment,
 )
 from tariff.domain.voluntary_block import (
     MAX_BLOCK_DAYS,
@@ -61,6 +63,8 @@ __all__ = [
     "next_billing_day",
     "register",
     "remove_option",
+    "rent_equipment",
+    "return_equipment",
     "share_of_day",
     "start_voluntary_block",
 ]

@@ -1,4 +1,5 @@
-"""What a billing day costs an account: the day's share of its plan and of each option.
+"""What a billing day costs an account: the day's share of its plan, of each option and of each
+piece of equipment not free with the day's plan.
 
 Charge ids are a function of (account, day, fee kind, code) alone, so closing a day twice, or
 again after a restart, yields the same ids and the ledger (and our own store) post them once.
@@ -26,7 +27,8 @@ class DailyFees:
         self._known: dict[tuple[FeeKind, str, str, date], _Fee | None] = {}
 
     def of(self, kind: FeeKind, code: str, region: str, day: date) -> _Fee | None:
-        """(name, the day's share, description) of the fee; None when the share is zero."""
+        """(name, the day's share, description) of the fee; None when the share is zero. An
+        equipment fee is its regional rent: the caller leaves out equipment free with the plan."""
         key = (kind, code, region, day)
         if key not in self._known:  # a refusal (an item no longer sold) is not kept: it raises again
             self._known[key] = self._work_out(*key)
@@ -36,6 +38,8 @@ class DailyFees:
         catalog = self.catalog
         if kind is FeeKind.SUBSCRIPTION:
             name, monthly = catalog.plan(code).name, catalog.plan_price(code, region)
+        elif kind is FeeKind.EQUIPMENT:  # its regional rent: free equipment is never asked for
+            name, monthly = catalog.equipment_item(code).name, catalog.equipment_price(code, region)
         else:
             name, monthly = catalog.option(code).name, catalog.option_price(code, region)
         share = daily_share(monthly, day)
@@ -59,6 +63,8 @@ def charges_for_day(
         return ()
     fees = fees or DailyFees(catalog)
     items = [(FeeKind.SUBSCRIPTION, terms.plan)] + [(FeeKind.OPTION, option) for option in terms.options]
+    items += [(FeeKind.EQUIPMENT, code) for code in terms.equipment
+              if not catalog.equipment_item(code).is_free_with(terms.plan)]
     charges = []
     for kind, code in items:
         fee = fees.of(kind, code, state.region, day)
