@@ -31,7 +31,7 @@ from billing_events.catalog.ledger import (
     TransferRequested,
 )
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied
+from billing_events.catalog.tariff import ChargeApplied, SubscriptionClosed
 from billing_events.consumer import Outcome as BatchOutcome
 from billing_events.envelope import Envelope, Event, decode
 from billing_events.logging import get_logger
@@ -69,12 +69,15 @@ POSTED_EVENTS: tuple[type[Event], ...] = (
     TransferRequested,
     BonusRedemptionRequested,
     PaymentTypeChangeRequested,
+    SubscriptionClosed,
 )
 
 
 def _accounts_named(payload: Any) -> list[str]:
     if isinstance(payload, TransferRequested):
         candidates = [payload.from_account, payload.to_account]
+    elif isinstance(payload, SubscriptionClosed):
+        candidates = [payload.account_number, *filter(None, [payload.transfer_to])]
     else:
         candidates = [payload.account_number]
     return [number for number in candidates if is_account_number(number)]
@@ -153,6 +156,10 @@ def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: date
                                      field="account_number")
             return domain.change_payment_type(account, payload.payment_type, payload.credit_limit,
                                               changed_by=payload.requested_by)
+        case SubscriptionClosed():
+            return domain.settle_and_close(
+                payload, cause_id=cause, account=states.get(payload.account_number),
+                target=states.get(payload.transfer_to) if payload.transfer_to else None, at=at)
     raise CommandRefused(ErrorCode.INVALID_PURPOSE, f"the ledger does not take {envelope.event_type}")
 
 

@@ -261,6 +261,33 @@ class NoRunningBlock(VoluntaryBlockRefused):
         super().__init__(f"account {account_number} has no running voluntary block")
 
 
+class AccountIsClosed(TariffError):
+    code = "account_closed"
+    kind = ErrorKind.CONFLICT
+
+    def __init__(self, account_number: str, closed_on: date) -> None:
+        super().__init__(f"account {account_number} was closed on {closed_on.isoformat()}")
+
+
+class ClosureLeavesDebt(TariffError):
+    code = "closure_leaves_debt"
+    kind = ErrorKind.CONFLICT
+
+    def __init__(self, account_number: str, owed: Money) -> None:
+        super().__init__(
+            f"account {account_number} would owe {owed} after its final charges; the debt is paid"
+            " before the account is closed"
+        )
+
+
+class ClosureTargetRefused(TariffError):
+    code = "closure_target_refused"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the money left cannot go there: {detail}", field="transfer_to")
+
+
 class UnknownAccount(TariffError):
     """The account was never registered here (no SubscriberRegistered reached the tariff)."""
 

@@ -7,9 +7,10 @@ or 31 days...) with that field in ``errors``, 409 when the request is well forme
 account's state refuses it (no plan yet, the year's block already used...).
 
 Who may call: the catalog (regions, channel packages, the plans, options and equipment of a
-region) is public; an account's subscription and its commands take a subscriber token for that account or
-a service token; closing billing days (the operator's catch-up) takes a service token. Where a
-request was made (a voluntary block's ``requested_via``) is what the token says, never the body.
+region) is public; an account's subscription and its commands take a subscriber token for that
+account or a service token; closing billing days (the operator's catch-up) and closing an account
+(support) take a service token. Where a request was made (a voluntary block's ``requested_via``)
+is what the token says, never the body.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from fastapi import APIRouter, Body, Path
 from pydantic import BaseModel, Field, ValidationError
 
 from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_service
-from billing_events.catalog.tariff import RequestChannel
+from billing_events.catalog.common import AccountNumber
+from billing_events.catalog.tariff import ClosureSettlement, RequestChannel
 from billing_events.http import AccountPath, invalid_request, problem_responses
 from billing_events.money import Money
 from tariff import service
@@ -56,6 +58,13 @@ class BlockRequest(BaseModel):
     requested_via: RequestChannel | None = Field(
         default=None, description="The token says it (cabinet for a subscriber, support for a service); leave it"
                                   " out, or give the same")
+
+
+class ClosureRequest(BaseModel):
+    settlement: ClosureSettlement = Field(description="refund: paid back outside the suite; transfer: to transfer_to")
+    transfer_to: AccountNumber | None = Field(default=None, description="For settlement transfer: the account"
+                                                                        " the money left goes to")
+    reason: str = Field(min_length=1, max_length=500, description="Why, in the operator's words (journaled)")
 
 
 class CloseDaysRequest(BaseModel):
@@ -251,6 +260,16 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
     async def end_block(caller: Caller, account: AccountPath) -> Any:
         require_account(caller, account)
         return await call(service.end_block, lambda: service.EndVoluntaryBlock(account_number=account))
+
+    @router.post("/accounts/{account}/closure", response_model=service.CommandResult, responses=private)
+    async def close_account(caller: Caller, account: AccountPath, body: ClosureRequest) -> Any:
+        """Support closes the account (a service token): every day not charged yet through today
+        is charged, nothing after; the ledger then refunds or transfers the money left and closes
+        the account there. Refused while the final charges would leave a debt."""
+        require_service(caller)
+        return await call(service.close_account, lambda: service.CloseAccount(
+            account_number=account, settlement=body.settlement, transfer_to=body.transfer_to,
+            requested_by=caller.requester, reason=body.reason))
 
     @router.post("/billing-days/close", response_model=service.CloseResult, responses=private)
     async def close_billing_days(caller: Caller, body: CloseDaysRequest) -> Any:

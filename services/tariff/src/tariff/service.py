@@ -64,7 +64,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from uuid6 import uuid7
 
 from billing_events.catalog.common import AccountNumber
-from billing_events.catalog.tariff import ChargeApplied, RequestChannel
+from billing_events.catalog.tariff import ChargeApplied, ClosureSettlement, RequestChannel
 from billing_events.db import retry_transient
 from billing_events.envelope import Envelope, Event
 from billing_events.logging import get_logger
@@ -82,13 +82,14 @@ from tariff.domain import (
     change_plan,
     charges_published,
     close_account_day,
+    close_subscription,
     end_voluntary_block,
     remove_option,
     rent_equipment,
     return_equipment,
     start_voluntary_block,
 )
-from tariff.errors import TariffError, UnknownAccount
+from tariff.errors import AccountIsClosed, ClosureTargetRefused, TariffError, UnknownAccount
 
 log = get_logger(__name__)
 
@@ -144,6 +145,16 @@ class StartVoluntaryBlock(AccountCommand):
 
 class EndVoluntaryBlock(AccountCommand):
     pass
+
+
+class CloseAccount(AccountCommand):
+    """Support closes the account: final charges through today, then the money left is refunded
+    or transferred (``transfer_to``) by the ledger."""
+
+    settlement: ClosureSettlement
+    transfer_to: AccountNumber | None = None
+    requested_by: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=500)
 
 
 class CommandResult(BaseModel):
@@ -227,6 +238,47 @@ async def end_block(ctx: TariffContext, command: EndVoluntaryBlock) -> CommandRe
     )
 
 
+async def close_account(ctx: TariffContext, command: CloseAccount) -> CommandResult:
+    """Charge the account's open days through today, close it and stop the billing clock's
+    visits; the ledger settles and closes the account when SubscriptionClosed reaches it."""
+    account = command.account_number
+    correlation_id = command.correlation_id or uuid7()
+
+    async def decide_and_write(conn: AsyncConnection) -> CommandResult:
+        now = ctx.clock.now()
+        today = ctx.billing_day(now)
+        found = await store.load_with_cursor(conn, account, for_update=True)
+        if found is None:
+            raise UnknownAccount(account)
+        state, cursor = found
+        if command.transfer_to is not None:
+            await _check_closure_target(conn, account, command.transfer_to)
+        open_days = [] if cursor is None else [cursor + ONE_DAY * n for n in range((today - cursor).days + 1)]
+        outcome = close_subscription(
+            state, ctx.catalog, open_days, today, now, settlement=command.settlement,
+            transfer_to=command.transfer_to, requested_by=command.requested_by, reason=command.reason)
+        for day in open_days:
+            charges = [c for c in outcome.charges if c.billing_day == day]
+            await store.claim_day(conn, account, day, charges=len(charges),
+                                  charged_minor=sum(c.amount.minor for c in charges), now=now)
+        done = await _commit(ctx, conn, outcome, now, correlation_id, stop_billing=True)
+        return CommandResult(subscription=done.state, events=[e.event_type for e in done.events], billing_day=today)
+
+    result = await retry_transient(lambda: ctx.unit_of_work(decide_and_write), what="tariff CloseAccount")
+    log.info("account closed", settlement=command.settlement.value, published=result.events)
+    return result
+
+
+async def _check_closure_target(conn: AsyncConnection, account: str, target: str) -> None:
+    if target == account:
+        raise ClosureTargetRefused("the account being closed")
+    found = await store.load(conn, target)
+    if found is None:
+        raise ClosureTargetRefused(f"account {target} is not registered")
+    if found.closed_on is not None:
+        raise ClosureTargetRefused(f"account {target} is closed")
+
+
 async def get_subscription(ctx: TariffContext, account_number: str) -> Subscription:
     async with ctx.db.connect() as conn:
         state = await store.load(conn, account_number)
@@ -249,6 +301,8 @@ async def _run(ctx: TariffContext, command: AccountCommand, decide: Decide) -> C
         if found is None:
             raise UnknownAccount(account)
         state, cursor = found
+        if state.closed_on is not None:
+            raise AccountIsClosed(account, state.closed_on)
         outcome = decide(state, today, now)  # a TariffError leaves before any write
         # Activation starts the billing cursor at the plan's first day.
         starts = (
@@ -285,11 +339,12 @@ async def _commit(
     correlation_id: UUID,
     *,
     next_close_day: date | None = None,
+    stop_billing: bool = False,
 ) -> Outcome:
     """Write the state and stage its events (:func:`_judged_envelopes`), in the caller's
     transaction. What is written and staged comes back."""
     done, envelopes = _judged_envelopes(ctx, outcome, now, correlation_id)
-    await store.save(conn, done.state, now, next_close_day=next_close_day)
+    await store.save(conn, done.state, now, next_close_day=next_close_day, stop_billing=stop_billing)
     await ctx.stage(conn, envelopes)
     return done
 

@@ -7,6 +7,7 @@ the catalog as a :class:`tariff.catalog.Catalog`. Every transition returns an
 
 from billing_events.catalog.tariff import charge_id
 from tariff.domain.charging import DailyFees, charges_for_day
+from tariff.domain.closing import close_subscription
 from tariff.domain.day_close import close_account_day, close_day
 from tariff.domain.debt import apply_balance, balance_changed, charges_published
 from tariff.domain.proration import daily_share, days_in_month, share_of_day
@@ -56,6 +57,7 @@ __all__ = [
     "charges_for_day",
     "close_account_day",
     "close_day",
+    "close_subscription",
     "daily_share",
     "days_in_month",
     "end_finished_voluntary_block",

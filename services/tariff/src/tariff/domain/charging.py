@@ -55,11 +55,11 @@ _Fee = tuple[str, PositiveMoney, str]
 def charges_for_day(
     state: Subscription, catalog: Catalog, day: date, fees: DailyFees | None = None
 ) -> tuple[ChargeApplied, ...]:
-    """The charges for ``day``: none before the plan takes effect or while the account is
-    blocked (for debt, or a voluntary block covering the day). ``fees``: prices worked out
-    before, of the same catalog."""
+    """The charges for ``day``: none before the plan takes effect, while the account is blocked
+    (for debt, or a voluntary block covering the day), or after its closing day. ``fees``: prices
+    worked out before, of the same catalog."""
     terms = state.terms_on(day)
-    if terms.plan is None or state.is_blocked_on(day):
+    if terms.plan is None or state.is_blocked_on(day) or (state.closed_on is not None and day > state.closed_on):
         return ()
     fees = fees or DailyFees(catalog)
     items = [(FeeKind.SUBSCRIPTION, terms.plan)] + [(FeeKind.OPTION, option) for option in terms.options]

@@ -52,6 +52,7 @@ class _State(BaseModel):
 class SubscriptionStatus(StrEnum):
     PENDING = "pending"  # registered, no plan activated yet
     ACTIVE = "active"  # a plan is activated (charged from its effective day on)
+    CLOSED = "closed"  # closed by support: charged through its closing day, never after
 
 
 class Terms(_State):
@@ -186,6 +187,9 @@ class Subscription(_State):
         default=(),
         description="Charges published but not yet settled in a BalanceChanged, oldest first",
     )
+    closed_on: date | None = Field(
+        default=None, description="The closing day: the last billing day charged; none while open"
+    )
 
     @property
     def expected_balance(self) -> AccountBalance:
@@ -204,6 +208,8 @@ class Subscription(_State):
 
     @property
     def status(self) -> SubscriptionStatus:
+        if self.closed_on is not None:
+            return SubscriptionStatus.CLOSED
         if self.planned_terms.plan is None:
             return SubscriptionStatus.PENDING
         return SubscriptionStatus.ACTIVE
