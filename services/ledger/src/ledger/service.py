@@ -146,6 +146,7 @@ def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: date
                                          target=states.get(payload.to_account), at=at)
         case BonusRedemptionRequested():
             domain.check_movement_limit(payload.amount, ctx.max_payment)
+            domain.check_reward(ctx.rewards, payload)
             return domain.redeem_bonus(payload, cause_id=cause, account=states.get(payload.account_number), at=at)
         case PaymentTypeChangeRequested():
             if domain.check_requester(payload.requested_by, payload.account_number):
@@ -284,11 +285,13 @@ async def transfer(ctx: LedgerContext, from_account: str, to_account: str, amoun
 
 
 async def redeem_bonus(ctx: LedgerContext, number: str, amount: Money, purpose: RedemptionPurpose, *,
-                       request_id: UUID | None = None, description: str = "") -> list[Envelope[Any]]:
-    """Exchange bonuses for a discount or a gift: BonusRedeemed, or BonusRedemptionRejected with
-    the reason (an answer for the cabinet, not an error)."""
+                       request_id: UUID | None = None, description: str = "",
+                       item: str | None = None) -> list[Envelope[Any]]:
+    """Exchange bonuses for a discount or a gift (``item``: the rewards catalogue's, held to its
+    price): BonusRedeemed, or BonusRedemptionRejected with the reason (an answer for the cabinet,
+    not an error)."""
     request = BonusRedemptionRequested(request_id=request_id or uuid7(), account_number=number, amount=amount,
-                                       purpose=purpose, description=description)
+                                       purpose=purpose, description=description, item=item)
     return await submit(ctx, request, account=number)
 
 
@@ -351,6 +354,13 @@ async def reverse(ctx: LedgerContext, transaction_id: UUID, operator: OperatorNo
 
 
 # --- reads ----------------------------------------------------------------------------------
+
+
+def reward(ctx: LedgerContext, code: str) -> domain.Reward:
+    found = next((reward for reward in ctx.rewards if reward.code == code), None)
+    if found is None:
+        raise CommandRefused(ErrorCode.UNKNOWN_REWARD, f"no item {code!r} in the rewards catalogue", field="item")
+    return found
 
 
 def campaigns(ctx: LedgerContext) -> tuple[BonusCampaign, ...]:

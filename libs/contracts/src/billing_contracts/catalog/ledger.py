@@ -253,6 +253,10 @@ class BonusRedemptionRequested(Event):
         description="discount or gift; bonuses pay charges through the charge itself"
     )
     description: str = Field(default="", max_length=200)
+    item: str | None = Field(
+        default=None, min_length=1, max_length=40,
+        description="The rewards catalogue's item bought (GET /ledger/rewards); its kind and price must match"
+                    " purpose and amount. None: a discount or gift of the amount, named by description alone")
 
 
 class BonusRedemptionRefusal(StrEnum):

@@ -45,6 +45,7 @@ from ledger.domain.chart import (
 )
 from ledger.domain.authority import check_requester
 from ledger.domain.closing import settle_and_close
+from ledger.domain.rewards import InvalidRewards, Reward, check_reward, parse_rewards
 from ledger.domain.corrections import REVERSE_TRANSACTION, change_payment_type, check_self_service_limit, reverse
 from ledger.domain.errors import KINDS, CommandRefused, ErrorCode, InvalidTransaction, LedgerError, input_errors
 from ledger.domain.facts import (
@@ -215,6 +216,10 @@ __all__ = [
     "revenue_account",
     "reverse",
     "settle_and_close",
+    "InvalidRewards",
+    "Reward",
+    "check_reward",
+    "parse_rewards",
     "spendable",
     "subscriber_number",
     "transaction_hash",
