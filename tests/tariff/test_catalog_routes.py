@@ -4,6 +4,7 @@ from the catalog file a setting names."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -76,7 +77,8 @@ async def test_operations_publish_another_catalog_file_and_a_broken_one_stops_th
     make_settings: Any, tmp_path: Path
 ) -> None:
     edited = tmp_path / "catalog.yaml"
-    edited.write_text(DEFAULT_CATALOG_PATH.read_text(encoding="utf-8").replace("version: 1", "version: 7")
+    edited.write_text(re.sub(r"^version: \d+$", "version: 7", DEFAULT_CATALOG_PATH.read_text(encoding="utf-8"),
+                             flags=re.MULTILINE)
                       .replace("voluntary_block_price: 15000", "voluntary_block_price: 17500"), encoding="utf-8")
     async with _public(make_settings, catalog_path=edited) as http:
         body = (await http.get("/catalog")).json()

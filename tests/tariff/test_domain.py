@@ -718,6 +718,33 @@ def test_a_block_crossing_new_year_refuses_a_second_one_while_it_runs(catalog: C
         block(december, catalog, 5, date(2027, 1, 5))
 
 
+def test_a_block_crossing_new_year_is_the_use_of_both_years(catalog: Catalog) -> None:
+    """The issue's example: 30 days from 2026-12-20 (to 2027-01-18), then 30 from 2027-01-19
+    would block 48 days of 2027 in two uses of it."""
+    state = subscribed(catalog, "internet-100", balance=prepaid(100000))
+    december = block(state, catalog, 30, date(2026, 12, 20)).state
+
+    with pytest.raises(BlockAlreadyUsedThisYear) as refused:
+        block(december, catalog, 30, date(2027, 1, 19))
+
+    assert refused.value.code == "block_once_a_year"
+    assert "the 2027 block was already used, by the block from 2026-12-20 to 2027-01-18" in str(
+        refused.value
+    )
+    # The year after is free again.
+    assert block(december, catalog, 30, date(2028, 1, 19)).events[-1].start == date(2028, 1, 19)
+
+
+def test_a_december_block_ended_before_new_year_leaves_the_next_year_free(catalog: Catalog) -> None:
+    state = subscribed(catalog, "internet-100", balance=prepaid(100000))
+    december = block(state, catalog, 30, date(2026, 12, 20)).state
+    ended = end_voluntary_block(december, date(2026, 12, 28), moment(date(2026, 12, 28))).state
+
+    january = block(ended, catalog, 30, date(2027, 1, 19))
+
+    assert january.events[-1].start == date(2027, 1, 19)
+
+
 def test_a_finished_block_is_announced_before_the_next_one_starts(catalog: Catalog) -> None:
     state = subscribed(catalog, "internet-100", balance=prepaid(100000))
     december = block(state, catalog, 2, date(2026, 12, 30)).state

@@ -148,10 +148,16 @@ def register(
 
 
 @app.command()
-def activate(account: str, plan: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Activate a tariff plan for an account (from the next billing day)."""
+def activate(
+    account: str,
+    plan: str,
+    equipment: Annotated[list[str] | None, typer.Option(help="Equipment chosen with the plan (repeat for more)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Activate a tariff plan for an account (from the next billing day), with its equipment."""
     with reported():
-        _show(call_service("tariff", "POST", f"/tariff/accounts/{account_number(account)}/plan", {"plan": plan}), as_json)
+        _show(call_service("tariff", "POST", f"/tariff/accounts/{account_number(account)}/plan",
+                           {"plan": plan, "equipment": equipment or []}), as_json)
 
 
 @app.command("change-plan")
@@ -174,6 +180,39 @@ def remove_option(account: str, option: str, as_json: Annotated[bool, typer.Opti
     """Remove an option (it is not charged from the next billing day)."""
     with reported():
         _show(call_service("tariff", "DELETE", f"/tariff/accounts/{account_number(account)}/options/{option}"), as_json)
+
+
+@app.command("rent-equipment")
+def rent_equipment(account: str, equipment: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Rent equipment (a router, a set-top box) from the next billing day: free with some plans."""
+    with reported():
+        _show(call_service("tariff", "POST", f"/tariff/accounts/{account_number(account)}/equipment",
+                           {"equipment": equipment}), as_json)
+
+
+@app.command("return-equipment")
+def return_equipment(account: str, equipment: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Return equipment (it is not charged from the next billing day)."""
+    with reported():
+        _show(call_service("tariff", "DELETE", f"/tariff/accounts/{account_number(account)}/equipment/{equipment}"),
+              as_json)
+
+
+@app.command("close-account")
+def close_account(
+    account: str,
+    reason: Annotated[str, typer.Option(help="Why (kept in the journal)")],
+    transfer_to: Annotated[str | None, typer.Option(help="Move the money left to this account instead of"
+                                                         " refunding it")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Support: close an account. Its days are charged through today, nothing after; the money left
+    is refunded to the subscriber (a payout), or moved to --transfer-to; the number is never reused."""
+    body: dict[str, Any] = {"settlement": "refund", "reason": reason}
+    if transfer_to is not None:
+        body = {"settlement": "transfer", "transfer_to": account_number(transfer_to), "reason": reason}
+    with reported():
+        _show(call_service("tariff", "POST", f"/tariff/accounts/{account_number(account)}/closure", body), as_json)
 
 
 @app.command()

@@ -49,10 +49,11 @@ def _overview(catalog: dict[str, Any], campaigns: list[dict[str, Any]]) -> None:
                        campaign["valid_from"][:10], campaign["valid_to"][:10],
                        "active" if campaign["active"] else "announced")
     console.print(offers)
-    console.print("plans and options of a region: billing catalog --region CODE")
+    console.print("plans, options and equipment of a region: billing catalog --region CODE")
 
 
-def _region(region: str, plans: list[dict[str, Any]], options: list[dict[str, Any]]) -> None:
+def _region(region: str, plans: list[dict[str, Any]], options: list[dict[str, Any]],
+            equipment: list[dict[str, Any]]) -> None:
     table = Table(title=f"Plans in {region} (charged daily: the monthly price over the month's days)")
     for column in ("plan", "name", "includes", "per month", "options it takes"):
         table.add_column(column, justify="right" if column == "per month" else "left")
@@ -66,14 +67,21 @@ def _region(region: str, plans: list[dict[str, Any]], options: list[dict[str, An
         name = option["name"] + (f" ({len(option['channels'])} channels)" if option["channels"] else "")
         table.add_row(option["code"], name, _price(option), ", ".join(option["sold_with"]))
     console.print(table)
+    table = Table(title=f"Equipment in {region}")
+    for column in ("equipment", "name", "per month", "free with (rented at the monthly price with the others)"):
+        table.add_column(column, justify="right" if column == "per month" else "left")
+    for item in equipment:
+        rent = "-" if item["monthly_price_minor"] is None else _price(item)
+        table.add_row(item["code"], item["name"], rent, ", ".join(item["free_with"]) or "-")
+    console.print(table)
 
 
 def catalog(
-    region: Annotated[str | None, typer.Option(help="The plans and options of this region (e.g. moscow)")] = None,
+    region: Annotated[str | None, typer.Option(help="The plans, options and equipment of this region (e.g. moscow)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """What is sold where: regions, channel packages and bonus campaigns; with --region, the
-    region's plans (what each includes, the options it takes) and options, with prices."""
+    region's plans (what each includes, the options it takes), options and equipment, with prices."""
     with reported():
         if region is None:
             found = call_service("tariff", "GET", "/tariff/catalog")
@@ -85,7 +93,8 @@ def catalog(
             return
         plans = call_service("tariff", "GET", f"/tariff/regions/{region}/plans")
         options = call_service("tariff", "GET", f"/tariff/regions/{region}/options")
+        equipment = call_service("tariff", "GET", f"/tariff/regions/{region}/equipment")
         if as_json:
-            emit_json({"region": region, "plans": plans, "options": options})
+            emit_json({"region": region, "plans": plans, "options": options, "equipment": equipment})
         else:
-            _region(region, plans, options)
+            _region(region, plans, options, equipment)

@@ -17,7 +17,7 @@ from billing_events.runtime import ServiceRuntime, run
 
 from ledger import integrity, store
 from ledger.context import LedgerContext
-from ledger.domain import BonusCampaign, InvalidCampaign, parse_campaigns
+from ledger.domain import BonusCampaign, InvalidCampaign, InvalidRewards, Reward, parse_campaigns, parse_rewards
 from ledger.handlers import LedgerHandler
 from ledger.http import build_router
 from ledger.settings import LedgerSettings
@@ -46,15 +46,25 @@ def load_campaigns(path: Path) -> tuple[BonusCampaign, ...]:
     return parse_campaigns(text, source=str(path))
 
 
+def load_rewards(path: Path) -> tuple[Reward, ...]:
+    """The rewards catalogue operations publish; a file that does not load stops the start."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidRewards(f"rewards catalogue {path}: cannot be read: {exc.strerror}") from None
+    return parse_rewards(text, source=str(path))
+
+
 def build(settings: LedgerSettings | None = None, clock: Clock | None = None) -> tuple[ServiceRuntime, LedgerContext]:
     """The ledger process, and the one context its consumer, HTTP door and background tasks share."""
     settings = settings or LedgerSettings()
     clock = clock or settings.clock()
     campaigns = load_campaigns(settings.bonus_campaigns_file) if settings.bonus_campaigns_file else ()
+    rewards = load_rewards(settings.rewards_file) if settings.rewards_file else ()
     runtime = ServiceRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True,
                              consumes=CONSUMES)
     ctx = LedgerContext(
-        db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake, campaigns=campaigns,
+        db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake, campaigns=campaigns, rewards=rewards,
         bonus_pays_charges=settings.bonus_pays_charges, self_service_credit_limit=settings.self_service_credit_limit,
         max_payment=settings.max_payment,
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.service import ServiceContext
 
-from ledger.domain import BonusCampaign
+from ledger.domain import BonusCampaign, Reward
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -16,6 +16,8 @@ class LedgerContext(ServiceContext):
 
     producer: str = "ledger"
     campaigns: tuple[BonusCampaign, ...] = ()
+    rewards: tuple[Reward, ...] = ()
+    """The gifts and discounts bonuses buy: a redemption naming one is held to its price."""
     bonus_pays_charges: bool = False
     self_service_credit_limit: int = 100_000
     """The largest credit limit (minor units) subscribers may choose for themselves."""

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
 
 from billing_events import topics
 from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_service
@@ -173,10 +173,28 @@ class TransferBody(BaseModel):
 
 
 class RedemptionBody(BaseModel):
-    amount: PositiveMoney = Field(description="Bonuses to spend")
-    purpose: RedemptionPurpose = Field(description="discount or gift (bonuses pay charges by themselves)")
+    item: str | None = Field(default=None, min_length=1, max_length=40,
+                             description="An item of the rewards catalogue (GET /ledger/rewards): its price and"
+                                         " kind are taken (given amount or purpose must match them)")
+    amount: PositiveMoney | None = Field(default=None, description="Bonuses to spend; required without item")
+    purpose: RedemptionPurpose | None = Field(
+        default=None, description="discount or gift (bonuses pay charges by themselves); required without item")
     description: str = Field(default="", max_length=200)
     request_id: UUID | None = Field(default=None, description="Send the same id again to retry safely")
+
+    @model_validator(mode="after")
+    def _an_item_or_an_amount_and_purpose(self) -> RedemptionBody:
+        if self.item is None and (self.amount is None or self.purpose is None):
+            raise ValueError("name an item of the rewards catalogue, or give amount and purpose")
+        return self
+
+
+class RewardView(BaseModel):
+    code: str
+    name: str
+    kind: RedemptionPurpose = Field(description="discount or gift")
+    price: Money = Field(description="In bonuses")
+    description: str
 
 
 class PaymentTypeBody(BaseModel):
@@ -274,6 +292,14 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
         now = ctx.clock.now()
         return [CampaignView.of(campaign, now) for campaign in service.campaigns(ctx)]
 
+    @router.get("/rewards", response_model=list[RewardView],
+                openapi_extra=callers("anonymous", "subscriber", "service"))
+    async def get_rewards() -> list[RewardView]:
+        """The gifts and discounts bonuses buy, with their prices in bonuses: public, like the
+        campaigns. Redeem one with POST /ledger/accounts/{number}/bonus-redemptions {"item": code}."""
+        return [RewardView(code=r.code, name=r.name, kind=r.kind, price=Money(minor=r.price, currency=r.currency),
+                           description=r.description) for r in ctx.rewards]
+
     @router.get("/accounts/{number}", response_model=BalanceView, openapi_extra=callers("subscriber", "service"))
     async def get_balance(caller: Caller, number: AccountPath) -> BalanceView:
         require_account(caller, number)
@@ -348,10 +374,18 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
 
     @router.post("/accounts/{number}/bonus-redemptions", response_model=EventsView)
     async def post_bonus_redemption(caller: Caller, number: AccountPath, body: RedemptionBody) -> EventsView:
-        """Exchange bonuses for a discount or a gift: BonusRedeemed, or the refusal's reason."""
+        """Exchange bonuses for an item of the rewards catalogue (or a discount or gift of an
+        amount): BonusRedeemed, or the refusal's reason."""
         require_account(caller, number)
-        events = await service.redeem_bonus(ctx, number, body.amount, body.purpose,
-                                            request_id=body.request_id, description=body.description)
+        amount, purpose, description = body.amount, body.purpose, body.description
+        if body.item is not None:
+            reward = service.reward(ctx, body.item)
+            amount = amount or PositiveMoney(minor=reward.price, currency=reward.currency)
+            purpose = purpose or reward.kind
+            description = description or reward.name
+        assert amount is not None and purpose is not None  # the body's own validation
+        events = await service.redeem_bonus(ctx, number, amount, purpose, request_id=body.request_id,
+                                            description=description, item=body.item)
         return _answer(events)
 
     @router.put("/accounts/{number}/payment-type", response_model=EventsView)

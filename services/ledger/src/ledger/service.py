@@ -31,7 +31,7 @@ from billing_events.catalog.ledger import (
     TransferRequested,
 )
 from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied
+from billing_events.catalog.tariff import ChargeApplied, SubscriptionClosed
 from billing_events.consumer import Outcome as BatchOutcome
 from billing_events.envelope import Envelope, Event, decode
 from billing_events.logging import get_logger
@@ -69,12 +69,15 @@ POSTED_EVENTS: tuple[type[Event], ...] = (
     TransferRequested,
     BonusRedemptionRequested,
     PaymentTypeChangeRequested,
+    SubscriptionClosed,
 )
 
 
 def _accounts_named(payload: Any) -> list[str]:
     if isinstance(payload, TransferRequested):
         candidates = [payload.from_account, payload.to_account]
+    elif isinstance(payload, SubscriptionClosed):
+        candidates = [payload.account_number, *filter(None, [payload.transfer_to])]
     else:
         candidates = [payload.account_number]
     return [number for number in candidates if is_account_number(number)]
@@ -143,6 +146,7 @@ def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: date
                                          target=states.get(payload.to_account), at=at)
         case BonusRedemptionRequested():
             domain.check_movement_limit(payload.amount, ctx.max_payment)
+            domain.check_reward(ctx.rewards, payload)
             return domain.redeem_bonus(payload, cause_id=cause, account=states.get(payload.account_number), at=at)
         case PaymentTypeChangeRequested():
             if domain.check_requester(payload.requested_by, payload.account_number):
@@ -153,6 +157,10 @@ def _decide(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], at: date
                                      field="account_number")
             return domain.change_payment_type(account, payload.payment_type, payload.credit_limit,
                                               changed_by=payload.requested_by)
+        case SubscriptionClosed():
+            return domain.settle_and_close(
+                payload, cause_id=cause, account=states.get(payload.account_number),
+                target=states.get(payload.transfer_to) if payload.transfer_to else None, at=at)
     raise CommandRefused(ErrorCode.INVALID_PURPOSE, f"the ledger does not take {envelope.event_type}")
 
 
@@ -277,11 +285,13 @@ async def transfer(ctx: LedgerContext, from_account: str, to_account: str, amoun
 
 
 async def redeem_bonus(ctx: LedgerContext, number: str, amount: Money, purpose: RedemptionPurpose, *,
-                       request_id: UUID | None = None, description: str = "") -> list[Envelope[Any]]:
-    """Exchange bonuses for a discount or a gift: BonusRedeemed, or BonusRedemptionRejected with
-    the reason (an answer for the cabinet, not an error)."""
+                       request_id: UUID | None = None, description: str = "",
+                       item: str | None = None) -> list[Envelope[Any]]:
+    """Exchange bonuses for a discount or a gift (``item``: the rewards catalogue's, held to its
+    price): BonusRedeemed, or BonusRedemptionRejected with the reason (an answer for the cabinet,
+    not an error)."""
     request = BonusRedemptionRequested(request_id=request_id or uuid7(), account_number=number, amount=amount,
-                                       purpose=purpose, description=description)
+                                       purpose=purpose, description=description, item=item)
     return await submit(ctx, request, account=number)
 
 
@@ -344,6 +354,13 @@ async def reverse(ctx: LedgerContext, transaction_id: UUID, operator: OperatorNo
 
 
 # --- reads ----------------------------------------------------------------------------------
+
+
+def reward(ctx: LedgerContext, code: str) -> domain.Reward:
+    found = next((reward for reward in ctx.rewards if reward.code == code), None)
+    if found is None:
+        raise CommandRefused(ErrorCode.UNKNOWN_REWARD, f"no item {code!r} in the rewards catalogue", field="item")
+    return found
 
 
 def campaigns(ctx: LedgerContext) -> tuple[BonusCampaign, ...]:

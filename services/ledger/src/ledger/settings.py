@@ -11,6 +11,7 @@ from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.settings import ServiceSettings
 
 DEFAULT_CAMPAIGNS = Path(__file__).with_name("campaigns.json")
+DEFAULT_REWARDS = Path(__file__).with_name("rewards.json")
 
 
 class LedgerSettings(ServiceSettings):
@@ -23,6 +24,11 @@ class LedgerSettings(ServiceSettings):
         default=DEFAULT_CAMPAIGNS,
         validation_alias="BILLING_LEDGER_BONUS_CAMPAIGNS_FILE",
         description="JSON list of bonus campaigns (the \"20 % back\" rule is data); unset: none",
+    )
+    rewards_file: Path | None = Field(
+        default=DEFAULT_REWARDS,
+        validation_alias="BILLING_LEDGER_REWARDS_FILE",
+        description="JSON list of the gifts and discounts bonuses buy (GET /ledger/rewards); unset: none",
     )
     bonus_pays_charges: bool = Field(
         default=False,

@@ -1,9 +1,12 @@
-"""The tariff catalog: regions, plans, options and TV channels, kept as data operations can edit.
+"""The tariff catalog: regions, plans, options, equipment and TV channels, kept as data operations
+can edit.
 
 The catalog is a versioned YAML file (``catalog.yaml`` beside this module is the default). Every
 price is a monthly price in minor units (kopecks) of the catalog's currency, given per region:
 a plan or an option is sold in exactly the regions that price it, which is how "the list of
-tariffs depends on the region" is expressed. A bundle names its internet and TV parts and must
+tariffs depends on the region" is expressed. Equipment (a router, a set-top box) is rented with
+the plans it is sold with: free with those listed under ``free_with``, at its regional price
+with the others ("usually free with the plan, not always"). A bundle names its internet and TV parts and must
 cost less than the two apart in every region it is sold in.
 
 Entities are YAML lists with an explicit ``code`` (not mappings keyed by code) and the loader
@@ -29,13 +32,16 @@ from pydantic import (
 )
 
 from billing_events.envelope import describe_validation_error
-from billing_events.money import MINOR_UNIT_DIGITS, CurrencyCode, PositiveMoney, format_amount
+from billing_events.money import MINOR_UNIT_DIGITS, CurrencyCode, Money, PositiveMoney, format_amount
 from tariff.errors import (
     CatalogInvalid,
+    EquipmentNotSoldInRegion,
+    EquipmentNotSoldWithPlan,
     OptionNotSoldInRegion,
     OptionNotSoldWithPlan,
     PlanNotSoldInRegion,
     UnknownChannelPackage,
+    UnknownEquipment,
     UnknownOption,
     UnknownPlan,
     UnknownRegion,
@@ -124,6 +130,23 @@ class Option(_Spec):
         return self
 
 
+class EquipmentKind(StrEnum):
+    ROUTER = "router"
+    SET_TOP_BOX = "set_top_box"
+
+
+class Equipment(_Spec):
+    code: Code
+    name: Name
+    kind: EquipmentKind
+    sold_with: tuple[Code, ...] = Field(min_length=1, description="Plan codes it can be rented with")
+    free_with: tuple[Code, ...] = Field(default=(), description="Of those, the plans it costs nothing with")
+    prices: RegionalPrices = Field(description="The monthly rent with the other plans, per region")
+
+    def is_free_with(self, plan: str) -> bool:
+        return plan in self.free_with
+
+
 def _duplicates(codes: list[str]) -> list[str]:
     return sorted({code for code in codes if codes.count(code) > 1})
 
@@ -135,11 +158,13 @@ class Catalog(_Spec):
     channel_packages: tuple[ChannelPackage, ...] = ()
     plans: tuple[Plan, ...] = Field(min_length=1)
     options: tuple[Option, ...] = ()
+    equipment: tuple[Equipment, ...] = ()
 
     _regions: dict[str, Region] = PrivateAttr()
     _packages: dict[str, ChannelPackage] = PrivateAttr()
     _plans: dict[str, Plan] = PrivateAttr()
     _options: dict[str, Option] = PrivateAttr()
+    _equipment: dict[str, Equipment] = PrivateAttr()
 
     @field_validator("currency")
     @classmethod
@@ -153,6 +178,7 @@ class Catalog(_Spec):
         self._packages = {package.code: package for package in self.channel_packages}
         self._plans = {plan.code: plan for plan in self.plans}
         self._options = {option.code: option for option in self.options}
+        self._equipment = {item.code: item for item in self.equipment}
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -162,6 +188,7 @@ class Catalog(_Spec):
             *self._package_problems(),
             *self._plan_problems(),
             *self._option_problems(),
+            *self._equipment_problems(),
         ]
         if problems:
             raise ValueError("; ".join(problems))
@@ -173,6 +200,7 @@ class Catalog(_Spec):
             "channel package": self.channel_packages,
             "plan": self.plans,
             "option": self.options,
+            "equipment": self.equipment,
         }
         return [
             f"{what} code {code!r} is used twice"
@@ -183,7 +211,7 @@ class Catalog(_Spec):
     def _unknown_price_regions(self) -> list[str]:
         return [
             f"{item.code}: price for unknown region {region!r}"
-            for item in (*self.plans, *self.options)
+            for item in (*self.plans, *self.options, *self.equipment)
             for region in item.prices
             if region not in self._regions
         ]
@@ -257,6 +285,21 @@ class Catalog(_Spec):
         ]
         return problems
 
+    def _equipment_problems(self) -> list[str]:
+        problems = [
+            f"equipment {item.code}: sold with unknown plan {plan!r}"
+            for item in self.equipment
+            for plan in item.sold_with
+            if plan not in self._plans
+        ]
+        problems += [
+            f"equipment {item.code}: free with plan {plan!r} it is not sold with"
+            for item in self.equipment
+            for plan in item.free_with
+            if plan not in item.sold_with
+        ]
+        return problems
+
     # Lookups. Each raises a TariffError naming what was not found.
 
     def region(self, code: str) -> Region:
@@ -326,6 +369,40 @@ class Catalog(_Spec):
         if plan not in sold.sold_with:
             raise OptionNotSoldWithPlan(option, plan)
         return sold
+
+    def equipment_item(self, code: str) -> Equipment:
+        try:
+            return self._equipment[code]
+        except KeyError:
+            raise UnknownEquipment(code) from None
+
+    def equipment_for_plan(self, plan: str, region: str) -> tuple[Equipment, ...]:
+        """The equipment that can be rented with the plan in the region, in catalog order."""
+        self.plan_price(plan, region)
+        return tuple(item for item in self.equipment if self._rentable(item, plan, region))
+
+    def equipment_rent(self, code: str, plan: str, region: str) -> Money:
+        """What the equipment costs a month with the plan in the region: zero where it is free
+        with the plan; refused where it is not rented with the plan there."""
+        self.plan_price(plan, region)
+        item = self.equipment_item(code)
+        if not self._rentable(item, plan, region):
+            raise EquipmentNotSoldWithPlan(code, plan, region)
+        if item.is_free_with(plan):
+            return Money.zero(self.currency)
+        return self.equipment_price(code, region)
+
+    def equipment_price(self, code: str, region: str) -> PositiveMoney:
+        """The equipment's monthly rent in the region, where it is not free with the plan."""
+        self.region(region)
+        try:
+            return self._money(self.equipment_item(code).prices[region])
+        except KeyError:
+            raise EquipmentNotSoldInRegion(code, region) from None
+
+    @staticmethod
+    def _rentable(item: Equipment, plan: str, region: str) -> bool:
+        return plan in item.sold_with and (item.is_free_with(plan) or region in item.prices)
 
     def voluntary_block_price(self, region: str) -> PositiveMoney:
         return self._money(self.region(region).voluntary_block_price)

@@ -54,6 +54,60 @@ class UnknownOption(TariffError):
         super().__init__(f"unknown option {option!r}", field="option")
 
 
+class UnknownEquipment(TariffError):
+    code = "unknown_equipment"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, equipment: str) -> None:
+        super().__init__(f"unknown equipment {equipment!r}", field="equipment")
+
+
+class EquipmentNotSoldWithPlan(TariffError):
+    code = "equipment_not_sold_with_plan"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, equipment: str, plan: str, region: str) -> None:
+        super().__init__(
+            f"equipment {equipment!r} is not rented with plan {plan!r} in region {region!r}",
+            field="equipment",
+        )
+
+
+class EquipmentNotSoldInRegion(TariffError):
+    code = "equipment_not_in_region"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, equipment: str, region: str) -> None:
+        super().__init__(f"equipment {equipment!r} is not rented out in region {region!r}", field="equipment")
+
+
+class EquipmentAlreadyRented(TariffError):
+    code = "equipment_already_rented"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, equipment: str) -> None:
+        super().__init__(f"equipment {equipment!r} is already on the account", field="equipment")
+
+
+class EquipmentNotRented(TariffError):
+    code = "equipment_not_rented"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, equipment: str) -> None:
+        super().__init__(f"equipment {equipment!r} is not on the account", field="equipment")
+
+
+class EquipmentNotRentedWithNewPlan(TariffError):
+    code = "equipment_not_rented_with_new_plan"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, plan: str, equipment: list[str]) -> None:
+        super().__init__(
+            f"plan {plan!r} is not rented with equipment {', '.join(equipment)}; return it first",
+            field="plan",
+        )
+
+
 class UnknownChannelPackage(TariffError):
     code = "unknown_channel_package"
     kind = ErrorKind.INVALID
@@ -162,10 +216,13 @@ class BlockDaysOutOfRange(VoluntaryBlockRefused):
 class BlockAlreadyUsedThisYear(VoluntaryBlockRefused):
     code = "block_once_a_year"
     kind = ErrorKind.CONFLICT
-    rule = "rule 1 (only once a calendar year)"
+    rule = "rule 1 (only once a calendar year; a block counts toward every year it touches)"
 
-    def __init__(self, year: int, previous_start: date) -> None:
-        super().__init__(f"the {year} block was already used, from {previous_start.isoformat()}")
+    def __init__(self, year: int, previous_start: date, previous_last_day: date) -> None:
+        super().__init__(
+            f"the {year} block was already used, by the block from {previous_start.isoformat()}"
+            f" to {previous_last_day.isoformat()}"
+        )
 
 
 class BlockNeedsHomeInternet(VoluntaryBlockRefused):
@@ -202,6 +259,33 @@ class NoRunningBlock(VoluntaryBlockRefused):
 
     def __init__(self, account_number: str) -> None:
         super().__init__(f"account {account_number} has no running voluntary block")
+
+
+class AccountIsClosed(TariffError):
+    code = "account_closed"
+    kind = ErrorKind.CONFLICT
+
+    def __init__(self, account_number: str, closed_on: date) -> None:
+        super().__init__(f"account {account_number} was closed on {closed_on.isoformat()}")
+
+
+class ClosureLeavesDebt(TariffError):
+    code = "closure_leaves_debt"
+    kind = ErrorKind.CONFLICT
+
+    def __init__(self, account_number: str, owed: Money) -> None:
+        super().__init__(
+            f"account {account_number} would owe {owed} after its final charges; the debt is paid"
+            " before the account is closed"
+        )
+
+
+class ClosureTargetRefused(TariffError):
+    code = "closure_target_refused"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the money left cannot go there: {detail}", field="transfer_to")
 
 
 class UnknownAccount(TariffError):

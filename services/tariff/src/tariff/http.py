@@ -6,10 +6,11 @@ for an account not registered here, 422 when the refusal names an input field (u
 or 31 days...) with that field in ``errors``, 409 when the request is well formed but the
 account's state refuses it (no plan yet, the year's block already used...).
 
-Who may call: the catalog (regions, channel packages, the plans and options of a region) is
-public; an account's subscription and its commands take a subscriber token for that account or
-a service token; closing billing days (the operator's catch-up) takes a service token. Where a
-request was made (a voluntary block's ``requested_via``) is what the token says, never the body.
+Who may call: the catalog (regions, channel packages, the plans, options and equipment of a
+region) is public; an account's subscription and its commands take a subscriber token for that
+account or a service token; closing billing days (the operator's catch-up) and closing an account
+(support) take a service token. Where a request was made (a voluntary block's ``requested_via``)
+is what the token says, never the body.
 """
 
 from __future__ import annotations
@@ -22,20 +23,30 @@ from fastapi import APIRouter, Body, Path
 from pydantic import BaseModel, Field, ValidationError
 
 from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_service
-from billing_events.catalog.tariff import FeeKind, RequestChannel
+from billing_events.catalog.common import AccountNumber
+from billing_events.catalog.tariff import ClosureSettlement, FeeKind, RequestChannel
 from billing_events.http import AccountPath, callers, invalid_request, problem_responses
 from billing_events.money import Money
 from tariff import service
-from tariff.catalog import Catalog, Option, Plan
+from tariff.catalog import Catalog, Equipment, Option, Plan
 from tariff.context import TariffContext
 from tariff.domain import Forecast, ItemPeriod, Subscription
 
 RegionPath = Annotated[str, Path(min_length=1, max_length=64, description="Region code, e.g. moscow")]
 OptionPath = Annotated[str, Path(min_length=1, max_length=40, description="Option code")]
+EquipmentPath = Annotated[str, Path(min_length=1, max_length=40, description="Equipment code")]
 
 
 class PlanRequest(BaseModel):
     plan: str = Field(min_length=1, max_length=40)
+
+
+class ActivationRequest(PlanRequest):
+    equipment: list[str] = Field(default_factory=list, description="Equipment chosen with the plan (codes)")
+
+
+class EquipmentRequest(BaseModel):
+    equipment: str = Field(min_length=1, max_length=40)
 
 
 class OptionRequest(BaseModel):
@@ -47,6 +58,13 @@ class BlockRequest(BaseModel):
     requested_via: RequestChannel | None = Field(
         default=None, description="The token says it (cabinet for a subscriber, support for a service); leave it"
                                   " out, or give the same")
+
+
+class ClosureRequest(BaseModel):
+    settlement: ClosureSettlement = Field(description="refund: paid back outside the suite; transfer: to transfer_to")
+    transfer_to: AccountNumber | None = Field(default=None, description="For settlement transfer: the account"
+                                                                        " the money left goes to")
+    reason: str = Field(min_length=1, max_length=500, description="Why, in the operator's words (journaled)")
 
 
 class CloseDaysRequest(BaseModel):
@@ -113,8 +131,11 @@ class OptionView(BaseModel):
                    sold_with=[plan for plan in option.sold_with if plan in sold_in_region])
 
 
+ITEM_NAMES = {FeeKind.SUBSCRIPTION: "plan", FeeKind.OPTION: "option", FeeKind.EQUIPMENT: "equipment"}
+
+
 class ItemPeriodView(BaseModel):
-    item: str = Field(description="plan or option")
+    item: str = Field(description="plan, option or equipment")
     code: str
     name: str = Field(description="The catalog's name for it (the code, if the catalog no longer lists it)")
     started: date = Field(description="The first billing day it was in effect")
@@ -127,11 +148,11 @@ class ItemPeriodView(BaseModel):
 
     @classmethod
     def of(cls, catalog: Catalog, period: ItemPeriod, last_closed: date) -> ItemPeriodView:
-        plan = period.fee_kind is FeeKind.SUBSCRIPTION
-        listed = catalog.plans if plan else catalog.options
+        listed = {FeeKind.SUBSCRIPTION: catalog.plans, FeeKind.OPTION: catalog.options,
+                  FeeKind.EQUIPMENT: catalog.equipment}[period.fee_kind]
         name = next((entry.name for entry in listed if entry.code == period.code), period.code)
         last = period.ended or last_closed
-        return cls(item="plan" if plan else "option", code=period.code, name=name, started=period.started,
+        return cls(item=ITEM_NAMES[period.fee_kind], code=period.code, name=name, started=period.started,
                    ended=period.ended, days=(last - period.started).days + 1, charged_days=period.charged_days,
                    daily_fee=period.daily_fee, charged=period.charged)
 
@@ -143,7 +164,7 @@ class TariffHistoryView(BaseModel):
 
 
 class DailyItemView(BaseModel):
-    item: str = Field(description="plan or option")
+    item: str = Field(description="plan, option or equipment")
     code: str
     name: str
     daily_fee: Money
@@ -151,7 +172,7 @@ class DailyItemView(BaseModel):
 
 class ForecastView(BaseModel):
     today: date = Field(description="The billing day (billing time zone)")
-    daily_fee: Money = Field(description="What today costs: the plan and the options in effect")
+    daily_fee: Money = Field(description="What today costs: the plan, the options and the rented equipment in effect")
     items: list[DailyItemView]
     available: Money = Field(description="The balance once the charges on their way are taken, with the credit"
                                          " limit on a credit account")
@@ -164,11 +185,30 @@ class ForecastView(BaseModel):
 
     @classmethod
     def of(cls, forecast: Forecast) -> ForecastView:
-        items = [DailyItemView(item="plan" if item.fee_kind is FeeKind.SUBSCRIPTION else "option", code=item.code,
+        items = [DailyItemView(item=ITEM_NAMES[item.fee_kind], code=item.code,
                                name=item.name, daily_fee=item.fee) for item in forecast.items]
         return cls(today=forecast.today, daily_fee=forecast.daily_fee, items=items, available=forecast.available,
                    first_day_to_charge=forecast.first_day_to_charge, lasts_until=forecast.lasts_until,
                    month_end=forecast.month_end, to_pay_now=forecast.to_pay_now)
+
+
+class EquipmentView(BaseModel):
+    code: str
+    name: str
+    kind: str
+    monthly_price_minor: int | None = Field(description="The rent with the plans it is not free with; none where"
+                                                        " it is free with every plan it is rented with here")
+    currency: str
+    free_with: list[str] = Field(description="The region's plans it costs nothing with")
+    rented_with: list[str] = Field(description="The region's plans it can be rented with (free or not)")
+
+    @classmethod
+    def of(cls, catalog: Catalog, item: Equipment, region: str) -> EquipmentView:
+        rented_with = [plan.code for plan in catalog.plans_of_region(region)
+                       if item in catalog.equipment_for_plan(plan.code, region)]
+        return cls(code=item.code, name=item.name, kind=item.kind.value, monthly_price_minor=item.prices.get(region),
+                   currency=catalog.currency, free_with=[plan for plan in rented_with if item.is_free_with(plan)],
+                   rented_with=rented_with)
 
 
 def _channel(caller: Principal) -> RequestChannel:
@@ -214,6 +254,16 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
         catalog.region(region)  # an unknown region is refused, not answered with no options
         return [OptionView.of(catalog, option, region) for option in catalog.options if region in option.prices]
 
+    @router.get("/regions/{region}/equipment", response_model=list[EquipmentView],
+                openapi_extra=callers("anonymous", "subscriber", "service"))
+    async def equipment_of_region(region: RegionPath) -> Any:
+        """The equipment (routers, set-top boxes) rented in the region: the plans it is free
+        with, the monthly rent with the others."""
+        catalog = ctx.catalog
+        catalog.region(region)
+        found = [EquipmentView.of(catalog, item, region) for item in catalog.equipment]
+        return [view for view in found if view.rented_with]
+
     @router.get("/accounts/{account}", response_model=Subscription, responses=private,
                 openapi_extra=callers("subscriber", "service"))
     async def subscription(caller: Caller, account: AccountPath) -> Any:
@@ -241,10 +291,10 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
         return ForecastView.of(await service.account_forecast(ctx, account))
 
     @router.post("/accounts/{account}/plan", response_model=service.CommandResult, responses=private)
-    async def activate(caller: Caller, account: AccountPath, body: PlanRequest) -> Any:
+    async def activate(caller: Caller, account: AccountPath, body: ActivationRequest) -> Any:
         require_account(caller, account)
-        return await call(service.activate_plan,
-                          lambda: service.ActivatePlan(account_number=account, plan=body.plan))
+        return await call(service.activate_plan, lambda: service.ActivatePlan(
+            account_number=account, plan=body.plan, equipment=body.equipment))
 
     @router.put("/accounts/{account}/plan", response_model=service.CommandResult, responses=private)
     async def change(caller: Caller, account: AccountPath, body: PlanRequest) -> Any:
@@ -265,6 +315,21 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
         return await call(service.remove_account_option,
                           lambda: service.RemoveOption(account_number=account, option=option))
 
+    @router.post("/accounts/{account}/equipment", response_model=service.CommandResult, responses=private)
+    async def rent(caller: Caller, account: AccountPath, body: EquipmentRequest) -> Any:
+        """Rent equipment from the next billing day: free with some plans, a daily fee with others."""
+        require_account(caller, account)
+        return await call(service.rent_account_equipment,
+                          lambda: service.RentEquipment(account_number=account, equipment=body.equipment))
+
+    @router.delete("/accounts/{account}/equipment/{equipment}", response_model=service.CommandResult,
+                   responses=private)
+    async def return_(caller: Caller, account: AccountPath, equipment: EquipmentPath) -> Any:
+        """Return equipment: not charged from the next billing day on."""
+        require_account(caller, account)
+        return await call(service.return_account_equipment,
+                          lambda: service.ReturnEquipment(account_number=account, equipment=equipment))
+
     @router.post("/accounts/{account}/voluntary-block", response_model=service.CommandResult,
                  responses=private)
     async def start_block(caller: Caller, account: AccountPath, body: Annotated[BlockRequest, Body()]) -> Any:
@@ -278,6 +343,16 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
     async def end_block(caller: Caller, account: AccountPath) -> Any:
         require_account(caller, account)
         return await call(service.end_block, lambda: service.EndVoluntaryBlock(account_number=account))
+
+    @router.post("/accounts/{account}/closure", response_model=service.CommandResult, responses=private)
+    async def close_account(caller: Caller, account: AccountPath, body: ClosureRequest) -> Any:
+        """Support closes the account (a service token): every day not charged yet through today
+        is charged, nothing after; the ledger then refunds or transfers the money left and closes
+        the account there. Refused while the final charges would leave a debt."""
+        require_service(caller)
+        return await call(service.close_account, lambda: service.CloseAccount(
+            account_number=account, settlement=body.settlement, transfer_to=body.transfer_to,
+            requested_by=caller.requester, reason=body.reason))
 
     @router.post("/billing-days/close", response_model=service.CloseResult, responses=private)
     async def close_billing_days(caller: Caller, body: CloseDaysRequest) -> Any:

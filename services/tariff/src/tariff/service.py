@@ -56,7 +56,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -64,7 +64,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from uuid6 import uuid7
 
 from billing_events.catalog.common import AccountNumber
-from billing_events.catalog.tariff import ChargeApplied, RequestChannel
+from billing_events.catalog.tariff import ChargeApplied, ClosureSettlement, RequestChannel
 from billing_events.db import retry_transient
 from billing_events.envelope import Envelope, Event
 from billing_events.logging import get_logger
@@ -83,12 +83,15 @@ from tariff.domain import (
     change_plan,
     charges_published,
     close_account_day,
+    close_subscription,
     end_voluntary_block,
     forecast,
     remove_option,
+    rent_equipment,
+    return_equipment,
     start_voluntary_block,
 )
-from tariff.errors import NotActive, TariffError, UnknownAccount
+from tariff.errors import AccountIsClosed, ClosureTargetRefused, NotActive, TariffError, UnknownAccount
 
 log = get_logger(__name__)
 
@@ -107,8 +110,14 @@ class AccountCommand(Command):
     )
 
 
+EquipmentCode = Annotated[str, Field(min_length=1, max_length=40)]
+
+
 class ActivatePlan(AccountCommand):
     plan: str = Field(min_length=1, max_length=40)
+    equipment: list[EquipmentCode] = Field(
+        default_factory=list, max_length=10, description="Equipment chosen with the plan"
+    )
 
 
 class ChangePlan(AccountCommand):
@@ -123,6 +132,14 @@ class RemoveOption(AccountCommand):
     option: str = Field(min_length=1, max_length=40)
 
 
+class RentEquipment(AccountCommand):
+    equipment: EquipmentCode
+
+
+class ReturnEquipment(AccountCommand):
+    equipment: EquipmentCode
+
+
 class StartVoluntaryBlock(AccountCommand):
     days: int = Field(description="1 to 30; checked by the domain so a refusal names rule 1")
     requested_via: RequestChannel = RequestChannel.CABINET
@@ -130,6 +147,16 @@ class StartVoluntaryBlock(AccountCommand):
 
 class EndVoluntaryBlock(AccountCommand):
     pass
+
+
+class CloseAccount(AccountCommand):
+    """Support closes the account: final charges through today, then the money left is refunded
+    or transferred (``transfer_to``) by the ledger."""
+
+    settlement: ClosureSettlement
+    transfer_to: AccountNumber | None = None
+    requested_by: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=500)
 
 
 class CommandResult(BaseModel):
@@ -158,7 +185,8 @@ class CloseResult(BaseModel):
 async def activate_plan(ctx: TariffContext, command: ActivatePlan) -> CommandResult:
     catalog = ctx.catalog
     return await _run(
-        ctx, command, lambda state, today, _: activate(state, catalog, command.plan, today)
+        ctx, command,
+        lambda state, today, _: activate(state, catalog, command.plan, today, command.equipment),
     )
 
 
@@ -182,6 +210,20 @@ async def remove_account_option(ctx: TariffContext, command: RemoveOption) -> Co
     )
 
 
+async def rent_account_equipment(ctx: TariffContext, command: RentEquipment) -> CommandResult:
+    catalog = ctx.catalog
+    return await _run(
+        ctx, command,
+        lambda state, today, _: rent_equipment(state, catalog, command.equipment, today),
+    )
+
+
+async def return_account_equipment(ctx: TariffContext, command: ReturnEquipment) -> CommandResult:
+    return await _run(
+        ctx, command, lambda state, today, _: return_equipment(state, command.equipment, today)
+    )
+
+
 async def start_block(ctx: TariffContext, command: StartVoluntaryBlock) -> CommandResult:
     return await _run(
         ctx,
@@ -196,6 +238,47 @@ async def end_block(ctx: TariffContext, command: EndVoluntaryBlock) -> CommandRe
     return await _run(
         ctx, command, lambda state, today, now: end_voluntary_block(state, today, now)
     )
+
+
+async def close_account(ctx: TariffContext, command: CloseAccount) -> CommandResult:
+    """Charge the account's open days through today, close it and stop the billing clock's
+    visits; the ledger settles and closes the account when SubscriptionClosed reaches it."""
+    account = command.account_number
+    correlation_id = command.correlation_id or uuid7()
+
+    async def decide_and_write(conn: AsyncConnection) -> CommandResult:
+        now = ctx.clock.now()
+        today = ctx.billing_day(now)
+        found = await store.load_with_cursor(conn, account, for_update=True)
+        if found is None:
+            raise UnknownAccount(account)
+        state, cursor = found
+        if command.transfer_to is not None:
+            await _check_closure_target(conn, account, command.transfer_to)
+        open_days = [] if cursor is None else [cursor + ONE_DAY * n for n in range((today - cursor).days + 1)]
+        outcome = close_subscription(
+            state, ctx.catalog, open_days, today, now, settlement=command.settlement,
+            transfer_to=command.transfer_to, requested_by=command.requested_by, reason=command.reason)
+        for day in open_days:
+            charges = [c for c in outcome.charges if c.billing_day == day]
+            await store.claim_day(conn, account, day, charges=len(charges),
+                                  charged_minor=sum(c.amount.minor for c in charges), now=now)
+        done = await _commit(ctx, conn, outcome, now, correlation_id, stop_billing=True)
+        return CommandResult(subscription=done.state, events=[e.event_type for e in done.events], billing_day=today)
+
+    result = await retry_transient(lambda: ctx.unit_of_work(decide_and_write), what="tariff CloseAccount")
+    log.info("account closed", settlement=command.settlement.value, published=result.events)
+    return result
+
+
+async def _check_closure_target(conn: AsyncConnection, account: str, target: str) -> None:
+    if target == account:
+        raise ClosureTargetRefused("the account being closed")
+    found = await store.load(conn, target)
+    if found is None:
+        raise ClosureTargetRefused(f"account {target} is not registered")
+    if found.closed_on is not None:
+        raise ClosureTargetRefused(f"account {target} is closed")
 
 
 async def get_subscription(ctx: TariffContext, account_number: str) -> Subscription:
@@ -247,6 +330,8 @@ async def _run(ctx: TariffContext, command: AccountCommand, decide: Decide) -> C
         if found is None:
             raise UnknownAccount(account)
         state, cursor = found
+        if state.closed_on is not None:
+            raise AccountIsClosed(account, state.closed_on)
         outcome = decide(state, today, now)  # a TariffError leaves before any write
         # Activation starts the billing cursor at the plan's first day.
         starts = (
@@ -283,11 +368,12 @@ async def _commit(
     correlation_id: UUID,
     *,
     next_close_day: date | None = None,
+    stop_billing: bool = False,
 ) -> Outcome:
     """Write the state and stage its events (:func:`_judged_envelopes`), in the caller's
     transaction. What is written and staged comes back."""
     done, envelopes = _judged_envelopes(ctx, outcome, now, correlation_id)
-    await store.save(conn, done.state, now, next_close_day=next_close_day)
+    await store.save(conn, done.state, now, next_close_day=next_close_day, stop_billing=stop_billing)
     await ctx.stage(conn, envelopes)
     return done
 

@@ -3,7 +3,7 @@
 - ``subscriptions``: one row per registered account. The whole :class:`Subscription` state is a
   JSON document (a pydantic model that round-trips); the columns beside it are copies kept for
   queries: region, status, planned plan, debt flag, and ``next_close_day``, the billing clock's
-  cursor (the first day not closed yet; NULL until a plan is activated).
+  cursor (the first day not closed yet; NULL until a plan is activated, and once closed).
 - ``closed_days``: (account, day) unique. A day is closed for an account in the transaction that
   claims this row, so it is charged once even if it is closed twice, by two instances at once,
   or again after a restart in the middle of a close. The billing clock closes a batch of
@@ -146,11 +146,15 @@ async def save(
     now: datetime,
     *,
     next_close_day: date | None = None,
+    stop_billing: bool = False,
 ) -> None:
-    """Write the state; ``next_close_day`` (when given) moves the billing cursor."""
+    """Write the state; ``next_close_day`` (when given) moves the billing cursor, ``stop_billing``
+    removes it (a closed account: the billing clock never visits it again)."""
     values = {**_columns(state), "updated_at": now}
     if next_close_day is not None:
         values["next_close_day"] = next_close_day
+    if stop_billing:
+        values["next_close_day"] = None
     await conn.execute(
         update(subscriptions)
         .where(subscriptions.c.account_number == state.account_number)

@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, Field, model_validator
 from billing_contracts import topics
 from billing_contracts.catalog.common import AccountNumber
 from billing_contracts.catalog.payments import PaymentChannel, PaymentReceived
+from billing_contracts.catalog.tariff import ClosureSettlement
 from billing_contracts.envelope import Event
 from billing_contracts.money import Money, PositiveMoney
 from billing_contracts.versions import AccountVersion
@@ -25,6 +26,17 @@ from billing_contracts.versions import AccountVersion
 class PaymentType(StrEnum):
     PREPAID = "prepaid"
     CREDIT = "credit"
+
+
+class TransactionKindV1(StrEnum):
+    PAYMENT = "payment"
+    PAYMENT_PARKED = "payment_parked"
+    SUSPENSE_RESOLUTION = "suspense_resolution"
+    CHARGE = "charge"
+    BONUS_ACCRUAL = "bonus_accrual"
+    BONUS_REDEMPTION = "bonus_redemption"
+    TRANSFER = "transfer"
+    REVERSAL = "reversal"
 
 
 class TransactionKind(StrEnum):
@@ -38,6 +50,8 @@ class TransactionKind(StrEnum):
     BONUS_REDEMPTION = "bonus_redemption"
     TRANSFER = "transfer"
     REVERSAL = "reversal"
+    REFUND = "refund"
+    """The money left on a closed account paid back to the subscriber outside the suite."""
 
 
 class TransferRefusalV1(StrEnum):
@@ -239,6 +253,10 @@ class BonusRedemptionRequested(Event):
         description="discount or gift; bonuses pay charges through the charge itself"
     )
     description: str = Field(default="", max_length=200)
+    item: str | None = Field(
+        default=None, min_length=1, max_length=40,
+        description="The rewards catalogue's item bought (GET /ledger/rewards); its kind and price must match"
+                    " purpose and amount. None: a discount or gift of the amount, named by description alone")
 
 
 class BonusRedemptionRefusal(StrEnum):
@@ -335,18 +353,72 @@ class SuspenseResolved(Event):
     )
 
 
-class TransactionReversed(Event):
-    """A correction: a new transaction with the negated postings of an earlier one."""
+class _Reversal(Event):
+    """What every version of TransactionReversed says (a base: not an event type of its own)."""
 
-    event_type: ClassVar[str] = "TransactionReversed"
     topic: ClassVar[str] = topics.LEDGER
 
     transaction_id: UUID = Field(description="The reversing transaction")
     reversed_transaction_id: UUID
-    reversed_kind: TransactionKind
     accounts: tuple[AccountNumber, ...] = Field(description="Subscriber accounts it touched")
     operator: str
     reason: str
+
+
+class TransactionReversed(_Reversal):
+    """A correction: a new transaction with the negated postings of an earlier one.
+
+    v2: ``reversed_kind`` may also be ``refund``. v1 is published beside it for the kinds it
+    knows (a reversed refund has no v1 form)."""
+
+    event_type: ClassVar[str] = "TransactionReversed"
+    version: ClassVar[int] = 2
+
+    reversed_kind: TransactionKind
+
+    def previous_versions(self) -> tuple[Event, ...]:
+        if self.reversed_kind.value not in {kind.value for kind in TransactionKindV1}:
+            return ()
+        return (TransactionReversedV1(**{**self.model_dump(), "reversed_kind": TransactionKindV1(self.reversed_kind.value)}),)
+
+
+class TransactionReversedV1(_Reversal):
+    """v1 of TransactionReversed (superseded by v2, still published beside it)."""
+
+    event_type: ClassVar[str] = "TransactionReversed"
+
+    reversed_kind: TransactionKindV1
+
+
+class AccountRefunded(Event):
+    """The money left on a closed account was paid back to the subscriber outside the suite (a
+    payout: the main balance to the operator's refunds account, which pays it out)."""
+
+    event_type: ClassVar[str] = "AccountRefunded"
+    topic: ClassVar[str] = topics.LEDGER
+
+    account_number: AccountNumber
+    transaction_id: UUID
+    amount: PositiveMoney
+    requested_by: str = Field(min_length=1, max_length=64, description="Who closed the account")
+
+
+class AccountClosed(Event):
+    """The ledger closed the account after settling its main balance: payments for it go to
+    suspense from now on, charges for it are refused, and its number is never issued again.
+    Bonuses left on it are forfeited (they stay in its history)."""
+
+    event_type: ClassVar[str] = "AccountClosed"
+    topic: ClassVar[str] = topics.LEDGER
+
+    account_number: AccountNumber
+    settlement: ClosureSettlement
+    settled: Money = Field(description="What the settlement moved off the main balance (zero: nothing was left)")
+    transfer_to: AccountNumber | None = Field(default=None, description="Where a transfer settlement moved it")
+    forfeited_bonus: Money = Field(description="The bonus balance left on the account")
+    requested_by: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=500)
+    account_version: AccountVersion = None
 
 
 class PaymentTypeChangeRequested(Event):
@@ -420,7 +492,11 @@ __all__ = [
     "RedemptionPurpose",
     "SuspenseResolved",
     "TransactionKind",
+    "TransactionKindV1",
     "TransactionReversed",
+    "TransactionReversedV1",
+    "AccountClosed",
+    "AccountRefunded",
     "TransferRefusal",
     "TransferRefusalV1",
     "TransferRejected",

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, ClassVar, NamedTuple
+from typing import Annotated, ClassVar, NamedTuple, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from billing_contracts import topics
 from billing_contracts.catalog.common import AccountNumber
 from billing_contracts.envelope import Event, upcaster
-from billing_contracts.money import PositiveMoney
+from billing_contracts.money import Money, PositiveMoney
 
 
 class FeeKind(StrEnum):
@@ -218,6 +218,32 @@ class OptionRemoved(Event):
     effective_from: date = Field(description="First billing day the option is no longer charged")
 
 
+class EquipmentRented(Event):
+    """Equipment (a router, a set-top box) is on the account from ``effective_from``: chosen with
+    the plan at activation or added later. Charged daily like an option unless free with the plan."""
+
+    event_type: ClassVar[str] = "EquipmentRented"
+    topic: ClassVar[str] = topics.TARIFF
+
+    account_number: AccountNumber
+    equipment: CatalogCode = Field(description="Equipment code from the tariff catalog")
+    monthly_price: Money = Field(
+        description="The monthly rent with the plan in the region; zero where it is free with the plan"
+                    " (a later plan change may change it: each billing day is charged at that day's plan)")
+    effective_from: date = Field(description="First billing day the equipment is on the account")
+
+
+class EquipmentReturned(Event):
+    """Equipment is no longer on the account (nor charged) from ``effective_from`` on."""
+
+    event_type: ClassVar[str] = "EquipmentReturned"
+    topic: ClassVar[str] = topics.TARIFF
+
+    account_number: AccountNumber
+    equipment: CatalogCode = Field(description="Equipment code from the tariff catalog")
+    effective_from: date = Field(description="First billing day the equipment is no longer charged")
+
+
 class RequestChannel(StrEnum):
     """Where a subscriber asked for something (the voluntary block: cabinet or support)."""
 
@@ -258,3 +284,41 @@ class VoluntaryBlockEnded(Event):
     )
     early: bool = Field(description="True when the subscriber ended it before the planned end")
     ended_at: AwareDatetime = Field(description="As AccountUnblocked.unblocked_at, which is published with it")
+
+
+class ClosureSettlement(StrEnum):
+    """What becomes of the money left on a closed account, as the operator chose."""
+
+    REFUND = "refund"
+    """Paid back to the subscriber outside the suite (a payout from the operator's refunds account)."""
+    TRANSFER = "transfer"
+    """Moved to another personal account (``transfer_to``)."""
+
+
+class SubscriptionClosed(Event):
+    """The account is closed: its final charges (every billing day up to ``last_day``) were
+    published before this event, under the same key, and nothing is charged after it. The ledger
+    settles what is left on the main balance as ``settlement`` says, then closes the account; its
+    number is never issued again.
+
+    Published by the tariff when support (an operator, a service token) closes the account."""
+
+    event_type: ClassVar[str] = "SubscriptionClosed"
+    topic: ClassVar[str] = topics.TARIFF
+
+    account_number: AccountNumber
+    last_day: date = Field(description="The closing day: the last billing day charged")
+    settlement: ClosureSettlement
+    transfer_to: AccountNumber | None = Field(
+        default=None, description="The account the money left goes to; only, and required, for settlement transfer")
+    requested_by: str = Field(min_length=1, max_length=64, description="Who closed it, as their credentials say")
+    reason: str = Field(min_length=1, max_length=500, description="Why, in the operator's words")
+    closed_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _target_only_for_a_transfer(self) -> Self:
+        if (self.settlement is ClosureSettlement.TRANSFER) != (self.transfer_to is not None):
+            raise ValueError("transfer_to is required for, and only for, settlement transfer")
+        if self.transfer_to == self.account_number:
+            raise ValueError("the money cannot be transferred to the account being closed")
+        return self

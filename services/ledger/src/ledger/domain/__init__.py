@@ -27,6 +27,7 @@ from ledger.domain.chart import (
     BONUS_EXPENSE,
     DISCOUNTS,
     GIFTS,
+    REFUNDS,
     SUSPENSE,
     AccountCode,
     Book,
@@ -43,6 +44,8 @@ from ledger.domain.chart import (
     subscriber_number,
 )
 from ledger.domain.authority import check_requester
+from ledger.domain.closing import settle_and_close
+from ledger.domain.rewards import InvalidRewards, Reward, check_reward, parse_rewards
 from ledger.domain.corrections import REVERSE_TRANSACTION, change_payment_type, check_self_service_limit, reverse
 from ledger.domain.errors import KINDS, CommandRefused, ErrorCode, InvalidTransaction, LedgerError, input_errors
 from ledger.domain.facts import (
@@ -152,6 +155,7 @@ __all__ = [
     "DISCOUNTS",
     "GENESIS_HASH",
     "GIFTS",
+    "REFUNDS",
     "RESOLVE_SUSPENSE",
     "REVERSE_TRANSACTION",
     "SUSPENSE",
@@ -235,6 +239,11 @@ __all__ = [
     "resolve_suspense",
     "revenue_account",
     "reverse",
+    "settle_and_close",
+    "InvalidRewards",
+    "Reward",
+    "check_reward",
+    "parse_rewards",
     "spendable",
     "subscriber_number",
     "transaction_hash",

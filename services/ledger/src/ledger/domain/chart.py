@@ -7,6 +7,7 @@
     op:bonus_expense         what the bonus campaigns cost the operator
     op:suspense              payments that matched no open account, waiting to be placed
     op:discount, op:gifts    what redeemed bonuses were exchanged for
+    op:refunds               money left on closed accounts, paid back to the subscribers (payouts)
 
 Sign convention: an account's balance is the sum of its postings. A subscriber's main balance
 is therefore the sum of the postings on ``sub:<n>:main``: a payment posts ``+amount`` there and
@@ -48,6 +49,7 @@ BONUS_EXPENSE = "op:bonus_expense"
 SUSPENSE = "op:suspense"
 DISCOUNTS = "op:discount"
 GIFTS = "op:gifts"
+REFUNDS = "op:refunds"
 
 _ACCOUNT_CODE = re.compile(r"sub:(?P<number>\d{12}):(?P<book>main|bonus)|op:(?P<purpose>[a-z_]+(?::[a-z0-9_]+)?)")
 

@@ -7,6 +7,7 @@ the catalog as a :class:`tariff.catalog.Catalog`. Every transition returns an
 
 from billing_events.catalog.tariff import charge_id
 from tariff.domain.charging import DailyFees, charges_for_day, day_fees
+from tariff.domain.closing import close_subscription
 from tariff.domain.day_close import close_account_day, close_day
 from tariff.domain.debt import apply_balance, balance_changed, charges_published
 from tariff.domain.forecast import DailyItem, Forecast, forecast
@@ -28,6 +29,8 @@ from tariff.domain.subscription import (
     next_billing_day,
     register,
     remove_option,
+    rent_equipment,
+    return_equipment,
 )
 from tariff.domain.voluntary_block import (
     MAX_BLOCK_DAYS,
@@ -60,6 +63,7 @@ __all__ = [
     "charges_for_day",
     "close_account_day",
     "close_day",
+    "close_subscription",
     "daily_share",
     "day_fees",
     "forecast",
@@ -70,6 +74,8 @@ __all__ = [
     "record_day",
     "register",
     "remove_option",
+    "rent_equipment",
+    "return_equipment",
     "share_of_day",
     "start_voluntary_block",
 ]

@@ -1,4 +1,5 @@
-"""What a billing day costs an account: the day's share of its plan and of each option.
+"""What a billing day costs an account: the day's share of its plan, of each option and of each
+piece of equipment not free with the day's plan.
 
 Charge ids are a function of (account, day, fee kind, code) alone, so closing a day twice, or
 again after a restart, yields the same ids and the ledger (and our own store) post them once.
@@ -26,7 +27,8 @@ class DailyFees:
         self._known: dict[tuple[FeeKind, str, str, date], _Fee | None] = {}
 
     def of(self, kind: FeeKind, code: str, region: str, day: date) -> _Fee | None:
-        """(name, the day's share, description) of the fee; None when the share is zero."""
+        """(name, the day's share, description) of the fee; None when the share is zero. An
+        equipment fee is its regional rent: the caller leaves out equipment free with the plan."""
         key = (kind, code, region, day)
         if key not in self._known:  # a refusal (an item no longer sold) is not kept: it raises again
             self._known[key] = self._work_out(*key)
@@ -36,6 +38,8 @@ class DailyFees:
         catalog = self.catalog
         if kind is FeeKind.SUBSCRIPTION:
             name, monthly = catalog.plan(code).name, catalog.plan_price(code, region)
+        elif kind is FeeKind.EQUIPMENT:  # its regional rent: free equipment is never asked for
+            name, monthly = catalog.equipment_item(code).name, catalog.equipment_price(code, region)
         else:
             name, monthly = catalog.option(code).name, catalog.option_price(code, region)
         share = daily_share(monthly, day)
@@ -51,10 +55,10 @@ _Fee = tuple[str, PositiveMoney, str]
 def charges_for_day(
     state: Subscription, catalog: Catalog, day: date, fees: DailyFees | None = None
 ) -> tuple[ChargeApplied, ...]:
-    """The charges for ``day``: none before the plan takes effect or while the account is
-    blocked (for debt, or a voluntary block covering the day). ``fees``: prices worked out
-    before, of the same catalog."""
-    if state.is_blocked_on(day):
+    """The charges for ``day``: none before the plan takes effect, while the account is blocked
+    (for debt, or a voluntary block covering the day), or after its closing day. ``fees``: prices
+    worked out before, of the same catalog."""
+    if state.is_blocked_on(day) or (state.closed_on is not None and day > state.closed_on):
         return ()
     return tuple(ChargeApplied.of(state.account_number, day, kind, code, amount, description)
                  for kind, code, (_, amount, description) in day_fees(state, day, fees or DailyFees(catalog)))
@@ -62,9 +66,12 @@ def charges_for_day(
 
 def day_fees(state: Subscription, day: date, fees: DailyFees) -> list[tuple[FeeKind, str, _Fee]]:
     """(fee kind, code, fee) of each item the terms in effect on ``day`` charge for it, blocks
-    aside: the plan, then the options; none before a plan takes effect."""
+    aside: the plan, the options, then the equipment not free with the plan; none before a plan
+    takes effect."""
     terms = state.terms_on(day)
     if terms.plan is None:
         return []
     items = [(FeeKind.SUBSCRIPTION, terms.plan)] + [(FeeKind.OPTION, option) for option in terms.options]
+    items += [(FeeKind.EQUIPMENT, code) for code in terms.equipment
+              if not fees.catalog.equipment_item(code).is_free_with(terms.plan)]
     return [(kind, code, fee) for kind, code in items if (fee := fees.of(kind, code, state.region, day)) is not None]

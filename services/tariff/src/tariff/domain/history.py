@@ -1,4 +1,4 @@
-"""The tariff history of an account: each plan and option with the days it was in effect and
+"""The tariff history of an account: each plan, option and rented item of equipment with the days it was in effect and
 what it was charged, kept by the day close as a fact of each closed day (a change is recorded on
 the first day it is in effect, never when it is requested: a scheduled change replaced before
 that day never happened)."""
@@ -19,7 +19,8 @@ def items_in_effect(state: Subscription, day: date) -> list[Item]:
     terms = state.terms_on(day)
     if terms.plan is None:
         return []
-    return [(FeeKind.SUBSCRIPTION, terms.plan), *((FeeKind.OPTION, option) for option in terms.options)]
+    return [(FeeKind.SUBSCRIPTION, terms.plan), *((FeeKind.OPTION, option) for option in terms.options),
+            *((FeeKind.EQUIPMENT, item) for item in terms.equipment)]
 
 
 def record_day(state: Subscription, day: date, charges: Sequence[ChargeApplied]) -> Subscription:

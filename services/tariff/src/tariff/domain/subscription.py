@@ -23,6 +23,8 @@ from billing_events.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.catalog.tariff import (
     ChargeApplied,
     FeeKind,
+    EquipmentRented,
+    EquipmentReturned,
     OptionAdded,
     OptionRemoved,
     SubscriptionActivated,
@@ -33,6 +35,9 @@ from billing_events.money import CurrencyMismatch, Money, PositiveMoney
 from tariff.catalog import Catalog
 from tariff.errors import (
     AlreadyActive,
+    EquipmentAlreadyRented,
+    EquipmentNotRented,
+    EquipmentNotRentedWithNewPlan,
     NotActive,
     OptionAlreadyAdded,
     OptionNotPresent,
@@ -48,13 +53,16 @@ class _State(BaseModel):
 class SubscriptionStatus(StrEnum):
     PENDING = "pending"  # registered, no plan activated yet
     ACTIVE = "active"  # a plan is activated (charged from its effective day on)
+    CLOSED = "closed"  # closed by support: charged through its closing day, never after
 
 
 class Terms(_State):
-    """What is charged: a plan (None before activation) and the options, kept sorted."""
+    """What is charged: a plan (None before activation), the options and the rented equipment,
+    each kept sorted."""
 
     plan: str | None = None
     options: tuple[str, ...] = ()
+    equipment: tuple[str, ...] = ()
 
     def with_plan(self, plan: str) -> Terms:
         return self.model_copy(update={"plan": plan})
@@ -64,6 +72,12 @@ class Terms(_State):
 
     def without_option(self, option: str) -> Terms:
         return self.model_copy(update={"options": tuple(o for o in self.options if o != option)})
+
+    def with_equipment(self, equipment: str) -> Terms:
+        return self.model_copy(update={"equipment": tuple(sorted({*self.equipment, equipment}))})
+
+    def without_equipment(self, equipment: str) -> Terms:
+        return self.model_copy(update={"equipment": tuple(e for e in self.equipment if e != equipment)})
 
 
 class ScheduledTerms(_State):
@@ -151,11 +165,18 @@ class VoluntaryBlock(_State):
     def covers(self, day: date) -> bool:
         return self.start <= day <= self.last_day
 
+    @property
+    def years(self) -> range:
+        """The calendar years the block counts toward: each year one of its days falls in, and
+        the year it started even when ended before covering a day (its use is spent)."""
+        return range(self.start.year, max(self.start, self.last_day).year + 1)
+
 
 class ItemPeriod(_State):
-    """A plan or an option over the days it was in effect, and what it was charged for them."""
+    """A plan, an option or a rented item of equipment over the days it was in effect, and what it
+    was charged for them."""
 
-    fee_kind: FeeKind = Field(description="subscription (a plan) or option")
+    fee_kind: FeeKind = Field(description="subscription (a plan), option or equipment")
     code: str
     started: date = Field(description="The first billing day it was in effect")
     ended: date | None = Field(default=None, description="The last billing day it was in effect; none: it still is")
@@ -186,6 +207,9 @@ class Subscription(_State):
                     " close that finds a change in effect (accounts billed before it was kept start at their"
                     " first day closed since)",
     )
+    closed_on: date | None = Field(
+        default=None, description="The closing day: the last billing day charged; none while open"
+    )
 
     @property
     def expected_balance(self) -> AccountBalance:
@@ -204,6 +228,8 @@ class Subscription(_State):
 
     @property
     def status(self) -> SubscriptionStatus:
+        if self.closed_on is not None:
+            return SubscriptionStatus.CLOSED
         if self.planned_terms.plan is None:
             return SubscriptionStatus.PENDING
         return SubscriptionStatus.ACTIVE
@@ -262,8 +288,11 @@ def register(account_number: str, region: str, catalog: Catalog) -> Subscription
     )
 
 
-def activate(state: Subscription, catalog: Catalog, plan: str, today: date) -> Outcome:
-    """Activate the first plan; it must be sold in the subscriber's region."""
+def activate(
+    state: Subscription, catalog: Catalog, plan: str, today: date, equipment: Iterable[str] = ()
+) -> Outcome:
+    """Activate the first plan, with the equipment chosen for it; the plan must be sold in the
+    subscriber's region, and each piece of equipment rented with it there."""
     if state.planned_terms.plan is not None:
         raise AlreadyActive(state.account_number, state.planned_terms.plan)
     price = catalog.plan_price(plan, state.region)
@@ -275,7 +304,11 @@ def activate(state: Subscription, catalog: Catalog, plan: str, today: date) -> O
         monthly_price=price,
         effective_from=effective_from,
     )
-    return Outcome(state.scheduled(state.planned_terms.with_plan(plan), effective_from), (event,))
+    activated = Outcome(state.scheduled(state.planned_terms.with_plan(plan), effective_from), (event,))
+    for code in dict.fromkeys(equipment):
+        rented = rent_equipment(activated.state, catalog, code, today)
+        activated = Outcome(rented.state, (*activated.events, *rented.events))
+    return activated
 
 
 def change_plan(state: Subscription, catalog: Catalog, plan: str, today: date) -> Outcome:
@@ -292,6 +325,13 @@ def change_plan(state: Subscription, catalog: Catalog, plan: str, today: date) -
     ]
     if orphans:
         raise OptionsNotSoldWithNewPlan(plan, orphans)
+    unrentable = [
+        code
+        for code in state.planned_terms.equipment
+        if catalog.equipment_item(code) not in catalog.equipment_for_plan(plan, state.region)
+    ]
+    if unrentable:
+        raise EquipmentNotRentedWithNewPlan(plan, unrentable)
     effective_from = next_billing_day(today)
     event = TariffChanged(
         account_number=state.account_number,
@@ -328,6 +368,34 @@ def remove_option(state: Subscription, option: str, today: date) -> Outcome:
         account_number=state.account_number, option=option, effective_from=effective_from
     )
     terms = state.planned_terms.without_option(option)
+    return Outcome(state.scheduled(terms, effective_from), (event,))
+
+
+def rent_equipment(state: Subscription, catalog: Catalog, equipment: str, today: date) -> Outcome:
+    """Put equipment rented with the (planned) plan in the subscriber's region on the account."""
+    plan = _require_plan(state)
+    monthly = catalog.equipment_rent(equipment, plan, state.region)
+    if equipment in state.planned_terms.equipment:
+        raise EquipmentAlreadyRented(equipment)
+    effective_from = next_billing_day(today)
+    event = EquipmentRented(
+        account_number=state.account_number,
+        equipment=equipment,
+        monthly_price=monthly,
+        effective_from=effective_from,
+    )
+    terms = state.planned_terms.with_equipment(equipment)
+    return Outcome(state.scheduled(terms, effective_from), (event,))
+
+
+def return_equipment(state: Subscription, equipment: str, today: date) -> Outcome:
+    if equipment not in state.planned_terms.equipment:
+        raise EquipmentNotRented(equipment)
+    effective_from = next_billing_day(today)
+    event = EquipmentReturned(
+        account_number=state.account_number, equipment=equipment, effective_from=effective_from
+    )
+    terms = state.planned_terms.without_equipment(equipment)
     return Outcome(state.scheduled(terms, effective_from), (event,))
 
 

@@ -1,7 +1,10 @@
 """The voluntary (temporary) block, under the six rules of the domain note.
 
-1. 1 to 30 days, once a year. A year is the calendar year the block STARTS in: a block from
-   20 December counts against that year even for its January days. One block at a time.
+1. 1 to 30 days, once a year. A block counts toward every calendar year it touches: its days
+   in the year each falls in, and it is the one use of each of those years. A block from
+   20 December to 18 January is the use of both years, so no block may follow it in January;
+   one block a year of at most 30 days keeps every year's blocked days within 30. One block
+   at a time.
 2. Requested in the cabinet or through support: recorded as ``requested_via``.
 3. Refused when the plan in effect has no home internet (a TV-only plan).
 4. No fees while blocked: the block covers the billing days ``start`` to ``start + days - 1``
@@ -31,7 +34,6 @@ from billing_events.catalog.tariff import (
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
 )
-from billing_events.money import Money
 from tariff.catalog import Catalog
 from tariff.domain.subscription import Outcome, Subscription, VoluntaryBlock
 from tariff.errors import (
@@ -64,10 +66,10 @@ def start_voluntary_block(
     finished = end_finished_voluntary_block(state, today - ONE_DAY, at)
     current = finished.state
     price = catalog.voluntary_block_price(current.region)
-    _check_may_block(current, catalog, today, price)
     block = VoluntaryBlock(
         start=today, days=days, last_day=today + timedelta(days=days - 1), price=price
     )
+    _check_may_block(current, catalog, block)
     events = (
         ChargeApplied.of(
             current.account_number, today, FeeKind.VOLUNTARY_BLOCK, current.region, block.price,
@@ -92,21 +94,22 @@ def start_voluntary_block(
     return Outcome(started, (*finished.events, *events))
 
 
-def _check_may_block(state: Subscription, catalog: Catalog, today: date, price: Money) -> None:
+def _check_may_block(state: Subscription, catalog: Catalog, asked: VoluntaryBlock) -> None:
     running = state.unended_voluntary_block
     if running is not None:
         raise BlockAlreadyRunning(running.last_day)
-    plan = state.terms_on(today).plan
+    plan = state.terms_on(asked.start).plan
     if plan is None:
         raise NotActive(state.account_number)
     if not catalog.has_home_internet(plan):
         raise BlockNeedsHomeInternet(plan)
-    used = next((b for b in state.voluntary_blocks if b.start.year == today.year), None)
-    if used is not None:
-        raise BlockAlreadyUsedThisYear(today.year, used.start)
+    for used in state.voluntary_blocks:
+        shared = set(used.years) & set(asked.years)
+        if shared:
+            raise BlockAlreadyUsedThisYear(min(shared), used.start, used.last_day)
     available = state.expected_balance.available()
-    if available < price:
-        raise BlockNotAffordable(price, available)
+    if available < asked.price:
+        raise BlockNotAffordable(asked.price, available)
 
 
 def end_voluntary_block(state: Subscription, today: date, at: datetime) -> Outcome:
