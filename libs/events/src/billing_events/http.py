@@ -174,7 +174,8 @@ async def _on_http_error(_: Request, exc: Exception) -> Response:
 
 async def _on_domain_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return problem(exc.http_status, exc.code, exc.message, exc.field_errors(), **exc.details())
+    return problem(exc.http_status, exc.code, exc.message, exc.field_errors(), headers=exc.headers(),
+                   **exc.details())
 
 
 async def _on_crash(request: Request, exc: Exception) -> Response:

@@ -17,8 +17,10 @@ with one body (:class:`RequestAccepted`) whether or not the account exists, the 
 e-mail matches, or the account's own throttle held the request back: the answer tells a
 prober nothing, and what really happened is in identity's audit and metrics. A code that does
 not work is answered ``invalid_code`` (400) whatever the reason (wrong, none requested, expired,
-used), and a login refused or locked out the same for an account and for nobody's. Only the client
-address's throttle answers otherwise (429): it is about the caller, not about any account.
+used, the account's redeem throttle), and a login refused or locked out the same for an account
+and for nobody's. Only the client address's throttle answers otherwise (429): it is about the
+caller, not about any account; and so does a full queue of slow hashes (429 ``hashing_busy``),
+before any work. Every 429 carries ``Retry-After``.
 The call centre and operations (a service token) get the real answer.
 """
 
@@ -160,10 +162,11 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
                  responses=problem_responses(400, 429))
     async def redeem(request: Request, caller: Principal | None = Depends(optional_caller),
                      body: dict[str, Any] = Body(...)) -> Any:
-        """Anyone but operations is told ``invalid_code`` whatever the reason a code does not work."""
+        """Anyone but operations is told ``invalid_code`` whatever the reason a code does not work,
+        the account's own throttle included (it counts accounts that do not exist alike)."""
         try:
             sent = await service.redeem_reset_code(ctx, body, source=client_address(request, ctx.settings))
-        except ResetCodeRefused:
+        except (ResetCodeRefused, TooManyRequests):
             if _operations(caller):
                 raise
             raise ResetCodeRefused.hidden() from None

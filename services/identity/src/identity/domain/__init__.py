@@ -14,6 +14,7 @@ from identity.domain.credentials import (
     PasswordPolicy,
 )
 from identity.domain.errors import (
+    HashingBusy,
     ContactMismatch,
     FieldError,
     IdentityError,
@@ -118,6 +119,7 @@ __all__ = [
     "RuleViolation",
     "ThrottlePolicy",
     "ThrottleState",
+    "HashingBusy",
     "Throttled",
     "TooManyFromAddress",
     "TooManyRequests",

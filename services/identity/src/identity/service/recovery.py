@@ -57,6 +57,7 @@ from identity.service.steps import (
     PASSWORD_BY_SMS_ACT,
     RESET_REDEEMED_ACT,
     RESET_REQUESTED_ACT,
+    RESET_REDEEM_SCOPE,
     RESET_REQUEST_SCOPE,
     SMS_REISSUE_SCOPE,
     SUPPORT_RECOVERY_ACT,
@@ -106,8 +107,10 @@ async def reissue_password_by_sms(
     identifier = parse_login(cmd.login)
     now = ctx.clock.now()
 
+    address_refusal = await count_address_request(ctx, now, source)
+
     async def work(conn: AsyncConnection) -> _Reissue:
-        reissue = _Reissue(address_refusal=await count_address_request(conn, ctx, now, source))
+        reissue = _Reissue(address_refusal=address_refusal)
         candidates = [] if reissue.address_refusal else await find_subscribers(conn, ctx, identifier)
         reissue.named = len(candidates)
         events = [await _reissue_to(conn, ctx, subscriber, reissue, now, source) for subscriber in candidates]
@@ -177,9 +180,11 @@ async def request_reset_code(
     channel: Literal["sms", "email"] = "sms" if cmd.phone is not None else "email"
     now = ctx.clock.now()
 
+    address_refusal = await count_address_request(ctx, now, source)
+
     async def work(conn: AsyncConnection) -> tuple[IdentityError | SecretSent, store.Act]:
         account: str | None = None
-        outcome: IdentityError | SecretSent | None = await count_address_request(conn, ctx, now, source)
+        outcome: IdentityError | SecretSent | None = address_refusal
         if outcome is None:
             code = generate_code(CODE_POLICY)
             code_hash = await ctx.hash(code)  # whatever is found next: every answer costs the same
@@ -269,35 +274,55 @@ async def redeem_reset_code(
     waits beside the current one until first used, and the redeemer's own lockout from the
     account's login is lifted (ResetCodeRedeemed); others' stay.
 
-    Wrong guesses are counted; the code dies after the configured number of them. Raises
-    ResetCodeRefused (reason: wrong_code, expired, already_used, too_many_guesses, no_code;
-    no_code too for an account that does not exist).
+    Wrong guesses are counted; the code dies after the configured number of them. Every attempt
+    counts on the client address's throttle (``source``) and on the account's (attempts from all
+    addresses, under the account number named, whether or not it exists); a throttled attempt
+    is refused unchecked. Raises TooManyFromAddress, TooManyRequests or ResetCodeRefused
+    (reason: wrong_code, expired, already_used, too_many_guesses, no_code; no_code too for an
+    account that does not exist).
     """
     cmd = validate_command(RedeemResetCodeCommand, command)
     identifier = parse_login(cmd.login, phone_allowed=False)
     if not CODE_POLICY.admits(cmd.code):
         raise InvalidCommand([FieldError("code", f"must be {CODE_POLICY.digits} digits", "code_shape")])
     now = ctx.clock.now()
+    address_refusal = await count_address_request(ctx, now, source)
 
-    async def work(conn: AsyncConnection) -> tuple[Redemption, SecretSent | None, store.Act]:
-        found = await find_subscribers(conn, ctx, identifier)
-        subscriber = found[0] if found else None
-        account = subscriber.account_number if subscriber else None
-        result = await _redeem(conn, ctx, account, cmd.code, now)
-        sent = None
-        if subscriber is not None and result is Redemption.ACCEPTED:
-            sent = await _after_redemption(conn, ctx, subscriber, source)
-        act = store.Act(RESET_REDEEMED_ACT, result.value if account else "unknown_account", account, source)
-        await store.record_acts(conn, [act], at=now)
-        return result, sent, act
+    async def work(conn: AsyncConnection) -> tuple[Redemption | IdentityError, SecretSent | None, store.Act]:
+        outcome = await _redemption(conn, ctx, identifier, cmd.code, now, source, address_refusal)
+        await store.record_acts(conn, [outcome[2]], at=now)
+        return outcome
 
     result, sent, act = await ctx.unit_of_work(work)
     counted([act])
     if sent is None:
         log.info("reset code refused", account_number=act.account_number, outcome=act.outcome)
-        raise ResetCodeRefused(result.value)
+        raise result if isinstance(result, IdentityError) else ResetCodeRefused(result.value)
     log.info("reset code redeemed; new password sent", account_number=act.account_number)
     return sent
+
+
+async def _redemption(
+    conn: AsyncConnection, ctx: IdentityContext, identifier: LoginIdentifier, code: str, now: datetime,
+    source: str | None, address_refusal: TooManyFromAddress | None,
+) -> tuple[Redemption | IdentityError, SecretSent | None, store.Act]:
+    """What came of one attempt (a throttle's refusal, or what the domain said of the code),
+    the new password sent if the code worked, and the act to audit."""
+    if address_refusal is not None:
+        return address_refusal, None, store.Act(RESET_REDEEMED_ACT, "address_throttled", source=source)
+    found = await find_subscribers(conn, ctx, identifier)
+    subscriber = found[0] if found else None
+    account = subscriber.account_number if subscriber else None
+    named = account or identifier.value  # counted alike whether or not it exists
+    refused = await account_request_refused(conn, RESET_REDEEM_SCOPE, named, now, ctx.settings.redeem_account_throttle)
+    if refused is not None:
+        throttled = TooManyRequests(until=refused.locked_until)
+        return throttled, None, store.Act(RESET_REDEEMED_ACT, "account_throttled", account, source)
+    result = await _redeem(conn, ctx, account, code, now)
+    sent = None
+    if subscriber is not None and result is Redemption.ACCEPTED:
+        sent = await _after_redemption(conn, ctx, subscriber, source)
+    return result, sent, store.Act(RESET_REDEEMED_ACT, result.value if account else "unknown_account", account, source)
 
 
 async def _redeem(

@@ -27,6 +27,7 @@ from identity.domain import (
     LoginIdentifier,
     LoginKind,
     LookupKind,
+    ThrottlePolicy,
     TooManyFromAddress,
     issue_pending_password,
     mask_email,
@@ -45,6 +46,7 @@ LOGIN_ADDRESS_SCOPE = "login_address"  # keyed by client address: wrong logins a
 LOGIN_NOTICE_SCOPE = "login_notice"  # the owner was told of a lockout
 RESET_REQUEST_SCOPE = "reset_request"
 SMS_REISSUE_SCOPE = "sms_reissue"
+RESET_REDEEM_SCOPE = "reset_redeem"  # attempts to redeem a code for the account, from all addresses
 SUPPORT_SCOPE = "support_recovery"
 ADDRESS_SCOPE = "address_request"  # keyed by client address, whatever the accounts
 # The source of commands called from inside (the CLI, an operator's tool, a test): one address.
@@ -155,29 +157,36 @@ async def new_password_by_sms(
 
 
 async def count_address_request(
-    conn: AsyncConnection, ctx: IdentityContext, now: datetime, source: str | None
+    ctx: IdentityContext, now: datetime, source: str | None
 ) -> TooManyFromAddress | None:
     """Count one anonymous request from ``source``; the refusal once the address had its share.
 
-    Checked before anything is looked up, so the answer is the same whoever the request names.
+    Checked before anything is looked up, so the answer is the same whoever the request names,
+    and in a transaction of its own: the address's state is held for the count only, so its
+    admitted requests do their slow work side by side, not one after the other.
     """
     if source is None:  # not from outside (the CLI, an operator's tool, a test)
         return None
-    state = await store.throttle_state(conn, ADDRESS_SCOPE, source)
-    state, outcome = rate_limited_request(state, now=now, policy=ctx.settings.address_throttle)
-    if not outcome.accepted:
-        return TooManyFromAddress(until=outcome.locked_until)
-    await store.save_throttle_state(conn, ADDRESS_SCOPE, source, state)
-    return None
+
+    async def count(conn: AsyncConnection) -> TooManyFromAddress | None:
+        state = await store.throttle_state(conn, ADDRESS_SCOPE, source)
+        state, outcome = rate_limited_request(state, now=now, policy=ctx.settings.address_throttle)
+        if not outcome.accepted:
+            return TooManyFromAddress(until=outcome.locked_until)
+        await store.save_throttle_state(conn, ADDRESS_SCOPE, source, state)
+        return None
+
+    return await ctx.unit_of_work(count)
 
 
 async def account_request_refused(
-    conn: AsyncConnection, scope: str, account: str, now: datetime
+    conn: AsyncConnection, scope: str, account: str, now: datetime,
+    policy: ThrottlePolicy = RESET_REQUEST_THROTTLE,
 ) -> AttemptOutcome | None:
     """Count one request for a password or a code on the account's throttle of ``scope``; the
     refused outcome once the account had its share (then nothing is counted)."""
     state = await store.throttle_state(conn, scope, account)
-    state, outcome = rate_limited_request(state, now=now, policy=RESET_REQUEST_THROTTLE)
+    state, outcome = rate_limited_request(state, now=now, policy=policy)
     if not outcome.accepted:
         return outcome
     await store.save_throttle_state(conn, scope, account, state)
