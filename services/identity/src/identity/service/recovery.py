@@ -63,6 +63,7 @@ from identity.service.steps import (
     SUPPORT_RECOVERY_ACT,
     SUPPORT_SCOPE,
     account_request_refused,
+    accounts_checked,
     contact_of,
     count_address_request,
     counted,
@@ -101,7 +102,8 @@ async def reissue_password_by_sms(
 
     Throttled per client address (``source``, when the request came from outside) and per
     account (each request sends an SMS). Raises TooManyFromAddress, UnknownAccount or
-    TooManyRequests, after the same slow work as a request that sends a password.
+    TooManyRequests, after the same slow work as a request that sends a password (to as many
+    accounts as a phone is checked for, :func:`accounts_checked`).
     """
     cmd = validate_command(ReissuePasswordCommand, command)
     identifier = parse_login(cmd.login)
@@ -116,10 +118,12 @@ async def reissue_password_by_sms(
         events = [await _reissue_to(conn, ctx, subscriber, reissue, now, source) for subscriber in candidates]
         if reissue.address_refusal is not None:
             reissue.acts.append(store.Act(PASSWORD_BY_SMS_ACT, "address_throttled", source=source))
-        elif not reissue.sent:
+        else:
             if not candidates:
                 reissue.acts.append(store.Act(PASSWORD_BY_SMS_ACT, "unknown_account", source=source))
-            await ctx.hash(generate_password(PASSWORD_POLICY))  # as long as sending one
+            # As long as sending one to each account a phone may name, whatever was sent.
+            for _ in range(accounts_checked(ctx, identifier) - len(reissue.sent)):
+                await ctx.hash(generate_password(PASSWORD_POLICY))
         await store.record_acts(conn, reissue.acts, at=now)
         await ctx.stage(conn, [issued for issued in events if issued is not None])
         return reissue

@@ -193,6 +193,13 @@ async def account_request_refused(
     return None
 
 
+def accounts_checked(ctx: IdentityContext, identifier: LoginIdentifier) -> int:
+    """How many accounts' worth of slow work an anonymous request naming ``identifier`` does,
+    whatever it finds: one for an account or contract number, the configured number for a
+    phone (it may name several accounts; a phone that names more costs more)."""
+    return ctx.settings.login_phone_accounts if identifier.kind is LoginKind.PHONE else 1
+
+
 def counted(acts: list[store.Act]) -> None:
     """After the commit: the metrics say what the audit rows say."""
     for act in acts:
