@@ -11,12 +11,14 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from prometheus_client import REGISTRY
 
 from billing_events import topics
 from billing_events.catalog.identity import PasswordPurpose
 from billing_events.testing.kafka_probe import TopicReader
 from identity import service
 from identity.domain import (
+    ContactMismatch,
     ResetCodeRefused,
     TooManyFromAddress,
     TooManyRequests,
@@ -182,3 +184,24 @@ async def test_slow_hashes_beyond_the_queue_are_refused_at_once_with_retry_after
                         for answer in busy)
     assert {answer.status_code for answer in answers} == {400, 429}
     assert most <= 2  # never more than hash_concurrency at once
+
+
+async def test_the_metrics_do_not_tell_whether_a_contact_matches_or_an_account_exists(flow: Any) -> None:
+    account = (await flow.register()).account_number
+    nobody = account_number_from_sequence(999)
+
+    def exposed() -> dict[tuple[str, str], float]:
+        return {(sample.labels["act"], sample.labels["outcome"]): sample.value
+                for metric in REGISTRY.collect() if metric.name == "identity_sensitive_acts"
+                for sample in metric.samples if sample.name.endswith("_total")}
+
+    before = exposed()
+    for login, phone in ((account, "+7 912 000-00-01"), (nobody, "+7 912 345-67-89")):
+        with pytest.raises((ContactMismatch, UnknownAccount)):
+            await service.request_reset_code(flow.ctx, {"login": login, "phone": phone}, source="203.0.113.80")
+    for login in (account, nobody):
+        with pytest.raises(ResetCodeRefused):
+            await service.redeem_reset_code(flow.ctx, {"login": login, "code": "123456"}, source="203.0.113.80")
+    grown = {labels: value - before.get(labels, 0) for labels, value in exposed().items()
+             if value != before.get(labels, 0)}
+    assert grown == {("reset_code_requested", "refused"): 2, ("reset_code_redeemed", "refused"): 2}

@@ -200,10 +200,27 @@ def accounts_checked(ctx: IdentityContext, identifier: LoginIdentifier) -> int:
     return ctx.settings.login_phone_accounts if identifier.kind is LoginKind.PHONE else 1
 
 
+# Outcomes that would tell whether an account exists, a contact matches or a code was asked
+# for: the audit keeps them; the metrics say "refused", like the public answer.
+_REVEALING_OUTCOMES = frozenset({
+    "unknown_account", "contact_mismatch", "account_throttled",
+    "wrong_code", "expired", "already_used", "too_many_guesses", "no_code",
+})
+# A lock of a source out of nobody's account is a lock like any other (the audit says whose).
+_LOCK_OUTCOMES = {"unknown_account": "lock_started"}
+
+
+def metric_outcome(act: store.Act) -> str:
+    """What the metrics say came of ``act``: nothing a reader could use to learn about an account."""
+    if act.act == LOGIN_LOCKED_ACT:
+        return _LOCK_OUTCOMES.get(act.outcome, act.outcome)
+    return "refused" if act.outcome in _REVEALING_OUTCOMES else act.outcome
+
+
 def counted(acts: list[store.Act]) -> None:
-    """After the commit: the metrics say what the audit rows say."""
+    """After the commit: the metrics count what the audit rows say, by :func:`metric_outcome`."""
     for act in acts:
-        SENSITIVE_ACTS.labels(act.act, act.outcome).inc()
+        SENSITIVE_ACTS.labels(act.act, metric_outcome(act)).inc()
 
 
 def login_subject(key: str, source: str | None) -> str:
