@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from billing_events import topics
 from billing_events.catalog.identity import PasswordPurpose
+from billing_events.testing.plugin import RenderedLogs
 from billing_events.testing.kafka_probe import TopicReader
 from identity import service
 from identity.domain import (
@@ -205,3 +206,26 @@ async def test_the_metrics_do_not_tell_whether_a_contact_matches_or_an_account_e
     grown = {labels: value - before.get(labels, 0) for labels, value in exposed().items()
              if value != before.get(labels, 0)}
     assert grown == {("reset_code_requested", "refused"): 2, ("reset_code_redeemed", "refused"): 2}
+
+
+PROXY_WARNING = "every client so far has a private address"
+
+
+@pytest.mark.parametrize(("peer", "header", "warned"), [
+    ("10.0.0.5", None, True),  # behind a proxy nobody named: every client is the proxy
+    ("10.0.0.5", "X-Forwarded-For", False),  # the proxy was named
+    ("93.184.216.34", None, False),  # clients reach the door themselves
+])
+async def test_a_door_that_sees_only_private_clients_without_an_address_header_warns_once(
+    start_identity: Any, rendered_logs: RenderedLogs, peer: str, header: str | None, warned: bool
+) -> None:
+    runtime, _ = await start_identity(client_address_header=header, login_address_failure_limit=1000)
+    async with runtime:
+        transport = httpx.ASGITransport(app=runtime.http_app, client=(peer, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://identity") as http:
+            for i in range(25):
+                await http.post("/identity/login", json={"login": account_number_from_sequence(5000 + i),
+                                                         "password": "Guess1xyz"})
+    warnings = [line for line in rendered_logs.lines() if PROXY_WARNING in line["event"]]
+    assert len(warnings) == (1 if warned else 0)
+    assert all(line["level"] == "warning" and "10.0.0.5" not in str(line) for line in warnings)
