@@ -655,7 +655,27 @@ def test_network_policies_deny_by_default_and_open_only_what_the_services_use() 
         assert _allowed_ports(labels, "Egress") == {53, 5432, 9092, 9093} | gateways, where  # DNS, PostgreSQL, Kafka
         served = {port["containerPort"] for container in pod["containers"] for port in container.get("ports", [])}
         ingress = _allowed_ports(labels, "Ingress")
-        assert served <= ingress <= {8080, 8081}, where  # only the HTTP ports take connections
+        assert served <= ingress <= {8080, 8081, 9090, 9091}, where  # only the HTTP and metrics ports
+    scraped = [rule for policy in policies if "ingress" in policy["spec"] for rule in policy["spec"]["ingress"]
+               if {port["port"] for port in rule["ports"]} & {9090, 9091}]
+    assert scraped and all(rule.get("from") for rule in scraped)  # the metrics from the scraper only
+
+
+@pytest.mark.parametrize("deployment", list(of_kind("Deployment")), ids=lambda d: d["metadata"]["name"])
+def test_prometheus_scrapes_a_metrics_port_the_api_port_is_not(deployment: dict[str, Any]) -> None:
+    config = next(d for d in k8s_resources() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "billing-config")
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    ports = {port["name"]: port["containerPort"] for container in deployment["spec"]["template"]["spec"]["containers"]
+             for port in container["ports"]}
+    assert int(annotations["prometheus.io/port"]) == ports["metrics"] == int(config["data"]["BILLING_METRICS_PORT"])
+    assert ports["metrics"] != ports["http"]
+
+
+def test_identity_behind_the_ingress_takes_the_client_address_from_the_proxys_header() -> None:
+    """Without it every client is the ingress: one client's wrong logins would lock out all."""
+    (identity,) = [d for d in of_kind("Deployment") if d["metadata"]["name"] == "identity"]
+    env = {var["name"]: var.get("value") for var in identity["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["BILLING_IDENTITY_CLIENT_ADDRESS_HEADER"] == "X-Forwarded-For"
 
 
 def test_the_topic_job_can_be_applied_again_with_a_new_image() -> None:

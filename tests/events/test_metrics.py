@@ -103,3 +103,22 @@ async def test_a_row_the_broker_refuses_counts_as_a_publish_failure(make_setting
         await eventually(lambda: sample("billing_events_published_total") - published_before >= 1,
                          what="the row that fits published")
     assert sample("billing_publish_failures_total", outcome="refused") - refused_before == 1
+
+
+async def test_a_metrics_port_serves_the_metrics_and_the_api_port_no_longer_does(make_settings: Any) -> None:
+    settings = await make_settings(MeteredSettings, http_port=0, metrics_port=0)
+    runtime = ServiceRuntime(settings=settings, clock=clock, metadata=MetaData(), routers=[things()])
+    async with (
+        runtime,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}") as api,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.metrics_port}") as scraper,
+    ):
+        assert runtime.metrics_port not in (None, runtime.http_port)
+        assert (await api.get("/metrics")).status_code == 404
+        assert "/metrics" not in (await api.get("/openapi.json")).json()["paths"]
+        assert (await api.get("/things/100000000001")).status_code == 200
+        scraped = await scraper.get("/metrics")
+        assert scraped.status_code == 200 and "billing_http_requests_total" in scraped.text
+        # Only the metrics there: no API route, no health, no API document.
+        assert [(await scraper.get(path)).status_code for path in ("/things/100000000001", "/health/live",
+                                                                  "/openapi.json")] == [404, 404, 404]

@@ -901,6 +901,20 @@ def test_a_credit_account_transfers_only_the_money_it_has() -> None:
             account(BOB),
             TransferRefusal.INSUFFICIENT_FUNDS,
         ),
+        # Too little money is said before anything about the target: no probing of numbers.
+        (transfer_request(minor=1_001), account(main=1_000), None, TransferRefusal.INSUFFICIENT_FUNDS),
+        (
+            transfer_request(minor=1_001),
+            account(main=1_000),
+            account(BOB, is_open=False),
+            TransferRefusal.INSUFFICIENT_FUNDS,
+        ),
+        (
+            transfer_request(minor=1_001),
+            account(main=1_000),
+            account(BOB, currency="EUR"),
+            TransferRefusal.INSUFFICIENT_FUNDS,
+        ),
     ],
 )
 def test_transfer_refusals_are_announced_and_move_nothing(

@@ -154,6 +154,30 @@ async def test_the_command_topic_holds_a_subscribers_request_to_their_own_accoun
     assert (state.payment_type, state.credit_limit) == (PaymentType.CREDIT, ceiling * 10)
 
 
+async def test_a_transfer_on_the_command_topic_without_the_money_is_refused_for_that_whatever_the_target(
+    ledger: Any,
+) -> None:
+    """Too little money is said before the target is looked at: a subscriber cannot probe which
+    account numbers exist by transferring more than they have."""
+    from uuid import uuid4
+
+    from billing_events.catalog.ledger import TransferRequested
+    from billing_events.money import Money
+
+    await ledger.register(A)
+    await ledger.register(B)
+    await ledger.pay(A, 1_000, "PROBE-1")
+    await ledger.balance_becomes(A, 1_000)
+    requests = {target: TransferRequested(request_id=uuid4(), from_account=A, to_account=target,
+                                          amount=Money(minor=5_000), requested_by=f"cabinet:{A}")
+                for target in (B, "100000000099")}
+    for request in requests.values():
+        await ledger.send(request, A)
+    for target, request in requests.items():
+        [rejected] = await ledger.reader.wait_for_type("TransferRejected", request_id=request.request_id)
+        assert rejected.payload.reason == "insufficient_funds", target
+
+
 async def _credit_limit_is(ledger: Any, minor: int) -> bool:
     from ledger import service
 

@@ -54,6 +54,13 @@ async def test_balance_transfer_and_errors_over_http(ledger: Any) -> None:
         nobody = await http.post(f"/ledger/accounts/{a}/transfers",
                                  json={"to_account": "100000000099", "amount": {"minor": 1}})
         assert (nobody.status_code, nobody.json()["code"]) == (404, "target_unknown")
+        # Without the money, the answer is the same whatever number is named: no probing.
+        probe = await http.post(f"/ledger/accounts/{a}/transfers",
+                                json={"to_account": "100000000099", "amount": {"minor": 10**7}})
+        def said(answer: Any) -> tuple[int, str, str]:
+            return answer.status_code, answer.json()["code"], answer.json()["message"]
+
+        assert said(probe) == said(too_much)
         debt = await http.put(f"/ledger/accounts/{a}/payment-type",
                               json={"payment_type": "credit", "credit_limit": {"minor": 0}})
         assert debt.status_code == 422 and debt.json()["code"] == "invalid_credit_limit"

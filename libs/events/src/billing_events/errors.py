@@ -82,6 +82,10 @@ class DomainError(Exception):
         """Keys a Problem answer carries beside code and message (e.g. until when a lock ends)."""
         return {}
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers a Problem answer carries (e.g. ``Retry-After`` of a throttle)."""
+        return {}
+
     def refusal(self) -> Refusal:
         """What a consumer that refuses an event for this error records in its dead letter."""
         return Refusal(self.code, self.message)

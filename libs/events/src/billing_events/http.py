@@ -183,7 +183,8 @@ async def _on_http_error(_: Request, exc: Exception) -> Response:
 
 async def _on_domain_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return problem(exc.http_status, exc.code, exc.message, exc.field_errors(), **exc.details())
+    return problem(exc.http_status, exc.code, exc.message, exc.field_errors(), headers=exc.headers(),
+                   **exc.details())
 
 
 async def _on_crash(request: Request, exc: Exception) -> Response:
@@ -266,9 +267,24 @@ class RequestMetrics:
             _metrics.HTTP_SECONDS.labels(self.service, method, route).observe(time.perf_counter() - started)
 
 
+def _serve_metrics(app: FastAPI) -> None:
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def build_metrics_app() -> FastAPI:
+    """``/metrics`` alone, for a port of its own that only the scraper reaches: the series say
+    what happened (refusals, lockouts, throttles), which the API's callers must not read."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    _serve_metrics(app)
+    return app
+
+
 def build_http_app(service: str, ready: ReadinessCheck, routers: Sequence[APIRouter] = (), *,
-                   needed: Collection[str] | None = None) -> FastAPI:
-    """``needed``: the checks of ``ready`` that decide readiness (None: every one)."""
+                   needed: Collection[str] | None = None, metrics: bool = True) -> FastAPI:
+    """``needed``: the checks of ``ready`` that decide readiness (None: every one). ``metrics``:
+    serve /metrics here too (False when a port of its own serves it, :func:`build_metrics_app`)."""
     app = FastAPI(title=f"billing {service}", version="1.0.0",
                   description=f"Commands and reads of the {service} service. Every refusal is a "
                               "Problem: {code, message, errors[{field, message}]}.")
@@ -286,9 +302,8 @@ def build_http_app(service: str, ready: ReadinessCheck, routers: Sequence[APIRou
         status = 200 if all(checks[name] for name in deciding) else 503
         return JSONResponse({"ready": status == 200, "checks": checks, "needed": deciding}, status_code=status)
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if metrics:
+        _serve_metrics(app)
 
     for router in routers:
         app.include_router(router)

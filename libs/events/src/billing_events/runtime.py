@@ -37,7 +37,7 @@ from billing_events.auth import Tokens
 from billing_events.clock import Clock
 from billing_events.consumer import BatchHandler, EventConsumer
 from billing_events.db import Database, is_transient
-from billing_events.http import build_http_app
+from billing_events.http import build_http_app, build_metrics_app
 from billing_events.kafka import empty_topics, ensure_topics, make_broker, make_producer, start_producer, subscribe
 from billing_events.logging import configure_logging, get_logger
 from billing_events.outbox import OutboxRelay, archived, backlog, listen_for_staged_rows, published_topics
@@ -61,8 +61,8 @@ class ServiceRuntime:
     background: list[BackgroundTask] = field(default_factory=list)
     """Long-running loops of the service (a billing clock, a retry scheduler...)."""
     routers: list[APIRouter] = field(default_factory=list)
-    """The service's HTTP routes, served beside /health and /metrics when http_port is set
-    (not by a relay process)."""
+    """The service's HTTP routes, served beside /health (and /metrics, unless metrics_port gives
+    it a port of its own) when http_port is set (not by a relay process)."""
     migrated: bool = False
     """The service keeps its schema history in ``<name>.migrations`` (:mod:`billing_events.migrations`):
     starting upgrades the database, or refuses one behind the code. False: the tables are made
@@ -103,11 +103,13 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
         served = [*self.routers, events_router(self.name, self.db)] if self.consuming else []
-        self.http_app = build_http_app(self.name, self.readiness, served, needed=self.needed_checks)
+        self.http_app = build_http_app(self.name, self.readiness, served, needed=self.needed_checks,
+                                       metrics=self.settings.metrics_port is None)
         self.tokens = Tokens(self.settings.token_keys(), self.clock)
         self.http_app.state.tokens = self.tokens
-        self._http_server: uvicorn.Server | None = None
+        self._servers: list[uvicorn.Server] = []
         self.http_port: int | None = None
+        self.metrics_port: int | None = None
         self._lag_reported: set[Any] = set()
         """The partitions whose lag gauge this process set: removed when they leave it."""
         metrics.DB_CONNECTIONS_IN_USE.labels(self.name).set_function(self.db.in_use)
@@ -200,7 +202,9 @@ class ServiceRuntime:
             name = getattr(task, "__name__", "background")
             self._tasks.append(asyncio.create_task(self._supervised(task, name), name=f"{self.name}-{name}"))
         if self.settings.http_port is not None:
-            await self._serve_http(self.settings.http_port)
+            self.http_port = await self._serve(self.http_app, self.settings.http_port, "http")
+        if self.settings.metrics_port is not None:
+            self.metrics_port = await self._serve(build_metrics_app(), self.settings.metrics_port, "metrics")
         self.started = True
         log.info("service started", service=self.name, role=self.settings.process_role,
                  consumes=list(self.consumes) if self.consuming else [],
@@ -210,8 +214,9 @@ class ServiceRuntime:
         if not self.started:
             return
         self.started = False
-        if self._http_server is not None:
-            self._http_server.should_exit = True
+        for server in self._servers:
+            server.should_exit = True
+        self._servers.clear()
         if self.subscriber is not None:
             await self.subscriber.stop()  # no new batches; the one in flight finishes first
         for task in self._tasks:
@@ -274,14 +279,16 @@ class ServiceRuntime:
                     log.exception("background task failed; restarting it", task=name)
                 await asyncio.sleep(1)
 
-    async def _serve_http(self, port: int) -> None:
-        config = uvicorn.Config(self.http_app, host=self.settings.http_host, port=port,
+    async def _serve(self, app: Any, port: int, what: str) -> int:
+        """Serve ``app`` on ``port`` for the life of the service; the port it got (0: any free one)."""
+        config = uvicorn.Config(app, host=self.settings.http_host, port=port,
                                 log_level="warning", access_log=False, lifespan="off")
-        self._http_server = uvicorn.Server(config)
-        self._tasks.append(asyncio.create_task(self._http_server.serve(), name=f"{self.name}-http"))
-        while not self._http_server.started:
+        server = uvicorn.Server(config)
+        self._servers.append(server)
+        self._tasks.append(asyncio.create_task(server.serve(), name=f"{self.name}-{what}"))
+        while not server.started:
             await asyncio.sleep(0.01)
-        self.http_port = self._http_server.servers[0].sockets[0].getsockname()[1]
+        return int(server.servers[0].sockets[0].getsockname()[1])
 
     @property
     def needed_checks(self) -> frozenset[str]:

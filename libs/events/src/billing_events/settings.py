@@ -159,6 +159,12 @@ class ServiceSettings(BaseSettings):
         default=None, description="Port of health, metrics and the service's API (0: any free port; unset: off)"
     )
     http_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(
+        default=None, validation_alias="BILLING_METRICS_PORT",
+        description="Port of /metrics alone (0: any free port), on http_host; set, the API port no longer "
+                    "answers /metrics, so the API's clients never see it. Unset (development): /metrics is "
+                    "on the API port",
+    )
     token_public_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias="BILLING_TOKEN_PUBLIC_KEYS",

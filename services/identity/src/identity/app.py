@@ -13,7 +13,7 @@ from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
 from identity import store
-from identity.context import IdentityContext, personal_data_vault, secret_hasher
+from identity.context import HashGate, IdentityContext, personal_data_vault, secret_hasher
 from identity.http import build_router
 from identity.settings import IdentitySettings
 
@@ -28,6 +28,7 @@ def build(
     ctx = IdentityContext(
         db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake,
         settings=settings, vault=personal_data_vault(settings), hasher=secret_hasher(settings.hashing),
+        gate=HashGate(concurrency=settings.hash_concurrency, queue=settings.hash_queue),
     )
     runtime.include_api(build_router(ctx, runtime.tokens))
     return runtime, ctx

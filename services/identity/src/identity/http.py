@@ -17,8 +17,10 @@ with one body (:class:`RequestAccepted`) whether or not the account exists, the 
 e-mail matches, or the account's own throttle held the request back: the answer tells a
 prober nothing, and what really happened is in identity's audit and metrics. A code that does
 not work is answered ``invalid_code`` (400) whatever the reason (wrong, none requested, expired,
-used), and a login refused or locked out the same for an account and for nobody's. Only the client
-address's throttle answers otherwise (429): it is about the caller, not about any account.
+used, the account's redeem throttle), and a login refused or locked out the same for an account
+and for nobody's. Only the client address's throttle answers otherwise (429): it is about the
+caller, not about any account; and so does a full queue of slow hashes (429 ``hashing_busy``),
+before any work. Every 429 carries ``Retry-After``.
 The call centre and operations (a service token) get the real answer.
 
 The subscriber's cabinet: self-registration (``POST /identity/registrations``) is public and
@@ -32,6 +34,7 @@ Every route says who may call it in the OpenAPI document (``x-callers``: ``anony
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal
@@ -42,6 +45,7 @@ from pydantic import BaseModel
 
 from billing_events.auth import Caller, Principal, Tokens, require_service
 from billing_events.http import ApiError, callers, json_body, problem, problem_responses
+from billing_events.logging import get_logger
 from identity import commands, service, store
 from identity.context import IdentityContext
 from identity.domain import (
@@ -53,6 +57,8 @@ from identity.domain import (
 )
 from identity.service import cabinet, sessions
 from identity.settings import IdentitySettings
+
+log = get_logger(__name__)
 
 # What an anonymous request for a password or a code must not reveal.
 _HIDDEN_FROM_CALLER = (UnknownAccount, ContactMismatch, TooManyRequests)
@@ -81,6 +87,35 @@ def client_address(request: Request, settings: IdentitySettings) -> str | None:
         if forwarded:
             return forwarded[-1][:MAX_ADDRESS_LENGTH]
     return request.client.host[:MAX_ADDRESS_LENGTH] if request.client else None
+
+
+class ProxyWatch:
+    """Warns once when the first ``sample`` clients of a door without a client address header
+    all have private addresses: the look of a service behind a proxy that was not told so,
+    where every client is the proxy and one client's failures lock every client out."""
+
+    def __init__(self, settings: IdentitySettings, sample: int = 20) -> None:
+        self._watching = settings.client_address_header is None
+        self._sample = sample
+        self._private = 0
+
+    def saw(self, address: str | None) -> None:
+        if not self._watching or address is None:
+            return
+        try:
+            private = ipaddress.ip_address(address).is_private
+        except ValueError:
+            private = False  # not an IP address (a test client's name): not a proxy's peer either
+        if not private:
+            self._watching = False  # a public client reaches the door itself: no proxy
+            return
+        self._private += 1
+        if self._private == self._sample:
+            self._watching = False
+            log.warning("every client so far has a private address and no client address header is set: "
+                        "behind a proxy every client is the proxy for the throttles; set "
+                        "BILLING_IDENTITY_CLIENT_ADDRESS_HEADER to the header the proxy writes",
+                        clients_seen=self._sample)
 
 
 def optional_caller(request: Request) -> Principal | None:
@@ -122,14 +157,14 @@ def _operations(caller: Principal | None) -> bool:
 
 
 async def _anonymous_request(
-    ctx: IdentityContext, command: Callable[..., Awaitable[Any]], body: dict[str, Any], request: Request,
+    ctx: IdentityContext, command: Callable[..., Awaitable[Any]], body: dict[str, Any], source: str | None,
     caller: Principal | None,
 ) -> JSONResponse:
     """The real answer for operations; the uniform 202 for everyone else."""
     if _operations(caller):
         return _answer(await command(ctx, body))
     try:
-        await command(ctx, body, source=client_address(request, ctx.settings))
+        await command(ctx, body, source=source)
     except _HIDDEN_FROM_CALLER:
         pass  # written to the audit by the command
     return _answer(RequestAccepted(), 202)
@@ -137,6 +172,12 @@ async def _anonymous_request(
 
 def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
     router = APIRouter(prefix="/identity", tags=["identity"], responses=problem_responses(422))
+    watch = ProxyWatch(ctx.settings)
+
+    def source(request: Request) -> str | None:
+        address = client_address(request, ctx.settings)
+        watch.saw(address)
+        return address
 
     def signed_in(started: commands.SessionStarted) -> JSONResponse:
         if not tokens.can_issue:
@@ -177,7 +218,7 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
                  openapi_extra={**json_body(commands.LoginCommand), **callers("anonymous")},
                  responses=problem_responses(401, 404, 429, 503))
     async def login(request: Request, body: dict[str, Any] = Body(...)) -> Any:
-        logged_in = await service.login(ctx, body, source=client_address(request, ctx.settings))
+        logged_in = await service.login(ctx, body, source=source(request))
         if not tokens.can_issue:
             return problem(503, "token_signing_unconfigured",
                            "the login is right but this service cannot issue tokens (no token private key)")
@@ -263,7 +304,7 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
                  responses=problem_responses(401, 429))
     async def reissue(request: Request, caller: Principal | None = Depends(optional_caller),
                       body: dict[str, Any] = Body(...)) -> Any:
-        return await _anonymous_request(ctx, service.reissue_password_by_sms, body, request, caller)
+        return await _anonymous_request(ctx, service.reissue_password_by_sms, body, source(request), caller)
 
     @router.post("/reset-codes", summary="Forgot password: send a one-time code",
                  status_code=202, response_model=RequestAccepted,
@@ -271,17 +312,18 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
                  responses=problem_responses(401, 429))
     async def request_code(request: Request, caller: Principal | None = Depends(optional_caller),
                            body: dict[str, Any] = Body(...)) -> Any:
-        return await _anonymous_request(ctx, service.request_reset_code, body, request, caller)
+        return await _anonymous_request(ctx, service.request_reset_code, body, source(request), caller)
 
     @router.post("/reset-codes/redeem", summary="Use a one-time code; a new password follows by SMS",
                  response_model=commands.SecretSent, openapi_extra={**json_body(commands.RedeemResetCodeCommand), **callers("anonymous", "service")},
                  responses=problem_responses(400, 429))
     async def redeem(request: Request, caller: Principal | None = Depends(optional_caller),
                      body: dict[str, Any] = Body(...)) -> Any:
-        """Anyone but operations is told ``invalid_code`` whatever the reason a code does not work."""
+        """Anyone but operations is told ``invalid_code`` whatever the reason a code does not work,
+        the account's own throttle included (it counts accounts that do not exist alike)."""
         try:
-            sent = await service.redeem_reset_code(ctx, body, source=client_address(request, ctx.settings))
-        except ResetCodeRefused:
+            sent = await service.redeem_reset_code(ctx, body, source=source(request))
+        except (ResetCodeRefused, TooManyRequests):
             if _operations(caller):
                 raise
             raise ResetCodeRefused.hidden() from None

@@ -32,6 +32,15 @@ Tuning:
   one client address within ``BILLING_IDENTITY_ADDRESS_WINDOW_MINUTES`` (whatever the
   accounts); the next ones are answered 429 until the window has passed. Per account, at most
   5 requests an hour are acted on (the rest are answered the same and change nothing).
+- ``BILLING_IDENTITY_REDEEM_ACCOUNT_LIMIT`` (10): attempts to redeem a code for one account
+  within an hour, from all addresses (an account that does not exist is counted alike); the
+  next ones are refused unchecked. Redeeming counts on the address limit above too.
+- ``BILLING_IDENTITY_HASH_CONCURRENCY`` (2) slow hashes run at once, each holding the hashing
+  profile's memory; ``BILLING_IDENTITY_HASH_QUEUE`` (16) more wait their turn; one more is
+  answered 429 ``hashing_busy`` with ``Retry-After``, so a flood costs bounded memory and CPU.
+- ``BILLING_IDENTITY_LOGIN_PHONE_ACCOUNTS`` (3): a login by phone does the slow checks of this
+  many accounts (a password and a pending one each), whatever the phone has, so its time does
+  not tell how many accounts a phone has; a phone with more costs more.
 - ``BILLING_IDENTITY_CLIENT_ADDRESS_HEADER``: the header a trusted reverse proxy puts the
   client's address in (``X-Forwarded-For``, ``X-Real-IP``); its last entry is taken, the one
   the proxy itself appended. Unset (the default): the address of the TCP peer. Set it only
@@ -142,6 +151,22 @@ class IdentitySettings(ServiceSettings):
     address_window_minutes: int = Field(
         default=60, ge=1, le=24 * 60, validation_alias="BILLING_IDENTITY_ADDRESS_WINDOW_MINUTES"
     )
+    redeem_account_limit: int = Field(
+        default=10, ge=1, le=1000, validation_alias="BILLING_IDENTITY_REDEEM_ACCOUNT_LIMIT",
+        description="Attempts to redeem a code for one account within an hour, from all addresses",
+    )
+    hash_concurrency: int = Field(
+        default=2, ge=1, le=64, validation_alias="BILLING_IDENTITY_HASH_CONCURRENCY",
+        description="Slow hashes (argon2id) computed at once: each holds the profile's memory (64 MiB)",
+    )
+    hash_queue: int = Field(
+        default=16, ge=0, le=10_000, validation_alias="BILLING_IDENTITY_HASH_QUEUE",
+        description="Slow hashes waiting for their turn; one more is answered 429 with Retry-After",
+    )
+    login_phone_accounts: int = Field(
+        default=3, ge=1, le=100, validation_alias="BILLING_IDENTITY_LOGIN_PHONE_ACCOUNTS",
+        description="A login by phone does the slow checks of this many accounts, whatever the phone has",
+    )
     client_address_header: str | None = Field(
         default=None,
         validation_alias="BILLING_IDENTITY_CLIENT_ADDRESS_HEADER",
@@ -210,6 +235,11 @@ class IdentitySettings(ServiceSettings):
     def address_throttle(self) -> ThrottlePolicy:
         window = timedelta(minutes=self.address_window_minutes)
         return ThrottlePolicy(threshold=self.address_request_limit, window=window, lock_for=window)
+
+    @property
+    def redeem_account_throttle(self) -> ThrottlePolicy:
+        return ThrottlePolicy(threshold=self.redeem_account_limit, window=timedelta(hours=1),
+                              lock_for=timedelta(hours=1))
 
     @property
     def login_policy(self) -> LoginPolicy:

@@ -33,6 +33,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -478,8 +479,25 @@ async def save_reset_code(conn: AsyncConnection, account_number: str, code: Rese
 
 # --- throttles --------------------------------------------------------------------------------
 
+# Prefixes the advisory lock keys of throttle states, apart from any other advisory lock.
+THROTTLE_LOCK_SPACE = "identity.throttle"
+
 
 async def throttle_state(conn: AsyncConnection, scope: str, subject: str) -> ThrottleState:
+    """The state of ``subject``'s throttle of ``scope``, held for the caller until its transaction
+    ends: every caller reads it to write it back counted, so two parallel attempts must not
+    both read the same count (each would pass a limit the pair exceeds).
+
+    PostgreSQL: a transaction-scoped advisory lock on the (scope, subject) pair, taken before the
+    read; it holds for a state that has no row yet too, where ``SELECT ... FOR UPDATE`` would
+    lock nothing. SQLite: the transaction already holds the database's one write lock
+    (``BEGIN IMMEDIATE``).
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"{THROTTLE_LOCK_SPACE}/{scope}/{subject}"},
+        )
     row = (
         await conn.execute(
             select(throttles.c.counted, throttles.c.locked_until).where(

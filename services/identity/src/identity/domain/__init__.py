@@ -14,6 +14,7 @@ from identity.domain.credentials import (
     PasswordPolicy,
 )
 from identity.domain.errors import (
+    HashingBusy,
     ContactMismatch,
     FieldError,
     IdentityError,
@@ -125,6 +126,7 @@ __all__ = [
     "SessionEnded",
     "ThrottlePolicy",
     "ThrottleState",
+    "HashingBusy",
     "Throttled",
     "TooManyFromAddress",
     "TooManyRequests",

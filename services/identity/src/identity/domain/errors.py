@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import format_datetime
 from typing import Any, ClassVar
 
 from billing_events.errors import DomainError, ErrorKind
@@ -115,6 +116,27 @@ class Throttled(IdentityError):
 
     def details(self) -> dict[str, Any]:
         return {} if self.until is None else {"until": self.until.isoformat()}
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.until is None else {"Retry-After": format_datetime(self.until, usegmt=True)}
+
+
+class HashingBusy(IdentityError):
+    """As many slow hashes as the service computes and queues at once are under way: the
+    request is refused before any work, to be sent again after ``retry_after`` seconds."""
+
+    code = "hashing_busy"
+    kind = ErrorKind.THROTTLED
+
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__("the service is busy checking other secrets; try again in a moment")
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class LoginIsLocked(Throttled):

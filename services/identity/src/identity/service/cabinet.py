@@ -58,6 +58,7 @@ from identity.service.sessions import PASSWORD_CHANGED
 from identity.service.steps import (
     CONTACT_CHANGE_ACT,
     PASSWORD_CHANGED_ACT,
+    SECRET_REQUEST_SCOPE,
     Contact,
     account_request_refused,
     contact_of,
@@ -191,7 +192,7 @@ async def request_contact_change(
     now = ctx.clock.now()
 
     async def work(conn: AsyncConnection) -> ContactCodeSent | TooManyRequests:
-        refused = await account_request_refused(conn, account_number, now)
+        refused = await account_request_refused(conn, SECRET_REQUEST_SCOPE, account_number, now)
         act = store.Act(CONTACT_CHANGE_ACT, "account_throttled" if refused else "code_sent", account_number, detail=kind)
         await store.record_acts(conn, [act], at=now)
         if refused is not None:

@@ -36,6 +36,7 @@ from identity.service.steps import (
     LOGIN_SCOPE,
     LOGIN_SIEGE_SCOPE,
     PASSWORD_REPLACED_ACT,
+    accounts_checked,
     counted,
     find_subscribers,
     login_subject,
@@ -87,7 +88,7 @@ async def login(
 
     async def work(conn: AsyncConnection) -> _LoginCheck:
         check = await _login_check(conn, ctx, identifier, source, now, policy)
-        await _try_passwords(conn, ctx, check, cmd.password, now)
+        await _try_passwords(conn, ctx, check, cmd.password, now, accounts_checked(ctx, identifier))
         await _count_login(conn, ctx, check, source, now, policy)
         if check.matched is not None:
             await _settle_password(conn, ctx, check, check.matched, cmd.password, now)
@@ -128,22 +129,32 @@ async def _login_check(
 
 
 async def _try_passwords(
-    conn: AsyncConnection, ctx: IdentityContext, check: _LoginCheck, password: str, now: datetime
+    conn: AsyncConnection, ctx: IdentityContext, check: _LoginCheck, password: str, now: datetime,
+    accounts: int,
 ) -> None:
     """Check the password against each subscriber named and not locked: the current password,
-    then a usable pending one. Naming nobody costs the same slow check."""
-    if check.checked and not check.subscribers:
-        await ctx.verify_decoy(password)
-    for account, candidate in check.subscribers.items():
+    then a usable pending one; stop at the first that matches.
+
+    A failure costs the same slow work whoever the login names: two checks (a password and a
+    pending one) for each of ``accounts`` accounts (more if it names more), an account without
+    a pending password, or nobody, checked against the decoy instead. Otherwise a wrong login's
+    time would tell whether a password was asked for, and how many accounts a phone has."""
+    if not check.checked:
+        return  # refused unchecked: the caller's own lock, said as such
+    candidates: list[tuple[store.Subscriber, str, PendingPassword | None]] = []
+    for account, subscriber in check.subscribers.items():
         if account not in check.checked:
             continue
-        if await ctx.verify(candidate.password_hash, password):
-            check.matched = candidate
-            return
+        candidates.append((subscriber, subscriber.password_hash, None))
         pending = await store.pending_password(conn, account)
-        if pending is not None and pending.usable(now) and await ctx.verify(pending.password_hash, password):
-            check.matched, check.used_pending = candidate, pending
+        if pending is not None and pending.usable(now):
+            candidates.append((subscriber, pending.password_hash, pending))
+    for subscriber, password_hash, pending in candidates:
+        if await ctx.verify(password_hash, password):
+            check.matched, check.used_pending = subscriber, pending
             return
+    for _ in range(2 * max(accounts, len(check.subscribers)) - len(candidates)):
+        await ctx.verify_decoy(password)
 
 
 async def _count_login(

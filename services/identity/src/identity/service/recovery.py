@@ -58,9 +58,12 @@ from identity.service.steps import (
     PASSWORD_BY_SMS_ACT,
     RESET_REDEEMED_ACT,
     RESET_REQUESTED_ACT,
+    RESET_REDEEM_SCOPE,
+    SECRET_REQUEST_SCOPE,
     SUPPORT_RECOVERY_ACT,
     SUPPORT_SCOPE,
     account_request_refused,
+    accounts_checked,
     contact_of,
     count_address_request,
     counted,
@@ -99,23 +102,28 @@ async def reissue_password_by_sms(
 
     Throttled per client address (``source``, when the request came from outside) and per
     account (each request sends an SMS). Raises TooManyFromAddress, UnknownAccount or
-    TooManyRequests, after the same slow work as a request that sends a password.
+    TooManyRequests, after the same slow work as a request that sends a password (to as many
+    accounts as a phone is checked for, :func:`accounts_checked`).
     """
     cmd = validate_command(ReissuePasswordCommand, command)
     identifier = parse_login(cmd.login)
     now = ctx.clock.now()
 
+    address_refusal = await count_address_request(ctx, now, source)
+
     async def work(conn: AsyncConnection) -> _Reissue:
-        reissue = _Reissue(address_refusal=await count_address_request(conn, ctx, now, source))
+        reissue = _Reissue(address_refusal=address_refusal)
         candidates = [] if reissue.address_refusal else await find_subscribers(conn, ctx, identifier)
         reissue.named = len(candidates)
         events = [await _reissue_to(conn, ctx, subscriber, reissue, now, source) for subscriber in candidates]
         if reissue.address_refusal is not None:
             reissue.acts.append(store.Act(PASSWORD_BY_SMS_ACT, "address_throttled", source=source))
-        elif not reissue.sent:
+        else:
             if not candidates:
                 reissue.acts.append(store.Act(PASSWORD_BY_SMS_ACT, "unknown_account", source=source))
-            await ctx.hash(generate_password(PASSWORD_POLICY))  # as long as sending one
+            # As long as sending one to each account a phone may name, whatever was sent.
+            for _ in range(accounts_checked(ctx, identifier) - len(reissue.sent)):
+                await ctx.hash(generate_password(PASSWORD_POLICY))
         await store.record_acts(conn, reissue.acts, at=now)
         await ctx.stage(conn, [issued for issued in events if issued is not None])
         return reissue
@@ -139,7 +147,7 @@ async def _reissue_to(
 ) -> Envelope[Any] | None:
     """A new password by SMS for one account, unless its own throttle holds the request back."""
     account = subscriber.account_number
-    refused = await account_request_refused(conn, account, now)
+    refused = await account_request_refused(conn, SECRET_REQUEST_SCOPE, account, now)
     if refused is not None:
         reissue.refused_until.append(refused.locked_until or now)
         reissue.acts.append(store.Act(PASSWORD_BY_SMS_ACT, "account_throttled", account, source))
@@ -176,9 +184,11 @@ async def request_reset_code(
     channel: Literal["sms", "email"] = "sms" if cmd.phone is not None else "email"
     now = ctx.clock.now()
 
+    address_refusal = await count_address_request(ctx, now, source)
+
     async def work(conn: AsyncConnection) -> tuple[IdentityError | SecretSent, store.Act]:
         account: str | None = None
-        outcome: IdentityError | SecretSent | None = await count_address_request(conn, ctx, now, source)
+        outcome: IdentityError | SecretSent | None = address_refusal
         if outcome is None:
             code = generate_code(CODE_POLICY)
             code_hash = await ctx.hash(code)  # whatever is found next: every answer costs the same
@@ -242,7 +252,7 @@ async def _reset_code_for(
     if not found:
         return UnknownAccount(), None
     subscriber = found[0]
-    refused = await account_request_refused(conn, subscriber.account_number, now)
+    refused = await account_request_refused(conn, SECRET_REQUEST_SCOPE, subscriber.account_number, now)
     if refused is not None:
         return TooManyRequests(until=refused.locked_until), subscriber
     if cmd.phone is not None:
@@ -268,35 +278,55 @@ async def redeem_reset_code(
     waits beside the current one until first used, and the redeemer's own lockout from the
     account's login is lifted (ResetCodeRedeemed); others' stay.
 
-    Wrong guesses are counted; the code dies after the configured number of them. Raises
-    ResetCodeRefused (reason: wrong_code, expired, already_used, too_many_guesses, no_code;
-    no_code too for an account that does not exist).
+    Wrong guesses are counted; the code dies after the configured number of them. Every attempt
+    counts on the client address's throttle (``source``) and on the account's (attempts from all
+    addresses, under the account number named, whether or not it exists); a throttled attempt
+    is refused unchecked. Raises TooManyFromAddress, TooManyRequests or ResetCodeRefused
+    (reason: wrong_code, expired, already_used, too_many_guesses, no_code; no_code too for an
+    account that does not exist).
     """
     cmd = validate_command(RedeemResetCodeCommand, command)
     identifier = parse_login(cmd.login, phone_allowed=False)
     if not CODE_POLICY.admits(cmd.code):
         raise InvalidCommand([FieldError("code", f"must be {CODE_POLICY.digits} digits", "code_shape")])
     now = ctx.clock.now()
+    address_refusal = await count_address_request(ctx, now, source)
 
-    async def work(conn: AsyncConnection) -> tuple[Redemption, SecretSent | None, store.Act]:
-        found = await find_subscribers(conn, ctx, identifier)
-        subscriber = found[0] if found else None
-        account = subscriber.account_number if subscriber else None
-        result = await _redeem(conn, ctx, account, cmd.code, now)
-        sent = None
-        if subscriber is not None and result is Redemption.ACCEPTED:
-            sent = await _after_redemption(conn, ctx, subscriber, source)
-        act = store.Act(RESET_REDEEMED_ACT, result.value if account else "unknown_account", account, source)
-        await store.record_acts(conn, [act], at=now)
-        return result, sent, act
+    async def work(conn: AsyncConnection) -> tuple[Redemption | IdentityError, SecretSent | None, store.Act]:
+        outcome = await _redemption(conn, ctx, identifier, cmd.code, now, source, address_refusal)
+        await store.record_acts(conn, [outcome[2]], at=now)
+        return outcome
 
     result, sent, act = await ctx.unit_of_work(work)
     counted([act])
     if sent is None:
         log.info("reset code refused", account_number=act.account_number, outcome=act.outcome)
-        raise ResetCodeRefused(result.value)
+        raise result if isinstance(result, IdentityError) else ResetCodeRefused(result.value)
     log.info("reset code redeemed; new password sent", account_number=act.account_number)
     return sent
+
+
+async def _redemption(
+    conn: AsyncConnection, ctx: IdentityContext, identifier: LoginIdentifier, code: str, now: datetime,
+    source: str | None, address_refusal: TooManyFromAddress | None,
+) -> tuple[Redemption | IdentityError, SecretSent | None, store.Act]:
+    """What came of one attempt (a throttle's refusal, or what the domain said of the code),
+    the new password sent if the code worked, and the act to audit."""
+    if address_refusal is not None:
+        return address_refusal, None, store.Act(RESET_REDEEMED_ACT, "address_throttled", source=source)
+    found = await find_subscribers(conn, ctx, identifier)
+    subscriber = found[0] if found else None
+    account = subscriber.account_number if subscriber else None
+    named = account or identifier.value  # counted alike whether or not it exists
+    refused = await account_request_refused(conn, RESET_REDEEM_SCOPE, named, now, ctx.settings.redeem_account_throttle)
+    if refused is not None:
+        throttled = TooManyRequests(until=refused.locked_until)
+        return throttled, None, store.Act(RESET_REDEEMED_ACT, "account_throttled", account, source)
+    result = await _redeem(conn, ctx, account, code, now)
+    sent = None
+    if subscriber is not None and result is Redemption.ACCEPTED:
+        sent = await _after_redemption(conn, ctx, subscriber, source)
+    return result, sent, store.Act(RESET_REDEEMED_ACT, result.value if account else "unknown_account", account, source)
 
 
 async def _redeem(

@@ -20,7 +20,6 @@ from identity.domain import (
     LookupKind,
     PassportAlreadyRegistered,
     Registration,
-    TooManyFromAddress,
     RegistrationCommand,
     account_number_from_sequence,
     contract_number,
@@ -127,14 +126,14 @@ async def _open_account(
     """The account opened, and the mobile number its password went to."""
     now = ctx.clock.now()
     registration = validate_registration(command, now=now, regions=ctx.settings.regions)
+    refusal = await count_address_request(ctx, now, source)  # before any slow hash
+    if refusal is not None:
+        raise refusal
     passport_hash = ctx.vault.lookup_hash(LookupKind.PASSPORT, registration.passport_text())
     password = generate_password(PASSWORD_POLICY)
     password_hash = await ctx.hash(password)
 
-    async def work(conn: AsyncConnection) -> store.NewSubscriber | TooManyFromAddress:
-        refusal = await count_address_request(conn, ctx, now, source)
-        if refusal is not None:
-            return refusal
+    async def work(conn: AsyncConnection) -> store.NewSubscriber:
         await store.lock_passport(conn, passport_hash)
         if refuse_known_passport and await store.passport_registered(conn, passport_hash):
             raise PassportAlreadyRegistered()
@@ -151,8 +150,6 @@ async def _open_account(
         return new
 
     new = await ctx.unit_of_work(work)
-    if isinstance(new, TooManyFromAddress):
-        raise new
     counted(_acts(new, source))
     log.info("subscriber registered", account_number=new.account_number, region=registration.region,
              legal_status=registration.legal_status.value, by_themselves=source is not None)

@@ -27,6 +27,7 @@ from identity.domain import (
     LoginIdentifier,
     LoginKind,
     LookupKind,
+    ThrottlePolicy,
     TooManyFromAddress,
     issue_pending_password,
     mask_email,
@@ -46,6 +47,7 @@ LOGIN_NOTICE_SCOPE = "login_notice"  # the owner was told of a lockout
 # Every request that sends the account a password or a code (by SMS, a reset code, a code to
 # confirm a new contact), counted together: each one is a message and a fresh secret to guess.
 SECRET_REQUEST_SCOPE = "secret_request"
+RESET_REDEEM_SCOPE = "reset_redeem"  # attempts to redeem a code for the account, from all addresses
 SUPPORT_SCOPE = "support_recovery"
 ADDRESS_SCOPE = "address_request"  # keyed by client address, whatever the accounts
 # The source of commands called from inside (the CLI, an operator's tool, a test): one address.
@@ -159,38 +161,70 @@ async def new_password_by_sms(
 
 
 async def count_address_request(
-    conn: AsyncConnection, ctx: IdentityContext, now: datetime, source: str | None
+    ctx: IdentityContext, now: datetime, source: str | None
 ) -> TooManyFromAddress | None:
     """Count one anonymous request from ``source``; the refusal once the address had its share.
 
-    Checked before anything is looked up, so the answer is the same whoever the request names.
+    Checked before anything is looked up, so the answer is the same whoever the request names,
+    and in a transaction of its own: the address's state is held for the count only, so its
+    admitted requests do their slow work side by side, not one after the other.
     """
     if source is None:  # not from outside (the CLI, an operator's tool, a test)
         return None
-    state = await store.throttle_state(conn, ADDRESS_SCOPE, source)
-    state, outcome = rate_limited_request(state, now=now, policy=ctx.settings.address_throttle)
-    if not outcome.accepted:
-        return TooManyFromAddress(until=outcome.locked_until)
-    await store.save_throttle_state(conn, ADDRESS_SCOPE, source, state)
-    return None
+
+    async def count(conn: AsyncConnection) -> TooManyFromAddress | None:
+        state = await store.throttle_state(conn, ADDRESS_SCOPE, source)
+        state, outcome = rate_limited_request(state, now=now, policy=ctx.settings.address_throttle)
+        if not outcome.accepted:
+            return TooManyFromAddress(until=outcome.locked_until)
+        await store.save_throttle_state(conn, ADDRESS_SCOPE, source, state)
+        return None
+
+    return await ctx.unit_of_work(count)
 
 
-async def account_request_refused(conn: AsyncConnection, account: str, now: datetime) -> AttemptOutcome | None:
-    """Count one request for a password or a code on the account's one throttle of them
-    (:data:`SECRET_REQUEST_SCOPE`); the refused outcome once the account had its share (then
-    nothing is counted)."""
-    state = await store.throttle_state(conn, SECRET_REQUEST_SCOPE, account)
-    state, outcome = rate_limited_request(state, now=now, policy=RESET_REQUEST_THROTTLE)
+async def account_request_refused(
+    conn: AsyncConnection, scope: str, account: str, now: datetime,
+    policy: ThrottlePolicy = RESET_REQUEST_THROTTLE,
+) -> AttemptOutcome | None:
+    """Count one request for a password or a code on the account's throttle of ``scope``; the
+    refused outcome once the account had its share (then nothing is counted)."""
+    state = await store.throttle_state(conn, scope, account)
+    state, outcome = rate_limited_request(state, now=now, policy=policy)
     if not outcome.accepted:
         return outcome
-    await store.save_throttle_state(conn, SECRET_REQUEST_SCOPE, account, state)
+    await store.save_throttle_state(conn, scope, account, state)
     return None
+
+
+def accounts_checked(ctx: IdentityContext, identifier: LoginIdentifier) -> int:
+    """How many accounts' worth of slow work an anonymous request naming ``identifier`` does,
+    whatever it finds: one for an account or contract number, the configured number for a
+    phone (it may name several accounts; a phone that names more costs more)."""
+    return ctx.settings.login_phone_accounts if identifier.kind is LoginKind.PHONE else 1
+
+
+# Outcomes that would tell whether an account exists, a contact matches or a code was asked
+# for: the audit keeps them; the metrics say "refused", like the public answer.
+_REVEALING_OUTCOMES = frozenset({
+    "unknown_account", "contact_mismatch", "account_throttled",
+    "wrong_code", "expired", "already_used", "too_many_guesses", "no_code",
+})
+# A lock of a source out of nobody's account is a lock like any other (the audit says whose).
+_LOCK_OUTCOMES = {"unknown_account": "lock_started"}
+
+
+def metric_outcome(act: store.Act) -> str:
+    """What the metrics say came of ``act``: nothing a reader could use to learn about an account."""
+    if act.act == LOGIN_LOCKED_ACT:
+        return _LOCK_OUTCOMES.get(act.outcome, act.outcome)
+    return "refused" if act.outcome in _REVEALING_OUTCOMES else act.outcome
 
 
 def counted(acts: list[store.Act]) -> None:
-    """After the commit: the metrics say what the audit rows say."""
+    """After the commit: the metrics count what the audit rows say, by :func:`metric_outcome`."""
     for act in acts:
-        SENSITIVE_ACTS.labels(act.act, act.outcome).inc()
+        SENSITIVE_ACTS.labels(act.act, metric_outcome(act)).inc()
 
 
 def login_subject(key: str, source: str | None) -> str:

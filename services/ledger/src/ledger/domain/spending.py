@@ -192,20 +192,35 @@ def redeem_bonus(
 def transfer_refusal(
     request: TransferRequested, *, source: AccountState | None, target: AccountState | None
 ) -> tuple[TransferRefusal, str] | None:
-    """Why this transfer may not happen (a reason code and words), or None if it may."""
-    amount, currency = request.amount.minor, request.amount.currency
+    """Why this transfer may not happen (a reason code and words), or None if it may.
+
+    Everything about the source (the requester's own account) is decided before the target is
+    looked at: a subscriber without the money is told so whatever number they name, so refused
+    transfers cannot probe which account numbers exist or are closed."""
+    currency = request.amount.currency
     if request.from_account == request.to_account:
         return TransferRefusal.SAME_ACCOUNT, "cannot transfer to the same account"
     if source is None:
         return TransferRefusal.SOURCE_UNKNOWN, f"no account {request.from_account}"
     if not source.is_open:
         return TransferRefusal.SOURCE_CLOSED, f"account {request.from_account} is closed"
+    if source.currency != currency:
+        return TransferRefusal.CURRENCY_MISMATCH, f"both accounts must be kept in {currency}"
+    refusal = _source_cannot_pay(request, source)
+    if refusal is not None:
+        return refusal
     if target is None:
         return TransferRefusal.TARGET_UNKNOWN, f"no account {request.to_account}"
     if not target.is_open:
         return TransferRefusal.TARGET_CLOSED, f"account {request.to_account} is closed"
-    if source.currency != currency or target.currency != currency:
+    if target.currency != currency:
         return TransferRefusal.CURRENCY_MISMATCH, f"both accounts must be kept in {currency}"
+    return None
+
+
+def _source_cannot_pay(request: TransferRequested, source: AccountState) -> tuple[TransferRefusal, str] | None:
+    """Why the source's money does not cover the transfer (credit is not cash), or None."""
+    amount, currency = request.amount.minor, request.amount.currency
     available = transferable(source)
     if available < amount:
         if spendable(source) >= amount:
