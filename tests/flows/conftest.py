@@ -21,7 +21,7 @@ from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair
 from billing_events.settings import KafkaSettings
 from billing_events.testing.kafka_probe import RawProducer
-from billing_events.testing.plugin import TEST_TOKEN_PRIVATE_KEY
+from billing_events.testing.plugin import TEST_TOKEN_PRIVATE_KEY, operations_token
 from identity.app import build as build_identity
 from identity.context import IdentityContext
 from identity.security import new_key
@@ -86,7 +86,7 @@ class Suite:
                 for runtime in (self.identity, self.ledger, self.tariff, self.notifier)}
 
     def service_token(self) -> str:
-        return self.identity.tokens.issue("service", "operations")[0]
+        return operations_token(self.identity.clock)
 
     async def ledger_balance(self, number: str) -> int | None:
         async with self.ledger.db.connect() as conn:

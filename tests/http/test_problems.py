@@ -12,6 +12,8 @@ import httpx
 import pytest
 
 from billing_events.auth import INVALID_TOKEN
+from billing_events.schema import plumbing_metadata
+from billing_events.testing.plugin import bearer_token
 
 MINE, OTHER = "100000000008", "100000000016"
 TRANSACTION = "01900000-0000-7000-8000-000000000000"
@@ -52,16 +54,19 @@ HEALTH = {"GET /health/live", "GET /health/ready", "GET /metrics"}
 
 @pytest.fixture
 async def doors(services: Any) -> Any:
-    """name -> (client factory by token, runtime) for the four services, built, not started."""
+    """name -> (client factory by token, runtime) for the four services, built, not started:
+    their databases hold only the plumbing (the revocation list every token check reads)."""
     runtimes = {name: await services.build(name, database="sqlite")
                 for name in ("identity", "ledger", "tariff", "notifier")}
+    for runtime in runtimes.values():
+        await runtime.db.create_schema(plumbing_metadata)
 
     def client(name: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=runtimes[name].http_app),
                                  base_url=f"http://{name}", headers=headers or {})
 
     def bearer(role: str, subject: str) -> dict[str, str]:
-        token, _ = runtimes["identity"].tokens.issue(role, subject)
+        token = bearer_token(runtimes["identity"].clock, role, subject)
         return {"Authorization": f"Bearer {token}"}
 
     return client, bearer, runtimes

@@ -12,10 +12,11 @@ from billing_events import topics
 from billing_events.auth import Tokens
 from billing_events.catalog.identity import PasswordPurpose
 from billing_events.testing.kafka_probe import TopicReader
+from billing_events.testing.plugin import bearer_token
 
 
 def _bearer(runtime: Any, role: str = "service", subject: str = "call-centre") -> dict[str, str]:
-    token, _ = runtime.tokens.issue(role, subject)
+    token = bearer_token(runtime.clock, role, subject)
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -7,11 +7,11 @@ from uuid import uuid4
 
 import httpx
 
-from billing_events.testing.plugin import eventually, token_minter
+from billing_events.testing.plugin import bearer_token, eventually
 
 
 async def _client(ledger: Any, role: str = "service", subject: str = "operations") -> httpx.AsyncClient:
-    token, _ = token_minter(ledger.runtime.clock).issue(role, subject)
+    token = bearer_token(ledger.runtime.clock, role, subject)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=ledger.runtime.http_app), base_url="http://ledger",
                              headers={"Authorization": f"Bearer {token}"})
 

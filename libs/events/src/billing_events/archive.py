@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
-from billing_events.auth import Caller, require_service
+from billing_events.auth import Caller, require_scope
 from billing_events.db import Database
 from billing_events.envelope import REGISTRY, UPCASTERS
 from billing_events.http import problem_responses
@@ -53,8 +53,8 @@ def events_router(service: str, db: Database) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=PAGE_SIZE)] = PAGE_SIZE,
     ) -> Response:
         """The events this service published about one account, in the order it staged them
-        (operations: a service token)."""
-        require_service(caller)
+        (operations: a service or operator token with the ``<service>:history`` scope)."""
+        require_scope(caller, f"{service}:history")
         async with db.connect() as conn:
             rows = await account_page(conn, account, after_id=after_id, limit=limit)
         # The stored bytes are the published JSON: passed through, never decoded and encoded again.

@@ -9,7 +9,8 @@ data that do not match, 400 a code that does not work, 429 throttled or locked (
 
 Who may call: login, the reset code (request and redeem) and a new password by SMS are public;
 registration (the cabinet's back end, the call centre) and support-assisted recovery need a
-service token. Login answers with a short-lived subscriber token for that one account, which
+service or operator token with ``identity:register`` and ``identity:recover``; revoking a
+service or operator token takes ``identity:revoke``. Login answers with a short-lived subscriber token for that one account, which
 the other services accept for that account only.
 
 A new password by SMS and a reset code, asked for without a service token, are answered 202
@@ -19,7 +20,7 @@ prober nothing, and what really happened is in identity's audit and metrics. A c
 not work is answered ``invalid_code`` (400) whatever the reason (wrong, none requested, expired,
 used), and a login refused or locked out the same for an account and for nobody's. Only the client
 address's throttle answers otherwise (429): it is about the caller, not about any account.
-The call centre and operations (a service token) get the real answer.
+The call centre and operations (a token with ``identity:support``) get the real answer.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 
-from billing_events.auth import Caller, Principal, Tokens, require_service
+from billing_events.auth import Caller, Principal, Tokens, as_credentials_say, is_operator_name, require_scope
+from billing_events.catalog.identity import RevokedKind
 from billing_events.http import json_body, problem, problem_responses
 from identity import commands, service
 from identity.context import IdentityContext
@@ -101,8 +103,35 @@ def _answer(result: BaseModel | list[BaseModel], status: int = 200) -> JSONRespo
 
 
 def _operations(caller: Principal | None) -> bool:
-    """Whether the caller is operations (a service token), who get the real answers."""
-    return caller is not None and caller.role == "service"
+    """Whether the caller is operations (a service or operator token with ``identity:support``),
+    who get the real answers."""
+    return caller is not None and caller.role != "subscriber" and "identity:support" in caller.scopes
+
+
+class RevocationRequest(BaseModel):
+    """One token (its ``jti``) or one operator (every token naming them, whenever minted)."""
+
+    model_config = {"extra": "forbid"}
+
+    jti: str | None = Field(default=None, min_length=1, max_length=64, description="The token's jti claim")
+    operator: str | None = Field(default=None, min_length=1, max_length=48, description="An operator's name")
+    reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RevocationRequest:
+        if (self.jti is None) == (self.operator is None):
+            raise ValueError("give exactly one of jti or operator")
+        if self.operator is not None and not is_operator_name(self.operator):
+            raise ValueError("an operator's name is letters, digits, . _ -")
+        return self
+
+    def target(self) -> tuple[RevokedKind, str]:
+        return (RevokedKind.TOKEN, self.jti) if self.jti is not None else (RevokedKind.OPERATOR, str(self.operator))
+
+
+class Revoked(BaseModel):
+    kind: RevokedKind
+    value: str
 
 
 async def _anonymous_request(
@@ -126,7 +155,7 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
                  response_model=commands.Registered, openapi_extra=json_body(RegistrationCommand),
                  responses=problem_responses(401, 403, 409))
     async def register(caller: Caller, body: dict[str, Any] = Body(...)) -> Any:
-        require_service(caller)
+        require_scope(caller, "identity:register")
         return _answer(await service.register(ctx, body), 201)
 
     @router.post("/login", summary="Log in (account/contract number or phone + password): a token",
@@ -173,7 +202,18 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
                  response_model=commands.SecretSent, openapi_extra=json_body(commands.SupportRecoveryCommand),
                  responses=problem_responses(401, 403, 404, 429))
     async def recover(caller: Caller, body: dict[str, Any] = Body(...)) -> Any:
-        require_service(caller)
-        return _answer(await service.recover_by_support(ctx, body))
+        require_scope(caller, "identity:recover")
+        operator = as_credentials_say("operator", body.get("operator"), caller.subject)
+        return _answer(await service.recover_by_support(ctx, {**body, "operator": operator}))
+
+    @router.post("/revocations", status_code=201, summary="Revoke a service or operator token, or an operator",
+                 response_model=Revoked, responses=problem_responses(401, 403))
+    async def revoke(caller: Caller, body: RevocationRequest) -> Any:
+        """Every service refuses the token (or every token of the operator) once TokenRevoked
+        reaches it; identity at once. Never undone."""
+        require_scope(caller, "identity:revoke")
+        kind, value = body.target()
+        await service.revoke(ctx, kind, value, revoked_by=caller.requester, reason=body.reason)
+        return _answer(Revoked(kind=kind, value=value), 201)
 
     return router

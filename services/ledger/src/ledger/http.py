@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from billing_events import topics
-from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_service
+from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_scope
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.ledger import (
     BonusRedemptionRefusal,
@@ -117,11 +117,14 @@ NonBlank = AfterValidator(_not_blank)
 
 
 class OperatorBody(BaseModel):
-    operator: Annotated[str, NonBlank] = Field(min_length=1, max_length=100, description="Who does it")
+    operator: Annotated[str, NonBlank] | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="Who does it: the token says it (the operator's name, or the service's); leave it out, or give"
+                    " the same")
     reason: Annotated[str, NonBlank] = Field(min_length=1, max_length=500, description="Why: kept in the journal")
 
-    def note(self) -> OperatorNote:
-        return OperatorNote(self.operator, self.reason)
+    def note(self, caller: Principal) -> OperatorNote:
+        return OperatorNote(as_credentials_say("operator", self.operator, caller.subject), self.reason)
 
 
 class ResolveBody(OperatorBody):
@@ -186,7 +189,7 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
     @router.post("/replays", response_model=ReplayView)
     async def post_replay(caller: Caller, body: ReplayBody) -> ReplayView:
         """Publish the ledger's past events again on the replay topic, with their original ids."""
-        require_service(caller)
+        require_scope(caller, "ledger:replay")
         count = await republish(account=body.account, since=body.since, until=body.until)
         return ReplayView(republished=count, topic=ctx.topics(topics.REPLAY))
 
@@ -248,13 +251,13 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
 
     @router.post("/suspense/{transaction_id}/resolve", response_model=EventsView)
     async def resolve(caller: Caller, transaction_id: UUID, body: ResolveBody) -> EventsView:
-        require_service(caller)
+        require_scope(caller, "ledger:resolve")
         return _events(await service.resolve_suspense(ctx, transaction_id, body.target_account,
-                                                      body.note()))
+                                                      body.note(caller)))
 
     @router.post("/transactions/{transaction_id}/reverse", response_model=EventsView)
     async def reverse(caller: Caller, transaction_id: UUID, body: OperatorBody) -> EventsView:
-        require_service(caller)
-        return _events(await service.reverse(ctx, transaction_id, body.note()))
+        require_scope(caller, "ledger:reverse")
+        return _events(await service.reverse(ctx, transaction_id, body.note(caller)))
 
     return router

@@ -8,7 +8,8 @@ account's state refuses it (no plan yet, the year's block already used...).
 
 Who may call: the catalog (regions, channel packages, the plans and options of a region) is
 public; an account's subscription and its commands take a subscriber token for that account or
-a service token; closing billing days (the operator's catch-up) takes a service token. Where a
+a service or operator token with ``tariff:accounts``; closing billing days (the operator's
+catch-up) takes the ``tariff:close-days`` scope. Where a
 request was made (a voluntary block's ``requested_via``) is what the token says, never the body.
 """
 
@@ -21,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path
 from pydantic import BaseModel, Field, ValidationError
 
-from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_service
+from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_scope
 from billing_events.catalog.tariff import RequestChannel
 from billing_events.http import AccountPath, invalid_request, problem_responses
 from billing_events.money import Money
@@ -114,7 +115,7 @@ class OptionView(BaseModel):
 
 
 def _channel(caller: Principal) -> RequestChannel:
-    """A subscriber asks in the cabinet; a service token is support (the call centre, operations)."""
+    """A subscriber asks in the cabinet; a service or operator token is support (the call centre, operations)."""
     return RequestChannel.CABINET if caller.role == "subscriber" else RequestChannel.SUPPORT
 
 
@@ -205,7 +206,7 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
         """Close every account's days not closed yet, in order, as the billing clock's midnight
         does: the operator's catch-up after the service was down. Closing a day twice charges
         nothing (each day is claimed once)."""
-        require_service(caller)
+        require_scope(caller, "tariff:close-days")
         if body.until is None:
             return await service.billing_tick(ctx)
         return await service.close_days(ctx, body.until)
