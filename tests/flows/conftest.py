@@ -112,6 +112,7 @@ class Suite:
         """Run the `billing` command line as an operator would, against this suite's services
         (``env``: more of its environment): exit code, stdout, stderr."""
         operator_key = Path(self.ledger.settings.data_dir) / "operator.key"
+        operator_key.parent.mkdir(parents=True, exist_ok=True)
         operator_key.write_text(TEST_OPERATOR_PRIVATE_KEY)
         env = {
             "BILLING_OPERATOR": TEST_OPERATOR,
