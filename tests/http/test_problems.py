@@ -120,6 +120,24 @@ async def test_unknown_routes_methods_and_malformed_requests_are_problems_too(do
         assert huge.json()["errors"][0]["field"] == "credit_limit.minor"
 
 
+WITH_BODY = [(service, method, path) for service, method, path, body in ACCOUNT_ROUTES + OPERATOR_ROUTES
+             if body is not None] + [("identity", "POST", "/identity/revocations")]
+
+
+@pytest.mark.parametrize("sent", [b"\xff\xfe not utf-8", b"{", b"[1, 2", b"x" * 5000])
+async def test_the_token_is_checked_before_the_body_is_read(doors: Any, sent: bytes) -> None:
+    """An anonymous caller learns nothing about a body nobody allowed it to send: 401, never 400/422."""
+    client, bearer, _ = doors
+    for service, method, path in WITH_BODY:
+        for headers in ({}, {"Authorization": "Bearer not.a.token"}):
+            async with client(service, headers) as http:
+                answer = await http.request(method, path, content=sent, headers={"Content-Type": "application/json"})
+            assert answer.status_code == 401, (method, path, answer.text)
+        async with client(service, bearer("subscriber", MINE)) as http:  # a valid token: the body's turn
+            answer = await http.request(method, path, content=sent, headers={"Content-Type": "application/json"})
+        assert answer.status_code in (400, 403, 422), (method, path, answer.text)
+
+
 async def test_the_openapi_documents_problems_and_bearer_tokens(doors: Any) -> None:
     _, _, runtimes = doors
     for name, runtime in runtimes.items():

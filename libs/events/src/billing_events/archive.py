@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
-from billing_events.auth import Caller, require_scope
+from billing_events.auth import AuthenticatedRoute, Caller, require_scope
 from billing_events.db import Database
 from billing_events.envelope import REGISTRY, UPCASTERS
 from billing_events.http import problem_responses
@@ -43,7 +43,7 @@ def is_current_version(headers: dict[str, str]) -> bool:
 
 
 def events_router(service: str, db: Database) -> APIRouter:
-    router = APIRouter(prefix=f"/{service}", tags=[service], responses=problem_responses(401, 403, 422))
+    router = APIRouter(route_class=AuthenticatedRoute, prefix=f"/{service}", tags=[service], responses=problem_responses(401, 403, 422))
 
     @router.get("/accounts/{account}/events", response_model=AccountEvents, response_class=Response)
     async def account_events(

@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol, TypeVar
@@ -37,7 +37,9 @@ import jwt
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from billing_contracts import requesters
@@ -334,7 +336,13 @@ class RevocationList(Protocol):
 async def principal(request: Request,
                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
     """FastAPI dependency: the caller, from ``Authorization: Bearer <token>``; a revoked service or
-    operator token is refused, and every operator's request is audited."""
+    operator token is refused, and every operator's request is audited. On a route of
+    :class:`AuthenticatedRoute` the caller was established before the body was read."""
+    known: Principal | None = getattr(request.state, "caller", None)
+    return known if known is not None else await _authenticate(request, credentials)
+
+
+async def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     if credentials is None or not credentials.credentials:
         raise _unauthenticated("missing_token", "a bearer token is required")
     tokens: Tokens = request.app.state.tokens
@@ -358,6 +366,27 @@ def _audit(caller: Principal, request: Request, revoked: bool) -> None:
 
 
 Caller = Annotated[Principal, Depends(principal)]
+
+
+def _asks_for_caller(dependant: Dependant) -> bool:
+    return any(dependency.call is principal or _asks_for_caller(dependency) for dependency in dependant.dependencies)
+
+
+class AuthenticatedRoute(APIRoute):
+    """A route whose caller (:data:`Caller`) is checked before its body is read: an anonymous
+    or wrongly signed request is answered 401 whatever it sends (bytes that are not UTF-8, JSON
+    that does not parse), never 400 or 422 about a body nobody was allowed to send."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+        if not _asks_for_caller(self.dependant):
+            return handle
+
+        async def authenticated(request: Request) -> Response:
+            request.state.caller = await _authenticate(request, await bearer(request))
+            return await handle(request)
+
+        return authenticated
 
 
 def require_account(caller: Principal, account: str) -> None:

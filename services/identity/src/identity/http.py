@@ -33,7 +33,15 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
-from billing_events.auth import Caller, Principal, Tokens, as_credentials_say, is_operator_name, require_scope
+from billing_events.auth import (
+    AuthenticatedRoute,
+    Caller,
+    Principal,
+    Tokens,
+    as_credentials_say,
+    is_operator_name,
+    require_scope,
+)
 from billing_events.catalog.identity import RevokedKind
 from billing_events.http import json_body, problem, problem_responses
 from identity import commands, service
@@ -149,7 +157,7 @@ async def _anonymous_request(
 
 
 def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
-    router = APIRouter(prefix="/identity", tags=["identity"], responses=problem_responses(422))
+    router = APIRouter(route_class=AuthenticatedRoute, prefix="/identity", tags=["identity"], responses=problem_responses(422))
 
     @router.post("/subscribers", status_code=201, summary="Register a subscriber (service token)",
                  response_model=commands.Registered, openapi_extra=json_body(RegistrationCommand),

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from billing_events import topics
-from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_scope
+from billing_events.auth import AuthenticatedRoute, Caller, Principal, as_credentials_say, require_account, require_scope
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.ledger import (
     BonusRedemptionRefusal,
@@ -184,7 +184,7 @@ def _requester(caller: Principal, claimed: str | None) -> str:
 
 
 def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
-    router = APIRouter(prefix="/ledger", tags=["ledger"], responses=problem_responses(401, 403, 404, 409, 422))
+    router = APIRouter(route_class=AuthenticatedRoute, prefix="/ledger", tags=["ledger"], responses=problem_responses(401, 403, 404, 409, 422))
 
     @router.post("/replays", response_model=ReplayView)
     async def post_replay(caller: Caller, body: ReplayBody) -> ReplayView:

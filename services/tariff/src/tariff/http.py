@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path
 from pydantic import BaseModel, Field, ValidationError
 
-from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_scope
+from billing_events.auth import AuthenticatedRoute, Caller, Principal, as_credentials_say, require_account, require_scope
 from billing_events.catalog.tariff import RequestChannel
 from billing_events.http import AccountPath, invalid_request, problem_responses
 from billing_events.money import Money
@@ -120,7 +120,7 @@ def _channel(caller: Principal) -> RequestChannel:
 
 
 def build_http_router(ctx: TariffContext) -> APIRouter:
-    router = APIRouter(prefix="/tariff", tags=["tariff"], responses=problem_responses(404, 409, 422))
+    router = APIRouter(route_class=AuthenticatedRoute, prefix="/tariff", tags=["tariff"], responses=problem_responses(404, 409, 422))
     private = problem_responses(401, 403)
 
     async def call(function: Any, command: Callable[[], Any]) -> Any:
