@@ -157,3 +157,25 @@ async def test_the_openapi_documents_problems_and_bearer_tokens(doors: Any) -> N
     registration = runtimes["identity"].http_app.openapi()["paths"]["/identity/subscribers"]["post"]
     body = registration["requestBody"]["content"]["application/json"]["schema"]
     assert {"passport_number", "mobile_phone", "region"} <= set(body["properties"])  # the command's own model
+
+
+async def test_the_documents_say_what_the_doors_answer(doors: Any) -> None:
+    """A zero amount is refused by the schema as by the server; an undecodable body's 400 and the
+    token's 401/403 are documented wherever they can be answered."""
+    client, bearer, runtimes = doors
+    ledger = runtimes["ledger"].http_app.openapi()
+    for path in ("/ledger/accounts/{number}/transfers", "/ledger/accounts/{number}/bonus-redemptions"):
+        body = ledger["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        model = ledger["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+        assert model["properties"]["amount"]["properties"]["minor"]["minimum"] == 1, path
+    async with client("ledger", bearer("subscriber", MINE)) as http:
+        zero = await http.post(f"/ledger/accounts/{MINE}/transfers", json={"to_account": OTHER, "amount": {"minor": 0}})
+    assert (zero.status_code, zero.json()["errors"][0]["field"]) == (422, "amount.minor")
+    for name, runtime in runtimes.items():
+        for path, operations in runtime.http_app.openapi()["paths"].items():
+            for method, operation in operations.items():
+                documented = set(operation["responses"])
+                if "security" in operation:
+                    assert {"401", "403"} <= documented, (name, method, path)
+                if "requestBody" in operation:
+                    assert {"400", "422"} <= documented, (name, method, path)

@@ -157,7 +157,8 @@ async def _anonymous_request(
 
 
 def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
-    router = APIRouter(route_class=AuthenticatedRoute, prefix="/identity", tags=["identity"], responses=problem_responses(422))
+    router = APIRouter(route_class=AuthenticatedRoute, prefix="/identity", tags=["identity"],
+                       responses=problem_responses(400, 422))
 
     @router.post("/subscribers", status_code=201, summary="Register a subscriber (service token)",
                  response_model=commands.Registered, openapi_extra=json_body(RegistrationCommand),
@@ -180,21 +181,23 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
 
     @router.post("/passwords/sms", summary="Get a new password by SMS (the current one keeps working)",
                  status_code=202, response_model=RequestAccepted,
-                 openapi_extra=json_body(commands.ReissuePasswordCommand), responses=problem_responses(401, 429))
+                 openapi_extra=json_body(commands.ReissuePasswordCommand),
+                 responses=problem_responses(400, 401, 403, 404, 429))
     async def reissue(request: Request, caller: Principal | None = Depends(optional_caller),
                       body: dict[str, Any] = Body(...)) -> Any:
         return await _anonymous_request(ctx, service.reissue_password_by_sms, body, request, caller)
 
     @router.post("/reset-codes", summary="Forgot password: send a one-time code",
                  status_code=202, response_model=RequestAccepted,
-                 openapi_extra=json_body(commands.ResetCodeRequestCommand), responses=problem_responses(401, 429))
+                 openapi_extra=json_body(commands.ResetCodeRequestCommand),
+                 responses=problem_responses(400, 401, 403, 404, 429))
     async def request_code(request: Request, caller: Principal | None = Depends(optional_caller),
                            body: dict[str, Any] = Body(...)) -> Any:
         return await _anonymous_request(ctx, service.request_reset_code, body, request, caller)
 
     @router.post("/reset-codes/redeem", summary="Use a one-time code; a new password follows by SMS",
                  response_model=commands.SecretSent, openapi_extra=json_body(commands.RedeemResetCodeCommand),
-                 responses=problem_responses(400, 429))
+                 responses=problem_responses(400, 401, 403, 404, 429))
     async def redeem(request: Request, caller: Principal | None = Depends(optional_caller),
                      body: dict[str, Any] = Body(...)) -> Any:
         """Anyone but operations is told ``invalid_code`` whatever the reason a code does not work."""

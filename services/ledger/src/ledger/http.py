@@ -23,8 +23,8 @@ from billing_events.catalog.ledger import (
 )
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.errors import DomainError, ErrorKind
-from billing_events.http import AccountPath, ApiError, problem_responses
-from billing_events.money import Money, PositiveMoney
+from billing_events.http import AccountPath, ApiError, PositiveAmount, problem_responses
+from billing_events.money import Money
 
 from ledger import service
 from ledger.context import LedgerContext
@@ -89,13 +89,13 @@ REQUESTED_BY = ("Who asks: the token says it (cabinet:<account> for a subscriber
 
 class TransferBody(BaseModel):
     to_account: AccountNumber
-    amount: PositiveMoney
+    amount: PositiveAmount
     request_id: UUID | None = Field(default=None, description="Send the same id again to retry safely")
     requested_by: str | None = Field(default=None, min_length=1, max_length=64, description=REQUESTED_BY)
 
 
 class RedemptionBody(BaseModel):
-    amount: PositiveMoney = Field(description="Bonuses to spend")
+    amount: PositiveAmount = Field(description="Bonuses to spend")
     purpose: RedemptionPurpose = Field(description="discount or gift (bonuses pay charges by themselves)")
     description: str = Field(default="", max_length=200)
     request_id: UUID | None = Field(default=None, description="Send the same id again to retry safely")
@@ -184,7 +184,7 @@ def _requester(caller: Principal, claimed: str | None) -> str:
 
 
 def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
-    router = APIRouter(route_class=AuthenticatedRoute, prefix="/ledger", tags=["ledger"], responses=problem_responses(401, 403, 404, 409, 422))
+    router = APIRouter(route_class=AuthenticatedRoute, prefix="/ledger", tags=["ledger"], responses=problem_responses(400, 401, 403, 404, 409, 422))
 
     @router.post("/replays", response_model=ReplayView)
     async def post_replay(caller: Caller, body: ReplayBody) -> ReplayView:

@@ -120,7 +120,7 @@ def _channel(caller: Principal) -> RequestChannel:
 
 
 def build_http_router(ctx: TariffContext) -> APIRouter:
-    router = APIRouter(route_class=AuthenticatedRoute, prefix="/tariff", tags=["tariff"], responses=problem_responses(404, 409, 422))
+    router = APIRouter(route_class=AuthenticatedRoute, prefix="/tariff", tags=["tariff"], responses=problem_responses(400, 404, 409, 422))
     private = problem_responses(401, 403)
 
     async def call(function: Any, command: Callable[[], Any]) -> Any:
