@@ -25,7 +25,7 @@ from billing_events.schema import dead_letters, inbox, outbox
 from billing_events.settings import ServiceSettings
 from billing_events.testing.clock import RunningClock
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
-from billing_events.testing.plugin import eventually, operations_token, RenderedLogs, token_minter
+from billing_events.testing.plugin import RenderedLogs, eventually, token_minter
 
 clock = RunningClock()
 metadata = MetaData()
@@ -125,7 +125,8 @@ async def test_the_payments_taken_are_kept_for_the_history(counter: ServiceRunti
             outbox.c.topic == counter.topics(topics.PAYMENTS), outbox.c.key == account).order_by(outbox.c.id))).scalars().all()
     assert kept == [first.to_bytes(), second.to_bytes()]  # once each, as sent; the refused one is a dead letter
 
-    token = operations_token(counter.clock)
+    token = token_minter(counter.clock).issue("service", "operations", audience=["counter"],
+                                              scopes=["counter:history"])[0]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=counter.http_app), base_url="http://counter",
                                  headers={"Authorization": f"Bearer {token}"}) as client:
         pages, after = [], 0

@@ -407,7 +407,7 @@ def token(
     their commands sign with their own key (`billing operator keygen`)."""
     from datetime import timedelta
 
-    from billing_events.auth import MAX_TOKEN_LIFETIME
+    from billing_events.auth import MAX_TOKEN_LIFETIME, SCOPES
 
     if (service_name is None) == (account is None):
         fail("give exactly one of --service NAME or --account NUMBER", Exit.USAGE)
@@ -417,6 +417,8 @@ def token(
     if not timedelta(0) < timedelta(minutes=minutes) <= MAX_TOKEN_LIFETIME:
         fail(f"--minutes must be from 1 to {MAX_TOKEN_LIFETIME // timedelta(minutes=1)}", Exit.USAGE)
     scopes = scope or []
+    if unknown := sorted(set(scopes) - set(SCOPES)):
+        fail(f"unknown scope {', '.join(unknown)}: one of {', '.join(SCOPES)}", Exit.USAGE)
     with reported():
         try:
             issued, _ = CliSettings().tokens().issue(

@@ -62,9 +62,6 @@ MAX_OPERATOR_TOKEN_LIFETIME = timedelta(minutes=15)
 Role = Literal["subscriber", "service", "operator"]
 Claim = TypeVar("Claim", bound=str)
 
-SERVICES = ("ledger", "identity", "tariff", "notifier")
-"""The audiences a service or operator token may name."""
-
 SCOPES: Mapping[str, str] = {
     "ledger:accounts": "any account's ledger routes: balance, statement, transfers, bonus redemptions, payment type",
     "ledger:history": "GET /ledger/accounts/{account}/events",
@@ -83,7 +80,8 @@ SCOPES: Mapping[str, str] = {
     "notifier:accounts": "GET /notifier/accounts/{account}/deliveries for any account",
     "notifier:history": "GET /notifier/accounts/{account}/events",
 }
-"""Every scope a service or operator token may carry, each ``<service>:<what>``, and the routes it opens."""
+"""Every scope of the suite's services, each ``<service>:<what>``, and the routes it opens (a
+service built on this library, a test's, names its own, e.g. ``<name>:history``)."""
 
 
 def scopes_of(service: str) -> tuple[str, ...]:
@@ -208,10 +206,6 @@ def _grant(audience: Iterable[str], scopes: Iterable[str]) -> dict[str, Any]:
     audience, scopes = sorted(set(audience)), sorted(set(scopes))
     if not audience or not scopes:
         raise ValueError("a service or operator token names its audience and at least one scope")
-    if unknown := [name for name in audience if name not in SERVICES]:
-        raise ValueError(f"unknown audience {unknown}: one of {', '.join(SERVICES)}")
-    if unknown := [scope for scope in scopes if scope not in SCOPES]:
-        raise ValueError(f"unknown scope {unknown}: see docs/security.md")
     if elsewhere := [scope for scope in scopes if scope.partition(":")[0] not in audience]:
         raise ValueError(f"scope {elsewhere} is for a service outside the audience")
     return {"aud": audience, "scope": " ".join(scopes), "jti": str(uuid.uuid4())}
@@ -400,8 +394,6 @@ def require_account(caller: Principal, account: str) -> None:
 
 def require_scope(caller: Principal, scope: str) -> None:
     """A service-only route: a service or operator token with ``scope`` (for this service)."""
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope}")
     if caller.role == "subscriber":
         raise ApiError(403, "service_only", "operations only: a service or operator token is required")
     if scope not in caller.scopes or scope.partition(":")[0] != caller.audience:
