@@ -142,6 +142,11 @@ class Revoked(BaseModel):
     value: str
 
 
+def _real_answer(model: Any) -> dict[int | str, dict[str, Any]]:
+    """The answer operations get (a token with ``identity:support``) instead of the uniform 202."""
+    return {200: {"model": model, "description": "The real answer, for a token with identity:support"}}
+
+
 async def _anonymous_request(
     ctx: IdentityContext, command: Callable[..., Awaitable[Any]], body: dict[str, Any], request: Request,
     caller: Principal | None,
@@ -182,7 +187,7 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
     @router.post("/passwords/sms", summary="Get a new password by SMS (the current one keeps working)",
                  status_code=202, response_model=RequestAccepted,
                  openapi_extra=json_body(commands.ReissuePasswordCommand),
-                 responses=problem_responses(400, 401, 403, 404, 429))
+                 responses={**_real_answer(list[commands.SecretSent]), **problem_responses(400, 401, 403, 404, 429)})
     async def reissue(request: Request, caller: Principal | None = Depends(optional_caller),
                       body: dict[str, Any] = Body(...)) -> Any:
         return await _anonymous_request(ctx, service.reissue_password_by_sms, body, request, caller)
@@ -190,7 +195,7 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
     @router.post("/reset-codes", summary="Forgot password: send a one-time code",
                  status_code=202, response_model=RequestAccepted,
                  openapi_extra=json_body(commands.ResetCodeRequestCommand),
-                 responses=problem_responses(400, 401, 403, 404, 429))
+                 responses={**_real_answer(commands.SecretSent), **problem_responses(400, 401, 403, 404, 429)})
     async def request_code(request: Request, caller: Principal | None = Depends(optional_caller),
                            body: dict[str, Any] = Body(...)) -> Any:
         return await _anonymous_request(ctx, service.request_reset_code, body, request, caller)
