@@ -104,7 +104,7 @@ async def time_history(url: str, *, repeat: int) -> dict[str, float]:
     sources = {"ledger": f"http://127.0.0.1:{server.config.port}"}
 
     async def read() -> None:
-        lines = timeline(await read_account(sources, tokens.issue("service", "bench")[0], ACCOUNT))
+        lines = timeline(await read_account(sources, tokens.issue("service", "bench", audience=["ledger"], scopes=["ledger:history"])[0], ACCOUNT))
         if len(lines) != ACCOUNT_EVENTS:
             raise RuntimeError(f"history found {len(lines)} events, not {ACCOUNT_EVENTS}")
 

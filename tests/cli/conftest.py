@@ -22,7 +22,7 @@ from billing_events.envelope import Envelope
 from billing_events.runtime import ServiceRuntime
 from billing_events.testing.clock import CLOCK_FILE_SETTING, clock_file
 from billing_events.testing.kafka_probe import RawProducer
-from billing_events.testing.plugin import TEST_TOKEN_PRIVATE_KEY, eventually
+from billing_events.testing.plugin import TEST_OPERATOR, TEST_OPERATOR_PRIVATE_KEY, TEST_TOKEN_PRIVATE_KEY, eventually
 from ledger import store
 from ledger.app import build
 from ledger.context import LedgerContext
@@ -81,8 +81,12 @@ async def cli(make_settings: Any, bootstrap_servers: str, tmp_path: Any) -> Asyn
                     legal_status=LegalStatus.PERSON, masked_phone="+7 *** ***-00-00", sealed_contact="c2VhbGVk")
                 await producer.send(runtime.topics(topics.IDENTITY),
                                     Envelope.new(registered, account=number, producer="identity", clock=ledger.clock))
+        operator_key = tmp_path / "operator.key"
+        operator_key.write_text(TEST_OPERATOR_PRIVATE_KEY)
         env = {
             "PATH": os.environ.get("PATH", ""),
+            "BILLING_OPERATOR": TEST_OPERATOR,
+            "BILLING_OPERATOR_KEY_FILE": str(operator_key),
             "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
             "BILLING_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
             "BILLING_LEDGER_DATABASE_URL": settings.database_url or "",

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from billing_events import topics
+from billing_events.auth import public_key_of
 from billing_events.envelope import Envelope
 from billing_events.testing.intruder import as_intruder
 from billing_events.testing.kafka_probe import RawProducer
@@ -213,3 +214,22 @@ async def test_every_service_prints_its_help_and_starts_nothing(service: str) ->
     assert process.returncode == 0, err.decode()
     assert out.decode().startswith(f"usage: python -m {service} [-h]") and "BILLING_" in out.decode()
     assert b"service started" not in out + err
+
+
+async def test_an_operator_makes_a_key_and_the_cli_signs_with_it(cli: Any, tmp_path: Any) -> None:
+    """`billing operator keygen` prints the key ring's entry; a CLI command of that operator is
+    refused by a service whose ring lacks it, and the ring is what lets it in."""
+    await cli.opened()
+    key_file = tmp_path / "petrova.key"
+    code, out, err = await cli("operator", "keygen", "--name", "auditor.petrova", "--key-file", str(key_file))
+    assert code == 0, err
+    name, _, public = out.strip().partition("=")
+    assert name == "auditor.petrova" and key_file.stat().st_mode & 0o077 == 0
+    assert public_key_of(key_file.read_text().strip()) == public
+    code, _, err = await cli("operator", "keygen", "--name", "auditor.petrova", "--key-file", str(key_file))
+    assert code != 0 and "never overwritten" in err
+    as_petrova = {"BILLING_OPERATOR": "auditor.petrova", "BILLING_OPERATOR_KEY_FILE": str(key_file)}
+    code, _, err = await cli("do", "transfer", A, B, "1", env=as_petrova)  # not in the ledger's ring
+    assert code == 4 and "refused (401)" in err
+    code, _, err = await cli("do", "transfer", A, B, "1")  # the test operator is in it: past the token, to the rules
+    assert code == 4 and "refused (409)" in err and "may transfer 0.00 RUB" in err, err

@@ -108,6 +108,8 @@ def secret_sample(variable: str) -> str:
         return public if variable.endswith("PUBLIC_KEY") else private
     if variable in {"BILLING_TOKEN_PUBLIC_KEYS", "BILLING_TOKEN_PRIVATE_KEY"}:
         return public_key_of(TOKEN_SAMPLE) if variable.endswith("PUBLIC_KEYS") else TOKEN_SAMPLE
+    if variable == "BILLING_OPERATOR_KEYS":
+        return f"ops={public_key_of(TOKEN_SAMPLE)}"
     if variable.endswith("_KEY"):
         return base64.b64encode(bytes(range(32))).decode()
     return "sample-secret"

@@ -125,7 +125,8 @@ async def test_the_payments_taken_are_kept_for_the_history(counter: ServiceRunti
             outbox.c.topic == counter.topics(topics.PAYMENTS), outbox.c.key == account).order_by(outbox.c.id))).scalars().all()
     assert kept == [first.to_bytes(), second.to_bytes()]  # once each, as sent; the refused one is a dead letter
 
-    token = token_minter(counter.clock).issue("service", "operations")[0]
+    token = token_minter(counter.clock).issue("service", "operations", audience=["counter"],
+                                              scopes=["counter:history"])[0]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=counter.http_app), base_url="http://counter",
                                  headers={"Authorization": f"Bearer {token}"}) as client:
         pages, after = [], 0

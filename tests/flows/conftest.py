@@ -21,7 +21,7 @@ from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair
 from billing_events.settings import KafkaSettings
 from billing_events.testing.kafka_probe import RawProducer
-from billing_events.testing.plugin import TEST_TOKEN_PRIVATE_KEY
+from billing_events.testing.plugin import TEST_OPERATOR, TEST_OPERATOR_PRIVATE_KEY, TEST_TOKEN_PRIVATE_KEY, operations_token
 from identity.app import build as build_identity
 from identity.context import IdentityContext
 from identity.security import new_key
@@ -86,7 +86,7 @@ class Suite:
                 for runtime in (self.identity, self.ledger, self.tariff, self.notifier)}
 
     def service_token(self) -> str:
-        return self.identity.tokens.issue("service", "operations")[0]
+        return operations_token(self.identity.clock)
 
     async def ledger_balance(self, number: str) -> int | None:
         async with self.ledger.db.connect() as conn:
@@ -111,7 +111,12 @@ class Suite:
                       env: dict[str, str] | None = None) -> tuple[int, str, str]:
         """Run the `billing` command line as an operator would, against this suite's services
         (``env``: more of its environment): exit code, stdout, stderr."""
+        operator_key = Path(self.ledger.settings.data_dir) / "operator.key"
+        operator_key.parent.mkdir(parents=True, exist_ok=True)
+        operator_key.write_text(TEST_OPERATOR_PRIVATE_KEY)
         env = {
+            "BILLING_OPERATOR": TEST_OPERATOR,
+            "BILLING_OPERATOR_KEY_FILE": str(operator_key),
             **(env or {}),
             "PATH": os.environ.get("PATH", ""),
             "BILLING_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,

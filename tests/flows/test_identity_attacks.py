@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from billing_cli.history import read_account, summary, timeline
-from billing_events.testing.plugin import eventually
+from billing_events.testing.plugin import eventually, operations_token
 from identity import service as identity
 from identity import store
 from identity.domain import account_number_from_sequence
@@ -148,7 +148,7 @@ async def test_guessing_reset_codes_tells_a_prober_nothing(suite: Any, form: dic
 
         at_victim = [await guess(victim, "203.0.113.20") for _ in range(guesses)]
         at_ghost = [await guess(ghost, "203.0.113.21") for _ in range(guesses)]
-        token, _ = suite.identity.tokens.issue("service", "operations")
+        token = operations_token(suite.identity.clock)
         operations = await guess(victim, "10.0.0.1", {"Authorization": f"Bearer {token}"})
 
     assert at_victim == at_ghost

@@ -14,7 +14,7 @@ import pytest
 from billing_events.clock import ManualClock
 from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair
-from billing_events.testing.plugin import token_minter
+from billing_events.testing.plugin import bearer_token
 from identity.app import build_runtime as build_identity
 from identity.security import new_key
 from identity.settings import IdentitySettings
@@ -71,7 +71,7 @@ class Services:
         raise ValueError(name)
 
     def token(self, role: str = "service", subject: str = "operations") -> str:
-        return token_minter(self.clock).issue(role, subject)[0]  # type: ignore[arg-type]
+        return bearer_token(self.clock, role, subject)
 
     def client(self, name: str, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -12,6 +12,8 @@ import httpx
 import pytest
 
 from billing_events.auth import INVALID_TOKEN
+from billing_events.schema import plumbing_metadata
+from billing_events.testing.plugin import bearer_token
 
 MINE, OTHER = "100000000008", "100000000016"
 TRANSACTION = "01900000-0000-7000-8000-000000000000"
@@ -52,16 +54,19 @@ HEALTH = {"GET /health/live", "GET /health/ready", "GET /metrics"}
 
 @pytest.fixture
 async def doors(services: Any) -> Any:
-    """name -> (client factory by token, runtime) for the four services, built, not started."""
+    """name -> (client factory by token, runtime) for the four services, built, not started:
+    their databases hold only the plumbing (the revocation list every token check reads)."""
     runtimes = {name: await services.build(name, database="sqlite")
                 for name in ("identity", "ledger", "tariff", "notifier")}
+    for runtime in runtimes.values():
+        await runtime.db.create_schema(plumbing_metadata)
 
     def client(name: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=runtimes[name].http_app),
                                  base_url=f"http://{name}", headers=headers or {})
 
     def bearer(role: str, subject: str) -> dict[str, str]:
-        token, _ = runtimes["identity"].tokens.issue(role, subject)
+        token = bearer_token(runtimes["identity"].clock, role, subject)
         return {"Authorization": f"Bearer {token}"}
 
     return client, bearer, runtimes
@@ -115,6 +120,24 @@ async def test_unknown_routes_methods_and_malformed_requests_are_problems_too(do
         assert huge.json()["errors"][0]["field"] == "credit_limit.minor"
 
 
+WITH_BODY = [(service, method, path) for service, method, path, body in ACCOUNT_ROUTES + OPERATOR_ROUTES
+             if body is not None] + [("identity", "POST", "/identity/revocations")]
+
+
+@pytest.mark.parametrize("sent", [b"\xff\xfe not utf-8", b"{", b"[1, 2", b"x" * 5000])
+async def test_the_token_is_checked_before_the_body_is_read(doors: Any, sent: bytes) -> None:
+    """An anonymous caller learns nothing about a body nobody allowed it to send: 401, never 400/422."""
+    client, bearer, _ = doors
+    for service, method, path in WITH_BODY:
+        for headers in ({}, {"Authorization": "Bearer not.a.token"}):
+            async with client(service, headers) as http:
+                answer = await http.request(method, path, content=sent, headers={"Content-Type": "application/json"})
+            assert answer.status_code == 401, (method, path, answer.text)
+        async with client(service, bearer("subscriber", MINE)) as http:  # a valid token: the body's turn
+            answer = await http.request(method, path, content=sent, headers={"Content-Type": "application/json"})
+        assert answer.status_code in (400, 403, 422), (method, path, answer.text)
+
+
 async def test_the_openapi_documents_problems_and_bearer_tokens(doors: Any) -> None:
     _, _, runtimes = doors
     for name, runtime in runtimes.items():
@@ -134,3 +157,25 @@ async def test_the_openapi_documents_problems_and_bearer_tokens(doors: Any) -> N
     registration = runtimes["identity"].http_app.openapi()["paths"]["/identity/subscribers"]["post"]
     body = registration["requestBody"]["content"]["application/json"]["schema"]
     assert {"passport_number", "mobile_phone", "region"} <= set(body["properties"])  # the command's own model
+
+
+async def test_the_documents_say_what_the_doors_answer(doors: Any) -> None:
+    """A zero amount is refused by the schema as by the server; an undecodable body's 400 and the
+    token's 401/403 are documented wherever they can be answered."""
+    client, bearer, runtimes = doors
+    ledger = runtimes["ledger"].http_app.openapi()
+    for path in ("/ledger/accounts/{number}/transfers", "/ledger/accounts/{number}/bonus-redemptions"):
+        body = ledger["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        model = ledger["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+        assert model["properties"]["amount"]["properties"]["minor"]["minimum"] == 1, path
+    async with client("ledger", bearer("subscriber", MINE)) as http:
+        zero = await http.post(f"/ledger/accounts/{MINE}/transfers", json={"to_account": OTHER, "amount": {"minor": 0}})
+    assert (zero.status_code, zero.json()["errors"][0]["field"]) == (422, "amount.minor")
+    for name, runtime in runtimes.items():
+        for path, operations in runtime.http_app.openapi()["paths"].items():
+            for method, operation in operations.items():
+                documented = set(operation["responses"])
+                if "security" in operation:
+                    assert {"401", "403"} <= documented, (name, method, path)
+                if "requestBody" in operation:
+                    assert {"400", "422"} <= documented, (name, method, path)

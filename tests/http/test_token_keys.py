@@ -97,8 +97,9 @@ async def test_a_service_with_public_keys_only_cannot_mint_and_forgeries_fail(
     async with ledger_with([public], clock) as ledger:
         assert not ledger.tokens.can_issue
         with pytest.raises(RuntimeError, match="BILLING_TOKEN_PRIVATE_KEY"):
-            ledger.tokens.issue("service", "intruder")
-        genuine, _ = identity_tokens(clock, private, []).issue("service", "operations")
+            ledger.tokens.issue("subscriber", ACCOUNT)
+        genuine, _ = identity_tokens(clock, private, []).issue("service", "operations", audience=["ledger"],
+                                                                scopes=["ledger:accounts"])
         header = jwt.get_unverified_header(genuine)
         claims = jwt.decode(genuine, options={"verify_signature": False})
         forgeries = {

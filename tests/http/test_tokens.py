@@ -68,6 +68,6 @@ async def _opened(ledger: Any, number: str) -> bool:
 def test_a_token_lives_a_positive_bounded_time(lifetime: timedelta) -> None:
     tokens = token_minter(ManualClock(datetime(2026, 3, 1, tzinfo=UTC)))
     with pytest.raises(ValueError, match="positive and at most"):
-        tokens.issue("service", "ops", lifetime)
-    _, expires = tokens.issue("service", "ops", MAX_TOKEN_LIFETIME)
+        tokens.issue("subscriber", "100000000008", lifetime)
+    _, expires = tokens.issue("subscriber", "100000000008", MAX_TOKEN_LIFETIME)
     assert expires == datetime(2026, 3, 2, tzinfo=UTC)

@@ -19,6 +19,7 @@ from billing_events import topics
 from billing_events.catalog.identity import PasswordPurpose
 from billing_events.sealing import unseal
 from billing_events.testing.kafka_probe import TopicReader
+from billing_events.testing.plugin import operations_token
 from identity import service
 
 INITIAL = PasswordPurpose.INITIAL
@@ -92,7 +93,7 @@ async def test_a_passport_or_phone_that_holds_accounts_is_answered_the_same(
         assert set(first.json()) == set(again.json())
         assert first.json()["account_number"] != again.json()["account_number"]
         # The call centre's door still refuses the same form twice (a form sent twice by mistake).
-        service_token, _ = flow.runtime.tokens.issue("service", "call-centre")
+        service_token = operations_token(flow.runtime.clock, "call-centre", scopes=("identity:register",))
         twice = await http.post("/identity/subscribers", json=flow.form(), headers=bearer(service_token))
         assert (twice.status_code, twice.json()["code"]) == (409, "passport_already_registered")
 
@@ -141,7 +142,7 @@ async def test_each_cabinet_route_opens_for_its_subscriber_only(
     async with cabinet(start_identity, make_flow, bootstrap_servers) as (flow, http):
         mine, my_password = await registered(flow, http)
         stranger, _ = await registered(flow, http, unique=True)
-        service_token, _ = flow.runtime.tokens.issue("service", "call-centre")
+        service_token = operations_token(flow.runtime.clock, "call-centre", scopes=("identity:register",))
         switch = ("POST", f"/identity/me/accounts/{mine}/token", None)
 
         def ask(method: str, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:

@@ -12,10 +12,11 @@ from billing_events import topics
 from billing_events.auth import Tokens
 from billing_events.catalog.identity import PasswordPurpose
 from billing_events.testing.kafka_probe import TopicReader
+from billing_events.testing.plugin import bearer_token
 
 
 def _bearer(runtime: Any, role: str = "service", subject: str = "call-centre") -> dict[str, str]:
-    token, _ = runtime.tokens.issue(role, subject)
+    token = bearer_token(runtime.clock, role, subject)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -87,7 +88,7 @@ async def test_registration_and_support_recovery_need_a_service_token(start_iden
             mine = (await flow.register()).account_number
             other = (await flow.register(unique=True)).account_number
             recovery = {"login": mine, "passport_series": "4508", "passport_number": "731942",
-                        "date_of_birth": "1990-05-17", "operator": "op-7", "reason": "lost the phone"}
+                        "date_of_birth": "1990-05-17", "reason": "lost the phone"}
 
             anonymous = await http.post("/identity/subscribers", json=flow.form(unique=True))
             assert (anonymous.status_code, anonymous.json()["code"]) == (401, "missing_token")
@@ -102,7 +103,12 @@ async def test_registration_and_support_recovery_need_a_service_token(start_iden
 
             registered = await http.post("/identity/subscribers", json=flow.form(unique=True), headers=_bearer(runtime))
             assert registered.status_code == 201
-            recovered = await http.post("/identity/support/recoveries", json=recovery, headers=_bearer(runtime))
+            # who did it is who the token says: a body naming another operator is refused
+            other_operator = await http.post("/identity/support/recoveries", json={**recovery, "operator": "op-7"},
+                                             headers=_bearer(runtime))
+            assert (other_operator.status_code, other_operator.json()["code"]) == (403, "requester_mismatch")
+            recovered = await http.post("/identity/support/recoveries", json={**recovery, "operator": "call-centre"},
+                                        headers=_bearer(runtime))
             assert recovered.status_code == 200 and recovered.json()["account_number"] == mine
 
             # public routes need no token at all

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pypdf import PdfReader
 
-from billing_events.testing.plugin import token_minter
+from billing_events.testing.plugin import bearer_token
 from ledger.domain import STATEMENT_COLUMNS
 from ledger.settings import LedgerSettings
 
@@ -40,7 +40,7 @@ def rub(minor: int) -> dict[str, Any]:
 def _client(ledger: LedgerDriver, role: str | None = "subscriber", subject: str = OWNER) -> httpx.AsyncClient:
     headers = {}
     if role is not None:
-        token, _ = token_minter(ledger.runtime.clock).issue(role, subject)
+        token = bearer_token(ledger.runtime.clock, role, subject)
         headers["Authorization"] = f"Bearer {token}"
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=ledger.runtime.http_app), base_url="http://ledger",
                              headers=headers)

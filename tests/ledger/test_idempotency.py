@@ -280,3 +280,21 @@ def test_the_ledger_codes_the_catalog_documents_are_the_ledgers_own() -> None:
     from ledger.domain import ErrorCode
 
     assert set(LEDGER_REFUSALS) <= {code.value for code in ErrorCode}
+
+
+async def test_a_request_decided_before_keys_were_scoped_is_still_a_repeat(ledger: Ledger) -> None:
+    """Its record is under the bare request id: the same request delivered again (the inbox
+    forgot it) changes nothing; another requester's request under that id is its own."""
+    await ledger.post(registered(A), registered(B), payment(A, 10_000), payment(B, 10_000, reference="ref-2"))
+    request = TransferRequested(request_id=uuid4(), from_account=A, to_account=B, amount=Money(minor=4_000),
+                                requested_by=f"cabinet:{A}")
+    await ledger.post(request)
+    async with ledger.ctx.db.transaction() as conn:  # as the records were written before
+        await conn.execute(store.idempotency_keys.update().where(store.idempotency_keys.c.family == "transfer")
+                           .values(key=str(request.request_id)))
+    again = await ledger.post(request)
+    assert again.publish == [] and again.rejected == []
+    assert (await ledger.main(A), await ledger.main(B)) == (6_000, 14_000)
+    theirs = await ledger.post(TransferRequested(request_id=request.request_id, from_account=B, to_account=A,
+                                                 amount=Money(minor=1_000), requested_by=f"cabinet:{B}"))
+    assert theirs.rejected == [] and (await ledger.main(A), await ledger.main(B)) == (7_000, 13_000)

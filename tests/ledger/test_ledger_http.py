@@ -7,11 +7,11 @@ from uuid import uuid4
 
 import httpx
 
-from billing_events.testing.plugin import eventually, token_minter
+from billing_events.testing.plugin import bearer_token, eventually
 
 
 async def _client(ledger: Any, role: str = "service", subject: str = "operations") -> httpx.AsyncClient:
-    token, _ = token_minter(ledger.runtime.clock).issue(role, subject)
+    token = bearer_token(ledger.runtime.clock, role, subject)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=ledger.runtime.http_app), base_url="http://ledger",
                              headers={"Authorization": f"Bearer {token}"})
 
@@ -226,3 +226,38 @@ async def test_a_subscriber_redeems_bonuses_of_their_own_account_and_hears_why_n
     assert [(r.payload.reason, r.payload.requested.minor, r.payload.available.minor) for r in rejected] == [
         ("insufficient_bonus", 6_000, 5_000), ("invalid_purpose", 1, 5_000)]
     assert (await ledger.main_balance(a)) == 100_000
+
+
+async def test_a_request_id_belongs_to_its_requester(ledger: Any) -> None:
+    """Subscriber B reusing A's request id gets B's own request decided: no 409 naming A's
+    accounts, and A's retry still gets A's answer; A reusing it with other content is a conflict."""
+    a, b = await _two_accounts_the_first_paid(ledger, "R-1")
+    c = "100000000024"
+    await ledger.register(c)
+    await ledger.pay(b, 4_000, "R-2")
+    await ledger.balance_becomes(b, 4_000)
+    await ledger.pay(a, 1_000, "R-3")  # bonuses for a redemption
+    await ledger.balance_becomes(a, 11_000)
+    request_id = str(uuid4())
+    async with await _client(ledger, "subscriber", a) as first, await _client(ledger, "subscriber", b) as second:
+        mine = await first.post(f"/ledger/accounts/{a}/transfers",
+                                json={"to_account": c, "amount": {"minor": 1_000}, "request_id": request_id})
+        assert mine.status_code == 200, mine.text
+        theirs = await second.post(f"/ledger/accounts/{b}/transfers",
+                                   json={"to_account": c, "amount": {"minor": 700}, "request_id": request_id})
+        assert theirs.status_code == 200, theirs.text
+        assert a not in theirs.text
+        moved = [e for e in theirs.json()["events"] if e["event_type"] == "FundsTransferred"]
+        assert [(e["payload"]["from_account"], e["payload"]["amount"]["minor"]) for e in moved] == [(b, 700)]
+        again = await first.post(f"/ledger/accounts/{a}/transfers",
+                                 json={"to_account": c, "amount": {"minor": 1_000}, "request_id": request_id})
+        assert again.json() == mine.json()  # the retry's answer, nothing moved again
+        changed = await first.post(f"/ledger/accounts/{a}/transfers",
+                                   json={"to_account": c, "amount": {"minor": 999}, "request_id": request_id})
+        assert (changed.status_code, changed.json()["code"]) == (409, "conflicting_duplicate")
+        assert b not in changed.text
+        redeemed = await second.post(f"/ledger/accounts/{b}/bonus-redemptions",
+                                     json={"amount": {"minor": 1}, "purpose": "gift", "request_id": request_id})
+        assert redeemed.json()["code"] != "conflicting_duplicate"
+    assert (await ledger.main_balance(a), await ledger.main_balance(b), await ledger.main_balance(c)) == (
+        10_000, 3_300, 1_700)

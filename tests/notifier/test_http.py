@@ -15,7 +15,7 @@ from billing_events.clock import ManualClock
 from billing_events.envelope import Envelope
 from billing_events.sealing import generate_keypair, seal
 from billing_events.testing.kafka_probe import RawProducer
-from billing_events.testing.plugin import eventually, token_minter
+from billing_events.testing.plugin import bearer_token, eventually
 from notifier.app import build_runtime
 from notifier.settings import NotifierSettings
 
@@ -43,7 +43,7 @@ async def notifier(make_settings: Callable[..., Any], bootstrap: str) -> AsyncIt
 
 
 def _bearer(runtime: Any, role: str = "service", subject: str = "operations") -> dict[str, str]:
-    token, _ = token_minter(runtime.clock).issue(role, subject)
+    token = bearer_token(runtime.clock, role, subject)
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -47,7 +47,7 @@ from billing_events.schema import outbox
 from billing_events.sealing import generate_keypair, seal
 from billing_events.testing.clock import RunningClock
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
-from billing_events.testing.plugin import eventually, token_minter
+from billing_events.testing.plugin import eventually, operations_token
 from notifier import store
 from notifier.app import build
 from notifier.channels import REDACTED
@@ -408,7 +408,7 @@ async def test_a_gateway_that_always_fails_ends_in_notification_failed(start, fa
             await publish(runtime, bootstrap_servers, person.registered(), person.login_locked())
             [failed] = await reader.wait_for_type("NotificationFailed", 1)
             log = await delivery_log(ctx, DeliveryLogQuery(account_number=person.account))
-            token, _ = token_minter(runtime.clock).issue("service", "operations")
+            token = operations_token(runtime.clock)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}",
                                          headers={"Authorization": f"Bearer {token}"}) as http:
                 over_http = await http.get(f"/notifier/accounts/{person.account}/deliveries", params={"status": "failed"})

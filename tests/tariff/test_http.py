@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 
 from billing_events.clock import ManualClock
-from billing_events.testing.plugin import token_minter
+from billing_events.testing.plugin import bearer_token
 
 ACCOUNT, STRANGER = "100000000149", "100000000156"
 
 
 def _bearer(runtime: Any, role: str = "service", subject: str = "cabinet") -> dict[str, str]:
-    token, _ = token_minter(runtime.clock).issue(role, subject)
+    token = bearer_token(runtime.clock, role, subject)
     return {"Authorization": f"Bearer {token}"}
 
 

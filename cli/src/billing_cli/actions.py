@@ -64,9 +64,9 @@ def _amount(value: str, currency: str) -> Money:
 
 
 def call_service(service: str, method: str, path: str, body: Any = None) -> Any:
-    """One request to a service's API with a service token; its refusal becomes one line."""
+    """One request to a service's API with the operator's own token; its refusal becomes one line."""
     settings = CliSettings()
-    token = settings.service_token()
+    token = settings.operator_token(service)
     url = settings.url(service)
     try:
         response = httpx.request(method, f"{url}{path}", json=body, timeout=30,
@@ -275,10 +275,9 @@ def move_suspense(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Operations: move a payment parked in suspense to the right account."""
-    settings = CliSettings()
     with reported():
         _show(call_service("ledger", "POST", f"/ledger/suspense/{transaction_id}/resolve",
-                    {"target_account": account_number(account), "operator": settings.operator, "reason": reason}), as_json)
+                    {"target_account": account_number(account), "reason": reason}), as_json)
 
 
 @app.command("restore-access")
@@ -292,8 +291,7 @@ def restore_access(
 ) -> None:
     """Support-assisted recovery: identity checks the passport data the caller gives and sends a
     new password by SMS. Passport data are asked for, not echoed, so they stay out of shell history."""
-    settings = CliSettings()
     with reported():
         _show(call_service("identity", "POST", "/identity/support/recoveries", {
-            "login": login, "operator": settings.operator, "reason": reason, "passport_series": passport_series,
+            "login": login, "reason": reason, "passport_series": passport_series,
             "passport_number": passport_number, "date_of_birth": date_of_birth}), as_json)

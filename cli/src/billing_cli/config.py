@@ -10,12 +10,15 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing_cli.output import Exit, fail
-from billing_events.auth import TokenKeys, Tokens
+from billing_events.auth import OperatorSigner, TokenKeys, Tokens, scopes_of
 from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.clock import Clock, FileClock, SystemClock
 from billing_events.settings import KafkaSettings
 
 SUITE_FILE = "suite.json"
+DEFAULT_OPERATOR = "operations"
+OPERATOR_KEY_FILE = "operator.key"
+"""The embedded suite's operator key (`billing up` makes it and lists it in the services' ring)."""
 CLOCK_FILE = "clock.json"
 DEFAULT_PORTS = {"ledger": 8101, "identity": 8102, "tariff": 8103, "notifier": 8104}
 
@@ -31,12 +34,17 @@ class CliSettings(BaseSettings):
     clock_file: Path | None = Field(default=None, validation_alias="BILLING_CLOCK_FILE")
     token_private_key: str | None = Field(
         default=None, validation_alias="BILLING_TOKEN_PRIVATE_KEY",
-        description="The key identity signs tokens with: operators mint service tokens with it")
+        description="Identity's signing key: only `billing token` (minting a subscriber's or a platform service's"
+                    " token where identity's key is kept) reads it; operators never need it")
     ledger_url: str | None = None
     identity_url: str | None = None
     tariff_url: str | None = None
     notifier_url: str | None = None
-    operator: str = Field(default="operations", description="Recorded as who did an operator command")
+    operator: str = Field(default=DEFAULT_OPERATOR, description="The operator's name: the one their key is listed"
+                                                            " under in BILLING_OPERATOR_KEYS, recorded as who did it")
+    operator_key_file: Path | None = Field(
+        default=None, description="The operator's own private key (`billing operator keygen` writes it);"
+                                  " default: the embedded suite's <data_dir>/operator.key")
     max_payment: int = Field(default=DEFAULT_MAX_PAYMENT, gt=0, validation_alias="BILLING_MAX_PAYMENT")
 
     def suite(self) -> dict[str, Any]:
@@ -67,10 +75,20 @@ class CliSettings(BaseSettings):
         explicit = getattr(self, f"{service}_url")
         return explicit or f"http://127.0.0.1:{self.suite().get('ports', DEFAULT_PORTS)[service]}"
 
-    def service_token(self) -> str:
-        """A short-lived service token for the services' APIs, minted with the deployment's key on
-        the services' clock (the embedded suite's may be far from the wall clock)."""
-        return self.tokens().issue("service", f"cli:{self.operator}")[0]
+    def operator_token(self, *services: str) -> str:
+        """A short-lived token of this operator for ``services`` (every scope of each), signed with
+        the operator's own key on the services' clock (the embedded suite's may be far from the
+        wall clock). Each call mints a new one: it lives for the command at hand."""
+        path = self.operator_key_file or self.data_dir / OPERATOR_KEY_FILE
+        if not path.exists():
+            fail(f"no operator key at {path}: make one with `billing operator keygen --name {self.operator}`"
+                 " and have it listed in BILLING_OPERATOR_KEYS (or run `billing up` for the embedded suite)",
+                 Exit.USAGE)
+        try:
+            signer = OperatorSigner(self.operator, path.read_text().strip(), self.clock())
+        except ValueError as exc:
+            fail(f"operator key {path}: {exc}", Exit.USAGE)
+        return signer.issue(services, [scope for service in services for scope in scopes_of(service)])[0]
 
     def tokens(self, clock: Clock | None = None) -> Tokens:
         """Minting with the token private key, from the environment or from what `billing up` made."""

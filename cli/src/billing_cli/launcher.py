@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from billing_cli.config import CLOCK_FILE, DEFAULT_PORTS, SUITE_FILE
+from billing_cli.config import CLOCK_FILE, DEFAULT_OPERATOR, DEFAULT_PORTS, OPERATOR_KEY_FILE, SUITE_FILE
 from billing_events.auth import generate_token_keypair
 from billing_events.embedded import EmbeddedBroker
 from billing_events.sealing import generate_keypair
@@ -48,9 +48,18 @@ def _pump(name: str, stream: object, ready: threading.Event) -> None:
 def dev_secrets(data_dir: Path) -> dict[str, str]:
     """Keys for the embedded default, made once per data folder (production takes them from
     its secret store): the notifier's sealing key pair, identity's personal-data keys and the
-    token key pair. A folder made before a key existed gets that key added."""
+    token key pair, and the key of its operator (``operations``, whose private half is the CLI's
+    default operator key file, the public half the services' operator key ring). A folder made
+    before a key existed gets that key added."""
     path = data_dir / DEV_SECRETS_FILE
     kept = dict(json.loads(path.read_text())) if path.exists() else {}
+    operator_key = data_dir / OPERATOR_KEY_FILE
+    if "BILLING_OPERATOR_KEYS" not in kept or not operator_key.exists():
+        operator_public, operator_private = generate_token_keypair()
+        operator_key.unlink(missing_ok=True)
+        operator_key.touch(mode=0o600)
+        operator_key.write_text(operator_private + "\n")
+        kept["BILLING_OPERATOR_KEYS"] = f"{DEFAULT_OPERATOR}={operator_public}"
     public, private = generate_keypair()
     token_public, token_private = generate_token_keypair()
     values = {

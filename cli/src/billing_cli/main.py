@@ -36,12 +36,14 @@ app = typer.Typer(help="Operations tools of the billing suite.", no_args_is_help
                   pretty_exceptions_enable=False)
 app.add_typer(actions.app, name="do", help="Act as the channels and the cabinet would: pay, register, block...")
 events_app = typer.Typer(help="Watch what flows through the broker.", no_args_is_help=True)
+operator_app = typer.Typer(help="Operators' own keys.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters: what the services refused, why, and sending it back.", no_args_is_help=True)
 app.command("catalog")(catalog.catalog)
 app.add_typer(clock.app, name="clock")
 app.add_typer(clock.tariff_app, name="tariff")
 app.add_typer(events_app, name="events")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(operator_app, name="operator")
 
 AccountArg = Annotated[str, typer.Argument(help="12-digit personal account number")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
@@ -122,7 +124,7 @@ def history_command(
 
     async def read() -> list[history.HistoryLine]:
         found = await history.read_account({name: settings.url(name) for name in SERVICES},
-                                           settings.service_token(), number)
+                                           settings.operator_token(*SERVICES), number)
         return history.timeline(found)
 
     lines = run(read())
@@ -393,24 +395,80 @@ def receipt(transaction_id: Annotated[str, typer.Argument(help="The payment's tr
 
 @app.command()
 def token(
-    service_name: Annotated[str | None, typer.Option("--service", help="A service token for this caller")] = None,
+    service_name: Annotated[str | None, typer.Option("--service", help="A platform service's token, for this caller")] = None,
+    scope: Annotated[list[str] | None, typer.Option(help="What the service token may do (repeat), e.g."
+                                                           " identity:register; its audience follows")] = None,
     account: Annotated[str | None, typer.Option("--account", help="A subscriber token for this account")] = None,
     minutes: Annotated[int, typer.Option(help="Lifetime in minutes (1 to 1440)")] = 15,
 ) -> None:
-    """Mint a token with the deployment's token private key (operations and tests)."""
+    """Mint a token with identity's private key: a platform service's scoped token.
+
+    Where identity's key is kept (or a subscriber's token, for tests). Operators never need it:
+    their commands sign with their own key (`billing operator keygen`)."""
     from datetime import timedelta
 
-    from billing_events.auth import MAX_TOKEN_LIFETIME
+    from billing_events.auth import MAX_TOKEN_LIFETIME, SCOPES
 
     if (service_name is None) == (account is None):
         fail("give exactly one of --service NAME or --account NUMBER", Exit.USAGE)
+    if (service_name is None) != (not scope):
+        fail("a service token needs at least one --scope (see docs/security.md); a subscriber token takes none",
+             Exit.USAGE)
     if not timedelta(0) < timedelta(minutes=minutes) <= MAX_TOKEN_LIFETIME:
         fail(f"--minutes must be from 1 to {MAX_TOKEN_LIFETIME // timedelta(minutes=1)}", Exit.USAGE)
+    scopes = scope or []
+    if unknown := sorted(set(scopes) - set(SCOPES)):
+        fail(f"unknown scope {', '.join(unknown)}: one of {', '.join(SCOPES)}", Exit.USAGE)
     with reported():
-        issued, _ = CliSettings().tokens().issue(
-            "service" if service_name else "subscriber", service_name or account_number(account or ""),
-            timedelta(minutes=minutes))
+        try:
+            issued, _ = CliSettings().tokens().issue(
+                "service" if service_name else "subscriber", service_name or account_number(account or ""),
+                timedelta(minutes=minutes), audience={name.partition(":")[0] for name in scopes}, scopes=scopes)
+        except ValueError as exc:
+            fail(str(exc), Exit.USAGE)
     sys.stdout.write(issued + "\n")
+
+
+@operator_app.command("keygen")
+def operator_keygen(
+    name: Annotated[str, typer.Option(help="The operator's name, as BILLING_OPERATOR will say it")],
+    key_file: Annotated[Path, typer.Option(help="Where to write the private key (mode 600; never shared)")],
+) -> None:
+    """Make an operator's own key pair and print its entry for the services' key ring.
+
+    The private key goes to --key-file (point BILLING_OPERATOR_KEY_FILE at it); the line printed,
+    <name>=<public key>, is added to BILLING_OPERATOR_KEYS of every service."""
+    from billing_events.auth import generate_token_keypair, is_operator_name
+
+    if not is_operator_name(name):
+        fail("an operator's name is letters, digits, . _ - (at most 48)", Exit.USAGE)
+    if key_file.exists():
+        fail(f"{key_file} exists: an operator key is never overwritten", Exit.USAGE)
+    public, private = generate_token_keypair()
+    key_file.touch(mode=0o600)
+    key_file.write_text(private + "\n")
+    sys.stdout.write(f"{name}={public}\n")
+
+
+@app.command()
+def revoke(
+    reason: Annotated[str, typer.Option(help="Why (kept in identity's list and its event)")],
+    jti: Annotated[str | None, typer.Option(help="One service or operator token, by its jti claim")] = None,
+    operator: Annotated[str | None, typer.Option(help="Every token of this operator, for good")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a service or operator token, or an operator, in every service.
+
+    Identity refuses it at once, every other service as soon as its TokenRevoked arrives."""
+    if (jti is None) == (operator is None):
+        fail("give exactly one of --jti or --operator", Exit.USAGE)
+    target = {"jti": jti} if jti is not None else {"operator": operator}
+    with reported():
+        result = actions.call_service("identity", "POST", "/identity/revocations", {**target, "reason": reason})
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"revoked {result['kind']} {result['value']}", markup=False)
 
 
 @events_app.command("tail")

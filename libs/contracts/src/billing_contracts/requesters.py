@@ -2,7 +2,7 @@
 they changed).
 
 A subscriber's own request is ``cabinet:<account>``, the account their token opens; anyone else
-(a service, an operator) is named by their credentials, e.g. ``cli:ivanova`` or ``call-centre``.
+(a service, an operator) is named by their credentials, e.g. ``operator:ivanova`` or ``call-centre``.
 The HTTP doors write it from the caller's token; a request written onto the command topic says
 it itself, so the ledger holds a ``cabinet`` requester to its own account and to the
 self-service limits wherever the request came from.
@@ -13,6 +13,7 @@ from __future__ import annotations
 from billing_contracts.accounts import AccountNumber
 
 SELF_SERVICE = "cabinet"
+OPERATOR = "operator"
 _SEPARATOR = ":"
 
 
@@ -23,6 +24,11 @@ class InvalidRequester(ValueError):
 def subscriber(account: str) -> str:
     """The requester of a subscriber's own request for ``account``."""
     return f"{SELF_SERVICE}{_SEPARATOR}{account}"
+
+
+def operator(name: str) -> str:
+    """The requester of an operator's command, made with the operator's own token."""
+    return f"{OPERATOR}{_SEPARATOR}{name}"
 
 
 def own_account(requested_by: str) -> AccountNumber | None:

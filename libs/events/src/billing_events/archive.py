@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
-from billing_events.auth import Caller, require_service
+from billing_events.auth import AuthenticatedRoute, Caller, require_scope
 from billing_events.db import Database
 from billing_events.envelope import REGISTRY, UPCASTERS
 from billing_events.http import callers, problem_responses
@@ -43,7 +43,7 @@ def is_current_version(headers: dict[str, str]) -> bool:
 
 
 def events_router(service: str, db: Database) -> APIRouter:
-    router = APIRouter(prefix=f"/{service}", tags=[service], responses=problem_responses(401, 403, 422))
+    router = APIRouter(route_class=AuthenticatedRoute, prefix=f"/{service}", tags=[service], responses=problem_responses(401, 403, 422))
 
     @router.get("/accounts/{account}/events", response_model=AccountEvents, response_class=Response,
                 openapi_extra=callers("service"))
@@ -54,8 +54,8 @@ def events_router(service: str, db: Database) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=PAGE_SIZE)] = PAGE_SIZE,
     ) -> Response:
         """The events this service published about one account, in the order it staged them
-        (operations: a service token)."""
-        require_service(caller)
+        (operations: a service or operator token with the ``<service>:history`` scope)."""
+        require_scope(caller, f"{service}:history")
         async with db.connect() as conn:
             rows = await account_page(conn, account, after_id=after_id, limit=limit)
         # The stored bytes are the published JSON: passed through, never decoded and encoded again.

@@ -28,7 +28,7 @@ import structlog
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events import deadletter, inbox, metrics, outbox, topics
+from billing_events import deadletter, inbox, metrics, outbox, revocations, topics
 from billing_events.clock import Clock
 from billing_events.db import Database, is_transient, retry_transient
 from billing_events.envelope import Envelope, Event, InvalidEvent, decode, is_current
@@ -202,7 +202,7 @@ class EventConsumer:
             consumed[envelope.event_type] += 1
             refusal = _overlong(envelope) or self._misplaced(record.topic, envelope)
             if refusal is None:
-                if envelope.event_type not in self._handler.accepts:
+                if envelope.event_type not in self._handler.accepts and envelope.event_type != revocations.EVENT_TYPE:
                     continue  # the catalog lists it for this topic: other consumers' business
                 if not is_current(envelope):
                     continue  # an older version beside the event itself, which this consumer takes
@@ -240,7 +240,11 @@ class EventConsumer:
             conflicts = await inbox.conflicting(conn, self.name, {i.envelope.event_id: i.fingerprint for i in again})
             if len(again) > len(conflicts):
                 metrics.EVENTS_DUPLICATE.labels(self.name).inc(len(again) - len(conflicts))
-            outcome = await self._handler(conn, [item.envelope for item in new]) if new else Outcome()
+            # Identity's revocation list is plumbing: every consumer of its topic keeps it, whatever its handler takes.
+            revoked = [item for item in new if item.envelope.event_type == revocations.EVENT_TYPE]
+            await revocations.keep(conn, [item.envelope.payload for item in revoked], clock=self._clock, service=self.name)
+            handled = [item.envelope for item in new if item.envelope.event_type in self._handler.accepts]
+            outcome = await self._handler(conn, handled) if handled else Outcome()
             rejected_ids = {envelope.event_id for envelope, _ in outcome.rejected}
             if self._keeps:  # before what they caused, so an account's archive reads cause first
                 await outbox.keep(conn, [item.record for item in new if item.record.topic in self._keeps

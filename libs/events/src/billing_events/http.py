@@ -32,11 +32,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing_contracts.catalog.common import require_check_digit
+from billing_contracts.money import PositiveMoney
 from billing_events import metrics as _metrics
 from billing_events.errors import DomainError
 from billing_events.logging import get_logger
@@ -98,6 +99,18 @@ class ApiError(StarletteHTTPException):
         self.code, self.message = code, message
         self.errors = _field_problems(errors)
         self.extra = extra
+
+
+def _positive_amount_schema() -> dict[str, Any]:
+    schema = PositiveMoney.model_json_schema()
+    schema["properties"]["minor"]["minimum"] = 1
+    schema["title"] = "PositiveAmount"
+    return schema
+
+
+PositiveAmount = Annotated[PositiveMoney, WithJsonSchema(_positive_amount_schema())]
+"""An amount a request moves (a transfer, a redemption): more than zero, which its schema says as
+well as its check, so a client generated from the document never sends 0."""
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

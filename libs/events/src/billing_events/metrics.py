@@ -24,6 +24,15 @@ VIEW_EVENTS_NOT_NEWER = Counter(
     " ignored, nothing decided",
     ["service", "event_type"],
 )
+OPERATOR_REQUESTS = Counter(
+    "billing_operator_requests_total",
+    "Requests made with an operator's own token (each also logged as \"operator request\"), by outcome:"
+    " accepted, or revoked (refused)",
+    ["service", "operator", "outcome"],
+)
+TOKENS_REVOKED = Counter(
+    "billing_tokens_revoked_total", "Revocations (of a token or of an operator) the service learnt", ["service"]
+)
 EVENTS_DEAD_LETTERED = Counter(
     "billing_events_dead_lettered_total", "Messages refused to the dead-letter topic, by refusal code",
     ["service", "event_type", "code"],

@@ -246,3 +246,20 @@ def index_inbox_by_age(op: Any) -> None:
 
 def drop_inbox_by_age(op: Any) -> None:
     op.drop_index("inbox_by_age", table_name="inbox")
+
+
+def create_revoked_tokens(op: Any) -> None:
+    """Identity's revocation list, kept by every service (:mod:`billing_events.revocations`)."""
+    op.create_table(
+        "revoked_tokens",
+        sa.Column("kind", sa.String(length=16), nullable=False,
+                  comment="token (a jti) or operator (every token of that operator)"),
+        sa.Column("value", sa.String(length=64), nullable=False),
+        sa.Column("revoked_by", sa.String(length=64), nullable=False),
+        sa.Column("revoked_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("kind", "value"),
+    )
+
+
+def drop_revoked_tokens(op: Any) -> None:
+    op.drop_table("revoked_tokens")

@@ -41,6 +41,7 @@ from billing_events.http import build_http_app, build_metrics_app
 from billing_events.kafka import empty_topics, ensure_topics, make_broker, make_producer, start_producer, subscribe
 from billing_events.logging import configure_logging, get_logger
 from billing_events.outbox import OutboxRelay, archived, backlog, listen_for_staged_rows, published_topics
+from billing_events.revocations import StoredRevocations
 from billing_events.schema import plumbing_metadata
 from billing_events.settings import ServiceSettings
 from billing_events.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
@@ -105,8 +106,10 @@ class ServiceRuntime:
         served = [*self.routers, events_router(self.name, self.db)] if self.consuming else []
         self.http_app = build_http_app(self.name, self.readiness, served, needed=self.needed_checks,
                                        metrics=self.settings.metrics_port is None)
-        self.tokens = Tokens(self.settings.token_keys(), self.clock)
+        self.tokens = Tokens(self.settings.token_keys(), self.clock, audience=self.name,
+                             operators=self.settings.operator_key_ring())
         self.http_app.state.tokens = self.tokens
+        self.http_app.state.revocations = StoredRevocations(self.db)
         self._servers: list[uvicorn.Server] = []
         self.http_port: int | None = None
         self.metrics_port: int | None = None

@@ -75,6 +75,17 @@ inbox = Table(
     Index("inbox_by_age", "processed_at"),  # the retention deletes the oldest claims
 )
 
+revoked_tokens = Table(
+    "revoked_tokens",
+    plumbing_metadata,
+    Column("kind", String(16), primary_key=True, comment="token (a jti) or operator (every token of that operator)"),
+    Column("value", String(64), primary_key=True),
+    Column("revoked_by", String(64), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=False),
+)
+"""Identity's revocation list (TokenRevoked), kept by every service: checked on each request
+made with a service or operator token."""
+
 dead_letters = Table(
     "dead_letters",
     plumbing_metadata,

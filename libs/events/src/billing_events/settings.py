@@ -13,7 +13,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from billing_events.auth import TokenKeys
+from billing_events.auth import OperatorKeys, TokenKeys
 from billing_events.clock import Clock, FileClock, SystemClock
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
@@ -171,6 +171,13 @@ class ServiceSettings(BaseSettings):
         description="Comma-separated base64 Ed25519 public keys API tokens may be signed with: the current "
                     "one and, while a rotation runs, the previous one; unset: every API call is refused",
     )
+    operator_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="BILLING_OPERATOR_KEYS",
+        description="The operators' key ring: comma-separated <operator>=<base64 Ed25519 public key> (what "
+                    "`billing operator keygen` prints); an operator's token is accepted when signed by the key "
+                    "listed for the operator it names. Unset: no operator token is accepted",
+    )
 
     clock_file: Path | None = Field(
         default=None,
@@ -179,7 +186,7 @@ class ServiceSettings(BaseSettings):
                     "moves; unset: the wall clock, as production runs",
     )
 
-    @field_validator("token_public_keys", mode="before")
+    @field_validator("token_public_keys", "operator_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         return [key.strip() for key in value.split(",") if key.strip()] if isinstance(value, str) else value
@@ -189,6 +196,15 @@ class ServiceSettings(BaseSettings):
     def _valid_keys(cls, value: list[str]) -> list[str]:
         TokenKeys.from_base64(value)
         return value
+
+    @field_validator("operator_keys")
+    @classmethod
+    def _valid_operator_keys(cls, value: list[str]) -> list[str]:
+        OperatorKeys.parse(value)
+        return value
+
+    def operator_key_ring(self) -> OperatorKeys:
+        return OperatorKeys.parse(self.operator_keys)
 
     def token_keys(self) -> TokenKeys:
         """The keys API tokens are checked with (identity adds the private key it signs with)."""

@@ -9,7 +9,8 @@ data that do not match, 400 a code that does not work, 429 throttled or locked (
 
 Who may call: login, the reset code (request and redeem) and a new password by SMS are public;
 registration (the cabinet's back end, the call centre) and support-assisted recovery need a
-service token. Login answers with a short-lived subscriber token for that one account, which
+service or operator token with ``identity:register`` and ``identity:recover``; revoking a
+service or operator token takes ``identity:revoke``. Login answers with a short-lived subscriber token for that one account, which
 the other services accept for that account only.
 
 A new password by SMS and a reset code, asked for without a service token, are answered 202
@@ -21,7 +22,7 @@ used, the account's redeem throttle), and a login refused or locked out the same
 and for nobody's. Only the client address's throttle answers otherwise (429): it is about the
 caller, not about any account; and so does a full queue of slow hashes (429 ``hashing_busy``),
 before any work. Every 429 carries ``Retry-After``.
-The call centre and operations (a service token) get the real answer.
+The call centre and operations (a token with ``identity:support``) get the real answer.
 
 The subscriber's cabinet: self-registration (``POST /identity/registrations``) is public and
 throttled per client address like the requests above; login answers an access token and a
@@ -41,9 +42,18 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 
-from billing_events.auth import Caller, Principal, Tokens, require_service
+from billing_events.auth import (
+    AuthenticatedRoute,
+    Caller,
+    Principal,
+    Tokens,
+    as_credentials_say,
+    is_operator_name,
+    require_scope,
+)
+from billing_events.catalog.identity import RevokedKind
 from billing_events.http import ApiError, callers, json_body, problem, problem_responses
 from billing_events.logging import get_logger
 from identity import commands, service, store
@@ -152,8 +162,40 @@ def _answer(result: BaseModel | list[BaseModel], status: int = 200) -> JSONRespo
 
 
 def _operations(caller: Principal | None) -> bool:
-    """Whether the caller is operations (a service token), who get the real answers."""
-    return caller is not None and caller.role == "service"
+    """Whether the caller is operations (a service or operator token with ``identity:support``),
+    who get the real answers."""
+    return caller is not None and caller.role != "subscriber" and "identity:support" in caller.scopes
+
+
+class RevocationRequest(BaseModel):
+    """One token (its ``jti``) or one operator (every token naming them, whenever minted)."""
+
+    model_config = {"extra": "forbid"}
+
+    jti: str | None = Field(default=None, min_length=1, max_length=64, description="The token's jti claim")
+    operator: str | None = Field(default=None, min_length=1, max_length=48, description="An operator's name")
+    reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RevocationRequest:
+        if (self.jti is None) == (self.operator is None):
+            raise ValueError("give exactly one of jti or operator")
+        if self.operator is not None and not is_operator_name(self.operator):
+            raise ValueError("an operator's name is letters, digits, . _ -")
+        return self
+
+    def target(self) -> tuple[RevokedKind, str]:
+        return (RevokedKind.TOKEN, self.jti) if self.jti is not None else (RevokedKind.OPERATOR, str(self.operator))
+
+
+class Revoked(BaseModel):
+    kind: RevokedKind
+    value: str
+
+
+def _real_answer(model: Any) -> dict[int | str, dict[str, Any]]:
+    """The answer operations get (a token with ``identity:support``) instead of the uniform 202."""
+    return {200: {"model": model, "description": "The real answer, for a token with identity:support"}}
 
 
 async def _anonymous_request(
@@ -171,7 +213,8 @@ async def _anonymous_request(
 
 
 def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
-    router = APIRouter(prefix="/identity", tags=["identity"], responses=problem_responses(422))
+    router = APIRouter(route_class=AuthenticatedRoute, prefix="/identity", tags=["identity"],
+                       responses=problem_responses(400, 422))
     watch = ProxyWatch(ctx.settings)
 
     def source(request: Request) -> str | None:
@@ -201,7 +244,7 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
                  openapi_extra={**json_body(RegistrationCommand), **callers("service")},
                  responses=problem_responses(401, 403, 409))
     async def register(caller: Caller, body: dict[str, Any] = Body(...)) -> Any:
-        require_service(caller)
+        require_scope(caller, "identity:register")
         return _answer(await service.register(ctx, body), 201)
 
     @router.post("/registrations", status_code=201, summary="Sign the contract on the site: a new account",
@@ -301,7 +344,7 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
     @router.post("/passwords/sms", summary="Get a new password by SMS (the current one keeps working)",
                  status_code=202, response_model=RequestAccepted,
                  openapi_extra={**json_body(commands.ReissuePasswordCommand), **callers("anonymous", "service")},
-                 responses=problem_responses(401, 429))
+                 responses={**_real_answer(list[commands.SecretSent]), **problem_responses(400, 401, 403, 404, 429)})
     async def reissue(request: Request, caller: Principal | None = Depends(optional_caller),
                       body: dict[str, Any] = Body(...)) -> Any:
         return await _anonymous_request(ctx, service.reissue_password_by_sms, body, source(request), caller)
@@ -309,14 +352,15 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
     @router.post("/reset-codes", summary="Forgot password: send a one-time code",
                  status_code=202, response_model=RequestAccepted,
                  openapi_extra={**json_body(commands.ResetCodeRequestCommand), **callers("anonymous", "service")},
-                 responses=problem_responses(401, 429))
+                 responses={**_real_answer(commands.SecretSent), **problem_responses(400, 401, 403, 404, 429)})
     async def request_code(request: Request, caller: Principal | None = Depends(optional_caller),
                            body: dict[str, Any] = Body(...)) -> Any:
         return await _anonymous_request(ctx, service.request_reset_code, body, source(request), caller)
 
     @router.post("/reset-codes/redeem", summary="Use a one-time code; a new password follows by SMS",
-                 response_model=commands.SecretSent, openapi_extra={**json_body(commands.RedeemResetCodeCommand), **callers("anonymous", "service")},
-                 responses=problem_responses(400, 429))
+                 response_model=commands.SecretSent,
+                 openapi_extra={**json_body(commands.RedeemResetCodeCommand), **callers("anonymous", "service")},
+                 responses=problem_responses(400, 401, 403, 404, 429))
     async def redeem(request: Request, caller: Principal | None = Depends(optional_caller),
                      body: dict[str, Any] = Body(...)) -> Any:
         """Anyone but operations is told ``invalid_code`` whatever the reason a code does not work,
@@ -330,10 +374,22 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
         return _answer(sent)
 
     @router.post("/support/recoveries", summary="Support restores access after a passport check (service token)",
-                 response_model=commands.SecretSent, openapi_extra={**json_body(commands.SupportRecoveryCommand), **callers("service")},
+                 response_model=commands.SecretSent,
+                 openapi_extra={**json_body(commands.SupportRecoveryCommand), **callers("service")},
                  responses=problem_responses(401, 403, 404, 429))
     async def recover(caller: Caller, body: dict[str, Any] = Body(...)) -> Any:
-        require_service(caller)
-        return _answer(await service.recover_by_support(ctx, body))
+        require_scope(caller, "identity:recover")
+        operator = as_credentials_say("operator", body.get("operator"), caller.subject)
+        return _answer(await service.recover_by_support(ctx, {**body, "operator": operator}))
+
+    @router.post("/revocations", status_code=201, summary="Revoke a service or operator token, or an operator",
+                 response_model=Revoked, openapi_extra=callers("service"), responses=problem_responses(401, 403))
+    async def revoke(caller: Caller, body: RevocationRequest) -> Any:
+        """Every service refuses the token (or every token of the operator) once TokenRevoked
+        reaches it; identity at once. Never undone."""
+        require_scope(caller, "identity:revoke")
+        kind, value = body.target()
+        await service.revoke(ctx, kind, value, revoked_by=caller.requester, reason=body.reason)
+        return _answer(Revoked(kind=kind, value=value), 201)
 
     return router

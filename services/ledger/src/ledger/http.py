@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
 
 from billing_events import topics
-from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_service
+from billing_events.auth import AuthenticatedRoute, Caller, Principal, as_credentials_say, require_account, require_scope
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.ledger import (
     BonusRedemptionRefusal,
@@ -25,7 +25,7 @@ from billing_events.catalog.ledger import (
 )
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.errors import DomainError, ErrorKind
-from billing_events.http import AccountPath, ApiError, callers, problem_responses
+from billing_events.http import AccountPath, ApiError, PositiveAmount, callers, problem_responses
 from billing_events.money import Money, PositiveMoney
 
 from ledger import receipt_pdf, service
@@ -167,7 +167,7 @@ REQUESTED_BY = ("Who asks: the token says it (cabinet:<account> for a subscriber
 
 class TransferBody(BaseModel):
     to_account: AccountNumber
-    amount: PositiveMoney
+    amount: PositiveAmount
     request_id: UUID | None = Field(default=None, description="Send the same id again to retry safely")
     requested_by: str | None = Field(default=None, min_length=1, max_length=64, description=REQUESTED_BY)
 
@@ -176,7 +176,7 @@ class RedemptionBody(BaseModel):
     item: str | None = Field(default=None, min_length=1, max_length=40,
                              description="An item of the rewards catalogue (GET /ledger/rewards): its price and"
                                          " kind are taken (given amount or purpose must match them)")
-    amount: PositiveMoney | None = Field(default=None, description="Bonuses to spend; required without item")
+    amount: PositiveAmount | None = Field(default=None, description="Bonuses to spend; required without item")
     purpose: RedemptionPurpose | None = Field(
         default=None, description="discount or gift (bonuses pay charges by themselves); required without item")
     description: str = Field(default="", max_length=200)
@@ -213,11 +213,14 @@ NonBlank = AfterValidator(_not_blank)
 
 
 class OperatorBody(BaseModel):
-    operator: Annotated[str, NonBlank] = Field(min_length=1, max_length=100, description="Who does it")
+    operator: Annotated[str, NonBlank] | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="Who does it: the token says it (the operator's name, or the service's); leave it out, or give"
+                    " the same")
     reason: Annotated[str, NonBlank] = Field(min_length=1, max_length=500, description="Why: kept in the journal")
 
-    def note(self) -> OperatorNote:
-        return OperatorNote(self.operator, self.reason)
+    def note(self, caller: Principal) -> OperatorNote:
+        return OperatorNote(as_credentials_say("operator", self.operator, caller.subject), self.reason)
 
 
 class ResolveBody(OperatorBody):
@@ -277,12 +280,12 @@ def _requester(caller: Principal, claimed: str | None) -> str:
 
 
 def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
-    router = APIRouter(prefix="/ledger", tags=["ledger"], responses=problem_responses(401, 403, 404, 409, 422))
+    router = APIRouter(route_class=AuthenticatedRoute, prefix="/ledger", tags=["ledger"], responses=problem_responses(400, 401, 403, 404, 409, 422))
 
     @router.post("/replays", response_model=ReplayView)
     async def post_replay(caller: Caller, body: ReplayBody) -> ReplayView:
         """Publish the ledger's past events again on the replay topic, with their original ids."""
-        require_service(caller)
+        require_scope(caller, "ledger:replay")
         count = await republish(account=body.account, since=body.since, until=body.until)
         return ReplayView(republished=count, topic=ctx.topics(topics.REPLAY))
 
@@ -396,13 +399,13 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
 
     @router.post("/suspense/{transaction_id}/resolve", response_model=EventsView)
     async def resolve(caller: Caller, transaction_id: UUID, body: ResolveBody) -> EventsView:
-        require_service(caller)
+        require_scope(caller, "ledger:resolve")
         return _events(await service.resolve_suspense(ctx, transaction_id, body.target_account,
-                                                      body.note()))
+                                                      body.note(caller)))
 
     @router.post("/transactions/{transaction_id}/reverse", response_model=EventsView)
     async def reverse(caller: Caller, transaction_id: UUID, body: OperatorBody) -> EventsView:
-        require_service(caller)
-        return _events(await service.reverse(ctx, transaction_id, body.note()))
+        require_scope(caller, "ledger:reverse")
+        return _events(await service.reverse(ctx, transaction_id, body.note(caller)))
 
     return router

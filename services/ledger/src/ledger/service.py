@@ -194,7 +194,7 @@ def _repeat(ctx: LedgerContext, batch: _Batch, envelope: Envelope[Any], key: Bus
     """Was this request decided before? Raises on a repeat with other content."""
     if key is None:
         return False
-    record = batch.records.get((key.family, key.key))
+    record = domain.record_for(batch.records, key)
     try:
         if not domain.is_repeat(record, key):
             return False
@@ -212,7 +212,8 @@ async def _load(conn: AsyncConnection, payloads: Sequence[Any], extra_numbers: S
     states = await store.lock_accounts(conn, numbers)
     operator = await store.lock_operator_balances(conn)
     keys = [*filter(None, map(domain.business_key, payloads)), *extra_keys]
-    return _Batch(states, await store.idempotency_records(conn, {(k.family, k.key) for k in keys}), operator)
+    looked_up = {(k.family, name) for k in keys for name in (k.key, k.unscoped) if name is not None}
+    return _Batch(states, await store.idempotency_records(conn, looked_up), operator)
 
 
 async def _save(ctx: LedgerContext, conn: AsyncConnection, batch: _Batch) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from billing_events.auth import Caller, require_account
+from billing_events.auth import AuthenticatedRoute, Caller, require_account
 from billing_events.http import AccountPath, problem_responses
 from fastapi import APIRouter, Query
 
@@ -18,7 +18,7 @@ from notifier.store import DeliveryStatus
 
 
 def build_router(context: NotifierContext) -> APIRouter:
-    router = APIRouter(prefix="/notifier", tags=["notifier"], responses=problem_responses(401, 403, 422))
+    router = APIRouter(route_class=AuthenticatedRoute, prefix="/notifier", tags=["notifier"], responses=problem_responses(401, 403, 422))
 
     @router.get("/accounts/{account_number}/deliveries", response_model=DeliveryLog,
                 responses={404: {**problem_responses(404)[404],

@@ -8,8 +8,8 @@ account's state refuses it (no plan yet, the year's block already used...).
 
 Who may call: the catalog (regions, channel packages, the plans, options and equipment of a
 region) is public; an account's subscription and its commands take a subscriber token for that
-account or a service token; closing billing days (the operator's catch-up) and closing an account
-(support) take a service token. Where a request was made (a voluntary block's ``requested_via``)
+account or a service or operator token with ``tariff:accounts``; closing billing days (the
+operator's catch-up) takes ``tariff:close-days`` and closing an account (support) ``tariff:close-accounts``. Where a request was made (a voluntary block's ``requested_via``)
 is what the token says, never the body.
 """
 
@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path
 from pydantic import BaseModel, Field, ValidationError
 
-from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_service
+from billing_events.auth import AuthenticatedRoute, Caller, Principal, as_credentials_say, require_account, require_scope
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.tariff import ClosureSettlement, FeeKind, RequestChannel
 from billing_events.http import AccountPath, callers, invalid_request, problem_responses
@@ -212,12 +212,12 @@ class EquipmentView(BaseModel):
 
 
 def _channel(caller: Principal) -> RequestChannel:
-    """A subscriber asks in the cabinet; a service token is support (the call centre, operations)."""
+    """A subscriber asks in the cabinet; a service or operator token is support (the call centre, operations)."""
     return RequestChannel.CABINET if caller.role == "subscriber" else RequestChannel.SUPPORT
 
 
 def build_http_router(ctx: TariffContext) -> APIRouter:
-    router = APIRouter(prefix="/tariff", tags=["tariff"], responses=problem_responses(404, 409, 422))
+    router = APIRouter(route_class=AuthenticatedRoute, prefix="/tariff", tags=["tariff"], responses=problem_responses(400, 404, 409, 422))
     private = problem_responses(401, 403)
 
     async def call(function: Any, command: Callable[[], Any]) -> Any:
@@ -344,12 +344,13 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
         require_account(caller, account)
         return await call(service.end_block, lambda: service.EndVoluntaryBlock(account_number=account))
 
-    @router.post("/accounts/{account}/closure", response_model=service.CommandResult, responses=private)
+    @router.post("/accounts/{account}/closure", response_model=service.CommandResult, responses=private,
+                 openapi_extra=callers("service"))
     async def close_account(caller: Caller, account: AccountPath, body: ClosureRequest) -> Any:
         """Support closes the account (a service token): every day not charged yet through today
         is charged, nothing after; the ledger then refunds or transfers the money left and closes
         the account there. Refused while the final charges would leave a debt."""
-        require_service(caller)
+        require_scope(caller, "tariff:close-accounts")
         return await call(service.close_account, lambda: service.CloseAccount(
             account_number=account, settlement=body.settlement, transfer_to=body.transfer_to,
             requested_by=caller.requester, reason=body.reason))
@@ -359,7 +360,7 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
         """Close every account's days not closed yet, in order, as the billing clock's midnight
         does: the operator's catch-up after the service was down. Closing a day twice charges
         nothing (each day is claimed once)."""
-        require_service(caller)
+        require_scope(caller, "tariff:close-days")
         if body.until is None:
             return await service.billing_tick(ctx)
         return await service.close_days(ctx, body.until)

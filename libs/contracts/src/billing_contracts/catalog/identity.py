@@ -193,3 +193,27 @@ class ContactChanged(Event):
         description='Sealed JSON {"phone": "+7...", "email": "..."|null} for the notifier'
     )
     contact_version: int = Field(ge=1)
+
+
+class RevokedKind(StrEnum):
+    TOKEN = "token"
+    """one service or operator token, by its ``jti``"""
+    OPERATOR = "operator"
+    """every token of an operator, whenever minted: the operator's name is retired"""
+
+
+REVOCATIONS_KEY = "revocations"
+"""The Kafka key of every TokenRevoked: one partition, so every service learns them in order."""
+
+
+class TokenRevoked(Event):
+    """Identity revoked a service or operator token, or an operator: every service refuses it
+    from now on (each keeps the list). Subscriber tokens are not revoked this way."""
+
+    event_type: ClassVar[str] = "TokenRevoked"
+    topic: ClassVar[str] = topics.IDENTITY
+
+    kind: RevokedKind
+    value: str = Field(min_length=1, max_length=64, description="The token's jti, or the operator's name")
+    revoked_by: str = Field(min_length=1, max_length=64, description="Who revoked it, as their credentials say")
+    reason: str = Field(min_length=1, max_length=500)

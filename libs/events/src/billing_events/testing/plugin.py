@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 import structlog
 
-from billing_events.auth import TokenKeys, Tokens, public_key_of
+from billing_events.auth import SCOPES, OperatorSigner, TokenKeys, Tokens, public_key_of
 from billing_events.clock import Clock
 from billing_events.logging import configure_logging
 from billing_events.settings import KafkaSettings, ServiceSettings
@@ -34,12 +34,34 @@ TEST_TOKEN_PRIVATE_KEY = base64.b64encode(b"test-token-private-key-of-suite!").d
 """The suite's tests sign tokens with this Ed25519 key (identity's settings hold it)."""
 TEST_TOKEN_PUBLIC_KEY = public_key_of(TEST_TOKEN_PRIVATE_KEY)
 """What every service checks the tests' tokens with."""
+TEST_OPERATOR = "test-operator"
+TEST_OPERATOR_PRIVATE_KEY = base64.b64encode(b"test-operator-key-of-the-suite!!").decode()
+"""The tests' operator signs their own tokens with this key; every service lists its public half."""
+TEST_OPERATOR_KEY_RING_ENTRY = f"{TEST_OPERATOR}={public_key_of(TEST_OPERATOR_PRIVATE_KEY)}"
 
 
 def token_minter(clock: Clock) -> Tokens:
     """Mints tokens as identity and ``billing token`` do, with the tests' private key: the other
     services hold only the public key and cannot."""
     return Tokens(TokenKeys.from_base64(private_key=TEST_TOKEN_PRIVATE_KEY), clock)
+
+
+def operations_token(clock: Clock, subject: str = "operations", scopes: tuple[str, ...] = tuple(SCOPES)) -> str:
+    """A service token for every service, by default with every scope: the tests' operations."""
+    audience = {scope.partition(":")[0] for scope in scopes}
+    return token_minter(clock).issue("service", subject, audience=audience, scopes=scopes)[0]
+
+
+def bearer_token(clock: Clock, role: str = "service", subject: str = "operations") -> str:
+    """A subscriber's token for account ``subject``, or operations' token (every scope)."""
+    if role == "subscriber":
+        return token_minter(clock).issue("subscriber", subject)[0]
+    return operations_token(clock, subject)
+
+
+def operator_signer(clock: Clock) -> OperatorSigner:
+    """The tests' operator, minting with their own key (listed in every service's key ring)."""
+    return OperatorSigner(TEST_OPERATOR, TEST_OPERATOR_PRIVATE_KEY, clock)
 
 
 @pytest.fixture(scope="session")
@@ -135,7 +157,7 @@ def make_settings(kafka_settings: KafkaSettings, tmp_path: Path, postgres_databa
         url = await postgres_databases.create() if database == "postgresql" else None
         values: dict[str, Any] = {
             "kafka": kafka_settings, "data_dir": tmp_path / "data", "database_url": url,
-            "token_public_keys": [TEST_TOKEN_PUBLIC_KEY],
+            "token_public_keys": [TEST_TOKEN_PUBLIC_KEY], "operator_keys": [TEST_OPERATOR_KEY_RING_ENTRY],
         }
         if "token_private_key" in settings_cls.model_fields:  # identity signs
             values["token_private_key"] = TEST_TOKEN_PRIVATE_KEY

@@ -19,7 +19,8 @@ per address and per account, do the same slow hashing whatever they find, and ev
 written to the audit (``store.audit``) and counted with what really came of it, since the
 public answer does not say.
 
-The commands live by concern (:mod:`.registration`, :mod:`.login`, :mod:`.recovery`) over the
+The commands live by concern (:mod:`.registration`, :mod:`.login`, :mod:`.recovery`,
+:mod:`.revocation`) over the
 steps they share (:mod:`.steps`); their models are in :mod:`identity.commands`.
 """
 
@@ -31,6 +32,7 @@ from identity.service.recovery import (
     request_reset_code,
 )
 from identity.service.registration import register, register_self
+from identity.service.revocation import revoke
 
 __all__ = [
     "login",
@@ -40,4 +42,5 @@ __all__ = [
     "register_self",
     "reissue_password_by_sms",
     "request_reset_code",
+    "revoke",
 ]

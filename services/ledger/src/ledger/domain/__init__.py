@@ -69,7 +69,9 @@ from ledger.domain.idempotency import (
     business_key,
     is_repeat,
     placement_key,
+    record_for,
     record_of,
+    request_key,
 )
 from ledger.domain.outcome import (
     OperatorBalances,
@@ -232,7 +234,9 @@ __all__ = [
     "rebuild_balances",
     "receipt_for",
     "receive_payment",
+    "record_for",
     "record_of",
+    "request_key",
     "redeem_bonus",
     "redemption_refusal",
     "replay",

@@ -6,10 +6,16 @@ and delivered again once its account exists would otherwise build a *different* 
 (credited, not parked) and the money would exist twice. The first fate wins; a repeat with the
 same content changes nothing, a repeat with other content is a conflict, reported and never
 applied.
+
+A request id is the requester's own (as Stripe scopes an idempotency key to its account): the
+key of a transfer or a payment type change is its requester and request id, that of a bonus
+redemption its account and request id. One subscriber reusing another's id makes a new request
+of their own, never a conflict naming the other's accounts, and cannot make theirs fail.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -60,6 +66,9 @@ class BusinessKey:
     key: str
     fingerprint: str
     """The request's meaningful content, readable: what a repeat must match to be the same request."""
+    unscoped: str | None = None
+    """The key a request had before keys were scoped to their requester (its bare request id):
+    a request decided then and delivered again is a repeat when its content is the same."""
 
     def describe(self) -> str:
         return f"{self.family.value} {self.key}"
@@ -83,6 +92,11 @@ def _money(money: Money) -> str:
     return str(money)
 
 
+def request_key(requester: str, request_id: UUID) -> str:
+    """A request id in its requester's scope: the business key of the request and of its transaction."""
+    return f"{requester}/{request_id}"
+
+
 def business_key(payload: Any) -> BusinessKey | None:
     """The key and fingerprint of a request that can move money (None: it cannot)."""
     match payload:
@@ -93,20 +107,34 @@ def business_key(payload: Any) -> BusinessKey | None:
             return BusinessKey(KeyFamily.CHARGE, payload.charge_id,
                                f"{payload.account_number} {_money(payload.amount)} {payload.fee_kind.value}")
         case TransferRequested():
-            return BusinessKey(KeyFamily.TRANSFER, str(payload.request_id),
-                               f"{payload.from_account} -> {payload.to_account} {_money(payload.amount)}")
+            return BusinessKey(KeyFamily.TRANSFER, request_key(payload.requested_by, payload.request_id),
+                               f"{payload.from_account} -> {payload.to_account} {_money(payload.amount)}",
+                               str(payload.request_id))
         case BonusRedemptionRequested():
-            return BusinessKey(KeyFamily.BONUS_REDEMPTION, str(payload.request_id),
-                               f"{payload.account_number} {_money(payload.amount)} {payload.purpose.value}")
+            return BusinessKey(KeyFamily.BONUS_REDEMPTION, request_key(payload.account_number, payload.request_id),
+                               f"{payload.account_number} {_money(payload.amount)} {payload.purpose.value}",
+                               str(payload.request_id))
         case PaymentTypeChangeRequested():
-            return BusinessKey(KeyFamily.PAYMENT_TYPE_CHANGE, str(payload.request_id),
+            return BusinessKey(KeyFamily.PAYMENT_TYPE_CHANGE, request_key(payload.requested_by, payload.request_id),
                                f"{payload.account_number} {payload.payment_type.value}"
-                               f" {_money(payload.credit_limit)}")
+                               f" {_money(payload.credit_limit)}", str(payload.request_id))
     return None
 
 
 def placement_key(parked_transaction_id: UUID, placed_before: int, target_number: str) -> BusinessKey:
     return BusinessKey(KeyFamily.SUSPENSE_PLACEMENT, f"{parked_transaction_id}#{placed_before + 1}", target_number)
+
+
+def record_for(records: Mapping[tuple[KeyFamily, str], IdempotencyRecord],
+               key: BusinessKey) -> IdempotencyRecord | None:
+    """The record of ``key``'s request: under its scoped key, or under the bare request id it
+    had before with the very same content (an unscoped record with other content was someone
+    else's request: never a conflict, never shown)."""
+    record = records.get((key.family, key.key))
+    if record is None and key.unscoped is not None:
+        unscoped = records.get((key.family, key.unscoped))
+        return unscoped if unscoped is not None and unscoped.fingerprint == key.fingerprint else None
+    return record
 
 
 def is_repeat(record: IdempotencyRecord | None, key: BusinessKey) -> bool:

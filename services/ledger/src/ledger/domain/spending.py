@@ -23,6 +23,7 @@ from billing_events.money import format_amount
 from ledger.domain.accounts import AccountState, spendable, transferable
 from ledger.domain.chart import DISCOUNTS, GIFTS, revenue_account
 from ledger.domain.errors import CommandRefused, ErrorCode
+from ledger.domain.idempotency import request_key
 from ledger.domain.outcome import (
     Booking,
     Outcome,
@@ -182,7 +183,7 @@ def redeem_bonus(
     amount, currency = request.amount.minor, request.amount.currency
     booking = Booking((account,))
     _post_redemption(
-        booking, account, f"request:{request.request_id}", credit=_REDEMPTION_ACCOUNTS[request.purpose],
+        booking, account, request_key(request.account_number, request.request_id), credit=_REDEMPTION_ACCOUNTS[request.purpose],
         amount=amount, currency=currency, cause_id=cause_id, cause_type=BonusRedemptionRequested.event_type,
         at=at, purpose=request.purpose, request_id=request.request_id,
     )
@@ -261,7 +262,7 @@ def transfer_funds(
     booking = Booking((source, target))
     txn = move(
         TransactionKind.TRANSFER,
-        str(request.request_id),
+        request_key(request.requested_by, request.request_id),
         debit=source.main_code,
         credit=target.main_code,
         amount=request.amount.minor,
