@@ -23,7 +23,7 @@ from billing_events.catalog.ledger import (
 )
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.errors import DomainError, ErrorKind
-from billing_events.http import AccountPath, ApiError, problem_responses
+from billing_events.http import AccountPath, ApiError, RequestBody, problem_responses
 from billing_events.money import Money, PositiveMoney
 
 from ledger import service
@@ -87,21 +87,21 @@ REQUESTED_BY = ("Who asks: the token says it (cabinet:<account> for a subscriber
                 " service token); leave it out, or give the same")
 
 
-class TransferBody(BaseModel):
+class TransferBody(RequestBody):
     to_account: AccountNumber
     amount: PositiveMoney
     request_id: UUID | None = Field(default=None, description="Send the same id again to retry safely")
     requested_by: str | None = Field(default=None, min_length=1, max_length=64, description=REQUESTED_BY)
 
 
-class RedemptionBody(BaseModel):
+class RedemptionBody(RequestBody):
     amount: PositiveMoney = Field(description="Bonuses to spend")
     purpose: RedemptionPurpose = Field(description="discount or gift (bonuses pay charges by themselves)")
     description: str = Field(default="", max_length=200)
     request_id: UUID | None = Field(default=None, description="Send the same id again to retry safely")
 
 
-class PaymentTypeBody(BaseModel):
+class PaymentTypeBody(RequestBody):
     payment_type: PaymentType
     credit_limit: Money
     requested_by: str | None = Field(default=None, min_length=1, max_length=64, description=REQUESTED_BY)
@@ -116,7 +116,7 @@ def _not_blank(text: str) -> str:
 NonBlank = AfterValidator(_not_blank)
 
 
-class OperatorBody(BaseModel):
+class OperatorBody(RequestBody):
     operator: Annotated[str, NonBlank] = Field(min_length=1, max_length=100, description="Who does it")
     reason: Annotated[str, NonBlank] = Field(min_length=1, max_length=500, description="Why: kept in the journal")
 
@@ -162,7 +162,7 @@ def _answer(events: list[Any]) -> EventsView:
     return _events(events)
 
 
-class ReplayBody(BaseModel):
+class ReplayBody(RequestBody):
     account: AccountNumber | None = Field(default=None, description="One account's events; none: everyone's")
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from billing_events.auth import Caller, Principal, as_credentials_say, require_account, require_service
 from billing_events.catalog.tariff import RequestChannel
-from billing_events.http import AccountPath, invalid_request, problem_responses
+from billing_events.http import AccountPath, RequestBody, invalid_request, problem_responses
 from billing_events.money import Money
 from tariff import service
 from tariff.catalog import Catalog, Option, Plan
@@ -34,22 +34,22 @@ RegionPath = Annotated[str, Path(min_length=1, max_length=64, description="Regio
 OptionPath = Annotated[str, Path(min_length=1, max_length=40, description="Option code")]
 
 
-class PlanRequest(BaseModel):
+class PlanRequest(RequestBody):
     plan: str = Field(min_length=1, max_length=40)
 
 
-class OptionRequest(BaseModel):
+class OptionRequest(RequestBody):
     option: str = Field(min_length=1, max_length=40)
 
 
-class BlockRequest(BaseModel):
+class BlockRequest(RequestBody):
     days: int = Field(description="1 to 30")
     requested_via: RequestChannel | None = Field(
         default=None, description="The token says it (cabinet for a subscriber, support for a service); leave it"
                                   " out, or give the same")
 
 
-class CloseDaysRequest(BaseModel):
+class CloseDaysRequest(RequestBody):
     until: date | None = Field(default=None, description="Last day to close; default and at most: yesterday")
 
 

@@ -7,7 +7,6 @@ team can load it the same way to test against the suite's events.
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import logging
@@ -22,7 +21,7 @@ import asyncpg
 import pytest
 import structlog
 
-from billing_events.auth import TokenKeys, Tokens, public_key_of
+from billing_events.auth import TokenKeys, Tokens, generate_token_keypair
 from billing_events.clock import Clock
 from billing_events.logging import configure_logging
 from billing_events.settings import KafkaSettings, ServiceSettings
@@ -30,10 +29,10 @@ from billing_events.testing import PATIENCE
 from billing_events.testing.infrastructure import Infrastructure, provide
 
 S = TypeVar("S", bound=ServiceSettings)
-TEST_TOKEN_PRIVATE_KEY = base64.b64encode(b"test-token-private-key-of-suite!").decode()
-"""The suite's tests sign tokens with this Ed25519 key (identity's settings hold it)."""
-TEST_TOKEN_PUBLIC_KEY = public_key_of(TEST_TOKEN_PRIVATE_KEY)
-"""What every service checks the tests' tokens with."""
+TEST_TOKEN_PUBLIC_KEY, TEST_TOKEN_PRIVATE_KEY = generate_token_keypair()
+"""The Ed25519 key pair a test run signs tokens with (identity's settings hold the private half;
+every service checks with the public one): new in each run, so no key anyone could know ships
+in this package."""
 
 
 def token_minter(clock: Clock) -> Tokens:
