@@ -240,3 +240,17 @@ async def test_an_unknown_body_field_is_refused(
     assert answer.status_code == 422, answer.text
     unknown = [error for error in answer.json()["errors"] if error["code"] == "extra_forbidden"]
     assert [error["field"] for error in unknown] == [list(body)[-1]]  # the last field is the unknown one
+
+
+async def test_credentials_are_never_shown_by_the_settings(make_settings: Callable[..., Any]) -> None:
+    _, notifier_private = generate_keypair()
+    settings = await make_settings(
+        NotifierSettings, database="sqlite", notifier_private_key=notifier_private,
+        smtp={"password": "Smtp-pass-31"}, sms_gateway={"api_token": "Sms-token-77"},
+        database_url="postgresql+asyncpg://notifier@db:5432/notifier", database_password="Db-p@ss:w/rd",
+    )
+    shown = repr(settings) + settings.model_dump_json()
+    for secret in ("Smtp-pass-31", "Sms-token-77", notifier_private, "Db-p@ss:w/rd"):
+        assert secret not in shown
+    # The password lives beside the URL and joins it, escaped, only to connect.
+    assert settings.resolved_database_url() == "postgresql+asyncpg://notifier:Db-p%40ss%3Aw%2Frd@db:5432/notifier"

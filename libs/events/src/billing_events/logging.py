@@ -65,12 +65,12 @@ def _is_secret(key: str) -> bool:
     return name not in _HARMLESS and (name in _SECRET_KEYS or not _SECRET_WORDS.isdisjoint(words))
 
 
-def redacted(value: Any) -> Any:
+def _redacted(value: Any) -> Any:
     """``value`` with every secret key's value replaced and every text scrubbed, at any depth."""
     if isinstance(value, dict):
-        return {key: _REDACTED if _is_secret(str(key)) else redacted(item) for key, item in value.items()}
+        return {key: _REDACTED if _is_secret(str(key)) else _redacted(item) for key, item in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [redacted(item) for item in value]
+        return [_redacted(item) for item in value]
     if isinstance(value, str):
         return scrub_text(value)
     if isinstance(value, BaseException):
@@ -79,7 +79,7 @@ def redacted(value: Any) -> Any:
 
 
 def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    return redacted(event_dict)  # type: ignore[no-any-return]
+    return _redacted(event_dict)  # type: ignore[no-any-return]
 
 
 class _ScrubbingFormatter(logging.Formatter):
