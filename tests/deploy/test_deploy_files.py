@@ -320,6 +320,32 @@ def test_the_values_make_production_settings(container: Container, monkeypatch: 
         assert settings.token_public_keys, f"{container.where} would refuse every API call"
 
 
+@pytest.mark.parametrize("container", k8s_containers(), ids=lambda c: c.where)
+def test_kubernetes_runs_in_production_without_a_development_default(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifests start: production refuses nothing they set (TLS to Kafka, the notifier's
+    gateways, identity's client address header, no API docs)."""
+    settings = load_settings(READERS[container.module], container.resolved(), monkeypatch)
+    assert settings.environment == "production"
+    assert settings.development_defaults() == []
+    assert not settings.serves_api_docs
+
+
+@pytest.mark.parametrize("container", compose_containers(), ids=lambda c: c.where)
+def test_compose_says_what_keeps_it_from_production(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lone Docker host is development, for its plaintext Kafka and the notifier's file
+    (both said in compose.yaml); nothing else it sets would stop a production start."""
+    settings = load_settings(READERS[container.module], container.resolved(), monkeypatch)
+    assert settings.environment == "development"
+    expected = ["BILLING_KAFKA__SECURITY_PROTOCOL"]
+    if container.module == "notifier":
+        expected += ["BILLING_NOTIFIER_SMS_CHANNEL", "BILLING_NOTIFIER_EMAIL_CHANNEL"]
+    if container.module == "identity":
+        expected += ["BILLING_IDENTITY_CLIENT_ADDRESS_HEADER"]  # no proxy in front: the TCP peer is the client
+    assert [found.split(" ", 1)[0] for found in settings.development_defaults()] == expected
+
+
 @pytest.mark.parametrize("container", ALL_CONTAINERS, ids=lambda c: c.where)
 def test_only_identity_holds_the_token_private_key(container: Container) -> None:
     """A compromised ledger, tariff or notifier pod can check tokens, never mint one."""

@@ -48,6 +48,7 @@ async def test_commands_over_http(start_identity: Any, make_flow: Any, bootstrap
             ok = await http.post("/identity/login", json={"login": account, "password": password})
             assert ok.status_code == 200 and ok.json()["account_number"] == account
             assert ok.json()["token_type"] == "bearer"
+            assert ok.headers["cache-control"] == "no-store"  # no proxy or browser cache keeps the token
             principal = Tokens(runtime.settings.token_keys(), runtime.clock).verify(ok.json()["token"])
             assert (principal.role, principal.subject) == ("subscriber", account)
             assert ok.json()["expires_at"].startswith((runtime.clock.now() + timedelta(minutes=15)).date().isoformat())

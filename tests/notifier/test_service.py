@@ -18,6 +18,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from billing_events import topics
 from billing_events.catalog.identity import (
     ContactChanged,
@@ -342,7 +343,7 @@ async def test_a_rotation_of_the_sealing_key_strands_no_secret(start, make_setti
         await publish(before, bootstrap_servers,
                       person.password("222222", purpose=PasswordPurpose.SMS_REISSUE),
                       person.password("333333", purpose=PasswordPurpose.SMS_REISSUE, sealed_for=new_public))
-        rotated = settings.model_copy(update={"notifier_private_key": f"{new_private},{PRIVATE}"})
+        rotated = settings.model_copy(update={"notifier_private_key": SecretStr(f"{new_private},{PRIVATE}")})
         async with start(rotated) as (runtime, _):
             await reader.wait_for_type("NotificationSent", 3, timeout=60)
             sent = file_lines(runtime)

@@ -45,7 +45,9 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 5, echo: bool = False):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        options: dict[str, Any] = {"echo": echo}
+        # hide_parameters: an error's text (and so every logged traceback) names the statement,
+        # never the values it carried (a phone, a sealed secret, a passport hash).
+        options: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
             options["connect_args"] = {"timeout": 30}
         else:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
@@ -32,7 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -49,6 +50,13 @@ ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 AccountPath = Annotated[str, Path(pattern=r"^[0-9]{12}$", description="12-digit personal account number"),
                         AfterValidator(require_check_digit)]
 """An account number in a route's path: a wrong check digit is a 422 at the door, like any input."""
+
+
+class RequestBody(BaseModel):
+    """Base of every request body a route declares: a field it does not know is refused (422),
+    never silently dropped (a typo in ``request_id`` would otherwise lose the retry's safety)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class FieldProblem(BaseModel):
@@ -280,6 +288,77 @@ class RequestMetrics:
             _metrics.HTTP_SECONDS.labels(self.service, method, route).observe(time.perf_counter() - started)
 
 
+@dataclass(frozen=True)
+class DoorPolicy:
+    """What every HTTP door of a process does whatever the route: from the service's settings."""
+
+    api_docs: bool = True
+    """Serve /docs, /redoc and /openapi.json."""
+    strict_transport: bool = False
+    """Tell browsers to use HTTPS only (Strict-Transport-Security): outside development."""
+    max_request_bytes: int = 64 * 1024
+    """A larger body is answered 413, unread."""
+
+
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+)
+STRICT_TRANSPORT = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+NO_STORE = (b"cache-control", b"no-store")
+"""Every answer may carry a token (a login), an account's balance or history: no cache keeps one
+unless its route says otherwise."""
+
+
+class _BodyTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "request_too_large", f"the request body is larger than {limit} bytes")
+
+
+class DoorGuard:
+    """Security headers and ``Cache-Control: no-store`` on every answer; a body over the limit
+    answered 413 before it is read (its Content-Length) or as soon as it passes the limit
+    (a body sent without one)."""
+
+    def __init__(self, app: ASGIApp, policy: DoorPolicy) -> None:
+        self.app, self.policy = app, policy
+        self.headers = [*SECURITY_HEADERS, *([STRICT_TRANSPORT] if policy.strict_transport else [])]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def guarded_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in (*self.headers, NO_STORE) if name not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        limit = self.policy.max_request_bytes
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            too_large = _BodyTooLarge(limit)
+            answer = problem(413, too_large.code, too_large.message)
+            await answer(scope, receive, guarded_send)
+            return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted_receive, guarded_send)
+
+
 def _serve_metrics(app: FastAPI) -> None:
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:
@@ -295,14 +374,19 @@ def build_metrics_app() -> FastAPI:
 
 
 def build_http_app(service: str, ready: ReadinessCheck, routers: Sequence[APIRouter] = (), *,
-                   needed: Collection[str] | None = None, metrics: bool = True) -> FastAPI:
+                   needed: Collection[str] | None = None, metrics: bool = True,
+                   doors: DoorPolicy = DoorPolicy()) -> FastAPI:
     """``needed``: the checks of ``ready`` that decide readiness (None: every one). ``metrics``:
     serve /metrics here too (False when a port of its own serves it, :func:`build_metrics_app`)."""
+    docs = doors.api_docs
     app = FastAPI(title=f"billing {service}", version="1.0.0",
                   description=f"Commands and reads of the {service} service. Every refusal is a "
-                              "Problem: {code, message, errors[{field, message}]}.")
+                              "Problem: {code, message, errors[{field, message}]}.",
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
     install_problem_handlers(app)
     app.add_middleware(RequestMetrics, service=service)
+    app.add_middleware(DoorGuard, policy=doors)  # outside the metrics: a 413 costs no route lookup
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:

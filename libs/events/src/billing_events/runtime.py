@@ -37,13 +37,13 @@ from billing_events.auth import Tokens
 from billing_events.clock import Clock
 from billing_events.consumer import BatchHandler, EventConsumer
 from billing_events.db import Database, is_transient
-from billing_events.http import build_http_app, build_metrics_app
+from billing_events.http import DoorPolicy, build_http_app, build_metrics_app
 from billing_events.kafka import empty_topics, ensure_topics, make_broker, make_producer, start_producer, subscribe
 from billing_events.logging import configure_logging, get_logger
 from billing_events.outbox import OutboxRelay, archived, backlog, listen_for_staged_rows, published_topics
 from billing_events.revocations import StoredRevocations
 from billing_events.schema import plumbing_metadata
-from billing_events.settings import ServiceSettings
+from billing_events.settings import DevelopmentDefaultsInProduction, ServiceSettings
 from billing_events.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
 
 log = get_logger(__name__)
@@ -70,6 +70,7 @@ class ServiceRuntime:
     from ``metadata`` (the small services of tests)."""
 
     def __post_init__(self) -> None:
+        self.settings.refuse_development_defaults()
         self.name = self.settings.service_name
         role = self.settings.process_role
         self.consuming, self.relaying = role != "relay", role != "consumer"
@@ -105,7 +106,7 @@ class ServiceRuntime:
         self.started = False
         served = [*self.routers, events_router(self.name, self.db)] if self.consuming else []
         self.http_app = build_http_app(self.name, self.readiness, served, needed=self.needed_checks,
-                                       metrics=self.settings.metrics_port is None)
+                                       metrics=self.settings.metrics_port is None, doors=self.door_policy)
         self.tokens = Tokens(self.settings.token_keys(), self.clock, audience=self.name,
                              operators=self.settings.operator_key_ring())
         self.http_app.state.tokens = self.tokens
@@ -117,6 +118,12 @@ class ServiceRuntime:
         """The partitions whose lag gauge this process set: removed when they leave it."""
         metrics.DB_CONNECTIONS_IN_USE.labels(self.name).set_function(self.db.in_use)
         metrics.DB_CONNECTIONS_WAITING.labels(self.name).set_function(lambda: self.db.waiting)
+
+    @property
+    def door_policy(self) -> DoorPolicy:
+        settings = self.settings
+        return DoorPolicy(api_docs=settings.serves_api_docs, strict_transport=settings.in_production,
+                          max_request_bytes=settings.max_request_bytes)
 
     def include_api(self, router: APIRouter) -> None:
         """Serve ``router`` beside /health and /metrics: for routes that need the built runtime.
@@ -384,8 +391,14 @@ def run(build: Callable[[], ServiceRuntime], argv: Sequence[str] | None = None) 
                              "(production's one-shot step before the services start)")
     args = parser.parse_args(argv)
 
+    def built() -> ServiceRuntime:
+        try:
+            return build()
+        except DevelopmentDefaultsInProduction as refused:
+            raise SystemExit(str(refused)) from None
+
     async def migrate() -> None:
-        runtime = build()
+        runtime = built()
         configure_logging(runtime.name, fmt=runtime.settings.log_format, level=runtime.settings.log_level)
         try:
             await runtime.migrate()
@@ -393,7 +406,7 @@ def run(build: Callable[[], ServiceRuntime], argv: Sequence[str] | None = None) 
             await runtime.db.dispose()
 
     async def main() -> None:
-        runtime = build()
+        runtime = built()
         configure_logging(runtime.name, fmt=runtime.settings.log_format, level=runtime.settings.log_level)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from billing_events.auth import OperatorKeys, TokenKeys
 from billing_events.clock import Clock, FileClock, SystemClock
@@ -21,6 +22,27 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 ``BalanceChanged`` with every field is under 1 KiB, a registration under 2 KiB), so no honest
 producer comes near it, while a 10 MB field is refused before it is parsed, archived or kept whole
 in a dead letter."""
+
+
+PUBLISHED_TEST_TOKEN_PUBLIC_KEYS = frozenset({
+    "BnczzCsaE6ng11GAisAGW8DNfOekVSMS3h7m0e3cNMY=",
+})
+"""Public halves of token keys whose private halves are public (the suite's tests signed with a
+fixed key until it left the package; the repository's history still holds it): anyone can mint
+a token these verify, so production refuses them."""
+
+PLAINTEXT_PROTOCOLS = frozenset({"PLAINTEXT", "SASL_PLAINTEXT"})
+"""Kafka without TLS: events, sealed secrets and SASL passwords readable on the network."""
+
+
+class DevelopmentDefaultsInProduction(Exception):
+    """A production start with settings meant for development: names each of them."""
+
+    def __init__(self, service: str, offending: list[str]) -> None:
+        self.offending = offending
+        listed = "".join(f"\n  - {reason}" for reason in offending)
+        super().__init__(f"{service} refuses to start with BILLING_ENVIRONMENT=production and "
+                         f"{len(offending)} development setting(s):{listed}")
 
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -179,6 +201,30 @@ class ServiceSettings(BaseSettings):
                     "listed for the operator it names. Unset: no operator token is accepted",
     )
 
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        validation_alias="BILLING_ENVIRONMENT",
+        description="production: refuse to start with any development default (a clock file, plaintext Kafka, "
+                    "a published token key, API docs, the notifier's file channels...), API docs off by default, "
+                    "Strict-Transport-Security on every answer",
+    )
+    api_docs: bool | None = Field(
+        default=None,
+        validation_alias="BILLING_API_DOCS",
+        description="Serve /docs, /redoc and /openapi.json; unset: on in development, off in production",
+    )
+    max_request_bytes: int = Field(
+        default=64 * 1024, ge=1024,
+        validation_alias="BILLING_MAX_REQUEST_BYTES",
+        description="The largest request body a door reads; a larger one is answered 413 unread. The largest "
+                    "honest body (a registration) is under 2 KiB",
+    )
+    database_password: SecretStr | None = Field(
+        default=None,
+        validation_alias="BILLING_DATABASE_PASSWORD",
+        description="The database user's password, kept out of the URL (a secret of its own); put into the URL "
+                    "when it connects",
+    )
     clock_file: Path | None = Field(
         default=None,
         validation_alias="BILLING_CLOCK_FILE",
@@ -206,6 +252,40 @@ class ServiceSettings(BaseSettings):
     def operator_key_ring(self) -> OperatorKeys:
         return OperatorKeys.parse(self.operator_keys)
 
+    @property
+    def in_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def serves_api_docs(self) -> bool:
+        return self.api_docs if self.api_docs is not None else not self.in_production
+
+    def development_defaults(self) -> list[str]:
+        """Each setting of this process that production refuses, named, with why. A service adds its own."""
+        found = []
+        if self.clock_file is not None:
+            found.append("BILLING_CLOCK_FILE is set: whoever can write that file moves token expiry and "
+                         "throttles (unset it: production runs on the wall clock)")
+        if self.kafka.security_protocol in PLAINTEXT_PROTOCOLS:
+            found.append(f"BILLING_KAFKA__SECURITY_PROTOCOL is {self.kafka.security_protocol}: events and "
+                         "credentials cross the network in clear (use SASL_SSL or SSL)")
+        if PUBLISHED_TEST_TOKEN_PUBLIC_KEYS.intersection(self.token_public_keys):
+            found.append("BILLING_TOKEN_PUBLIC_KEYS holds the tests' published key: anyone can mint a token it "
+                         "accepts (python -m billing_events.admin token-keypair makes a new pair)")
+        if self.api_docs:
+            found.append("BILLING_API_DOCS is true: the API's documentation is served to whoever asks "
+                         "(unset it: off in production)")
+        if self.metrics_port is None and self.http_port is not None:
+            found.append("BILLING_METRICS_PORT is unset: /metrics is served on the API port, to every caller "
+                         "(give it a port only the scraper reaches)")
+        return found
+
+    def refuse_development_defaults(self) -> None:
+        """Raise :class:`DevelopmentDefaultsInProduction` in production when any is set."""
+        offending = self.development_defaults() if self.in_production else []
+        if offending:
+            raise DevelopmentDefaultsInProduction(self.service_name, offending)
+
     def token_keys(self) -> TokenKeys:
         """The keys API tokens are checked with (identity adds the private key it signs with)."""
         return TokenKeys.from_base64(self.token_public_keys)
@@ -215,6 +295,9 @@ class ServiceSettings(BaseSettings):
         return FileClock(self.clock_file) if self.clock_file else SystemClock()
 
     def resolved_database_url(self) -> str:
+        if self.database_url and self.database_password is not None:
+            url = make_url(self.database_url).set(password=self.database_password.get_secret_value())
+            return url.render_as_string(hide_password=False)
         if self.database_url:
             return self.database_url
         folder = self.data_dir / self.service_name

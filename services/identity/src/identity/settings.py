@@ -61,8 +61,8 @@ from typing import ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from billing_events.auth import TokenKeys
-from billing_events.settings import ServiceSettings
+from billing_events.auth import TokenKeys, public_key_of
+from billing_events.settings import PUBLISHED_TEST_TOKEN_PUBLIC_KEYS, ServiceSettings
 from identity.domain import LoginPolicy, ResetCodePolicy, ThrottlePolicy
 from identity.security import (
     ENCRYPTION_KEY_BYTES,
@@ -185,6 +185,16 @@ class IdentitySettings(ServiceSettings):
         if value is not None:
             TokenKeys.from_base64(private_key=value.get_secret_value())
         return value
+
+    def development_defaults(self) -> list[str]:
+        found = super().development_defaults()
+        private = self.token_private_key
+        if private is not None and public_key_of(private.get_secret_value()) in PUBLISHED_TEST_TOKEN_PUBLIC_KEYS:
+            found.append("BILLING_TOKEN_PRIVATE_KEY is the tests' published key: anyone can mint subscriber tokens")
+        if self.client_address_header is None:
+            found.append("BILLING_IDENTITY_CLIENT_ADDRESS_HEADER is unset: behind the ingress every client is the "
+                         "proxy, and 30 wrong logins lock every login (name the header the proxy writes)")
+        return found
 
     def token_keys(self) -> TokenKeys:
         private = self.token_private_key

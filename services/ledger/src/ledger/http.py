@@ -25,7 +25,7 @@ from billing_events.catalog.ledger import (
 )
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.errors import DomainError, ErrorKind
-from billing_events.http import AccountPath, ApiError, PositiveAmount, callers, problem_responses
+from billing_events.http import AccountPath, ApiError, PositiveAmount, RequestBody, callers, problem_responses
 from billing_events.money import Money, PositiveMoney
 
 from ledger import receipt_pdf, service
@@ -165,14 +165,14 @@ REQUESTED_BY = ("Who asks: the token says it (cabinet:<account> for a subscriber
                 " service token); leave it out, or give the same")
 
 
-class TransferBody(BaseModel):
+class TransferBody(RequestBody):
     to_account: AccountNumber
     amount: PositiveAmount
     request_id: UUID | None = Field(default=None, description="Send the same id again to retry safely")
     requested_by: str | None = Field(default=None, min_length=1, max_length=64, description=REQUESTED_BY)
 
 
-class RedemptionBody(BaseModel):
+class RedemptionBody(RequestBody):
     item: str | None = Field(default=None, min_length=1, max_length=40,
                              description="An item of the rewards catalogue (GET /ledger/rewards): its price and"
                                          " kind are taken (given amount or purpose must match them)")
@@ -197,7 +197,7 @@ class RewardView(BaseModel):
     description: str
 
 
-class PaymentTypeBody(BaseModel):
+class PaymentTypeBody(RequestBody):
     payment_type: PaymentType
     credit_limit: Money
     requested_by: str | None = Field(default=None, min_length=1, max_length=64, description=REQUESTED_BY)
@@ -212,7 +212,7 @@ def _not_blank(text: str) -> str:
 NonBlank = AfterValidator(_not_blank)
 
 
-class OperatorBody(BaseModel):
+class OperatorBody(RequestBody):
     operator: Annotated[str, NonBlank] | None = Field(
         default=None, min_length=1, max_length=100,
         description="Who does it: the token says it (the operator's name, or the service's); leave it out, or give"
@@ -261,7 +261,7 @@ def _answer(events: list[Any]) -> EventsView:
     return _events(events)
 
 
-class ReplayBody(BaseModel):
+class ReplayBody(RequestBody):
     account: AccountNumber | None = Field(default=None, description="One account's events; none: everyone's")
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None

@@ -36,11 +36,13 @@ def channel_factory(settings: NotifierSettings) -> OpenChannels:
         if settings.sms_channel == "http_sms":
             gateway = settings.sms_gateway
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=gateway.timeout_seconds))
-            sms = HttpSmsChannel(url=gateway.url, api_token=gateway.api_token, client=client, sender=gateway.sender)
+            sms = HttpSmsChannel(url=gateway.url, api_token=gateway.api_token.get_secret_value(), client=client,
+                                 sender=gateway.sender)
         if settings.email_channel == "smtp":
             smtp = settings.smtp
+            password = smtp.password.get_secret_value() if smtp.password is not None else None
             email = SmtpChannel(host=smtp.host, port=smtp.port, sender=smtp.sender, username=smtp.username,
-                                password=smtp.password, tls=smtp.tls, timeout=smtp.timeout_seconds)
+                                password=password, tls=smtp.tls, timeout=smtp.timeout_seconds)
         return {DeliveryChannel.SMS: sms, DeliveryChannel.EMAIL: email}
 
     return open_channels
@@ -56,7 +58,8 @@ def build(
                              consumes=CONSUMES)
     ctx = NotifierContext(
         db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake,
-        opener=SealOpener.from_base64(settings.notifier_private_key), channels=channel_factory(settings),
+        opener=SealOpener.from_base64(settings.notifier_private_key.get_secret_value()),
+        channels=channel_factory(settings),
         renderer=Renderer(settings.default_language), retry_policy=settings.retry_policy(),
         low_balance_thresholds=settings.low_balance_thresholds,
     )

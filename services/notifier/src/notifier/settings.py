@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 
 from billing_events.money import MINOR_UNIT_DIGITS
 from billing_events.settings import ServiceSettings
-from pydantic import AliasChoices, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from notifier.domain import RetryPolicy
 from notifier.rendering import DEFAULT_LANGUAGE, LANGUAGES
@@ -28,14 +28,14 @@ class SmtpSettings(BaseModel):
     port: int = Field(default=25, ge=1, le=65535)
     sender: str = Field(default="billing@localhost", description="The From address")
     username: str | None = None
-    password: str | None = Field(default=None, description="Secret: BILLING_SMTP__PASSWORD")
+    password: SecretStr | None = Field(default=None, description="Secret: BILLING_SMTP__PASSWORD")
     tls: Literal["none", "starttls", "tls"] = "starttls"
     timeout_seconds: float = Field(default=30.0, gt=0)
 
 
 class SmsGatewaySettings(BaseModel):
     url: str = "http://127.0.0.1:8025/v1/sms"
-    api_token: str = Field(default="", description="Secret: BILLING_SMS_GATEWAY__API_TOKEN")
+    api_token: SecretStr = Field(default=SecretStr(""), description="Secret: BILLING_SMS_GATEWAY__API_TOKEN")
     sender: str | None = Field(default=None, description="Sender name shown on the phone")
     timeout_seconds: float = Field(default=10.0, gt=0)
 
@@ -44,15 +44,16 @@ class NotifierSettings(ServiceSettings):
     service_name: ClassVar[str] = "notifier"
     database_url: str | None = Field(default=None, validation_alias="BILLING_NOTIFIER_DATABASE_URL")
 
-    notifier_private_key: str = Field(
+    notifier_private_key: SecretStr = Field(
         validation_alias="BILLING_NOTIFIER_PRIVATE_KEY",
         description="Base64 X25519 private key: opens the contacts and secrets identity sealed; comma-separated "
                     "during a rotation (the new key and the previous ones: each sealed text names its key)",
     )
     production: bool = Field(
         default=False,
-        validation_alias=AliasChoices("BILLING_NOTIFIER_PRODUCTION", "BILLING_PRODUCTION"),
-        description="Production mode: the file channel masks addresses and redacts secrets",
+        validation_alias="BILLING_NOTIFIER_PRODUCTION",
+        description="The file channel masks addresses and redacts secrets (a staging run on the file channel; "
+                    "BILLING_ENVIRONMENT=production refuses the file channel altogether)",
     )
 
     channel: Literal["file", "smtp", "http_sms"] | None = Field(
@@ -111,6 +112,14 @@ class NotifierSettings(ServiceSettings):
         if self.retry_max_delay_seconds < self.retry_base_delay_seconds:
             raise ValueError("retry_max_delay_seconds must not be below retry_base_delay_seconds")
         return self
+
+    def development_defaults(self) -> list[str]:
+        found = super().development_defaults()
+        for kind, channel, real in (("SMS", self.sms_channel, "http_sms"), ("EMAIL", self.email_channel, "smtp")):
+            if channel == "file":
+                found.append(f"BILLING_NOTIFIER_{kind}_CHANNEL is file: passwords and codes would be written in "
+                             f"clear to a local file instead of sent (use {real})")
+        return found
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 from billing_events.auth import AuthenticatedRoute, Caller, Principal, as_credentials_say, require_account, require_scope
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.tariff import ClosureSettlement, FeeKind, RequestChannel
-from billing_events.http import AccountPath, callers, invalid_request, problem_responses
+from billing_events.http import AccountPath, RequestBody, callers, invalid_request, problem_responses
 from billing_events.money import Money
 from tariff import service
 from tariff.catalog import Catalog, Equipment, Option, Plan
@@ -37,7 +37,7 @@ OptionPath = Annotated[str, Path(min_length=1, max_length=40, description="Optio
 EquipmentPath = Annotated[str, Path(min_length=1, max_length=40, description="Equipment code")]
 
 
-class PlanRequest(BaseModel):
+class PlanRequest(RequestBody):
     plan: str = Field(min_length=1, max_length=40)
 
 
@@ -45,29 +45,29 @@ class ActivationRequest(PlanRequest):
     equipment: list[str] = Field(default_factory=list, description="Equipment chosen with the plan (codes)")
 
 
-class EquipmentRequest(BaseModel):
+class EquipmentRequest(RequestBody):
     equipment: str = Field(min_length=1, max_length=40)
 
 
-class OptionRequest(BaseModel):
+class OptionRequest(RequestBody):
     option: str = Field(min_length=1, max_length=40)
 
 
-class BlockRequest(BaseModel):
+class BlockRequest(RequestBody):
     days: int = Field(description="1 to 30")
     requested_via: RequestChannel | None = Field(
         default=None, description="The token says it (cabinet for a subscriber, support for a service); leave it"
                                   " out, or give the same")
 
 
-class ClosureRequest(BaseModel):
+class ClosureRequest(RequestBody):
     settlement: ClosureSettlement = Field(description="refund: paid back outside the suite; transfer: to transfer_to")
     transfer_to: AccountNumber | None = Field(default=None, description="For settlement transfer: the account"
                                                                         " the money left goes to")
     reason: str = Field(min_length=1, max_length=500, description="Why, in the operator's words (journaled)")
 
 
-class CloseDaysRequest(BaseModel):
+class CloseDaysRequest(RequestBody):
     until: date | None = Field(default=None, description="Last day to close; default and at most: yesterday")
 
 

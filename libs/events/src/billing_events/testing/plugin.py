@@ -7,7 +7,6 @@ team can load it the same way to test against the suite's events.
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import logging
@@ -22,7 +21,7 @@ import asyncpg
 import pytest
 import structlog
 
-from billing_events.auth import SCOPES, OperatorSigner, TokenKeys, Tokens, public_key_of
+from billing_events.auth import SCOPES, OperatorSigner, TokenKeys, Tokens, generate_token_keypair
 from billing_events.clock import Clock
 from billing_events.logging import configure_logging
 from billing_events.settings import KafkaSettings, ServiceSettings
@@ -30,14 +29,15 @@ from billing_events.testing import PATIENCE
 from billing_events.testing.infrastructure import Infrastructure, provide
 
 S = TypeVar("S", bound=ServiceSettings)
-TEST_TOKEN_PRIVATE_KEY = base64.b64encode(b"test-token-private-key-of-suite!").decode()
-"""The suite's tests sign tokens with this Ed25519 key (identity's settings hold it)."""
-TEST_TOKEN_PUBLIC_KEY = public_key_of(TEST_TOKEN_PRIVATE_KEY)
-"""What every service checks the tests' tokens with."""
+TEST_TOKEN_PUBLIC_KEY, TEST_TOKEN_PRIVATE_KEY = generate_token_keypair()
+"""The Ed25519 key pair a test run signs tokens with (identity's settings hold the private half;
+every service checks with the public one): new in each run, so no key anyone could know ships
+in this package."""
 TEST_OPERATOR = "test-operator"
-TEST_OPERATOR_PRIVATE_KEY = base64.b64encode(b"test-operator-key-of-the-suite!!").decode()
-"""The tests' operator signs their own tokens with this key; every service lists its public half."""
-TEST_OPERATOR_KEY_RING_ENTRY = f"{TEST_OPERATOR}={public_key_of(TEST_OPERATOR_PRIVATE_KEY)}"
+TEST_OPERATOR_PUBLIC_KEY, TEST_OPERATOR_PRIVATE_KEY = generate_token_keypair()
+"""The tests' operator signs their own tokens with this key (new in each run); every service lists
+its public half."""
+TEST_OPERATOR_KEY_RING_ENTRY = f"{TEST_OPERATOR}={TEST_OPERATOR_PUBLIC_KEY}"
 
 
 def token_minter(clock: Clock) -> Tokens:
