@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from billing_events.auth import TokenKeys
 from billing_events.clock import Clock, FileClock, SystemClock
+from billing_events.signing import EnvelopeSigner, Keyring, parse_entries
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 """What a consumer takes at most: thirty times the largest event the catalog holds (a
@@ -165,6 +166,26 @@ class ServiceSettings(BaseSettings):
         description="Comma-separated base64 Ed25519 public keys API tokens may be signed with: the current "
                     "one and, while a rotation runs, the previous one; unset: every API call is refused",
     )
+    signing_private_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 Ed25519 private key this service signs every record it publishes with; each "
+                    "service names its own variable (BILLING_LEDGER_SIGNING_PRIVATE_KEY...). Unset: the "
+                    "service refuses to start while envelope signatures are on",
+    )
+    signing_public_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="BILLING_SIGNING_PUBLIC_KEYS",
+        description="Comma-separated owner:base64 Ed25519 public keys records are accepted from (every "
+                    "service, channel adapter and operator that publishes what this service consumes; "
+                    "several per owner while a rotation runs); a record signed otherwise is dead-lettered "
+                    "bad_signature",
+    )
+    envelope_signatures: bool = Field(
+        default=True,
+        validation_alias="BILLING_ENVELOPE_SIGNATURES",
+        description="Sign what is published and verify what is consumed. Off only for the bench's comparison "
+                    "of the cost: never in a deployment",
+    )
 
     clock_file: Path | None = Field(
         default=None,
@@ -173,10 +194,29 @@ class ServiceSettings(BaseSettings):
                     "moves; unset: the wall clock, as production runs",
     )
 
-    @field_validator("token_public_keys", mode="before")
+    @field_validator("token_public_keys", "signing_public_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
-        return [key.strip() for key in value.split(",") if key.strip()] if isinstance(value, str) else value
+        return parse_entries(value) if isinstance(value, str) else value
+
+    @field_validator("signing_public_keys")
+    @classmethod
+    def _valid_signing_keys(cls, value: list[str]) -> list[str]:
+        Keyring.from_entries(value)
+        return value
+
+    def envelope_signer(self) -> EnvelopeSigner | None:
+        """The key this service signs its records with (None: signatures are off)."""
+        if not self.envelope_signatures:
+            return None
+        if self.signing_private_key is None:
+            raise ValueError(f"no signing key: set BILLING_{self.service_name.upper()}_SIGNING_PRIVATE_KEY "
+                             "(its public half goes into every consumer's BILLING_SIGNING_PUBLIC_KEYS)")
+        return EnvelopeSigner(self.service_name, self.signing_private_key.get_secret_value())
+
+    def signing_keyring(self) -> Keyring | None:
+        """The keys consumed records are checked with (None: signatures are off)."""
+        return Keyring.from_entries(self.signing_public_keys) if self.envelope_signatures else None
 
     @field_validator("token_public_keys")
     @classmethod

@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 
 from billing_events.money import MINOR_UNIT_DIGITS
 from billing_events.settings import ServiceSettings
-from pydantic import AliasChoices, BaseModel, Field, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 
 from notifier.domain import RetryPolicy
 from notifier.rendering import DEFAULT_LANGUAGE, LANGUAGES
@@ -43,6 +43,7 @@ class SmsGatewaySettings(BaseModel):
 class NotifierSettings(ServiceSettings):
     service_name: ClassVar[str] = "notifier"
     database_url: str | None = Field(default=None, validation_alias="BILLING_NOTIFIER_DATABASE_URL")
+    signing_private_key: SecretStr | None = Field(default=None, validation_alias="BILLING_NOTIFIER_SIGNING_PRIVATE_KEY")
 
     notifier_private_key: str = Field(
         validation_alias="BILLING_NOTIFIER_PRIVATE_KEY",

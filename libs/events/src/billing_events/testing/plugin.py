@@ -26,7 +26,7 @@ from billing_events.auth import TokenKeys, Tokens, public_key_of
 from billing_events.clock import Clock
 from billing_events.logging import configure_logging
 from billing_events.settings import KafkaSettings, ServiceSettings
-from billing_events.testing import PATIENCE
+from billing_events.testing import PATIENCE, signing
 from billing_events.testing.infrastructure import Infrastructure, provide
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -135,7 +135,7 @@ def make_settings(kafka_settings: KafkaSettings, tmp_path: Path, postgres_databa
         url = await postgres_databases.create() if database == "postgresql" else None
         values: dict[str, Any] = {
             "kafka": kafka_settings, "data_dir": tmp_path / "data", "database_url": url,
-            "token_public_keys": [TEST_TOKEN_PUBLIC_KEY],
+            "token_public_keys": [TEST_TOKEN_PUBLIC_KEY], **signing.settings_values(settings_cls.service_name),
         }
         if "token_private_key" in settings_cls.model_fields:  # identity signs
             values["token_private_key"] = TEST_TOKEN_PRIVATE_KEY
