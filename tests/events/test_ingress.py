@@ -25,6 +25,9 @@ from billing_events.db import Database, upsert
 from billing_events.envelope import Envelope, Event
 from billing_events.money import Money
 from billing_events.schema import dead_letters, inbox, outbox, plumbing_metadata
+from billing_events.signing import Keyring
+from billing_events.testing import signing
+from billing_events.testing.signing import signed_headers
 from billing_events.testing.clock import RunningClock
 from billing_events.topics import TopicNames
 
@@ -52,15 +55,17 @@ class Door:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.consumer = EventConsumer(name="counter", db=db, handler=EventRouter({PaymentReceived: on_payment}),
-                                      topics=names, clock=clock)
+                                      topics=names, clock=clock, keyring=Keyring.from_entries(signing.PUBLIC_KEYS))
         self.offset = 0
 
-    def record(self, topic: str, value: bytes | None, key: bytes | None) -> ConsumerRecord[bytes, bytes]:
+    def record(self, topic: str, value: bytes | None, key: bytes | None,
+               headers: list[tuple[str, bytes]] | None = None) -> ConsumerRecord[bytes, bytes]:
         self.offset += 1
-        return ConsumerRecord(names(topic), 0, self.offset, 0, 0, key, value, None, 0, 0, [])
+        return ConsumerRecord(names(topic), 0, self.offset, 0, 0, key, value, None, 0, 0, headers or [])
 
     def of(self, topic: str, envelope: Envelope[Any]) -> ConsumerRecord[bytes, bytes]:
-        return self.record(topic, envelope.to_bytes(), envelope.account.encode())
+        """``envelope`` as its producer publishes it: signed (by the tests' key of that producer)."""
+        return self.record(topic, envelope.to_bytes(), envelope.account.encode(), signed_headers(envelope))
 
     async def take(self, *records: ConsumerRecord[bytes, bytes]) -> None:
         await self.consumer.process(records)

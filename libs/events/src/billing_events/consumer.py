@@ -38,7 +38,7 @@ from billing_events.errors import DomainError
 from billing_events.logging import get_logger
 from billing_events.refusal import Refusal, RefusalCode
 from billing_events.settings import DEFAULT_MAX_MESSAGE_BYTES
-from billing_events.signing import Keyring
+from billing_events.signing import SIGNATURE_HEADERS, Keyring
 from billing_events.topics import TopicNames
 
 log = get_logger(__name__)
@@ -369,4 +369,6 @@ def _dead_letter(
         code=refusal.code,
         event_id=envelope.event_id if envelope else None,
         event_type=envelope.event_type if envelope else None,
+        signature={name: text.decode(errors="replace") for name, text in record.headers or ()
+                   if name in SIGNATURE_HEADERS},
     )

@@ -32,6 +32,7 @@ from billing_events.auth import _decode_key, generate_token_keypair, key_id
 
 SIGNATURE_HEADER = "signature"
 KEY_ID_HEADER = "signature_kid"
+SIGNATURE_HEADERS = (SIGNATURE_HEADER, KEY_ID_HEADER)
 DOMAIN = b"billing.envelope.v1"
 """Put before what is signed: an envelope signature can never pass for another kind of signature
 made with the same key."""
@@ -119,5 +120,5 @@ class Keyring:
         return None
 
 
-__all__ = ["KEY_ID_HEADER", "SIGNATURE_HEADER", "EnvelopeSigner", "Keyring", "generate_signing_key", "keyring_entry", "parse_entries",
+__all__ = ["KEY_ID_HEADER", "SIGNATURE_HEADER", "SIGNATURE_HEADERS", "EnvelopeSigner", "Keyring", "generate_signing_key", "keyring_entry", "parse_entries",
            "signed_bytes"]

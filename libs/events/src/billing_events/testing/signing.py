@@ -33,9 +33,16 @@ def settings_values(service: str) -> dict[str, Any]:
 
 
 def environment() -> dict[str, str]:
-    """The same, as the environment of service processes (each service reads its own private key)."""
+    """The same, as the environment of service processes (each service reads its own private key)
+    and of the CLI (``billing pay`` and ``billing dlq retry --with`` sign as ``cli``)."""
     return {"BILLING_SIGNING_PUBLIC_KEYS": ",".join(PUBLIC_KEYS),
-            **{f"BILLING_{name.upper()}_SIGNING_PRIVATE_KEY": _PRIVATE[name] for name in SERVICES}}
+            **{f"BILLING_{name.upper()}_SIGNING_PRIVATE_KEY": _PRIVATE[name] for name in (*SERVICES, "cli")}}
+
+
+def trusting_tests_too(suite_secrets: dict[str, str]) -> dict[str, str]:
+    """The environment of a suite made by ``billing up``'s own keys (``dev_secrets``) that takes
+    the tests' records as well: its keyring lists the tests' publishers beside its own."""
+    return {"BILLING_SIGNING_PUBLIC_KEYS": ",".join([suite_secrets["BILLING_SIGNING_PUBLIC_KEYS"], *PUBLIC_KEYS])}
 
 
 def signature(topic: str, key: bytes, value: bytes, producer: str) -> dict[str, str]:
