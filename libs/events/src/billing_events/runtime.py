@@ -87,8 +87,9 @@ class ServiceRuntime:
         self.broker: KafkaBroker = make_broker(self.settings.kafka, client_id=f"billing-{self.name}")
         self.producer = make_producer(self.settings.kafka, client_id=f"billing-{self.name}")
         """What the outbox relay (and a republish) sends with."""
-        self.signer = self.settings.envelope_signer()
-        """Signs each record as the relay hands it to the producer (see :meth:`_publish`)."""
+        self.signer = self.settings.envelope_signer() if self.relaying else None
+        """Signs each record as the relay hands it to the producer (see :meth:`_publish`). A
+        consumer process publishes nothing: it is not given the key."""
         self.relay = OutboxRelay(
             self.db,
             self._publish,
