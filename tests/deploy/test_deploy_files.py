@@ -38,6 +38,7 @@ from billing_events.admin import main as admin_main
 from billing_events.auth import generate_token_keypair, public_key_of
 from billing_events.sealing import generate_keypair
 from billing_events.settings import ServiceSettings
+from billing_events.signing import generate_signing_key
 from billing_events.topics import EVENT_TOPICS, dead_letter_spec
 from identity.settings import IdentitySettings
 from ledger.settings import LedgerSettings
@@ -108,6 +109,8 @@ def secret_sample(variable: str) -> str:
         return public if variable.endswith("PUBLIC_KEY") else private
     if variable in {"BILLING_TOKEN_PUBLIC_KEYS", "BILLING_TOKEN_PRIVATE_KEY"}:
         return public_key_of(TOKEN_SAMPLE) if variable.endswith("PUBLIC_KEYS") else TOKEN_SAMPLE
+    if variable == "BILLING_SIGNING_PUBLIC_KEYS":
+        return ",".join(generate_signing_key(owner)[0] for owner in SERVICES)
     if variable.endswith("_KEY"):
         return base64.b64encode(bytes(range(32))).decode()
     return "sample-secret"
@@ -316,6 +319,16 @@ def test_the_values_make_production_settings(container: Container, monkeypatch: 
         assert settings.database_url, f"{container.where} would fall back to a SQLite file"
     if container.module in SERVICES and settings.process_role != "relay":  # a relay serves no API
         assert settings.token_public_keys, f"{container.where} would refuse every API call"
+        assert settings.signing_keyring().keys, f"{container.where} would dead-letter every record it consumes"
+    if container.module in SERVICES and settings.process_role != "consumer":  # it publishes
+        assert settings.envelope_signer().owner == container.module
+
+
+@pytest.mark.parametrize("container", [c for c in ALL_CONTAINERS if c.module in SERVICES], ids=lambda c: c.where)
+def test_each_service_holds_its_own_signing_key_only(container: Container) -> None:
+    """A compromised pod can sign as its own service, never as another."""
+    held = {name for name in container.environment if name.endswith("_SIGNING_PRIVATE_KEY")}
+    assert held <= {f"BILLING_{container.module.upper()}_SIGNING_PRIVATE_KEY"}, container.where
 
 
 @pytest.mark.parametrize("container", ALL_CONTAINERS, ids=lambda c: c.where)
