@@ -79,7 +79,8 @@ async def run(broker: Broker, databases: Databases, *, subscriptions: int,
     url = await databases.create("tariff")
     settings = TariffSettings(
         database_url=url, billing_clock_enabled=False,
-        kafka=KafkaSettings(bootstrap_servers=broker.bootstrap, topic_prefix=f"bench{uuid4().hex[:8]}."),
+        kafka=KafkaSettings(bootstrap_servers=broker.bootstrap, topic_prefix=f"bench{uuid4().hex[:8]}.",
+                            closed_network=True),
     )
     clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
     runtime, ctx = build(settings, clock)

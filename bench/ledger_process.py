@@ -42,6 +42,7 @@ class LedgerProcess:
             **os.environ,
             "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
             "BILLING_KAFKA__TOPIC_PREFIX": prefix,
+            "BILLING_KAFKA__CLOSED_NETWORK": "true",
             "BILLING_KAFKA__PARTITIONS": "12",
             "BILLING_KAFKA__CONSUMER_MAX_RECORDS": str(max_records),
             "BILLING_KAFKA__SESSION_TIMEOUT_MS": "3000",

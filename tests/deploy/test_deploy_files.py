@@ -249,6 +249,22 @@ def test_compose_file_follows_the_compose_specification() -> None:
 SECURED_OVERLAY = DEPLOY / "compose.kafka-secured.yaml"
 
 
+@pytest.mark.parametrize("container", [c for c in ALL_CONTAINERS if c.module in READERS], ids=lambda c: c.where)
+def test_kafka_in_clear_only_on_the_closed_compose_network(container: Container,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kubernetes reaches Kafka over SASL_SSL as a user of the process's own; the Compose file's
+    clear listeners are on its own network alone, which it says (the secured overlay: SASL_SSL)."""
+    settings = load_settings(READERS[container.module], container.resolved(), monkeypatch)
+    if container.where.startswith("k8s:"):
+        assert settings.kafka.security_protocol == "SASL_SSL" and not settings.kafka.closed_network
+        expected_user = "admin" if container.module == "billing_events.admin" else container.module
+        assert settings.kafka.sasl_username == expected_user, container.where
+        assert str(settings.kafka.sasl_password_file).startswith("/etc/billing/kafka-user/")
+    else:
+        assert settings.kafka.closed_network
+    settings.kafka.refuse_cleartext()
+
+
 def test_the_secured_kafka_overlay_secures_every_billing_process(monkeypatch: pytest.MonkeyPatch) -> None:
     overlay = yaml.safe_load(SECURED_OVERLAY.read_text())
     assert compose_errors(overlay) == []
@@ -263,6 +279,7 @@ def test_the_secured_kafka_overlay_secures_every_billing_process(monkeypatch: py
         assert str(settings.kafka.sasl_password_file).startswith("/run/secrets/")
         assert str(settings.kafka.ssl_ca_file).startswith("/run/secrets/")
         assert settings.kafka.sasl_password is None  # from the mounted file, never written in the file
+        assert not settings.kafka.closed_network
     for node in ("kafka-1", "kafka-2", "kafka-3"):
         environment = compose_environment(overlay["services"][node])
         assert environment["KAFKA_ADVERTISED_LISTENERS"] == f"SASL_SSL://{node}:19092"
@@ -665,7 +682,7 @@ def test_network_policies_deny_by_default_and_open_only_what_the_services_use() 
         doc = next(d for d in k8s_resources() if f"{d['kind']}/{d['metadata']['name']}" == where)
         labels = doc["spec"]["template"]["metadata"]["labels"]
         gateways = {587, 443} if labels["app.kubernetes.io/name"] == "notifier" else set()
-        assert _allowed_ports(labels, "Egress") == {53, 5432, 9092, 9093} | gateways, where  # DNS, PostgreSQL, Kafka
+        assert _allowed_ports(labels, "Egress") == {53, 5432, 9093} | gateways, where  # DNS, PostgreSQL, Kafka over TLS
         served = {port["containerPort"] for container in pod["containers"] for port in container.get("ports", [])}
         ingress = _allowed_ports(labels, "Ingress")
         assert served <= ingress <= {8080, 8081}, where  # only the HTTP ports take connections

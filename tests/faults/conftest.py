@@ -269,6 +269,7 @@ class LedgerDeployment:
             "BILLING_LOG_LEVEL": "INFO",
             **clock_file(self.workdir / "clock.json"),
             **signing.environment(),
+            "BILLING_KAFKA__CLOSED_NETWORK": "true",
             **extra,
         }
 
@@ -462,6 +463,7 @@ class Suite:
             **self.secrets,
             **signing.trusting_tests_too(self.secrets),
             "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
+            "BILLING_KAFKA__CLOSED_NETWORK": "true",
             "BILLING_KAFKA__TOPIC_PREFIX": prefix,
             "BILLING_KAFKA__PARTITIONS": "3",
             "BILLING_KAFKA__SESSION_TIMEOUT_MS": "2000",

@@ -102,6 +102,7 @@ def run_suite(
         "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
         "BILLING_DATA_DIR": str(data_dir.resolve()),
         "BILLING_CLOCK_FILE": str(clock_file),  # the clock `billing clock` moves; never set in production
+        "BILLING_KAFKA__CLOSED_NETWORK": "true",  # the embedded broker, on this machine's loopback
         "PYTHONUNBUFFERED": "1",
     }
     env.setdefault("BILLING_KAFKA__SESSION_TIMEOUT_MS", "6000")

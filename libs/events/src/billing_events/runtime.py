@@ -71,6 +71,7 @@ class ServiceRuntime:
 
     def __post_init__(self) -> None:
         self.name = self.settings.service_name
+        self.settings.kafka.refuse_cleartext()
         role = self.settings.process_role
         self.consuming, self.relaying = role != "relay", role != "consumer"
         self.topics = TopicNames(self.settings.kafka.topic_prefix)

@@ -77,6 +77,12 @@ class KafkaSettings(BaseModel):
     heartbeat_interval_ms: int = Field(default=1_000, ge=100, description="A sixth of the session timeout")
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     create_topics: bool = Field(default=True, description="Create missing topics at start-up")
+    closed_network: bool = Field(
+        default=False,
+        description="The broker is reached only on a closed test network (the embedded suite, the tests, a "
+                    "single Compose host): a service then starts over PLAINTEXT or SASL_PLAINTEXT, which it "
+                    "refuses otherwise (a password or a record readable on the wire)",
+    )
 
     @property
     def uses_tls(self) -> bool:
@@ -85,6 +91,14 @@ class KafkaSettings(BaseModel):
     @property
     def uses_sasl(self) -> bool:
         return self.security_protocol.startswith("SASL_")
+
+    def refuse_cleartext(self) -> None:
+        """Raise unless the connection is encrypted or the network is declared closed: what a
+        service checks before it connects (clients of the tests and tools may read a local broker)."""
+        if not self.uses_tls and not self.closed_network:
+            raise ValueError(f"BILLING_KAFKA__SECURITY_PROTOCOL={self.security_protocol} sends records"
+                             f"{' and the SASL password' if self.uses_sasl else ''} in clear: use SASL_SSL (or SSL), "
+                             "or set BILLING_KAFKA__CLOSED_NETWORK=true on a closed test network")
 
     @model_validator(mode="after")
     def _credentials_complete(self) -> KafkaSettings:

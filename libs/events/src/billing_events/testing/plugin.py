@@ -123,7 +123,7 @@ def kafka_settings(bootstrap_servers: str, topic_prefix: str) -> KafkaSettings:
     # A group's first join takes half the session timeout on the embedded broker: keep it short.
     return KafkaSettings(
         bootstrap_servers=bootstrap_servers, topic_prefix=topic_prefix, partitions=3,
-        consumer_max_records=500, session_timeout_ms=2000, heartbeat_interval_ms=300,
+        consumer_max_records=500, session_timeout_ms=2000, heartbeat_interval_ms=300, closed_network=True,
     )
 
 
