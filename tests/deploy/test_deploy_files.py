@@ -807,6 +807,18 @@ def test_each_service_reads_what_it_consumes_in_its_own_group(tmp_path: Path) ->
         assert {acl.name for acl in mine if acl.resource == "group"} == {f"staging.{service}"}
 
 
+def test_the_secured_overlay_authorizes_every_principal_the_acls_name(tmp_path: Path) -> None:
+    """The brokers refuse whatever no ACL allows, and every principal the ACLs name is a user."""
+    overlay = yaml.safe_load(SECURED_OVERLAY.read_text())
+    principals = {acl.principal for acl in kafka_acls(tmp_path)}
+    for node in ("kafka-1", "kafka-2", "kafka-3"):
+        environment = compose_environment(overlay["services"][node])
+        assert environment["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        assert environment["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+        users = set(re.findall(r"\buser_([\w-]+)=", environment["KAFKA_LISTENER_NAME_SASL__SSL_PLAIN_SASL_JAAS_CONFIG"]))
+        assert principals | {"broker"} == users
+
+
 def test_nobody_but_the_topic_job_creates_topics(tmp_path: Path) -> None:
     creators = {acl.principal for acl in kafka_acls(tmp_path) if "Create" in acl.operations}
     assert creators == {"admin"}
