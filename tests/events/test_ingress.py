@@ -25,7 +25,7 @@ from billing_events.db import Database, upsert
 from billing_events.envelope import Envelope, Event
 from billing_events.money import Money
 from billing_events.schema import dead_letters, inbox, outbox, plumbing_metadata
-from billing_events.signing import Keyring
+from billing_events.signing import SIGNATURE_HEADERS, Keyring
 from billing_events.testing import signing
 from billing_events.testing.signing import signed_headers
 from billing_events.testing.clock import RunningClock
@@ -135,9 +135,9 @@ async def test_every_dead_letter_has_a_code_beside_its_reason_in_the_table_the_t
         (A.encode(), good.replace(b'"minor":500', b'"minor":-500'), "invalid_payload", "greater than zero"),
         (b"999999999999", good, "key_mismatch", "is not the envelope's account"),
     ]
-    await door.take(*(door.record(topics.PAYMENTS, value, key) for key, value, _, _ in bad),
-                    door.of(topics.PAYMENTS, envelope(payment("poison-1"))),
-                    door.of(topics.PAYMENTS, envelope(payment("limit-1", 500_000))))
+    signed = [door.of(topics.PAYMENTS, envelope(payment("poison-1"))),
+              door.of(topics.PAYMENTS, envelope(payment("limit-1", 500_000)))]
+    await door.take(*(door.record(topics.PAYMENTS, value, key) for key, value, _, _ in bad), *signed)
 
     letters = await door.letters()
     expected = [(code, part) for _, _, code, part in bad] + [
@@ -148,6 +148,11 @@ async def test_every_dead_letter_has_a_code_beside_its_reason_in_the_table_the_t
     messages = await door.letter_messages()
     assert [(body["code"], headers["code"]) for body, headers in messages] == [(c, c) for c, _ in expected]
     assert [body["reason"] for body, _ in messages] == [reason for _, _, reason in letters]
+    # a signed original's signature stays with it, so `billing dlq retry` sends it back as signed
+    kept = [{name: text for name, text in headers.items() if name.startswith("original_")} for _, headers in messages]
+    assert kept == [{}] * len(bad) + [{f"original_{name}": text.decode() for name, text in record.headers
+                                       if name in SIGNATURE_HEADERS} for record in signed]
+    assert all(set(found) == {"original_signature", "original_signature_kid"} for found in kept[len(bad):])
     assert await door.state() == {}
 
 

@@ -51,9 +51,8 @@ def signature(topic: str, key: bytes, value: bytes, producer: str) -> dict[str, 
     return signer.headers(topic, key, value) if signer else {}
 
 
-def signed_headers(envelope: Envelope[Any], value: bytes | None = None) -> list[tuple[str, bytes]]:
-    """An envelope's record headers, signed by its producer (over ``value``, default its own bytes)."""
-    body = envelope.to_bytes() if value is None else value
-    headers = {**envelope.kafka_headers(), **signature(envelope.topic, envelope.account.encode(), body,
+def signed_headers(envelope: Envelope[Any]) -> list[tuple[str, bytes]]:
+    """An envelope's record headers, signed by its producer."""
+    headers = {**envelope.kafka_headers(), **signature(envelope.topic, envelope.account.encode(), envelope.to_bytes(),
                                                         envelope.producer)}
     return [(name, text.encode()) for name, text in headers.items()]
