@@ -28,6 +28,11 @@ SIGNERS = {name: EnvelopeSigner(name, private) for name, (_, private) in _KEYS.i
 KEYRING = [entry for entry, _ in _KEYS.values()]
 
 
+def signing_settings(owner: str) -> dict[str, object]:
+    """The signing settings of a service the bench builds in-process, as ``owner``."""
+    return {"signing_private_key": _KEYS[owner][1], "signing_public_keys": KEYRING}
+
+
 def signing_environment(signatures: bool = True) -> dict[str, str]:
     """The ledger's signing settings for the run; ``signatures=False`` only for the comparison of
     their cost (``BILLING_ENVELOPE_SIGNATURES``)."""
