@@ -49,6 +49,10 @@ CONSUMERS = {
     topics.LEDGER_COMMANDS: ("ledger",),
 }
 """Who consumes what (each service's ``CONSUMES``): every one of them must refuse each message."""
+HANDLED_BY_EVERY_CONSUMER = (topics.IDENTITY, topics.PAYMENTS, topics.LEDGER_COMMANDS)
+"""Topics whose base event every consumer of the topic handles: a signature is checked only for an
+event the consumer takes (one it does not handle it skips unchecked), so only there does a
+forgery make a dead letter at each consumer."""
 MONEY = {topics.PAYMENTS: "amount", topics.LEDGER: "main", topics.TARIFF: "amount", topics.LEDGER_COMMANDS: "amount"}
 NOT_STATE = {"dead_letters", "outbox"}
 """What a refusal writes: the dead letter and the outbox row that publishes it."""
@@ -79,7 +83,9 @@ class Hostiles:
             kinds.append(self.conflicting_duplicate)
         if self.topic == topics.LEDGER_COMMANDS:
             kinds.append(self.over_the_limit)
-        return [*kinds, self.forged]
+        if self.topic in HANDLED_BY_EVERY_CONSUMER:
+            kinds.append(self.forged)
+        return kinds
 
     def _data(self) -> tuple[bytes, dict[str, Any]]:
         envelope = self.valid()
