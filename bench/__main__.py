@@ -240,6 +240,16 @@ def table(results: dict[str, Any]) -> Table:
         largest = max(mem[f"{name}_peak_rss_mib"] for name in LEDGER_PROCESSES if f"{name}_peak_rss_mib" in mem)
         grid.add_row("   largest ledger process peak RSS", f"{largest:,.0f} MiB", "", "", f"<= {limit} MiB",
                      mark(largest <= limit))
+    if signatures := results.get("signatures"):
+        consume = ing["ceiling_consume_us_per_message"]
+        grid.add_row(
+            "   CPU per movement, envelope signatures on / off (ledger + PostgreSQL + broker)",
+            f"{signatures['us_per_movement_signed']:,.0f} / {signatures['us_per_movement_unsigned']:,.0f} µs "
+            f"(ledger {signatures['ledger_us_per_movement_signed']:,.0f} / "
+            f"{signatures['ledger_us_per_movement_unsigned']:,.0f})",
+            f"alone: verify {signatures['verify_us']:.0f} µs + {signatures['signatures_per_movement']:.1f} x sign "
+            f"{signatures['sign_us']:.0f} µs = {signatures['alone_us_per_movement']:.0f} µs per movement",
+            f"{signatures['alone_us_per_movement'] / consume:.1f}x consume", "", "")
     if "ledger_us_per_movement" in cpu:
         parts = [*((name, f"ledger {name}") for name in LEDGER_PROCESSES), ("postgres", "PostgreSQL"), ("broker", "broker")]
         grid.add_row(

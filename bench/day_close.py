@@ -39,7 +39,7 @@ from tariff.settings import TariffSettings
 
 from bench.cpu import CpuMeter
 from bench.infra import Broker, Databases
-from bench.workload import account_number
+from bench.workload import account_number, signing_settings
 
 DAY = date(2026, 3, 10)
 """The billing day closed (the plans were activated the day before)."""
@@ -78,8 +78,9 @@ async def run(broker: Broker, databases: Databases, *, subscriptions: int,
               say: Callable[[str], None]) -> dict[str, Any]:
     url = await databases.create("tariff")
     settings = TariffSettings(
-        database_url=url, billing_clock_enabled=False,
-        kafka=KafkaSettings(bootstrap_servers=broker.bootstrap, topic_prefix=f"bench{uuid4().hex[:8]}."),
+        database_url=url, billing_clock_enabled=False, **signing_settings("tariff"),
+        kafka=KafkaSettings(bootstrap_servers=broker.bootstrap, topic_prefix=f"bench{uuid4().hex[:8]}.",
+                            closed_network=True),
     )
     clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
     runtime, ctx = build(settings, clock)

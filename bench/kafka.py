@@ -50,7 +50,8 @@ async def produce(bootstrap: str, prefix: str, messages: Sequence[Message]) -> f
     async with producer(bootstrap) as sender:
         pending = []
         for message in messages:
-            pending.append(await sender.send(f"{prefix}{message.topic}", message.value, key=message.key))
+            pending.append(await sender.send(f"{prefix}{message.topic}", message.value, key=message.key,
+                                             headers=message.headers))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
                 pending.clear()
@@ -122,7 +123,7 @@ async def send_steadily(sender: AIOKafkaProducer, prefix: str, messages: Sequenc
         if delay > 0:
             await asyncio.sleep(delay)
         sent[message.event_id] = time.perf_counter()
-        await sender.send(f"{prefix}{message.topic}", message.value, key=message.key)
+        await sender.send(f"{prefix}{message.topic}", message.value, key=message.key, headers=message.headers)
     await sender.flush()
     return sent
 

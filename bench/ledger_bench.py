@@ -9,6 +9,9 @@
 3. The ledger stops; the money movements are produced while it is down; a new ledger process
    starts and drains them. Throughput counts from its first posted transaction to its last
    (process start and the consumer group's join are reported apart); its peak RSS is sampled.
+4. What envelope signatures cost: the same ingestion into a fresh ledger with signatures off
+   (``BILLING_ENVELOPE_SIGNATURES=false``, for this comparison only), and one signature and one
+   verification timed alone, times what a movement takes of each.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from aiokafka import ConsumerRecord
 
 from billing_events import migrations, topics
 from billing_events.db import Database
+from billing_events.signing import Keyring
 
 from bench import kafka, workload
 from bench.cpu import CpuMeter
@@ -99,6 +103,7 @@ async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results:
     })
     if sizes.accounts_large:
         ingested["ingestion_large"] = await _ingest_among_many(broker, databases, sizes, results, say)
+    ingested["signatures"] = await _signature_cost(broker, databases, sizes, ingested, results, say)
     return {**ingested, "latency": latencies}
 
 
@@ -150,6 +155,7 @@ async def _ingest(broker: Broker, dsn: str, movements: Sequence[workload.Message
             "start_to_first_posting_s": moved_at - started,
             "start_to_all_posted_s": done_at - started,
             "last_posted_to_all_published_s": published_at - done_at,
+            "relayed_per_movement": await scalar(dsn, f"SELECT count(*) {relayed}") / max(posted, 1),
         },
         "cpu": _with_ledger_total(meter.report(posted), list(ledger.roles)),
         "memory": {"peak_rss_mib": sum(peak_rss.values()) / 2**20, "movements": len(movements),
@@ -168,24 +174,73 @@ registering a million through the ledger would take longer than the ingestion me
 async def _ingest_among_many(broker: Broker, databases: Databases, sizes: LedgerSizes, results: Path,
                              say: callable) -> dict[str, dict[str, float]]:
     """The same ingestion into a ledger holding ``accounts_large`` accounts: the cost per
-    movement as the accounts table and its index grow. The accounts are written straight into
+    movement as the accounts table and its index grow."""
+    say(f"ingestion among {sizes.accounts_large:,} accounts: opening them")
+    return await _ingest_fresh(broker, databases, "ledger_large", sizes.accounts_large,
+                               sizes.movements_large or sizes.movements, results, say)
+
+
+async def _ingest_fresh(broker: Broker, databases: Databases, purpose: str, accounts: int, movements: int,
+                        results: Path, say: callable, *, signatures: bool = True) -> dict[str, dict[str, float]]:
+    """An ingestion into a new ledger database and topics, its ``accounts`` written straight into
     the table (their opening facts are not in the journal, which ingestion never reads)."""
     prefix = f"bench{uuid4().hex[:8]}."
     await kafka.create_topics(broker.bootstrap, prefix)
-    url = await _migrated(databases, "ledger_large")
+    url = await _migrated(databases, purpose)
     dsn = asyncpg_dsn(url)
-    say(f"ingestion among {sizes.accounts_large:,} accounts: opening them")
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute(OPEN_ACCOUNTS, [workload.account_number(n) for n in range(sizes.accounts_large)])
+        await conn.execute(OPEN_ACCOUNTS, [workload.account_number(n) for n in range(accounts)])
         await conn.execute("ANALYZE accounts")
     finally:
         await conn.close()
-    movements = workload.money_movements(sizes.movements_large or sizes.movements, sizes.accounts_large)
-    figures = await _ingest(broker, dsn, movements, LedgerProcess(
-        bootstrap=broker.bootstrap, database_url=url, prefix=prefix, log_file=results / "ledger.log"), say)
+    figures = await _ingest(broker, dsn, workload.money_movements(movements, accounts), LedgerProcess(
+        bootstrap=broker.bootstrap, database_url=url, prefix=prefix, log_file=results / "ledger.log",
+        signatures=signatures), say)
     await databases.drop(url)
     return {**figures["ingestion"], "cpu": figures["cpu"], "memory": figures["memory"]}
+
+
+SIGNATURE_SAMPLES = 2_000
+
+
+async def _signature_cost(broker: Broker, databases: Databases, sizes: LedgerSizes,
+                          signed: dict[str, dict[str, float]], results: Path, say: callable) -> dict[str, float]:
+    """CPU per movement with and without envelope signatures. The difference of two runs carries
+    the machine's noise, so one signature and one verification are also timed alone: a movement
+    costs one verification (the payment or charge it takes) and one signature per record the
+    relay publishes for it."""
+    say(f"signatures: the same {sizes.movements:,} movements into a ledger with signatures off")
+    unsigned = await _ingest_fresh(broker, databases, "ledger_unsigned", sizes.accounts, sizes.movements, results,
+                                   say, signatures=False)
+    payment = workload.payment(0, 0)
+    signer = workload.SIGNERS["ledger"]
+    keyring = Keyring.from_entries(workload.KEYRING)
+    headers = dict(payment.headers)
+    started = time.process_time()
+    for _ in range(SIGNATURE_SAMPLES):
+        signer.headers(payment.topic, payment.key, payment.value)
+    sign_us = (time.process_time() - started) / SIGNATURE_SAMPLES * 1e6
+    started = time.process_time()
+    for _ in range(SIGNATURE_SAMPLES):
+        keyring.refusal(payment.topic, payment.key, payment.value, headers, "payments")
+    verify_us = (time.process_time() - started) / SIGNATURE_SAMPLES * 1e6
+    relayed = signed["ingestion"]["relayed_per_movement"]
+
+    def spent(cpu: dict[str, float]) -> float:
+        return sum(cpu.get(f"{part}_us_per_movement", 0.0) for part in ("ledger", "postgres", "broker"))
+
+    return {
+        "sign_us": sign_us,
+        "verify_us": verify_us,
+        "signatures_per_movement": relayed,
+        "alone_us_per_movement": verify_us + relayed * sign_us,
+        "ledger_us_per_movement_signed": signed["cpu"].get("ledger_us_per_movement", 0.0),
+        "ledger_us_per_movement_unsigned": unsigned["cpu"].get("ledger_us_per_movement", 0.0),
+        "us_per_movement_signed": spent(signed["cpu"]),
+        "us_per_movement_unsigned": spent(unsigned["cpu"]),
+        "movements_per_s_unsigned": unsigned["movements_per_s"],
+    }
 
 
 async def _migrated(databases: Databases, purpose: str) -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 import asyncpg
 import psutil
 
+from bench import workload
+
 ROLES = ("consumer", "consumer", "relay")
 """As deploy/ runs the ledger: two consumer instances sharing the partitions, and a relay."""
 
@@ -32,7 +34,7 @@ class LedgerProcess:
     """The ledger's processes (one per entry of ``roles``), started, sampled and stopped together."""
 
     def __init__(self, *, bootstrap: str, database_url: str, prefix: str, log_file: Path,
-                 max_records: int = 1000, roles: Sequence[str] = ROLES) -> None:
+                 max_records: int = 1000, roles: Sequence[str] = ROLES, signatures: bool = True) -> None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         campaigns_file = log_file.parent / "no-campaigns.json"
         campaigns_file.write_text("[]")  # no campaign: a payment is one transaction of 2 postings
@@ -40,6 +42,7 @@ class LedgerProcess:
             **os.environ,
             "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
             "BILLING_KAFKA__TOPIC_PREFIX": prefix,
+            "BILLING_KAFKA__CLOSED_NETWORK": "true",
             "BILLING_KAFKA__PARTITIONS": "12",
             "BILLING_KAFKA__CONSUMER_MAX_RECORDS": str(max_records),
             "BILLING_KAFKA__SESSION_TIMEOUT_MS": "3000",
@@ -49,6 +52,7 @@ class LedgerProcess:
             "BILLING_LEDGER_BONUS_CAMPAIGNS_FILE": str(campaigns_file),
             "BILLING_LOG_FORMAT": "json",
             "BILLING_LOG_LEVEL": "WARNING",
+            **workload.signing_environment(signatures),
         }
         self.log_file = log_file
         self.prefix = prefix

@@ -1,8 +1,10 @@
 """The messages of a run, encoded once up front so that producing them costs only the send.
 
-They are the suite's own envelopes (the same JSON :meth:`Envelope.to_bytes` writes); one of each
-kind is decoded with :func:`billing_events.envelope.decode` before a run, so a drift between this
-file and the catalog fails loudly instead of measuring dead letters.
+They are the suite's own envelopes (the same JSON :meth:`Envelope.to_bytes` writes), signed by
+their producer's key as each publisher signs them (keys made afresh for the run, listed in the
+ledger's keyring: :func:`signing_environment`); one of each kind is decoded with
+:func:`billing_events.envelope.decode` before a run, so a drift between this file and the catalog
+fails loudly instead of measuring dead letters.
 """
 
 from __future__ import annotations
@@ -15,8 +17,28 @@ from datetime import UTC, datetime
 from billing_contracts.accounts import luhn_check_digit
 from billing_events import topics
 from billing_events.envelope import decode
+from billing_events.signing import EnvelopeSigner, Keyring, generate_signing_key
 
 NOW = datetime(2026, 12, 10, 9, 0, tzinfo=UTC).isoformat()
+
+
+PUBLISHERS = ("identity", "payments", "tariff", "ledger")
+_KEYS = {name: generate_signing_key(name) for name in PUBLISHERS}
+SIGNERS = {name: EnvelopeSigner(name, private) for name, (_, private) in _KEYS.items()}
+KEYRING = [entry for entry, _ in _KEYS.values()]
+
+
+def signing_settings(owner: str) -> dict[str, object]:
+    """The signing settings of a service the bench builds in-process, as ``owner``."""
+    return {"signing_private_key": _KEYS[owner][1], "signing_public_keys": KEYRING}
+
+
+def signing_environment(signatures: bool = True) -> dict[str, str]:
+    """The ledger's signing settings for the run; ``signatures=False`` only for the comparison of
+    their cost (``BILLING_ENVELOPE_SIGNATURES``)."""
+    return {"BILLING_SIGNING_PUBLIC_KEYS": ",".join(KEYRING),
+            "BILLING_LEDGER_SIGNING_PRIVATE_KEY": _KEYS["ledger"][1],
+            "BILLING_ENVELOPE_SIGNATURES": str(signatures).lower()}
 
 
 @dataclass(frozen=True)
@@ -26,6 +48,13 @@ class Message:
     key: bytes
     value: bytes
     event_id: uuid.UUID
+    headers: list[tuple[str, bytes]]
+    """The producer's signature."""
+
+
+def _message(topic: str, key: bytes, value: bytes, event_id: uuid.UUID) -> Message:
+    signature = SIGNERS[topics.spec(topic).owner].headers(topic, key, value)
+    return Message(topic, key, value, event_id, [(name, text.encode()) for name, text in signature.items()])
 
 
 def account_number(index: int, first: int = 10_000_000_000) -> str:
@@ -53,7 +82,7 @@ def registration(index: int) -> Message:
         "account_number": number, "contract_number": f"D-2026-{index:07d}", "region": "moscow",
         "legal_status": "person", "masked_phone": "+7 *** ***-00-00", "sealed_contact": "c2VhbGVk",
     })
-    return Message(topics.IDENTITY, number.encode(), value, event_id)
+    return _message(topics.IDENTITY, number.encode(), value, event_id)
 
 
 def payment(index: int, account_index: int, minor: int = 50_000, tag: str = "p") -> Message:
@@ -62,7 +91,7 @@ def payment(index: int, account_index: int, minor: int = 50_000, tag: str = "p")
         "account_number": number, "channel": "terminal", "reference": f"{tag}-{index}",
         "amount": {"minor": minor, "currency": "RUB"}, "received_at": NOW,
     })
-    return Message(topics.PAYMENTS, number.encode(), value, event_id)
+    return _message(topics.PAYMENTS, number.encode(), value, event_id)
 
 
 def charge(index: int, account_index: int, minor: int = 1_000) -> Message:
@@ -73,7 +102,7 @@ def charge(index: int, account_index: int, minor: int = 1_000) -> Message:
         "amount": {"minor": minor, "currency": "RUB"}, "fee_kind": "subscription", "billing_day": "2026-12-10",
         "charged_for": {"item": "plan", "code": plan},
     }, version=2)
-    return Message(topics.TARIFF, number.encode(), value, event_id)
+    return _message(topics.TARIFF, number.encode(), value, event_id)
 
 
 def registrations(accounts: int) -> list[Message]:
@@ -88,6 +117,9 @@ def money_movements(count: int, accounts: int) -> list[Message]:
 
 
 def check_encoding() -> None:
+    keyring = Keyring.from_entries(KEYRING)
     for message in (registration(0), payment(0, 0), charge(1, 0)):
         envelope = decode(message.value)
         assert envelope.account.encode() == message.key, envelope
+        refusal = keyring.refusal(message.topic, message.key, message.value, dict(message.headers), envelope.producer)
+        assert refusal is None, refusal

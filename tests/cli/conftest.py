@@ -20,6 +20,7 @@ from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.clock import FileClock
 from billing_events.envelope import Envelope
 from billing_events.runtime import ServiceRuntime
+from billing_events.testing import signing
 from billing_events.testing.clock import CLOCK_FILE_SETTING, clock_file
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import TEST_OPERATOR, TEST_OPERATOR_PRIVATE_KEY, TEST_TOKEN_PRIVATE_KEY, eventually
@@ -94,5 +95,6 @@ async def cli(make_settings: Any, bootstrap_servers: str, tmp_path: Any) -> Asyn
             "BILLING_LEDGER_URL": f"http://127.0.0.1:{runtime.http_port}",
             "BILLING_DATA_DIR": str(tmp_path / "cli"),
             **shared_clock,
+            **signing.environment(),
         }
         yield Cli(runtime, ledger, env)

@@ -118,8 +118,8 @@ async def test_dead_letter_list_show_and_retry(cli: Any) -> None:
     shown = await cli.json("dlq", "show", letter["ref"])
     assert "RUR" in shown["original"] and shown["code"] == "invalid_payload"
     fixed = cli.env["BILLING_DATA_DIR"] + "-fixed.json"
-    with open(fixed, "wb") as handle:
-        handle.write(envelope.to_bytes())
+    with open(fixed, "wb") as handle:  # the operator's message, signed by the CLI's key: it names `cli`
+        handle.write(envelope.model_copy(update={"producer": "cli"}).to_bytes())
     code, out, err = await cli("dlq", "retry", letter["ref"], "--with", fixed)
     assert code == 0, err
     await eventually(lambda: _equals(cli, A, 4_200), what="the fixed payment posted")

@@ -38,6 +38,7 @@ from billing_events.admin import main as admin_main
 from billing_events.auth import generate_token_keypair, public_key_of
 from billing_events.sealing import generate_keypair
 from billing_events.settings import ServiceSettings
+from billing_events.signing import generate_signing_key
 from billing_events.topics import EVENT_TOPICS, dead_letter_spec
 from identity.settings import IdentitySettings
 from ledger.settings import LedgerSettings
@@ -110,6 +111,8 @@ def secret_sample(variable: str) -> str:
         return public_key_of(TOKEN_SAMPLE) if variable.endswith("PUBLIC_KEYS") else TOKEN_SAMPLE
     if variable == "BILLING_OPERATOR_KEYS":
         return f"ops={public_key_of(TOKEN_SAMPLE)}"
+    if variable == "BILLING_SIGNING_PUBLIC_KEYS":
+        return ",".join(generate_signing_key(owner)[0] for owner in SERVICES)
     if variable.endswith("_KEY"):
         return base64.b64encode(bytes(range(32))).decode()
     return "sample-secret"
@@ -248,6 +251,22 @@ def test_compose_file_follows_the_compose_specification() -> None:
 SECURED_OVERLAY = DEPLOY / "compose.kafka-secured.yaml"
 
 
+@pytest.mark.parametrize("container", [c for c in ALL_CONTAINERS if c.module in READERS], ids=lambda c: c.where)
+def test_kafka_in_clear_only_on_the_closed_compose_network(container: Container,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kubernetes reaches Kafka over SASL_SSL as a user of the process's own; the Compose file's
+    clear listeners are on its own network alone, which it says (the secured overlay: SASL_SSL)."""
+    settings = load_settings(READERS[container.module], container.resolved(), monkeypatch)
+    if container.where.startswith("k8s:"):
+        assert settings.kafka.security_protocol == "SASL_SSL" and not settings.kafka.closed_network
+        expected_user = "admin" if container.module == "billing_events.admin" else container.module
+        assert settings.kafka.sasl_username == expected_user, container.where
+        assert str(settings.kafka.sasl_password_file).startswith("/etc/billing/kafka-user/")
+    else:
+        assert settings.kafka.closed_network
+    settings.kafka.refuse_cleartext()
+
+
 def test_the_secured_kafka_overlay_secures_every_billing_process(monkeypatch: pytest.MonkeyPatch) -> None:
     overlay = yaml.safe_load(SECURED_OVERLAY.read_text())
     assert compose_errors(overlay) == []
@@ -262,6 +281,7 @@ def test_the_secured_kafka_overlay_secures_every_billing_process(monkeypatch: py
         assert str(settings.kafka.sasl_password_file).startswith("/run/secrets/")
         assert str(settings.kafka.ssl_ca_file).startswith("/run/secrets/")
         assert settings.kafka.sasl_password is None  # from the mounted file, never written in the file
+        assert not settings.kafka.closed_network
     for node in ("kafka-1", "kafka-2", "kafka-3"):
         environment = compose_environment(overlay["services"][node])
         assert environment["KAFKA_ADVERTISED_LISTENERS"] == f"SASL_SSL://{node}:19092"
@@ -318,6 +338,16 @@ def test_the_values_make_production_settings(container: Container, monkeypatch: 
         assert settings.database_url, f"{container.where} would fall back to a SQLite file"
     if container.module in SERVICES and settings.process_role != "relay":  # a relay serves no API
         assert settings.token_public_keys, f"{container.where} would refuse every API call"
+        assert settings.signing_keyring().keys, f"{container.where} would dead-letter every record it consumes"
+    if container.module in SERVICES and settings.process_role != "consumer":  # it publishes
+        assert settings.envelope_signer().owner == container.module
+
+
+@pytest.mark.parametrize("container", [c for c in ALL_CONTAINERS if c.module in SERVICES], ids=lambda c: c.where)
+def test_each_service_holds_its_own_signing_key_only(container: Container) -> None:
+    """A compromised pod can sign as its own service, never as another."""
+    held = {name for name in container.environment if name.endswith("_SIGNING_PRIVATE_KEY")}
+    assert held <= {f"BILLING_{container.module.upper()}_SIGNING_PRIVATE_KEY"}, container.where
 
 
 @pytest.mark.parametrize("container", k8s_containers(), ids=lambda c: c.where)
@@ -680,7 +710,7 @@ def test_network_policies_deny_by_default_and_open_only_what_the_services_use() 
         doc = next(d for d in k8s_resources() if f"{d['kind']}/{d['metadata']['name']}" == where)
         labels = doc["spec"]["template"]["metadata"]["labels"]
         gateways = {587, 443} if labels["app.kubernetes.io/name"] == "notifier" else set()
-        assert _allowed_ports(labels, "Egress") == {53, 5432, 9092, 9093} | gateways, where  # DNS, PostgreSQL, Kafka
+        assert _allowed_ports(labels, "Egress") == {53, 5432, 9093} | gateways, where  # DNS, PostgreSQL, Kafka over TLS
         served = {port["containerPort"] for container in pod["containers"] for port in container.get("ports", [])}
         ingress = _allowed_ports(labels, "Ingress")
         assert served <= ingress <= {8080, 8081, 9090, 9091}, where  # only the HTTP and metrics ports
@@ -823,6 +853,18 @@ def test_each_service_reads_what_it_consumes_in_its_own_group(tmp_path: Path) ->
         mine = [acl for acl in acls if acl.principal == service and "Read" in acl.operations]
         assert {acl.name for acl in mine if acl.resource == "topic"} == {f"staging.{topic}" for topic in consumed}
         assert {acl.name for acl in mine if acl.resource == "group"} == {f"staging.{service}"}
+
+
+def test_the_secured_overlay_authorizes_every_principal_the_acls_name(tmp_path: Path) -> None:
+    """The brokers refuse whatever no ACL allows, and every principal the ACLs name is a user."""
+    overlay = yaml.safe_load(SECURED_OVERLAY.read_text())
+    principals = {acl.principal for acl in kafka_acls(tmp_path)}
+    for node in ("kafka-1", "kafka-2", "kafka-3"):
+        environment = compose_environment(overlay["services"][node])
+        assert environment["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        assert environment["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+        users = set(re.findall(r"\buser_([\w-]+)=", environment["KAFKA_LISTENER_NAME_SASL__SSL_PLAIN_SASL_JAAS_CONFIG"]))
+        assert principals | {"broker"} == users
 
 
 def test_nobody_but_the_topic_job_creates_topics(tmp_path: Path) -> None:

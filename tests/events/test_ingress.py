@@ -25,6 +25,9 @@ from billing_events.db import Database, upsert
 from billing_events.envelope import Envelope, Event
 from billing_events.money import Money
 from billing_events.schema import dead_letters, inbox, outbox, plumbing_metadata
+from billing_events.signing import SIGNATURE_HEADERS, Keyring
+from billing_events.testing import signing
+from billing_events.testing.signing import signed_headers
 from billing_events.testing.clock import RunningClock
 from billing_events.topics import TopicNames
 
@@ -52,15 +55,17 @@ class Door:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.consumer = EventConsumer(name="counter", db=db, handler=EventRouter({PaymentReceived: on_payment}),
-                                      topics=names, clock=clock)
+                                      topics=names, clock=clock, keyring=Keyring.from_entries(signing.PUBLIC_KEYS))
         self.offset = 0
 
-    def record(self, topic: str, value: bytes | None, key: bytes | None) -> ConsumerRecord[bytes, bytes]:
+    def record(self, topic: str, value: bytes | None, key: bytes | None,
+               headers: list[tuple[str, bytes]] | None = None) -> ConsumerRecord[bytes, bytes]:
         self.offset += 1
-        return ConsumerRecord(names(topic), 0, self.offset, 0, 0, key, value, None, 0, 0, [])
+        return ConsumerRecord(names(topic), 0, self.offset, 0, 0, key, value, None, 0, 0, headers or [])
 
     def of(self, topic: str, envelope: Envelope[Any]) -> ConsumerRecord[bytes, bytes]:
-        return self.record(topic, envelope.to_bytes(), envelope.account.encode())
+        """``envelope`` as its producer publishes it: signed (by the tests' key of that producer)."""
+        return self.record(topic, envelope.to_bytes(), envelope.account.encode(), signed_headers(envelope))
 
     async def take(self, *records: ConsumerRecord[bytes, bytes]) -> None:
         await self.consumer.process(records)
@@ -130,9 +135,9 @@ async def test_every_dead_letter_has_a_code_beside_its_reason_in_the_table_the_t
         (A.encode(), good.replace(b'"minor":500', b'"minor":-500'), "invalid_payload", "greater than zero"),
         (b"999999999999", good, "key_mismatch", "is not the envelope's account"),
     ]
-    await door.take(*(door.record(topics.PAYMENTS, value, key) for key, value, _, _ in bad),
-                    door.of(topics.PAYMENTS, envelope(payment("poison-1"))),
-                    door.of(topics.PAYMENTS, envelope(payment("limit-1", 500_000))))
+    signed = [door.of(topics.PAYMENTS, envelope(payment("poison-1"))),
+              door.of(topics.PAYMENTS, envelope(payment("limit-1", 500_000)))]
+    await door.take(*(door.record(topics.PAYMENTS, value, key) for key, value, _, _ in bad), *signed)
 
     letters = await door.letters()
     expected = [(code, part) for _, _, code, part in bad] + [
@@ -143,6 +148,11 @@ async def test_every_dead_letter_has_a_code_beside_its_reason_in_the_table_the_t
     messages = await door.letter_messages()
     assert [(body["code"], headers["code"]) for body, headers in messages] == [(c, c) for c, _ in expected]
     assert [body["reason"] for body, _ in messages] == [reason for _, _, reason in letters]
+    # a signed original's signature stays with it, so `billing dlq retry` sends it back as signed
+    kept = [{name: text for name, text in headers.items() if name.startswith("original_")} for _, headers in messages]
+    assert kept == [{}] * len(bad) + [{f"original_{name}": text.decode() for name, text in record.headers
+                                       if name in SIGNATURE_HEADERS} for record in signed]
+    assert all(set(found) == {"original_signature", "original_signature_kid"} for found in kept[len(bad):])
     assert await door.state() == {}
 
 

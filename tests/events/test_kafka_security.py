@@ -18,6 +18,7 @@ import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -34,6 +35,7 @@ from billing_events.admin import AdminSettings, describe_topics
 from billing_events.embedded import EmbeddedBroker, free_port
 from billing_events.kafka import client_options, ensure_topics, make_broker
 from billing_events.settings import KafkaSettings
+from billing_events.testing import signing
 from billing_events.topics import TopicNames, TopicSpec
 from ledger.settings import LedgerSettings
 
@@ -244,3 +246,23 @@ def test_plaintext_is_the_default_and_adds_nothing() -> None:
 def test_incomplete_or_contradictory_security_settings_are_refused(fields: dict[str, str], complaint: str) -> None:
     with pytest.raises(ValidationError, match=complaint):
         KafkaSettings.model_validate(fields)
+
+
+@pytest.mark.parametrize("protocol, credentials", [
+    ("PLAINTEXT", {}), ("SASL_PLAINTEXT", {"sasl_username": "ledger", "sasl_password": "s3cret"})])
+async def test_a_service_refuses_kafka_in_clear_unless_on_a_closed_network(
+        protocol: str, credentials: dict[str, str], tmp_path: Path) -> None:
+    from ledger.app import build
+
+    from billing_events.clock import ManualClock
+
+    def ledger(**kafka: Any) -> None:
+        settings = LedgerSettings(kafka=KafkaSettings(security_protocol=protocol, **credentials, **kafka),
+                                  data_dir=tmp_path, **signing.settings_values("ledger"))
+        build(settings, ManualClock(datetime.datetime(2026, 12, 10, tzinfo=datetime.UTC)))
+
+    with pytest.raises(ValueError, match=f"SECURITY_PROTOCOL={protocol} sends records.*CLOSED_NETWORK=true") as refused:
+        ledger()
+    assert ("SASL password" in str(refused.value)) == (protocol == "SASL_PLAINTEXT")
+    assert "s3cret" not in str(refused.value)
+    ledger(closed_network=True)  # the embedded suite and the tests: the broker on a closed network

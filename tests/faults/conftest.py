@@ -47,8 +47,10 @@ from billing_events.kafka import ensure_topics
 from billing_events.money import Money
 from billing_events.schema import dead_letters, inbox, outbox
 from billing_events.settings import KafkaSettings
+from billing_events.testing import signing
 from billing_events.testing.clock import RunningClock, clock_file
 from billing_events.testing.processes import ServiceProcess
+from billing_events.testing.signing import signed_headers
 from billing_events.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
 from ledger import store
 from ledger.domain import FactKind
@@ -266,6 +268,8 @@ class LedgerDeployment:
             "BILLING_DATA_DIR": str(self.workdir / "data"),
             "BILLING_LOG_LEVEL": "INFO",
             **clock_file(self.workdir / "clock.json"),
+            **signing.environment(),
+            "BILLING_KAFKA__CLOSED_NETWORK": "true",
             **extra,
         }
 
@@ -302,13 +306,17 @@ class AckedProducer:
         self.ends: dict[tuple[str, int], int] = {}
 
     async def send_many(self, topic: str, envelopes: Sequence[Envelope[Any]]) -> list[tuple[str, int, int]]:
-        return await self.send_raw_many(topic, [(e.account.encode(), e.to_bytes()) for e in envelopes])
+        """Each envelope signed by its producer's test key."""
+        return await self.send_raw_many(topic, [(e.account.encode(), e.to_bytes()) for e in envelopes],
+                                        [signed_headers(e) for e in envelopes])
 
     async def send_raw_many(
-        self, topic: str, messages: Sequence[tuple[bytes | None, bytes | None]]
+        self, topic: str, messages: Sequence[tuple[bytes | None, bytes | None]],
+        headers: Sequence[list[tuple[str, bytes]]] | None = None,
     ) -> list[tuple[str, int, int]]:
         """Send in order; returns where each message landed: (topic, partition, offset)."""
-        futures = [await self._producer.send(topic, value, key=key) for key, value in messages]
+        futures = [await self._producer.send(topic, value, key=key, headers=headers[n] if headers else None)
+                   for n, (key, value) in enumerate(messages)]
         landed = []
         for metadata in await asyncio.gather(*futures):
             partition = (metadata.topic, metadata.partition)
@@ -453,7 +461,9 @@ class Suite:
         self.secrets = dev_secrets(data_dir)  # made once per data folder, as `billing up` does
         env = {
             **self.secrets,
+            **signing.trusting_tests_too(self.secrets),
             "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
+            "BILLING_KAFKA__CLOSED_NETWORK": "true",
             "BILLING_KAFKA__TOPIC_PREFIX": prefix,
             "BILLING_KAFKA__PARTITIONS": "3",
             "BILLING_KAFKA__SESSION_TIMEOUT_MS": "2000",

@@ -6,7 +6,9 @@ messages of every kind go to every consumed topic: raw bytes, broken JSON, envel
 field missing, unknown event types and versions, payloads that break their schema, amounts out
 of range or over the per-movement limit, message keys that are not the envelope's account,
 events of another topic, envelopes from a producer that does not own the topic, reused event ids
-carrying another payload, and payments repeated under a new id with another amount.
+carrying another payload, payments repeated under a new id with another amount, and forgeries (a valid envelope in its
+owner's name, unsigned). The other kinds come signed by the producer they name, as an adapter
+gone hostile would sign them: they are refused for what they say.
 
 Every service that consumes the topic dead-letters each of them with the expected code, and no
 row of any service's state changes (every table of every database but the dead letters and the
@@ -33,6 +35,7 @@ from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem
 from billing_events.envelope import REGISTRY, Envelope
 from billing_events.money import Money
 from billing_events.sealing import seal
+from billing_events.testing import signing
 from billing_events.testing.kafka_probe import TopicReader
 from billing_events.testing.plugin import eventually
 
@@ -46,6 +49,10 @@ CONSUMERS = {
     topics.LEDGER_COMMANDS: ("ledger",),
 }
 """Who consumes what (each service's ``CONSUMES``): every one of them must refuse each message."""
+HANDLED_BY_EVERY_CONSUMER = (topics.IDENTITY, topics.PAYMENTS, topics.LEDGER_COMMANDS)
+"""Topics whose base event every consumer of the topic handles: a signature is checked only for an
+event the consumer takes (one it does not handle it skips unchecked), so only there does a
+forgery make a dead letter at each consumer."""
 MONEY = {topics.PAYMENTS: "amount", topics.LEDGER: "main", topics.TARIFF: "amount", topics.LEDGER_COMMANDS: "amount"}
 NOT_STATE = {"dead_letters", "outbox"}
 """What a refusal writes: the dead letter and the outbox row that publishes it."""
@@ -76,6 +83,8 @@ class Hostiles:
             kinds.append(self.conflicting_duplicate)
         if self.topic == topics.LEDGER_COMMANDS:
             kinds.append(self.over_the_limit)
+        if self.topic in HANDLED_BY_EVERY_CONSUMER:
+            kinds.append(self.forged)
         return kinds
 
     def _data(self) -> tuple[bytes, dict[str, Any]]:
@@ -132,6 +141,11 @@ class Hostiles:
     def not_the_owner(self) -> Hostile:
         return self._changed(lambda d: d.update(producer=self.rng.choice(["payments", "intruder", "cli"])),
                              "wrong_topic")
+
+    def forged(self) -> Hostile:
+        """A valid envelope in its owner's name, from someone who holds none of the listed keys."""
+        envelope = self.valid()
+        return envelope.account.encode(), envelope.to_bytes(), "bad_signature"
 
     def conflicting_duplicate(self) -> Hostile:
         """A new event for a payment (channel + reference) that was credited, with another amount."""
@@ -197,7 +211,8 @@ async def test_hostile_messages_on_every_consumed_topic_change_nothing_and_each_
         kinds = source.kinds()
         count = HOSTILE // len(CONSUMERS)
         messages = [kind() for kind in kinds] + [traffic.rng.choice(kinds)() for _ in range(count - len(kinds))]
-        landed = await producer.send_raw_many(f"{prefix}{topic}", [(key, value) for key, value, _ in messages])
+        landed = await producer.send_raw_many(f"{prefix}{topic}", [(key, value) for key, value, _ in messages],
+                                              [_signed_as_named(topic, *message) for message in messages])
         expected.update({where: code for where, (_, _, code) in zip(landed, messages, strict=True)})
         sent.update(code for _, _, code in messages)
     wanted = {service: sum(1 for (topic, _, _) in expected if service in CONSUMERS[topic.removeprefix(prefix)])
@@ -234,6 +249,17 @@ async def test_hostile_messages_on_every_consumed_topic_change_nothing_and_each_
     await eventually(lambda: suite.balance(accounts[0]) == 104_200, what="a payment after the flood")
     print(f"\nhostile: {sum(sent.values())} sent ({dict(sent)}); dead letters: {wanted}; "
           f"state changes: {sum(changed.values())}")
+
+
+def _signed_as_named(topic: str, key: bytes | None, value: bytes, code: str) -> list[tuple[str, bytes]]:
+    """Signed as the producer a message names would sign it (an adapter gone hostile: its
+    messages must be refused for what they say, not for a missing signature); a forgery, not."""
+    try:
+        producer = json.loads(value)["producer"]
+        headers = {} if code == "bad_signature" else signing.signature(topic, key or b"", value, producer)
+    except (ValueError, TypeError, KeyError):  # unreadable, not an object, no (usable) producer
+        return []
+    return [(name, text.encode()) for name, text in headers.items()]
 
 
 def _payload(topic: str, number: str, now: datetime) -> Any:

@@ -60,6 +60,7 @@ class MakeRun:
     async def start(self) -> None:
         self.broker = EmbeddedBroker(log_file=self.data_dir / "broker.log").start()
         env = {**self.secrets, "BILLING_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+               "BILLING_KAFKA__CLOSED_NETWORK": "true",
                "BILLING_KAFKA__PARTITIONS": "3", "BILLING_KAFKA__SESSION_TIMEOUT_MS": "2000",
                "BILLING_KAFKA__HEARTBEAT_INTERVAL_MS": "300", "BILLING_DATA_DIR": str(self.data_dir.resolve()), **self.clock}
         self.processes = {name: ServiceProcess(name, {**env, "BILLING_HTTP_PORT": str(self.ports[name])},

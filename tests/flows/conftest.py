@@ -20,6 +20,7 @@ from billing_events.embedded import EmbeddedBroker
 from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair
 from billing_events.settings import KafkaSettings
+from billing_events.testing import signing
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import TEST_OPERATOR, TEST_OPERATOR_PRIVATE_KEY, TEST_TOKEN_PRIVATE_KEY, operations_token
 from identity.app import build as build_identity
@@ -122,6 +123,7 @@ class Suite:
             "BILLING_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
             "BILLING_KAFKA__TOPIC_PREFIX": self.ledger.settings.kafka.topic_prefix,
             "BILLING_TOKEN_PRIVATE_KEY": TEST_TOKEN_PRIVATE_KEY,
+            **signing.environment(),  # `billing do pay` signs as the channel `cli`
             "BILLING_LEDGER_DATABASE_URL": self.ledger.settings.resolved_database_url(),
             **{f"BILLING_{name.upper()}_URL": f"http://127.0.0.1:{runtime.http_port}"
                for name, runtime in (("ledger", self.ledger), ("identity", self.identity),

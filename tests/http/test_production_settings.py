@@ -105,6 +105,7 @@ def _defaults(kafka: KafkaSettings, tmp_path: Path) -> dict[str, tuple[dict[str,
                                "BILLING_TOKEN_PUBLIC_KEYS"),
         "API docs on": ({"api_docs": True}, "BILLING_API_DOCS"),
         "metrics on the API port": ({"metrics_port": None, "http_port": 0}, "BILLING_METRICS_PORT"),
+        "unsigned envelopes": ({"envelope_signatures": False}, "BILLING_ENVELOPE_SIGNATURES"),
     }
 
 

@@ -112,15 +112,17 @@ def pay(
     clock = settings.clock()
     payment = PaymentReceived(account_number=number, channel=channel, amount=money, received_at=clock.now(),
                               reference=reference or f"cli-{datetime.now(UTC):%Y%m%d%H%M%S%f}")
-    envelope = Envelope.new(payment, account=number, producer="cli", clock=clock)
+    signer = settings.signer()
+    envelope = Envelope.new(payment, account=number, producer=signer.owner, clock=clock)
+    value, key = envelope.to_bytes(), number.encode()
+    headers = {**envelope.kafka_headers(), **signer.headers(topics.PAYMENTS, key, value)}
 
     async def send() -> None:
         producer = AIOKafkaProducer(**settings.broker_options(), request_timeout_ms=10_000)
         await producer.start()
         try:
-            await producer.send_and_wait(TopicNames(settings.topic_prefix)(topics.PAYMENTS), envelope.to_bytes(),
-                                         key=number.encode(),
-                                         headers=[(k, v.encode()) for k, v in envelope.kafka_headers().items()])
+            await producer.send_and_wait(TopicNames(settings.topic_prefix)(topics.PAYMENTS), value, key=key,
+                                         headers=[(k, v.encode()) for k, v in headers.items()])
         finally:
             await producer.stop()
 

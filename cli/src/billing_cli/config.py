@@ -14,6 +14,7 @@ from billing_events.auth import OperatorSigner, TokenKeys, Tokens, scopes_of
 from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.clock import Clock, FileClock, SystemClock
 from billing_events.settings import KafkaSettings
+from billing_events.signing import EnvelopeSigner
 
 SUITE_FILE = "suite.json"
 DEFAULT_OPERATOR = "operations"
@@ -36,6 +37,9 @@ class CliSettings(BaseSettings):
         default=None, validation_alias="BILLING_TOKEN_PRIVATE_KEY",
         description="Identity's signing key: only `billing token` (minting a subscriber's or a platform service's"
                     " token where identity's key is kept) reads it; operators never need it")
+    signing_private_key: str | None = Field(
+        default=None, validation_alias="BILLING_CLI_SIGNING_PRIVATE_KEY",
+        description="The key `billing pay` signs its payments with, as a payment channel (producer `cli`)")
     ledger_url: str | None = None
     identity_url: str | None = None
     tariff_url: str | None = None
@@ -90,12 +94,27 @@ class CliSettings(BaseSettings):
             fail(f"operator key {path}: {exc}", Exit.USAGE)
         return signer.issue(services, [scope for service in services for scope in scopes_of(service)])[0]
 
+    def _secret(self, value: str | None, variable: str) -> str | None:
+        """``value`` if set, else what `billing up` made for ``variable`` in the data folder."""
+        if value is not None:
+            return value
+        secrets = self.data_dir / "dev-secrets.json"
+        return json.loads(secrets.read_text()).get(variable) if secrets.exists() else None
+
+    def signer(self) -> EnvelopeSigner:
+        """The CLI's signing key, as a payment channel's, from the environment or `billing up`'s."""
+        key = self._secret(self.signing_private_key, "BILLING_CLI_SIGNING_PRIVATE_KEY")
+        if key is None:
+            fail("no signing key: set BILLING_CLI_SIGNING_PRIVATE_KEY (or run `billing up` for the embedded suite)",
+                 Exit.USAGE)
+        try:
+            return EnvelopeSigner("cli", key)
+        except ValueError as exc:
+            fail(f"BILLING_CLI_SIGNING_PRIVATE_KEY: {exc}", Exit.USAGE)
+
     def tokens(self, clock: Clock | None = None) -> Tokens:
         """Minting with the token private key, from the environment or from what `billing up` made."""
-        key = self.token_private_key
-        if key is None:
-            secrets = self.data_dir / "dev-secrets.json"
-            key = json.loads(secrets.read_text()).get("BILLING_TOKEN_PRIVATE_KEY") if secrets.exists() else None
+        key = self._secret(self.token_private_key, "BILLING_TOKEN_PRIVATE_KEY")
         if key is None:
             fail("no token private key: set BILLING_TOKEN_PRIVATE_KEY (or run `billing up` for the embedded suite)",
                  Exit.USAGE)

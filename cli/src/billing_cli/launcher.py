@@ -25,8 +25,11 @@ from billing_cli.config import CLOCK_FILE, DEFAULT_OPERATOR, DEFAULT_PORTS, OPER
 from billing_events.auth import generate_token_keypair
 from billing_events.embedded import EmbeddedBroker
 from billing_events.sealing import generate_keypair
+from billing_events.signing import generate_signing_key
 
 SERVICES = ("ledger", "identity", "tariff", "notifier")
+PUBLISHERS = (*SERVICES, "cli")
+"""Who signs what it publishes: the services, and the CLI's ``billing pay`` (a payment channel)."""
 DEV_SECRETS_FILE = "dev-secrets.json"
 COLOURS = {"ledger": "green", "identity": "magenta", "tariff": "cyan", "notifier": "yellow", "broker": "blue"}
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -47,10 +50,11 @@ def _pump(name: str, stream: object, ready: threading.Event) -> None:
 
 def dev_secrets(data_dir: Path) -> dict[str, str]:
     """Keys for the embedded default, made once per data folder (production takes them from
-    its secret store): the notifier's sealing key pair, identity's personal-data keys and the
-    token key pair, and the key of its operator (``operations``, whose private half is the CLI's
-    default operator key file, the public half the services' operator key ring). A folder made
-    before a key existed gets that key added."""
+    its secret store): the notifier's sealing key pair, identity's personal-data keys, the token
+    key pair, the key of its operator (``operations``, whose private half is the CLI's default
+    operator key file, the public half the services' operator key ring), and each publisher's
+    envelope signing key with the keyring listing them all. A folder made before a key existed
+    gets that key added."""
     path = data_dir / DEV_SECRETS_FILE
     kept = dict(json.loads(path.read_text())) if path.exists() else {}
     operator_key = data_dir / OPERATOR_KEY_FILE
@@ -69,12 +73,23 @@ def dev_secrets(data_dir: Path) -> dict[str, str]:
         "BILLING_PII_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "BILLING_TOKEN_PUBLIC_KEYS": token_public,
         "BILLING_TOKEN_PRIVATE_KEY": token_private,
+        **_signing_keys(kept),
         **kept,
     }
     if values != kept:
         path.write_text(json.dumps(values, indent=2))
         path.chmod(0o600)
     return values
+
+
+def _signing_keys(kept: dict[str, str]) -> dict[str, str]:
+    """Every publisher's signing key and the keyring (made together: a folder that has the
+    keyring has every key it lists)."""
+    if "BILLING_SIGNING_PUBLIC_KEYS" in kept:
+        return {}
+    keys = {name: generate_signing_key(name) for name in PUBLISHERS}
+    return {"BILLING_SIGNING_PUBLIC_KEYS": ",".join(entry for entry, _ in keys.values()),
+            **{f"BILLING_{name.upper()}_SIGNING_PRIVATE_KEY": private for name, (_, private) in keys.items()}}
 
 
 def run_suite(
@@ -96,6 +111,7 @@ def run_suite(
         "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
         "BILLING_DATA_DIR": str(data_dir.resolve()),
         "BILLING_CLOCK_FILE": str(clock_file),  # the clock `billing clock` moves; never set in production
+        "BILLING_KAFKA__CLOSED_NETWORK": "true",  # the embedded broker, on this machine's loopback
         "PYTHONUNBUFFERED": "1",
     }
     env.setdefault("BILLING_KAFKA__SESSION_TIMEOUT_MS", "6000")

@@ -528,9 +528,10 @@ def dlq_show(ref: Annotated[str, typer.Argument(help="consumer/offset, as `dlq l
 @dlq_app.command("retry")
 def dlq_retry(
     ref: Annotated[str, typer.Argument(help="consumer/offset, as `dlq list` shows")],
-    replacement: Annotated[Path | None, typer.Option("--with", help="Send this file's bytes instead (the fixed message)")] = None,
+    replacement: Annotated[Path | None, typer.Option("--with", help="Send this file's bytes instead (the fixed message, signed by the "
+                                                         "CLI's key: its envelope names producer `cli`)")] = None,
 ) -> None:
-    """Send a dead letter back to the topic it came from (as it was, or fixed)."""
+    """Send a dead letter back to the topic it came from (as it was, with its producer's signature; or fixed)."""
     from billing_cli import watch
 
     body = replacement.read_bytes() if replacement else None

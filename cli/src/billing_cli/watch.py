@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from billing_cli.config import CliSettings
 from billing_cli.history import summary
 from billing_cli.output import Exit, console, emit_json, errors, fail
+from billing_events.deadletter import ORIGINAL
 from billing_events.envelope import InvalidEvent, decode
 from billing_events.refusal import RefusalCode
 from billing_events.topics import TopicNames, dead_letter_topic
@@ -98,6 +99,8 @@ class DeadLetterView:
     consumer: str
     offset: int
     body: dict[str, Any]
+    original_signature: dict[str, str]
+    """The original record's signature headers, as the dead-letter record kept them."""
 
     @property
     def ref(self) -> str:
@@ -133,6 +136,10 @@ class DeadLetterView:
                 "source": self.body.get("source"), "event_type": self.event_type, "key": self.body.get("key")}
 
 
+def _original_signature(headers: Any) -> dict[str, str]:
+    return {name.removeprefix(ORIGINAL): text.decode() for name, text in headers or () if name.startswith(ORIGINAL)}
+
+
 async def _read_dead_letters(settings: CliSettings, consumers: tuple[str, ...]) -> list[DeadLetterView]:
     names = TopicNames(settings.topic_prefix)
     consumer = AIOKafkaConsumer(**settings.broker_options(), enable_auto_commit=False)
@@ -145,7 +152,7 @@ async def _read_dead_letters(settings: CliSettings, consumers: tuple[str, ...]) 
             return []
         letters = [
             DeadLetterView(record.topic.removeprefix(settings.topic_prefix).split(".")[1], record.offset,
-                           json.loads(record.value))
+                           json.loads(record.value), _original_signature(record.headers))
             for record in await read_from_beginning(consumer, partitions)
         ]
         return sorted(letters, key=lambda letter: letter.when)
@@ -178,11 +185,17 @@ async def retry(settings: CliSettings, ref: str, replacement: bytes | None) -> s
         fail(f"{ref}: the original ({letter.body.get('original_size')} bytes) {kept} with --with FILE", Exit.REFUSED)
     topic = letter.body["source"]["topic"]
     key = letter.body.get("key")
+    encoded_key = key.encode() if key else b""
+    if replacement is None:  # the original, as its producer signed it
+        value, headers = letter.original, letter.original_signature
+    else:  # a corrected message is the operator's own: signed by the CLI's key, so it must name `cli`
+        value = replacement
+        headers = settings.signer().headers(topic.removeprefix(settings.topic_prefix), encoded_key, value)
     producer = AIOKafkaProducer(**settings.broker_options())
     await producer.start()
     try:
-        await producer.send_and_wait(topic, replacement if replacement is not None else letter.original,
-                                     key=key.encode() if key else None)
+        await producer.send_and_wait(topic, value, key=encoded_key or None,
+                                     headers=[(name, text.encode()) for name, text in headers.items()])
     finally:
         await producer.stop()
     return topic

@@ -21,6 +21,7 @@ class RefusalCode(StrEnum):
     UNSUPPORTED_VERSION = "unsupported_version"
     KEY_MISMATCH = "key_mismatch"
     WRONG_TOPIC = "wrong_topic"
+    BAD_SIGNATURE = "bad_signature"
     INVALID_COPY = "invalid_copy"
     TOO_LARGE = "too_large"
     CONFLICTING_EVENT_ID = "conflicting_event_id"
@@ -37,6 +38,8 @@ MEANING: dict[RefusalCode, str] = {
     RefusalCode.KEY_MISMATCH: "the message key is not the envelope's account (per-account order would not hold)",
     RefusalCode.WRONG_TOPIC: "an event type the catalog does not list for the topic, or a producer other than"
                              " the owner of a topic its owner alone writes",
+    RefusalCode.BAD_SIGNATURE: "no signature, a signature that does not match the record, a key the consumer does"
+                               " not list, or a key of another producer than the envelope names",
     RefusalCode.INVALID_COPY: "`copy_of` on the newest version of its event type: only an older version is"
                               " published as a copy, so this one would be skipped unseen",
     RefusalCode.TOO_LARGE: "a message over the consumers' size limit (`BILLING_MAX_MESSAGE_BYTES`), or an envelope"

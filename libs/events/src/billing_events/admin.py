@@ -12,6 +12,11 @@
     prints a new API token key pair: the private key for identity (and operators minting
     service tokens), the public key for every service.
 
+``python -m billing_events.admin signing-key ledger``
+    prints a new envelope signing key of a publisher (a service, ``cli``, a channel adapter):
+    its private key for that publisher alone, and its keyring entry (``owner:public``) for every
+    consumer's ``BILLING_SIGNING_PUBLIC_KEYS``.
+
 ``python -m billing_events.admin rewind-group ledger --to 2026-11-24T23:00:00+00:00``
     moves a stopped service's consumer group back to the first record of each of its partitions
     written at or after that time (never forward): after a database restore, the service takes
@@ -38,6 +43,7 @@ from typing import Any, ClassVar
 
 from billing_events.auth import generate_token_keypair
 from billing_events.sealing import generate_keypair
+from billing_events.signing import generate_signing_key
 from billing_events.settings import ServiceSettings
 from billing_events.topics import EVENT_TOPICS, TopicNames, TopicSpec, dead_letter_spec
 
@@ -197,6 +203,12 @@ def token_keypair() -> dict[str, str]:
     return {"BILLING_TOKEN_PUBLIC_KEYS": public, "BILLING_TOKEN_PRIVATE_KEY": private}
 
 
+def signing_key(owner: str) -> dict[str, str]:
+    entry, private = generate_signing_key(owner)
+    return {f"BILLING_{owner.upper().replace('-', '_')}_SIGNING_PRIVATE_KEY": private,
+            "BILLING_SIGNING_PUBLIC_KEYS": entry}
+
+
 def _aware_time(value: str) -> datetime:
     at = datetime.fromisoformat(value)
     if at.tzinfo is None:
@@ -212,6 +224,8 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("services", nargs="+", help="services whose dead-letter topics to create")
     commands.add_parser("notifier-keypair", help="print a new sealing key pair as environment variables")
     commands.add_parser("token-keypair", help="print a new API token key pair as environment variables")
+    signing = commands.add_parser("signing-key", help="print a new envelope signing key of a publisher")
+    signing.add_argument("owner", help="the publisher its envelopes name as producer (ledger, cli, payments...)")
     rewind = commands.add_parser("rewind-group", help="move a stopped service's consumer group back to a time")
     rewind.add_argument("service", help="the service whose group to move (ledger, identity, tariff, notifier)")
     rewind.add_argument("--to", required=True, type=_aware_time,
@@ -223,8 +237,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
-    if arguments.command in ("notifier-keypair", "token-keypair"):
-        pair = notifier_keypair() if arguments.command == "notifier-keypair" else token_keypair()
+    if arguments.command in ("notifier-keypair", "token-keypair", "signing-key"):
+        pair = (notifier_keypair() if arguments.command == "notifier-keypair" else
+                token_keypair() if arguments.command == "token-keypair" else signing_key(arguments.owner))
         for name, value in pair.items():
             print(f"{name}={value}")
         return 0

@@ -130,7 +130,7 @@ def key_id(key: Ed25519PublicKey) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(_raw_public(key)).digest()[:8]).decode().rstrip("=")
 
 
-def _decode_key(value: str, what: str) -> bytes:
+def decode_key(value: str, what: str) -> bytes:
     try:
         raw = base64.b64decode(value.strip(), validate=True)
     except ValueError:
@@ -154,11 +154,11 @@ def public_key_of(private_key_b64: str) -> str:
 
 
 def _private_key(private_key_b64: str) -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.from_private_bytes(_decode_key(private_key_b64, "the token private key"))
+    return Ed25519PrivateKey.from_private_bytes(decode_key(private_key_b64, "the token private key"))
 
 
 def _public_key(public_key_b64: str) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(_decode_key(public_key_b64, "a token public key"))
+    return Ed25519PublicKey.from_public_bytes(decode_key(public_key_b64, "a token public key"))
 
 
 @dataclass(frozen=True)

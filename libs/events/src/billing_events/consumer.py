@@ -7,7 +7,9 @@ letters in ONE transaction. Only then does the subscriber acknowledge the offset
 
 A record is taken only from the topic the catalog lists its event type for, and, on a topic
 its owner alone writes, only from that owner (see :class:`billing_events.topics.TopicSpec`):
-anything else is dead-lettered ``wrong_topic``. An event type the catalog lists for the topic
+anything else is dead-lettered ``wrong_topic``. Given a keyring, a record is taken only when
+signed by a key of the producer its envelope names (:mod:`billing_events.signing`): anything
+else is dead-lettered ``bad_signature``. An event type the catalog lists for the topic
 but this consumer does not handle is skipped (other consumers of the topic take it).
 
 If the batch handler fails on something other than a transient database error, the batch is
@@ -36,6 +38,7 @@ from billing_events.errors import DomainError
 from billing_events.logging import get_logger
 from billing_events.refusal import Refusal, RefusalCode
 from billing_events.settings import DEFAULT_MAX_MESSAGE_BYTES
+from billing_events.signing import SIGNATURE_HEADERS, Keyring
 from billing_events.topics import TopicNames
 
 log = get_logger(__name__)
@@ -150,8 +153,11 @@ class EventConsumer:
         on_commit: Callable[[], None] = lambda: None,
         keeps: Collection[str] = (),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        keyring: Keyring | None,
     ) -> None:
         self.name = name
+        self._keyring = keyring
+        """None only where signatures are switched off (the bench's comparison of their cost)."""
         self._max_message_bytes = max_message_bytes
         self._keeps = frozenset(keeps)
         """Real names of the ingress topics whose accepted events this consumer keeps."""
@@ -206,6 +212,8 @@ class EventConsumer:
                     continue  # the catalog lists it for this topic: other consumers' business
                 if not is_current(envelope):
                     continue  # an older version beside the event itself, which this consumer takes
+                refusal = self._unproven(record, envelope)
+            if refusal is None:
                 fingerprint = inbox.fingerprint(envelope)
                 first = seen.get(envelope.event_id)
                 if first is None:
@@ -230,6 +238,16 @@ class EventConsumer:
             return Refusal(RefusalCode.WRONG_TOPIC,
                            f"{logical} is written by {spec.owner} only, not by {envelope.producer!r}")
         return None
+
+    def _unproven(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope[Any]) -> Refusal | None:
+        """Why ``record`` is not proven to come from the producer its envelope names, if it is not.
+        Checked over the topic the event travels on (the record's own, as :meth:`_misplaced`
+        holds it), so a replayed record keeps the signature it was first published with."""
+        if self._keyring is None:
+            return None
+        reason = self._keyring.refusal(envelope.topic, record.key or b"", record.value or b"",
+                                       dict(record.headers or ()), envelope.producer)
+        return None if reason is None else Refusal(RefusalCode.BAD_SIGNATURE, reason)
 
     async def _apply(self, taken: list[_Taken], dead: list[deadletter.DeadLetter]) -> None:
         async with self._db.transaction() as conn:
@@ -355,4 +373,6 @@ def _dead_letter(
         code=refusal.code,
         event_id=envelope.event_id if envelope else None,
         event_type=envelope.event_type if envelope else None,
+        signature={name: text.decode(errors="replace") for name, text in record.headers or ()
+                   if name in SIGNATURE_HEADERS},
     )

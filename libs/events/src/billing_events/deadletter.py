@@ -8,7 +8,8 @@ consumer goes on and nothing already accepted is touched.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +22,8 @@ from billing_events.outbox import stage_rows
 from billing_events.schema import dead_letters
 from billing_events.topics import TopicNames, dead_letter_topic
 
+ORIGINAL = "original_"
+"""Prefix of the dead-letter record's headers that hold the original's signature headers."""
 MAX_REASON = 2000
 MAX_ORIGINAL_ON_TOPIC = 256 * 1024
 """Brokers refuse messages over about 1 MB: a larger original stays whole in the table only."""
@@ -40,6 +43,9 @@ class DeadLetter:
     event_type: str | None = None
     original_size: int | None = None
     """The original's length in bytes when ``value`` keeps only its beginning (``too_large``)."""
+    signature: Mapping[str, str] = field(default_factory=dict)
+    """The original's signature headers: kept on the dead-letter topic (``original_<name>``), so
+    ``billing dlq retry`` sends the original back as its producer signed it."""
 
     @property
     def size(self) -> int:
@@ -81,7 +87,8 @@ async def record(
                 "topic": topics(dead_letter_topic(consumer)),
                 "key": row["key"] or "",
                 "value": _dead_letter_message(row, letter),
-                "headers": {"code": row["code"], "reason": row["reason"][:200], "consumer": consumer},
+                "headers": {"code": row["code"], "reason": row["reason"][:200], "consumer": consumer,
+                            **{f"{ORIGINAL}{name}": text for name, text in letter.signature.items()}},
                 "created_at": now,
             }
             for row, letter in zip(rows, letters, strict=True)

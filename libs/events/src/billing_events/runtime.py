@@ -44,6 +44,7 @@ from billing_events.outbox import OutboxRelay, archived, backlog, listen_for_sta
 from billing_events.revocations import StoredRevocations
 from billing_events.schema import plumbing_metadata
 from billing_events.settings import DevelopmentDefaultsInProduction, ServiceSettings
+from billing_events.signing import SIGNATURE_HEADER
 from billing_events.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
 
 log = get_logger(__name__)
@@ -72,6 +73,7 @@ class ServiceRuntime:
     def __post_init__(self) -> None:
         self.settings.refuse_development_defaults()
         self.name = self.settings.service_name
+        self.settings.kafka.refuse_cleartext()
         role = self.settings.process_role
         self.consuming, self.relaying = role != "relay", role != "consumer"
         self.topics = TopicNames(self.settings.kafka.topic_prefix)
@@ -88,6 +90,9 @@ class ServiceRuntime:
         self.broker: KafkaBroker = make_broker(self.settings.kafka, client_id=f"billing-{self.name}")
         self.producer = make_producer(self.settings.kafka, client_id=f"billing-{self.name}")
         """What the outbox relay (and a republish) sends with."""
+        self.signer = self.settings.envelope_signer() if self.relaying else None
+        """Signs each record as the relay hands it to the producer (see :meth:`_publish`). A
+        consumer process publishes nothing: it is not given the key."""
         self.relay = OutboxRelay(
             self.db,
             self._publish,
@@ -155,6 +160,7 @@ class ServiceRuntime:
             on_commit=self._committed,
             keeps=[self.topics(topic) for topic in self.consumes if topic in topics.INGRESS_TOPICS],
             max_message_bytes=self.settings.max_message_bytes,
+            keyring=self.settings.signing_keyring(),
         )
         self.subscriber = subscribe(
             self.broker,
@@ -164,7 +170,19 @@ class ServiceRuntime:
             settings=self.settings.kafka,
         )
 
-    async def _publish(self, topic: str, key: bytes, value: bytes, headers: dict[str, str]) -> Awaitable[Any]:
+    async def _publish(self, topic: str, key: bytes, value: bytes, headers: dict[str, str], *,
+                       signed_as: str | None = None) -> Awaitable[Any]:
+        """Send one record, signed for ``signed_as`` (a real topic name; default: ``topic``).
+
+        Signed here, as the relay sends, not when the row is staged: every publication (the
+        first, a refill of a lost topic, a replay) carries a signature by the key the service
+        holds now, so history stays verifiable after a rotation has retired the key that was
+        current when it happened, and the consumer's transaction does not pay for it. A row that
+        already carries a signature is another publisher's record the service kept (a channel's
+        payment): it goes out with that publisher's own signature, which the service cannot make."""
+        if self.signer is not None and SIGNATURE_HEADER not in headers:
+            logical = (signed_as or topic).removeprefix(self.topics.prefix)
+            headers = {**headers, **self.signer.headers(logical, key, value)}
         return await self.producer.send(topic, value, key=key,
                                         headers=[(name, text.encode()) for name, text in headers.items()])
 
@@ -265,7 +283,8 @@ class ServiceRuntime:
         count = 0
         async with self.db.connect() as conn:
             async for rows in archived(conn, account=account, since=since, until=until):
-                pending = [await self._publish(self.topics(topics.REPLAY), row.key.encode(), row.value, row.headers)
+                pending = [await self._publish(self.topics(topics.REPLAY), row.key.encode(), row.value, row.headers,
+                                               signed_as=row.topic)
                            for row in rows]
                 await asyncio.gather(*pending)
                 metrics.EVENTS_PUBLISHED.labels(self.name).inc(len(rows))

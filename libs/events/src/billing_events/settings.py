@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from billing_events.auth import OperatorKeys, TokenKeys
 from billing_events.clock import Clock, FileClock, SystemClock
+from billing_events.signing import EnvelopeSigner, Keyring, parse_entries
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 """What a consumer takes at most: thirty times the largest event the catalog holds (a
@@ -98,6 +99,12 @@ class KafkaSettings(BaseModel):
     heartbeat_interval_ms: int = Field(default=1_000, ge=100, description="A sixth of the session timeout")
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     create_topics: bool = Field(default=True, description="Create missing topics at start-up")
+    closed_network: bool = Field(
+        default=False,
+        description="The broker is reached only on a closed test network (the embedded suite, the tests, a "
+                    "single Compose host): a service then starts over PLAINTEXT or SASL_PLAINTEXT, which it "
+                    "refuses otherwise (a password or a record readable on the wire)",
+    )
 
     @property
     def uses_tls(self) -> bool:
@@ -106,6 +113,14 @@ class KafkaSettings(BaseModel):
     @property
     def uses_sasl(self) -> bool:
         return self.security_protocol.startswith("SASL_")
+
+    def refuse_cleartext(self) -> None:
+        """Raise unless the connection is encrypted or the network is declared closed: what a
+        service checks before it connects (clients of the tests and tools may read a local broker)."""
+        if not self.uses_tls and not self.closed_network:
+            raise ValueError(f"BILLING_KAFKA__SECURITY_PROTOCOL={self.security_protocol} sends records"
+                             f"{' and the SASL password' if self.uses_sasl else ''} in clear: use SASL_SSL (or SSL), "
+                             "or set BILLING_KAFKA__CLOSED_NETWORK=true on a closed test network")
 
     @model_validator(mode="after")
     def _credentials_complete(self) -> KafkaSettings:
@@ -200,6 +215,26 @@ class ServiceSettings(BaseSettings):
                     "`billing operator keygen` prints); an operator's token is accepted when signed by the key "
                     "listed for the operator it names. Unset: no operator token is accepted",
     )
+    signing_private_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 Ed25519 private key this service signs every record it publishes with; each "
+                    "service names its own variable (BILLING_LEDGER_SIGNING_PRIVATE_KEY...). Unset: the "
+                    "service refuses to start while envelope signatures are on",
+    )
+    signing_public_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="BILLING_SIGNING_PUBLIC_KEYS",
+        description="Comma-separated owner:base64 Ed25519 public keys records are accepted from (every "
+                    "service, channel adapter and operator that publishes what this service consumes; "
+                    "several per owner while a rotation runs); a record signed otherwise is dead-lettered "
+                    "bad_signature",
+    )
+    envelope_signatures: bool = Field(
+        default=True,
+        validation_alias="BILLING_ENVELOPE_SIGNATURES",
+        description="Sign what is published and verify what is consumed. Off only for the bench's comparison "
+                    "of the cost: never in a deployment",
+    )
 
     environment: Literal["development", "production"] = Field(
         default="development",
@@ -232,10 +267,29 @@ class ServiceSettings(BaseSettings):
                     "moves; unset: the wall clock, as production runs",
     )
 
-    @field_validator("token_public_keys", "operator_keys", mode="before")
+    @field_validator("token_public_keys", "operator_keys", "signing_public_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
-        return [key.strip() for key in value.split(",") if key.strip()] if isinstance(value, str) else value
+        return parse_entries(value) if isinstance(value, str) else value
+
+    @field_validator("signing_public_keys")
+    @classmethod
+    def _valid_signing_keys(cls, value: list[str]) -> list[str]:
+        Keyring.from_entries(value)
+        return value
+
+    def envelope_signer(self) -> EnvelopeSigner | None:
+        """The key this service signs its records with (None: signatures are off)."""
+        if not self.envelope_signatures:
+            return None
+        if self.signing_private_key is None:
+            raise ValueError(f"no signing key: set BILLING_{self.service_name.upper()}_SIGNING_PRIVATE_KEY "
+                             "(its public half goes into every consumer's BILLING_SIGNING_PUBLIC_KEYS)")
+        return EnvelopeSigner(self.service_name, self.signing_private_key.get_secret_value())
+
+    def signing_keyring(self) -> Keyring | None:
+        """The keys consumed records are checked with (None: signatures are off)."""
+        return Keyring.from_entries(self.signing_public_keys) if self.envelope_signatures else None
 
     @field_validator("token_public_keys")
     @classmethod
@@ -275,6 +329,9 @@ class ServiceSettings(BaseSettings):
         if self.api_docs:
             found.append("BILLING_API_DOCS is true: the API's documentation is served to whoever asks "
                          "(unset it: off in production)")
+        if not self.envelope_signatures:
+            found.append("BILLING_ENVELOPE_SIGNATURES is false: records are published unsigned and consumed "
+                         "unchecked, so whoever reaches the broker speaks for any service")
         if self.metrics_port is None and self.http_port is not None:
             found.append("BILLING_METRICS_PORT is unset: /metrics is served on the API port, to every caller "
                          "(give it a port only the scraper reaches)")

@@ -92,6 +92,7 @@ class IdentitySettings(ServiceSettings):
 
     service_name: ClassVar[str] = "identity"
     database_url: str | None = Field(default=None, validation_alias="BILLING_IDENTITY_DATABASE_URL")
+    signing_private_key: SecretStr | None = Field(default=None, validation_alias="BILLING_IDENTITY_SIGNING_PRIVATE_KEY")
 
     notifier_public_key: str = Field(
         validation_alias="BILLING_NOTIFIER_PUBLIC_KEY",

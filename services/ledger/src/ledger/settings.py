@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.settings import ServiceSettings
@@ -17,6 +17,7 @@ DEFAULT_REWARDS = Path(__file__).with_name("rewards.json")
 class LedgerSettings(ServiceSettings):
     service_name: ClassVar[str] = "ledger"
     database_url: str | None = Field(default=None, validation_alias="BILLING_LEDGER_DATABASE_URL")
+    signing_private_key: SecretStr | None = Field(default=None, validation_alias="BILLING_LEDGER_SIGNING_PRIVATE_KEY")
     outbox_retention_hours: int = Field(
         default=0, ge=0, description="The ledger keeps every event it published: replays for consumers read them"
     )

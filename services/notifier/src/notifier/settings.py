@@ -43,6 +43,7 @@ class SmsGatewaySettings(BaseModel):
 class NotifierSettings(ServiceSettings):
     service_name: ClassVar[str] = "notifier"
     database_url: str | None = Field(default=None, validation_alias="BILLING_NOTIFIER_DATABASE_URL")
+    signing_private_key: SecretStr | None = Field(default=None, validation_alias="BILLING_NOTIFIER_SIGNING_PRIVATE_KEY")
 
     notifier_private_key: SecretStr = Field(
         validation_alias="BILLING_NOTIFIER_PRIVATE_KEY",

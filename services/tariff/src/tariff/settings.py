@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from billing_events.settings import ServiceSettings
 from tariff.catalog import DEFAULT_CATALOG_PATH
@@ -24,6 +24,7 @@ from tariff.catalog import DEFAULT_CATALOG_PATH
 class TariffSettings(ServiceSettings):
     service_name: ClassVar[str] = "tariff"
     database_url: str | None = Field(default=None, validation_alias="BILLING_TARIFF_DATABASE_URL")
+    signing_private_key: SecretStr | None = Field(default=None, validation_alias="BILLING_TARIFF_SIGNING_PRIVATE_KEY")
     catalog_path: Path = Field(
         default=DEFAULT_CATALOG_PATH,
         validation_alias="BILLING_TARIFF_CATALOG_PATH",

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from billing_events.envelope import Envelope, InvalidEvent, decode, is_current
 from billing_events.testing import PATIENCE
+from billing_events.testing.signing import signed_headers
 
 
 class TopicReader:
@@ -95,7 +96,8 @@ class TopicReader:
 
 
 class RawProducer:
-    """Publishes envelopes or arbitrary bytes, keyed like the suite keys them."""
+    """Publishes envelopes or arbitrary bytes, keyed like the suite keys them; an envelope
+    signed by the test key of the producer it names (:mod:`billing_events.testing.signing`)."""
 
     def __init__(self, bootstrap_servers: str) -> None:
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=2)
@@ -108,16 +110,16 @@ class RawProducer:
         await self._producer.stop()
 
     async def send(self, topic: str, envelope: Envelope[Any]) -> None:
-        await self._producer.send_and_wait(
-            topic, envelope.to_bytes(), key=envelope.account.encode(),
-            headers=[(k, v.encode()) for k, v in envelope.kafka_headers().items()],
-        )
+        await self._producer.send_and_wait(topic, envelope.to_bytes(), key=envelope.account.encode(),
+                                           headers=signed_headers(envelope))
 
-    async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        await self._producer.send_and_wait(topic, value, key=key)
+    async def send_raw(self, topic: str, value: bytes, key: bytes | None = None,
+                       headers: list[tuple[str, bytes]] | None = None) -> None:
+        await self._producer.send_and_wait(topic, value, key=key, headers=headers)
 
     async def send_many(self, topic: str, envelopes: list[Envelope[Any]]) -> None:
         futures = [
-            await self._producer.send(topic, e.to_bytes(), key=e.account.encode()) for e in envelopes
+            await self._producer.send(topic, e.to_bytes(), key=e.account.encode(), headers=signed_headers(e))
+            for e in envelopes
         ]
         await asyncio.gather(*futures)

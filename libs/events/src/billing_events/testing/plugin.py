@@ -25,7 +25,7 @@ from billing_events.auth import SCOPES, OperatorSigner, TokenKeys, Tokens, gener
 from billing_events.clock import Clock
 from billing_events.logging import configure_logging
 from billing_events.settings import KafkaSettings, ServiceSettings
-from billing_events.testing import PATIENCE
+from billing_events.testing import PATIENCE, signing
 from billing_events.testing.infrastructure import Infrastructure, provide
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -145,7 +145,7 @@ def kafka_settings(bootstrap_servers: str, topic_prefix: str) -> KafkaSettings:
     # A group's first join takes half the session timeout on the embedded broker: keep it short.
     return KafkaSettings(
         bootstrap_servers=bootstrap_servers, topic_prefix=topic_prefix, partitions=3,
-        consumer_max_records=500, session_timeout_ms=2000, heartbeat_interval_ms=300,
+        consumer_max_records=500, session_timeout_ms=2000, heartbeat_interval_ms=300, closed_network=True,
     )
 
 
@@ -158,6 +158,7 @@ def make_settings(kafka_settings: KafkaSettings, tmp_path: Path, postgres_databa
         values: dict[str, Any] = {
             "kafka": kafka_settings, "data_dir": tmp_path / "data", "database_url": url,
             "token_public_keys": [TEST_TOKEN_PUBLIC_KEY], "operator_keys": [TEST_OPERATOR_KEY_RING_ENTRY],
+            **signing.settings_values(settings_cls.service_name),
         }
         if "token_private_key" in settings_cls.model_fields:  # identity signs
             values["token_private_key"] = TEST_TOKEN_PRIVATE_KEY
