@@ -8,7 +8,7 @@ to it after every step.
 
 Scope: registrations (and registrations carrying a mistyped number, which open nothing);
 payments over the six channels with their first fate (credited, parked, placed by an operator,
-refused as a conflict or as a malformed copy); the "20 % back" campaign; transfers (real money
+refused as a malformed copy or past what money may hold; a conflict changes nothing); the "20 % back" campaign; transfers (real money
 only); the daily charges of a plan and their rounding; blocks for debt and the unblock a payment
 brings; suspense placement. Credit, voluntary blocks, options and reversals are not modelled
 yet: the workload does not ask for them.
@@ -27,6 +27,9 @@ BILLING_ZONE = ZoneInfo("Europe/Moscow")
 CHANNELS = ("shop", "terminal", "card", "bank", "ewallet", "third_party")
 MAX_PAYMENT = 100_000_000
 """BILLING_MAX_PAYMENT's default: a payment over it is parked (docs/operations.md, section 11)."""
+MONEY_BOUND = 10**15
+"""What any balance may hold, the operator's included, per currency: a payment that would take a
+channel's cash or the suspense past it is refused (dead-lettered), not parked."""
 PLAN_PRICES = {"internet-100": 55_000, "internet-300": 70_000, "tv-basic": 25_000, "tv-optimum": 40_000}
 """Monthly prices in Moscow (`billing catalog --region moscow`), minor units."""
 CAMPAIGN_FROM = datetime(2026, 12, 1, tzinfo=BILLING_ZONE)
@@ -105,6 +108,8 @@ class Model:
     """(label, "blocked" or "unblocked", the moment the event carries), in order."""
     closed_through: date | None = None
     conflicts: int = 0
+    cash: dict[tuple[str, str], int] = field(default_factory=dict)
+    """What each channel's cash account holds per currency (it gives what the payments bring)."""
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -122,10 +127,20 @@ class Model:
                 self.conflicts += 1
             return  # the first fate wins
         account = self.accounts.get(target)
+        cash = self.cash.get((channel, currency), 0) - amount
+        if cash < -MONEY_BOUND:
+            self.payments[key] = Payment(target, amount, currency, "refused")
+            return
         if account is None or currency != "RUB" or amount > MAX_PAYMENT:
+            parked = sum(p.amount for p in self.suspense.values() if p.currency == currency)
+            if parked + amount > MONEY_BOUND:
+                self.payments[key] = Payment(target, amount, currency, "refused")
+                return
+            self.cash[(channel, currency)] = cash
             payment = self.payments[key] = Payment(target, amount, currency, "parked")
             self.suspense[key] = payment
             return
+        self.cash[(channel, currency)] = cash
         self.payments[key] = Payment(target, amount, currency, "credited")
         account.main += amount
         if channel in CAMPAIGN_CHANNELS and amount >= CAMPAIGN_MIN and CAMPAIGN_FROM <= self.now < CAMPAIGN_TO:

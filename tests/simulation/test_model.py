@@ -123,3 +123,12 @@ async def test_the_shrinker_stops_within_its_budget_with_what_still_fails() -> N
 
     shrunk = await shrink(list(range(100)), fails, budget=3)
     assert len(shrunk) > 10 and shrunk[0] == 0
+
+
+def test_no_payment_takes_the_suspense_or_a_channels_cash_past_what_money_may_hold() -> None:
+    model = Model(_at(date(2026, 3, 2)))
+    model.pay("terminal:1", "100000000099", 6 * 10**14, "RUB", channel="terminal")
+    model.pay("terminal:2", "100000000099", 6 * 10**14, "RUB", channel="terminal")  # suspense past 10^15
+    model.pay("terminal:3", "100000000099", 6 * 10**14, "USD", channel="terminal")  # another currency's room
+    assert model.fates() == {"terminal:1": "parked", "terminal:2": "refused", "terminal:3": "parked"}
+    assert model.open_suspense() == {"terminal:1": (6 * 10**14, "RUB"), "terminal:3": (6 * 10**14, "USD")}
