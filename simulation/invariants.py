@@ -89,7 +89,7 @@ async def check(run: Run, *, full: bool) -> None:
     _differ(problems, "the ledger opens the accounts registered, no other",
             sorted(run.numbers.values()), sorted(accounts))
     _differ(problems, "balances (main, bonus) are the model's", model.balances(),
-            {labels.get(n, n): (s.main, s.bonus) for n, s in accounts.items()})
+            {labels[n]: (s.main, s.bonus) for n, s in accounts.items() if n in labels})
     _differ(problems, "the open suspense is the model's", model.open_suspense(),
             {f"{i.channel.value}:{i.reference}": (i.amount, i.currency) for i in suspense})
 
