@@ -7,7 +7,8 @@
 3. Balances, suspense, charges, blocks and unblocks (with the moments they carry) are the model's.
 4. The tariff's view of each balance is the ledger's, and its block state the model's.
 5. Notices about blocks and unblocks: exactly one per fact.
-6. Every event any service published decodes and validates; the ledger keeps each payment once.
+6. Every event any service published decodes and validates and carries no personal secret; the
+   ledger keeps each payment once.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 FATES = {"posted": "credited", "parked": "parked", "placed": "placed"}
 """The ledger's word for a payment's fate (its business key's record) -> the model's."""
+SECRETS = (b"204-33-71", b"2043371", b"anna.petrova@", b"passport")
+"""Pieces of the registration form (docs/examples/registration.json) no published event may carry:
+the phone and e-mail travel sealed, the passport never leaves identity."""
 NOTICES = {"account_blocked_debt": "blocked", "account_unblocked": "unblocked"}
 
 
@@ -157,6 +161,9 @@ async def _whole_suite(run: Run, problems: list[Broken]) -> None:
             except InvalidEvent as error:
                 problems.append(Broken("every published event validates", f"{name} on {topic}: {error}"))
                 continue
+            leaked = [secret.decode() for secret in SECRETS if secret in value]
+            if leaked:
+                problems.append(Broken("no secret in any topic", f"{name} published {leaked} on {topic}"))
             if topic.endswith(topics.PAYMENTS):
                 payments_kept[envelope.event_id] += 1
         twice = [str(event_id) for event_id, count in payments_kept.items() if count > 1]
