@@ -86,9 +86,12 @@ async def check(run: Run, *, full: bool) -> None:
         if key not in found_fates and any(event_id.encode() in value for value in refused):
             found_fates[key] = "refused"
     problems: list[Broken] = []
-    _differ(problems, "each payment has one fate, the model's", model.fates(),
-            {key: found_fates.get(key, "none") for key in model.fates()} | {
-                key: fate for key, fate in found_fates.items() if key not in model.fates()})
+    vanished = sorted(key for key in model.fates() if key not in found_fates)
+    if vanished:
+        problems.append(Broken("no payment vanishes: each has a fate or a dead letter",
+                               f"no record, no dead letter: {vanished[:10]}"))
+    _differ(problems, "each payment has one fate, the model's",
+            {key: fate for key, fate in model.fates().items() if key in found_fates}, found_fates)
 
     _differ(problems, "the ledger opens the accounts registered, no other",
             sorted(run.numbers.values()), sorted(accounts))
