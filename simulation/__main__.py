@@ -36,10 +36,10 @@ def _seeds(text: str) -> list[int]:
 
 
 async def _one(seed: int, steps: int, database: str, fault_rate: float, shrink_seconds: float,
-               verbose: bool = False, known: tuple[str, ...] = ()) -> Outcome:
+               verbose: bool = False, known: tuple[str, ...] = (), stop_at: float | None = None) -> Outcome:
     run = generate(seed, steps, fault_rate=fault_rate)
     began = time.monotonic()
-    outcome = await execute(run, database=database, verbose=verbose, known=known)
+    outcome = await execute(run, database=database, verbose=verbose, known=known, stop_at=stop_at)
     faults = ", ".join(f"{k} {v}" for k, v in sorted(outcome.faults.items()))
     if outcome.failure is None:
         print(f"seed {seed}: {outcome.steps_run} steps clean on {database} in {time.monotonic() - began:.0f} s"
@@ -94,7 +94,7 @@ async def run(args: argparse.Namespace) -> int:
             break
         index += 1
         outcome = await _one(seed, args.steps, database, args.fault_rate, args.shrink_seconds, args.verbose,
-                             tuple(args.known))
+                             tuple(args.known), began + args.duration if args.duration else None)
         ran.append(seed)
         steps += outcome.steps_run
         faults += outcome.faults

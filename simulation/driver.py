@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -245,9 +246,10 @@ async def _step(run: Run, step: Step, *, settle: bool, check_now: bool, full: bo
 
 async def execute(steps: list[Step], *, database: str = "sqlite", workdir: Path | None = None,
                   postgres_server: str = LOCAL_POSTGRES, check_every: int = 1, verbose: bool = False,
-                  known: tuple[str, ...] = ()) -> Outcome:
+                  known: tuple[str, ...] = (), stop_at: float | None = None) -> Outcome:
     """Run ``steps`` on a fresh suite; the outcome names the first step after which the suite
-    and the model disagree (or an invariant broke, or a step raised)."""
+    and the model disagree (or an invariant broke, or a step raised). ``stop_at`` (a
+    ``time.monotonic()``): the run ends there, checked, whatever steps are left."""
     start = datetime.fromisoformat(steps[0]["at"])
 
     outcome = Outcome()
@@ -258,6 +260,8 @@ async def execute(steps: list[Step], *, database: str = "sqlite", workdir: Path 
         try:
             await suite.start()
             for index, step in enumerate(steps):
+                if stop_at is not None and time.monotonic() >= stop_at and "fault" not in step:
+                    break
                 outcome.steps_run = index + 1
                 if verbose:
                     print(f"  step {index}: {json.dumps(step, ensure_ascii=False)}", flush=True)
