@@ -17,6 +17,8 @@ from simulation.actions import CI_SEEDS, CI_STEPS, generate
 from simulation.driver import execute
 
 REPOSITORY = Path(__file__).parents[2]
+REPRODUCTIONS = sorted((Path(__file__).parent / "reproductions").glob("*.json"))
+"""Runs the simulation found failing (shrunk), or that hold one of its finds: each fails at 58dbff3."""
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
@@ -33,6 +35,14 @@ async def test_seeded_runs_hold_every_invariant_and_the_model(database: str, inf
         assert outcome.steps_run == CI_STEPS + 1
         faults += sum(outcome.faults.values())
     assert faults, "the budget's seeds injected no fault"
+
+
+@pytest.mark.parametrize("reproduction", REPRODUCTIONS, ids=lambda path: path.stem)
+async def test_what_the_simulation_found_stays_fixed(reproduction: Path, tmp_path: Path) -> None:
+    recorded = json.loads(reproduction.read_text())
+    outcome = await execute(recorded["steps"], database=recorded["database"], workdir=tmp_path)
+    assert outcome.failure is None, f"{recorded['found']}\n{outcome.failure.what}: {outcome.failure.detail}"
+    assert outcome.steps_run == len(recorded["steps"])
 
 
 async def test_a_written_run_replays(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
