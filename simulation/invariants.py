@@ -63,6 +63,13 @@ async def _outbox(runtime: Any) -> list[tuple[str, bytes]]:
                 if not row.topic.endswith(".dlq")]
 
 
+def _per_account(blocks: list[tuple[str, str, Any]]) -> dict[str, list[tuple[str, Any]]]:
+    grouped: dict[str, list[tuple[str, Any]]] = {}
+    for label, what, at in blocks:
+        grouped.setdefault(label, []).append((what, at))
+    return grouped
+
+
 async def check(run: Run, *, full: bool) -> None:
     suite, model = run.suite, run.model
     labels = {number: label for label, number in run.numbers.items()}
@@ -124,13 +131,15 @@ async def check(run: Run, *, full: bool) -> None:
             blocks.append((labels.get(payload.account_number, payload.account_number), what, at))
     _differ(problems, "daily charges are the model's (day, amount; none while blocked)",
             sorted(model.charges), sorted(charges))
-    expected_blocks = [(label, what) for label, what, _ in model.blocks]
+    # Per account, in order: accounts closed in one batch may be told in any order among themselves.
+    expected_blocks, found_blocks = _per_account(model.blocks), _per_account(blocks)
     _differ(problems, "debt blocks and unblocks are the model's, each once",
-            expected_blocks, [(label, what) for label, what, _ in blocks])
-    if expected_blocks == [(label, what) for label, what, _ in blocks]:
+            {label: [what for what, _ in seq] for label, seq in expected_blocks.items()},
+            {label: [what for what, _ in seq] for label, seq in found_blocks.items()})
+    if {k: [w for w, _ in v] for k, v in expected_blocks.items()} == {k: [w for w, _ in v] for k, v in found_blocks.items()}:
         _differ(problems, "a block or unblock carries the moment it took effect (a closed day's end)",
-                [at.astimezone(UTC).isoformat() for _, _, at in model.blocks],
-                [at.astimezone(UTC).isoformat() for _, _, at in blocks])
+                {label: [at.astimezone(UTC).isoformat() for _, at in seq] for label, seq in expected_blocks.items()},
+                {label: [at.astimezone(UTC).isoformat() for _, at in seq] for label, seq in found_blocks.items()})
 
     async with suite.runtimes["notifier"].db.connect() as conn:
         sent = (await conn.execute(select(notifier_store.deliveries.c.account_number,
