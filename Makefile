@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export UV_LINK_MODE ?= copy
 
-.PHONY: run test bench install lint schemas docs clean
+.PHONY: run test bench simulate simulate-long install lint schemas docs clean
 
 $(UV):
 	@echo "uv not found: installing it for this user (https://docs.astral.sh/uv/)"
@@ -23,6 +23,16 @@ test: install
 ## bench: the benchmarks of bench/ (add ARGS=--quick for a smoke run)
 bench: install
 	$(UV) run python -m bench $(ARGS)
+
+## simulate: the seeded simulation of the whole suite against its model, CI's budget (docs/architecture.md)
+simulate: install
+	$(UV) run python -m simulation --ci $(ARGS)
+	$(UV) run python -m simulation --ci --database postgresql $(ARGS)
+
+## simulate-long: seeds one after another for DURATION seconds; reports seeds, steps, faults, failures
+DURATION ?= 3600
+simulate-long: install
+	$(UV) run python -m simulation --seeds 1000 --duration $(DURATION) --steps 200 $(ARGS)
 
 ## schemas: regenerate the JSON Schemas, the AsyncAPI document and docs/events.md
 schemas: install
