@@ -28,8 +28,9 @@ from billing_events.runtime import ServiceRuntime
 from billing_events.schema import outbox
 from billing_events.sealing import generate_keypair
 from billing_events.settings import KafkaSettings
-from billing_events.testing.kafka_probe import RawProducer
+from billing_events.testing import signing
 from billing_events.testing.infrastructure import LOCAL_POSTGRES
+from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import TEST_TOKEN_PRIVATE_KEY, TEST_TOKEN_PUBLIC_KEY, PostgresDatabases
 from identity.app import build as build_identity
 from identity.security import new_key
@@ -84,7 +85,7 @@ class Suite:
         self.broker = EmbeddedBroker(log_file=log).start()
         base = self.kafka or KafkaSettings(bootstrap_servers=self.broker.bootstrap_servers, topic_prefix="sim.",
                                            partitions=3, consumer_max_records=500, session_timeout_ms=2000,
-                                           heartbeat_interval_ms=300)
+                                           heartbeat_interval_ms=300, closed_network=True)
         self.kafka = base.model_copy(update={"bootstrap_servers": self.broker.bootstrap_servers})
 
     async def _database_url(self, name: str) -> str:
@@ -98,19 +99,18 @@ class Suite:
         public, private = generate_keypair()
         common = {"kafka": self.kafka, "data_dir": self.workdir / "data", "http_port": None,
                   "token_public_keys": [TEST_TOKEN_PUBLIC_KEY], "inbox_retention_days": 0}
-        return {
-            "identity": IdentitySettings(**common, database_url=await self._database_url("identity"),
-                                         token_private_key=TEST_TOKEN_PRIVATE_KEY, notifier_public_key=public,
-                                         pii_lookup_key=new_key(), pii_encryption_key=new_key(),
-                                         hashing_profile="fast"),
-            "ledger": LedgerSettings(**common, database_url=await self._database_url("ledger"),
-                                     bonus_campaigns_file=DEFAULT_CAMPAIGNS),
-            "tariff": TariffSettings(**common, database_url=await self._database_url("tariff"),
-                                     billing_clock_enabled=False),
-            "notifier": NotifierSettings(**common, database_url=await self._database_url("notifier"),
-                                         notifier_private_key=private, default_language="ru",
-                                         retry_base_delay_seconds=0.05),
+        extra: dict[str, dict[str, Any]] = {
+            "identity": {"token_private_key": TEST_TOKEN_PRIVATE_KEY, "notifier_public_key": public,
+                         "pii_lookup_key": new_key(), "pii_encryption_key": new_key(), "hashing_profile": "fast"},
+            "ledger": {"bonus_campaigns_file": DEFAULT_CAMPAIGNS},
+            "tariff": {"billing_clock_enabled": False},
+            "notifier": {"notifier_private_key": private, "default_language": "ru", "retry_base_delay_seconds": 0.05},
         }
+        classes = {"identity": IdentitySettings, "ledger": LedgerSettings, "tariff": TariffSettings,
+                   "notifier": NotifierSettings}
+        return {name: classes[name](**common, **signing.settings_values(name), **extra[name],
+                                    database_url=await self._database_url(name))
+                for name in classes}
 
     async def _start_service(self, name: str) -> None:
         runtime, context = BUILDERS[name](self.settings[name], self.clock)
