@@ -41,6 +41,8 @@ BLOCK = re.compile(r"^```(http|event)\n(.*?)^```", re.S | re.M)
 PLACEHOLDER = re.compile(r"\{(?:(sms|code):)?([a-z_]+)\}")
 KEPT = re.compile(r"\{([a-z_]+)\}")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+ROUTE_ROW = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/[^`?]+)` \| ([a-z, ]+)", re.M)
+PATH_PARAMETER = re.compile(r"\{[a-z_]+\}")
 JSON = "application/json"
 PUBLISHED = {"PaymentReceived on payments": (PaymentReceived, topics.PAYMENTS)}  # what a channel publishes
 
@@ -128,6 +130,30 @@ def sent_secrets(suite: Any, kind: str, account: str) -> list[str]:
     found = [re.search(SECRETS[kind].format(account=account), message["body"])
              for message in suite.messages() if message["contains_secret"]]
     return [match.group(1) for match in found if match]
+
+
+def routes_shown(text: str) -> dict[tuple[str, str], set[str]]:
+    """The route table's rows: (method, path with its parameters unnamed) -> who may call it."""
+    return {(method, PATH_PARAMETER.sub("{}", path)): {one.strip() for one in who.split(",")}
+            for method, path, who in ROUTE_ROW.findall(text)}
+
+
+async def test_the_route_table_says_who_may_call_as_each_service_does(suite: Any) -> None:
+    shown = routes_shown(DOCUMENT.read_text(encoding="utf-8"))
+    declared: dict[tuple[str, str], set[str]] = {}
+    async with httpx.AsyncClient(timeout=30) as http:
+        for url in suite.urls().values():
+            for path, operations in (await http.get(f"{url}/openapi.json")).json()["paths"].items():
+                for method, operation in operations.items():
+                    declared[(method.upper(), PATH_PARAMETER.sub("{}", path))] = set(operation.get("x-callers", ()))
+    assert len(shown) >= 40
+    assert {route: declared.get(route) for route in shown} == shown
+    # every request the document sends is a route of the table
+    templates = [(method, re.compile(re.escape(path).replace(re.escape("{}"), "[^/]+"))) for method, path in shown]
+    walked = {(step.method, step.path.split("?")[0])
+              for step in exchanges(DOCUMENT.read_text(encoding="utf-8")) if isinstance(step, Exchange)}
+    assert {(method, path) for method, path in walked
+            if not any(method == shown_method and template.fullmatch(path) for shown_method, template in templates)} == set()
 
 
 async def test_every_request_of_the_cabinet_document_runs_as_printed(suite: Any) -> None:
