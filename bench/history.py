@@ -93,7 +93,7 @@ async def _ready() -> dict[str, bool]:
 async def time_history(url: str, *, repeat: int) -> dict[str, float]:
     """The CLI's read of ACCOUNT's history through the route, best of ``repeat``."""
     db = Database(url)
-    tokens = Tokens(TokenKeys.from_base64(private_key=generate_token_keypair()[1]), SystemClock())
+    tokens = Tokens(TokenKeys.from_base64(private_key=generate_token_keypair()[1]), SystemClock(), audience="ledger")
     app = build_http_app("ledger", _ready, [events_router("ledger", db)])
     app.state.tokens = tokens
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
@@ -104,7 +104,8 @@ async def time_history(url: str, *, repeat: int) -> dict[str, float]:
     sources = {"ledger": f"http://127.0.0.1:{server.config.port}"}
 
     async def read() -> None:
-        lines = timeline(await read_account(sources, tokens.issue("service", "bench", audience=["ledger"], scopes=["ledger:history"])[0], ACCOUNT))
+        token, _ = tokens.issue("service", "bench", audience=["ledger"], scopes=["ledger:history"])
+        lines = timeline(await read_account(sources, token, ACCOUNT))
         if len(lines) != ACCOUNT_EVENTS:
             raise RuntimeError(f"history found {len(lines)} events, not {ACCOUNT_EVENTS}")
 

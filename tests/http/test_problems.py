@@ -46,8 +46,9 @@ OPERATOR_ROUTES = [
 PUBLIC_OPERATIONS = {
     "identity": {"POST /identity/login", "POST /identity/passwords/sms", "POST /identity/reset-codes",
                  "POST /identity/reset-codes/redeem", "POST /identity/registrations", "POST /identity/tokens/refresh"},
-    "ledger": {"GET /ledger/campaigns"},
-    "tariff": {"GET /tariff/catalog", "GET /tariff/regions/{region}/plans", "GET /tariff/regions/{region}/options"},
+    "ledger": {"GET /ledger/campaigns", "GET /ledger/rewards"},
+    "tariff": {"GET /tariff/catalog", "GET /tariff/regions/{region}/plans", "GET /tariff/regions/{region}/options",
+               "GET /tariff/regions/{region}/equipment"},
 }
 HEALTH = {"GET /health/live", "GET /health/ready", "GET /metrics"}
 

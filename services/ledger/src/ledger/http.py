@@ -282,14 +282,14 @@ def _requester(caller: Principal, claimed: str | None) -> str:
 def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
     router = APIRouter(route_class=AuthenticatedRoute, prefix="/ledger", tags=["ledger"], responses=problem_responses(400, 401, 403, 404, 409, 422))
 
-    @router.post("/replays", response_model=ReplayView)
+    @router.post("/replays", response_model=ReplayView, openapi_extra=callers("service"))
     async def post_replay(caller: Caller, body: ReplayBody) -> ReplayView:
         """Publish the ledger's past events again on the replay topic, with their original ids."""
         require_scope(caller, "ledger:replay")
         count = await republish(account=body.account, since=body.since, until=body.until)
         return ReplayView(republished=count, topic=ctx.topics(topics.REPLAY))
 
-    @router.get("/campaigns", response_model=list[CampaignView])
+    @router.get("/campaigns", response_model=list[CampaignView], openapi_extra=callers("anonymous", "subscriber", "service"))
     async def get_campaigns() -> list[CampaignView]:
         """The bonus campaigns ("20 % back") in force or announced: public, like the plans."""
         now = ctx.clock.now()
@@ -367,7 +367,7 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
         require_account(caller, number)
         return _receipt_pdf(await service.account_receipt(ctx, number, transaction_id))
 
-    @router.post("/accounts/{number}/transfers", response_model=EventsView)
+    @router.post("/accounts/{number}/transfers", response_model=EventsView, openapi_extra=callers("subscriber", "service"))
     async def post_transfer(caller: Caller, number: AccountPath, body: TransferBody) -> EventsView:
         require_account(caller, number)
         events = await service.transfer(ctx, number, body.to_account, body.amount,
@@ -375,7 +375,8 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
                                         request_id=body.request_id)
         return _answer(events)
 
-    @router.post("/accounts/{number}/bonus-redemptions", response_model=EventsView)
+    @router.post("/accounts/{number}/bonus-redemptions", response_model=EventsView,
+                 openapi_extra=callers("subscriber", "service"))
     async def post_bonus_redemption(caller: Caller, number: AccountPath, body: RedemptionBody) -> EventsView:
         """Exchange bonuses for an item of the rewards catalogue (or a discount or gift of an
         amount): BonusRedeemed, or the refusal's reason."""
@@ -391,19 +392,20 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
                                             description=description, item=body.item)
         return _answer(events)
 
-    @router.put("/accounts/{number}/payment-type", response_model=EventsView)
+    @router.put("/accounts/{number}/payment-type", response_model=EventsView, openapi_extra=callers("subscriber", "service"))
     async def put_payment_type(caller: Caller, number: AccountPath, body: PaymentTypeBody) -> EventsView:
         require_account(caller, number)
         return _events(await service.change_payment_type(ctx, number, body.payment_type, body.credit_limit,
                                                          requested_by=_requester(caller, body.requested_by)))
 
-    @router.post("/suspense/{transaction_id}/resolve", response_model=EventsView)
+    @router.post("/suspense/{transaction_id}/resolve", response_model=EventsView, openapi_extra=callers("service"))
     async def resolve(caller: Caller, transaction_id: UUID, body: ResolveBody) -> EventsView:
         require_scope(caller, "ledger:resolve")
         return _events(await service.resolve_suspense(ctx, transaction_id, body.target_account,
                                                       body.note(caller)))
 
-    @router.post("/transactions/{transaction_id}/reverse", response_model=EventsView)
+    @router.post("/transactions/{transaction_id}/reverse", response_model=EventsView,
+                 openapi_extra=callers("service"))
     async def reverse(caller: Caller, transaction_id: UUID, body: OperatorBody) -> EventsView:
         require_scope(caller, "ledger:reverse")
         return _events(await service.reverse(ctx, transaction_id, body.note(caller)))

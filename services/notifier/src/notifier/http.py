@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from billing_events.auth import AuthenticatedRoute, Caller, require_account
-from billing_events.http import AccountPath, problem_responses
+from billing_events.http import AccountPath, callers, problem_responses
 from fastapi import APIRouter, Query
 
 from notifier.context import NotifierContext
@@ -21,6 +21,7 @@ def build_router(context: NotifierContext) -> APIRouter:
     router = APIRouter(route_class=AuthenticatedRoute, prefix="/notifier", tags=["notifier"], responses=problem_responses(401, 403, 422))
 
     @router.get("/accounts/{account_number}/deliveries", response_model=DeliveryLog,
+                openapi_extra=callers("subscriber", "service"),
                 responses={404: {**problem_responses(404)[404],
                                  "description": "the notifier knows nothing of this account"}})
     async def account_deliveries(

@@ -227,7 +227,7 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
             return invalid_request(exc)
         return await function(ctx, built)
 
-    @router.get("/catalog", response_model=CatalogView)
+    @router.get("/catalog", response_model=CatalogView, openapi_extra=callers("anonymous", "subscriber", "service"))
     async def whole_catalog() -> Any:
         """The regions (with the price of a voluntary block) and the TV channel packages; the
         plans and options of a region are under ``/tariff/regions/{region}``."""
@@ -240,13 +240,13 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
                               for p in catalog.channel_packages],
         )
 
-    @router.get("/regions/{region}/plans", response_model=list[PlanView])
+    @router.get("/regions/{region}/plans", response_model=list[PlanView], openapi_extra=callers("anonymous", "subscriber", "service"))
     async def plans_of_region(region: RegionPath) -> Any:
         """The plans sold in the region: price, what each includes, the options it takes."""
         catalog = ctx.catalog
         return [PlanView.of(catalog, plan, region) for plan in catalog.plans_of_region(region)]
 
-    @router.get("/regions/{region}/options", response_model=list[OptionView])
+    @router.get("/regions/{region}/options", response_model=list[OptionView], openapi_extra=callers("anonymous", "subscriber", "service"))
     async def options_of_region(region: RegionPath) -> Any:
         """The options sold in the region (multiroom, antivirus, channel packages) and the plans
         each can be added to."""
@@ -290,32 +290,36 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
         require_account(caller, account)
         return ForecastView.of(await service.account_forecast(ctx, account))
 
-    @router.post("/accounts/{account}/plan", response_model=service.CommandResult, responses=private)
+    @router.post("/accounts/{account}/plan", response_model=service.CommandResult, responses=private,
+                 openapi_extra=callers("subscriber", "service"))
     async def activate(caller: Caller, account: AccountPath, body: ActivationRequest) -> Any:
         require_account(caller, account)
         return await call(service.activate_plan, lambda: service.ActivatePlan(
             account_number=account, plan=body.plan, equipment=body.equipment))
 
-    @router.put("/accounts/{account}/plan", response_model=service.CommandResult, responses=private)
+    @router.put("/accounts/{account}/plan", response_model=service.CommandResult, responses=private,
+                openapi_extra=callers("subscriber", "service"))
     async def change(caller: Caller, account: AccountPath, body: PlanRequest) -> Any:
         require_account(caller, account)
         return await call(service.change_tariff,
                           lambda: service.ChangePlan(account_number=account, plan=body.plan))
 
-    @router.post("/accounts/{account}/options", response_model=service.CommandResult, responses=private)
+    @router.post("/accounts/{account}/options", response_model=service.CommandResult, responses=private,
+                 openapi_extra=callers("subscriber", "service"))
     async def add(caller: Caller, account: AccountPath, body: OptionRequest) -> Any:
         require_account(caller, account)
         return await call(service.add_account_option,
                           lambda: service.AddOption(account_number=account, option=body.option))
 
     @router.delete("/accounts/{account}/options/{option}", response_model=service.CommandResult,
-                   responses=private)
+                   responses=private, openapi_extra=callers("subscriber", "service"))
     async def remove(caller: Caller, account: AccountPath, option: OptionPath) -> Any:
         require_account(caller, account)
         return await call(service.remove_account_option,
                           lambda: service.RemoveOption(account_number=account, option=option))
 
-    @router.post("/accounts/{account}/equipment", response_model=service.CommandResult, responses=private)
+    @router.post("/accounts/{account}/equipment", response_model=service.CommandResult, responses=private,
+                 openapi_extra=callers("subscriber", "service"))
     async def rent(caller: Caller, account: AccountPath, body: EquipmentRequest) -> Any:
         """Rent equipment from the next billing day: free with some plans, a daily fee with others."""
         require_account(caller, account)
@@ -323,7 +327,7 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
                           lambda: service.RentEquipment(account_number=account, equipment=body.equipment))
 
     @router.delete("/accounts/{account}/equipment/{equipment}", response_model=service.CommandResult,
-                   responses=private)
+                   responses=private, openapi_extra=callers("subscriber", "service"))
     async def return_(caller: Caller, account: AccountPath, equipment: EquipmentPath) -> Any:
         """Return equipment: not charged from the next billing day on."""
         require_account(caller, account)
@@ -331,7 +335,7 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
                           lambda: service.ReturnEquipment(account_number=account, equipment=equipment))
 
     @router.post("/accounts/{account}/voluntary-block", response_model=service.CommandResult,
-                 responses=private)
+                 responses=private, openapi_extra=callers("subscriber", "service"))
     async def start_block(caller: Caller, account: AccountPath, body: Annotated[BlockRequest, Body()]) -> Any:
         require_account(caller, account)
         return await call(service.start_block, lambda: service.StartVoluntaryBlock(
@@ -339,7 +343,7 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
             requested_via=as_credentials_say("requested_via", body.requested_via, _channel(caller))))
 
     @router.delete("/accounts/{account}/voluntary-block", response_model=service.CommandResult,
-                   responses=private)
+                   responses=private, openapi_extra=callers("subscriber", "service"))
     async def end_block(caller: Caller, account: AccountPath) -> Any:
         require_account(caller, account)
         return await call(service.end_block, lambda: service.EndVoluntaryBlock(account_number=account))
@@ -355,7 +359,8 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
             account_number=account, settlement=body.settlement, transfer_to=body.transfer_to,
             requested_by=caller.requester, reason=body.reason))
 
-    @router.post("/billing-days/close", response_model=service.CloseResult, responses=private)
+    @router.post("/billing-days/close", response_model=service.CloseResult, responses=private,
+                 openapi_extra=callers("service"))
     async def close_billing_days(caller: Caller, body: CloseDaysRequest) -> Any:
         """Close every account's days not closed yet, in order, as the billing clock's midnight
         does: the operator's catch-up after the service was down. Closing a day twice charges
