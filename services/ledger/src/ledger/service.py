@@ -392,7 +392,7 @@ async def bonus_history(ctx: LedgerContext, number: str) -> domain.BonusHistory:
     async with ctx.db.connect() as conn:
         entries = await store.entries(conn, [state.main_code, state.bonus_code])
         asked = {entry.transaction_id for entry in entries
-                 if entry.kind is TransactionKind.BONUS_REDEMPTION and entry.business_key.startswith("request:")}
+                 if entry.kind is TransactionKind.BONUS_REDEMPTION and not domain.is_charge_key(entry.business_key)}
         redemptions = [await store.transaction(conn, txn_id) for txn_id in asked]
     purposes = {txn.id: purpose for txn in redemptions
                 if txn is not None and (purpose := domain.redemption_purpose(txn)) is not None}

@@ -106,6 +106,7 @@ from ledger.domain.replay import (
 )
 from ledger.domain.spending import (
     apply_charge,
+    is_charge_key,
     redeem_bonus,
     redemption_purpose,
     redemption_refusal,
@@ -237,6 +238,7 @@ __all__ = [
     "record_for",
     "record_of",
     "request_key",
+    "is_charge_key",
     "redeem_bonus",
     "redemption_refusal",
     "replay",

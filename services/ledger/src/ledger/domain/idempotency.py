@@ -97,6 +97,12 @@ def request_key(requester: str, request_id: UUID) -> str:
     return f"{requester}/{request_id}"
 
 
+def request_id_in(key: str) -> UUID:
+    """The request id a key of :func:`request_key` holds (or a key written before keys were
+    scoped to their requester: the bare id)."""
+    return UUID(key.rpartition("/")[2])
+
+
 def business_key(payload: Any) -> BusinessKey | None:
     """The key and fingerprint of a request that can move money (None: it cannot)."""
     match payload:

@@ -68,7 +68,7 @@ def apply_charge(
     booking = Booking((account,))
     if bonus_to_use:
         _post_redemption(
-            booking, account, f"charge:{charge.charge_id}", credit=revenue, amount=bonus_to_use,
+            booking, account, f"{CHARGE_KEY_PREFIX}{charge.charge_id}", credit=revenue, amount=bonus_to_use,
             currency=currency, cause_id=cause_id, cause_type=ChargeApplied.event_type, at=at,
             purpose=RedemptionPurpose.CHARGE, charge_id=charge.charge_id,
         )
@@ -87,6 +87,14 @@ def apply_charge(
             )
         )
     return booking.outcome()
+
+
+CHARGE_KEY_PREFIX = "charge:"
+"""Bonuses that paid a charge are keyed by it; a redemption a subscriber asked for by its request."""
+
+
+def is_charge_key(business_key: str) -> bool:
+    return business_key.startswith(CHARGE_KEY_PREFIX)
 
 
 def _post_redemption(

@@ -18,6 +18,8 @@ from billing_events.money import Money
 from ledger.domain.bonus import BonusCampaign, campaign_behind
 from ledger.domain.chart import bonus_account, main_account, subscriber_number
 from ledger.domain.errors import CommandRefused, ErrorCode
+from ledger.domain.idempotency import request_id_in
+from ledger.domain.spending import CHARGE_KEY_PREFIX, is_charge_key
 from ledger.domain.outcome import SuspenseItem
 from ledger.domain.replay import JournalEntry, replay
 from ledger.domain.transactions import Transaction
@@ -215,10 +217,12 @@ def _bonus_line(entry: JournalEntry, balance_after: int, payments: Mapping[str, 
                                    channel=behind.channel, bonus=entry.amount, booked_at=entry.occurred_at)
         return replace(line, campaign=campaign.name if campaign else None, payment=behind)
     if entry.kind is TransactionKind.BONUS_REDEMPTION:
-        kind, _, key = entry.business_key.partition(":")
-        if kind == "charge":
-            return replace(line, purpose=RedemptionPurpose.CHARGE, charge=parse_charge_id(key))
-        return replace(line, purpose=purposes.get(entry.transaction_id), request_id=UUID(key))
+        if is_charge_key(entry.business_key):
+            return replace(line, purpose=RedemptionPurpose.CHARGE,
+                           charge=parse_charge_id(entry.business_key.removeprefix(CHARGE_KEY_PREFIX)))
+        # a subscriber's request: "<account>/<request id>" (before keys were scoped: "request:<id>")
+        return replace(line, purpose=purposes.get(entry.transaction_id),
+                       request_id=request_id_in(entry.business_key.removeprefix("request:")))
     return line
 
 
