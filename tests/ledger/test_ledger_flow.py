@@ -204,3 +204,34 @@ async def test_a_payment_delivered_again_after_its_inbox_row_was_pruned_is_kept_
         kept = await conn.scalar(select(func.count()).select_from(outbox).where(
             outbox.c.topic == ledger.runtime.topics("billing.payments"), outbox.c.value == first.to_bytes()))
     assert kept == 1
+
+
+async def test_a_payment_repeated_under_a_new_id_is_never_kept_however_often_it_comes_back(ledger: Any) -> None:
+    """A channel's retry of a payment under a new event id is a repeat of its business key: nothing
+    moves, and it is not kept beside the ledger's events. Kept the first time, it came back in the
+    next refill after the inbox forgot it and was kept again (the simulation, seed 1001): the same
+    event twice in the archive, published twice by every refill after."""
+    from sqlalchemy import delete, func, select
+
+    from billing_events.schema import inbox, outbox
+    from ledger import store
+
+    payments = ledger.runtime.topics("billing.payments")
+    await ledger.register(A)
+    first = await ledger.pay(A, 10_000, "AGAIN-1")
+    retry = await ledger.pay(A, 10_000, "AGAIN-1")  # the same payment, a new event id
+    await ledger.pay(A, 1, "AGAIN-2")  # the same partition: taken after the retry
+    await ledger.balance_becomes(A, 10_001)
+    async with ledger.runtime.db.transaction() as conn:
+        await conn.execute(delete(inbox))  # the retention's prune, taken to its end
+    await ledger.producer.send(payments, retry)  # a refill brings it back
+    await ledger.pay(A, 2, "AGAIN-3")
+    await ledger.balance_becomes(A, 10_003)
+    async with ledger.runtime.db.connect() as conn:
+        kept = [await conn.scalar(select(func.count()).select_from(outbox).where(
+            outbox.c.topic == payments, outbox.c.value == envelope.to_bytes())) for envelope in (first, retry)]
+        posted = await conn.scalar(select(func.count()).select_from(store.journal).where(
+            store.journal.c.business_key == "terminal:AGAIN-1"))
+    assert kept == [1, 0]
+    assert posted == 1
+    assert await ledger.journal_total() == 0

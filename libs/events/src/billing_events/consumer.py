@@ -69,9 +69,10 @@ class Outcome:
     publish: list[Envelope[Any]] = field(default_factory=list)
     rejected: list[tuple[Envelope[Any], Refusal]] = field(default_factory=list)
     taken_before: set[UUID] = field(default_factory=set)
-    """Events the handler knows it took before (by their business keys) although the inbox had
-    forgotten them (pruned after its retention): nothing happened again, and they are not kept
-    again either."""
+    """Events whose request the handler had taken before (by their business keys) although the
+    inbox does not know them: the very event after the inbox forgot it (pruned after its
+    retention), or the same request under another id. Nothing happens, and they are not kept: a
+    repeat kept once would be kept again each time it came back after a prune (a refill, a rewind)."""
 
 
 class BatchHandler(Protocol):

@@ -250,8 +250,7 @@ async def post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[En
     """Post a batch of events in the caller's transaction; refused ones come back as rejected."""
     batch = await _post(ctx, conn, envelopes)
     return BatchOutcome(publish=batch.publish, rejected=[(envelope, exc.refusal()) for envelope, exc in batch.rejected],
-                        taken_before={event_id for event_id, record in batch.repeats.items()
-                                      if record.cause_event_id == event_id})
+                        taken_before=set(batch.repeats))
 
 
 # --- commands -------------------------------------------------------------------------------
