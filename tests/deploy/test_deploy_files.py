@@ -364,11 +364,14 @@ def test_kubernetes_runs_in_production_without_a_development_default(
 
 @pytest.mark.parametrize("container", compose_containers(), ids=lambda c: c.where)
 def test_compose_says_what_keeps_it_from_production(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The lone Docker host is development, for its plaintext Kafka and the notifier's file
-    (both said in compose.yaml); nothing else it sets would stop a production start."""
+    """The lone Docker host is development, for its plaintext Kafka, the notifier's file and
+    /metrics on the API ports (said in compose.yaml); nothing else it sets would stop a production
+    start."""
     settings = load_settings(READERS[container.module], container.resolved(), monkeypatch)
     assert settings.environment == "development"
     expected = ["BILLING_KAFKA__SECURITY_PROTOCOL"]
+    if settings.http_port is not None:
+        expected += ["BILLING_METRICS_PORT"]
     if container.module == "notifier":
         expected += ["BILLING_NOTIFIER_SMS_CHANNEL", "BILLING_NOTIFIER_EMAIL_CHANNEL"]
     if container.module == "identity":

@@ -22,6 +22,7 @@ from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem
 from billing_events.money import Money
 from billing_events.testing.kafka_probe import TopicReader
 from billing_events.testing.plugin import eventually
+from billing_events.testing.signing import signed_headers
 from billing_events.topics import dead_letter_topic
 
 BAD = int(os.environ.get("BILLING_TEST_POISON_BAD", 2_000))
@@ -203,13 +204,16 @@ async def test_every_bad_message_is_dead_lettered_with_its_reason_and_every_vali
     bad = [(key, value, (CODES.get(kind, "invalid_payload"), reason))
            for kind in kinds for key, value, reason in [getattr(poisoner, kind)()]]
     valid = traffic.payments(accounts, VALID, "valid")
-    mixed: list[tuple[bytes | None, bytes | None, Expected | None]] = [
-        (p.account.encode(), p.to_bytes(), None) for p in valid
-    ] + bad
+    # The valid payments come signed by their channel, as a channel's would; the bad ones are
+    # refused for what is wrong with them before any signature is looked at.
+    mixed: list[tuple[bytes | None, bytes | None, Expected | None, list[tuple[str, bytes]]]] = [
+        (p.account.encode(), p.to_bytes(), None, signed_headers(p)) for p in valid
+    ] + [(key, value, wanted, []) for key, value, wanted in bad]
     traffic.rng.shuffle(mixed)
 
-    landed = await producer.send_raw_many(deployment.topics(topics.PAYMENTS), [(k, v) for k, v, _ in mixed])
-    expected = {where: wanted for where, (_, _, wanted) in zip(landed, mixed, strict=True) if wanted is not None}
+    landed = await producer.send_raw_many(deployment.topics(topics.PAYMENTS), [(k, v) for k, v, _, _ in mixed],
+                                          [headers for _, _, _, headers in mixed])
+    expected = {where: wanted for where, (_, _, wanted, _) in zip(landed, mixed, strict=True) if wanted is not None}
     nobody = numbers(50, first=900_000)  # never registered
     charges = [
         traffic.envelope(ChargeApplied(charge_id=f"c-{n}", account_number=number, amount=Money(minor=100),

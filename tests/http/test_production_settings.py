@@ -23,12 +23,13 @@ from typing import Any
 import httpx
 import pytest
 
+from billing_events import migrations
 from billing_events.auth import generate_token_keypair, public_key_of
 from billing_events.clock import ManualClock
 from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair
 from billing_events.settings import PUBLISHED_TEST_TOKEN_PUBLIC_KEYS, DevelopmentDefaultsInProduction, KafkaSettings
-from billing_events.testing.plugin import token_minter
+from billing_events.testing.plugin import operations_token
 from identity.app import build_runtime as build_identity
 from identity.security import new_key
 from identity.settings import IdentitySettings
@@ -171,7 +172,8 @@ def test_a_production_process_exits_naming_every_development_default(tmp_path: P
 
 @pytest.fixture
 async def doors(make_settings: Callable[..., Any]) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
-    """Each service's HTTP app, built (not started: nothing here needs the database)."""
+    """Each service's HTTP app, built and its database migrated (not started: a service token's
+    revocation is the only thing read)."""
     clock = ManualClock(START)
     notifier_public, notifier_private = generate_keypair()
     builders = {
@@ -184,6 +186,8 @@ async def doors(make_settings: Callable[..., Any]) -> AsyncIterator[Callable[[st
     }
     build = {"identity": build_identity, "ledger": build_ledger, "tariff": build_tariff, "notifier": build_notifier}
     runtimes = {name: build[name](await settings(), clock) for name, settings in builders.items()}
+    for name, runtime in runtimes.items():
+        await migrations.upgrade(runtime.db, name)
     async with AsyncExitStack() as stack:
         def client(name: str) -> httpx.AsyncClient:
             return httpx.AsyncClient(transport=httpx.ASGITransport(app=runtimes[name].http_app),
@@ -216,7 +220,7 @@ async def test_a_body_over_the_limit_is_answered_413(doors: Callable[[str], http
         for start in range(0, len(body), 4096):
             yield body[start:start + 4096]
 
-    token, _ = token_minter(ManualClock(START)).issue("service", "operations")
+    token = operations_token(ManualClock(START))
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     async with doors(service) as client:
         declared = await client.post(BODY_READERS[service], content=body, headers=headers)
@@ -237,7 +241,7 @@ async def test_a_body_over_the_limit_is_answered_413(doors: Callable[[str], http
 async def test_an_unknown_body_field_is_refused(
     doors: Callable[[str], httpx.AsyncClient], service: str, path: str, body: dict[str, Any]
 ) -> None:
-    token, _ = token_minter(ManualClock(START)).issue("service", "operations")
+    token = operations_token(ManualClock(START))
     async with doors(service) as client:
         answer = await client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 422, answer.text

@@ -25,15 +25,22 @@ def upgrade() -> None:
         sa.Column("updated_at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("account_number"),
     )
-    with op.batch_alter_table("subscribers") as batch:
-        batch.add_column(sa.Column("contact_version", sa.BigInteger(), nullable=False, server_default="0"))
-    with op.batch_alter_table("deliveries") as batch:
-        batch.add_column(sa.Column("sealed_contact", sa.Text()))
+    # Plain ADD COLUMN (SQLite has it): a batch would copy and drop deliveries, which the rows of
+    # another table refer to.
+    op.add_column("subscribers", sa.Column("contact_version", sa.BigInteger(), nullable=False, server_default="0"))
+    op.add_column("deliveries", sa.Column("sealed_contact", sa.Text()))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("deliveries") as batch:
-        batch.drop_column("sealed_contact")
-    with op.batch_alter_table("subscribers") as batch:
-        batch.drop_column("contact_version")
+    for table, column in (("deliveries", "sealed_contact"), ("subscribers", "contact_version")):
+        _drop_column(table, column)
     op.drop_table("notice_preferences")
+
+
+def _drop_column(table: str, column: str) -> None:
+    """SQLite's own DROP COLUMN (3.35+): Alembic's batch would copy and drop the table, which the
+    rows of another table refer to."""
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    else:
+        op.drop_column(table, column)
