@@ -266,7 +266,10 @@ class EventConsumer:
             outcome = await self._handler(conn, handled) if handled else Outcome()
             rejected_ids = {envelope.event_id for envelope, _ in outcome.rejected}
             if self._keeps:  # before what they caused, so an account's archive reads cause first
+                # An ingress event this service published itself (the ledger's card door) is in
+                # its outbox already, as it staged it: kept again, the archive would hold it twice.
                 await outbox.keep(conn, [item.record for item in new if item.record.topic in self._keeps
+                                         and item.envelope.producer != self.name
                                          and item.envelope.event_id not in rejected_ids | outcome.taken_before],
                                   clock=self._clock)
             await outbox.stage(conn, outcome.publish, topics=self._topics, clock=self._clock)

@@ -6,6 +6,7 @@ statement, receipt), which print their reports as JSON."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def build(settings: LedgerSettings | None = None, clock: Clock | None = None) ->
     ctx = LedgerContext(
         db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake, campaigns=campaigns, rewards=rewards,
         bonus_pays_charges=settings.bonus_pays_charges, self_service_credit_limit=settings.self_service_credit_limit,
-        max_payment=settings.max_payment,
+        max_payment=settings.max_payment, card_callback_window=timedelta(seconds=settings.card_callback_window_seconds),
     )
     runtime.attach_handler(LedgerHandler(ctx))
     runtime.background.append(partial(_watch_journal, ctx))
@@ -74,7 +75,7 @@ def build(settings: LedgerSettings | None = None, clock: Clock | None = None) ->
         runtime.background.append(partial(integrity.keep_sealing, ctx,
                                           every_seconds=settings.seal_every_seconds,
                                           every_transactions=settings.seal_every_transactions))
-    runtime.include_api(build_router(ctx, runtime.republish))
+    runtime.include_api(build_router(ctx, runtime.republish, settings.acquirer(), development=not settings.in_production))
     return runtime, ctx
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.service import ServiceContext
@@ -24,3 +25,5 @@ class LedgerContext(ServiceContext):
     max_payment: int = DEFAULT_MAX_PAYMENT
     """The most one payment, transfer or redemption may move (minor units); a payment over it is
     parked for a person, a command over it refused."""
+    card_callback_window: timedelta = timedelta(minutes=5)
+    """How far from now an acquirer's callback may have been sent: one sent earlier is a replay."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -10,6 +11,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
 
 from billing_events import topics
@@ -25,12 +27,14 @@ from billing_events.catalog.ledger import (
 )
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.errors import DomainError, ErrorKind
-from billing_events.http import AccountPath, ApiError, PositiveAmount, RequestBody, callers, problem_responses
+from billing_events.http import AccountPath, ApiError, PositiveAmount, RequestBody, callers, json_body, problem_responses
 from billing_events.money import Money, PositiveMoney
 
-from ledger import receipt_pdf, service
+from ledger import receipt_pdf, service, store
+from ledger.acquirer import SIGNATURE_HEADER, Acquirer, CallbackBody, callback_body
 from ledger.context import LedgerContext
 from ledger.domain import STATEMENT_COLUMNS, BonusCampaign, BonusHistory, BonusLine, OperatorNote, Receipt, input_errors
+from ledger.domain.card import CardIntent, IntentStatus, Verdict
 
 # A request the ledger refused with an event (TransferRejected, BonusRedemptionRejected): what kind
 # of refusal each reason is for the caller, and the field of the request's body it is about.
@@ -235,6 +239,54 @@ def _events(envelopes: list[Any]) -> EventsView:
     return EventsView(events=[e.model_dump(mode="json") for e in envelopes])
 
 
+class CardPaymentBody(RequestBody):
+    amount: PositiveAmount = Field(description="What the subscriber pays by card; the account is the token's")
+
+
+class CardPaymentView(BaseModel):
+    intent_id: UUID
+    account_number: str
+    amount: Money
+    status: IntentStatus = Field(description="open (not paid yet), paid, or declined")
+    pay_url: str = Field(description="Send the subscriber here to pay: the acquirer's page (in development, the"
+                                     " ledger's own development page, a path on the ledger's address)")
+    acquirer_reference: str | None = Field(description="Paid: the acquirer's reference, the payment's on the statement")
+
+    @classmethod
+    def of(cls, intent: CardIntent, acquirer: Acquirer) -> CardPaymentView:
+        return cls(intent_id=intent.intent_id, account_number=intent.account, amount=intent.amount,
+                   status=intent.status, pay_url=acquirer.pay_url(intent), acquirer_reference=intent.acquirer_reference)
+
+
+class CallbackAnswer(BaseModel):
+    intent_id: UUID
+    status: IntentStatus
+    repeat: bool = Field(description="The same callback again: nothing changed")
+
+
+class DevelopmentAcquirerAnswer(BaseModel):
+    callbacks: list[dict[str, Any]] = Field(description="Each callback the page sent: the ledger's status and answer")
+
+
+def _subscriber(caller: Principal) -> str:
+    """The account of a subscriber's own route: a card payment is the subscriber's, never a service's."""
+    if caller.role != "subscriber":
+        raise ApiError(403, "subscriber_only", "the subscriber's own route: a subscriber token is required")
+    return caller.subject
+
+
+def _development_page(intent: CardIntent) -> str:
+    amount = html.escape(str(intent.amount))
+    forms = "".join(
+        f'<form method="post" action="/ledger/dev-acquirer/{intent.intent_id}/{action}">'
+        f'<button type="submit">{label}</button></form>'
+        for action, label in (("approve", "Approve"), ("decline", "Decline"), ("approve-twice", "Approve twice")))
+    return (f"<!doctype html><html><head><title>Development acquirer</title></head><body>"
+            f"<h1>Development acquirer</h1><p>Pay {amount} into account {intent.account}"
+            f" (intent {intent.intent_id}, {intent.status.value}).</p>{forms}"
+            f"<p>Not a real acquirer: it signs the callback with the ledger's development secret.</p></body></html>")
+
+
 class RequestRejected(DomainError):
     """A request the ledger decided to refuse: its ...Rejected event is kept (the topic has it)
     and the caller gets its reason as a refusal, with the request's id."""
@@ -279,7 +331,8 @@ def _requester(caller: Principal, claimed: str | None) -> str:
     return as_credentials_say("requested_by", claimed, caller.requester)
 
 
-def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
+def build_router(ctx: LedgerContext, republish: Republish, acquirer: Acquirer, *, development: bool) -> APIRouter:
+    """The ledger's routes; ``development`` adds the development acquirer page (never in production)."""
     router = APIRouter(route_class=AuthenticatedRoute, prefix="/ledger", tags=["ledger"], responses=problem_responses(400, 401, 403, 404, 409, 422))
 
     @router.post("/replays", response_model=ReplayView, openapi_extra=callers("service"))
@@ -398,6 +451,36 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
         return _events(await service.change_payment_type(ctx, number, body.payment_type, body.credit_limit,
                                                          requested_by=_requester(caller, body.requested_by)))
 
+    @router.post("/card-payments", response_model=CardPaymentView, status_code=201,
+                 openapi_extra=callers("subscriber"))
+    async def post_card_payment(caller: Caller, body: CardPaymentBody) -> CardPaymentView:
+        """Pay by card on the website: an intent for the token's own account, and the acquirer's
+        page to send the subscriber to. The acquirer's callback settles it."""
+        intent = await service.open_card_payment(ctx, _subscriber(caller), body.amount)
+        return CardPaymentView.of(intent, acquirer)
+
+    @router.get("/card-payments/{intent_id}", response_model=CardPaymentView, openapi_extra=callers("subscriber"))
+    async def get_card_payment(caller: Caller, intent_id: UUID) -> CardPaymentView:
+        """A card payment of the token's account: open, paid or declined."""
+        return CardPaymentView.of(await service.card_payment(ctx, _subscriber(caller), intent_id), acquirer)
+
+    @router.post("/card-payments/callbacks", response_model=CallbackAnswer, openapi_extra={
+        **callers("anonymous"), **json_body(CallbackBody, description=(
+            f"Signed by the acquirer: {SIGNATURE_HEADER}: sha256=<hex HMAC-SHA256 of the raw body with the shared"
+            " secret>; the signature is the credential, no token"))})
+    async def post_card_callback(request: Request) -> CallbackAnswer:
+        """The acquirer's verdict on a card payment: approved (the payment is kept before this
+        answers) or declined. The same callback again answers 200 and changes nothing."""
+        return await take_callback(await request.body(), request.headers.get(SIGNATURE_HEADER))
+
+    async def take_callback(body: bytes, signature: str | None) -> CallbackAnswer:
+        settlement = await service.settle_card_payment(ctx, acquirer.verified(body, signature))
+        return CallbackAnswer(intent_id=settlement.intent.intent_id, status=settlement.intent.status,
+                              repeat=settlement.repeat)
+
+    if development:
+        _development_acquirer(router, ctx, acquirer, take_callback)
+
     @router.post("/suspense/{transaction_id}/resolve", response_model=EventsView, openapi_extra=callers("service"))
     async def resolve(caller: Caller, transaction_id: UUID, body: ResolveBody) -> EventsView:
         require_scope(caller, "ledger:resolve")
@@ -411,3 +494,41 @@ def build_router(ctx: LedgerContext, republish: Republish) -> APIRouter:
         return _events(await service.reverse(ctx, transaction_id, body.note(caller)))
 
     return router
+
+
+TakeCallback = Callable[[bytes, str | None], Awaitable[CallbackAnswer]]
+
+
+def _development_acquirer(router: APIRouter, ctx: LedgerContext, acquirer: Acquirer, take_callback: TakeCallback) -> None:
+    """The page that stands in for the acquirer's under `make run`: its buttons send the callbacks
+    an acquirer would, signed with the secret, through the very door the acquirer's come in by."""
+
+    @router.get("/dev-acquirer/{intent_id}", response_class=HTMLResponse, openapi_extra=callers("anonymous"))
+    async def get_development_acquirer(intent_id: UUID) -> HTMLResponse:
+        """Development only: the acquirer's page for an intent, with approve / decline / approve twice."""
+        return HTMLResponse(_development_page(await _open_intent(intent_id)))
+
+    @router.post("/dev-acquirer/{intent_id}/{action}", response_model=DevelopmentAcquirerAnswer,
+                 openapi_extra=callers("anonymous"))
+    async def post_development_acquirer(intent_id: UUID,
+                                        action: Literal["approve", "decline", "approve-twice"]) -> DevelopmentAcquirerAnswer:
+        """Development only: send the acquirer's signed callback (twice for approve-twice)."""
+        intent = await _open_intent(intent_id)
+        verdict = Verdict.DECLINED if action == "decline" else Verdict.APPROVED
+        body = callback_body(intent, verdict, f"DEV-{intent.intent_id.hex}", ctx.clock.now())
+        answers = []
+        for _ in range(2 if action == "approve-twice" else 1):
+            try:
+                answer = await take_callback(body, acquirer.signature(body))
+                answers.append({"status": 200, "answer": answer.model_dump(mode="json")})
+            except DomainError as refused:
+                answers.append({"status": refused.http_status,
+                                "answer": {"code": str(refused.code), "message": refused.message}})
+        return DevelopmentAcquirerAnswer(callbacks=answers)
+
+    async def _open_intent(intent_id: UUID) -> CardIntent:
+        async with ctx.db.connect() as conn:
+            intent = await store.card_intent(conn, intent_id)
+        if intent is None:
+            raise ApiError(404, "unknown_intent", "no such card payment intent")
+        return intent

@@ -30,7 +30,7 @@ from billing_events.catalog.ledger import (
     TransactionKind,
     TransferRequested,
 )
-from billing_events.catalog.payments import PaymentReceived
+from billing_events.catalog.payments import PaymentChannel, PaymentReceived
 from billing_events.catalog.tariff import ChargeApplied, SubscriptionClosed
 from billing_events.consumer import Outcome as BatchOutcome
 from billing_events.envelope import Envelope, Event, decode
@@ -56,6 +56,8 @@ from ledger.domain import (
     is_account_number,
     transaction_id_for,
 )
+from ledger.domain import card
+from ledger.domain.card import CardIntent
 
 log = get_logger(__name__)
 OPERATOR_COMMAND = "OperatorCommand"
@@ -351,6 +353,52 @@ async def reverse(ctx: LedgerContext, transaction_id: UUID, operator: OperatorNo
         return batch, outcome, None
 
     return await _operator_command(ctx, decide)
+
+
+# --- card payments from the cabinet ----------------------------------------------------------
+
+
+async def open_card_payment(ctx: LedgerContext, number: str, amount: Money) -> CardIntent:
+    """An intent to pay ``amount`` by card into ``number`` (the caller's token names the account)."""
+    async def work(conn: AsyncConnection) -> CardIntent:
+        intent = card.open_intent(await store.account(conn, number), number, amount, intent_id=uuid7(),
+                                  now=ctx.clock.now(), max_payment=ctx.max_payment)
+        await store.insert_intent(conn, intent)
+        return intent
+
+    return await ctx.unit_of_work(work)
+
+
+async def card_payment(ctx: LedgerContext, number: str, intent_id: UUID) -> CardIntent:
+    """One of the account's card payment intents (another account's is as unknown as none)."""
+    async with ctx.db.connect() as conn:
+        intent = await store.card_intent(conn, intent_id)
+    if intent is None or intent.account != number:
+        raise CommandRefused(ErrorCode.UNKNOWN_INTENT, "no such card payment intent", field="intent_id")
+    return intent
+
+
+async def settle_card_payment(ctx: LedgerContext, callback: card.Callback) -> card.Settlement:
+    """The acquirer's verdict on an intent. An approval marks the intent paid and stages its
+    PaymentReceived (channel card, the acquirer's reference) in the same transaction: once this
+    returns, the payment is durable and the relay publishes it, and the ledger then takes it from
+    the payments topic as it takes any channel's. A repeat stages nothing."""
+    card.check_fresh(callback, ctx.clock.now(), ctx.card_callback_window)
+
+    async def work(conn: AsyncConnection) -> card.Settlement:
+        now = ctx.clock.now()
+        settlement = card.settle(await store.card_intent(conn, callback.intent_id, for_update=True), callback, now)
+        if settlement.repeat:
+            return settlement
+        intent = settlement.intent
+        await store.settle_intent(conn, intent)
+        if settlement.pays:
+            payment = PaymentReceived(account_number=intent.account, channel=PaymentChannel.CARD,
+                                      reference=callback.reference, amount=intent.amount, received_at=now)
+            await ctx.stage(conn, [ctx.envelope(payment, account=intent.account)])
+        return settlement
+
+    return await ctx.unit_of_work(work)
 
 
 # --- reads ----------------------------------------------------------------------------------

@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.settings import ServiceSettings
 
+from ledger.acquirer import DEVELOPMENT_CALLBACK_SECRET, Acquirer
+
 DEFAULT_CAMPAIGNS = Path(__file__).with_name("campaigns.json")
 DEFAULT_REWARDS = Path(__file__).with_name("rewards.json")
+MIN_CALLBACK_SECRET_LENGTH = 32
+"""An HMAC key shorter than the hash's 32 bytes is weaker than the hash."""
 
 
 class LedgerSettings(ServiceSettings):
@@ -61,3 +65,45 @@ class LedgerSettings(ServiceSettings):
         validation_alias="BILLING_LEDGER_SEAL_EVERY_TRANSACTIONS",
         description="Also publish the chain head as soon as this many transactions were appended since the last seal",
     )
+    card_acquirer_url: str | None = Field(
+        default=None,
+        validation_alias="BILLING_LEDGER_CARD_ACQUIRER_URL",
+        description="The card acquirer's payment page: the cabinet sends the subscriber there with the intent,"
+        " amount (minor units) and currency in the query. Unset (development): the ledger's own development"
+        " page, /ledger/dev-acquirer/{intent}, stands in",
+    )
+    card_callback_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias="BILLING_LEDGER_CARD_CALLBACK_SECRET",
+        description="The secret shared with the card acquirer: its callbacks carry an HMAC-SHA256 of their"
+        " body with it (at least 32 characters). Unset (development): a secret published in the repository",
+    )
+    card_callback_window_seconds: int = Field(
+        default=300,
+        ge=1,
+        validation_alias="BILLING_LEDGER_CARD_CALLBACK_WINDOW_SECONDS",
+        description="How far from now an acquirer's callback may have been sent; further is a replay, refused",
+    )
+
+    @field_validator("card_callback_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_CALLBACK_SECRET_LENGTH:
+            raise ValueError(f"BILLING_LEDGER_CARD_CALLBACK_SECRET needs at least {MIN_CALLBACK_SECRET_LENGTH} characters")
+        return value
+
+    def acquirer(self) -> Acquirer:
+        secret = self.card_callback_secret.get_secret_value() if self.card_callback_secret else DEVELOPMENT_CALLBACK_SECRET
+        return Acquirer(secret=secret.encode(), page_url=self.card_acquirer_url)
+
+    def development_defaults(self) -> list[str]:
+        found = super().development_defaults()
+        secret = self.card_callback_secret
+        if secret is None or secret.get_secret_value() == DEVELOPMENT_CALLBACK_SECRET:
+            found.append("BILLING_LEDGER_CARD_CALLBACK_SECRET is unset: card callbacks are checked with the secret"
+                         " published in the repository, so anyone can approve a card payment (set the secret"
+                         " shared with the acquirer)")
+        if self.card_acquirer_url is None:
+            found.append("BILLING_LEDGER_CARD_ACQUIRER_URL is unset: subscribers would be sent to the development"
+                         " acquirer page, which is not served in production (set the acquirer's payment page)")
+        return found

@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing_events.catalog.ledger import PaymentType, TransactionKind, UnmatchedReason
 from billing_events.catalog.payments import PaymentChannel
 from billing_events.db import any_of, bulk_insert, bulk_update, insert_ignoring_duplicates, upsert
+from billing_events.money import Money
 from billing_events.schema import BigId, UtcDateTime
 
 from ledger.domain import (
@@ -73,6 +74,7 @@ from ledger.domain import (
     main_account,
     transaction_hash,
 )
+from ledger.domain.card import CardIntent, IntentStatus
 
 metadata = MetaData()
 
@@ -218,6 +220,25 @@ idempotency_keys = Table(
 )
 """One row per business key, written with the postings it led to: the primary key is what makes
 "posted once" true even for a code path that forgot to ask."""
+
+card_intents = Table(
+    "card_intents",
+    metadata,
+    Column("intent_id", Uuid, primary_key=True),
+    Column("account", String(12), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("acquirer_reference", String(64), comment="The acquirer's reference of the approved payment"),
+    Column("settled_at", UtcDateTime()),
+    Index("card_intents_by_account", "account", "created_at"),
+    CheckConstraint("amount > 0", name="card_intents_amount_positive"),
+    CheckConstraint("status IN ('open', 'paid', 'declined')", name="card_intents_status_known"),
+    *_currency_is_a_code("card_intents"),
+)
+"""A card payment the cabinet opened: its status moves once, in the transaction that stages the
+payment an approval makes (:func:`ledger.service.settle_card_payment`)."""
 
 
 # --- subscriber accounts -------------------------------------------------------------------
@@ -713,3 +734,29 @@ async def _joined_journal_chunks(conn: AsyncConnection, batch: int) -> AsyncIter
 def _record(row: Sequence[Any], lines: list[Posting]) -> JournalRecord:
     seq, txn_id, kind, *rest = row[3:]
     return JournalRecord(seq, txn_id, kind, tuple(lines), *rest)
+
+
+# --- card payment intents -------------------------------------------------------------------
+
+
+def _intent(row: Any) -> CardIntent:
+    return CardIntent(intent_id=row.intent_id, account=row.account, amount=Money(minor=row.amount, currency=row.currency),
+                      status=IntentStatus(row.status), created_at=row.created_at,
+                      acquirer_reference=row.acquirer_reference, settled_at=row.settled_at)
+
+
+async def insert_intent(conn: AsyncConnection, intent: CardIntent) -> None:
+    await conn.execute(insert(card_intents).values(
+        intent_id=intent.intent_id, account=intent.account, amount=intent.amount.minor,
+        currency=intent.amount.currency, status=intent.status.value, created_at=intent.created_at))
+
+
+async def card_intent(conn: AsyncConnection, intent_id: UUID, *, for_update: bool = False) -> CardIntent | None:
+    query = select(card_intents).where(card_intents.c.intent_id == intent_id)
+    row = (await conn.execute(query.with_for_update() if for_update else query)).first()
+    return _intent(row) if row else None
+
+
+async def settle_intent(conn: AsyncConnection, intent: CardIntent) -> None:
+    await conn.execute(update(card_intents).where(card_intents.c.intent_id == intent.intent_id).values(
+        status=intent.status.value, acquirer_reference=intent.acquirer_reference, settled_at=intent.settled_at))

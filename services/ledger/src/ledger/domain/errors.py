@@ -45,6 +45,13 @@ class ErrorCode(StrEnum):
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
     AMOUNT_OVER_LIMIT = "amount_over_limit"
     AMOUNT_OUT_OF_BOUNDS = "amount_out_of_bounds"
+    # an acquirer's callback on a card payment intent
+    UNKNOWN_INTENT = "unknown_intent"
+    CALLBACK_AMOUNT_MISMATCH = "callback_amount_mismatch"
+    INTENT_ALREADY_SETTLED = "intent_already_settled"
+    STALE_CALLBACK = "stale_callback"
+    BAD_CALLBACK_SIGNATURE = "bad_callback_signature"
+    MALFORMED_CALLBACK = "malformed_callback"
     # who asked may not ask for it
     INVALID_REQUESTER = "invalid_requester"
     NOT_OWN_ACCOUNT = "not_own_account"
@@ -56,13 +63,17 @@ KINDS: Mapping[ErrorCode, ErrorKind] = {
     **dict.fromkeys((ErrorCode.TOO_FEW_POSTINGS, ErrorCode.ZERO_POSTING, ErrorCode.UNBALANCED,
                      ErrorCode.MIXED_CURRENCIES, ErrorCode.MALFORMED_ACCOUNT_CODE, ErrorCode.NAIVE_TIME,
                      ErrorCode.REVERSAL_LINK), ErrorKind.BROKEN_INVARIANT),
-    **dict.fromkeys((ErrorCode.UNKNOWN_ACCOUNT, ErrorCode.UNKNOWN_TRANSACTION), ErrorKind.NOT_FOUND),
+    **dict.fromkeys((ErrorCode.UNKNOWN_ACCOUNT, ErrorCode.UNKNOWN_TRANSACTION, ErrorCode.UNKNOWN_INTENT),
+                    ErrorKind.NOT_FOUND),
     # well formed, but the account's (or the journal's) state refuses it
     **dict.fromkeys((ErrorCode.ACCOUNT_CLOSED, ErrorCode.ACCOUNT_NOT_SETTLED, ErrorCode.ALREADY_REVERSED,
                      ErrorCode.REVERSAL_OF_REVERSAL, ErrorCode.DEBT_OUTSTANDING, ErrorCode.INSUFFICIENT_BONUS,
                      ErrorCode.NOT_A_PAYMENT, ErrorCode.SUSPENSE_NOT_OPEN, ErrorCode.CONFLICTING_DUPLICATE,
-                     ErrorCode.AMOUNT_OUT_OF_BOUNDS),
+                     ErrorCode.AMOUNT_OUT_OF_BOUNDS, ErrorCode.CALLBACK_AMOUNT_MISMATCH,
+                     ErrorCode.INTENT_ALREADY_SETTLED),
                     ErrorKind.CONFLICT),
+    # the callback is not proven to come from the acquirer now: a forged signature, or a replay
+    **dict.fromkeys((ErrorCode.BAD_CALLBACK_SIGNATURE, ErrorCode.STALE_CALLBACK), ErrorKind.UNAUTHENTICATED),
     ErrorCode.NOT_OWN_ACCOUNT: ErrorKind.FORBIDDEN,
 }
 """What kind of refusal each code is: it decides the HTTP status of the answer."""
