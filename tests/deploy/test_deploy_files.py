@@ -115,6 +115,8 @@ def secret_sample(variable: str) -> str:
         return ",".join(generate_signing_key(owner)[0] for owner in SERVICES)
     if variable.endswith("_KEY"):
         return base64.b64encode(bytes(range(32))).decode()
+    if variable == "BILLING_LEDGER_CARD_CALLBACK_SECRET":
+        return "sample-secret-shared-with-the-card-acquirer"
     return "sample-secret"
 
 
@@ -364,9 +366,9 @@ def test_kubernetes_runs_in_production_without_a_development_default(
 
 @pytest.mark.parametrize("container", compose_containers(), ids=lambda c: c.where)
 def test_compose_says_what_keeps_it_from_production(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The lone Docker host is development, for its plaintext Kafka, the notifier's file and
-    /metrics on the API ports (said in compose.yaml); nothing else it sets would stop a production
-    start."""
+    """The lone Docker host is development, for its plaintext Kafka, the notifier's file,
+    /metrics on the API ports and the development acquirer page (said in compose.yaml); nothing
+    else it sets would stop a production start."""
     settings = load_settings(READERS[container.module], container.resolved(), monkeypatch)
     assert settings.environment == "development"
     expected = ["BILLING_KAFKA__SECURITY_PROTOCOL"]
@@ -376,6 +378,8 @@ def test_compose_says_what_keeps_it_from_production(container: Container, monkey
         expected += ["BILLING_NOTIFIER_SMS_CHANNEL", "BILLING_NOTIFIER_EMAIL_CHANNEL"]
     if container.module == "identity":
         expected += ["BILLING_IDENTITY_CLIENT_ADDRESS_HEADER"]  # no proxy in front: the TCP peer is the client
+    if container.module == "ledger" and settings.process_role != "relay":
+        expected += ["BILLING_LEDGER_CARD_ACQUIRER_URL"]  # no acquirer: the development page stands in
     assert [found.split(" ", 1)[0] for found in settings.development_defaults()] == expected
 
 

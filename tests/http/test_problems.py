@@ -46,7 +46,10 @@ OPERATOR_ROUTES = [
 PUBLIC_OPERATIONS = {
     "identity": {"POST /identity/login", "POST /identity/passwords/sms", "POST /identity/reset-codes",
                  "POST /identity/reset-codes/redeem", "POST /identity/registrations", "POST /identity/tokens/refresh"},
-    "ledger": {"GET /ledger/campaigns", "GET /ledger/rewards"},
+    "ledger": {"GET /ledger/campaigns", "GET /ledger/rewards",
+               # the acquirer's signature is the callback's credential; the development page's is none
+               "POST /ledger/card-payments/callbacks", "GET /ledger/dev-acquirer/{intent_id}",
+               "POST /ledger/dev-acquirer/{intent_id}/{action}"},
     "tariff": {"GET /tariff/catalog", "GET /tariff/regions/{region}/plans", "GET /tariff/regions/{region}/options",
                "GET /tariff/regions/{region}/equipment"},
 }

@@ -33,6 +33,7 @@ from billing_events.testing.plugin import operations_token
 from identity.app import build_runtime as build_identity
 from identity.security import new_key
 from identity.settings import IdentitySettings
+from ledger.acquirer import DEVELOPMENT_CALLBACK_SECRET
 from ledger.app import build_runtime as build_ledger
 from ledger.settings import LedgerSettings
 from notifier.app import build_runtime as build_notifier
@@ -45,6 +46,7 @@ PUBLISHED_TEST_TOKEN_PRIVATE_KEY = base64.b64encode(b"test-token-private-key-of-
 repository's history publishes it, so production refuses it."""
 
 START = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
+ACQUIRER_URL = "https://pay.acquirer.example/checkout"
 SERVICES = ("identity", "ledger", "tariff", "notifier")
 SECURITY_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
                     "x-frame-options": "DENY", "content-security-policy": "frame-ancestors 'none'",
@@ -77,7 +79,9 @@ class Production:
                           "token_private_key": self.token_private, "client_address_header": "X-Forwarded-For"}
                 cls, build = IdentitySettings, build_identity
             case "ledger":
-                values, cls, build = {"bonus_campaigns_file": None}, LedgerSettings, build_ledger
+                values = {"bonus_campaigns_file": None, "card_acquirer_url": ACQUIRER_URL,
+                          "card_callback_secret": base64.b64encode(os.urandom(32)).decode()}
+                cls, build = LedgerSettings, build_ledger
             case "tariff":
                 values, cls, build = {"billing_clock_enabled": False}, TariffSettings, build_tariff
             case _:
@@ -111,6 +115,12 @@ def _defaults(kafka: KafkaSettings, tmp_path: Path) -> dict[str, tuple[dict[str,
 
 
 SERVICE_DEFAULTS = {
+    "ledger": {
+        "no card callback secret": ({"card_callback_secret": None}, "BILLING_LEDGER_CARD_CALLBACK_SECRET"),
+        "the published card callback secret": ({"card_callback_secret": DEVELOPMENT_CALLBACK_SECRET},
+                                               "BILLING_LEDGER_CARD_CALLBACK_SECRET"),
+        "no card acquirer": ({"card_acquirer_url": None}, "BILLING_LEDGER_CARD_ACQUIRER_URL"),
+    },
     "identity": {
         "no client address header": ({"client_address_header": None}, "BILLING_IDENTITY_CLIENT_ADDRESS_HEADER"),
         "the test token private key": ({"token_private_key": PUBLISHED_TEST_TOKEN_PRIVATE_KEY},
@@ -147,6 +157,18 @@ async def test_a_production_start_without_development_defaults_goes_ahead(produc
     assert live.status_code == 200
     assert live.headers["strict-transport-security"].startswith("max-age=")
     assert [answer.status_code for answer in docs] == [404, 404, 404]  # API docs off by default
+
+
+async def test_the_development_acquirer_page_is_not_served_in_production(production: Production) -> None:
+    """In production the cabinet sends the subscriber to the acquirer's page; the development page,
+    which approves without a card, is no route at all (tests/ledger/test_card_payments.py uses it)."""
+    runtime = await production.runtime("ledger")
+    intent = "0190a0a0-0000-7000-8000-000000000000"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.http_app), base_url="http://door") as client:
+        page = await client.get(f"/ledger/dev-acquirer/{intent}")
+        approve = await client.post(f"/ledger/dev-acquirer/{intent}/approve")
+    await runtime.db.dispose()
+    assert [(answer.status_code, answer.json()["code"]) for answer in (page, approve)] == [(404, "not_found")] * 2
 
 
 def test_the_published_key_is_the_one_refused() -> None:

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from billing_events import topics
+from billing_events.money import Money
 from billing_events.schema import outbox
 from billing_events.testing.kafka_probe import TopicReader
 from billing_events.testing.plugin import bearer_token, eventually
@@ -26,7 +27,7 @@ from ledger.acquirer import SIGNATURE_HEADER, Acquirer, callback_body
 from ledger.domain.card import CardIntent, IntentStatus, Verdict
 from ledger.settings import LedgerSettings
 
-from .conftest import LedgerDriver, running_ledger
+from .conftest import START, LedgerDriver, running_ledger
 
 OWNER, OTHER = "100000000008", "100000000016"
 SECRET = "test-card-callback-secret-of-this-module-only"
@@ -252,3 +253,12 @@ async def test_an_approval_committed_but_never_answered_pays_once_after_the_rest
 async def _announced_once(ledger: LedgerDriver) -> bool:
     credited = [e for e in ledger.reader.envelopes if e.event_type == "BalanceChanged" and e.payload.credited_payment]
     return len(credited) == 1
+
+
+def test_the_cabinet_is_sent_to_the_acquirers_page_with_the_intent() -> None:
+    intent = CardIntent(intent_id=UUID("0190a0a0-0000-7000-8000-000000000001"), account=OWNER,
+                        amount=Money(minor=50_000), status=IntentStatus.OPEN, created_at=START)
+    acquirer = Acquirer(secret=SECRET.encode(), page_url="https://pay.acquirer.example/checkout?shop=7")
+    assert acquirer.pay_url(intent) == ("https://pay.acquirer.example/checkout?shop=7"
+                                        "&intent=0190a0a0-0000-7000-8000-000000000001&amount=50000&currency=RUB")
+    assert ACQUIRER.pay_url(intent) == "/ledger/dev-acquirer/0190a0a0-0000-7000-8000-000000000001"

@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import HTMLResponse
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
 
 from billing_events import topics
@@ -145,7 +144,7 @@ class BonusHistoryView(BaseModel):
                    lines=[BonusLineView.of(line, currency) for line in history.lines])
 
 
-CSV, PDF = "text/csv", "application/pdf"
+CSV, PDF, HTML = "text/csv", "application/pdf", "text/html"
 Format = Annotated[Literal["json", "csv", "pdf"] | None, Query(
     alias="format", description="Instead of an Accept header: csv for the statement, pdf for a receipt")]
 
@@ -503,10 +502,11 @@ def _development_acquirer(router: APIRouter, ctx: LedgerContext, acquirer: Acqui
     """The page that stands in for the acquirer's under `make run`: its buttons send the callbacks
     an acquirer would, signed with the secret, through the very door the acquirer's come in by."""
 
-    @router.get("/dev-acquirer/{intent_id}", response_class=HTMLResponse, openapi_extra=callers("anonymous"))
-    async def get_development_acquirer(intent_id: UUID) -> HTMLResponse:
+    @router.get("/dev-acquirer/{intent_id}", response_class=Response, openapi_extra=callers("anonymous"),
+                responses={200: {"content": {HTML: {}}}})
+    async def get_development_acquirer(intent_id: UUID) -> Response:
         """Development only: the acquirer's page for an intent, with approve / decline / approve twice."""
-        return HTMLResponse(_development_page(await _open_intent(intent_id)))
+        return Response(_development_page(await _open_intent(intent_id)), media_type=f"{HTML}; charset=utf-8")
 
     @router.post("/dev-acquirer/{intent_id}/{action}", response_model=DevelopmentAcquirerAnswer,
                  openapi_extra=callers("anonymous"))

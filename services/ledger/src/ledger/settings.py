@@ -98,6 +98,8 @@ class LedgerSettings(ServiceSettings):
 
     def development_defaults(self) -> list[str]:
         found = super().development_defaults()
+        if self.process_role == "relay":
+            return found  # it serves no API: no card door, no acquirer
         secret = self.card_callback_secret
         if secret is None or secret.get_secret_value() == DEVELOPMENT_CALLBACK_SECRET:
             found.append("BILLING_LEDGER_CARD_CALLBACK_SECRET is unset: card callbacks are checked with the secret"
