@@ -24,7 +24,8 @@ from billing_events.testing.kafka_probe import TopicReader
 from billing_events.testing.plugin import bearer_token, eventually
 from ledger import service, store
 from ledger.acquirer import SIGNATURE_HEADER, Acquirer, callback_body
-from ledger.domain.card import CardIntent, IntentStatus, Verdict
+from ledger.domain import CommandRefused, ErrorCode
+from ledger.domain.card import Callback, CardIntent, IntentStatus, Verdict, check_fresh, settle
 from ledger.settings import LedgerSettings
 
 from .conftest import START, LedgerDriver, running_ledger
@@ -262,3 +263,37 @@ def test_the_cabinet_is_sent_to_the_acquirers_page_with_the_intent() -> None:
     assert acquirer.pay_url(intent) == ("https://pay.acquirer.example/checkout?shop=7"
                                         "&intent=0190a0a0-0000-7000-8000-000000000001&amount=50000&currency=RUB")
     assert ACQUIRER.pay_url(intent) == "/ledger/dev-acquirer/0190a0a0-0000-7000-8000-000000000001"
+
+
+def test_an_intent_settles_once_whatever_the_acquirer_sends_after() -> None:
+    """The domain alone: open → paid or declined, the same verdict again a repeat, any other a conflict."""
+    opened = CardIntent(intent_id=uuid4(), account=OWNER, amount=Money(minor=500), status=IntentStatus.OPEN,
+                        created_at=START)
+
+    def callback(verdict: Verdict, reference: str = "R-1", minor: int = 500) -> Callback:
+        return Callback(intent_id=opened.intent_id, verdict=verdict, amount=Money(minor=minor), reference=reference,
+                        sent_at=START)
+
+    paid = settle(opened, callback(Verdict.APPROVED), START)
+    assert (paid.intent.status, paid.intent.acquirer_reference, paid.pays, paid.repeat) == (IntentStatus.PAID, "R-1",
+                                                                                            True, False)
+    assert settle(paid.intent, callback(Verdict.APPROVED), START).repeat
+    declined = settle(opened, callback(Verdict.DECLINED), START)
+    assert (declined.intent.status, declined.pays) == (IntentStatus.DECLINED, False)
+    assert settle(declined.intent, callback(Verdict.DECLINED), START).repeat
+    for settled, verdict, reference in ((paid.intent, Verdict.APPROVED, "R-2"), (paid.intent, Verdict.DECLINED, "R-1"),
+                                        (declined.intent, Verdict.APPROVED, "R-1")):
+        with pytest.raises(CommandRefused) as refused:
+            settle(settled, callback(verdict, reference), START)
+        assert refused.value.code == ErrorCode.INTENT_ALREADY_SETTLED
+    with pytest.raises(CommandRefused) as mismatch:
+        settle(opened, callback(Verdict.APPROVED, minor=501), START)
+    assert mismatch.value.code == ErrorCode.CALLBACK_AMOUNT_MISMATCH
+    with pytest.raises(CommandRefused) as unknown:
+        settle(None, callback(Verdict.APPROVED), START)
+    assert unknown.value.code == ErrorCode.UNKNOWN_INTENT
+    check_fresh(callback(Verdict.APPROVED), START + timedelta(minutes=5), timedelta(minutes=5))
+    for off in (timedelta(minutes=5, seconds=1), -timedelta(minutes=5, seconds=1)):
+        with pytest.raises(CommandRefused) as stale:
+            check_fresh(callback(Verdict.APPROVED), START + off, timedelta(minutes=5))
+        assert stale.value.code == ErrorCode.STALE_CALLBACK
