@@ -52,7 +52,8 @@ KEY_RULE = (
 EVENT_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(IDENTITY, "identity", "Subscribers registered, passwords issued, logins locked"),
     TopicSpec(PAYMENTS, "payments", "Payments arriving from the payment channels (ingress)",
-              open_to="any payment channel (shops, terminals, card and bank gateways, e-wallets, the CLI)"),
+              open_to="any payment channel (shops, terminals, card and bank gateways, e-wallets, the CLI; the"
+                      " ledger for the card payments its cabinet door takes)"),
     TopicSpec(LEDGER, "ledger", "Every movement of money and the balances it leaves"),
     TopicSpec(LEDGER_COMMANDS, "ledger", "Requests to the ledger: transfers, bonus redemptions, payment type",
               open_to="the ledger's own doors (its HTTP API, for the web cabinet, call centre and operations);"
