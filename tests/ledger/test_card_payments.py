@@ -155,6 +155,10 @@ async def test_forged_replayed_unknown_and_mismatched_callbacks_are_refused(ledg
     more = await _callback(ledger, callback_body(replace(intent, amount=intent.amount.model_copy(update={"minor": 40_001})),
                                                  Verdict.APPROVED, "ACQ-1", ledger.clock.now()))
     assert (more.status_code, more.json()["code"]) == (409, "callback_amount_mismatch")
+    # the account is the intent's: a callback naming one, even signed, is no callback the ledger reads
+    naming = body[:-1] + f', "account_number": "{OTHER}"}}'.encode()
+    redirected = await _callback(ledger, naming)
+    assert (redirected.status_code, redirected.json()["code"]) == (422, "malformed_callback")
     # a genuine callback captured and sent again past the window is a replay, whatever its signature
     ledger.clock.advance(timedelta(minutes=6))
     replayed = await _callback(ledger, body)

@@ -29,7 +29,7 @@ from billing_events.errors import DomainError, ErrorKind
 from billing_events.http import AccountPath, ApiError, PositiveAmount, RequestBody, callers, json_body, problem_responses
 from billing_events.money import Money, PositiveMoney
 
-from ledger import receipt_pdf, service, store
+from ledger import receipt_pdf, service
 from ledger.acquirer import SIGNATURE_HEADER, Acquirer, CallbackBody, callback_body
 from ledger.context import LedgerContext
 from ledger.domain import STATEMENT_COLUMNS, BonusCampaign, BonusHistory, BonusLine, OperatorNote, Receipt, input_errors
@@ -283,7 +283,7 @@ def _development_page(intent: CardIntent) -> str:
     return (f"<!doctype html><html><head><title>Development acquirer</title></head><body>"
             f"<h1>Development acquirer</h1><p>Pay {amount} into account {intent.account}"
             f" (intent {intent.intent_id}, {intent.status.value}).</p>{forms}"
-            f"<p>Not a real acquirer: it signs the callback with the ledger's development secret.</p></body></html>")
+            f"<p>Not a real acquirer: it signs the callbacks with the secret the ledger holds.</p></body></html>")
 
 
 class RequestRejected(DomainError):
@@ -461,7 +461,7 @@ def build_router(ctx: LedgerContext, republish: Republish, acquirer: Acquirer, *
     @router.get("/card-payments/{intent_id}", response_model=CardPaymentView, openapi_extra=callers("subscriber"))
     async def get_card_payment(caller: Caller, intent_id: UUID) -> CardPaymentView:
         """A card payment of the token's account: open, paid or declined."""
-        return CardPaymentView.of(await service.card_payment(ctx, _subscriber(caller), intent_id), acquirer)
+        return CardPaymentView.of(await service.card_payment(ctx, intent_id, of_account=_subscriber(caller)), acquirer)
 
     @router.post("/card-payments/callbacks", response_model=CallbackAnswer, openapi_extra={
         **callers("anonymous"), **json_body(CallbackBody, description=(
@@ -506,14 +506,14 @@ def _development_acquirer(router: APIRouter, ctx: LedgerContext, acquirer: Acqui
                 responses={200: {"content": {HTML: {}}}})
     async def get_development_acquirer(intent_id: UUID) -> Response:
         """Development only: the acquirer's page for an intent, with approve / decline / approve twice."""
-        return Response(_development_page(await _open_intent(intent_id)), media_type=f"{HTML}; charset=utf-8")
+        return Response(_development_page(await service.card_payment(ctx, intent_id)), media_type=f"{HTML}; charset=utf-8")
 
     @router.post("/dev-acquirer/{intent_id}/{action}", response_model=DevelopmentAcquirerAnswer,
                  openapi_extra=callers("anonymous"))
     async def post_development_acquirer(intent_id: UUID,
                                         action: Literal["approve", "decline", "approve-twice"]) -> DevelopmentAcquirerAnswer:
         """Development only: send the acquirer's signed callback (twice for approve-twice)."""
-        intent = await _open_intent(intent_id)
+        intent = await service.card_payment(ctx, intent_id)
         verdict = Verdict.DECLINED if action == "decline" else Verdict.APPROVED
         body = callback_body(intent, verdict, f"DEV-{intent.intent_id.hex}", ctx.clock.now())
         answers = []
@@ -525,10 +525,3 @@ def _development_acquirer(router: APIRouter, ctx: LedgerContext, acquirer: Acqui
                 answers.append({"status": refused.http_status,
                                 "answer": {"code": str(refused.code), "message": refused.message}})
         return DevelopmentAcquirerAnswer(callbacks=answers)
-
-    async def _open_intent(intent_id: UUID) -> CardIntent:
-        async with ctx.db.connect() as conn:
-            intent = await store.card_intent(conn, intent_id)
-        if intent is None:
-            raise ApiError(404, "unknown_intent", "no such card payment intent")
-        return intent

@@ -369,11 +369,12 @@ async def open_card_payment(ctx: LedgerContext, number: str, amount: Money) -> C
     return await ctx.unit_of_work(work)
 
 
-async def card_payment(ctx: LedgerContext, number: str, intent_id: UUID) -> CardIntent:
-    """One of the account's card payment intents (another account's is as unknown as none)."""
+async def card_payment(ctx: LedgerContext, intent_id: UUID, *, of_account: str | None = None) -> CardIntent:
+    """A card payment intent; with ``of_account``, only one of that account's (another account's
+    is as unknown as none, so a cabinet cannot probe for them)."""
     async with ctx.db.connect() as conn:
         intent = await store.card_intent(conn, intent_id)
-    if intent is None or intent.account != number:
+    if intent is None or of_account not in (None, intent.account):
         raise CommandRefused(ErrorCode.UNKNOWN_INTENT, "no such card payment intent", field="intent_id")
     return intent
 
