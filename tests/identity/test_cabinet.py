@@ -279,7 +279,9 @@ async def test_language_and_notices_are_kept_and_told_to_the_notifier(
         start_identity: Any, make_flow: Any, bootstrap_servers: str) -> None:
     async with cabinet(start_identity, make_flow, bootstrap_servers) as (flow, http):
         account, password = await registered(flow, http)
-        me = bearer((await signed_in(flow, http, account, password))["token"])
+        session = await signed_in(flow, http, account, password)
+        me = bearer(session["token"])
+        assert flow.runtime.tokens.verify(session["token"]).language == "ru"  # the profile's, for refusals
         off = await http.put("/identity/me/notices", headers=me, json={"turned_off": ["balance_low", "balance_low"]})
         assert off.json() == {"account_number": account, "notices_off": ["balance_low"]}
         on = await http.put("/identity/me/notices", headers=me, json={"turned_off": []})
@@ -294,6 +296,14 @@ async def test_language_and_notices_are_kept_and_told_to_the_notifier(
         told = await flow.reader.wait_for_type("NoticePreferencesChanged", 2, account_number=account)
         assert [(e.payload.turned_off, e.payload.preferences_version) for e in told] == [(["balance_low"], 1), ([], 2)]
         assert (await flow.reader.wait_for_type("LanguageChanged", account_number=account))[0].payload.language == "sk"
+        # The next token names the new language: refusals are written in it.
+        refreshed = await http.post("/identity/tokens/refresh", json={"refresh_token": session["refresh_token"]})
+        in_slovak = bearer(refreshed.json()["token"])
+        wrong = await http.put("/identity/me/password", headers=in_slovak,
+                               json={"current_password": "guess", "new_password": "another-password-1"})
+        assert (wrong.status_code, wrong.json()["message"]) == (400, "Súčasné heslo nie je správne.")
+        assert wrong.json()["errors"] == [{"field": "current_password", "message": "Súčasné heslo nie je správne.",
+                                           "code": "wrong_current_password"}]
 
 
 # --- the accounts one holds -------------------------------------------------------------------

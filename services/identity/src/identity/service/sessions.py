@@ -43,7 +43,7 @@ async def _next_refresh_token(
     expires_at = now + ctx.settings.refresh_token_lifetime
     await store.add_refresh_token(conn, _token_hash(token), session_id, at=now, expires_at=expires_at)
     return SessionStarted(account_number=subscriber.account_number, contract_number=subscriber.contract_number,
-                          session=session_id, refresh_token=token, refresh_expires_at=expires_at)
+                          session=session_id, language=subscriber.language, refresh_token=token, refresh_expires_at=expires_at)
 
 
 async def start_session(ctx: IdentityContext, account_number: str) -> SessionStarted:
