@@ -29,6 +29,7 @@ SIGNED_OUT = "signed_out"
 REFRESH_REUSED = "refresh_reused"
 PASSWORD_CHANGED = "password_changed"
 SUPPORT_RECOVERY = "support_recovery"
+ACCOUNT_CLOSED = "account_closed"
 
 
 def _token_hash(token: str) -> str:
