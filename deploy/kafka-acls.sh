@@ -51,6 +51,7 @@ reads() {
 
 # Each service writes its own topics and its dead-letter topic, and reads what it consumes.
 writes identity billing.identity billing.identity.dlq
+reads identity identity billing.ledger
 writes ledger billing.ledger billing.ledger.seals billing.ledger.dlq billing.replay
 writes ledger billing.ledger.commands billing.payments
 reads ledger ledger billing.identity billing.payments billing.tariff billing.ledger.commands
@@ -72,6 +73,6 @@ allow operations --operation Read --operation Describe --topic "${prefix}billing
 # write nothing.
 allow admin --operation Create --operation Describe --operation DescribeConfigs --operation Read \
   --topic "${prefix}billing." --resource-pattern-type prefixed
-for group in ledger tariff notifier; do
+for group in identity ledger tariff notifier; do
   allow admin --operation Read --operation Describe --group "$prefix$group"
 done

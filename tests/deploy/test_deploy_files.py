@@ -851,12 +851,13 @@ def test_each_topic_is_written_by_its_owner_and_the_doors_alone(tmp_path: Path) 
 
 
 def test_each_service_reads_what_it_consumes_in_its_own_group(tmp_path: Path) -> None:
+    from identity.app import CONSUMES as IDENTITY
     from ledger.app import CONSUMES as LEDGER
     from notifier.app import CONSUMES as NOTIFIER
     from tariff.app import CONSUMES as TARIFF
 
     acls = kafka_acls(tmp_path, prefix="staging.")
-    for service, consumed in (("ledger", LEDGER), ("tariff", TARIFF), ("notifier", NOTIFIER)):
+    for service, consumed in (("identity", IDENTITY), ("ledger", LEDGER), ("tariff", TARIFF), ("notifier", NOTIFIER)):
         mine = [acl for acl in acls if acl.principal == service and "Read" in acl.operations]
         assert {acl.name for acl in mine if acl.resource == "topic"} == {f"staging.{topic}" for topic in consumed}
         assert {acl.name for acl in mine if acl.resource == "group"} == {f"staging.{service}"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree
 
@@ -65,6 +65,37 @@ async def test_register_activate_block_unblock_reset_and_tail(suite: Any, form: 
 
     code, out, err = await suite.billing("token", "--account", number)
     assert code == 0 and out.count(".") == 2  # a JWT
+
+
+async def test_bonuses_buy_an_item_of_the_rewards_catalogue(shared_clock_suite: Any, form: dict[str, Any]) -> None:
+    """`billing do redeem --item`: the item's price and kind are the ledger's catalogue's; too few
+    bonuses or an unknown item are refused in words. The packaged 20 % card campaign earns them."""
+    suite = shared_clock_suite
+    code, out, err = await suite.billing("do", "register", "-", "--json", stdin=json.dumps(form).encode())
+    assert code == 0, err
+    number = json.loads(out)["account_number"]
+    await eventually(lambda: suite.ledger_account_open(number), what="ledger account")
+    suite.clock.move_to(datetime(2026, 12, 5, 9, tzinfo=UTC))  # the 20 % card campaign runs
+    assert (await suite.billing("do", "pay", number, "1000", "--channel", "card"))[0] == 0
+    await eventually(lambda: _bonus_is(suite, number, 200_00), what="20 % back credited")
+
+    code, out, err = await suite.billing("do", "redeem", number, "--item", "discount-100", "--json")
+    assert code == 0, err
+    assert "BonusRedeemed" in out
+    await eventually(lambda: _bonus_is(suite, number, 100_00), what="the item's price spent")
+    code, _, err = await suite.billing("do", "redeem", number, "--item", "kino-month")
+    assert code == 4 and f"{number} has 100.00 RUB in bonuses, not 250.00 RUB" in err
+    code, _, err = await suite.billing("do", "redeem", number, "--item", "no-such-item")
+    assert code == 4 and "no-such-item" in err
+    for neither_or_both in ((), ("10", "--item", "discount-100")):
+        code, _, err = await suite.billing("do", "redeem", number, *neither_or_both)
+        assert code == 2 and "--item" in err
+
+
+async def _bonus_is(suite: Any, number: str, minor: int) -> bool:
+    async with suite.ledger.db.connect() as conn:
+        state = await ledger_store.account(conn, number)
+    return state is not None and state.bonus == minor
 
 
 async def _balance_is(suite: Any, number: str, minor: int) -> bool:

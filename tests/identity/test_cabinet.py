@@ -17,9 +17,13 @@ import pytest
 
 from billing_events import topics
 from billing_events.catalog.identity import PasswordPurpose
+from billing_events.catalog.ledger import AccountClosed
+from billing_events.catalog.tariff import ClosureSettlement
+from billing_events.envelope import Envelope
+from billing_events.money import Money
 from billing_events.sealing import unseal
-from billing_events.testing.kafka_probe import TopicReader
-from billing_events.testing.plugin import operations_token
+from billing_events.testing.kafka_probe import RawProducer, TopicReader
+from billing_events.testing.plugin import eventually, operations_token
 from identity import service
 
 INITIAL = PasswordPurpose.INITIAL
@@ -279,7 +283,9 @@ async def test_language_and_notices_are_kept_and_told_to_the_notifier(
         start_identity: Any, make_flow: Any, bootstrap_servers: str) -> None:
     async with cabinet(start_identity, make_flow, bootstrap_servers) as (flow, http):
         account, password = await registered(flow, http)
-        me = bearer((await signed_in(flow, http, account, password))["token"])
+        session = await signed_in(flow, http, account, password)
+        me = bearer(session["token"])
+        assert flow.runtime.tokens.verify(session["token"]).language == "ru"  # the profile's, for refusals
         off = await http.put("/identity/me/notices", headers=me, json={"turned_off": ["balance_low", "balance_low"]})
         assert off.json() == {"account_number": account, "notices_off": ["balance_low"]}
         on = await http.put("/identity/me/notices", headers=me, json={"turned_off": []})
@@ -294,6 +300,14 @@ async def test_language_and_notices_are_kept_and_told_to_the_notifier(
         told = await flow.reader.wait_for_type("NoticePreferencesChanged", 2, account_number=account)
         assert [(e.payload.turned_off, e.payload.preferences_version) for e in told] == [(["balance_low"], 1), ([], 2)]
         assert (await flow.reader.wait_for_type("LanguageChanged", account_number=account))[0].payload.language == "sk"
+        # The next token names the new language: refusals are written in it.
+        refreshed = await http.post("/identity/tokens/refresh", json={"refresh_token": session["refresh_token"]})
+        in_slovak = bearer(refreshed.json()["token"])
+        wrong = await http.put("/identity/me/password", headers=in_slovak,
+                               json={"current_password": "guess", "new_password": "another-password-1"})
+        assert (wrong.status_code, wrong.json()["message"]) == (400, "Súčasné heslo nie je správne.")
+        assert wrong.json()["errors"] == [{"field": "current_password", "message": "Súčasné heslo nie je správne.",
+                                           "code": "wrong_current_password"}]
 
 
 # --- the accounts one holds -------------------------------------------------------------------
@@ -316,6 +330,43 @@ async def test_a_phone_holding_several_accounts_opens_each_and_no_other(
         assert (await http.get("/identity/me", headers=bearer(opened.json()["token"]))).json()["account_number"] == tv
         refused = await http.post(f"/identity/me/accounts/{stranger}/token", headers=bearer(by_phone["token"]))
         assert (refused.status_code, refused.json()["code"]) == (403, "wrong_account")
+
+
+async def test_a_closed_account_cannot_log_in_in_any_style_nor_be_offered_by_its_phone(
+        start_identity: Any, make_flow: Any, bootstrap_servers: str) -> None:
+    """The ledger closed the home account (AccountClosed): its right password is refused in words
+    by account number, contract number and phone; its sign-ins end; the phone's other account
+    logs in and offers only itself."""
+    async with cabinet(start_identity, make_flow, bootstrap_servers) as (flow, http):
+        home, home_password = await registered(flow, http)
+        tv, tv_password = await registered(flow, http, passport_number="600999")  # the same phone
+        before = await signed_in(flow, http, home, home_password)
+        contract = before["contract_number"]
+        closed = Envelope.new(AccountClosed(
+            account_number=home, settlement=ClosureSettlement.REFUND, settled=Money.zero(), forfeited_bonus=Money.zero(),
+            requested_by="operator:op", reason="moved abroad"), account=home, producer="ledger", clock=flow.ctx.clock)
+        async with RawProducer(bootstrap_servers) as producer:
+            await producer.send(flow.runtime.topics(topics.LEDGER), closed)
+
+        async def refused(login: str) -> Any:
+            answer = await http.post("/identity/login", json={"login": login, "password": home_password})
+            return answer if answer.status_code != 200 else None
+
+        by_number = await eventually(lambda: refused(home), timeout=30, what="the closure reaches identity")
+        for answer in (by_number, await refused(contract), await refused("+7 912 345-67-89")):
+            assert answer is not None
+            assert (answer.status_code, answer.json()["code"]) == (409, "account_closed")
+            assert answer.json()["message"] == "this account is closed: log in with another of your accounts"
+        assert (await http.get("/identity/me", headers=bearer(before["token"]))).json()["code"] == "token_revoked"
+        assert (await http.post("/identity/tokens/refresh",
+                                json={"refresh_token": before["refresh_token"]})).status_code == 401
+
+        by_phone = await signed_in(flow, http, "+7 912 345-67-89", tv_password)
+        assert by_phone["account_number"] == tv
+        held = (await http.get("/identity/me/accounts", headers=bearer(by_phone["token"]))).json()
+        assert [a["account_number"] for a in held] == [tv]
+        reopened = await http.post(f"/identity/me/accounts/{home}/token", headers=bearer(by_phone["token"]))
+        assert (reopened.status_code, reopened.json()["code"]) == (403, "wrong_account")
 
 
 async def test_the_openapi_document_says_who_may_call_each_route(start_identity: Any) -> None:

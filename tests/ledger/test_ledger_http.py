@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import httpx
 
-from billing_events.testing.plugin import bearer_token, eventually
+from billing_events.testing.plugin import bearer_token, eventually, token_minter
 
 
 async def _client(ledger: Any, role: str = "service", subject: str = "operations") -> httpx.AsyncClient:
@@ -261,3 +261,33 @@ async def test_a_request_id_belongs_to_its_requester(ledger: Any) -> None:
         assert redeemed.json()["code"] != "conflicting_duplicate"
     assert (await ledger.main_balance(a), await ledger.main_balance(b), await ledger.main_balance(c)) == (
         10_000, 3_300, 1_700)
+
+
+async def test_a_transfer_over_the_balance_is_refused_in_the_subscribers_words(ledger: Any) -> None:
+    """The sentence follows the language the subscriber's token names (else the browser's, else
+    English), and shows the money as money."""
+    a, b = await _two_accounts_the_first_paid(ledger, "H-words")
+    minter = token_minter(ledger.runtime.clock)
+    transport = httpx.ASGITransport(app=ledger.runtime.http_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ledger") as http:
+        async def refused(language: str | None, **headers: str) -> tuple[str, str]:
+            token = minter.issue("subscriber", a, language=language)[0]
+            answer = await http.post(f"/ledger/accounts/{a}/transfers", json={"to_account": b, "amount": {"minor": 1_234_567}},
+                                     headers={"Authorization": f"Bearer {token}", **headers})
+            assert (answer.status_code, answer.json()["code"]) == (409, "insufficient_funds")
+            return answer.headers["content-language"], answer.json()["message"]
+
+        assert await refused("sk") == ("sk", "Na účte nie je dosť peňazí na prevod 12 345,67 ₽.")
+        assert await refused("ru", **{"Accept-Language": "sk"}) == (
+            "ru", "На лицевом счёте недостаточно денег, чтобы перевести 12 345,67 ₽.")
+        assert (await refused(None, **{"Accept-Language": "ru-RU,ru;q=0.9"}))[0] == "ru"
+        assert await refused("en") == ("en", f"{a} may transfer 100.00 RUB, not 12345.67 RUB")
+        # Bonuses too: what was asked and what there is.
+        token = minter.issue("subscriber", a, language="ru")[0]
+        bonus = await http.post(f"/ledger/accounts/{a}/bonus-redemptions", headers={"Authorization": f"Bearer {token}"},
+                                json={"purpose": "discount", "amount": {"minor": 5_000}})
+        assert (bonus.status_code, bonus.json()["message"]) == (409, "На бонусном счёте 0,00 ₽, а не 50,00 ₽.")
+        # A field the subscriber got wrong: the sentence in their words, the fields named.
+        invalid = await http.post(f"/ledger/accounts/{a}/transfers", headers={"Authorization": f"Bearer {token}"},
+                                  json={"to_account": b, "amount": {"minor": -1}})
+        assert invalid.json()["message"] == "Некоторые данные в запросе указаны неверно: amount.minor."

@@ -225,6 +225,14 @@ def test_a_new_account_already_low_is_not_told_until_it_falls_again(
     assert decision.low_balance_alarm == LowBalanceAlarm(armed=False)
 
 
+def test_the_refund_of_a_closing_account_is_not_a_low_balance(subscriber, balance_changed, opener, now):
+    """Closing with 500 left pays it back (a balance of zero, caused by SubscriptionClosed): the
+    account is closing, not running low."""
+    decision = decide(balance_changed(0, -500_00, cause="SubscriptionClosed"), subscriber.profile(),
+                      context(now), opener)
+    assert decision.intents == ()
+
+
 def test_exactly_the_threshold_is_not_low(subscriber, balance_changed, opener, now):
     decision = decide(balance_changed(100_00, -1_00), subscriber.profile(), context(now), opener)
     assert decision.intents == ()

@@ -30,13 +30,15 @@ from billing_events.catalog.identity import (
     PasswordPurpose,
     SubscriberRegistered,
 )
-from billing_events.catalog.ledger import BalanceChanged, PaymentType
+from billing_events.catalog.ledger import AccountClosed, BalanceChanged, PaymentType
 from billing_events.catalog.notifier import DeliveryChannel
 from billing_events.catalog.tariff import (
     AccountBlocked,
     AccountUnblocked,
     BlockReason,
+    ClosureSettlement,
     RequestChannel,
+    SubscriptionClosed,
     TariffChanged,
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
@@ -44,7 +46,7 @@ from billing_events.catalog.tariff import (
 from billing_events.envelope import Envelope, Event
 from billing_events.money import Money
 from billing_events.runtime import ServiceRuntime
-from billing_events.schema import outbox
+from billing_events.schema import inbox, outbox
 from billing_events.sealing import generate_keypair, seal
 from billing_events.testing.clock import RunningClock
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
@@ -299,6 +301,37 @@ async def test_notices_turned_off_are_not_sent_and_passwords_and_security_notice
         rows = await table_rows(runtime, store.deliveries)
     assert sorted(row["template"] for row in rows) == [
         "login_locked", "password_initial", "payment_credited", "payment_credited"]
+
+
+async def test_a_closed_account_is_told_nothing_more(start, bootstrap_servers):
+    """Closing with money left refunds it (a BalanceChanged to zero, caused by the tariff's
+    SubscriptionClosed) and closes the account: no low-balance notice for the settlement, and
+    nothing about the account after it closed (a late block or balance change, a tariff notice)."""
+    person = Person("100000000057", "ru", "+79160000057")
+    closed = person.envelope(AccountClosed(
+        account_number=person.account, settlement=ClosureSettlement.REFUND, settled=Money(minor=500_00),
+        forfeited_bonus=Money.zero(), requested_by="operator:op", reason="moved abroad"))
+    closing = person.envelope(SubscriptionClosed(
+        account_number=person.account, last_day=date(2026, 11, 30), settlement=ClosureSettlement.REFUND,
+        requested_by="operator:op", reason="moved abroad", closed_at=clock.now()))
+    after = [person.balance(0, 0, "ChargeApplied"),
+             person.envelope(AccountBlocked(account_number=person.account, reason=BlockReason.DEBT,
+                                            blocked_at=clock.now())),
+             person.envelope(TariffChanged(account_number=person.account, previous_plan="home-100", plan="home-200",
+                                           monthly_price=Money(minor=650_00), effective_from=date(2026, 12, 1)))]
+    async with start() as (runtime, _), outcomes(runtime, bootstrap_servers) as reader:
+        await publish(runtime, bootstrap_servers, person.registered(),
+                      person.balance(500_00, 500_00, "PaymentReceived"),
+                      person.balance(0, -500_00, "SubscriptionClosed"), closed, closing, *after)
+        await reader.wait_for_type("NotificationSent", 1, template="payment_credited", timeout=60)
+
+        async def decided() -> bool:
+            claimed = {row["event_id"] for row in await table_rows(runtime, inbox)}
+            return {closed.event_id, closing.event_id, *(event.event_id for event in after)} <= claimed
+
+        await eventually(decided, timeout=60)
+        rows = await table_rows(runtime, store.deliveries)
+    assert [row["template"] for row in rows] == ["payment_credited"]
 
 
 async def test_a_changed_phone_is_told_to_the_old_one_and_used_after(start, bootstrap_servers):

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from billing_events.clock import ManualClock
-from billing_events.testing.plugin import bearer_token
+from billing_events.testing.plugin import bearer_token, token_minter
 
 ACCOUNT, STRANGER = "100000000149", "100000000156"
 
@@ -111,3 +111,47 @@ async def test_the_channel_of_a_block_is_what_the_token_says_never_what_the_body
             assert (by_subscriber.status_code, by_support.status_code) == (200, 200)
     started = await tariff.outbox_events(runtime, "VoluntaryBlockStarted")
     assert [(s.account_number, s.requested_via.value) for s in started] == [(ACCOUNT, "cabinet"), (STRANGER, "support")]
+
+
+async def test_a_block_across_new_year_is_refused_in_the_subscribers_words(tariff: Any) -> None:
+    """The issue's example over HTTP: 30 days from 2026-12-20 (to 2027-01-18), then 30 from
+    2027-01-19 is refused, 2027's one block being used. The subscriber reads why in the language
+    their token names, else in their browser's, else in English; days as people write them."""
+    clock = ManualClock(tariff.noon(date(2026, 12, 19)))
+    async with tariff.running(await tariff.settings(), clock) as (runtime, _, producer, _):
+        await tariff.register(runtime, producer, ACCOUNT, "moscow")
+        transport = httpx.ASGITransport(app=runtime.http_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tariff/tariff") as http:
+            def token(language: str | None) -> dict[str, str]:
+                minted = token_minter(runtime.clock).issue("subscriber", ACCOUNT, language=language)[0]
+                return {"Authorization": f"Bearer {minted}"}
+
+            await http.post(f"/accounts/{ACCOUNT}/plan", json={"plan": "internet-100"}, headers=token("ru"))
+            await tariff.send_balance(runtime, producer, ACCOUNT, 100_000)
+            clock.set(tariff.noon(date(2026, 12, 20)))
+            december = await http.post(f"/accounts/{ACCOUNT}/voluntary-block", json={"days": 30}, headers=token("ru"))
+            assert december.status_code == 200, december.text
+            clock.set(tariff.noon(date(2027, 1, 19)))
+
+            async def refusal(headers: dict[str, str]) -> tuple[str, str]:
+                answer = await http.post(f"/accounts/{ACCOUNT}/voluntary-block", json={"days": 30}, headers=headers)
+                assert (answer.status_code, answer.json()["code"]) == (409, "block_once_a_year")
+                return answer.headers["content-language"], answer.json()["message"]
+
+            assert await refusal(token("sk")) == ("sk", "Dobrovoľné blokovanie sa dá použiť raz za rok a za rok 2027"
+                                                        " ste ho už využili (od 20.12.2026 do 18.01.2027).")
+            assert await refusal(token("ru")) == ("ru", "Добровольной блокировкой можно пользоваться раз в год, а в"
+                                                        " 2027 году она уже использована (с 20.12.2026 по 18.01.2027).")
+            # A token without a language: the browser's first language the suite speaks, else English.
+            assert await refusal({**token(None), "Accept-Language": "de-AT, sk;q=0.9, en;q=0.5"}) == (
+                "sk", "Dobrovoľné blokovanie sa dá použiť raz za rok a za rok 2027 ste ho už využili"
+                      " (od 20.12.2026 do 18.01.2027).")
+            assert await refusal({**token(None), "Accept-Language": "fr"}) == (
+                "en", "voluntary block request refused by rule 1 (only once a calendar year; a block counts toward"
+                      " every year it touches): the 2027 block was already used, by the block from 2026-12-20 to"
+                      " 2027-01-18")
+            # The token's language wins over the browser's, also in a refusal before any work.
+            poor = await http.post(f"/accounts/{STRANGER}/voluntary-block", json={"days": 1},
+                                   headers={**token("sk"), "Accept-Language": "ru"})
+            assert poor.status_code == 403 and poor.headers["content-language"] == "sk"
+            assert poor.json()["message"] == "Tento účet nepatrí medzi vaše."

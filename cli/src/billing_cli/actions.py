@@ -257,16 +257,23 @@ def transfer(source: str, target: str, amount: str, currency: str = "RUB",
 @app.command()
 def redeem(
     account: str,
-    amount: Annotated[str, typer.Argument(help="Bonuses to spend, e.g. 150 or 150.50")],
+    amount: Annotated[str | None, typer.Argument(help="Bonuses to spend, e.g. 150 or 150.50 (without --item)")] = None,
+    item: Annotated[str | None, typer.Option(help="An item of the rewards catalogue (GET /ledger/rewards lists them):"
+                                                  " its price and kind are the ledger's")] = None,
     purpose: Annotated[RedemptionPurpose, typer.Option(help="discount or gift")] = RedemptionPurpose.DISCOUNT,
     currency: str = "RUB",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Exchange an account's bonuses for a discount or a gift (refused in words if there are too few)."""
-    money = _amount(amount, currency)
+    """Exchange an account's bonuses for an item of the rewards catalogue (--item), or for a
+    discount or a gift of AMOUNT (refused in words if there are too few)."""
+    if (amount is None) == (item is None):
+        fail("give an AMOUNT of bonuses or --item CODE of the rewards catalogue (one of them)", Exit.USAGE)
+    body: dict[str, Any] = {"item": item}
+    if amount is not None:
+        body = {"amount": _amount(amount, currency).model_dump(), "purpose": purpose.value}
     with reported():
-        _show(call_service("ledger", "POST", f"/ledger/accounts/{account_number(account)}/bonus-redemptions",
-                    {"amount": money.model_dump(), "purpose": purpose.value}), as_json)
+        _show(call_service("ledger", "POST", f"/ledger/accounts/{account_number(account)}/bonus-redemptions", body),
+              as_json)
 
 
 @app.command("move-suspense")

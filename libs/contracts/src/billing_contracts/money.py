@@ -22,6 +22,22 @@ def format_amount(minor: int, currency: str) -> str:
     return f"{Decimal(minor).scaleb(-digits):.{digits}f} {currency}"
 
 
+CURRENCY_SIGNS: dict[str, str] = {"RUB": "₽", "EUR": "€", "USD": "$"}
+
+
+def money_for_people(amount: Money | dict[str, Any]) -> str:
+    """``1 234,50 ₽``: how a notice or a refusal shows money to a subscriber in every language, with
+    a plain space between thousands and before the sign (it keeps English EUR texts in GSM-7);
+    also takes Money as a dict, the way it looks after a JSON round trip."""
+    money = Money.model_validate(amount)
+    digits = MINOR_UNIT_DIGITS[money.currency]
+    units, fraction = divmod(abs(money.minor), 10**digits)
+    grouped = f"{units:,}".replace(",", " ")
+    decimals = f",{fraction:0{digits}d}" if digits else ""
+    sign = "-" if money.minor < 0 else ""
+    return f"{sign}{grouped}{decimals} {CURRENCY_SIGNS.get(money.currency, money.currency)}"
+
+
 class CurrencyMismatch(ValueError):
     pass
 

@@ -106,6 +106,9 @@ class Principal:
     token_id: str | None = None
     """The ``jti`` of a service or operator token: what a revocation names."""
     issued_at: datetime | None = None
+    language: str | None = None
+    """The language a subscriber chose (``lang``, from identity's profile when the token was
+    issued): what their refusals are written in."""
 
     def may_act_for(self, account: str) -> bool:
         if self.role == "subscriber":
@@ -236,9 +239,10 @@ class Tokens:
 
     def issue(self, role: Literal["subscriber", "service"], subject: str, ttl: timedelta | None = None, *,
               session: str | None = None, audience: Iterable[str] = (),
-              scopes: Iterable[str] = ()) -> tuple[str, datetime]:
-        """A subscriber token for account ``subject`` (of the sign-in ``session``), or a service
-        token for ``audience`` with ``scopes`` (both required, and a ``jti``)."""
+              scopes: Iterable[str] = (), language: str | None = None) -> tuple[str, datetime]:
+        """A subscriber token for account ``subject`` (of the sign-in ``session``, written to in
+        ``language``), or a service token for ``audience`` with ``scopes`` (both required, and a
+        ``jti``)."""
         private = self._keys.private
         if private is None:
             raise RuntimeError("no token private key configured (BILLING_TOKEN_PRIVATE_KEY)")
@@ -251,6 +255,8 @@ class Tokens:
             raise ValueError("a subscriber token opens its own account: no audience or scopes")
         if session is not None:
             claims["sid"] = session
+        if language is not None:
+            claims["lang"] = language
         return _jwt(private, claims), expires
 
     @property
@@ -286,8 +292,9 @@ class Tokens:
         if expires <= self._clock.now().timestamp():
             raise _unauthenticated("token_expired", "the token has expired: log in again")
         if role == "subscriber":
-            session = claims.get("sid")
-            return Principal("subscriber", subject, session=session if isinstance(session, str) else None)
+            session, language = claims.get("sid"), claims.get("lang")
+            return Principal("subscriber", subject, session=session if isinstance(session, str) else None,
+                             language=language if isinstance(language, str) else None)
         return self._granted(role, subject, claims, issued)
 
     def _granted(self, role: Role, subject: str, claims: Mapping[str, Any], issued: float) -> Principal:
@@ -343,7 +350,10 @@ async def principal(request: Request,
     operator token is refused, and every operator's request is audited. On a route of
     :class:`AuthenticatedRoute` the caller was established before the body was read."""
     known: Principal | None = getattr(request.state, "caller", None)
-    return known if known is not None else await _authenticate(request, credentials)
+    if known is None:
+        # Kept on the request: its refusals are written in the caller's language.
+        request.state.caller = known = await _authenticate(request, credentials)
+    return known
 
 
 async def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:

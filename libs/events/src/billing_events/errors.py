@@ -1,5 +1,6 @@
 """One error for every service's rules: what went wrong (``code``), in words (``message``), which
-input is at fault (``field``), and what kind of refusal it is (``kind``).
+input is at fault (``field``), what kind of refusal it is (``kind``), and the values its words name
+(``params``), which a subscriber's language puts into its own sentence for the code.
 
 The kind alone decides how a refusal leaves the service: the HTTP status of its Problem answer
 (:data:`HTTP_STATUS`, applied by :mod:`billing_events.http` to any ``DomainError`` a route lets
@@ -59,10 +60,13 @@ class DomainError(Exception):
     kind: ErrorKind = ErrorKind.INVALID
 
     def __init__(self, message: str, *, code: str | None = None, field: str | None = None,
-                 kind: ErrorKind | None = None) -> None:
+                 kind: ErrorKind | None = None, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.params: Mapping[str, Any] = params or {}
+        """The values the sentence of this refusal names (money, days), by name: what the
+        subscriber's language puts into its own sentence (:mod:`billing_events.languages`)."""
         if code is not None:
             self.code = code
         if kind is not None:

@@ -41,6 +41,7 @@ from billing_contracts.catalog.common import require_check_digit
 from billing_contracts.money import PositiveMoney
 from billing_events import metrics as _metrics
 from billing_events.errors import DomainError
+from billing_events.languages import chosen_language, sentence
 from billing_events.logging import get_logger
 
 log = get_logger(__name__)
@@ -178,33 +179,56 @@ def field_problem(detail: Mapping[str, Any]) -> FieldProblem:
     return FieldProblem(field=".".join(loc) or where, message=message, code=kind)
 
 
-def invalid_request(details: Iterable[Mapping[str, Any]] | ValidationError) -> JSONResponse:
-    """422 for pydantic's error details (of the request, or of a command model a route built)."""
+def invalid_request(details: Iterable[Mapping[str, Any]] | ValidationError, request: Request) -> JSONResponse:
+    """422 for pydantic's error details (of the request, or of a command model a route built),
+    in the words of the request's reader (:func:`reader_language`)."""
     if isinstance(details, ValidationError):
         details = details.errors()
     errors = [field_problem(detail) for detail in details]
     fields = ", ".join(dict.fromkeys(error.field for error in errors))
-    return problem(422, "invalid_request", f"the request has invalid fields: {fields}", errors)
+    message, language = _in_words(request, "invalid_request", f"the request has invalid fields: {fields}",
+                                  {"fields": fields})
+    return problem(422, "invalid_request", message, errors, headers=language)
 
 
-async def _on_request_validation(_: Request, exc: Exception) -> Response:
+def reader_language(request: Request) -> str:
+    """Who reads a refusal: the language the caller's token names (a subscriber's chosen one),
+    else the request's ``Accept-Language``, else the default."""
+    caller = getattr(request.state, "caller", None)
+    return chosen_language(getattr(caller, "language", None), request.headers.get("accept-language"))
+
+
+def _in_words(request: Request, code: str, message: str, params: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    """A refusal's sentence in the reader's language, and the Content-Language header saying which."""
+    language = reader_language(request)
+    return sentence(code, language, fallback=message, params=params), {"Content-Language": language}
+
+
+async def _on_request_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return invalid_request(exc.errors())
+    return invalid_request(exc.errors(), request)
 
 
-async def _on_http_error(_: Request, exc: Exception) -> Response:
+async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    headers = getattr(exc, "headers", None)
+    headers = dict(getattr(exc, "headers", None) or {})
     if isinstance(exc, ApiError):
-        return problem(exc.status_code, exc.code, exc.message, exc.errors, headers=headers, **exc.extra)
+        message, language = _in_words(request, exc.code, exc.message, exc.extra)
+        return problem(exc.status_code, exc.code, message, exc.errors, headers=headers | language, **exc.extra)
     status = exc.status_code
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
-    return problem(status, _DEFAULT_CODES.get(status, f"http_{status}"), message, headers=headers)
+    code = _DEFAULT_CODES.get(status, f"http_{status}")
+    message, language = _in_words(request, code, message, {})
+    return problem(status, code, message, headers=headers | language)
 
 
-async def _on_domain_error(_: Request, exc: Exception) -> Response:
+async def _on_domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return problem(exc.http_status, exc.code, exc.message, exc.field_errors(), headers=exc.headers(),
+    message, language = _in_words(request, exc.code, exc.message, exc.params)
+    # A field error that repeats the refusal's sentence says it in the reader's words too.
+    errors = [{**error, "message": message} if error.get("message") == exc.message else error
+              for error in exc.field_errors()]
+    return problem(exc.http_status, exc.code, message, errors, headers=exc.headers() | language,
                    **exc.details())
 
 

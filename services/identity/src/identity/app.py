@@ -1,7 +1,8 @@
 """The identity process: wires the store, the handlers and the shared runtime together.
 
-Identity consumes no topic (yet): its commands arrive through :mod:`identity.service` (tests,
-the CLI) and :mod:`identity.http` (when ``BILLING_HTTP_PORT`` is set); it publishes SubscriberRegistered,
+Identity consumes the ledger's topic for AccountClosed (:mod:`identity.handlers`); its commands
+arrive through :mod:`identity.service` (tests, the CLI) and :mod:`identity.http` (when
+``BILLING_HTTP_PORT`` is set); it publishes SubscriberRegistered,
 PasswordIssued, ResetCodeRedeemed, PasswordReplaced, LoginLocked and AccessRestoredBySupport, and from
 the subscriber's cabinet PasswordChanged, ContactCodeIssued, ContactChanged, LanguageChanged and
 NoticePreferencesChanged.
@@ -9,13 +10,17 @@ NoticePreferencesChanged.
 
 from __future__ import annotations
 
+from billing_events import topics
 from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
 from identity import store
 from identity.context import HashGate, IdentityContext, personal_data_vault, secret_hasher
+from identity.handlers import Handlers
 from identity.http import build_router
 from identity.settings import IdentitySettings
+
+CONSUMES = (topics.LEDGER,)
 
 
 def build(
@@ -24,12 +29,14 @@ def build(
     """The identity process, and the one context its commands run with (HTTP door or in-process)."""
     settings = settings or IdentitySettings()  # type: ignore[call-arg]  (secrets from the environment)
     clock = clock or settings.clock()
-    runtime = ServiceRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True)
+    runtime = ServiceRuntime(settings=settings, clock=clock, metadata=store.metadata, migrated=True,
+                             consumes=CONSUMES)
     ctx = IdentityContext(
         db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake,
         settings=settings, vault=personal_data_vault(settings), hasher=secret_hasher(settings.hashing),
         gate=HashGate(concurrency=settings.hash_concurrency, queue=settings.hash_queue),
     )
+    runtime.attach_handler(Handlers(ctx).router())
     runtime.include_api(build_router(ctx, runtime.tokens))
     return runtime, ctx
 

@@ -84,6 +84,7 @@ class SessionStarted(BaseModel):
     account_number: str
     contract_number: str
     session: str
+    language: str = Field(description="The subscriber's language: the access tokens name it")
     refresh_token: str = Field(repr=False)
     refresh_expires_at: datetime
 

@@ -226,7 +226,8 @@ def build_router(ctx: IdentityContext, tokens: Tokens) -> APIRouter:
         if not tokens.can_issue:
             return problem(503, "token_signing_unconfigured",
                            "the login is right but this service cannot issue tokens (no token private key)")
-        token, expires_at = tokens.issue("subscriber", started.account_number, session=started.session)
+        token, expires_at = tokens.issue("subscriber", started.account_number, session=started.session,
+                                          language=started.language)
         return _answer(LoginAnswer(account_number=started.account_number, contract_number=started.contract_number,
                                    token=token, expires_at=expires_at, refresh_token=started.refresh_token,
                                    refresh_expires_at=started.refresh_expires_at))

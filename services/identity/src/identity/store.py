@@ -82,6 +82,7 @@ subscribers = Table(
     Column("notices_off", Text, doc="JSON list of the notice kinds turned off; NULL: every notice on"),
     Column("preferences_version", Integer, nullable=False, server_default="0"),
     Column("contact_version", Integer, nullable=False, server_default="0"),
+    Column("closed_at", UtcDateTime, comment="When the ledger closed the account; NULL: open"),
 )
 
 # A new phone or e-mail waiting for its code (one per account: a new request replaces it).
@@ -218,6 +219,12 @@ class Subscriber:
     recovery_proof_hash: str
     contact_encrypted: str
     password_hash: str
+    closed_at: datetime | None = None
+    """When the ledger closed the account: it logs in no more."""
+
+    @property
+    def is_closed(self) -> bool:
+        return self.closed_at is not None
 
 
 def _subscriber(row: Any) -> Subscriber:
@@ -232,6 +239,7 @@ def _subscriber(row: Any) -> Subscriber:
         recovery_proof_hash=row.recovery_proof_hash,
         contact_encrypted=row.contact_encrypted,
         password_hash=row.password_hash,
+        closed_at=row.closed_at,
     )
 
 
@@ -359,8 +367,8 @@ async def set_password(
 
 
 async def accounts_of(conn: AsyncConnection, account_number: str) -> list[Subscriber]:
-    """Every account held by the same phone or the same passport as ``account_number``
-    (itself included), by account number."""
+    """Every open account held by the same phone or the same passport as ``account_number``
+    (itself included while open), by account number."""
     me = (await conn.execute(
         select(subscribers.c.phone_hash, subscribers.c.passport_hash)
         .where(subscribers.c.account_number == account_number)
@@ -369,7 +377,8 @@ async def accounts_of(conn: AsyncConnection, account_number: str) -> list[Subscr
         return []
     rows = await conn.execute(
         select(subscribers)
-        .where(or_(subscribers.c.phone_hash == me.phone_hash, subscribers.c.passport_hash == me.passport_hash))
+        .where(or_(subscribers.c.phone_hash == me.phone_hash, subscribers.c.passport_hash == me.passport_hash),
+               subscribers.c.closed_at.is_(None))
         .order_by(subscribers.c.account_number)
     )
     return [_subscriber(row) for row in rows.all()]
@@ -605,6 +614,14 @@ async def session(conn: AsyncConnection, session_id: str, *, for_update: bool = 
         query = query.with_for_update()
     row = (await conn.execute(query)).first()
     return Session(row.id, row.account_number, row.revoked_at) if row else None
+
+
+async def close_subscriber(conn: AsyncConnection, account_number: str, *, at: datetime) -> bool:
+    """Mark the account closed (once): whether it was open here."""
+    closed = await conn.execute(update(subscribers)
+                                .where(subscribers.c.account_number == account_number, subscribers.c.closed_at.is_(None))
+                                .values(closed_at=at))
+    return bool(closed.rowcount)
 
 
 async def revoke_sessions(

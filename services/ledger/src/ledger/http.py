@@ -292,7 +292,9 @@ class RequestRejected(DomainError):
 
     def __init__(self, rejected: TransferRejected | BonusRedemptionRejected, kind: ErrorKind,
                  field: str | None) -> None:
-        super().__init__(rejected.detail, code=rejected.reason.value, field=field, kind=kind)
+        params: dict[str, Any] = ({"amount": rejected.amount} if isinstance(rejected, TransferRejected)
+                                  else {"amount": rejected.requested, "available": rejected.available})
+        super().__init__(rejected.detail, code=rejected.reason.value, field=field, kind=kind, params=params)
         self.request_id = rejected.request_id
 
     def field_errors(self) -> list[dict[str, str]]:

@@ -2,7 +2,8 @@
 
 SubscriberRegistered keeps the profile (the contact stays sealed in the database);
 NoticePreferencesChanged the notices the subscriber turned off (the newest choice wins);
-LanguageChanged the language messages are written in. Every other
+LanguageChanged the language messages are written in; SubscriptionClosed (tariff) and AccountClosed
+(ledger) that the account is closed: nothing more is told about it. Every other
 routed event is decided by the domain against the profile, and each message it calls for
 becomes a ``pending`` delivery row in the same transaction as the inbox claim: a redelivered
 event is absorbed by the inbox, and the unique (event, template, channel) key guards the rest.
@@ -28,11 +29,12 @@ from billing_events.catalog.identity import (
     PasswordIssued,
     SubscriberRegistered,
 )
-from billing_events.catalog.ledger import BalanceChanged
+from billing_events.catalog.ledger import AccountClosed, BalanceChanged
 from billing_events.catalog.notifier import DeliveryChannel
 from billing_events.catalog.tariff import (
     AccountBlocked,
     AccountUnblocked,
+    SubscriptionClosed,
     TariffChanged,
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
@@ -58,6 +60,8 @@ from notifier.context import NotifierContext
 log = get_logger(__name__)
 
 PARKED = Counter("notifier_events_parked_total", "Events waiting for their subscriber's profile", ["event_type"])
+CLOSED_UNTOLD = Counter("notifier_closed_account_events_total", "Events about a closed account, told nobody",
+                        ["event_type"])
 INTENDED = Counter("notifier_messages_intended_total", "Messages the events called for", ["template"])
 
 NOTICE_EVENTS = (
@@ -76,6 +80,8 @@ class Handlers:
             NoticePreferencesChanged: self.on_preferences,
             LanguageChanged: self.on_language,
             ContactChanged: self.on_contact_changed,
+            SubscriptionClosed: self.on_closed,
+            AccountClosed: self.on_closed,
         }
         routes.update({event_cls: self.on_event for event_cls in NOTICE_EVENTS})
         return EventRouter(routes)
@@ -138,6 +144,15 @@ class Handlers:
         await self._decide(conn, envelope, profile, sealed_contact=previous.sealed_contact)
         return []
 
+    async def on_closed(self, conn: AsyncConnection,
+                        envelope: Envelope[SubscriptionClosed | AccountClosed]) -> list[Envelope[Any]]:
+        """The tariff's word comes before its own later events, the ledger's before its own (each
+        topic keeps an account's order): whichever arrives first, nothing after it is told."""
+        account = envelope.payload.account_number
+        await store.mark_closed(conn, account, closed_by=envelope.event_type, at=self._context.clock.now())
+        log.info("notifier.account_closed", account=account, told_by=envelope.event_type)
+        return []
+
     async def on_event(self, conn: AsyncConnection, envelope: Envelope[Any]) -> list[Envelope[Any]]:
         account = envelope.payload.account_number
         profile = await store.load_profile(conn, account, self._context.opener)
@@ -155,6 +170,11 @@ class Handlers:
         """``sealed_contact``: where the notices go instead of the contact the profile has when
         they are sent (the contact a change replaced)."""
         payload = envelope.payload
+        if await store.is_closed(conn, profile.account_number):
+            CLOSED_UNTOLD.labels(envelope.event_type).inc()
+            log.info("notifier.closed_account_not_told", account=profile.account_number,
+                     event_type=envelope.event_type)
+            return
         is_balance = isinstance(payload, BalanceChanged)
         notice_context = NoticeContext(occurred_at=envelope.occurred_at)
         if is_balance:

@@ -108,6 +108,15 @@ parked_events = Table(
     Column("parked_at", UtcDateTime(), nullable=False),
 )
 
+closed_accounts = Table(
+    "closed_accounts",
+    metadata,
+    Column("account_number", String(12), primary_key=True),
+    Column("closed_by", String(64), nullable=False,
+           comment="The event that told the notifier first: SubscriptionClosed or AccountClosed"),
+    Column("closed_at", UtcDateTime(), nullable=False),
+)
+
 deliveries = Table(
     "deliveries",
     metadata,
@@ -282,6 +291,21 @@ async def save_alarm(
         {"account_number": account_number, "armed": alarm.armed, "balance_version": alarm.balance_version,
          "updated_at": now},
     )
+
+
+# --- closed accounts --------------------------------------------------------------------------
+
+
+async def mark_closed(conn: AsyncConnection, account_number: str, *, closed_by: str, at: datetime) -> None:
+    """Kept once: the first of the tariff's and the ledger's word on it."""
+    await conn.execute(insert_ignoring_duplicates(conn, closed_accounts),
+                       {"account_number": account_number, "closed_by": closed_by, "closed_at": at})
+
+
+async def is_closed(conn: AsyncConnection, account_number: str) -> bool:
+    found = await conn.execute(select(closed_accounts.c.account_number)
+                               .where(closed_accounts.c.account_number == account_number))
+    return found.first() is not None
 
 
 # --- parked events ----------------------------------------------------------------------------

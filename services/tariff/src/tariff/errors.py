@@ -10,7 +10,7 @@ reads the catalog: one module both can import keeps the imports one-way.
 from __future__ import annotations
 
 from datetime import date
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from billing_events.errors import DomainError, ErrorKind
 from billing_events.money import Money
@@ -35,7 +35,7 @@ class UnknownRegion(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, region: str) -> None:
-        super().__init__(f"unknown region {region!r}", field="region")
+        super().__init__(f"unknown region {region!r}", field="region", params={"region": region})
 
 
 class UnknownPlan(TariffError):
@@ -43,7 +43,7 @@ class UnknownPlan(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, plan: str) -> None:
-        super().__init__(f"unknown tariff plan {plan!r}", field="plan")
+        super().__init__(f"unknown tariff plan {plan!r}", field="plan", params={"plan": plan})
 
 
 class UnknownOption(TariffError):
@@ -51,7 +51,7 @@ class UnknownOption(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, option: str) -> None:
-        super().__init__(f"unknown option {option!r}", field="option")
+        super().__init__(f"unknown option {option!r}", field="option", params={"option": option})
 
 
 class UnknownEquipment(TariffError):
@@ -59,7 +59,7 @@ class UnknownEquipment(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, equipment: str) -> None:
-        super().__init__(f"unknown equipment {equipment!r}", field="equipment")
+        super().__init__(f"unknown equipment {equipment!r}", field="equipment", params={"equipment": equipment})
 
 
 class EquipmentNotSoldWithPlan(TariffError):
@@ -69,7 +69,7 @@ class EquipmentNotSoldWithPlan(TariffError):
     def __init__(self, equipment: str, plan: str, region: str) -> None:
         super().__init__(
             f"equipment {equipment!r} is not rented with plan {plan!r} in region {region!r}",
-            field="equipment",
+            field="equipment", params={"equipment": equipment, "plan": plan, "region": region},
         )
 
 
@@ -78,7 +78,8 @@ class EquipmentNotSoldInRegion(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, equipment: str, region: str) -> None:
-        super().__init__(f"equipment {equipment!r} is not rented out in region {region!r}", field="equipment")
+        super().__init__(f"equipment {equipment!r} is not rented out in region {region!r}", field="equipment",
+                         params={"equipment": equipment, "region": region})
 
 
 class EquipmentAlreadyRented(TariffError):
@@ -86,7 +87,8 @@ class EquipmentAlreadyRented(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, equipment: str) -> None:
-        super().__init__(f"equipment {equipment!r} is already on the account", field="equipment")
+        super().__init__(f"equipment {equipment!r} is already on the account", field="equipment",
+                         params={"equipment": equipment})
 
 
 class EquipmentNotRented(TariffError):
@@ -94,7 +96,8 @@ class EquipmentNotRented(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, equipment: str) -> None:
-        super().__init__(f"equipment {equipment!r} is not on the account", field="equipment")
+        super().__init__(f"equipment {equipment!r} is not on the account", field="equipment",
+                         params={"equipment": equipment})
 
 
 class EquipmentNotRentedWithNewPlan(TariffError):
@@ -104,7 +107,7 @@ class EquipmentNotRentedWithNewPlan(TariffError):
     def __init__(self, plan: str, equipment: list[str]) -> None:
         super().__init__(
             f"plan {plan!r} is not rented with equipment {', '.join(equipment)}; return it first",
-            field="plan",
+            field="plan", params={"plan": plan, "equipment": equipment},
         )
 
 
@@ -113,7 +116,7 @@ class UnknownChannelPackage(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, package: str) -> None:
-        super().__init__(f"unknown channel package {package!r}", field="package")
+        super().__init__(f"unknown channel package {package!r}", field="package", params={"package": package})
 
 
 class PlanNotSoldInRegion(TariffError):
@@ -121,7 +124,8 @@ class PlanNotSoldInRegion(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, plan: str, region: str) -> None:
-        super().__init__(f"plan {plan!r} is not sold in region {region!r}", field="plan")
+        super().__init__(f"plan {plan!r} is not sold in region {region!r}", field="plan",
+                         params={"plan": plan, "region": region})
 
 
 class OptionNotSoldInRegion(TariffError):
@@ -129,7 +133,8 @@ class OptionNotSoldInRegion(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, option: str, region: str) -> None:
-        super().__init__(f"option {option!r} is not sold in region {region!r}", field="option")
+        super().__init__(f"option {option!r} is not sold in region {region!r}", field="option",
+                         params={"option": option, "region": region})
 
 
 class OptionNotSoldWithPlan(TariffError):
@@ -137,7 +142,8 @@ class OptionNotSoldWithPlan(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, option: str, plan: str) -> None:
-        super().__init__(f"option {option!r} is not sold with plan {plan!r}", field="option")
+        super().__init__(f"option {option!r} is not sold with plan {plan!r}", field="option",
+                         params={"option": option, "plan": plan})
 
 
 class AlreadyActive(TariffError):
@@ -147,7 +153,7 @@ class AlreadyActive(TariffError):
     def __init__(self, account_number: str, plan: str) -> None:
         super().__init__(
             f"account {account_number} already has plan {plan!r}; change the plan instead",
-            field="plan",
+            field="plan", params={"plan": plan},
         )
 
 
@@ -164,7 +170,7 @@ class PlanUnchanged(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, plan: str) -> None:
-        super().__init__(f"the account is already on plan {plan!r}", field="plan")
+        super().__init__(f"the account is already on plan {plan!r}", field="plan", params={"plan": plan})
 
 
 class OptionsNotSoldWithNewPlan(TariffError):
@@ -174,7 +180,7 @@ class OptionsNotSoldWithNewPlan(TariffError):
     def __init__(self, plan: str, options: list[str]) -> None:
         super().__init__(
             f"plan {plan!r} is not sold with option(s) {', '.join(options)}; remove them first",
-            field="plan",
+            field="plan", params={"plan": plan, "options": options},
         )
 
 
@@ -183,7 +189,7 @@ class OptionAlreadyAdded(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, option: str) -> None:
-        super().__init__(f"option {option!r} is already on the account", field="option")
+        super().__init__(f"option {option!r} is already on the account", field="option", params={"option": option})
 
 
 class OptionNotPresent(TariffError):
@@ -191,7 +197,7 @@ class OptionNotPresent(TariffError):
     kind = ErrorKind.INVALID
 
     def __init__(self, option: str) -> None:
-        super().__init__(f"option {option!r} is not on the account", field="option")
+        super().__init__(f"option {option!r} is not on the account", field="option", params={"option": option})
 
 
 class VoluntaryBlockRefused(TariffError):
@@ -200,8 +206,8 @@ class VoluntaryBlockRefused(TariffError):
     code = "voluntary_block_refused"
     rule: ClassVar[str]
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
-        super().__init__(f"voluntary block request refused by {self.rule}: {detail}", field=field)
+    def __init__(self, detail: str, *, field: str | None = None, params: dict[str, Any] | None = None) -> None:
+        super().__init__(f"voluntary block request refused by {self.rule}: {detail}", field=field, params=params)
 
 
 class BlockDaysOutOfRange(VoluntaryBlockRefused):
@@ -210,7 +216,8 @@ class BlockDaysOutOfRange(VoluntaryBlockRefused):
     rule = "rule 1 (a block lasts at most 30 days a year)"
 
     def __init__(self, days: int, maximum: int) -> None:
-        super().__init__(f"{days} day(s) asked, allowed 1 to {maximum}", field="days")
+        super().__init__(f"{days} day(s) asked, allowed 1 to {maximum}", field="days",
+                         params={"days": days, "maximum": maximum})
 
 
 class BlockAlreadyUsedThisYear(VoluntaryBlockRefused):
@@ -221,7 +228,8 @@ class BlockAlreadyUsedThisYear(VoluntaryBlockRefused):
     def __init__(self, year: int, previous_start: date, previous_last_day: date) -> None:
         super().__init__(
             f"the {year} block was already used, by the block from {previous_start.isoformat()}"
-            f" to {previous_last_day.isoformat()}"
+            f" to {previous_last_day.isoformat()}",
+            params={"year": year, "previous_start": previous_start, "previous_last_day": previous_last_day},
         )
 
 
@@ -231,7 +239,7 @@ class BlockNeedsHomeInternet(VoluntaryBlockRefused):
     rule = "rule 3 (not available without a home internet connection)"
 
     def __init__(self, plan: str) -> None:
-        super().__init__(f"plan {plan!r} has no home internet", field="plan")
+        super().__init__(f"plan {plan!r} has no home internet", field="plan", params={"plan": plan})
 
 
 class BlockNotAffordable(VoluntaryBlockRefused):
@@ -240,7 +248,8 @@ class BlockNotAffordable(VoluntaryBlockRefused):
     rule = "rule 5 (the account must have enough money to pay for the block)"
 
     def __init__(self, price: Money, available: Money) -> None:
-        super().__init__(f"the block costs {price}, the account can pay {available}")
+        super().__init__(f"the block costs {price}, the account can pay {available}",
+                         params={"price": price, "available": available})
 
 
 class BlockAlreadyRunning(VoluntaryBlockRefused):
@@ -249,7 +258,7 @@ class BlockAlreadyRunning(VoluntaryBlockRefused):
     rule = "rule 1 (one block at a time, once a year)"
 
     def __init__(self, last_day: date) -> None:
-        super().__init__(f"a voluntary block is running until {last_day.isoformat()}")
+        super().__init__(f"a voluntary block is running until {last_day.isoformat()}", params={"last_day": last_day})
 
 
 class NoRunningBlock(VoluntaryBlockRefused):
@@ -276,7 +285,8 @@ class ClosureLeavesDebt(TariffError):
     def __init__(self, account_number: str, owed: Money) -> None:
         super().__init__(
             f"account {account_number} would owe {owed} after its final charges; the debt is paid"
-            " before the account is closed"
+            " before the account is closed",
+            params={"owed": owed},
         )
 
 

@@ -20,12 +20,13 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from billing_events.auth import AuthenticatedRoute, Caller, Principal, as_credentials_say, require_account, require_scope
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.tariff import ClosureSettlement, FeeKind, RequestChannel
-from billing_events.http import AccountPath, RequestBody, callers, invalid_request, problem_responses
+from billing_events.http import AccountPath, RequestBody, callers, problem_responses
 from billing_events.money import Money
 from tariff import service
 from tariff.catalog import Catalog, Equipment, Option, Plan
@@ -224,7 +225,7 @@ def build_http_router(ctx: TariffContext) -> APIRouter:
         try:
             built = command()
         except ValidationError as exc:  # the command model's own limits
-            return invalid_request(exc)
+            raise RequestValidationError(exc.errors()) from None
         return await function(ctx, built)
 
     @router.get("/catalog", response_model=CatalogView, openapi_extra=callers("anonymous", "subscriber", "service"))

@@ -245,6 +245,16 @@ class WrongCurrentPassword(IdentityError):
         super().__init__("the current password is not right", field="current_password")
 
 
+class AccountIsClosed(IdentityError):
+    """The right password of an account the ledger closed: said only to who proved they hold it."""
+
+    code = "account_closed"
+    kind = ErrorKind.CONFLICT
+
+    def __init__(self) -> None:
+        super().__init__("this account is closed: log in with another of your accounts")
+
+
 class NotYourAccount(IdentityError):
     """A subscriber named an account that is not among the ones they hold."""
 

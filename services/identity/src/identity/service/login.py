@@ -16,6 +16,7 @@ from identity import store
 from identity.commands import LoggedIn, LoginCommand
 from identity.context import IdentityContext
 from identity.domain import (
+    AccountIsClosed,
     AttemptOutcome,
     LoginGuard,
     LoginIdentifier,
@@ -71,7 +72,8 @@ async def login(
     """Check an account number / contract number + password, or a mobile number + SMS password.
 
     The current password works, and so does a pending one (sent on request) until it expires:
-    its first use makes it the account's password (PasswordReplaced).
+    its first use makes it the account's password (PasswordReplaced). The right password of an
+    account the ledger closed is refused in words (AccountIsClosed).
 
     Wrong passwords lock out their source (the client address ``source``; commands called from
     inside are one source), never the owner: per account and source, per source over all
@@ -79,7 +81,7 @@ async def login(
     of a source out of an account publishes LoginLocked, once per lock period of the account.
     Locked attempts are refused unchecked. Failures naming nobody are counted the same way
     (under the account number they name), so the answers are the same whether or not the
-    account exists. Raises LoginRefused or LoginIsLocked.
+    account exists. Raises LoginRefused, LoginIsLocked or AccountIsClosed.
     """
     cmd = validate_command(LoginCommand, command)
     identifier = parse_login(cmd.login)
@@ -98,6 +100,9 @@ async def login(
 
     check = await ctx.unit_of_work(work)
     counted(check.acts)
+    if check.matched is not None and check.matched.is_closed:
+        log.info("login refused", login_kind=identifier.kind.value, accounts=len(check.subscribers), closed=True)
+        raise AccountIsClosed()
     if check.matched is not None:
         return LoggedIn(account_number=check.matched.account_number, contract_number=check.matched.contract_number)
     address = check.address
@@ -142,7 +147,8 @@ async def _try_passwords(
     if not check.checked:
         return  # refused unchecked: the caller's own lock, said as such
     candidates: list[tuple[store.Subscriber, str, PendingPassword | None]] = []
-    for account, subscriber in check.subscribers.items():
+    # Open accounts first: a phone's password that opens one of them opens it, not a closed one.
+    for account, subscriber in sorted(check.subscribers.items(), key=lambda held: held[1].is_closed):
         if account not in check.checked:
             continue
         candidates.append((subscriber, subscriber.password_hash, None))

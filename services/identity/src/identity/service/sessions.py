@@ -29,6 +29,7 @@ SIGNED_OUT = "signed_out"
 REFRESH_REUSED = "refresh_reused"
 PASSWORD_CHANGED = "password_changed"
 SUPPORT_RECOVERY = "support_recovery"
+ACCOUNT_CLOSED = "account_closed"
 
 
 def _token_hash(token: str) -> str:
@@ -43,7 +44,7 @@ async def _next_refresh_token(
     expires_at = now + ctx.settings.refresh_token_lifetime
     await store.add_refresh_token(conn, _token_hash(token), session_id, at=now, expires_at=expires_at)
     return SessionStarted(account_number=subscriber.account_number, contract_number=subscriber.contract_number,
-                          session=session_id, refresh_token=token, refresh_expires_at=expires_at)
+                          session=session_id, language=subscriber.language, refresh_token=token, refresh_expires_at=expires_at)
 
 
 async def start_session(ctx: IdentityContext, account_number: str) -> SessionStarted:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 from billing_events.errors import DomainError, ErrorKind
 
@@ -84,8 +85,9 @@ class LedgerError(DomainError):
 
     code: ErrorCode
 
-    def __init__(self, code: ErrorCode, message: str, *, field: str | None = None) -> None:
-        super().__init__(message, code=code, field=field, kind=KINDS[code])
+    def __init__(self, code: ErrorCode, message: str, *, field: str | None = None,
+                 params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, code=code, field=field, kind=KINDS[code], params=params)
 
     def field_errors(self) -> list[dict[str, str]]:
         return input_errors(self)

@@ -154,6 +154,9 @@ def check_within_range(state: AccountState) -> None:
                 ErrorCode.AMOUNT_OVER_LIMIT,
                 f"account {state.number} would hold {format_amount(balance, state.currency)},"
                 f" beyond the {format_amount(MAX_MINOR, state.currency)} a balance may hold",
+                # Beyond what a Money may hold: the amounts as words.
+                params={"amount": format_amount(balance, state.currency),
+                        "limit": format_amount(MAX_MINOR, state.currency)},
             )
 
 
@@ -188,7 +191,7 @@ def check_movement_limit(amount: Money, limit: int) -> None:
         raise CommandRefused(
             ErrorCode.AMOUNT_OVER_LIMIT,
             f"{amount} is over the limit of {format_amount(limit, amount.currency)} for one movement",
-            field="amount.minor",
+            field="amount.minor", params={"amount": amount, "limit": money(limit, amount.currency)},
         )
 
 

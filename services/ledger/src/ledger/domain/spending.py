@@ -63,6 +63,7 @@ def apply_charge(
             f"account {account.number} has {format_amount(account.bonus, currency)} in bonuses,"
             f" not {format_amount(bonus_to_use, currency)}",
             field="bonus_to_use",
+            params={"amount": money(bonus_to_use, currency), "available": money(max(account.bonus, 0), currency)},
         )
     revenue = revenue_account(charge.fee_kind)
     booking = Booking((account,))

@@ -18,6 +18,7 @@ from billing_events.catalog.tariff import (
     AccountBlocked,
     AccountUnblocked,
     BlockReason,
+    SubscriptionClosed,
     TariffChanged,
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
@@ -150,7 +151,7 @@ def _balance_changed(
                 profile, TemplateKey.PAYMENT_CREDITED, amount=change.delta_main, balance=change.main
             )
         )
-    if tell_low:
+    if tell_low and change.cause_type != SubscriptionClosed.event_type:  # the closure's settlement: not low
         intents.append(
             notice(profile, TemplateKey.BALANCE_LOW, balance=change.main, threshold=threshold)
         )

@@ -1,0 +1,36 @@
+"""What identity takes from other services' topics: the ledger's AccountClosed.
+
+A closed account logs in no more (its right password is refused in words), its sign-ins end,
+and the phone or passport holding it no longer offers it (:func:`identity.store.accounts_of`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_events.catalog.ledger import AccountClosed
+from billing_events.consumer import EventRouter
+from billing_events.envelope import Envelope
+from billing_events.logging import get_logger
+from identity import store
+from identity.context import IdentityContext
+from identity.service.sessions import ACCOUNT_CLOSED
+
+log = get_logger(__name__)
+
+
+class Handlers:
+    def __init__(self, context: IdentityContext) -> None:
+        self._context = context
+
+    def router(self) -> EventRouter:
+        return EventRouter({AccountClosed: self.on_account_closed})
+
+    async def on_account_closed(self, conn: AsyncConnection, envelope: Envelope[AccountClosed]) -> list[Envelope[Any]]:
+        account = envelope.payload.account_number
+        if await store.close_subscriber(conn, account, at=envelope.occurred_at):
+            ended = await store.revoke_sessions(conn, account, why=ACCOUNT_CLOSED, at=self._context.clock.now())
+            log.info("account closed: logs in no more", account_number=account, sessions_ended=ended)
+        return []
