@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -41,11 +41,13 @@ BLOCK_DAYS_A_YEAR = 30
 LAST_PAYMENTS = 5
 
 
-def build(settings: CabinetSettings, today: Callable[[], date] | None = None,
+def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None,
           transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    """The cabinet over the services of ``settings``; ``today``: the billing day where no answer
-    of the services says it (default: the wall clock in the billing time zone)."""
+    """The cabinet over the services of ``settings``. ``clock`` (default: the wall clock) says
+    how old a token is and which billing day it is where no answer of the services says it; a
+    test gives the suite's clock."""
     zone = ZoneInfo(settings.time_zone)
+    now = clock or (lambda: datetime.now(UTC))
     services = Services(settings.service_urls, settings.service_timeout_seconds, transport)
 
     @asynccontextmanager
@@ -55,7 +57,8 @@ def build(settings: CabinetSettings, today: Callable[[], date] | None = None,
 
     app = FastAPI(title="Subscriber cabinet", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings, app.state.services = settings, services
-    app.state.today = today or (lambda: datetime.now(zone).date())
+    app.state.clock = now
+    app.state.today = lambda: now().astimezone(zone).date()
     templates = _templates(settings)
     ledger_origin = "{0.scheme}://{0.netloc}".format(urlsplit(settings.ledger_url))
     policy = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none';"
@@ -150,7 +153,7 @@ def build(settings: CabinetSettings, today: Callable[[], date] | None = None,
                 raise
             return render(request, "sign_in.html", refused.status, error=words(request, refused), login=login)
         profile = await services.json("GET", "/identity/me", answer["token"])
-        session.start(request, answer, profile.get("language"))
+        session.start(request, answer, profile.get("language"), now())
         return home(answer["account_number"])
 
     @app.post("/sign-in/password-by-sms")

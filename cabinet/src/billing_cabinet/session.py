@@ -6,12 +6,15 @@ cannot be altered); the cabinet keeps no state of its own."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import httpx
 from fastapi import Request
 from starlette.datastructures import FormData
 
@@ -47,16 +50,16 @@ def language(request: Request) -> str:
     return chosen(request.session.get("lang"))
 
 
-def start(request: Request, login: dict[str, Any], language_of_profile: str | None) -> None:
+def start(request: Request, login: dict[str, Any], language_of_profile: str | None, now: datetime) -> None:
     """A new sign-in: a new session (a fresh CSRF token: one known before it opens nothing)."""
     request.session.clear()
     request.session.update(lang=chosen(language_of_profile), csrf=secrets.token_urlsafe(32))
-    keep_tokens(request, login)
+    keep_tokens(request, login, now)
 
 
-def keep_tokens(request: Request, login: dict[str, Any]) -> None:
+def keep_tokens(request: Request, login: dict[str, Any], now: datetime) -> None:
     request.session.update(token=login["token"], refresh=login["refresh_token"],
-                           account=login["account_number"], issued=time.time())
+                           account=login["account_number"], issued=now.timestamp())
 
 
 def end(request: Request) -> None:
@@ -70,22 +73,32 @@ def end(request: Request) -> None:
 @dataclass
 class Subscriber:
     """The signed-in subscriber of one request: calls go with their token, refreshed when old or
-    expired (a refresh token works once: the new pair is kept)."""
+    expired. A refresh token works once (the new pair is kept, and a reused one ends the sign-in),
+    so one request refreshes at most once, however many calls it makes at the same time."""
 
     request: Request
     services: Services
-    refresh_after_seconds: int
+    refresh_after_seconds: float
+    clock: Callable[[], datetime]
+    _refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _refreshed: bool = False
 
     @property
     def account(self) -> str:
         return str(self.request.session["account"])
 
-    async def fresh_token(self) -> str:
-        if time.time() - float(self.request.session.get("issued", 0)) > self.refresh_after_seconds:
-            await self.refresh()
+    @property
+    def token(self) -> str:
         return str(self.request.session["token"])
 
-    async def refresh(self) -> None:
+    async def fresh_token(self) -> str:
+        async with self._refreshing:
+            age = self.clock().timestamp() - float(self.request.session.get("issued", 0))
+            if not self._refreshed and age >= self.refresh_after_seconds:
+                await self._refresh()
+        return self.token
+
+    async def _refresh(self) -> None:
         try:
             login = await self.services.json("POST", "/identity/tokens/refresh",
                                              json={"refresh_token": self.request.session["refresh"]})
@@ -94,13 +107,16 @@ class Subscriber:
                 end(self.request)
                 raise SignInNeeded() from refused
             raise
-        keep_tokens(self.request, login)
+        keep_tokens(self.request, login, self.clock())
+        self._refreshed = True
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
         answer = await self.raw(method, path, **kwargs)
         return answer.json() if answer.content else None
 
-    async def raw(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The service's answer to a call with the subscriber's token (a refusal raised as
+        :class:`Refused`; an ended sign-in as :class:`SignInNeeded`)."""
         token = await self.fresh_token()
         try:
             return await self.services.request(method, path, token, **kwargs)
@@ -110,12 +126,14 @@ class Subscriber:
             if refused.code != "token_expired":
                 end(self.request)
                 raise SignInNeeded() from refused
-        await self.refresh()
-        return await self.services.request(method, path, str(self.request.session["token"]), **kwargs)
+        async with self._refreshing:
+            if self.token == token:  # not refreshed yet by another call of this request
+                await self._refresh()
+        return await self.services.request(method, path, self.token, **kwargs)
 
 
 def signed_in(request: Request) -> Subscriber:
     if "token" not in request.session:
         raise SignInNeeded()
     state = request.app.state
-    return Subscriber(request, state.services, state.settings.refresh_after_seconds)
+    return Subscriber(request, state.services, state.settings.refresh_after_seconds, state.clock)

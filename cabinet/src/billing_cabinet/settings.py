@@ -27,8 +27,8 @@ class CabinetSettings(BaseSettings):
     session_secret: SecretStr | None = Field(
         default=None, description="Signs the session cookie; unset in development: a new one at each start"
                                   " (everyone signs in again after a restart)")
-    refresh_after_seconds: int = Field(
-        default=600, gt=0, description="An access token this old (it lasts 15 minutes) is traded for the next one"
+    refresh_after_seconds: float = Field(
+        default=600, ge=0, description="An access token this old (it lasts 15 minutes) is traded for the next one"
                                        " before the page's calls")
     time_zone: str = Field(default="Europe/Moscow", description="Where billing days are counted: a statement"
                                                                 " period's days start at midnight here")

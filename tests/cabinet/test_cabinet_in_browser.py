@@ -1,0 +1,166 @@
+"""The cabinet in a real browser (headless Chromium) over the whole suite: a subscriber signs in,
+sees the overview, moves money with a confirmation step, changes the language and signs out; the
+cabinet keeps another subscriber's account closed to them, refuses a form without its CSRF token,
+and after sign-out the back button shows nothing private. Each page is photographed at a phone's
+width and a desktop's (conftest.SCREENSHOTS)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from babel.numbers import format_currency
+from selenium.webdriver.common.by import By
+
+from billing_events import topics
+from billing_events.catalog.payments import PaymentReceived
+from billing_events.envelope import Envelope
+from billing_events.testing.plugin import eventually
+from tests.flows.conftest import Suite, registration_form
+from tests.flows.test_cabinet_api_doc import sent_secrets
+
+from .conftest import Browser
+
+OTHER_PERSON = {"surname": "Кузнецов", "first_name": "Олег", "patronymic": "Петрович", "passport_number": "771204",
+                "mobile_phone": "+7 926 301-44-18", "email": "oleg.k@example.ru"}
+
+
+async def _subscriber(suite: Suite, http: httpx.AsyncClient, **form: Any) -> tuple[str, str]:
+    """A new subscriber registered on the site: their account number and the password the SMS brought."""
+    answer = await http.post(f"{suite.urls()['identity']}/identity/registrations", json={**registration_form(), **form})
+    assert answer.status_code == 201, answer.text
+    account = answer.json()["account_number"]
+    passwords = await eventually(lambda: sent_secrets(suite, "sms", account), what="the password by SMS")
+    await eventually(_knows(suite, account), what="every service knows the account")
+    return account, passwords[-1]
+
+
+def _knows(suite: Suite, account: str) -> Any:
+    async def check() -> bool:
+        return await suite.ledger_account_open(account) and await suite.tariff_balance(account) is not None
+    return check
+
+
+async def _pay(suite: Suite, account: str, minor: int) -> None:
+    """A card payment arrives from the acquirer, as a channel publishes it."""
+    event = PaymentReceived.model_validate({
+        "account_number": account, "channel": "card", "reference": f"ACQ-{account}-{minor}",
+        "amount": {"minor": minor, "currency": "RUB"}, "received_at": suite.clock.now()})
+    await suite.producer.send(suite.ledger.topics(topics.PAYMENTS), Envelope.new(
+        event, account=account, producer=event.channel, clock=suite.clock))
+    await eventually(lambda: _balance_is(suite, account, minor), what="the payment on the balance")
+
+
+async def _balance_is(suite: Suite, account: str, minor: int) -> bool:
+    return await suite.ledger_balance(account) == minor
+
+
+def _session(browser: Browser) -> tuple[str, dict[str, Any]]:
+    """The session cookie as the browser keeps it, and what it holds (signed, not secret from its owner)."""
+    cookie = browser.driver.get_cookie("cabinet_session")
+    assert cookie is not None
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Lax"
+    payload = cookie["value"].split(".")[0]
+    return cookie["value"], json.loads(base64.b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def rub(minor: int, locale: str) -> str:
+    """An amount as the locale writes it, with the plain spaces a browser's text shows."""
+    return format_currency(Decimal(minor) / 100, "RUB", locale=locale).replace("\xa0", " ").replace("\u202f", " ")
+
+
+async def test_a_subscriber_signs_in_moves_money_changes_language_and_signs_out(suite: Suite, browser: Browser) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        mine, password = await _subscriber(suite, http, language="sk")
+        theirs, _ = await _subscriber(suite, http, **OTHER_PERSON)
+        await _pay(suite, mine, 100_000)
+
+        def signs_in_and_moves_money() -> None:
+            browser.open("/a/" + mine)
+            assert browser.path == "/sign-in"  # no page of an account without a sign-in
+            browser.shoot("sign-in")
+            browser.fill("login", mine)
+            browser.fill("password", password)
+            browser.press("form[action='/sign-in'] button")
+            assert browser.path == f"/a/{mine}"
+            assert browser.find("#main-balance").text == rub(100_000, "sk_SK")
+            assert browser.find("html").get_attribute("lang") == "sk"  # the profile's language
+            assert browser.find("h1").text == "Prehľad" and "Анна Петрова" in browser.text
+            browser.shoot("overview")
+            for page in ("statement", "tariff", "block", "top-up"):
+                browser.open(f"/a/{mine}/{page}")
+                assert browser.find("h1").text and not browser.driver.find_elements(By.CSS_SELECTOR, ".error"), page
+                browser.shoot(page)
+            browser.open(f"/a/{mine}/transfer")
+            browser.shoot("transfer")
+            browser.fill("to_account", theirs)
+            browser.fill("amount", "150")
+            browser.press("main form button")
+            assert browser.find("#confirm-to").text == theirs
+            assert browser.find("#confirm-amount").text == rub(15_000, "sk_SK")
+            browser.shoot("transfer-confirm")
+            browser.press("#confirm")
+            assert browser.path == f"/a/{mine}"
+            assert browser.find("#main-balance").text == rub(85_000, "sk_SK")
+            browser.press("form.languages button[value='ru']")
+            assert browser.find("html").get_attribute("lang") == "ru"
+            assert browser.find("h1").text == "Обзор"
+            assert browser.find("#main-balance").text == rub(85_000, "ru_RU")
+            browser.open("/settings")
+            browser.shoot("settings")
+
+        await asyncio.to_thread(signs_in_and_moves_money)
+        assert await suite.ledger_balance(theirs) == 15_000
+        _cookie, session = await asyncio.to_thread(_session, browser)
+        profile = await http.get(f"{suite.urls()['identity']}/identity/me",
+                                 headers={"Authorization": f"Bearer {session['token']}"})
+        assert profile.json()["language"] == "ru"  # the profile keeps the language chosen
+
+        # Eleven minutes on (a token lasts fifteen), the next page trades the tokens for new ones first.
+        suite.clock.advance(timedelta(minutes=11))
+
+        def looks_at_another_account() -> str:
+            browser.open(f"/a/{mine}")
+            assert browser.find("h1").text == "Обзор"
+            browser.open(f"/a/{theirs}")  # another subscriber's account, by editing the URL
+            return browser.text
+
+        shown = await asyncio.to_thread(looks_at_another_account)
+        cookie, refreshed = await asyncio.to_thread(_session, browser)
+        assert refreshed["token"] != session["token"] and refreshed["refresh"] != session["refresh"]
+        session = refreshed
+        assert "не среди ваших" in shown and theirs not in shown.replace(f"/a/{theirs}", "")
+        assert "Кузнецов" not in shown and rub(15_000, "ru_RU") not in shown
+
+        # A form without its CSRF token is refused, and so is a form acting on another's account.
+        cabinet = browser.base
+        http.cookies.set("cabinet_session", cookie)
+        refused = await http.post(f"{cabinet}/a/{mine}/transfer/confirm",
+                                  data={"to_account": theirs, "minor": "1000", "request_id": "0190f4a2-7c1e-7d3a-9b2f-5c8e1a2b3c4d"})
+        assert refused.status_code == 403
+        forged = await http.post(f"{cabinet}/a/{mine}/transfer/confirm", data={
+            "csrf": "made-up", "to_account": theirs, "minor": "1000"})
+        assert forged.status_code == 403
+        theirs_moved = await http.post(f"{cabinet}/a/{theirs}/transfer/confirm", data={
+            "csrf": session["csrf"], "to_account": mine, "minor": "1000"})
+        assert theirs_moved.status_code == 403 and "не среди ваших" in theirs_moved.text
+        assert await suite.ledger_balance(mine) == 85_000 and await suite.ledger_balance(theirs) == 15_000
+
+        def signs_out() -> tuple[str, str]:
+            browser.open(f"/a/{mine}")
+            last_cookie, last_session = _session(browser)
+            browser.press("form.sign-out button")
+            assert browser.path == "/sign-in"
+            browser.driver.back()
+            return browser.text, last_session["token"]
+
+        after, last_token = await asyncio.to_thread(signs_out)
+        assert browser.path == "/sign-in" and rub(85_000, "ru_RU") not in after and "Анна" not in after
+        ended = await http.get(f"{suite.urls()['identity']}/identity/me",
+                               headers={"Authorization": f"Bearer {last_token}"})
+        assert ended.status_code == 401 and ended.json()["code"] == "token_revoked"
