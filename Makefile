@@ -12,7 +12,7 @@ $(UV):
 install: $(UV)
 	$(UV) sync --frozen
 
-## run: the embedded broker and the four services, with prefixed logs; Ctrl-C stops them
+## run: the embedded broker, the four services and the web cabinet (http://127.0.0.1:8090), with prefixed logs; Ctrl-C stops them
 run: install
 	$(UV) run billing up
 

@@ -4,6 +4,7 @@ session cookie is kept. Environment variables ``BILLING_CABINET_<NAME>`` set the
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -33,9 +34,14 @@ class CabinetSettings(BaseSettings):
     time_zone: str = Field(default="Europe/Moscow", description="Where billing days are counted: a statement"
                                                                 " period's days start at midnight here")
     service_timeout_seconds: float = 10.0
+    clock_file: Path | None = Field(
+        default=None, description="Development only: the suite's shared clock file (`billing up` names it, `billing"
+                                  " clock` moves it), so the cabinet's billing day is the services'")
 
     @model_validator(mode="after")
     def _secret_outside_development(self) -> CabinetSettings:
+        if self.clock_file is not None and self.environment != "development":
+            raise ValueError("BILLING_CABINET_CLOCK_FILE is a development setting")
         if self.session_secret is None:
             if self.environment != "development":
                 raise ValueError("BILLING_CABINET_SESSION_SECRET is required outside development")
