@@ -69,9 +69,14 @@ def _session(browser: Browser) -> tuple[str, dict[str, Any]]:
     return cookie["value"], json.loads(base64.b64decode(payload + "=" * (-len(payload) % 4)))
 
 
+def plain(text: str) -> str:
+    """Text with its non-breaking spaces as plain ones (a browser's text shows some of each)."""
+    return text.replace("\xa0", " ").replace("\u202f", " ")
+
+
 def rub(minor: int, locale: str) -> str:
-    """An amount as the locale writes it, with the plain spaces a browser's text shows."""
-    return format_currency(Decimal(minor) / 100, "RUB", locale=locale).replace("\xa0", " ").replace("\u202f", " ")
+    """An amount as the locale writes it, spaced as plain() reads the page."""
+    return plain(format_currency(Decimal(minor) / 100, "RUB", locale=locale))
 
 
 async def test_a_subscriber_signs_in_moves_money_changes_language_and_signs_out(suite: Suite, browser: Browser) -> None:
@@ -88,7 +93,7 @@ async def test_a_subscriber_signs_in_moves_money_changes_language_and_signs_out(
             browser.fill("password", password)
             browser.press("form[action='/sign-in'] button")
             assert browser.path == f"/a/{mine}"
-            assert browser.find("#main-balance").text == rub(100_000, "sk_SK")
+            assert plain(browser.find("#main-balance").text) == rub(100_000, "sk_SK")
             assert browser.find("html").get_attribute("lang") == "sk"  # the profile's language
             assert browser.find("h1").text == "Prehľad" and "Анна Петрова" in browser.text
             browser.shoot("overview")
@@ -102,15 +107,15 @@ async def test_a_subscriber_signs_in_moves_money_changes_language_and_signs_out(
             browser.fill("amount", "150")
             browser.press("main form button")
             assert browser.find("#confirm-to").text == theirs
-            assert browser.find("#confirm-amount").text == rub(15_000, "sk_SK")
+            assert plain(browser.find("#confirm-amount").text) == rub(15_000, "sk_SK")
             browser.shoot("transfer-confirm")
             browser.press("#confirm")
             assert browser.path == f"/a/{mine}"
-            assert browser.find("#main-balance").text == rub(85_000, "sk_SK")
+            assert plain(browser.find("#main-balance").text) == rub(85_000, "sk_SK")
             browser.press("form.languages button[value='ru']")
             assert browser.find("html").get_attribute("lang") == "ru"
             assert browser.find("h1").text == "Обзор"
-            assert browser.find("#main-balance").text == rub(85_000, "ru_RU")
+            assert plain(browser.find("#main-balance").text) == rub(85_000, "ru_RU")
             browser.open("/settings")
             browser.shoot("settings")
 
@@ -164,3 +169,73 @@ async def test_a_subscriber_signs_in_moves_money_changes_language_and_signs_out(
         ended = await http.get(f"{suite.urls()['identity']}/identity/me",
                                headers={"Authorization": f"Bearer {last_token}"})
         assert ended.status_code == 401 and ended.json()["code"] == "token_revoked"
+
+
+async def test_a_subscriber_chooses_a_plan_and_a_channel_package_then_blocks_for_ten_days(
+        suite: Suite, browser: Browser) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        mine, password = await _subscriber(suite, http)  # the profile's language: Russian
+        await _pay(suite, mine, 300_000)
+
+    def chooses_a_plan_and_a_package() -> str:
+        browser.open("/sign-in")
+        browser.fill("login", mine)
+        browser.fill("password", password)
+        browser.press("form[action='/sign-in'] button")
+        assert browser.find("h1").text == "Обзор"
+        browser.open(f"/a/{mine}/tariff")
+        browser.find("#plan-combo-100-optimum").click()
+        browser.press("#choose-plan")
+        assert "Готово" in browser.find(".flash").text
+        browser.press("#add-kino")
+        assert "Готово" in browser.find(".flash").text
+        assert browser.driver.find_elements(By.ID, "remove-kino")  # planned: it can be taken back
+        browser.shoot("tariff-chosen")
+        browser.open(f"/a/{mine}")
+        return browser.text
+
+    overview = await asyncio.to_thread(chooses_a_plan_and_a_package)
+    assert "Комбо" in overview and "kino" in overview  # from tomorrow: the plan and the package
+    subscription = await _subscription(suite, mine)
+    assert subscription["schedule"][-1]["terms"] == {"plan": "combo-100-optimum", "options": ["kino"],
+                                                     "equipment": []}
+
+    suite.clock.advance(timedelta(days=1))  # the plan is in effect from the next billing day
+    before = await suite.ledger_balance(mine)
+
+    def blocks_for_ten_days() -> tuple[str, str]:
+        browser.open(f"/a/{mine}/block")
+        assert "Осталось дней в этом году: 30." in browser.text
+        browser.fill("days", "10")
+        browser.press("#start-block")
+        assert browser.find(".flash").text == "Блокировка началась."
+        running = browser.find("#block-running").text
+        browser.shoot("block-running")
+        browser.open(f"/a/{mine}")
+        return plain(running), plain(browser.find("#state").text)
+
+    running, state = await asyncio.to_thread(blocks_for_ten_days)
+    assert running.startswith("Ваш счёт заблокирован до 11 марта 2026")  # the 2nd to the 11th of March
+    assert state == "добровольно заблокирован до 11 марта 2026 г."
+    assert before is not None
+    await eventually(lambda: _balance_below(suite, mine, before), what="the block's price charged")
+
+    def reads_the_statement() -> str:
+        browser.open(f"/a/{mine}/statement")
+        browser.shoot("statement-charged")
+        return browser.text
+
+    assert "списание: voluntary block" in await asyncio.to_thread(reads_the_statement)
+
+
+async def _subscription(suite: Suite, account: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        answer = await http.get(f"{suite.urls()['tariff']}/tariff/accounts/{account}",
+                                headers={"Authorization": f"Bearer {suite.service_token()}"})
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+async def _balance_below(suite: Suite, account: str, minor: int) -> bool:
+    balance = await suite.ledger_balance(account)
+    return balance is not None and balance < minor

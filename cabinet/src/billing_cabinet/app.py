@@ -67,6 +67,7 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     @app.middleware("http")
     async def headers_and_log(request: Request, call_next: Callable[..., Any]) -> Response:
         began = time.perf_counter()
+        i18n.current_language.set(session.language(request))  # the messages of the whole request
         response: Response = await call_next(request)
         response.headers["Content-Security-Policy"] = policy
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -92,7 +93,6 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         return HTMLResponse(page, status_code=status)
 
     def words(request: Request, refused: Refused) -> str:
-        i18n.current_language.set(session.language(request))
         known = {
             "login_refused": _("Wrong login or password."),
             "wrong_account": _("This account is not among yours."),
@@ -110,7 +110,6 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
 
     @app.exception_handler(CsrfRefused)
     async def csrf_refused(request: Request, _exc: CsrfRefused) -> Response:
-        i18n.current_language.set(session.language(request))
         return render(request, "error.html", 403, message=_("This form has expired. Open the page again and repeat."))
 
     @app.exception_handler(Refused)
@@ -118,9 +117,13 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         status = refused.status if refused.status in (403, 404, 409, 422) else 502
         return render(request, "error.html", status, message=words(request, refused))
 
+    @app.exception_handler(httpx.HTTPError)
+    async def unavailable(request: Request, _exc: httpx.HTTPError) -> Response:
+        return render(request, "error.html", 503, message=_("The service does not answer just now. Try again in a"
+                                                            " minute."))
+
     @app.exception_handler(StarletteHTTPException)
     async def not_found(request: Request, exc: StarletteHTTPException) -> Response:
-        i18n.current_language.set(session.language(request))
         return render(request, "error.html", exc.status_code, message=_("There is no such page."))
 
     def flash(request: Request, message: str) -> None:
@@ -165,7 +168,6 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
             if refused.status == 429:
                 return render(request, "sign_in.html", 429, error=words(request, refused), login=login)
             # any other refusal: the same answer, which never says whether the login exists
-        i18n.current_language.set(session.language(request))
         return render(request, "sign_in.html", notice=_(
             "If this login is ours, a new password is on its way to the registered mobile phone."), login=login)
 
@@ -179,7 +181,6 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
             except Refused:
                 pass  # an ended or expired sign-in: nothing left to end
         session.end(request)
-        i18n.current_language.set(session.language(request))
         flash(request, _("You have signed out."))
         return RedirectResponse("/sign-in", status_code=303)
 
@@ -232,7 +233,6 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         since, _e = period(first)
         _s, until = period(last)
         lines = await who.call("GET", f"/ledger/accounts/{account}/statement", params={"from": since, "to": until})
-        i18n.current_language.set(session.language(request))
         kinds = {"payment": _("payment"), "charge": _("charge"), "transfer": _("transfer"),
                  "reversal": _("correction"), "refund": _("refund"), "suspense_resolution": _("payment found")}
         return render(request, "statement.html", statement=lines, first=first, last=last, kinds=kinds,
@@ -377,13 +377,11 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         days = str(form.get("days", ""))
         if not days.isdigit():
             return await _block_page(request, account, who, 422, _("Enter the number of days, 1 to 30."))
-        i18n.current_language.set(session.language(request))
         return await block_command(request, account, who, "POST", {"days": int(days)}, _("The block has started."))
 
     @app.post("/a/{account}/block/end")
     async def end_block(request: Request, account: str, form: FormData = Depends(checked_form),
                         who: Subscriber = Depends(signed_in)) -> Response:
-        i18n.current_language.set(session.language(request))
         return await block_command(request, account, who, "DELETE", done=_("The block has ended."))
 
     @app.get("/settings")
