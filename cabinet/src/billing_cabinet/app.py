@@ -171,6 +171,43 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         return render(request, "sign_in.html", notice=_(
             "If this login is ours, a new password is on its way to the registered mobile phone."), login=login)
 
+    def registration_fields() -> list[tuple[str, str, str, str]]:
+        """The contract form's fields: name, label, input type, autocomplete."""
+        return [("surname", _("Surname"), "text", "family-name"), ("first_name", _("First name"), "text", "given-name"),
+                ("patronymic", _("Patronymic (if any)"), "text", "additional-name"),
+                ("date_of_birth", _("Date of birth"), "date", "bday"),
+                ("passport_series", _("Passport series (4 digits)"), "text", "off"),
+                ("passport_number", _("Passport number (6 digits)"), "text", "off"),
+                ("issuing_authority", _("Issued by"), "text", "off"), ("date_of_issue", _("Date of issue"), "date", "off"),
+                ("mobile_phone", _("Mobile phone (the password comes to it by SMS)"), "tel", "tel"),
+                ("email", _("E-mail (if you like)"), "email", "email")]
+
+    async def register_page(request: Request, status: int = 200, **context: Any) -> HTMLResponse:
+        catalog = await services.json("GET", "/tariff/catalog")
+        return render(request, "register.html", status, fields=registration_fields(), regions=catalog["regions"],
+                      title=_("Sign the contract"), **context)
+
+    @app.get("/register")
+    async def register_form(request: Request) -> Response:
+        return await register_page(request, typed={})
+
+    @app.post("/register")
+    async def register(request: Request, form: FormData = Depends(checked_form)) -> Response:
+        typed = {name: str(form.get(name, "")).strip() for name, *_rest in registration_fields()}
+        typed["region"] = str(form.get("region", ""))
+        body = {**typed, "contract_accepted": form.get("contract_accepted") == "yes", "legal_status": "person",
+                "language": session.language(request)}
+        try:
+            answer = await services.json("POST", "/identity/registrations", json=body)
+        except Refused as refused:
+            if refused.status >= 500:
+                raise
+            passport = {"passport_series", "passport_number"}  # never echoed back into the page
+            return await register_page(request, refused.status, error=words(request, refused),
+                                       errors=refused.field_messages(),
+                                       typed={k: v for k, v in typed.items() if k not in passport})
+        return render(request, "registered.html", registered=answer, title=_("Sign the contract"))
+
     @app.post("/sign-out")
     async def sign_out(request: Request, form: FormData = Depends(checked_form)) -> Response:
         if "token" in request.session:
