@@ -274,3 +274,37 @@ async def _subscription(suite: Suite, account: str) -> dict[str, Any]:
 async def _balance_below(suite: Suite, account: str, minor: int) -> bool:
     balance = await suite.ledger_balance(account)
     return balance is not None and balance < minor
+
+
+async def test_a_subscriber_who_forgot_the_password_gets_a_new_one_with_a_code(suite: Suite, browser: Browser) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        mine, _first_password = await _subscriber(suite, http, language="en")
+    passwords_before = len(sent_secrets(suite, "sms", mine))
+
+    def asks_for_a_code() -> None:
+        browser.open("/sign-in")
+        browser.press("a[href='/forgot-password']")
+        browser.fill("login", mine)
+        browser.fill("contact", registration_form()["mobile_phone"])
+        browser.press("#send-code")
+        browser.shoot("forgot-password")
+
+    await asyncio.to_thread(asks_for_a_code)
+    code = (await eventually(lambda: sent_secrets(suite, "code", mine), what="the code by SMS"))[-1]
+
+    def gives_the_code() -> str:
+        browser.fill("code", code)
+        browser.press("#redeem")
+        return browser.find(".flash").text
+
+    assert await asyncio.to_thread(gives_the_code) == "A new password is on its way by SMS. Sign in with it."
+    new_password = (await eventually(lambda: sent_secrets(suite, "sms", mine)[passwords_before:],
+                                     what="the new password by SMS"))[-1]
+
+    def signs_in_with_it() -> str:
+        assert browser.find("#login").get_attribute("value") == mine
+        browser.fill("password", new_password)
+        browser.press("form[action='/sign-in'] button")
+        return browser.path
+
+    assert await asyncio.to_thread(signs_in_with_it) == f"/a/{mine}"

@@ -208,6 +208,39 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
                                        typed={k: v for k, v in typed.items() if k not in passport})
         return render(request, "registered.html", registered=answer, title=_("Sign the contract"))
 
+    @app.get("/forgot-password")
+    async def forgot_password_page(request: Request) -> Response:
+        return render(request, "forgot_password.html", title=_("Forgot password"))
+
+    @app.post("/forgot-password")
+    async def send_reset_code(request: Request, form: FormData = Depends(checked_form)) -> Response:
+        """A one-time code to the registered phone or e-mail (the answer is the same whether or not
+        they match an account: it never tells a prober which exist)."""
+        login, contact = str(form.get("login", "")).strip(), str(form.get("contact", "")).strip()
+        body = {"login": login, ("email" if "@" in contact else "phone"): contact}
+        try:
+            await services.json("POST", "/identity/reset-codes", json=body)
+        except Refused as refused:
+            if refused.status >= 500:
+                raise
+            return render(request, "forgot_password.html", refused.status, error=words(request, refused),
+                          title=_("Forgot password"))
+        return render(request, "forgot_password.html", login=login, code_sent=True, title=_("Forgot password"))
+
+    @app.post("/forgot-password/code")
+    async def redeem_reset_code(request: Request, form: FormData = Depends(checked_form)) -> Response:
+        login, code = str(form.get("login", "")).strip(), str(form.get("code", "")).strip()
+        try:
+            await services.json("POST", "/identity/reset-codes/redeem", json={"login": login, "code": code})
+        except Refused as refused:
+            if refused.status >= 500:
+                raise
+            return render(request, "forgot_password.html", refused.status, login=login, code_sent=True,
+                          error=_("This code does not work: check it, or ask for a new one."),
+                          title=_("Forgot password"))
+        return render(request, "sign_in.html", login=login, notice=_(
+            "A new password is on its way by SMS. Sign in with it."), title=_("Sign in"))
+
     @app.post("/sign-out")
     async def sign_out(request: Request, form: FormData = Depends(checked_form)) -> Response:
         if "token" in request.session:
