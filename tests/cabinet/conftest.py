@@ -86,8 +86,25 @@ class Browser:
     def path(self) -> str:
         return self.driver.current_url.removeprefix(self.base)
 
+    def check_accessible(self) -> None:
+        """The structural part of an accessibility check: the page's language, one h1, a name for
+        every control (its label, or aria-label) and for every button. (Contrast: the stylesheet's
+        colours, not checked here.)"""
+        page = self.path
+        assert self.find("html").get_attribute("lang"), page
+        assert len(self.driver.find_elements(By.TAG_NAME, "h1")) == 1, page
+        for control in self.driver.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea"):
+            control_id = control.get_attribute("id")
+            labelled = bool(control_id and self.driver.find_elements(By.CSS_SELECTOR, f"label[for='{control_id}']"))
+            wrapped = bool(control.find_elements(By.XPATH, "ancestor::label"))
+            assert labelled or wrapped or control.get_attribute("aria-label"), (page, control.get_attribute("name"))
+        for button in self.driver.find_elements(By.TAG_NAME, "button"):
+            assert button.text.strip() or button.get_attribute("aria-label"), page
+
     def shoot(self, name: str) -> None:
-        """The page at a phone's width and a desktop's, whole, under SCREENSHOTS."""
+        """The page at a phone's width and a desktop's, whole, under SCREENSHOTS (once it passed
+        check_accessible)."""
+        self.check_accessible()
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for label, (width, height) in WIDTHS.items():
             self.driver.set_window_size(width, height)

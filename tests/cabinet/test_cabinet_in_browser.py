@@ -160,6 +160,18 @@ async def test_a_subscriber_signs_in_moves_money_changes_language_and_signs_out(
         assert theirs_moved.status_code == 403 and "не среди ваших" in theirs_moved.text
         assert await suite.ledger_balance(mine) == 85_000 and await suite.ledger_balance(theirs) == 15_000
 
+        # The statement as CSV and the payment's receipt as PDF, as the page's links download them.
+        today = suite.clock.now().date()
+        csv = await http.get(f"{cabinet}/a/{mine}/statement.csv", params={"from": str(today), "to": str(today)})
+        assert csv.headers["content-type"].startswith("text/csv") and "attachment" in csv.headers["content-disposition"]
+        header, *lines = csv.text.splitlines()
+        assert header.startswith("occurred_at,kind,") and [line.split(",")[1] for line in lines] == ["payment", "transfer"]
+        payment = lines[0].split(",")[header.split(",").index("transaction_id")]
+        receipt = await http.get(f"{cabinet}/a/{mine}/receipts/{payment}.pdf")
+        assert receipt.headers["content-type"] == "application/pdf" and receipt.content.startswith(b"%PDF-")
+        others = await http.get(f"{cabinet}/a/{theirs}/statement.csv")
+        assert others.status_code == 403 and "occurred_at" not in others.text
+
         def signs_out() -> tuple[str, str]:
             browser.open(f"/a/{mine}")
             last_cookie, last_session = _session(browser)
