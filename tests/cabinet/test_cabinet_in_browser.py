@@ -105,6 +105,10 @@ async def test_a_subscriber_signs_in_moves_money_changes_language_and_signs_out(
                 browser.open(f"/a/{mine}/{page}")
                 assert browser.find("h1").text and not browser.driver.find_elements(By.CSS_SELECTOR, ".error"), page
                 browser.shoot(page)
+            browser.open(f"/a/{mine}/bonus")
+            browser.shoot("bonus")
+            browser.press("#buy-router-stand")  # no bonuses yet: refused in words
+            assert browser.find(".error").text == "Na tento nákup nemáte dosť bonusov."
             browser.open(f"/a/{mine}/transfer")
             browser.shoot("transfer")
             browser.fill("to_account", theirs)

@@ -97,6 +97,7 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
             "login_refused": _("Wrong login or password."),
             "wrong_account": _("This account is not among yours."),
             "insufficient_funds": _("There is not enough money on the account."),
+            "insufficient_bonus": _("There are not enough bonuses for this."),
             "unknown_account": _("There is no such account."),
         }
         text = known.get(refused.code, refused.message)
@@ -325,6 +326,33 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
                                accept="application/pdf")
         return Response(answer.content, media_type="application/pdf", headers={
             "Content-Disposition": 'attachment; filename="receipt.pdf"'})
+
+    async def bonus_page(request: Request, account: str, who: Subscriber, status: int = 200,
+                         error: str | None = None) -> Response:
+        history, campaigns, rewards = await asyncio.gather(
+            who.call("GET", f"/ledger/accounts/{account}/bonus-history"),
+            services.json("GET", "/ledger/campaigns"), services.json("GET", "/ledger/rewards"))
+        return render(request, "bonus.html", status, history=history, campaigns=campaigns, rewards=rewards,
+                      request_ids={reward["code"]: str(uuid.uuid4()) for reward in rewards}, error=error,
+                      title=_("Bonuses"))
+
+    @app.get("/a/{account}/bonus")
+    async def bonus(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
+        return await bonus_page(request, account, who)
+
+    @app.post("/a/{account}/bonus")
+    async def exchange_bonus(request: Request, account: str, form: FormData = Depends(checked_form),
+                             who: Subscriber = Depends(signed_in)) -> Response:
+        """Buy a reward with bonuses; the page's request id makes a repeated form one purchase."""
+        try:
+            await who.call("POST", f"/ledger/accounts/{account}/bonus-redemptions", json={
+                "item": str(form.get("item", "")), "request_id": str(form.get("request_id", ""))})
+        except Refused as refused:
+            if refused.status >= 500 or refused.code == "wrong_account":
+                raise
+            return await bonus_page(request, account, who, refused.status, words(request, refused))
+        flash(request, _("Done: the bonuses are spent."))
+        return home(account, "/bonus")
 
     @app.get("/a/{account}/transfer")
     async def transfer_page(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
