@@ -125,7 +125,14 @@ async def test_a_subscriber_signs_in_moves_money_changes_language_and_signs_out(
             assert browser.find("h1").text == "Обзор"
             assert plain(browser.find("#main-balance").text) == rub(85_000, "ru_RU")
             browser.open("/settings")
+            browser.find("#notice-balance_low").click()  # no "balance low" messages, please
+            browser.press("#save-notices")
+            assert browser.find(".flash").text == "Сохранено."
+            assert not browser.find("#notice-balance_low").is_selected()
             browser.shoot("settings")
+            browser.open(f"/a/{mine}/notifications")
+            assert "+7 *** ***-33-71" in browser.text  # the password's SMS, to the masked phone
+            browser.shoot("notifications")
 
         await asyncio.to_thread(signs_in_and_moves_money)
         assert await suite.ledger_balance(theirs) == 15_000
@@ -133,6 +140,7 @@ async def test_a_subscriber_signs_in_moves_money_changes_language_and_signs_out(
         profile = await http.get(f"{suite.urls()['identity']}/identity/me",
                                  headers={"Authorization": f"Bearer {session['token']}"})
         assert profile.json()["language"] == "ru"  # the profile keeps the language chosen
+        assert profile.json()["notices_off"] == ["balance_low"]
 
         # Eleven minutes on (a token lasts fifteen), the next page trades the tokens for new ones first.
         suite.clock.advance(timedelta(minutes=11))

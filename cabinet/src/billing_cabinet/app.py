@@ -39,6 +39,8 @@ HERE = Path(__file__).parent
 log = logging.getLogger("billing_cabinet")
 BLOCK_DAYS_A_YEAR = 30
 LAST_PAYMENTS = 5
+NOTICES = ("balance_low", "payment_credited", "tariff_changed", "voluntary_block", "debt_block")
+"""The notices a subscriber may turn off (passwords, codes and security notices always go)."""
 
 
 def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None,
@@ -485,7 +487,26 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     @app.get("/settings")
     async def settings_page(request: Request, who: Subscriber = Depends(signed_in)) -> Response:
         profile = await who.call("GET", "/identity/me")
-        return render(request, "settings.html", profile=profile, title=_("Settings"))
+        notices = {"balance_low": _("the balance runs low"), "payment_credited": _("a payment arrived"),
+                   "tariff_changed": _("the plan or options changed"), "voluntary_block": _("a voluntary block"),
+                   "debt_block": _("a block for debt")}
+        return render(request, "settings.html", profile=profile, notices=notices, title=_("Settings"))
+
+    @app.get("/a/{account}/notifications")
+    async def notifications(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
+        log = await optional(who.call("GET", f"/notifier/accounts/{account}/deliveries", params={"limit": "50"}),
+                             "unknown_account")
+        return render(request, "notifications.html", deliveries=log["deliveries"] if log else [],
+                      title=_("Notifications"))
+
+    @app.post("/settings/notices")
+    async def choose_notices(request: Request, form: FormData = Depends(checked_form),
+                             who: Subscriber = Depends(signed_in)) -> Response:
+        wanted = set(map(str, form.getlist("notice")))
+        await who.call("PUT", "/identity/me/notices",
+                       json={"turned_off": [kind for kind in NOTICES if kind not in wanted]})
+        flash(request, _("Saved."))
+        return RedirectResponse("/settings", status_code=303)
 
     @app.get("/a/{account}/top-up")
     async def top_up_page(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
