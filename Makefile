@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export UV_LINK_MODE ?= copy
 
-.PHONY: run test bench simulate simulate-long install lint schemas docs clean
+.PHONY: run test bench simulate simulate-long install lint schemas docs clean messages
 
 $(UV):
 	@echo "uv not found: installing it for this user (https://docs.astral.sh/uv/)"
@@ -12,7 +12,7 @@ $(UV):
 install: $(UV)
 	$(UV) sync --frozen
 
-## run: the embedded broker and the four services, with prefixed logs; Ctrl-C stops them
+## run: the embedded broker, the four services and the web cabinet (http://127.0.0.1:8090), with prefixed logs; Ctrl-C stops them
 run: install
 	$(UV) run billing up
 
@@ -37,6 +37,12 @@ simulate-long: install
 ## schemas: regenerate the JSON Schemas, the AsyncAPI document and docs/events.md
 schemas: install
 	$(UV) run python -m billing_events.docs
+
+## messages: the cabinet's catalogs (Slovak, Russian) updated with its templates' messages; translate the new ones
+messages: install
+	mkdir -p var
+	$(UV) run pybabel extract -F cabinet/babel.cfg --no-location --omit-header -o var/cabinet-messages.pot cabinet/src/billing_cabinet
+	$(UV) run pybabel update --no-fuzzy-matching --width 100 -i var/cabinet-messages.pot -d cabinet/src/billing_cabinet/locales
 
 clean:
 	rm -rf var .pytest_cache

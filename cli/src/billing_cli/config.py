@@ -22,6 +22,8 @@ OPERATOR_KEY_FILE = "operator.key"
 """The embedded suite's operator key (`billing up` makes it and lists it in the services' ring)."""
 CLOCK_FILE = "clock.json"
 DEFAULT_PORTS = {"ledger": 8101, "identity": 8102, "tariff": 8103, "notifier": 8104}
+CABINET_PORT = 8090
+"""The subscriber's web cabinet under `billing up` (BILLING_CABINET_PORT changes it)."""
 
 
 class CliSettings(BaseSettings):

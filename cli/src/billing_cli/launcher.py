@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from billing_cli.config import CLOCK_FILE, DEFAULT_OPERATOR, DEFAULT_PORTS, OPERATOR_KEY_FILE, SUITE_FILE
+from billing_cli.config import CABINET_PORT, CLOCK_FILE, DEFAULT_OPERATOR, DEFAULT_PORTS, OPERATOR_KEY_FILE, SUITE_FILE
 from billing_events.auth import generate_token_keypair
 from billing_events.embedded import EmbeddedBroker
 from billing_events.sealing import generate_keypair
@@ -31,7 +31,10 @@ SERVICES = ("ledger", "identity", "tariff", "notifier")
 PUBLISHERS = (*SERVICES, "cli")
 """Who signs what it publishes: the services, and the CLI's ``billing pay`` (a payment channel)."""
 DEV_SECRETS_FILE = "dev-secrets.json"
-COLOURS = {"ledger": "green", "identity": "magenta", "tariff": "cyan", "notifier": "yellow", "broker": "blue"}
+COLOURS = {"ledger": "green", "identity": "magenta", "tariff": "cyan", "notifier": "yellow", "broker": "blue",
+           "cabinet": "bright_white"}
+READY = {"cabinet": "cabinet: open "}
+"""What a process prints once it serves (a service: ``service started``)."""
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -43,7 +46,7 @@ def say(source: str, line: str) -> None:
 def _pump(name: str, stream: object, ready: threading.Event) -> None:
     for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
         line = raw.decode(errors="replace").rstrip()
-        if "service started" in line:
+        if READY.get(name, "service started") in line:
             ready.set()
         say(name, line)
 
@@ -97,7 +100,10 @@ def run_suite(
     services: Sequence[str] = SERVICES,
     bootstrap_servers: str | None = None,
     ports: dict[str, int] = DEFAULT_PORTS,
+    cabinet: bool = True,
 ) -> int:
+    """Start the broker (unless given), the services and, beside all four, the subscriber's web
+    cabinet on BILLING_CABINET_PORT (default 8090); stop them on Ctrl-C or SIGTERM."""
     data_dir.mkdir(parents=True, exist_ok=True)
     broker: EmbeddedBroker | None = None
     if bootstrap_servers is None:
@@ -124,10 +130,16 @@ def run_suite(
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     started = time.monotonic()
+    commands = {name: ("-m", name, {"BILLING_HTTP_PORT": str(ports[name])}) for name in services}
+    cabinet_port = int(os.environ.get("BILLING_CABINET_PORT", CABINET_PORT))
+    if cabinet and set(services) == set(SERVICES):  # the cabinet needs every service
+        commands["cabinet"] = ("-m", "billing_cabinet", {
+            "BILLING_CABINET_PORT": str(cabinet_port), "BILLING_CABINET_CLOCK_FILE": str(clock_file),
+            **{f"BILLING_CABINET_{name.upper()}_URL": f"http://127.0.0.1:{ports[name]}" for name in SERVICES}})
     try:
-        for name in services:
+        for name, (flag, module, own_env) in commands.items():
             process = subprocess.Popen(
-                [sys.executable, "-m", name], env={**env, "BILLING_HTTP_PORT": str(ports[name])}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                [sys.executable, flag, module], env={**env, **own_env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches only us; we stop the services in order
             )
             processes[name] = process
@@ -141,8 +153,10 @@ def run_suite(
                     stopping.set()
             if not announced and all(event.is_set() for event in readiness.values()):
                 announced = True
-                say("broker", f"all {len(processes)} services up in {time.monotonic() - started:.1f}s"
-                    f" (HTTP: {', '.join(f'{n} :{ports[n]}' for n in processes)}); Ctrl-C stops them")
+                say("broker", f"all {len(services)} services up in {time.monotonic() - started:.1f}s"
+                    f" (HTTP: {', '.join(f'{n} :{ports[n]}' for n in services)}); Ctrl-C stops them")
+                if "cabinet" in processes:
+                    say("cabinet", f"the subscriber's cabinet: open http://127.0.0.1:{cabinet_port}")
             stopping.wait(0.2)
     finally:
         for name, process in processes.items():

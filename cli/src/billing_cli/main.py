@@ -70,13 +70,16 @@ def up(
     bootstrap_servers: Annotated[
         str | None, typer.Option(help="Use this Kafka broker instead of starting the embedded one")
     ] = None,
+    cabinet: Annotated[bool, typer.Option(
+        help="Serve the subscriber's web cabinet beside the four services (port BILLING_CABINET_PORT, 8090)")] = True,
 ) -> None:
-    """Start the embedded broker and the four services; Ctrl-C stops them (services first)."""
+    """Start the embedded broker, the four services and the subscriber's web cabinet; Ctrl-C stops
+    them (services first)."""
     chosen = service or list(SERVICES)
     unknown = sorted(set(chosen) - set(SERVICES))
     if unknown:
         raise typer.BadParameter(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
-    raise typer.Exit(run_suite(data_dir, chosen, bootstrap_servers))
+    raise typer.Exit(run_suite(data_dir, chosen, bootstrap_servers, cabinet=cabinet))
 
 
 @app.command()

@@ -1,0 +1,1 @@
+"""The subscriber's web cabinet."""

@@ -1,0 +1,63 @@
+"""The four services as the cabinet sees them: HTTP APIs answering JSON, or a problem document
+(``code``, ``message``, ``errors``, and ``until`` on a 429) when they refuse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class Refused(Exception):
+    """A service's refusal: ``message`` is written for the person reading it."""
+
+    status: int
+    code: str
+    message: str
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    until: str | None = None
+
+    def field_messages(self) -> dict[str, str]:
+        return {str(error.get("field")): str(error.get("message")) for error in self.errors}
+
+
+class Services:
+    """One HTTP client for the four services; every call names the service its path starts with
+    (``/ledger/accounts/...``), as docs/cabinet-api.md writes them."""
+
+    def __init__(self, urls: dict[str, str], timeout: float, transport: httpx.AsyncBaseTransport | None = None):
+        self._urls = urls
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def request(self, method: str, path: str, token: str | None = None, *, json: Any = None,
+                      params: dict[str, str] | None = None, accept: str = "application/json") -> httpx.Response:
+        service = path.strip("/").split("/")[0]
+        headers = {"Accept": accept}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        answer = await self._http.request(method, self._urls[service] + path, headers=headers, json=json,
+                                          params=params)
+        if answer.status_code >= 400:
+            raise refusal(answer)
+        return answer
+
+    async def json(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
+        answer = await self.request(method, path, token, **kwargs)
+        return answer.json() if answer.content else None
+
+
+def refusal(answer: httpx.Response) -> Refused:
+    try:
+        problem = answer.json()
+    except ValueError:
+        problem = {}
+    if not isinstance(problem, dict):
+        problem = {}
+    return Refused(status=answer.status_code, code=str(problem.get("code", "unavailable")),
+                   message=str(problem.get("message", answer.reason_phrase)),
+                   errors=list(problem.get("errors") or []), until=problem.get("until"))

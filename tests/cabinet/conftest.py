@@ -1,0 +1,146 @@
+"""The cabinet served on a free port beside the whole suite (the services in-process over the real
+broker and PostgreSQL, as tests/flows runs them), and a headless Chromium from the system's
+packages driven by Selenium."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.support.ui import WebDriverWait
+
+from billing_cabinet.app import build
+from billing_cabinet.settings import CabinetSettings
+from billing_events.testing.plugin import eventually
+from tests.flows.conftest import Suite, start, suite  # noqa: F401  (the suite's fixtures, here too)
+
+REPOSITORY = Path(__file__).parents[2]
+SCREENSHOTS = Path(os.environ.get("BILLING_TEST_OUTPUT", REPOSITORY / "var" / "test-output")) / "cabinet"
+"""Where the run leaves each page's picture, at a phone's width and a desktop's."""
+WIDTHS = {"phone": (390, 844), "desktop": (1280, 900)}
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+async def cabinet(suite: Suite) -> AsyncIterator[str]:  # noqa: F811  (the fixture imported above)
+    """The cabinet's address, over the suite's services, on the suite's clock (a token's age, the
+    billing day)."""
+    urls = suite.urls()
+    settings = CabinetSettings(port=0, identity_url=urls["identity"], ledger_url=urls["ledger"],
+                               tariff_url=urls["tariff"], notifier_url=urls["notifier"])
+    app = build(settings, clock=suite.clock.now)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, access_log=False, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started or serving.done(), what="the cabinet listening")
+    assert server.started, serving
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@dataclass
+class Browser:
+    """A person at the cabinet. Its calls block (Selenium), so a test runs them in a thread
+    (``asyncio.to_thread``) while the services and the cabinet answer on the event loop."""
+
+    driver: WebDriver
+    base: str
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base + path)
+
+    def fill(self, field_id: str, value: str) -> None:
+        field = self.driver.find_element(By.ID, field_id)
+        field.clear()
+        field.send_keys(value)
+
+    def press(self, css: str) -> None:
+        """Click and wait for the next page."""
+        page = self.driver.find_element(By.TAG_NAME, "html")
+        self.driver.find_element(By.CSS_SELECTOR, css).click()
+        WebDriverWait(self.driver, 30).until(lambda _: _gone(page))
+
+    def find(self, css: str) -> WebElement:
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    @property
+    def text(self) -> str:
+        return self.driver.find_element(By.TAG_NAME, "body").text
+
+    @property
+    def path(self) -> str:
+        return self.driver.current_url.removeprefix(self.base)
+
+    def check_accessible(self) -> None:
+        """The structural part of an accessibility check: the page's language, one h1, a name for
+        every control (its label, or aria-label) and for every button. (Contrast: the stylesheet's
+        colours, not checked here.)"""
+        page = self.path
+        assert self.find("html").get_attribute("lang"), page
+        assert len(self.driver.find_elements(By.TAG_NAME, "h1")) == 1, page
+        for control in self.driver.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea"):
+            control_id = control.get_attribute("id")
+            labelled = bool(control_id and self.driver.find_elements(By.CSS_SELECTOR, f"label[for='{control_id}']"))
+            wrapped = bool(control.find_elements(By.XPATH, "ancestor::label"))
+            assert labelled or wrapped or control.get_attribute("aria-label"), (page, control.get_attribute("name"))
+        for button in self.driver.find_elements(By.TAG_NAME, "button"):
+            assert button.text.strip() or button.get_attribute("aria-label"), page
+
+    def shoot(self, name: str) -> None:
+        """The page at a phone's width and a desktop's, whole, under SCREENSHOTS (once it passed
+        check_accessible)."""
+        self.check_accessible()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for label, (width, height) in WIDTHS.items():
+            self.driver.set_window_size(width, height)
+            full = self.driver.execute_script("return document.documentElement.scrollHeight")
+            self.driver.set_window_size(width, max(height, int(full)))
+            assert self.driver.save_screenshot(str(SCREENSHOTS / f"{name}-{label}.png"))
+        self.driver.set_window_size(*WIDTHS["desktop"])
+
+
+def _gone(element: WebElement) -> bool:
+    """Whether the page the element was on has been replaced (this Chromium answers a stale
+    element with an inspector error rather than the standard stale-element one)."""
+    try:
+        element.is_enabled()
+    except WebDriverException:
+        return True
+    return False
+
+
+@pytest.fixture
+def browser_driver() -> Iterator[WebDriver]:
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail("the browser tests drive the system's Chromium: apt-get install chromium chromium-driver"
+                    " (.ci/run installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1280,900", "--lang=en-GB"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def browser(browser_driver: WebDriver, cabinet: str) -> Browser:
+    return Browser(browser_driver, cabinet)
