@@ -286,19 +286,33 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         today = app.state.today()
         since, _end = period(today - timedelta(days=92))
         _start, until = period(today + timedelta(days=1))
-        balance, subscription, forecast, statement, profile = await asyncio.gather(
+        balance, subscription, forecast, statement, profile, accounts = await asyncio.gather(
             who.call("GET", f"/ledger/accounts/{account}"),
             who.call("GET", f"/tariff/accounts/{account}"),
             optional(who.call("GET", f"/tariff/accounts/{account}/forecast"), "not_active"),
             who.call("GET", f"/ledger/accounts/{account}/statement", params={"from": since, "to": until}),
-            who.call("GET", "/identity/me"))
+            who.call("GET", "/identity/me"), who.call("GET", "/identity/me/accounts"))
         plans = await services.json("GET", f"/tariff/regions/{subscription['region']}/plans")
         today = date.fromisoformat(forecast["today"]) if forecast else today
         payments = [line for line in statement["lines"] if line["kind"] == "payment"][-LAST_PAYMENTS:][::-1]
         return render(request, "overview.html", balance=balance, subscription=subscription, forecast=forecast,
                       payments=payments, currency=statement["currency"], profile=profile,
                       state=_state(balance, subscription, today), plan_names={p["code"]: p["name"] for p in plans},
-                      title=_("Overview"))
+                      accounts=accounts, title=_("Overview"))
+
+    @app.post("/accounts/switch")
+    async def switch_account(request: Request, form: FormData = Depends(checked_form),
+                             who: Subscriber = Depends(signed_in)) -> Response:
+        """Open another account of the subscriber's (a sign-in of its own); this one is ended."""
+        chosen = str(form.get("account", ""))
+        previous = await who.fresh_token()
+        login = await who.call("POST", f"/identity/me/accounts/{chosen}/token")
+        session.keep_tokens(request, login, now())
+        try:
+            await services.json("POST", "/identity/sign-out", previous)
+        except Refused:
+            pass  # already ended: nothing to end
+        return home(login["account_number"])
 
     @app.get("/a/{account}/statement")
     async def statement(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
