@@ -535,15 +535,25 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         if minor is None:
             return render(request, "top_up.html", 422, balance=balance, title=_("Top up"),
                           error=_("Enter an amount more than zero, e.g. 150.00."))
-        try:
-            intent = await who.call("POST", f"/ledger/accounts/{account}/card-payments", json={
+        try:  # the ledger's card door (the account is the token's): an intent, and the acquirer's page
+            intent = await who.call("POST", "/ledger/card-payments", json={
                 "amount": {"minor": minor, "currency": balance["main"]["currency"]}})
         except Refused as refused:
             if refused.status >= 500 or refused.code == "wrong_account":
                 raise
             return render(request, "top_up.html", refused.status, balance=balance, title=_("Top up"),
                           error=words(request, refused))
-        return RedirectResponse(intent["pay_url"], status_code=303)
+        pay_url = str(intent["pay_url"])  # in development a path on the ledger's address
+        return RedirectResponse(settings.ledger_url + pay_url if pay_url.startswith("/") else pay_url,
+                                status_code=303)
+
+    @app.get("/a/{account}/top-up/{intent_id}")
+    async def top_up_result(request: Request, account: str, intent_id: uuid.UUID,
+                            who: Subscriber = Depends(signed_in)) -> Response:
+        """Back from the acquirer: whether the card payment went through."""
+        intent = await who.call("GET", f"/ledger/card-payments/{intent_id}")
+        balance = await who.call("GET", f"/ledger/accounts/{account}")
+        return render(request, "top_up.html", balance=balance, intent=intent, title=_("Top up"))
 
     return app
 
