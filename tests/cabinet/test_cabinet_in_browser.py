@@ -305,7 +305,7 @@ async def _balance_below(suite: Suite, account: str, minor: int) -> bool:
     return balance is not None and balance < minor
 
 
-async def test_a_subscriber_who_forgot_the_password_gets_a_new_one_with_a_code(suite: Suite, browser: Browser) -> None:
+async def test_a_subscriber_who_forgot_the_password_gets_a_new_one_with_a_code_and_changes_it(suite: Suite, browser: Browser) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
         mine, _first_password = await _subscriber(suite, http, language="en")
     passwords_before = len(sent_secrets(suite, "sms", mine))
@@ -337,3 +337,22 @@ async def test_a_subscriber_who_forgot_the_password_gets_a_new_one_with_a_code(s
         return browser.path
 
     assert await asyncio.to_thread(signs_in_with_it) == f"/a/{mine}"
+
+    def changes_the_password() -> tuple[str, str]:
+        browser.open("/settings")
+        browser.fill("current_password", "not-the-password")
+        browser.fill("new_password", "a-long-new-password-7")
+        browser.press("#change-password")
+        refused = browser.find("#password-error").text
+        browser.fill("current_password", new_password)
+        browser.fill("new_password", "a-long-new-password-7")
+        browser.press("#change-password")
+        return refused, browser.find(".flash").text
+
+    refused, changed = await asyncio.to_thread(changes_the_password)
+    assert refused == "This is not your current password."
+    assert changed == "The password is changed; every other sign-in has ended."
+    async with httpx.AsyncClient(timeout=30) as http:
+        login = await http.post(f"{suite.urls()['identity']}/identity/login",
+                                json={"login": mine, "password": "a-long-new-password-7"})
+    assert login.status_code == 200

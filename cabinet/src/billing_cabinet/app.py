@@ -498,13 +498,35 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
                         who: Subscriber = Depends(signed_in)) -> Response:
         return await block_command(request, account, who, "DELETE", done=_("The block has ended."))
 
-    @app.get("/settings")
-    async def settings_page(request: Request, who: Subscriber = Depends(signed_in)) -> Response:
+    async def settings_view(request: Request, who: Subscriber, status: int = 200,
+                            password_error: str | None = None) -> Response:
         profile = await who.call("GET", "/identity/me")
         notices = {"balance_low": _("the balance runs low"), "payment_credited": _("a payment arrived"),
                    "tariff_changed": _("the plan or options changed"), "voluntary_block": _("a voluntary block"),
                    "debt_block": _("a block for debt")}
-        return render(request, "settings.html", profile=profile, notices=notices, title=_("Settings"))
+        return render(request, "settings.html", status, profile=profile, notices=notices, password_error=password_error,
+                      title=_("Settings"))
+
+    @app.get("/settings")
+    async def settings_page(request: Request, who: Subscriber = Depends(signed_in)) -> Response:
+        return await settings_view(request, who)
+
+    @app.post("/settings/password")
+    async def change_password(request: Request, form: FormData = Depends(checked_form),
+                              who: Subscriber = Depends(signed_in)) -> Response:
+        """A new password; identity ends every other sign-in of the account (this one goes on)."""
+        try:
+            await who.call("PUT", "/identity/me/password", json={
+                "current_password": str(form.get("current_password", "")),
+                "new_password": str(form.get("new_password", ""))})
+        except Refused as refused:
+            if refused.status >= 500:
+                raise
+            known = {"wrong_current_password": _("This is not your current password."),
+                     "invalid_request": _("The new password needs at least 10 characters.")}
+            return await settings_view(request, who, refused.status, known.get(refused.code, words(request, refused)))
+        flash(request, _("The password is changed; every other sign-in has ended."))
+        return RedirectResponse("/settings", status_code=303)
 
     @app.get("/a/{account}/notifications")
     async def notifications(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
