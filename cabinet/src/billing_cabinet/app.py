@@ -153,7 +153,8 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         if not login or not password:
             return render(request, "sign_in.html", 422, error=_("Enter your login and password."), login=login)
         try:
-            answer = await services.json("POST", "/identity/login", json={"login": login, "password": password})
+            answer = await services.json("POST", "/identity/login", json={"login": login, "password": password},
+                                         client=client_address(request))
         except Refused as refused:
             if refused.status >= 500:
                 raise
@@ -166,7 +167,8 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     async def password_by_sms(request: Request, form: FormData = Depends(checked_form)) -> Response:
         login = str(form.get("login", "")).strip()
         try:
-            await services.json("POST", "/identity/passwords/sms", json={"login": login})
+            await services.json("POST", "/identity/passwords/sms", json={"login": login},
+                                client=client_address(request))
         except Refused as refused:
             if refused.status == 429:
                 return render(request, "sign_in.html", 429, error=words(request, refused), login=login)
@@ -201,7 +203,7 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         body = {**typed, "contract_accepted": form.get("contract_accepted") == "yes", "legal_status": "person",
                 "language": session.language(request)}
         try:
-            answer = await services.json("POST", "/identity/registrations", json=body)
+            answer = await services.json("POST", "/identity/registrations", json=body, client=client_address(request))
         except Refused as refused:
             if refused.status >= 500:
                 raise
@@ -222,7 +224,7 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         login, contact = str(form.get("login", "")).strip(), str(form.get("contact", "")).strip()
         body = {"login": login, ("email" if "@" in contact else "phone"): contact}
         try:
-            await services.json("POST", "/identity/reset-codes", json=body)
+            await services.json("POST", "/identity/reset-codes", json=body, client=client_address(request))
         except Refused as refused:
             if refused.status >= 500:
                 raise
@@ -234,7 +236,8 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     async def redeem_reset_code(request: Request, form: FormData = Depends(checked_form)) -> Response:
         login, code = str(form.get("login", "")).strip(), str(form.get("code", "")).strip()
         try:
-            await services.json("POST", "/identity/reset-codes/redeem", json={"login": login, "code": code})
+            await services.json("POST", "/identity/reset-codes/redeem", json={"login": login, "code": code},
+                                client=client_address(request))
         except Refused as refused:
             if refused.status >= 500:
                 raise
@@ -578,6 +581,12 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         return render(request, "top_up.html", balance=balance, intent=intent, title=_("Top up"))
 
     return app
+
+
+def client_address(request: Request) -> str | None:
+    """The browser's address as the cabinet's server sees it (behind a proxy: uvicorn's
+    --forwarded-allow-ips decides which X-Forwarded-For it believes)."""
+    return request.client.host if request.client else None
 
 
 def _templates(settings: CabinetSettings) -> Environment:
