@@ -279,21 +279,21 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
                 return None
             raise
 
-    def period(day: date) -> tuple[str, str]:
-        start = datetime.combine(day, datetime.min.time(), zone)
-        return start.isoformat(), (start + timedelta(days=1)).isoformat()
+    def period(first: date, last: date) -> dict[str, str]:
+        """The statement's query for the billing days ``first`` to ``last``, both included."""
+        start = datetime.combine(first, datetime.min.time(), zone)
+        end = datetime.combine(last + timedelta(days=1), datetime.min.time(), zone)
+        return {"from": start.isoformat(), "to": end.isoformat()}
 
     @app.get("/a/{account}")
     async def overview(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
-        await who.fresh_token()
         today = app.state.today()
-        since, _end = period(today - timedelta(days=92))
-        _start, until = period(today + timedelta(days=1))
         balance, subscription, forecast, statement, profile, accounts = await asyncio.gather(
             who.call("GET", f"/ledger/accounts/{account}"),
             who.call("GET", f"/tariff/accounts/{account}"),
             optional(who.call("GET", f"/tariff/accounts/{account}/forecast"), "not_active"),
-            who.call("GET", f"/ledger/accounts/{account}/statement", params={"from": since, "to": until}),
+            who.call("GET", f"/ledger/accounts/{account}/statement",
+                     params=period(today - timedelta(days=92), today + timedelta(days=1))),
             who.call("GET", "/identity/me"), who.call("GET", "/identity/me/accounts"))
         plans = await services.json("GET", f"/tariff/regions/{subscription['region']}/plans")
         today = date.fromisoformat(forecast["today"]) if forecast else today
@@ -320,9 +320,7 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     @app.get("/a/{account}/statement")
     async def statement(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
         first, last = _period_asked(request, app.state.today())
-        since, _e = period(first)
-        _s, until = period(last)
-        lines = await who.call("GET", f"/ledger/accounts/{account}/statement", params={"from": since, "to": until})
+        lines = await who.call("GET", f"/ledger/accounts/{account}/statement", params=period(first, last))
         kinds = {"payment": _("payment"), "charge": _("charge"), "transfer": _("transfer"),
                  "reversal": _("correction"), "refund": _("refund"), "suspense_resolution": _("payment found")}
         return render(request, "statement.html", statement=lines, first=first, last=last, kinds=kinds,
@@ -331,10 +329,8 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     @app.get("/a/{account}/statement.csv")
     async def statement_csv(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
         first, last = _period_asked(request, app.state.today())
-        since, _e = period(first)
-        _s, until = period(last)
         answer = await who.raw("GET", f"/ledger/accounts/{account}/statement",
-                               params={"from": since, "to": until, "format": "csv"}, accept="text/csv")
+                               params={**period(first, last), "format": "csv"}, accept="text/csv")
         return Response(answer.content, media_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="statement-{first}-{last}.csv"'})
 
