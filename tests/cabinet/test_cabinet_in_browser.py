@@ -18,6 +18,7 @@ import httpx
 import pytest
 from babel.numbers import format_currency
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from billing_events import topics
 from billing_events.catalog.payments import PaymentReceived
@@ -87,6 +88,7 @@ async def test_a_subscriber_signs_in_moves_money_changes_language_and_signs_out(
     async with httpx.AsyncClient(timeout=30) as http:
         mine, password = await _subscriber(suite, http, language="sk")
         theirs, _ = await _subscriber(suite, http, **OTHER_PERSON)
+        second, _ = await _subscriber(suite, http)  # the same person's second contract (phone and passport)
         await _pay(suite, mine, 100_000)
 
         def signs_in_and_moves_money() -> None:
@@ -186,6 +188,9 @@ async def test_a_subscriber_signs_in_moves_money_changes_language_and_signs_out(
 
         def signs_out() -> tuple[str, str]:
             browser.open(f"/a/{mine}")
+            Select(browser.find("#switch-account")).select_by_value(second)  # the same person's other account
+            browser.press("#open-account")
+            assert browser.path == f"/a/{second}" and plain(browser.find("#main-balance").text) == rub(0, "ru_RU")
             last_cookie, last_session = _session(browser)
             browser.press("form.sign-out button")
             assert browser.path == "/sign-in"
@@ -193,7 +198,7 @@ async def test_a_subscriber_signs_in_moves_money_changes_language_and_signs_out(
             return browser.text, last_session["token"]
 
         after, last_token = await asyncio.to_thread(signs_out)
-        assert browser.path == "/sign-in" and rub(85_000, "ru_RU") not in after and "Анна" not in after
+        assert browser.path == "/sign-in" and "Анна" not in after
         ended = await http.get(f"{suite.urls()['identity']}/identity/me",
                                headers={"Authorization": f"Bearer {last_token}"})
         assert ended.status_code == 401 and ended.json()["code"] == "token_revoked"
@@ -300,7 +305,7 @@ async def _balance_below(suite: Suite, account: str, minor: int) -> bool:
     return balance is not None and balance < minor
 
 
-async def test_a_subscriber_who_forgot_the_password_gets_a_new_one_with_a_code(suite: Suite, browser: Browser) -> None:
+async def test_a_subscriber_who_forgot_the_password_gets_a_new_one_with_a_code_and_changes_it(suite: Suite, browser: Browser) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
         mine, _first_password = await _subscriber(suite, http, language="en")
     passwords_before = len(sent_secrets(suite, "sms", mine))
@@ -332,3 +337,22 @@ async def test_a_subscriber_who_forgot_the_password_gets_a_new_one_with_a_code(s
         return browser.path
 
     assert await asyncio.to_thread(signs_in_with_it) == f"/a/{mine}"
+
+    def changes_the_password() -> tuple[str, str]:
+        browser.open("/settings")
+        browser.fill("current_password", "not-the-password")
+        browser.fill("new_password", "a-long-new-password-7")
+        browser.press("#change-password")
+        refused = browser.find("#password-error").text
+        browser.fill("current_password", new_password)
+        browser.fill("new_password", "a-long-new-password-7")
+        browser.press("#change-password")
+        return refused, browser.find(".flash").text
+
+    refused, changed = await asyncio.to_thread(changes_the_password)
+    assert refused == "This is not your current password."
+    assert changed == "The password is changed; every other sign-in has ended."
+    async with httpx.AsyncClient(timeout=30) as http:
+        login = await http.post(f"{suite.urls()['identity']}/identity/login",
+                                json={"login": mine, "password": "a-long-new-password-7"})
+    assert login.status_code == 200

@@ -153,7 +153,8 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         if not login or not password:
             return render(request, "sign_in.html", 422, error=_("Enter your login and password."), login=login)
         try:
-            answer = await services.json("POST", "/identity/login", json={"login": login, "password": password})
+            answer = await services.json("POST", "/identity/login", json={"login": login, "password": password},
+                                         client=client_address(request))
         except Refused as refused:
             if refused.status >= 500:
                 raise
@@ -166,7 +167,8 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     async def password_by_sms(request: Request, form: FormData = Depends(checked_form)) -> Response:
         login = str(form.get("login", "")).strip()
         try:
-            await services.json("POST", "/identity/passwords/sms", json={"login": login})
+            await services.json("POST", "/identity/passwords/sms", json={"login": login},
+                                client=client_address(request))
         except Refused as refused:
             if refused.status == 429:
                 return render(request, "sign_in.html", 429, error=words(request, refused), login=login)
@@ -201,7 +203,7 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         body = {**typed, "contract_accepted": form.get("contract_accepted") == "yes", "legal_status": "person",
                 "language": session.language(request)}
         try:
-            answer = await services.json("POST", "/identity/registrations", json=body)
+            answer = await services.json("POST", "/identity/registrations", json=body, client=client_address(request))
         except Refused as refused:
             if refused.status >= 500:
                 raise
@@ -222,7 +224,7 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         login, contact = str(form.get("login", "")).strip(), str(form.get("contact", "")).strip()
         body = {"login": login, ("email" if "@" in contact else "phone"): contact}
         try:
-            await services.json("POST", "/identity/reset-codes", json=body)
+            await services.json("POST", "/identity/reset-codes", json=body, client=client_address(request))
         except Refused as refused:
             if refused.status >= 500:
                 raise
@@ -234,7 +236,8 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     async def redeem_reset_code(request: Request, form: FormData = Depends(checked_form)) -> Response:
         login, code = str(form.get("login", "")).strip(), str(form.get("code", "")).strip()
         try:
-            await services.json("POST", "/identity/reset-codes/redeem", json={"login": login, "code": code})
+            await services.json("POST", "/identity/reset-codes/redeem", json={"login": login, "code": code},
+                                client=client_address(request))
         except Refused as refused:
             if refused.status >= 500:
                 raise
@@ -276,36 +279,48 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
                 return None
             raise
 
-    def period(day: date) -> tuple[str, str]:
-        start = datetime.combine(day, datetime.min.time(), zone)
-        return start.isoformat(), (start + timedelta(days=1)).isoformat()
+    def period(first: date, last: date) -> dict[str, str]:
+        """The statement's query for the billing days ``first`` to ``last``, both included."""
+        start = datetime.combine(first, datetime.min.time(), zone)
+        end = datetime.combine(last + timedelta(days=1), datetime.min.time(), zone)
+        return {"from": start.isoformat(), "to": end.isoformat()}
 
     @app.get("/a/{account}")
     async def overview(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
-        await who.fresh_token()
         today = app.state.today()
-        since, _end = period(today - timedelta(days=92))
-        _start, until = period(today + timedelta(days=1))
-        balance, subscription, forecast, statement, profile = await asyncio.gather(
+        balance, subscription, forecast, statement, profile, accounts = await asyncio.gather(
             who.call("GET", f"/ledger/accounts/{account}"),
             who.call("GET", f"/tariff/accounts/{account}"),
             optional(who.call("GET", f"/tariff/accounts/{account}/forecast"), "not_active"),
-            who.call("GET", f"/ledger/accounts/{account}/statement", params={"from": since, "to": until}),
-            who.call("GET", "/identity/me"))
+            who.call("GET", f"/ledger/accounts/{account}/statement",
+                     params=period(today - timedelta(days=92), today + timedelta(days=1))),
+            who.call("GET", "/identity/me"), who.call("GET", "/identity/me/accounts"))
         plans = await services.json("GET", f"/tariff/regions/{subscription['region']}/plans")
         today = date.fromisoformat(forecast["today"]) if forecast else today
         payments = [line for line in statement["lines"] if line["kind"] == "payment"][-LAST_PAYMENTS:][::-1]
         return render(request, "overview.html", balance=balance, subscription=subscription, forecast=forecast,
                       payments=payments, currency=statement["currency"], profile=profile,
                       state=_state(balance, subscription, today), plan_names={p["code"]: p["name"] for p in plans},
-                      title=_("Overview"))
+                      accounts=accounts, title=_("Overview"))
+
+    @app.post("/accounts/switch")
+    async def switch_account(request: Request, form: FormData = Depends(checked_form),
+                             who: Subscriber = Depends(signed_in)) -> Response:
+        """Open another account of the subscriber's (a sign-in of its own); this one is ended."""
+        chosen = str(form.get("account", ""))
+        previous = await who.fresh_token()
+        login = await who.call("POST", f"/identity/me/accounts/{chosen}/token")
+        session.keep_tokens(request, login, now())
+        try:
+            await services.json("POST", "/identity/sign-out", previous)
+        except Refused:
+            pass  # already ended: nothing to end
+        return home(login["account_number"])
 
     @app.get("/a/{account}/statement")
     async def statement(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
         first, last = _period_asked(request, app.state.today())
-        since, _e = period(first)
-        _s, until = period(last)
-        lines = await who.call("GET", f"/ledger/accounts/{account}/statement", params={"from": since, "to": until})
+        lines = await who.call("GET", f"/ledger/accounts/{account}/statement", params=period(first, last))
         kinds = {"payment": _("payment"), "charge": _("charge"), "transfer": _("transfer"),
                  "reversal": _("correction"), "refund": _("refund"), "suspense_resolution": _("payment found")}
         return render(request, "statement.html", statement=lines, first=first, last=last, kinds=kinds,
@@ -314,10 +329,8 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     @app.get("/a/{account}/statement.csv")
     async def statement_csv(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
         first, last = _period_asked(request, app.state.today())
-        since, _e = period(first)
-        _s, until = period(last)
         answer = await who.raw("GET", f"/ledger/accounts/{account}/statement",
-                               params={"from": since, "to": until, "format": "csv"}, accept="text/csv")
+                               params={**period(first, last), "format": "csv"}, accept="text/csv")
         return Response(answer.content, media_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="statement-{first}-{last}.csv"'})
 
@@ -484,13 +497,35 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
                         who: Subscriber = Depends(signed_in)) -> Response:
         return await block_command(request, account, who, "DELETE", done=_("The block has ended."))
 
-    @app.get("/settings")
-    async def settings_page(request: Request, who: Subscriber = Depends(signed_in)) -> Response:
+    async def settings_view(request: Request, who: Subscriber, status: int = 200,
+                            password_error: str | None = None) -> Response:
         profile = await who.call("GET", "/identity/me")
         notices = {"balance_low": _("the balance runs low"), "payment_credited": _("a payment arrived"),
                    "tariff_changed": _("the plan or options changed"), "voluntary_block": _("a voluntary block"),
                    "debt_block": _("a block for debt")}
-        return render(request, "settings.html", profile=profile, notices=notices, title=_("Settings"))
+        return render(request, "settings.html", status, profile=profile, notices=notices, password_error=password_error,
+                      title=_("Settings"))
+
+    @app.get("/settings")
+    async def settings_page(request: Request, who: Subscriber = Depends(signed_in)) -> Response:
+        return await settings_view(request, who)
+
+    @app.post("/settings/password")
+    async def change_password(request: Request, form: FormData = Depends(checked_form),
+                              who: Subscriber = Depends(signed_in)) -> Response:
+        """A new password; identity ends every other sign-in of the account (this one goes on)."""
+        try:
+            await who.call("PUT", "/identity/me/password", json={
+                "current_password": str(form.get("current_password", "")),
+                "new_password": str(form.get("new_password", ""))})
+        except Refused as refused:
+            if refused.status >= 500:
+                raise
+            known = {"wrong_current_password": _("This is not your current password."),
+                     "invalid_request": _("The new password needs at least 10 characters.")}
+            return await settings_view(request, who, refused.status, known.get(refused.code, words(request, refused)))
+        flash(request, _("The password is changed; every other sign-in has ended."))
+        return RedirectResponse("/settings", status_code=303)
 
     @app.get("/a/{account}/notifications")
     async def notifications(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
@@ -521,17 +556,33 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         if minor is None:
             return render(request, "top_up.html", 422, balance=balance, title=_("Top up"),
                           error=_("Enter an amount more than zero, e.g. 150.00."))
-        try:
-            intent = await who.call("POST", f"/ledger/accounts/{account}/card-payments", json={
+        try:  # the ledger's card door (the account is the token's): an intent, and the acquirer's page
+            intent = await who.call("POST", "/ledger/card-payments", json={
                 "amount": {"minor": minor, "currency": balance["main"]["currency"]}})
         except Refused as refused:
             if refused.status >= 500 or refused.code == "wrong_account":
                 raise
             return render(request, "top_up.html", refused.status, balance=balance, title=_("Top up"),
                           error=words(request, refused))
-        return RedirectResponse(intent["pay_url"], status_code=303)
+        pay_url = str(intent["pay_url"])  # in development a path on the ledger's address
+        return RedirectResponse(settings.ledger_url + pay_url if pay_url.startswith("/") else pay_url,
+                                status_code=303)
+
+    @app.get("/a/{account}/top-up/{intent_id}")
+    async def top_up_result(request: Request, account: str, intent_id: uuid.UUID,
+                            who: Subscriber = Depends(signed_in)) -> Response:
+        """Back from the acquirer: whether the card payment went through."""
+        intent = await who.call("GET", f"/ledger/card-payments/{intent_id}")
+        balance = await who.call("GET", f"/ledger/accounts/{account}")
+        return render(request, "top_up.html", balance=balance, intent=intent, title=_("Top up"))
 
     return app
+
+
+def client_address(request: Request) -> str | None:
+    """The browser's address as the cabinet's server sees it (behind a proxy: uvicorn's
+    --forwarded-allow-ips decides which X-Forwarded-For it believes)."""
+    return request.client.host if request.client else None
 
 
 def _templates(settings: CabinetSettings) -> Environment:

@@ -35,11 +35,17 @@ class Services:
         await self._http.aclose()
 
     async def request(self, method: str, path: str, token: str | None = None, *, json: Any = None,
-                      params: dict[str, str] | None = None, accept: str = "application/json") -> httpx.Response:
+                      params: dict[str, str] | None = None, accept: str = "application/json",
+                      client: str | None = None) -> httpx.Response:
+        """``client``: the browser's address, forwarded (X-Forwarded-For) so identity counts failed
+        logins and password requests per person's address, not the cabinet's (where identity
+        trusts the header: BILLING_IDENTITY_CLIENT_ADDRESS_HEADER)."""
         service = path.strip("/").split("/")[0]
         headers = {"Accept": accept}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        if client is not None:
+            headers["X-Forwarded-For"] = client
         answer = await self._http.request(method, self._urls[service] + path, headers=headers, json=json,
                                           params=params)
         if answer.status_code >= 400:
