@@ -60,8 +60,6 @@ from notifier.context import NotifierContext
 log = get_logger(__name__)
 
 PARKED = Counter("notifier_events_parked_total", "Events waiting for their subscriber's profile", ["event_type"])
-CLOSED_UNTOLD = Counter("notifier_closed_account_events_total", "Events about a closed account, told nobody",
-                        ["event_type"])
 INTENDED = Counter("notifier_messages_intended_total", "Messages the events called for", ["template"])
 
 NOTICE_EVENTS = (
@@ -171,7 +169,6 @@ class Handlers:
         they are sent (the contact a change replaced)."""
         payload = envelope.payload
         if await store.is_closed(conn, profile.account_number):
-            CLOSED_UNTOLD.labels(envelope.event_type).inc()
             log.info("notifier.closed_account_not_told", account=profile.account_number,
                      event_type=envelope.event_type)
             return
