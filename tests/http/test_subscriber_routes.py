@@ -49,6 +49,8 @@ REQUESTS: dict[tuple[str, str, str], tuple[str, Any]] = {
     ("ledger", "POST", "/ledger/accounts/{number}/bonus-redemptions"): ("", {"item": "discount-100"}),
     ("ledger", "PUT", "/ledger/accounts/{number}/payment-type"): (
         "", {"payment_type": "credit", "credit_limit": {"minor": 100}}),
+    ("ledger", "POST", "/ledger/card-payments"): ("", {"amount": {"minor": 100_000}}),
+    ("ledger", "GET", "/ledger/card-payments/{intent_id}"): ("", None),
     ("tariff", "GET", "/tariff/catalog"): ("", None),
     ("tariff", "GET", "/tariff/regions/{region}/plans"): ("", None),
     ("tariff", "GET", "/tariff/regions/{region}/options"): ("", None),
@@ -67,7 +69,7 @@ REQUESTS: dict[tuple[str, str, str], tuple[str, Any]] = {
     ("notifier", "GET", "/notifier/accounts/{account_number}/deliveries"): ("", None),
 }
 OTHER_PARAMETERS = {"{transaction_id}": TRANSACTION, "{region}": "moscow", "{option}": "tv-basic",
-                    "{equipment}": "router"}
+                    "{equipment}": "router", "{intent_id}": TRANSACTION}
 
 
 @pytest.fixture
