@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from simulation.actions import generate
+from simulation.invariants import SENT_SECRET, _leaks
 from simulation.model import (BILLING_ZONE, PLAN_PRICES, VOLUNTARY_BLOCK_PRICE, Model, daily_share,
                               end_of, luhn_digit, mistyped)
 from simulation.shrink import shrink
@@ -305,3 +306,15 @@ def test_five_passwords_or_codes_an_hour_per_account_each_told_once() -> None:
     assert model.request_secret("A1", "reset_code")
     assert model.notices() == {("A1", "password_initial"): 1, ("A2", "password_initial"): 1,
                                ("A1", "password_sms"): 3, ("A1", "reset_code"): 3, ("A2", "reset_code"): 1}
+
+
+def test_a_sent_password_or_code_is_found_where_it_leaked_and_not_in_ids_or_amounts() -> None:
+    """The secret check reads what the notifier sent (each template puts it after the account)."""
+    sms = "Код восстановления пароля к счёту 100000000016: 042917. Действует 15 мин. Никому его не сообщайте."
+    password = "Новый пароль к счёту 100000000016: Kx7pQm2RtV9a. Он был запрошен"
+    secrets = [SENT_SECRET.search(text).group(1).encode() for text in (sms, password)]
+    assert secrets == [b"042917", b"Kx7pQm2RtV9a"]
+    assert _leaks(b'{"code": "042917"}', secrets) == ["042917"]
+    assert _leaks(b'{"note": "Kx7pQm2RtV9a"}', secrets) == ["Kx7pQm2RtV9a"]
+    assert _leaks(b'{"id": "01a25-1042917a", "amount": 1042917, "at": "T06:00:00.042917"}', secrets) == []
+    assert _leaks(b'{"phone": "+7 915 204-33-71"}', []) == ["204-33-71"]
