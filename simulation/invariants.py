@@ -66,7 +66,8 @@ class LogTap:
     @contextmanager
     def tapping(self) -> Iterator[LogTap]:
         saved = structlog.get_config()
-        self._shown = saved["wrapper_class"].get_effective_level(None)
+        shown = getattr(saved["wrapper_class"], "get_effective_level", None)
+        self._shown = shown(None) if callable(shown) else logging.NOTSET  # not a filtering logger: all shown
         *before, renderer = saved["processors"]
         structlog.configure(processors=[*before, self._keep, renderer],
                             wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
