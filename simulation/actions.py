@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from simulation.model import CHANNELS, MAX_PAYMENT, PLAN_PRICES, luhn_digit
+from simulation.model import CHANNELS, HOME_INTERNET, MAX_PAYMENT, OPTION_PRICES, PLAN_PRICES, REWARDS, SOLD_WITH, luhn_digit
 
 Step = dict[str, Any]
 SERVICES = ("identity", "ledger", "tariff", "notifier")
@@ -37,6 +37,11 @@ class Workload:
         self.strays: list[str] = []
         """Keys of payments sent to no known account: what an operator may place."""
         self._references = 0
+        self.asked: dict[str, dict[str, Any]] = {}
+        """Per label, the plan, options and blocks asked for (taken or not): what to aim the next
+        requests at, so that most of them are taken and the rest refused for one reason."""
+        self.redemptions: list[Step] = []
+        """Bonus redemptions asked for: what a retry sends again, request id and all."""
 
     def first(self) -> Step:
         return {"do": "start", "at": self.rng.choice(STARTS)}
@@ -51,16 +56,23 @@ class Workload:
         if len(self.labels) < 2 or rng.random() < 0.08:
             self.labels.append(f"A{len(self.labels) + 1}")
             return {"do": "register", "label": self.labels[-1]}
-        choice = rng.choices(["pay", "pay_again", "days", "activate", "transfer", "place", "register_mistyped"],
-                             weights=[40, 10, 22, 8, 8, 4, 2])[0]
+        choice = rng.choices(["pay", "pay_again", "days", "activate", "transfer", "place", "register_mistyped",
+                              "change_plan", "option", "payment_type", "voluntary_block", "end_voluntary_block",
+                              "redeem", "reverse", "secret"],
+                             weights=[40, 10, 22, 8, 8, 4, 2, 3, 5, 4, 5, 2, 4, 2, 4])[0]
         label = rng.choice(self.labels)
+        if choice in ("change_plan", "option", "payment_type", "voluntary_block", "end_voluntary_block", "redeem",
+                      "reverse", "secret"):
+            return self._request(choice, label)
         if choice == "pay_again" and self.payments:
             return {"do": "pay_again", "key": rng.choice(self.payments),
                     "how": rng.choice(["same_event", "new_id", "conflict"])}
         if choice == "days":
             return {"do": "days", "days": rng.choice([1, 1, 1, 1, 2, 3, 7, 31])}
         if choice == "activate":
-            return {"do": "activate", "label": label, "plan": rng.choice(sorted(PLAN_PRICES))}
+            plan = rng.choice(sorted(PLAN_PRICES))
+            self.asked.setdefault(label, {}).setdefault("plan", plan)
+            return {"do": "activate", "label": label, "plan": plan}
         if choice == "transfer" and len(self.labels) > 1:
             target = rng.choice([other for other in self.labels if other != label])
             return {"do": "transfer", "from": label, "to": target, "amount": rng.randint(1, 80_000)}
@@ -69,6 +81,46 @@ class Workload:
         if choice == "register_mistyped":
             return {"do": "register_mistyped", "label": label}
         return self._payment(label)
+
+    def _request(self, choice: str, label: str) -> Step:
+        """What a subscriber asks of the tariff, the ledger or identity, or an operator's reversal."""
+        rng = self.rng
+        asked = self.asked.setdefault(label, {})
+        aimed = rng.random() < 0.8  # else blind: a refusal, most of the time
+        if choice == "change_plan":
+            plan = rng.choice(sorted(PLAN_PRICES))
+            if aimed and asked.get("plan"):
+                asked["plan"] = plan
+            return {"do": "change_plan", "label": label, "plan": plan}
+        if choice == "option":
+            options, sold = asked.setdefault("options", []), sorted(o for o in OPTION_PRICES
+                                                                    if asked.get("plan") in SOLD_WITH[o])
+            if aimed and options and rng.random() < 0.3:
+                return {"do": "option", "label": label, "option": options.pop(rng.randrange(len(options))),
+                        "remove": True}
+            option = rng.choice(sold if aimed and sold else sorted(OPTION_PRICES))
+            options.append(option)
+            return {"do": "option", "label": label, "option": option, "remove": rng.random() < 0.1}
+        if choice == "payment_type":  # 0: prepaid; 150,000 is past the self-service ceiling
+            return {"do": "payment_type", "label": label, "limit": rng.choice([0, 0, 20_000, 50_000, 100_000, 150_000])}
+        if choice == "voluntary_block":  # 31 days: past the most a block may last
+            with_internet = [other for other, wish in self.asked.items() if wish.get("plan") in HOME_INTERNET]
+            if aimed and with_internet:
+                label = rng.choice(with_internet)
+            self.asked.setdefault(label, {})["block"] = True
+            return {"do": "voluntary_block", "label": label, "days": rng.choice([1, 3, 7, 14, 30, 31])}
+        if choice == "end_voluntary_block":
+            blocked = [other for other, wish in self.asked.items() if wish.get("block")]
+            return {"do": "end_voluntary_block", "label": rng.choice(blocked) if aimed and blocked else label}
+        if choice == "redeem":
+            if self.redemptions and rng.random() < 0.25:
+                return dict(rng.choice(self.redemptions))  # a retry: the same request id and content
+            self.redemptions.append({"do": "redeem", "label": label, "item": rng.choice(sorted(REWARDS)),
+                                     "request": f"R-{len(self.redemptions) + 1}"})
+            return dict(self.redemptions[-1])
+        if choice == "reverse" and self.payments:
+            return {"do": "reverse", "key": rng.choice(self.payments)}
+        return {"do": "secret", "label": label, "kind": rng.choice(["password_sms", "reset_code"])}
 
     def _payment(self, label: str) -> Step:
         rng = self.rng

@@ -20,10 +20,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
-from uuid import uuid4
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
+from billing_contracts.catalog.ledger import PaymentType, RedemptionPurpose
 from billing_events import topics
+from billing_events.errors import DomainError
 from billing_events.clock import ManualClock
 from billing_events.catalog.payments import PaymentReceived
 from billing_events.envelope import Envelope
@@ -34,8 +37,8 @@ from tariff import service as tariff
 
 from simulation.actions import Step, unknown_number
 from simulation.harness import LOCAL_POSTGRES, Suite
-from simulation.invariants import Broken, check
-from simulation.model import Model, mistyped
+from simulation.invariants import Broken, LogTap, check
+from simulation.model import REWARDS, Model, mistyped
 
 STEP_DEADLINE = 300.0
 """Seconds one step may take, settling and checks included, before the run is called stuck."""
@@ -72,6 +75,7 @@ class Run:
         """Invariants (words of their names) not checked: breaks already known, to look past them."""
         self.numbers: dict[str, str] = {}
         self.sent: dict[str, Envelope[Any]] = {}
+        self.logs = LogTap()
         self.first_ids: dict[str, str] = {}
         """Payment key -> the event id it was first sent with: a refused one is found in the dead letters by it."""
 
@@ -209,6 +213,104 @@ class Run:
         await ledger.resolve_suspense(self.suite.contexts["ledger"], item.transaction_id, number,
                                       OperatorNote(who="cli:simulation", why="placed by the simulation"))
 
+    async def _held_to(self, what: str, model_takes: bool, command: Awaitable[Any],
+                       taken: Callable[[Any], bool] = lambda _: True) -> None:
+        """Run a command the model has decided: the suite must take what the model takes and
+        refuse (a domain error, or an answer that says so) what it refuses."""
+        try:
+            suite_takes = taken(await command)
+        except DomainError as error:
+            suite_takes, what = False, f"{what} (refused: {error.code})"
+        if suite_takes != model_takes:
+            raise Broken("the suite takes the commands the model takes, and refuses the others",
+                         f"{what}: the model {'takes' if model_takes else 'refuses'} it, the suite does not")
+
+    async def _tariff_command(self, step: Step, model_takes: Callable[[], bool], run: Callable[..., Awaitable[Any]],
+                              command: Callable[..., Any], **fields: Any) -> None:
+        number = self.numbers.get(step["label"])
+        if number is None:
+            return
+        await self._held_to(json.dumps(step), model_takes(),
+                            run(self.suite.contexts["tariff"], command(account_number=number, **fields)))
+
+    async def _do_change_plan(self, step: Step) -> None:
+        await self._tariff_command(step, lambda: self.model.change_plan(step["label"], step["plan"]),
+                                   tariff.change_tariff, tariff.ChangePlan, plan=step["plan"])
+
+    async def _do_option(self, step: Step) -> None:
+        if step.get("remove"):
+            await self._tariff_command(step, lambda: self.model.remove_option(step["label"], step["option"]),
+                                       tariff.remove_account_option, tariff.RemoveOption, option=step["option"])
+        else:
+            await self._tariff_command(step, lambda: self.model.add_option(step["label"], step["option"]),
+                                       tariff.add_account_option, tariff.AddOption, option=step["option"])
+
+    async def _do_voluntary_block(self, step: Step) -> None:
+        await self._tariff_command(step, lambda: self.model.start_voluntary_block(step["label"], step["days"]),
+                                   tariff.start_block, tariff.StartVoluntaryBlock, days=step["days"])
+
+    async def _do_end_voluntary_block(self, step: Step) -> None:
+        await self._tariff_command(step, lambda: self.model.end_voluntary_block(step["label"]),
+                                   tariff.end_block, tariff.EndVoluntaryBlock)
+
+    async def _do_payment_type(self, step: Step) -> None:
+        """The subscriber's own switch: prepaid (limit 0) or credit with a limit."""
+        number = self.numbers.get(step["label"])
+        if number is None:
+            return
+        limit = step["limit"]
+        await self._held_to(json.dumps(step), self.model.change_payment_type(step["label"], limit),
+                            ledger.change_payment_type(self.suite.contexts["ledger"], number,
+                                                       PaymentType.CREDIT if limit else PaymentType.PREPAID,
+                                                       Money(minor=limit), requested_by=f"cabinet:{number}"))
+
+    async def _do_redeem(self, step: Step) -> None:
+        """A reward bought with bonuses; the request id is the step's, so sending it again is a retry."""
+        number = self.numbers.get(step["label"])
+        if number is None:
+            return
+        price, kind = REWARDS[step["item"]]
+        await self._held_to(json.dumps(step), self.model.redeem(step["request"], step["label"], step["item"]),
+                            ledger.redeem_bonus(self.suite.contexts["ledger"], number, Money(minor=price),
+                                                RedemptionPurpose(kind), item=step["item"],
+                                                request_id=uuid5(NAMESPACE_URL, f"simulation:{step['request']}")),
+                            lambda events: any(e.event_type == "BonusRedeemed" for e in events))
+
+    async def _do_reverse(self, step: Step) -> None:
+        """An operator reverses a payment the ledger credited (its transaction, found by its key)."""
+        from sqlalchemy import select
+
+        from ledger import store
+        from ledger.domain.transactions import OperatorNote
+
+        payment = self.model.payments.get(step["key"])
+        if payment is None or payment.fate != "credited":
+            return
+        async with self.suite.runtimes["ledger"].db.connect() as conn:
+            ids = await conn.scalar(select(store.idempotency_keys.c.transaction_ids).where(
+                store.idempotency_keys.c.family == "payment", store.idempotency_keys.c.key == step["key"]))
+            kinds = {i: (await store.transaction(conn, UUID(i))).kind.value for i in (ids or "").split()}
+        credited = [i for i, kind in kinds.items() if kind == "payment"]
+        if len(credited) != 1:
+            raise Broken("each payment has one fate, the model's", f"{step['key']} credited by {kinds}")
+        await self._held_to(json.dumps(step), self.model.reverse(step["key"]),
+                            ledger.reverse(self.suite.contexts["ledger"], UUID(credited[0]),
+                                           OperatorNote(who="cli:simulation", why="reversed by the simulation")))
+
+    async def _do_secret(self, step: Step) -> None:
+        """A password by SMS, or a reset code to the registered phone (the form every registration uses)."""
+        from identity import service as identity
+
+        number = self.numbers.get(step["label"])
+        if number is None:
+            return
+        context = self.suite.contexts["identity"]
+        if step["kind"] == "password_sms":
+            command = identity.reissue_password_by_sms(context, {"login": number})
+        else:
+            command = identity.request_reset_code(context, {"login": number, "phone": REGISTRATION["mobile_phone"]})
+        await self._held_to(json.dumps(step), self.model.request_secret(step["label"], step["kind"]), command)
+
     async def fault(self, step: Step) -> None:
         suite, kind = self.suite, step["fault"]
         if kind == "crash":
@@ -258,32 +360,38 @@ async def execute(steps: list[Step], *, database: str = "sqlite", workdir: Path 
         model = Model(start)
         run = Run(suite, model, known)
         try:
-            await suite.start()
-            for index, step in enumerate(steps):
-                if stop_at is not None and time.monotonic() >= stop_at and "fault" not in step:
-                    break
-                outcome.steps_run = index + 1
-                if verbose:
-                    print(f"  step {index}: {json.dumps(step, ensure_ascii=False)}", flush=True)
-                try:
-                    if "fault" in step:
-                        outcome.faults[step["fault"]] += 1
-                    following = steps[index + 1] if index + 1 < len(steps) else {}
-                    last = index == len(steps) - 1
-                    await asyncio.wait_for(_step(run, step, settle=not following.get("in_flight"),
-                                                 check_now=last or index % check_every == 0,
-                                                 full=last or index % (5 * check_every) == 0), STEP_DEADLINE)
-                except TimeoutError:
-                    outcome.failure = Failure(index, "a step never ended",
-                                              f"step {index} ran more than {STEP_DEADLINE:.0f} s: {step}")
-                    return outcome
-                except Broken as broken:
-                    outcome.failure = Failure(index, broken.what, broken.detail)
-                    return outcome
-                except Exception as error:  # a step that raised is a failure to reproduce too
-                    outcome.failure = Failure(index, f"raised {type(error).__name__}",
-                                              "".join(traceback.format_exception(error))[-3000:])
-                    return outcome
+            with run.logs.tapping():
+                await _steps(run, steps, outcome, check_every=check_every, verbose=verbose, stop_at=stop_at)
         finally:
             await suite.stop()
     return outcome
+
+
+async def _steps(run: Run, steps: list[Step], outcome: Outcome, *, check_every: int, verbose: bool,
+                 stop_at: float | None) -> None:
+    await run.suite.start()
+    for index, step in enumerate(steps):
+        if stop_at is not None and time.monotonic() >= stop_at and "fault" not in step:
+            break
+        outcome.steps_run = index + 1
+        if verbose:
+            print(f"  step {index}: {json.dumps(step, ensure_ascii=False)}", flush=True)
+        try:
+            if "fault" in step:
+                outcome.faults[step["fault"]] += 1
+            following = steps[index + 1] if index + 1 < len(steps) else {}
+            last = index == len(steps) - 1
+            await asyncio.wait_for(_step(run, step, settle=not following.get("in_flight"),
+                                         check_now=last or index % check_every == 0,
+                                         full=last or index % (5 * check_every) == 0), STEP_DEADLINE)
+        except TimeoutError:
+            outcome.failure = Failure(index, "a step never ended",
+                                      f"step {index} ran more than {STEP_DEADLINE:.0f} s: {step}")
+            return
+        except Broken as broken:
+            outcome.failure = Failure(index, broken.what, broken.detail)
+            return
+        except Exception as error:  # a step that raised is a failure to reproduce too
+            outcome.failure = Failure(index, f"raised {type(error).__name__}",
+                                      "".join(traceback.format_exception(error))[-3000:])
+            return

@@ -8,15 +8,24 @@ to it after every step.
 
 Scope: registrations (and registrations carrying a mistyped number, which open nothing);
 payments over the six channels with their first fate (credited, parked, placed by an operator,
-refused as a malformed copy or past what money may hold; a conflict changes nothing); the "20 % back" campaign; transfers (real money
-only); the daily charges of a plan and their rounding; blocks for debt and the unblock a payment
-brings; suspense placement. Credit, voluntary blocks, options and reversals are not modelled
-yet: the workload does not ask for them.
+refused as a malformed copy or past what money may hold; a conflict changes nothing); the "20 %
+back" campaign; transfers (real money only: credit does not move); plans, plan changes and options,
+each from the next billing day, and their daily charges (each fee's share rounded on its own);
+the payment type (prepaid, or credit with a limit up to the self-service ceiling: a credit account
+is blocked for debt only past its limit); voluntary blocks (1 to 30 days, paid at once, a plan
+with home internet, once in every calendar year the block touches, no fees while it lasts, ended
+by its last day's close or earlier on request); bonus redemptions from the rewards catalogue;
+an operator's reversal of a credited payment (once); blocks for debt and the unblocks a payment,
+a reversal's undoing or a credit limit brings; suspense placement; passwords by SMS and reset
+codes (five an hour per account, all kinds together) and one notice per fact: every block and
+unblock, voluntary block start and end, plan change, password and code.
+Which commands the suite refuses is predicted too: the driver holds each refusal to the model's.
 """
 
 from __future__ import annotations
 
 from calendar import monthrange
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -30,8 +39,25 @@ MAX_PAYMENT = 100_000_000
 MONEY_BOUND = 10**15
 """What any balance may hold, the operator's included, per currency: a payment that would take a
 channel's cash or the suspense past it is refused (dead-lettered), not parked."""
-PLAN_PRICES = {"internet-100": 55_000, "internet-300": 70_000, "tv-basic": 25_000, "tv-optimum": 40_000}
+PLAN_PRICES = {"internet-100": 55_000, "internet-300": 70_000, "tv-basic": 25_000, "tv-optimum": 40_000,
+               "combo-100-optimum": 80_000}
 """Monthly prices in Moscow (`billing catalog --region moscow`), minor units."""
+HOME_INTERNET = frozenset({"internet-100", "internet-300", "combo-100-optimum"})
+"""The plans with a home internet connection: the only ones a voluntary block is sold with."""
+WITH_TV = frozenset({"tv-basic", "tv-optimum", "combo-100-optimum"})
+OPTION_PRICES = {"multiroom": 15_000, "antivirus": 9_900, "kino": 29_900, "sport": 39_900, "kids": 14_900}
+"""Options in Moscow: monthly prices, charged daily like a plan; antivirus needs internet, the rest TV."""
+SOLD_WITH = {option: HOME_INTERNET if option == "antivirus" else WITH_TV for option in OPTION_PRICES}
+VOLUNTARY_BLOCK_PRICE = 15_000
+"""A voluntary block's price in Moscow (`billing catalog`: 150.00 RUB), charged when it starts."""
+MAX_BLOCK_DAYS = 30
+SELF_SERVICE_CREDIT_LIMIT = 100_000
+"""BILLING_LEDGER_SELF_SERVICE_CREDIT_LIMIT's default: the largest limit a subscriber sets alone."""
+REWARDS = {"discount-100": (10_000, "discount"), "discount-300": (27_000, "discount"),
+           "kino-month": (25_000, "gift"), "router-stand": (5_000, "gift")}
+"""The rewards catalogue (`GET /ledger/rewards`): price in bonus minor units and kind."""
+SECRET_REQUESTS_PER_HOUR = 5
+"""Passwords by SMS and reset codes acted on per account and hour, all kinds together."""
 CAMPAIGN_FROM = datetime(2026, 12, 1, tzinfo=BILLING_ZONE)
 CAMPAIGN_TO = datetime(2027, 3, 1, tzinfo=BILLING_ZONE)
 CAMPAIGN_CHANNELS = ("card", "ewallet")
@@ -75,13 +101,57 @@ def end_of(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(), tzinfo=BILLING_ZONE)
 
 
+@dataclass(frozen=True)
+class Terms:
+    plan: str | None = None
+    options: frozenset[str] = frozenset()
+
+
+@dataclass
+class VoluntaryBlock:
+    start: date
+    last_day: date
+    """Its last day without fees; the day before ``start`` when ended on its first day."""
+    ended: bool = False
+
+    def covers(self, day: date) -> bool:
+        return self.start <= day <= self.last_day
+
+    def years(self) -> set[int]:
+        """Every calendar year a day of it falls in, and the year it started (its use is spent)."""
+        return set(range(self.start.year, max(self.start, self.last_day).year + 1))
+
+
 @dataclass
 class Account:
     main: int = 0
     bonus: int = 0
-    plan: str | None = None
-    plan_from: date | None = None
+    schedule: dict[date, Terms] = field(default_factory=dict)
+    """The terms from each day they changed on: a change asked for today is in effect from tomorrow,
+    and a second change today replaces the first."""
     debt_blocked: bool = False
+    credit_limit: int = 0
+    """0: prepaid; above 0: the credit payment type, charges may take the balance down to -limit."""
+    voluntary_blocks: list[VoluntaryBlock] = field(default_factory=list)
+    secret_requests: list[datetime] = field(default_factory=list)
+    """When each password by SMS or reset code was acted on."""
+
+    def terms_on(self, day: date) -> Terms:
+        days = [start for start in self.schedule if start <= day]
+        return self.schedule[max(days)] if days else Terms()
+
+    def planned(self) -> Terms:
+        """The terms from the latest change on: what tomorrow holds."""
+        return self.schedule[max(self.schedule)] if self.schedule else Terms()
+
+    def plan_from(self) -> date | None:
+        return min((day for day, terms in self.schedule.items() if terms.plan), default=None)
+
+    def blocked_voluntarily_on(self, day: date) -> bool:
+        return any(block.covers(day) for block in self.voluntary_blocks)
+
+    def running_block(self) -> VoluntaryBlock | None:
+        return next((block for block in self.voluntary_blocks if not block.ended), None)
 
 
 @dataclass
@@ -105,7 +175,16 @@ class Model:
     charges: list[tuple[str, date, int]] = field(default_factory=list)
     """(label, billing day, amount) of every daily charge."""
     blocks: list[tuple[str, str, datetime]] = field(default_factory=list)
-    """(label, "blocked" or "unblocked", the moment the event carries), in order."""
+    """(label, "blocked" or "unblocked", the moment the event carries), in order: for debt."""
+    voluntary: list[tuple[str, str, datetime]] = field(default_factory=list)
+    """(label, "blocked" or "unblocked", the moment the event carries), in order: voluntary blocks."""
+    told: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Notices owed besides the blocks': (label, "tariff_changed" / "password_initial" /
+    "password_sms" / "reset_code") -> how many."""
+    reversed: set[str] = field(default_factory=set)
+    """Payment keys an operator reversed."""
+    redemptions: dict[str, bool] = field(default_factory=dict)
+    """Request id -> whether the redemption took the bonuses (a retry gets the first answer)."""
     closed_through: date | None = None
     conflicts: int = 0
     cash: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -115,6 +194,7 @@ class Model:
 
     def register(self, label: str) -> None:
         self.accounts[label] = Account()
+        self.told[(label, "password_initial")] += 1
 
     def pay(self, key: str, target: str, amount: int, currency: str, *, channel: str, copy: bool = False) -> None:
         """A payment delivered for the first time or again; ``target`` a label or a typed number."""
@@ -162,7 +242,7 @@ class Model:
     def transfer(self, source: str, target: str, amount: int) -> bool:
         """Real money only: refused when the main balance does not hold the amount."""
         giver, taker = self.accounts.get(source), self.accounts.get(target)
-        if giver is None or taker is None or source == target or amount > giver.main:
+        if giver is None or taker is None or source == target or amount > max(giver.main, 0):
             return False
         giver.main -= amount
         taker.main += amount
@@ -173,9 +253,117 @@ class Model:
     def activate(self, label: str, plan: str) -> bool:
         """A plan is charged from the next billing day; an account holds one plan."""
         account = self.accounts.get(label)
-        if account is None or account.plan is not None:
+        if account is None or account.planned().plan is not None:
             return False
-        account.plan, account.plan_from = plan, billing_day(self.now) + timedelta(days=1)
+        self._schedule(account, Terms(plan))
+        return True
+
+    def change_plan(self, label: str, plan: str) -> bool:
+        """Another plan from tomorrow; refused without a plan, for the plan already chosen, or
+        when an option chosen is not sold with the new plan (remove it first)."""
+        account = self.accounts[label]
+        planned = account.planned()
+        if planned.plan is None or planned.plan == plan or any(plan not in SOLD_WITH[o] for o in planned.options):
+            return False
+        self._schedule(account, Terms(plan, planned.options))
+        self.told[(label, "tariff_changed")] += 1
+        return True
+
+    def add_option(self, label: str, option: str) -> bool:
+        """An option from tomorrow, with a plan chosen that it is sold with, once."""
+        account = self.accounts[label]
+        planned = account.planned()
+        if planned.plan is None or option in planned.options or planned.plan not in SOLD_WITH[option]:
+            return False
+        self._schedule(account, Terms(planned.plan, planned.options | {option}))
+        return True
+
+    def remove_option(self, label: str, option: str) -> bool:
+        account = self.accounts[label]
+        planned = account.planned()
+        if option not in planned.options:
+            return False
+        self._schedule(account, Terms(planned.plan, planned.options - {option}))
+        return True
+
+    def _schedule(self, account: Account, terms: Terms) -> None:
+        account.schedule[billing_day(self.now) + timedelta(days=1)] = terms
+
+    def change_payment_type(self, label: str, credit_limit: int) -> bool:
+        """A subscriber's own request: prepaid (limit 0) or credit with a limit up to the
+        self-service ceiling. A limit must cover the debt there is, and prepaid needs no debt
+        (either would block the account on the spot: the debt is paid first)."""
+        account = self.accounts[label]
+        if credit_limit > SELF_SERVICE_CREDIT_LIMIT or account.main + credit_limit < 0:
+            return False
+        account.credit_limit = credit_limit
+        self._judge(label, self.now)
+        return True
+
+    def start_voluntary_block(self, label: str, days: int) -> bool:
+        """From today for ``days`` days (today is then not charged), paid at once: refused past
+        30 days, while one runs, without a plan with home internet in effect today, in any
+        calendar year a block of this account touched, or when the money (with the credit
+        limit) does not pay its price."""
+        account, today = self.accounts[label], billing_day(self.now)
+        asked = VoluntaryBlock(today, today + timedelta(days=days - 1))
+        plan = account.terms_on(today).plan
+        if (not 1 <= days <= MAX_BLOCK_DAYS or account.running_block() is not None or plan not in HOME_INTERNET
+                or any(block.years() & asked.years() for block in account.voluntary_blocks)
+                or account.main + account.credit_limit < VOLUNTARY_BLOCK_PRICE):
+            return False
+        account.voluntary_blocks.append(asked)
+        account.main -= VOLUNTARY_BLOCK_PRICE
+        self.charges.append((label, today, VOLUNTARY_BLOCK_PRICE))
+        self.voluntary.append((label, "blocked", self.now))
+        self._judge(label, self.now)
+        return True
+
+    def end_voluntary_block(self, label: str) -> bool:
+        """Ended early on request: at once, and today is charged again; the year's use is spent."""
+        account = self.accounts[label]
+        running = account.running_block()
+        if running is None:
+            return False
+        self._end_block(label, running, min(running.last_day, billing_day(self.now) - timedelta(days=1)), self.now)
+        return True
+
+    def _end_block(self, label: str, block: VoluntaryBlock, last_day: date, at: datetime) -> None:
+        block.last_day, block.ended = last_day, True
+        self.voluntary.append((label, "unblocked", at))
+
+    def redeem(self, request_id: str, label: str, item: str) -> bool:
+        """Bonuses for a reward at its catalogue price: refused when the bonus balance does not
+        hold it; the same request again gets its first answer."""
+        if request_id in self.redemptions:
+            return self.redemptions[request_id]
+        account = self.accounts[label]
+        price = REWARDS[item][0]
+        taken = self.redemptions[request_id] = account.bonus >= price
+        if taken:
+            account.bonus -= price
+        return taken
+
+    def reverse(self, key: str) -> bool:
+        """An operator reverses a credited payment: its money leaves the account whatever balance
+        that leaves (a fact about the past), once; the payment's fate and bonuses stay."""
+        payment = self.payments[key]
+        if key in self.reversed:
+            return False
+        self.reversed.add(key)
+        self.accounts[payment.typed].main -= payment.amount
+        self._judge(payment.typed, self.now)
+        return True
+
+    def request_secret(self, label: str, kind: str) -> bool:
+        """A password by SMS (``password_sms``) or a reset code (``reset_code``): acted on,
+        with its one notice, unless the account had five in the last hour."""
+        account = self.accounts[label]
+        recent = [at for at in account.secret_requests if at > self.now - timedelta(hours=1)]
+        if len(recent) >= SECRET_REQUESTS_PER_HOUR:
+            return False
+        account.secret_requests.append(self.now)
+        self.told[(label, kind)] += 1
         return True
 
     def move_clock(self, to: datetime) -> None:
@@ -186,23 +374,28 @@ class Model:
         knowing the balance the days before left."""
         day = until if self.closed_through is None else self.closed_through + timedelta(days=1)
         if self.closed_through is None:  # the first close: the days before any plan charge nothing
-            day = min((a.plan_from for a in self.accounts.values() if a.plan_from), default=until)
+            day = min((a.plan_from() for a in self.accounts.values() if a.plan_from()), default=until)
             day = min(day, until)
         while day <= until:
             for label, account in self.accounts.items():
-                if account.plan is None or account.plan_from > day or account.debt_blocked:
-                    continue
-                amount = daily_share(PLAN_PRICES[account.plan], day)
-                account.main -= amount
-                self.charges.append((label, day, amount))
-                self._judge(label, end_of(day))
+                terms = account.terms_on(day)
+                if terms.plan is not None and not account.debt_blocked and not account.blocked_voluntarily_on(day):
+                    for monthly in [PLAN_PRICES[terms.plan], *(OPTION_PRICES[o] for o in sorted(terms.options))]:
+                        amount = daily_share(monthly, day)
+                        account.main -= amount
+                        self.charges.append((label, day, amount))
+                    self._judge(label, end_of(day))
+                running = account.running_block()
+                if running is not None and running.last_day <= day:  # ends with its last day's close
+                    self._end_block(label, running, running.last_day, end_of(running.last_day))
             day += timedelta(days=1)
         self.closed_through = until if self.closed_through is None else max(self.closed_through, until)
 
     def _judge(self, label: str, at: datetime) -> None:
-        """A prepaid account below zero is blocked for debt; back at zero or above, unblocked."""
+        """A prepaid account below zero, a credit account past its limit, is blocked for debt;
+        back within it, unblocked."""
         account = self.accounts[label]
-        in_debt = account.main < 0
+        in_debt = account.main < -account.credit_limit
         if in_debt != account.debt_blocked:
             account.debt_blocked = in_debt
             self.blocks.append((label, "blocked" if in_debt else "unblocked", at))
@@ -222,12 +415,13 @@ class Model:
         return {label: a.debt_blocked for label, a in self.accounts.items()}
 
     def notices(self) -> dict[tuple[str, str], int]:
-        """How many block and unblock notices each account is owed: one per fact."""
-        counted: dict[tuple[str, str], int] = {}
-        for label, what, _ in self.blocks:
-            counted[(label, what)] = counted.get((label, what), 0) + 1
-        return counted
+        """How many notices of each kind each account is owed: one per fact."""
+        counted = Counter(self.told)
+        counted.update((label, what) for label, what, _ in self.blocks)
+        counted.update((label, f"voluntary_{what}") for label, what, _ in self.voluntary)
+        return dict(counted)
 
     def snapshot(self) -> dict[str, Any]:
         return {"balances": self.balances(), "fates": self.fates(), "suspense": self.open_suspense(),
-                "blocked": self.debt_blocked(), "charges": sorted(self.charges), "blocks": list(self.blocks)}
+                "blocked": self.debt_blocked(), "charges": sorted(self.charges), "blocks": list(self.blocks),
+                "voluntary": list(self.voluntary)}

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
-from billing_events.catalog.ledger import BalanceChanged, PaymentType
+from billing_events.catalog.ledger import BalanceChanged, PaymentType, PaymentTypeChanged
 from billing_events.clock import ManualClock
 from billing_events.envelope import Envelope, decode, is_current
 from billing_events.money import Money
@@ -99,7 +99,23 @@ class Tariff:
     async def send_balance(
         self, runtime: ServiceRuntime, producer: RawProducer, account: str, main: int, **kwargs: Any
     ) -> None:
-        envelope = self.balance(account, main, runtime.clock, **kwargs)  # type: ignore[arg-type]
+        await self.send_ledger(runtime, producer, self.balance(account, main, runtime.clock, **kwargs))  # type: ignore[arg-type]
+
+    @staticmethod
+    def payment_type(
+        account: str, payment_type: PaymentType, credit_limit: int, version: int, clock: ManualClock
+    ) -> Envelope[PaymentTypeChanged]:
+        """The ledger's PaymentTypeChanged (from prepaid, or to it from credit), no money moving."""
+        previous = PaymentType.PREPAID if payment_type is PaymentType.CREDIT else PaymentType.CREDIT
+        body = PaymentTypeChanged(
+            account_number=account, payment_type=payment_type, credit_limit=Money(minor=credit_limit),
+            previous_payment_type=previous, previous_credit_limit=Money.zero(), changed_by=f"cabinet:{account}",
+            account_version=version,
+        )
+        return Envelope.new(body, account=account, producer="ledger", clock=clock)
+
+    async def send_ledger(self, runtime: ServiceRuntime, producer: RawProducer, envelope: Envelope[Any]) -> None:
+        """Send one of the ledger's events and wait until the tariff has taken it."""
         await producer.send(runtime.topics(topics.LEDGER), envelope)
 
         async def applied() -> bool:

@@ -35,6 +35,7 @@ from tariff.service import (
 ONE_DAY = timedelta(days=1)
 DEBTOR, CREDIT, EARLY = "100000000040", "100000000057", "100000000065"
 V1, V2, V3, V4 = "100000000073", "100000000081", "100000000099", "100000000107"
+SWITCHER, LENDER = "100000000115", "100000000123"
 
 
 def days(first: date, last: date) -> set[date]:
@@ -100,6 +101,40 @@ async def test_debt_blocks_charging_and_a_payment_unblocks(tariff: Any, catalog:
     )
     assert charged_days(tariff, reader, CREDIT) == days(date(2026, 2, 1), date(2026, 2, 2))
     assert not tariff.of(reader, "ChargeApplied", EARLY)
+
+
+async def test_a_payment_type_change_alone_moves_the_line_of_debt(tariff: Any) -> None:
+    """The ledger tells a switch to credit or a new limit by PaymentTypeChanged alone when no
+    money moves: the tariff takes the new line at once (the simulation's seed 1 found an account
+    switched to credit before any payment blocked on its first charged day, and unblocked only
+    when the ledger's answer to that charge carried the limit)."""
+    clock = ManualClock(tariff.noon(date(2026, 1, 31)))
+    async with tariff.running(await tariff.settings(), clock) as (runtime, ctx, producer, reader):
+        for account in (SWITCHER, LENDER):
+            await tariff.register(runtime, producer, account)
+            await activate_plan(ctx, ActivatePlan(account_number=account, plan="internet-100"))
+        await tariff.send_balance(runtime, producer, SWITCHER, -500)
+        await reader.wait_for_type("AccountBlocked", account=SWITCHER)
+
+        credit = tariff.payment_type(SWITCHER, PaymentType.CREDIT, 50000, 2, clock)
+        await tariff.send_ledger(runtime, producer, credit)  # a debt within the new limit
+        await reader.wait_for_type("AccountUnblocked", account=SWITCHER)
+        await tariff.send_ledger(runtime, producer, tariff.payment_type(LENDER, PaymentType.CREDIT, 50000, 1, clock))
+        clock.set(tariff.noon(date(2026, 2, 3)))
+        await close_days(ctx, date(2026, 2, 2))  # Feb 1 and 2: below zero, within the limit
+
+        # An older change delivered again (a rewind) moves the line back for nobody.
+        await tariff.send_ledger(runtime, producer, tariff.payment_type(SWITCHER, PaymentType.PREPAID, 0, 1, clock))
+        await tariff.send_ledger(runtime, producer, credit)
+        await tariff.published(runtime)
+        await reader.wait_for_type("ChargeApplied", 4)
+
+    for account in (SWITCHER, LENDER):
+        state = await tariff.state(runtime, account)
+        assert not state.debt_blocked and state.balance.credit_limit.minor == 50000
+        assert charged_days(tariff, reader, account) == days(date(2026, 2, 1), date(2026, 2, 2))
+    assert [e.account_number for e in tariff.of(reader, "AccountBlocked")] == [SWITCHER]
+    assert [e.account_number for e in tariff.of(reader, "AccountUnblocked")] == [SWITCHER]
 
 
 async def caught_up(runtime: Any, accounts: list[str], today: date) -> None:

@@ -10,6 +10,9 @@
   balance held (its ``account_version``) is applied: an older one (a redelivery, a refill after
   the inbox forgot it) is counted (billing_view_events_not_newer_total), logged and changes
   nothing.
+- ``billing.ledger`` PaymentTypeChanged: the payment type and credit limit (no money moved, so
+  no BalanceChanged tells them), under the same rule of versions; the debt rule is applied at
+  once (a debt within a new credit limit unblocks).
 
 A BalanceChanged for an account not registered here (the ledger may hear of an account before
 the tariff does; the topics are not ordered with each other) is NOT refused: its balance is kept
@@ -24,7 +27,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.catalog.identity import SubscriberRegistered
-from billing_events.catalog.ledger import BalanceChanged
+from billing_events.catalog.ledger import BalanceChanged, PaymentTypeChanged
 from billing_events.consumer import EventRouter, Rejected
 from billing_events.envelope import Envelope, Event
 from billing_events.logging import get_logger
@@ -32,7 +35,7 @@ from billing_events.money import CurrencyMismatch
 from billing_events.views import ignore_not_newer
 from tariff import store
 from tariff.context import TariffContext
-from tariff.domain import AccountBalance, apply_balance, balance_changed, register
+from tariff.domain import AccountBalance, apply_balance, balance_changed, payment_type_changed, register
 
 log = get_logger(__name__)
 
@@ -92,7 +95,32 @@ def build_router(ctx: TariffContext) -> EventRouter:
             log.info("debt verdict changed", debt_blocked=outcome.state.debt_blocked)
         return wrap(outcome.events, account, envelope)
 
+    async def on_payment_type(
+        conn: AsyncConnection, envelope: Envelope[PaymentTypeChanged]
+    ) -> list[Envelope[Any]]:
+        event = envelope.payload
+        account = event.account_number
+        now = clock.now()
+        state = await store.load(conn, account, for_update=True)
+        if state is None:
+            kept = await store.early_balance(conn, account)
+            if kept is not None and not kept.is_older_than(event):
+                ignore_not_newer(ctx.producer, envelope, held=kept.version)
+                return []
+            balance = (kept or AccountBalance.zero(catalog.currency)).with_payment_type(event)
+            await store.keep_early_balance(conn, account, balance, now)
+            log.info("payment type of an account not registered here kept for its registration")
+            return []
+        outcome = payment_type_changed(state, event, now)
+        if outcome is None:
+            ignore_not_newer(ctx.producer, envelope, held=state.balance.version)
+            return []
+        await store.save(conn, outcome.state, now)
+        if outcome.events:
+            log.info("debt verdict changed", debt_blocked=outcome.state.debt_blocked)
+        return wrap(outcome.events, account, envelope)
+
     return EventRouter(
-        {SubscriberRegistered: on_registered, BalanceChanged: on_balance},
+        {SubscriberRegistered: on_registered, BalanceChanged: on_balance, PaymentTypeChanged: on_payment_type},
         rejects=(CurrencyMismatch,),  # a TariffError is a DomainError: dead-lettered by the router
     )

@@ -9,7 +9,7 @@ from billing_events.catalog.tariff import charge_id
 from tariff.domain.charging import DailyFees, charges_for_day, day_fees
 from tariff.domain.closing import close_subscription
 from tariff.domain.day_close import close_account_day, close_day
-from tariff.domain.debt import apply_balance, balance_changed, charges_published
+from tariff.domain.debt import apply_balance, balance_changed, charges_published, payment_type_changed
 from tariff.domain.forecast import DailyItem, Forecast, forecast
 from tariff.domain.history import record_day
 from tariff.domain.proration import daily_share, days_in_month, share_of_day
@@ -57,6 +57,7 @@ __all__ = [
     "add_option",
     "apply_balance",
     "balance_changed",
+    "payment_type_changed",
     "change_plan",
     "charge_id",
     "charges_published",

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from uuid import UUID
 
-from billing_events.catalog.ledger import BalanceChanged
+from billing_events.catalog.ledger import BalanceChanged, PaymentTypeChanged
 from billing_events.catalog.tariff import (
     AccountBlocked,
     AccountUnblocked,
@@ -52,6 +52,15 @@ def balance_changed(state: Subscription, event: BalanceChanged, at: datetime) ->
     balance = AccountBalance.from_event(event, held=state.balance.version)
     updated = state.model_copy(update={"balance": balance, "unsettled": unsettled})
     return _judged(state, updated, at)
+
+
+def payment_type_changed(state: Subscription, event: PaymentTypeChanged, at: datetime) -> Outcome | None:
+    """The ledger's PaymentTypeChanged: a switch between prepaid and credit, or a new limit, told
+    without a BalanceChanged when no money moved; the line of debt moves with it at once (a debt
+    within a new credit limit unblocks). None for an event no newer than the balance held."""
+    if not state.balance.is_older_than(event):
+        return None
+    return _judged(state, state.model_copy(update={"balance": state.balance.with_payment_type(event)}), at)
 
 
 def charges_published(

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_events.catalog.common import AccountNumber
 from billing_contracts.versions import is_newer
-from billing_events.catalog.ledger import BalanceChanged, PaymentType
+from billing_events.catalog.ledger import BalanceChanged, PaymentType, PaymentTypeChanged
 from billing_events.catalog.tariff import (
     ChargeApplied,
     FeeKind,
@@ -111,9 +111,15 @@ class AccountBalance(_State):
             version=version,
         )
 
-    def is_older_than(self, event: BalanceChanged) -> bool:
+    def is_older_than(self, event: BalanceChanged | PaymentTypeChanged) -> bool:
         """Whether the event is newer than this balance: only then is it applied (and decided on)."""
         return is_newer(event.account_version, self.version)
+
+    def with_payment_type(self, event: PaymentTypeChanged) -> AccountBalance:
+        """The payment type and credit limit the event tells, the same money (none moved)."""
+        version = self.version if event.account_version is None else event.account_version
+        return self.model_copy(update={"payment_type": event.payment_type, "credit_limit": event.credit_limit,
+                                       "version": version})
 
     def available(self) -> Money:
         """What the account can still spend: the balance, plus the credit limit on credit."""
