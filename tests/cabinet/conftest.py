@@ -35,6 +35,10 @@ REPOSITORY = Path(__file__).parents[2]
 SCREENSHOTS = Path(os.environ.get("BILLING_TEST_OUTPUT", REPOSITORY / "var" / "test-output")) / "cabinet"
 """Where the run leaves each page's picture, at a phone's width and a desktop's."""
 WIDTHS = {"phone": (390, 844), "desktop": (1280, 900)}
+README_SCREENSHOT = REPOSITORY / "docs" / "images" / "cabinet-overview.png"
+README_SHOT = "overview-after-card"
+"""The README's picture of the overview: this shot's desktop width, copied there when the run is
+asked to (BILLING_CABINET_README_SCREENSHOT=1), so the README shows what the test saw."""
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
@@ -138,6 +142,8 @@ class Browser:
             self.driver.set_window_size(width, max(height, int(full)))
             assert self.driver.save_screenshot(str(SCREENSHOTS / f"{name}-{label}.png"))
         self.driver.set_window_size(*WIDTHS["desktop"])
+        if name == README_SHOT and os.environ.get("BILLING_CABINET_README_SCREENSHOT") == "1":
+            shutil.copyfile(SCREENSHOTS / f"{name}-desktop.png", README_SCREENSHOT)
 
 
 def _gone(element: WebElement) -> bool:
