@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -23,31 +26,58 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from billing_cabinet.app import build
 from billing_cabinet.settings import CabinetSettings
+from billing_events.clock import ManualClock
 from billing_events.testing.plugin import eventually
-from tests.flows.conftest import Suite, start, suite  # noqa: F401  (the suite's fixtures, here too)
+from ledger.settings import DEFAULT_CAMPAIGNS
+from tests.flows.conftest import Suite, _started, start  # noqa: F401  (the suite's clock start, here too)
 
 REPOSITORY = Path(__file__).parents[2]
 SCREENSHOTS = Path(os.environ.get("BILLING_TEST_OUTPUT", REPOSITORY / "var" / "test-output")) / "cabinet"
 """Where the run leaves each page's picture, at a phone's width and a desktop's."""
 WIDTHS = {"phone": (390, 844), "desktop": (1280, 900)}
+README_SCREENSHOT = REPOSITORY / "docs" / "images" / "cabinet-overview.png"
+README_SHOT = "overview-after-card"
+"""The README's picture of the overview: this shot's desktop width, copied there when the run is
+asked to (BILLING_CABINET_README_SCREENSHOT=1), so the README shows what the test saw."""
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture
-async def cabinet(suite: Suite) -> AsyncIterator[str]:  # noqa: F811  (the fixture imported above)
+def cabinet_socket() -> Iterator[socket.socket]:
+    """The cabinet's listening socket, bound before the services start: the ledger is told the
+    cabinet's address (where the acquirer's page sends the payer back) as `make run` tells it."""
+    listening = socket.create_server(("127.0.0.1", 0))
+    try:
+        yield listening
+    finally:
+        listening.close()
+
+
+@pytest.fixture
+async def suite(make_settings: Any, bootstrap_servers: str, start: datetime,  # noqa: F811  (start, imported above)
+                cabinet_socket: socket.socket) -> AsyncIterator[Suite]:
+    """The suite as `make run` starts it for the cabinet: the packaged bonus campaigns, and the
+    development acquirer's page sending the payer back to this cabinet."""
+    port = cabinet_socket.getsockname()[1]
+    async for started in _started(make_settings, bootstrap_servers, ManualClock(start), DEFAULT_CAMPAIGNS,
+                                  card_return_url=f"http://127.0.0.1:{port}/card-payments/{{intent_id}}"):
+        yield started
+
+
+@pytest.fixture
+async def cabinet(suite: Suite, cabinet_socket: socket.socket) -> AsyncIterator[str]:
     """The cabinet's address, over the suite's services, on the suite's clock (a token's age, the
     billing day)."""
     urls = suite.urls()
     settings = CabinetSettings(port=0, identity_url=urls["identity"], ledger_url=urls["ledger"],
                                tariff_url=urls["tariff"], notifier_url=urls["notifier"])
     app = build(settings, clock=suite.clock.now)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, access_log=False, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
+    server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning"))
+    serving = asyncio.create_task(server.serve(sockets=[cabinet_socket]))
     await eventually(lambda: server.started or serving.done(), what="the cabinet listening")
     assert server.started, serving
-    port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{cabinet_socket.getsockname()[1]}"
     finally:
         server.should_exit = True
         await serving
@@ -112,6 +142,8 @@ class Browser:
             self.driver.set_window_size(width, max(height, int(full)))
             assert self.driver.save_screenshot(str(SCREENSHOTS / f"{name}-{label}.png"))
         self.driver.set_window_size(*WIDTHS["desktop"])
+        if name == README_SHOT and os.environ.get("BILLING_CABINET_README_SCREENSHOT") == "1":
+            shutil.copyfile(SCREENSHOTS / f"{name}-desktop.png", README_SCREENSHOT)
 
 
 def _gone(element: WebElement) -> bool:

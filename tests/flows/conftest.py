@@ -141,7 +141,7 @@ class Suite:
 
 async def _started(make_settings: Callable[..., Any], bootstrap_servers: str, clock: Clock,
                    campaigns: Path | None = None, database: str = "postgresql",
-                   kafka: KafkaSettings | None = None) -> AsyncIterator[Suite]:
+                   kafka: KafkaSettings | None = None, card_return_url: str | None = None) -> AsyncIterator[Suite]:
     public, private = generate_keypair()
 
     async def settings(settings_cls: type[Any], **overrides: Any) -> Any:
@@ -152,7 +152,7 @@ async def _started(make_settings: Callable[..., Any], bootstrap_servers: str, cl
     async with _running(clock, bootstrap_servers, (
         await settings(IdentitySettings, notifier_public_key=public, pii_lookup_key=new_key(),
                        pii_encryption_key=new_key(), hashing_profile="fast", client_address_header="X-Forwarded-For"),
-        await settings(LedgerSettings, bonus_campaigns_file=campaigns),
+        await settings(LedgerSettings, bonus_campaigns_file=campaigns, card_return_url=card_return_url),
         await settings(TariffSettings, billing_clock_enabled=False),
         await settings(NotifierSettings, notifier_private_key=private, default_language="ru",
                        retry_base_delay_seconds=0.05),

@@ -101,6 +101,9 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
             "insufficient_funds": _("There is not enough money on the account."),
             "insufficient_bonus": _("There are not enough bonuses for this."),
             "unknown_account": _("There is no such account."),
+            "invalid_credit_limit": _("This credit limit is more than you may choose yourself: for a larger one,"
+                                      " call 0890."),
+            "debt_outstanding": _("Pay the debt first: a prepaid account cannot owe."),
         }
         text = known.get(refused.code, refused.message)
         if refused.until:
@@ -287,6 +290,10 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
 
     @app.get("/a/{account}")
     async def overview(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
+        return await _overview_page(request, account, who)
+
+    async def _overview_page(request: Request, account: str, who: Subscriber, status: int = 200,
+                             credit_error: str | None = None) -> Response:
         today = app.state.today()
         balance, subscription, forecast, statement, profile, accounts = await asyncio.gather(
             who.call("GET", f"/ledger/accounts/{account}"),
@@ -298,10 +305,32 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         plans = await services.json("GET", f"/tariff/regions/{subscription['region']}/plans")
         today = date.fromisoformat(forecast["today"]) if forecast else today
         payments = [line for line in statement["lines"] if line["kind"] == "payment"][-LAST_PAYMENTS:][::-1]
-        return render(request, "overview.html", balance=balance, subscription=subscription, forecast=forecast,
+        return render(request, "overview.html", status, balance=balance, subscription=subscription, forecast=forecast,
                       payments=payments, currency=statement["currency"], profile=profile,
                       state=_state(balance, subscription, today), plan_names={p["code"]: p["name"] for p in plans},
-                      accounts=accounts, title=_("Overview"))
+                      accounts=accounts, credit_error=credit_error, title=_("Overview"))
+
+    @app.post("/a/{account}/payment-type")
+    async def change_payment_type(request: Request, account: str, form: FormData = Depends(checked_form),
+                                  who: Subscriber = Depends(signed_in)) -> Response:
+        """Credit on (with the limit typed) or off (back to prepaid, which has no limit)."""
+        credit = form.get("payment_type") == "credit"
+        minor = _minor_units(str(form.get("credit_limit", ""))) if credit else 0
+        if minor is None:
+            return await _overview_page(request, account, who, 422,
+                                        _("Enter a credit limit more than zero, e.g. 500.00."))
+        balance = await who.call("GET", f"/ledger/accounts/{account}")
+        try:
+            await who.call("PUT", f"/ledger/accounts/{account}/payment-type", json={
+                "payment_type": "credit" if credit else "prepaid",
+                "credit_limit": {"minor": minor, "currency": balance["main"]["currency"]}})
+        except Refused as refused:
+            if refused.status >= 500 or refused.code == "wrong_account":
+                raise
+            return await _overview_page(request, account, who, refused.status, words(request, refused))
+        flash(request, _("Credit is on, up to {limit}.").format(limit=i18n.money(minor, balance["main"]["currency"]))
+              if credit else _("Credit is off: the account is prepaid."))
+        return home(account)
 
     @app.post("/accounts/switch")
     async def switch_account(request: Request, form: FormData = Depends(checked_form),
@@ -567,6 +596,14 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         pay_url = str(intent["pay_url"])  # in development a path on the ledger's address
         return RedirectResponse(settings.ledger_url + pay_url if pay_url.startswith("/") else pay_url,
                                 status_code=303)
+
+    @app.get("/card-payments/{intent_id}")
+    async def back_from_acquirer(intent_id: uuid.UUID, who: Subscriber = Depends(signed_in)) -> Response:
+        """Where the acquirer's page sends the subscriber back (the ledger's BILLING_LEDGER_CARD_RETURN_URL):
+        the payment's own account's result page, the account being the ledger's word on the token's
+        payment (another's is 404), never a URL the request names."""
+        intent = await who.call("GET", f"/ledger/card-payments/{intent_id}")
+        return home(intent["account_number"], f"/top-up/{intent['intent_id']}")
 
     @app.get("/a/{account}/top-up/{intent_id}")
     async def top_up_result(request: Request, account: str, intent_id: uuid.UUID,

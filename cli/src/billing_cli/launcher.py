@@ -136,6 +136,9 @@ def run_suite(
         commands["cabinet"] = ("-m", "billing_cabinet", {
             "BILLING_CABINET_PORT": str(cabinet_port), "BILLING_CABINET_CLOCK_FILE": str(clock_file),
             **{f"BILLING_CABINET_{name.upper()}_URL": f"http://127.0.0.1:{ports[name]}" for name in SERVICES}})
+        ledger_flag, ledger_module, ledger_env = commands["ledger"]  # the acquirer's page sends the payer back here
+        commands["ledger"] = (ledger_flag, ledger_module, {
+            **ledger_env, "BILLING_LEDGER_CARD_RETURN_URL": f"http://127.0.0.1:{cabinet_port}/card-payments/{{intent_id}}"})
     try:
         for name, (flag, module, own_env) in commands.items():
             process = subprocess.Popen(

@@ -56,6 +56,8 @@ class Acquirer:
     secret: bytes
     page_url: str | None
     """The acquirer's payment page; None: the ledger's development page stands in."""
+    return_url: str | None = None
+    """Where the development page sends the subscriber back ({intent_id} replaced); None: nowhere."""
 
     def signature(self, body: bytes) -> str:
         return SIGNATURE_SCHEME + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
@@ -78,6 +80,11 @@ class Acquirer:
         query = urlencode({"intent": str(intent.intent_id), "amount": intent.amount.minor,
                            "currency": intent.amount.currency})
         return f"{self.page_url}{'&' if '?' in self.page_url else '?'}{query}"
+
+    def back_to_shop(self, intent: CardIntent) -> str | None:
+        """Where the development page sends the subscriber once paid or declined: the configured
+        address with the intent's id, never one a request names (no open redirect)."""
+        return None if self.return_url is None else self.return_url.replace("{intent_id}", str(intent.intent_id))
 
 
 def callback_body(intent: CardIntent, verdict: Verdict, reference: str, sent_at: datetime) -> bytes:

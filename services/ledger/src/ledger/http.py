@@ -513,8 +513,10 @@ def _development_acquirer(router: APIRouter, ctx: LedgerContext, acquirer: Acqui
     @router.post("/dev-acquirer/{intent_id}/{action}", response_model=DevelopmentAcquirerAnswer,
                  openapi_extra=callers("anonymous"))
     async def post_development_acquirer(intent_id: UUID,
-                                        action: Literal["approve", "decline", "approve-twice"]) -> DevelopmentAcquirerAnswer:
-        """Development only: send the acquirer's signed callback (twice for approve-twice)."""
+                                        action: Literal["approve", "decline", "approve-twice"],
+                                        ) -> DevelopmentAcquirerAnswer | Response:
+        """Development only: send the acquirer's signed callback (twice for approve-twice); then back
+        to the shop (303 to BILLING_LEDGER_CARD_RETURN_URL) when one is set, else the callbacks sent."""
         intent = await service.card_payment(ctx, intent_id)
         verdict = Verdict.DECLINED if action == "decline" else Verdict.APPROVED
         body = callback_body(intent, verdict, f"DEV-{intent.intent_id.hex}", ctx.clock.now())
@@ -526,4 +528,7 @@ def _development_acquirer(router: APIRouter, ctx: LedgerContext, acquirer: Acqui
             except DomainError as refused:
                 answers.append({"status": refused.http_status,
                                 "answer": {"code": str(refused.code), "message": refused.message}})
+        back = acquirer.back_to_shop(intent)
+        if back is not None:
+            return Response(status_code=303, headers={"Location": back})
         return DevelopmentAcquirerAnswer(callbacks=answers)

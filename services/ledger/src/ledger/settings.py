@@ -72,6 +72,16 @@ class LedgerSettings(ServiceSettings):
         " amount (minor units) and currency in the query. Unset (development): the ledger's own development"
         " page, /ledger/dev-acquirer/{intent}, stands in",
     )
+    card_return_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/?#]+/.*\{intent_id\}",
+        validation_alias="BILLING_LEDGER_CARD_RETURN_URL",
+        description="Where the development acquirer page sends the subscriber back once a button is pressed,"
+        " {intent_id} in it replaced by the payment's (the cabinet's page, e.g."
+        " http://127.0.0.1:8090/card-payments/{intent_id}); the operator's setting, never a request's, so the"
+        " page redirects nowhere else. A real acquirer is given this address when the merchant signs up."
+        " Unset: the page answers with the callbacks it sent, as JSON",
+    )
     card_callback_secret: SecretStr | None = Field(
         default=None,
         validation_alias="BILLING_LEDGER_CARD_CALLBACK_SECRET",
@@ -94,7 +104,7 @@ class LedgerSettings(ServiceSettings):
 
     def acquirer(self) -> Acquirer:
         secret = self.card_callback_secret.get_secret_value() if self.card_callback_secret else DEVELOPMENT_CALLBACK_SECRET
-        return Acquirer(secret=secret.encode(), page_url=self.card_acquirer_url)
+        return Acquirer(secret=secret.encode(), page_url=self.card_acquirer_url, return_url=self.card_return_url)
 
     def development_defaults(self) -> list[str]:
         found = super().development_defaults()
