@@ -343,7 +343,3 @@ async def retry_transient(
                         error=type(exc).__name__, delay_s=round(delay, 3))
             await asyncio.sleep(delay)
             delay = min(max_delay, delay * 2) * random.uniform(0.5, 1.0)
-
-
-def rows_as_dicts(rows: Iterable[Any]) -> list[Mapping[str, Any]]:
-    return [row._mapping for row in rows]
