@@ -16,10 +16,16 @@ MAX_MINOR = 10**15
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["RUB"])]
 
 
-def format_amount(minor: int, currency: str) -> str:
-    """``"1234.50 RUB"``: money as people read it, for any integer (also one no Money may hold)."""
+def format_amount(minor: int, currency: str, *, thousands: str = "", point: str = ".", unit: str | None = None) -> str:
+    """Money as people read it, for any integer (also one no Money may hold): ``"1234.50 RUB"``
+    in messages and logs; a table groups the thousands (``thousands=" "``: ``"1 234.50 RUB"``), a
+    letter to a subscriber also writes the decimal point and the currency its way
+    (``point=",", unit="₽"``: ``"1 234,50 ₽"``). The one money formatter of the suite."""
     digits = MINOR_UNIT_DIGITS.get(currency, 2)
-    return f"{Decimal(minor).scaleb(-digits):.{digits}f} {currency}"
+    units, fraction = divmod(abs(minor), 10**digits)
+    decimals = f"{point}{fraction:0{digits}d}" if digits else ""
+    sign, whole = "-" if minor < 0 else "", f"{units:,}".replace(",", thousands)
+    return f"{sign}{whole}{decimals} {unit or currency}"
 
 
 class CurrencyMismatch(ValueError):

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from billing_events.catalog.notifier import DeliveryChannel
-from billing_events.money import MINOR_UNIT_DIGITS, Money
+from billing_events.money import Money, format_amount
 from jinja2 import (
     Environment,
     PackageLoader,
@@ -41,12 +41,8 @@ MAX_SMS_SEGMENTS = 3
 def format_money(amount: Money | Mapping[str, Any]) -> str:
     """``1 234,50 ₽``; also takes Money as a dict, the way it looks after a JSON round trip."""
     money = Money.model_validate(amount)
-    digits = MINOR_UNIT_DIGITS[money.currency]
-    units, fraction = divmod(abs(money.minor), 10**digits)
-    grouped = f"{units:,}".replace(",", " ")
-    decimals = f",{fraction:0{digits}d}" if digits else ""
-    sign = "-" if money.minor < 0 else ""
-    return f"{sign}{grouped}{decimals} {CURRENCY_SIGNS.get(money.currency, money.currency)}"
+    return format_amount(money.minor, money.currency, thousands=" ", point=",",
+                         unit=CURRENCY_SIGNS.get(money.currency, money.currency))
 
 
 def format_day(day: date) -> str:
