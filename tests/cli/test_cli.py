@@ -22,7 +22,7 @@ from billing_events.envelope import Envelope
 from billing_events.testing.intruder import as_intruder
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import eventually
-from ledger import store
+from ledger import ops, store
 
 A, B = "100000000008", "100000000016"  # the accounts the `cli` fixture opens
 
@@ -160,49 +160,41 @@ async def test_every_error_exits_with_its_documented_class(cli: Any) -> None:
     assert code == 2 and err.strip() == f"error: no such file: {missing}"
 
 
-async def _ledger_ops(cli: Any, *args: str, given: bytes | None = None) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ledger", "ops", *args, env=cli.env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(given or b""), timeout=60)
-    assert b"Traceback" not in err, err.decode()
-    return process.returncode or 0, out.decode(), err.decode()
-
-
-async def test_the_ledger_operations_are_the_ledgers_own_entry_point(cli: Any) -> None:
-    """`billing verify` draws `python -m ledger ops verify`: the same report, the same exit codes."""
+async def test_the_command_line_draws_the_ledgers_operations_library(cli: Any) -> None:
+    """`billing verify` is :func:`ledger.ops.verify` drawn: the same report; the ledger's
+    refusals and findings become the command line's exit codes."""
     await cli.opened()
-    code, out, err = await _ledger_ops(cli, "verify", "--progress")
-    report = json.loads(out)
-    assert code == 0 and report["ok"] is True and report["seals"] == {"given": 0, "checked": 0}
-    assert "progress 0 0" in err.splitlines()
+    watched: list[tuple[int, int]] = []
+    report = await ops.verify(cli.ledger, progress=lambda done, total: watched.append((done, total)))
+    assert report.ok and report.seals == ops.SealsChecked(given=0, from_broker=None, checked=0)
+    assert watched[-1] == (0, 0)
     drawn = await cli.json("verify", "--no-seals-from-broker")
-    assert {**drawn, "seals": report["seals"]} == report
-    head = report["chain_head"]
-    published = [{"length": head["length"], "hash": head["hash"], "source": "a seal read from the topic",
-                  "last_transaction_id": None}]
-    code, out, _ = await _ledger_ops(cli, "verify", f"--seal={head['length']}:{head['hash']}", "--seals-file=-",
-                                     given=json.dumps(published).encode())
-    assert code == 0 and json.loads(out)["seals"] == {"given": 2, "checked": 2}
-    code, out, err = await _ledger_ops(cli, "replay", "100000000099")
-    assert (code, out, err) == (3, "", "error: no account 100000000099\n")
-    code, out, err = await _ledger_ops(cli, "verify", "--seal", "4:nothex")
+    assert drawn == json.loads(json.dumps(report.as_json(), default=str))
+    head = report.audit.head
+    assert head is not None
+    written_down = ops.parse_seal(f"{head.length}:{head.hash.hex()}")
+    published = ops.Seal(head.length, head.hash, "a seal read from the topic")
+    sealed = await ops.verify(cli.ledger, [written_down], [published])
+    assert sealed.ok and sealed.seals == ops.SealsChecked(given=1, from_broker=1, checked=2)
+    code, out, err = await cli("replay", "100000000099")
+    assert (code, out, err.strip()) == (3, "", "error: no account 100000000099")
+    code, out, err = await cli("verify", "--seal", "4:nothex", "--no-seals-from-broker")
     assert code == 2 and out == "" and err.startswith("error: '4:nothex' is not a seal")
-    code, out, err = await _ledger_ops(cli, "rebuild", "--trust-journal")
-    assert (code, out, err) == (2, "", "error: --trust-journal only applies to --repair\n")
-    code, out, err = await _ledger_ops(cli, "rebuild", f"--seal={head['length']}:{head['hash']}")
-    assert (code, out, err) == (2, "", "error: seals only apply to --repair (`verify` checks them)\n")
-    code, out, _ = await _ledger_ops(cli, "rebuild", "--repair", f"--seal={head['length']}:{'00' * 32}")
+    code, out, err = await cli("rebuild", "--trust-journal")
+    assert (code, out, err.strip()) == (2, "", "error: --trust-journal only applies to --repair")
+    code, out, _ = await cli("rebuild", "--repair", f"--seal={head.length}:{'00' * 32}", "--no-seals-from-broker",
+                             "--json")
     refused = json.loads(out)
-    assert code == 1 and refused["seals"] == {"given": 1, "checked": 1} and refused["repaired"] is False
+    assert code == 1 and refused["seals"] == {"from_broker": None, "given": 1, "checked": 1}
+    assert refused["repaired"] is False
     assert [f["kind"] for f in refused["repair_refused_because"]] == ["seal_not_reproduced"]
     async with cli.runtime.db.transaction() as conn:
         await conn.execute(text("UPDATE accounts SET main = main - 1 WHERE number = :n"), {"n": A})
-    code, out, _ = await _ledger_ops(cli, "rebuild")
+    code, out, _ = await cli("rebuild", "--json")
     assert code == 1 and json.loads(out)["drift"] == [{"account": f"sub:{A}:main", "currency": "RUB", "stored": -1,
                                                         "replayed": 0}]
-    code, out, _ = await _ledger_ops(cli, "replay", A)
-    assert code == 1 and json.loads(out)["matches"] is False
+    code, out, _ = await cli("replay", A)
+    assert code == 1 and "differs from the stored projection: main -0.01 RUB, bonus 0.00 RUB" in out
 
 
 @pytest.mark.parametrize("service", ["identity", "ledger", "tariff", "notifier"])

@@ -19,7 +19,6 @@ import pytest
 import typer
 
 from billing_cli.main import app
-from ledger import ops
 
 REPOSITORY = Path(__file__).parents[2]
 DOCUMENTS = [REPOSITORY / "README.md", *sorted((REPOSITORY / "docs").glob("*.md"))]
@@ -95,33 +94,6 @@ def test_every_documented_billing_command_exists(where: str, launched: bool, arg
             f"{where}: {problem}"
     else:
         assert problem is None, f"{where}: {problem}"
-
-
-LEDGER_OPERATION = re.compile(r"python -m ledger ops ([^`\n#]*)")
-
-
-def documented_ledger_operations() -> list[tuple[str, list[str]]]:
-    """(where, arguments) of every `python -m ledger ops ...` the documents show."""
-    return [(f"{document.name}: {found.group(0).strip()}", shlex.split(found.group(1)))
-            for document in DOCUMENTS for found in LEDGER_OPERATION.finditer(document.read_text(encoding="utf-8"))]
-
-
-def parse_ledger_operation(args: list[str]) -> int:
-    """The exit code the ledger's entry point gives these arguments before doing anything:
-    0 when they parse (or ask for --help), 2 when argparse refuses them."""
-    try:
-        ops.parser().parse_args(args)
-    except SystemExit as done:
-        return int(done.code or 0)
-    return 0
-
-
-def test_every_documented_ledger_operation_parses() -> None:
-    shown = documented_ledger_operations()
-    assert {args[0] for _, args in shown if args} >= {"verify", "rebuild", "replay", "statement", "receipt", "--help"}
-    assert [where for where, args in shown if parse_ledger_operation(args) != 0] == []
-    assert parse_ledger_operation(["rebuild", "--verify-only"]) == 2  # the check catches a wrong flag
-    assert parse_ledger_operation(["replay", "12345"]) == 2
 
 
 def test_the_check_catches_a_wrong_command_or_flag() -> None:

@@ -25,8 +25,8 @@ from datetime import date, datetime
 from typing import Any
 
 import pytest
-from uuid6 import uuid7
 
+from billing_contracts.ids import uuid7
 from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.catalog.ledger import BalanceChanged, PaymentType, TransferRequested

@@ -9,10 +9,10 @@ import json
 from typing import Any
 
 from sqlalchemy import func, select
-from uuid6 import uuid7
 
 from billing_contracts.accounts import AccountNumber
 from billing_contracts.dead_letter_record import DeadLetterRecord
+from billing_contracts.ids import uuid7
 from billing_events import topics
 from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.money import MAX_MINOR

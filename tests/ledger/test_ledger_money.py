@@ -81,7 +81,7 @@ async def test_credit_payment_type_lets_the_balance_go_to_minus_the_limit(ledger
 
 async def test_campaign_bonus_accrues_and_is_redeemed_without_touching_real_money(ledger: Any) -> None:
     from billing_events.catalog.ledger import BonusRedemptionRequested, RedemptionPurpose
-    from uuid6 import uuid7
+    from billing_contracts.ids import uuid7
 
     a = NUMBERS[0]
     await ledger.register(a)
@@ -126,12 +126,16 @@ async def test_statement_and_receipt(ledger: Any) -> None:
 async def test_replay_equals_the_projection_and_tampering_is_found(ledger: Any) -> None:
     a, b = NUMBERS[:2]
     await _fund(ledger, [a, b], 5_000)
+    funded = ledger.clock.now()
+    ledger.clock.advance(timedelta(hours=1))
     await ledger.charge(a, 1_200, "T-charge")
     await ledger.balance_becomes(a, 3_800)
     replay = await service.replay_account(ledger.ctx, a)
     assert replay.matches and [s.after for s in replay.steps if s.entry.account.endswith(":main")] == [5_000, 3_800]
-    as_of = await service.replay_account(ledger.ctx, a, as_of=ledger.clock.now() - timedelta(seconds=1))
-    assert as_of.replayed_main in (0, 5_000, 3_800)
+    before_the_payment = await service.replay_account(ledger.ctx, a, as_of=funded - timedelta(minutes=1))
+    assert (before_the_payment.replayed_main, before_the_payment.steps) == (0, [])
+    before_the_charge = await service.replay_account(ledger.ctx, a, as_of=funded + timedelta(minutes=1))
+    assert (before_the_charge.replayed_main, [s.after for s in before_the_charge.steps]) == (5_000, [5_000])
     assert (await service.rebuild(ledger.ctx)).mismatches == []
 
     async with ledger.runtime.db.transaction() as conn:  # someone edits the projection by hand

@@ -23,45 +23,64 @@ from billing_events.envelope import Envelope
 from billing_events.money import Money
 from billing_events.schema import plumbing_metadata
 from billing_events.testing.intruder import as_intruder
+from billing_events.testing.plugin import eventually
 from billing_events.topics import TopicNames
 from ledger import service, store
 from ledger.context import LedgerContext
 from ledger.domain import FindingKind, Seal
 
 NUMBERS = [body + luhn_check_digit(body) for body in (f"1000000{i:04d}" for i in range(6))]
-PAYMENTS = 1_500
+ROUNDS, BATCH = 5, 300
+PAYMENTS = ROUNDS * BATCH
+
+
+async def _postings(ledger: Any) -> int:
+    async with ledger.runtime.db.connect() as conn:
+        return await store.count_postings(conn)
 
 
 async def test_repair_while_payments_flow_leaves_zero_drift(ledger: Any) -> None:
+    """Each round sends payments and repairs as soon as the first of them is posted, while the
+    consumer posts the rest: a repair that overwrote a posting made beside it would leave drift
+    for the next repair to find."""
     for number in NUMBERS:
         await ledger.register(number)
     await ledger.pay(NUMBERS[0], 1_000, "before")
     await ledger.balance_becomes(NUMBERS[0], 1_000)
-    async with ledger.runtime.db.transaction() as conn:  # something for the repairs to fix
+    async with ledger.runtime.db.transaction() as conn:  # something for the first repair to fix
         await conn.execute(text("UPDATE accounts SET main = main + 777 WHERE number = :n"), {"n": NUMBERS[1]})
+    first = await service.rebuild(ledger.ctx, repair=True)
+    assert first.repaired and first.refused == []
+    assert [(m.account, m.stored, m.replayed) for m in first.mismatches] == [(f"sub:{NUMBERS[1]}:main", 777, 0)]
     expected = {n: 0 for n in NUMBERS}
     expected[NUMBERS[0]] = 1_000
+    repairs = [first]
 
-    async def flow() -> None:
-        for i in range(PAYMENTS):
+    async def send(round_: int) -> None:
+        for i in range(round_ * BATCH, (round_ + 1) * BATCH):
             number = NUMBERS[i % len(NUMBERS)]
             await ledger.pay(number, 100 + i, f"flow-{i}")
             expected[number] += 100 + i
-            if i % 50 == 0:
-                await asyncio.sleep(0.01)  # let the consumer post while the repairs run
 
-    sending = asyncio.create_task(flow())
-    repairs = []
-    while not sending.done():
-        repairs.append(await service.rebuild(ledger.ctx, repair=True))
-    await sending
+    for round_ in range(ROUNDS):
+        sending = asyncio.create_task(send(round_))
+        seen = repairs[-1].entries
+        await eventually(lambda seen=seen: _more_than(ledger, seen), what=f"a payment of round {round_} posted")
+        repairs.append(await service.rebuild(ledger.ctx, repair=True))  # the round's other payments go on
+        await sending
     for number in NUMBERS:
         await ledger.balance_becomes(number, expected[number])
-    assert len(repairs) >= 3 and repairs[0].repaired and repairs[0].refused == []
-    assert any(r.entries > repairs[0].entries for r in repairs), "no payment landed while the repairs ran"
+    assert [(r.mismatches, r.settings_mismatches, r.repaired, r.refused) for r in repairs[1:]] == \
+        [([], [], False, [])] * ROUNDS
+    entries = [r.entries for r in repairs]
+    assert entries == sorted(set(entries)), "payments landed between the repairs"
     report = await service.verify(ledger.ctx)
     assert report.ok, report.findings
     assert report.mismatches == [] and report.transactions == 1 + PAYMENTS
+
+
+async def _more_than(ledger: Any, postings: int) -> bool:
+    return await _postings(ledger) > postings
 
 
 # --- repair per (account, currency), on both databases ------------------------------------

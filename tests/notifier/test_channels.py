@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import stat
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -19,20 +17,15 @@ from billing_events.money import Money
 from notifier.channels import (
     REDACTED,
     DeliveryError,
-    DeliveryFailed,
     FileChannel,
     HttpSmsChannel,
     SmtpChannel,
-    deliver,
 )
-from notifier.domain import Destination, Message, RetryPolicy, TemplateKey
+from notifier.domain import Destination, Message, TemplateKey
 from notifier.rendering import Renderer
 from structlog.testing import capture_logs
 
 SECRET = "Xk7-pq9Z"
-FAST = RetryPolicy(
-    max_attempts=5, base_delay=timedelta(milliseconds=10), max_delay=timedelta(milliseconds=50)
-)
 
 
 @pytest.fixture(scope="module")
@@ -122,67 +115,27 @@ async def sms_channel(gateway: Any, timeout: float = 5.0) -> AsyncIterator[HttpS
         yield HttpSmsChannel(url=url, api_token="t0k3n", client=client, sender="Operator")
 
 
-async def test_a_gateway_failing_twice_then_working_delivers_once_with_two_retries_logged(
-    fakes, phone, password_message
-):
-    gateway = fakes.SmsGateway([503, 503])
+async def test_a_message_is_posted_to_the_gateway_with_its_token_and_sender(fakes, phone, password_message):
+    gateway = fakes.SmsGateway([])
     async with sms_channel(gateway) as channel:
         with capture_logs() as logs:
-            attempts = await deliver(
-                channel, phone, password_message, policy=FAST, rng=random.Random(3)
-            )
-    assert attempts == 3
-    assert len(gateway.requests) == 3
-    for request in gateway.requests:
-        assert request.request_line == "POST /v1/sms HTTP/1.1"
-        assert request.headers["authorization"] == "Bearer t0k3n"
-        assert request.headers["content-type"] == "application/json"
-        assert request.body == {
-            "to": phone.address,
-            "text": password_message.body,
-            "from": "Operator",
-        }
-    retries = [entry for entry in logs if entry["event"] == "notifier.delivery_retry"]
-    assert [(r["attempt"], r["reason"], r["masked_destination"]) for r in retries] == [
-        (1, "SMS gateway answered 503", phone.masked),
-        (2, "SMS gateway answered 503", phone.masked),
-    ]
+            await channel.send(phone, password_message)
+    assert len(gateway.requests) == 1
+    request = gateway.requests[0]
+    assert request.request_line == "POST /v1/sms HTTP/1.1"
+    assert request.headers["authorization"] == "Bearer t0k3n"
+    assert request.headers["content-type"] == "application/json"
+    assert request.body == {"to": phone.address, "text": password_message.body, "from": "Operator"}
     assert SECRET not in str(logs) and phone.address not in str(logs)
 
 
-async def test_a_gateway_that_always_fails_ends_in_failure_after_the_last_try(
-    fakes, phone, password_message
-):
-    gateway = fakes.SmsGateway([503] * 10)
-    waited: list[float] = []
-
-    async def note_sleep(seconds: float) -> None:
-        waited.append(seconds)
-
-    policy = RetryPolicy(max_attempts=4)
-    async with sms_channel(gateway) as channel:
-        with pytest.raises(DeliveryFailed) as failed:
-            await deliver(
-                channel,
-                phone,
-                password_message,
-                policy=policy,
-                rng=random.Random(5),
-                sleep=note_sleep,
-            )
-    assert (failed.value.attempts, failed.value.reason) == (4, "SMS gateway answered 503")
-    assert len(gateway.requests) == 4
-    assert len(waited) == 3
-    assert all(0 <= seconds <= ceiling for seconds, ceiling in zip(waited, [1, 2, 4]))
-
-
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
-async def test_a_request_the_gateway_refuses_is_not_tried_again(fakes, phone, password_message, status):
+async def test_a_request_the_gateway_refuses_is_not_worth_another_try(fakes, phone, password_message, status):
     gateway = fakes.SmsGateway([status])
     async with sms_channel(gateway) as channel:
-        with pytest.raises(DeliveryFailed) as failed:
-            await deliver(channel, phone, password_message, policy=FAST, rng=random.Random(1))
-    assert (failed.value.attempts, failed.value.reason) == (1, f"SMS gateway answered {status}")
+        with pytest.raises(DeliveryError) as refused:
+            await channel.send(phone, password_message)
+    assert (refused.value.retryable, refused.value.reason) == (False, f"SMS gateway answered {status}")
     assert len(gateway.requests) == 1
 
 

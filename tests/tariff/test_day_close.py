@@ -8,18 +8,21 @@ account of a batch in flight neither lost nor overwritten.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from billing_contracts.accounts import luhn_check_digit
 from billing_events import outbox
 from billing_events.catalog.ledger import PaymentType
 from billing_events.clock import ManualClock
 from billing_events.money import Money
+from billing_events.testing.plugin import eventually
 from tariff import store
 from tariff.catalog import Catalog
 from tariff.context import TariffContext
@@ -156,6 +159,46 @@ async def test_a_catch_up_in_mixed_batches_blocks_each_account_on_its_day(
         assert await cursors(runtime) == {FIRST + 5 * ONE_DAY}
 
 
+T = TypeVar("T")
+OPERATION: contextvars.ContextVar[str | None] = contextvars.ContextVar("operation", default=None)
+
+
+def started(name: str, operation: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """``operation`` as a task whose transactions (and those of the tasks it starts) are known
+    by ``name``."""
+    context = contextvars.copy_context()
+    context.run(OPERATION.set, name)
+    return asyncio.create_task(operation, context=context)
+
+
+def watch_transactions(ctx: TariffContext, monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The names of the operations (:func:`started`) that have asked ``ctx``'s database for a
+    connection since (on SQLite every connection's transaction begins IMMEDIATE: it takes the
+    writers' lock)."""
+    began: set[str] = set()
+
+    def watched(acquire: Callable[[], Any]) -> Callable[[], Any]:
+        def acquiring() -> Any:
+            if (name := OPERATION.get()) is not None:
+                began.add(name)
+            return acquire()
+        return acquiring
+
+    monkeypatch.setattr(ctx.db, "transaction", watched(ctx.db.transaction))
+    monkeypatch.setattr(ctx.db, "connect", watched(ctx.db.connect))
+    return began
+
+
+async def waits_for_a_lock(ctx: TariffContext, began: set[str], name: str) -> bool:
+    """PostgreSQL: a session of the test's database waits for a lock; SQLite: the operation
+    ``name`` asked for a connection (its BEGIN IMMEDIATE waits for the writer holding the database)."""
+    if ctx.db.dialect != "postgresql":
+        return name in began
+    async with ctx.db.connect() as conn:
+        return bool(await conn.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")))
+
+
 @pytest.mark.parametrize("first", ["close", "command"])
 async def test_a_command_during_a_batch_is_not_lost(
     tariff: Any, database_url: str, monkeypatch: pytest.MonkeyPatch, first: str
@@ -180,19 +223,19 @@ async def test_a_command_during_a_batch_is_not_lost(
                 return await original(*args, **kwargs)
             return holding
 
+        began = watch_transactions(ctx, monkeypatch)
         if first == "close":
             monkeypatch.setattr(store, "claim_days", held(store.claim_days))
-            closing = asyncio.create_task(close_days(ctx, FIRST))
+            closing = started("close", close_days(ctx, FIRST))
             await inside.wait()
-            command = asyncio.create_task(
-                add_account_option(ctx, AddOption(account_number=target, option="antivirus")))
+            command = started("command", add_account_option(ctx, AddOption(account_number=target, option="antivirus")))
         else:
             monkeypatch.setattr(store, "save", held(store.save))
-            command = asyncio.create_task(
-                add_account_option(ctx, AddOption(account_number=target, option="antivirus")))
+            command = started("command", add_account_option(ctx, AddOption(account_number=target, option="antivirus")))
             await inside.wait()
-            closing = asyncio.create_task(close_days(ctx, FIRST))
-        await asyncio.sleep(0.2)  # the other one is now waiting for the lock
+            closing = started("close", close_days(ctx, FIRST))
+        other = "command" if first == "close" else "close"
+        await eventually(lambda: waits_for_a_lock(ctx, began, other), what=f"the {other} waiting for the lock")
         release.set()
         added, closed = await asyncio.gather(command, closing)
 

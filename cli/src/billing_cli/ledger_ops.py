@@ -1,58 +1,52 @@
-"""The ledger's operations on its journal, run through the entry point the ledger owns
-(``python -m ledger ops``, in this same environment): it reads its own database with its own
-settings and answers with a JSON report; the command line draws the report (a progress bar,
-tables) and keeps the ledger's exit code for an error. Commands that change money go through
-the ledger's API like every other command.
+"""The ledger's operations on its journal, called in this process as the ledger's library
+(:mod:`ledger.ops`): each opens the ledger's own database with the ledger's own settings and
+returns a typed report, which the command line draws (a progress bar, tables; ``--json``). A
+failure the ledger reports (a wrong seal, no such account, its database not reachable) is this
+command line's, with its exit code. Commands that change money go through the ledger's API like
+every other command.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from billing_cli.output import Exit, fail
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-OPERATIONS = (sys.executable, "-m", "ledger", "ops")
-Progress = Callable[[int, int], None]
+from billing_cli.config import CliSettings
+from billing_cli.output import console
+from billing_events.topics import TopicNames
+from ledger import ops
 
-
-async def run_operation(command: str, *args: str, given: bytes | None = None,
-                        progress: Progress | None = None) -> Any:
-    """The report of ``python -m ledger ops COMMAND ARGS``, one with findings included (exit 1:
-    the caller reads them); any other failure becomes this command line's, with its exit code.
-    ``given`` goes to its stdin; the log lines it writes go on to stderr."""
-    flags = ["--progress"] if progress is not None else []
-    process = await asyncio.create_subprocess_exec(
-        *OPERATIONS, command, *args, *flags, stdin=asyncio.subprocess.PIPE if given is not None else None,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    if given is not None:
-        assert process.stdin is not None
-        process.stdin.write(given)
-        await process.stdin.drain()
-        process.stdin.close()
-    assert process.stdout is not None and process.stderr is not None
-    out, errors = await asyncio.gather(process.stdout.read(), _relay(process.stderr, progress))
-    code = await process.wait()
-    if code in (Exit.OK, Exit.CHECK_FAILED) and out:
-        return json.loads(out)
-    relayed = code in {exit_.value for exit_ in Exit} - {Exit.OK, Exit.CHECK_FAILED}
-    fail(errors[-1] if errors else f"`python -m ledger ops {command}` ended with exit code {code}",
-         Exit(code) if relayed else Exit.INTERNAL)
+T = TypeVar("T")
 
 
-async def _relay(stream: asyncio.StreamReader, progress: Progress | None) -> Sequence[str]:
-    """Progress lines to ``progress``, error lines kept for the caller, log lines on to stderr."""
-    errors = []
-    async for raw in stream:
-        line = raw.decode("utf-8", errors="replace").rstrip("\n")
-        words = line.split()
-        if progress is not None and len(words) == 3 and words[0] == "progress":
-            progress(int(words[1]), int(words[2]))
-        elif line.startswith("error: "):
-            errors.append(line.removeprefix("error: "))
-        else:
-            sys.stderr.write(line + "\n")
-    return errors
+async def on_journal(operation: Callable[[ops.LedgerContext], Awaitable[T]]) -> T:
+    """The report of one of the ledger's operations, over the ledger's own database."""
+    async with ops.ledger_context() as ledger:
+        return await operation(ledger)
+
+
+async def on_whole_journal(label: str, as_json: bool,
+                           operation: Callable[[ops.LedgerContext, ops.Progress | None], Awaitable[T]]) -> T:
+    """:func:`on_journal` for an operation that reads the whole journal: a progress bar shows
+    how far it is (none for ``--json``: the output is for a script)."""
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("entries"), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, disable=as_json) as bar:
+        task = bar.add_task(label, total=None)
+        shown = None if as_json else (lambda done, total: bar.update(task, completed=done, total=total))
+        return await on_journal(lambda ledger: operation(ledger, shown))
+
+
+async def published_seals(from_broker: bool | None) -> list[ops.Seal] | None:
+    """The seals the ledger published on its seal topic, ``from_broker`` (by default when a
+    broker is configured); None when not asked. Read before the journal: each one read is older
+    than the snapshot the journal is then read in."""
+    from billing_cli import seals
+
+    settings = CliSettings()
+    if from_broker is None:
+        from_broker = settings.bootstrap_servers is not None or "bootstrap_servers" in settings.suite()
+    if not from_broker:
+        return None
+    return await seals.read_from_broker(settings.broker_options(), TopicNames(settings.topic_prefix))

@@ -9,27 +9,24 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 import logging
 import sys
 from collections.abc import Coroutine
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from billing_cli import actions, catalog, chart, clock, history
 from billing_cli.actions import account_number, moment
 from billing_cli.config import CliSettings
 from billing_cli.launcher import SERVICES, run_suite
-from billing_cli.ledger_ops import run_operation
+from billing_cli.ledger_ops import on_journal, on_whole_journal, published_seals
 from billing_cli.output import Exit, console, emit_json, fail, money, reported
 from billing_events.logging import configure_logging
-from billing_events.topics import TopicNames
+from ledger import ops
 
 T = TypeVar("T")
 app = typer.Typer(help="Operations tools of the billing suite.", no_args_is_help=True, add_completion=False,
@@ -164,25 +161,26 @@ def replay(account: AccountArg, as_of: Annotated[str | None, typer.Option(help="
     """Rebuild one account's balance from the journal, entry by entry, and compare it with the
     stored projection."""
     number, when = account_number(account), moment(as_of)
-    result = run(run_operation("replay", number, *([f"--as-of={when.isoformat()}"] if when else [])))
+    report = run(on_journal(lambda ledger: ops.replay(ledger, number, when)))
     if as_json:
-        emit_json(result)
+        emit_json(report.as_json())
         return
+    result = report.result
     table = Table(title=f"Replay of {number}" + (f" as of {when}" if when else ""))
     for column in ("when", "kind", "balance", "amount", "before", "after"):
         table.add_column(column)
-    for step in result["steps"]:
-        table.add_row(step["occurred_at"][:19], step["kind"], step["account"].rsplit(":", 1)[-1],
-                      money(step["amount"]), money(step["before"]), money(step["after"]))
+    for step in result.steps:
+        entry = step.entry
+        table.add_row(f"{entry.occurred_at:%Y-%m-%d %H:%M:%S}", entry.kind.value, entry.account.rsplit(":", 1)[-1],
+                      money(entry.amount), money(step.before), money(step.after))
     console.print(table)
-    console.print(f"replayed: main {money(result['main'])}, bonus {money(result['bonus'])}")
-    if when is None:
-        if result["matches"]:
-            console.print("[green]equals the stored projection[/green]")
-        else:
-            console.print(f"[red]differs from the stored projection[/red]: main {money(result['stored_main'])},"
-                          f" bonus {money(result['stored_bonus'])}")
-            raise typer.Exit(Exit.CHECK_FAILED)
+    console.print(f"replayed: main {money(result.replayed_main)}, bonus {money(result.replayed_bonus)}")
+    if report.matches is True:
+        console.print("[green]equals the stored projection[/green]")
+    elif report.matches is False:
+        console.print(f"[red]differs from the stored projection[/red]: main {money(result.stored.main)},"
+                      f" bonus {money(result.stored.bonus)}")
+        raise typer.Exit(Exit.CHECK_FAILED)
 
 
 LEDGER_DATABASE_HELP = (
@@ -192,38 +190,11 @@ LEDGER_DATABASE_HELP = (
 )
 
 
-def _progress(label: str, as_json: bool) -> Progress:
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("entries"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=as_json)
-
-
 SealOpt = Annotated[list[str] | None, typer.Option(
     "--seal", help="A chain head written down earlier, LENGTH:HASH (hex); repeatable")]
 SealsFromBrokerOpt = Annotated[bool | None, typer.Option(
     "--seals-from-broker/--no-seals-from-broker",
     help="Check the seals on the broker's seal topic [default: when a broker is configured]")]
-
-
-async def _with_seals(command: str, flags: list[str], given: list[str], from_broker: bool | None,
-                      label: str, as_json: bool) -> tuple[Any, int | None]:
-    """The report of the ledger's ``command``, which checks the journal against the seals: those
-    ``given`` and, ``from_broker`` (by default when a broker is configured), those the ledger
-    published. Also how many were read from the broker (None: not asked)."""
-    from billing_cli import seals as sealing
-
-    settings = CliSettings()
-    if from_broker is None:
-        from_broker = settings.bootstrap_servers is not None or "bootstrap_servers" in settings.suite()
-    # Seals first: each one read is older than the snapshot the journal is then read in.
-    published = await sealing.read_from_broker(settings.broker_options(), TopicNames(settings.topic_prefix)) \
-        if from_broker else []
-    with _progress(label, as_json) as bar:
-        task = bar.add_task(command, total=None)
-        report = await run_operation(
-            command, *flags, *(f"--seal={value}" for value in given), "--seals-file=-",
-            given=json.dumps(published).encode(), progress=None if as_json else (
-                lambda done, total: bar.update(task, completed=done, total=total)))
-    return report, len(published) if from_broker else None
 
 
 @app.command(help=f"""Replay every balance (per account and currency) and every account's settings
@@ -246,35 +217,38 @@ def rebuild(
     if (seal or seals_from_broker) and not repair:
         fail("seals only apply to --repair (`billing verify` checks them)", Exit.USAGE)
     operator = CliSettings().operator
-    flags = [*(["--trust-journal"] if trust_journal else []), f"--operator={operator}"]
-    if repair:
-        report, published = run(_with_seals("rebuild", ["--repair", *flags], seal or [], seals_from_broker,
-                                            "repairing", as_json))
-        report["seals"] = {"from_broker": published, "given": len(seal or []), "checked": report["seals"]["checked"]}
-    else:
-        report = run(_with_seals("rebuild", flags, [], False, "replaying", as_json))[0]
-    drift, settings_drift = report["drift"], report["settings_drift"]
-    refused, trusted = report["repair_refused_because"], report["journal_trusted_despite"]
+
+    async def replay_projections() -> ops.ProjectionReport:
+        if not repair:
+            return await on_whole_journal("replaying", as_json, lambda ledger, shown: ops.rebuild(ledger, shown))
+        given = [ops.parse_seal(value) for value in seal or []]
+        published = await published_seals(seals_from_broker)
+        return await on_whole_journal("repairing", as_json, lambda ledger, shown: ops.repair(
+            ledger, given, published, trust_journal=trust_journal, operator=operator, progress=shown))
+
+    report = run(replay_projections())
+    result = report.result
     if as_json:
-        emit_json(report)
+        emit_json(report.as_json())
     else:
-        repaired = " (repaired)" if report["repaired"] else ""
-        console.print(f"{report['entries']:,} entries, {report['accounts']:,} balances replayed")
-        for item in drift:
-            console.print(f"[red]drift[/red] {item['account']} in {item['currency']}: stored"
-                          f" {money(item['stored'], item['currency'])}, journal says"
-                          f" {money(item['replayed'], item['currency'])}{repaired}")
-        for item in settings_drift:
-            console.print(f"[red]drift[/red] {item['account']} settings: {item['detail']}{repaired}")
-        if not drift and not settings_drift:
+        repaired = " (repaired)" if result.repaired else ""
+        console.print(f"{result.entries:,} entries, {result.accounts:,} balances replayed")
+        for item in result.mismatches:
+            console.print(f"[red]drift[/red] {item.account} in {item.currency}: stored"
+                          f" {money(item.stored, item.currency)}, journal says"
+                          f" {money(item.replayed, item.currency)}{repaired}")
+        for differs in result.settings_mismatches:
+            console.print(f"[red]drift[/red] {differs.account} settings: {ops.describe_settings_drift(differs)}"
+                          f"{repaired}")
+        if not result.drifted:
             console.print("[green]every projection equals the journal[/green]")
-        if refused:
-            console.print(f"[red]repair refused[/red]: the journal fails verification ({len(refused)}"
+        if result.refused:
+            console.print(f"[red]repair refused[/red]: the journal fails verification ({len(result.refused)}"
                           " finding(s), `billing verify` lists them); nothing was changed")
-        if trusted:
-            console.print(f"[yellow]repaired from a journal with {len(trusted)} finding(s)[/yellow],"
+        if result.trusted:
+            console.print(f"[yellow]repaired from a journal with {len(result.trusted)} finding(s)[/yellow],"
                           f" trusted by {operator}")
-    if refused or ((drift or settings_drift) and not report["repaired"]):
+    if not report.clean:
         raise typer.Exit(Exit.CHECK_FAILED)
 
 
@@ -285,48 +259,43 @@ with --seal), and every projection against the replay. Exit 0 clean, 1 any findi
 the complete report either way. Seals are read from the broker by default when one is configured
 (BILLING_KAFKA__BOOTSTRAP_SERVERS, or `billing up`'s suite). {LEDGER_DATABASE_HELP}""")
 def verify(seal: SealOpt = None, seals_from_broker: SealsFromBrokerOpt = None, as_json: JsonOpt = False) -> None:
-    given = seal or []
-    result, published = run(_with_seals("verify", [], given, seals_from_broker, "verifying", as_json))
-    result["seals"] = {"from_broker": published, "given": len(given), "checked": result["seals"]["checked"]}
+    async def check() -> ops.VerificationReport:
+        given = [ops.parse_seal(value) for value in seal or []]
+        published = await published_seals(seals_from_broker)
+        return await on_whole_journal("verifying", as_json,
+                                      lambda ledger, shown: ops.verify(ledger, given, published, shown))
+
+    report = run(check())
     if as_json:
-        emit_json(result)
+        emit_json(report.as_json())
     else:
-        _print_verification(result)
-    if not result["ok"]:
+        _print_verification(report)
+    if not report.ok:
         raise typer.Exit(Exit.CHECK_FAILED)
 
 
-DOUBLE_ENTRY_FINDINGS = {"unbalanced", "too_few_postings"}
-CHAIN_HEAD_FINDINGS = {"journal_shorter_than_head", "journal_longer_than_head", "head_hash_differs"}
-
-
-def _print_verification(result: dict[str, Any]) -> None:
+def _print_verification(report: ops.VerificationReport) -> None:
     """The verification report for people: one line per check, then every finding."""
-    kinds = {f["kind"] for f in result["findings"]}
+    audit, seals = report.audit, report.seals
     mark = {True: "[green]ok[/green]", False: "[red]FAILED[/red]"}
-    double_entry = not kinds & DOUBLE_ENTRY_FINDINGS and not any(result["totals"].values())
-    totals = ", ".join(money(total, currency) for currency, total in result["totals"].items()) or "none"
-    console.print(f"double entry: {mark[double_entry]} (totals {totals},"
-                  f" unbalanced transactions: {len(result['unbalanced_transactions'])})")
-    link = result["first_broken_link"]
-    console.print(f"hash chain:   {mark[link is None]} ({result['transactions']:,} transactions,"
-                  f" {result['account_facts']:,} account facts)"
-                  + ("" if link is None else f"; first broken link at #{link['position']}: {link['transaction_id']}"))
-    head = result["chain_head"]
-    head_ok = not kinds & CHAIN_HEAD_FINDINGS
-    console.print(f"chain head:   {mark[head_ok]} " + (f"(length {head['length']}, seal it as"
-                                                         f" {head['length']}:{head['hash']})" if head else "(empty)"))
-    seals = result["seals"]
-    console.print(f"seals:        {mark['seal_not_reproduced' not in kinds]} ({seals['checked']} checked"
-                  + ("" if seals["from_broker"] is None else f", {seals['from_broker']} read from the broker") + ")")
-    drift, settings_drift = result["projection_drift"], result["settings_drift"]
-    console.print(f"projections:  {mark[not drift and not settings_drift]} ({len(drift)} balances and"
-                  f" {len(settings_drift)} accounts' settings differ)")
-    for finding in result["findings"]:
-        where = "" if finding["position"] is None else \
-            f" #{finding['position']} (seq {finding['seq']}) {finding['transaction_id']}"
-        accounts = f" [{', '.join(finding['accounts'])}]" if finding["accounts"] else ""
-        console.print(f"[red]{finding['kind']}[/red]{where}{accounts}: {finding['detail']}", markup=True)
+    totals = ", ".join(money(total, currency) for currency, total in audit.totals.items()) or "none"
+    console.print(f"double entry: {mark[report.double_entry_ok]} (totals {totals},"
+                  f" unbalanced transactions: {len(audit.unbalanced)})")
+    link = audit.broken_link
+    console.print(f"hash chain:   {mark[link is None]} ({audit.transactions:,} transactions,"
+                  f" {audit.facts:,} account facts)"
+                  + ("" if link is None else f"; first broken link at #{link.position}: {link.transaction_id}"))
+    head = audit.head
+    console.print(f"chain head:   {mark[report.chain_head_ok]} " + (
+        f"(length {head.length}, seal it as {head.length}:{head.hash.hex()})" if head else "(empty)"))
+    console.print(f"seals:        {mark[report.seals_ok]} ({seals.checked} checked"
+                  + ("" if seals.from_broker is None else f", {seals.from_broker} read from the broker") + ")")
+    console.print(f"projections:  {mark[report.projections_ok]} ({len(audit.mismatches)} balances and"
+                  f" {len(audit.settings_mismatches)} accounts' settings differ)")
+    for finding in audit.findings:
+        where = "" if finding.position is None else f" #{finding.position} (seq {finding.seq}) {finding.transaction_id}"
+        accounts = f" [{', '.join(finding.accounts)}]" if finding.accounts else ""
+        console.print(f"[red]{finding.kind.value}[/red]{where}{accounts}: {finding.detail}", markup=True)
 
 
 @app.command()
@@ -341,11 +310,11 @@ def statement(
     if fmt not in ("table", "csv", "json"):
         fail(f"unknown format {fmt!r}: use table, csv or json", Exit.USAGE)
 
-    result = run(run_operation("statement", number, f"--from={period_start.isoformat()}",
-                               f"--to={period_end.isoformat()}"))
-    currency, rows = result["currency"], result["lines"]
+    report = run(on_journal(lambda ledger: ops.statement(ledger, number, period_start, period_end)))
+    result, rows = report.result, report.rows
+    currency = result.currency
     if fmt == "json":
-        emit_json(result)
+        emit_json(report.as_json())
     elif fmt == "csv":
         # Amounts in minor units (kopecks) with their currency; the first and last rows make the
         # file reconcile on its own: opening + the amounts = closing.
@@ -355,10 +324,10 @@ def statement(
                                 restval="")
         writer.writeheader()
         writer.writerow({"occurred_at": period_start.isoformat(), "kind": "opening balance", "amount": 0,
-                         "currency": currency, "balance_after": result['opening']})
+                         "currency": currency, "balance_after": result.opening_balance})
         writer.writerows(rows)
         writer.writerow({"occurred_at": period_end.isoformat(), "kind": "total", "currency": currency,
-                         "amount": result['total_in'] - result['total_out'], "balance_after": result['closing']})
+                         "amount": result.total_in - result.total_out, "balance_after": result.closing_balance})
         sys.stdout.write(buffer.getvalue())
     else:
         table = Table(title=f"Statement of {number}, {period_start:%Y-%m-%d} to {period_end:%Y-%m-%d}")
@@ -369,8 +338,8 @@ def statement(
             table.add_row(row["occurred_at"][:19], row["kind"], charged, money(row["amount"], currency),
                           money(row["balance_after"], currency))
         console.print(table)
-        console.print(f"opening {money(result['opening'], currency)}  in {money(result['total_in'], currency)}"
-                      f"  out {money(result['total_out'], currency)}  closing {money(result['closing'], currency)}")
+        console.print(f"opening {money(result.opening_balance, currency)}  in {money(result.total_in, currency)}"
+                      f"  out {money(result.total_out, currency)}  closing {money(result.closing_balance, currency)}")
 
 
 @app.command()
@@ -381,19 +350,20 @@ def receipt(transaction_id: Annotated[str, typer.Argument(help="The payment's tr
     except ValueError:
         fail(f"{transaction_id!r} is not a transaction id", Exit.USAGE)
 
-    data = run(run_operation("receipt", str(txn)))
+    report = run(on_journal(lambda ledger: ops.receipt(ledger, txn)))
     if as_json:
-        emit_json(data)
+        emit_json(report.as_json())
         return
-    currency, credited_at = data["currency"], datetime.fromisoformat(data["credited_at"])
-    console.print(f"[bold]Payment receipt[/bold] {data['transaction_id']}")
-    console.print(f"account {data['account']}; {money(data['amount'], currency)} via"
-                  f" {data['channel']} (ref {data['reference']}) credited {credited_at:%Y-%m-%d %H:%M:%S} UTC",
+    paid = report.result
+    currency = paid.currency
+    console.print(f"[bold]Payment receipt[/bold] {paid.transaction_id}")
+    console.print(f"account {paid.account_number}; {money(paid.amount, currency)} via"
+                  f" {paid.channel.value} (ref {paid.reference}) credited {paid.credited_at:%Y-%m-%d %H:%M:%S} UTC",
                   markup=False)
-    if data["placed_from"] is not None:
-        console.print(f"placed from suspense: the payer typed {data['placed_from']}", markup=False)
-    console.print(f"balance after: {money(data['balance_after'], currency)};"
-                  f" bonus: {money(data['bonus_accrued'], currency)}")
+    if paid.placed_from is not None:
+        console.print(f"placed from suspense: the payer typed {paid.placed_from}", markup=False)
+    console.print(f"balance after: {money(paid.balance_after, currency)};"
+                  f" bonus: {money(paid.bonus_accrued, currency)}")
 
 
 @app.command()

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from billing_events.exits import CommandLineError, Exit
 from billing_events.exits import fail as fail  # the command line's modules fail through this one
+from billing_events.money import DEFAULT_CURRENCY, format_amount
 
 # Piped output (a file, a pager, a script) gets wide lines instead of an 80-column wrap.
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -49,10 +50,9 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
-def money(minor: int, currency: str = "RUB") -> str:
-    sign = "-" if minor < 0 else ""
-    units, cents = divmod(abs(minor), 100)
-    return f"{sign}{units:,}.{cents:02d}".replace(",", " ") + f" {currency}"
+def money(minor: int, currency: str = DEFAULT_CURRENCY) -> str:
+    """Money in a table: ``1 234.50 RUB``."""
+    return format_amount(minor, currency, thousands=" ")
 
 
 def with_money_shown(value: Any) -> Any:

@@ -2,8 +2,8 @@
 
 The ledger publishes its chain head as ``JournalSealed`` on ``billing.ledger.seals`` (one
 partition, key ``journal``). ``billing verify`` reads every seal on the topic, oldest first, and
-has the ledger check that its journal reproduces each one (``python -m ledger ops verify
---seals-file``, beside the seals an auditor wrote down, given as ``--seal``). Reading stops when
+has the ledger check that its journal reproduces each one (:func:`ledger.ops.verify`, beside the
+seals an auditor wrote down, given as ``--seal``). Reading stops when
 the broker has nothing more (see :func:`billing_cli.watch.read_from_beginning`): the newest seal
 may not be visible yet, which only means one seal fewer to check; a seal that is there and
 disagrees is always a finding.
@@ -20,9 +20,10 @@ from billing_cli.watch import read_from_beginning
 from billing_events import topics
 from billing_events.catalog.ledger import JournalSealed
 from billing_events.envelope import InvalidEvent, decode
+from ledger.ops import Seal
 
 
-async def read_from_broker(broker: dict[str, Any], names: topics.TopicNames) -> list[dict[str, Any]]:
+async def read_from_broker(broker: dict[str, Any], names: topics.TopicNames) -> list[Seal]:
     """Every JournalSealed on the seal topic (none if the topic does not exist yet), as the
     ledger's verification takes them; ``broker`` holds the client's keywords (the brokers and
     their TLS/SASL settings)."""
@@ -50,8 +51,7 @@ async def read_from_broker(broker: dict[str, Any], names: topics.TopicNames) -> 
             continue  # not a seal; the topic's consumers dead-letter it, the audit has nothing to check
         if isinstance(envelope.payload, JournalSealed):
             sealed = envelope.payload
-            seals.append({"length": sealed.length, "hash": sealed.hash,
-                          "source": f"the seal at {topic} offset {record.offset}"
-                                    f" ({sealed.sealed_at:%Y-%m-%d %H:%M:%S} UTC)",
-                          "last_transaction_id": str(sealed.last_transaction_id)})
+            seals.append(Seal(sealed.length, bytes.fromhex(sealed.hash),
+                              f"the seal at {topic} offset {record.offset} ({sealed.sealed_at:%Y-%m-%d %H:%M:%S} UTC)",
+                              sealed.last_transaction_id))
     return seals

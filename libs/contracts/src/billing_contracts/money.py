@@ -16,10 +16,16 @@ MAX_MINOR = 10**15
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["RUB"])]
 
 
-def format_amount(minor: int, currency: str) -> str:
-    """``"1234.50 RUB"``: money as people read it, for any integer (also one no Money may hold)."""
+def format_amount(minor: int, currency: str, *, thousands: str = "", point: str = ".", unit: str | None = None) -> str:
+    """Money as people read it, for any integer (also one no Money may hold): ``"1234.50 RUB"``
+    in messages and logs; a table groups the thousands (``thousands=" "``: ``"1 234.50 RUB"``), a
+    letter to a subscriber also writes the decimal point and the currency its way
+    (``point=",", unit="₽"``: ``"1 234,50 ₽"``). The one money formatter of the suite."""
     digits = MINOR_UNIT_DIGITS.get(currency, 2)
-    return f"{Decimal(minor).scaleb(-digits):.{digits}f} {currency}"
+    units, fraction = divmod(abs(minor), 10**digits)
+    decimals = f"{point}{fraction:0{digits}d}" if digits else ""
+    sign, whole = "-" if minor < 0 else "", f"{units:,}".replace(",", thousands)
+    return f"{sign}{whole}{decimals} {unit or currency}"
 
 
 CURRENCY_SIGNS: dict[str, str] = {"RUB": "₽", "EUR": "€", "USD": "$"}
@@ -30,12 +36,8 @@ def money_for_people(amount: Money | dict[str, Any]) -> str:
     a plain space between thousands and before the sign (it keeps English EUR texts in GSM-7);
     also takes Money as a dict, the way it looks after a JSON round trip."""
     money = Money.model_validate(amount)
-    digits = MINOR_UNIT_DIGITS[money.currency]
-    units, fraction = divmod(abs(money.minor), 10**digits)
-    grouped = f"{units:,}".replace(",", " ")
-    decimals = f",{fraction:0{digits}d}" if digits else ""
-    sign = "-" if money.minor < 0 else ""
-    return f"{sign}{grouped}{decimals} {CURRENCY_SIGNS.get(money.currency, money.currency)}"
+    return format_amount(money.minor, money.currency, thousands=" ", point=",",
+                         unit=CURRENCY_SIGNS.get(money.currency, money.currency))
 
 
 class CurrencyMismatch(ValueError):

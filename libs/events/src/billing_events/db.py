@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay
 
 from billing_events.logging import get_logger
 
@@ -328,22 +329,34 @@ async def retry_transient(
     After ``max_wait`` seconds of failures the last error propagates: the caller's consumer
     then rewinds its offsets and the broker redelivers, so nothing is lost either way.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + max_wait
-    delay = first_delay
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await action()
-        except Exception as exc:
-            if not is_transient(exc) or loop.time() + delay > deadline:
-                raise
-            log.warning("transient failure, retrying", what=what, attempt=attempt,
-                        error=type(exc).__name__, delay_s=round(delay, 3))
-            await asyncio.sleep(delay)
-            delay = min(max_delay, delay * 2) * random.uniform(0.5, 1.0)
+
+    def note(attempt: RetryCallState) -> None:
+        failure = attempt.outcome.exception() if attempt.outcome else None
+        log.warning("transient failure, retrying", what=what, attempt=attempt.attempt_number,
+                    error=type(failure).__name__, delay_s=round(attempt.upcoming_sleep, 3))
+
+    retrying = AsyncRetrying(retry=retry_if_exception(is_transient), stop=stop_before_delay(max_wait),
+                             wait=doubling_backoff(first_delay, max_delay), before_sleep=note, reraise=True)
+    return await retrying(awaiting(action))
 
 
-def rows_as_dicts(rows: Iterable[Any]) -> list[Mapping[str, Any]]:
-    return [row._mapping for row in rows]
+def awaiting(action: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """``action`` as a coroutine function: tenacity awaits only what it sees is one (a lambda
+    returning a coroutine is not; it would hand the coroutine back unawaited)."""
+
+    async def awaited() -> T:
+        return await action()
+
+    return awaited
+
+
+def doubling_backoff(first: float, ceiling: float) -> Callable[[RetryCallState], float]:
+    """Wait ``first``, then twice as long each time (at most ``ceiling``), jittered down to half
+    so that instances failing together do not retry together."""
+
+    def wait(attempt: RetryCallState) -> float:
+        if attempt.attempt_number == 1:
+            return first
+        return min(ceiling, first * 2 ** (attempt.attempt_number - 1)) * random.uniform(0.5, 1.0)
+
+    return wait

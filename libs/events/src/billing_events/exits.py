@@ -1,4 +1,4 @@
-"""The exit codes of the suite's command lines (``billing``, ``python -m ledger ops``): a script
+"""The exit codes of the suite's command line (``billing``, and the ledger's operations it calls): a script
 tells a finding from a wrong argument, a missing account and an outage without reading the text."""
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -16,8 +15,10 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from billing_events.consumer import EventConsumer
+from billing_events.db import awaiting
 from billing_events.logging import get_logger
 from billing_events.settings import KafkaSettings
 from billing_events.topics import TopicNames, TopicSpec
@@ -154,15 +155,11 @@ async def empty_topics(settings: KafkaSettings, topics: Iterable[str]) -> list[s
 async def _start_with_retry(start: Callable[[], Awaitable[Any]], *, what: str, attempts: int = 30) -> None:
     """``await start()`` until the brokers answer (they may come up after the service); a
     callable, since an awaited coroutine cannot be awaited again."""
-    for attempt in range(1, attempts + 1):
-        try:
-            await start()
-            return
-        except KafkaConnectionError:
-            if attempt == attempts:
-                raise
-            log.info("broker not reachable yet", what=what, attempt=attempt)
-            await asyncio.sleep(1)
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(KafkaConnectionError), stop=stop_after_attempt(attempts), wait=wait_fixed(1),
+        before_sleep=lambda attempt: log.info("broker not reachable yet", what=what, attempt=attempt.attempt_number),
+        reraise=True)
+    await retrying(awaiting(start))
 
 
 def _raw_body(message: Any) -> Any:

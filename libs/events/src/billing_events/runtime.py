@@ -29,6 +29,7 @@ import uvicorn
 from fastapi import APIRouter
 from faststream.kafka import KafkaBroker
 from sqlalchemy import MetaData, text
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_fixed
 
 from billing_events import catalog as _catalog  # noqa: F401  (registers every event type)
 from billing_events import inbox, metrics, migrations, topics
@@ -36,7 +37,7 @@ from billing_events.archive import events_router
 from billing_events.auth import Tokens
 from billing_events.clock import Clock
 from billing_events.consumer import BatchHandler, EventConsumer
-from billing_events.db import Database, is_transient
+from billing_events.db import Database, awaiting, is_transient
 from billing_events.http import DoorPolicy, build_http_app, build_metrics_app
 from billing_events.kafka import empty_topics, ensure_topics, make_broker, make_producer, start_producer, subscribe
 from billing_events.logging import configure_logging, get_logger
@@ -295,18 +296,18 @@ class ServiceRuntime:
     async def _supervised(self, task: BackgroundTask, name: str) -> None:
         """Run a background loop for the life of the service: a failure is logged and the loop
         starts again, so one database outage does not silence it for good."""
-        while True:
-            try:
-                await task()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if is_transient(exc):  # the database or the network away: expected, no traceback
-                    log.warning("background task interrupted; restarting it", task=name, error=repr(exc))
-                else:
-                    log.exception("background task failed; restarting it", task=name)
-                await asyncio.sleep(1)
+
+        def note(attempt: RetryCallState) -> None:
+            failure = attempt.outcome.exception() if attempt.outcome else None
+            if failure is not None and is_transient(failure):  # the database or the network away: no traceback
+                log.warning("background task interrupted; restarting it", task=name, error=repr(failure))
+            else:
+                log.error("background task failed; restarting it", task=name, exc_info=failure)
+
+        # Cancellation is no Exception: it ends the loop.
+        restarting = AsyncRetrying(retry=retry_if_exception_type(Exception), stop=stop_never, wait=wait_fixed(1),
+                                   before_sleep=note)
+        await restarting(awaiting(task))
 
     async def _serve(self, app: Any, port: int, what: str) -> int:
         """Serve ``app`` on ``port`` for the life of the service; the port it got (0: any free one)."""

@@ -417,10 +417,6 @@ async def set_notices_off(conn: AsyncConnection, account_number: str, kinds: lis
     return int(version)
 
 
-async def count_subscribers(conn: AsyncConnection) -> int:
-    return await conn.scalar(select(func.count()).select_from(subscribers)) or 0
-
-
 # --- pending passwords ----------------------------------------------------------------------
 
 

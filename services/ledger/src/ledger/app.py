@@ -1,7 +1,7 @@
 """The ledger process: wires the store, the handler and the shared runtime together.
 
-`python -m ledger ops --help`: the operations on the ledger's journal (verify, rebuild, replay,
-statement, receipt), which print their reports as JSON."""
+The operations on the ledger's journal (verify, rebuild, replay, statement, receipt) are
+:mod:`ledger.ops`, a library the `billing` command line calls."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
-from uuid6 import uuid7
 
+from billing_contracts.ids import uuid7
 from billing_events import metrics, outbox
 from billing_events.catalog.identity import SubscriberRegistered
 from billing_events.catalog.ledger import (

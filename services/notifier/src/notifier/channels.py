@@ -1,5 +1,5 @@
-"""The delivery channels (the domain's :class:`notifier.domain.Channel` port), and the retry
-loop around a failing one.
+"""The delivery channels (the domain's :class:`notifier.domain.Channel` port); the deliverer
+(:mod:`notifier.delivery`) tries a failing one again by the retry policy.
 
 A channel either delivers or raises :class:`DeliveryError` saying whether trying again may
 help. Reasons name status codes and error classes, never the message or the address, because
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Literal
@@ -20,7 +19,7 @@ import aiosmtplib
 import httpx
 import structlog
 
-from notifier.domain import Channel, Destination, Message, RandomSource, RetryPolicy
+from notifier.domain import Destination, Message
 
 REDACTED = "[redacted]"
 
@@ -191,49 +190,3 @@ class HttpSmsChannel:
         raise DeliveryError(
             f"SMS gateway answered {status}", retryable=status >= 500 or status == 429
         )
-
-
-# --- retrying ---------------------------------------------------------------------------------
-
-
-class DeliveryFailed(Exception):
-    """The last try failed, or a failure was permanent."""
-
-    def __init__(self, reason: str, attempts: int) -> None:
-        super().__init__(f"{reason} (after {attempts} tries)")
-        self.reason = reason
-        self.attempts = attempts
-
-
-Sleep = Callable[[float], Awaitable[None]]
-
-
-async def deliver(
-    channel: Channel,
-    destination: Destination,
-    message: Message,
-    *,
-    policy: RetryPolicy,
-    rng: RandomSource,
-    sleep: Sleep = asyncio.sleep,
-) -> int:
-    """Send with retries; returns how many tries it took, or raises :class:`DeliveryFailed`."""
-    attempt = 1
-    while True:
-        try:
-            await channel.send(destination, message)
-            return attempt
-        except DeliveryError as error:
-            delay = policy.next_delay(attempt, rng) if error.retryable else None
-            if delay is None:
-                raise DeliveryFailed(error.reason, attempt) from None
-            log.warning(
-                "notifier.delivery_retry",
-                template=message.template,
-                masked_destination=destination.masked,
-                attempt=attempt,
-                reason=error.reason,
-                retry_in_s=round(delay.total_seconds(), 3),
-            )
-            await sleep(delay.total_seconds())
-            attempt += 1

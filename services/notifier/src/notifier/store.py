@@ -335,10 +335,6 @@ async def take_parked(conn: AsyncConnection, account_number: str) -> list[bytes]
     return [row.envelope for row in rows]
 
 
-async def count_parked(conn: AsyncConnection) -> int:
-    return await conn.scalar(select(func.count()).select_from(parked_events)) or 0
-
-
 # --- deliveries -------------------------------------------------------------------------------
 
 

@@ -61,8 +61,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
-from uuid6 import uuid7
 
+from billing_contracts.ids import uuid7
 from billing_events.catalog.common import AccountNumber
 from billing_events.catalog.tariff import ChargeApplied, ClosureSettlement, RequestChannel
 from billing_events.db import retry_transient
