@@ -386,10 +386,20 @@ async def entries(
                          r.business_key) for r in rows]
 
 
-async def stream_postings(conn: AsyncConnection, batch: int = 50_000) -> AsyncIterator[Sequence[tuple[str, int, str]]]:
-    """All (account, amount, currency) rows in chunks: the input of a full rebuild."""
-    async for chunk in _chunks(conn, select(postings.c.account, postings.c.amount, postings.c.currency), batch):
-        yield chunk
+async def posted_balances(conn: AsyncConnection) -> tuple[dict[tuple[str, str], int], int]:
+    """Every (account, currency) posted to, with the sum of its postings, and how many postings
+    were summed: a full rebuild's balances. A balance means nothing but the sum of its postings
+    (a reversal is postings of its own), so the database sums them in one ``GROUP BY`` instead of
+    sending every posting to Python."""
+    rows = await conn.execute(
+        select(postings.c.account, postings.c.currency, func.sum(postings.c.amount), func.count())
+        .group_by(postings.c.account, postings.c.currency))
+    balances: dict[tuple[str, str], int] = {}
+    summed = 0
+    for account, currency, total, count in rows:
+        balances[(account, currency)] = int(total)  # PostgreSQL's sum of bigints is a numeric
+        summed += count
+    return balances, summed
 
 
 async def _chunks(
