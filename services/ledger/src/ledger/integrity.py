@@ -76,7 +76,7 @@ async def _audit(conn: AsyncConnection, seals: Iterable[Seal], progress: Progres
                 feed(record)
             progress(audit.entries, total)
     progress(audit.entries, total)
-    return audit.finish(await store.head(conn), await store.stored_balances(conn), await store.stored_settings(conn))
+    return audit.finish(await store.head(conn), *await store.stored_projections(conn))
 
 
 async def verify(ctx: LedgerContext, seals: Iterable[Seal] = (), progress: Progress = _quiet) -> AuditReport:
@@ -141,9 +141,10 @@ async def _check(ctx: LedgerContext, progress: Progress) -> RebuildReport:
         await store.consistent_snapshot(conn)
         replayed, done = await store.posted_balances(conn)
         progress(done, done)
-        mismatches = domain.find_mismatches(await store.stored_balances(conn), replayed)
+        stored_balances, stored_settings = await store.stored_projections(conn)
+        mismatches = domain.find_mismatches(stored_balances, replayed)
         settings = domain.find_settings_mismatches(
-            await store.stored_settings(conn), domain.settings_of_facts(await store.journaled_settings(conn)))
+            stored_settings, domain.settings_of_facts(await store.journaled_settings(conn)))
     report = RebuildReport(done, len(replayed), mismatches, settings, False, [], [])
     _log_drift(report, repaired=False)
     return report
