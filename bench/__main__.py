@@ -84,8 +84,6 @@ async def run(sizes: Sizes, console: Console) -> dict[str, Any]:
                 restore=sizes.history_restore, repeat=5, say=say)
             figures["day_close"] = await day_close.run(
                 broker, databases, subscriptions=sizes.day_close_subscriptions, say=say)
-            figures["day_close_vs_ingestion"] = (
-                figures["day_close"]["charges_per_s"] / figures["ingestion"]["movements_per_s"])
         figures["replay"] = await replay.run(
             databases, entries=sizes.replay_entries, large_entries=sizes.replay_large_entries, accounts=sizes.accounts,
             repeat=sizes.replay_repeat, say=say)
@@ -101,29 +99,53 @@ async def run(sizes: Sizes, console: Console) -> dict[str, Any]:
     finally:
         await databases.drop_all()
     return {
-        **ingestion_ratios(figures),
+        **headline(figures),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": infra.machine(),
         "broker": broker_source,
         "sizes": asdict(sizes),
         "seconds": time.perf_counter() - started,
         **figures,
-        "replay_vs_fold": figures["replay"]["replay_vs_fold"],
-        "verify_vs_fold": figures["replay"]["verify_vs_fold"],
     }
 
 
 LEDGER_PROCESSES = process_names(ROLES)
 
 
-def ingestion_ratios(figures: dict[str, Any]) -> dict[str, float]:
-    """The ledger's costs over the same run's broker ceilings: CPU per movement of every process
-    involved (ledger, PostgreSQL, broker) over a plain consumer's CPU to consume and decode one
-    message, and the latency p99 over two plain broker hops' p99."""
-    cpu, lat = figures["cpu"], figures["latency"]
+def headline(figures: dict[str, Any]) -> dict[str, float | None]:
+    """The issue's targets, first in the JSON: each as ``<name>`` (the ratio) with
+    ``<name>_ceiling`` beside it (what it is held against: a reference measured in the same run,
+    whose unit docs/performance.md gives; the peak RSS alone, an absolute, against its bound).
+    ``accounts_1m_vs_10k`` is None when the run had no ingestion among many accounts."""
+    cpu, lat, ing, rep = figures["cpu"], figures["latency"], figures["ingestion"], figures["replay"]
+    consume, base = ing["ceiling_consume_us_per_message"], ledger_and_postgres_us_per_movement(cpu)
     spent = sum(cpu.get(f"{part}_us_per_movement", 0.0) for part in ("ledger", "postgres", "broker"))
-    return {"cpu_per_movement_vs_consume": spent / figures["ingestion"]["ceiling_consume_us_per_message"],
-            "p99_vs_two_hops": lat["p99_ms"] / lat["ceiling_p99_ms"]}
+    large = figures.get("ingestion_large")
+    ratios = {
+        "cpu_per_movement_vs_consume": (spent / consume, consume),
+        "p99_vs_two_hops": (lat["p99_ms"] / lat["ceiling_p99_ms"], lat["ceiling_p99_ms"]),
+        "replay_vs_fold": (rep["replay_vs_fold"], rep["fold_entries_per_s"]),
+        "verify_vs_fold": (rep["verify_vs_fold"], rep["fold_entries_per_s"]),
+        "day_close_vs_ingestion": (figures["day_close"]["charges_per_s"] / ing["movements_per_s"],
+                                   ing["movements_per_s"]),
+        "rss_peak_mib_max": (largest_peak_rss_mib(figures), RATIO_TARGETS["peak_rss_mib_per_process"]),
+        "accounts_1m_vs_10k": (ledger_and_postgres_us_per_movement(large["cpu"]) / base if large and base else None,
+                               base),
+    }
+    return {key: value for name, (ratio, ceiling) in ratios.items()
+            for key, value in ((name, ratio), (f"{name}_ceiling", ceiling))}
+
+
+def ledger_and_postgres_us_per_movement(cpu: dict[str, float]) -> float:
+    """CPU per movement of the ledger's processes and its database: what grows with the accounts."""
+    return cpu.get("ledger_us_per_movement", 0.0) + cpu.get("postgres_us_per_movement", 0.0)
+
+
+def largest_peak_rss_mib(figures: dict[str, Any]) -> float:
+    """The largest peak RSS of any one ledger process, among few accounts and among many."""
+    rows = [figures["memory"], *([figures["ingestion_large"]["memory"]] if "ingestion_large" in figures else [])]
+    return max(row[f"{name}_peak_rss_mib"] for row in rows for name in LEDGER_PROCESSES
+               if f"{name}_peak_rss_mib" in row)
 
 
 def table(results: dict[str, Any]) -> Table:
@@ -143,8 +165,8 @@ def table(results: dict[str, Any]) -> Table:
         mark(ing["postings_per_s"] >= TARGETS["postings_per_s"]),
     )
     if large := results.get("ingestion_large"):
-        per_movement = large["cpu"].get("ledger_us_per_movement", 0.0) + large["cpu"].get("postgres_us_per_movement", 0.0)
-        base = results["cpu"].get("ledger_us_per_movement", 0.0) + results["cpu"].get("postgres_us_per_movement", 0.0)
+        per_movement = ledger_and_postgres_us_per_movement(large["cpu"])
+        base = results["accounts_1m_vs_10k_ceiling"]
         grid.add_row(
             f"1b. ingestion ({large['movements']:,} payments+charges, {large['accounts']:,} accounts)",
             f"{large['postings_per_s']:,.0f} postings/s; {per_movement:,.0f} µs CPU per movement (ledger + PostgreSQL)",
@@ -237,9 +259,9 @@ def table(results: dict[str, Any]) -> Table:
             "   latency p99 vs two plain broker hops", f"{lat['p99_ms']:.1f} ms", f"{lat['ceiling_p99_ms']:.1f} ms",
             f"{results['p99_vs_two_hops']:.2f}x", f"<= {limit}x", mark(results["p99_vs_two_hops"] <= limit))
         limit = RATIO_TARGETS["peak_rss_mib_per_process"]
-        largest = max(mem[f"{name}_peak_rss_mib"] for name in LEDGER_PROCESSES if f"{name}_peak_rss_mib" in mem)
-        grid.add_row("   largest ledger process peak RSS", f"{largest:,.0f} MiB", "", "", f"<= {limit} MiB",
-                     mark(largest <= limit))
+        largest = results["rss_peak_mib_max"]
+        grid.add_row("   largest ledger process peak RSS (among few accounts and among many)", f"{largest:,.0f} MiB",
+                     "", "", f"<= {limit} MiB", mark(largest <= limit))
     if signatures := results.get("signatures"):
         consume = ing["ceiling_consume_us_per_message"]
         grid.add_row(

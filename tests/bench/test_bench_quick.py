@@ -48,5 +48,23 @@ def test_quick_bench_reports_all_five_figures(tmp_path: Path, bootstrap_servers:
     assert results["ingestion"]["postings"] == 2 * posted  # every payment and charge, none refused
     assert results["replay"]["entries"] >= 100_000
     assert results["day_close"]["charges"] > results["day_close"]["subscriptions"]  # a plan each, some an option
-    assert results["day_close_vs_ingestion"] > 0
+    # The targets lead the JSON, each ratio with its ceiling beside it, under the names.
+    targets = ["cpu_per_movement_vs_consume", "p99_vs_two_hops", "replay_vs_fold", "verify_vs_fold",
+               "day_close_vs_ingestion", "rss_peak_mib_max", "accounts_1m_vs_10k"]
+    leading = [key for name in targets for key in (name, f"{name}_ceiling")]
+    assert list(results)[:len(leading)] == leading
+    for key in leading:
+        assert isinstance(results[key], int | float) and results[key] > 0, f"{key} = {results[key]!r}"
+    latency, replay = results["latency"], results["replay"]
+    assert results["p99_vs_two_hops_ceiling"] == latency["ceiling_p99_ms"]
+    assert results["p99_vs_two_hops"] == pytest.approx(latency["p99_ms"] / latency["ceiling_p99_ms"])
+    assert results["replay_vs_fold"] == replay["replay_vs_fold"]
+    assert results["verify_vs_fold"] == replay["verify_vs_fold"]
+    assert results["replay_vs_fold_ceiling"] == results["verify_vs_fold_ceiling"] == replay["fold_entries_per_s"]
+    assert results["day_close_vs_ingestion"] == pytest.approx(
+        results["day_close"]["charges_per_s"] / results["day_close_vs_ingestion_ceiling"])
+    assert results["day_close_vs_ingestion_ceiling"] == results["ingestion"]["movements_per_s"]
+    peaks = [row[f"{name}_peak_rss_mib"] for row in (results["memory"], results["ingestion_large"]["memory"])
+             for name in ("consumer_1", "consumer_2", "relay")]
+    assert results["rss_peak_mib_max"] == max(peaks) and results["rss_peak_mib_max_ceiling"] == 100
     assert "billing suite benchmarks" in completed.stdout

@@ -3,13 +3,14 @@ it, and seal its chain head outside the database.
 
 - :func:`verify` reads the journal's raw rows in one snapshot and reports every finding of
   :mod:`ledger.domain.audit`; it never raises on damaged data.
-- :func:`rebuild` replays the postings and the account facts and reports the projection drift
-  :func:`verify` reports (balances per account and currency, and settings); with ``repair`` it
-  first holds every writer off (:func:`ledger.store.lock_out_writers`), audits the journal
-  against the seals given, and only then overwrites the projections, in the same transaction:
-  no posting lands between the replay and the write, and a journal that fails the audit (a seal
-  it does not reproduce included) is not copied into the balances unless the operator says it
-  is to be trusted (logged as the operator's act).
+- :func:`rebuild` replays the postings (summed by the database) and the account facts and
+  reports the projection drift :func:`verify` reports (balances per account and currency, and
+  settings); with ``repair`` it first holds every writer off
+  (:func:`ledger.store.lock_out_writers`), audits the journal against the seals given, and only
+  then overwrites the projections, in the same transaction: no posting lands between the replay
+  and the write, and a journal that fails the audit (a seal it does not reproduce included) is
+  not copied into the balances unless the operator says it is to be trusted (logged as the
+  operator's act).
 - :func:`seal` publishes the chain head (``JournalSealed``) through the outbox;
   :func:`keep_sealing` does it periodically. An auditor checks the journal against those seals:
   rewriting history then needs the topic rewritten too, which the database's writer cannot do.
@@ -75,7 +76,7 @@ async def _audit(conn: AsyncConnection, seals: Iterable[Seal], progress: Progres
                 feed(record)
             progress(audit.entries, total)
     progress(audit.entries, total)
-    return audit.finish(await store.head(conn), await store.stored_balances(conn), await store.stored_settings(conn))
+    return audit.finish(await store.head(conn), *await store.stored_projections(conn))
 
 
 async def verify(ctx: LedgerContext, seals: Iterable[Seal] = (), progress: Progress = _quiet) -> AuditReport:
@@ -138,20 +139,12 @@ async def rebuild(ctx: LedgerContext, *, repair: bool = False, seals: Iterable[S
 async def _check(ctx: LedgerContext, progress: Progress) -> RebuildReport:
     async with ctx.db.transaction() as conn:
         await store.consistent_snapshot(conn)
-        total = await _total(conn, progress)
-        replayed: dict[tuple[str, str], int] = {}
-        get = replayed.get
-        done = 0
-        with _collector_paused():
-            async for chunk in store.stream_postings(conn):
-                for account, amount, currency in chunk:
-                    key = (account, currency)
-                    replayed[key] = get(key, 0) + amount
-                done += len(chunk)
-                progress(done, total)
-        mismatches = domain.find_mismatches(await store.stored_balances(conn), replayed)
+        replayed, done = await store.posted_balances(conn)
+        progress(done, done)
+        stored_balances, stored_settings = await store.stored_projections(conn)
+        mismatches = domain.find_mismatches(stored_balances, replayed)
         settings = domain.find_settings_mismatches(
-            await store.stored_settings(conn), domain.settings_of_facts(await store.journaled_settings(conn)))
+            stored_settings, domain.settings_of_facts(await store.journaled_settings(conn)))
     report = RebuildReport(done, len(replayed), mismatches, settings, False, [], [])
     _log_drift(report, repaired=False)
     return report

@@ -407,10 +407,20 @@ async def entries(
                          r.business_key) for r in rows]
 
 
-async def stream_postings(conn: AsyncConnection, batch: int = 50_000) -> AsyncIterator[Sequence[tuple[str, int, str]]]:
-    """All (account, amount, currency) rows in chunks: the input of a full rebuild."""
-    async for chunk in _chunks(conn, select(postings.c.account, postings.c.amount, postings.c.currency), batch):
-        yield chunk
+async def posted_balances(conn: AsyncConnection) -> tuple[dict[tuple[str, str], int], int]:
+    """Every (account, currency) posted to, with the sum of its postings, and how many postings
+    were summed: a full rebuild's balances. A balance means nothing but the sum of its postings
+    (a reversal is postings of its own), so the database sums them in one ``GROUP BY`` instead of
+    sending every posting to Python."""
+    rows = await conn.execute(
+        select(postings.c.account, postings.c.currency, func.sum(postings.c.amount), func.count())
+        .group_by(postings.c.account, postings.c.currency))
+    balances: dict[tuple[str, str], int] = {}
+    summed = 0
+    for account, currency, total, count in rows:
+        balances[(account, currency)] = int(total)  # PostgreSQL's sum of bigints is a numeric
+        summed += count
+    return balances, summed
 
 
 async def _chunks(
@@ -448,24 +458,21 @@ async def double_entry_rows(conn: AsyncConnection) -> tuple[dict[str, int], list
     return totals, list(unbalanced)
 
 
-async def stored_balances(conn: AsyncConnection) -> dict[tuple[str, str], int]:
-    """The projections as stored, by account code and currency (what a rebuild compares against)."""
-    stored: dict[tuple[str, str], int] = {}
-    for row in await conn.execute(select(accounts.c.number, accounts.c.currency, accounts.c.main, accounts.c.bonus)):
-        stored[(main_account(row.number), row.currency)] = row.main
-        stored[(bonus_account(row.number), row.currency)] = row.bonus
-    for row in await conn.execute(select(operator_balances.c.code, operator_balances.c.currency,
-                                         operator_balances.c.balance)):
-        stored[(row.code, row.currency)] = row.balance
-    return stored
-
-
-async def stored_settings(conn: AsyncConnection) -> dict[str, AccountSettings]:
-    """Every account's settings as the projection holds them (what the audit compares)."""
-    rows = await conn.execute(select(accounts.c.number, accounts.c.currency, accounts.c.payment_type,
-                                     accounts.c.credit_limit, accounts.c.is_open))
-    return {row.number: AccountSettings(row.number, row.currency, PaymentType(row.payment_type), row.credit_limit,
-                                        row.is_open) for row in rows}
+async def stored_projections(conn: AsyncConnection) -> tuple[dict[tuple[str, str], int], dict[str, AccountSettings]]:
+    """The projections as stored: balances by account code and currency, and every account's
+    settings (what a rebuild and an audit compare against), the accounts read once for both."""
+    balances: dict[tuple[str, str], int] = {}
+    settings: dict[str, AccountSettings] = {}
+    for number, currency, main, bonus, payment_type, credit_limit, is_open in await conn.execute(select(
+            accounts.c.number, accounts.c.currency, accounts.c.main, accounts.c.bonus, accounts.c.payment_type,
+            accounts.c.credit_limit, accounts.c.is_open)):
+        balances[(main_account(number), currency)] = main
+        balances[(bonus_account(number), currency)] = bonus
+        settings[number] = AccountSettings(number, currency, PaymentType(payment_type), credit_limit, is_open)
+    for code, currency, balance in await conn.execute(select(operator_balances.c.code, operator_balances.c.currency,
+                                                             operator_balances.c.balance)):
+        balances[(code, currency)] = balance
+    return balances, settings
 
 
 async def journaled_settings(conn: AsyncConnection) -> list[str]:
