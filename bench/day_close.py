@@ -25,9 +25,9 @@ from uuid import uuid4
 
 from sqlalchemy import func, select
 
-from billing_events.catalog.ledger import PaymentType
+from billing_contracts.catalog.ledger import PaymentType
 from billing_events.clock import ManualClock
-from billing_events.money import Money
+from billing_contracts.money import Money
 from billing_events.runtime import tune_garbage_collector
 from billing_events.schema import outbox
 from billing_events.settings import KafkaSettings

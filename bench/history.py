@@ -25,21 +25,21 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 
 from billing_cli.history import read_account, timeline
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.archive import events_router
 from billing_events.auth import TokenKeys, Tokens, generate_token_keypair
-from billing_events.catalog.ledger import BalanceChanged, PaymentType
+from billing_contracts.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.clock import SystemClock
 from billing_events.db import Database
 from billing_events.embedded import free_port
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 from billing_events.http import build_http_app
 from billing_events.kafka import ensure_topics
-from billing_events.money import Money
+from billing_contracts.money import Money
 from billing_events.outbox import OutboxRelay
 from billing_events.schema import plumbing_metadata
 from billing_events.settings import KafkaSettings
-from billing_events.topics import EVENT_TOPICS, TopicNames
+from billing_contracts.topics import EVENT_TOPICS, TopicNames
 
 from bench.infra import Broker, Databases, asyncpg_dsn
 

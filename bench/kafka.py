@@ -12,11 +12,11 @@ from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.admin import AdminSettings
 from billing_events.kafka import BATCH_TIMEOUT_MS, client_options, ensure_topics
 from billing_events.settings import KafkaSettings
-from billing_events.topics import EVENT_TOPICS, TopicNames
+from billing_contracts.topics import EVENT_TOPICS, TopicNames
 
 from bench.workload import Message
 

@@ -31,7 +31,8 @@ import asyncpg
 
 from aiokafka import ConsumerRecord
 
-from billing_events import migrations, topics
+from billing_contracts import topics
+from billing_events import migrations
 from billing_events.db import Database
 from billing_events.signing import Keyring
 

@@ -26,12 +26,12 @@ from uuid import UUID
 
 import asyncpg
 
-from billing_events.catalog.ledger import PaymentType
+from billing_contracts.catalog.ledger import PaymentType
 from billing_events.clock import SystemClock
 from ledger.domain import GENESIS_HASH, AccountSettings, FactKind, JournalRecord, Posting
 from billing_events.db import Database
 from billing_events.schema import plumbing_metadata
-from billing_events.topics import TopicNames
+from billing_contracts.topics import TopicNames
 from ledger import service, store
 from ledger.context import LedgerContext
 

@@ -3,7 +3,7 @@
 They are the suite's own envelopes (the same JSON :meth:`Envelope.to_bytes` writes), signed by
 their producer's key as each publisher signs them (keys made afresh for the run, listed in the
 ledger's keyring: :func:`signing_environment`); one of each kind is decoded with
-:func:`billing_events.envelope.decode` before a run, so a drift between this file and the catalog
+:func:`billing_contracts.envelope.decode` before a run, so a drift between this file and the catalog
 fails loudly instead of measuring dead letters.
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from billing_contracts.accounts import luhn_check_digit
-from billing_events import topics
-from billing_events.envelope import decode
+from billing_contracts import topics
+from billing_contracts.envelope import decode
 from billing_events.signing import EnvelopeSigner, Keyring, generate_signing_key
 
 NOW = datetime(2026, 12, 10, 9, 0, tzinfo=UTC).isoformat()

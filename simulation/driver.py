@@ -25,13 +25,13 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from billing_contracts.catalog.ledger import PaymentType, RedemptionPurpose
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.errors import DomainError
 from billing_events.clock import ManualClock
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.envelope import Envelope
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.envelope import Envelope
 from billing_contracts.ids import uuid7
-from billing_events.money import Money
+from billing_contracts.money import Money
 from ledger import service as ledger
 from tariff import service as tariff
 

@@ -28,8 +28,8 @@ import structlog
 
 from sqlalchemy import select
 
-from billing_events import topics
-from billing_events.envelope import InvalidEvent, decode, is_current
+from billing_contracts import topics
+from billing_contracts.envelope import InvalidEvent, decode, is_current
 from billing_events.schema import dead_letters, outbox
 from ledger import integrity, store
 from notifier import store as notifier_store

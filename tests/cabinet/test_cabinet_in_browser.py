@@ -20,9 +20,9 @@ from babel.numbers import format_currency
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from billing_events import topics
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.envelope import Envelope
+from billing_contracts import topics
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.envelope import Envelope
 from billing_events.testing.plugin import eventually
 from tests.flows.conftest import Suite, registration_form
 from tests.flows.test_cabinet_api_doc import sent_secrets

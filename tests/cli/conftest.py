@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from billing_events import topics
-from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_contracts import topics
+from billing_contracts.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.clock import FileClock
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 from billing_events.runtime import ServiceRuntime
 from billing_events.testing import signing
 from billing_events.testing.clock import CLOCK_FILE_SETTING, clock_file

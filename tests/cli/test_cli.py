@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.auth import public_key_of
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 from billing_events.testing.intruder import as_intruder
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import eventually
@@ -102,7 +102,7 @@ async def test_operator_moves_a_suspense_payment_through_the_ledger_api(cli: Any
 async def test_dead_letter_list_show_and_retry(cli: Any) -> None:
     await cli.opened()
     envelope = Envelope.new(
-        __import__("billing_events.catalog.payments", fromlist=["PaymentReceived"]).PaymentReceived(
+        __import__("billing_contracts.catalog.payments", fromlist=["PaymentReceived"]).PaymentReceived(
             account_number=A, channel="bank", reference="DLQ-1", amount={"minor": 4_200},
             received_at=cli.clock.now()), account=A, producer="test", clock=cli.clock)
     broken = envelope.to_bytes().replace(b'"currency":"RUB"', b'"currency":"RUR"')

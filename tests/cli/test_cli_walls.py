@@ -31,7 +31,7 @@ def test_the_command_line_imports_no_service_but_the_ledgers_operations() -> Non
              if name.partition(".")[0] in SERVICES and not _allowed(name)}
     assert found == set()
     assert "ledger.ops" in _imported(CLI / "ledger_ops.py")  # the check sees `from ledger import ops`
-    assert "billing_events.catalog.ledger.JournalSealed" in _imported(CLI / "seals.py")  # the contract, seen
+    assert "billing_contracts.catalog.ledger.JournalSealed" in _imported(CLI / "seals.py")  # the contract, seen
 
 
 def test_the_check_catches_a_services_other_module(tmp_path: Path) -> None:

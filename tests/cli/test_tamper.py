@@ -11,11 +11,11 @@ from typing import Any
 
 from sqlalchemy import text
 
-from billing_events import topics
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
-from billing_events.envelope import Envelope
-from billing_events.money import Money
+from billing_contracts import topics
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
+from billing_contracts.envelope import Envelope
+from billing_contracts.money import Money
 from billing_events.testing.intruder import as_intruder
 from billing_events.testing.kafka_probe import TopicReader
 from ledger import integrity, service, store

@@ -12,7 +12,7 @@ import pytest
 from billing_events.admin import AdminSettings, main, probe, topic_plan
 from billing_events.embedded import free_port
 from billing_events.sealing import seal, unseal
-from billing_events.topics import DEAD_LETTER_RETENTION, EVENT_TOPICS
+from billing_contracts.topics import DEAD_LETTER_RETENTION, EVENT_TOPICS
 
 SERVICES = ["ledger", "identity", "tariff", "notifier"]
 

@@ -39,7 +39,7 @@ from billing_events.auth import generate_token_keypair, public_key_of
 from billing_events.sealing import generate_keypair
 from billing_events.settings import ServiceSettings
 from billing_events.signing import generate_signing_key
-from billing_events.topics import EVENT_TOPICS, dead_letter_spec
+from billing_contracts.topics import EVENT_TOPICS, dead_letter_spec
 from identity.settings import IdentitySettings
 from ledger.settings import LedgerSettings
 from notifier.settings import NotifierSettings

@@ -12,9 +12,9 @@ from pydantic import AfterValidator, TypeAdapter, ValidationError
 
 from billing_contracts.accounts import AccountNumber, InvalidAccountNumber, luhn_check_digit
 from billing_contracts.catalog import common
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.envelope import REGISTRY
-from billing_events.money import Money
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.envelope import REGISTRY
+from billing_contracts.money import Money
 
 
 def test_a_valid_number_is_its_string_with_its_check_digit() -> None:

@@ -8,11 +8,12 @@ from uuid import uuid4
 
 from pydantic import Field
 
-from billing_events import contracts, docs
-from billing_events.catalog.ledger import BalanceChanged
+from billing_contracts import contracts
+from billing_events import docs
+from billing_contracts.catalog.ledger import BalanceChanged
 from billing_events.clock import ManualClock
-from billing_events.envelope import REGISTRY, Envelope, Event, decode, envelope_model
-from billing_events.money import Money
+from billing_contracts.envelope import REGISTRY, Envelope, Event, decode, envelope_model
+from billing_contracts.money import Money
 
 
 def test_every_event_version_is_published_and_docs_are_fresh() -> None:

@@ -9,13 +9,13 @@ import httpx
 import pytest
 from fastapi import APIRouter
 
-from billing_events.catalog.payments import PaymentReceived
+from billing_contracts.catalog.payments import PaymentReceived
 from billing_events.clock import ManualClock
 from billing_events.consumer import EventRouter
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 from billing_events.errors import HTTP_STATUS, DomainError, ErrorKind
 from billing_events.http import build_http_app
-from billing_events.money import Money
+from billing_contracts.money import Money
 
 
 class Locked(DomainError):

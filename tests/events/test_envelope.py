@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from billing_events.catalog.payments import PaymentReceived
+from billing_contracts.catalog.payments import PaymentReceived
 from billing_events.clock import ManualClock
-from billing_events.envelope import Envelope, InvalidEvent, decode
-from billing_events.money import Money
+from billing_contracts.envelope import Envelope, InvalidEvent, decode
+from billing_contracts.money import Money
 
 clock = ManualClock(datetime(2026, 1, 31, 23, 59, tzinfo=UTC))
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from billing_events import contracts
+from billing_contracts import contracts
 from billing_events.archive import is_current_version
-from billing_events.catalog.tariff import ChargeApplied, ChargeAppliedV1, ChargedItem, FeeKind
+from billing_contracts.catalog.tariff import ChargeApplied, ChargeAppliedV1, ChargedItem, FeeKind
 from billing_events.clock import ManualClock
-from billing_events.envelope import Envelope, InvalidEvent, decode, is_current
+from billing_contracts.envelope import Envelope, InvalidEvent, decode, is_current
 from billing_events.inbox import fingerprint
-from billing_events.money import PositiveMoney
+from billing_contracts.money import PositiveMoney
 from ledger.domain.idempotency import business_key
 
 RECORDED = Path(__file__).parent / "recorded"

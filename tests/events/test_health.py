@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import MetaData
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.consumer import EventRouter
 from billing_events.embedded import EmbeddedBroker
 from billing_events.runtime import ServiceRuntime

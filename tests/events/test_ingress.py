@@ -17,19 +17,19 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events import topics
-from billing_events.catalog.identity import LegalStatus, PasswordIssued, PasswordPurpose, SubscriberRegistered
-from billing_events.catalog.payments import PaymentReceived
+from billing_contracts import topics
+from billing_contracts.catalog.identity import LegalStatus, PasswordIssued, PasswordPurpose, SubscriberRegistered
+from billing_contracts.catalog.payments import PaymentReceived
 from billing_events.consumer import EventConsumer, EventRouter, Rejected
 from billing_events.db import Database, upsert
-from billing_events.envelope import Envelope, Event
-from billing_events.money import Money
+from billing_contracts.envelope import Envelope, Event
+from billing_contracts.money import Money
 from billing_events.schema import dead_letters, inbox, outbox, plumbing_metadata
 from billing_events.signing import SIGNATURE_HEADERS, Keyring
 from billing_events.testing import signing
 from billing_events.testing.signing import signed_headers
 from billing_events.testing.clock import RunningClock
-from billing_events.topics import TopicNames
+from billing_contracts.topics import TopicNames
 
 A = "100000000008"
 clock = RunningClock()

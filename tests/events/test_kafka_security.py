@@ -36,7 +36,7 @@ from billing_events.embedded import EmbeddedBroker, free_port
 from billing_events.kafka import client_options, ensure_topics, make_broker
 from billing_events.settings import KafkaSettings
 from billing_events.testing import signing
-from billing_events.topics import TopicNames, TopicSpec
+from billing_contracts.topics import TopicNames, TopicSpec
 from ledger.settings import LedgerSettings
 
 

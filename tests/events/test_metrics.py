@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from prometheus_client import REGISTRY
 from sqlalchemy import MetaData
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.consumer import EventRouter
 from billing_events.http import ApiError
 from billing_events.outbox import stage_rows

@@ -16,7 +16,7 @@ from billing_contracts.catalog.ledger import BonusRedemptionRefusal, TransferRef
 from billing_events.errors import DomainError, ErrorKind
 from billing_events.http import _DEFAULT_CODES
 from billing_events.languages import TRANSLATED, catalogue, chosen_language, placeholders, sentence
-from billing_events.money import Money
+from billing_contracts.money import Money
 from ledger.domain.errors import KINDS as LEDGER_KINDS
 
 BASES = {"identity_error", "tariff_error", "voluntary_block_refused", "catalog_invalid"}

@@ -16,12 +16,12 @@ from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events import topics
-from billing_events.catalog.payments import PaymentReceived
+from billing_contracts import topics
+from billing_contracts.catalog.payments import PaymentReceived
 from billing_events.consumer import EventRouter, EventHandler
 from billing_events.db import upsert
-from billing_events.envelope import Envelope
-from billing_events.money import Money
+from billing_contracts.envelope import Envelope
+from billing_contracts.money import Money
 from billing_events.runtime import ServiceRuntime
 from billing_events.schema import dead_letters
 from billing_events.settings import ServiceSettings

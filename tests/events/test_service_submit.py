@@ -13,15 +13,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events.catalog.ledger import TransferRefusal, TransferRejected, TransferRequested
+from billing_contracts.catalog.ledger import TransferRefusal, TransferRejected, TransferRequested
 from billing_events.clock import ManualClock
 from billing_events.db import Database
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 from billing_events.errors import DomainError, ErrorKind
-from billing_events.money import Money
+from billing_contracts.money import Money
 from billing_events.schema import inbox, outbox, plumbing_metadata
 from billing_events.service import Decision, ServiceContext
-from billing_events.topics import TopicNames
+from billing_contracts.topics import TopicNames
 
 A, B = "100000000008", "100000000016"
 clock = ManualClock(datetime(2026, 11, 28, tzinfo=UTC))

@@ -37,21 +37,21 @@ from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import func, select
 
 from billing_cli.launcher import SERVICES, dev_secrets
-from billing_events import topics
-from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
-from billing_events.catalog.ledger import TransactionKind
-from billing_events.catalog.payments import PaymentReceived
+from billing_contracts import topics
+from billing_contracts.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_contracts.catalog.ledger import TransactionKind
+from billing_contracts.catalog.payments import PaymentReceived
 from billing_events.db import Database
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 from billing_events.kafka import ensure_topics
-from billing_events.money import Money
+from billing_contracts.money import Money
 from billing_events.schema import dead_letters, inbox, outbox
 from billing_events.settings import KafkaSettings
 from billing_events.testing import signing
 from billing_events.testing.clock import RunningClock, clock_file
 from billing_events.testing.processes import ServiceProcess
 from billing_events.testing.signing import signed_headers
-from billing_events.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
+from billing_contracts.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
 from ledger import store
 from ledger.domain import FactKind
 from ledger.context import LedgerContext

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.testing.plugin import eventually
 from billing_events.testing.tcp_proxy import TcpProxy
 

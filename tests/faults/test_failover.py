@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.settings import KafkaSettings
 from billing_events.testing.plugin import eventually
 

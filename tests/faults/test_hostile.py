@@ -27,13 +27,13 @@ from typing import Any
 import pytest
 
 from billing_contracts.ids import uuid7
-from billing_events import topics
-from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
-from billing_events.catalog.ledger import BalanceChanged, PaymentType, TransferRequested
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
-from billing_events.envelope import REGISTRY, Envelope
-from billing_events.money import Money
+from billing_contracts import topics
+from billing_contracts.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_contracts.catalog.ledger import BalanceChanged, PaymentType, TransferRequested
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
+from billing_contracts.envelope import REGISTRY, Envelope
+from billing_contracts.money import Money
 from billing_events.sealing import seal
 from billing_events.testing import signing
 from billing_events.testing.kafka_probe import TopicReader

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from billing_events import topics
-from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
-from billing_events.money import Money
+from billing_contracts import topics
+from billing_contracts.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
+from billing_contracts.money import Money
 from billing_events.testing.kafka_probe import TopicReader
 from billing_events.testing.plugin import eventually
 from billing_events.testing.signing import signed_headers
-from billing_events.topics import dead_letter_topic
+from billing_contracts.topics import dead_letter_topic
 
 BAD = int(os.environ.get("BILLING_TEST_POISON_BAD", 2_000))
 VALID = int(os.environ.get("BILLING_TEST_POISON_VALID", 5_000))

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.testing.kafka_probe import TopicReader
 from billing_events.testing.plugin import eventually
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from billing_cli.launcher import SERVICES
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.sealing import seal
 from billing_events.testing.plugin import eventually
 

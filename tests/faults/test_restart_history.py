@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from billing_cli.launcher import SERVICES, dev_secrets
 from billing_cli.watch import read_from_beginning
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.clock import FileClock
 from billing_events.embedded import EmbeddedBroker, free_port
 from billing_events.testing.clock import CLOCK_FILE_SETTING, clock_file

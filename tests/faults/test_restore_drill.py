@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import func, select
 
 from billing_cli.launcher import SERVICES
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.db import Database
 from billing_events.schema import dead_letters
 from billing_events.sealing import seal

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.testing.plugin import eventually
 
 PAYMENTS = int(os.environ.get("BILLING_TEST_SCALE_PAYMENTS", 10_000))

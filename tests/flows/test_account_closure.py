@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from billing_events import topics
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.envelope import Envelope, is_current
-from billing_events.money import Money
+from billing_contracts import topics
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.envelope import Envelope, is_current
+from billing_contracts.money import Money
 from billing_events.testing.kafka_probe import TopicReader
 from billing_events.testing.plugin import eventually
 from identity import service as identity

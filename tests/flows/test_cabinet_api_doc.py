@@ -27,10 +27,10 @@ from typing import Any
 import httpx
 import pytest
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.clock import ManualClock
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.envelope import Envelope
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.envelope import Envelope
 from billing_events.testing.plugin import eventually
 from ledger.settings import DEFAULT_CAMPAIGNS
 

@@ -20,12 +20,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from billing_events import topics
-from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
-from billing_events.catalog.ledger import PaymentType
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.envelope import Envelope, decode, is_current
-from billing_events.money import Money
+from billing_contracts import topics
+from billing_contracts.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_contracts.catalog.ledger import PaymentType
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.envelope import Envelope, decode, is_current
+from billing_contracts.money import Money
 from billing_events.schema import outbox
 from billing_events.sealing import seal
 from billing_events.testing.plugin import eventually

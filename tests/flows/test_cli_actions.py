@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 
 from billing_cli.output import money
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.outbox import archived
 from billing_events.testing.plugin import eventually
 from ledger import store as ledger_store

@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 
 from billing_cli.output import money
-from billing_events.money import Money
+from billing_contracts.money import Money
 from billing_events.testing.plugin import eventually
 from tariff import service
 from tariff.domain.proration import daily_share

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from billing_events import inbox, topics
+from billing_contracts import topics
+from billing_events import inbox
 from billing_events.admin import AdminSettings, rewind_group
-from billing_events.catalog.payments import PaymentReceived
+from billing_contracts.catalog.payments import PaymentReceived
 from billing_events.embedded import EmbeddedBroker
-from billing_events.envelope import Envelope, decode
-from billing_events.money import Money
+from billing_contracts.envelope import Envelope, decode
+from billing_contracts.money import Money
 from billing_events.schema import inbox as inbox_table
 from billing_events.schema import outbox
 from billing_events.settings import KafkaSettings

@@ -19,11 +19,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
-from billing_events import topics
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.envelope import Envelope
+from billing_contracts import topics
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
-from billing_events.money import Money
+from billing_contracts.money import Money
 from billing_events.testing.plugin import RenderedLogs, eventually
 from identity import service as identity
 from identity.domain.registration import RegistrationCommand

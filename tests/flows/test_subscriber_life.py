@@ -16,10 +16,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from billing_cli.history import read_account, timeline
-from billing_events import topics
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.envelope import Envelope
-from billing_events.money import Money
+from billing_contracts import topics
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.envelope import Envelope
+from billing_contracts.money import Money
 from billing_events.testing.clock import at_dates_that_matter
 from billing_events.testing.plugin import eventually
 from identity import service as identity

@@ -10,12 +10,13 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from billing_events import migrations, topics
-from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
-from billing_events.catalog.payments import PaymentReceived
+from billing_contracts import topics
+from billing_events import migrations
+from billing_contracts.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_contracts.catalog.payments import PaymentReceived
 from billing_events.db import Database
-from billing_events.envelope import Envelope
-from billing_events.money import Money
+from billing_contracts.envelope import Envelope
+from billing_contracts.money import Money
 from billing_events.sealing import seal
 from billing_events.testing.plugin import eventually
 from ledger import store as ledger_store

@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from billing_events import topics
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.envelope import Envelope
-from billing_events.money import Money
+from billing_contracts import topics
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.envelope import Envelope
+from billing_contracts.money import Money
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import eventually
 from hypothesis import HealthCheck, Phase, given, settings

@@ -18,7 +18,7 @@ import jwt
 import pytest
 
 from billing_events import revocations
-from billing_events.catalog.identity import RevokedKind, TokenRevoked
+from billing_contracts.catalog.identity import RevokedKind, TokenRevoked
 from billing_events.clock import ManualClock
 from billing_events.schema import plumbing_metadata
 from billing_events.testing.plugin import operations_token, token_minter

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.auth import MAX_TOKEN_LIFETIME
-from billing_events.catalog.identity import PasswordPurpose
+from billing_contracts.catalog.identity import PasswordPurpose
 from billing_events.sealing import unseal
 from billing_events.testing.kafka_probe import TopicReader
 from billing_events.clock import ManualClock

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from billing_events import topics
-from billing_events.catalog.identity import PasswordPurpose
+from billing_contracts import topics
+from billing_contracts.catalog.identity import PasswordPurpose
 from billing_events.clock import ManualClock
 from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair, unseal

@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from billing_events import topics
-from billing_events.catalog.identity import PasswordPurpose
-from billing_events.catalog.ledger import AccountClosed
-from billing_events.catalog.tariff import ClosureSettlement
-from billing_events.envelope import Envelope
-from billing_events.money import Money
+from billing_contracts import topics
+from billing_contracts.catalog.identity import PasswordPurpose
+from billing_contracts.catalog.ledger import AccountClosed
+from billing_contracts.catalog.tariff import ClosureSettlement
+from billing_contracts.envelope import Envelope
+from billing_contracts.money import Money
 from billing_events.sealing import unseal
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import eventually, operations_token

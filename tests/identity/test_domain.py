@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_events.catalog.identity import LegalStatus, PasswordPurpose
+from billing_contracts.catalog.identity import LegalStatus, PasswordPurpose
 from identity.domain import (
     CODE_POLICY,
     LOGIN_POLICY,

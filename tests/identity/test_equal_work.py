@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from billing_events import topics
-from billing_events.catalog.identity import PasswordPurpose
+from billing_contracts import topics
+from billing_contracts.catalog.identity import PasswordPurpose
 from billing_events.testing.kafka_probe import TopicReader
 from identity import service
 from identity.domain import LoginRefused, account_number_from_sequence

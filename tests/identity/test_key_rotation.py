@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.testing.kafka_probe import TopicReader
 from identity import service, store
 from identity.context import personal_data_vault

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from billing_events import topics
-from billing_events.catalog.identity import PasswordPurpose
+from billing_contracts import topics
+from billing_contracts.catalog.identity import PasswordPurpose
 from billing_events.testing.kafka_probe import TopicReader
 from billing_events.testing.plugin import RenderedLogs
 from identity import service, store

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from billing_events.catalog.identity import PasswordPurpose
+from billing_contracts.catalog.identity import PasswordPurpose
 from billing_events.runtime import ServiceRuntime
 from billing_events.schema import outbox
 from billing_events.sealing import SealingError, generate_keypair, unseal

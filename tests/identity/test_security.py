@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from billing_events.catalog.identity import PasswordIssued, PasswordPurpose
+from billing_contracts.catalog.identity import PasswordIssued, PasswordPurpose
 from billing_events.sealing import SealingError, generate_keypair, seal, unseal
 from identity.domain import (
     CODE_POLICY,

@@ -13,8 +13,8 @@ import psutil
 import pytest
 from prometheus_client import REGISTRY
 
-from billing_events import topics
-from billing_events.catalog.identity import PasswordPurpose
+from billing_contracts import topics
+from billing_contracts.catalog.identity import PasswordPurpose
 from billing_events.testing.plugin import RenderedLogs
 from billing_events.testing.kafka_probe import TopicReader
 from identity import service

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from billing_events import topics
-from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
+from billing_contracts import topics
+from billing_contracts.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
 from billing_events.clock import ManualClock
-from billing_events.envelope import Envelope, Event
-from billing_events.money import Money
+from billing_contracts.envelope import Envelope, Event
+from billing_contracts.money import Money
 from billing_events.runtime import ServiceRuntime
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import eventually

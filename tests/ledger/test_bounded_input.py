@@ -13,12 +13,12 @@ from sqlalchemy import func, select
 from billing_contracts.accounts import AccountNumber
 from billing_contracts.dead_letter_record import DeadLetterRecord
 from billing_contracts.ids import uuid7
-from billing_events import topics
-from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
-from billing_events.money import MAX_MINOR
+from billing_contracts import topics
+from billing_contracts.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_contracts.money import MAX_MINOR
 from billing_events.schema import dead_letters, outbox
 from billing_events.testing.plugin import eventually
-from billing_events.topics import dead_letter_topic
+from billing_contracts.topics import dead_letter_topic
 from ledger import store
 
 A = "100000000008"

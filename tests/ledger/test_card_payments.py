@@ -17,8 +17,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from billing_events import topics
-from billing_events.money import Money
+from billing_contracts import topics
+from billing_contracts.money import Money
 from billing_events.schema import outbox
 from billing_events.testing.kafka_probe import TopicReader
 from billing_events.testing.plugin import bearer_token, eventually

@@ -8,8 +8,8 @@ from uuid import uuid4
 
 import pytest
 
-from billing_events.catalog.ledger import AccountClosed, AccountRefunded, FundsTransferred, TransactionKind
-from billing_events.catalog.tariff import ClosureSettlement, SubscriptionClosed
+from billing_contracts.catalog.ledger import AccountClosed, AccountRefunded, FundsTransferred, TransactionKind
+from billing_contracts.catalog.tariff import ClosureSettlement, SubscriptionClosed
 from ledger.domain import REFUNDS, AccountState, CommandRefused, settle_and_close
 
 LEAVING, HEIR = "100000000016", "100000000024"

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from uuid import UUID, uuid4, uuid5
 
 import pytest
-from billing_events.catalog.ledger import (
+from billing_contracts.catalog.ledger import (
     BalanceChanged,
     BonusAccrued,
     BonusRedeemed,
@@ -28,9 +28,9 @@ from billing_events.catalog.ledger import (
     TransferRequested,
     UnmatchedReason,
 )
-from billing_events.catalog.payments import PaymentChannel, PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
-from billing_events.money import MAX_MINOR, Money, PositiveMoney
+from billing_contracts.catalog.payments import PaymentChannel, PaymentReceived
+from billing_contracts.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
+from billing_contracts.money import MAX_MINOR, Money, PositiveMoney
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger.domain import (

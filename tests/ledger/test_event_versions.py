@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing_events import topics
-from billing_events.catalog.tariff import ChargeApplied, FeeKind
-from billing_events.money import PositiveMoney
+from billing_contracts import topics
+from billing_contracts.catalog.tariff import ChargeApplied, FeeKind
+from billing_contracts.money import PositiveMoney
 
 MIXED, PLAIN = "100000000008", "100000000016"
 FEES = [(FeeKind.SUBSCRIPTION, "internet-100", 1_667), (FeeKind.OPTION, "antivirus", 333),

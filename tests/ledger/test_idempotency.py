@@ -14,21 +14,21 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import func, select, text
 
-from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
-from billing_events.catalog.ledger import (
+from billing_contracts.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_contracts.catalog.ledger import (
     BonusRedemptionRequested,
     PaymentType,
     RedemptionPurpose,
     TransferRequested,
 )
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
 from billing_events.clock import ManualClock
 from billing_events.db import Database
-from billing_events.envelope import Envelope, Event
-from billing_events.money import Money
+from billing_contracts.envelope import Envelope, Event
+from billing_contracts.money import Money
 from billing_events.schema import plumbing_metadata
-from billing_events.topics import TopicNames
+from billing_contracts.topics import TopicNames
 from ledger import service, store
 from ledger.domain import BonusCampaign, LedgerError
 from ledger.context import LedgerContext
@@ -276,7 +276,7 @@ async def test_postgresql_refuses_to_commit_a_transaction_whose_postings_do_not_
 
 
 def test_the_ledger_codes_the_catalog_documents_are_the_ledgers_own() -> None:
-    from billing_events.catalog.ledger import LEDGER_REFUSALS
+    from billing_contracts.catalog.ledger import LEDGER_REFUSALS
     from ledger.domain import ErrorCode
 
     assert set(LEDGER_REFUSALS) <= {code.value for code in ErrorCode}

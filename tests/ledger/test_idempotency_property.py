@@ -18,16 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
-from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
-from billing_events.catalog.ledger import TransactionKind, TransferRequested
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
+from billing_contracts.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_contracts.catalog.ledger import TransactionKind, TransferRequested
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
 from billing_events.clock import ManualClock
 from billing_events.db import Database
-from billing_events.envelope import Envelope
-from billing_events.money import Money
+from billing_contracts.envelope import Envelope
+from billing_contracts.money import Money
 from billing_events.schema import plumbing_metadata
-from billing_events.topics import TopicNames
+from billing_contracts.topics import TopicNames
 from ledger import service, store
 from ledger.domain import LedgerError, OperatorNote, SuspenseStatus
 from ledger.context import LedgerContext

@@ -122,8 +122,8 @@ async def test_the_command_topic_holds_a_subscribers_request_to_their_own_accoun
     dead-lettered with its code and moves nothing."""
     from uuid import uuid4
 
-    from billing_events.catalog.ledger import PaymentType, PaymentTypeChangeRequested, TransferRequested
-    from billing_events.money import Money
+    from billing_contracts.catalog.ledger import PaymentType, PaymentTypeChangeRequested, TransferRequested
+    from billing_contracts.money import Money
     from ledger import service
 
     await ledger.register(A)
@@ -161,8 +161,8 @@ async def test_a_transfer_on_the_command_topic_without_the_money_is_refused_for_
     account numbers exist by transferring more than they have."""
     from uuid import uuid4
 
-    from billing_events.catalog.ledger import TransferRequested
-    from billing_events.money import Money
+    from billing_contracts.catalog.ledger import TransferRequested
+    from billing_contracts.money import Money
 
     await ledger.register(A)
     await ledger.register(B)

@@ -97,7 +97,7 @@ async def test_subscribers_choose_a_credit_limit_only_up_to_the_operators_ceilin
 
 
 async def test_who_asked_is_what_the_token_says_never_what_the_body_claims(ledger: Any) -> None:
-    from billing_events import topics
+    from billing_contracts import topics
     from billing_events.testing.kafka_probe import TopicReader
     from ledger import service
 
@@ -166,7 +166,7 @@ async def test_a_subscriber_token_opens_only_its_own_account(ledger: Any) -> Non
 
 
 async def test_replay_for_consumers_republishes_with_original_event_ids(ledger: Any) -> None:
-    from billing_events import topics
+    from billing_contracts import topics
     from billing_events.testing.kafka_probe import TopicReader
 
     a = "100000000008"

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from billing_contracts.accounts import luhn_check_digit
-from billing_events.catalog.ledger import PaymentType, TransactionKind
-from billing_events.money import Money
+from billing_contracts.catalog.ledger import PaymentType, TransactionKind
+from billing_contracts.money import Money
 from ledger import service
 from ledger.domain import LedgerError, transaction_id_for
 
@@ -80,7 +80,7 @@ async def test_credit_payment_type_lets_the_balance_go_to_minus_the_limit(ledger
 
 
 async def test_campaign_bonus_accrues_and_is_redeemed_without_touching_real_money(ledger: Any) -> None:
-    from billing_events.catalog.ledger import BonusRedemptionRequested, RedemptionPurpose
+    from billing_contracts.catalog.ledger import BonusRedemptionRequested, RedemptionPurpose
     from billing_contracts.ids import uuid7
 
     a = NUMBERS[0]

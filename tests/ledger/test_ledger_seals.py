@@ -8,11 +8,11 @@ import contextlib
 from contextlib import AsyncExitStack
 from typing import Any
 
-from billing_events import topics
-from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.envelope import Envelope
-from billing_events.money import Money
+from billing_contracts import topics
+from billing_contracts.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.envelope import Envelope
+from billing_contracts.money import Money
 from billing_events.testing.clock import RunningClock
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import eventually

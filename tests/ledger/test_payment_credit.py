@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from billing_events.catalog.ledger import BalanceChanged
-from billing_events.catalog.payments import PaymentChannel, PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
-from billing_events.money import PositiveMoney
+from billing_contracts.catalog.ledger import BalanceChanged
+from billing_contracts.catalog.payments import PaymentChannel, PaymentReceived
+from billing_contracts.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
+from billing_contracts.money import PositiveMoney
 from ledger.domain import BonusCampaign, apply_charge, open_account, receive_payment
 
 AT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

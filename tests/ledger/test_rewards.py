@@ -10,8 +10,8 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from billing_events.catalog.ledger import BonusRedemptionRequested, RedemptionPurpose
-from billing_events.money import Money
+from billing_contracts.catalog.ledger import BonusRedemptionRequested, RedemptionPurpose
+from billing_contracts.money import Money
 from billing_events.testing.plugin import token_minter
 from ledger import store
 from ledger.app import load_rewards

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
-from billing_events import outbox, topics
-from billing_events.catalog.ledger import TransferRequested
-from billing_events.envelope import Envelope
-from billing_events.money import Money
+from billing_contracts import topics
+from billing_events import outbox
+from billing_contracts.catalog.ledger import TransferRequested
+from billing_contracts.envelope import Envelope
+from billing_contracts.money import Money
 from billing_events.signing import KEY_ID_HEADER, SIGNATURE_HEADER, EnvelopeSigner, Keyring, generate_signing_key
 from billing_events.testing import signing
 from billing_events.testing.kafka_probe import TopicReader

@@ -19,8 +19,8 @@ from uuid import uuid4
 
 import pytest
 from aiosmtpd.controller import Controller
-from billing_events.catalog.ledger import BalanceChanged, PaymentType
-from billing_events.money import Money
+from billing_contracts.catalog.ledger import BalanceChanged, PaymentType
+from billing_contracts.money import Money
 from nacl.encoding import Base64Encoder
 from nacl.public import PrivateKey, SealedBox
 from notifier.crypto import SealOpener

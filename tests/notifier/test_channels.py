@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from billing_events.catalog.notifier import DeliveryChannel
-from billing_events.money import Money
+from billing_contracts.catalog.notifier import DeliveryChannel
+from billing_contracts.money import Money
 from notifier.channels import (
     REDACTED,
     DeliveryError,

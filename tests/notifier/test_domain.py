@@ -7,16 +7,16 @@ from datetime import date, datetime, timedelta
 from itertools import pairwise
 
 import pytest
-from billing_events.catalog.identity import (
+from billing_contracts.catalog.identity import (
     LoginLocked,
     PasswordIssued,
     PasswordPurpose,
     SubscriberRegistered,
 )
-from billing_events.catalog.ledger import PaymentType
-from billing_events.catalog.notifier import DeliveryChannel
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import (
+from billing_contracts.catalog.ledger import PaymentType
+from billing_contracts.catalog.notifier import DeliveryChannel
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.catalog.tariff import (
     AccountBlocked,
     AccountUnblocked,
     BlockReason,
@@ -25,8 +25,8 @@ from billing_events.catalog.tariff import (
     VoluntaryBlockStarted,
 )
 from billing_events.errors import DomainError, ErrorKind
-from billing_events.money import Money, PositiveMoney
-from billing_events.refusal import Refusal
+from billing_contracts.money import Money, PositiveMoney
+from billing_contracts.refusal import Refusal
 from hypothesis import given
 from hypothesis import strategies as st
 from nacl.encoding import Base64Encoder

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from billing_events import topics
-from billing_events.catalog.identity import LoginLocked, SubscriberRegistered
+from billing_contracts import topics
+from billing_contracts.catalog.identity import LoginLocked, SubscriberRegistered
 from billing_events.clock import ManualClock
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 from billing_events.sealing import generate_keypair, seal
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import bearer_token, eventually

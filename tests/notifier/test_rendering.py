@@ -8,23 +8,23 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pytest
-from billing_events.catalog.identity import (
+from billing_contracts.catalog.identity import (
     ContactChanged,
     ContactCodeIssued,
     LoginLocked,
     PasswordIssued,
     PasswordPurpose,
 )
-from billing_events.catalog.notifier import DeliveryChannel
-from billing_events.catalog.tariff import (
+from billing_contracts.catalog.notifier import DeliveryChannel
+from billing_contracts.catalog.tariff import (
     AccountBlocked,
     AccountUnblocked,
     TariffChanged,
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
 )
-from billing_events.envelope import Event
-from billing_events.money import Money
+from billing_contracts.envelope import Event
+from billing_contracts.money import Money
 from hypothesis import given
 from hypothesis import strategies as st
 from notifier.domain import (

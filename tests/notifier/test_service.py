@@ -19,8 +19,8 @@ from uuid import uuid4
 import httpx
 import pytest
 from pydantic import SecretStr
-from billing_events import topics
-from billing_events.catalog.identity import (
+from billing_contracts import topics
+from billing_contracts.catalog.identity import (
     ContactChanged,
     ContactCodeIssued,
     LoginLocked,
@@ -30,9 +30,9 @@ from billing_events.catalog.identity import (
     PasswordPurpose,
     SubscriberRegistered,
 )
-from billing_events.catalog.ledger import AccountClosed, BalanceChanged, PaymentType
-from billing_events.catalog.notifier import DeliveryChannel
-from billing_events.catalog.tariff import (
+from billing_contracts.catalog.ledger import AccountClosed, BalanceChanged, PaymentType
+from billing_contracts.catalog.notifier import DeliveryChannel
+from billing_contracts.catalog.tariff import (
     AccountBlocked,
     AccountUnblocked,
     BlockReason,
@@ -43,8 +43,8 @@ from billing_events.catalog.tariff import (
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
 )
-from billing_events.envelope import Envelope, Event
-from billing_events.money import Money
+from billing_contracts.envelope import Envelope, Event
+from billing_contracts.money import Money
 from billing_events.runtime import ServiceRuntime
 from billing_events.schema import inbox, outbox
 from billing_events.sealing import generate_keypair, seal

@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 
 import pytest
-from billing_events.catalog.notifier import DeliveryChannel
+from billing_contracts.catalog.notifier import DeliveryChannel
 from billing_events.db import Database
-from billing_events.money import Money
+from billing_contracts.money import Money
 from billing_events.schema import plumbing_metadata
 from notifier import store
 from notifier.domain import LowBalanceAlarm

@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from billing_events import topics
-from billing_events.catalog.identity import LegalStatus, SubscriberRegistered
-from billing_events.catalog.ledger import BalanceChanged, PaymentType, PaymentTypeChanged
+from billing_contracts import topics
+from billing_contracts.catalog.identity import LegalStatus, SubscriberRegistered
+from billing_contracts.catalog.ledger import BalanceChanged, PaymentType, PaymentTypeChanged
 from billing_events.clock import ManualClock
-from billing_events.envelope import Envelope, decode, is_current
-from billing_events.money import Money
+from billing_contracts.envelope import Envelope, decode, is_current
+from billing_contracts.money import Money
 from billing_events.runtime import ServiceRuntime
 from billing_events.schema import outbox
 from billing_events.testing.kafka_probe import RawProducer, TopicReader

@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.clock import ManualClock
-from billing_events.money import Money
+from billing_contracts.money import Money
 from billing_events.schema import dead_letters
 from billing_events.testing.plugin import eventually
 from tariff.catalog import Catalog

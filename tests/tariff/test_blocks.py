@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from billing_events.catalog.ledger import PaymentType
-from billing_events.catalog.tariff import RequestChannel
+from billing_contracts.catalog.ledger import PaymentType
+from billing_contracts.catalog.tariff import RequestChannel
 from billing_events.clock import ManualClock
 from billing_events.testing.plugin import eventually
 from tariff import store

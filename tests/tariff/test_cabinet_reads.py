@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from billing_contracts.accounts import luhn_check_digit
-from billing_events.catalog.ledger import PaymentType
+from billing_contracts.catalog.ledger import PaymentType
 from billing_events.clock import ManualClock
 from billing_events.testing.plugin import token_minter
 from tariff.service import close_days
@@ -177,7 +177,7 @@ async def test_each_read_is_for_its_own_account_only(tariff: Any, database_url: 
 
 
 def test_a_blocked_day_is_a_day_in_effect_but_not_charged(catalog: Any) -> None:
-    from billing_events.catalog.tariff import FeeKind
+    from billing_contracts.catalog.tariff import FeeKind
     from tariff.domain import activate, close_account_day, register
 
     first = date(2027, 1, 28)

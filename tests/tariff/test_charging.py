@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from billing_events.clock import ManualClock
-from billing_events.envelope import is_current
+from billing_contracts.envelope import is_current
 from tariff import store
 from tariff.catalog import Catalog
 from tariff.domain import share_of_day

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from billing_events.catalog.tariff import ClosureSettlement, SubscriptionClosed
-from billing_events.money import Money
+from billing_contracts.catalog.tariff import ClosureSettlement, SubscriptionClosed
+from billing_contracts.money import Money
 from tariff.catalog import Catalog
 from tariff.domain import AccountBalance, activate, charges_for_day, close_subscription, register
 from tariff.errors import AccountIsClosed, ClosureLeavesDebt

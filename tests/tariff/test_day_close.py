@@ -19,9 +19,9 @@ from sqlalchemy import func, select, text
 
 from billing_contracts.accounts import luhn_check_digit
 from billing_events import outbox
-from billing_events.catalog.ledger import PaymentType
+from billing_contracts.catalog.ledger import PaymentType
 from billing_events.clock import ManualClock
-from billing_events.money import Money
+from billing_contracts.money import Money
 from billing_events.testing.plugin import eventually
 from tariff import store
 from tariff.catalog import Catalog

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_events.catalog.ledger import BalanceChanged, PaymentType
-from billing_events.catalog.tariff import (
+from billing_contracts.catalog.ledger import BalanceChanged, PaymentType
+from billing_contracts.catalog.tariff import (
     AccountBlocked,
     AccountUnblocked,
     BlockReason,
@@ -24,8 +24,8 @@ from billing_events.catalog.tariff import (
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
 )
-from billing_events.envelope import Event
-from billing_events.money import Money
+from billing_contracts.envelope import Event
+from billing_contracts.money import Money
 from tariff.catalog import Catalog
 from tariff.domain import (
     AccountBalance,

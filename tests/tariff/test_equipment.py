@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from billing_events.catalog.tariff import ChargedItem, FeeKind
+from billing_contracts.catalog.tariff import ChargedItem, FeeKind
 from billing_events.clock import ManualClock
-from billing_events.envelope import is_current
+from billing_contracts.envelope import is_current
 from billing_events.testing.plugin import token_minter
 from tariff.catalog import Catalog
 from tariff.domain import activate, change_plan, close_day, register, rent_equipment, return_equipment

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from billing_events.catalog.ledger import PaymentType
+from billing_contracts.catalog.ledger import PaymentType
 from billing_events.db import Database
-from billing_events.money import Money
+from billing_contracts.money import Money
 from tariff import store
 from tariff.catalog import DEFAULT_CATALOG_PATH, Catalog
 from tariff.domain import AccountBalance, activate, register, start_voluntary_block

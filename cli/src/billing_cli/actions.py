@@ -18,12 +18,12 @@ from aiokafka import AIOKafkaProducer
 from billing_cli.config import CliSettings
 from billing_cli.output import Exit, console, emit_json, fail, reported, with_money_shown
 from billing_contracts.accounts import AccountNumber
-from billing_events import topics
-from billing_events.catalog.ledger import RedemptionPurpose
-from billing_events.catalog.payments import PaymentChannel, PaymentReceived
-from billing_events.envelope import Envelope
-from billing_events.money import Money, format_amount
-from billing_events.topics import TopicNames
+from billing_contracts import topics
+from billing_contracts.catalog.ledger import RedemptionPurpose
+from billing_contracts.catalog.payments import PaymentChannel, PaymentReceived
+from billing_contracts.envelope import Envelope
+from billing_contracts.money import Money, format_amount
+from billing_contracts.topics import TopicNames
 
 app = typer.Typer(no_args_is_help=True)
 STATUS_EXIT = {404: Exit.NOT_FOUND, 401: Exit.REFUSED, 403: Exit.REFUSED}

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing_cli.output import Exit, fail
 from billing_events.auth import OperatorSigner, TokenKeys, Tokens, scopes_of
-from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
+from billing_contracts.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.clock import Clock, FileClock, SystemClock
 from billing_events.settings import KafkaSettings
 from billing_events.signing import EnvelopeSigner

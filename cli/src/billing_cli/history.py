@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 
 from billing_cli.output import Exit, fail, money
-from billing_events import topics
-from billing_events.envelope import Envelope, decode_object
+from billing_contracts import topics
+from billing_contracts.envelope import Envelope, decode_object
 
 HISTORY_TOPICS = (topics.IDENTITY, topics.PAYMENTS, topics.LEDGER, topics.LEDGER_COMMANDS, topics.TARIFF, topics.NOTIFIER)
 

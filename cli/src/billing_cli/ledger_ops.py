@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from billing_cli.config import CliSettings
 from billing_cli.output import console
-from billing_events.topics import TopicNames
+from billing_contracts.topics import TopicNames
 from ledger import ops
 
 T = TypeVar("T")

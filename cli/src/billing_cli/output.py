@@ -15,7 +15,7 @@ from rich.console import Console
 
 from billing_events.exits import CommandLineError, Exit
 from billing_events.exits import fail as fail  # the command line's modules fail through this one
-from billing_events.money import DEFAULT_CURRENCY, format_amount
+from billing_contracts.money import DEFAULT_CURRENCY, format_amount
 
 # Piped output (a file, a pager, a script) gets wide lines instead of an 80-column wrap.
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)

@@ -17,9 +17,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from billing_cli.output import Exit, fail
 from billing_cli.watch import read_from_beginning
-from billing_events import topics
-from billing_events.catalog.ledger import JournalSealed
-from billing_events.envelope import InvalidEvent, decode
+from billing_contracts import topics
+from billing_contracts.catalog.ledger import JournalSealed
+from billing_contracts.envelope import InvalidEvent, decode
 from ledger.ops import Seal
 
 

@@ -14,9 +14,9 @@ from billing_cli.config import CliSettings
 from billing_cli.history import summary
 from billing_cli.output import Exit, console, emit_json, errors, fail
 from billing_events.deadletter import ORIGINAL
-from billing_events.envelope import InvalidEvent, decode
-from billing_events.refusal import RefusalCode
-from billing_events.topics import TopicNames, dead_letter_topic
+from billing_contracts.envelope import InvalidEvent, decode
+from billing_contracts.refusal import RefusalCode
+from billing_contracts.topics import TopicNames, dead_letter_topic
 
 CONSUMERS = ("ledger", "identity", "tariff", "notifier")
 

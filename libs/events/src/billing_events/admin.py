@@ -45,7 +45,7 @@ from billing_events.auth import generate_token_keypair
 from billing_events.sealing import generate_keypair
 from billing_events.signing import generate_signing_key
 from billing_events.settings import ServiceSettings
-from billing_events.topics import EVENT_TOPICS, TopicNames, TopicSpec, dead_letter_spec
+from billing_contracts.topics import EVENT_TOPICS, TopicNames, TopicSpec, dead_letter_spec
 
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 

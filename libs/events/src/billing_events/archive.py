@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from billing_events.auth import AuthenticatedRoute, Caller, require_scope
 from billing_events.db import Database
-from billing_events.envelope import REGISTRY, UPCASTERS
+from billing_contracts.envelope import REGISTRY, UPCASTERS
 from billing_events.http import callers, problem_responses
 from billing_events.outbox import account_page
 

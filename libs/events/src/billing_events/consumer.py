@@ -6,7 +6,7 @@ commit the handler's state change, the inbox claims, the outgoing events (outbox
 letters in ONE transaction. Only then does the subscriber acknowledge the offsets.
 
 A record is taken only from the topic the catalog lists its event type for, and, on a topic
-its owner alone writes, only from that owner (see :class:`billing_events.topics.TopicSpec`):
+its owner alone writes, only from that owner (see :class:`billing_contracts.topics.TopicSpec`):
 anything else is dead-lettered ``wrong_topic``. Given a keyring, a record is taken only when
 signed by a key of the producer its envelope names (:mod:`billing_events.signing`): anything
 else is dead-lettered ``bad_signature``. An event type the catalog lists for the topic
@@ -30,16 +30,17 @@ import structlog
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events import deadletter, inbox, metrics, outbox, revocations, topics
+from billing_contracts import topics
+from billing_events import deadletter, inbox, metrics, outbox, revocations
 from billing_events.clock import Clock
 from billing_events.db import Database, is_transient, retry_transient
-from billing_events.envelope import Envelope, Event, InvalidEvent, decode, is_current
+from billing_contracts.envelope import Envelope, Event, InvalidEvent, decode, is_current
 from billing_events.errors import DomainError
 from billing_events.logging import get_logger
-from billing_events.refusal import Refusal, RefusalCode
+from billing_contracts.refusal import Refusal, RefusalCode
 from billing_events.settings import DEFAULT_MAX_MESSAGE_BYTES
 from billing_events.signing import SIGNATURE_HEADERS, Keyring
-from billing_events.topics import TopicNames
+from billing_contracts.topics import TopicNames
 
 log = get_logger(__name__)
 

@@ -20,7 +20,7 @@ from billing_contracts.dead_letter_record import DeadLetterRecord, Source
 from billing_events.clock import Clock
 from billing_events.outbox import stage_rows
 from billing_events.schema import dead_letters
-from billing_events.topics import TopicNames, dead_letter_topic
+from billing_contracts.topics import TopicNames, dead_letter_topic
 
 ORIGINAL = "original_"
 """Prefix of the dead-letter record's headers that hold the original's signature headers."""
@@ -38,7 +38,7 @@ class DeadLetter:
     value: bytes
     reason: str
     code: str
-    """The refusal's machine code (see :mod:`billing_events.refusal`); ``reason`` is its sentence."""
+    """The refusal's machine code (see :mod:`billing_contracts.refusal`); ``reason`` is its sentence."""
     event_id: UUID | None = None
     event_type: str | None = None
     original_size: int | None = None

@@ -15,10 +15,10 @@ from typing import Any, Union
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from billing_events import contracts, topics
-from billing_events.catalog.ledger import LEDGER_REFUSALS
-from billing_events.envelope import REGISTRY, Event, envelope_model
-from billing_events.refusal import MEANING
+from billing_contracts import contracts, topics
+from billing_contracts.catalog.ledger import LEDGER_REFUSALS
+from billing_contracts.envelope import REGISTRY, Event, envelope_model
+from billing_contracts.refusal import MEANING
 
 REPO = Path(__file__).resolve().parents[4]
 ASYNCAPI_FILE = REPO / "docs" / "asyncapi.json"

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.clock import Clock
 from billing_events.db import Database, bulk_insert
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 from billing_events.schema import inbox
 
 

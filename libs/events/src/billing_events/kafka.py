@@ -21,7 +21,7 @@ from billing_events.consumer import EventConsumer
 from billing_events.db import awaiting
 from billing_events.logging import get_logger
 from billing_events.settings import KafkaSettings
-from billing_events.topics import TopicNames, TopicSpec
+from billing_contracts.topics import TopicNames, TopicSpec
 
 log = get_logger(__name__)
 TOPIC_ALREADY_EXISTS = 36
@@ -163,7 +163,7 @@ async def _start_with_retry(start: Callable[[], Awaitable[Any]], *, what: str, a
 
 
 def _raw_body(message: Any) -> Any:
-    """The consumer decodes records itself (:func:`billing_events.envelope.decode`). faststream's
+    """The consumer decodes records itself (:func:`billing_contracts.envelope.decode`). faststream's
     default decoder would json-parse every body first: twice the work, and a RecursionError on
     deeply nested JSON escapes it and stalls the partition."""
     return message.body

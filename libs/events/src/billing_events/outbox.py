@@ -30,10 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing_events import metrics
 from billing_events.clock import Clock
 from billing_events.db import Database, any_of, bulk_insert, retry_transient
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
 from billing_events.schema import outbox
-from billing_events.topics import TopicNames
+from billing_contracts.topics import TopicNames
 
 log = get_logger(__name__)
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events import metrics
 from billing_events.auth import Principal
-from billing_events.catalog.identity import RevokedKind, TokenRevoked
+from billing_contracts.catalog.identity import RevokedKind, TokenRevoked
 from billing_events.clock import Clock
 from billing_events.db import Database, bulk_insert
 from billing_events.schema import revoked_tokens

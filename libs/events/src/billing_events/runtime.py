@@ -31,8 +31,9 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import MetaData, text
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_fixed
 
-from billing_events import catalog as _catalog  # noqa: F401  (registers every event type)
-from billing_events import inbox, metrics, migrations, topics
+from billing_contracts import catalog as _catalog  # noqa: F401  (registers every event type
+from billing_contracts import topics
+from billing_events import inbox, metrics, migrations
 from billing_events.archive import events_router
 from billing_events.auth import Tokens
 from billing_events.clock import Clock
@@ -46,7 +47,7 @@ from billing_events.revocations import StoredRevocations
 from billing_events.schema import plumbing_metadata
 from billing_events.settings import DevelopmentDefaultsInProduction, ServiceSettings
 from billing_events.signing import SIGNATURE_HEADER
-from billing_events.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
+from billing_contracts.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
 
 log = get_logger(__name__)
 

@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing_events import inbox, outbox
 from billing_events.clock import Clock
 from billing_events.db import Database
-from billing_events.envelope import Envelope, Event
-from billing_events.topics import TopicNames
+from billing_contracts.envelope import Envelope, Event
+from billing_contracts.topics import TopicNames
 
 T = TypeVar("T")
 

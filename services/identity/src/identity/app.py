@@ -10,7 +10,7 @@ NoticePreferencesChanged.
 
 from __future__ import annotations
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 

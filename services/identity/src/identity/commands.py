@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from billing_events.catalog.identity import LegalStatus, NoticeKind, PasswordPurpose
+from billing_contracts.catalog.identity import LegalStatus, NoticeKind, PasswordPurpose
 from billing_events.service import Command
 from identity.domain import RecoveryClaim
 from identity.domain.registration import Email, Language, MobilePhone

@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events.catalog.ledger import AccountClosed
+from billing_contracts.catalog.ledger import AccountClosed
 from billing_events.consumer import EventRouter
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
 from identity import store
 from identity.context import IdentityContext

@@ -53,7 +53,7 @@ from billing_events.auth import (
     is_operator_name,
     require_scope,
 )
-from billing_events.catalog.identity import RevokedKind
+from billing_contracts.catalog.identity import RevokedKind
 from billing_events.http import ApiError, callers, json_body, problem, problem_responses
 from billing_events.logging import get_logger
 from identity import commands, service, store

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.db import insert_ignoring_duplicates, upsert
 from billing_events.schema import BigId, UtcDateTime
-from billing_events.catalog.identity import PasswordPurpose
+from billing_contracts.catalog.identity import PasswordPurpose
 from identity.domain import PendingPassword, ResetCode, ThrottleState
 
 

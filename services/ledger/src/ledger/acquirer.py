@@ -20,7 +20,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from billing_events.money import PositiveMoney
+from billing_contracts.money import PositiveMoney
 
 from ledger.domain import CommandRefused, ErrorCode
 from ledger.domain.card import Callback, CardIntent, Verdict

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from billing_events import metrics, topics
+from billing_contracts import topics
+from billing_events import metrics
 from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
+from billing_contracts.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.service import ServiceContext
 
 from ledger.domain import BonusCampaign, Reward

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.consumer import Outcome
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 
 from ledger import service
 from ledger.context import LedgerContext

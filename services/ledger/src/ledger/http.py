@@ -13,10 +13,10 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
 
-from billing_events import topics
+from billing_contracts import topics
 from billing_events.auth import AuthenticatedRoute, Caller, Principal, as_credentials_say, require_account, require_scope
-from billing_events.catalog.common import AccountNumber
-from billing_events.catalog.ledger import (
+from billing_contracts.catalog.common import AccountNumber
+from billing_contracts.catalog.ledger import (
     BonusRedemptionRefusal,
     BonusRedemptionRejected,
     PaymentType,
@@ -24,10 +24,10 @@ from billing_events.catalog.ledger import (
     TransferRefusal,
     TransferRejected,
 )
-from billing_events.catalog.payments import PaymentChannel
+from billing_contracts.catalog.payments import PaymentChannel
 from billing_events.errors import DomainError, ErrorKind
 from billing_events.http import AccountPath, ApiError, PositiveAmount, RequestBody, callers, json_body, problem_responses
-from billing_events.money import Money, PositiveMoney
+from billing_contracts.money import Money, PositiveMoney
 
 from ledger import receipt_pdf, service
 from ledger.acquirer import SIGNATURE_HEADER, Acquirer, CallbackBody, callback_body

@@ -29,8 +29,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events import outbox
-from billing_events.catalog.ledger import JOURNAL_KEY, JournalSealed
-from billing_events.envelope import Envelope
+from billing_contracts.catalog.ledger import JOURNAL_KEY, JournalSealed
+from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
 
 from ledger import domain, store

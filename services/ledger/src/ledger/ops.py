@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from billing_events.db import Database
 from billing_events.errors import DomainError, ErrorKind
 from billing_events.exits import Exit, fail
-from billing_events.topics import TopicNames
+from billing_contracts.topics import TopicNames
 
 from ledger import domain, integrity, service, store
 from ledger.context import LedgerContext

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fpdf import FPDF
 
-from billing_events.money import format_amount
+from billing_contracts.money import format_amount
 
 from ledger.domain import Receipt
 

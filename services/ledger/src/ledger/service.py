@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts.ids import uuid7
 from billing_events import metrics, outbox
-from billing_events.catalog.identity import SubscriberRegistered
-from billing_events.catalog.ledger import (
+from billing_contracts.catalog.identity import SubscriberRegistered
+from billing_contracts.catalog.ledger import (
     BonusRedemptionRequested,
     PaymentType,
     PaymentTypeChangeRequested,
@@ -30,12 +30,12 @@ from billing_events.catalog.ledger import (
     TransactionKind,
     TransferRequested,
 )
-from billing_events.catalog.payments import PaymentChannel, PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied, SubscriptionClosed
+from billing_contracts.catalog.payments import PaymentChannel, PaymentReceived
+from billing_contracts.catalog.tariff import ChargeApplied, SubscriptionClosed
 from billing_events.consumer import Outcome as BatchOutcome
-from billing_events.envelope import Envelope, Event, decode
+from billing_contracts.envelope import Envelope, Event, decode
 from billing_events.logging import get_logger
-from billing_events.money import Money
+from billing_contracts.money import Money
 from billing_events.service import Decision
 
 from ledger import domain, integrity, store

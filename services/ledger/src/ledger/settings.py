@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 
-from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT
+from billing_contracts.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.settings import ServiceSettings
 
 from ledger.acquirer import DEVELOPMENT_CALLBACK_SECRET, Acquirer

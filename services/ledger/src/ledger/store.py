@@ -45,10 +45,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events.catalog.ledger import PaymentType, TransactionKind, UnmatchedReason
-from billing_events.catalog.payments import PaymentChannel
+from billing_contracts.catalog.ledger import PaymentType, TransactionKind, UnmatchedReason
+from billing_contracts.catalog.payments import PaymentChannel
 from billing_events.db import any_of, bulk_insert, bulk_update, insert_ignoring_duplicates, upsert
-from billing_events.money import Money
+from billing_contracts.money import Money
 from billing_events.schema import BigId, UtcDateTime
 
 from ledger.domain import (

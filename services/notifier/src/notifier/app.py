@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 import httpx
-from billing_events import topics
-from billing_events.catalog.notifier import DeliveryChannel
+from billing_contracts import topics
+from billing_contracts.catalog.notifier import DeliveryChannel
 from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 

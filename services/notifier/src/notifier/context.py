@@ -7,8 +7,8 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from billing_events.catalog.notifier import DeliveryChannel
-from billing_events.money import Money
+from billing_contracts.catalog.notifier import DeliveryChannel
+from billing_contracts.money import Money
 from billing_events.service import ServiceContext
 
 from notifier.domain import Channel, RetryPolicy, Unsealer

@@ -28,9 +28,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from billing_events.catalog.notifier import DeliveryChannel, NotificationFailed, NotificationSent
+from billing_contracts.catalog.notifier import DeliveryChannel, NotificationFailed, NotificationSent
 from billing_events.db import retry_transient
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
 from prometheus_client import Counter
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing_events.catalog.identity import (
+from billing_contracts.catalog.identity import (
     ContactChanged,
     ContactCodeIssued,
     LanguageChanged,
@@ -29,9 +29,9 @@ from billing_events.catalog.identity import (
     PasswordIssued,
     SubscriberRegistered,
 )
-from billing_events.catalog.ledger import AccountClosed, BalanceChanged
-from billing_events.catalog.notifier import DeliveryChannel
-from billing_events.catalog.tariff import (
+from billing_contracts.catalog.ledger import AccountClosed, BalanceChanged
+from billing_contracts.catalog.notifier import DeliveryChannel
+from billing_contracts.catalog.tariff import (
     AccountBlocked,
     AccountUnblocked,
     SubscriptionClosed,
@@ -40,7 +40,7 @@ from billing_events.catalog.tariff import (
     VoluntaryBlockStarted,
 )
 from billing_events.consumer import EventRouter
-from billing_events.envelope import Envelope, decode
+from billing_contracts.envelope import Envelope, decode
 from billing_events.logging import get_logger
 from billing_events.views import ignore_not_newer
 from prometheus_client import Counter

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from billing_events.catalog.notifier import DeliveryChannel
-from billing_events.money import money_for_people as format_money
+from billing_contracts.catalog.notifier import DeliveryChannel
+from billing_contracts.money import money_for_people as format_money
 from jinja2 import (
     Environment,
     PackageLoader,

@@ -6,8 +6,8 @@ from dataclasses import asdict
 from datetime import datetime
 from uuid import UUID
 
-from billing_events.catalog.common import AccountNumber
-from billing_events.catalog.notifier import DeliveryChannel
+from billing_contracts.catalog.common import AccountNumber
+from billing_contracts.catalog.notifier import DeliveryChannel
 from pydantic import BaseModel, Field
 
 from notifier import store

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from billing_events.money import MINOR_UNIT_DIGITS
+from billing_contracts.money import MINOR_UNIT_DIGITS
 from billing_events.settings import ServiceSettings
 from pydantic import BaseModel, Field, SecretStr, model_validator
 

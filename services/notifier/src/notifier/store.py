@@ -22,10 +22,10 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from billing_events.catalog.identity import NoticeKind
-from billing_events.catalog.notifier import DeliveryChannel
+from billing_contracts.catalog.identity import NoticeKind
+from billing_contracts.catalog.notifier import DeliveryChannel
 from billing_events.db import insert_ignoring_duplicates, upsert
-from billing_events.money import Money
+from billing_contracts.money import Money
 from billing_events.schema import BigId, UtcDateTime
 from sqlalchemy import (
     JSON,

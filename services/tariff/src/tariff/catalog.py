@@ -31,8 +31,8 @@ from pydantic import (
     model_validator,
 )
 
-from billing_events.envelope import describe_validation_error
-from billing_events.money import MINOR_UNIT_DIGITS, CurrencyCode, Money, PositiveMoney, format_amount
+from billing_contracts.envelope import describe_validation_error
+from billing_contracts.money import MINOR_UNIT_DIGITS, CurrencyCode, Money, PositiveMoney, format_amount
 from tariff.errors import (
     CatalogInvalid,
     EquipmentNotSoldInRegion,

@@ -13,7 +13,7 @@ from datetime import date
 from typing import Any, ClassVar
 
 from billing_events.errors import DomainError, ErrorKind
-from billing_events.money import Money
+from billing_contracts.money import Money
 
 
 class TariffError(DomainError):

@@ -26,12 +26,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events.catalog.identity import SubscriberRegistered
-from billing_events.catalog.ledger import BalanceChanged, PaymentTypeChanged
+from billing_contracts.catalog.identity import SubscriberRegistered
+from billing_contracts.catalog.ledger import BalanceChanged, PaymentTypeChanged
 from billing_events.consumer import EventRouter, Rejected
-from billing_events.envelope import Envelope, Event
+from billing_contracts.envelope import Envelope, Event
 from billing_events.logging import get_logger
-from billing_events.money import CurrencyMismatch
+from billing_contracts.money import CurrencyMismatch
 from billing_events.views import ignore_not_newer
 from tariff import store
 from tariff.context import TariffContext

@@ -24,10 +24,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from billing_events.auth import AuthenticatedRoute, Caller, Principal, as_credentials_say, require_account, require_scope
-from billing_events.catalog.common import AccountNumber
-from billing_events.catalog.tariff import ClosureSettlement, FeeKind, RequestChannel
+from billing_contracts.catalog.common import AccountNumber
+from billing_contracts.catalog.tariff import ClosureSettlement, FeeKind, RequestChannel
 from billing_events.http import AccountPath, RequestBody, callers, problem_responses
-from billing_events.money import Money
+from billing_contracts.money import Money
 from tariff import service
 from tariff.catalog import Catalog, Equipment, Option, Plan
 from tariff.context import TariffContext

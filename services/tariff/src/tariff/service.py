@@ -63,10 +63,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts.ids import uuid7
-from billing_events.catalog.common import AccountNumber
-from billing_events.catalog.tariff import ChargeApplied, ClosureSettlement, RequestChannel
+from billing_contracts.catalog.common import AccountNumber
+from billing_contracts.catalog.tariff import ChargeApplied, ClosureSettlement, RequestChannel
 from billing_events.db import retry_transient
-from billing_events.envelope import Envelope, Event
+from billing_contracts.envelope import Envelope, Event
 from billing_events.logging import get_logger
 from billing_events.service import Command
 from tariff import store

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from billing_events.envelope import Envelope, InvalidEvent, decode, is_current
+from billing_contracts.envelope import Envelope, InvalidEvent, decode, is_current
 from billing_events.testing import PATIENCE
 from billing_events.testing.signing import signed_headers
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from billing_contracts.catalog.payments import PaymentChannel
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 from billing_events.signing import EnvelopeSigner, generate_signing_key
 
 SERVICES = ("identity", "ledger", "tariff", "notifier")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from billing_events.catalog.identity import PasswordPurpose
+from billing_contracts.catalog.identity import PasswordPurpose
 
 
 @dataclass(frozen=True)

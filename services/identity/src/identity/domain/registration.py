@@ -25,7 +25,7 @@ from pydantic import (
     field_validator,
 )
 
-from billing_events.catalog.identity import LegalStatus
+from billing_contracts.catalog.identity import LegalStatus
 from identity.domain.commands import validate_command
 from identity.domain.contacts import normalise_email, normalise_mobile_phone
 from identity.domain.errors import RuleViolation

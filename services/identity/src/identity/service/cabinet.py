@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events.catalog.identity import (
+from billing_contracts.catalog.identity import (
     ContactChanged,
     ContactCodeIssued,
     LanguageChanged,

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events.catalog.identity import LoginLocked, PasswordReplaced
-from billing_events.envelope import Envelope
+from billing_contracts.catalog.identity import LoginLocked, PasswordReplaced
+from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
 from identity import store
 from identity.commands import LoggedIn, LoginCommand

@@ -10,12 +10,12 @@ from typing import Any, Literal, cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events.catalog.identity import (
+from billing_contracts.catalog.identity import (
     AccessRestoredBySupport,
     PasswordPurpose,
     ResetCodeRedeemed,
 )
-from billing_events.envelope import Envelope
+from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
 from identity import store
 from identity.commands import (

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events.catalog.identity import PasswordPurpose, SubscriberRegistered
-from billing_events.envelope import Envelope
+from billing_contracts.catalog.identity import PasswordPurpose, SubscriberRegistered
+from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
 from billing_events.sealing import seal
 from identity import store

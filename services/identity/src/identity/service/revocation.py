@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events import revocations
-from billing_events.catalog.identity import REVOCATIONS_KEY, RevokedKind, TokenRevoked
+from billing_contracts.catalog.identity import REVOCATIONS_KEY, RevokedKind, TokenRevoked
 from billing_events.logging import get_logger
 from identity.context import IdentityContext
 

@@ -10,8 +10,8 @@ from typing import Any, Literal
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events.catalog.identity import PasswordIssued, PasswordPurpose
-from billing_events.envelope import Envelope
+from billing_contracts.catalog.identity import PasswordIssued, PasswordPurpose
+from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
 from billing_events.sealing import seal
 from identity import store

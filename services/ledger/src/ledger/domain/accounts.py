@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from billing_events.catalog.ledger import PaymentType
-from billing_events.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS, format_amount
+from billing_contracts.catalog.ledger import PaymentType
+from billing_contracts.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS, format_amount
 
 from ledger.domain.chart import bonus_account, is_account_number, main_account
 from ledger.domain.errors import CommandRefused, ErrorCode, InvalidTransaction

@@ -32,7 +32,7 @@ from enum import StrEnum
 from typing import NamedTuple
 from uuid import UUID
 
-from billing_events.money import format_amount
+from billing_contracts.money import format_amount
 
 from ledger.domain.chain import GENESIS_HASH, BrokenLink, encode_content
 from ledger.domain.facts import (

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from billing_events.catalog.payments import PaymentChannel
-from billing_events.envelope import describe_validation_error
-from billing_events.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS, Money
+from billing_contracts.catalog.payments import PaymentChannel
+from billing_contracts.envelope import describe_validation_error
+from billing_contracts.money import DEFAULT_CURRENCY, MINOR_UNIT_DIGITS, Money
 from pydantic import TypeAdapter, ValidationError
 
 from ledger.domain.errors import ErrorCode, LedgerError

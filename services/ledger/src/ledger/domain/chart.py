@@ -24,8 +24,8 @@ from enum import StrEnum
 from functools import lru_cache
 
 from billing_contracts.accounts import AccountNumber
-from billing_events.catalog.payments import PaymentChannel
-from billing_events.catalog.tariff import FeeKind
+from billing_contracts.catalog.payments import PaymentChannel
+from billing_contracts.catalog.tariff import FeeKind
 
 
 class Owner(StrEnum):

@@ -13,9 +13,9 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from billing_events.catalog.ledger import AccountClosed, AccountRefunded, FundsTransferred, TransactionKind
-from billing_events.catalog.tariff import ClosureSettlement, SubscriptionClosed
-from billing_events.money import format_amount
+from billing_contracts.catalog.ledger import AccountClosed, AccountRefunded, FundsTransferred, TransactionKind
+from billing_contracts.catalog.tariff import ClosureSettlement, SubscriptionClosed
+from billing_contracts.money import format_amount
 
 from ledger.domain.accounts import AccountState, close_account
 from ledger.domain.chart import REFUNDS

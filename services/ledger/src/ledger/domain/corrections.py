@@ -7,13 +7,13 @@ from dataclasses import replace
 from datetime import datetime
 from uuid import UUID
 
-from billing_events.catalog.ledger import (
+from billing_contracts.catalog.ledger import (
     PaymentType,
     PaymentTypeChanged,
     TransactionKind,
     TransactionReversed,
 )
-from billing_events.money import Money, format_amount
+from billing_contracts.money import Money, format_amount
 
 from ledger.domain.accounts import AccountState
 from ledger.domain.errors import CommandRefused, ErrorCode

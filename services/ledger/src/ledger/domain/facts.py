@@ -18,8 +18,8 @@ from enum import StrEnum
 from typing import NamedTuple
 from uuid import UUID
 
-from billing_events.catalog.ledger import PaymentType
-from billing_events.money import format_amount
+from billing_contracts.catalog.ledger import PaymentType
+from billing_contracts.money import format_amount
 
 from ledger.domain.accounts import AccountState
 from ledger.domain.chain import encode_content

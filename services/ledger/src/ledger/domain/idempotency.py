@@ -21,16 +21,16 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from billing_events.catalog.ledger import (
+from billing_contracts.catalog.ledger import (
     BonusRedemptionRejected,
     BonusRedemptionRequested,
     PaymentTypeChangeRequested,
     TransferRejected,
     TransferRequested,
 )
-from billing_events.catalog.payments import PaymentReceived
-from billing_events.catalog.tariff import ChargeApplied
-from billing_events.money import Money
+from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.catalog.tariff import ChargeApplied
+from billing_contracts.money import Money
 
 from ledger.domain.errors import CommandRefused, ErrorCode
 from ledger.domain.outcome import Outcome, SuspenseStatus

@@ -14,10 +14,10 @@ from enum import StrEnum
 from typing import NamedTuple
 from uuid import UUID
 
-from billing_events.catalog.ledger import BalanceChanged, TransactionKind, UnmatchedReason
-from billing_events.catalog.payments import PaymentChannel
-from billing_events.envelope import Event
-from billing_events.money import MAX_MINOR, MINOR_UNIT_DIGITS, Money, PositiveMoney, format_amount
+from billing_contracts.catalog.ledger import BalanceChanged, TransactionKind, UnmatchedReason
+from billing_contracts.catalog.payments import PaymentChannel
+from billing_contracts.envelope import Event
+from billing_contracts.money import MAX_MINOR, MINOR_UNIT_DIGITS, Money, PositiveMoney, format_amount
 
 from ledger.domain.accounts import AccountState, apply
 from ledger.domain.chart import is_operator_account, subscriber_number

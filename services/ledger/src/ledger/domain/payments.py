@@ -13,15 +13,15 @@ from dataclasses import replace
 from datetime import datetime
 from uuid import UUID
 
-from billing_events.catalog.ledger import (
+from billing_contracts.catalog.ledger import (
     BonusAccrued,
     PaymentUnmatched,
     SuspenseResolved,
     TransactionKind,
     UnmatchedReason,
 )
-from billing_events.catalog.payments import DEFAULT_MAX_PAYMENT, PaymentReceived
-from billing_events.money import MAX_MINOR, Money
+from billing_contracts.catalog.payments import DEFAULT_MAX_PAYMENT, PaymentReceived
+from billing_contracts.money import MAX_MINOR, Money
 
 from ledger.domain.accounts import AccountState
 from ledger.domain.bonus import BonusCampaign, best_bonus

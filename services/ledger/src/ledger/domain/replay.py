@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
 
-from billing_events.catalog.ledger import TransactionKind
+from billing_contracts.catalog.ledger import TransactionKind
 
 from ledger.domain.transactions import Transaction
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from billing_events.catalog.ledger import BonusRedemptionRequested, RedemptionPurpose
-from billing_events.envelope import describe_validation_error
-from billing_events.money import DEFAULT_CURRENCY, CurrencyCode, format_amount
+from billing_contracts.catalog.ledger import BonusRedemptionRequested, RedemptionPurpose
+from billing_contracts.envelope import describe_validation_error
+from billing_contracts.money import DEFAULT_CURRENCY, CurrencyCode, format_amount
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, field_validator
 
 from ledger.domain.errors import CommandRefused, ErrorCode, LedgerError

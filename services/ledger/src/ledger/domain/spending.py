@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from billing_events.catalog.ledger import (
+from billing_contracts.catalog.ledger import (
     BonusRedeemed,
     BonusRedemptionRefusal,
     BonusRedemptionRejected,
@@ -17,8 +17,8 @@ from billing_events.catalog.ledger import (
     TransferRejected,
     TransferRequested,
 )
-from billing_events.catalog.tariff import ChargeApplied
-from billing_events.money import format_amount
+from billing_contracts.catalog.tariff import ChargeApplied
+from billing_contracts.money import format_amount
 
 from ledger.domain.accounts import AccountState, spendable, transferable
 from ledger.domain.chart import DISCOUNTS, GIFTS, revenue_account

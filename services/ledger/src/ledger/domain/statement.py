@@ -10,10 +10,10 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from billing_events.catalog.ledger import RedemptionPurpose, TransactionKind
-from billing_events.catalog.payments import PaymentChannel
-from billing_events.catalog.tariff import ChargeKey, parse_charge_id
-from billing_events.money import Money
+from billing_contracts.catalog.ledger import RedemptionPurpose, TransactionKind
+from billing_contracts.catalog.payments import PaymentChannel
+from billing_contracts.catalog.tariff import ChargeKey, parse_charge_id
+from billing_contracts.money import Money
 
 from ledger.domain.bonus import BonusCampaign, campaign_behind
 from ledger.domain.chart import bonus_account, main_account, subscriber_number

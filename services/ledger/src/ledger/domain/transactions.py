@@ -16,8 +16,8 @@ from hashlib import sha1
 from typing import NamedTuple
 from uuid import UUID
 
-from billing_events.catalog.ledger import TransactionKind
-from billing_events.money import format_amount
+from billing_contracts.catalog.ledger import TransactionKind
+from billing_contracts.money import format_amount
 
 from ledger.domain.chart import is_valid_account_code
 from ledger.domain.errors import CommandRefused, ErrorCode, InvalidTransaction

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from billing_contracts.versions import is_newer
-from billing_events.catalog.ledger import BalanceChanged, PaymentType
-from billing_events.money import CurrencyMismatch, Money
+from billing_contracts.catalog.ledger import BalanceChanged, PaymentType
+from billing_contracts.money import CurrencyMismatch, Money
 
 from notifier.domain.errors import ErrorCode, NotifierError
 

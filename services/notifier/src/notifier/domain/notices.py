@@ -11,10 +11,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from billing_events.catalog.identity import ContactChanged, ContactCodeIssued, LoginLocked, PasswordIssued
-from billing_events.catalog.ledger import BalanceChanged
-from billing_events.catalog.notifier import DeliveryChannel
-from billing_events.catalog.tariff import (
+from billing_contracts.catalog.identity import ContactChanged, ContactCodeIssued, LoginLocked, PasswordIssued
+from billing_contracts.catalog.ledger import BalanceChanged
+from billing_contracts.catalog.notifier import DeliveryChannel
+from billing_contracts.catalog.tariff import (
     AccountBlocked,
     AccountUnblocked,
     BlockReason,
@@ -23,8 +23,8 @@ from billing_events.catalog.tariff import (
     VoluntaryBlockEnded,
     VoluntaryBlockStarted,
 )
-from billing_events.envelope import Event
-from billing_events.money import Money
+from billing_contracts.envelope import Event
+from billing_contracts.money import Money
 
 from notifier.domain.alarm import LowBalanceAlarm, spendable
 from notifier.domain.errors import ErrorCode, NotifierError

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from billing_events.catalog.identity import NoticeKind, SubscriberRegistered
-from billing_events.catalog.notifier import DeliveryChannel
+from billing_contracts.catalog.identity import NoticeKind, SubscriberRegistered
+from billing_contracts.catalog.notifier import DeliveryChannel
 
 from notifier.domain.errors import ErrorCode, NotifierError
 from notifier.domain.ports import Unsealer

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from billing_events.catalog.identity import NoticeKind, PasswordPurpose
+from billing_contracts.catalog.identity import NoticeKind, PasswordPurpose
 
 
 class TemplateKey(StrEnum):

@@ -5,7 +5,7 @@ the catalog as a :class:`tariff.catalog.Catalog`. Every transition returns an
 :class:`Outcome` (new state + events to publish) or raises a :class:`tariff.errors.TariffError`.
 """
 
-from billing_events.catalog.tariff import charge_id
+from billing_contracts.catalog.tariff import charge_id
 from tariff.domain.charging import DailyFees, charges_for_day, day_fees
 from tariff.domain.closing import close_subscription
 from tariff.domain.day_close import close_account_day, close_day

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from billing_events.catalog.tariff import ChargeApplied, FeeKind
-from billing_events.money import PositiveMoney
+from billing_contracts.catalog.tariff import ChargeApplied, FeeKind
+from billing_contracts.money import PositiveMoney
 from tariff.catalog import Catalog
 from tariff.domain.proration import daily_share, days_in_month
 from tariff.domain.subscription import Subscription

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from billing_events.catalog.tariff import ClosureSettlement, SubscriptionClosed
-from billing_events.money import Money
+from billing_contracts.catalog.tariff import ClosureSettlement, SubscriptionClosed
+from billing_contracts.money import Money
 from tariff.catalog import Catalog
 from tariff.domain.day_close import close_account_day
 from tariff.domain.subscription import Outcome, Subscription

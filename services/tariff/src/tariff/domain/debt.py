@@ -26,14 +26,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from uuid import UUID
 
-from billing_events.catalog.ledger import BalanceChanged, PaymentTypeChanged
-from billing_events.catalog.tariff import (
+from billing_contracts.catalog.ledger import BalanceChanged, PaymentTypeChanged
+from billing_contracts.catalog.tariff import (
     AccountBlocked,
     AccountUnblocked,
     BlockReason,
     ChargeApplied,
 )
-from billing_events.money import PositiveMoney
+from billing_contracts.money import PositiveMoney
 from tariff.domain.subscription import AccountBalance, Outcome, Subscription, UnsettledCharge
 
 

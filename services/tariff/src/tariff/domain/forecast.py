@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from billing_events.catalog.tariff import FeeKind
-from billing_events.money import Money
+from billing_contracts.catalog.tariff import FeeKind
+from billing_contracts.money import Money
 from tariff.domain.charging import DailyFees, day_fees
 from tariff.domain.proration import days_in_month
 from tariff.domain.subscription import Subscription

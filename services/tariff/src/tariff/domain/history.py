@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, timedelta
 
-from billing_events.catalog.tariff import ChargeApplied, FeeKind
-from billing_events.money import Money
+from billing_contracts.catalog.tariff import ChargeApplied, FeeKind
+from billing_contracts.money import Money
 from tariff.domain.subscription import ItemPeriod, Subscription
 
 Item = tuple[FeeKind, str]

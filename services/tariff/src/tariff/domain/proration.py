@@ -10,7 +10,7 @@ from __future__ import annotations
 from calendar import monthrange
 from datetime import date
 
-from billing_events.money import Money
+from billing_contracts.money import Money
 
 
 def days_in_month(day: date) -> int:

@@ -17,10 +17,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_events.catalog.common import AccountNumber
+from billing_contracts.catalog.common import AccountNumber
 from billing_contracts.versions import is_newer
-from billing_events.catalog.ledger import BalanceChanged, PaymentType, PaymentTypeChanged
-from billing_events.catalog.tariff import (
+from billing_contracts.catalog.ledger import BalanceChanged, PaymentType, PaymentTypeChanged
+from billing_contracts.catalog.tariff import (
     ChargeApplied,
     FeeKind,
     EquipmentRented,
@@ -30,8 +30,8 @@ from billing_events.catalog.tariff import (
     SubscriptionActivated,
     TariffChanged,
 )
-from billing_events.envelope import Event
-from billing_events.money import CurrencyMismatch, Money, PositiveMoney
+from billing_contracts.envelope import Event
+from billing_contracts.money import CurrencyMismatch, Money, PositiveMoney
 from tariff.catalog import Catalog
 from tariff.errors import (
     AlreadyActive,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from billing_events.catalog.tariff import (
+from billing_contracts.catalog.tariff import (
     AccountBlocked,
     AccountUnblocked,
     BlockReason,
