@@ -22,6 +22,8 @@ then publishes AccountBlocked at once if that balance is a debt.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -65,28 +67,29 @@ def build_router(ctx: TariffContext) -> EventRouter:
         log.info("subscriber registered", region=event.region, early_balance=early is not None)
         return wrap(events, account, envelope)
 
-    async def on_balance(
-        conn: AsyncConnection, envelope: Envelope[BalanceChanged]
+    async def follow_ledger(
+        conn: AsyncConnection,
+        envelope: Envelope[Any],
+        kept_aside: Callable[[AccountBalance | None], AccountBalance],
+        decide: Callable[[Any, Any, datetime], Any],
     ) -> list[Envelope[Any]]:
+        """A ledger fact about an account's money, applied when newer than the view held; for an
+        account not registered here yet, ``kept_aside`` turns the balance kept so far into the
+        one to keep (the newest wins)."""
         event = envelope.payload
         account = event.account_number
         now = clock.now()
-        if event.main.currency != catalog.currency:
-            raise Rejected(
-                f"balance in {event.main.currency},"
-                f" the tariff catalog charges in {catalog.currency}"
-            )
         state = await store.load(conn, account, for_update=True)
         if state is None:
             kept = await store.early_balance(conn, account)
             if kept is not None and not kept.is_older_than(event):
                 ignore_not_newer(ctx.producer, envelope, held=kept.version)
                 return []
-            balance = AccountBalance.from_event(event, held=kept.version if kept else None)
-            await store.keep_early_balance(conn, account, balance, now)
-            log.info("balance of an account not registered here kept for its registration")
+            await store.keep_early_balance(conn, account, kept_aside(kept), now)
+            log.info("ledger fact of an account not registered here kept for its registration",
+                     event_type=type(event).__name__)
             return []
-        outcome = balance_changed(state, event, now)
+        outcome = decide(state, event, now)
         if outcome is None:
             ignore_not_newer(ctx.producer, envelope, held=state.balance.version)
             return []
@@ -95,30 +98,26 @@ def build_router(ctx: TariffContext) -> EventRouter:
             log.info("debt verdict changed", debt_blocked=outcome.state.debt_blocked)
         return wrap(outcome.events, account, envelope)
 
+    async def on_balance(
+        conn: AsyncConnection, envelope: Envelope[BalanceChanged]
+    ) -> list[Envelope[Any]]:
+        event = envelope.payload
+        if event.main.currency != catalog.currency:
+            raise Rejected(
+                f"balance in {event.main.currency},"
+                f" the tariff catalog charges in {catalog.currency}"
+            )
+        return await follow_ledger(
+            conn, envelope, lambda kept: AccountBalance.from_event(event, held=kept.version if kept else None),
+            balance_changed)
+
     async def on_payment_type(
         conn: AsyncConnection, envelope: Envelope[PaymentTypeChanged]
     ) -> list[Envelope[Any]]:
-        event = envelope.payload
-        account = event.account_number
-        now = clock.now()
-        state = await store.load(conn, account, for_update=True)
-        if state is None:
-            kept = await store.early_balance(conn, account)
-            if kept is not None and not kept.is_older_than(event):
-                ignore_not_newer(ctx.producer, envelope, held=kept.version)
-                return []
-            balance = (kept or AccountBalance.zero(catalog.currency)).with_payment_type(event)
-            await store.keep_early_balance(conn, account, balance, now)
-            log.info("payment type of an account not registered here kept for its registration")
-            return []
-        outcome = payment_type_changed(state, event, now)
-        if outcome is None:
-            ignore_not_newer(ctx.producer, envelope, held=state.balance.version)
-            return []
-        await store.save(conn, outcome.state, now)
-        if outcome.events:
-            log.info("debt verdict changed", debt_blocked=outcome.state.debt_blocked)
-        return wrap(outcome.events, account, envelope)
+        return await follow_ledger(
+            conn, envelope,
+            lambda kept: (kept or AccountBalance.zero(catalog.currency)).with_payment_type(envelope.payload),
+            payment_type_changed)
 
     return EventRouter(
         {SubscriberRegistered: on_registered, BalanceChanged: on_balance, PaymentTypeChanged: on_payment_type},
