@@ -2,19 +2,25 @@
 the wake-up comes in the same turn of the loop as the cancellation (a batch's commit wakes the
 relay and the notifier's sender just as a service stops). Python 3.11's ``asyncio.wait_for``
 returned normally then, the loop went round again, and the service's stop waited for it for ever
-(the simulation's seed 2009 hung in its stop)."""
+(the simulation's seed 2009 hung in its stop). And a service's stop is bounded whatever its
+background tasks do."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from sqlalchemy import MetaData
 
 from billing_events.clock import ManualClock
 from billing_events.db import Database
 from billing_events.outbox import OutboxRelay, stage_rows
+from billing_events.runtime import ServiceRuntime
 from billing_events.schema import plumbing_metadata
+from billing_events.settings import ServiceSettings
+from billing_events.testing.clock import RunningClock
 from billing_events.testing.plugin import eventually
 from billing_events.wakeup import woken
 
@@ -57,3 +63,32 @@ async def test_a_wait_tells_a_wake_up_from_its_timeout() -> None:
     assert not await woken(wakeup, 0)
     wakeup.set()
     assert await woken(wakeup, 30)
+
+
+class StoppingSettings(ServiceSettings):
+    service_name: ClassVar[str] = "stopping"
+
+
+async def test_a_stop_goes_on_without_a_background_task_that_does_not_end(make_settings: Any) -> None:
+    released = asyncio.Event()
+
+    async def stubborn() -> None:
+        """A loop that outlives its cancellation (as the relay's did on Python 3.11)."""
+        while not released.is_set():
+            try:
+                await released.wait()
+            except asyncio.CancelledError:
+                continue
+
+    settings = await make_settings(StoppingSettings)
+    runtime = ServiceRuntime(settings=settings, clock=RunningClock(), metadata=MetaData(), background=[stubborn])
+    runtime.tasks_stop_grace = 0.5
+    await runtime.start()
+    stopping = asyncio.create_task(runtime.stop())
+    try:
+        done, _ = await asyncio.wait({stopping}, timeout=30)
+        assert stopping in done, "the stop waited on a background task that does not end"
+        assert runtime._relay_task.done()  # it went on: the outbox relay was stopped
+    finally:
+        released.set()
+        await stopping
