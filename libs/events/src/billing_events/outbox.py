@@ -34,6 +34,7 @@ from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
 from billing_events.schema import outbox
 from billing_contracts.topics import TopicNames
+from billing_events.wakeup import woken
 
 log = get_logger(__name__)
 
@@ -216,10 +217,7 @@ class OutboxRelay:
                 raise
             except Exception:
                 log.exception("outbox relay round failed; will retry")
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval)
-            except TimeoutError:
-                pass
+            await woken(self._wakeup, self._poll_interval)
             self._wakeup.clear()
         await self.drain()  # what was committed before the stop
 

@@ -67,6 +67,9 @@ class ServiceRuntime:
     routers: list[APIRouter] = field(default_factory=list)
     """The service's HTTP routes, served beside /health (and /metrics, unless metrics_port gives
     it a port of its own) when http_port is set (not by a relay process)."""
+    tasks_stop_grace: float = 20.0
+    """Seconds a stop waits for its cancelled background tasks (the notifier's sends in flight
+    get 15) before it goes on without them; production's grace is 45 (deploy/)."""
     migrated: bool = False
     """The service keeps its schema history in ``<name>.migrations`` (:mod:`billing_events.migrations`):
     starting upgrades the database, or refuses one behind the code. False: the tables are made
@@ -251,8 +254,7 @@ class ServiceRuntime:
             await self.subscriber.stop()  # no new batches; the one in flight finishes first
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks_ended()
         if self.relaying:
             self.relay.stop()  # it publishes what was committed, while the producer is still up
             try:
@@ -264,6 +266,23 @@ class ServiceRuntime:
         await self.db.dispose()
         self._forget_lag(set(self._lag_reported))  # this process holds no partition any more
         log.info("service stopped", service=self.name)
+
+    async def _tasks_ended(self) -> None:
+        """Wait for the cancelled background tasks, at most :attr:`tasks_stop_grace` seconds. One
+        that is still running then is named in the log and left behind: the stop goes on to
+        publish what was committed and close, as a process's stop must within its orchestrator's
+        grace period, instead of waiting for ever on a loop that does not end."""
+        tasks, self._tasks = self._tasks, []
+        if not tasks:
+            return
+        ended, running = await asyncio.wait(tasks, timeout=self.tasks_stop_grace)
+        for task in ended:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("background task failed as it stopped", service=self.name, task=task.get_name(),
+                          error=repr(task.exception()))
+        if running:
+            log.error("background tasks still running after their stop grace; left behind", service=self.name,
+                      tasks=sorted(task.get_name() for task in running), grace_s=self.tasks_stop_grace)
 
     async def _restore_lost_topics(self) -> None:
         """Fill the topics this service published to, if the broker lost them, from the events

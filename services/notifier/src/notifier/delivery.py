@@ -32,6 +32,7 @@ from billing_contracts.catalog.notifier import DeliveryChannel, NotificationFail
 from billing_events.db import retry_transient
 from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
+from billing_events.wakeup import woken
 from prometheus_client import Counter
 
 from notifier import store
@@ -99,8 +100,7 @@ class Deliverer:
                 # The wait is measured before the wake-up coroutine exists: a stop during the
                 # measurement would otherwise leave that coroutine never awaited.
                 idle = await self._idle_wait()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=idle)
+                await woken(self._wakeup, idle)
 
     async def _idle_wait(self) -> float:
         try:
