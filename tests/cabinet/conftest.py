@@ -5,11 +5,12 @@ packages driven by Selenium."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,14 @@ import pytest
 import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.support.ui import WebDriverWait
+from selenium_axe_python import Axe
 
 from billing_cabinet.app import build
 from billing_cabinet.settings import CabinetSettings
@@ -83,6 +87,72 @@ async def cabinet(suite: Suite, cabinet_socket: socket.socket) -> AsyncIterator[
         await serving
 
 
+BLOCKING_IMPACTS = frozenset({"serious", "critical"})
+IMPACTS = ("critical", "serious", "moderate", "minor")
+AXE_OPTIONS = {"resultTypes": ["violations", "incomplete"], "rules": {"target-size": {"enabled": True}}}
+"""axe-core's default rules (WCAG 2.0 and 2.1 A and AA, its best practices) and WCAG 2.2's target
+size; the passes are not needed, only what failed and what axe could not decide."""
+ACCESSIBILITY = SCREENSHOTS / "accessibility.json"
+"""The run's accessibility result per photographed page: axe-core's violations by impact, each
+rule with the number of elements it found, what it left for a person to review, and the page's
+keyboard stops."""
+MAX_TAB_STOPS = 200
+FOCUSED = """
+const element = document.activeElement;
+if (!element || element === document.body) return null;
+window.tabStops = window.tabStops || new WeakSet();
+if (window.tabStops.has(element)) return "round";
+window.tabStops.add(element);
+const channels = colour => colour.match(/[\\d.]+/g).map(Number);
+const luminance = colour => {
+  const [r, g, b] = channels(colour).slice(0, 3).map(value => value / 255)
+    .map(value => value <= 0.03928 ? value / 12.92 : ((value + 0.055) / 1.055) ** 2.4);
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+let behind = "rgb(255, 255, 255)";
+for (let around = element.parentElement; around; around = around.parentElement) {
+  const colour = getComputedStyle(around).backgroundColor;
+  if (channels(colour)[3] !== 0) { behind = colour; break; }
+}
+const style = getComputedStyle(element), box = element.getBoundingClientRect();
+const [lighter, darker] = [luminance(style.outlineColor), luminance(behind)].sort((a, b) => b - a);
+return {element: element.outerHTML.slice(0, 120),
+        ring: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2,
+        contrast: Math.round((lighter + 0.05) / (darker + 0.05) * 100) / 100,
+        seen: box.width > 0 && box.height > 0 && box.right > 0 && box.bottom > 0 && box.left < innerWidth};
+"""
+"""The element the keyboard's focus is on: whether it shows a focus ring (an outline at least 2px
+wide) and the ring's contrast with the background around the element (where the ring is drawn,
+outside it), and whether it is on the screen; null between the page's last stop and its first,
+"round" once the Tab key has come back."""
+RING_CONTRAST = 3.0
+"""WCAG 2.1's 1.4.11: a focus indicator needs 3:1 against what is next to it."""
+
+
+def _by_impact(results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"by_impact": {impact: sum(1 for result in results if result["impact"] == impact) for impact in IMPACTS},
+            "rules": [{"rule": result["id"], "impact": result["impact"], "elements": len(result["nodes"])}
+                      for result in results]}
+
+
+@dataclass
+class AccessibilityFindings:
+    """What axe-core found on each page the run photographed, and its keyboard stops, written to
+    its path (the run's ACCESSIBILITY) after each page, so a failed run leaves what it saw so far."""
+
+    path: Path = ACCESSIBILITY
+    pages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    axe_core: str = ""
+
+    def record(self, name: str, path: str, results: dict[str, Any], keyboard_stops: int) -> None:
+        self.axe_core = results["testEngine"]["version"]
+        self.pages[name] = {"path": path.split("?")[0], "violations": _by_impact(results["violations"]),
+                            "needs_review": _by_impact(results["incomplete"]), "keyboard_stops": keyboard_stops}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        summary = {"axe_core": self.axe_core, "pages": self.pages}
+        self.path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 @dataclass
 class Browser:
     """A person at the cabinet. Its calls block (Selenium), so a test runs them in a thread
@@ -90,14 +160,15 @@ class Browser:
 
     driver: WebDriver
     base: str
+    findings: AccessibilityFindings
 
     def open(self, path: str) -> None:
         self.driver.get(self.base + path)
 
     def fill(self, field_id: str, value: str) -> None:
-        field = self.driver.find_element(By.ID, field_id)
-        field.clear()
-        field.send_keys(value)
+        control = self.driver.find_element(By.ID, field_id)
+        control.clear()
+        control.send_keys(value)
 
     def press(self, css: str) -> None:
         """Click and wait for the next page."""
@@ -116,25 +187,46 @@ class Browser:
     def path(self) -> str:
         return self.driver.current_url.removeprefix(self.base)
 
-    def check_accessible(self) -> None:
-        """The structural part of an accessibility check: the page's language, one h1, a name for
-        every control (its label, or aria-label) and for every button. (Contrast: the stylesheet's
-        colours, not checked here.)"""
-        page = self.path
-        assert self.find("html").get_attribute("lang"), page
-        assert len(self.driver.find_elements(By.TAG_NAME, "h1")) == 1, page
-        for control in self.driver.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select, textarea"):
-            control_id = control.get_attribute("id")
-            labelled = bool(control_id and self.driver.find_elements(By.CSS_SELECTOR, f"label[for='{control_id}']"))
-            wrapped = bool(control.find_elements(By.XPATH, "ancestor::label"))
-            assert labelled or wrapped or control.get_attribute("aria-label"), (page, control.get_attribute("name"))
-        for button in self.driver.find_elements(By.TAG_NAME, "button"):
-            assert button.text.strip() or button.get_attribute("aria-label"), page
+    def check_accessible(self, name: str) -> None:
+        """axe-core on the page as it stands (labels, contrast, headings, landmarks, the page's
+        language: AXE_OPTIONS), then the keyboard: each stop of the Tab key is on the screen and
+        shows a focus ring that stands out from what is around it. The findings go to the
+        findings' file under the shot's name; a serious or critical one fails the test. axe does
+        not count the h1s: exactly one."""
+        Axe(self.driver).inject()
+        results = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document, arguments[0]).then(done, error => done({error: String(error)}));", AXE_OPTIONS)
+        assert "error" not in results, results
+        stops = self._keyboard_stops()
+        self.findings.record(name, self.path, results, len(stops))
+        blocking = [violation for violation in results["violations"] if violation["impact"] in BLOCKING_IMPACTS]
+        assert not blocking, f"{name} ({self.path}): " + Axe.report(blocking)
+        assert len(self.driver.find_elements(By.TAG_NAME, "h1")) == 1, self.path
+        assert stops, f"{name}: the Tab key reaches nothing"
+        unseen = [stop for stop in stops if not (stop["ring"] and stop["seen"] and stop["contrast"] >= RING_CONTRAST)]
+        assert not unseen, f"{name}: focus not shown (a ring of {RING_CONTRAST}:1, on the screen) on {unseen}"
+
+    def _keyboard_stops(self) -> list[dict[str, Any]]:
+        """Each element the Tab key stops on, once round the page (Chromium starts from the last
+        element clicked, not from the top, and passes the page itself between the last and the
+        first)."""
+        self.driver.execute_script("window.tabStops = new WeakSet();")
+        stops = []
+        for _ in range(MAX_TAB_STOPS):
+            ActionChains(self.driver).send_keys(Keys.TAB).perform()
+            stop = self.driver.execute_script(FOCUSED)
+            if stop == "round":
+                break
+            if stop is not None:
+                stops.append(stop)
+        self.driver.execute_script("document.activeElement.blur(); window.scrollTo(0, 0);")
+        return stops
 
     def shoot(self, name: str) -> None:
         """The page at a phone's width and a desktop's, whole, under SCREENSHOTS (once it passed
-        check_accessible)."""
-        self.check_accessible()
+        check_accessible at the desktop's width)."""
+        self.check_accessible(name)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for label, (width, height) in WIDTHS.items():
             self.driver.set_window_size(width, height)
@@ -173,6 +265,11 @@ def browser_driver() -> Iterator[WebDriver]:
         driver.quit()
 
 
+@pytest.fixture(scope="session")
+def accessibility_findings() -> AccessibilityFindings:
+    return AccessibilityFindings()
+
+
 @pytest.fixture
-def browser(browser_driver: WebDriver, cabinet: str) -> Browser:
-    return Browser(browser_driver, cabinet)
+def browser(browser_driver: WebDriver, cabinet: str, accessibility_findings: AccessibilityFindings) -> Browser:
+    return Browser(browser_driver, cabinet, accessibility_findings)
