@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 STARTER = """
-import sys, time
+import signal, sys, time
+# Ctrl-C must reach the starter even when the test run was started as a background job, which
+# starts every process in it with SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from billing_events.embedded import EmbeddedBroker
 broker = EmbeddedBroker().start()  # never stopped by this process
 print(broker.pid, flush=True)
