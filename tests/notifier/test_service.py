@@ -334,6 +334,33 @@ async def test_a_closed_account_is_told_nothing_more(start, bootstrap_servers):
     assert [row["template"] for row in rows] == ["payment_credited"]
 
 
+async def test_what_waited_for_the_profile_before_the_closure_is_still_told(start, bootstrap_servers):
+    """The identity topic can lag the ledger's: a payment parked (no profile yet) before the
+    closure arrived happened while the account was open and is told once the profile comes; a
+    balance change parked after the closure is not."""
+    person = Person("100000000065", "en", "+447700000065")
+    closed = person.envelope(AccountClosed(
+        account_number=person.account, settlement=ClosureSettlement.REFUND, settled=Money(minor=500_00),
+        forfeited_bonus=Money.zero(), requested_by="operator:op", reason="moved abroad"))
+    async with start() as (runtime, _), outcomes(runtime, bootstrap_servers) as reader:
+        await publish(runtime, bootstrap_servers, person.balance(500_00, 500_00, "PaymentReceived"))
+        await eventually(lambda: _count(runtime, store.parked_events), what="the payment parked")
+        await publish(runtime, bootstrap_servers, closed)
+        await eventually(lambda: _count(runtime, store.closed_accounts), what="the closure kept")
+        await publish(runtime, bootstrap_servers, person.balance(700_00, 200_00, "PaymentReceived"))
+        await eventually(lambda: _parked_count_is(runtime, 2), what="the late payment parked")
+        await publish(runtime, bootstrap_servers, person.registered())
+        await reader.wait_for_type("NotificationSent", 1, template="payment_credited", timeout=60)
+        await eventually(lambda: _parked_count_is(runtime, 0), what="the parked events decided")
+        rows = await table_rows(runtime, store.deliveries)
+    assert [row["template"] for row in rows] == ["payment_credited"]
+    assert "500,00" in file_lines(runtime)[0]["body"]
+
+
+async def _parked_count_is(runtime: ServiceRuntime, expected: int) -> bool:
+    return await _count(runtime, store.parked_events) == expected
+
+
 async def test_a_changed_phone_is_told_to_the_old_one_and_used_after(start, bootstrap_servers):
     """The code goes to the new phone; the change is told to the old phone; later notices go to
     the new one; the change delivered again after it (the inbox forgot) changes nothing."""

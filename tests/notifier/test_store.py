@@ -95,13 +95,29 @@ async def test_profile_alarm_and_parked_events(db, seal, subscriber):
                 event_id=uuid4(), now=T0,
             )
     async with db.transaction() as conn:
-        assert await store.take_parked(conn, subscriber.account) == [b"one", b"two"]
+        assert [event.envelope for event in await store.take_parked(conn, subscriber.account)] == [b"one", b"two"]
         assert await store.take_parked(conn, subscriber.account) == []
         assert await store.load_alarm(conn, subscriber.account) == LowBalanceAlarm(armed=True)
         assert await store.load_alarm(conn, "100000000099") is None
         rows = (await conn.execute(select(store.subscribers))).all()
     assert len(rows) == 1 and rows[0].language == "sk"
     assert subscriber.phone not in repr(rows) and subscriber.email not in repr(rows)
+
+
+async def test_only_what_was_parked_before_the_first_closure_stays_tellable(db, subscriber):
+    async with db.transaction() as conn:
+        async def park(envelope: bytes, at: datetime) -> None:
+            await store.park(conn, event_id=uuid4(), account_number=subscriber.account,
+                             event_type="BalanceChanged", envelope=envelope, now=at)
+
+        await park(b"before", T0)
+        await store.mark_closed(conn, subscriber.account, closed_by="AccountClosed", at=T0)
+        await park(b"between", T0 + timedelta(seconds=1))
+        await store.mark_closed(conn, subscriber.account, closed_by="SubscriptionClosed", at=T0)  # the second word
+        await park(b"after", T0 + timedelta(seconds=2))
+        taken = await store.take_parked(conn, subscriber.account)
+    assert [(event.envelope, event.before_closure) for event in taken] == [
+        (b"before", True), (b"between", False), (b"after", False)]
 
 
 async def test_profile_opens_the_sealed_contact(db, seal, subscriber, opener):

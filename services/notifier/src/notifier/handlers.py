@@ -104,8 +104,8 @@ class Handlers:
         if parked:
             profile = await store.load_profile(conn, registered.account_number, self._context.opener)
             assert profile is not None
-            for raw in parked:
-                await self._decide(conn, decode(raw), profile)
+            for event in parked:
+                await self._decide(conn, decode(event.envelope), profile, told_though_closed=event.before_closure)
             log.info("notifier.parked_events_decided", account=registered.account_number, count=len(parked))
         return []
 
@@ -164,11 +164,12 @@ class Handlers:
         return []
 
     async def _decide(self, conn: AsyncConnection, envelope: Envelope[Any], profile: SubscriberProfile,
-                      *, sealed_contact: str | None = None) -> None:
+                      *, sealed_contact: str | None = None, told_though_closed: bool = False) -> None:
         """``sealed_contact``: where the notices go instead of the contact the profile has when
-        they are sent (the contact a change replaced)."""
+        they are sent (the contact a change replaced). ``told_though_closed``: the event arrived
+        before the closure (it waited for the profile), so the account was open when it happened."""
         payload = envelope.payload
-        if await store.is_closed(conn, profile.account_number):
+        if not told_though_closed and await store.is_closed(conn, profile.account_number):
             log.info("notifier.closed_account_not_told", account=profile.account_number,
                      event_type=envelope.event_type)
             return

@@ -43,6 +43,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     delete,
+    false,
     func,
     select,
     update,
@@ -106,6 +107,8 @@ parked_events = Table(
     Column("event_type", String(64), nullable=False),
     Column("envelope", LargeBinary, nullable=False),
     Column("parked_at", UtcDateTime(), nullable=False),
+    Column("before_closure", Boolean, nullable=False, server_default=false(),
+           comment="Parked before the closure arrived: decided as for an open account"),
 )
 
 closed_accounts = Table(
@@ -297,9 +300,13 @@ async def save_alarm(
 
 
 async def mark_closed(conn: AsyncConnection, account_number: str, *, closed_by: str, at: datetime) -> None:
-    """Kept once: the first of the tariff's and the ledger's word on it."""
-    await conn.execute(insert_ignoring_duplicates(conn, closed_accounts),
-                       {"account_number": account_number, "closed_by": closed_by, "closed_at": at})
+    """Kept once: the first of the tariff's and the ledger's word on it. The events parked until
+    then arrived while the account was open: they stay tellable."""
+    kept = await conn.execute(insert_ignoring_duplicates(conn, closed_accounts),
+                              {"account_number": account_number, "closed_by": closed_by, "closed_at": at})
+    if kept.rowcount:
+        await conn.execute(update(parked_events).where(parked_events.c.account_number == account_number)
+                           .values(before_closure=True))
 
 
 async def is_closed(conn: AsyncConnection, account_number: str) -> bool:
@@ -321,18 +328,24 @@ async def park(
     )
 
 
-async def take_parked(conn: AsyncConnection, account_number: str) -> list[bytes]:
+@dataclass(frozen=True)
+class ParkedEvent:
+    envelope: bytes
+    before_closure: bool
+
+
+async def take_parked(conn: AsyncConnection, account_number: str) -> list[ParkedEvent]:
     """The account's parked events in the order they were parked, removed from the table."""
     rows = (
         await conn.execute(
-            select(parked_events.c.event_id, parked_events.c.envelope)
+            select(parked_events.c.event_id, parked_events.c.envelope, parked_events.c.before_closure)
             .where(parked_events.c.account_number == account_number)
             .order_by(parked_events.c.parked_at, parked_events.c.event_id)
         )
     ).all()
     if rows:
         await conn.execute(delete(parked_events).where(parked_events.c.account_number == account_number))
-    return [row.envelope for row in rows]
+    return [ParkedEvent(envelope=row.envelope, before_closure=bool(row.before_closure)) for row in rows]
 
 
 # --- deliveries -------------------------------------------------------------------------------
