@@ -3,28 +3,22 @@ only, never with their modules, their shared libraries or their databases."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from billing_events.testing.imports import imported_names
 
 CABINET = Path(__file__).parents[2] / "cabinet" / "src" / "billing_cabinet"
 SUITE = {"ledger", "identity", "tariff", "notifier", "billing_events", "billing_contracts", "billing_cli"}
 DATABASES = {"sqlalchemy", "asyncpg", "psycopg", "psycopg2", "sqlite3", "aiosqlite", "aiokafka"}
 
 
-def _imported(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    return names
-
-
 def test_the_cabinet_imports_no_service_and_no_database() -> None:
     modules = sorted(CABINET.rglob("*.py"))
     assert len(modules) >= 5  # the check reads the package, not an empty folder
-    found = {f"{path.name}: {name}" for path in modules for name in _imported(path)
+    found = {f"{path.name}: {name}" for path in modules for name in imported_names(path)
              if name.partition(".")[0] in SUITE | DATABASES}
     assert found == set()
-    assert "httpx" in _imported(CABINET / "services.py")  # how it does speak to them, seen by the check
+    assert "httpx" in imported_names(CABINET / "services.py")  # how it does speak to them, seen by the check
 
 
 def test_the_cabinet_package_depends_on_no_part_of_the_suite() -> None:

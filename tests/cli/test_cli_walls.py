@@ -5,21 +5,13 @@ service's other modules."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from billing_events.testing.imports import imported_names
 
 CLI = Path(__file__).parents[2] / "cli" / "src" / "billing_cli"
 SERVICES = {"ledger", "identity", "tariff", "notifier"}
 ALLOWED = "ledger.ops"
-
-
-def _imported(path: Path) -> set[str]:
-    """The dotted names a module imports: ``from a.b import c`` imports ``a.b.c``."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    names |= {f"{node.module}.{alias.name}" for node in ast.walk(tree)
-              if isinstance(node, ast.ImportFrom) and node.module for alias in node.names}
-    return names
 
 
 def _allowed(name: str) -> bool:
@@ -27,14 +19,14 @@ def _allowed(name: str) -> bool:
 
 
 def test_the_command_line_imports_no_service_but_the_ledgers_operations() -> None:
-    found = {f"{path.name}: {name}" for path in sorted(CLI.glob("*.py")) for name in _imported(path)
+    found = {f"{path.name}: {name}" for path in sorted(CLI.glob("*.py")) for name in imported_names(path)
              if name.partition(".")[0] in SERVICES and not _allowed(name)}
     assert found == set()
-    assert "ledger.ops" in _imported(CLI / "ledger_ops.py")  # the check sees `from ledger import ops`
-    assert "billing_contracts.catalog.ledger.JournalSealed" in _imported(CLI / "seals.py")  # the contract, seen
+    assert "ledger.ops" in imported_names(CLI / "ledger_ops.py")  # the check sees `from ledger import ops`
+    assert "billing_contracts.catalog.ledger.JournalSealed" in imported_names(CLI / "seals.py")  # the contract, seen
 
 
 def test_the_check_catches_a_services_other_module(tmp_path: Path) -> None:
     module = tmp_path / "reads_the_store.py"
     module.write_text("from ledger import ops, store\nimport tariff.service\nfrom ledger.ops import Seal\n")
-    assert {name for name in _imported(module) if not _allowed(name)} == {"ledger.store", "tariff.service"}
+    assert {name for name in imported_names(module) if not _allowed(name)} == {"ledger.store", "tariff.service"}
