@@ -248,12 +248,20 @@ async def test_a_new_subscriber_registers_chooses_a_plan_and_a_channel_package_t
         browser.press("form[action='/sign-in'] button")
         assert browser.find("h1").text == "Обзор"
         browser.open(f"/a/{mine}/tariff")
+        # Moscow: Интернет 100 at 550,00 and ТВ Оптимальный at 400,00 apart, 800,00 together.
+        assert plain(browser.find("#saving-combo-100-optimum").text) == (
+            "Экономия 150,00 ₽ в месяц по сравнению с Интернет 100 + ТВ Оптимальный по отдельности")
+        assert not browser.driver.find_elements(By.ID, "saving-internet-100")  # a single plan saves nothing
         browser.find("#plan-combo-100-optimum").click()
         browser.press("#choose-plan")
         assert "Готово" in browser.find(".flash").text
         browser.press("#add-kino")
         assert "Готово" in browser.find(".flash").text
         assert browser.driver.find_elements(By.ID, "remove-kino")  # planned: it can be taken back
+        assert "бесплатно с вашим тарифом" in browser.find("#rent-stb-hd").find_element(By.XPATH, "../../..").text
+        browser.press("#rent-stb-4k")  # not free with this plan: rented at its price
+        assert "Готово" in browser.find(".flash").text
+        assert browser.driver.find_elements(By.ID, "return-stb-4k")
         browser.shoot("tariff-chosen")
         browser.open(f"/a/{mine}")
         return browser.text
@@ -262,7 +270,7 @@ async def test_a_new_subscriber_registers_chooses_a_plan_and_a_channel_package_t
     assert "Комбо" in overview and "kino" in overview  # from tomorrow: the plan and the package
     subscription = await _subscription(suite, mine)
     assert subscription["schedule"][-1]["terms"] == {"plan": "combo-100-optimum", "options": ["kino"],
-                                                     "equipment": []}
+                                                     "equipment": ["stb-4k"]}
 
     suite.clock.advance(timedelta(days=1))  # the plan is in effect from the next billing day
     before = await suite.ledger_balance(mine)

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -41,6 +42,24 @@ BLOCK_DAYS_A_YEAR = 30
 LAST_PAYMENTS = 5
 NOTICES = ("balance_low", "payment_credited", "tariff_changed", "voluntary_block", "debt_block")
 """The notices a subscriber may turn off (passwords, codes and security notices always go)."""
+
+
+@dataclass(frozen=True)
+class BundleSaving:
+    parts: str
+    """The parts' names, as the region sells them apart"""
+    monthly_minor: int
+
+
+def bundle_savings(plans: list[dict[str, Any]]) -> dict[str, BundleSaving]:
+    """What each bundle of the region saves a month against its parts bought apart (a bundle
+    whose parts are not all sold in the region is compared with nothing)."""
+    by_code = {plan["code"]: plan for plan in plans}
+    return {plan["code"]: BundleSaving(
+                parts=" + ".join(by_code[part]["name"] for part in plan["parts"]),
+                monthly_minor=sum(by_code[part]["monthly_price_minor"] for part in plan["parts"])
+                - plan["monthly_price_minor"])
+            for plan in plans if plan["parts"] and all(part in by_code for part in plan["parts"])}
 
 
 def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None,
@@ -446,14 +465,15 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
                            error: str | None = None) -> Response:
         subscription = await who.call("GET", f"/tariff/accounts/{account}")
         region = subscription["region"]
-        plans, options, history = await asyncio.gather(
+        plans, options, equipment, history = await asyncio.gather(
             services.json("GET", f"/tariff/regions/{region}/plans"),
             services.json("GET", f"/tariff/regions/{region}/options"),
+            services.json("GET", f"/tariff/regions/{region}/equipment"),
             who.call("GET", f"/tariff/accounts/{account}/tariff-history"))
         planned = subscription["schedule"][-1]["terms"] if subscription["schedule"] else subscription["terms"]
         return render(request, "tariff.html", status, subscription=subscription, plans=plans, options=options,
-                      history=history, planned=planned, names={p["code"]: p["name"] for p in plans + options},
-                      error=error, title=_("Plan and options"))
+                      equipment=equipment, savings=bundle_savings(plans), history=history, planned=planned,
+                      names={p["code"]: p["name"] for p in plans + options}, error=error, title=_("Plan and options"))
 
     async def tariff_command(request: Request, account: str, who: Subscriber, method: str, path: str,
                              body: Any = None) -> Response:
@@ -484,6 +504,18 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     async def remove_option(request: Request, account: str, option: str, form: FormData = Depends(checked_form),
                             who: Subscriber = Depends(signed_in)) -> Response:
         return await tariff_command(request, account, who, "DELETE", f"/tariff/accounts/{account}/options/{option}")
+
+    @app.post("/a/{account}/tariff/equipment")
+    async def rent_equipment(request: Request, account: str, form: FormData = Depends(checked_form),
+                             who: Subscriber = Depends(signed_in)) -> Response:
+        return await tariff_command(request, account, who, "POST", f"/tariff/accounts/{account}/equipment",
+                                    {"equipment": str(form.get("equipment", ""))})
+
+    @app.post("/a/{account}/tariff/equipment/{equipment}/return")
+    async def return_equipment(request: Request, account: str, equipment: str,
+                               form: FormData = Depends(checked_form), who: Subscriber = Depends(signed_in)) -> Response:
+        return await tariff_command(request, account, who, "DELETE",
+                                    f"/tariff/accounts/{account}/equipment/{equipment}")
 
     @app.get("/a/{account}/block")
     async def block_page(request: Request, account: str, who: Subscriber = Depends(signed_in)) -> Response:
