@@ -65,6 +65,7 @@ async def test_a_logged_flow_and_its_failures_hold_no_personal_data(
     await identity.reissue_password_by_sms(ctx, {"login": form["mobile_phone"]})
     log.info("password requested", request={"login": form["mobile_phone"]}, client=[CLIENT_ADDRESS])
 
+    await eventually(lambda: suite.ledger_account_open(number), what="the ledger opened the account")
     payment = PaymentReceived(account_number=number, channel="terminal", reference="T-1",
                               amount=Money(minor=30_000), received_at=suite.clock.now())
     await suite.producer.send(suite.ledger.topics(topics.PAYMENTS),

@@ -71,7 +71,10 @@ async def test_the_walkthrough_runs_as_printed(shared_clock_suite: Any) -> None:
     walk = steps(WALKTHROUGH.read_text(encoding="utf-8"))
     assert len(walk) >= 15 and all(step.shown for step in walk)
     for step in walk:
-        accounts |= {arg for arg in step.args if re.fullmatch(r"\d{12}", arg)}
+        named = {arg for arg in step.args if re.fullmatch(r"\d{12}", arg)}
+        for number in named - accounts:  # registered by an earlier step: the ledger hears of it on its topic
+            await eventually(lambda: suite.ledger_account_open(number), what=f"the ledger opened {number}")
+        accounts |= named
         await eventually(lambda: _settled(suite, accounts), what="the services agreeing on balances")
         last: list[str] = []
 

@@ -129,6 +129,7 @@ async def test_the_command_topic_holds_a_subscribers_request_to_their_own_accoun
     await ledger.register(A)
     await ledger.register(B)
     await ledger.pay(A, 10_000, "CMD-1")
+    await ledger.balance_becomes(A, 10_000)  # the payments topic does not wait for the command topic
     ceiling = ledger.ctx.self_service_credit_limit
 
     def transfer(requested_by: str, minor: int) -> TransferRequested:
