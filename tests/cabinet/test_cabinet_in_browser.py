@@ -360,6 +360,30 @@ async def test_a_subscriber_who_forgot_the_password_gets_a_new_one_with_a_code_a
     refused, changed = await asyncio.to_thread(changes_the_password)
     assert refused == "This is not your current password."
     assert changed == "The password is changed; every other sign-in has ended."
+    codes_before = len(sent_secrets(suite, "code", mine))
+
+    def asks_to_change_the_phone() -> tuple[str, str]:
+        browser.fill("contact", "+7 915 000")  # too short to be a mobile number
+        browser.press("#change-contact")
+        wrong = browser.find("#contact-error").text
+        browser.fill("contact", "+7 916 555-01-23")
+        browser.press("#change-contact")
+        browser.shoot("settings-contact-code")
+        return wrong, browser.find(".flash").text
+
+    wrong, sent = await asyncio.to_thread(asks_to_change_the_phone)
+    assert wrong and sent == "A code is on its way to +7 *** ***-01-23."
+    contact_code = (await eventually(lambda: sent_secrets(suite, "code", mine)[codes_before:],
+                                     what="the code at the new phone"))[-1]
+
+    def confirms_it() -> tuple[str, str]:
+        browser.fill("contact-code", contact_code)
+        browser.press("#confirm-contact")
+        return browser.find(".flash").text, browser.find("#masked-phone").text
+
+    confirmed, shown = await asyncio.to_thread(confirms_it)
+    assert confirmed == "The contact is changed; the previous one was told."
+    assert shown.endswith("01-23") and not browser.driver.find_elements(By.ID, "confirm-contact")
     async with httpx.AsyncClient(timeout=30) as http:
         login = await http.post(f"{suite.urls()['identity']}/identity/login",
                                 json={"login": mine, "password": "a-long-new-password-7"})

@@ -42,6 +42,8 @@ BLOCK_DAYS_A_YEAR = 30
 LAST_PAYMENTS = 5
 NOTICES = ("balance_low", "payment_credited", "tariff_changed", "voluntary_block", "debt_block")
 """The notices a subscriber may turn off (passwords, codes and security notices always go)."""
+CONTACT_CODE_SENT_TO = "contact_code_sent_to"
+"""The session keeps where a contact change's code went (masked) until the code is given."""
 
 
 @dataclass(frozen=True)
@@ -559,13 +561,45 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         return await block_command(request, account, who, "DELETE", done=_("The block has ended."))
 
     async def settings_view(request: Request, who: Subscriber, status: int = 200,
-                            password_error: str | None = None) -> Response:
+                            password_error: str | None = None, contact_error: str | None = None) -> Response:
         profile = await who.call("GET", "/identity/me")
         notices = {"balance_low": _("the balance runs low"), "payment_credited": _("a payment arrived"),
                    "tariff_changed": _("the plan or options changed"), "voluntary_block": _("a voluntary block"),
                    "debt_block": _("a block for debt")}
         return render(request, "settings.html", status, profile=profile, notices=notices, password_error=password_error,
+                      contact_error=contact_error, code_sent_to=request.session.get(CONTACT_CODE_SENT_TO),
                       title=_("Settings"))
+
+    async def settings_refusal(request: Request, who: Subscriber, refused: Refused) -> Response:
+        if refused.status >= 500:
+            raise refused
+        said = next(iter(refused.field_messages().values()), None)  # what is wrong with the contact typed
+        return await settings_view(request, who, refused.status, contact_error=said or words(request, refused))
+
+    @app.post("/settings/contact")
+    async def change_contact(request: Request, form: FormData = Depends(checked_form),
+                             who: Subscriber = Depends(signed_in)) -> Response:
+        """A new mobile number or e-mail: identity sends a code to it, and the change waits for the code."""
+        kind = "email" if form.get("kind") == "email" else "phone"
+        try:
+            sent = await who.call("POST", "/identity/me/contact-changes",
+                                  json={kind: str(form.get("contact", "")).strip()})
+        except Refused as refused:
+            return await settings_refusal(request, who, refused)
+        request.session[CONTACT_CODE_SENT_TO] = sent["masked_destination"]
+        flash(request, _("A code is on its way to {destination}.").format(destination=sent["masked_destination"]))
+        return RedirectResponse("/settings", status_code=303)
+
+    @app.post("/settings/contact/confirm")
+    async def confirm_contact(request: Request, form: FormData = Depends(checked_form),
+                              who: Subscriber = Depends(signed_in)) -> Response:
+        try:
+            await who.call("POST", "/identity/me/contact-changes/confirm", json={"code": str(form.get("code", ""))})
+        except Refused as refused:
+            return await settings_refusal(request, who, refused)
+        request.session.pop(CONTACT_CODE_SENT_TO, None)
+        flash(request, _("The contact is changed; the previous one was told."))
+        return RedirectResponse("/settings", status_code=303)
 
     @app.get("/settings")
     async def settings_page(request: Request, who: Subscriber = Depends(signed_in)) -> Response:
