@@ -53,3 +53,31 @@ async def test_a_transaction_undone_to_break_a_deadlock_is_run_again(postgres_ur
     finally:
         await db.dispose()
     assert sorted(runs.values()) == [1, 2], "the transaction undone ran once more, the other once"
+
+
+async def test_a_read_on_sqlite_does_not_queue_behind_a_writer_nor_hold_one_off(tmp_path: Any) -> None:
+    """SQLite's writers take BEGIN IMMEDIATE so that two of them queue instead of deadlocking; a
+    read must not: under WAL it reads the last commit while a writer works, and a writer never
+    waits for a reader (a reader holding the write lock held every writer off, up to the 30 s
+    busy timeout, when a stopping task left its read behind)."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'reads.db'}")
+    try:
+        async with db.transaction() as conn:
+            await conn.execute(text("CREATE TABLE facts (n INTEGER)"))
+            await conn.execute(text("INSERT INTO facts VALUES (1)"))
+
+        async def read() -> int:
+            async with db.connect() as reader:
+                return int(await reader.scalar(text("SELECT count(*) FROM facts")))
+
+        async with db.transaction() as writer:
+            await writer.execute(text("INSERT INTO facts VALUES (2)"))
+            assert await asyncio.wait_for(read(), 10) == 1  # the last commit, not the write under way
+        async with db.connect() as reader:
+            assert await reader.scalar(text("SELECT count(*) FROM facts")) == 2
+            async with db.transaction() as writer:  # while a read transaction is open
+                await writer.execute(text("INSERT INTO facts VALUES (3)"))
+            assert await reader.scalar(text("SELECT count(*) FROM facts")) == 2  # its snapshot holds
+        assert await asyncio.wait_for(read(), 10) == 3
+    finally:
+        await db.dispose()

@@ -86,8 +86,11 @@ class Database:
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads (no write transaction held open)."""
+        """A connection for reads (no write transaction held open). On SQLite its transaction
+        begins deferred: under WAL it reads the last commit and takes no lock a writer waits for."""
         async with self._acquired(self.engine.connect()) as conn:
+            if self.is_sqlite:
+                conn = await conn.execution_options(**{_READS_ONLY: True})
             yield conn
 
     async def create_schema(self, *metadatas: MetaData) -> None:
@@ -135,8 +138,13 @@ class Database:
         await self.engine.dispose()
 
 
+_READS_ONLY = "billing_reads_only"
+"""The execution option :meth:`Database.connect` sets: SQLite begins its transaction deferred."""
+
+
 def _make_sqlite_transactional(engine: AsyncEngine) -> None:
-    """WAL, a busy timeout, and BEGIN IMMEDIATE so two writers queue instead of deadlocking.
+    """WAL, a busy timeout, and BEGIN IMMEDIATE so two writers queue instead of deadlocking (a
+    connection for reads begins deferred: it never upgrades, so it cannot deadlock a writer).
 
     The sqlite3 driver's own transaction handling defers BEGIN and breaks SAVEPOINT; the
     SQLAlchemy documentation's recipe hands transaction control back to SQLAlchemy.
@@ -152,7 +160,7 @@ def _make_sqlite_transactional(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READS_ONLY) else "BEGIN IMMEDIATE")
 
 
 def insert_ignoring_duplicates(conn: AsyncConnection, table: Table) -> Any:
