@@ -7,12 +7,16 @@
   same settings classes.
 - The production shape the issue asks for: three KRaft brokers with replication 3 and
   min.insync.replicas 2, a database per service, two ledger instances, probes, limits, non-root.
+- The web cabinet: it calls each service where that listens, its cookie is Secure where HTTPS
+  serves it, and it reaches the services' APIs alone.
 - docs/operations.md names real topics, metrics, variables and commands.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import ipaddress
 import json
 import os
 import re
@@ -23,14 +27,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
 import pytest
+import uvicorn
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic import AliasChoices, BaseModel, ValidationError
+from pydantic_settings import BaseSettings
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from billing_events import metrics
 from billing_events.admin import AdminSettings
@@ -40,6 +48,9 @@ from billing_events.sealing import generate_keypair
 from billing_events.settings import ServiceSettings
 from billing_events.signing import generate_signing_key
 from billing_contracts.topics import EVENT_TOPICS, dead_letter_spec
+from billing_cabinet.__main__ import main as cabinet_main
+from billing_cabinet.app import build as build_cabinet
+from billing_cabinet.settings import CabinetSettings
 from identity.settings import IdentitySettings
 from ledger.settings import LedgerSettings
 from notifier.settings import NotifierSettings
@@ -57,16 +68,19 @@ SERVICES: dict[str, type[ServiceSettings]] = {
     "tariff": TariffSettings,
     "notifier": NotifierSettings,
 }
+CABINET = "billing_cabinet"
+# The processes on the broker, by the module their command runs (the cabinet speaks HTTP alone).
+KAFKA_CLIENTS: dict[str, type[ServiceSettings]] = {**SERVICES, "billing_events.admin": AdminSettings}
 # Who reads the environment of a container, by the module its command runs.
-READERS: dict[str, type[ServiceSettings]] = {**SERVICES, "billing_events.admin": AdminSettings}
+READERS: dict[str, type[BaseSettings]] = {**KAFKA_CLIENTS, CABINET: CabinetSettings}
 TOKEN_SAMPLE = generate_token_keypair()[1]
-SECRET_NAME = re.compile(r"(PASSWORD|TOKEN|_KEY|DATABASE_URL)$")
+SECRET_NAME = re.compile(r"(PASSWORD|TOKEN|SECRET|_KEY|DATABASE_URL)$")
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<rule>[:?+-][^}]*)?\}")
 
 
 # --- what the settings read --------------------------------------------------------------
 
-def field_variables(settings_cls: type[ServiceSettings], name: str) -> set[str]:
+def field_variables(settings_cls: type[BaseSettings], name: str) -> set[str]:
     """The environment variables that set one field (pydantic-settings ignores their case)."""
     config = settings_cls.model_config
     field = settings_cls.model_fields[name]
@@ -83,16 +97,16 @@ def field_variables(settings_cls: type[ServiceSettings], name: str) -> set[str]:
     return {own}
 
 
-def variables_read_by(settings_cls: type[ServiceSettings]) -> set[str]:
+def variables_read_by(settings_cls: type[BaseSettings]) -> set[str]:
     return set().union(*(field_variables(settings_cls, name) for name in settings_cls.model_fields))
 
 
-def unread_variables(environment: Mapping[str, str], settings_cls: type[ServiceSettings]) -> set[str]:
+def unread_variables(environment: Mapping[str, str], settings_cls: type[BaseSettings]) -> set[str]:
     billing = {name.upper() for name in environment if name.upper().startswith("BILLING_")}
     return billing - variables_read_by(settings_cls)
 
 
-def missing_required(environment: Mapping[str, str], settings_cls: type[ServiceSettings]) -> set[str]:
+def missing_required(environment: Mapping[str, str], settings_cls: type[BaseSettings]) -> set[str]:
     given = {name.upper() for name in environment}
     return {
         name for name, field in settings_cls.model_fields.items()
@@ -120,9 +134,12 @@ def secret_sample(variable: str) -> str:
     return "sample-secret"
 
 
+Settings = TypeVar("Settings", bound=BaseSettings)
+
+
 def load_settings(
-    settings_cls: type[ServiceSettings], environment: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
-) -> ServiceSettings:
+    settings_cls: type[Settings], environment: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Settings:
     """The settings a process with exactly this BILLING_* environment would get."""
     with monkeypatch.context() as patch:
         for name in [name for name in os.environ if name.upper().startswith("BILLING_")]:
@@ -233,6 +250,20 @@ def k8s_containers() -> list[Container]:
 ALL_CONTAINERS = compose_containers() + k8s_containers()
 
 
+def deployed_module(deployment: dict[str, Any]) -> str:
+    return python_module(deployment["spec"]["template"]["spec"]["containers"][0]["command"])
+
+
+def service_deployments() -> list[dict[str, Any]]:
+    return [deployment for deployment in of_kind("Deployment") if deployed_module(deployment) in SERVICES]
+
+
+def cabinet_container(where: str) -> Container:
+    """The cabinet's container of the Compose file (``compose:``) or of the manifests (``k8s:``)."""
+    (cabinet,) = [c for c in ALL_CONTAINERS if c.module == CABINET and c.where.startswith(where)]
+    return cabinet
+
+
 # --- schemas -----------------------------------------------------------------------------
 
 def compose_schema() -> dict[str, Any]:
@@ -253,12 +284,12 @@ def test_compose_file_follows_the_compose_specification() -> None:
 SECURED_OVERLAY = DEPLOY / "compose.kafka-secured.yaml"
 
 
-@pytest.mark.parametrize("container", [c for c in ALL_CONTAINERS if c.module in READERS], ids=lambda c: c.where)
+@pytest.mark.parametrize("container", [c for c in ALL_CONTAINERS if c.module in KAFKA_CLIENTS], ids=lambda c: c.where)
 def test_kafka_in_clear_only_on_the_closed_compose_network(container: Container,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Kubernetes reaches Kafka over SASL_SSL as a user of the process's own; the Compose file's
     clear listeners are on its own network alone, which it says (the secured overlay: SASL_SSL)."""
-    settings = load_settings(READERS[container.module], container.resolved(), monkeypatch)
+    settings = load_settings(KAFKA_CLIENTS[container.module], container.resolved(), monkeypatch)
     if container.where.startswith("k8s:"):
         assert settings.kafka.security_protocol == "SASL_SSL" and not settings.kafka.closed_network
         expected_user = "admin" if container.module == "billing_events.admin" else container.module
@@ -272,13 +303,14 @@ def test_kafka_in_clear_only_on_the_closed_compose_network(container: Container,
 def test_the_secured_kafka_overlay_secures_every_billing_process(monkeypatch: pytest.MonkeyPatch) -> None:
     overlay = yaml.safe_load(SECURED_OVERLAY.read_text())
     assert compose_errors(overlay) == []
-    base = {container.where.removeprefix("compose:"): container for container in compose_containers()}
+    base = {container.where.removeprefix("compose:"): container for container in compose_containers()
+            if container.module in KAFKA_CLIENTS}
     assert set(base) <= set(overlay["services"])
     for name, container in base.items():
         added = compose_environment(overlay["services"][name])
-        assert unread_variables(added, READERS[container.module]) == set()
+        assert unread_variables(added, KAFKA_CLIENTS[container.module]) == set()
         assert set(overlay["services"][name]["secrets"]) <= set(overlay["secrets"])
-        settings = load_settings(READERS[container.module], {**container.resolved(), **added}, monkeypatch)
+        settings = load_settings(KAFKA_CLIENTS[container.module], {**container.resolved(), **added}, monkeypatch)
         assert settings.kafka.security_protocol == "SASL_SSL"
         assert str(settings.kafka.sasl_password_file).startswith("/run/secrets/")
         assert str(settings.kafka.ssl_ca_file).startswith("/run/secrets/")
@@ -328,9 +360,9 @@ def test_every_variable_set_is_read_and_every_required_one_is_set(container: Con
     assert missing_required(container.environment, reader) == set()
 
 
-@pytest.mark.parametrize("container", ALL_CONTAINERS, ids=lambda c: c.where)
+@pytest.mark.parametrize("container", [c for c in ALL_CONTAINERS if c.module in KAFKA_CLIENTS], ids=lambda c: c.where)
 def test_the_values_make_production_settings(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = load_settings(READERS[container.module], container.resolved(), monkeypatch)
+    settings = load_settings(KAFKA_CLIENTS[container.module], container.resolved(), monkeypatch)
     kafka = settings.kafka
     assert (kafka.acks, kafka.enable_idempotence, kafka.create_topics) == ("all", True, False)
     assert (kafka.replication_factor, kafka.min_insync_replicas) == (3, 2)
@@ -352,24 +384,26 @@ def test_each_service_holds_its_own_signing_key_only(container: Container) -> No
     assert held <= {f"BILLING_{container.module.upper()}_SIGNING_PRIVATE_KEY"}, container.where
 
 
-@pytest.mark.parametrize("container", k8s_containers(), ids=lambda c: c.where)
+@pytest.mark.parametrize("container", [c for c in k8s_containers() if c.module in KAFKA_CLIENTS],
+                         ids=lambda c: c.where)
 def test_kubernetes_runs_in_production_without_a_development_default(
     container: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The manifests start: production refuses nothing they set (TLS to Kafka, the notifier's
     gateways, identity's client address header, no API docs)."""
-    settings = load_settings(READERS[container.module], container.resolved(), monkeypatch)
+    settings = load_settings(KAFKA_CLIENTS[container.module], container.resolved(), monkeypatch)
     assert settings.environment == "production"
     assert settings.development_defaults() == []
     assert not settings.serves_api_docs
 
 
-@pytest.mark.parametrize("container", compose_containers(), ids=lambda c: c.where)
+@pytest.mark.parametrize("container", [c for c in compose_containers() if c.module in KAFKA_CLIENTS],
+                         ids=lambda c: c.where)
 def test_compose_says_what_keeps_it_from_production(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
     """The lone Docker host is development, for its plaintext Kafka, the notifier's file,
     /metrics on the API ports and the development acquirer page (said in compose.yaml); nothing
     else it sets would stop a production start."""
-    settings = load_settings(READERS[container.module], container.resolved(), monkeypatch)
+    settings = load_settings(KAFKA_CLIENTS[container.module], container.resolved(), monkeypatch)
     assert settings.environment == "development"
     expected = ["BILLING_KAFKA__SECURITY_PROTOCOL"]
     if settings.http_port is not None:
@@ -381,6 +415,19 @@ def test_compose_says_what_keeps_it_from_production(container: Container, monkey
     if container.module == "ledger" and settings.process_role != "relay":
         expected += ["BILLING_LEDGER_CARD_ACQUIRER_URL"]  # no acquirer: the development page stands in
     assert [found.split(" ", 1)[0] for found in settings.development_defaults()] == expected
+
+
+@pytest.mark.parametrize("where", ["compose:", "k8s:"])
+def test_the_cabinets_cookie_is_secure_where_https_serves_it(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A browser sends a Secure cookie back over HTTPS only: the ingress serves the cabinet so
+    (production), the Compose file over plain HTTP on its published port (development, said in
+    compose.yaml), where a Secure cookie would sign nobody in. Both take the session secret from
+    their secrets (deploy/.env, the Secret), so a restart, or another pod, signs nobody out."""
+    cabinet = cabinet_container(where)
+    settings = load_settings(CabinetSettings, cabinet.resolved(), monkeypatch)
+    assert settings.secure_cookie == (where == "k8s:")
+    assert settings.environment == ("production" if where == "k8s:" else "development")
+    assert "BILLING_CABINET_SESSION_SECRET" in cabinet.secret_sourced
 
 
 @pytest.mark.parametrize("container", ALL_CONTAINERS, ids=lambda c: c.where)
@@ -447,7 +494,7 @@ def test_the_example_secrets_cannot_be_deployed_as_they_are(monkeypatch: pytest.
 def test_image_defaults_are_variables_every_service_reads() -> None:
     dockerfile_env = dict(re.findall(r"(BILLING_[A-Z0-9_]+)=(\S+)", (DEPLOY / "Dockerfile").read_text()))
     assert dockerfile_env
-    for settings_cls in READERS.values():
+    for settings_cls in KAFKA_CLIENTS.values():
         assert unread_variables(dockerfile_env, settings_cls) == set()
 
 
@@ -468,19 +515,39 @@ def test_kafka_is_three_kraft_nodes_replicating_three_ways() -> None:
         assert len(base64.urlsafe_b64decode(config["CLUSTER_ID"] + "==")) == 16  # a KRaft cluster id
     assert len({config["CLUSTER_ID"] for config in configs}) == 1
     advertised = {config["KAFKA_ADVERTISED_LISTENERS"].split("://", 1)[1] for config in configs}
-    for container in compose_containers():
+    for container in [c for c in compose_containers() if c.module in KAFKA_CLIENTS]:
         assert set(container.environment["BILLING_KAFKA__BOOTSTRAP_SERVERS"].split(",")) == advertised
 
 
 def test_compose_starts_every_service_after_topics_and_database() -> None:
     services = load_compose()["services"]
     started = {name: s for name, s in services.items() if s.get("command", [""])[0] == "python"}
-    assert {python_module(s["command"]) for s in started.values()} == {*SERVICES, "billing_events.admin", "billing_cli"}
+    modules = {name: python_module(s["command"]) for name, s in started.items()}
+    assert set(modules.values()) == {*SERVICES, CABINET, "billing_events.admin", "billing_cli"}
     assert started["ledger"].get("deploy", {}).get("replicas") == 2
-    for name in started.keys() - {"create-topics", "migrate"}:
+    for name in [name for name, module in modules.items() if module in SERVICES]:
         depends = started[name]["depends_on"]
         assert depends["create-topics"]["condition"] == "service_completed_successfully"
         assert depends["postgres"]["condition"] == "service_healthy"
+
+
+def test_compose_starts_the_cabinet_after_the_services_it_calls_where_they_listen(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No database and no Kafka: the cabinet waits for the services it calls, and for nothing else."""
+    services = load_compose()["services"]
+    cabinet = cabinet_container("compose:")
+    settings = load_settings(CabinetSettings, cabinet.resolved(), monkeypatch)
+    called = {urlsplit(url).hostname: (service, urlsplit(url).port) for service, url in settings.service_urls.items()}
+    for host, (service, port) in called.items():
+        assert python_module(services[host]["command"]) == service
+        assert port == int(compose_environment(services[host])["BILLING_HTTP_PORT"]), service
+    compose_service = services[cabinet.where.removeprefix("compose:")]
+    assert set(compose_service["depends_on"]) == set(called)
+    assert settings.host == "0.0.0.0"  # the default, 127.0.0.1, answers nobody outside the container
+    assert f"{settings.port}:{settings.port}" in compose_service["ports"]
+    # Its own health check: the image's asks /health/live on 8080, which the cabinet does not serve.
+    assert f", {settings.port})" in " ".join(compose_service["healthcheck"]["test"])
 
 
 def test_postgres_init_creates_the_database_of_every_service() -> None:
@@ -501,9 +568,30 @@ def test_the_topic_jobs_create_the_dead_letter_topics_of_every_service() -> None
         assert set(command[command.index("create-topics") + 1:]) == set(SERVICES)
 
 
-def test_k8s_deploys_every_service_once() -> None:
-    deployed = [python_module(d["spec"]["template"]["spec"]["containers"][0]["command"]) for d in of_kind("Deployment")]
-    assert sorted(deployed) == sorted(SERVICES)
+def test_k8s_deploys_every_service_and_the_cabinet_once() -> None:
+    deployed = [deployed_module(d) for d in of_kind("Deployment")]
+    assert sorted(deployed) == sorted([*SERVICES, CABINET])
+
+
+def test_the_cabinet_calls_each_service_through_its_kubernetes_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = next(d for d in of_kind("ConfigMap") if d["metadata"]["name"] == "billing-config")["data"]
+    cabinet = cabinet_container("k8s:")
+    settings = load_settings(CabinetSettings, cabinet.resolved(), monkeypatch)
+    kubernetes_services = {doc["metadata"]["name"]: doc for doc in of_kind("Service")}
+    for service, url in settings.service_urls.items():
+        address = urlsplit(url)
+        target = kubernetes_services[address.hostname]
+        (port,) = [port for port in target["spec"]["ports"] if port["port"] == address.port]
+        (deployment,) = [d for d in of_kind("Deployment")
+                         if target["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+        assert deployed_module(deployment) == service
+        api = deployment["spec"]["template"]["spec"]["containers"][0]
+        served = {p["name"]: p["containerPort"] for p in api["ports"]}
+        assert served[port["targetPort"]] == int(config["BILLING_HTTP_PORT"]), service
+    (deployment,) = [d for d in of_kind("Deployment") if deployed_module(d) == CABINET]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert settings.host == "0.0.0.0"
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": settings.port}
 
 
 @pytest.mark.parametrize("deployment", list(of_kind("Deployment")), ids=lambda d: d["metadata"]["name"])
@@ -511,13 +599,21 @@ def test_deployments_have_probes_limits_and_run_as_non_root(deployment: dict[str
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
     for container in pod["containers"]:
-        assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
-        assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
-        port = container["readinessProbe"]["httpGet"]["port"]
-        assert port in {p.get("name") for p in container["ports"]} | {p["containerPort"] for p in container["ports"]}
+        if python_module(container["command"]) == CABINET:
+            # It serves no health route: the probes can only ask whether it takes connections.
+            routes = {route.path for route in build_cabinet(CabinetSettings()).routes}
+            assert not {"/health/ready", "/health/live"} & routes, "probe the cabinet's health route"
+            probed = {container[probe]["tcpSocket"]["port"] for probe in ("readinessProbe", "livenessProbe")}
+        else:
+            assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+            assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+            probed = {container["readinessProbe"]["httpGet"]["port"]}
+        assert probed <= {p.get("name") for p in container["ports"]} | {p["containerPort"] for p in container["ports"]}
         assert {"cpu", "memory"} <= set(container["resources"]["requests"]) & set(container["resources"]["limits"])
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert pod["terminationGracePeriodSeconds"] > 30  # the broker client's graceful timeout
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    if deployed_module(deployment) in SERVICES:
+        assert pod["terminationGracePeriodSeconds"] > 30  # the broker client's graceful timeout
 
 
 def test_the_ledger_splits_consuming_and_relaying_into_processes() -> None:
@@ -691,8 +787,7 @@ def test_every_http_service_has_two_pods_a_disruption_budget_and_rolls_without_d
     assert strategy["type"] == "RollingUpdate" and strategy["rollingUpdate"]["maxUnavailable"] == 0
 
 
-def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
-    selector = policy["spec"]["podSelector"]
+def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     assert set(selector) <= {"matchLabels", "matchExpressions"}
     matched = selector.get("matchLabels", {}).items() <= labels.items()
     for expression in selector.get("matchExpressions", []):
@@ -701,14 +796,21 @@ def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
     return matched
 
 
-def _allowed_ports(labels: dict[str, str], direction: str) -> set[int]:
+def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    return _matches(policy["spec"]["podSelector"], labels)
+
+
+def _rules(labels: dict[str, str], direction: str) -> list[dict[str, Any]]:
     key = "ingress" if direction == "Ingress" else "egress"
-    return {port["port"] for policy in of_kind("NetworkPolicy") if _selects(policy, labels)
-            and direction in policy["spec"]["policyTypes"]
-            for rule in policy["spec"].get(key, []) for port in rule["ports"]}
+    return [rule for policy in of_kind("NetworkPolicy") if _selects(policy, labels)
+            and direction in policy["spec"]["policyTypes"] for rule in policy["spec"].get(key, [])]
 
 
-def test_network_policies_deny_by_default_and_open_only_what_the_services_use() -> None:
+def _allowed_ports(labels: dict[str, str], direction: str) -> set[int]:
+    return {port["port"] for rule in _rules(labels, direction) for port in rule["ports"]}
+
+
+def test_network_policies_deny_by_default_and_open_only_what_each_pod_uses() -> None:
     policies = list(of_kind("NetworkPolicy"))
     deny = [p for p in policies if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress")
             and not p["spec"].get("egress")]
@@ -716,17 +818,65 @@ def test_network_policies_deny_by_default_and_open_only_what_the_services_use() 
     for where, pod in pod_specs():
         doc = next(d for d in k8s_resources() if f"{d['kind']}/{d['metadata']['name']}" == where)
         labels = doc["spec"]["template"]["metadata"]["labels"]
-        gateways = {587, 443} if labels["app.kubernetes.io/name"] == "notifier" else set()
-        assert _allowed_ports(labels, "Egress") == {53, 5432, 9093} | gateways, where  # DNS, PostgreSQL, Kafka over TLS
         served = {port["containerPort"] for container in pod["containers"] for port in container.get("ports", [])}
         ingress = _allowed_ports(labels, "Ingress")
+        if python_module(pod["containers"][0]["command"]) == CABINET:
+            assert _allowed_ports(labels, "Egress") == {53, 8080}, where  # DNS, the services' APIs
+            assert served == ingress == {8090}, where  # its pages alone
+            continue
+        gateways = {587, 443} if labels["app.kubernetes.io/name"] == "notifier" else set()
+        assert _allowed_ports(labels, "Egress") == {53, 5432, 9093} | gateways, where  # DNS, PostgreSQL, Kafka over TLS
         assert served <= ingress <= {8080, 8081, 9090, 9091}, where  # only the HTTP and metrics ports
     scraped = [rule for policy in policies if "ingress" in policy["spec"] for rule in policy["spec"]["ingress"]
                if {port["port"] for port in rule["ports"]} & {9090, 9091}]
     assert scraped and all(rule.get("from") for rule in scraped)  # the metrics from the scraper only
 
 
-@pytest.mark.parametrize("deployment", list(of_kind("Deployment")), ids=lambda d: d["metadata"]["name"])
+def test_the_cabinet_reaches_the_services_apis_and_the_ingress_alone_reaches_it() -> None:
+    """Its 8080 leads to the four services' pods and nowhere else; its pages take connections
+    from the ingress controller's namespace alone, whose X-Forwarded-For the cabinet believes."""
+    (cabinet,) = [d for d in of_kind("Deployment") if deployed_module(d) == CABINET]
+    labels = cabinet["spec"]["template"]["metadata"]["labels"]
+    peers = [peer for rule in _rules(labels, "Egress") if 8080 in {port["port"] for port in rule["ports"]}
+             for peer in rule["to"]]
+    assert peers and all(set(peer) == {"podSelector"} for peer in peers)  # in this namespace
+    reached = {deployed_module(d) for d in of_kind("Deployment") for peer in peers
+               if _matches(peer["podSelector"], d["spec"]["template"]["metadata"]["labels"])}
+    assert reached == set(SERVICES)
+    (pages,) = _rules(labels, "Ingress")
+    assert [set(peer) for peer in pages["from"]] == [{"namespaceSelector"}]
+
+
+def test_the_cabinet_behind_the_ingress_tells_identity_the_browsers_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """identity counts failed logins per address, the one the cabinet forwards: were every
+    subscriber the ingress, one's wrong passwords would lock out all; were the header's first
+    entry believed (the browser writes it), a script would pick a fresh address for each guess.
+    uvicorn, as the cabinet starts it, believes the ingress's X-Forwarded-For and takes the
+    address the ingress appended."""
+    cabinet = cabinet_container("k8s:")
+    for name in [name for name in os.environ if name.upper().startswith("BILLING_")]:
+        monkeypatch.delenv(name)
+    for name, value in cabinet.resolved().items():
+        monkeypatch.setenv(name, value)
+    started: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(options, app=app))
+    cabinet_main()
+    config = uvicorn.Config(**started)
+    assert config.proxy_headers
+    trusted = cabinet.environment["FORWARDED_ALLOW_IPS"]
+    ingress = str(next(ipaddress.ip_network(trusted.split(",")[0].strip()).hosts()))
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["client"][0])
+
+    request = {"type": "http", "client": (ingress, 40000),
+               "headers": [(b"x-forwarded-for", b"198.51.100.1, 203.0.113.7")]}
+    asyncio.run(ProxyHeadersMiddleware(app, trusted_hosts=config.forwarded_allow_ips)(request, None, None))
+    assert seen == ["203.0.113.7"]
+
+
+@pytest.mark.parametrize("deployment", service_deployments(), ids=lambda d: d["metadata"]["name"])
 def test_prometheus_scrapes_a_metrics_port_the_api_port_is_not(deployment: dict[str, Any]) -> None:
     config = next(d for d in k8s_resources() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "billing-config")
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
@@ -775,9 +925,9 @@ def test_the_databases_are_migrated_before_the_services_start_in_compose() -> No
 
 
 def test_each_pod_migrates_its_database_before_its_service_starts_in_kubernetes() -> None:
-    for doc in of_kind("Deployment"):
+    for doc in service_deployments():
         pod = doc["spec"]["template"]["spec"]
-        service = python_module(pod["containers"][0]["command"])
+        service = deployed_module(doc)
         (init,) = pod["initContainers"]
         assert init["command"] == [*MIGRATE, "--service", service]
         url = f"BILLING_{service.upper()}_DATABASE_URL"
