@@ -53,6 +53,26 @@ async def test_the_cookie_is_httponly_lax_and_secure_outside_development_and_the
         assert page.headers["cache-control"] == "no-store"
 
 
+def test_a_production_session_secret_is_long_and_no_placeholder() -> None:
+    for placeholder in ("s" * 31, "REPLACE-ME (BILLING_CABINET_SESSION_SECRET, e.g. openssl rand -hex 32)"):
+        with pytest.raises(ValidationError, match="at least 32 characters"):
+            CabinetSettings(environment="production", session_secret=placeholder)
+    assert CabinetSettings(environment="production", session_secret="s" * 32).session_secret is not None
+    assert CabinetSettings(environment="development", session_secret="short").session_secret is not None
+
+
+async def test_the_payment_pages_a_top_up_sends_the_browser_to_are_allowed_to_receive_it() -> None:
+    """A form answered with a redirect is held to form-action at the redirect's target too: the
+    ledger's development page at the address a browser reaches, and the acquirer's page."""
+    settings = CabinetSettings(ledger_url="http://ledger:8080", ledger_public_url="http://localhost:8101",
+                               payment_page_origins=["https://pay.acquirer.example"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build(settings)),
+                                 base_url="http://cabinet") as browser:
+        policy = (await browser.get("/sign-in")).headers["content-security-policy"]
+    form_action = policy.partition("form-action")[2].split(";")[0].split()
+    assert form_action == ["'self'", "http://localhost:8101", "https://pay.acquirer.example"]
+
+
 def test_no_page_has_an_inline_script_or_style() -> None:
     pages = sorted(TEMPLATES.glob("*.html"))
     assert len(pages) >= 10

@@ -131,6 +131,8 @@ def secret_sample(variable: str) -> str:
         return base64.b64encode(bytes(range(32))).decode()
     if variable == "BILLING_LEDGER_CARD_CALLBACK_SECRET":
         return "sample-secret-shared-with-the-card-acquirer"
+    if variable == "BILLING_CABINET_SESSION_SECRET":
+        return "sample-secret-signing-the-cabinets-session-cookie"
     return "sample-secret"
 
 

@@ -83,9 +83,11 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     app.state.clock = now
     app.state.today = lambda: now().astimezone(zone).date()
     templates = _templates(settings)
-    ledger_origin = "{0.scheme}://{0.netloc}".format(urlsplit(settings.ledger_url))
+    # A top-up's form is answered with a redirect to the payment page, which form-action governs too.
+    payment_pages = " ".join(["{0.scheme}://{0.netloc}".format(urlsplit(settings.browser_ledger_url)),
+                              *settings.payment_page_origins])
     policy = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none';"
-              f" base-uri 'none'; frame-ancestors 'none'; form-action 'self' {ledger_origin}")
+              f" base-uri 'none'; frame-ancestors 'none'; form-action 'self' {payment_pages}")
 
     @app.middleware("http")
     async def headers_and_log(request: Request, call_next: Callable[..., Any]) -> Response:
@@ -660,7 +662,7 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
             return render(request, "top_up.html", refused.status, balance=balance, title=_("Top up"),
                           error=words(request, refused))
         pay_url = str(intent["pay_url"])  # in development a path on the ledger's address
-        return RedirectResponse(settings.ledger_url + pay_url if pay_url.startswith("/") else pay_url,
+        return RedirectResponse(settings.browser_ledger_url + pay_url if pay_url.startswith("/") else pay_url,
                                 status_code=303)
 
     @app.get("/card-payments/{intent_id}")

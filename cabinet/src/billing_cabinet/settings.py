@@ -3,6 +3,7 @@ session cookie is kept. Environment variables ``BILLING_CABINET_<NAME>`` set the
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORT = 8090
+MIN_SECRET_LENGTH = 32
+"""Characters of a session secret outside development: 128 bits and more, written in hex or base64."""
 """`make run` serves the cabinet here, beside the services' 8101-8104."""
 
 
@@ -34,6 +37,12 @@ class CabinetSettings(BaseSettings):
     time_zone: str = Field(default="Europe/Moscow", description="Where billing days are counted: a statement"
                                                                 " period's days start at midnight here")
     service_timeout_seconds: float = 10.0
+    ledger_public_url: str | None = Field(
+        default=None, description="Where a browser reaches the ledger (its development payment page) when that is not"
+                                  " ledger_url, e.g. a service name only the containers resolve; default: ledger_url")
+    payment_page_origins: list[str] = Field(
+        default_factory=list, description="The acquirer's payment page origins (https://pay.example): a top-up sends"
+                                          " the browser there, so the policy's form-action allows them")
     clock_file: Path | None = Field(
         default=None, description="Development only: the suite's shared clock file (`billing up` names it, `billing"
                                   " clock` moves it), so the cabinet's billing day is the services'")
@@ -46,7 +55,15 @@ class CabinetSettings(BaseSettings):
             if self.environment != "development":
                 raise ValueError("BILLING_CABINET_SESSION_SECRET is required outside development")
             self.session_secret = SecretStr(secrets.token_urlsafe(32))
+        elif self.environment != "development" and not re.fullmatch(
+                rf"\S{{{MIN_SECRET_LENGTH},}}", self.session_secret.get_secret_value()):  # a placeholder has spaces
+            raise ValueError(f"BILLING_CABINET_SESSION_SECRET needs at least {MIN_SECRET_LENGTH} characters and no"
+                             " spaces (openssl rand -hex 32)")
         return self
+
+    @property
+    def browser_ledger_url(self) -> str:
+        return self.ledger_public_url or self.ledger_url
 
     @property
     def secure_cookie(self) -> bool:
