@@ -46,11 +46,13 @@ async def test_the_cookie_is_httponly_lax_and_secure_outside_development_and_the
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build(settings)),
                                      base_url="http://cabinet") as browser:
             page = await browser.get("/sign-in")
+            health = [await browser.get(path) for path in ("/health/live", "/health/ready")]
         cookie = page.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=lax" in cookie and ("secure" in cookie) is secure, environment
         policy = page.headers["content-security-policy"]
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
         assert page.headers["cache-control"] == "no-store"
+        assert [answer.json() for answer in health] == [{"status": "ok"}] * 2  # what the probes ask
 
 
 def test_a_production_session_secret_is_long_and_no_placeholder() -> None:

@@ -548,8 +548,8 @@ def test_compose_starts_the_cabinet_after_the_services_it_calls_where_they_liste
     assert set(compose_service["depends_on"]) == set(called)
     assert settings.host == "0.0.0.0"  # the default, 127.0.0.1, answers nobody outside the container
     assert f"{settings.port}:{settings.port}" in compose_service["ports"]
-    # Its own health check: the image's asks /health/live on 8080, which the cabinet does not serve.
-    assert f", {settings.port})" in " ".join(compose_service["healthcheck"]["test"])
+    # Its own health check: the image's asks /health/live on the services' port, 8080.
+    assert f":{settings.port}/health/live'" in " ".join(compose_service["healthcheck"]["test"])
 
 
 def test_postgres_init_creates_the_database_of_every_service() -> None:
@@ -601,15 +601,11 @@ def test_deployments_have_probes_limits_and_run_as_non_root(deployment: dict[str
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
     for container in pod["containers"]:
-        if python_module(container["command"]) == CABINET:
-            # It serves no health route: the probes can only ask whether it takes connections.
-            routes = {route.path for route in build_cabinet(CabinetSettings()).routes}
-            assert not {"/health/ready", "/health/live"} & routes, "probe the cabinet's health route"
-            probed = {container[probe]["tcpSocket"]["port"] for probe in ("readinessProbe", "livenessProbe")}
-        else:
-            assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
-            assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
-            probed = {container["readinessProbe"]["httpGet"]["port"]}
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+        if python_module(container["command"]) == CABINET:  # its own routes, not the services' runtime's
+            assert {"/health/ready", "/health/live"} <= {route.path for route in build_cabinet(CabinetSettings()).routes}
+        probed = {container["readinessProbe"]["httpGet"]["port"]}
         assert probed <= {p.get("name") for p in container["ports"]} | {p["containerPort"] for p in container["ports"]}
         assert {"cpu", "memory"} <= set(container["resources"]["requests"]) & set(container["resources"]["limits"])
         assert container["securityContext"]["allowPrivilegeEscalation"] is False

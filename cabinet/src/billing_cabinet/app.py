@@ -169,6 +169,13 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
             return home(request.session["account"])
         return RedirectResponse("/sign-in", status_code=303)
 
+    @app.get("/health/live")
+    @app.get("/health/ready")
+    async def health() -> dict[str, str]:
+        """The probes' answer: the cabinet holds no state and needs no service to serve a page
+        (a page says when one does not answer), so serving is being alive and being ready."""
+        return {"status": "ok"}
+
     @app.get("/sign-in")
     async def sign_in_page(request: Request) -> Response:
         return render(request, "sign_in.html")
