@@ -15,12 +15,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import day_close, history, infra, ledger_bench, peer, replay, workload
+from bench import cabinet, day_close, history, infra, ledger_bench, peer, replay, workload
 from bench.ledger_process import ROLES, process_names
 
 RESULTS = Path(__file__).with_name("results")
 TARGETS = {"postings_per_s": 20_000, "p99_ms": 50, "entries_per_s": 500_000, "vs_fold": 0.75}
-RATIO_TARGETS = {"cpu_per_movement_vs_consume": 25, "p99_vs_two_hops": 1.25, "peak_rss_mib_per_process": 100}
+RATIO_TARGETS = {"cpu_per_movement_vs_consume": 25, "p99_vs_two_hops": 1.25, "peak_rss_mib_per_process": 100,
+                 "overview_vs_slowest_call": 1.5}
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,14 @@ class Sizes:
     history_large: int = 1_000_000
     history_restore: int = 100_000
     day_close_subscriptions: int = 100_000
+    cabinet_subscribers: int = 50
+    cabinet_rounds: int = 20
 
 
 QUICK = Sizes(movements=10_000, accounts=1_000, accounts_large=10_000, movements_large=5_000, latency_rate=1_000,
               latency_seconds=3, replay_entries=100_000, replay_large_entries=200_000, replay_repeat=1,
               peer_commands=1_000, peer_accounts=100, history_small=1_000, history_large=10_000,
-              history_restore=10_000, day_close_subscriptions=5_000)
+              history_restore=10_000, day_close_subscriptions=5_000, cabinet_subscribers=10, cabinet_rounds=5)
 
 
 def parse(argv: list[str] | None = None) -> tuple[Sizes, Path, bool]:
@@ -84,6 +87,8 @@ async def run(sizes: Sizes, console: Console) -> dict[str, Any]:
                 restore=sizes.history_restore, repeat=5, say=say)
             figures["day_close"] = await day_close.run(
                 broker, databases, subscriptions=sizes.day_close_subscriptions, say=say)
+            figures["cabinet"] = await cabinet.run(
+                broker, databases, subscribers=sizes.cabinet_subscribers, rounds=sizes.cabinet_rounds, say=say)
         figures["replay"] = await replay.run(
             databases, entries=sizes.replay_entries, large_entries=sizes.replay_large_entries, accounts=sizes.accounts,
             repeat=sizes.replay_repeat, say=say)
@@ -118,6 +123,7 @@ def headline(figures: dict[str, Any]) -> dict[str, float | None]:
     whose unit docs/performance.md gives; the peak RSS alone, an absolute, against its bound).
     ``accounts_1m_vs_10k`` is None when the run had no ingestion among many accounts."""
     cpu, lat, ing, rep = figures["cpu"], figures["latency"], figures["ingestion"], figures["replay"]
+    cab = figures["cabinet"]
     consume, base = ing["ceiling_consume_us_per_message"], ledger_and_postgres_us_per_movement(cpu)
     spent = sum(cpu.get(f"{part}_us_per_movement", 0.0) for part in ("ledger", "postgres", "broker"))
     large = figures.get("ingestion_large")
@@ -131,6 +137,8 @@ def headline(figures: dict[str, Any]) -> dict[str, float | None]:
         "rss_peak_mib_max": (largest_peak_rss_mib(figures), RATIO_TARGETS["peak_rss_mib_per_process"]),
         "accounts_1m_vs_10k": (ledger_and_postgres_us_per_movement(large["cpu"]) / base if large and base else None,
                                base),
+        "overview_vs_slowest_call": (cab["cabinet_overview_p95_ms"] / cab["slowest_call_p95_ms"],
+                                     cab["slowest_call_p95_ms"]),
     }
     return {key: value for name, (ratio, ceiling) in ratios.items()
             for key, value in ((name, ratio), (f"{name}_ceiling", ceiling))}
@@ -244,6 +252,15 @@ def table(results: dict[str, Any]) -> Table:
         " per subscription)",
         f"{results['ingestion']['movements_per_s']:,.0f} movements/s (ledger ingestion)",
         f"{results['day_close_vs_ingestion']:.2f}", ">= 1", mark(results["day_close_vs_ingestion"] >= 1),
+    )
+    cab = results["cabinet"]
+    ratio, limit = results["overview_vs_slowest_call"], RATIO_TARGETS["overview_vs_slowest_call"]
+    grid.add_row(
+        f"8. cabinet overview, {cab['subscribers']:,} subscribers at once ({cab['pages']:,} pages)",
+        f"p95 {cab['cabinet_overview_p95_ms']:,.1f} ms (p50 {cab['cabinet_overview_p50_ms']:,.1f})",
+        f"slowest of its calls p95 {cab['slowest_call_p95_ms']:,.1f} ms ({cab['slowest_call']}); "
+        f"all its calls at once p95 {cab['calls_at_once_p95_ms']:,.1f} ms",
+        f"{ratio:.2f}x", f"<= {limit}x", mark(ratio <= limit),
     )
     cpu = results["cpu"]
     if "cpu_per_movement_vs_consume" in results:

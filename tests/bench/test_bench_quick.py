@@ -35,6 +35,7 @@ def test_quick_bench_reports_all_five_figures(tmp_path: Path, bootstrap_servers:
                 "ledger_us_per_movement", "machine_cores_busy",
                 "machine_bound_postings_per_s"],
         "day_close": ["charges_per_s", "subscriptions_per_s", "tariff_cpu_us_per_subscription"],
+        "cabinet": ["cabinet_overview_p95_ms", "slowest_call_p95_ms", "calls_at_once_p95_ms"],
     }
     for section, names in figures.items():
         for name in names:
@@ -50,7 +51,7 @@ def test_quick_bench_reports_all_five_figures(tmp_path: Path, bootstrap_servers:
     assert results["day_close"]["charges"] > results["day_close"]["subscriptions"]  # a plan each, some an option
     # The targets lead the JSON, each ratio with its ceiling beside it, under the names.
     targets = ["cpu_per_movement_vs_consume", "p99_vs_two_hops", "replay_vs_fold", "verify_vs_fold",
-               "day_close_vs_ingestion", "rss_peak_mib_max", "accounts_1m_vs_10k"]
+               "day_close_vs_ingestion", "rss_peak_mib_max", "accounts_1m_vs_10k", "overview_vs_slowest_call"]
     leading = [key for name in targets for key in (name, f"{name}_ceiling")]
     assert list(results)[:len(leading)] == leading
     for key in leading:
@@ -67,4 +68,8 @@ def test_quick_bench_reports_all_five_figures(tmp_path: Path, bootstrap_servers:
     peaks = [row[f"{name}_peak_rss_mib"] for row in (results["memory"], results["ingestion_large"]["memory"])
              for name in ("consumer_1", "consumer_2", "relay")]
     assert results["rss_peak_mib_max"] == max(peaks) and results["rss_peak_mib_max_ceiling"] == 100
+    cabinet = results["cabinet"]
+    assert results["overview_vs_slowest_call_ceiling"] == cabinet["slowest_call_p95_ms"]
+    assert results["overview_vs_slowest_call"] == pytest.approx(
+        cabinet["cabinet_overview_p95_ms"] / cabinet["slowest_call_p95_ms"])
     assert "billing suite benchmarks" in completed.stdout

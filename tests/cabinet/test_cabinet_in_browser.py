@@ -23,9 +23,9 @@ from selenium.webdriver.support.ui import Select
 from billing_contracts import topics
 from billing_contracts.catalog.payments import PaymentReceived
 from billing_contracts.envelope import Envelope
+from billing_events.testing.file_channel import sent_secrets
 from billing_events.testing.plugin import eventually
 from tests.flows.conftest import Suite, registration_form
-from tests.flows.test_cabinet_api_doc import sent_secrets
 
 from .conftest import Browser
 
@@ -38,7 +38,7 @@ async def _subscriber(suite: Suite, http: httpx.AsyncClient, **form: Any) -> tup
     answer = await http.post(f"{suite.urls()['identity']}/identity/registrations", json={**registration_form(), **form})
     assert answer.status_code == 201, answer.text
     account = answer.json()["account_number"]
-    passwords = await eventually(lambda: sent_secrets(suite, "sms", account), what="the password by SMS")
+    passwords = await eventually(lambda: sent_secrets(suite.messages(), "sms", account), what="the password by SMS")
     await eventually(_knows(suite, account), what="every service knows the account")
     return account, passwords[-1]
 
@@ -237,7 +237,7 @@ async def test_a_new_subscriber_registers_chooses_a_plan_and_a_channel_package_t
         return browser.find("#new-account").text
 
     mine = await asyncio.to_thread(registers)
-    password = (await eventually(lambda: sent_secrets(suite, "sms", mine), what="the password by SMS"))[-1]
+    password = (await eventually(lambda: sent_secrets(suite.messages(), "sms", mine), what="the password by SMS"))[-1]
     await eventually(_knows(suite, mine), what="every service knows the account")
     await _pay(suite, mine, 300_000)
 
@@ -316,7 +316,7 @@ async def _balance_below(suite: Suite, account: str, minor: int) -> bool:
 async def test_a_subscriber_who_forgot_the_password_gets_a_new_one_with_a_code_and_changes_it(suite: Suite, browser: Browser) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
         mine, _first_password = await _subscriber(suite, http, language="en")
-    passwords_before = len(sent_secrets(suite, "sms", mine))
+    passwords_before = len(sent_secrets(suite.messages(), "sms", mine))
 
     def asks_for_a_code() -> None:
         browser.open("/sign-in")
@@ -327,7 +327,7 @@ async def test_a_subscriber_who_forgot_the_password_gets_a_new_one_with_a_code_a
         browser.shoot("forgot-password")
 
     await asyncio.to_thread(asks_for_a_code)
-    code = (await eventually(lambda: sent_secrets(suite, "code", mine), what="the code by SMS"))[-1]
+    code = (await eventually(lambda: sent_secrets(suite.messages(), "code", mine), what="the code by SMS"))[-1]
 
     def gives_the_code() -> str:
         browser.fill("code", code)
@@ -335,7 +335,7 @@ async def test_a_subscriber_who_forgot_the_password_gets_a_new_one_with_a_code_a
         return browser.find(".flash").text
 
     assert await asyncio.to_thread(gives_the_code) == "A new password is on its way by SMS. Sign in with it."
-    new_password = (await eventually(lambda: sent_secrets(suite, "sms", mine)[passwords_before:],
+    new_password = (await eventually(lambda: sent_secrets(suite.messages(), "sms", mine)[passwords_before:],
                                      what="the new password by SMS"))[-1]
 
     def signs_in_with_it() -> str:

@@ -4,7 +4,6 @@ database, talking only through the session's broker, under one manual clock."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -21,6 +20,7 @@ from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair
 from billing_events.settings import KafkaSettings
 from billing_events.testing import signing
+from billing_events.testing.file_channel import sent_messages
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import TEST_OPERATOR, TEST_OPERATOR_PRIVATE_KEY, TEST_TOKEN_PRIVATE_KEY, operations_token
 from identity.app import build as build_identity
@@ -76,10 +76,7 @@ class Suite:
         return Path(self.notifier.settings.resolved_file_channel_path())
 
     def messages(self, account_to: str | None = None) -> list[dict[str, Any]]:
-        if not self.outbox_file.exists():
-            return []
-        lines = [json.loads(line) for line in self.outbox_file.read_text().splitlines() if line.strip()]
-        return [m for m in lines if account_to is None or m.get("to") == account_to]
+        return [m for m in sent_messages(self.outbox_file) if account_to is None or m.get("to") == account_to]
 
     def urls(self) -> dict[str, str]:
         """Each service's HTTP API (name -> base URL)."""

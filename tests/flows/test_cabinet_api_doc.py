@@ -31,6 +31,7 @@ from billing_contracts import topics
 from billing_events.clock import ManualClock
 from billing_contracts.catalog.payments import PaymentReceived
 from billing_contracts.envelope import Envelope
+from billing_events.testing.file_channel import sent_secrets
 from billing_events.testing.plugin import eventually
 from ledger.settings import DEFAULT_CAMPAIGNS
 
@@ -122,16 +123,6 @@ def shows(shown: Any, got: Any, kept: dict[str, Any]) -> bool:
     return bool(shown == got)
 
 
-SECRETS = {"sms": r"{account}\D{{1,5}}([A-Za-z2-9]{{12}})\b", "code": r"{account}\D{{1,5}}([0-9]{{6}})\b"}
-
-
-def sent_secrets(suite: Any, kind: str, account: str) -> list[str]:
-    """The passwords (``sms``) or one-time codes (``code``) messages brought to ``account``, oldest first."""
-    found = [re.search(SECRETS[kind].format(account=account), message["body"])
-             for message in suite.messages() if message["contains_secret"]]
-    return [match.group(1) for match in found if match]
-
-
 def routes_shown(text: str) -> dict[tuple[str, str], set[str]]:
     """The route table's rows: (method, path with its parameters unnamed) -> who may call it."""
     return {(method, PATH_PARAMETER.sub("{}", path)): {one.strip() for one in who.split(",")}
@@ -170,10 +161,10 @@ async def test_every_request_of_the_cabinet_document_runs_as_printed(suite: Any)
             if kind is None:
                 return str(kept[name])
             if kind == "sms":  # the latest password: it works until another replaces it
-                passwords = await eventually(lambda: sent_secrets(suite, "sms", kept[name]), what=f"a password for {name}")
+                passwords = await eventually(lambda: sent_secrets(suite.messages(), "sms", kept[name]), what=f"a password for {name}")
                 return str(passwords[-1])
             # a code works once: the first one not used yet
-            fresh = await eventually(lambda: [code for code in sent_secrets(suite, "code", kept[name])
+            fresh = await eventually(lambda: [code for code in sent_secrets(suite.messages(), "code", kept[name])
                                               if code not in used_codes], what=f"a code for {name}")
             used_codes.add(fresh[0])
             return str(fresh[0])
