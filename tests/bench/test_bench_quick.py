@@ -15,12 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_quick_bench_reports_all_five_figures(tmp_path: Path, bootstrap_servers: str) -> None:
+def test_quick_bench_reports_every_figure(tmp_path: Path, bootstrap_servers: str) -> None:
     output = tmp_path / "bench.json"
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers}
     completed = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--json", str(output)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=170, check=False,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=480, check=False,  # a deadline on a loaded CI machine
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     results = json.loads(output.read_text())
