@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export UV_LINK_MODE ?= copy
 
-.PHONY: run test bench simulate simulate-long install lint schemas docs clean messages
+.PHONY: run test test-fast bench simulate simulate-long install lint schemas docs clean messages
 
 $(UV):
 	@echo "uv not found: installing it for this user (https://docs.astral.sh/uv/)"
@@ -19,6 +19,10 @@ run: install
 ## test: the whole test suite over a real broker and real databases
 test: install
 	$(UV) run pytest
+
+## test-fast: the tests that need no broker, no PostgreSQL and no install (about a minute)
+test-fast: install
+	$(UV) run pytest -m "not infrastructure and not slow"
 
 ## bench: the benchmarks of bench/ (add ARGS=--quick for a smoke run)
 bench: install

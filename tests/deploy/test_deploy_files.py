@@ -704,6 +704,7 @@ def copy_into(context: Path, argument: str) -> None:
         shutil.copy2(origin, target)
 
 
+@pytest.mark.infrastructure  # installs the image's packages with uv
 def test_the_build_stage_installs_every_service_so_it_runs_without_sources(tmp_path: Path) -> None:
     """The build stage's COPY and `uv sync` steps, replayed here without Docker."""
     uv = os.environ.get("UV") or shutil.which("uv")

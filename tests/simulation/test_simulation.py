@@ -37,6 +37,7 @@ async def test_seeded_runs_hold_every_invariant_and_the_model(database: str, inf
     assert faults, "the budget's seeds injected no fault"
 
 
+@pytest.mark.infrastructure  # the simulation starts its own broker
 @pytest.mark.parametrize("reproduction", REPRODUCTIONS, ids=lambda path: path.stem)
 async def test_what_the_simulation_found_stays_fixed(reproduction: Path, tmp_path: Path) -> None:
     recorded = json.loads(reproduction.read_text())
@@ -45,6 +46,7 @@ async def test_what_the_simulation_found_stays_fixed(reproduction: Path, tmp_pat
     assert outcome.steps_run == len(recorded["steps"])
 
 
+@pytest.mark.infrastructure
 async def test_a_written_run_replays(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     recorded = tmp_path / "run.json"
     steps = [{"do": "start", "at": "2026-12-30T06:00:00+00:00"}, {"do": "register", "label": "A1"},

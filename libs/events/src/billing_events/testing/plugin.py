@@ -64,6 +64,14 @@ def operator_signer(clock: Clock) -> OperatorSigner:
     return OperatorSigner(TEST_OPERATOR, TEST_OPERATOR_PRIVATE_KEY, clock)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that reaches the broker or PostgreSQL, through the fixture that provides both, is
+    marked ``infrastructure``: ``make test-fast`` runs the others alone."""
+    for item in items:
+        if "infrastructure" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.infrastructure)
+
+
 @pytest.fixture(scope="session")
 def infrastructure(request: pytest.FixtureRequest) -> Iterator[Infrastructure]:
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
