@@ -284,8 +284,11 @@ async def run(broker: Broker, databases: Databases, *, subscribers: int, rounds:
                     RawProducer(broker.bootstrap) as producer, AsyncExitStack() as browsers):
             urls = {name: f"http://127.0.0.1:{runtime.http_port}" for name, runtime in runtimes.items()}
             transport = NotingTransport()
+            # The region's plans are kept for the whole run: the page in its steady state, whose
+            # own calls are the subscriber's (the catalog's answer is everyone's, kept a minute).
             settings = CabinetSettings(port=0, identity_url=urls["identity"], ledger_url=urls["ledger"],
-                                       tariff_url=urls["tariff"], notifier_url=urls["notifier"])
+                                       tariff_url=urls["tariff"], notifier_url=urls["notifier"],
+                                       catalog_cache_seconds=24 * 3600)
             async with serving(build_cabinet(settings, clock.now, transport)) as cabinet:
                 say(f"cabinet: {subscribers} subscribers registering, paying, choosing a plan and signing in")
                 started = time.perf_counter()
@@ -297,6 +300,7 @@ async def run(broker: Broker, databases: Databases, *, subscribers: int, rounds:
                         return await sign_up(index, browser, urls, runtimes, producer, clock)
 
                 ready = await asyncio.gather(*(set_up(index) for index in range(subscribers)))
+                expect(await ready[0].browser.get(f"/a/{ready[0].account}"), 200)  # the catalog kept
                 for subscriber in ready:
                     transport.noted = subscriber.calls
                     expect(await subscriber.browser.get(f"/a/{subscriber.account}"), 200)

@@ -10,10 +10,10 @@ from billing_events.testing.infrastructure import Infrastructure
 
 OVERVIEW_CALLS = {
     "GET /ledger/accounts/{account}", "GET /ledger/accounts/{account}/statement", "GET /tariff/accounts/{account}",
-    "GET /tariff/accounts/{account}/forecast", "GET /tariff/regions/moscow/plans", "GET /identity/me",
-    "GET /identity/me/accounts",
+    "GET /tariff/accounts/{account}/forecast", "GET /identity/me", "GET /identity/me/accounts",
 }
-"""What the overview asks the services for (billing_cabinet.app's ``_overview_page``)."""
+"""What the overview asks the services for (billing_cabinet.app's ``_overview_page``): the
+region's plans come from the cabinet's copy of the public catalog."""
 
 
 async def test_the_cabinet_row_times_the_overview_and_each_call_it_makes(

@@ -360,7 +360,7 @@ async def test_a_subscriber_who_forgot_the_password_gets_a_new_one_with_a_code_a
     refused, changed = await asyncio.to_thread(changes_the_password)
     assert refused == "This is not your current password."
     assert changed == "The password is changed; every other sign-in has ended."
-    codes_before = len(sent_secrets(suite, "code", mine))
+    codes_before = len(sent_secrets(suite.messages(), "code", mine))
 
     def asks_to_change_the_phone() -> tuple[str, str]:
         browser.fill("contact", "+7 915 000")  # too short to be a mobile number
@@ -373,7 +373,7 @@ async def test_a_subscriber_who_forgot_the_password_gets_a_new_one_with_a_code_a
 
     wrong, sent = await asyncio.to_thread(asks_to_change_the_phone)
     assert wrong and sent == "A code is on its way to +7 *** ***-01-23."
-    contact_code = (await eventually(lambda: sent_secrets(suite, "code", mine)[codes_before:],
+    contact_code = (await eventually(lambda: sent_secrets(suite.messages(), "code", mine)[codes_before:],
                                      what="the code at the new phone"))[-1]
 
     def confirms_it() -> tuple[str, str]:

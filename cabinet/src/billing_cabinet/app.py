@@ -71,7 +71,8 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     test gives the suite's clock."""
     zone = ZoneInfo(settings.time_zone)
     now = clock or (lambda: datetime.now(UTC))
-    services = Services(settings.service_urls, settings.service_timeout_seconds, transport)
+    services = Services(settings.service_urls, settings.service_timeout_seconds, transport,
+                        settings.catalog_cache_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -221,7 +222,7 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
                 ("email", _("E-mail (if you like)"), "email", "email")]
 
     async def register_page(request: Request, status: int = 200, **context: Any) -> HTMLResponse:
-        catalog = await services.json("GET", "/tariff/catalog")
+        catalog = await services.catalog("/tariff/catalog")
         return render(request, "register.html", status, fields=registration_fields(), regions=catalog["regions"],
                       title=_("Sign the contract"), **context)
 
@@ -332,7 +333,7 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
             who.call("GET", f"/ledger/accounts/{account}/statement",
                      params=period(today - timedelta(days=92), today + timedelta(days=1))),
             who.call("GET", "/identity/me"), who.call("GET", "/identity/me/accounts"))
-        plans = await services.json("GET", f"/tariff/regions/{subscription['region']}/plans")
+        plans = await services.catalog(f"/tariff/regions/{subscription['region']}/plans")
         today = date.fromisoformat(forecast["today"]) if forecast else today
         payments = [line for line in statement["lines"] if line["kind"] == "payment"][-LAST_PAYMENTS:][::-1]
         return render(request, "overview.html", status, balance=balance, subscription=subscription, forecast=forecast,
@@ -477,9 +478,9 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         subscription = await who.call("GET", f"/tariff/accounts/{account}")
         region = subscription["region"]
         plans, options, equipment, history = await asyncio.gather(
-            services.json("GET", f"/tariff/regions/{region}/plans"),
-            services.json("GET", f"/tariff/regions/{region}/options"),
-            services.json("GET", f"/tariff/regions/{region}/equipment"),
+            services.catalog(f"/tariff/regions/{region}/plans"),
+            services.catalog(f"/tariff/regions/{region}/options"),
+            services.catalog(f"/tariff/regions/{region}/equipment"),
             who.call("GET", f"/tariff/accounts/{account}/tariff-history"))
         planned = subscription["schedule"][-1]["terms"] if subscription["schedule"] else subscription["terms"]
         return render(request, "tariff.html", status, subscription=subscription, plans=plans, options=options,
@@ -535,7 +536,7 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     async def _block_page(request: Request, account: str, who: Subscriber, status: int = 200,
                           error: str | None = None) -> Response:
         subscription, catalog = await asyncio.gather(who.call("GET", f"/tariff/accounts/{account}"),
-                                                     services.json("GET", "/tariff/catalog"))
+                                                     services.catalog("/tariff/catalog"))
         today = app.state.today()
         price = next(r["voluntary_block_price"] for r in catalog["regions"] if r["code"] == subscription["region"])
         running = next((b for b in subscription["voluntary_blocks"] if not b["ended"]

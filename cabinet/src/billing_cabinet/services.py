@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +28,12 @@ class Services:
     """One HTTP client for the four services; every call names the service its path starts with
     (``/ledger/accounts/...``), as docs/cabinet-api.md writes them."""
 
-    def __init__(self, urls: dict[str, str], timeout: float, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, urls: dict[str, str], timeout: float, transport: httpx.AsyncBaseTransport | None = None,
+                 catalog_seconds: float = 60.0):
         self._urls = urls
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._catalog_seconds = catalog_seconds
+        self._catalog: dict[str, tuple[float, Any]] = {}
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -55,6 +59,17 @@ class Services:
     async def json(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
         answer = await self.request(method, path, token, **kwargs)
         return answer.json() if answer.content else None
+
+    async def catalog(self, path: str) -> Any:
+        """A public page of the tariff's catalog (the same for every subscriber), kept for
+        ``catalog_seconds``: a page that shows plan names needs no call of its own for them, and
+        a new catalog version shows within that time."""
+        kept = self._catalog.get(path)
+        if kept is not None and kept[0] > time.monotonic():
+            return kept[1]
+        answer = await self.json("GET", path)
+        self._catalog[path] = (time.monotonic() + self._catalog_seconds, answer)
+        return answer
 
 
 def refusal(answer: httpx.Response) -> Refused:

@@ -37,6 +37,8 @@ class CabinetSettings(BaseSettings):
     time_zone: str = Field(default="Europe/Moscow", description="Where billing days are counted: a statement"
                                                                 " period's days start at midnight here")
     service_timeout_seconds: float = 10.0
+    catalog_cache_seconds: float = Field(
+        default=60.0, ge=0, description="How long the tariff's public catalog pages are kept (0: asked every time)")
     ledger_public_url: str | None = Field(
         default=None, description="Where a browser reaches the ledger (its development payment page) when that is not"
                                   " ledger_url, e.g. a service name only the containers resolve; default: ledger_url")
