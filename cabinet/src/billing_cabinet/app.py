@@ -510,7 +510,7 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     async def add_option(request: Request, account: str, form: FormData = Depends(checked_form),
                          who: Subscriber = Depends(signed_in)) -> Response:
         return await tariff_command(request, account, who, "POST", f"/tariff/accounts/{account}/options",
-                                    {"option": str(form.get("option", ""))})
+                                    {"option": str(form.get("code", ""))})
 
     @app.post("/a/{account}/tariff/options/{option}/remove")
     async def remove_option(request: Request, account: str, option: str, form: FormData = Depends(checked_form),
@@ -521,7 +521,7 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
     async def rent_equipment(request: Request, account: str, form: FormData = Depends(checked_form),
                              who: Subscriber = Depends(signed_in)) -> Response:
         return await tariff_command(request, account, who, "POST", f"/tariff/accounts/{account}/equipment",
-                                    {"equipment": str(form.get("equipment", ""))})
+                                    {"equipment": str(form.get("code", ""))})
 
     @app.post("/a/{account}/tariff/equipment/{equipment}/return")
     async def return_equipment(request: Request, account: str, equipment: str,
