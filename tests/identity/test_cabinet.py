@@ -25,6 +25,7 @@ from billing_events.sealing import unseal
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import eventually, operations_token
 from identity import service
+from identity.domain.errors import UnknownAccount
 
 INITIAL = PasswordPurpose.INITIAL
 
@@ -367,6 +368,15 @@ async def test_a_closed_account_cannot_log_in_in_any_style_nor_be_offered_by_its
         assert [a["account_number"] for a in held] == [tv]
         reopened = await http.post(f"/identity/me/accounts/{home}/token", headers=bearer(by_phone["token"]))
         assert (reopened.status_code, reopened.json()["code"]) == (403, "wrong_account")
+
+        # No new password or reset code for it either: asked by its number, it is not known (the
+        # same answer as a number never issued); asked by the phone, only the open account gets one.
+        with pytest.raises(UnknownAccount):
+            await service.reissue_password_by_sms(flow.ctx, {"login": home})
+        with pytest.raises(UnknownAccount):
+            await service.request_reset_code(flow.ctx, {"login": home, "phone": "+7 912 345-67-89"})
+        sent = await service.reissue_password_by_sms(flow.ctx, {"login": "+7 912 345-67-89"})
+        assert [result.account_number for result in sent] == [tv]
 
 
 async def test_the_openapi_document_says_who_may_call_each_route(start_identity: Any) -> None:

@@ -113,7 +113,7 @@ async def reissue_password_by_sms(
 
     async def work(conn: AsyncConnection) -> _Reissue:
         reissue = _Reissue(address_refusal=address_refusal)
-        candidates = [] if reissue.address_refusal else await find_subscribers(conn, ctx, identifier)
+        candidates = [] if reissue.address_refusal else await open_subscribers(conn, ctx, identifier)
         reissue.named = len(candidates)
         events = [await _reissue_to(conn, ctx, subscriber, reissue, now, source) for subscriber in candidates]
         if reissue.address_refusal is not None:
@@ -156,6 +156,13 @@ async def _reissue_to(
     reissue.sent.append(result)
     reissue.acts.append(store.Act(PASSWORD_BY_SMS_ACT, "sent", account, source))
     return issued
+
+
+async def open_subscribers(conn: AsyncConnection, ctx: IdentityContext,
+                           identifier: LoginIdentifier) -> list[store.Subscriber]:
+    """The accounts a login names that may still get a password or a code: a closed one is
+    answered as a number never issued (anonymous callers learn nothing of the closure)."""
+    return [subscriber for subscriber in await find_subscribers(conn, ctx, identifier) if not subscriber.is_closed]
 
 
 # --- forgot password: one-time codes ----------------------------------------------------------
@@ -248,7 +255,7 @@ async def _reset_code_for(
     """Why no code may go to the account named (None: it may), and the subscriber if found.
 
     Counts the request on the account's throttle, whether the contact matches or not."""
-    found = await find_subscribers(conn, ctx, identifier)
+    found = await open_subscribers(conn, ctx, identifier)
     if not found:
         return UnknownAccount(), None
     subscriber = found[0]
