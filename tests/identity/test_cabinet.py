@@ -25,7 +25,7 @@ from billing_events.sealing import unseal
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import eventually, operations_token
 from identity import service
-from identity.domain.errors import UnknownAccount
+from identity.domain.errors import ResetCodeRefused, UnknownAccount
 
 INITIAL = PasswordPurpose.INITIAL
 
@@ -343,6 +343,10 @@ async def test_a_closed_account_cannot_log_in_in_any_style_nor_be_offered_by_its
         tv, tv_password = await registered(flow, http, passport_number="600999")  # the same phone
         before = await signed_in(flow, http, home, home_password)
         contract = before["contract_number"]
+        await service.request_reset_code(flow.ctx, {"login": home, "phone": "+7 912 345-67-89"})
+        [code_sent] = await flow.reader.wait_for_type("PasswordIssued", account_number=home,
+                                                      purpose=PasswordPurpose.RESET_CODE)
+        code = unseal(flow.private_key, code_sent.payload.sealed_secret)["secret"]
         closed = Envelope.new(AccountClosed(
             account_number=home, settlement=ClosureSettlement.REFUND, settled=Money.zero(), forfeited_bonus=Money.zero(),
             requested_by="operator:op", reason="moved abroad"), account=home, producer="ledger", clock=flow.ctx.clock)
@@ -377,6 +381,9 @@ async def test_a_closed_account_cannot_log_in_in_any_style_nor_be_offered_by_its
             await service.request_reset_code(flow.ctx, {"login": home, "phone": "+7 912 345-67-89"})
         sent = await service.reissue_password_by_sms(flow.ctx, {"login": "+7 912 345-67-89"})
         assert [result.account_number for result in sent] == [tv]
+        with pytest.raises(ResetCodeRefused) as unused:  # the code sent before the closure opens nothing
+            await service.redeem_reset_code(flow.ctx, {"login": home, "code": code})
+        assert unused.value.reason == "no_code"
 
 
 async def test_the_openapi_document_says_who_may_call_each_route(start_identity: Any) -> None:

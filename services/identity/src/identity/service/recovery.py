@@ -321,7 +321,7 @@ async def _redemption(
     the new password sent if the code worked, and the act to audit."""
     if address_refusal is not None:
         return address_refusal, None, store.Act(RESET_REDEEMED_ACT, "address_throttled", source=source)
-    found = await find_subscribers(conn, ctx, identifier)
+    found = await open_subscribers(conn, ctx, identifier)  # a code sent before the closure works no more
     subscriber = found[0] if found else None
     account = subscriber.account_number if subscriber else None
     named = account or identifier.value  # counted alike whether or not it exists
@@ -388,7 +388,7 @@ async def recover_by_support(
     now = ctx.clock.now()
 
     async def work(conn: AsyncConnection) -> tuple[AttemptOutcome, SecretSent | None, store.Act]:
-        found = await find_subscribers(conn, ctx, identifier)
+        found = await open_subscribers(conn, ctx, identifier)
         if not found:
             raise UnknownAccount()
         subscriber = found[0]
