@@ -20,7 +20,7 @@ from billing_contracts.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_events.clock import FileClock
 from billing_contracts.envelope import Envelope
 from billing_events.runtime import ServiceRuntime
-from billing_events.testing import signing
+from billing_events.testing import PATIENCE, signing
 from billing_events.testing.clock import CLOCK_FILE_SETTING, clock_file
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import TEST_OPERATOR, TEST_OPERATOR_PRIVATE_KEY, TEST_TOKEN_PRIVATE_KEY, eventually
@@ -47,7 +47,7 @@ class Cli:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "billing_cli", *args, env={**self.env, **(env or {})},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=PATIENCE)  # a deadline, not a speed
         assert b"Traceback" not in err, err.decode()
         return process.returncode or 0, out.decode(), err.decode()
 
