@@ -8,7 +8,9 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import structlog
 import uvicorn
 
 from billing_cabinet.app import build
@@ -17,12 +19,26 @@ from billing_cabinet.settings import CabinetSettings
 
 def main() -> None:
     settings = CabinetSettings()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging(settings.json_logs)
     print(f"cabinet: open {settings.address}", flush=True)
     # uvicorn's access log writes each URL, which carries an account number: the app logs the
     # route's template instead.
     uvicorn.run(build(settings, _shared_clock(settings.clock_file)), host=settings.host, port=settings.port,
                 access_log=False, log_level="warning")
+
+
+def configure_logging(json_logs: bool) -> None:
+    """One line per record through structlog: JSON for a log collector, or readable in a
+    terminal; a request's fields (method, route template, status, ms) as keys of their own."""
+    renderer: Any = structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer(colors=False)
+    handler = logging.StreamHandler()
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
+                           structlog.stdlib.ExtraAdder(), structlog.processors.TimeStamper(fmt="iso", utc=True)],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
 
 
 def _shared_clock(path: Path | None) -> Callable[[], datetime] | None:

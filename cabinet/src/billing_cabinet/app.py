@@ -100,9 +100,10 @@ def build(settings: CabinetSettings, clock: Callable[[], datetime] | None = None
         response.headers["Referrer-Policy"] = "no-referrer"
         if not request.url.path.startswith("/static/"):
             response.headers["Cache-Control"] = "no-store"  # the back button after sign-out shows nothing
-        route = request.scope.get("route")
-        log.info("%s %s %s %.0fms", request.method, getattr(route, "path", "(no route)"), response.status_code,
-                 (time.perf_counter() - began) * 1000)
+        route = getattr(request.scope.get("route"), "path", "(no route)")
+        elapsed_ms = round((time.perf_counter() - began) * 1000)
+        log.info("%s %s %s %dms", request.method, route, response.status_code, elapsed_ms,
+                 extra={"method": request.method, "route": route, "status": response.status_code, "ms": elapsed_ms})
         return response
 
     app.add_middleware(SessionMiddleware, secret_key=settings.session_secret.get_secret_value(),  # type: ignore[union-attr]

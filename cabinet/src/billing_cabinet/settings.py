@@ -37,6 +37,8 @@ class CabinetSettings(BaseSettings):
     time_zone: str = Field(default="Europe/Moscow", description="Where billing days are counted: a statement"
                                                                 " period's days start at midnight here")
     service_timeout_seconds: float = 10.0
+    log_format: Literal["console", "json"] | None = Field(
+        default=None, description="console (readable in a terminal) or json; default: json in production")
     catalog_cache_seconds: float = Field(
         default=60.0, ge=0, description="How long the tariff's public catalog pages are kept (0: asked every time)")
     ledger_public_url: str | None = Field(
@@ -66,6 +68,10 @@ class CabinetSettings(BaseSettings):
     @property
     def browser_ledger_url(self) -> str:
         return self.ledger_public_url or self.ledger_url
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" or (self.log_format is None and self.environment == "production")
 
     @property
     def secure_cookie(self) -> bool:
