@@ -74,3 +74,36 @@ def test_english_an_unknown_code_or_a_missing_value_read_the_refusals_own_messag
 def test_the_language_is_the_tokens_else_the_browsers_else_english(claimed: str | None, header: str | None,
                                                                    chosen: str) -> None:
     assert chosen_language(claimed, header) == chosen
+
+
+@pytest.mark.parametrize(("language", "minor", "said"), [
+    ("en", 0, "Input should be greater than 0"),
+    ("sk", 0, "Musí byť väčšie ako 0."),
+    ("ru", 0, "Должно быть больше 0."),
+])
+def test_a_fields_own_error_is_in_the_readers_language_too(language: str, minor: int, said: str) -> None:
+    from pydantic import BaseModel, Field, ValidationError
+
+    from billing_events.http import field_problem
+
+    class Amount(BaseModel):
+        minor: int = Field(gt=0)
+
+    with pytest.raises(ValidationError) as refused:
+        Amount(minor=minor)
+    [detail] = refused.value.errors()
+    problem = field_problem(detail, language)
+    assert (problem.field, problem.code, problem.message) == ("minor", "greater_than", said)
+
+
+def test_every_field_error_sentence_names_the_values_pydantic_gives() -> None:
+    """Each ``field:<type>`` sentence may use only the names of that error's context."""
+    context = {"string_too_short": {"min_length"}, "string_too_long": {"max_length"}, "greater_than": {"gt"},
+               "greater_than_equal": {"ge"}, "less_than": {"lt"}, "less_than_equal": {"le"},
+               "literal_error": {"expected"}, "enum": {"expected"}}
+    for language in TRANSLATED:
+        fields = {code.removeprefix("field:"): text for code, text in catalogue(language).items()
+                  if code.startswith("field:")}
+        assert len(fields) >= 15
+        assert {kind: placeholders(text) for kind, text in fields.items()} == {
+            kind: context.get(kind, set()) for kind in fields}

@@ -41,7 +41,7 @@ from billing_contracts.catalog.common import require_check_digit
 from billing_contracts.money import PositiveMoney
 from billing_events import metrics as _metrics
 from billing_events.errors import DomainError
-from billing_events.languages import chosen_language, sentence
+from billing_events.languages import DEFAULT_LANGUAGE, chosen_language, sentence
 from billing_events.logging import get_logger
 
 log = get_logger(__name__)
@@ -159,8 +159,10 @@ _GENERIC_MESSAGES = {
 }
 
 
-def field_problem(detail: Mapping[str, Any]) -> FieldProblem:
-    """One pydantic error detail as a :class:`FieldProblem`, without the input it carried."""
+def field_problem(detail: Mapping[str, Any], language: str = DEFAULT_LANGUAGE) -> FieldProblem:
+    """One pydantic error detail as a :class:`FieldProblem`, without the input it carried, in
+    ``language`` where the catalogue has pydantic's kind of error (``field:<type>``; our own
+    validators' ``value_error`` sentences stay as written)."""
     loc = [str(part) for part in detail.get("loc", ())]
     if loc and loc[0] in _WHERE:
         where, loc = loc[0], loc[1:]
@@ -176,6 +178,8 @@ def field_problem(detail: Mapping[str, Any]) -> FieldProblem:
             message = message.removeprefix("Value error, ")  # our validators' own words
         elif kind.endswith("_parsing") and ", " in message:
             message = message.split(", ", 1)[0]  # "Input should be a valid date, <what was found>"
+    context = {name: value for name, value in (detail.get("ctx") or {}).items() if name != "error"}
+    message = sentence(f"field:{kind}", language, fallback=message, params=context)
     return FieldProblem(field=".".join(loc) or where, message=message, code=kind)
 
 
@@ -184,7 +188,7 @@ def invalid_request(details: Iterable[Mapping[str, Any]] | ValidationError, requ
     in the words of the request's reader (:func:`reader_language`)."""
     if isinstance(details, ValidationError):
         details = details.errors()
-    errors = [field_problem(detail) for detail in details]
+    errors = [field_problem(detail, reader_language(request)) for detail in details]
     fields = ", ".join(dict.fromkeys(error.field for error in errors))
     message, language = _in_words(request, "invalid_request", f"the request has invalid fields: {fields}",
                                   {"fields": fields})
