@@ -18,7 +18,8 @@ connections the concurrency needs open first):
 - **calls**: each subscriber makes the calls its overview made, all at once, directly to the
   services with a token of its own, through one pooled client as the cabinet's (httpx's default
   pool). Each call's time is kept under its route; the slowest route's p95 is the reference.
-  (The page itself asks for the region's plans only once the subscription has named the region.)
+  (The region's plan names come from the cabinet's copy of the public catalog, filled before the
+  overviews are noted and kept for the run.)
 
 Times are the client's, in the same process: from sending the request to the whole response
 read. The clients, the cabinet and the services share one event loop, so a page's time includes

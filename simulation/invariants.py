@@ -31,6 +31,7 @@ from sqlalchemy import select
 from billing_contracts import topics
 from billing_contracts.envelope import InvalidEvent, decode, is_current
 from billing_events.schema import dead_letters, outbox
+from billing_events.testing.file_channel import sent_messages
 from ledger import integrity, store
 from notifier import store as notifier_store
 from tariff import service as tariff
@@ -214,12 +215,9 @@ def _blocks_differ(problems: list[Broken], reason: str, expected: list[tuple[str
 
 def _sent_secrets(run: Run) -> list[bytes]:
     """The passwords and codes the notifier sent (its file channel keeps them in clear)."""
-    path = run.suite.settings["notifier"].resolved_file_channel_path()
-    if not path.exists():
-        return []
-    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [found.group(1).encode() for line in lines if line["contains_secret"]
-            for found in [SENT_SECRET.search(line["body"])] if found]
+    messages = sent_messages(run.suite.settings["notifier"].resolved_file_channel_path())
+    return [found.group(1).encode() for message in messages if message["contains_secret"]
+            for found in [SENT_SECRET.search(message["body"])] if found]
 
 
 def _leaks(value: bytes, secrets: list[bytes], pieces: tuple[bytes, ...] = ()) -> list[str]:
