@@ -101,3 +101,23 @@ async def test_a_refusal_leaves_nothing_behind(ctx: Any) -> None:
         await context.submit(_request(), account=A, decide=decide)
     assert await _rows(context) == ([], [])
     assert woken == []
+
+
+async def test_an_announced_refusal_is_committed_with_its_events_then_raised(ctx: Any) -> None:
+    """A refusal that is news (TransferRejected): the announcement is staged and committed with the
+    command, and the caller gets the refusal as an error, as every other refusal reaches it."""
+    context, woken = ctx
+    refusal = DomainError("not enough money", code="insufficient_funds", kind=ErrorKind.CONFLICT)
+    announced: list[Envelope[Any]] = []
+
+    async def decide(conn: AsyncConnection, command: Envelope[Any]) -> Decision:
+        announced.append(_rejected(context, command))
+        return Decision(announced, refusal=refusal)
+
+    with pytest.raises(DomainError) as raised:
+        await context.submit(_request(), account=A, decide=decide)
+    assert raised.value is refusal
+    claimed, staged = await _rows(context)
+    assert len(claimed) == 1
+    assert str(announced[0].event_id) in {json.loads(row.value)["event_id"] for row in staged}
+    assert woken == ["woken"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -10,6 +11,7 @@ from uuid import UUID, uuid4, uuid5
 
 import pytest
 from billing_contracts.catalog.ledger import (
+    BonusRedemptionRefusal,
     BalanceChanged,
     BonusAccrued,
     BonusRedeemed,
@@ -34,6 +36,7 @@ from billing_contracts.money import MAX_MINOR, Money, PositiveMoney
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger.domain import (
+    RequestRefused,
     BONUS_EXPENSE,
     DISCOUNTS,
     GENESIS_HASH,
@@ -94,6 +97,7 @@ from ledger.domain import (
     verify_chain,
 )
 from ledger.domain.audit import Audit, ChainHead, FindingKind, JournalRecord
+from ledger.domain.errors import ANNOUNCED_REFUSALS
 from ledger.domain.outcome import money
 from ledger.domain.transactions import TRANSACTION_NAMESPACE
 
@@ -796,26 +800,41 @@ def test_bonuses_are_exchanged_for_a_discount_or_a_gift(
     assert spent.request_id == request.request_id and spent.purpose is purpose
 
 
-def redemption_refused(outcome: Outcome) -> str:
-    """A refused redemption moves nothing and is announced with its reason."""
-    assert outcome.transactions == () and outcome.accounts == ()
-    (rejected,) = payloads(outcome, BonusRedemptionRejected)
+def announced_refusal(decide: Callable[[], Outcome]) -> RequestRefused:
+    """A refused request decides nothing: it raises the refusal, which carries its announcement."""
+    with pytest.raises(RequestRefused) as refusal:
+        decide()
+    return refusal.value
+
+
+def redemption_refused(decide: Callable[[], Outcome]) -> str:
+    """A refused redemption is announced with its reason, keyed by the account."""
+    refusal = announced_refusal(decide)
+    rejected = refusal.announcement.payload
+    assert isinstance(rejected, BonusRedemptionRejected) and refusal.announcement.key == rejected.account_number
+    assert refusal.code == rejected.reason.value and refusal.request_id == rejected.request_id
     return rejected.reason.value
 
 
 def test_bonus_redemption_refusals() -> None:
-    assert redemption_refused(redeem_bonus(
+    assert redemption_refused(lambda: redeem_bonus(
         redemption(minor=1_001), cause_id=None, account=account(main=10**6, bonus=1_000), at=AT
     )) == ErrorCode.INSUFFICIENT_BONUS
-    assert redemption_refused(redeem_bonus(
+    assert redemption_refused(lambda: redeem_bonus(
         redemption(purpose=RedemptionPurpose.CHARGE),
         cause_id=None,
         account=account(bonus=10**6),
         at=AT,
     )) == ErrorCode.INVALID_PURPOSE
-    assert redemption_refused(redeem_bonus(
+    assert redemption_refused(lambda: redeem_bonus(
         redemption(), cause_id=None, account=account(bonus=10**6, is_open=False), at=AT
     )) == ErrorCode.ACCOUNT_CLOSED
+
+
+def test_every_announced_reason_has_a_kind_of_refusal() -> None:
+    """The kind decides the caller's answer (404, 409, 422); a reason without one could not be told."""
+    assert set(ANNOUNCED_REFUSALS[TransferRejected]) == set(TransferRefusal)
+    assert set(ANNOUNCED_REFUSALS[BonusRedemptionRejected]) == set(BonusRedemptionRefusal)
 
 
 # --- transfers ------------------------------------------------------------------------------
@@ -843,21 +862,20 @@ def test_a_transfer_moves_money_between_two_main_balances() -> None:
 def test_a_credit_account_transfers_only_the_money_it_has() -> None:
     """Credit is not cash: it lets charges take the balance below zero, never a transfer."""
     in_debt = account(main=-500, payment_type=PaymentType.CREDIT, credit_limit=1_000)
-    refused = transfer_funds(
+    refused = announced_refusal(lambda: transfer_funds(
         transfer_request(minor=500), cause_id=None, source=in_debt, target=account(BOB), at=AT
-    )
-    assert payloads(refused, TransferRejected)[0].reason is TransferRefusal.CREDIT_NOT_TRANSFERABLE
-    assert refused.transactions == ()
+    ))
+    assert refused.announcement.payload.reason is TransferRefusal.CREDIT_NOT_TRANSFERABLE
     with_money = account(main=300, payment_type=PaymentType.CREDIT, credit_limit=1_000)
     allowed = transfer_funds(
         transfer_request(minor=300), cause_id=None, source=with_money, target=account(BOB), at=AT
     )
     assert allowed.accounts[0].main == 0
     for minor, reason in ((301, TransferRefusal.CREDIT_NOT_TRANSFERABLE), (1_301, TransferRefusal.INSUFFICIENT_FUNDS)):
-        beyond = transfer_funds(
+        beyond = announced_refusal(lambda minor=minor: transfer_funds(
             transfer_request(minor=minor), cause_id=None, source=with_money, target=account(BOB), at=AT
-        )
-        assert payloads(beyond, TransferRejected)[0].reason is reason
+        ))
+        assert beyond.announcement.payload.reason is reason
 
 
 @pytest.mark.parametrize(
@@ -923,13 +941,15 @@ def test_transfer_refusals_are_announced_and_move_nothing(
     target: AccountState | None,
     reason: TransferRefusal,
 ) -> None:
-    outcome = transfer_funds(request_, cause_id=None, source=source, target=target, at=AT)
-    assert outcome.transactions == () and outcome.accounts == ()
-    (rejected,) = payloads(outcome, TransferRejected)
+    refusal = announced_refusal(
+        lambda: transfer_funds(request_, cause_id=None, source=source, target=target, at=AT))
+    rejected = refusal.announcement.payload
+    assert isinstance(rejected, TransferRejected)
     assert (
         rejected.reason is reason and rejected.request_id == request_.request_id and rejected.detail
     )
-    assert outcome.events[0].key == request_.from_account
+    assert refusal.announcement.key == request_.from_account
+    assert (refusal.code, refusal.message, refusal.kind) == (reason.value, rejected.detail, ANNOUNCED_REFUSALS[TransferRejected][reason][0])
 
 
 # --- reversals ------------------------------------------------------------------------------
@@ -1522,27 +1542,26 @@ def run(ledger: InMemoryLedger, operation: tuple, step: int) -> None:
             )
         case ("transfer", source, target, minor):
             request = transfer_request(source, target, minor)
-            outcome = transfer_funds(
-                request,
-                cause_id=uuid4(),
-                source=ledger.states.get(source),
-                target=ledger.states.get(target),
-                at=at,
-            )
+            try:
+                outcome = transfer_funds(
+                    request,
+                    cause_id=uuid4(),
+                    source=ledger.states.get(source),
+                    target=ledger.states.get(target),
+                    at=at,
+                )
+            except RequestRefused:
+                return
             ledger.record(outcome)
-            if outcome.transactions:
-                assert spendable(ledger.states[source]) >= 0
+            assert spendable(ledger.states[source]) >= 0
         case ("redeem", number, minor):
-            outcome = redeem_bonus(
-                redemption(number, minor),
-                cause_id=uuid4(),
-                account=ledger.states[number],
-                at=at,
-            )
-            if not outcome.transactions:
-                assert redemption_refused(outcome) == ErrorCode.INSUFFICIENT_BONUS
-                assert ledger.states[number].bonus < minor
-            ledger.record(outcome)
+            def redeem() -> Outcome:
+                return redeem_bonus(redemption(number, minor), cause_id=uuid4(), account=ledger.states[number], at=at)
+
+            if ledger.states[number].bonus < minor:
+                assert redemption_refused(redeem) == ErrorCode.INSUFFICIENT_BONUS
+            else:
+                ledger.record(redeem())
         case ("resolve", pick, number):
             open_items = [i for i in ledger.suspense.values() if i.status is SuspenseStatus.OPEN]
             if open_items:

@@ -6,6 +6,7 @@ On both databases the suite supports, through the service layer the consumer and
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -27,10 +28,10 @@ from billing_events.clock import ManualClock
 from billing_events.db import Database
 from billing_contracts.envelope import Envelope, Event
 from billing_contracts.money import Money
-from billing_events.schema import plumbing_metadata
+from billing_events.schema import outbox, plumbing_metadata
 from billing_contracts.topics import TopicNames
 from ledger import service, store
-from ledger.domain import BonusCampaign, LedgerError
+from ledger.domain import BonusCampaign, LedgerError, RequestRefused
 from ledger.context import LedgerContext
 
 A, B = "100000000008", "100000000016"
@@ -169,6 +170,26 @@ async def test_a_command_retried_with_its_request_id_answers_the_original_outcom
     assert "40.00 RUB" in refused.value.message and "90.00 RUB" in refused.value.message
 
 
+async def test_a_refused_request_retried_with_its_request_id_is_refused_again_and_announced_once(
+        ledger: Ledger) -> None:
+    """The retry's answer is the first decision's, refusal included, even after a top-up."""
+    await ledger.post(registered(A), registered(B), payment(A, 1_000))
+    request_id = uuid4()
+    refusals = []
+    for _ in range(2):
+        with pytest.raises(RequestRefused) as refused:
+            await service.transfer(ledger.ctx, A, B, Money(minor=4_000), requested_by=f"cabinet:{A}",
+                                   request_id=request_id)
+        refusals.append((refused.value.code, refused.value.message, refused.value.request_id))
+        await ledger.post(payment(A, 10_000, reference=f"TOP-UP-{len(refusals)}"))
+    assert refusals[0] == refusals[1] == ("insufficient_funds", f"{A} may transfer 10.00 RUB, not 40.00 RUB", request_id)
+    assert (await ledger.main(A), await ledger.main(B)) == (21_000, 0)
+    async with ledger.ctx.db.connect() as conn:
+        staged = [json.loads(value) for value in (await conn.scalars(select(outbox.c.value))).all()]
+    announced = [e for e in staged if e["event_type"] == "TransferRejected" and e["schema_version"] == 2]
+    assert [e["payload"]["request_id"] for e in announced] == [str(request_id)]
+
+
 async def test_the_store_refuses_a_second_record_for_one_key_whatever_the_code_path(ledger: Ledger) -> None:
     await ledger.post(registered(A), payment(A, 15_000))
     async with ledger.ctx.db.connect() as conn:
@@ -212,10 +233,10 @@ async def test_credit_is_not_cash(ledger: Ledger) -> None:
     await ledger.post(registered(A), registered(B), payment(A, 90_000))
     await service.change_payment_type(ledger.ctx, A, PaymentType.CREDIT, Money(minor=500_000),
                                       requested_by="operator:ivanova")
-    events = await service.transfer(ledger.ctx, A, B, Money(minor=500_000), requested_by=f"cabinet:{A}")
-    [rejected] = [e.payload for e in events]
-    assert rejected.reason.value == "credit_not_transferable"
-    assert rejected.detail == f"{A} may transfer 900.00 RUB, not 5000.00 RUB: the credit limit covers charges only"
+    with pytest.raises(RequestRefused) as refused:
+        await service.transfer(ledger.ctx, A, B, Money(minor=500_000), requested_by=f"cabinet:{A}")
+    assert refused.value.code == "credit_not_transferable"
+    assert refused.value.message == f"{A} may transfer 900.00 RUB, not 5000.00 RUB: the credit limit covers charges only"
     assert (await ledger.main(A), await ledger.main(B)) == (90_000, 0)
     await ledger.post(charge(A, 150_000))  # charges may use the credit (the 180.00 RUB of bonus first)
     assert (await ledger.main(A), await ledger.bonus(A)) == (90_000 + 18_000 - 150_000, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 import random
 from datetime import timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from billing_contracts.accounts import luhn_check_digit
 from billing_contracts.catalog.ledger import PaymentType, TransactionKind
 from billing_contracts.money import Money
 from ledger import service
-from ledger.domain import LedgerError, transaction_id_for
+from ledger.domain import LedgerError, RequestRefused, transaction_id_for
 
 NUMBERS = [body + luhn_check_digit(body) for body in (f"1000000{i:04d}" for i in range(10))]
 
@@ -36,9 +37,12 @@ async def test_concurrent_transfers_keep_every_kopeck(ledger: Any) -> None:
         try:
             events = await service.transfer(ledger.ctx, source, target, Money(minor=rng.randint(1, 4_000)),
                                             requested_by="test")
+        except RequestRefused:
+            return "rejected"
         except LedgerError as exc:
             return exc.code
-        return "rejected" if any(e.event_type == "TransferRejected" for e in events) else "moved"
+        assert [e.event_type for e in events if e.event_type == "FundsTransferred"] == ["FundsTransferred"]
+        return "moved"
 
     outcomes = await asyncio.gather(*(one(s, t) for s, t in pairs))
     assert outcomes.count("moved") > 50 and outcomes.count("rejected") > 0
@@ -53,25 +57,34 @@ async def test_concurrent_transfers_keep_every_kopeck(ledger: Any) -> None:
 async def test_transfer_refusals_name_the_reason(ledger: Any) -> None:
     a, b = NUMBERS[:2]
     await _fund(ledger, [a, b], 1_000)
-    [rejected] = await service.transfer(ledger.ctx, a, b, Money(minor=1_001), requested_by="support")
-    assert rejected.event_type == "TransferRejected" and rejected.payload.reason == "insufficient_funds"
-    [same] = await service.transfer(ledger.ctx, a, a, Money(minor=1), requested_by="support")
-    assert same.payload.reason == "same_account"
-    [unknown] = await service.transfer(ledger.ctx, a, "100000000099", Money(minor=1), requested_by="support")
-    assert unknown.payload.reason == "target_unknown"
+    too_much = await _refused(service.transfer(ledger.ctx, a, b, Money(minor=1_001), requested_by="support"))
+    assert too_much.code == "insufficient_funds"
+    [announced] = await ledger.reader.wait_for_type("TransferRejected", request_id=too_much.request_id)
+    assert announced.payload.reason == "insufficient_funds" and announced.account == a
+    same = await _refused(service.transfer(ledger.ctx, a, a, Money(minor=1), requested_by="support"))
+    assert same.code == "same_account"
+    unknown = await _refused(service.transfer(ledger.ctx, a, "100000000099", Money(minor=1), requested_by="support"))
+    assert unknown.code == "target_unknown"
     assert [await ledger.main_balance(n) for n in (a, b)] == [1_000, 1_000]
+
+
+async def _refused(request: Awaitable[Any]) -> RequestRefused:
+    """The refusal a request gets: an error, raised once its announcement is committed."""
+    with pytest.raises(RequestRefused) as refusal:
+        await request
+    return refusal.value
 
 
 async def test_credit_payment_type_lets_the_balance_go_to_minus_the_limit(ledger: Any) -> None:
     a, b = NUMBERS[:2]
     await _fund(ledger, [a, b], 1_000)
     await service.change_payment_type(ledger.ctx, a, PaymentType.CREDIT, Money(minor=5_000), requested_by="operator")
-    [credit] = await service.transfer(ledger.ctx, a, b, Money(minor=6_000), requested_by="support")
-    assert credit.payload.reason == "credit_not_transferable"  # credit covers charges, it is not cash
+    credit = await _refused(service.transfer(ledger.ctx, a, b, Money(minor=6_000), requested_by="support"))
+    assert credit.code == "credit_not_transferable"  # credit covers charges, it is not cash
     await ledger.charge(a, 6_000, "CREDIT-1")
     await ledger.balance_becomes(a, -5_000)
-    [refused] = await service.transfer(ledger.ctx, a, b, Money(minor=1), requested_by="support")
-    assert refused.payload.reason == "insufficient_funds"
+    refused = await _refused(service.transfer(ledger.ctx, a, b, Money(minor=1), requested_by="support"))
+    assert refused.code == "insufficient_funds"
     with pytest.raises(LedgerError) as back:
         await service.change_payment_type(ledger.ctx, a, PaymentType.PREPAID, Money(minor=0), requested_by="operator")
     assert back.value.code == "debt_outstanding"
@@ -96,10 +109,10 @@ async def test_campaign_bonus_accrues_and_is_redeemed_without_touching_real_mone
     assert redeemed[0].payload.bonus_balance.minor == 5_000
     state = await service.balance(ledger.ctx, a)
     assert (state.main, state.bonus) == (100_000, 5_000)
-    [too_much] = await service.submit(ledger.ctx, BonusRedemptionRequested(
+    too_much = await _refused(service.submit(ledger.ctx, BonusRedemptionRequested(
         request_id=uuid7(), account_number=a, amount=Money(minor=5_001), purpose=RedemptionPurpose.GIFT,
-    ), account=a)
-    assert (too_much.event_type, too_much.payload.reason) == ("BonusRedemptionRejected", "insufficient_bonus")
+    ), account=a))
+    assert (too_much.code, too_much.params["available"].minor) == ("insufficient_bonus", 5_000)
 
 
 async def test_statement_and_receipt(ledger: Any) -> None:

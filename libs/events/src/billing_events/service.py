@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing_events import inbox, outbox
 from billing_events.clock import Clock
 from billing_events.db import Database
+from billing_events.errors import DomainError
 from billing_contracts.envelope import Envelope, Event
 from billing_contracts.topics import TopicNames
 
@@ -39,6 +40,8 @@ class Decision:
     """Its answer: the events it produced, or those of its first decision when it is a repeat."""
     repeat: bool = False
     """Decided before (the same request again): nothing is staged, the first answer stands."""
+    refusal: DomainError | None = None
+    """A refusal that is news (its events announce it): committed with the events, then raised."""
 
 
 Decide = Callable[[AsyncConnection, Envelope[Any]], Awaitable[Decision]]
@@ -83,15 +86,19 @@ class ServiceContext:
         """Take one command now, as if it came from the service's command topic: claimed in this
         service's inbox with its fingerprint (so the topic's copy is never taken again), decided,
         staged to the outbox with the events it produced (the command itself for the record),
-        committed, and the relay woken. Returns the events, the caller's answer."""
+        committed, and the relay woken. Returns the events, the caller's answer, or raises the
+        decision's refusal once what announces it is committed."""
         command = self.envelope(payload, account=account)
 
-        async def work(conn: AsyncConnection) -> Sequence[Envelope[Any]]:
+        async def work(conn: AsyncConnection) -> Decision:
             await inbox.claim(conn, self.producer, [command.event_id], clock=self.clock,
                               fingerprints={command.event_id: inbox.fingerprint(command)})
             decision = await decide(conn, command)
             if not decision.repeat:
                 await self.stage(conn, [command, *decision.events])
-            return decision.events
+            return decision
 
-        return await self.unit_of_work(work)
+        decision = await self.unit_of_work(work)
+        if decision.refusal is not None:
+            raise decision.refusal
+        return decision.events

@@ -17,47 +17,19 @@ from billing_contracts import topics
 from billing_events.auth import AuthenticatedRoute, Caller, Principal, as_credentials_say, require_account, require_scope
 from billing_contracts.catalog.common import AccountNumber
 from billing_contracts.catalog.ledger import (
-    BonusRedemptionRefusal,
-    BonusRedemptionRejected,
     PaymentType,
     RedemptionPurpose,
-    TransferRefusal,
-    TransferRejected,
 )
 from billing_contracts.catalog.payments import PaymentChannel
-from billing_events.errors import DomainError, ErrorKind
+from billing_events.errors import DomainError
 from billing_events.http import AccountPath, ApiError, PositiveAmount, RequestBody, callers, json_body, problem_responses
 from billing_contracts.money import Money, PositiveMoney
 
 from ledger import receipt_pdf, service
 from ledger.acquirer import SIGNATURE_HEADER, Acquirer, CallbackBody, callback_body
 from ledger.context import LedgerContext
-from ledger.domain import STATEMENT_COLUMNS, BonusCampaign, BonusHistory, BonusLine, OperatorNote, Receipt, input_errors
+from ledger.domain import STATEMENT_COLUMNS, BonusCampaign, BonusHistory, BonusLine, OperatorNote, Receipt
 from ledger.domain.card import CardIntent, IntentStatus, Verdict
-
-# A request the ledger refused with an event (TransferRejected, BonusRedemptionRejected): what kind
-# of refusal each reason is for the caller, and the field of the request's body it is about.
-TRANSFER_REFUSALS: dict[TransferRefusal, tuple[ErrorKind, str | None]] = {
-    TransferRefusal.SAME_ACCOUNT: (ErrorKind.INVALID, "to_account"),
-    TransferRefusal.SOURCE_UNKNOWN: (ErrorKind.NOT_FOUND, None),
-    TransferRefusal.TARGET_UNKNOWN: (ErrorKind.NOT_FOUND, "to_account"),
-    TransferRefusal.SOURCE_CLOSED: (ErrorKind.CONFLICT, None),
-    TransferRefusal.TARGET_CLOSED: (ErrorKind.CONFLICT, "to_account"),
-    TransferRefusal.CURRENCY_MISMATCH: (ErrorKind.INVALID, "amount.currency"),
-    TransferRefusal.INSUFFICIENT_FUNDS: (ErrorKind.CONFLICT, "amount.minor"),
-    TransferRefusal.CREDIT_NOT_TRANSFERABLE: (ErrorKind.CONFLICT, "amount.minor"),
-}
-REDEMPTION_REFUSALS: dict[BonusRedemptionRefusal, tuple[ErrorKind, str | None]] = {
-    BonusRedemptionRefusal.UNKNOWN_ACCOUNT: (ErrorKind.NOT_FOUND, None),
-    BonusRedemptionRefusal.ACCOUNT_CLOSED: (ErrorKind.CONFLICT, None),
-    BonusRedemptionRefusal.CURRENCY_MISMATCH: (ErrorKind.INVALID, "amount.currency"),
-    BonusRedemptionRefusal.INVALID_PURPOSE: (ErrorKind.INVALID, "purpose"),
-    BonusRedemptionRefusal.INSUFFICIENT_BONUS: (ErrorKind.CONFLICT, "amount.minor"),
-}
-REFUSALS: dict[str, dict[Any, tuple[ErrorKind, str | None]]] = {
-    "TransferRejected": TRANSFER_REFUSALS, "BonusRedemptionRejected": REDEMPTION_REFUSALS,
-}
-
 
 class BalanceView(BaseModel):
     account_number: str
@@ -286,34 +258,6 @@ def _development_page(intent: CardIntent) -> str:
             f"<p>Not a real acquirer: it signs the callbacks with the secret the ledger holds.</p></body></html>")
 
 
-class RequestRejected(DomainError):
-    """A request the ledger decided to refuse: its ...Rejected event is kept (the topic has it)
-    and the caller gets its reason as a refusal, with the request's id."""
-
-    def __init__(self, rejected: TransferRejected | BonusRedemptionRejected, kind: ErrorKind,
-                 field: str | None) -> None:
-        params: dict[str, Any] = ({"amount": rejected.amount} if isinstance(rejected, TransferRejected)
-                                  else {"amount": rejected.requested, "available": rejected.available})
-        super().__init__(rejected.detail, code=rejected.reason.value, field=field, kind=kind, params=params)
-        self.request_id = rejected.request_id
-
-    def field_errors(self) -> list[dict[str, str]]:
-        return input_errors(self)
-
-    def details(self) -> dict[str, Any]:
-        return {"request_id": str(self.request_id)}
-
-
-def _answer(events: list[Any]) -> EventsView:
-    """A request's events, or its refusal."""
-    for envelope in events:
-        refusals = REFUSALS.get(envelope.event_type)
-        if refusals is not None:
-            kind, field = refusals.get(envelope.payload.reason, (ErrorKind.CONFLICT, None))
-            raise RequestRejected(envelope.payload, kind, field)
-    return _events(events)
-
-
 class ReplayBody(RequestBody):
     account: AccountNumber | None = Field(default=None, description="One account's events; none: everyone's")
     since: AwareDatetime | None = None
@@ -427,7 +371,7 @@ def build_router(ctx: LedgerContext, republish: Republish, acquirer: Acquirer, *
         events = await service.transfer(ctx, number, body.to_account, body.amount,
                                         requested_by=_requester(caller, body.requested_by),
                                         request_id=body.request_id)
-        return _answer(events)
+        return _events(events)
 
     @router.post("/accounts/{number}/bonus-redemptions", response_model=EventsView,
                  openapi_extra=callers("subscriber", "service"))
@@ -444,7 +388,7 @@ def build_router(ctx: LedgerContext, republish: Republish, acquirer: Acquirer, *
         assert amount is not None and purpose is not None  # the body's own validation
         events = await service.redeem_bonus(ctx, number, amount, purpose, request_id=body.request_id,
                                             description=description, item=body.item)
-        return _answer(events)
+        return _events(events)
 
     @router.put("/accounts/{number}/payment-type", response_model=EventsView, openapi_extra=callers("subscriber", "service"))
     async def put_payment_type(caller: Caller, number: AccountPath, body: PaymentTypeBody) -> EventsView:

@@ -52,6 +52,7 @@ from ledger.domain import (
     LedgerError,
     OperatorNote,
     Outcome,
+    OutgoingEvent,
     Transaction,
     is_account_number,
     transaction_id_for,
@@ -110,6 +111,8 @@ class _Batch:
     also_under: list[tuple[str, Envelope[Any]]] = field(default_factory=list)
     """Published events another number's history shows too: (that number, the event)."""
     rejected: list[tuple[Envelope[Any], LedgerError]] = field(default_factory=list)
+    refused: dict[UUID, domain.RequestRefused] = field(default_factory=dict)
+    """Requests refused with an announcement, by event id: published and recorded, then the answer."""
 
 
 def _keyed_account(payload: Any) -> str:
@@ -237,7 +240,11 @@ async def _post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[E
             _check_keyed(envelope)
             if _repeat(ctx, batch, envelope, key):
                 continue
-            outcome = _decide(ctx, batch, envelope, at)
+            try:
+                outcome = _decide(ctx, batch, envelope, at)
+            except domain.RequestRefused as refused:
+                batch.refused[envelope.event_id] = refused
+                outcome = Outcome(events=(refused.announcement,))
             if outcome is not None:
                 _take(ctx, batch, outcome, envelope, key)
         except LedgerError as exc:
@@ -260,7 +267,8 @@ async def post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[En
 
 async def submit(ctx: LedgerContext, request: Event, *, account: str) -> list[Envelope[Any]]:
     """Run one request (transfer, bonus redemption, payment type) now, as if it came from the
-    command topic: the answer is the events it produced. The request itself is published to the
+    command topic: the answer is the events it produced; a refusal raises after its announcement
+    (TransferRejected, BonusRedemptionRejected) is committed. The request itself is published to the
     command topic for the record, already marked as processed in the ledger's inbox."""
     return list(await ctx.submit(request, account=account, decide=partial(_decide_request, ctx)))
 
@@ -270,8 +278,10 @@ async def _decide_request(ctx: LedgerContext, conn: AsyncConnection, envelope: E
     if batch.rejected:
         raise batch.rejected[0][1]
     if (repeat := batch.repeats.get(envelope.event_id)) is not None:
-        return Decision(_answer(repeat), repeat=True)
-    return Decision(batch.publish)
+        answer = _answer(repeat)
+        return Decision(answer, repeat=True,
+                        refusal=domain.refusal_among(OutgoingEvent(e.account, e.payload) for e in answer))
+    return Decision(batch.publish, refusal=batch.refused.get(envelope.event_id))
 
 
 def _answer(record: IdempotencyRecord) -> list[Envelope[Any]]:
@@ -290,8 +300,8 @@ async def redeem_bonus(ctx: LedgerContext, number: str, amount: Money, purpose: 
                        request_id: UUID | None = None, description: str = "",
                        item: str | None = None) -> list[Envelope[Any]]:
     """Exchange bonuses for a discount or a gift (``item``: the rewards catalogue's, held to its
-    price): BonusRedeemed, or BonusRedemptionRejected with the reason (an answer for the cabinet,
-    not an error)."""
+    price): BonusRedeemed; a refusal raises :class:`domain.RequestRefused` once its
+    BonusRedemptionRejected is committed."""
     request = BonusRedemptionRequested(request_id=request_id or uuid7(), account_number=number, amount=amount,
                                        purpose=purpose, description=description, item=item)
     return await submit(ctx, request, account=number)

@@ -47,7 +47,16 @@ from ledger.domain.authority import check_requester
 from ledger.domain.closing import settle_and_close
 from ledger.domain.rewards import InvalidRewards, Reward, check_reward, parse_rewards
 from ledger.domain.corrections import REVERSE_TRANSACTION, change_payment_type, check_self_service_limit, reverse
-from ledger.domain.errors import KINDS, CommandRefused, ErrorCode, InvalidTransaction, LedgerError, input_errors
+from ledger.domain.errors import (
+    KINDS,
+    CommandRefused,
+    ErrorCode,
+    InvalidTransaction,
+    LedgerError,
+    RequestRefused,
+    input_errors,
+    refusal_among,
+)
 from ledger.domain.facts import (
     FACT_KINDS,
     AccountFact,
@@ -187,6 +196,7 @@ __all__ = [
     "OutgoingEvent",
     "Posting",
     "Receipt",
+    "RequestRefused",
     "STATEMENT_COLUMNS",
     "BonusChange",
     "BonusHistory",
@@ -240,6 +250,7 @@ __all__ = [
     "request_key",
     "is_charge_key",
     "redeem_bonus",
+    "refusal_among",
     "redemption_refusal",
     "replay",
     "resolve_suspense",

@@ -4,11 +4,20 @@ fault, the field's name."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from billing_contracts.catalog.ledger import (
+    BonusRedemptionRefusal,
+    BonusRedemptionRejected,
+    TransferRefusal,
+    TransferRejected,
+)
 from billing_events.errors import DomainError, ErrorKind
+
+if TYPE_CHECKING:
+    from ledger.domain.outcome import OutgoingEvent
 
 
 class ErrorCode(StrEnum):
@@ -106,3 +115,58 @@ class InvalidTransaction(LedgerError):
 
 class CommandRefused(LedgerError):
     """A business rule refuses the command; nothing was posted."""
+
+
+ANNOUNCED_REFUSALS: Mapping[type[TransferRejected | BonusRedemptionRejected],
+                            Mapping[TransferRefusal | BonusRedemptionRefusal, tuple[ErrorKind, str | None]]] = {
+    TransferRejected: {
+        TransferRefusal.SAME_ACCOUNT: (ErrorKind.INVALID, "to_account"),
+        TransferRefusal.SOURCE_UNKNOWN: (ErrorKind.NOT_FOUND, None),
+        TransferRefusal.TARGET_UNKNOWN: (ErrorKind.NOT_FOUND, "to_account"),
+        TransferRefusal.SOURCE_CLOSED: (ErrorKind.CONFLICT, None),
+        TransferRefusal.TARGET_CLOSED: (ErrorKind.CONFLICT, "to_account"),
+        TransferRefusal.CURRENCY_MISMATCH: (ErrorKind.INVALID, "amount.currency"),
+        TransferRefusal.INSUFFICIENT_FUNDS: (ErrorKind.CONFLICT, "amount.minor"),
+        TransferRefusal.CREDIT_NOT_TRANSFERABLE: (ErrorKind.CONFLICT, "amount.minor"),
+    },
+    BonusRedemptionRejected: {
+        BonusRedemptionRefusal.UNKNOWN_ACCOUNT: (ErrorKind.NOT_FOUND, None),
+        BonusRedemptionRefusal.ACCOUNT_CLOSED: (ErrorKind.CONFLICT, None),
+        BonusRedemptionRefusal.CURRENCY_MISMATCH: (ErrorKind.INVALID, "amount.currency"),
+        BonusRedemptionRefusal.INVALID_PURPOSE: (ErrorKind.INVALID, "purpose"),
+        BonusRedemptionRefusal.INSUFFICIENT_BONUS: (ErrorKind.CONFLICT, "amount.minor"),
+    },
+}
+"""The events that announce a refused request, and for each of their reasons the kind of refusal
+(it decides the caller's answer) and the request's field it is about."""
+
+ANNOUNCEMENTS = tuple(ANNOUNCED_REFUSALS)
+
+
+class RequestRefused(DomainError):
+    """A subscriber's request (a transfer, a bonus redemption) refused by a rule, where the refusal
+    is itself news: the pipeline that decides the request publishes :attr:`announcement` (its
+    ...Rejected event, which the topic keeps), records the request as refused, and then lets the
+    error reach the caller like any other refusal, with the request's id."""
+
+    def __init__(self, announcement: OutgoingEvent) -> None:
+        rejected = announcement.payload
+        assert isinstance(rejected, ANNOUNCEMENTS)
+        kind, field = ANNOUNCED_REFUSALS[type(rejected)][rejected.reason]
+        params: dict[str, Any] = ({"amount": rejected.amount} if isinstance(rejected, TransferRejected)
+                                  else {"amount": rejected.requested, "available": rejected.available})
+        super().__init__(rejected.detail, code=rejected.reason.value, field=field, kind=kind, params=params)
+        self.announcement = announcement
+        self.request_id = rejected.request_id
+
+    def field_errors(self) -> list[dict[str, str]]:
+        return input_errors(self)
+
+    def details(self) -> dict[str, Any]:
+        return {"request_id": str(self.request_id)}
+
+
+def refusal_among(events: Iterable[OutgoingEvent]) -> RequestRefused | None:
+    """The refusal a request's events announce, if they announce one: a repeated request gets the
+    refusal its first decision gave."""
+    return next((RequestRefused(event) for event in events if isinstance(event.payload, ANNOUNCEMENTS)), None)

@@ -21,18 +21,12 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from billing_contracts.catalog.ledger import (
-    BonusRedemptionRejected,
-    BonusRedemptionRequested,
-    PaymentTypeChangeRequested,
-    TransferRejected,
-    TransferRequested,
-)
+from billing_contracts.catalog.ledger import BonusRedemptionRequested, PaymentTypeChangeRequested, TransferRequested
 from billing_contracts.catalog.payments import PaymentReceived
 from billing_contracts.catalog.tariff import ChargeApplied
 from billing_contracts.money import Money
 
-from ledger.domain.errors import CommandRefused, ErrorCode
+from ledger.domain.errors import ANNOUNCEMENTS, CommandRefused, ErrorCode
 from ledger.domain.outcome import Outcome, SuspenseStatus
 
 
@@ -156,13 +150,11 @@ def is_repeat(record: IdempotencyRecord | None, key: BusinessKey) -> bool:
     return True
 
 
-_REFUSALS = (TransferRejected, BonusRedemptionRejected)
-
 
 def fate_of(outcome: Outcome) -> tuple[Fate, str | None]:
     """What a decided request became, for its record."""
     for event in outcome.events:
-        if isinstance(event.payload, _REFUSALS):
+        if isinstance(event.payload, ANNOUNCEMENTS):
             return Fate.REFUSED, event.payload.reason.value
     if outcome.suspense is not None:
         return (Fate.PARKED if outcome.suspense.status is SuspenseStatus.OPEN else Fate.PLACED), None

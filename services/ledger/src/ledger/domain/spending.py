@@ -22,7 +22,7 @@ from billing_contracts.money import format_amount
 
 from ledger.domain.accounts import AccountState, spendable, transferable
 from ledger.domain.chart import DISCOUNTS, GIFTS, revenue_account
-from ledger.domain.errors import CommandRefused, ErrorCode
+from ledger.domain.errors import CommandRefused, ErrorCode, RequestRefused
 from ledger.domain.idempotency import request_key
 from ledger.domain.outcome import (
     Booking,
@@ -177,8 +177,8 @@ def redeem_bonus(
     account: AccountState | None,
     at: datetime,
 ) -> Outcome:
-    """Exchange bonuses for a discount or a gift, or announce why not; the bonus balance never
-    goes below zero."""
+    """Exchange bonuses for a discount or a gift; the bonus balance never goes below zero.
+    Raises :class:`RequestRefused` with the announcement of why not."""
     refusal = redemption_refusal(request, account)
     if refusal is not None:
         reason, detail = refusal
@@ -187,7 +187,7 @@ def redeem_bonus(
             request_id=request.request_id, account_number=request.account_number, purpose=request.purpose,
             reason=reason, requested=request.amount, available=available, detail=detail,
         )
-        return Outcome(events=(OutgoingEvent(request.account_number, rejected),))
+        raise RequestRefused(OutgoingEvent(request.account_number, rejected))
     assert account is not None  # redemption_refusal refuses unknown accounts
     amount, currency = request.amount.minor, request.amount.currency
     booking = Booking((account,))
@@ -254,7 +254,8 @@ def transfer_funds(
     target: AccountState | None,
     at: datetime,
 ) -> Outcome:
-    """Move money between two subscribers' main balances, or announce why not."""
+    """Move money between two subscribers' main balances. Raises :class:`RequestRefused` with the
+    announcement of why not."""
     refusal = transfer_refusal(request, source=source, target=target)
     if refusal is not None:
         reason, detail = refusal
@@ -266,7 +267,7 @@ def transfer_funds(
             reason=reason,
             detail=detail,
         )
-        return Outcome(events=(OutgoingEvent(request.from_account, rejected),))
+        raise RequestRefused(OutgoingEvent(request.from_account, rejected))
     assert source is not None and target is not None  # transfer_refusal refuses unknown accounts
     booking = Booking((source, target))
     txn = move(
