@@ -55,7 +55,7 @@ from notifier import store
 from notifier.app import build
 from notifier.channels import REDACTED
 from notifier.domain import TemplateKey
-from notifier.handlers import Handlers
+from notifier import handlers
 from notifier.rendering import Renderer
 from notifier.context import NotifierContext
 from notifier.service import DeliveryLogQuery, delivery_log
@@ -382,7 +382,7 @@ async def test_a_changed_phone_is_told_to_the_old_one_and_used_after(start, boot
         await reader.wait_for_type("NotificationSent", 1, template="contact_changed", timeout=60)
         await reader.wait_for_type("NotificationSent", 1, template="contact_code", timeout=60)
         async with runtime.db.transaction() as conn:  # the same change again, as after the inbox forgot it
-            assert await Handlers(ctx).on_contact_changed(conn, changed) == []
+            assert await handlers.on_contact_changed(ctx, conn, changed) == []
         sent = {line["template"]: line["to"] for line in file_lines(runtime)}
         rows = await table_rows(runtime, store.deliveries)
     assert sent == {"contact_code": new_phone, "contact_changed": person.phone, "login_locked": new_phone}

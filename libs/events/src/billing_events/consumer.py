@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -86,6 +87,13 @@ class BatchHandler(Protocol):
 
 EventHandler = Callable[[AsyncConnection, Envelope[Any]], Awaitable[Sequence[Envelope[Any]] | None]]
 
+Handler = Callable[[Any, AsyncConnection, Envelope[Any]], Awaitable[Sequence[Envelope[Any]] | None]]
+"""One entry of a service's ``handlers.HANDLERS``: (the service's context, the batch's
+transaction, the event) -> the events it publishes. A refusal raises a ``DomainError``."""
+
+BatchDecision = Callable[[Any, AsyncConnection, Sequence[Envelope[Any]]], Awaitable[Outcome]]
+"""A service's decision on a whole batch at once: (its context, the transaction, the events)."""
+
 
 class EventRouter:
     """A batch handler made of one function per event type, each event under a savepoint.
@@ -127,6 +135,26 @@ class EventRouter:
                     time.perf_counter() - started)
                 outcome.publish.extend(published or ())
         return outcome
+
+
+def route(ctx: Any, handlers: Mapping[type[Event], Handler], *,
+          rejects: tuple[type[Exception], ...] = ()) -> EventRouter:
+    """A service's ``HANDLERS`` bound to its context: the batch handler its consumer runs."""
+    return EventRouter({event_cls: partial(handler, ctx) for event_cls, handler in handlers.items()},
+                       rejects=rejects)
+
+
+class BatchRouter:
+    """Every event type it accepts decided by one function over the whole batch, for a service
+    whose batch is one decision (the ledger locks the batch's accounts once and appends its
+    journal once); a refused event comes back in the outcome, not as an exception."""
+
+    def __init__(self, ctx: Any, decide: BatchDecision, accepts: Collection[type[Event]]) -> None:
+        self._ctx, self._decide = ctx, decide
+        self.accepts = frozenset(event_cls.event_type for event_cls in accepts)
+
+    async def __call__(self, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> Outcome:
+        return await self._decide(self._ctx, conn, envelopes)
 
 
 def _refusal_of(exc: Exception) -> Refusal:

@@ -14,9 +14,8 @@ from billing_contracts import topics
 from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
-from identity import store
+from identity import handlers, store
 from identity.context import HashGate, IdentityContext, personal_data_vault, secret_hasher
-from identity.handlers import Handlers
 from identity.http import build_router
 from identity.settings import IdentitySettings
 
@@ -36,7 +35,7 @@ def build(
         settings=settings, vault=personal_data_vault(settings), hasher=secret_hasher(settings.hashing),
         gate=HashGate(concurrency=settings.hash_concurrency, queue=settings.hash_queue),
     )
-    runtime.attach_handler(Handlers(ctx).router())
+    runtime.attach_handler(handlers.router(ctx))
     runtime.include_api(build_router(ctx, runtime.tokens))
     return runtime, ctx
 

@@ -6,13 +6,14 @@ and the phone or passport holding it no longer offers it (:func:`identity.store.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts.catalog.ledger import AccountClosed
-from billing_events.consumer import EventRouter
-from billing_contracts.envelope import Envelope
+from billing_events.consumer import EventRouter, Handler, route
+from billing_contracts.envelope import Envelope, Event
 from billing_events.logging import get_logger
 from identity import store
 from identity.context import IdentityContext
@@ -21,16 +22,17 @@ from identity.service.sessions import ACCOUNT_CLOSED
 log = get_logger(__name__)
 
 
-class Handlers:
-    def __init__(self, context: IdentityContext) -> None:
-        self._context = context
+async def on_account_closed(ctx: IdentityContext, conn: AsyncConnection,
+                            envelope: Envelope[AccountClosed]) -> list[Envelope[Any]]:
+    account = envelope.payload.account_number
+    if await store.close_subscriber(conn, account, at=envelope.occurred_at):
+        ended = await store.revoke_sessions(conn, account, why=ACCOUNT_CLOSED, at=ctx.clock.now())
+        log.info("account closed: logs in no more", account_number=account, sessions_ended=ended)
+    return []
 
-    def router(self) -> EventRouter:
-        return EventRouter({AccountClosed: self.on_account_closed})
 
-    async def on_account_closed(self, conn: AsyncConnection, envelope: Envelope[AccountClosed]) -> list[Envelope[Any]]:
-        account = envelope.payload.account_number
-        if await store.close_subscriber(conn, account, at=envelope.occurred_at):
-            ended = await store.revoke_sessions(conn, account, why=ACCOUNT_CLOSED, at=self._context.clock.now())
-            log.info("account closed: logs in no more", account_number=account, sessions_ended=ended)
-        return []
+HANDLERS: Mapping[type[Event], Handler] = {AccountClosed: on_account_closed}
+
+
+def router(ctx: IdentityContext) -> EventRouter:
+    return route(ctx, HANDLERS)

@@ -17,10 +17,9 @@ from billing_events import metrics
 from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
-from ledger import integrity, store
+from ledger import handlers, integrity, store
 from ledger.context import LedgerContext
 from ledger.domain import BonusCampaign, InvalidCampaign, InvalidRewards, Reward, parse_campaigns, parse_rewards
-from ledger.handlers import LedgerHandler
 from ledger.http import build_router
 from ledger.settings import LedgerSettings
 
@@ -70,7 +69,7 @@ def build(settings: LedgerSettings | None = None, clock: Clock | None = None) ->
         bonus_pays_charges=settings.bonus_pays_charges, self_service_credit_limit=settings.self_service_credit_limit,
         max_payment=settings.max_payment, card_callback_window=timedelta(seconds=settings.card_callback_window_seconds),
     )
-    runtime.attach_handler(LedgerHandler(ctx))
+    runtime.attach_handler(handlers.router(ctx))
     runtime.background.append(partial(_watch_journal, ctx))
     if settings.seal_every_seconds > 0:
         runtime.background.append(partial(integrity.keep_sealing, ctx,

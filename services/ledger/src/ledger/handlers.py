@@ -1,25 +1,18 @@
-"""The ledger's consumer side: one batch handler for every event it posts."""
+"""What the ledger takes from the topics: every event it posts, decided batch by batch.
+
+A batch is one decision (:func:`ledger.service.post`): its accounts are locked once and its
+journal appended once, so one function takes every type rather than one function per type.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from billing_events.consumer import Outcome
-from billing_contracts.envelope import Envelope
+from billing_events.consumer import BatchRouter
 
 from ledger import service
 from ledger.context import LedgerContext
 
+ACCEPTS = service.POSTED_EVENTS
 
-class LedgerHandler:
-    """A whole batch in one transaction: the accounts are locked once, the journal appended once."""
 
-    def __init__(self, ctx: LedgerContext) -> None:
-        self._ctx = ctx
-        self.accepts = frozenset(event.event_type for event in service.POSTED_EVENTS)
-
-    async def __call__(self, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> Outcome:
-        return await service.post(self._ctx, conn, envelopes)
+def router(ctx: LedgerContext) -> BatchRouter:
+    return BatchRouter(ctx, service.post, ACCEPTS)

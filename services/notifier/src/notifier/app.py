@@ -12,12 +12,11 @@ from billing_contracts.catalog.notifier import DeliveryChannel
 from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
-from notifier import store
+from notifier import handlers, store
 from notifier.channels import FileChannel, HttpSmsChannel, SmtpChannel
 from notifier.crypto import SealOpener
 from notifier.delivery import Deliverer
 from notifier.domain import Channel, RandomSource
-from notifier.handlers import Handlers
 from notifier.http import build_router
 from notifier.rendering import Renderer
 from notifier.context import NotifierContext, OpenChannels
@@ -63,7 +62,7 @@ def build(
         renderer=Renderer(settings.default_language), retry_policy=settings.retry_policy(),
         low_balance_thresholds=settings.low_balance_thresholds,
     )
-    runtime.attach_handler(Handlers(ctx).router())
+    runtime.attach_handler(handlers.router(ctx))
     runtime.include_api(build_router(ctx))
     deliverer = Deliverer(
         ctx, rng=rng, batch_size=settings.delivery_batch_size,

@@ -5,11 +5,10 @@ from __future__ import annotations
 from billing_contracts import topics
 from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
-from tariff import service, store
+from tariff import handlers, service, store
 from tariff.catalog import load_catalog
 from tariff.context import TariffContext
-from tariff.handlers import build_router
-from tariff.http import build_http_router
+from tariff.http import build_router
 from tariff.settings import TariffSettings
 
 CONSUMES = (topics.IDENTITY, topics.LEDGER)
@@ -29,8 +28,8 @@ def build(settings: TariffSettings | None = None, clock: Clock | None = None) ->
         db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake,
         catalog=catalog, zone=settings.zone, charge_applied_version=settings.charge_applied_version,
     )
-    runtime.attach_handler(build_router(ctx))
-    runtime.include_api(build_http_router(ctx))
+    runtime.attach_handler(handlers.router(ctx))
+    runtime.include_api(build_router(ctx))
     runtime.background.append(service.catalog_recorder(ctx, str(settings.catalog_path)))
     if settings.billing_clock_enabled:
         runtime.background.append(service.billing_clock(ctx, settings.billing_tick_seconds))

@@ -22,7 +22,7 @@ then publishes AccountBlocked at once if that balance is a debt.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts.catalog.identity import SubscriberRegistered
 from billing_contracts.catalog.ledger import BalanceChanged, PaymentTypeChanged
-from billing_events.consumer import EventRouter, Rejected
+from billing_events.consumer import EventRouter, Handler, Rejected, route
 from billing_contracts.envelope import Envelope, Event
 from billing_events.logging import get_logger
 from billing_contracts.money import CurrencyMismatch
@@ -42,84 +42,84 @@ from tariff.domain import AccountBalance, apply_balance, balance_changed, paymen
 log = get_logger(__name__)
 
 
-def build_router(ctx: TariffContext) -> EventRouter:
-    catalog, clock = ctx.catalog, ctx.clock
+def _published(ctx: TariffContext, events: tuple[Event, ...], account: str, cause: Envelope[Any]) -> list[Envelope[Any]]:
+    return [ctx.envelope(event, account=account, cause=cause) for event in events]
 
-    def wrap(events: tuple[Event, ...], account: str, cause: Envelope[Any]) -> list[Envelope[Any]]:
-        return [ctx.envelope(event, account=account, cause=cause) for event in events]
 
-    async def on_registered(
-        conn: AsyncConnection, envelope: Envelope[SubscriberRegistered]
-    ) -> list[Envelope[Any]]:
-        event = envelope.payload
-        account = event.account_number
-        now = clock.now()
-        state = register(account, event.region, catalog)  # UnknownRegion -> dead letter
-        if await store.load(conn, account) is not None:
-            log.info("account already registered; registration ignored")
+async def on_registered(ctx: TariffContext, conn: AsyncConnection,
+                        envelope: Envelope[SubscriberRegistered]) -> list[Envelope[Any]]:
+    event = envelope.payload
+    account = event.account_number
+    now = ctx.clock.now()
+    state = register(account, event.region, ctx.catalog)  # UnknownRegion -> dead letter
+    if await store.load(conn, account) is not None:
+        log.info("account already registered; registration ignored")
+        return []
+    events: tuple[Event, ...] = ()
+    early = await store.take_early_balance(conn, account)
+    if early is not None:
+        outcome = apply_balance(state, early, now)
+        state, events = outcome.state, outcome.events
+    await store.insert_subscription(conn, state, now)
+    log.info("subscriber registered", region=event.region, early_balance=early is not None)
+    return _published(ctx, events, account, envelope)
+
+
+async def _follow_ledger(
+    ctx: TariffContext,
+    conn: AsyncConnection,
+    envelope: Envelope[Any],
+    kept_aside: Callable[[AccountBalance | None], AccountBalance],
+    decide: Callable[[Any, Any, datetime], Any],
+) -> list[Envelope[Any]]:
+    """A ledger fact about an account's money, applied when newer than the view held; for an
+    account not registered here yet, ``kept_aside`` turns the balance kept so far into the
+    one to keep (the newest wins)."""
+    event = envelope.payload
+    account = event.account_number
+    now = ctx.clock.now()
+    state = await store.load(conn, account, for_update=True)
+    if state is None:
+        kept = await store.early_balance(conn, account)
+        if kept is not None and not kept.is_older_than(event):
+            ignore_not_newer(ctx.producer, envelope, held=kept.version)
             return []
-        events: tuple[Event, ...] = ()
-        early = await store.take_early_balance(conn, account)
-        if early is not None:
-            outcome = apply_balance(state, early, now)
-            state, events = outcome.state, outcome.events
-        await store.insert_subscription(conn, state, now)
-        log.info("subscriber registered", region=event.region, early_balance=early is not None)
-        return wrap(events, account, envelope)
+        await store.keep_early_balance(conn, account, kept_aside(kept), now)
+        log.info("ledger fact of an account not registered here kept for its registration",
+                 event_type=type(event).__name__)
+        return []
+    outcome = decide(state, event, now)
+    if outcome is None:
+        ignore_not_newer(ctx.producer, envelope, held=state.balance.version)
+        return []
+    await store.save(conn, outcome.state, now)
+    if outcome.events:
+        log.info("debt verdict changed", debt_blocked=outcome.state.debt_blocked)
+    return _published(ctx, outcome.events, account, envelope)
 
-    async def follow_ledger(
-        conn: AsyncConnection,
-        envelope: Envelope[Any],
-        kept_aside: Callable[[AccountBalance | None], AccountBalance],
-        decide: Callable[[Any, Any, datetime], Any],
-    ) -> list[Envelope[Any]]:
-        """A ledger fact about an account's money, applied when newer than the view held; for an
-        account not registered here yet, ``kept_aside`` turns the balance kept so far into the
-        one to keep (the newest wins)."""
-        event = envelope.payload
-        account = event.account_number
-        now = clock.now()
-        state = await store.load(conn, account, for_update=True)
-        if state is None:
-            kept = await store.early_balance(conn, account)
-            if kept is not None and not kept.is_older_than(event):
-                ignore_not_newer(ctx.producer, envelope, held=kept.version)
-                return []
-            await store.keep_early_balance(conn, account, kept_aside(kept), now)
-            log.info("ledger fact of an account not registered here kept for its registration",
-                     event_type=type(event).__name__)
-            return []
-        outcome = decide(state, event, now)
-        if outcome is None:
-            ignore_not_newer(ctx.producer, envelope, held=state.balance.version)
-            return []
-        await store.save(conn, outcome.state, now)
-        if outcome.events:
-            log.info("debt verdict changed", debt_blocked=outcome.state.debt_blocked)
-        return wrap(outcome.events, account, envelope)
 
-    async def on_balance(
-        conn: AsyncConnection, envelope: Envelope[BalanceChanged]
-    ) -> list[Envelope[Any]]:
-        event = envelope.payload
-        if event.main.currency != catalog.currency:
-            raise Rejected(
-                f"balance in {event.main.currency},"
-                f" the tariff catalog charges in {catalog.currency}"
-            )
-        return await follow_ledger(
-            conn, envelope, lambda kept: AccountBalance.from_event(event, held=kept.version if kept else None),
-            balance_changed)
+async def on_balance(ctx: TariffContext, conn: AsyncConnection,
+                     envelope: Envelope[BalanceChanged]) -> list[Envelope[Any]]:
+    event = envelope.payload
+    if event.main.currency != ctx.catalog.currency:
+        raise Rejected(f"balance in {event.main.currency}, the tariff catalog charges in {ctx.catalog.currency}")
+    return await _follow_ledger(
+        ctx, conn, envelope, lambda kept: AccountBalance.from_event(event, held=kept.version if kept else None),
+        balance_changed)
 
-    async def on_payment_type(
-        conn: AsyncConnection, envelope: Envelope[PaymentTypeChanged]
-    ) -> list[Envelope[Any]]:
-        return await follow_ledger(
-            conn, envelope,
-            lambda kept: (kept or AccountBalance.zero(catalog.currency)).with_payment_type(envelope.payload),
-            payment_type_changed)
 
-    return EventRouter(
-        {SubscriberRegistered: on_registered, BalanceChanged: on_balance, PaymentTypeChanged: on_payment_type},
-        rejects=(CurrencyMismatch,),  # a TariffError is a DomainError: dead-lettered by the router
-    )
+async def on_payment_type(ctx: TariffContext, conn: AsyncConnection,
+                          envelope: Envelope[PaymentTypeChanged]) -> list[Envelope[Any]]:
+    return await _follow_ledger(
+        ctx, conn, envelope,
+        lambda kept: (kept or AccountBalance.zero(ctx.catalog.currency)).with_payment_type(envelope.payload),
+        payment_type_changed)
+
+
+HANDLERS: Mapping[type[Event], Handler] = {
+    SubscriberRegistered: on_registered, BalanceChanged: on_balance, PaymentTypeChanged: on_payment_type,
+}
+
+
+def router(ctx: TariffContext) -> EventRouter:
+    return route(ctx, HANDLERS, rejects=(CurrencyMismatch,))  # a TariffError is a DomainError: dead-lettered

@@ -217,7 +217,7 @@ def _channel(caller: Principal) -> RequestChannel:
     return RequestChannel.CABINET if caller.role == "subscriber" else RequestChannel.SUPPORT
 
 
-def build_http_router(ctx: TariffContext) -> APIRouter:
+def build_router(ctx: TariffContext) -> APIRouter:
     router = APIRouter(route_class=AuthenticatedRoute, prefix="/tariff", tags=["tariff"], responses=problem_responses(400, 404, 409, 422))
     private = problem_responses(401, 403)
 
