@@ -33,6 +33,7 @@ from billing_contracts.envelope import Envelope
 from billing_contracts.ids import uuid7
 from billing_contracts.money import Money
 from ledger import service as ledger
+from tariff import commands as tariff_commands
 from tariff import service as tariff
 
 from simulation.actions import Step, unknown_number
@@ -187,7 +188,7 @@ class Run:
             return
         if self.model.activate(step["label"], step["plan"]):
             await tariff.activate_plan(self.suite.contexts["tariff"],
-                                       tariff.ActivatePlan(account_number=number, plan=step["plan"]))
+                                       tariff_commands.ActivatePlan(account_number=number, plan=step["plan"]))
 
     async def _do_transfer(self, step: Step) -> None:
         source, target = self.numbers.get(step["from"]), self.numbers.get(step["to"])
@@ -235,23 +236,23 @@ class Run:
 
     async def _do_change_plan(self, step: Step) -> None:
         await self._tariff_command(step, lambda: self.model.change_plan(step["label"], step["plan"]),
-                                   tariff.change_tariff, tariff.ChangePlan, plan=step["plan"])
+                                   tariff.change_tariff, tariff_commands.ChangePlan, plan=step["plan"])
 
     async def _do_option(self, step: Step) -> None:
         if step.get("remove"):
             await self._tariff_command(step, lambda: self.model.remove_option(step["label"], step["option"]),
-                                       tariff.remove_account_option, tariff.RemoveOption, option=step["option"])
+                                       tariff.remove_account_option, tariff_commands.RemoveOption, option=step["option"])
         else:
             await self._tariff_command(step, lambda: self.model.add_option(step["label"], step["option"]),
-                                       tariff.add_account_option, tariff.AddOption, option=step["option"])
+                                       tariff.add_account_option, tariff_commands.AddOption, option=step["option"])
 
     async def _do_voluntary_block(self, step: Step) -> None:
         await self._tariff_command(step, lambda: self.model.start_voluntary_block(step["label"], step["days"]),
-                                   tariff.start_block, tariff.StartVoluntaryBlock, days=step["days"])
+                                   tariff.start_block, tariff_commands.StartVoluntaryBlock, days=step["days"])
 
     async def _do_end_voluntary_block(self, step: Step) -> None:
         await self._tariff_command(step, lambda: self.model.end_voluntary_block(step["label"]),
-                                   tariff.end_block, tariff.EndVoluntaryBlock)
+                                   tariff.end_block, tariff_commands.EndVoluntaryBlock)
 
     async def _do_payment_type(self, step: Step) -> None:
         """The subscriber's own switch: prepaid (limit 0) or credit with a limit."""

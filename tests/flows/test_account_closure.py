@@ -25,6 +25,7 @@ from identity import service as identity
 from ledger import service as ledger
 from ledger import store as ledger_store
 from ledger.domain import REFUNDS, FactKind
+from tariff import commands as tariff_commands
 from tariff import service as tariff
 from tariff import store as tariff_store
 from tariff.domain import daily_share
@@ -83,7 +84,7 @@ async def test_closing_accounts_with_money_left_refunds_or_transfers_it_and_char
     heir = await _registered(suite, form, "100003", "+7 915 000-00-03")
     for number in (refunded, transferring):
         await _paid(suite, number, PAID)
-        await tariff.activate_plan(suite.tariff_context, tariff.ActivatePlan(account_number=number, plan="internet-100"))
+        await tariff.activate_plan(suite.tariff_context, tariff_commands.ActivatePlan(account_number=number, plan="internet-100"))
     first_day = suite.tariff_context.billing_day() + ONE_DAY
 
     # Five days later the billing clock has charged four of them; the fifth is the closing day.

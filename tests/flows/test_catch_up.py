@@ -30,6 +30,7 @@ from billing_events.schema import outbox
 from billing_events.sealing import seal
 from billing_events.testing.plugin import eventually
 from ledger import service as ledger
+from tariff import commands as tariff_commands
 from tariff import service as tariff
 
 PREPAID_DAYS, CREDIT_DAYS = "100000000115", "100000000123"  # June, one day at a time
@@ -114,7 +115,7 @@ async def _activate(suite: Any, numbers: tuple[str, ...], requested_on: date) ->
     suite.clock.set(_noon(requested_on))
     for number in numbers:
         await tariff.activate_plan(
-            suite.tariff_context, tariff.ActivatePlan(account_number=number, plan="internet-100")
+            suite.tariff_context, tariff_commands.ActivatePlan(account_number=number, plan="internet-100")
         )
 
 
@@ -163,7 +164,7 @@ async def test_a_catch_up_dates_its_blocks_unblocks_and_charges_by_their_billing
     await _open(suite, ON_A_BREAK, PaymentType.PREPAID)
     await _activate(suite, (IN_DEBT, ON_A_BREAK), date(2026, 8, 31))
     suite.clock.set(_noon(date(2026, 9, 3)))  # five days from the 3rd: the 3rd to the 7th not charged
-    await tariff.start_block(suite.tariff_context, tariff.StartVoluntaryBlock(account_number=ON_A_BREAK, days=5))
+    await tariff.start_block(suite.tariff_context, tariff_commands.StartVoluntaryBlock(account_number=ON_A_BREAK, days=5))
     await _close_through(suite, date(2026, 9, 30))  # on 1 October, September at once
 
     charged_days = [charge.billing_day for charge in await _charges(suite, IN_DEBT)]

@@ -29,6 +29,7 @@ from billing_events.schema import outbox
 from billing_events.settings import KafkaSettings
 from billing_events.testing.plugin import eventually
 from identity import service as identity
+from tariff import commands as tariff_commands
 from tariff import service as tariff
 
 from .conftest import Suite, restarted
@@ -71,7 +72,7 @@ async def _a_while_of_life(suite: Suite, form: dict[str, Any]) -> str:
     await _agreed(suite, number)
     await _pay(suite, number, 20_000, "T-1")
     await _agreed(suite, number)
-    await tariff.activate_plan(suite.tariff_context, tariff.ActivatePlan(account_number=number, plan="internet-100"))
+    await tariff.activate_plan(suite.tariff_context, tariff_commands.ActivatePlan(account_number=number, plan="internet-100"))
     await _close_until(suite, number, blocked=True)
     await _pay(suite, number, 5_000, "T-2")
     await _agreed(suite, number)

@@ -23,6 +23,7 @@ from billing_contracts.money import Money
 from billing_events.testing.clock import at_dates_that_matter
 from billing_events.testing.plugin import eventually
 from identity import service as identity
+from tariff import commands as tariff_commands
 from tariff import service as tariff
 
 PASSWORD = re.compile(r"\b[A-Za-z2-9]{12}\b")
@@ -59,7 +60,7 @@ async def test_a_subscribers_life(suite: Any, form: dict[str, Any], capsys: Any)
     await _pay(suite, number, 30_000, "T-1")
     balance = 30_000
     await _settled(suite, number, balance)
-    await tariff.activate_plan(suite.tariff_context, tariff.ActivatePlan(account_number=number, plan="internet-100"))
+    await tariff.activate_plan(suite.tariff_context, tariff_commands.ActivatePlan(account_number=number, plan="internet-100"))
 
     blocked_on, last_fee = None, 0
     for _ in range(25):  # day by day, as the billing clock does

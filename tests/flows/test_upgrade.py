@@ -22,6 +22,7 @@ from billing_events.testing.plugin import eventually
 from ledger import store as ledger_store
 from notifier import store as notifier_store
 from sqlalchemy import select
+from tariff import commands as tariff_commands
 from tariff import service as tariff
 from tariff import store as tariff_store
 
@@ -84,10 +85,10 @@ async def test_an_upgrade_from_the_baseline_keeps_every_balance_subscription_and
     await _open_and_pay(suite, DEBTOR, 1_000)
     suite.clock.set(_noon(date(2026, 3, 1)))
     for number in (SAVER, DEBTOR):
-        await tariff.activate_plan(suite.tariff_context, tariff.ActivatePlan(account_number=number, plan="internet-100"))
+        await tariff.activate_plan(suite.tariff_context, tariff_commands.ActivatePlan(account_number=number, plan="internet-100"))
     suite.clock.set(_noon(date(2026, 3, 4)))
     await tariff.close_days(suite.tariff_context, date(2026, 3, 3))  # three days charged; the debtor blocked
-    await tariff.start_block(suite.tariff_context, tariff.StartVoluntaryBlock(account_number=SAVER, days=5))
+    await tariff.start_block(suite.tariff_context, tariff_commands.StartVoluntaryBlock(account_number=SAVER, days=5))
     await eventually(lambda: _debt_blocked(suite, DEBTOR), what="the debtor blocked")
     await eventually(lambda: _settled(suite), what="every charge posted")
     await eventually(lambda: _delivered(suite), what="the notifications sent")

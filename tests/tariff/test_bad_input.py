@@ -28,19 +28,8 @@ from tariff.errors import (
     UnknownOption,
     UnknownPlan,
 )
-from tariff.service import (
-    ActivatePlan,
-    AddOption,
-    ChangePlan,
-    RemoveOption,
-    StartVoluntaryBlock,
-    activate_plan,
-    add_account_option,
-    change_tariff,
-    close_days,
-    remove_account_option,
-    start_block,
-)
+from tariff.commands import ActivatePlan, AddOption, ChangePlan, RemoveOption, StartVoluntaryBlock
+from tariff.service import activate_plan, add_account_option, change_tariff, close_days, remove_account_option, start_block
 
 ACCOUNT, NOWHERE, NEVER = "100000000115", "100000000123", "100000000131"
 

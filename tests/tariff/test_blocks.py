@@ -22,15 +22,8 @@ from tariff.errors import (
     BlockNotAffordable,
     NoRunningBlock,
 )
-from tariff.service import (
-    ActivatePlan,
-    EndVoluntaryBlock,
-    StartVoluntaryBlock,
-    activate_plan,
-    close_days,
-    end_block,
-    start_block,
-)
+from tariff.commands import ActivatePlan, EndVoluntaryBlock, StartVoluntaryBlock
+from tariff.service import activate_plan, close_days, end_block, start_block
 
 ONE_DAY = timedelta(days=1)
 DEBTOR, CREDIT, EARLY = "100000000040", "100000000057", "100000000065"

@@ -15,17 +15,8 @@ from billing_contracts.envelope import is_current
 from tariff import store
 from tariff.catalog import Catalog
 from tariff.domain import share_of_day
-from tariff.service import (
-    ActivatePlan,
-    AddOption,
-    ChangePlan,
-    RemoveOption,
-    activate_plan,
-    add_account_option,
-    change_tariff,
-    close_days,
-    remove_account_option,
-)
+from tariff.commands import ActivatePlan, AddOption, ChangePlan, RemoveOption
+from tariff.service import activate_plan, add_account_option, change_tariff, close_days, remove_account_option
 
 ONE_DAY = timedelta(days=1)
 ALICE, BOB, CAROL = "100000000016", "100000000024", "100000000032"

@@ -27,7 +27,8 @@ from tariff import store
 from tariff.catalog import Catalog
 from tariff.context import TariffContext
 from tariff.domain import AccountBalance, apply_balance, register
-from tariff.service import ActivatePlan, AddOption, activate_plan, add_account_option, close_days
+from tariff.commands import ActivatePlan, AddOption
+from tariff.service import activate_plan, add_account_option, close_days
 
 ONE_DAY = timedelta(days=1)
 ACTIVATED = date(2026, 7, 31)  # internet-100 in moscow: 55000 a month, 1775 or 1774 a day in August

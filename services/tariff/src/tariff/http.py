@@ -28,7 +28,7 @@ from billing_contracts.catalog.common import AccountNumber
 from billing_contracts.catalog.tariff import ClosureSettlement, FeeKind, RequestChannel
 from billing_events.http import AccountPath, RequestBody, callers, problem_responses
 from billing_contracts.money import Money
-from tariff import service
+from tariff import commands, service
 from tariff.catalog import Catalog, Equipment, Option, Plan
 from tariff.context import TariffContext
 from tariff.domain import Forecast, ItemPeriod, Subscription
@@ -291,72 +291,72 @@ def build_router(ctx: TariffContext) -> APIRouter:
         require_account(caller, account)
         return ForecastView.of(await service.account_forecast(ctx, account))
 
-    @router.post("/accounts/{account}/plan", response_model=service.CommandResult, responses=private,
+    @router.post("/accounts/{account}/plan", response_model=commands.CommandResult, responses=private,
                  openapi_extra=callers("subscriber", "service"))
     async def activate(caller: Caller, account: AccountPath, body: ActivationRequest) -> Any:
         require_account(caller, account)
-        return await call(service.activate_plan, lambda: service.ActivatePlan(
+        return await call(service.activate_plan, lambda: commands.ActivatePlan(
             account_number=account, plan=body.plan, equipment=body.equipment))
 
-    @router.put("/accounts/{account}/plan", response_model=service.CommandResult, responses=private,
+    @router.put("/accounts/{account}/plan", response_model=commands.CommandResult, responses=private,
                 openapi_extra=callers("subscriber", "service"))
     async def change(caller: Caller, account: AccountPath, body: PlanRequest) -> Any:
         require_account(caller, account)
         return await call(service.change_tariff,
-                          lambda: service.ChangePlan(account_number=account, plan=body.plan))
+                          lambda: commands.ChangePlan(account_number=account, plan=body.plan))
 
-    @router.post("/accounts/{account}/options", response_model=service.CommandResult, responses=private,
+    @router.post("/accounts/{account}/options", response_model=commands.CommandResult, responses=private,
                  openapi_extra=callers("subscriber", "service"))
     async def add(caller: Caller, account: AccountPath, body: OptionRequest) -> Any:
         require_account(caller, account)
         return await call(service.add_account_option,
-                          lambda: service.AddOption(account_number=account, option=body.option))
+                          lambda: commands.AddOption(account_number=account, option=body.option))
 
-    @router.delete("/accounts/{account}/options/{option}", response_model=service.CommandResult,
+    @router.delete("/accounts/{account}/options/{option}", response_model=commands.CommandResult,
                    responses=private, openapi_extra=callers("subscriber", "service"))
     async def remove(caller: Caller, account: AccountPath, option: OptionPath) -> Any:
         require_account(caller, account)
         return await call(service.remove_account_option,
-                          lambda: service.RemoveOption(account_number=account, option=option))
+                          lambda: commands.RemoveOption(account_number=account, option=option))
 
-    @router.post("/accounts/{account}/equipment", response_model=service.CommandResult, responses=private,
+    @router.post("/accounts/{account}/equipment", response_model=commands.CommandResult, responses=private,
                  openapi_extra=callers("subscriber", "service"))
     async def rent(caller: Caller, account: AccountPath, body: EquipmentRequest) -> Any:
         """Rent equipment from the next billing day: free with some plans, a daily fee with others."""
         require_account(caller, account)
         return await call(service.rent_account_equipment,
-                          lambda: service.RentEquipment(account_number=account, equipment=body.equipment))
+                          lambda: commands.RentEquipment(account_number=account, equipment=body.equipment))
 
-    @router.delete("/accounts/{account}/equipment/{equipment}", response_model=service.CommandResult,
+    @router.delete("/accounts/{account}/equipment/{equipment}", response_model=commands.CommandResult,
                    responses=private, openapi_extra=callers("subscriber", "service"))
     async def return_(caller: Caller, account: AccountPath, equipment: EquipmentPath) -> Any:
         """Return equipment: not charged from the next billing day on."""
         require_account(caller, account)
         return await call(service.return_account_equipment,
-                          lambda: service.ReturnEquipment(account_number=account, equipment=equipment))
+                          lambda: commands.ReturnEquipment(account_number=account, equipment=equipment))
 
-    @router.post("/accounts/{account}/voluntary-block", response_model=service.CommandResult,
+    @router.post("/accounts/{account}/voluntary-block", response_model=commands.CommandResult,
                  responses=private, openapi_extra=callers("subscriber", "service"))
     async def start_block(caller: Caller, account: AccountPath, body: Annotated[BlockRequest, Body()]) -> Any:
         require_account(caller, account)
-        return await call(service.start_block, lambda: service.StartVoluntaryBlock(
+        return await call(service.start_block, lambda: commands.StartVoluntaryBlock(
             account_number=account, days=body.days,
             requested_via=as_credentials_say("requested_via", body.requested_via, _channel(caller))))
 
-    @router.delete("/accounts/{account}/voluntary-block", response_model=service.CommandResult,
+    @router.delete("/accounts/{account}/voluntary-block", response_model=commands.CommandResult,
                    responses=private, openapi_extra=callers("subscriber", "service"))
     async def end_block(caller: Caller, account: AccountPath) -> Any:
         require_account(caller, account)
-        return await call(service.end_block, lambda: service.EndVoluntaryBlock(account_number=account))
+        return await call(service.end_block, lambda: commands.EndVoluntaryBlock(account_number=account))
 
-    @router.post("/accounts/{account}/closure", response_model=service.CommandResult, responses=private,
+    @router.post("/accounts/{account}/closure", response_model=commands.CommandResult, responses=private,
                  openapi_extra=callers("service"))
     async def close_account(caller: Caller, account: AccountPath, body: ClosureRequest) -> Any:
         """Support closes the account (a service token): every day not charged yet through today
         is charged, nothing after; the ledger then refunds or transfers the money left and closes
         the account there. Refused while the final charges would leave a debt."""
         require_scope(caller, "tariff:close-accounts")
-        return await call(service.close_account, lambda: service.CloseAccount(
+        return await call(service.close_account, lambda: commands.CloseAccount(
             account_number=account, settlement=body.settlement, transfer_to=body.transfer_to,
             requested_by=caller.requester, reason=body.reason))
 
