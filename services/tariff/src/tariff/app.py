@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+from typing import TYPE_CHECKING
+
 from billing_contracts import topics
 from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
@@ -9,10 +12,18 @@ from tariff import service, store
 from tariff.catalog import load_catalog
 from tariff.context import TariffContext
 from tariff.handlers import build_router
-from tariff.http import build_http_router
 from tariff.settings import TariffSettings
 
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
 CONSUMES = (topics.IDENTITY, topics.LEDGER)
+
+
+def _api(ctx: TariffContext) -> APIRouter:
+    from tariff.http import build_http_router  # the framework and the token checks: where the API is served
+
+    return build_http_router(ctx)
 
 
 def build(settings: TariffSettings | None = None, clock: Clock | None = None) -> tuple[ServiceRuntime, TariffContext]:
@@ -30,7 +41,7 @@ def build(settings: TariffSettings | None = None, clock: Clock | None = None) ->
         catalog=catalog, zone=settings.zone, charge_applied_version=settings.charge_applied_version,
     )
     runtime.attach_handler(build_router(ctx))
-    runtime.include_api(build_http_router(ctx))
+    runtime.include_api(partial(_api, ctx))
     runtime.background.append(service.catalog_recorder(ctx, str(settings.catalog_path)))
     if settings.billing_clock_enabled:
         runtime.background.append(service.billing_clock(ctx, settings.billing_tick_seconds))
