@@ -226,10 +226,10 @@ def table(results: dict[str, Any]) -> Table:
         f"{peer_['rebuild_ratio']:.1f}x", "", "",
     )
     grid.add_row(
-        "5. ledger peak RSS during ingestion",
+        "5. ledger peak RSS during ingestion (each process: at its start -> peak, MiB)",
         f"{mem['peak_rss_mib']:,.0f} MiB",
-        " + ".join(f"{name} {mem[f'{name}_peak_rss_mib']:,.0f}" for name in LEDGER_PROCESSES
-                   if f"{name}_peak_rss_mib" in mem),
+        ", ".join(f"{name} {mem[f'{name}_start_rss_mib']:,.0f} -> {mem[f'{name}_peak_rss_mib']:,.0f}"
+                  for name in LEDGER_PROCESSES if f"{name}_peak_rss_mib" in mem),
         "", "", "",
     )
     his = results["history"]

@@ -27,7 +27,8 @@ from aiokafka import AIOKafkaProducer
 from billing_cli.history import read_account, timeline
 from billing_contracts import topics
 from billing_events.archive import events_router
-from billing_events.auth import TokenKeys, Tokens, generate_token_keypair
+from billing_events.auth import Tokens
+from billing_events.keys import TokenKeys, generate_token_keypair
 from billing_contracts.catalog.ledger import BalanceChanged, PaymentType
 from billing_events.clock import SystemClock
 from billing_events.db import Database

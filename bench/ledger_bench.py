@@ -120,9 +120,13 @@ async def _ingest(broker: Broker, dsn: str, movements: Sequence[workload.Message
     profiler = _profile(ledger.pids)
     meter = CpuMeter({**ledger.pids, **({"broker": broker.pid} if broker.pid else {})},
                      database=dsn.rpartition("/")[2])
+    def first_posting() -> None:
+        meter.start()
+        ledger.note_start_rss()
+
     try:
         moved_at, moved_value, done_at = await wait_until(
-            dsn, TRANSACTIONS, before + len(movements), ledger=ledger, timeout=1800, on_first_move=meter.start)
+            dsn, TRANSACTIONS, before + len(movements), ledger=ledger, timeout=1800, on_first_move=first_posting)
         # The CPU window runs on until the relay has published the last event too: its work
         # trails the postings, and a window closed at the last posting would leave it out.
         *_, published_at = await wait_until(dsn, ALL_PUBLISHED, 1, ledger=ledger, timeout=600)
@@ -160,7 +164,8 @@ async def _ingest(broker: Broker, dsn: str, movements: Sequence[workload.Message
         },
         "cpu": _with_ledger_total(meter.report(posted), list(ledger.roles)),
         "memory": {"peak_rss_mib": sum(peak_rss.values()) / 2**20, "movements": len(movements),
-                   **{f"{name}_peak_rss_mib": rss / 2**20 for name, rss in peak_rss.items()}},
+                   **{f"{name}_peak_rss_mib": rss / 2**20 for name, rss in peak_rss.items()},
+                   **{f"{name}_start_rss_mib": rss / 2**20 for name, rss in ledger.start_rss.items()}},
     }
 
 

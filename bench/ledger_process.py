@@ -60,6 +60,7 @@ class LedgerProcess:
         """Each process's name and role."""
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.peak_rss: dict[str, int] = dict.fromkeys(self.roles, 0)
+        self.start_rss: dict[str, int] = {}
 
     def start(self) -> LedgerProcess:
         with open(self.log_file, "ab") as log:
@@ -83,6 +84,11 @@ class LedgerProcess:
                 hwm = psutil.Process(pid).memory_info().rss
             self.peak_rss[name] = max(self.peak_rss[name], hwm)
         return self.peak_rss
+
+    def note_start_rss(self) -> None:
+        """Each process's resident memory now. Called at the first posting: every process has
+        imported its code, checked the schema and connected, and the bulk of the work is ahead."""
+        self.start_rss = {name: psutil.Process(pid).memory_info().rss for name, pid in self.pids.items()}
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from billing_contracts import topics
-from billing_events.auth import public_key_of
+from billing_events.keys import public_key_of
 from billing_contracts.envelope import Envelope
 from billing_events.testing.intruder import as_intruder
 from billing_events.testing.kafka_probe import RawProducer

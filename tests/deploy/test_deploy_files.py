@@ -43,7 +43,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from billing_events import metrics
 from billing_events.admin import AdminSettings
 from billing_events.admin import main as admin_main
-from billing_events.auth import generate_token_keypair, public_key_of
+from billing_events.keys import generate_token_keypair, public_key_of
 from billing_events.sealing import generate_keypair
 from billing_events.settings import ServiceSettings
 from billing_events.signing import generate_signing_key

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from billing_events import migrations
-from billing_events.auth import generate_token_keypair, public_key_of
+from billing_events.keys import generate_token_keypair, public_key_of
 from billing_events.clock import ManualClock
 from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair

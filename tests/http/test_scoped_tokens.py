@@ -17,7 +17,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from billing_events import metrics
-from billing_events.auth import MAX_OPERATOR_TOKEN_LIFETIME, OPERATOR_ISSUER, SCOPES, key_id
+from billing_events.auth import MAX_OPERATOR_TOKEN_LIFETIME, OPERATOR_ISSUER, SCOPES
+from billing_events.keys import key_id
 from billing_events.testing.plugin import (
     TEST_OPERATOR,
     TEST_OPERATOR_PRIVATE_KEY,

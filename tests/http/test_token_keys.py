@@ -15,7 +15,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from billing_events.auth import Tokens, generate_token_keypair
+from billing_events.auth import Tokens
+
+from billing_events.keys import generate_token_keypair
 from billing_events.clock import ManualClock
 from billing_events.runtime import ServiceRuntime
 from identity.security import new_key

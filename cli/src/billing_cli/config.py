@@ -10,7 +10,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing_cli.output import Exit, fail
-from billing_events.auth import OperatorSigner, TokenKeys, Tokens, scopes_of
+from billing_events.auth import OperatorSigner, Tokens, scopes_of
+from billing_events.keys import TokenKeys
 from billing_contracts.catalog.payments import DEFAULT_MAX_PAYMENT
 from billing_events.clock import Clock, FileClock, SystemClock
 from billing_events.settings import KafkaSettings

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from billing_cli.config import CABINET_PORT, CLOCK_FILE, DEFAULT_OPERATOR, DEFAULT_PORTS, OPERATOR_KEY_FILE, SUITE_FILE
-from billing_events.auth import generate_token_keypair
+from billing_events.keys import generate_token_keypair
 from billing_events.embedded import EmbeddedBroker
 from billing_events.sealing import generate_keypair
 from billing_events.signing import generate_signing_key

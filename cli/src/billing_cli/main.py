@@ -411,7 +411,7 @@ def operator_keygen(
 
     The private key goes to --key-file (point BILLING_OPERATOR_KEY_FILE at it); the line printed,
     <name>=<public key>, is added to BILLING_OPERATOR_KEYS of every service."""
-    from billing_events.auth import generate_token_keypair, is_operator_name
+    from billing_events.keys import generate_token_keypair, is_operator_name
 
     if not is_operator_name(name):
         fail("an operator's name is letters, digits, . _ - (at most 48)", Exit.USAGE)

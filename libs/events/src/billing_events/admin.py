@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from billing_events.auth import generate_token_keypair
+from billing_events.keys import generate_token_keypair
 from billing_events.sealing import generate_keypair
 from billing_events.signing import generate_signing_key
 from billing_events.settings import ServiceSettings

@@ -11,16 +11,19 @@ and key), a revoked token stays refused until it expires anyway.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events import metrics
-from billing_events.auth import Principal
 from billing_contracts.catalog.identity import RevokedKind, TokenRevoked
 from billing_events.clock import Clock
 from billing_events.db import Database, bulk_insert
 from billing_events.schema import revoked_tokens
+
+if TYPE_CHECKING:  # a consumer keeps the list without importing the HTTP door's token checks
+    from billing_events.auth import Principal
 
 EVENT_TYPE = TokenRevoked.event_type
 

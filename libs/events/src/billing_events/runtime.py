@@ -22,11 +22,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
-from typing import Any
+from functools import cached_property, partial
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
-from fastapi import APIRouter
 from faststream.kafka import KafkaBroker
 from sqlalchemy import MetaData, text
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_fixed
@@ -34,20 +32,22 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from billing_contracts import catalog as _catalog  # noqa: F401  (registers every event type
 from billing_contracts import topics
 from billing_events import inbox, metrics, migrations
-from billing_events.archive import events_router
-from billing_events.auth import Tokens
 from billing_events.clock import Clock
 from billing_events.consumer import BatchHandler, EventConsumer
 from billing_events.db import Database, awaiting, is_transient
-from billing_events.http import DoorPolicy, build_http_app, build_metrics_app
 from billing_events.kafka import empty_topics, ensure_topics, make_broker, make_producer, start_producer, subscribe
 from billing_events.logging import configure_logging, get_logger
 from billing_events.outbox import OutboxRelay, archived, backlog, listen_for_staged_rows, published_topics
-from billing_events.revocations import StoredRevocations
 from billing_events.schema import plumbing_metadata
 from billing_events.settings import DevelopmentDefaultsInProduction, ServiceSettings
 from billing_events.signing import SIGNATURE_HEADER
 from billing_contracts.topics import EVENT_TOPICS, TopicNames, dead_letter_spec
+
+if TYPE_CHECKING:  # the HTTP door's modules are imported where it is served (see ServiceRuntime.http_app)
+    import uvicorn
+    from fastapi import APIRouter, FastAPI
+
+    from billing_events.auth import Tokens
 
 log = get_logger(__name__)
 
@@ -66,7 +66,8 @@ class ServiceRuntime:
     """Long-running loops of the service (a billing clock, a retry scheduler...)."""
     routers: list[APIRouter] = field(default_factory=list)
     """The service's HTTP routes, served beside /health (and /metrics, unless metrics_port gives
-    it a port of its own) when http_port is set (not by a relay process)."""
+    it a port of its own) when http_port is set (not by a relay process). A service whose routes'
+    modules are heavy gives them to :meth:`include_api` instead, to be built only if served."""
     tasks_stop_grace: float = 20.0
     """Seconds a stop waits for its cancelled background tasks (the notifier's sends in flight
     get 15) before it goes on without them; production's grace is 45 (deploy/)."""
@@ -114,13 +115,9 @@ class ServiceRuntime:
             self.attach_handler(self.handler)
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
-        served = [*self.routers, events_router(self.name, self.db)] if self.consuming else []
-        self.http_app = build_http_app(self.name, self.readiness, served, needed=self.needed_checks,
-                                       metrics=self.settings.metrics_port is None, doors=self.door_policy)
-        self.tokens = Tokens(self.settings.token_keys(), self.clock, audience=self.name,
-                             operators=self.settings.operator_key_ring())
-        self.http_app.state.tokens = self.tokens
-        self.http_app.state.revocations = StoredRevocations(self.db)
+        self._apis: list[Callable[[], APIRouter]] = []
+        self._token_keys = self.settings.token_keys()  # read now: a wrong key stops every role's start
+        self._operator_keys = self.settings.operator_key_ring()
         self._servers: list[uvicorn.Server] = []
         self.http_port: int | None = None
         self.metrics_port: int | None = None
@@ -129,17 +126,40 @@ class ServiceRuntime:
         metrics.DB_CONNECTIONS_IN_USE.labels(self.name).set_function(self.db.in_use)
         metrics.DB_CONNECTIONS_WAITING.labels(self.name).set_function(lambda: self.db.waiting)
 
-    @property
-    def door_policy(self) -> DoorPolicy:
-        settings = self.settings
-        return DoorPolicy(api_docs=settings.serves_api_docs, strict_transport=settings.in_production,
-                          max_request_bytes=settings.max_request_bytes)
+    @cached_property
+    def http_app(self) -> FastAPI:
+        """/health, /metrics (unless metrics_port gives it a port of its own) and, but in a relay
+        process, the service's API. Built at its first use (the start, when http_port is set): a
+        process that serves no HTTP imports neither the framework nor the token library nor the
+        routes' modules (with the receipts' PDF, 31 of the 127 MiB a ledger process imported)."""
+        from billing_events.archive import events_router
+        from billing_events.http import DoorPolicy, build_http_app
+        from billing_events.revocations import StoredRevocations
 
-    def include_api(self, router: APIRouter) -> None:
-        """Serve ``router`` beside /health and /metrics: for routes that need the built runtime.
-        A relay process serves no API (only health and metrics)."""
-        if self.consuming:
-            self.http_app.include_router(router)
+        settings = self.settings
+        served = [*self.routers, events_router(self.name, self.db), *(api() for api in self._apis)] \
+            if self.consuming else []
+        doors = DoorPolicy(api_docs=settings.serves_api_docs, strict_transport=settings.in_production,
+                           max_request_bytes=settings.max_request_bytes)
+        app = build_http_app(self.name, self.readiness, served, needed=self.needed_checks,
+                             metrics=settings.metrics_port is None, doors=doors)
+        app.state.tokens = self.tokens
+        app.state.revocations = StoredRevocations(self.db)
+        return app
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        """What the API checks its callers' tokens with (and identity's issues them with)."""
+        from billing_events.auth import Tokens
+
+        return Tokens(self._token_keys, self.clock, audience=self.name, operators=self._operator_keys)
+
+    def include_api(self, build_router: Callable[[], APIRouter]) -> None:
+        """Serve the router ``build_router`` makes beside /health and /metrics: for routes that
+        need the built runtime. It is called (and the routes' modules imported) when the HTTP door
+        is built, so only in a process that serves it; a relay process serves no API (only health
+        and metrics)."""
+        self._apis.append(build_router)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` each time a consumed batch has committed (e.g. to wake a sender)."""
@@ -237,6 +257,8 @@ class ServiceRuntime:
         if self.settings.http_port is not None:
             self.http_port = await self._serve(self.http_app, self.settings.http_port, "http")
         if self.settings.metrics_port is not None:
+            from billing_events.http import build_metrics_app
+
             self.metrics_port = await self._serve(build_metrics_app(), self.settings.metrics_port, "metrics")
         self.started = True
         log.info("service started", service=self.name, role=self.settings.process_role,
@@ -331,6 +353,8 @@ class ServiceRuntime:
 
     async def _serve(self, app: Any, port: int, what: str) -> int:
         """Serve ``app`` on ``port`` for the life of the service; the port it got (0: any free one)."""
+        import uvicorn
+
         config = uvicorn.Config(app, host=self.settings.http_host, port=port,
                                 log_level="warning", access_log=False, lifespan="off")
         server = uvicorn.Server(config)

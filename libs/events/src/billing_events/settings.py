@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from billing_events.auth import OperatorKeys, TokenKeys
+from billing_events.keys import OperatorKeys, TokenKeys
 from billing_events.clock import Clock, FileClock, SystemClock
 from billing_events.signing import EnvelopeSigner, Keyring, parse_entries
 

@@ -10,7 +10,7 @@ is given (settings), before the event reaches a handler:
   event travels on (the catalog's logical name, without the deployment's prefix), so it cannot
   be moved to another account's record or another topic;
 - it travels in two record headers, ``signature`` (base64) and ``signature_kid`` (the key's
-  fingerprint, as token keys are named: :func:`billing_events.auth.key_id`);
+  fingerprint, as token keys are named: :func:`billing_events.keys.key_id`);
 - the keyring names each public key's owner, and the envelope's ``producer`` must be that owner:
   the ledger's key signs only what says ``producer: ledger``.
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from billing_events.auth import decode_key, generate_token_keypair, key_id
+from billing_events.keys import decode_key, generate_token_keypair, key_id
 
 SIGNATURE_HEADER = "signature"
 KEY_ID_HEADER = "signature_kid"

@@ -10,16 +10,27 @@ NoticePreferencesChanged.
 
 from __future__ import annotations
 
+from functools import partial
+from typing import TYPE_CHECKING
+
 from billing_contracts import topics
 from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 
 from identity import handlers, store
 from identity.context import HashGate, IdentityContext, personal_data_vault, secret_hasher
-from identity.http import build_router
 from identity.settings import IdentitySettings
 
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
 CONSUMES = (topics.LEDGER,)
+
+
+def _api(ctx: IdentityContext, runtime: ServiceRuntime) -> APIRouter:
+    from identity.http import build_router  # the framework and the token library: where the API is served
+
+    return build_router(ctx, runtime.tokens)
 
 
 def build(
@@ -36,7 +47,7 @@ def build(
         gate=HashGate(concurrency=settings.hash_concurrency, queue=settings.hash_queue),
     )
     runtime.attach_handler(handlers.router(ctx))
-    runtime.include_api(build_router(ctx, runtime.tokens))
+    runtime.include_api(partial(_api, ctx, runtime))
     return runtime, ctx
 
 

@@ -44,15 +44,8 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
-from billing_events.auth import (
-    AuthenticatedRoute,
-    Caller,
-    Principal,
-    Tokens,
-    as_credentials_say,
-    is_operator_name,
-    require_scope,
-)
+from billing_events.auth import AuthenticatedRoute, Caller, Principal, Tokens, as_credentials_say, require_scope
+from billing_events.keys import is_operator_name
 from billing_contracts.catalog.identity import RevokedKind
 from billing_events.http import ApiError, callers, json_body, problem, problem_responses
 from billing_events.logging import get_logger

@@ -61,7 +61,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from billing_events.auth import TokenKeys, public_key_of
+from billing_events.keys import TokenKeys, public_key_of
 from billing_events.settings import PUBLISHED_TEST_TOKEN_PUBLIC_KEYS, ServiceSettings
 from identity.domain import LoginPolicy, ResetCodePolicy, ThrottlePolicy
 from identity.security import (

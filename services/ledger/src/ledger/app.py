@@ -9,6 +9,7 @@ import asyncio
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
@@ -20,8 +21,10 @@ from billing_events.runtime import ServiceRuntime, run
 from ledger import handlers, integrity, store
 from ledger.context import LedgerContext
 from ledger.domain import BonusCampaign, InvalidCampaign, InvalidRewards, Reward, parse_campaigns, parse_rewards
-from ledger.http import build_router
 from ledger.settings import LedgerSettings
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 CONSUMES = (topics.IDENTITY, topics.PAYMENTS, topics.TARIFF, topics.LEDGER_COMMANDS)
 
@@ -56,6 +59,12 @@ def load_rewards(path: Path) -> tuple[Reward, ...]:
     return parse_rewards(text, source=str(path))
 
 
+def _api(ctx: LedgerContext, runtime: ServiceRuntime, settings: LedgerSettings) -> APIRouter:
+    from ledger.http import build_router  # the framework, the token checks, the receipts' PDF: where served
+
+    return build_router(ctx, runtime.republish, settings.acquirer(), development=not settings.in_production)
+
+
 def build(settings: LedgerSettings | None = None, clock: Clock | None = None) -> tuple[ServiceRuntime, LedgerContext]:
     """The ledger process, and the one context its consumer, HTTP door and background tasks share."""
     settings = settings or LedgerSettings()
@@ -75,7 +84,7 @@ def build(settings: LedgerSettings | None = None, clock: Clock | None = None) ->
         runtime.background.append(partial(integrity.keep_sealing, ctx,
                                           every_seconds=settings.seal_every_seconds,
                                           every_transactions=settings.seal_every_transactions))
-    runtime.include_api(build_router(ctx, runtime.republish, settings.acquirer(), development=not settings.in_production))
+    runtime.include_api(partial(_api, ctx, runtime, settings))
     return runtime, ctx
 
 

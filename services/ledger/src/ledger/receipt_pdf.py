@@ -3,8 +3,6 @@ the CLI give, laid out on one A4 page."""
 
 from __future__ import annotations
 
-from fpdf import FPDF
-
 from billing_contracts.money import format_amount
 
 from ledger.domain import Receipt
@@ -14,6 +12,8 @@ TITLE = "Payment receipt"
 
 def render(receipt: Receipt) -> bytes:
     """One page: who was credited, with what, when, and the balance it left."""
+    from fpdf import FPDF  # 24 MiB of fonts and images: loaded by the first receipt, not by every process
+
     def money(minor: int) -> str:
         return format_amount(minor, receipt.currency)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING
 
 import httpx
 from billing_contracts import topics
@@ -17,12 +19,20 @@ from notifier.channels import FileChannel, HttpSmsChannel, SmtpChannel
 from notifier.crypto import SealOpener
 from notifier.delivery import Deliverer
 from notifier.domain import Channel, RandomSource
-from notifier.http import build_router
 from notifier.rendering import Renderer
 from notifier.context import NotifierContext, OpenChannels
 from notifier.settings import NotifierSettings
 
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
 CONSUMES = (topics.IDENTITY, topics.LEDGER, topics.TARIFF)
+
+
+def _api(ctx: NotifierContext) -> APIRouter:
+    from notifier.http import build_router  # the framework and the token checks: where the API is served
+
+    return build_router(ctx)
 
 
 def channel_factory(settings: NotifierSettings) -> OpenChannels:
@@ -63,7 +73,7 @@ def build(
         low_balance_thresholds=settings.low_balance_thresholds,
     )
     runtime.attach_handler(handlers.router(ctx))
-    runtime.include_api(build_router(ctx))
+    runtime.include_api(partial(_api, ctx))
     deliverer = Deliverer(
         ctx, rng=rng, batch_size=settings.delivery_batch_size,
         concurrency=settings.delivery_concurrency, poll_interval=settings.delivery_poll_seconds,

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from functools import partial
+from typing import TYPE_CHECKING
+
 from billing_contracts import topics
 from billing_events.clock import Clock
 from billing_events.runtime import ServiceRuntime, run
 from tariff import handlers, service, store
 from tariff.catalog import load_catalog
 from tariff.context import TariffContext
-from tariff.http import build_router
 from tariff.settings import TariffSettings
 
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
 CONSUMES = (topics.IDENTITY, topics.LEDGER)
+
+
+def _api(ctx: TariffContext) -> APIRouter:
+    from tariff.http import build_router  # the framework and the token checks: where the API is served
+
+    return build_router(ctx)
 
 
 def build(settings: TariffSettings | None = None, clock: Clock | None = None) -> tuple[ServiceRuntime, TariffContext]:
@@ -29,7 +40,7 @@ def build(settings: TariffSettings | None = None, clock: Clock | None = None) ->
         catalog=catalog, zone=settings.zone, charge_applied_version=settings.charge_applied_version,
     )
     runtime.attach_handler(handlers.router(ctx))
-    runtime.include_api(build_router(ctx))
+    runtime.include_api(partial(_api, ctx))
     runtime.background.append(service.catalog_recorder(ctx, str(settings.catalog_path)))
     if settings.billing_clock_enabled:
         runtime.background.append(service.billing_clock(ctx, settings.billing_tick_seconds))

@@ -21,7 +21,9 @@ import asyncpg
 import pytest
 import structlog
 
-from billing_events.auth import SCOPES, OperatorSigner, TokenKeys, Tokens, generate_token_keypair
+from billing_events.auth import SCOPES, OperatorSigner, Tokens
+
+from billing_events.keys import TokenKeys, generate_token_keypair
 from billing_events.clock import Clock
 from billing_events.logging import configure_logging
 from billing_events.settings import KafkaSettings, ServiceSettings

@@ -12,16 +12,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events.auth import Principal
 from billing_events.logging import get_logger
 from identity import store
 from identity.commands import RefreshCommand, SessionStarted
 from identity.context import IdentityContext
 from identity.domain import RefreshRefused, SessionEnded, validate_command
+
+if TYPE_CHECKING:  # the token checks are the HTTP door's: a consumer process does not import them
+    from billing_events.auth import Principal
 
 log = get_logger(__name__)
 
