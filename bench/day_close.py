@@ -16,10 +16,13 @@ process's (the close's, the relay's), PostgreSQL's and the broker's over that wi
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
+import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time as day_time, timedelta
@@ -42,6 +45,7 @@ from tariff.context import TariffContext
 from tariff.domain import AccountBalance, activate, add_option, apply_balance, register
 from tariff.settings import TariffSettings
 
+from bench import infra
 from bench.cpu import CpuMeter
 from bench.infra import Broker, Databases
 from bench.ledger_process import ServiceProcesses
@@ -124,7 +128,7 @@ async def wait_until_ready(relay: ServiceProcesses) -> None:
 
 
 async def run(broker: Broker, databases: Databases, *, subscriptions: int,
-              say: Callable[[str], None]) -> dict[str, Any]:
+              say: Callable[[str], None], close_batch: int = service.CLOSE_BATCH) -> dict[str, Any]:
     url = await databases.create("tariff")
     settings = TariffSettings(
         database_url=url, billing_clock_enabled=False, process_role="consumer", **signing_settings("tariff"),
@@ -147,10 +151,11 @@ async def run(broker: Broker, databases: Databases, *, subscriptions: int,
             say(f"day close: seeded in {time.perf_counter() - started:.0f} s; closing {DAY}")
             clock.set(noon(DAY + timedelta(days=1), settings))
             meter = CpuMeter({"tariff": os.getpid(), "tariff_relay": relay.pids["relay"],
-                              **({"broker": broker.pid} if broker.pid else {})})
+                              **({"broker": broker.pid} if broker.pid else {})},
+                             database=url.rpartition("/")[2])  # its backends, not the server's other work
             meter.start()
             started, cpu_started = time.perf_counter(), time.process_time()
-            closed = await service.close_days(ctx, DAY)
+            closed = await service.close_days(ctx, DAY, batch_size=close_batch)
             close_seconds, close_cpu = time.perf_counter() - started, time.process_time() - cpu_started
             while await unpublished(ctx):
                 relay.check_alive()
@@ -167,6 +172,7 @@ async def run(broker: Broker, databases: Databases, *, subscriptions: int,
     cpu = meter.report(subscriptions)
     figures = {
         "subscriptions": subscriptions,
+        "close_batch": close_batch,
         "charges": closed.charges,
         "close_seconds": close_seconds,
         "published_seconds": seconds,
@@ -181,3 +187,28 @@ async def run(broker: Broker, databases: Databases, *, subscriptions: int,
         f"µs CPU per subscription: {figures['tariff_cpu_us_per_subscription']:,.0f} in the tariff's service "
         f"process (the close), {figures['tariff_relay_cpu_us_per_subscription']:,.0f} in its relay")
     return figures
+
+
+async def _alone(subscriptions: int, close_batch: int) -> dict[str, Any]:
+    databases = Databases()
+    try:
+        with infra.broker() as broker:
+            return await run(broker, databases, subscriptions=subscriptions, close_batch=close_batch,
+                             say=lambda line: print(line, file=sys.stderr))
+    finally:
+        await databases.drop_all()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.day_close [--subscriptions N] [--close-batch B]``: this row alone (to
+    compare batch sizes, say), its figures as JSON on stdout."""
+    parser = argparse.ArgumentParser(prog="python -m bench.day_close", description=main.__doc__)
+    parser.add_argument("--subscriptions", type=int, default=20_000)
+    parser.add_argument("--close-batch", type=int, default=service.CLOSE_BATCH,
+                        help=f"accounts per day-close transaction (default {service.CLOSE_BATCH:,})")
+    args = parser.parse_args(argv)
+    print(json.dumps(asyncio.run(_alone(args.subscriptions, args.close_batch)), indent=1))
+
+
+if __name__ == "__main__":
+    main()
