@@ -1,4 +1,5 @@
-"""The ledger as operations run it: ``python -m ledger`` processes, watched from outside."""
+"""A service as operations run it: ``python -m <service>`` processes (the ledger's, the tariff's
+relay), watched from outside."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Self
 
 import asyncpg
 import psutil
@@ -30,43 +32,26 @@ def process_names(roles: Sequence[str]) -> list[str]:
     return names
 
 
-class LedgerProcess:
-    """The ledger's processes (one per entry of ``roles``), started, sampled and stopped together."""
+class ServiceProcesses:
+    """A service's processes, ``python -m <module>`` one per entry of ``roles``, started, sampled
+    and stopped together."""
 
-    def __init__(self, *, bootstrap: str, database_url: str, prefix: str, log_file: Path,
-                 max_records: int = 1000, roles: Sequence[str] = ROLES, signatures: bool = True) -> None:
+    def __init__(self, module: str, env: dict[str, str], *, roles: Sequence[str], log_file: Path) -> None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        campaigns_file = log_file.parent / "no-campaigns.json"
-        campaigns_file.write_text("[]")  # no campaign: a payment is one transaction of 2 postings
-        self.env = {
-            **os.environ,
-            "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "BILLING_KAFKA__TOPIC_PREFIX": prefix,
-            "BILLING_KAFKA__CLOSED_NETWORK": "true",
-            "BILLING_KAFKA__PARTITIONS": "12",
-            "BILLING_KAFKA__CONSUMER_MAX_RECORDS": str(max_records),
-            "BILLING_KAFKA__SESSION_TIMEOUT_MS": "3000",
-            "BILLING_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
-            "BILLING_LEDGER_DATABASE_URL": database_url,
-            "BILLING_MIGRATE_ON_START": "false",  # as deploy/ runs it: the database is migrated first
-            "BILLING_LEDGER_BONUS_CAMPAIGNS_FILE": str(campaigns_file),
-            "BILLING_LOG_FORMAT": "json",
-            "BILLING_LOG_LEVEL": "WARNING",
-            **workload.signing_environment(signatures),
-        }
+        self.module = module
+        self.env = env
         self.log_file = log_file
-        self.prefix = prefix
         self.roles = dict(zip(process_names(roles), roles, strict=True))
         """Each process's name and role."""
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.peak_rss: dict[str, int] = dict.fromkeys(self.roles, 0)
         self.start_rss: dict[str, int] = {}
 
-    def start(self) -> LedgerProcess:
+    def start(self) -> Self:
         with open(self.log_file, "ab") as log:
             for name, role in self.roles.items():
                 self.processes[name] = subprocess.Popen(
-                    [sys.executable, "-m", "ledger"], env={**self.env, "BILLING_PROCESS_ROLE": role},
+                    [sys.executable, "-m", self.module], env={**self.env, "BILLING_PROCESS_ROLE": role},
                     stdout=log, stderr=subprocess.STDOUT)
         return self
 
@@ -93,7 +78,8 @@ class LedgerProcess:
     def check_alive(self) -> None:
         for name, process in self.processes.items():
             if process.poll() is not None:
-                raise RuntimeError(f"the ledger's {name} exited with code {process.returncode}; see {self.log_file}")
+                raise RuntimeError(f"the {self.module}'s {name} exited with code {process.returncode}; "
+                                   f"see {self.log_file}")
 
     def stop(self) -> None:
         running = [process for process in self.processes.values() if process.poll() is None]
@@ -107,6 +93,34 @@ class LedgerProcess:
                 process.wait()
 
 
+class LedgerProcess(ServiceProcesses):
+    """The ledger's processes, as deploy/ runs them (:data:`ROLES`)."""
+
+    def __init__(self, *, bootstrap: str, database_url: str, prefix: str, log_file: Path,
+                 max_records: int = 1000, roles: Sequence[str] = ROLES, signatures: bool = True) -> None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        campaigns_file = log_file.parent / "no-campaigns.json"
+        campaigns_file.write_text("[]")  # no campaign: a payment is one transaction of 2 postings
+        env = {
+            **os.environ,
+            "BILLING_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "BILLING_KAFKA__TOPIC_PREFIX": prefix,
+            "BILLING_KAFKA__CLOSED_NETWORK": "true",
+            "BILLING_KAFKA__PARTITIONS": "12",
+            "BILLING_KAFKA__CONSUMER_MAX_RECORDS": str(max_records),
+            "BILLING_KAFKA__SESSION_TIMEOUT_MS": "3000",
+            "BILLING_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
+            "BILLING_LEDGER_DATABASE_URL": database_url,
+            "BILLING_MIGRATE_ON_START": "false",  # as deploy/ runs it: the database is migrated first
+            "BILLING_LEDGER_BONUS_CAMPAIGNS_FILE": str(campaigns_file),
+            "BILLING_LOG_FORMAT": "json",
+            "BILLING_LOG_LEVEL": "WARNING",
+            **workload.signing_environment(signatures),
+        }
+        super().__init__("ledger", env, roles=roles, log_file=log_file)
+        self.prefix = prefix
+
+
 async def scalar(dsn: str, query: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -115,7 +129,7 @@ async def scalar(dsn: str, query: str) -> int:
         await conn.close()
 
 
-async def wait_until(dsn: str, query: str, target: int, *, ledger: LedgerProcess, timeout: float,
+async def wait_until(dsn: str, query: str, target: int, *, ledger: ServiceProcesses, timeout: float,
                      interval: float = 0.05,
                      on_first_move: Callable[[], None] = lambda: None) -> tuple[float | None, int, float]:
     """Poll ``query`` until it reaches ``target``. Returns (moment it first moved, its value

@@ -33,11 +33,11 @@ def signing_settings(owner: str) -> dict[str, object]:
     return {"signing_private_key": _KEYS[owner][1], "signing_public_keys": KEYRING}
 
 
-def signing_environment(signatures: bool = True) -> dict[str, str]:
-    """The ledger's signing settings for the run; ``signatures=False`` only for the comparison of
-    their cost (``BILLING_ENVELOPE_SIGNATURES``)."""
+def signing_environment(signatures: bool = True, *, owner: str = "ledger") -> dict[str, str]:
+    """The signing settings of a service process the bench starts (the ledger's by default);
+    ``signatures=False`` only for the comparison of their cost (``BILLING_ENVELOPE_SIGNATURES``)."""
     return {"BILLING_SIGNING_PUBLIC_KEYS": ",".join(KEYRING),
-            "BILLING_LEDGER_SIGNING_PRIVATE_KEY": _KEYS["ledger"][1],
+            f"BILLING_{owner.upper()}_SIGNING_PRIVATE_KEY": _KEYS[owner][1],
             "BILLING_ENVELOPE_SIGNATURES": str(signatures).lower()}
 
 

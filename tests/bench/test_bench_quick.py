@@ -35,7 +35,8 @@ def test_quick_bench_reports_every_figure(tmp_path: Path, bootstrap_servers: str
         "cpu": ["consumer_1_us_per_movement", "consumer_2_us_per_movement", "relay_us_per_movement",
                 "ledger_us_per_movement", "machine_cores_busy",
                 "machine_bound_postings_per_s"],
-        "day_close": ["charges_per_s", "subscriptions_per_s", "tariff_cpu_us_per_subscription"],
+        "day_close": ["charges_per_s", "subscriptions_per_s", "tariff_cpu_us_per_subscription",
+                      "tariff_relay_cpu_us_per_subscription"],
         "cabinet": ["cabinet_overview_p95_ms", "slowest_call_p95_ms", "calls_at_once_p95_ms"],
     }
     for section, names in figures.items():

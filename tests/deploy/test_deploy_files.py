@@ -614,13 +614,17 @@ def test_deployments_have_probes_limits_and_run_as_non_root(deployment: dict[str
         assert pod["terminationGracePeriodSeconds"] > 30  # the broker client's graceful timeout
 
 
-def test_the_ledger_splits_consuming_and_relaying_into_processes() -> None:
-    """Compose runs consumer instances and a relay; each Kubernetes pod runs one of each."""
+@pytest.mark.parametrize("service", ["ledger", "tariff"])
+def test_the_service_splits_consuming_and_relaying_into_processes(service: str) -> None:
+    """Compose runs consumer instances and a relay; each Kubernetes pod runs one of each. The
+    tariff's consumer process closes the days (its billing clock runs where it consumes), the
+    relay publishes their charges."""
     services = load_compose()["services"]
-    assert {name: services[name]["environment"]["BILLING_PROCESS_ROLE"] for name in ("ledger", "ledger-relay")} == {
-        "ledger": "consumer", "ledger-relay": "relay"}
-    ledger = next(d for d in of_kind("Deployment") if d["metadata"]["name"] == "ledger")
-    containers = ledger["spec"]["template"]["spec"]["containers"]
+    relay = f"{service}-relay"
+    assert {name: services[name]["environment"]["BILLING_PROCESS_ROLE"] for name in (service, relay)} == {
+        service: "consumer", relay: "relay"}
+    deployment = next(d for d in of_kind("Deployment") if d["metadata"]["name"] == service)
+    containers = deployment["spec"]["template"]["spec"]["containers"]
     roles = [next(e["value"] for e in c["env"] if e["name"] == "BILLING_PROCESS_ROLE") for c in containers]
     assert roles == ["consumer", "relay"]
     ports = [next(e.get("value", "8080") for e in [*c["env"], {"name": "BILLING_HTTP_PORT"}]

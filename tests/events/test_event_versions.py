@@ -83,6 +83,18 @@ def test_v2_goes_out_with_v1_beside_it_as_a_copy_and_v1_can_go_out_alone() -> No
     assert decode(alone.to_bytes()).payload == envelope.payload
 
 
+def test_the_v1_copy_made_without_validating_again_is_the_one_validation_makes() -> None:
+    """The copy is built from the validated v2 as it is (a day close makes one per charge): the
+    same message, to the byte and the type, as validating its fields would make."""
+    envelope = Envelope.new(_charge(), account="100000000008", producer="tariff", clock=CLOCK)
+    [copy] = envelope.previous_versions()
+    validated = Envelope[ChargeAppliedV1].model_validate(copy.model_dump())
+    assert type(copy) is type(validated) and type(copy.payload) is ChargeAppliedV1
+    assert copy == validated and copy.to_bytes() == validated.to_bytes()
+    assert copy.kafka_headers() == validated.kafka_headers()
+    assert copy.payload == ChargeAppliedV1.model_validate(envelope.payload.model_dump(exclude={"charged_for"}))
+
+
 def test_copy_of_on_the_newest_version_is_refused_not_skipped() -> None:
     """A copy is an older version beside the newest: a reader of the newest skips it. On the newest
     version itself (or a type with one version) it copies nothing, and skipping it lost the fact."""

@@ -152,8 +152,11 @@ class Envelope(BaseModel, Generic[E]):
         return self._with(old)
 
     def _with(self, payload: Event, **changes: Any) -> Envelope[Any]:
+        """This envelope around another version of its payload. Built without validating again:
+        every part comes from validated models (this envelope, the payload) or is made of the
+        right type (a new event id), and a day close makes one per charge."""
         fields = {name: getattr(self, name) for name in type(self).model_fields if name != "payload"}
-        return envelope_model(type(payload))(
+        return envelope_model(type(payload)).model_construct(
             **{**fields, **changes, "event_type": payload.event_type, "schema_version": payload.version},
             payload=payload,
         )
