@@ -28,8 +28,8 @@ PRODUCTION_SETTINGS = {
     # accounts), the tails of the journal, postings, inbox and outbox. Backends then no longer
     # evict dirty pages themselves, one write per movement on a pool smaller than that.
     "shared_buffers": "2GB",
-    # Checkpoints by time, not forced by WAL volume: the default 1 GB is written in a minute of
-    # ingestion, and every checkpoint makes the next change of each page log a full page image.
+    # Checkpoints by time, not forced by WAL volume (the default 1 GB, under sustained ingestion):
+    # every checkpoint makes the next change of each page log a full page image.
     "max_wal_size": "8GB",
     "checkpoint_timeout": "15min",
     # Full page images, which durability needs, compressed: fewer WAL bytes to write and archive.
