@@ -156,6 +156,11 @@ def largest_peak_rss_mib(figures: dict[str, Any]) -> float:
                if f"{name}_peak_rss_mib" in row)
 
 
+def server(row: dict[str, Any]) -> str:
+    """Which PostgreSQL server an ingestion row ran on, and its buffer pool."""
+    return f"{row['postgres']['server']}, shared_buffers {row['postgres']['shared_buffers']}"
+
+
 def table(results: dict[str, Any]) -> Table:
     ing, lat, rep, peer_, mem = (results[k] for k in ("ingestion", "latency", "replay", "peer", "memory"))
 
@@ -166,7 +171,7 @@ def table(results: dict[str, Any]) -> Table:
     for column in ("benchmark", "measured", "ceiling / peer", "ratio", "target", "met"):
         grid.add_column(column, justify="left" if column in ("benchmark", "target") else "right")
     grid.add_row(
-        f"1. ingestion ({ing['movements']:,} payments+charges, {ing['accounts']:,} accounts)",
+        f"1. ingestion ({ing['movements']:,} payments+charges, {ing['accounts']:,} accounts; {server(ing)})",
         f"{ing['postings_per_s']:,.0f} postings/s",
         f"{ing['ceiling_postings_per_s']:,.0f} postings/s (raw aiokafka)",
         f"{ing['ratio_to_ceiling']:.3f}", ">= 20,000 postings/s",
@@ -176,7 +181,8 @@ def table(results: dict[str, Any]) -> Table:
         per_movement = ledger_and_postgres_us_per_movement(large["cpu"])
         base = results["accounts_1m_vs_10k_ceiling"]
         grid.add_row(
-            f"1b. ingestion ({large['movements']:,} payments+charges, {large['accounts']:,} accounts)",
+            f"1b. ingestion ({large['movements']:,} payments+charges, {large['accounts']:,} accounts; "
+            f"{server(large)})",
             f"{large['postings_per_s']:,.0f} postings/s; {per_movement:,.0f} µs CPU per movement (ledger + PostgreSQL)",
             f"{ing['postings_per_s']:,.0f} postings/s; {base:,.0f} µs among {ing['accounts']:,} accounts",
             f"{per_movement / base:.2f}" if base else "", "", "",

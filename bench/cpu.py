@@ -28,11 +28,13 @@ POSTGRES_SERVER_WORK = ("checkpointer", "background writer", "walwriter", "wal w
 """The server's own processes that write what every database's backends changed."""
 
 
-def _postgres_processes(database: str | None) -> list[psutil.Process]:
+def _postgres_processes(database: str | None, postmaster: int | None) -> list[psutil.Process]:
     """PostgreSQL's processes: with ``database``, only its backends and the server's writers
     (``postgres: user database host ...``), so other databases' work on a shared server is
-    not counted as the ledger's."""
-    found = [process for process in psutil.process_iter(["name", "cmdline"]) if process.info["name"] in POSTGRES_NAMES]
+    not counted as the ledger's; with ``postmaster``, only that server's, so another server's
+    writers on the same machine are not counted either."""
+    found = [process for process in psutil.process_iter(["name", "cmdline", "ppid"])
+             if process.info["name"] in POSTGRES_NAMES and postmaster in (None, process.info["ppid"])]
     if database is None:
         return found
     return [process for process in found
@@ -48,6 +50,8 @@ class CpuMeter:
     processes: dict[str, int]
     database: str | None = None
     """PostgreSQL database whose backends are counted (None: every PostgreSQL process)."""
+    postmaster: int | None = None
+    """The postmaster whose children are counted (None: any server's)."""
     _started: dict[str, float] = field(default_factory=dict)
     _wall: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -58,7 +62,7 @@ class CpuMeter:
         # bench's own polling connection is counted, a small part).
         sample = {part: _cpu_seconds(psutil.Process(pid)) for part, pid in self.processes.items()}
         sample["machine"] = _machine_busy_seconds()
-        if postgres := _postgres_processes(self.database):
+        if postgres := _postgres_processes(self.database, self.postmaster):
             sample["postgres"] = sum(_cpu_seconds(p) for p in postgres)
         return sample
 

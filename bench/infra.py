@@ -14,6 +14,8 @@ import asyncpg
 
 from billing_events.embedded import EmbeddedBroker
 
+from bench.cluster import PRODUCTION_SETTINGS
+
 POSTGRES_SERVER = os.environ.get("BILLING_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -42,6 +44,10 @@ class Databases:
     """Fresh databases on one PostgreSQL server, dropped at the end of the run."""
 
     server_url: str = POSTGRES_SERVER
+    source: str = "the machine's server"
+    """Which server it is, for the table and the JSON."""
+    postmaster_pid: int | None = None
+    """The server's postmaster when the bench started it: its CPU is then told from another server's."""
     created: list[str] = field(default_factory=list)
 
     @property
@@ -57,6 +63,18 @@ class Databases:
             await conn.close()
         self.created.append(name)
         return f"{self.server_url.rpartition('/')[0]}/{name}"
+
+    async def describe(self) -> dict[str, str]:
+        """Which server this is and how it is configured: the settings docs/operations.md
+        recommends, as the server reports them."""
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            settings = {name: await conn.fetchval(f"SHOW {name}") for name in PRODUCTION_SETTINGS}
+            version = await conn.fetchval("SHOW server_version")
+        finally:
+            await conn.close()
+        address = self.server_url.rpartition("@")[2].rpartition("/")[0]
+        return {"server": f"{self.source} ({address}, PostgreSQL {version})", **settings}
 
     async def drop(self, url: str) -> None:
         """Drop one database now (a large one should not wait for the end of the run)."""

@@ -38,6 +38,7 @@ from billing_events.signing import Keyring
 
 from bench import kafka, workload
 from bench.cpu import CpuMeter
+from bench.cluster import PRODUCTION_SETTINGS, own_cluster
 from bench.infra import Broker, Databases, asyncpg_dsn
 from bench.ledger_process import LedgerProcess, scalar, wait_until
 
@@ -101,6 +102,7 @@ async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results:
         "ratio_to_ceiling": ingested["ingestion"]["movements_per_s"] / ceiling_rate,
         "ceiling_consume_us_per_message": consume_us,
         "producer_messages_per_s": len(movements) / produce_seconds,
+        "postgres": await databases.describe(),
     })
     if sizes.accounts_large:
         ingested["ingestion_large"] = await _ingest_among_many(broker, databases, sizes, results, say)
@@ -109,8 +111,9 @@ async def run(broker: Broker, databases: Databases, sizes: LedgerSizes, results:
 
 
 async def _ingest(broker: Broker, dsn: str, movements: Sequence[workload.Message], ledger: LedgerProcess,
-                  say: callable) -> dict[str, dict[str, float]]:
-    """Produce ``movements`` while the ledger is down, start it and time the drain."""
+                  say: callable, *, postmaster: int | None = None) -> dict[str, dict[str, float]]:
+    """Produce ``movements`` while the ledger is down, start it and time the drain (the CPU of
+    PostgreSQL counted among the children of ``postmaster`` when given)."""
     before = await scalar(dsn, TRANSACTIONS)
     outbox_before = await scalar(dsn, "SELECT coalesce(max(id), 0) FROM outbox")
     say(f"ingestion: {len(movements):,} payments and charges produced while the ledger is down")
@@ -119,7 +122,8 @@ async def _ingest(broker: Broker, dsn: str, movements: Sequence[workload.Message
     ledger.start()
     profiler = _profile(ledger.pids)
     meter = CpuMeter({**ledger.pids, **({"broker": broker.pid} if broker.pid else {})},
-                     database=dsn.rpartition("/")[2])
+                     database=dsn.rpartition("/")[2], postmaster=postmaster)
+
     def first_posting() -> None:
         meter.start()
         ledger.note_start_rss()
@@ -180,10 +184,18 @@ registering a million through the ledger would take longer than the ingestion me
 async def _ingest_among_many(broker: Broker, databases: Databases, sizes: LedgerSizes, results: Path,
                              say: callable) -> dict[str, dict[str, float]]:
     """The same ingestion into a ledger holding ``accounts_large`` accounts: the cost per
-    movement as the accounts table and its index grow."""
-    say(f"ingestion among {sizes.accounts_large:,} accounts: opening them")
-    return await _ingest_fresh(broker, databases, "ledger_large", sizes.accounts_large,
-                               sizes.movements_large or sizes.movements, results, say)
+    movement as the accounts table and its index grow. It runs on a PostgreSQL cluster of its
+    own, configured as docs/operations.md recommends for production (``shared_buffers`` holding
+    the hot set), not on the machine's server of the other rows."""
+    say(f"ingestion among {sizes.accounts_large:,} accounts: a PostgreSQL cluster of its own "
+        f"(shared_buffers {PRODUCTION_SETTINGS['shared_buffers']}), opening them")
+    with own_cluster() as cluster:
+        own = Databases(cluster.url, source="the bench's own cluster, docs/operations.md's settings",
+                        postmaster_pid=cluster.postmaster_pid)
+        figures = await _ingest_fresh(broker, own, "ledger_large", sizes.accounts_large,
+                                      sizes.movements_large or sizes.movements, results, say)
+        figures["postgres"] = await own.describe()
+    return figures
 
 
 async def _ingest_fresh(broker: Broker, databases: Databases, purpose: str, accounts: int, movements: int,
@@ -202,7 +214,7 @@ async def _ingest_fresh(broker: Broker, databases: Databases, purpose: str, acco
         await conn.close()
     figures = await _ingest(broker, dsn, workload.money_movements(movements, accounts), LedgerProcess(
         bootstrap=broker.bootstrap, database_url=url, prefix=prefix, log_file=results / "ledger.log",
-        signatures=signatures), say)
+        signatures=signatures), say, postmaster=databases.postmaster_pid)
     await databases.drop(url)
     return {**figures["ingestion"], "cpu": figures["cpu"], "memory": figures["memory"]}
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.cluster import PRODUCTION_SETTINGS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -74,4 +76,8 @@ def test_quick_bench_reports_every_figure(tmp_path: Path, bootstrap_servers: str
     assert results["overview_vs_slowest_call_ceiling"] == cabinet["slowest_call_p95_ms"]
     assert results["overview_vs_slowest_call"] == pytest.approx(
         cabinet["cabinet_overview_p95_ms"] / cabinet["slowest_call_p95_ms"])
+    # The row among many accounts ran on the bench's own cluster, sized as production, the others on the machine's.
+    own, machines = results["ingestion_large"]["postgres"], results["ingestion"]["postgres"]
+    assert own["server"].startswith("the bench's own cluster") and machines["server"].startswith("the machine's server")
+    assert {name: own[name] for name in PRODUCTION_SETTINGS} == PRODUCTION_SETTINGS
     assert "billing suite benchmarks" in completed.stdout

@@ -40,6 +40,7 @@ from pydantic import AliasChoices, BaseModel, ValidationError
 from pydantic_settings import BaseSettings
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from bench.cluster import PRODUCTION_SETTINGS
 from billing_events import metrics
 from billing_events.admin import AdminSettings
 from billing_events.admin import main as admin_main
@@ -748,6 +749,12 @@ GUIDE = (ROOT / "docs" / "operations.md").read_text()
 def test_the_guide_lists_every_topic_of_the_catalog() -> None:
     for spec in EVENT_TOPICS:
         assert f"`{spec.name}`" in GUIDE, spec.name
+
+
+def test_the_guide_recommends_the_postgresql_settings_the_bench_runs_with() -> None:
+    section = GUIDE.partition("### PostgreSQL's settings")[2].partition("\n### ")[0]
+    recommended = dict(re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", section, re.MULTILINE))
+    assert recommended == PRODUCTION_SETTINGS
 
 
 def test_the_guide_lists_every_metric() -> None:
