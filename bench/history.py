@@ -37,7 +37,7 @@ from billing_contracts.envelope import Envelope
 from billing_events.http import build_http_app
 from billing_events.kafka import ensure_topics
 from billing_contracts.money import Money
-from billing_events.outbox import OutboxRelay
+from billing_events.event_log import OutboxRelay
 from billing_events.schema import plumbing_metadata
 from billing_events.settings import KafkaSettings
 from billing_contracts.topics import EVENT_TOPICS, TopicNames

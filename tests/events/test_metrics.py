@@ -15,7 +15,7 @@ from sqlalchemy import MetaData
 from billing_contracts import topics
 from billing_events.consumer import EventRouter
 from billing_events.http import ApiError
-from billing_events.outbox import stage_rows
+from billing_events.event_log import append_rows
 from billing_events.runtime import ServiceRuntime
 from billing_events.settings import DatabaseSettings, ServiceSettings
 from billing_events.testing.clock import RunningClock
@@ -93,7 +93,7 @@ async def test_a_row_the_broker_refuses_counts_as_a_publish_failure(make_setting
     published_before = sample("billing_events_published_total")
     async with runtime:
         async with runtime.db.transaction() as conn:
-            await stage_rows(conn, [
+            await append_rows(conn, [
                 {"topic": runtime.topics(topics.LEDGER), "key": "100000000057", "value": b"x" * (2 * 1024 * 1024),
                  "headers": {}, "created_at": clock.now()},
                 {"topic": runtime.topics(topics.LEDGER), "key": "100000000057", "value": b"fits", "headers": {},

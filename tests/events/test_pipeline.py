@@ -232,11 +232,11 @@ def _handled(metrics_text: str) -> float:
 async def test_a_message_the_broker_refuses_is_set_aside_and_the_rest_still_go(
     counter: ServiceRuntime, bootstrap_servers: str
 ) -> None:
-    from billing_events.outbox import stage_rows
+    from billing_events.event_log import append_rows
 
     topic = counter.topics(topics.LEDGER)
     async with counter.db.transaction() as conn:
-        await stage_rows(conn, [
+        await append_rows(conn, [
             {"topic": topic, "key": "100000000057", "value": b"x" * (2 * 1024 * 1024), "headers": {},
              "created_at": clock.now()},
             {"topic": topic, "key": "100000000057", "value": b"after the big one", "headers": {},
@@ -255,7 +255,7 @@ async def test_rows_committed_elsewhere_wake_the_relay_at_once(make_settings: An
     """Another instance's commit (here: a transaction that never calls ``wake``) is published
     at once, not at the next poll an hour away: committing staged rows notifies every relay
     listening on the database."""
-    from billing_events.outbox import stage_rows
+    from billing_events.event_log import append_rows
 
     settings = await make_settings(CounterSettings, outbox_poll_seconds=3600)
     runtime = ServiceRuntime(settings=settings, clock=clock, metadata=metadata)
@@ -263,7 +263,7 @@ async def test_rows_committed_elsewhere_wake_the_relay_at_once(make_settings: An
 
     async def stage(value: bytes) -> None:
         async with runtime.db.transaction() as conn:
-            await stage_rows(conn, [{"topic": topic, "key": "100000000057", "value": value, "headers": {},
+            await append_rows(conn, [{"topic": topic, "key": "100000000057", "value": value, "headers": {},
                                      "created_at": clock.now()}])
 
     async with runtime, TopicReader(bootstrap_servers, topic) as reader:

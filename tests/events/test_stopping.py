@@ -16,7 +16,7 @@ from sqlalchemy import MetaData
 
 from billing_events.clock import ManualClock
 from billing_events.db import Database
-from billing_events.outbox import OutboxRelay, stage_rows
+from billing_events.event_log import OutboxRelay, append_rows
 from billing_events.runtime import ServiceRuntime
 from billing_events.schema import plumbing_metadata
 from billing_events.settings import ServiceSettings
@@ -43,7 +43,7 @@ async def test_a_relay_woken_as_it_is_cancelled_ends(tmp_path: Path) -> None:
     await db.create_schema(plumbing_metadata)
     relay = OutboxRelay(db, _published, clock=clock, name="ledger", poll_interval=30)
     async with db.transaction() as conn:
-        await stage_rows(conn, [{"topic": "ledger", "key": "A", "value": b"{}", "headers": {},
+        await append_rows(conn, [{"topic": "ledger", "key": "A", "value": b"{}", "headers": {},
                                  "created_at": clock.now()}])
     running = asyncio.create_task(relay.run())
     try:

@@ -13,7 +13,7 @@ from xml.etree import ElementTree
 from billing_cli.output import money
 
 from billing_contracts import topics
-from billing_events.outbox import archived
+from billing_events.event_log import published
 from billing_events.testing.plugin import eventually
 from ledger import store as ledger_store
 from tariff import service as tariff
@@ -216,5 +216,5 @@ async def test_the_mistyped_number_shows_where_its_payment_was_placed(suite: Any
     # Kept under the typed number for its history only: the ledger's topic carries the placement
     # once, and a restore of the topic from the archive sends it once.
     async with suite.ledger.db.connect() as conn:
-        kept = [row async for rows in archived(conn, topics=[suite.ledger.topics(topics.LEDGER)]) for row in rows]
+        kept = [row async for rows in published(conn, topics=[suite.ledger.topics(topics.LEDGER)]) for row in rows]
     assert [row.key for row in kept if row.headers.get("event_type") == "SuspenseResolved"] == [number]

@@ -7,7 +7,7 @@ from typing import Any
 from uuid import uuid4
 
 from billing_contracts import topics
-from billing_events import outbox
+from billing_events import event_log
 from billing_contracts.catalog.ledger import TransferRequested
 from billing_contracts.envelope import Envelope
 from billing_contracts.money import Money
@@ -38,7 +38,7 @@ async def bad_signatures(ledger: LedgerDriver, count: int) -> list[str] | None:
 
 async def nothing_to_publish(ledger: LedgerDriver) -> bool:
     async with ledger.runtime.db.connect() as conn:
-        return await outbox.backlog(conn) == 0
+        return await event_log.unpublished(conn) == 0
 
 
 async def test_a_forged_transfer_in_the_ledgers_name_moves_nothing(ledger: LedgerDriver) -> None:

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from billing_contracts.accounts import luhn_check_digit
-from billing_events import outbox
+from billing_events import event_log
 from billing_contracts.catalog.ledger import PaymentType
 from billing_events.clock import ManualClock
 from billing_contracts.money import Money
@@ -81,7 +81,7 @@ async def test_a_batch_failing_midway_is_undone_whole_and_a_rerun_closes_each_da
     async with tariff.running(settings, clock) as (runtime, ctx, _, _):
         await open_accounts(ctx, {account: prepaid(RICH) for account in accounts})
         clock.set(tariff.noon(FIRST + 3 * ONE_DAY))  # three days to close for each account
-        stage = outbox.stage
+        stage = event_log.append
 
         async def stage_then_fail_on_the_doomed_day(conn: Any, envelopes: list[Any], **kwargs: Any) -> int:
             staged = await stage(conn, envelopes, **kwargs)  # claimed, written, staged: not committed
@@ -90,7 +90,7 @@ async def test_a_batch_failing_midway_is_undone_whole_and_a_rerun_closes_each_da
                 raise RuntimeError("the process dies in the middle of a batch")
             return staged
 
-        monkeypatch.setattr(outbox, "stage", stage_then_fail_on_the_doomed_day)
+        monkeypatch.setattr(event_log, "append", stage_then_fail_on_the_doomed_day)
         with pytest.raises(RuntimeError):
             await close_days(ctx, FIRST + 2 * ONE_DAY, batch_size=3)
         monkeypatch.undo()

@@ -75,7 +75,7 @@ def spec(name: str) -> TopicSpec:
 INGRESS_TOPICS = (PAYMENTS,)
 """Topics written from outside the suite (the payment channels): no service's outbox holds what
 they carry, so each service consuming one keeps the events it took (see
-the runtime's ``billing_events.outbox.keep``)."""
+the runtime's ``billing_events.event_log.append_published``)."""
 
 DEAD_LETTER_RETENTION = timedelta(days=30)
 

@@ -18,7 +18,7 @@ from billing_events.auth import AuthenticatedRoute, Caller, require_scope
 from billing_events.db import Database
 from billing_contracts.envelope import REGISTRY, UPCASTERS
 from billing_events.http import callers, problem_responses
-from billing_events.outbox import account_page
+from billing_events.event_log import account_page
 
 PAGE_SIZE = 1000
 

@@ -32,7 +32,7 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts import topics
-from billing_events import deadletter, inbox, metrics, outbox, revocations
+from billing_events import deadletter, event_log, inbox, metrics, revocations
 from billing_events.clock import Clock
 from billing_events.db import Database, is_transient, retry_transient
 from billing_contracts.envelope import Envelope, Event, InvalidEvent, decode, is_current
@@ -297,11 +297,11 @@ class EventConsumer:
             if self._keeps:  # before what they caused, so an account's archive reads cause first
                 # An ingress event this service published itself (the ledger's card door) is in
                 # its outbox already, as it staged it: kept again, the archive would hold it twice.
-                await outbox.keep(conn, [item.record for item in new if item.record.topic in self._keeps
+                await event_log.append_published(conn, [item.record for item in new if item.record.topic in self._keeps
                                          and item.envelope.producer != self.name
                                          and item.envelope.event_id not in rejected_ids | outcome.taken_before],
                                   clock=self._clock)
-            await outbox.stage(conn, outcome.publish, topics=self._topics, clock=self._clock)
+            await event_log.append(conn, outcome.publish, topics=self._topics, clock=self._clock)
             by_id = {item.envelope.event_id: item.record for item in new}
             refused = dead + [
                 _dead_letter(item.record, _conflict(item.envelope), item.envelope)

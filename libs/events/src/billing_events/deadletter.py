@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts.dead_letter_record import DeadLetterRecord, Source
 from billing_events.clock import Clock
-from billing_events.outbox import stage_rows
+from billing_events.event_log import append_rows
 from billing_events.schema import dead_letters
 from billing_contracts.topics import TopicNames, dead_letter_topic
 
@@ -80,7 +80,7 @@ async def record(
         for letter in letters
     ]
     await conn.execute(insert(dead_letters), rows)
-    await stage_rows(
+    await append_rows(
         conn,
         [
             {

@@ -8,7 +8,7 @@ committed, close the database.
 A process consumes and relays by default. ``process_role`` splits the two across processes, so
 that consuming (posting into the database) and publishing (encoding and sending to the broker)
 each have a core: consumer processes stage outbox rows and their commits notify the relay
-process through PostgreSQL (see :mod:`billing_events.outbox`).
+process through PostgreSQL (see :mod:`billing_events.event_log`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from billing_events.consumer import BatchHandler, EventConsumer
 from billing_events.db import Database, awaiting, is_transient
 from billing_events.kafka import empty_topics, ensure_topics, make_broker, make_producer, start_producer, subscribe
 from billing_events.logging import configure_logging, get_logger
-from billing_events.outbox import OutboxRelay, archived, backlog, listen_for_staged_rows, published_topics
+from billing_events.event_log import OutboxRelay, published, unpublished, listen_for_appended_rows, published_topics
 from billing_events.schema import plumbing_metadata
 from billing_events.settings import DevelopmentDefaultsInProduction, ServiceSettings
 from billing_events.signing import SIGNATURE_HEADER
@@ -247,7 +247,7 @@ class ServiceRuntime:
         if self.relaying:
             self._relay_task = asyncio.create_task(self.relay.run(), name=f"{self.name}-relay")
             if self.db.dialect == "postgresql":  # another process's commits wake this relay too
-                listen = partial(listen_for_staged_rows, self.db, self.relay.wake)
+                listen = partial(listen_for_appended_rows, self.db, self.relay.wake)
                 self._tasks.append(asyncio.create_task(self._supervised(listen, "outbox-notifications"),
                                                        name=f"{self.name}-outbox-notifications"))
         pruning = [self._prune_inbox] if self.settings.inbox_retention_days else []
@@ -325,7 +325,7 @@ class ServiceRuntime:
         original event ids let every consumer's inbox recognise what it already has."""
         count = 0
         async with self.db.connect() as conn:
-            async for rows in archived(conn, account=account, since=since, until=until):
+            async for rows in published(conn, account=account, since=since, until=until):
                 pending = [await self._publish(self.topics(topics.REPLAY), row.key.encode(), row.value, row.headers,
                                                signed_as=row.topic)
                            for row in rows]
@@ -393,7 +393,7 @@ class ServiceRuntime:
         firing (or silent) for a partition another instance now reports."""
         if self.relaying:  # one process per role reports it: a sum over instances stays true
             async with self.db.connect() as conn:
-                metrics.OUTBOX_BACKLOG.labels(self.name).set(await backlog(conn))
+                metrics.OUTBOX_BACKLOG.labels(self.name).set(await unpublished(conn))
         consumer = getattr(self.subscriber, "consumer", None)
         assigned = set(consumer.assignment()) if consumer is not None else set()
         self._forget_lag(self._lag_reported - assigned)

@@ -16,7 +16,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events import inbox, outbox
+from billing_events import event_log, inbox
 from billing_events.clock import Clock
 from billing_events.db import Database
 from billing_events.errors import DomainError
@@ -73,7 +73,7 @@ class ServiceContext:
 
     async def stage(self, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> None:
         """Write ``envelopes`` to the outbox in the caller's transaction."""
-        await outbox.stage(conn, envelopes, topics=self.topics, clock=self.clock)
+        await event_log.append(conn, envelopes, topics=self.topics, clock=self.clock)
 
     async def unit_of_work(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction; once it commits, tell the relay there is news."""

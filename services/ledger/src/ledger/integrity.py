@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events import outbox
+from billing_events import event_log
 from billing_contracts.catalog.ledger import JOURNAL_KEY, JournalSealed
 from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
@@ -177,7 +177,7 @@ async def seal(ctx: LedgerContext) -> Envelope[JournalSealed] | None:
         payload = JournalSealed(length=head.length, hash=head.hash.hex(), last_transaction_id=last,
                                 sealed_at=ctx.clock.now())
         envelope = Envelope.new(payload, account=JOURNAL_KEY, producer="ledger", clock=ctx.clock)
-        await outbox.stage(conn, [envelope], topics=ctx.topics, clock=ctx.clock)
+        await event_log.append(conn, [envelope], topics=ctx.topics, clock=ctx.clock)
         return envelope
 
     async with ctx.db.transaction() as conn:

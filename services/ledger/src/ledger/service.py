@@ -20,7 +20,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts.ids import uuid7
-from billing_events import metrics, outbox
+from billing_events import event_log, metrics
 from billing_contracts.catalog.identity import SubscriberRegistered
 from billing_contracts.catalog.ledger import (
     BonusRedemptionRequested,
@@ -228,7 +228,7 @@ async def _save(ctx: LedgerContext, conn: AsyncConnection, batch: _Batch) -> Non
     await store.save_accounts(conn, [batch.states[n] for n in batch.touched])
     await store.save_suspense(conn, batch.suspense)
     await store.save_records(conn, batch.new_records, now)
-    await outbox.keep_for_history(conn, batch.also_under, topics=ctx.topics, clock=ctx.clock)
+    await event_log.append_history_copies(conn, batch.also_under, topics=ctx.topics, clock=ctx.clock)
 
 
 async def _post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> _Batch:

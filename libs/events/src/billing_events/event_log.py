@@ -1,16 +1,25 @@
-"""The transactional outbox: events are written with the state change, published after commit.
+"""The service's event log: one table (``outbox``) holding every event the service has put out
+or kept, with the roles it plays named by the functions that play them.
 
-A handler never talks to the broker. It stages outgoing envelopes in the ``outbox`` table in the
-same transaction as its state change; the :class:`OutboxRelay` publishes committed rows in id
-order and marks them. A crash between publishing and marking publishes a row twice, which the
-consumers' inboxes absorb.
+- **To publish** (the transactional outbox): :func:`append` stages outgoing envelopes in the
+  state-changing transaction; the :class:`OutboxRelay` publishes committed rows in id order and
+  marks them (``published_at``). A crash between publishing and marking publishes a row twice,
+  which the consumers' inboxes absorb.
+- **Kept as published**: :func:`append_published` keeps events the service took from an ingress
+  topic as if it had published them; :func:`append_history_copies` keeps a copy of an event under
+  a second account's key for that account's history, never published.
+- **Dead letters**: :mod:`billing_events.deadletter` appends their rows with :func:`append_rows`,
+  and the relay publishes them to the dead-letter topic.
+- **History and refill**: :func:`account_page` reads an account's events in order (the history
+  API); :func:`published` streams the published events for a restore of the topics or a replay;
+  :func:`published_topics` and :func:`unpublished` tell what is there and what waits.
 
 Rows are selected by ``published_at IS NULL``, never by "last published id": in PostgreSQL a
 transaction that took id 7 can commit after the one that took id 8. One relay at a time holds a
 PostgreSQL advisory lock, so two instances of a service never publish out of order.
 
 A relay is woken after its own process commits, and on PostgreSQL by the notification every
-transaction that staged rows sends at commit (so another instance's rows go out at once too);
+transaction that appended rows sends at commit (so another instance's rows go out at once too);
 it polls as well, for whatever no wake-up announced.
 """
 
@@ -45,14 +54,14 @@ UNDELIVERABLE = (MessageSizeTooLargeError, InvalidTopicError, RecordTooLargeErro
 """Refusals no retry cures: such a row is set aside (``error``) so the rows after it go out."""
 
 HISTORY_ONLY = ".history"
-"""Suffix of the topic of a row kept only for another account's history (:func:`keep_for_history`):
+"""Suffix of the topic of a row kept only for another account's history (:func:`append_history_copies`):
 no such topic exists, and nothing publishes, restores or replays those rows."""
 
 Publish = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Awaitable[Any]]]
 """(topic, key, value, headers) -> a future that resolves when the broker acknowledged."""
 
 
-async def stage(
+async def append(
     conn: AsyncConnection, envelopes: Iterable[Envelope[Any]], *, topics: TopicNames, clock: Clock
 ) -> int:
     now = clock.now()
@@ -67,10 +76,10 @@ async def stage(
         for current in envelopes
         for envelope in (current, *current.previous_versions())
     ]
-    return await stage_rows(conn, rows)
+    return await append_rows(conn, rows)
 
 
-async def keep(conn: AsyncConnection, records: Sequence[Any], *, clock: Clock) -> None:
+async def append_published(conn: AsyncConnection, records: Sequence[Any], *, clock: Clock) -> None:
     """Keep events a service took from an ingress topic as if it had published them (already
     published): its history and a restore of the topics then hold them too."""
     now = clock.now()
@@ -82,7 +91,7 @@ async def keep(conn: AsyncConnection, records: Sequence[Any], *, clock: Clock) -
     ])
 
 
-async def keep_for_history(
+async def append_history_copies(
     conn: AsyncConnection, copies: Sequence[tuple[str, Envelope[Any]]], *, topics: TopicNames, clock: Clock
 ) -> None:
     """Keep a copy of each event under a second account's key, so that account's history shows it
@@ -96,7 +105,7 @@ async def keep_for_history(
     ])
 
 
-async def stage_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> int:
+async def append_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> int:
     await bulk_insert(conn, outbox, rows)
     if rows and conn.dialect.name == "postgresql":
         # Delivered when (and only if) this transaction commits, to every relay listening on
@@ -105,7 +114,7 @@ async def stage_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> i
     return len(rows)
 
 
-async def listen_for_staged_rows(db: Database, wake: Callable[[], None]) -> None:
+async def listen_for_appended_rows(db: Database, wake: Callable[[], None]) -> None:
     """Call ``wake`` whenever a transaction that staged rows commits on the service's database,
     in any process. PostgreSQL only; raises when the listening connection is lost, so that a
     supervisor starts it again (the relay's polling covers the gap)."""
@@ -122,11 +131,11 @@ async def listen_for_staged_rows(db: Database, wake: Callable[[], None]) -> None
         await listener.close()
 
 
-async def backlog(conn: AsyncConnection) -> int:
+async def unpublished(conn: AsyncConnection) -> int:
     return await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))) or 0
 
 
-async def archived(
+async def published(
     conn: AsyncConnection,
     *,
     account: str | None = None,
@@ -165,7 +174,7 @@ async def published_topics(conn: AsyncConnection) -> list[str]:
 
 async def account_page(conn: AsyncConnection, account: str, *, after_id: int = 0, limit: int = 1000) -> Sequence[Any]:
     """One page of an account's events (dead letters and undeliverable rows excluded; copies kept
-    for its history included, :func:`keep_for_history`), in the order they were staged: ``id, value, headers`` of up to ``limit`` rows after ``after_id``.
+    for its history included, :func:`append_history_copies`), in the order they were staged: ``id, value, headers`` of up to ``limit`` rows after ``after_id``.
     Reads the ``outbox_by_key`` index, so its cost follows the account's own events."""
     query = (
         select(outbox.c.id, outbox.c.value, outbox.c.headers)
@@ -290,7 +299,7 @@ class OutboxRelay:
         async with self._db.transaction() as conn:
             if not await self._take_lock(conn):
                 return 0  # another instance of the service is publishing: it restores them
-            async for rows in archived(conn, topics=topics, chunk=self._batch_size):
+            async for rows in published(conn, topics=topics, chunk=self._batch_size):
                 await asyncio.gather(*[await self._send(row) for row in rows])
                 count += len(rows)
         metrics.EVENTS_PUBLISHED.labels(self._name).inc(count)
