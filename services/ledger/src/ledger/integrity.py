@@ -100,9 +100,15 @@ async def verify(ctx: LedgerContext, seals: Iterable[Seal] = (), progress: Progr
             return await _audit(conn, seals, progress)
         total = await _total(conn, progress)
         spans = await store.journal_spans(conn, workers)
-        audit = await _audit_spans(ctx.db.url, await store.export_snapshot(conn), spans, seals,
-                                   lambda done: progress(done, total))
-        return audit.finish(await store.head(conn), *await store.stored_projections(conn))
+        audit, (head, balances, settings) = await asyncio.gather(  # this connection reads while the workers do
+            _audit_spans(ctx.db.url, await store.export_snapshot(conn), spans, seals, lambda done: progress(done, total)),
+            _head_and_projections(conn))
+        return audit.finish(head, balances, settings)
+
+
+async def _head_and_projections(conn: AsyncConnection) -> tuple[domain.ChainHead | None, domain.Balances,
+                                                                       dict[str, domain.AccountSettings]]:
+    return await store.head(conn), *await store.stored_projections(conn)
 
 
 async def _audit_spans(url: str, snapshot: str, spans: list[store.JournalSpan], seals: tuple[Seal, ...],
