@@ -26,14 +26,19 @@ FILL = sa.text(
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("journal") as batch:
-        batch.add_column(sa.Column("prev_hash", sa.LargeBinary(length=32), nullable=True,
-                                   comment="The hash of the row before (the genesis hash for the first)"))
+    """Added in place, not through a copy of the table (SQLite's way of altering a column): the
+    postings' foreign key forbids dropping a journal that has rows. The column comes with the
+    genesis hash as its default so that it can be NOT NULL at once; PostgreSQL drops the default
+    after the fill, SQLite cannot without that copy (the store writes the column on every row)."""
+    postgresql = op.get_context().dialect.name == "postgresql"
+    genesis = f"'\\x{GENESIS_HASH.hex()}'::bytea" if postgresql else f"x'{GENESIS_HASH.hex()}'"
+    op.add_column("journal", sa.Column("prev_hash", sa.LargeBinary(length=32), nullable=False,
+                                       server_default=sa.text(genesis),
+                                       comment="The hash of the row before (the genesis hash for the first)"))
     op.execute(FILL)
-    with op.batch_alter_table("journal") as batch:
-        batch.alter_column("prev_hash", existing_type=sa.LargeBinary(length=32), nullable=False)
+    if postgresql:
+        op.alter_column("journal", "prev_hash", server_default=None)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("journal") as batch:
-        batch.drop_column("prev_hash")
+    op.drop_column("journal", "prev_hash")
