@@ -51,7 +51,7 @@ PROJECT = [
        SELECT 1, hash, (SELECT count(*) FROM journal) FROM journal ORDER BY seq DESC LIMIT 1""",
 ]
 JOURNAL_COLUMNS = ("txn_id", "kind", "business_key", "cause_event_id", "cause_type", "occurred_at", "recorded_at",
-                   "hash", "account_settings")
+                   "hash", "prev_hash", "account_settings")
 POSTING_COLUMNS = ("txn_id", "account", "amount", "currency")
 LOAD_BATCH = 100_000
 CASH, REVENUE = "op:cash:terminal", "op:revenue:subscription"
@@ -205,9 +205,9 @@ async def _generate(conn: asyncpg.Connection, *, transactions: int, accounts: in
                 journal_rows = []
                 for record in batch:
                     content = record.content()
-                    previous = hashlib.sha256(previous + content).digest()
+                    prev_hash, previous = previous, hashlib.sha256(previous + content).digest()
                     journal_rows.append((record.id, record.kind, record.business_key, record.cause_event_id,
-                                         record.cause_type, now, now, previous, record.account_settings))
+                                         record.cause_type, now, now, previous, prev_hash, record.account_settings))
                     if keep:
                         contents.append(content)
                 await conn.copy_records_to_table("journal", records=journal_rows, columns=JOURNAL_COLUMNS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -96,7 +97,7 @@ from ledger.domain import (
     transfer_funds,
     verify_chain,
 )
-from ledger.domain.audit import Audit, ChainHead, FindingKind, JournalRecord
+from ledger.domain.audit import Audit, ChainHead, FindingKind, JournalRecord, Seal
 from ledger.domain.errors import ANNOUNCED_REFUSALS
 from ledger.domain.outcome import money
 from ledger.domain.transactions import TRANSACTION_NAMESPACE
@@ -1378,6 +1379,38 @@ def test_the_audit_reports_an_unbalanced_row_instead_of_refusing_it() -> None:
     kinds = [(f.kind, f.position) for f in report.findings]
     assert kinds[:2] == [(FindingKind.UNBALANCED, 1), (FindingKind.BROKEN_LINK, 1)]
     assert report.unbalanced == [damaged.id] and not report.ok
+
+
+def _audited(records: list[JournalRecord], seals: list[Seal], cuts: tuple[int, ...]) -> str:
+    """The report of ``records`` audited in spans starting at ``cuts`` (each from the hash the
+    one before ends with) and joined: as :func:`repr` shows it, every finding in order."""
+    whole = Audit(seals)
+    previous = GENESIS_HASH
+    for start, end in itertools.pairwise((0, *cuts, len(records))):
+        span = Audit(seals, start=start, previous=previous)
+        for record in records[start:end]:
+            span.feed(record)
+        assert whole.joins(span)
+        whole.join(span)
+        previous = span.ends_with
+    return repr(whole.finish(ChainHead(len(records), records[-1].hash), {}))
+
+
+def test_spans_audited_apart_and_joined_report_what_one_pass_reports() -> None:
+    records = _records(chained(small_journal() * 2))
+    seals = [Seal(2, records[1].hash, "auditor"), Seal(5, b"\x01" * 32, "auditor"), Seal(99, b"\x02" * 32, "auditor")]
+    edited = [r._replace(business_key="edited") if r.seq in (3, 6) else r for r in records]
+    damaged = {
+        "untouched": records,
+        "edited": edited,
+        "deleted": records[:2] + records[3:],
+        "swapped": [records[0], records[2], records[1], *records[3:]],
+    }
+    for journal in damaged.values():
+        one_pass = _audited(journal, seals, ())
+        for count in (1, 2, 3):
+            for cuts in itertools.combinations(range(1, len(journal)), count):
+                assert _audited(journal, seals, cuts) == one_pass, cuts
 
 
 # --- statement and receipt ------------------------------------------------------------------

@@ -76,7 +76,7 @@ def build(settings: LedgerSettings | None = None, clock: Clock | None = None) ->
     ctx = LedgerContext(
         db=runtime.db, clock=clock, topics=runtime.topics, wake_relay=runtime.relay.wake, campaigns=campaigns, rewards=rewards,
         bonus_pays_charges=settings.bonus_pays_charges, self_service_credit_limit=settings.self_service_credit_limit,
-        max_payment=settings.max_payment, card_callback_window=timedelta(seconds=settings.card_callback_window_seconds),
+        max_payment=settings.max_payment, verify_workers=settings.verify_workers, card_callback_window=timedelta(seconds=settings.card_callback_window_seconds),
     )
     runtime.attach_handler(handlers.router(ctx))
     runtime.background.append(partial(_watch_journal, ctx))

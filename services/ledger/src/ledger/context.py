@@ -25,5 +25,7 @@ class LedgerContext(ServiceContext):
     max_payment: int = DEFAULT_MAX_PAYMENT
     """The most one payment, transfer or redemption may move (minor units); a payment over it is
     parked for a person, a command over it refused."""
+    verify_workers: int | None = None
+    """Processes auditing the journal at once in a verify; None: one per core."""
     card_callback_window: timedelta = timedelta(minutes=5)
     """How far from now an acquirer's callback may have been sent: one sent earlier is a replay."""

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,11 +34,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing_events import event_log
 from billing_contracts.catalog.ledger import JOURNAL_KEY, JournalSealed
 from billing_contracts.envelope import Envelope
+from billing_events.db import Database
 from billing_events.logging import get_logger
 
 from ledger import domain, store
 from ledger.context import LedgerContext
-from ledger.domain import AuditReport, Finding, Seal
+from ledger.domain import GENESIS_HASH, AuditReport, Finding, Seal
 
 log = get_logger(__name__)
 Progress = Callable[[int, int], None]
@@ -79,12 +83,104 @@ async def _audit(conn: AsyncConnection, seals: Iterable[Seal], progress: Progres
     return audit.finish(await store.head(conn), *await store.stored_projections(conn))
 
 
-async def verify(ctx: LedgerContext, seals: Iterable[Seal] = (), progress: Progress = _quiet) -> AuditReport:
+async def verify(ctx: LedgerContext, seals: Iterable[Seal] = (), progress: Progress = _quiet,
+                 workers: int | None = None) -> AuditReport:
     """The journal's integrity in one report, read in one snapshot beside live traffic: double
-    entry, the hash chain, the chain head, the given seals, the projections against replay."""
+    entry, the hash chain, the chain head, the given seals, the projections against replay.
+
+    On PostgreSQL the journal is cut into spans audited in ``workers`` processes at once (by
+    default the context's ``verify_workers``, else one per core), each reading the same snapshot
+    through its own connection; the findings are those of one pass. SQLite, or one worker: one
+    pass in this process."""
+    workers = workers or ctx.verify_workers or os.cpu_count() or 1
+    seals = tuple(seals)
     async with ctx.db.transaction() as conn:
         await store.consistent_snapshot(conn)
-        return await _audit(conn, seals, progress)
+        if workers < 2 or not store.shares_snapshots(conn):
+            return await _audit(conn, seals, progress)
+        total = await _total(conn, progress)
+        spans = await store.journal_spans(conn, workers)
+        audit, (head, balances, settings) = await asyncio.gather(  # this connection reads while the workers do
+            _audit_spans(ctx.db.url, await store.export_snapshot(conn), spans, seals, lambda done: progress(done, total)),
+            _head_and_projections(conn))
+        return audit.finish(head, balances, settings)
+
+
+async def _head_and_projections(conn: AsyncConnection) -> tuple[domain.ChainHead | None, domain.Balances,
+                                                                       dict[str, domain.AccountSettings]]:
+    return await store.head(conn), *await store.stored_projections(conn)
+
+
+async def _audit_spans(url: str, snapshot: str, spans: list[store.JournalSpan], seals: tuple[Seal, ...],
+                       progress: Callable[[int], None]) -> domain.Audit:
+    """Every span audited in a worker process of its own, from the hash its first row says it
+    follows; a span that does not join the one before it is audited again from the hash that
+    one ends with (its first link then checked as one pass checks it). The spans' audits joined
+    in order: the whole journal's."""
+    audit = domain.Audit(seals)
+    if not spans:
+        return audit
+    loop = asyncio.get_running_loop()
+    done = 0
+
+    def audit_span(span: store.JournalSpan, previous: bytes | None) -> asyncio.Future[domain.Audit]:
+        return loop.run_in_executor(pool, _audit_span_in_worker, url, snapshot, span, seals, previous)
+
+    def count(future: asyncio.Future[domain.Audit]) -> None:
+        nonlocal done
+        if not future.cancelled() and future.exception() is None:
+            done += future.result().entries
+            progress(done)
+
+    with ProcessPoolExecutor(len(spans), mp_context=_worker_start()) as pool:
+        pending = [audit_span(span, GENESIS_HASH if span.start == 0 else None) for span in spans]
+        for future in pending:
+            future.add_done_callback(count)
+        audits = list(await asyncio.gather(*pending))
+        rejoined = {index: audit_span(spans[index], audits[index - 1].ends_with)
+                    for index in range(1, len(audits)) if not audits[index - 1].joins(audits[index])}
+        for index, future in rejoined.items():
+            audits[index] = await future
+    for span_audit in audits:
+        audit.join(span_audit)
+    return audit
+
+
+def _worker_start() -> multiprocessing.context.BaseContext:
+    """Forked workers where the system has fork: they start with the ledger's modules imported,
+    where a spawned one spends about a second importing them."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+def _audit_span_in_worker(url: str, snapshot: str, span: store.JournalSpan, seals: tuple[Seal, ...],
+                          previous: bytes | None) -> domain.Audit:
+    return asyncio.run(_audit_span(url, snapshot, span, seals, previous))
+
+
+async def _audit_span(url: str, snapshot: str, span: store.JournalSpan, seals: tuple[Seal, ...],
+                      previous: bytes | None) -> domain.Audit:
+    """One span's audit, read in ``snapshot`` through a connection of its own, its first link
+    checked against ``previous`` (None: the predecessor's hash the first row stores)."""
+    db = Database(url, pool_size=1, max_overflow=0)
+    try:
+        async with db.transaction() as conn:
+            await store.adopt_snapshot(conn, snapshot)
+            if previous is None:
+                previous = await store.span_prev_hash(conn, span)
+            audit = domain.Audit(seals, start=span.start, previous=previous)
+            await _feed(conn, audit, span)
+    finally:
+        await db.dispose()
+    return audit
+
+
+async def _feed(conn: AsyncConnection, audit: domain.Audit, span: store.JournalSpan) -> None:
+    feed = audit.feed
+    with _collector_paused():
+        async for chunk in store.raw_journal_chunks(conn, span=span):
+            for record in chunk:
+                feed(record)
 
 
 @dataclass(frozen=True)

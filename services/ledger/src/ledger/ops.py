@@ -58,7 +58,8 @@ async def ledger_context() -> AsyncIterator[LedgerContext]:
                 await conn.execute(select(func.count()).select_from(store.journal))
         except (OperationalError, DBAPIError, OSError) as exc:
             fail(f"cannot reach the ledger database ({_safe(url)}): {type(exc).__name__}", Exit.UNREACHABLE)
-        yield LedgerContext(db=db, clock=settings.clock(), topics=TopicNames(settings.kafka.topic_prefix))
+        yield LedgerContext(db=db, clock=settings.clock(), topics=TopicNames(settings.kafka.topic_prefix),
+                            verify_workers=settings.verify_workers)
     finally:
         await db.dispose()
 

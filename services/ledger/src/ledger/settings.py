@@ -65,6 +65,12 @@ class LedgerSettings(ServiceSettings):
         validation_alias="BILLING_LEDGER_SEAL_EVERY_TRANSACTIONS",
         description="Also publish the chain head as soon as this many transactions were appended since the last seal",
     )
+    verify_workers: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias="BILLING_LEDGER_VERIFY_WORKERS",
+        description="Processes auditing the journal at once in a verify (PostgreSQL); unset: one per core",
+    )
     card_acquirer_url: str | None = Field(
         default=None,
         validation_alias="BILLING_LEDGER_CARD_ACQUIRER_URL",

@@ -13,9 +13,10 @@ three, whole tables, in the same order (:func:`lock_out_writers`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import (
@@ -133,6 +134,8 @@ journal = Table(
     Column("operator_reason", Text),
     Column("hash", LargeBinary(32), nullable=False),
     Column("account_settings", Text, comment="An account fact's settings (canonical JSON); null on money"),
+    Column("prev_hash", LargeBinary(32), nullable=False,
+           comment="The hash of the row before (the genesis hash for the first)"),
 )
 
 postings = Table(
@@ -306,6 +309,7 @@ async def append(conn: AsyncConnection, entries: Sequence[Transaction | AccountF
     journal_rows: list[dict[str, Any]] = []
     posting_rows: list[dict[str, Any]] = []
     for entry in entries:
+        prev_hash = previous
         if isinstance(entry, Transaction):
             previous = transaction_hash(previous, entry)
             journal_rows.append({
@@ -314,7 +318,7 @@ async def append(conn: AsyncConnection, entries: Sequence[Transaction | AccountF
                 "occurred_at": entry.occurred_at, "recorded_at": recorded_at, "reverses": entry.reverses,
                 "operator": entry.operator.who if entry.operator else None,
                 "operator_reason": entry.operator.why if entry.operator else None,
-                "hash": previous, "account_settings": None,
+                "hash": previous, "prev_hash": prev_hash, "account_settings": None,
             })
             posting_rows.extend(
                 {"txn_id": entry.id, "account": account, "amount": amount, "currency": currency}
@@ -327,7 +331,7 @@ async def append(conn: AsyncConnection, entries: Sequence[Transaction | AccountF
                 "cause_event_id": entry.cause_event_id, "cause_type": entry.cause_type,
                 "occurred_at": entry.occurred_at, "recorded_at": recorded_at, "reverses": None,
                 "operator": None, "operator_reason": None,
-                "hash": previous, "account_settings": entry.settings.encode(),
+                "hash": previous, "prev_hash": prev_hash, "account_settings": entry.settings.encode(),
             })
     await bulk_insert(conn, journal, journal_rows)
     await bulk_insert(conn, postings, posting_rows)
@@ -435,7 +439,7 @@ async def _chunks(
     if conn.dialect.name == "postgresql":
         await conn.execute(select(1))  # the adapter opens its transaction on the first statement
         driver = (await conn.get_raw_connection()).driver_connection
-        cursor = await driver.cursor(str(query.compile(dialect=conn.dialect)))
+        cursor = await driver.cursor(str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})))
         while chunk := await cursor.fetch(batch):
             yield chunk
         return
@@ -621,6 +625,31 @@ async def consistent_snapshot(conn: AsyncConnection) -> None:
         await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
 
 
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f-]+")
+
+
+def shares_snapshots(conn: AsyncConnection) -> bool:
+    """Whether other connections can read the caller's snapshot (PostgreSQL's exported ones)."""
+    return conn.dialect.name == "postgresql"
+
+
+async def export_snapshot(conn: AsyncConnection) -> str:
+    """The id of the caller's snapshot (taken with :func:`consistent_snapshot`), for other
+    connections to read the same rows with :func:`adopt_snapshot` while the caller's transaction
+    lasts."""
+    return await conn.scalar(text("SELECT pg_export_snapshot()"))
+
+
+async def adopt_snapshot(conn: AsyncConnection, snapshot: str) -> None:
+    """Make the caller's transaction read the snapshot another one exported. Must be the
+    transaction's first statement. The id is spelled into the statement (PostgreSQL takes no
+    parameter there), so it is checked to be one first."""
+    if not _SNAPSHOT_ID.fullmatch(snapshot):
+        raise ValueError(f"not a snapshot id: {snapshot!r}")
+    await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+    await conn.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+
+
 async def lock_out_writers(conn: AsyncConnection) -> None:
     """Hold every writer off until the caller's transaction ends, so what it replays is what it
     writes over. PostgreSQL: the projections and the chain head locked in EXCLUSIVE mode, in the
@@ -668,6 +697,40 @@ _POSTINGS_IN_CHAIN_ORDER = (
 the server a third of sorting the postings with every journal column beside them."""
 
 
+class JournalSpan(NamedTuple):
+    """A stretch of the journal: the rows whose ``seq`` lies from ``first_seq`` to ``last_seq``
+    (both included), ``records`` of them, the first at 0-based position ``start`` in the chain."""
+
+    first_seq: int
+    last_seq: int
+    start: int
+    records: int
+
+
+async def journal_spans(conn: AsyncConnection, parts: int) -> list[JournalSpan]:
+    """The journal cut into at most ``parts`` spans of equally many ``seq`` values, in order,
+    empty ones left out: about as many rows each, the ledger's ``seq`` having few gaps."""
+    lowest, highest = (await conn.execute(select(func.min(journal.c.seq), func.max(journal.c.seq)))).one()
+    if lowest is None:
+        return []
+    width = -(-(highest - lowest + 1) // parts)
+    bounds = [(first, min(first + width - 1, highest)) for first in range(lowest, highest + 1, width)]
+    counts = (await conn.execute(select(*(func.count().filter(journal.c.seq.between(first, last))
+                                          for first, last in bounds)))).one()
+    spans, start = [], 0
+    for (first, last), records in zip(bounds, counts, strict=True):
+        if records:
+            spans.append(JournalSpan(first, last, start, records))
+        start += records
+    return spans
+
+
+async def span_prev_hash(conn: AsyncConnection, span: JournalSpan) -> bytes:
+    """The predecessor's hash the span's first row stores: what its chain says it follows."""
+    return await conn.scalar(select(journal.c.prev_hash).where(journal.c.seq >= span.first_seq)
+                             .order_by(journal.c.seq).limit(1))
+
+
 async def raw_journal(conn: AsyncConnection, batch: int = 50_000) -> AsyncIterator[JournalRecord]:
     """Every journal row with its postings, as stored, in ``seq`` order: what the audit reads.
     A row left without postings comes with none, never dropped."""
@@ -676,21 +739,23 @@ async def raw_journal(conn: AsyncConnection, batch: int = 50_000) -> AsyncIterat
             yield record
 
 
-async def raw_journal_chunks(conn: AsyncConnection, batch: int = 50_000) -> AsyncIterator[list[JournalRecord]]:
-    """:func:`raw_journal` in lists of about ``batch`` records (a transaction is never split).
+async def raw_journal_chunks(conn: AsyncConnection, batch: int = 50_000,
+                             span: JournalSpan | None = None) -> AsyncIterator[list[JournalRecord]]:
+    """:func:`raw_journal` in lists of about ``batch`` records (a transaction is never split);
+    the rows of ``span`` alone if given.
 
     On PostgreSQL the journal rows and the postings are two streams of the driver's server-side
     cursors, merged here by ``seq``: each journal column crosses the wire and is decoded once per
     transaction, not once per posting. SQLite reads one outer join."""
     if conn.dialect.name != "postgresql":
-        async for chunk in _joined_journal_chunks(conn, batch):
+        async for chunk in _joined_journal_chunks(conn, batch, _within(_JOURNAL_ROWS, span)):
             yield chunk
         return
-    lines = _chunks(conn, _POSTINGS_IN_CHAIN_ORDER, batch)
+    lines = _chunks(conn, _within(_POSTINGS_IN_CHAIN_ORDER, span), batch)
     pending: Sequence[Any] = ()
     taken = 0
     try:
-        async for rows in _chunks(conn, _JOURNAL_IN_ORDER, batch):
+        async for rows in _chunks(conn, _within(_JOURNAL_IN_ORDER, span), batch):
             records = []
             for row in rows:
                 seq = row[0]
@@ -719,11 +784,16 @@ async def _next_chunk(chunks: AsyncIterator[Sequence[Any]]) -> Sequence[Any]:
         return ()
 
 
-async def _joined_journal_chunks(conn: AsyncConnection, batch: int) -> AsyncIterator[list[JournalRecord]]:
+def _within(query: Select[Any], span: JournalSpan | None) -> Select[Any]:
+    return query if span is None else query.where(journal.c.seq.between(span.first_seq, span.last_seq))
+
+
+async def _joined_journal_chunks(conn: AsyncConnection, batch: int,
+                                 query: Select[Any]) -> AsyncIterator[list[JournalRecord]]:
     records: list[JournalRecord] = []
     current: Sequence[Any] | None = None
     lines: list[Posting] = []
-    async for chunk in _chunks(conn, _JOURNAL_ROWS, batch):
+    async for chunk in _chunks(conn, query, batch):
         for row in chunk:
             if current is not None and row[3] != current[3]:
                 records.append(_record(current, lines))

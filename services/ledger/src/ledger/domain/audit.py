@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 from uuid import UUID
 
 from billing_contracts.money import format_amount
@@ -45,6 +45,9 @@ from ledger.domain.facts import (
 )
 from ledger.domain.replay import BalanceMismatch, Balances, find_mismatches
 from ledger.domain.transactions import Posting
+
+
+_Key = TypeVar("_Key")
 
 
 class JournalRecord(NamedTuple):
@@ -128,9 +131,19 @@ class Finding:
 @dataclass
 class Audit:
     """Feed journal records in ``seq`` order, then :meth:`finish` with what the database and the
-    seals say; the report lists every finding."""
+    seals say; the report lists every finding.
+
+    An audit may also cover one span of the journal: its first record at position ``start``,
+    linked to ``previous`` (the hash its predecessor stored, or the one the record says it
+    follows: its ``prev_hash``). Spans audited apart are :meth:`join`-ed in order into a whole
+    journal's audit, which then finishes; the findings are those one pass would have made, as
+    long as each span was audited from the hash the one before it ends with (:meth:`joins`)."""
 
     seals: Iterable[Seal] = ()
+    start: int = 0
+    """The position of the first record fed."""
+    previous: bytes = GENESIS_HASH
+    """The hash the first record fed was written after."""
     records: int = 0
     """Journal rows read: the chain's length (money transactions and account facts)."""
     transactions: int = 0
@@ -144,7 +157,10 @@ class Audit:
     """Every account as the journal's facts leave it."""
     opened_at: dict[str, datetime] = field(default_factory=dict)
     first_broken: BrokenLink | None = None
+    _first: JournalRecord | None = None
     _last: JournalRecord | None = None
+    _before_break: JournalRecord | None = None
+    """The record before the first broken link, if any was fed before it."""
     _first_suspect: tuple[int, JournalRecord] | None = None
     _last_suspect: JournalRecord | None = None
     _suspects: int = 0
@@ -156,7 +172,7 @@ class Audit:
             self._sealed_at.setdefault(seal.length - 1, []).append(seal)
 
     def feed(self, record: JournalRecord) -> None:
-        position = self.records
+        position = self.start + self.records
         postings = record.postings
         replayed = self.replayed
         sums: dict[str, int] = {}
@@ -179,16 +195,17 @@ class Audit:
             self._find(FindingKind.UNBALANCED, "postings sum to " + ", ".join(format_amount(t, c) for c, t in unbalanced.items())
                        + ", not zero", record, position, _accounts(record))
         last = self._last
-        expected = record.content_hash(GENESIS_HASH if last is None else last.hash)
+        if last is None:
+            self._first = record
+        expected = record.content_hash(self.previous if last is None else last.hash)
         if expected != record.hash:
             self._find(FindingKind.BROKEN_LINK, "the stored hash is not the hash of this content after the one before",
                        record, position, _accounts(record))
             if self.first_broken is None:
                 self.first_broken = BrokenLink(position, record.id, expected, record.hash)
+                self._before_break = last
         elif self.first_broken is not None:
-            self._first_suspect = self._first_suspect or (position, record)
-            self._last_suspect = record
-            self._suspects += 1
+            self._suspect(position, record, record, 1)
         if self._sealed_at:
             self._check_seals(record, position)
         self._last = record
@@ -197,6 +214,59 @@ class Audit:
             self.facts += 1
         else:
             self.transactions += 1
+
+    def _suspect(self, position: int, first: JournalRecord, last: JournalRecord, count: int) -> None:
+        """``count`` records from ``first`` (at ``position``) to ``last`` link up after a broken link."""
+        self._first_suspect = self._first_suspect or (position, first)
+        self._last_suspect = last
+        self._suspects += count
+
+    @property
+    def ends_with(self) -> bytes:
+        """The hash the next record must have been written after: the last one fed stored it."""
+        return self.previous if self._last is None else self._last.hash
+
+    def joins(self, later: Audit) -> bool:
+        """Whether ``later``, the audit of the span right after this one's, was audited from the
+        hash this one ends with: then its first link was checked as one pass checks it."""
+        return later.previous == self.ends_with
+
+    def join(self, later: Audit) -> None:
+        """Take in the audit of the span right after this one's (:meth:`joins` holding): its
+        counts, sums, findings, settings and seals checked, as if its records had been fed here."""
+        self._join_links(later)
+        self.records += later.records
+        self.transactions += later.transactions
+        self.facts += later.facts
+        self.entries += later.entries
+        _add(self.totals, later.totals)
+        _add(self.replayed, later.replayed)
+        self.findings.extend(later.findings)
+        self.settings.update(later.settings)
+        for number, opened in later.opened_at.items():
+            self.opened_at.setdefault(number, opened)
+        covered = range(later.start, later.start + later.records)
+        self._sealed_at = {position: seals for position, seals in self._sealed_at.items() if position not in covered}
+        self._seals_checked += later._seals_checked
+        self._first = self._first or later._first
+        self._last = later._last or self._last
+
+    def _join_links(self, later: Audit) -> None:
+        """The first broken link over both spans, and the records that link up after it."""
+        if self.first_broken is None:
+            self.first_broken, self._before_break = later.first_broken, later._before_break
+            self._first_suspect, self._last_suspect, self._suspects = (
+                later._first_suspect, later._last_suspect, later._suspects)
+            return
+        if later._first is None or later._last is None:
+            return
+        if later.first_broken is None:
+            self._suspect(later.start, later._first, later._last, later.records)
+            return
+        if later._before_break is not None:
+            self._suspect(later.start, later._first, later._before_break, later.first_broken.position - later.start)
+        if later._first_suspect is not None and later._last_suspect is not None:
+            self._suspect(*later._first_suspect, later._last_suspect, later._suspects)
 
     def _check_seals(self, record: JournalRecord, position: int) -> None:
         for seal in self._sealed_at.pop(position, ()):
@@ -269,6 +339,11 @@ class Audit:
             self._find(FindingKind.HEAD_HASH_DIFFERS,
                        f"the chain head's hash {last.hex()} is not the newest transaction's {stored_last.hex()}",
                        self._last, self.records - 1 if self._last else None)
+
+
+def _add(sums: dict[_Key, int], more: Mapping[_Key, int]) -> None:
+    for key, amount in more.items():
+        sums[key] = sums.get(key, 0) + amount
 
 
 def _accounts(record: JournalRecord) -> tuple[str, ...]:
