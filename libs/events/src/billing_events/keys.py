@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -81,15 +81,26 @@ class OperatorKeys:
     @classmethod
     def parse(cls, entries: Iterable[str]) -> OperatorKeys:
         """``entries``: ``<operator>=<base64 public key>`` each (``billing operator keygen`` prints one)."""
-        ring: dict[str, tuple[str, Ed25519PublicKey]] = {}
-        for entry in entries:
-            name, separator, public = entry.partition("=")
-            name = name.strip()
-            if not separator or not is_operator_name(name):
-                raise ValueError("an operator key is <name>=<base64 public key>, the name of letters, digits, . _ -")
-            key = _public_key(public)
-            ring[key_id(key)] = (name, key)
-        return cls(ring)
+        return cls(owned_keys(
+            entries, separator="=", owner_ok=is_operator_name,
+            malformed="an operator key is <name>=<base64 public key>, the name of letters, digits, . _ -",
+            what=lambda _: "a token public key"))
+
+
+def owned_keys(entries: Iterable[str], *, separator: str, owner_ok: Callable[[str], bool], malformed: str,
+               what: Callable[[str], str]) -> dict[str, tuple[str, Ed25519PublicKey]]:
+    """``<owner><separator><base64 public key>`` entries as a ring: each key, by its id, with the
+    one owner it speaks for. ``malformed`` is the refusal of an entry without the separator or
+    with an owner ``owner_ok`` refuses; ``what(owner)`` names a key that does not decode."""
+    ring: dict[str, tuple[str, Ed25519PublicKey]] = {}
+    for entry in entries:
+        owner, found, encoded = entry.partition(separator)
+        owner = owner.strip()
+        if not found or not owner_ok(owner):
+            raise ValueError(malformed)
+        key = Ed25519PublicKey.from_public_bytes(decode_key(encoded, what(owner)))
+        ring[key_id(key)] = (owner, key)
+    return ring
 
 
 def is_operator_name(name: str) -> bool:

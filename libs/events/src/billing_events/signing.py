@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from billing_events.keys import decode_key, generate_token_keypair, key_id
+from billing_events.keys import decode_key, generate_token_keypair, key_id, owned_keys
 
 SIGNATURE_HEADER = "signature"
 KEY_ID_HEADER = "signature_kid"
@@ -88,14 +88,9 @@ class Keyring:
     @classmethod
     def from_entries(cls, entries: Iterable[str]) -> Keyring:
         """``entries``: ``owner:base64-public-key`` each; one owner may have several (a rotation)."""
-        keys: dict[str, tuple[str, Ed25519PublicKey]] = {}
-        for entry in entries:
-            owner, separator, encoded = entry.partition(":")
-            if not separator or not owner.strip():
-                raise ValueError("a signing public key is listed as owner:base64-key")
-            public = Ed25519PublicKey.from_public_bytes(decode_key(encoded, f"the signing public key of {owner}"))
-            keys[key_id(public)] = (owner.strip(), public)
-        return cls(keys)
+        return cls(owned_keys(entries, separator=":", owner_ok=bool,
+                              malformed="a signing public key is listed as owner:base64-key",
+                              what=lambda owner: f"the signing public key of {owner}"))
 
     def owners(self) -> set[str]:
         return {owner for owner, _ in self.keys.values()}
