@@ -46,9 +46,8 @@ async def _journal(cli: Any) -> list[str]:
                        billing_day=now.date()), B),
     ]
     for payload, account in payloads:  # one database transaction each: five links of the chain
-        async with cli.runtime.db.transaction() as conn:
-            outcome = await service.post(cli.ledger, conn, [
-                Envelope.new(payload, account=account, producer="test", clock=clock)])
+        outcome = await cli.ledger.unit_of_work(lambda uow: service.post(cli.ledger, uow, [
+            Envelope.new(payload, account=account, producer="test", clock=clock)]))
         assert outcome.rejected == []
     async with cli.runtime.db.connect() as conn:
         ids = (await conn.execute(text(

@@ -10,11 +10,13 @@ import pytest
 from fastapi import APIRouter
 
 from billing_contracts.catalog.payments import PaymentReceived
+from billing_contracts.topics import TopicNames
 from billing_events.clock import ManualClock
 from billing_events.consumer import EventRouter
 from billing_contracts.envelope import Envelope
 from billing_events.errors import HTTP_STATUS, DomainError, ErrorKind
 from billing_events.http import build_http_app
+from billing_events.unit_of_work import UnitOfWork
 from billing_contracts.money import Money
 
 
@@ -84,7 +86,7 @@ class _Connection:
 
 
 async def test_a_router_dead_letters_a_domain_error_with_its_code_and_undoes_the_event() -> None:
-    async def refuse(conn: Any, envelope: Envelope[PaymentReceived]) -> None:
+    async def refuse(uow: Any, envelope: Envelope[PaymentReceived]) -> None:
         raise DomainError("no such account here", code="unknown_account", kind=ErrorKind.NOT_FOUND)
 
     clock = ManualClock(datetime(2026, 11, 28, tzinfo=UTC))
@@ -92,8 +94,9 @@ async def test_a_router_dead_letters_a_domain_error_with_its_code_and_undoes_the
                               amount=Money(minor=10000, currency="RUB"), received_at=clock.now())
     envelope = Envelope.new(payment, account="100000000008", producer="payments", clock=clock)
     conn = _Connection()
-    outcome = await EventRouter({PaymentReceived: refuse})(conn, [envelope])  # type: ignore[arg-type]
-    assert outcome.publish == []
+    uow = UnitOfWork(conn, "test", TopicNames(), clock)  # type: ignore[arg-type]
+    outcome = await EventRouter({PaymentReceived: refuse})(uow, [envelope])
+    assert uow.staged == []
     assert [(e.event_id, r.code, r.message) for e, r in outcome.rejected] == [
         (envelope.event_id, "unknown_account", "no such account here")]
     assert conn.savepoint.rolled_back

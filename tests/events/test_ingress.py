@@ -15,7 +15,6 @@ import pytest
 from aiokafka import ConsumerRecord
 from prometheus_client import REGISTRY
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts import topics
 from billing_contracts.catalog.identity import LegalStatus, PasswordIssued, PasswordPurpose, SubscriberRegistered
@@ -29,6 +28,7 @@ from billing_events.signing import SIGNATURE_HEADERS, Keyring
 from billing_events.testing import signing
 from billing_events.testing.signing import signed_headers
 from billing_events.testing.clock import RunningClock
+from billing_events.unit_of_work import UnitOfWork
 from billing_contracts.topics import TopicNames
 
 A = "100000000008"
@@ -38,7 +38,8 @@ metadata = MetaData()
 totals = Table("totals", metadata, Column("account", String(12), primary_key=True), Column("minor", Integer))
 
 
-async def on_payment(conn: AsyncConnection, envelope: Envelope[PaymentReceived]) -> None:
+async def on_payment(uow: UnitOfWork, envelope: Envelope[PaymentReceived]) -> None:
+    conn = uow.conn
     payment = envelope.payload
     if payment.reference.startswith("poison"):
         raise Rejected("poisoned reference")

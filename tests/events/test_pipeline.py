@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts import topics
 from billing_contracts.catalog.ledger import BalanceChanged, PaymentType
@@ -26,6 +25,7 @@ from billing_events.settings import ServiceSettings
 from billing_events.testing.clock import RunningClock
 from billing_events.testing.kafka_probe import RawProducer, TopicReader
 from billing_events.testing.plugin import RenderedLogs, eventually, token_minter
+from billing_events.unit_of_work import UnitOfWork
 
 clock = RunningClock()
 metadata = MetaData()
@@ -36,7 +36,8 @@ class CounterSettings(ServiceSettings):
     service_name = "counter"
 
 
-async def on_payment(conn: AsyncConnection, envelope: Envelope[PaymentReceived]) -> list[Envelope[Any]]:
+async def on_payment(uow: UnitOfWork, envelope: Envelope[PaymentReceived]) -> list[Envelope[Any]]:
+    conn = uow.conn
     payment = envelope.payload
     if payment.reference.startswith("poison"):
         raise Rejected("poisoned reference")

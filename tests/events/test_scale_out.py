@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts import topics
 from billing_contracts.catalog.payments import PaymentReceived
@@ -28,6 +27,7 @@ from billing_events.settings import ServiceSettings
 from billing_events.testing.clock import RunningClock
 from billing_events.testing.kafka_probe import RawProducer
 from billing_events.testing.plugin import eventually
+from billing_events.unit_of_work import UnitOfWork
 
 clock = RunningClock()
 metadata = MetaData()
@@ -45,7 +45,8 @@ class SummerSettings(ServiceSettings):
 
 
 def payment_handler(instance: str) -> EventHandler:
-    async def on_payment(conn: AsyncConnection, envelope: Envelope[PaymentReceived]) -> list[Envelope[Any]]:
+    async def on_payment(uow: UnitOfWork, envelope: Envelope[PaymentReceived]) -> list[Envelope[Any]]:
+        conn = uow.conn
         account, amount = envelope.payload.account_number, envelope.payload.amount.minor
         await conn.execute(applied.insert().values(event_id=str(envelope.event_id), account=account, instance=instance))
         current = await conn.scalar(select(totals.c.minor).where(totals.c.account == account)) or 0

@@ -11,7 +11,6 @@ from uuid import uuid4
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts.catalog.ledger import TransferRefusal, TransferRejected, TransferRequested
 from billing_events.clock import ManualClock
@@ -21,6 +20,7 @@ from billing_events.errors import DomainError, ErrorKind
 from billing_contracts.money import Money
 from billing_events.schema import inbox, outbox, plumbing_metadata
 from billing_events.service import Decision, ServiceContext
+from billing_events.unit_of_work import UnitOfWork
 from billing_contracts.topics import TopicNames
 
 A, B = "100000000008", "100000000016"
@@ -62,7 +62,7 @@ async def test_a_command_is_claimed_decided_and_staged_with_its_events(ctx: Any)
     context, woken = ctx
     seen: list[Envelope[Any]] = []
 
-    async def decide(conn: AsyncConnection, command: Envelope[Any]) -> Decision:
+    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> Decision:
         seen.append(command)
         return Decision([_rejected(context, command)])
 
@@ -82,7 +82,7 @@ async def test_a_repeat_answers_with_the_first_events_and_stages_nothing(ctx: An
     context, _ = ctx
     first = Envelope.new(_request(), account=A, producer="ledger", clock=clock)
 
-    async def decide(conn: AsyncConnection, command: Envelope[Any]) -> Decision:
+    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> Decision:
         return Decision([_rejected(context, first)], repeat=True)
 
     answer = await context.submit(_request(), account=A, decide=decide)
@@ -94,7 +94,7 @@ async def test_a_repeat_answers_with_the_first_events_and_stages_nothing(ctx: An
 async def test_a_refusal_leaves_nothing_behind(ctx: Any) -> None:
     context, woken = ctx
 
-    async def decide(conn: AsyncConnection, command: Envelope[Any]) -> Decision:
+    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> Decision:
         raise DomainError("no account here", code="unknown_account", kind=ErrorKind.NOT_FOUND)
 
     with pytest.raises(DomainError, match="no account here"):
@@ -110,7 +110,7 @@ async def test_an_announced_refusal_is_committed_with_its_events_then_raised(ctx
     refusal = DomainError("not enough money", code="insufficient_funds", kind=ErrorKind.CONFLICT)
     announced: list[Envelope[Any]] = []
 
-    async def decide(conn: AsyncConnection, command: Envelope[Any]) -> Decision:
+    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> Decision:
         announced.append(_rejected(context, command))
         return Decision(announced, refusal=refusal)
 

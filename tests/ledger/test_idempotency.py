@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -24,7 +25,9 @@ from billing_contracts.catalog.ledger import (
 )
 from billing_contracts.catalog.payments import PaymentReceived
 from billing_contracts.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
+from billing_contracts.refusal import Refusal
 from billing_events.clock import ManualClock
+from billing_events.testing.memory import staged_by
 from billing_events.db import Database
 from billing_contracts.envelope import Envelope, Event
 from billing_contracts.money import Money
@@ -60,13 +63,21 @@ def charge(number: str, minor: int, charge_id: str = "charge-1") -> ChargeApplie
                          charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date())
 
 
+@dataclass(frozen=True)
+class Posted:
+    """What posting a batch staged and what it refused."""
+
+    publish: list[Envelope[Any]]
+    rejected: list[tuple[Envelope[Any], Refusal]]
+
+
 class Ledger:
     def __init__(self, ctx: LedgerContext) -> None:
         self.ctx = ctx
 
-    async def post(self, *payloads: Event) -> service.BatchOutcome:
-        async with self.ctx.db.transaction() as conn:
-            return await service.post(self.ctx, conn, [envelope(p) for p in payloads])
+    async def post(self, *payloads: Event) -> Posted:
+        verdicts, published = await staged_by(self.ctx, lambda uow: service.post(self.ctx, uow, [envelope(p) for p in payloads]))
+        return Posted(published, verdicts.rejected)
 
     async def main(self, number: str) -> int:
         return (await service.balance(self.ctx, number)).main
@@ -96,7 +107,7 @@ async def ledger(database_url: str) -> AsyncIterator[Ledger]:
         await db.dispose()
 
 
-def reasons(outcome: service.BatchOutcome) -> list[str]:
+def reasons(outcome: Posted) -> list[str]:
     return [str(reason) for _, reason in outcome.rejected]
 
 

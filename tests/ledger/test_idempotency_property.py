@@ -93,8 +93,7 @@ class Run:
             elif (envelope := self.build(action)) is not None:
                 envelopes.append(envelope)
         if envelopes:
-            async with self.ctx.db.transaction() as conn:
-                await service.post(self.ctx, conn, envelopes)
+            await self.ctx.unit_of_work(lambda uow: service.post(self.ctx, uow, envelopes))
             self.sent.extend(envelopes)
 
     async def place(self, pick: int, target: str) -> None:

@@ -118,10 +118,9 @@ async def two_currencies(request: Any, postgres_databases: Any, tmp_path: Path) 
                                      charged_for=ChargedFor(item=ChargedItem.PLAN, code="internet-100"),
                                      fee_kind=FeeKind.SUBSCRIPTION, billing_day=repair_clock.now().date()), B)
     try:
-        async with db.transaction() as conn:
-            outcome = await service.post(ctx, conn, [
+        outcome = await ctx.unit_of_work(lambda uow: service.post(ctx, uow, [
                 *registrations, _payment(A, 10_000, "T-1"), _payment(B, 20_000, "T-2"),
-                _payment(NOBODY, 7_000, "T-3"), _payment(A, 4_200, "T-4", "USD"), charge])
+                _payment(NOBODY, 7_000, "T-3"), _payment(A, 4_200, "T-4", "USD"), charge]))
         assert outcome.rejected == []
         yield ctx
     finally:

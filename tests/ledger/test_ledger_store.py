@@ -12,6 +12,7 @@ from billing_contracts.catalog.identity import LegalStatus, SubscriberRegistered
 from billing_contracts.catalog.ledger import PaymentType
 from billing_contracts.catalog.payments import PaymentReceived
 from billing_contracts.catalog.tariff import ChargeApplied, ChargedFor, ChargedItem, FeeKind
+from billing_events.testing.memory import staged_by
 from billing_events.clock import ManualClock
 from billing_events.db import Database
 from billing_contracts.envelope import Envelope
@@ -44,19 +45,17 @@ async def test_batch_posting_replay_and_verify(database_url: str) -> None:
                            charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date())
     batch = [_envelope(registered), *map(_envelope, payments), _envelope(payments[0]), _envelope(charge)]
     try:
-        async with db.transaction() as conn:
-            outcome = await service.post(ctx, conn, batch)
+        outcome, published = await staged_by(ctx, lambda uow: service.post(ctx, uow, batch))
         assert outcome.rejected == []
         expected = sum(1_000 + i for i in range(50)) - 60_000
         assert (await service.balance(ctx, A)).main == expected
-        assert len([e for e in outcome.publish if e.event_type == "BalanceChanged"]) == 51
+        assert len([e for e in published if e.event_type == "BalanceChanged"]) == 51
         replay = await service.replay_account(ctx, A)
         assert replay.matches and replay.replayed_main == expected
         report = await service.verify(ctx)
         assert report.ok and report.transactions == 51 and report.totals == {"RUB": 0}
-        async with db.transaction() as conn:  # the same batch again changes nothing
-            again = await service.post(ctx, conn, batch)
-        assert again.publish == [] and (await service.balance(ctx, A)).main == expected
+        _, again = await staged_by(ctx, lambda uow: service.post(ctx, uow, batch))  # the same batch again changes nothing
+        assert again == [] and (await service.balance(ctx, A)).main == expected
     finally:
         await db.dispose()
 
@@ -70,8 +69,7 @@ async def test_repair_refuses_a_tampered_journal_unless_trusted(database_url: st
     payments = [PaymentReceived(account_number=A, channel="bank", reference=f"q{i}", amount=Money(minor=500),
                                 received_at=clock.now()) for i in range(3)]
     try:
-        async with db.transaction() as conn:
-            await service.post(ctx, conn, [_envelope(registered), *map(_envelope, payments)])
+        await ctx.unit_of_work(lambda uow: service.post(ctx, uow, [_envelope(registered), *map(_envelope, payments)]))
         async with db.transaction() as conn:
             await conn.execute(text("UPDATE accounts SET main = 1"))
         repaired = await service.rebuild(ctx, repair=True)
@@ -104,11 +102,9 @@ async def test_dropping_every_projection_and_rebuilding_gives_back_identical_acc
     charge = ChargeApplied(charge_id="c-1", account_number=b, amount=Money(minor=3_000),
                            charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date())
     try:
-        async with db.transaction() as conn:
-            await service.post(ctx, conn, [*map(_envelope_for, registered), _envelope(payment), _envelope_for(lost)])
+        await ctx.unit_of_work(lambda uow: service.post(ctx, uow, [*map(_envelope_for, registered), _envelope(payment), _envelope_for(lost)]))
         await service.change_payment_type(ctx, b, PaymentType.CREDIT, Money(minor=50_000), requested_by="operator")
-        async with db.transaction() as conn:
-            await service.post(ctx, conn, [_envelope_for(charge)])
+        await ctx.unit_of_work(lambda uow: service.post(ctx, uow, [_envelope_for(charge)]))
         await service.transfer(ctx, A, b, Money(minor=10_000), requested_by=f"cabinet:{A}")
         before = await _projections(db)
         assert before["accounts"][1][4:6] == ("credit", 50_000)
@@ -158,8 +154,7 @@ async def test_the_raw_journal_is_the_same_whatever_its_batches(database_url: st
     payments = [PaymentReceived(account_number=A, channel="bank", reference=f"b{i}", amount=Money(minor=100 + i),
                                 received_at=clock.now()) for i in range(7)]
     try:
-        async with db.transaction() as conn:
-            await service.post(ctx, conn, [_envelope(registered), *map(_envelope, payments)])
+        await ctx.unit_of_work(lambda uow: service.post(ctx, uow, [_envelope(registered), *map(_envelope, payments)]))
         async with as_intruder(db) as conn:  # the fourth payment loses its postings
             await conn.execute(text("DELETE FROM postings WHERE txn_id = (SELECT txn_id FROM journal ORDER BY seq"
                                     " LIMIT 1 OFFSET 4)"))

@@ -49,8 +49,7 @@ async def ctx(postgres_url: str) -> AsyncIterator[LedgerContext]:
     payments = [PaymentReceived(account_number=A, channel="bank", reference=f"r{i}", amount=Money(minor=1_000 + i),
                                 received_at=clock.now()) for i in range(RECORDS - 1)]
     try:
-        async with db.transaction() as conn:
-            await service.post(ctx, conn, [_envelope(registered), *map(_envelope, payments)])
+        await ctx.unit_of_work(lambda uow: service.post(ctx, uow, [_envelope(registered), *map(_envelope, payments)]))
         yield ctx
     finally:
         await db.dispose()

@@ -3,7 +3,8 @@
 For each batch: decode and validate every record (a bad one becomes a dead letter), drop events
 this consumer already took (the inbox), hand the new ones to the service's batch handler, and
 commit the handler's state change, the inbox claims, the outgoing events (outbox) and the dead
-letters in ONE transaction. Only then does the subscriber acknowledge the offsets.
+letters in ONE unit of work (:mod:`billing_events.unit_of_work`, the one a command is taken in
+too). Only then does the subscriber acknowledge the offsets.
 
 A record is taken only from the topic the catalog lists its event type for, and, on a topic
 its owner alone writes, only from that owner (see :class:`billing_contracts.topics.TopicSpec`):
@@ -29,12 +30,11 @@ from uuid import UUID
 
 import structlog
 from aiokafka import ConsumerRecord
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts import topics
-from billing_events import deadletter, event_log, inbox, metrics, revocations
+from billing_events import deadletter, inbox, metrics, revocations, unit_of_work
 from billing_events.clock import Clock
-from billing_events.db import Database, is_transient, retry_transient
+from billing_events.db import Database, is_transient
 from billing_contracts.envelope import Envelope, Event, InvalidEvent, decode, is_current
 from billing_events.errors import DomainError
 from billing_events.logging import get_logger
@@ -42,6 +42,7 @@ from billing_contracts.refusal import Refusal, RefusalCode
 from billing_events.settings import DEFAULT_MAX_MESSAGE_BYTES
 from billing_events.signing import SIGNATURE_HEADERS, Keyring
 from billing_contracts.topics import TopicNames
+from billing_events.unit_of_work import RETRY_FOR_A_MINUTE, RetryPolicy, UnitOfWork
 
 log = get_logger(__name__)
 
@@ -65,10 +66,10 @@ class Rejected(Exception):
 
 
 @dataclass
-class Outcome:
-    """What handling a batch produced besides the state change itself."""
+class Verdicts:
+    """What a batch handler says of the batch's events besides what it wrote and staged in the
+    unit of work: those it refused, and those it had taken before."""
 
-    publish: list[Envelope[Any]] = field(default_factory=list)
     rejected: list[tuple[Envelope[Any], Refusal]] = field(default_factory=list)
     taken_before: set[UUID] = field(default_factory=set)
     """Events whose request the handler had taken before (by their business keys) although the
@@ -82,17 +83,17 @@ class BatchHandler(Protocol):
     """Event types this handler takes; other types the catalog lists for its topics are skipped,
     not refused."""
 
-    async def __call__(self, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> Outcome: ...
+    async def __call__(self, uow: UnitOfWork, envelopes: Sequence[Envelope[Any]]) -> Verdicts: ...
 
 
-EventHandler = Callable[[AsyncConnection, Envelope[Any]], Awaitable[Sequence[Envelope[Any]] | None]]
+EventHandler = Callable[[UnitOfWork, Envelope[Any]], Awaitable[Sequence[Envelope[Any]] | None]]
 
-Handler = Callable[[Any, AsyncConnection, Envelope[Any]], Awaitable[Sequence[Envelope[Any]] | None]]
-"""One entry of a service's ``handlers.HANDLERS``: (the service's context, the batch's
-transaction, the event) -> the events it publishes. A refusal raises a ``DomainError``."""
+Handler = Callable[[Any, UnitOfWork, Envelope[Any]], Awaitable[Sequence[Envelope[Any]] | None]]
+"""One entry of a service's ``handlers.HANDLERS``: (the service's context, the batch's unit of
+work, the event) -> the events it publishes. A refusal raises a ``DomainError``."""
 
-BatchDecision = Callable[[Any, AsyncConnection, Sequence[Envelope[Any]]], Awaitable[Outcome]]
-"""A service's decision on a whole batch at once: (its context, the transaction, the events)."""
+BatchDecision = Callable[[Any, UnitOfWork, Sequence[Envelope[Any]]], Awaitable[Verdicts]]
+"""A service's decision on a whole batch at once: (its context, the unit of work, the events)."""
 
 
 class EventRouter:
@@ -111,30 +112,24 @@ class EventRouter:
         self.accepts = frozenset(self._routes)
         self.service = "unnamed"  # the consumer that runs the router names it, for the metrics
 
-    async def __call__(self, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> Outcome:
-        outcome = Outcome()
+    async def __call__(self, uow: UnitOfWork, envelopes: Sequence[Envelope[Any]]) -> Verdicts:
+        verdicts = Verdicts()
         for envelope in envelopes:
             with structlog.contextvars.bound_contextvars(
                 correlation_id=str(envelope.correlation_id),
                 event_id=str(envelope.event_id),
                 event_type=envelope.event_type,
             ):
-                savepoint = await conn.begin_nested()
                 started = time.perf_counter()
                 try:
-                    published = await self._routes[envelope.event_type](conn, envelope)
+                    async with uow.savepoint():
+                        uow.stage(await self._routes[envelope.event_type](uow, envelope) or ())
                 except self._rejects as exc:
-                    await savepoint.rollback()
-                    outcome.rejected.append((envelope, _refusal_of(exc)))
+                    verdicts.rejected.append((envelope, _refusal_of(exc)))
                     continue
-                except BaseException:
-                    await savepoint.rollback()
-                    raise
-                await savepoint.commit()
                 metrics.HANDLER_SECONDS.labels(self.service, envelope.event_type).observe(
                     time.perf_counter() - started)
-                outcome.publish.extend(published or ())
-        return outcome
+        return verdicts
 
 
 def route(ctx: Any, handlers: Mapping[type[Event], Handler], *,
@@ -153,8 +148,8 @@ class BatchRouter:
         self._ctx, self._decide = ctx, decide
         self.accepts = frozenset(event_cls.event_type for event_cls in accepts)
 
-    async def __call__(self, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> Outcome:
-        return await self._decide(self._ctx, conn, envelopes)
+    async def __call__(self, uow: UnitOfWork, envelopes: Sequence[Envelope[Any]]) -> Verdicts:
+        return await self._decide(self._ctx, uow, envelopes)
 
 
 def _refusal_of(exc: Exception) -> Refusal:
@@ -184,6 +179,7 @@ class EventConsumer:
         keeps: Collection[str] = (),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         keyring: Keyring | None,
+        retry: RetryPolicy = RETRY_FOR_A_MINUTE,
     ) -> None:
         self.name = name
         self._keyring = keyring
@@ -196,6 +192,7 @@ class EventConsumer:
         self._topics = topics
         self._clock = clock
         self._on_commit = on_commit
+        self._retry = retry
         if isinstance(handler, EventRouter):
             handler.service = name
 
@@ -204,7 +201,7 @@ class EventConsumer:
         taken, dead = self._decode(records)
         if taken or dead:
             try:
-                await retry_transient(lambda: self._apply(taken, dead), what=f"{self.name} batch")
+                await self._apply(taken, dead, what="batch")
             except Exception as exc:
                 if is_transient(exc):
                     raise  # the subscriber rewinds; the broker redelivers the batch
@@ -279,61 +276,60 @@ class EventConsumer:
                                        dict(record.headers or ()), envelope.producer)
         return None if reason is None else Refusal(RefusalCode.BAD_SIGNATURE, reason)
 
-    async def _apply(self, taken: list[_Taken], dead: list[deadletter.DeadLetter]) -> None:
-        async with self._db.transaction() as conn:
-            prints = {item.envelope.event_id: item.fingerprint for item in taken}
-            fresh = await inbox.claim(conn, self.name, list(prints), clock=self._clock, fingerprints=prints)
-            new = [item for item in taken if item.envelope.event_id in fresh]
-            again = [item for item in taken if item.envelope.event_id not in fresh]
-            conflicts = await inbox.conflicting(conn, self.name, {i.envelope.event_id: i.fingerprint for i in again})
-            if len(again) > len(conflicts):
-                metrics.EVENTS_DUPLICATE.labels(self.name).inc(len(again) - len(conflicts))
-            # Identity's revocation list is plumbing: every consumer of its topic keeps it, whatever its handler takes.
-            revoked = [item for item in new if item.envelope.event_type == revocations.EVENT_TYPE]
-            await revocations.keep(conn, [item.envelope.payload for item in revoked], clock=self._clock, service=self.name)
-            handled = [item.envelope for item in new if item.envelope.event_type in self._handler.accepts]
-            outcome = await self._handler(conn, handled) if handled else Outcome()
-            rejected_ids = {envelope.event_id for envelope, _ in outcome.rejected}
-            if self._keeps:  # before what they caused, so an account's archive reads cause first
-                # An ingress event this service published itself (the ledger's card door) is in
-                # its outbox already, as it staged it: kept again, the archive would hold it twice.
-                await event_log.append_published(conn, [item.record for item in new if item.record.topic in self._keeps
-                                         and item.envelope.producer != self.name
-                                         and item.envelope.event_id not in rejected_ids | outcome.taken_before],
-                                  clock=self._clock)
-            await event_log.append(conn, outcome.publish, topics=self._topics, clock=self._clock)
-            by_id = {item.envelope.event_id: item.record for item in new}
-            refused = dead + [
-                _dead_letter(item.record, _conflict(item.envelope), item.envelope)
-                for item in again if item.envelope.event_id in conflicts
-            ] + [
-                _dead_letter(by_id[envelope.event_id], refusal, envelope) for envelope, refusal in outcome.rejected
-            ]
-            await deadletter.record(conn, refused, consumer=self.name, topics=self._topics, clock=self._clock)
-            # A refused event is not remembered as processed: once its cause is fixed (the account
-            # registered, the catalog loaded), `billing dlq retry` sends it again and it is taken.
-            await inbox.release(conn, self.name, [envelope.event_id for envelope, _ in outcome.rejected])
-        _count(metrics.EVENTS_HANDLED, self.name,
-               Counter(i.envelope.event_type for i in new if i.envelope.event_id not in rejected_ids))
-        self._log_dead(refused)
+    async def _apply(self, taken: list[_Taken], dead: list[deadletter.DeadLetter], *, what: str) -> None:
+        """Take ``taken`` and record ``dead`` in one unit of work, tried again from nothing on a
+        transient failure."""
+        accepted, letters = await unit_of_work.run(self._db, partial(self._take, taken, dead), service=self.name,
+                                                   topics=self._topics, clock=self._clock, retry=self._retry,
+                                                   what=f"{self.name} {what}")
+        _count(metrics.EVENTS_HANDLED, self.name, accepted)
+        self._log_dead(letters)
+
+    async def _take(self, taken: list[_Taken], dead: list[deadletter.DeadLetter],
+                    uow: UnitOfWork) -> tuple[Counter[str], list[deadletter.DeadLetter]]:
+        prints = {item.envelope.event_id: item.fingerprint for item in taken}
+        fresh = await uow.claim(prints)
+        new = [item for item in taken if item.envelope.event_id in fresh]
+        again = [item for item in taken if item.envelope.event_id not in fresh]
+        conflicts = await uow.conflicting({i.envelope.event_id: i.fingerprint for i in again})
+        if len(again) > len(conflicts):
+            metrics.EVENTS_DUPLICATE.labels(self.name).inc(len(again) - len(conflicts))
+        # Identity's revocation list is plumbing: every consumer of its topic keeps it, whatever its handler takes.
+        revoked = [item for item in new if item.envelope.event_type == revocations.EVENT_TYPE]
+        await revocations.keep(uow.conn, [item.envelope.payload for item in revoked], clock=self._clock,
+                               service=self.name)
+        handled = [item.envelope for item in new if item.envelope.event_type in self._handler.accepts]
+        verdicts = await self._handler(uow, handled) if handled else Verdicts()
+        rejected_ids = {envelope.event_id for envelope, _ in verdicts.rejected}
+        # An ingress event this service published itself (the ledger's card door) is in its
+        # outbox already, as it staged it: kept again, the archive would hold it twice.
+        uow.keep([item.record for item in new if item.record.topic in self._keeps
+                  and item.envelope.producer != self.name
+                  and item.envelope.event_id not in rejected_ids | verdicts.taken_before])
+        by_id = {item.envelope.event_id: item.record for item in new}
+        uow.dead_letter(dead + [
+            _dead_letter(item.record, _conflict(item.envelope), item.envelope)
+            for item in again if item.envelope.event_id in conflicts
+        ] + [
+            _dead_letter(by_id[envelope.event_id], refusal, envelope) for envelope, refusal in verdicts.rejected
+        ])
+        # A refused event is not remembered as processed: once its cause is fixed (the account
+        # registered, the catalog loaded), `billing dlq retry` sends it again and it is taken.
+        await uow.release([envelope.event_id for envelope, _ in verdicts.rejected])
+        return (Counter(i.envelope.event_type for i in new if i.envelope.event_id not in rejected_ids),
+                list(uow.dead_letters))
 
     async def _apply_one_by_one(self, taken: list[_Taken], dead: list[deadletter.DeadLetter]) -> None:
         if dead:
-            await retry_transient(lambda: self._apply([], dead), what=f"{self.name} dead letters")
+            await self._apply([], dead, what="dead letters")
         for item in taken:
             try:
-                await retry_transient(lambda item=item: self._apply([item], []), what=f"{self.name} event")
+                await self._apply([item], [], what="event")
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                letter = _dead_letter(item.record, _handler_failure(exc), item.envelope)
-                await retry_transient(lambda letter=letter: self._dead_letter_alone(letter),
-                                      what=f"{self.name} dead letter")
-
-    async def _dead_letter_alone(self, letter: deadletter.DeadLetter) -> None:
-        async with self._db.transaction() as conn:
-            await deadletter.record(conn, [letter], consumer=self.name, topics=self._topics, clock=self._clock)
-        self._log_dead([letter])
+                await self._apply([], [_dead_letter(item.record, _handler_failure(exc), item.envelope)],
+                                  what="dead letter")
 
     def _log_dead(self, letters: list[deadletter.DeadLetter]) -> None:
         for letter in letters:

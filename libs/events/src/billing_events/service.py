@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from billing_events import event_log, inbox
+from billing_events import inbox, unit_of_work
 from billing_events.clock import Clock
 from billing_events.db import Database
 from billing_events.errors import DomainError
+from billing_events.unit_of_work import NO_RETRY, RetryPolicy, UnitOfWork
 from billing_contracts.envelope import Envelope, Event
 from billing_contracts.topics import TopicNames
 
@@ -44,8 +44,8 @@ class Decision:
     """A refusal that is news (its events announce it): committed with the events, then raised."""
 
 
-Decide = Callable[[AsyncConnection, Envelope[Any]], Awaitable[Decision]]
-"""A service's decision on one command envelope, in the caller's transaction: it stores its
+Decide = Callable[[UnitOfWork, Envelope[Any]], Awaitable[Decision]]
+"""A service's decision on one command envelope, in the caller's unit of work: it stores its
 state; the events it returns are staged by :meth:`ServiceContext.submit`. A refusal raises."""
 
 
@@ -71,14 +71,12 @@ class ServiceContext:
         return Envelope.new(payload, account=account, producer=self.producer, clock=self.clock,
                             cause=cause, correlation_id=correlation_id)
 
-    async def stage(self, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> None:
-        """Write ``envelopes`` to the outbox in the caller's transaction."""
-        await event_log.append(conn, envelopes, topics=self.topics, clock=self.clock)
-
-    async def unit_of_work(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run ``work`` in one transaction; once it commits, tell the relay there is news."""
-        async with self.db.transaction() as conn:
-            result = await work(conn)
+    async def unit_of_work(self, work: Callable[[UnitOfWork], Awaitable[T]], *,
+                           retry: RetryPolicy | None = NO_RETRY, what: str = "command") -> T:
+        """Run ``work`` in one unit of work (one transaction, with what it stages); once it
+        commits, tell the relay there is news."""
+        result = await unit_of_work.run(self.db, work, service=self.producer, topics=self.topics, clock=self.clock,
+                                        retry=retry, what=f"{self.producer} {what}")
         self.wake_relay()
         return result
 
@@ -90,12 +88,11 @@ class ServiceContext:
         decision's refusal once what announces it is committed."""
         command = self.envelope(payload, account=account)
 
-        async def work(conn: AsyncConnection) -> Decision:
-            await inbox.claim(conn, self.producer, [command.event_id], clock=self.clock,
-                              fingerprints={command.event_id: inbox.fingerprint(command)})
-            decision = await decide(conn, command)
+        async def work(uow: UnitOfWork) -> Decision:
+            await uow.claim({command.event_id: inbox.fingerprint(command)})
+            decision = await decide(uow, command)
             if not decision.repeat:
-                await self.stage(conn, [command, *decision.events])
+                uow.stage([command, *decision.events])
             return decision
 
         decision = await self.unit_of_work(work)

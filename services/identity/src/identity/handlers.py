@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing_events.unit_of_work import UnitOfWork
 from billing_contracts.catalog.ledger import AccountClosed
 from billing_events.consumer import EventRouter, Handler, route
 from billing_contracts.envelope import Envelope, Event
@@ -22,11 +22,11 @@ from identity.service.sessions import ACCOUNT_CLOSED
 log = get_logger(__name__)
 
 
-async def on_account_closed(ctx: IdentityContext, conn: AsyncConnection,
+async def on_account_closed(ctx: IdentityContext, uow: UnitOfWork,
                             envelope: Envelope[AccountClosed]) -> list[Envelope[Any]]:
     account = envelope.payload.account_number
-    if await store.close_subscriber(conn, account, at=envelope.occurred_at):
-        ended = await store.revoke_sessions(conn, account, why=ACCOUNT_CLOSED, at=ctx.clock.now())
+    if await store.close_subscriber(uow.conn, account, at=envelope.occurred_at):
+        ended = await store.revoke_sessions(uow.conn, account, why=ACCOUNT_CLOSED, at=ctx.clock.now())
         log.info("account closed: logs in no more", account_number=account, sessions_ended=ended)
     return []
 

@@ -20,7 +20,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts.ids import uuid7
-from billing_events import event_log, metrics
+from billing_events import metrics
 from billing_contracts.catalog.identity import SubscriberRegistered
 from billing_contracts.catalog.ledger import (
     BonusRedemptionRequested,
@@ -32,11 +32,12 @@ from billing_contracts.catalog.ledger import (
 )
 from billing_contracts.catalog.payments import PaymentChannel, PaymentReceived
 from billing_contracts.catalog.tariff import ChargeApplied, SubscriptionClosed
-from billing_events.consumer import Outcome as BatchOutcome
+from billing_events.consumer import Verdicts
 from billing_contracts.envelope import Envelope, Event, decode
 from billing_events.logging import get_logger
 from billing_contracts.money import Money
 from billing_events.service import Decision
+from billing_events.unit_of_work import UnitOfWork
 
 from ledger import domain, integrity, store
 from ledger.context import LedgerContext
@@ -221,18 +222,19 @@ async def _load(conn: AsyncConnection, payloads: Sequence[Any], extra_numbers: S
     return _Batch(states, await store.idempotency_records(conn, looked_up), operator)
 
 
-async def _save(ctx: LedgerContext, conn: AsyncConnection, batch: _Batch) -> None:
-    now = ctx.clock.now()
+async def _save(ctx: LedgerContext, uow: UnitOfWork, batch: _Batch) -> None:
+    """Write what the batch decided; its events are the caller's to stage (a command's after the command)."""
+    conn, now = uow.conn, ctx.clock.now()
     await store.open_accounts(conn, batch.opened, now)
     await store.append(conn, batch.journal, now)
     await store.save_accounts(conn, [batch.states[n] for n in batch.touched])
     await store.save_suspense(conn, batch.suspense)
     await store.save_records(conn, batch.new_records, now)
-    await event_log.append_history_copies(conn, batch.also_under, topics=ctx.topics, clock=ctx.clock)
+    uow.copy_to_history(batch.also_under)
 
 
-async def _post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> _Batch:
-    batch = await _load(conn, [e.payload for e in envelopes])
+async def _post(ctx: LedgerContext, uow: UnitOfWork, envelopes: Sequence[Envelope[Any]]) -> _Batch:
+    batch = await _load(uow.conn, [e.payload for e in envelopes])
     at = ctx.clock.now()
     for envelope in envelopes:
         key = domain.business_key(envelope.payload)
@@ -249,16 +251,18 @@ async def _post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[E
                 _take(ctx, batch, outcome, envelope, key)
         except LedgerError as exc:
             batch.rejected.append((envelope, exc))
-    await _save(ctx, conn, batch)
+    await _save(ctx, uow, batch)
     if batch.repeats:
         log.info("requests decided before: nothing happens again", count=len(batch.repeats))
     return batch
 
 
-async def post(ctx: LedgerContext, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> BatchOutcome:
-    """Post a batch of events in the caller's transaction; refused ones come back as rejected."""
-    batch = await _post(ctx, conn, envelopes)
-    return BatchOutcome(publish=batch.publish, rejected=[(envelope, exc.refusal()) for envelope, exc in batch.rejected],
+async def post(ctx: LedgerContext, uow: UnitOfWork, envelopes: Sequence[Envelope[Any]]) -> Verdicts:
+    """Post a batch of events in the caller's unit of work, staging what they publish; refused
+    ones come back as rejected."""
+    batch = await _post(ctx, uow, envelopes)
+    uow.stage(batch.publish)
+    return Verdicts(rejected=[(envelope, exc.refusal()) for envelope, exc in batch.rejected],
                         taken_before=set(batch.repeats))
 
 
@@ -273,8 +277,8 @@ async def submit(ctx: LedgerContext, request: Event, *, account: str) -> list[En
     return list(await ctx.submit(request, account=account, decide=partial(_decide_request, ctx)))
 
 
-async def _decide_request(ctx: LedgerContext, conn: AsyncConnection, envelope: Envelope[Any]) -> Decision:
-    batch = await _post(ctx, conn, [envelope])
+async def _decide_request(ctx: LedgerContext, uow: UnitOfWork, envelope: Envelope[Any]) -> Decision:
+    batch = await _post(ctx, uow, [envelope])
     if batch.rejected:
         raise batch.rejected[0][1]
     if (repeat := batch.repeats.get(envelope.event_id)) is not None:
@@ -316,13 +320,13 @@ async def change_payment_type(ctx: LedgerContext, number: str, payment_type: Pay
 
 
 async def _operator_command(ctx: LedgerContext, decide: Callable[[AsyncConnection], Any]) -> list[Envelope[Any]]:
-    """An operator's correction: decided and posted in one transaction, events staged."""
+    """An operator's correction: decided and posted in one unit of work, events staged."""
 
-    async def work(conn: AsyncConnection) -> list[Envelope[Any]]:
-        batch, outcome, key = await decide(conn)
+    async def work(uow: UnitOfWork) -> list[Envelope[Any]]:
+        batch, outcome, key = await decide(uow.conn)
         _take(ctx, batch, outcome, None, key)
-        await _save(ctx, conn, batch)
-        await ctx.stage(conn, batch.publish)
+        await _save(ctx, uow, batch)
+        uow.stage(batch.publish)
         return batch.publish
 
     return await ctx.unit_of_work(work)
@@ -370,10 +374,10 @@ async def reverse(ctx: LedgerContext, transaction_id: UUID, operator: OperatorNo
 
 async def open_card_payment(ctx: LedgerContext, number: str, amount: Money) -> CardIntent:
     """An intent to pay ``amount`` by card into ``number`` (the caller's token names the account)."""
-    async def work(conn: AsyncConnection) -> CardIntent:
-        intent = card.open_intent(await store.account(conn, number), number, amount, intent_id=uuid7(),
+    async def work(uow: UnitOfWork) -> CardIntent:
+        intent = card.open_intent(await store.account(uow.conn, number), number, amount, intent_id=uuid7(),
                                   now=ctx.clock.now(), max_payment=ctx.max_payment)
-        await store.insert_intent(conn, intent)
+        await store.insert_intent(uow.conn, intent)
         return intent
 
     return await ctx.unit_of_work(work)
@@ -396,17 +400,17 @@ async def settle_card_payment(ctx: LedgerContext, callback: card.Callback) -> ca
     the payments topic as it takes any channel's. A repeat stages nothing."""
     card.check_fresh(callback, ctx.clock.now(), ctx.card_callback_window)
 
-    async def work(conn: AsyncConnection) -> card.Settlement:
+    async def work(uow: UnitOfWork) -> card.Settlement:
         now = ctx.clock.now()
-        settlement = card.settle(await store.card_intent(conn, callback.intent_id, for_update=True), callback, now)
+        settlement = card.settle(await store.card_intent(uow.conn, callback.intent_id, for_update=True), callback, now)
         if settlement.repeat:
             return settlement
         intent = settlement.intent
-        await store.settle_intent(conn, intent)
+        await store.settle_intent(uow.conn, intent)
         if settlement.pays:
             payment = PaymentReceived(account_number=intent.account, channel=PaymentChannel.CARD,
                                       reference=callback.reference, amount=intent.amount, received_at=now)
-            await ctx.stage(conn, [ctx.envelope(payment, account=intent.account)])
+            uow.stage([ctx.envelope(payment, account=intent.account)])
         return settlement
 
     return await ctx.unit_of_work(work)

@@ -30,6 +30,7 @@ from typing import Any
 
 from billing_contracts.catalog.notifier import DeliveryChannel, NotificationFailed, NotificationSent
 from billing_events.db import retry_transient
+from billing_events.unit_of_work import RETRY_FOR_A_MINUTE, UnitOfWork
 from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
 from billing_events.wakeup import woken
@@ -219,22 +220,17 @@ class Deliverer:
     ) -> None:
         DELIVERIES.labels(row.channel.value, outcome).inc()
 
-        async def write() -> bool:
-            async with self._context.db.transaction() as conn:
-                ours = await store.record_attempt(
-                    conn, row.id, attempt, outcome=outcome, reason=reason, now=self._context.clock.now(),
-                    status=status, next_attempt_at=next_attempt_at, language=language,
-                )
-                if ours and outcome in ("sent", "failed"):
-                    await self._context.stage(
-                        conn, [self._outcome_event(row, attempt, reason, language, outcome == "sent")])
-                return ours
+        async def write(uow: UnitOfWork) -> bool:
+            ours = await store.record_attempt(
+                uow.conn, row.id, attempt, outcome=outcome, reason=reason, now=self._context.clock.now(),
+                status=status, next_attempt_at=next_attempt_at, language=language,
+            )
+            if ours and outcome in ("sent", "failed"):
+                uow.stage([self._outcome_event(row, attempt, reason, language, outcome == "sent")])
+            return ours
 
-        if not await retry_transient(write, what="notifier record delivery"):
+        if not await self._context.unit_of_work(write, retry=RETRY_FOR_A_MINUTE, what="record delivery"):
             log.warning("notifier.delivery_lease_lost", delivery_id=row.id, attempt=attempt)
-            return
-        if outcome in ("sent", "failed"):
-            self._context.wake_relay()
 
     def _outcome_event(
         self, row: ClaimedDelivery, attempt: int, reason: str | None, language: str | None, sent: bool

@@ -43,6 +43,7 @@ from billing_contracts.catalog.tariff import (
 from billing_events.consumer import EventRouter, Handler, route
 from billing_contracts.envelope import Envelope, Event, decode
 from billing_events.logging import get_logger
+from billing_events.unit_of_work import UnitOfWork
 from billing_events.views import ignore_not_newer
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -69,12 +70,12 @@ NOTICE_EVENTS = (
 )
 
 
-async def on_registered(ctx: NotifierContext, conn: AsyncConnection,
+async def on_registered(ctx: NotifierContext, uow: UnitOfWork,
                         envelope: Envelope[SubscriberRegistered]) -> list[Envelope[Any]]:
     registered = envelope.payload
     profile = profile_from_registration(registered, ctx.opener)  # proves the seal opens
     await store.save_subscriber(
-        conn,
+        uow.conn,
         account_number=registered.account_number,
         language=ctx.language(registered.language),
         notify_by=profile.notify_by,
@@ -86,75 +87,75 @@ async def on_registered(ctx: NotifierContext, conn: AsyncConnection,
     )
     log.info("notifier.subscriber_saved", account=registered.account_number,
              language=registered.language, masked_phone=registered.masked_phone)
-    parked = await store.take_parked(conn, registered.account_number)
+    parked = await store.take_parked(uow.conn, registered.account_number)
     if parked:
-        profile = await store.load_profile(conn, registered.account_number, ctx.opener)
+        profile = await store.load_profile(uow.conn, registered.account_number, ctx.opener)
         assert profile is not None
         for event in parked:
-            await _decide(ctx, conn, decode(event.envelope), profile, told_though_closed=event.before_closure)
+            await _decide(ctx, uow.conn, decode(event.envelope), profile, told_though_closed=event.before_closure)
         log.info("notifier.parked_events_decided", account=registered.account_number, count=len(parked))
     return []
 
 
 async def on_preferences(
-    ctx: NotifierContext, conn: AsyncConnection, envelope: Envelope[NoticePreferencesChanged]
+    ctx: NotifierContext, uow: UnitOfWork, envelope: Envelope[NoticePreferencesChanged]
 ) -> list[Envelope[Any]]:
     """Kept apart from the profile, so a choice is kept whatever arrived before it."""
     changed = envelope.payload
-    kept = await store.save_notice_preferences(conn, changed.account_number, changed.turned_off,
+    kept = await store.save_notice_preferences(uow.conn, changed.account_number, changed.turned_off,
                                                version=changed.preferences_version, now=ctx.clock.now())
     log.info("notifier.notice_preferences", account=changed.account_number, kept=kept,
              turned_off=[kind.value for kind in changed.turned_off])
     return []
 
 
-async def on_language(ctx: NotifierContext, conn: AsyncConnection,
+async def on_language(ctx: NotifierContext, uow: UnitOfWork,
                       envelope: Envelope[LanguageChanged]) -> list[Envelope[Any]]:
     """Identity publishes it after the account's SubscriberRegistered, in the same partition."""
     changed = envelope.payload
-    await store.set_language(conn, changed.account_number, ctx.language(changed.language),
+    await store.set_language(uow.conn, changed.account_number, ctx.language(changed.language),
                              ctx.clock.now())
     return []
 
 
-async def on_contact_changed(ctx: NotifierContext, conn: AsyncConnection,
+async def on_contact_changed(ctx: NotifierContext, uow: UnitOfWork,
                              envelope: Envelope[ContactChanged]) -> list[Envelope[Any]]:
     """The previous contact is told (decided against the profile before the change), then the
     new one is kept; a change no newer than the one kept (a redelivery) does neither."""
     changed = envelope.payload
-    previous = await store.subscriber_row(conn, changed.account_number)
-    profile = await store.load_profile(conn, changed.account_number, ctx.opener)
+    previous = await store.subscriber_row(uow.conn, changed.account_number)
+    profile = await store.load_profile(uow.conn, changed.account_number, ctx.opener)
     if previous is None or profile is None or not await store.replace_contact(
-            conn, changed.account_number, masked_phone=changed.masked_phone, masked_email=changed.masked_email,
+            uow.conn, changed.account_number, masked_phone=changed.masked_phone, masked_email=changed.masked_email,
             sealed_contact=changed.sealed_contact, version=changed.contact_version, now=ctx.clock.now()):
         log.info("notifier.contact_change_ignored", account=changed.account_number, known=profile is not None)
         return []
     ctx.opener.contact(changed.sealed_contact)  # proves the seal opens before anything is sent
-    await _decide(ctx, conn, envelope, profile, sealed_contact=previous.sealed_contact)
+    await _decide(ctx, uow.conn, envelope, profile, sealed_contact=previous.sealed_contact)
     return []
 
 
-async def on_closed(ctx: NotifierContext, conn: AsyncConnection,
+async def on_closed(ctx: NotifierContext, uow: UnitOfWork,
                     envelope: Envelope[SubscriptionClosed | AccountClosed]) -> list[Envelope[Any]]:
     """The tariff's word comes before its own later events, the ledger's before its own (each
     topic keeps an account's order): whichever arrives first, nothing after it is told."""
     account = envelope.payload.account_number
-    await store.mark_closed(conn, account, closed_by=envelope.event_type, at=ctx.clock.now())
+    await store.mark_closed(uow.conn, account, closed_by=envelope.event_type, at=ctx.clock.now())
     log.info("notifier.account_closed", account=account, told_by=envelope.event_type)
     return []
 
 
-async def on_event(ctx: NotifierContext, conn: AsyncConnection,
+async def on_event(ctx: NotifierContext, uow: UnitOfWork,
                    envelope: Envelope[Any]) -> list[Envelope[Any]]:
     account = envelope.payload.account_number
-    profile = await store.load_profile(conn, account, ctx.opener)
+    profile = await store.load_profile(uow.conn, account, ctx.opener)
     if profile is None:
-        await store.park(conn, event_id=envelope.event_id, account_number=account,
+        await store.park(uow.conn, event_id=envelope.event_id, account_number=account,
                          event_type=envelope.event_type, envelope=envelope.to_bytes(), now=ctx.clock.now())
         PARKED.labels(envelope.event_type).inc()
         log.info("notifier.event_parked", account=account, reason="no subscriber profile yet")
         return []
-    await _decide(ctx, conn, envelope, profile)
+    await _decide(ctx, uow.conn, envelope, profile)
     return []
 
 

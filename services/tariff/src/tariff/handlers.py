@@ -34,6 +34,7 @@ from billing_events.consumer import EventRouter, Handler, Rejected, route
 from billing_contracts.envelope import Envelope, Event
 from billing_events.logging import get_logger
 from billing_contracts.money import CurrencyMismatch
+from billing_events.unit_of_work import UnitOfWork
 from billing_events.views import ignore_not_newer
 from tariff import store
 from tariff.context import TariffContext
@@ -46,21 +47,21 @@ def _published(ctx: TariffContext, events: tuple[Event, ...], account: str, caus
     return [ctx.envelope(event, account=account, cause=cause) for event in events]
 
 
-async def on_registered(ctx: TariffContext, conn: AsyncConnection,
+async def on_registered(ctx: TariffContext, uow: UnitOfWork,
                         envelope: Envelope[SubscriberRegistered]) -> list[Envelope[Any]]:
     event = envelope.payload
     account = event.account_number
     now = ctx.clock.now()
     state = register(account, event.region, ctx.catalog)  # UnknownRegion -> dead letter
-    if await store.load(conn, account) is not None:
+    if await store.load(uow.conn, account) is not None:
         log.info("account already registered; registration ignored")
         return []
     events: tuple[Event, ...] = ()
-    early = await store.take_early_balance(conn, account)
+    early = await store.take_early_balance(uow.conn, account)
     if early is not None:
         outcome = apply_balance(state, early, now)
         state, events = outcome.state, outcome.events
-    await store.insert_subscription(conn, state, now)
+    await store.insert_subscription(uow.conn, state, now)
     log.info("subscriber registered", region=event.region, early_balance=early is not None)
     return _published(ctx, events, account, envelope)
 
@@ -98,20 +99,20 @@ async def _follow_ledger(
     return _published(ctx, outcome.events, account, envelope)
 
 
-async def on_balance(ctx: TariffContext, conn: AsyncConnection,
+async def on_balance(ctx: TariffContext, uow: UnitOfWork,
                      envelope: Envelope[BalanceChanged]) -> list[Envelope[Any]]:
     event = envelope.payload
     if event.main.currency != ctx.catalog.currency:
         raise Rejected(f"balance in {event.main.currency}, the tariff catalog charges in {ctx.catalog.currency}")
     return await _follow_ledger(
-        ctx, conn, envelope, lambda kept: AccountBalance.from_event(event, held=kept.version if kept else None),
+        ctx, uow.conn, envelope, lambda kept: AccountBalance.from_event(event, held=kept.version if kept else None),
         balance_changed)
 
 
-async def on_payment_type(ctx: TariffContext, conn: AsyncConnection,
+async def on_payment_type(ctx: TariffContext, uow: UnitOfWork,
                           envelope: Envelope[PaymentTypeChanged]) -> list[Envelope[Any]]:
     return await _follow_ledger(
-        ctx, conn, envelope,
+        ctx, uow.conn, envelope,
         lambda kept: (kept or AccountBalance.zero(ctx.catalog.currency)).with_payment_type(envelope.payload),
         payment_type_changed)
 

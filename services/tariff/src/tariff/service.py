@@ -53,6 +53,7 @@ The envelope's ``occurred_at`` stays the moment the fact was recorded (see docs/
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -65,6 +66,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing_contracts.ids import uuid7
 from billing_contracts.catalog.tariff import ChargeApplied
 from billing_events.db import retry_transient
+from billing_events.unit_of_work import RETRY_FOR_A_MINUTE, UnitOfWork
 from billing_contracts.envelope import Envelope, Event
 from billing_events.logging import get_logger
 from tariff import store
@@ -191,27 +193,27 @@ async def close_account(ctx: TariffContext, command: CloseAccount) -> CommandRes
     account = command.account_number
     correlation_id = command.correlation_id or uuid7()
 
-    async def decide_and_write(conn: AsyncConnection) -> CommandResult:
+    async def decide_and_write(uow: UnitOfWork) -> CommandResult:
         now = ctx.clock.now()
         today = ctx.billing_day(now)
-        found = await store.load_with_cursor(conn, account, for_update=True)
+        found = await store.load_with_cursor(uow.conn, account, for_update=True)
         if found is None:
             raise UnknownAccount(account)
         state, cursor = found
         if command.transfer_to is not None:
-            await _check_closure_target(conn, account, command.transfer_to)
+            await _check_closure_target(uow.conn, account, command.transfer_to)
         open_days = [] if cursor is None else [cursor + ONE_DAY * n for n in range((today - cursor).days + 1)]
         outcome = close_subscription(
             state, ctx.catalog, open_days, today, now, settlement=command.settlement,
             transfer_to=command.transfer_to, requested_by=command.requested_by, reason=command.reason)
         for day in open_days:
             charges = [c for c in outcome.charges if c.billing_day == day]
-            await store.claim_day(conn, account, day, charges=len(charges),
+            await store.claim_day(uow.conn, account, day, charges=len(charges),
                                   charged_minor=sum(c.amount.minor for c in charges), now=now)
-        done = await _commit(ctx, conn, outcome, now, correlation_id, stop_billing=True)
+        done = await _commit(ctx, uow, outcome, now, correlation_id, stop_billing=True)
         return CommandResult(subscription=done.state, events=[e.event_type for e in done.events], billing_day=today)
 
-    result = await retry_transient(lambda: ctx.unit_of_work(decide_and_write), what="tariff CloseAccount")
+    result = await ctx.unit_of_work(decide_and_write, retry=RETRY_FOR_A_MINUTE, what="CloseAccount")
     log.info("account closed", settlement=command.settlement.value, published=result.events)
     return result
 
@@ -268,10 +270,10 @@ async def _run(ctx: TariffContext, command: AccountCommand, decide: Decide) -> C
     account = command.account_number
     correlation_id = command.correlation_id or uuid7()
 
-    async def decide_and_write(conn: AsyncConnection) -> CommandResult:
+    async def decide_and_write(uow: UnitOfWork) -> CommandResult:
         now = ctx.clock.now()
         today = ctx.billing_day(now)
-        found = await store.load_with_cursor(conn, account, for_update=True)
+        found = await store.load_with_cursor(uow.conn, account, for_update=True)
         if found is None:
             raise UnknownAccount(account)
         state, cursor = found
@@ -284,7 +286,7 @@ async def _run(ctx: TariffContext, command: AccountCommand, decide: Decide) -> C
             if cursor is None and outcome.state.status is SubscriptionStatus.ACTIVE
             else None
         )
-        done = await _commit(ctx, conn, outcome, now, correlation_id, next_close_day=starts)
+        done = await _commit(ctx, uow, outcome, now, correlation_id, next_close_day=starts)
         return CommandResult(
             subscription=done.state,
             events=[event.event_type for event in done.events],
@@ -292,8 +294,7 @@ async def _run(ctx: TariffContext, command: AccountCommand, decide: Decide) -> C
         )
 
     try:
-        result = await retry_transient(lambda: ctx.unit_of_work(decide_and_write),
-                                       what=f"tariff {type(command).__name__}")
+        result = await ctx.unit_of_work(decide_and_write, retry=RETRY_FOR_A_MINUTE, what=type(command).__name__)
     except TariffError as exc:
         log.info("command refused", command=type(command).__name__, reason_code=exc.code)
         raise
@@ -307,7 +308,7 @@ def _first_charged_day(state: Subscription) -> date:
 
 async def _commit(
     ctx: TariffContext,
-    conn: AsyncConnection,
+    uow: UnitOfWork,
     outcome: Outcome,
     now: datetime,
     correlation_id: UUID,
@@ -318,8 +319,8 @@ async def _commit(
     """Write the state and stage its events (:func:`_judged_envelopes`), in the caller's
     transaction. What is written and staged comes back."""
     done, envelopes = _judged_envelopes(ctx, outcome, now, correlation_id)
-    await store.save(conn, done.state, now, next_close_day=next_close_day, stop_billing=stop_billing)
-    await ctx.stage(conn, envelopes)
+    await store.save(uow.conn, done.state, now, next_close_day=next_close_day, stop_billing=stop_billing)
+    uow.stage(envelopes)
     return done
 
 
@@ -426,13 +427,10 @@ async def _close_range(
     """Close every due day of the accounts in (after, upto], a batch per transaction."""
     failed: list[str] = []
     while True:
-        batch = await retry_transient(
-            lambda: _close_batch(ctx, fees, until, after, upto, failed, size),
-            what="tariff day close",
-        )
+        batch = await ctx.unit_of_work(partial(_close_batch, ctx, fees, until, after, upto, failed, size),
+                                       retry=RETRY_FOR_A_MINUTE, what="day close")
         if batch is None:
             return
-        ctx.wake_relay()
         for account, exc in batch.failed:
             # e.g. the catalog no longer sells the account's plan: the others go on
             failed.append(account)
@@ -463,45 +461,44 @@ class _ClosedBatch:
 
 async def _close_batch(
     ctx: TariffContext, fees: DailyFees, until: date, after: str, upto: str,
-    failed: list[str], size: int,
+    failed: list[str], size: int, uow: UnitOfWork,
 ) -> _ClosedBatch | None:
     """Close the next open day of up to ``size`` due accounts in (after, upto] (none of
-    ``failed``), in one transaction; None when none is due."""
-    now = ctx.clock.now()
-    async with ctx.db.transaction() as conn:
-        due = await store.lock_due(conn, until, after=after, upto=upto, excluding=failed,
-                                   limit=size)
-        if not due:
-            return None
-        closes: list[tuple[Subscription, date, Outcome]] = []
-        refused: list[tuple[str, TariffError]] = []
-        for state, day in due:
-            try:
-                closes.append((state, day, close_account_day(state, ctx.catalog, day,
-                                                              ctx.end_of_billing_day(day), fees)))
-            except TariffError as exc:
-                refused.append((state.account_number, exc))
-        claimed = await store.claim_days(conn, [
-            (state.account_number, day, len(outcome.charges),
-             sum(charge.amount.minor for charge in outcome.charges))
-            for state, day, outcome in closes
-        ], now=now)
-        written: list[tuple[Subscription, date]] = []
-        envelopes: list[Envelope[Any]] = []
-        closed: list[tuple[Event, ...]] = []
-        for state, day, outcome in closes:
-            if state.account_number not in claimed:
-                # closed before: only the cursor catches up, nothing is charged again
-                written.append((state, day + ONE_DAY))
-                continue
-            done, staged = _judged_envelopes(ctx, outcome, ctx.end_of_billing_day(day), uuid7())
-            written.append((done.state, day + ONE_DAY))
-            envelopes += staged
-            closed.append(done.events)
-        if len(closed) < len(closes):
-            log.warning("days already closed; cursors moved on", accounts=len(closes) - len(closed))
-        await store.save_many(conn, written, now)
-        await ctx.stage(conn, envelopes)
+    ``failed``), in one unit of work; None when none is due."""
+    now, conn = ctx.clock.now(), uow.conn
+    due = await store.lock_due(conn, until, after=after, upto=upto, excluding=failed,
+                               limit=size)
+    if not due:
+        return None
+    closes: list[tuple[Subscription, date, Outcome]] = []
+    refused: list[tuple[str, TariffError]] = []
+    for state, day in due:
+        try:
+            closes.append((state, day, close_account_day(state, ctx.catalog, day,
+                                                          ctx.end_of_billing_day(day), fees)))
+        except TariffError as exc:
+            refused.append((state.account_number, exc))
+    claimed = await store.claim_days(conn, [
+        (state.account_number, day, len(outcome.charges),
+         sum(charge.amount.minor for charge in outcome.charges))
+        for state, day, outcome in closes
+    ], now=now)
+    written: list[tuple[Subscription, date]] = []
+    envelopes: list[Envelope[Any]] = []
+    closed: list[tuple[Event, ...]] = []
+    for state, day, outcome in closes:
+        if state.account_number not in claimed:
+            # closed before: only the cursor catches up, nothing is charged again
+            written.append((state, day + ONE_DAY))
+            continue
+        done, staged = _judged_envelopes(ctx, outcome, ctx.end_of_billing_day(day), uuid7())
+        written.append((done.state, day + ONE_DAY))
+        envelopes += staged
+        closed.append(done.events)
+    if len(closed) < len(closes):
+        log.warning("days already closed; cursors moved on", accounts=len(closes) - len(closed))
+    await store.save_many(conn, written, now)
+    uow.stage(envelopes)
     return _ClosedBatch(
         closed=closed, failed=refused, last=due[-1][0].account_number,
         caught_up=all(day >= until for _, day, _ in closes),

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing_events.unit_of_work import UnitOfWork
 from billing_contracts.catalog.identity import (
     ContactChanged,
     ContactCodeIssued,
@@ -114,24 +114,24 @@ async def change_password(
     new_hash = await ctx.hash(cmd.new_password)
     now = ctx.clock.now()
 
-    async def work(conn: AsyncConnection) -> tuple[bool, store.Act | None]:
-        subscriber = await store.subscriber_by_account(conn, account_number, for_update=True)
+    async def work(uow: UnitOfWork) -> tuple[bool, store.Act | None]:
+        subscriber = await store.subscriber_by_account(uow.conn, account_number, for_update=True)
         if subscriber is None:
             raise UnknownAccount("account")
-        state = await store.throttle_state(conn, PASSWORD_CHANGE_SCOPE, account_number)
+        state = await store.throttle_state(uow.conn, PASSWORD_CHANGE_SCOPE, account_number)
         if state.is_locked(now):
             raise TooManyRequests(until=state.locked_until)
         right = await ctx.verify(subscriber.password_hash, cmd.current_password)
         state, outcome = guarded_attempt(state, now=now, verify=lambda: right, policy=PASSWORD_CHANGE_THROTTLE)
-        await store.save_throttle_state(conn, PASSWORD_CHANGE_SCOPE, account_number, state)
+        await store.save_throttle_state(uow.conn, PASSWORD_CHANGE_SCOPE, account_number, state)
         act = store.Act(PASSWORD_CHANGED_ACT, "changed" if right else "wrong_current_password", account_number)
-        await store.record_acts(conn, [act], at=now)
+        await store.record_acts(uow.conn, [act], at=now)
         if not right:
             return False, act
-        await store.set_password(conn, account_number, new_hash, at=now)
-        await store.drop_pending_password(conn, account_number)
-        await store.revoke_sessions(conn, account_number, why=PASSWORD_CHANGED, at=now, keep=session_id)
-        await ctx.stage(conn, [ctx.envelope(PasswordChanged(account_number=account_number), account=account_number)])
+        await store.set_password(uow.conn, account_number, new_hash, at=now)
+        await store.drop_pending_password(uow.conn, account_number)
+        await store.revoke_sessions(uow.conn, account_number, why=PASSWORD_CHANGED, at=now, keep=session_id)
+        uow.stage([ctx.envelope(PasswordChanged(account_number=account_number), account=account_number)])
         return True, act
 
     changed, act = await ctx.unit_of_work(work)
@@ -144,10 +144,10 @@ async def change_password(
 async def change_language(ctx: IdentityContext, account_number: str, command: LanguageCommand | Mapping[str, Any]) -> None:
     cmd = validate_command(LanguageCommand, command)
 
-    async def work(conn: AsyncConnection) -> None:
-        await store.set_language(conn, account_number, cmd.language)
+    async def work(uow: UnitOfWork) -> None:
+        await store.set_language(uow.conn, account_number, cmd.language)
         changed = LanguageChanged(account_number=account_number, language=cmd.language)
-        await ctx.stage(conn, [ctx.envelope(changed, account=account_number)])
+        uow.stage([ctx.envelope(changed, account=account_number)])
 
     await ctx.unit_of_work(work)
 
@@ -159,11 +159,11 @@ async def set_notice_preferences(
     cmd = validate_command(NoticePreferencesCommand, command)
     turned_off = sorted(set(cmd.turned_off))
 
-    async def work(conn: AsyncConnection) -> None:
-        version = await store.set_notices_off(conn, account_number, [kind.value for kind in turned_off])
+    async def work(uow: UnitOfWork) -> None:
+        version = await store.set_notices_off(uow.conn, account_number, [kind.value for kind in turned_off])
         changed = NoticePreferencesChanged(account_number=account_number, turned_off=turned_off,
                                            preferences_version=version)
-        await ctx.stage(conn, [ctx.envelope(changed, account=account_number)])
+        uow.stage([ctx.envelope(changed, account=account_number)])
 
     await ctx.unit_of_work(work)
     return NoticePreferences(account_number=account_number, notices_off=turned_off)
@@ -191,21 +191,21 @@ async def request_contact_change(
     code_hash = await ctx.hash(code)
     now = ctx.clock.now()
 
-    async def work(conn: AsyncConnection) -> ContactCodeSent | TooManyRequests:
-        refused = await account_request_refused(conn, SECRET_REQUEST_SCOPE, account_number, now)
+    async def work(uow: UnitOfWork) -> ContactCodeSent | TooManyRequests:
+        refused = await account_request_refused(uow.conn, SECRET_REQUEST_SCOPE, account_number, now)
         act = store.Act(CONTACT_CHANGE_ACT, "account_throttled" if refused else "code_sent", account_number, detail=kind)
-        await store.record_acts(conn, [act], at=now)
+        await store.record_acts(uow.conn, [act], at=now)
         if refused is not None:
             return TooManyRequests(until=refused.locked_until)
         state = issue_reset_code(code_hash, now=now, policy=ctx.settings.reset_code_policy)
         encrypted = ctx.encrypt(account_number, NEW_CONTACT, {"value": destination})
-        await store.save_contact_change(conn, account_number, store.ContactChange(kind, encrypted, state))
+        await store.save_contact_change(uow.conn, account_number, store.ContactChange(kind, encrypted, state))
         masked = mask_phone(destination) if kind == "phone" else mask_email(destination)
         issued = ContactCodeIssued(
             account_number=account_number, channel=channel, masked_destination=masked, expires_at=state.expires_at,
             sealed_secret=seal(ctx.settings.notifier_public_key, {"secret": code, "destination": destination}),
         )
-        await ctx.stage(conn, [ctx.envelope(issued, account=account_number)])
+        uow.stage([ctx.envelope(issued, account=account_number)])
         return ContactCodeSent(account_number=account_number, channel=channel, masked_destination=masked,
                                expires_at=state.expires_at)
 
@@ -227,9 +227,9 @@ async def confirm_contact_change(
         raise InvalidCommand([FieldError("code", f"must be {CODE_POLICY.digits} digits", "code_shape")])
     now = ctx.clock.now()
 
-    async def work(conn: AsyncConnection) -> Redemption:
-        subscriber = await store.subscriber_by_account(conn, account_number, for_update=True)
-        change = await store.contact_change(conn, account_number)
+    async def work(uow: UnitOfWork) -> Redemption:
+        subscriber = await store.subscriber_by_account(uow.conn, account_number, for_update=True)
+        change = await store.contact_change(uow.conn, account_number)
         if subscriber is None or change is None:
             await ctx.verify_decoy(cmd.code)
             return Redemption.NO_CODE
@@ -237,13 +237,13 @@ async def confirm_contact_change(
         right = probe is Redemption.WRONG_CODE and await ctx.verify(change.code.code_hash, cmd.code)
         after, result = redeem_reset_code(change.code, now=now, matches=lambda _: right)
         if after is not None and after != change.code:
-            await store.save_contact_change(conn, account_number, store.ContactChange(
+            await store.save_contact_change(uow.conn, account_number, store.ContactChange(
                 change.kind, change.contact_encrypted, after))
-        await store.record_acts(conn, [store.Act(CONTACT_CHANGE_ACT, result.value, account_number,
+        await store.record_acts(uow.conn, [store.Act(CONTACT_CHANGE_ACT, result.value, account_number,
                                                  detail=change.kind)], at=now)
         if result is Redemption.ACCEPTED:
             new_value = ctx.decrypt(account_number, NEW_CONTACT, change.contact_encrypted)["value"]
-            await _change_contact(conn, ctx, subscriber, change.kind, new_value)
+            await _change_contact(uow, ctx, subscriber, change.kind, new_value)
         return result
 
     result = await ctx.unit_of_work(work)
@@ -254,13 +254,13 @@ async def confirm_contact_change(
 
 
 async def _change_contact(
-    conn: AsyncConnection, ctx: IdentityContext, subscriber: store.Subscriber, kind: str, new_value: str
+    uow: UnitOfWork, ctx: IdentityContext, subscriber: store.Subscriber, kind: str, new_value: str
 ) -> None:
     old = contact_of(ctx, subscriber)
     new = Contact(phone=new_value, email=old.email) if kind == "phone" else Contact(phone=old.phone, email=new_value)
     account = subscriber.account_number
     version = await store.set_contact(
-        conn, account, phone_hash=ctx.vault.lookup_hash(LookupKind.PHONE, new.phone),
+        uow.conn, account, phone_hash=ctx.vault.lookup_hash(LookupKind.PHONE, new.phone),
         email_hash=ctx.vault.lookup_hash(LookupKind.EMAIL, email_lookup_text(new.email)) if new.email else None,
         contact_encrypted=ctx.encrypt(account, "contact", {"phone": new.phone, "email": new.email}),
     )
@@ -269,4 +269,4 @@ async def _change_contact(
         masked_phone=mask_phone(new.phone), masked_email=mask_email(new.email) if new.email else None,
         sealed_contact=seal(ctx.settings.notifier_public_key, {"phone": new.phone, "email": new.email}),
     )
-    await ctx.stage(conn, [ctx.envelope(changed, account=account)])
+    uow.stage([ctx.envelope(changed, account=account)])

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing_contracts.catalog.identity import LoginLocked, PasswordReplaced
 from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
+from billing_events.unit_of_work import UnitOfWork
 from identity import store
 from identity.commands import LoggedIn, LoginCommand
 from identity.context import IdentityContext
@@ -88,14 +89,14 @@ async def login(
     now = ctx.clock.now()
     policy = ctx.settings.login_policy
 
-    async def work(conn: AsyncConnection) -> _LoginCheck:
-        check = await _login_check(conn, ctx, identifier, source, now, policy)
-        await _try_passwords(conn, ctx, check, cmd.password, now, accounts_checked(ctx, identifier))
-        await _count_login(conn, ctx, check, source, now, policy)
+    async def work(uow: UnitOfWork) -> _LoginCheck:
+        check = await _login_check(uow.conn, ctx, identifier, source, now, policy)
+        await _try_passwords(uow.conn, ctx, check, cmd.password, now, accounts_checked(ctx, identifier))
+        await _count_login(uow.conn, ctx, check, source, now, policy)
         if check.matched is not None:
-            await _settle_password(conn, ctx, check, check.matched, cmd.password, now)
-        await ctx.stage(conn, check.events)
-        await store.record_acts(conn, check.acts, at=now)
+            await _settle_password(uow.conn, ctx, check, check.matched, cmd.password, now)
+        uow.stage(check.events)
+        await store.record_acts(uow.conn, check.acts, at=now)
         return check
 
     check = await ctx.unit_of_work(work)

@@ -17,6 +17,7 @@ from billing_contracts.catalog.identity import (
 )
 from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
+from billing_events.unit_of_work import UnitOfWork
 from identity import store
 from identity.commands import (
     RedeemResetCodeCommand,
@@ -111,11 +112,11 @@ async def reissue_password_by_sms(
 
     address_refusal = await count_address_request(ctx, now, source)
 
-    async def work(conn: AsyncConnection) -> _Reissue:
+    async def work(uow: UnitOfWork) -> _Reissue:
         reissue = _Reissue(address_refusal=address_refusal)
-        candidates = [] if reissue.address_refusal else await open_subscribers(conn, ctx, identifier)
+        candidates = [] if reissue.address_refusal else await open_subscribers(uow.conn, ctx, identifier)
         reissue.named = len(candidates)
-        events = [await _reissue_to(conn, ctx, subscriber, reissue, now, source) for subscriber in candidates]
+        events = [await _reissue_to(uow.conn, ctx, subscriber, reissue, now, source) for subscriber in candidates]
         if reissue.address_refusal is not None:
             reissue.acts.append(store.Act(PASSWORD_BY_SMS_ACT, "address_throttled", source=source))
         else:
@@ -124,8 +125,8 @@ async def reissue_password_by_sms(
             # As long as sending one to each account a phone may name, whatever was sent.
             for _ in range(accounts_checked(ctx, identifier) - len(reissue.sent)):
                 await ctx.hash(generate_password(PASSWORD_POLICY))
-        await store.record_acts(conn, reissue.acts, at=now)
-        await ctx.stage(conn, [issued for issued in events if issued is not None])
+        await store.record_acts(uow.conn, reissue.acts, at=now)
+        uow.stage([issued for issued in events if issued is not None])
         return reissue
 
     reissue = await ctx.unit_of_work(work)
@@ -193,21 +194,21 @@ async def request_reset_code(
 
     address_refusal = await count_address_request(ctx, now, source)
 
-    async def work(conn: AsyncConnection) -> tuple[IdentityError | SecretSent, store.Act]:
+    async def work(uow: UnitOfWork) -> tuple[IdentityError | SecretSent, store.Act]:
         account: str | None = None
         outcome: IdentityError | SecretSent | None = address_refusal
         if outcome is None:
             code = generate_code(CODE_POLICY)
             code_hash = await ctx.hash(code)  # whatever is found next: every answer costs the same
-            refusal, subscriber = await _reset_code_for(conn, ctx, now, identifier, cmd)
+            refusal, subscriber = await _reset_code_for(uow.conn, ctx, now, identifier, cmd)
             account = subscriber.account_number if subscriber else None
             outcome = refusal
             if refusal is None:
                 assert subscriber is not None
-                outcome = await _send_reset_code(conn, ctx, subscriber, channel, code, code_hash, now)
+                outcome = await _send_reset_code(uow, ctx, subscriber, channel, code, code_hash, now)
         said = "sent" if isinstance(outcome, SecretSent) else _REQUEST_OUTCOMES[type(outcome)]
         act = store.Act(RESET_REQUESTED_ACT, said, account, source, detail=channel)
-        await store.record_acts(conn, [act], at=now)
+        await store.record_acts(uow.conn, [act], at=now)
         return outcome, act
 
     outcome, act = await ctx.unit_of_work(work)
@@ -228,20 +229,20 @@ _REQUEST_OUTCOMES: dict[type[IdentityError], str] = {
 
 
 async def _send_reset_code(
-    conn: AsyncConnection, ctx: IdentityContext, subscriber: store.Subscriber, channel: Literal["sms", "email"],
+    uow: UnitOfWork, ctx: IdentityContext, subscriber: store.Subscriber, channel: Literal["sms", "email"],
     code: str, code_hash: str, now: datetime,
 ) -> SecretSent:
     """The code replaces the account's earlier one and goes to the registered phone or e-mail."""
     account = subscriber.account_number
     contact = contact_of(ctx, subscriber)
     reset = issue_reset_code(code_hash, now=now, policy=ctx.settings.reset_code_policy)
-    await store.save_reset_code(conn, account, reset)
+    await store.save_reset_code(uow.conn, account, reset)
     destination = contact.phone if channel == "sms" else cast(str, contact.email)
     issued, sent = secret_issued(
         ctx, account_number=account, purpose=PasswordPurpose.RESET_CODE,
         channel=channel, destination=destination, secret=code, expires_at=reset.expires_at,
     )
-    await ctx.stage(conn, [issued])
+    uow.stage([issued])
     return sent
 
 
@@ -299,9 +300,9 @@ async def redeem_reset_code(
     now = ctx.clock.now()
     address_refusal = await count_address_request(ctx, now, source)
 
-    async def work(conn: AsyncConnection) -> tuple[Redemption | IdentityError, SecretSent | None, store.Act]:
-        outcome = await _redemption(conn, ctx, identifier, cmd.code, now, source, address_refusal)
-        await store.record_acts(conn, [outcome[2]], at=now)
+    async def work(uow: UnitOfWork) -> tuple[Redemption | IdentityError, SecretSent | None, store.Act]:
+        outcome = await _redemption(uow, ctx, identifier, cmd.code, now, source, address_refusal)
+        await store.record_acts(uow.conn, [outcome[2]], at=now)
         return outcome
 
     result, sent, act = await ctx.unit_of_work(work)
@@ -314,25 +315,25 @@ async def redeem_reset_code(
 
 
 async def _redemption(
-    conn: AsyncConnection, ctx: IdentityContext, identifier: LoginIdentifier, code: str, now: datetime,
+    uow: UnitOfWork, ctx: IdentityContext, identifier: LoginIdentifier, code: str, now: datetime,
     source: str | None, address_refusal: TooManyFromAddress | None,
 ) -> tuple[Redemption | IdentityError, SecretSent | None, store.Act]:
     """What came of one attempt (a throttle's refusal, or what the domain said of the code),
     the new password sent if the code worked, and the act to audit."""
     if address_refusal is not None:
         return address_refusal, None, store.Act(RESET_REDEEMED_ACT, "address_throttled", source=source)
-    found = await open_subscribers(conn, ctx, identifier)  # a code sent before the closure works no more
+    found = await open_subscribers(uow.conn, ctx, identifier)  # a code sent before the closure works no more
     subscriber = found[0] if found else None
     account = subscriber.account_number if subscriber else None
     named = account or identifier.value  # counted alike whether or not it exists
-    refused = await account_request_refused(conn, RESET_REDEEM_SCOPE, named, now, ctx.settings.redeem_account_throttle)
+    refused = await account_request_refused(uow.conn, RESET_REDEEM_SCOPE, named, now, ctx.settings.redeem_account_throttle)
     if refused is not None:
         throttled = TooManyRequests(until=refused.locked_until)
         return throttled, None, store.Act(RESET_REDEEMED_ACT, "account_throttled", account, source)
-    result = await _redeem(conn, ctx, account, code, now)
+    result = await _redeem(uow.conn, ctx, account, code, now)
     sent = None
     if subscriber is not None and result is Redemption.ACCEPTED:
-        sent = await _after_redemption(conn, ctx, subscriber, source)
+        sent = await _after_redemption(uow, ctx, subscriber, source)
     return result, sent, store.Act(RESET_REDEEMED_ACT, result.value if account else "unknown_account", account, source)
 
 
@@ -357,14 +358,14 @@ async def _redeem(
 
 
 async def _after_redemption(
-    conn: AsyncConnection, ctx: IdentityContext, subscriber: store.Subscriber, source: str | None
+    uow: UnitOfWork, ctx: IdentityContext, subscriber: store.Subscriber, source: str | None
 ) -> SecretSent:
     """A code redeemed: a new password by SMS, and the redeemer's own lockout lifted."""
     account = subscriber.account_number
     redeemed = ctx.envelope(ResetCodeRedeemed(account_number=account), account=account)
-    issued, sent = await new_password_by_sms(conn, ctx, subscriber, PasswordPurpose.SMS_REISSUE, cause=redeemed)
-    await store.save_throttle_state(conn, LOGIN_SCOPE, login_subject(account, source), ThrottleState())
-    await ctx.stage(conn, [redeemed, issued])
+    issued, sent = await new_password_by_sms(uow.conn, ctx, subscriber, PasswordPurpose.SMS_REISSUE, cause=redeemed)
+    await store.save_throttle_state(uow.conn, LOGIN_SCOPE, login_subject(account, source), ThrottleState())
+    uow.stage([redeemed, issued])
     return sent
 
 
@@ -387,15 +388,15 @@ async def recover_by_support(
     identifier = parse_login(cmd.login, phone_allowed=False)
     now = ctx.clock.now()
 
-    async def work(conn: AsyncConnection) -> tuple[AttemptOutcome, SecretSent | None, store.Act]:
-        found = await open_subscribers(conn, ctx, identifier)
+    async def work(uow: UnitOfWork) -> tuple[AttemptOutcome, SecretSent | None, store.Act]:
+        found = await open_subscribers(uow.conn, ctx, identifier)
         if not found:
             raise UnknownAccount()
         subscriber = found[0]
-        outcome = await _check_recovery_claim(conn, ctx, subscriber, cmd, now)
+        outcome = await _check_recovery_claim(uow.conn, ctx, subscriber, cmd, now)
         act = store.Act(SUPPORT_RECOVERY_ACT, outcome.result.value, subscriber.account_number, detail=cmd.operator)
-        await store.record_acts(conn, [act], at=now)
-        sent = await _restore_access(conn, ctx, subscriber, cmd) if outcome.accepted else None
+        await store.record_acts(uow.conn, [act], at=now)
+        sent = await _restore_access(uow, ctx, subscriber, cmd) if outcome.accepted else None
         return outcome, sent, act
 
     outcome, sent, act = await ctx.unit_of_work(work)
@@ -429,21 +430,21 @@ async def _check_recovery_claim(
 
 
 async def _restore_access(
-    conn: AsyncConnection, ctx: IdentityContext, subscriber: store.Subscriber, cmd: SupportRecoveryCommand
+    uow: UnitOfWork, ctx: IdentityContext, subscriber: store.Subscriber, cmd: SupportRecoveryCommand
 ) -> SecretSent:
     """A new password at once, by SMS, and every source's lockout from the login lifted."""
     account = subscriber.account_number
     issued, sent = await new_password_by_sms(
-        conn, ctx, subscriber, PasswordPurpose.SUPPORT_RECOVERY, replace_now=True
+        uow.conn, ctx, subscriber, PasswordPurpose.SUPPORT_RECOVERY, replace_now=True
     )
-    await store.drop_throttles(conn, LOGIN_SCOPE, subject_prefix=f"{account} ")  # every source
+    await store.drop_throttles(uow.conn, LOGIN_SCOPE, subject_prefix=f"{account} ")  # every source
     # Whoever lost access may have lost it to someone signed in: every sign-in ends.
-    await store.revoke_sessions(conn, account, why=SUPPORT_RECOVERY, at=ctx.clock.now())
+    await store.revoke_sessions(uow.conn, account, why=SUPPORT_RECOVERY, at=ctx.clock.now())
     restored = ctx.envelope(
         AccessRestoredBySupport(account_number=account, operator=cmd.operator, reason=cmd.reason),
         account=account, cause=issued,
     )
-    await ctx.stage(conn, [issued, restored])
+    uow.stage([issued, restored])
     return sent
 
 

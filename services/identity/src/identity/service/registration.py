@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_contracts.catalog.identity import PasswordPurpose, SubscriberRegistered
 from billing_contracts.envelope import Envelope
+from billing_events.unit_of_work import UnitOfWork
 from billing_events.logging import get_logger
 from billing_events.sealing import seal
 from identity import store
@@ -133,20 +133,20 @@ async def _open_account(
     password = generate_password(PASSWORD_POLICY)
     password_hash = await ctx.hash(password)
 
-    async def work(conn: AsyncConnection) -> store.NewSubscriber:
-        await store.lock_passport(conn, passport_hash)
-        if refuse_known_passport and await store.passport_registered(conn, passport_hash):
+    async def work(uow: UnitOfWork) -> store.NewSubscriber:
+        await store.lock_passport(uow.conn, passport_hash)
+        if refuse_known_passport and await store.passport_registered(uow.conn, passport_hash):
             raise PassportAlreadyRegistered()
-        sequence = await store.next_account_sequence(conn)
+        sequence = await store.next_account_sequence(uow.conn)
         new = _new_subscriber(ctx, registration, sequence=sequence, password_hash=password_hash, now=now)
-        await store.add_subscriber(conn, new)
+        await store.add_subscriber(uow.conn, new)
         registered = _registered(ctx, registration, new)
         issued, _ = secret_issued(
             ctx, account_number=new.account_number, purpose=PasswordPurpose.INITIAL,
             channel="sms", destination=registration.mobile_phone, secret=password, cause=registered,
         )
-        await ctx.stage(conn, [registered, issued])
-        await store.record_acts(conn, _acts(new, source), at=now)
+        uow.stage([registered, issued])
+        await store.record_acts(uow.conn, _acts(new, source), at=now)
         return new
 
     new = await ctx.unit_of_work(work)

@@ -3,8 +3,8 @@ revoked here: their sign-out belongs to the personal account)."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing_events.unit_of_work import UnitOfWork
 from billing_events import revocations
 from billing_contracts.catalog.identity import REVOCATIONS_KEY, RevokedKind, TokenRevoked
 from billing_events.logging import get_logger
@@ -18,9 +18,9 @@ async def revoke(ctx: IdentityContext, kind: RevokedKind, value: str, *, revoked
     everywhere else as soon as TokenRevoked reaches them. Revoking twice changes nothing more."""
     revoked = TokenRevoked(kind=kind, value=value, revoked_by=revoked_by, reason=reason)
 
-    async def work(conn: AsyncConnection) -> None:
-        await revocations.keep(conn, [revoked], clock=ctx.clock, service=ctx.producer)
-        await ctx.stage(conn, [ctx.envelope(revoked, account=REVOCATIONS_KEY)])
+    async def work(uow: UnitOfWork) -> None:
+        await revocations.keep(uow.conn, [revoked], clock=ctx.clock, service=ctx.producer)
+        uow.stage([ctx.envelope(revoked, account=REVOCATIONS_KEY)])
 
     await ctx.unit_of_work(work)
     log.info("token revoked", kind=kind.value, value=value, revoked_by=revoked_by)

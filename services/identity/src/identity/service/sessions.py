@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events.logging import get_logger
+from billing_events.unit_of_work import UnitOfWork
 from identity import store
 from identity.commands import RefreshCommand, SessionStarted
 from identity.context import IdentityContext
@@ -52,12 +53,12 @@ async def _next_refresh_token(
 async def start_session(ctx: IdentityContext, account_number: str) -> SessionStarted:
     """A new sign-in of the account (after a login, or an exchange for another of one's accounts)."""
 
-    async def work(conn: AsyncConnection) -> SessionStarted:
-        subscriber = await store.subscriber_by_account(conn, account_number)
+    async def work(uow: UnitOfWork) -> SessionStarted:
+        subscriber = await store.subscriber_by_account(uow.conn, account_number)
         assert subscriber is not None, "a session starts for an account that logged in"
         session_id = secrets.token_hex(16)
-        await store.start_session(conn, session_id, account_number, at=ctx.clock.now())
-        return await _next_refresh_token(conn, ctx, subscriber, session_id)
+        await store.start_session(uow.conn, session_id, account_number, at=ctx.clock.now())
+        return await _next_refresh_token(uow.conn, ctx, subscriber, session_id)
 
     return await ctx.unit_of_work(work)
 
@@ -70,20 +71,20 @@ async def refresh(ctx: IdentityContext, command: RefreshCommand | Mapping[str, A
     token_hash = _token_hash(cmd.refresh_token)
     now = ctx.clock.now()
 
-    async def work(conn: AsyncConnection) -> SessionStarted | None:
-        token = await store.refresh_token(conn, token_hash)
+    async def work(uow: UnitOfWork) -> SessionStarted | None:
+        token = await store.refresh_token(uow.conn, token_hash)
         if token is None:
             return None
-        session = await store.session(conn, token.session_id, for_update=True)
+        session = await store.session(uow.conn, token.session_id, for_update=True)
         if session is None or session.revoked_at is not None or token.expires_at <= now:
             return None
-        if token.used_at is not None or not await store.use_refresh_token(conn, token_hash, at=now):
-            await store.revoke_sessions(conn, session.account_number, why=REFRESH_REUSED, at=now, only=session.id)
+        if token.used_at is not None or not await store.use_refresh_token(uow.conn, token_hash, at=now):
+            await store.revoke_sessions(uow.conn, session.account_number, why=REFRESH_REUSED, at=now, only=session.id)
             log.warning("refresh token used twice; its session revoked", account_number=session.account_number)
             return None
-        subscriber = await store.subscriber_by_account(conn, session.account_number)
+        subscriber = await store.subscriber_by_account(uow.conn, session.account_number)
         assert subscriber is not None
-        return await _next_refresh_token(conn, ctx, subscriber, session.id)
+        return await _next_refresh_token(uow.conn, ctx, subscriber, session.id)
 
     started = await ctx.unit_of_work(work)
     if started is None:
@@ -107,8 +108,8 @@ async def sign_out(ctx: IdentityContext, session: store.Session, *, everywhere: 
     """End this sign-in, or every sign-in of the account; how many ended."""
     now = ctx.clock.now()
 
-    async def work(conn: AsyncConnection) -> int:
-        return await store.revoke_sessions(conn, session.account_number, why=SIGNED_OUT, at=now,
+    async def work(uow: UnitOfWork) -> int:
+        return await store.revoke_sessions(uow.conn, session.account_number, why=SIGNED_OUT, at=now,
                                            only=None if everywhere else session.id)
 
     ended = await ctx.unit_of_work(work)
