@@ -19,7 +19,7 @@ from billing_contracts.envelope import Envelope
 from billing_events.errors import DomainError, ErrorKind
 from billing_contracts.money import Money
 from billing_events.schema import inbox, outbox, plumbing_metadata
-from billing_events.service import Decision, ServiceContext
+from billing_events.service import CommandDecision, ServiceContext
 from billing_events.unit_of_work import UnitOfWork
 from billing_contracts.topics import TopicNames
 
@@ -62,9 +62,9 @@ async def test_a_command_is_claimed_decided_and_staged_with_its_events(ctx: Any)
     context, woken = ctx
     seen: list[Envelope[Any]] = []
 
-    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> Decision:
+    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> CommandDecision:
         seen.append(command)
-        return Decision([_rejected(context, command)])
+        return CommandDecision([_rejected(context, command)])
 
     answer = await context.submit(_request(), account=A, decide=decide)
     [command] = seen
@@ -82,8 +82,8 @@ async def test_a_repeat_answers_with_the_first_events_and_stages_nothing(ctx: An
     context, _ = ctx
     first = Envelope.new(_request(), account=A, producer="ledger", clock=clock)
 
-    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> Decision:
-        return Decision([_rejected(context, first)], repeat=True)
+    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> CommandDecision:
+        return CommandDecision([_rejected(context, first)], repeat=True)
 
     answer = await context.submit(_request(), account=A, decide=decide)
     assert [e.payload.request_id for e in answer] == [first.payload.request_id]
@@ -94,7 +94,7 @@ async def test_a_repeat_answers_with_the_first_events_and_stages_nothing(ctx: An
 async def test_a_refusal_leaves_nothing_behind(ctx: Any) -> None:
     context, woken = ctx
 
-    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> Decision:
+    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> CommandDecision:
         raise DomainError("no account here", code="unknown_account", kind=ErrorKind.NOT_FOUND)
 
     with pytest.raises(DomainError, match="no account here"):
@@ -110,9 +110,9 @@ async def test_an_announced_refusal_is_committed_with_its_events_then_raised(ctx
     refusal = DomainError("not enough money", code="insufficient_funds", kind=ErrorKind.CONFLICT)
     announced: list[Envelope[Any]] = []
 
-    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> Decision:
+    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> CommandDecision:
         announced.append(_rejected(context, command))
-        return Decision(announced, refusal=refusal)
+        return CommandDecision(announced, refusal=refusal)
 
     with pytest.raises(DomainError) as raised:
         await context.submit(_request(), account=A, decide=decide)

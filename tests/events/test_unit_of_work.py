@@ -21,7 +21,7 @@ from billing_events.clock import ManualClock
 from billing_events.consumer import EventRouter
 from billing_events.deadletter import DeadLetter
 from billing_events.schema import dead_letters, inbox, outbox
-from billing_events.service import Decision, ServiceContext
+from billing_events.service import CommandDecision, ServiceContext
 from billing_events.testing.memory import MemoryBroker, as_record, broker_record, consume, in_memory_database
 from billing_events.unit_of_work import RetryPolicy, UnitOfWork
 
@@ -156,9 +156,9 @@ async def test_a_command_taken_now_is_not_taken_again_when_its_copy_comes_from_t
     copy that the relay publishes, delivered back, is a repeat."""
     handled: list[Envelope[Any]] = []
 
-    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> Decision:
+    async def decide(uow: UnitOfWork, command: Envelope[Any]) -> CommandDecision:
         await uow.conn.execute(insert(notes).values(text="decided"))
-        return Decision([])
+        return CommandDecision([])
 
     async def on_transfer(uow: UnitOfWork, envelope: Envelope[Any]) -> None:
         handled.append(envelope)

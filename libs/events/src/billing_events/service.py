@@ -33,7 +33,7 @@ class Command(BaseModel):
 
 
 @dataclass(frozen=True)
-class Decision:
+class CommandDecision:
     """What a service decided about a command taken now."""
 
     events: Sequence[Envelope[Any]]
@@ -44,7 +44,7 @@ class Decision:
     """A refusal that is news (its events announce it): committed with the events, then raised."""
 
 
-Decide = Callable[[UnitOfWork, Envelope[Any]], Awaitable[Decision]]
+DecideCommand = Callable[[UnitOfWork, Envelope[Any]], Awaitable[CommandDecision]]
 """A service's decision on one command envelope, in the caller's unit of work: it stores its
 state; the events it returns are staged by :meth:`ServiceContext.submit`. A refusal raises."""
 
@@ -80,7 +80,7 @@ class ServiceContext:
         self.wake_relay()
         return result
 
-    async def submit(self, payload: Event, *, account: str, decide: Decide) -> Sequence[Envelope[Any]]:
+    async def submit(self, payload: Event, *, account: str, decide: DecideCommand) -> Sequence[Envelope[Any]]:
         """Take one command now, as if it came from the service's command topic: claimed in this
         service's inbox with its fingerprint (so the topic's copy is never taken again), decided,
         staged to the outbox with the events it produced (the command itself for the record),
@@ -88,7 +88,7 @@ class ServiceContext:
         decision's refusal once what announces it is committed."""
         command = self.envelope(payload, account=account)
 
-        async def work(uow: UnitOfWork) -> Decision:
+        async def work(uow: UnitOfWork) -> CommandDecision:
             await uow.claim({command.event_id: inbox.fingerprint(command)})
             decision = await decide(uow, command)
             if not decision.repeat:

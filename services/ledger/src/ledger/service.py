@@ -36,7 +36,7 @@ from billing_events.consumer import Verdicts
 from billing_contracts.envelope import Envelope, Event, decode
 from billing_events.logging import get_logger
 from billing_contracts.money import Money
-from billing_events.service import Decision
+from billing_events.service import CommandDecision
 from billing_events.unit_of_work import UnitOfWork
 
 from ledger import domain, integrity, store
@@ -277,15 +277,15 @@ async def submit(ctx: LedgerContext, request: Event, *, account: str) -> list[En
     return list(await ctx.submit(request, account=account, decide=partial(_decide_request, ctx)))
 
 
-async def _decide_request(ctx: LedgerContext, uow: UnitOfWork, envelope: Envelope[Any]) -> Decision:
+async def _decide_request(ctx: LedgerContext, uow: UnitOfWork, envelope: Envelope[Any]) -> CommandDecision:
     batch = await _post(ctx, uow, [envelope])
     if batch.rejected:
         raise batch.rejected[0][1]
     if (repeat := batch.repeats.get(envelope.event_id)) is not None:
         answer = _answer(repeat)
-        return Decision(answer, repeat=True,
+        return CommandDecision(answer, repeat=True,
                         refusal=domain.refusal_among(OutgoingEvent(e.account, e.payload) for e in answer))
-    return Decision(batch.publish, refusal=batch.refused.get(envelope.event_id))
+    return CommandDecision(batch.publish, refusal=batch.refused.get(envelope.event_id))
 
 
 def _answer(record: IdempotencyRecord) -> list[Envelope[Any]]:

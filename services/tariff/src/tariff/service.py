@@ -263,10 +263,11 @@ async def _state_and_cursor(ctx: TariffContext, account_number: str) -> tuple[Su
     return found
 
 
-Decide = Callable[[Subscription, date, datetime], Outcome]
+Rule = Callable[[Subscription, date, datetime], Outcome]
+"""A command's rule of the domain, bound to its arguments: (the state, today, now) -> the outcome."""
 
 
-async def _run(ctx: TariffContext, command: AccountCommand, decide: Decide) -> CommandResult:
+async def _run(ctx: TariffContext, command: AccountCommand, rule: Rule) -> CommandResult:
     account = command.account_number
     correlation_id = command.correlation_id or uuid7()
 
@@ -279,7 +280,7 @@ async def _run(ctx: TariffContext, command: AccountCommand, decide: Decide) -> C
         state, cursor = found
         if state.closed_on is not None:
             raise AccountIsClosed(account, state.closed_on)
-        outcome = decide(state, today, now)  # a TariffError leaves before any write
+        outcome = rule(state, today, now)  # a TariffError leaves before any write
         # Activation starts the billing cursor at the plan's first day.
         starts = (
             _first_charged_day(outcome.state)
