@@ -4,6 +4,9 @@ page and the code cannot drift apart unnoticed."""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import re
 import sys
 from pathlib import Path
@@ -129,3 +132,41 @@ def test_the_checks_catch_a_missing_room_and_a_domain_with_a_database(tmp_path: 
         "domain/errors.py", "store.py"]
     assert imports_outside(package / "domain", {"billing.domain"}, {"sqlalchemy"}) == {
         "rules.py: sqlalchemy.select", "rules.py: ledger.domain.errors"}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_handler_takes_the_context_the_unit_of_work_and_the_event(service: str) -> None:
+    """The page's handlers.py: one shape, ``(ctx, uow, envelope)``; the ledger's batch decision
+    takes the batch's events in the same unit of work."""
+    handlers = importlib.import_module(f"{service}.handlers")
+    functions = list(getattr(handlers, "HANDLERS", {}).values())
+    if service == "ledger":
+        functions = [importlib.import_module("ledger.service").post]
+    assert functions
+    for function in functions:
+        assert list(inspect.signature(function).parameters)[:2] == ["ctx", "uow"], function.__qualname__
+
+
+def command_models_outside_commands(package: Path) -> list[str]:
+    """Classes deriving from the command base (or a service's own base of it) defined anywhere
+    but the service's ``commands.py``."""
+    bases = {"Command", "AccountCommand"}
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "commands.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and any(getattr(base, "id", None) in bases for base in node.bases):
+                found.append(f"{path.relative_to(package)}: {node.name}")
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_services_command_models_are_in_its_commands_module(service: str) -> None:
+    assert command_models_outside_commands(package_of(service)) == []
+
+
+def test_the_command_check_finds_a_command_model_elsewhere(tmp_path: Path) -> None:
+    (tmp_path / "service.py").write_text("class Pay(Command):\n    amount: int\n", encoding="utf-8")
+    (tmp_path / "commands.py").write_text("class Refund(Command):\n    amount: int\n", encoding="utf-8")
+    assert command_models_outside_commands(tmp_path) == ["service.py: Pay"]
