@@ -73,6 +73,8 @@ async def staged_by(ctx: ServiceContext, work: Callable[[UnitOfWork], Awaitable[
 
 @dataclass(frozen=True)
 class Message:
+    """One message in the broker's log, as a relay handed it over."""
+
     topic: str
     key: bytes
     value: bytes
