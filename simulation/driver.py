@@ -32,6 +32,7 @@ from billing_contracts.catalog.payments import PaymentReceived
 from billing_contracts.envelope import Envelope
 from billing_contracts.ids import uuid7
 from billing_contracts.money import Money
+from ledger import commands as ledger_commands
 from ledger import service as ledger
 from tariff import commands as tariff_commands
 from tariff import service as tariff
@@ -195,8 +196,9 @@ class Run:
         if source is None or target is None:
             return
         await self._held_to(json.dumps(step), self.model.transfer(step["from"], step["to"], step["amount"]),
-                            ledger.transfer(self.suite.contexts["ledger"], source, target, Money(minor=step["amount"]),
-                                            requested_by=f"cabinet:{source}"))
+                            ledger.transfer(self.suite.contexts["ledger"], ledger_commands.Transfer(
+                                from_account=source, to_account=target, amount=Money(minor=step["amount"]),
+                                requested_by=f"cabinet:{source}")))
 
     async def _do_place(self, step: Step) -> None:
         from ledger import store
@@ -211,8 +213,9 @@ class Run:
         item = next((i for i in items if (i.channel.value, i.reference) == (channel, reference)), None)
         if item is None:
             raise Broken("suspense", f"{step['key']} should be open in suspense to be placed, it is not")
-        await ledger.resolve_suspense(self.suite.contexts["ledger"], item.transaction_id, number,
-                                      OperatorNote(who="cli:simulation", why="placed by the simulation"))
+        await ledger.resolve_suspense(self.suite.contexts["ledger"], ledger_commands.ResolveSuspense(
+            parked_transaction_id=item.transaction_id, target_account=number,
+            operator=OperatorNote(who="cli:simulation", why="placed by the simulation")))
 
     async def _held_to(self, what: str, model_takes: bool, command: Awaitable[Any]) -> None:
         """Run a command the model has decided: the suite must take what the model takes and
@@ -261,9 +264,9 @@ class Run:
             return
         limit = step["limit"]
         await self._held_to(json.dumps(step), self.model.change_payment_type(step["label"], limit),
-                            ledger.change_payment_type(self.suite.contexts["ledger"], number,
-                                                       PaymentType.CREDIT if limit else PaymentType.PREPAID,
-                                                       Money(minor=limit), requested_by=f"cabinet:{number}"))
+                            ledger.change_payment_type(self.suite.contexts["ledger"], ledger_commands.ChangePaymentType(
+                                account_number=number, payment_type=PaymentType.CREDIT if limit else PaymentType.PREPAID,
+                                credit_limit=Money(minor=limit), requested_by=f"cabinet:{number}")))
 
     async def _do_redeem(self, step: Step) -> None:
         """A reward bought with bonuses; the request id is the step's, so sending it again is a retry."""
@@ -272,9 +275,9 @@ class Run:
             return
         price, kind = REWARDS[step["item"]]
         await self._held_to(json.dumps(step), self.model.redeem(step["request"], step["label"], step["item"]),
-                            ledger.redeem_bonus(self.suite.contexts["ledger"], number, Money(minor=price),
-                                                RedemptionPurpose(kind), item=step["item"],
-                                                request_id=uuid5(NAMESPACE_URL, f"simulation:{step['request']}")))
+                            ledger.redeem_bonus(self.suite.contexts["ledger"], ledger_commands.RedeemBonus(
+                                account_number=number, amount=Money(minor=price), purpose=RedemptionPurpose(kind),
+                                item=step["item"], request_id=uuid5(NAMESPACE_URL, f"simulation:{step['request']}"))))
 
     async def _do_reverse(self, step: Step) -> None:
         """An operator reverses a payment the ledger credited (its transaction, found by its key)."""
@@ -294,8 +297,9 @@ class Run:
         if len(credited) != 1:
             raise Broken("each payment has one fate, the model's", f"{step['key']} credited by {kinds}")
         await self._held_to(json.dumps(step), self.model.reverse(step["key"]),
-                            ledger.reverse(self.suite.contexts["ledger"], UUID(credited[0]),
-                                           OperatorNote(who="cli:simulation", why="reversed by the simulation")))
+                            ledger.reverse(self.suite.contexts["ledger"], ledger_commands.Reverse(
+                                transaction_id=UUID(credited[0]),
+                                operator=OperatorNote(who="cli:simulation", why="reversed by the simulation"))))
 
     async def _do_secret(self, step: Step) -> None:
         """A password by SMS, or a reset code to the registered phone (the form every registration uses)."""

@@ -30,6 +30,7 @@ from billing_events.schema import outbox
 from billing_events.sealing import seal
 from billing_events.testing.plugin import eventually
 from ledger import service as ledger
+from ledger.commands import ChangePaymentType
 from tariff import commands as tariff_commands
 from tariff import service as tariff
 
@@ -65,8 +66,9 @@ async def _open(suite: Any, number: str, payment_type: PaymentType) -> int:
     await eventually(lambda: suite.ledger_account_open(number), what=f"{number} opened")
     paid = PAID
     if payment_type is PaymentType.CREDIT:
-        await ledger.change_payment_type(suite.ledger_context, number, PaymentType.CREDIT,
-                                         Money(minor=CREDIT_LIMIT), requested_by="operator")
+        await ledger.change_payment_type(suite.ledger_context, ChangePaymentType(
+            account_number=number, payment_type=PaymentType.CREDIT, credit_limit=Money(minor=CREDIT_LIMIT),
+            requested_by="operator"))
         paid = CREDIT_PAID
     payment = PaymentReceived(account_number=number, channel="terminal", reference=f"T-{number}",
                               amount=Money(minor=paid), received_at=suite.clock.now())

@@ -34,6 +34,7 @@ from identity.settings import IdentitySettings
 from ledger import domain as ledger_domain
 from ledger import service as ledger
 from ledger.app import build as build_ledger
+from ledger.commands import Transfer
 from ledger.settings import LedgerSettings
 from notifier import store as notifier_store
 from notifier.app import build as build_notifier
@@ -142,10 +143,12 @@ async def test_a_subscribers_life_runs_through_every_service_in_memory(suite: Me
     assert (await ledger.balance(suite.ctx("ledger"), first)).main == charged
     assert (await tariff.get_subscription(suite.ctx("tariff"), first)).balance.main.minor == charged
 
-    moved = await ledger.transfer(suite.ctx("ledger"), first, second, Money(minor=10_000), requested_by="operations")
+    moved = await ledger.transfer(suite.ctx("ledger"), Transfer(from_account=first, to_account=second,
+                                                                amount=Money(minor=10_000), requested_by="operations"))
     assert [e.event_type for e in moved].count("BalanceChanged") == 2
     with pytest.raises(ledger_domain.RequestRefused):
-        await ledger.transfer(suite.ctx("ledger"), second, first, Money(minor=999_999), requested_by="operations")
+        await ledger.transfer(suite.ctx("ledger"), Transfer(from_account=second, to_account=first,
+                                                            amount=Money(minor=999_999), requested_by="operations"))
     await suite.settle()
     assert (await ledger.balance(suite.ctx("ledger"), second)).main == 10_000
     assert (await tariff.get_subscription(suite.ctx("tariff"), second)).balance.main.minor == 10_000

@@ -190,6 +190,9 @@ async def test_the_account_is_the_tokens(ledger: LedgerDriver) -> None:
     async with _door(ledger, "100000000099") as stranger:  # a token for an account the ledger does not have
         unknown = await stranger.post("/ledger/card-payments", json={"amount": {"minor": 100}})
     assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_account")
+    async with _door(ledger, "12345") as odd:  # a subject that is no account number: the request's fault
+        malformed = await odd.post("/ledger/card-payments", json={"amount": {"minor": 100}})
+    assert (malformed.status_code, malformed.json()["code"]) == (422, "invalid_request")
 
 
 @pytest.mark.parametrize(("minor", "after_campaign", "bonus"), [

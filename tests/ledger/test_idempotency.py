@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy import func, select, text
@@ -34,6 +34,7 @@ from billing_contracts.money import Money
 from billing_events.schema import outbox, plumbing_metadata
 from billing_contracts.topics import TopicNames
 from ledger import service, store
+from ledger.commands import ChangePaymentType, RedeemBonus, Transfer
 from ledger.domain import BonusCampaign, LedgerError, RequestRefused
 from ledger.context import LedgerContext
 
@@ -56,6 +57,12 @@ def registered(number: str) -> SubscriberRegistered:
 def payment(number: str, minor: int, reference: str = "ref-1", channel: str = "terminal") -> PaymentReceived:
     return PaymentReceived(account_number=number, channel=channel, reference=reference,
                            amount=Money(minor=minor), received_at=clock.now())
+
+
+def transfer(source: str, target: str, minor: int, request_id: UUID | None = None) -> Transfer:
+    """The subscriber of ``source`` moves ``minor`` kopecks to ``target``."""
+    return Transfer(from_account=source, to_account=target, amount=Money(minor=minor),
+                    requested_by=f"cabinet:{source}", request_id=request_id)
 
 
 def charge(number: str, minor: int, charge_id: str = "charge-1") -> ChargeApplied:
@@ -168,15 +175,12 @@ async def test_a_refused_transfer_delivered_again_after_a_top_up_stays_refused(l
 async def test_a_command_retried_with_its_request_id_answers_the_original_outcome(ledger: Ledger) -> None:
     await ledger.post(registered(A), registered(B), payment(A, 10_000))
     request_id = uuid4()
-    first = await service.transfer(ledger.ctx, A, B, Money(minor=4_000), requested_by=f"cabinet:{A}",
-                                   request_id=request_id)
-    again = await service.transfer(ledger.ctx, A, B, Money(minor=4_000), requested_by=f"cabinet:{A}",
-                                   request_id=request_id)
+    first = await service.transfer(ledger.ctx, transfer(A, B, 4_000, request_id))
+    again = await service.transfer(ledger.ctx, transfer(A, B, 4_000, request_id))
     assert [e.event_id for e in again] == [e.event_id for e in first]
     assert (await ledger.main(A), await ledger.main(B)) == (6_000, 4_000)
     with pytest.raises(LedgerError) as refused:
-        await service.transfer(ledger.ctx, A, B, Money(minor=9_000), requested_by=f"cabinet:{A}",
-                               request_id=request_id)
+        await service.transfer(ledger.ctx, transfer(A, B, 9_000, request_id))
     assert refused.value.code == "conflicting_duplicate"
     assert "40.00 RUB" in refused.value.message and "90.00 RUB" in refused.value.message
 
@@ -189,8 +193,7 @@ async def test_a_refused_request_retried_with_its_request_id_is_refused_again_an
     refusals = []
     for _ in range(2):
         with pytest.raises(RequestRefused) as refused:
-            await service.transfer(ledger.ctx, A, B, Money(minor=4_000), requested_by=f"cabinet:{A}",
-                                   request_id=request_id)
+            await service.transfer(ledger.ctx, transfer(A, B, 4_000, request_id))
         refusals.append((refused.value.code, refused.value.message, refused.value.request_id))
         await ledger.post(payment(A, 10_000, reference=f"TOP-UP-{len(refusals)}"))
     assert refusals[0] == refusals[1] == ("insufficient_funds", f"{A} may transfer 10.00 RUB, not 40.00 RUB", request_id)
@@ -226,7 +229,7 @@ async def test_an_over_limit_payment_from_a_channel_is_parked_with_a_reason(ledg
     assert past_the_bound.code == "amount_out_of_bounds"  # the terminal's cash account is at −10^15
     assert "op:cash:terminal would hold -10000000000000.01 RUB" in past_the_bound.message
     with pytest.raises(LedgerError) as refused:
-        await service.transfer(ledger.ctx, A, B, Money(minor=1_000_001), requested_by=f"cabinet:{A}")
+        await service.transfer(ledger.ctx, transfer(A, B, 1_000_001))
     assert refused.value.code == "amount_over_limit"
     assert "10000.01 RUB" in refused.value.message and "10000.00 RUB" in refused.value.message
 
@@ -242,10 +245,11 @@ async def test_a_balance_that_would_leave_the_money_range_is_refused_in_words(le
 
 async def test_credit_is_not_cash(ledger: Ledger) -> None:
     await ledger.post(registered(A), registered(B), payment(A, 90_000))
-    await service.change_payment_type(ledger.ctx, A, PaymentType.CREDIT, Money(minor=500_000),
-                                      requested_by="operator:ivanova")
+    await service.change_payment_type(ledger.ctx, ChangePaymentType(
+        account_number=A, payment_type=PaymentType.CREDIT, credit_limit=Money(minor=500_000),
+        requested_by="operator:ivanova"))
     with pytest.raises(RequestRefused) as refused:
-        await service.transfer(ledger.ctx, A, B, Money(minor=500_000), requested_by=f"cabinet:{A}")
+        await service.transfer(ledger.ctx, transfer(A, B, 500_000))
     assert refused.value.code == "credit_not_transferable"
     assert refused.value.message == f"{A} may transfer 900.00 RUB, not 5000.00 RUB: the credit limit covers charges only"
     assert (await ledger.main(A), await ledger.main(B)) == (90_000, 0)
@@ -264,7 +268,8 @@ async def test_a_refused_bonus_redemption_is_an_answer_not_a_dead_letter(ledger:
     assert (rejected.reason.value, rejected.requested.minor, rejected.available.minor) == (
         "insufficient_bonus", 5_000, 2_000)
     assert rejected.detail == f"{A} has 20.00 RUB in bonuses, not 50.00 RUB"
-    events = await service.redeem_bonus(ledger.ctx, A, Money(minor=1_500), RedemptionPurpose.DISCOUNT)
+    events = await service.redeem_bonus(ledger.ctx, RedeemBonus(account_number=A, amount=Money(minor=1_500),
+                                                                purpose=RedemptionPurpose.DISCOUNT))
     assert [e.event_type for e in events] == ["BalanceChanged", "BonusRedeemed"]
     assert await ledger.bonus(A) == 500
 

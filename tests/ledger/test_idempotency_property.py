@@ -29,6 +29,7 @@ from billing_contracts.money import Money
 from billing_events.schema import plumbing_metadata
 from billing_contracts.topics import TopicNames
 from ledger import service, store
+from ledger.commands import ResolveSuspense
 from ledger.domain import LedgerError, OperatorNote, SuspenseStatus
 from ledger.context import LedgerContext
 
@@ -102,8 +103,9 @@ class Run:
         if parked:
             item = parked[pick % len(parked)]
             try:
-                await service.resolve_suspense(self.ctx, item.transaction_id, target,
-                                               OperatorNote("operator.test", "the payer typed it wrong"))
+                await service.resolve_suspense(self.ctx, ResolveSuspense(
+                    parked_transaction_id=item.transaction_id, target_account=target,
+                    operator=OperatorNote("operator.test", "the payer typed it wrong")))
             except LedgerError as refused:
                 assert refused.code in {"unknown_account", "account_closed"}
 

@@ -68,20 +68,23 @@ async def test_charge_debits_even_into_a_negative_balance(ledger: Any) -> None:
 
 async def test_payment_for_an_unknown_account_waits_in_suspense_until_resolved(ledger: Any) -> None:
     from ledger import service
+    from ledger.commands import ResolveSuspense
     from ledger.domain import LedgerError, OperatorNote
 
     await ledger.register(B)
     await ledger.pay("999999999999", 40_000, "LOST-1")
     [unmatched] = await ledger.reader.wait_for_type("PaymentUnmatched")
     assert unmatched.payload.reason == "unknown_account"
-    events = await service.resolve_suspense(ledger.ctx, unmatched.payload.transaction_id, B,
-                                            OperatorNote("operator.ivanova", "payer typed the number wrong"))
+    events = await service.resolve_suspense(ledger.ctx, ResolveSuspense(
+        parked_transaction_id=unmatched.payload.transaction_id, target_account=B,
+        operator=OperatorNote("operator.ivanova", "payer typed the number wrong")))
     assert {e.event_type for e in events} == {"BalanceChanged", "SuspenseResolved"}
     assert await ledger.main_balance(B) == 40_000
     await ledger.reader.wait_for_type("SuspenseResolved", account_number=B)
     again = None
     try:
-        await service.resolve_suspense(ledger.ctx, unmatched.payload.transaction_id, B, OperatorNote("x", "twice"))
+        await service.resolve_suspense(ledger.ctx, ResolveSuspense(
+            parked_transaction_id=unmatched.payload.transaction_id, target_account=B, operator=OperatorNote("x", "twice")))
     except LedgerError as exc:
         again = exc.code
     assert again == "suspense_not_open"

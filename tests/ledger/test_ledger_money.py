@@ -15,6 +15,7 @@ from billing_contracts.accounts import luhn_check_digit
 from billing_contracts.catalog.ledger import PaymentType, TransactionKind
 from billing_contracts.money import Money
 from ledger import service
+from ledger.commands import ChangePaymentType, Transfer
 from ledger.domain import LedgerError, RequestRefused, transaction_id_for
 
 NUMBERS = [body + luhn_check_digit(body) for body in (f"1000000{i:04d}" for i in range(10))]
@@ -35,8 +36,9 @@ async def test_concurrent_transfers_keep_every_kopeck(ledger: Any) -> None:
 
     async def one(source: str, target: str) -> str:
         try:
-            events = await service.transfer(ledger.ctx, source, target, Money(minor=rng.randint(1, 4_000)),
-                                            requested_by="test")
+            events = await service.transfer(ledger.ctx, Transfer(
+                from_account=source, to_account=target, amount=Money(minor=rng.randint(1, 4_000)),
+                requested_by="test"))
         except RequestRefused:
             return "rejected"
         except LedgerError as exc:
@@ -57,15 +59,21 @@ async def test_concurrent_transfers_keep_every_kopeck(ledger: Any) -> None:
 async def test_transfer_refusals_name_the_reason(ledger: Any) -> None:
     a, b = NUMBERS[:2]
     await _fund(ledger, [a, b], 1_000)
-    too_much = await _refused(service.transfer(ledger.ctx, a, b, Money(minor=1_001), requested_by="support"))
+    too_much = await _refused(_transfer(ledger, a, b, 1_001))
     assert too_much.code == "insufficient_funds"
     [announced] = await ledger.reader.wait_for_type("TransferRejected", request_id=too_much.request_id)
     assert announced.payload.reason == "insufficient_funds" and announced.account == a
-    same = await _refused(service.transfer(ledger.ctx, a, a, Money(minor=1), requested_by="support"))
+    same = await _refused(_transfer(ledger, a, a, 1))
     assert same.code == "same_account"
-    unknown = await _refused(service.transfer(ledger.ctx, a, "100000000099", Money(minor=1), requested_by="support"))
+    unknown = await _refused(_transfer(ledger, a, "100000000099", 1))
     assert unknown.code == "target_unknown"
     assert [await ledger.main_balance(n) for n in (a, b)] == [1_000, 1_000]
+
+
+async def _transfer(ledger: Any, source: str, target: str, minor: int) -> list[Any]:
+    """Support moves ``minor`` kopecks from ``source`` to ``target``."""
+    return await service.transfer(ledger.ctx, Transfer(from_account=source, to_account=target,
+                                                       amount=Money(minor=minor), requested_by="support"))
 
 
 async def _refused(request: Awaitable[Any]) -> RequestRefused:
@@ -78,15 +86,17 @@ async def _refused(request: Awaitable[Any]) -> RequestRefused:
 async def test_credit_payment_type_lets_the_balance_go_to_minus_the_limit(ledger: Any) -> None:
     a, b = NUMBERS[:2]
     await _fund(ledger, [a, b], 1_000)
-    await service.change_payment_type(ledger.ctx, a, PaymentType.CREDIT, Money(minor=5_000), requested_by="operator")
-    credit = await _refused(service.transfer(ledger.ctx, a, b, Money(minor=6_000), requested_by="support"))
+    await service.change_payment_type(ledger.ctx, ChangePaymentType(
+        account_number=a, payment_type=PaymentType.CREDIT, credit_limit=Money(minor=5_000), requested_by="operator"))
+    credit = await _refused(_transfer(ledger, a, b, 6_000))
     assert credit.code == "credit_not_transferable"  # credit covers charges, it is not cash
     await ledger.charge(a, 6_000, "CREDIT-1")
     await ledger.balance_becomes(a, -5_000)
-    refused = await _refused(service.transfer(ledger.ctx, a, b, Money(minor=1), requested_by="support"))
+    refused = await _refused(_transfer(ledger, a, b, 1))
     assert refused.code == "insufficient_funds"
     with pytest.raises(LedgerError) as back:
-        await service.change_payment_type(ledger.ctx, a, PaymentType.PREPAID, Money(minor=0), requested_by="operator")
+        await service.change_payment_type(ledger.ctx, ChangePaymentType(
+            account_number=a, payment_type=PaymentType.PREPAID, credit_limit=Money(minor=0), requested_by="operator"))
     assert back.value.code == "debt_outstanding"
     [changed] = await ledger.reader.wait_for_type("PaymentTypeChanged", account_number=a)
     assert changed.payload.credit_limit.minor == 5_000

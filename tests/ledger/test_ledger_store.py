@@ -21,6 +21,7 @@ from billing_events.schema import plumbing_metadata
 from billing_events.testing.intruder import as_intruder
 from billing_contracts.topics import TopicNames
 from ledger import service, store
+from ledger.commands import ChangePaymentType, Transfer
 from ledger.context import LedgerContext
 
 clock = ManualClock(datetime(2026, 12, 1, tzinfo=UTC))
@@ -103,9 +104,12 @@ async def test_dropping_every_projection_and_rebuilding_gives_back_identical_acc
                            charged_for=PLAN, fee_kind=FeeKind.SUBSCRIPTION, billing_day=clock.now().date())
     try:
         await ctx.unit_of_work(lambda uow: service.post(ctx, uow, [*map(_envelope_for, registered), _envelope(payment), _envelope_for(lost)]))
-        await service.change_payment_type(ctx, b, PaymentType.CREDIT, Money(minor=50_000), requested_by="operator")
+        await service.change_payment_type(ctx, ChangePaymentType(account_number=b, payment_type=PaymentType.CREDIT,
+                                                                 credit_limit=Money(minor=50_000),
+                                                                 requested_by="operator"))
         await ctx.unit_of_work(lambda uow: service.post(ctx, uow, [_envelope_for(charge)]))
-        await service.transfer(ctx, A, b, Money(minor=10_000), requested_by=f"cabinet:{A}")
+        await service.transfer(ctx, Transfer(from_account=A, to_account=b, amount=Money(minor=10_000),
+                                             requested_by=f"cabinet:{A}"))
         before = await _projections(db)
         assert before["accounts"][1][4:6] == ("credit", 50_000)
         async with db.transaction() as conn:

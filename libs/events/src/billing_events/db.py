@@ -58,6 +58,10 @@ class Database:
             _make_sqlite_transactional(self.engine)
         self.waiting = 0
         """Tasks waiting for a connection now (the pool's own count does not say)."""
+        self._in_memory_turn = asyncio.Lock() if self.is_sqlite and _in_memory(url) else None
+        """A database in memory lives in its one connection, which tasks share: they take turns
+        with it, as they would queue for SQLite's one writer, instead of meeting inside each
+        other's transactions."""
 
     def in_use(self) -> int:
         """Connections checked out of the pool now."""
@@ -70,6 +74,8 @@ class Database:
         async with AsyncExitStack() as stack:
             self.waiting += 1
             try:
+                if self._in_memory_turn is not None:
+                    await stack.enter_async_context(self._in_memory_turn)
                 conn = await stack.enter_async_context(acquire)
             finally:
                 self.waiting -= 1
@@ -140,6 +146,11 @@ class Database:
 
 _READS_ONLY = "billing_reads_only"
 """The execution option :meth:`Database.connect` sets: SQLite begins its transaction deferred."""
+
+
+def _in_memory(url: str) -> bool:
+    """``sqlite+aiosqlite://`` or ``...:///:memory:``: a database with no file."""
+    return url.split("://", 1)[1] in ("", "/:memory:")
 
 
 def _make_sqlite_transactional(engine: AsyncEngine) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -45,6 +45,7 @@ from billing_events.languages import DEFAULT_LANGUAGE, chosen_language, sentence
 from billing_events.logging import get_logger
 
 log = get_logger(__name__)
+C = TypeVar("C")
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -193,6 +194,16 @@ def invalid_request(details: Iterable[Mapping[str, Any]] | ValidationError, requ
     message, language = _in_words(request, "invalid_request", f"the request has invalid fields: {fields}",
                                   {"fields": fields})
     return problem(422, "invalid_request", message, errors, headers=language)
+
+
+def command_of(build: Callable[[], C]) -> C:
+    """The command a route builds from the path, the body and the caller's token: what its model
+    refuses (a token's subject that is no account number, a limit the body does not hold) is
+    the request's fault, answered 422 as the body's own validation is, never a failure (500)."""
+    try:
+        return build()
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
 
 
 def reader_language(request: Request) -> str:

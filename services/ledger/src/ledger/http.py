@@ -22,10 +22,11 @@ from billing_contracts.catalog.ledger import (
 )
 from billing_contracts.catalog.payments import PaymentChannel
 from billing_events.errors import DomainError
-from billing_events.http import AccountPath, ApiError, PositiveAmount, RequestBody, callers, json_body, problem_responses
+from billing_events.http import (AccountPath, ApiError, PositiveAmount, RequestBody, callers, command_of, json_body,
+                                 problem_responses)
 from billing_contracts.money import Money, PositiveMoney
 
-from ledger import receipt_pdf, service
+from ledger import commands, receipt_pdf, service
 from ledger.acquirer import SIGNATURE_HEADER, Acquirer, CallbackBody, callback_body
 from ledger.context import LedgerContext
 from ledger.domain import STATEMENT_COLUMNS, BonusCampaign, BonusHistory, BonusLine, OperatorNote, Receipt
@@ -143,19 +144,19 @@ REQUESTED_BY = ("Who asks: the token says it (cabinet:<account> for a subscriber
 class TransferBody(RequestBody):
     to_account: AccountNumber
     amount: PositiveAmount
-    request_id: UUID | None = Field(default=None, description="Send the same id again to retry safely")
-    requested_by: str | None = Field(default=None, min_length=1, max_length=64, description=REQUESTED_BY)
+    request_id: commands.RequestId = None
+    requested_by: commands.Requester | None = Field(default=None, description=REQUESTED_BY)
 
 
 class RedemptionBody(RequestBody):
-    item: str | None = Field(default=None, min_length=1, max_length=40,
-                             description="An item of the rewards catalogue (GET /ledger/rewards): its price and"
-                                         " kind are taken (given amount or purpose must match them)")
+    item: commands.RewardCode | None = Field(
+        default=None, description="An item of the rewards catalogue (GET /ledger/rewards): its price and kind are"
+                                  " taken (given amount or purpose must match them)")
     amount: PositiveAmount | None = Field(default=None, description="Bonuses to spend; required without item")
     purpose: RedemptionPurpose | None = Field(
         default=None, description="discount or gift (bonuses pay charges by themselves); required without item")
-    description: str = Field(default="", max_length=200)
-    request_id: UUID | None = Field(default=None, description="Send the same id again to retry safely")
+    description: commands.RedemptionDescription = ""
+    request_id: commands.RequestId = None
 
     @model_validator(mode="after")
     def _an_item_or_an_amount_and_purpose(self) -> RedemptionBody:
@@ -175,7 +176,7 @@ class RewardView(BaseModel):
 class PaymentTypeBody(RequestBody):
     payment_type: PaymentType
     credit_limit: Money
-    requested_by: str | None = Field(default=None, min_length=1, max_length=64, description=REQUESTED_BY)
+    requested_by: commands.Requester | None = Field(default=None, description=REQUESTED_BY)
 
 
 def _not_blank(text: str) -> str:
@@ -368,10 +369,10 @@ def build_router(ctx: LedgerContext, republish: Republish, acquirer: Acquirer, *
     @router.post("/accounts/{number}/transfers", response_model=EventsView, openapi_extra=callers("subscriber", "service"))
     async def post_transfer(caller: Caller, number: AccountPath, body: TransferBody) -> EventsView:
         require_account(caller, number)
-        events = await service.transfer(ctx, number, body.to_account, body.amount,
-                                        requested_by=_requester(caller, body.requested_by),
-                                        request_id=body.request_id)
-        return _events(events)
+        command = command_of(lambda: commands.Transfer(
+            from_account=number, to_account=body.to_account, amount=body.amount,
+            requested_by=_requester(caller, body.requested_by), request_id=body.request_id))
+        return _events(await service.transfer(ctx, command))
 
     @router.post("/accounts/{number}/bonus-redemptions", response_model=EventsView,
                  openapi_extra=callers("subscriber", "service"))
@@ -386,22 +387,26 @@ def build_router(ctx: LedgerContext, republish: Republish, acquirer: Acquirer, *
             purpose = purpose or reward.kind
             description = description or reward.name
         assert amount is not None and purpose is not None  # the body's own validation
-        events = await service.redeem_bonus(ctx, number, amount, purpose, request_id=body.request_id,
-                                            description=description, item=body.item)
-        return _events(events)
+        command = command_of(lambda: commands.RedeemBonus(
+            account_number=number, amount=amount, purpose=purpose, description=description, item=body.item,
+            request_id=body.request_id))
+        return _events(await service.redeem_bonus(ctx, command))
 
     @router.put("/accounts/{number}/payment-type", response_model=EventsView, openapi_extra=callers("subscriber", "service"))
     async def put_payment_type(caller: Caller, number: AccountPath, body: PaymentTypeBody) -> EventsView:
         require_account(caller, number)
-        return _events(await service.change_payment_type(ctx, number, body.payment_type, body.credit_limit,
-                                                         requested_by=_requester(caller, body.requested_by)))
+        command = command_of(lambda: commands.ChangePaymentType(
+            account_number=number, payment_type=body.payment_type, credit_limit=body.credit_limit,
+            requested_by=_requester(caller, body.requested_by)))
+        return _events(await service.change_payment_type(ctx, command))
 
     @router.post("/card-payments", response_model=CardPaymentView, status_code=201,
                  openapi_extra=callers("subscriber"))
     async def post_card_payment(caller: Caller, body: CardPaymentBody) -> CardPaymentView:
         """Pay by card on the website: an intent for the token's own account, and the acquirer's
         page to send the subscriber to. The acquirer's callback settles it."""
-        intent = await service.open_card_payment(ctx, _subscriber(caller), body.amount)
+        command = command_of(lambda: commands.OpenCardPayment(account_number=_subscriber(caller), amount=body.amount))
+        intent = await service.open_card_payment(ctx, command)
         return CardPaymentView.of(intent, acquirer)
 
     @router.get("/card-payments/{intent_id}", response_model=CardPaymentView, openapi_extra=callers("subscriber"))
@@ -429,14 +434,16 @@ def build_router(ctx: LedgerContext, republish: Republish, acquirer: Acquirer, *
     @router.post("/suspense/{transaction_id}/resolve", response_model=EventsView, openapi_extra=callers("service"))
     async def resolve(caller: Caller, transaction_id: UUID, body: ResolveBody) -> EventsView:
         require_scope(caller, "ledger:resolve")
-        return _events(await service.resolve_suspense(ctx, transaction_id, body.target_account,
-                                                      body.note(caller)))
+        command = command_of(lambda: commands.ResolveSuspense(
+            parked_transaction_id=transaction_id, target_account=body.target_account, operator=body.note(caller)))
+        return _events(await service.resolve_suspense(ctx, command))
 
     @router.post("/transactions/{transaction_id}/reverse", response_model=EventsView,
                  openapi_extra=callers("service"))
     async def reverse(caller: Caller, transaction_id: UUID, body: OperatorBody) -> EventsView:
         require_scope(caller, "ledger:reverse")
-        return _events(await service.reverse(ctx, transaction_id, body.note(caller)))
+        command = command_of(lambda: commands.Reverse(transaction_id=transaction_id, operator=body.note(caller)))
+        return _events(await service.reverse(ctx, command))
 
     return router
 

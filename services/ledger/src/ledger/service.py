@@ -24,9 +24,7 @@ from billing_events import metrics
 from billing_contracts.catalog.identity import SubscriberRegistered
 from billing_contracts.catalog.ledger import (
     BonusRedemptionRequested,
-    PaymentType,
     PaymentTypeChangeRequested,
-    RedemptionPurpose,
     TransactionKind,
     TransferRequested,
 )
@@ -35,11 +33,11 @@ from billing_contracts.catalog.tariff import ChargeApplied, SubscriptionClosed
 from billing_events.consumer import Verdicts
 from billing_contracts.envelope import Envelope, Event, decode
 from billing_events.logging import get_logger
-from billing_contracts.money import Money
 from billing_events.service import CommandDecision
 from billing_events.unit_of_work import UnitOfWork
 
 from ledger import domain, integrity, store
+from ledger.commands import ChangePaymentType, OpenCardPayment, RedeemBonus, ResolveSuspense, Reverse, Transfer
 from ledger.context import LedgerContext
 from ledger.domain import (
     AccountFact,
@@ -51,7 +49,6 @@ from ledger.domain import (
     IdempotencyRecord,
     KeyFamily,
     LedgerError,
-    OperatorNote,
     Outcome,
     OutgoingEvent,
     Transaction,
@@ -293,30 +290,29 @@ def _answer(record: IdempotencyRecord) -> list[Envelope[Any]]:
     return [decode(line) for line in (record.answer or "").splitlines()]
 
 
-async def transfer(ctx: LedgerContext, from_account: str, to_account: str, amount: Money, *, requested_by: str,
-                   request_id: UUID | None = None) -> list[Envelope[Any]]:
-    request = TransferRequested(request_id=request_id or uuid7(), from_account=from_account,
-                                to_account=to_account, amount=amount, requested_by=requested_by)
-    return await submit(ctx, request, account=from_account)
+async def transfer(ctx: LedgerContext, command: Transfer) -> list[Envelope[Any]]:
+    request = TransferRequested(request_id=command.request_id or uuid7(), from_account=command.from_account,
+                                to_account=command.to_account, amount=command.amount,
+                                requested_by=command.requested_by)
+    return await submit(ctx, request, account=command.from_account)
 
 
-async def redeem_bonus(ctx: LedgerContext, number: str, amount: Money, purpose: RedemptionPurpose, *,
-                       request_id: UUID | None = None, description: str = "",
-                       item: str | None = None) -> list[Envelope[Any]]:
-    """Exchange bonuses for a discount or a gift (``item``: the rewards catalogue's, held to its
-    price): BonusRedeemed; a refusal raises :class:`domain.RequestRefused` once its
-    BonusRedemptionRejected is committed."""
-    request = BonusRedemptionRequested(request_id=request_id or uuid7(), account_number=number, amount=amount,
-                                       purpose=purpose, description=description, item=item)
-    return await submit(ctx, request, account=number)
+async def redeem_bonus(ctx: LedgerContext, command: RedeemBonus) -> list[Envelope[Any]]:
+    """BonusRedeemed (an item held to its price); a refusal raises :class:`domain.RequestRefused`
+    once its BonusRedemptionRejected is committed."""
+    request = BonusRedemptionRequested(request_id=command.request_id or uuid7(),
+                                       account_number=command.account_number, amount=command.amount,
+                                       purpose=command.purpose, description=command.description,
+                                       item=command.item)
+    return await submit(ctx, request, account=command.account_number)
 
 
-async def change_payment_type(ctx: LedgerContext, number: str, payment_type: PaymentType, credit_limit: Money,
-                              *, requested_by: str) -> list[Envelope[Any]]:
+async def change_payment_type(ctx: LedgerContext, command: ChangePaymentType) -> list[Envelope[Any]]:
     """A subscriber's own request (``requested_by`` ``cabinet:<number>``) has a ceiling on the limit."""
-    request = PaymentTypeChangeRequested(request_id=uuid7(), account_number=number, payment_type=payment_type,
-                                         credit_limit=credit_limit, requested_by=requested_by)
-    return await submit(ctx, request, account=number)
+    request = PaymentTypeChangeRequested(request_id=uuid7(), account_number=command.account_number,
+                                         payment_type=command.payment_type, credit_limit=command.credit_limit,
+                                         requested_by=command.requested_by)
+    return await submit(ctx, request, account=command.account_number)
 
 
 async def _operator_command(ctx: LedgerContext, decide: Callable[[AsyncConnection], Any]) -> list[Envelope[Any]]:
@@ -332,9 +328,10 @@ async def _operator_command(ctx: LedgerContext, decide: Callable[[AsyncConnectio
     return await ctx.unit_of_work(work)
 
 
-async def resolve_suspense(ctx: LedgerContext, parked_transaction_id: UUID, target_number: str,
-                           operator: OperatorNote) -> list[Envelope[Any]]:
+async def resolve_suspense(ctx: LedgerContext, command: ResolveSuspense) -> list[Envelope[Any]]:
     """Operations move a parked payment to the account it was meant for."""
+    parked_transaction_id, target_number, operator = (command.parked_transaction_id, command.target_account,
+                                                      command.operator)
 
     async def decide(conn: AsyncConnection) -> tuple[_Batch, Outcome, BusinessKey]:
         item = await store.suspense_item(conn, parked_transaction_id, lock=True)
@@ -350,8 +347,9 @@ async def resolve_suspense(ctx: LedgerContext, parked_transaction_id: UUID, targ
     return await _operator_command(ctx, decide)
 
 
-async def reverse(ctx: LedgerContext, transaction_id: UUID, operator: OperatorNote) -> list[Envelope[Any]]:
+async def reverse(ctx: LedgerContext, command: Reverse) -> list[Envelope[Any]]:
     """A correction: a new transaction with the negated postings of ``transaction_id``."""
+    transaction_id, operator = command.transaction_id, command.operator
 
     async def decide(conn: AsyncConnection) -> tuple[_Batch, Outcome, None]:
         original = await store.transaction(conn, transaction_id)
@@ -372,8 +370,10 @@ async def reverse(ctx: LedgerContext, transaction_id: UUID, operator: OperatorNo
 # --- card payments from the cabinet ----------------------------------------------------------
 
 
-async def open_card_payment(ctx: LedgerContext, number: str, amount: Money) -> CardIntent:
-    """An intent to pay ``amount`` by card into ``number`` (the caller's token names the account)."""
+async def open_card_payment(ctx: LedgerContext, command: OpenCardPayment) -> CardIntent:
+    """An intent to pay by card into the account (the caller's token names it)."""
+    number, amount = command.account_number, command.amount
+
     async def work(uow: UnitOfWork) -> CardIntent:
         intent = card.open_intent(await store.account(uow.conn, number), number, amount, intent_id=uuid7(),
                                   now=ctx.clock.now(), max_payment=ctx.max_payment)

@@ -20,13 +20,12 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from billing_events.auth import AuthenticatedRoute, Caller, Principal, as_credentials_say, require_account, require_scope
 from billing_contracts.catalog.common import AccountNumber
 from billing_contracts.catalog.tariff import ClosureSettlement, FeeKind, RequestChannel
-from billing_events.http import AccountPath, RequestBody, callers, problem_responses
+from billing_events.http import AccountPath, RequestBody, callers, command_of, problem_responses
 from billing_contracts.money import Money
 from tariff import commands, service
 from tariff.catalog import Catalog, Equipment, Option, Plan
@@ -222,11 +221,7 @@ def build_router(ctx: TariffContext) -> APIRouter:
     private = problem_responses(401, 403)
 
     async def call(function: Any, command: Callable[[], Any]) -> Any:
-        try:
-            built = command()
-        except ValidationError as exc:  # the command model's own limits
-            raise RequestValidationError(exc.errors()) from None
-        return await function(ctx, built)
+        return await function(ctx, command_of(command))
 
     @router.get("/catalog", response_model=CatalogView, openapi_extra=callers("anonymous", "subscriber", "service"))
     async def whole_catalog() -> Any:

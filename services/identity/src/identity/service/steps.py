@@ -14,6 +14,7 @@ from billing_contracts.catalog.identity import PasswordIssued, PasswordPurpose
 from billing_contracts.envelope import Envelope
 from billing_events.logging import get_logger
 from billing_events.sealing import seal
+from billing_events.unit_of_work import UnitOfWork
 from identity import store
 from identity.commands import SecretSent
 from identity.context import IdentityContext
@@ -172,12 +173,12 @@ async def count_address_request(
     if source is None:  # not from outside (the CLI, an operator's tool, a test)
         return None
 
-    async def count(conn: AsyncConnection) -> TooManyFromAddress | None:
-        state = await store.throttle_state(conn, ADDRESS_SCOPE, source)
+    async def count(uow: UnitOfWork) -> TooManyFromAddress | None:
+        state = await store.throttle_state(uow.conn, ADDRESS_SCOPE, source)
         state, outcome = rate_limited_request(state, now=now, policy=ctx.settings.address_throttle)
         if not outcome.accepted:
             return TooManyFromAddress(until=outcome.locked_until)
-        await store.save_throttle_state(conn, ADDRESS_SCOPE, source, state)
+        await store.save_throttle_state(uow.conn, ADDRESS_SCOPE, source, state)
         return None
 
     return await ctx.unit_of_work(count)
