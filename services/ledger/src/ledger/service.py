@@ -330,37 +330,35 @@ async def _operator_command(ctx: LedgerContext, decide: Callable[[AsyncConnectio
 
 async def resolve_suspense(ctx: LedgerContext, command: ResolveSuspense) -> list[Envelope[Any]]:
     """Operations move a parked payment to the account it was meant for."""
-    parked_transaction_id, target_number, operator = (command.parked_transaction_id, command.target_account,
-                                                      command.operator)
+    target = command.target_account
 
     async def decide(conn: AsyncConnection) -> tuple[_Batch, Outcome, BusinessKey]:
-        item = await store.suspense_item(conn, parked_transaction_id, lock=True)
+        item = await store.suspense_item(conn, command.parked_transaction_id, lock=True)
         if item is None:
-            raise CommandRefused(ErrorCode.SUSPENSE_NOT_OPEN, f"no parked payment {parked_transaction_id}")
+            raise CommandRefused(ErrorCode.SUSPENSE_NOT_OPEN, f"no parked payment {command.parked_transaction_id}")
         placed_before = await store.count_records(conn, KeyFamily.SUSPENSE_PLACEMENT, f"{item.transaction_id}#")
-        key = domain.placement_key(item.transaction_id, placed_before, target_number)
-        batch = await _load(conn, [], [target_number] if is_account_number(target_number) else [], [key])
-        outcome = domain.resolve_suspense(item, target=batch.states.get(target_number), target_number=target_number,
-                                          operator=operator, command_id=uuid7(), at=ctx.clock.now())
+        key = domain.placement_key(item.transaction_id, placed_before, target)
+        batch = await _load(conn, [], [target], [key])
+        outcome = domain.resolve_suspense(item, target=batch.states.get(target), target_number=target,
+                                          operator=command.operator, command_id=uuid7(), at=ctx.clock.now())
         return batch, outcome, key
 
     return await _operator_command(ctx, decide)
 
 
 async def reverse(ctx: LedgerContext, command: Reverse) -> list[Envelope[Any]]:
-    """A correction: a new transaction with the negated postings of ``transaction_id``."""
-    transaction_id, operator = command.transaction_id, command.operator
+    """A correction: a new transaction with the negated postings of the command's transaction."""
 
     async def decide(conn: AsyncConnection) -> tuple[_Batch, Outcome, None]:
-        original = await store.transaction(conn, transaction_id)
+        original = await store.transaction(conn, command.transaction_id)
         if original is None:
-            raise CommandRefused(ErrorCode.UNKNOWN_ACCOUNT, f"no transaction {transaction_id}")
+            raise CommandRefused(ErrorCode.UNKNOWN_ACCOUNT, f"no transaction {command.transaction_id}")
         numbers = [n for n in (domain.subscriber_number(p.account) for p in original.postings) if n]
         batch = await _load(conn, [], numbers)
         item = await store.suspense_item(conn, original.id, lock=True) or await store.suspense_settled_by(conn, original.id)
         already = bool(await store.reversed_ids(conn, [original.id]))
         outcome = domain.reverse(original, accounts=[batch.states[n] for n in dict.fromkeys(numbers)],
-                                 already_reversed=already, operator=operator, command_id=uuid7(),
+                                 already_reversed=already, operator=command.operator, command_id=uuid7(),
                                  at=ctx.clock.now(), suspense=item)
         return batch, outcome, None
 
@@ -372,10 +370,10 @@ async def reverse(ctx: LedgerContext, command: Reverse) -> list[Envelope[Any]]:
 
 async def open_card_payment(ctx: LedgerContext, command: OpenCardPayment) -> CardIntent:
     """An intent to pay by card into the account (the caller's token names it)."""
-    number, amount = command.account_number, command.amount
+    number = command.account_number
 
     async def work(uow: UnitOfWork) -> CardIntent:
-        intent = card.open_intent(await store.account(uow.conn, number), number, amount, intent_id=uuid7(),
+        intent = card.open_intent(await store.account(uow.conn, number), number, command.amount, intent_id=uuid7(),
                                   now=ctx.clock.now(), max_payment=ctx.max_payment)
         await store.insert_intent(uow.conn, intent)
         return intent
