@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -151,10 +150,10 @@ async def _scenario(url: str, batches: list[list[tuple[Any, ...]]]) -> None:
         await db.dispose()
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None)
 @given(batches=scenarios)
-def test_money_enters_the_journal_once_on_sqlite(tmp_path: Path, batches: list[list[tuple[Any, ...]]]) -> None:
-    asyncio.run(_scenario(f"sqlite+aiosqlite:///{tmp_path / f'{uuid4()}.db'}", batches))
+def test_money_enters_the_journal_once_on_sqlite(batches: list[list[tuple[Any, ...]]]) -> None:
+    asyncio.run(_scenario("sqlite+aiosqlite://", batches))  # a database in memory: a new one for each example
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
