@@ -81,8 +81,8 @@ async def test_what_a_unit_of_work_gathers_is_appended_at_its_end_cause_before_e
     topic = ctx.topics(effect.topic)
     assert await _log(ctx) == [
         (topic, A, str(cause.event_id)),
-        (topic, A, str(effect.event_id)),
         (topic + ".history", B, str(effect.event_id)),
+        (topic, A, str(effect.event_id)),
         ("t.billing.ledger.dlq", A, "unreadable"),
     ]
     assert await _count(ctx, dead_letters) == 1

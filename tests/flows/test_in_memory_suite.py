@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from billing_contracts.catalog.ledger import BalanceChanged, TransferRejected
+from billing_contracts.catalog.ledger import BalanceChanged, FundsTransferred, TransferRejected
 from billing_contracts.catalog.payments import PaymentReceived
 from billing_contracts.catalog.tariff import ClosureSettlement
-from billing_contracts.envelope import Envelope
+from billing_contracts.envelope import Envelope, decode
 from billing_contracts.money import Money
+from billing_events import event_log
 from billing_events.clock import ManualClock
 from billing_events.runtime import ServiceRuntime
 from billing_events.sealing import generate_keypair
@@ -165,6 +166,12 @@ async def test_a_subscribers_life_runs_through_every_service_in_memory(suite: Me
     left = (await ledger.balance(suite.ctx("ledger"), first)).main
     assert left == charged  # the second account's 10,000 came back with its closure
     assert (await tariff.get_subscription(suite.ctx("tariff"), first)).balance.main.minor == left
+    async with suite.ctx("ledger").db.connect() as conn:  # the receiving account's history: cause, then effect
+        history = [decode(row.value) for row in await event_log.account_page(conn, first)]
+    arrived = next(i for i, e in enumerate(history) if isinstance(e.payload, FundsTransferred)
+                   and e.payload.from_account == second)
+    assert isinstance(history[arrived + 1].payload, BalanceChanged)
+    assert history[arrived + 1].payload.delta_main.minor == 10_000
     async with suite.ctx("identity").db.connect() as conn:
         assert (await identity_store.subscriber_by_account(conn, second)).is_closed  # type: ignore[union-attr]
         assert not (await identity_store.subscriber_by_account(conn, first)).is_closed  # type: ignore[union-attr]

@@ -10,8 +10,10 @@ things wherever its work came from:
   (:meth:`UnitOfWork.keep`), the copies of events for another account's history
   (:meth:`UnitOfWork.copy_to_history`) and the dead letters (:meth:`UnitOfWork.dead_letter`).
 
-Those last four are gathered while the work runs and appended to the event log at its end, kept
-records first, so an account's archive reads cause before effect. What a handler staged under a
+Those last four are gathered while the work runs and appended to the event log at its end in
+one order, kept records, history copies, staged events, dead letters, so each account's archive
+reads cause before effect (a transfer's copy in the receiving account's history before that
+account's BalanceChanged, as when the copies were written first). What a handler staged under a
 :meth:`UnitOfWork.savepoint` that it then gave up is dropped with the savepoint's writes.
 
 :func:`run` opens one, runs the work, commits, and retries the whole on a transient database
@@ -118,8 +120,9 @@ class UnitOfWork:
     async def flush(self) -> None:
         """Append what was gathered to the event log, in the transaction, cause before effect."""
         await event_log.append_published(self.conn, self.kept, clock=self.clock)
-        await event_log.append(self.conn, self.staged, topics=self.topics, clock=self.clock)
+        # A copy is what another account's history shows of the cause of its own events that follow.
         await event_log.append_history_copies(self.conn, self.history_copies, topics=self.topics, clock=self.clock)
+        await event_log.append(self.conn, self.staged, topics=self.topics, clock=self.clock)
         await deadletter.record(self.conn, self.dead_letters, consumer=self.service, topics=self.topics,
                                 clock=self.clock)
 
